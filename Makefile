@@ -1,0 +1,113 @@
+# qvm — plain Makefile with pkg-config. `make help` lists the targets.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SANITIZE ?=
+CC      ?= cc
+PKGS    := jansson libnl-3.0 libnl-route-3.0 libcurl
+
+ifeq ($(SANITIZE),1)
+BUILD   := build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD   := build/release
+SANFLAGS :=
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wno-format-nonliteral -Werror
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -I. $(PKG_CFLAGS) -MMD -MP
+ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+LIBS    := $(PKG_LIBS) -lrt
+
+# Every folder's sources except the CLI entry point go into one static
+# library that the binary and the unit tests link.
+LIB_SRC := $(sort $(wildcard util/*.c qmp/*.c net/*.c storage/*.c lifecycle/*.c))
+CLI_SRC := $(sort $(wildcard cli/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIBQVM  := $(BUILD)/libqvm.a
+QVM     := $(BUILD)/qvm
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+GUEST   := build/guest
+
+.PHONY: all deps check unit e2e guest install demo format bench clean help
+.DEFAULT_GOAL := all
+
+all: $(QVM) build/qvm
+
+# build/qvm always names the binary of the last build, for tests and users.
+build/qvm: $(QVM)
+	@ln -sf $(notdir $(patsubst build/%,%,$(dir $(QVM))))/qvm $@
+
+$(QVM): $(CLI_OBJ) $(LIBQVM)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(LIBQVM) $(LIBS)
+
+$(LIBQVM): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIBQVM)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(LIBQVM) $(LIBS) $(ALL_LDFLAGS)
+
+# Installs with apt-get whatever building and testing need and is missing.
+deps:
+	@tests/lib/deps.sh
+
+guest: deps
+	@tests/guest/build.sh $(GUEST)
+
+unit: $(UNIT_BIN) $(QVM)
+	QVM_BUILD=$(BUILD) QVM_SOURCE=$(CURDIR) prove -f $(UNIT_BIN)
+
+e2e: all guest
+	QVM=$(CURDIR)/$(QVM) QVM_GUEST=$(CURDIR)/$(GUEST) QVM_SOURCE=$(CURDIR) \
+		prove -f --timer tests/e2e/*.t
+
+# The README's test command: installs what is missing, builds, runs every
+# unit and end-to-end test, then the unit suite again under ASan/UBSan.
+check: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) e2e
+ifneq ($(SANITIZE),1)
+	$(MAKE) SANITIZE=1 unit
+endif
+
+demo: deps
+	$(MAKE) all
+	@tests/guest/build.sh $(GUEST)
+	@QVM=$(CURDIR)/$(QVM) QVM_GUEST=$(CURDIR)/$(GUEST) tests/lib/demo.sh
+
+bench: deps
+	$(MAKE) all
+	@tests/guest/build.sh $(GUEST)
+	QVM=$(CURDIR)/$(QVM) QVM_GUEST=$(CURDIR)/$(GUEST) bench/run.sh
+
+install: $(QVM)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 $(QVM) $(DESTDIR)$(PREFIX)/bin/qvm
+	install -m 0644 doc/qvm.8 $(DESTDIR)$(PREFIX)/share/man/man8/qvm.8
+
+format:
+	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard */*.h) $(UNIT_SRC) tests/unit/tap.h
+
+clean:
+	rm -rf build/release build/asan build/qvm
+
+help:
+	@echo "targets: all deps check unit e2e guest demo bench install format clean"
+	@echo "options: SANITIZE=1 (ASan+UBSan build in build/asan), PREFIX, DESTDIR"
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,201 @@
+/* util: the small shared helpers every qvm folder builds on — the error
+ * object, cleanup attributes, name/size/path validation, option escaping,
+ * durable file writes, kernel locks and child processes. */
+#ifndef QVM_UTIL_H
+#define QVM_UTIL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+/* ---- errors -------------------------------------------------------------
+ * Every fallible function returns int: >= 0 on success, a negative errno on
+ * failure, and fills the error object passed last. Callers add context on
+ * the way up with util_err_prefix(); only cli/ prints the final message. */
+
+typedef struct util_err {
+	int code;            /* negative errno, 0 when unset */
+	char qmp_class[64];  /* QMP error class ("GenericError"...), or "" */
+	char msg[2048];      /* "what failed: why", lowercase, no full stop */
+} util_err;
+
+/* Set err (may be NULL) to code and a formatted message; returns code so a
+ * failure is one line: return util_err_set(err, -EINVAL, "bad '%s'", s); */
+int util_err_set(util_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Like util_err_set, appending ": strerror(-code)". */
+int util_err_errno(util_err *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Prepend "context: " to the message; returns err->code (or -EIO if unset). */
+int util_err_prefix(util_err *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+void util_err_clear(util_err *err);
+
+/* ---- cleanup attributes (as in systemd and crun) ------------------------ */
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+static inline void util_freep(void *p)
+{
+	free(*(void **)p);
+}
+static inline void util_closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+static inline void util_fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+static inline void util_json_decrefp(json_t **j)
+{
+	json_decref(*j);
+}
+void util_strv_free(char **v);
+static inline void util_strv_freep(char ***v)
+{
+	util_strv_free(*v);
+}
+
+#define _cleanup_free_ _cleanup_(util_freep)
+#define _cleanup_close_ _cleanup_(util_closep)
+#define _cleanup_fclose_ _cleanup_(util_fclosep)
+#define _cleanup_json_ _cleanup_(util_json_decrefp)
+#define _cleanup_strv_ _cleanup_(util_strv_freep)
+
+/* Hand a resource on: returns it and resets the local so cleanup skips it. */
+#define TAKE_PTR(p)                                                            \
+	({                                                                     \
+		__typeof__(p) _tp = (p);                                       \
+		(p) = NULL;                                                    \
+		_tp;                                                           \
+	})
+#define TAKE_FD(fd)                                                            \
+	({                                                                     \
+		int _tf = (fd);                                                \
+		(fd) = -1;                                                     \
+		_tf;                                                           \
+	})
+
+#define UTIL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- memory and strings ------------------------------------------------- */
+
+/* Allocation failure is not a recoverable condition for a CLI: abort. */
+void *util_xmalloc(size_t n);
+void *util_xcalloc(size_t n, size_t size);
+void *util_xrealloc(void *p, size_t n);
+char *util_xstrdup(const char *s);
+char *util_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growable NULL-terminated string vector (an argv). */
+typedef struct util_strv {
+	char **v;
+	size_t n, cap;
+} util_strv;
+void util_strv_push(util_strv *sv, const char *s);
+void util_strv_pushf(util_strv *sv, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Takes ownership of s. */
+void util_strv_push_take(util_strv *sv, char *s);
+/* Returns the NULL-terminated vector and resets sv; caller frees with
+ * util_strv_free(). */
+char **util_strv_steal(util_strv *sv);
+void util_strv_clear(util_strv *sv);
+size_t util_strv_len(char *const *v);
+
+bool util_streq(const char *a, const char *b); /* NULL-safe */
+bool util_startswith(const char *s, const char *prefix);
+
+/* ---- validation at the edge -------------------------------------------- */
+
+/* VM, network, image, template and snapshot names:
+ * [A-Za-z0-9][A-Za-z0-9._-]{0,62}. `what` names the kind in the message
+ * ("vm name", "network name"...). */
+int util_validate_name(const char *name, const char *what, util_err *err);
+
+/* A string going into a QEMU argument or guest config: refuse control
+ * characters (everything below 0x20 and 0x7f). */
+int util_validate_printable(const char *s, const char *what, util_err *err);
+
+/* "512M", "10G", "4096" (bytes), "1T", "2K"; binary multiples, optional
+ * "iB"/"B" suffix. Refuses zero, negatives, overflow and junk. */
+int util_parse_size(const char *s, uint64_t *ret_bytes, util_err *err);
+/* Human form of a size: "512M", "1.5G" — buf at least 16 bytes. */
+const char *util_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Unsigned decimal in [min, max], the whole string. */
+int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
+		    util_err *err);
+
+/* Escape a value for QEMU's "key=value,..." option syntax: commas are
+ * doubled; control characters are refused. Returns a new string. The one
+ * place qvm escapes option values. */
+int util_qemu_opt_escape(const char *value, char **ret, util_err *err);
+
+/* ---- files --------------------------------------------------------------- */
+
+/* mkdir -p with mode (0700 for qvm's folders); existing dirs are fine. */
+int util_mkdir_p(const char *path, mode_t mode, util_err *err);
+
+/* Write data durably: path.tmp.<pid> (0600) + fsync + rename + fsync of the
+ * directory. Either the old or the new content survives a crash. */
+int util_write_file_atomic(const char *path, const void *data, size_t len,
+			   util_err *err);
+
+/* Read a whole file (NUL-terminated, up to max bytes; more is -EFBIG). */
+int util_read_file(const char *path, size_t max, char **ret_data,
+		   size_t *ret_len, util_err *err);
+
+int util_fsync_dir(const char *dir, util_err *err);
+
+/* Remove a folder tree we own (no symlinks followed). Missing is fine. */
+int util_rm_rf(const char *path, util_err *err);
+
+/* ---- kernel locks ------------------------------------------------------- */
+
+/* Take an flock() on path (created 0600) — exclusive or shared — waiting at
+ * most timeout_ms (0: try once, <0: forever). The lock dies with the fd and
+ * so with its holder. -EBUSY when the wait runs out. */
+int util_lock_path(const char *path, bool exclusive, int timeout_ms,
+		   int *ret_fd, util_err *err);
+
+/* ---- time ----------------------------------------------------------------- */
+
+int64_t util_now_ms(void);       /* CLOCK_MONOTONIC */
+int64_t util_realtime_ms(void);  /* CLOCK_REALTIME, for records */
+
+/* ---- child processes ---------------------------------------------------- */
+
+typedef struct util_run_opts {
+	const char *stdin_path;     /* NULL: /dev/null */
+	char **ret_stdout;          /* captured stdout (NUL-terminated), or NULL */
+	size_t stdout_max;          /* cap for captured stdout (default 1 MiB) */
+	char **ret_stderr;          /* captured stderr, or NULL (then /dev/null) */
+	int timeout_ms;             /* 0: default 60 s; the child is killed after */
+	uint64_t rlimit_as;         /* address-space limit in bytes, 0: none */
+	uint64_t rlimit_cpu;        /* CPU seconds, 0: none */
+} util_run_opts;
+
+/* Run argv[0] (an absolute path or found in PATH) with execve — never a
+ * shell — with a minimal environment, only fds 0-2, and wait for it.
+ * Returns the exit status (>= 0) or a negative errno; a child killed by a
+ * signal or the timeout is an error naming it. */
+int util_run(char *const argv[], const util_run_opts *opts, util_err *err);
+
+/* Resolve a program name against PATH (or a default system PATH). */
+int util_find_program(const char *name, char **ret_path, util_err *err);
+
+#endif

@@ -44,7 +44,7 @@ all: $(QVM) build/qvm
 
 # build/qvm always names the binary of the last build, for tests and users.
 build/qvm: $(QVM)
-	@ln -sf $(notdir $(patsubst build/%,%,$(dir $(QVM))))/qvm $@
+	@ln -sfn $(patsubst build/%,%,$(QVM)) $@
 
 $(QVM): $(CLI_OBJ) $(LIBQVM)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(LIBQVM) $(LIBS)

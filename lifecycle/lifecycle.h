@@ -1,0 +1,283 @@
+/* lifecycle: VM definitions, the state machine, the journal-backed VM
+ * database, and the QEMU command line — the layer cli/ calls. */
+#ifndef QVM_LIFECYCLE_H
+#define QVM_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "util/util.h"
+
+/* ---- states (SPEC "VM states") ------------------------------------------ */
+
+typedef enum lc_state {
+	LC_PENDING,
+	LC_HOLD,
+	LC_ACTIVE,
+	LC_POWEROFF,
+	LC_SUSPENDED,
+	LC_STOPPED,
+	LC_UNDEPLOYED,
+	LC_FAILED,
+	LC_UNKNOWN,
+	LC_DONE,
+	LC_STATE_COUNT
+} lc_state;
+
+/* The LCM state, meaningful only while ACTIVE. */
+typedef enum lc_lcm {
+	LC_LCM_NONE,
+	LC_LCM_PROLOG,
+	LC_LCM_BOOT,
+	LC_LCM_RUNNING,
+	LC_LCM_PAUSED,
+	LC_LCM_SHUTDOWN,
+	LC_LCM_HOTPLUG,
+	LC_LCM_SNAPSHOT,
+	LC_LCM_SAVE,
+	LC_LCM_MIGRATE,
+	LC_LCM_EPILOG,
+	LC_LCM_COUNT
+} lc_lcm;
+
+const char *lc_state_name(lc_state s);  /* "PENDING" */
+const char *lc_lcm_name(lc_lcm l);      /* "RUNNING", "" for NONE */
+/* The four-letter name `list` prints: "pend", "runn"... */
+const char *lc_short_name(lc_state s, lc_lcm l);
+int lc_state_parse(const char *name, lc_state *ret, util_err *err);
+int lc_lcm_parse(const char *name, lc_lcm *ret, util_err *err);
+
+/* The operations the state machine knows, named as the commands are. */
+typedef enum lc_op {
+	LC_OP_START,
+	LC_OP_HOLD,
+	LC_OP_RELEASE,
+	LC_OP_SHUTDOWN,
+	LC_OP_POWEROFF,
+	LC_OP_REBOOT,
+	LC_OP_PAUSE,
+	LC_OP_UNPAUSE,
+	LC_OP_SUSPEND,
+	LC_OP_STOP,
+	LC_OP_UNDEPLOY,
+	LC_OP_RESUME,
+	LC_OP_DELETE,
+	LC_OP_RESIZE_COLD,
+	LC_OP_UPDATE,
+	LC_OP_COUNT
+} lc_op;
+
+const char *lc_op_name(lc_op op);
+
+/* Is `op` allowed in (state, lcm)? If not, err says "cannot <op> 'NAME':
+ * it is STATE[/LCM]; <op> needs A, B or C". */
+int lc_state_check(lc_op op, const char *vm_name, lc_state state, lc_lcm lcm,
+		   util_err *err);
+
+/* ---- definitions ---------------------------------------------------------- */
+
+typedef enum lc_machine { LC_MACHINE_PC, LC_MACHINE_Q35, LC_MACHINE_MICROVM } lc_machine;
+typedef enum lc_accel { LC_ACCEL_AUTO, LC_ACCEL_KVM, LC_ACCEL_TCG } lc_accel;
+typedef enum lc_restart { LC_RESTART_NO, LC_RESTART_ON_FAILURE, LC_RESTART_ALWAYS } lc_restart;
+typedef enum lc_bus { LC_BUS_VIRTIO, LC_BUS_SCSI, LC_BUS_IDE } lc_bus;
+
+const char *lc_machine_name(lc_machine m);
+const char *lc_accel_name(lc_accel a);
+const char *lc_restart_name(lc_restart r);
+const char *lc_bus_name(lc_bus b);
+int lc_machine_parse(const char *s, lc_machine *ret, util_err *err);
+int lc_accel_parse(const char *s, lc_accel *ret, util_err *err);
+int lc_restart_parse(const char *s, lc_restart *ret, util_err *err);
+int lc_bus_parse(const char *s, lc_bus *ret, util_err *err);
+
+typedef struct lc_disk {
+	unsigned id;
+	char *path;           /* the file QEMU opens (absolute) */
+	char *format;         /* "qcow2" or "raw": always explicit */
+	char *backing;        /* overlay's base image (absolute), or NULL */
+	char *backing_format; /* the base's declared format, or NULL */
+	char *source;         /* what the user named: image name, path or size */
+	uint64_t size;        /* requested virtual size in bytes, 0 = the base's */
+	lc_bus bus;
+	bool readonly;
+	bool owned;           /* qvm created the file; it goes with the VM */
+} lc_disk;
+
+typedef struct lc_nic {
+	unsigned id;
+	char *network;
+	char *mac;            /* "52:54:00:xx:xx:xx", or NULL until assigned */
+	char *ip;             /* requested/leased address, or NULL */
+	char *model;          /* "virtio" or "e1000" */
+} lc_nic;
+
+typedef struct lc_vmdef {
+	char *name;
+	char *uuid;           /* identity in QEMU's command line (-uuid) */
+	uint64_t memory;      /* bytes */
+	unsigned vcpus;
+	lc_machine machine;
+	lc_accel accel;
+	lc_disk *disks;
+	size_t n_disks;
+	lc_nic *nics;
+	size_t n_nics;
+	char *cdrom;          /* ISO path, or NULL */
+	char *kernel, *initrd, *append;
+	char *ci_user_data, *ci_meta_data, *ci_network_config; /* cloud-init files */
+	lc_restart restart;
+	bool autostart;
+	json_t *labels;       /* owned object: string -> string */
+	json_t *user;         /* owned object: user data, string -> string */
+} lc_vmdef;
+
+#define LC_MEMORY_DEFAULT (512ull << 20)
+#define LC_MEMORY_MIN (16ull << 20)
+#define LC_MEMORY_MAX (4ull << 40)
+#define LC_VCPUS_MAX 255
+#define LC_DISKS_MAX 16
+#define LC_NICS_MAX 16
+
+void lc_vmdef_init(lc_vmdef *def);
+void lc_vmdef_clear(lc_vmdef *def); /* frees members; def itself is the caller's */
+
+/* Serialise a definition (the JSON `dump` prints and `create --from`
+ * reads). Returns a new reference. */
+json_t *lc_vmdef_to_json(const lc_vmdef *def);
+
+/* Parse and validate a definition. Unknown keys are refused (a typo must
+ * not silently drop a setting). ret_def is initialised on success. */
+int lc_vmdef_from_json(json_t *obj, lc_vmdef *ret_def, util_err *err);
+
+/* Validate what can be checked without touching the host: name, sizes,
+ * counts, strings that reach QEMU, machine/bus combinations. */
+int lc_vmdef_validate(const lc_vmdef *def, util_err *err);
+
+/* Parse a --disk SPEC into a disk (not yet placed on the host):
+ *   10G | size=10G                  blank qcow2
+ *   /abs/base.qcow2 | image=PATH    qcow2 overlay on an existing file
+ *   NAME | image=NAME               overlay on a store image
+ * with options ",bus=virtio|scsi|ide", ",readonly=on|off", ",format=qcow2|raw"
+ * (the base's format). */
+int lc_disk_parse(const char *spec, lc_disk *ret_disk, util_err *err);
+void lc_disk_clear(lc_disk *d);
+
+/* Parse a --nic SPEC: NET[,mac=MAC][,ip=IP][,model=virtio|e1000]. */
+int lc_nic_parse(const char *spec, lc_nic *ret_nic, util_err *err);
+void lc_nic_clear(lc_nic *n);
+
+/* ---- a VM in the database ------------------------------------------------- */
+
+typedef struct lc_vm {
+	uint64_t id;
+	lc_vmdef def;
+	lc_state state;
+	lc_lcm lcm;
+	int64_t created_ms;    /* wall-clock ms of definition */
+	int64_t state_ms;      /* wall-clock ms of the last transition */
+	int64_t started_ms;    /* when it last became RUNNING, 0 if never */
+	char *reason;          /* why the last transition happened, or NULL */
+	char *last_error;      /* the last failure, for `show`, or NULL */
+	pid_t qemu_pid;        /* 0 when none */
+	uint64_t qemu_starttime; /* /proc/PID/stat field 22 of qemu_pid */
+	pid_t supervisor_pid;
+	uint64_t supervisor_starttime;
+} lc_vm;
+
+/* ---- the database: a model of all VMs kept in the journal ---------------- */
+
+typedef struct lc_db lc_db;
+
+/* Open the database under root. A reader takes the journal's shared lock
+ * just long enough to load; a writer (write = true) keeps the exclusive
+ * lock until lc_db_close(), so that checks and the records they justify
+ * are one transaction. A writer also finishes or rolls back intents left
+ * by a crashed qvm. Creates the root's folders (0700) on first write. */
+int lc_db_open(const char *root, bool write, lc_db **ret_db, util_err *err);
+void lc_db_close(lc_db *db); /* accepts NULL; compacts if the log is long */
+
+static inline void lc_db_closep(lc_db **db)
+{
+	lc_db_close(*db);
+}
+#define _cleanup_db_ _cleanup_(lc_db_closep)
+
+const char *lc_db_root(const lc_db *db);
+
+/* All VMs, DONE ones included, in id order. Borrowed. */
+size_t lc_db_count(const lc_db *db);
+lc_vm *lc_db_vm_at(lc_db *db, size_t i);
+
+/* Find a VM by name or numeric id. DONE VMs are found only by id (their
+ * names may be reused). -ENOENT with "no vm named 'x'" otherwise. */
+int lc_db_find(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err);
+
+/* Per-VM folders under the root. Returned strings are new. */
+char *lc_vm_dir(const lc_db *db, uint64_t id);
+char *lc_vm_run_dir(const lc_db *db, uint64_t id);
+
+/* ---- operations (each one journal transaction) --------------------------- */
+
+typedef struct lc_create_opts {
+	bool hold;                   /* define in HOLD instead of PENDING */
+	const char *const *disk_roots; /* allowed folders for disk paths */
+} lc_create_opts;
+
+/* Define a VM: validate, reserve the id, prepare its disks (overlays,
+ * blank images) and record it. Crash-safe: an intent is recorded before any
+ * file is made, and a crash leaves nothing once the next writer recovers.
+ * def is consumed (cleared) on success. */
+int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts,
+		 uint64_t *ret_id, util_err *err);
+
+/* Merge K=V pairs into labels ("label.K=V") or user data ("K=V"); an empty
+ * value deletes the key. */
+int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *err);
+
+/* Remove a VM that is not running: its disks and folders go, the VM moves
+ * to DONE (kept for history). wipe overwrites owned disks first. */
+int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err);
+
+/* hold / release: PENDING <-> HOLD. */
+int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err);
+
+/* Journal records about one VM, oldest first: a new array of objects
+ * {"seq","time","type","state","lcm","reason",...}. */
+int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err);
+
+/* The VM as `show --json` prints it (new reference). */
+json_t *lc_vm_to_json(const lc_vm *vm);
+
+/* ---- accelerator ----------------------------------------------------------- */
+
+/* Resolve auto: KVM when /dev/kvm opens read-write and /proc/cpuinfo has
+ * vmx or svm; TCG otherwise. QVM_ACCEL overrides a VM's setting. ret_reason
+ * (static string) says why. */
+int lc_accel_resolve(lc_accel requested, lc_accel *ret_accel,
+		     const char **ret_reason, util_err *err);
+
+/* ---- the QEMU command line ---------------------------------------------- */
+
+typedef struct lc_qemu_runtime {
+	const char *qemu_binary;   /* absolute path of qemu-system-x86_64 */
+	lc_accel accel;            /* resolved: KVM or TCG */
+	int qmp_event_fd;          /* listening socket for the supervisor's QMP */
+	int qmp_command_fd;        /* listening socket for commands */
+	int serial_fd;             /* listening socket for the console */
+	const char *serial_log;    /* file the serial output is copied to */
+	const int *tap_fds;        /* one per NIC, in order */
+	size_t n_tap_fds;
+	bool sandbox;              /* -sandbox on,... (QEMU built with seccomp) */
+	const char *seed_path;     /* cloud-init seed ISO, or NULL */
+} lc_qemu_runtime;
+
+/* Build QEMU's argv for vm: -nodefaults -no-shutdown -S, -blockdev JSON with
+ * explicit formats, sockets as inherited fds. The one place an argv is made.
+ * Returns a new NULL-terminated vector (free with util_strv_free). */
+int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
+		 util_err *err);
+
+#endif

@@ -1,0 +1,230 @@
+/* The QEMU command line: the one function that turns a VM into argv.
+ * Disks and devices go in as JSON (jansson escapes them, so no user string
+ * can add an option); the few key=value options left pass through
+ * util_qemu_opt_escape(). Golden tests in tests/unit pin every feature. */
+#include <string.h>
+
+#include "lifecycle.h"
+
+static void push_json(util_strv *sv, const char *opt, json_t *obj /* stolen */)
+{
+	char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	json_decref(obj);
+	if (!s)
+		abort(); /* only on allocation failure */
+	util_strv_push(sv, opt);
+	util_strv_push_take(sv, s);
+}
+
+/* A file node under a format node. */
+static json_t *file_node(const char *path, bool readonly)
+{
+	return json_pack("{s:s, s:s, s:b}", "driver", "file", "filename", path,
+			 "read-only", readonly);
+}
+
+static json_t *disk_blockdev(const lc_disk *d, const char *node)
+{
+	json_t *bd = json_pack("{s:s, s:s, s:b, s:o}", "node-name", node, "driver", d->format,
+			       "read-only", d->readonly, "file", file_node(d->path, d->readonly));
+
+	/* Name the whole chain: QEMU never follows a backing file name from an
+	 * image header, which the guest can write to. */
+	if (util_streq(d->format, "qcow2")) {
+		json_t *backing = json_null();
+
+		if (d->backing) {
+			backing = json_pack("{s:s, s:b, s:o}", "driver", d->backing_format,
+					    "read-only", 1, "file", file_node(d->backing, true));
+			if (util_streq(d->backing_format, "qcow2"))
+				json_object_set_new(backing, "backing", json_null());
+		}
+		json_object_set_new(bd, "backing", backing);
+	}
+	return bd;
+}
+
+static const char *disk_device_driver(lc_bus bus)
+{
+	switch (bus) {
+	case LC_BUS_SCSI:
+		return "scsi-hd";
+	case LC_BUS_IDE:
+		return "ide-hd";
+	case LC_BUS_VIRTIO:
+	default:
+		return "virtio-blk-pci";
+	}
+}
+
+static int push_chardev_socket(util_strv *sv, const char *id, int fd, const char *logfile,
+			       util_err *err)
+{
+	_cleanup_free_ char *log = NULL;
+
+	if (fd < 0)
+		return util_err_set(err, -EINVAL, "no socket for chardev '%s'", id);
+	if (logfile) {
+		int r = util_qemu_opt_escape(logfile, &log, err);
+
+		if (r < 0)
+			return util_err_prefix(err, "serial log path");
+	}
+	util_strv_push(sv, "-chardev");
+	if (log)
+		util_strv_pushf(sv, "socket,id=%s,fd=%d,server=on,wait=off,logfile=%s,logappend=on",
+				id, fd, log);
+	else
+		util_strv_pushf(sv, "socket,id=%s,fd=%d,server=on,wait=off", id, fd);
+	return 0;
+}
+
+static int push_disks(util_strv *sv, const lc_vm *vm, util_err *err)
+{
+	const lc_vmdef *def = &vm->def;
+	bool scsi = false;
+
+	for (size_t i = 0; i < def->n_disks; i++)
+		scsi = scsi || def->disks[i].bus == LC_BUS_SCSI;
+	if (scsi)
+		push_json(sv, "-device", json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"));
+	for (size_t i = 0; i < def->n_disks; i++) {
+		const lc_disk *d = &def->disks[i];
+		char node[32];
+		json_t *dev;
+
+		if (!d->path || !d->format)
+			return util_err_set(err, -EINVAL, "disk %u has no file yet", d->id);
+		snprintf(node, sizeof(node), "disk%u", d->id);
+		push_json(sv, "-blockdev", disk_blockdev(d, node));
+		dev = json_pack("{s:s, s:s, s:s}", "driver", disk_device_driver(d->bus), "drive", node,
+				"id", node);
+		if (d->bus == LC_BUS_SCSI)
+			json_object_set_new(dev, "bus", json_string("scsi0.0"));
+		push_json(sv, "-device", dev);
+	}
+	return 0;
+}
+
+static void push_readonly_raw(util_strv *sv, const char *node, const char *path,
+			      const char *driver)
+{
+	push_json(sv, "-blockdev",
+		  json_pack("{s:s, s:s, s:b, s:o}", "node-name", node, "driver", "raw",
+			    "read-only", 1, "file", file_node(path, true)));
+	push_json(sv, "-device", json_pack("{s:s, s:s, s:s}", "driver", driver, "drive", node,
+					   "id", node));
+}
+
+static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt,
+		     util_err *err)
+{
+	const lc_vmdef *def = &vm->def;
+
+	if (rt->n_tap_fds != def->n_nics)
+		return util_err_set(err, -EINVAL, "%zu nics but %zu taps", def->n_nics, rt->n_tap_fds);
+	for (size_t i = 0; i < def->n_nics; i++) {
+		const lc_nic *n = &def->nics[i];
+		json_t *dev;
+
+		util_strv_push(sv, "-netdev");
+		util_strv_pushf(sv, "tap,id=net%u,fd=%d,vnet_hdr=on", n->id, rt->tap_fds[i]);
+		dev = json_pack("{s:s}", "driver",
+				util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci");
+		json_object_set_new(dev, "netdev", json_sprintf("net%u", n->id));
+		json_object_set_new(dev, "id", json_sprintf("nic%u", n->id));
+		if (n->mac)
+			json_object_set_new(dev, "mac", json_string(n->mac));
+		push_json(sv, "-device", dev);
+	}
+	return 0;
+}
+
+int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
+		 util_err *err)
+{
+	const lc_vmdef *def = &vm->def;
+	_cleanup_free_ char *name = NULL;
+	util_strv sv = { 0 };
+	int r;
+
+	if (rt->accel != LC_ACCEL_KVM && rt->accel != LC_ACCEL_TCG)
+		return util_err_set(err, -EINVAL, "the accelerator must be resolved before building argv");
+	r = util_qemu_opt_escape(def->name, &name, err);
+	if (r < 0)
+		return r;
+
+	util_strv_push(&sv, rt->qemu_binary);
+	util_strv_push(&sv, "-name");
+	/* process= names QEMU's threads qvm-<id>, which ps shows */
+	util_strv_pushf(&sv, "guest=%s,process=qvm-%llu", name, (unsigned long long)vm->id);
+	if (def->uuid) {
+		util_strv_push(&sv, "-uuid");
+		util_strv_push(&sv, def->uuid);
+	}
+	util_strv_push(&sv, "-nodefaults");
+	util_strv_push(&sv, "-no-user-config");
+	util_strv_push(&sv, "-no-shutdown");
+	util_strv_push(&sv, "-S");
+	util_strv_push(&sv, "-display");
+	util_strv_push(&sv, "none");
+	util_strv_push(&sv, "-machine");
+	/* microvm gets PCIe so every machine type uses the same devices */
+	util_strv_push(&sv, def->machine == LC_MACHINE_MICROVM ? "microvm,pcie=on"
+							       : lc_machine_name(def->machine));
+	util_strv_push(&sv, "-accel");
+	util_strv_push(&sv, lc_accel_name(rt->accel));
+	if (rt->accel == LC_ACCEL_KVM) {
+		util_strv_push(&sv, "-cpu");
+		util_strv_push(&sv, "host");
+	}
+	util_strv_push(&sv, "-m");
+	util_strv_pushf(&sv, "%lluM", (unsigned long long)(def->memory >> 20));
+	util_strv_push(&sv, "-smp");
+	util_strv_pushf(&sv, "%u", def->vcpus);
+	if (rt->sandbox) {
+		util_strv_push(&sv, "-sandbox");
+		util_strv_push(&sv, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+	}
+	if ((r = push_chardev_socket(&sv, "qmp-event", rt->qmp_event_fd, NULL, err)) < 0)
+		goto fail;
+	util_strv_push(&sv, "-mon");
+	util_strv_push(&sv, "chardev=qmp-event,mode=control");
+	if ((r = push_chardev_socket(&sv, "qmp-command", rt->qmp_command_fd, NULL, err)) < 0)
+		goto fail;
+	util_strv_push(&sv, "-mon");
+	util_strv_push(&sv, "chardev=qmp-command,mode=control");
+	if ((r = push_chardev_socket(&sv, "serial0", rt->serial_fd, rt->serial_log, err)) < 0)
+		goto fail;
+	util_strv_push(&sv, "-serial");
+	util_strv_push(&sv, "chardev:serial0");
+	/* -kernel, -initrd and -append take their value whole (no option
+	 * parsing), so they need no escaping; validation refused control
+	 * characters and commas in the initrd path. */
+	if (def->kernel) {
+		util_strv_push(&sv, "-kernel");
+		util_strv_push(&sv, def->kernel);
+	}
+	if (def->initrd) {
+		util_strv_push(&sv, "-initrd");
+		util_strv_push(&sv, def->initrd);
+	}
+	if (def->append) {
+		util_strv_push(&sv, "-append");
+		util_strv_push(&sv, def->append);
+	}
+	if ((r = push_disks(&sv, vm, err)) < 0)
+		goto fail;
+	if (def->cdrom)
+		push_readonly_raw(&sv, "cdrom0", def->cdrom, "ide-cd");
+	if (rt->seed_path)
+		push_readonly_raw(&sv, "seed0", rt->seed_path, "virtio-blk-pci");
+	if ((r = push_nics(&sv, vm, rt, err)) < 0)
+		goto fail;
+	*ret_argv = util_strv_steal(&sv);
+	return 0;
+fail:
+	util_strv_clear(&sv);
+	return util_err_prefix(err, "cannot build the command line of '%s'", def->name);
+}

@@ -2,6 +2,7 @@
  * cannot allocate a few bytes has nothing sensible left to do. */
 #include <stdarg.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "util.h"
@@ -145,4 +146,29 @@ int64_t util_realtime_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void util_crash_point(const char *point)
+{
+	const char *at = getenv("QVM_CRASH_AT");
+
+	if (at && !strcmp(at, point))
+		_exit(99);
+}
+
+int util_random_bytes(void *buf, size_t len, util_err *err)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = getrandom((char *)buf + done, len - done, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return util_err_errno(err, -errno, "cannot read random bytes");
+		}
+		done += (size_t)n;
+	}
+	return 0;
 }

@@ -198,4 +198,13 @@ int util_run(char *const argv[], const util_run_opts *opts, util_err *err);
 /* Resolve a program name against PATH (or a default system PATH). */
 int util_find_program(const char *name, char **ret_path, util_err *err);
 
+/* ---- crash points -------------------------------------------------------- */
+
+/* Tests make qvm die at a named step: when QVM_CRASH_AT equals `point`, the
+ * process _exit()s at once (status 99), as a kill -9 would leave it. */
+void util_crash_point(const char *point);
+
+/* Random bytes from the kernel (getrandom). */
+int util_random_bytes(void *buf, size_t len, util_err *err);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "util.h"
@@ -107,7 +108,8 @@ int util_run(char *const argv[], const util_run_opts *opts, util_err *err)
 	int timeout = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 	int64_t deadline;
 	int status, r;
-	bool timed_out = false;
+	bool timed_out = false, exited = false;
+	int pidfd;
 	pid_t pid;
 
 	r = util_find_program(argv[0], &prog, err);
@@ -132,21 +134,31 @@ int util_run(char *const argv[], const util_run_opts *opts, util_err *err)
 	cap[0] = (capture){ .fd = outp[0], .max = o->stdout_max ? o->stdout_max : DEFAULT_CAPTURE_MAX };
 	cap[1] = (capture){ .fd = errp[0], .max = DEFAULT_CAPTURE_MAX };
 	deadline = util_now_ms() + timeout;
-	while (cap[0].fd >= 0 || cap[1].fd >= 0) {
-		struct pollfd pfd[2] = { { cap[0].fd, POLLIN, 0 }, { cap[1].fd, POLLIN, 0 } };
+	/* Poll the child's pidfd with the pipes: the timeout holds even when
+	 * nothing is captured, and no sleeping is needed to notice the exit. */
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	for (;;) {
+		struct pollfd pfd[3] = { { cap[0].fd, POLLIN, 0 }, { cap[1].fd, POLLIN, 0 },
+					 { exited ? -1 : pidfd, POLLIN, 0 } };
 		int64_t left = deadline - util_now_ms();
 
+		if (cap[0].fd < 0 && cap[1].fd < 0 && (exited || pidfd < 0))
+			break;
 		if (left <= 0) {
 			timed_out = true;
 			kill(pid, SIGKILL);
 			break;
 		}
-		if (poll(pfd, 2, (int)left) < 0 && errno != EINTR)
+		if (poll(pfd, 3, (int)left) < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < 2; i++)
 			if (cap[i].fd >= 0 && pfd[i].revents)
 				capture_read(&cap[i]);
+		if (pfd[2].revents)
+			exited = true;
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	for (int i = 0; i < 2; i++)
 		if (cap[i].fd >= 0)
 			close(cap[i].fd);

@@ -1,0 +1,161 @@
+/* util: names, sizes, numbers, option escaping, atomic files, locks, util_run. */
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "util/util.h"
+#include "tap.h"
+
+static void names(void)
+{
+	static const char *const good[] = { "web", "a", "Web-01.prod_x", "0vm",
+		"a23456789012345678901234567890123456789012345678901234567890123" };
+	static const char *const bad[] = { "", "-web", ".web", "_web", "we/b", "we b", "web\n",
+		"we,b", "web;rm", "wéb", "a234567890123456789012345678901234567890123456789012345678901234",
+		"../x", "x=y" };
+	util_err err = { 0 };
+
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(good); i++)
+		ok(util_validate_name(good[i], "vm name", &err) == 0, "name '%s' accepted", good[i]);
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(bad); i++) {
+		ok(util_validate_name(bad[i], "vm name", &err) == -EINVAL, "name '%s' refused", bad[i]);
+		ok(strstr(err.msg, "vm name") != NULL, "... naming what: %s", err.msg);
+	}
+}
+
+static void sizes(void)
+{
+	static const struct { const char *s; uint64_t v; } good[] = {
+		{ "512M", 512ull << 20 }, { "10G", 10ull << 30 }, { "1T", 1ull << 40 },
+		{ "4096", 4096 }, { "2K", 2048 }, { "1GiB", 1ull << 30 }, { "1gb", 1ull << 30 },
+		{ "3m", 3ull << 20 },
+	};
+	static const char *const bad[] = { "", "0", "0G", "-1G", "G", "1.5G", "1X", "10GG",
+		"18446744073709551616", "16777216T", " 1G", "1G " };
+	util_err err = { 0 };
+	char buf[16];
+	uint64_t v;
+
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(good); i++)
+		ok(util_parse_size(good[i].s, &v, &err) == 0 && v == good[i].v, "size '%s'", good[i].s);
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(bad); i++)
+		ok(util_parse_size(bad[i], &v, &err) < 0, "size '%s' refused: %s", bad[i], err.msg);
+	is_str(util_format_size(512ull << 20, buf, sizeof(buf)), "512M", "format 512M");
+	is_str(util_format_size(3ull << 30, buf, sizeof(buf)), "3G", "format 3G");
+	is_str(util_format_size(1000, buf, sizeof(buf)), "1000", "format 1000 bytes");
+	ok(util_parse_uint("42", 1, 100, &v, &err) == 0 && v == 42, "uint 42");
+	ok(util_parse_uint("101", 1, 100, &v, &err) == -ERANGE, "uint out of range");
+	ok(util_parse_uint("4x", 1, 100, &v, &err) == -EINVAL, "uint junk");
+}
+
+static void escaping(void)
+{
+	_cleanup_free_ char *a = NULL, *b = NULL;
+	char *c = NULL;
+	util_err err = { 0 };
+
+	ok(util_qemu_opt_escape("/a,b,,c", &a, &err) == 0, "escape");
+	is_str(a, "/a,,b,,,,c", "commas doubled");
+	ok(util_qemu_opt_escape("plain", &b, &err) == 0, "escape plain");
+	is_str(b, "plain", "plain unchanged");
+	ok(util_qemu_opt_escape("a\nb", &c, &err) == -EINVAL && c == NULL, "newline refused");
+	ok(util_qemu_opt_escape("a\x7f", &c, &err) == -EINVAL, "DEL refused");
+}
+
+static void files_and_locks(void)
+{
+	char dir[] = "/tmp/qvm-unit.XXXXXX";
+	_cleanup_free_ char *path = NULL, *lock = NULL, *data = NULL, *deep = NULL;
+	util_err err = { 0 };
+	struct stat st;
+	int fd = -1, fd2 = -1, status;
+	pid_t pid;
+	int64_t t0;
+
+	ok(mkdtemp(dir) != NULL, "temp dir");
+	path = util_xasprintf("%s/f", dir);
+	ok(util_write_file_atomic(path, "hello", 5, &err) == 0, "atomic write");
+	ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "file is 0600");
+	ok(util_read_file(path, 100, &data, NULL, &err) == 0 && !strcmp(data, "hello"), "read back");
+	free(data);
+	data = NULL;
+	ok(util_read_file(path, 3, &data, NULL, &err) == -EFBIG, "read cap enforced");
+	deep = util_xasprintf("%s/a/b/c", dir);
+	ok(util_mkdir_p(deep, 0700, &err) == 0 && stat(deep, &st) == 0 && S_ISDIR(st.st_mode),
+	   "mkdir -p");
+
+	lock = util_xasprintf("%s/lock", dir);
+	ok(util_lock_path(lock, true, 0, &fd, &err) == 0, "lock taken");
+	pid = fork();
+	if (pid == 0) {
+		/* a second holder (another process: flock is per open file) */
+		int f2 = -1;
+		int r = util_lock_path(lock, true, 200, &f2, NULL);
+
+		_exit(r == -EBUSY ? 0 : 1);
+	}
+	t0 = util_now_ms();
+	waitpid(pid, &status, 0);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a second locker gives up with -EBUSY");
+	ok(util_now_ms() - t0 >= 150, "... after waiting about its timeout");
+	close(fd);
+	fd = -1;
+
+	/* a holder killed with SIGKILL releases the lock at once */
+	pid = fork();
+	if (pid == 0) {
+		int f3;
+
+		if (util_lock_path(lock, true, 0, &f3, NULL) < 0)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	for (int i = 0; i < 100; i++) {
+		if (util_lock_path(lock, true, 0, &fd2, NULL) == -EBUSY)
+			break;
+		close(fd2);
+		fd2 = -1;
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	ok(util_lock_path(lock, true, 1000, &fd2, &err) == 0, "lock free after its holder was killed");
+	close(fd2);
+	ok(util_rm_rf(dir, &err) == 0 && stat(dir, &st) < 0, "rm -rf");
+}
+
+static void running(void)
+{
+	char *argv1[] = { "sh", "-c", "echo out; echo err >&2; exit 3", NULL };
+	char *argv2[] = { "sleep", "5", NULL };
+	char *argv3[] = { "/nonexistent/prog", NULL };
+	char *argv4[] = { "sh", "-c", "ls -l /proc/self/fd | wc -l", NULL };
+	_cleanup_free_ char *out = NULL, *errs = NULL, *fds = NULL;
+	util_err err = { 0 };
+	int keep = open("/dev/null", O_RDONLY); /* not CLOEXEC: must still not leak */
+
+	ok(util_run(argv1, &(util_run_opts){ .ret_stdout = &out, .ret_stderr = &errs }, &err) == 3,
+	   "exit status returned");
+	is_str(out, "out\n", "stdout captured");
+	is_str(errs, "err\n", "stderr captured");
+	ok(util_run(argv2, &(util_run_opts){ .timeout_ms = 200 }, &err) == -ETIMEDOUT,
+	   "timeout kills the child: %s", err.msg);
+	ok(util_run(argv3, NULL, &err) < 0, "missing program: %s", err.msg);
+	ok(util_run(argv4, &(util_run_opts){ .ret_stdout = &fds }, &err) == 0, "fd listing ran");
+	/* total line + 0,1,2 + the fd ls opens for the listing */
+	ok(fds && atoi(fds) <= 5, "child has only fds 0-2 (listing: %s)", fds ? fds : "?");
+	close(keep);
+}
+
+int main(void)
+{
+	names();
+	sizes();
+	escaping();
+	files_and_locks();
+	running();
+	return done_testing();
+}

@@ -1,0 +1,348 @@
+/* storage: image inspection — what an image file really is, and refusing
+ * the ones a host must not open (format confusion, files reaching outside
+ * the store, chains that never end). */
+#include <string.h>
+
+#include "storage/internal.h"
+
+/* qemu-img parsing a hostile header must not take the host with it: the
+ * limits OpenStack uses for the same call, and a wall-clock bound. */
+#define INFO_RLIMIT_AS  (1ull << 30)
+#define INFO_RLIMIT_CPU 10
+#define INFO_TIMEOUT_MS 30000
+
+#define BACKING_FIX                                                                                \
+	"qvm follows backing files only inside the image store: if you trust "                     \
+	"the image, flatten it with qemu-img convert -O qcow2"
+
+/* What one `qemu-img info` run says about one file. */
+typedef struct layer {
+	char format[16];
+	uint64_t virtual_size, actual_size;
+	char *backing_recorded; /* backing-filename as stored, or NULL */
+	char *backing_full;     /* as qemu resolves it, or NULL */
+	char backing_format[16];
+} layer;
+
+static void layer_done(layer *l)
+{
+	free(l->backing_recorded);
+	free(l->backing_full);
+	*l = (layer){0};
+}
+
+void stor_image_info_free(stor_image_info *info)
+{
+	if (!info)
+		return;
+	free(info->backing_file);
+	util_strv_free(info->chain);
+	*info = (stor_image_info){0};
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+/* Run `qemu-img info --output=json -- name` and return the parsed object
+ * (a new reference). No -f: qemu-img probes, and the caller compares the
+ * probe with what it expects. No --backing-chain: that would open every
+ * backing file, nbd:// and http:// ones included, before qvm could look at
+ * their names — the chain is walked one checked file at a time instead. */
+static int run_info(const char *qemu_img, const char *name, json_t **ret, util_err *err)
+{
+	_cleanup_free_ char *out = NULL, *errtext = NULL, *safe = stor_safe(name);
+	char *argv[] = {(char *)qemu_img, "info", "--output=json", "--", (char *)name, NULL};
+	util_run_opts opts = {
+	    .ret_stdout = &out,
+	    .ret_stderr = &errtext,
+	    .timeout_ms = INFO_TIMEOUT_MS,
+	    .rlimit_as = INFO_RLIMIT_AS,
+	    .rlimit_cpu = INFO_RLIMIT_CPU,
+	};
+	json_error_t jerr;
+	json_t *j;
+	int r;
+
+	r = util_run(argv, &opts, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot inspect '%s'", safe);
+	if (r != 0) {
+		if (strstr(errtext, "Failed to get shared \"write\" lock"))
+			return util_err_set(err, -EBUSY,
+			                    "cannot inspect '%s': another process (a running VM?) "
+			                    "has it open for writing",
+			                    safe);
+		return stor_qemu_img_failed(err, errtext, "cannot inspect '%s'", safe);
+	}
+	j = json_loads(out, 0, &jerr);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return util_err_set(err, -EPROTO,
+		                    "cannot inspect '%s': qemu-img printed no JSON object (%s)",
+		                    safe, jerr.text);
+	}
+	*ret = j;
+	return 0;
+}
+
+static int copy_name(char *dst, size_t len, const char *src, const char *what, const char *safe,
+                     util_err *err)
+{
+	if (!src || !*src || strlen(src) >= len)
+		return util_err_set(err, -EPROTO,
+		                    "cannot inspect '%s': qemu-img reported no usable %s", safe,
+		                    what);
+	for (const char *p = src; *p; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= '0' && *p <= '9') && *p != '_' &&
+		    *p != '-')
+			return util_err_set(err, -EPROTO,
+			                    "cannot inspect '%s': qemu-img reported an odd %s",
+			                    safe, what);
+	strcpy(dst, src);
+	return 0;
+}
+
+static int get_size(json_t *o, const char *key, bool required, uint64_t *ret, const char *safe,
+                    util_err *err)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!v && !required) {
+		*ret = 0;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return util_err_set(err, -EPROTO, "cannot inspect '%s': qemu-img reported no %s",
+		                    safe, key);
+	*ret = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+/* The refusals that hold for every file of a chain, most dangerous first:
+ * a file whose data lives elsewhere must not be "fixed" by a convert the
+ * user runs without looking. `name` is the name qemu-img was given. */
+static int check_layer(const char *name, json_t *j, layer *l, util_err *err)
+{
+	_cleanup_free_ char *safe = stor_safe(name);
+	json_t *data = json_object_get(json_object_get(j, "format-specific"), "data");
+	json_t *extents = json_object_get(data, "extents");
+	const char *data_file = jstr(data, "data-file");
+	int r;
+
+	r = copy_name(l->format, sizeof(l->format), jstr(j, "format"), "format", safe, err);
+	if (r < 0)
+		return r;
+	r = get_size(j, "virtual-size", true, &l->virtual_size, safe, err);
+	if (r < 0)
+		return r;
+	r = get_size(j, "actual-size", false, &l->actual_size, safe, err);
+	if (r < 0)
+		return r;
+
+	if (json_is_array(extents) && json_array_size(extents) > 1) {
+		_cleanup_free_ char *first =
+		    stor_safe(jstr(json_array_get(extents, 0), "filename"));
+
+		return util_err_set(
+		    err, -EPERM,
+		    "'%s' is a VMDK made of %zu extent files (the first is '%s'); qvm "
+		    "opens only self-contained images: check where the extents "
+		    "point, then convert it with qemu-img convert -O qcow2",
+		    safe, json_array_size(extents), first);
+	}
+	if (json_is_array(extents) && json_array_size(extents) == 1) {
+		const char *ext = jstr(json_array_get(extents, 0), "filename");
+
+		/* A monolithic sparse VMDK names itself as its one extent. */
+		if (!util_streq(ext, name)) {
+			_cleanup_free_ char *safe_ext = stor_safe(ext);
+
+			return util_err_set(
+			    err, -EPERM,
+			    "'%s' is a VMDK whose data lives in another file ('%s'); "
+			    "qvm opens only self-contained images: check that file, "
+			    "then convert it with qemu-img convert -O qcow2",
+			    safe, safe_ext);
+		}
+	}
+	if (data_file) {
+		_cleanup_free_ char *safe_df = stor_safe(data_file);
+
+		return util_err_set(err, -EPERM,
+		                    "'%s' has an external data file ('%s'); qvm opens only "
+		                    "self-contained images: check that file, then convert it with "
+		                    "qemu-img convert -O qcow2",
+		                    safe, safe_df);
+	}
+	if (!stor_format_supported(l->format))
+		return util_err_set(
+		    err, -ENOTSUP,
+		    "'%s' is a %s image; qvm's VMs use only qcow2 and raw: convert it "
+		    "with qemu-img convert -O qcow2",
+		    safe, l->format);
+
+	if (jstr(j, "backing-filename")) {
+		const char *bfmt = jstr(j, "backing-filename-format");
+
+		l->backing_recorded = util_xstrdup(jstr(j, "backing-filename"));
+		l->backing_full =
+		    util_xstrdup(jstr(j, "full-backing-filename") ?: l->backing_recorded);
+		if (bfmt && copy_name(l->backing_format, sizeof(l->backing_format), bfmt,
+		                      "backing format", safe, err) < 0)
+			return err ? err->code : -EPROTO;
+	}
+	return 0;
+}
+
+static bool strv_contains(char *const *v, const char *s)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		if (!strcmp(v[i], s))
+			return true;
+	return false;
+}
+
+int stor_inspect(const char *path, const char *declared_format,
+                 const char *const *allowed_backing_roots, stor_image_info *ret_info, util_err *err)
+{
+	static const char *const anywhere[] = {"/", NULL};
+	_cleanup_free_ char *qemu_img = NULL, *safe_top = stor_safe(path), *top_real = NULL;
+	_cleanup_free_ char *name = NULL;   /* the file of the chain being looked at */
+	_cleanup_free_ char *parent = NULL; /* the one recording it as backing file */
+	_cleanup_stor_image_info_ stor_image_info info = {0};
+	util_strv chain = {0};
+	const char *expected = declared_format;
+	char expected_buf[sizeof(info.backing_format)];
+	int r;
+
+	if (declared_format && !stor_format_supported(declared_format)) {
+		_cleanup_free_ char *safe_fmt = stor_safe(declared_format);
+
+		return util_err_set(err, -ENOTSUP,
+		                    "cannot accept '%s' as %s: qvm's VMs use only qcow2 and raw; "
+		                    "convert it with qemu-img convert -O qcow2",
+		                    safe_top, safe_fmt);
+	}
+	/* The caller applies its own roots to the top file (stor_check_path);
+	 * here it only has to be a plain local regular file. */
+	r = stor_check_under(path, anywhere, "image", NULL, "", &top_real, err);
+	if (r < 0)
+		return r;
+	r = stor_qemu_img(&qemu_img, err);
+	if (r < 0)
+		return r;
+
+	name = util_xstrdup(path);
+	util_strv_push_take(&chain, TAKE_PTR(top_real));
+	for (unsigned depth = 0;; depth++) {
+		_cleanup_json_ json_t *j = NULL;
+		_cleanup_free_ char *safe = stor_safe(name), *real = NULL;
+		_cleanup_(layer_done) layer l = {0};
+		_cleanup_free_ char *safe_b = NULL;
+
+		r = run_info(qemu_img, name, &j, err);
+		if (r < 0)
+			goto fail;
+		r = check_layer(name, j, &l, err);
+		if (r < 0)
+			goto fail;
+		if (expected && strcmp(l.format, expected)) {
+			if (depth == 0)
+				r = util_err_set(err, -EMEDIUMTYPE,
+				                 "'%s' contains a %s image but was declared %s; a "
+				                 "disk's format never follows its content: declare "
+				                 "it as %s if the file is what you expect",
+				                 safe, l.format, expected, l.format);
+			else
+				r = util_err_set(
+				    err, -EMEDIUMTYPE,
+				    "backing file '%s' of '%s' contains a %s image but "
+				    "is recorded as %s; rebase the image on a backing "
+				    "file of the recorded format",
+				    safe, parent, l.format, expected);
+			goto fail;
+		}
+		if (depth == 0) {
+			strcpy(info.format, l.format);
+			info.virtual_size = l.virtual_size;
+			info.actual_size = l.actual_size;
+			if (l.backing_recorded) {
+				info.backing_file = util_xstrdup(l.backing_recorded);
+				strcpy(info.backing_format, l.backing_format);
+			}
+		}
+		if (!l.backing_recorded)
+			break;
+
+		safe_b = stor_safe(l.backing_full);
+		if (!allowed_backing_roots || !allowed_backing_roots[0]) {
+			r = util_err_set(
+			    err, -EPERM,
+			    "'%s' has a backing file ('%s'); images with backing files "
+			    "are not accepted here: if you trust it, flatten it with "
+			    "qemu-img convert -O qcow2",
+			    safe, safe_b);
+			goto fail;
+		}
+		if (depth + 1 > STOR_MAX_BACKING_DEPTH) {
+			r = util_err_set(
+			    err, -ELOOP,
+			    "backing chain of '%s' is deeper than %d files; flatten it "
+			    "with qemu-img convert -O qcow2",
+			    safe_top, STOR_MAX_BACKING_DEPTH);
+			goto fail;
+		}
+		/* Without a recorded format qemu would probe the backing file:
+		 * exactly the header trust the declared format is there to avoid. */
+		if (!l.backing_format[0]) {
+			r = util_err_set(
+			    err, -EPERM,
+			    "backing file '%s' of '%s' has no recorded format; record it "
+			    "with qemu-img rebase -u -F <format> -b <backing file> <image>",
+			    safe_b, safe);
+			goto fail;
+		}
+		if (!stor_format_supported(l.backing_format)) {
+			r = util_err_set(
+			    err, -ENOTSUP,
+			    "backing file '%s' of '%s' is recorded as %s; qvm's VMs use "
+			    "only qcow2 and raw",
+			    safe_b, safe, l.backing_format);
+			goto fail;
+		}
+		r = stor_check_under(l.backing_full, allowed_backing_roots, "backing file",
+		                     BACKING_FIX, BACKING_FIX, &real, err);
+		if (r < 0) {
+			util_err_prefix(err, "cannot accept '%s'", safe_top);
+			goto fail;
+		}
+		if (strv_contains(chain.v, real)) {
+			r = util_err_set(
+			    err, -ELOOP,
+			    "backing chain of '%s' loops: '%s' comes back as the backing "
+			    "file of '%s'",
+			    safe_top, safe_b, safe);
+			goto fail;
+		}
+		util_strv_push_take(&chain, TAKE_PTR(real));
+		/* The next file must be what this one records it to be. */
+		strcpy(expected_buf, l.backing_format);
+		expected = expected_buf;
+		/* Go on with the name qemu itself resolves, so relative backing
+		 * names further down resolve as they will when the VM runs. */
+		free(parent);
+		parent = TAKE_PTR(safe);
+		free(name);
+		name = TAKE_PTR(l.backing_full);
+		info.chain_depth = depth + 1;
+	}
+	info.chain = util_strv_steal(&chain);
+	*ret_info = info;
+	info = (stor_image_info){0};
+	return 0;
+fail:
+	util_strv_clear(&chain);
+	return r;
+}

@@ -1,0 +1,37 @@
+/* storage: helpers shared by the storage folder's files (private). */
+#ifndef QVM_STORAGE_INTERNAL_H
+#define QVM_STORAGE_INTERNAL_H
+
+#include "storage/storage.h"
+
+/* The qemu-img binary: $QVM_QEMU_IMG when set (tests), else from PATH.
+ * The caller frees *ret_path. */
+int stor_qemu_img(char **ret_path, util_err *err);
+
+/* A copy of s fit for an error message: control characters become '?' and
+ * long strings are cut ("..."), so a hostile file name cannot forge lines
+ * or terminal escapes. NULL gives "(null)". The caller frees it. */
+char *stor_safe(const char *s);
+
+/* A path qvm may hand to qemu or qemu-img as a plain local file: not
+ * empty, no control characters, no "scheme:" pseudo-protocol, absolute.
+ * `what` names it in the message ("disk path", "backing file"...); `fix`
+ * (NULL: "give an absolute path") ends the pseudo-path and relative-path
+ * messages. */
+int stor_check_local(const char *path, const char *what, const char *fix, util_err *err);
+
+/* The core of stor_check_path(): path passes stor_check_local(path, what,
+ * local_fix), exists as a regular file, and its realpath lies under one of
+ * roots; `hint` ends the "not under an allowed folder" message. */
+int stor_check_under(const char *path, const char *const *roots, const char *what,
+                     const char *local_fix, const char *hint, char **ret_realpath, util_err *err);
+
+/* The formats qvm's VMs use. */
+bool stor_format_supported(const char *format);
+
+/* Set err from a failed qemu-img run: "<context>: <first line qemu-img
+ * printed>" (without its "qemu-img: " prefix, made safe). Returns -EIO. */
+int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,685 @@
+/* Unit tests for storage/: the disk path policy, image inspection against
+ * hostile images made with the real qemu-img, and image creation/removal. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "storage/storage.h"
+#include "tap.h"
+
+static char root[] = "/tmp/qvm-test-storage-XXXXXX";
+static char *img_dir, *out_dir;
+
+/* Paths built by P() live until the end of the run. */
+static util_strv pool;
+
+__attribute__((format(printf, 1, 2))) static const char *P(const char *fmt, ...)
+{
+	va_list ap;
+	char *rel, *full;
+
+	va_start(ap, fmt);
+	if (vasprintf(&rel, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	full = util_xasprintf("%s/%s", root, rel);
+	free(rel);
+	util_strv_push_take(&pool, full);
+	return full;
+}
+
+/* Run the real qemu-img with the given arguments (NULL-terminated);
+ * returns its exit status, printing its stderr as a diagnosis on failure. */
+static int qimg(const char *first, ...)
+{
+	util_strv sv = {0};
+	_cleanup_strv_ char **argv = NULL;
+	_cleanup_free_ char *errtext = NULL;
+	util_run_opts o = {.ret_stderr = &errtext};
+	util_err err = {0};
+	va_list ap;
+	int r;
+
+	util_strv_push(&sv, "qemu-img");
+	va_start(ap, first);
+	for (const char *a = first; a; a = va_arg(ap, const char *))
+		util_strv_push(&sv, a);
+	va_end(ap);
+	argv = util_strv_steal(&sv);
+	r = util_run(argv, &o, &err);
+	if (r < 0)
+		diag("qemu-img: %s", err.msg);
+	else if (r)
+		diag("qemu-img %s failed: %s", first, errtext);
+	return r;
+}
+
+/* `qemu-img info -f <fmt> --output=json -- path` as a new JSON object. */
+static json_t *qinfo(const char *path, const char *fmt)
+{
+	char *argv[] = {"qemu-img",      "info", "-f",         (char *)fmt,
+	                "--output=json", "--",   (char *)path, NULL};
+	_cleanup_free_ char *out = NULL;
+	util_run_opts o = {.ret_stdout = &out};
+	util_err err = {0};
+
+	if (util_run(argv, &o, &err) != 0)
+		return NULL;
+	return json_loads(out, 0, NULL);
+}
+
+static void write_file(const char *path, const char *data)
+{
+	util_err err = {0};
+
+	if (util_write_file_atomic(path, data, strlen(data), &err) < 0) {
+		diag("%s", err.msg);
+		abort();
+	}
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+static mode_t mode_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (st.st_mode & 07777) : 0;
+}
+
+/* Does the message contain needle? Says what it was when not. */
+static int has(const util_err *err, const char *needle, const char *name)
+{
+	if (getenv("SHOW_MSG"))
+		diag("%s", err->msg);
+	if (!ok(err->msg[0] && strstr(err->msg, needle) != NULL, "%s: message says '%s'", name,
+	        needle)) {
+		diag("message: %s", err->msg);
+		return 0;
+	}
+	return 1;
+}
+
+/* The refusal of stor_check_path(path), checked by message. */
+static void path_refused(const char *path, const char *const *roots, const char *needle,
+                         const char *name)
+{
+	util_err err = {0};
+	char *real = (char *)"untouched";
+	int r = stor_check_path(path, roots, &real, &err);
+
+	ok(r < 0, "%s: refused (%d)", name, r);
+	is_str(real, "untouched", "%s: no realpath returned", name);
+	has(&err, needle, name);
+	ok(strchr(err.msg, '\n') == NULL, "%s: message is one line", name);
+}
+
+/* Leftovers of a create: temporary files in a folder. */
+static int temp_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (strstr(e->d_name, ".qvm-create-"))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_path_policy(void)
+{
+	const char *roots[] = {img_dir, NULL};
+	const char *two_roots[] = {P("img"), P("other"), NULL};
+	util_err err = {0};
+	char *real = NULL, *expect = NULL;
+	int r;
+
+	write_file(P("img/good.raw"), "data");
+	write_file(P("out/secret.raw"), "secret");
+	write_file(P("imgs/disk.raw"), "sibling");
+	if (symlink(P("out/secret.raw"), P("img/escape.raw")) < 0 ||
+	    symlink("good.raw", P("img/link.raw")) < 0 || mkdir(P("img/sub"), 0700) < 0 ||
+	    symlink(P("img"), P("img-link")) < 0)
+		abort();
+
+	r = stor_check_path(P("img/good.raw"), roots, &real, &err);
+	is_int(r, 0, "good path accepted");
+	expect = realpath(P("img/good.raw"), NULL);
+	is_str(real, expect, "realpath returned");
+	free(real);
+	real = NULL;
+
+	r = stor_check_path(P("img/link.raw"), roots, &real, &err);
+	is_int(r, 0, "symlink staying inside the root accepted");
+	is_str(real, expect, "symlink resolved to its target");
+	free(real);
+	real = NULL;
+
+	r = stor_check_path(P("img/../img/good.raw"), roots, NULL, &err);
+	is_int(r, 0, "'..' that stays inside accepted (realpath compared)");
+
+	{
+		const char *link_roots[] = {P("img-link"), NULL};
+		const char *slash_roots[] = {util_xasprintf("%s/", img_dir), NULL};
+
+		is_int(stor_check_path(P("img/good.raw"), link_roots, NULL, &err), 0,
+		       "a root given through a symlink is resolved");
+		is_int(stor_check_path(P("img/good.raw"), slash_roots, NULL, &err), 0,
+		       "a root with a trailing slash works");
+		free((char *)slash_roots[0]);
+	}
+	{
+		const char *slash[] = {"/", NULL};
+
+		is_int(stor_check_path(P("out/secret.raw"), slash, NULL, &err), 0,
+		       "root '/' holds everything");
+	}
+	free(expect);
+
+	path_refused("img/good.raw", roots, "is not absolute", "relative path");
+	path_refused("json:{\"file.filename\":\"/etc/shadow\"}", roots, "'json:' pseudo-path",
+	             "json: pseudo-path");
+	path_refused("nbd://x", roots, "'nbd:' pseudo-path", "nbd:// pseudo-path");
+	path_refused("file:/etc/passwd", roots, "'file:' pseudo-path", "file: pseudo-path");
+	path_refused("http://example.com/disk.img", roots, "'http:' pseudo-path",
+	             "http:// pseudo-path");
+	path_refused(P("img/a\nb.raw"), roots, "control character (0x0a)", "newline");
+	path_refused(P("img/a\033[2Jb.raw"), roots, "control character (0x1b)", "escape");
+	path_refused(P("img/escape.raw"), roots, "is not under an allowed folder",
+	             "symlink escaping the root");
+	path_refused(P("img/escape.raw"), roots, "really '", "symlink escape names the target");
+	path_refused(P("img/sub"), roots, "is a directory", "directory");
+	path_refused(P("img/missing.raw"), roots, "does not exist", "missing file");
+	path_refused(P("imgs/disk.raw"), roots, "is not under an allowed folder",
+	             "sibling folder with a common prefix");
+	path_refused("/dev/null", (const char *const[]){"/dev", NULL},
+	             "only regular files are supported for now", "character device");
+	path_refused("", roots, "is empty", "empty path");
+	path_refused(P("img/good.raw"), NULL, "none configured", "no roots at all");
+	path_refused(P("img/good.raw"), (const char *const[]){"relative/root", NULL},
+	             "is not absolute; fix the configuration", "relative root");
+	path_refused(P("img/good.raw"), (const char *const[]){P("does-not-exist"), NULL},
+	             "is not under an allowed folder", "only a missing root");
+
+	util_err_clear(&err);
+	r = stor_check_path(P("out/secret.raw"), two_roots, NULL, &err);
+	ok(r == -EACCES, "outside two roots refused with -EACCES");
+	{
+		_cleanup_free_ char *want = util_xasprintf(
+		    "disk path '%s' is not under an allowed folder (%s, %s); add the folder "
+		    "to disk-roots or import the file as an image",
+		    P("out/secret.raw"), two_roots[0], two_roots[1]);
+
+		is_str(err.msg, want, "the full message");
+	}
+}
+
+/* stor_inspect() refusal: code, message. */
+static void inspect_refused(const char *path, const char *declared, const char *const *roots,
+                            int code, const char *needle, const char *name)
+{
+	_cleanup_stor_image_info_ stor_image_info info = {0};
+	util_err err = {0};
+	int r = stor_inspect(path, declared, roots, &info, &err);
+
+	is_int(r, code, "%s: refused", name);
+	ok(info.chain == NULL && info.backing_file == NULL && !info.format[0], "%s: info untouched",
+	   name);
+	has(&err, needle, name);
+}
+
+/* Patch the first occurrence of 4 bytes in the first cluster of a file. */
+static int patch4(const char *path, const unsigned char from[4], const unsigned char to[4])
+{
+	unsigned char buf[65536];
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : pread(fd, buf, sizeof(buf), 0);
+	int r = -1;
+
+	for (ssize_t i = 0; n > 4 && i < n - 4; i++)
+		if (!memcmp(buf + i, from, 4)) {
+			r = pwrite(fd, to, 4, i) == 4 ? 0 : -1;
+			break;
+		}
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static void test_inspect(void)
+{
+	const char *roots[] = {img_dir, NULL};
+	_cleanup_stor_image_info_ stor_image_info info = {0};
+	util_err err = {0};
+	int r;
+
+	/* good images */
+	qimg("create", "-q", "-f", "qcow2", "--", P("img/good.qcow2"), "64M", NULL);
+	qimg("create", "-q", "-f", "raw", "--", P("img/base.raw"), "1M", NULL);
+	r = stor_inspect(P("img/good.qcow2"), "qcow2", NULL, &info, &err);
+	is_int(r, 0, "good qcow2 accepted");
+	is_str(info.format, "qcow2", "qcow2: format");
+	is_int(info.virtual_size, 64 << 20, "qcow2: virtual size");
+	ok(info.actual_size > 0, "qcow2: actual size");
+	ok(info.backing_file == NULL && !info.backing_format[0], "qcow2: no backing file");
+	is_int(info.chain_depth, 0, "qcow2: chain depth 0");
+	ok(info.chain && info.chain[0] && !info.chain[1], "qcow2: chain holds the image only");
+	ok(!info.has_data_file, "qcow2: no data file");
+	stor_image_info_free(&info);
+	stor_image_info_free(&info);
+	ok(info.chain == NULL, "info free is idempotent");
+
+	r = stor_inspect(P("img/base.raw"), "raw", NULL, &info, &err);
+	is_int(r, 0, "good raw accepted");
+	is_str(info.format, "raw", "raw: format");
+	is_int(info.virtual_size, 1 << 20, "raw: virtual size");
+	stor_image_info_free(&info);
+
+	r = stor_inspect(P("img/good.qcow2"), NULL, NULL, &info, &err);
+	ok(r == 0 && !strcmp(info.format, "qcow2"), "no declared format: probed qcow2 accepted");
+	stor_image_info_free(&info);
+
+	/* format confusion */
+	qimg("create", "-q", "-f", "qcow2", "--", P("img/fake.raw"), "1M", NULL);
+	inspect_refused(P("img/fake.raw"), "raw", NULL, -EMEDIUMTYPE,
+	                "contains a qcow2 image but was declared raw",
+	                "raw declared, qcow2 content");
+	inspect_refused(P("img/base.raw"), "qcow2", NULL, -EMEDIUMTYPE,
+	                "contains a raw image but was declared qcow2",
+	                "qcow2 declared, raw content");
+	inspect_refused(P("img/good.qcow2"), "vmdk", NULL, -ENOTSUP, "use only qcow2 and raw",
+	                "declared vmdk");
+
+	/* backing files */
+	qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", P("img/base.raw"), "--",
+	     P("img/over.qcow2"), NULL);
+	r = stor_inspect(P("img/over.qcow2"), "qcow2", roots, &info, &err);
+	is_int(r, 0, "overlay with a backing file inside the roots accepted");
+	is_str(info.backing_file, P("img/base.raw"), "overlay: backing file");
+	is_str(info.backing_format, "raw", "overlay: backing format");
+	is_int(info.chain_depth, 1, "overlay: chain depth 1");
+	ok(info.chain && info.chain[1] && strstr(info.chain[1], "/img/base.raw") && !info.chain[2],
+	   "overlay: chain lists the backing file");
+	if (r < 0)
+		diag("%s", err.msg);
+	stor_image_info_free(&info);
+	inspect_refused(P("img/over.qcow2"), "qcow2", NULL, -EPERM, "has a backing file",
+	                "backing file refused by default");
+
+	qimg("create", "-q", "-f", "raw", "--", P("out/base.raw"), "1M", NULL);
+	qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", P("out/base.raw"), "--",
+	     P("img/escape.qcow2"), NULL);
+	inspect_refused(P("img/escape.qcow2"), "qcow2", roots, -EACCES,
+	                "is not under an allowed folder", "backing file outside the roots");
+
+	/* relative backing names resolve next to the image */
+	qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", "base.raw", "--",
+	     P("img/relative.qcow2"), NULL);
+	r = stor_inspect(P("img/relative.qcow2"), "qcow2", roots, &info, &err);
+	ok(r == 0 && util_streq(info.backing_file, "base.raw") && info.chain_depth == 1,
+	   "relative backing name inside the roots accepted");
+	stor_image_info_free(&info);
+
+	{
+		/* qemu-img --backing-chain would connect here: check that
+		 * stor_inspect never does. */
+		int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		socklen_t alen = sizeof(a);
+		_cleanup_free_ char *url = NULL;
+
+		if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 4) < 0 ||
+		    getsockname(s, (struct sockaddr *)&a, &alen) < 0)
+			abort();
+		url = util_xasprintf("nbd://127.0.0.1:%d/x", ntohs(a.sin_port));
+		qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", P("img/base.raw"), "--",
+		     P("img/nbd.qcow2"), NULL);
+		qimg("rebase", "-q", "-u", "-f", "qcow2", "-F", "raw", "-b", url, "--",
+		     P("img/nbd.qcow2"), NULL);
+		inspect_refused(P("img/nbd.qcow2"), "qcow2", roots, -EINVAL, "'nbd:' pseudo-path",
+		                "nbd:// backing file");
+		ok(accept(s, NULL, NULL) < 0 && errno == EAGAIN,
+		   "nbd:// backing file: no connection was attempted");
+		close(s);
+	}
+
+	qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", P("img/base.raw"), "--",
+	     P("img/nofmt.qcow2"), NULL);
+	ok(patch4(P("img/nofmt.qcow2"), (const unsigned char[]){0xe2, 0x79, 0x2a, 0xca},
+	          (const unsigned char[]){0x12, 0x34, 0x56, 0x78}) == 0,
+	   "backing format extension removed by hand");
+	inspect_refused(P("img/nofmt.qcow2"), "qcow2", roots, -EPERM, "has no recorded format",
+	                "backing file without a recorded format");
+
+	qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", P("img/base.raw"), "--",
+	     P("img/wrongfmt.qcow2"), NULL);
+	qimg("rebase", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", P("img/base.raw"), "--",
+	     P("img/wrongfmt.qcow2"), NULL);
+	inspect_refused(P("img/wrongfmt.qcow2"), "qcow2", roots, -EMEDIUMTYPE,
+	                "contains a raw image but is recorded as qcow2",
+	                "backing file not of its recorded format");
+	qimg("create", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", P("img/wrongfmt.qcow2"),
+	     "--", P("img/wrongtop.qcow2"), "1M", NULL);
+	{
+		_cleanup_free_ char *want = util_xasprintf(
+		    "backing file '%s' of '%s' contains a raw image but is recorded as qcow2",
+		    P("img/base.raw"), P("img/wrongfmt.qcow2"));
+
+		inspect_refused(P("img/wrongtop.qcow2"), "qcow2", roots, -EMEDIUMTYPE, want,
+		                "format mismatch further down names the file recording it");
+	}
+
+	/* external data file */
+	qimg("create", "-q", "-f", "qcow2", "-o", "data_file=data.raw", "--",
+	     P("img/datafile.qcow2"), "1M", NULL);
+	inspect_refused(P("img/datafile.qcow2"), "qcow2", roots, -EPERM,
+	                "has an external data file ('data.raw')", "external data file");
+
+	/* chain depth: base + 9 overlays is one too deep */
+	qimg("create", "-q", "-f", "raw", "--", P("img/c0"), "1M", NULL);
+	for (int i = 1; i <= STOR_MAX_BACKING_DEPTH + 1; i++)
+		qimg("create", "-q", "-f", "qcow2", "-F", i == 1 ? "raw" : "qcow2", "-b",
+		     P("img/c%d", i - 1), "--", P("img/c%d", i), NULL);
+	r = stor_inspect(P("img/c%d", STOR_MAX_BACKING_DEPTH), "qcow2", roots, &info, &err);
+	ok(r == 0 && info.chain_depth == STOR_MAX_BACKING_DEPTH &&
+	       util_strv_len(info.chain) == STOR_MAX_BACKING_DEPTH + 1,
+	   "chain of exactly %d backing files accepted", STOR_MAX_BACKING_DEPTH);
+	if (r < 0)
+		diag("%s", err.msg);
+	stor_image_info_free(&info);
+	inspect_refused(P("img/c%d", STOR_MAX_BACKING_DEPTH + 1), "qcow2", roots, -ELOOP,
+	                "is deeper than 8 files", "chain one deeper than the limit");
+
+	/* loops: a -> b -> a, and an image that is its own backing file */
+	qimg("create", "-q", "-f", "qcow2", "--", P("img/b.qcow2"), "1M", NULL);
+	qimg("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", P("img/b.qcow2"), "--",
+	     P("img/a.qcow2"), NULL);
+	qimg("rebase", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", P("img/a.qcow2"), "--",
+	     P("img/b.qcow2"), NULL);
+	inspect_refused(P("img/a.qcow2"), "qcow2", roots, -ELOOP, "loops", "backing loop a->b->a");
+	qimg("create", "-q", "-f", "qcow2", "--", P("img/self.qcow2"), "1M", NULL);
+	qimg("rebase", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", "self.qcow2", "--",
+	     P("img/self.qcow2"), NULL);
+	inspect_refused(P("img/self.qcow2"), "qcow2", roots, -ELOOP, "loops",
+	                "image backed by itself");
+
+	/* VMDKs and other formats */
+	qimg("create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", "--",
+	     P("img/multi.vmdk"), "5G", NULL);
+	inspect_refused(P("img/multi.vmdk"), "qcow2", roots, -EPERM, "VMDK made of 3 extent files",
+	                "multi-extent VMDK");
+	qimg("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", "--",
+	     P("img/flat.vmdk"), "1M", NULL);
+	inspect_refused(P("img/flat.vmdk"), "raw", roots, -EPERM,
+	                "VMDK whose data lives in another file", "monolithicFlat VMDK");
+	{
+		/* the classic: a descriptor whose extent is a host file */
+		write_file(P("img/shadow.vmdk"),
+		           "# Disk DescriptorFile\nversion=1\nCID=12345678\n"
+		           "parentCID=ffffffff\ncreateType=\"monolithicFlat\"\n"
+		           "RW 8 FLAT \"/etc/passwd\" 0\n");
+		inspect_refused(P("img/shadow.vmdk"), "raw", roots, -EPERM, "'/etc/passwd'",
+		                "VMDK extent pointing at a host file");
+	}
+	qimg("create", "-q", "-f", "vmdk", "--", P("img/sparse.vmdk"), "1M", NULL);
+	inspect_refused(P("img/sparse.vmdk"), NULL, roots, -ENOTSUP,
+	                "is a vmdk image; qvm's VMs use only qcow2 and raw: convert it with "
+	                "qemu-img convert -O qcow2",
+	                "single-file VMDK unsupported");
+	qimg("create", "-q", "-f", "vdi", "--", P("img/disk.vdi"), "1M", NULL);
+	inspect_refused(P("img/disk.vdi"), "qcow2", roots, -ENOTSUP,
+	                "is a vdi image; qvm's VMs use only qcow2 and raw", "vdi unsupported");
+	qimg("create", "-q", "-f", "vhdx", "--", P("img/disk.vhdx"), "1M", NULL);
+	inspect_refused(P("img/disk.vhdx"), NULL, roots, -ENOTSUP,
+	                "is a vhdx image; qvm's VMs use only qcow2 and raw", "vhdx unsupported");
+
+	/* the top file itself */
+	inspect_refused("img/good.qcow2", "qcow2", NULL, -EINVAL, "is not absolute",
+	                "relative image path");
+	inspect_refused("json:{\"driver\":\"qcow2\"}", "qcow2", NULL, -EINVAL, "pseudo-path",
+	                "json: image path");
+	inspect_refused(P("img/nothing.qcow2"), "qcow2", NULL, -ENOENT, "does not exist",
+	                "missing image");
+	inspect_refused(P("img/sub"), "qcow2", NULL, -EISDIR, "is a directory", "directory image");
+
+	/* names qemu would otherwise parse */
+	qimg("create", "-q", "-f", "qcow2", "--", P("img/a,b=c.qcow2"), "1M", NULL);
+	r = stor_inspect(P("img/a,b=c.qcow2"), "qcow2", NULL, &info, &err);
+	ok(r == 0 && info.virtual_size == 1 << 20, "image name with a comma inspected");
+	stor_image_info_free(&info);
+	write_file(P("img/garbage.qcow2"), "QFI\xfb garbage");
+	inspect_refused(P("img/garbage.qcow2"), "qcow2", NULL, -EIO, "cannot inspect",
+	                "truncated qcow2 header: qemu-img's error passed on");
+
+	/* a stand-in qemu-img reporting the limits it runs under */
+	write_file(P("limits-qemu-img"),
+	           "#!/bin/sh\n"
+	           "printf '{\"format\":\"raw\",\"virtual-size\":%s,\"actual-size\":%s}' "
+	           "\"$(ulimit -v)\" \"$(ulimit -t)\"\n");
+	chmod(P("limits-qemu-img"), 0700);
+	setenv("QVM_QEMU_IMG", P("limits-qemu-img"), 1);
+	r = stor_inspect(P("img/base.raw"), "raw", NULL, &info, &err);
+	is_int(r, 0, "stand-in qemu-img ran");
+	is_int(info.virtual_size, 1 << 20, "qemu-img info runs with a 1 GiB address-space limit");
+	is_int(info.actual_size, 10, "qemu-img info runs with a 10 s CPU limit");
+	stor_image_info_free(&info);
+	write_file(P("junk-qemu-img"), "#!/bin/sh\necho 'this is not json'\n");
+	chmod(P("junk-qemu-img"), 0700);
+	setenv("QVM_QEMU_IMG", P("junk-qemu-img"), 1);
+	inspect_refused(P("img/base.raw"), "raw", NULL, -EPROTO, "printed no JSON object",
+	                "qemu-img output that is not JSON");
+	write_file(P("odd-qemu-img"),
+	           "#!/bin/sh\necho '{\"format\":\"raw\\u001b[2J\",\"virtual-size\":1}'\n");
+	chmod(P("odd-qemu-img"), 0700);
+	setenv("QVM_QEMU_IMG", P("odd-qemu-img"), 1);
+	inspect_refused(P("img/base.raw"), "raw", NULL, -EPROTO, "reported an odd format",
+	                "format name with an escape sequence");
+
+	setenv("QVM_QEMU_IMG", P("no-such-qemu-img"), 1);
+	inspect_refused(P("img/good.qcow2"), "qcow2", NULL, -ENOENT, "no-such-qemu-img",
+	                "QVM_QEMU_IMG names the program");
+	unsetenv("QVM_QEMU_IMG");
+}
+
+static void test_create(void)
+{
+	_cleanup_stor_image_info_ stor_image_info info = {0};
+	util_err err = {0};
+	json_t *j;
+	int r;
+
+	umask(0); /* the modes below must not depend on it */
+	qimg("create", "-q", "-f", "qcow2", "--", P("img/tmpl.qcow2"), "32M", NULL);
+
+	r = stor_create_overlay(P("img/vm1.qcow2"), P("img/tmpl.qcow2"), "qcow2", &err);
+	is_int(r, 0, "overlay created");
+	if (r < 0)
+		diag("%s", err.msg);
+	is_int(mode_of(P("img/vm1.qcow2")), 0600, "overlay: mode 0600 with umask 0");
+	j = qinfo(P("img/vm1.qcow2"), "qcow2");
+	is_str(json_string_value(json_object_get(j, "backing-filename")), P("img/tmpl.qcow2"),
+	       "overlay: backing file recorded");
+	is_str(json_string_value(json_object_get(j, "backing-filename-format")), "qcow2",
+	       "overlay: backing format recorded");
+	is_int(json_integer_value(json_object_get(j, "virtual-size")), 32 << 20,
+	       "overlay: size of its backing file");
+	json_decref(j);
+	is_int(temp_files(img_dir), 0, "overlay: no temporary file left");
+
+	r = stor_create_overlay(P("img/vm1.qcow2"), P("img/base.raw"), "raw", &err);
+	is_int(r, -EEXIST, "overlay over an existing file refused");
+	has(&err, "already exists", "existing overlay");
+	j = qinfo(P("img/vm1.qcow2"), "qcow2");
+	is_str(json_string_value(json_object_get(j, "backing-filename")), P("img/tmpl.qcow2"),
+	       "existing overlay untouched");
+	json_decref(j);
+
+	/* a backing name full of option syntax is stored verbatim */
+	qimg("create", "-q", "-f", "raw", "--", P("img/b,backing_fmt=qcow2,data_file=x.raw"), "1M",
+	     NULL);
+	r = stor_create_overlay(P("img/comma.qcow2"), P("img/b,backing_fmt=qcow2,data_file=x.raw"),
+	                        "raw", &err);
+	is_int(r, 0, "overlay on a backing file with commas created");
+	r = stor_inspect(P("img/comma.qcow2"), "qcow2", (const char *const[]){img_dir, NULL}, &info,
+	                 &err);
+	is_int(r, 0, "comma overlay passes inspection (no data file, raw backing)");
+	is_str(info.backing_file, P("img/b,backing_fmt=qcow2,data_file=x.raw"),
+	       "comma overlay: backing name stored verbatim");
+	is_str(info.backing_format, "raw", "comma overlay: backing format not injected");
+	stor_image_info_free(&info);
+
+	r = stor_create_overlay(P("img/vm2.qcow2"), P("img/missing.qcow2"), "qcow2", &err);
+	ok(r < 0, "overlay on a missing backing file refused");
+	has(&err, "does not exist", "missing backing");
+	ok(!exists(P("img/vm2.qcow2")), "missing backing: no file left");
+	is_int(temp_files(img_dir), 0, "missing backing: no temporary file left");
+
+	r = stor_create_overlay(P("img/vm3.qcow2"), P("img/base.raw"), "qcow2", &err);
+	is_int(r, -EIO, "overlay with the wrong backing format: qemu-img fails");
+	has(&err, "img/vm3.qcow2", "qemu-img failure names the target");
+	ok(!strstr(err.msg, ".qvm-create-"), "qemu-img failure does not name the temporary file");
+	ok(!exists(P("img/vm3.qcow2")), "qemu-img failure: no file left");
+	is_int(temp_files(img_dir), 0, "qemu-img failure: no temporary file left");
+
+	r = stor_create_overlay(P("img/vm4.qcow2"), "base.raw", "raw", &err);
+	ok(r == -EINVAL && strstr(err.msg, "is not absolute"), "relative backing path refused");
+	r = stor_create_overlay(P("img/vm4.qcow2"), "json:{}", "raw", &err);
+	ok(r == -EINVAL && strstr(err.msg, "pseudo-path"), "json: backing path refused");
+	r = stor_create_overlay(P("img/vm4.qcow2"), P("img/disk.vdi"), "vdi", &err);
+	ok(r == -ENOTSUP, "vdi backing format refused");
+	r = stor_create_overlay("vm4.qcow2", P("img/base.raw"), "raw", &err);
+	ok(r == -EINVAL && strstr(err.msg, "is not absolute"), "relative overlay path refused");
+	r = stor_create_overlay(P("nofolder/vm4.qcow2"), P("img/base.raw"), "raw", &err);
+	ok(r < 0 && strstr(err.msg, "cannot create"), "overlay in a missing folder refused");
+	ok(!exists(P("img/vm4.qcow2")), "refused overlays: no file left");
+
+	r = stor_create_blank(P("img/blank.qcow2"), 64 << 20, &err);
+	is_int(r, 0, "blank disk created");
+	is_int(mode_of(P("img/blank.qcow2")), 0600, "blank: mode 0600 with umask 0");
+	j = qinfo(P("img/blank.qcow2"), "qcow2");
+	is_int(json_integer_value(json_object_get(j, "virtual-size")), 64 << 20,
+	       "blank: virtual size 64M");
+	ok(json_object_get(j, "backing-filename") == NULL, "blank: no backing file");
+	json_decref(j);
+	is_int(stor_create_blank(P("img/blank.qcow2"), 1 << 20, &err), -EEXIST,
+	       "blank over an existing file refused");
+	is_int(stor_create_blank(P("img/odd.qcow2"), 1000, &err), -EINVAL,
+	       "size not a multiple of 512 refused");
+	is_int(stor_create_blank(P("img/zero.qcow2"), 0, &err), -EINVAL, "size 0 refused");
+	ok(stor_create_blank(P("img/huge.qcow2"), UINT64_MAX - 511, &err) < 0,
+	   "absurd size refused by qemu-img");
+	ok(!exists(P("img/huge.qcow2")) && temp_files(img_dir) == 0, "absurd size: nothing left");
+
+	/* a qemu-img that writes its target and then fails */
+	write_file(P("fake-qemu-img"), "#!/bin/sh\n"
+	                               "while [ $# -gt 0 ] && [ \"$1\" != -- ]; do shift; done\n"
+	                               "echo half-written > \"$2\"\n"
+	                               "echo 'qemu-img: disk full' >&2\n"
+	                               "exit 1\n");
+	chmod(P("fake-qemu-img"), 0700);
+	setenv("QVM_QEMU_IMG", P("fake-qemu-img"), 1);
+	r = stor_create_blank(P("img/fail.qcow2"), 1 << 20, &err);
+	ok(r == -EIO && strstr(err.msg, "disk full"), "failing qemu-img: its error is passed on");
+	if (r != -EIO)
+		diag("%d %s", r, err.msg);
+	ok(!exists(P("img/fail.qcow2")), "failing qemu-img: no file left");
+	is_int(temp_files(img_dir), 0, "failing qemu-img: half-written temporary file removed");
+	setenv("QVM_QEMU_IMG", P("no-such-qemu-img"), 1);
+	r = stor_create_blank(P("img/fail.qcow2"), 1 << 20, &err);
+	ok(r < 0 && !exists(P("img/fail.qcow2")) && temp_files(img_dir) == 0,
+	   "missing qemu-img: refused, nothing left");
+	unsetenv("QVM_QEMU_IMG");
+	umask(022);
+}
+
+static void test_remove(void)
+{
+	util_err err = {0};
+	char buf[4096];
+	bool all_zero = true, kept = false;
+	int fd, r;
+
+	is_int(stor_remove_disk(P("img/never-was.qcow2"), false, &err), 0,
+	       "removing a missing disk is fine");
+
+	/* a sparse file with data at both ends */
+	fd = open(P("img/wipe.raw"), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	memset(buf, 'x', sizeof(buf));
+	if (fd < 0 || pwrite(fd, buf, sizeof(buf), 0) != sizeof(buf) ||
+	    pwrite(fd, buf, sizeof(buf), 16 << 20) != sizeof(buf))
+		abort();
+	close(fd);
+	/* keep the inode reachable to look at it after the unlink */
+	fd = open(P("img/wipe.raw"), O_RDONLY | O_CLOEXEC);
+	r = stor_remove_disk(P("img/wipe.raw"), true, &err);
+	is_int(r, 0, "wipe and remove");
+	ok(!exists(P("img/wipe.raw")), "wiped file is gone");
+	for (off_t off = 0; off < (16 << 20) + 4096; off += sizeof(buf)) {
+		if (pread(fd, buf, sizeof(buf), off) != sizeof(buf))
+			abort();
+		for (size_t i = 0; i < sizeof(buf); i++)
+			all_zero &= buf[i] == 0;
+	}
+	ok(all_zero, "wiped file's data was overwritten with zeros first");
+	close(fd);
+
+	write_file(P("img/plain.raw"), "keep me");
+	fd = open(P("img/plain.raw"), O_RDONLY | O_CLOEXEC);
+	is_int(stor_remove_disk(P("img/plain.raw"), false, &err), 0, "remove without wipe");
+	kept = pread(fd, buf, 7, 0) == 7 && !memcmp(buf, "keep me", 7);
+	ok(!exists(P("img/plain.raw")) && kept, "without wipe: unlinked, data not touched");
+	close(fd);
+
+	write_file(P("img/linked.raw"), "shared");
+	if (link(P("img/linked.raw"), P("img/linked2.raw")) < 0)
+		abort();
+	r = stor_remove_disk(P("img/linked.raw"), true, &err);
+	is_int(r, -EMLINK, "wipe of a file with other hard links refused");
+	has(&err, "other hard links", "hard links");
+	ok(exists(P("img/linked.raw")), "hard-linked file still there");
+
+	r = stor_remove_disk(P("img/link.raw"), true, &err);
+	is_int(r, -EINVAL, "symlink not removed");
+	has(&err, "symbolic link", "symlink");
+	ok(exists(P("img/good.raw")), "symlink target untouched");
+	is_int(stor_remove_disk(P("img/sub"), false, &err), -EINVAL, "directory not removed");
+	is_int(stor_remove_disk("img/good.raw", false, &err), -EINVAL, "relative path refused");
+}
+
+int main(void)
+{
+	util_err err = {0};
+
+	if (!mkdtemp(root))
+		abort();
+	img_dir = (char *)P("img");
+	out_dir = (char *)P("out");
+	if (mkdir(img_dir, 0700) < 0 || mkdir(out_dir, 0700) < 0 || mkdir(P("imgs"), 0700) < 0)
+		abort();
+	unsetenv("QVM_QEMU_IMG");
+
+	test_path_policy();
+	test_inspect();
+	test_create();
+	test_remove();
+
+	if (util_rm_rf(root, &err) < 0)
+		diag("cleanup: %s", err.msg);
+	util_strv_clear(&pool);
+	return done_testing();
+}

@@ -384,11 +384,19 @@ static void test_inspect(void)
 		                "format mismatch further down names the file recording it");
 	}
 
-	/* external data file */
-	qimg("create", "-q", "-f", "qcow2", "-o", "data_file=data.raw", "--",
-	     P("img/datafile.qcow2"), "1M", NULL);
-	inspect_refused(P("img/datafile.qcow2"), "qcow2", roots, -EPERM,
-	                "has an external data file ('data.raw')", "external data file");
+	/* external data file (qemu-img create resolves data_file against its
+	 * working directory, hence the absolute name) */
+	{
+		const char *df = P("img/data.raw");
+		_cleanup_free_ char *opt = util_xasprintf("data_file=%s", df);
+		_cleanup_free_ char *want = util_xasprintf("has an external data file ('%s')", df);
+
+		qimg("create", "-q", "-f", "qcow2", "-o", opt, "--", P("img/datafile.qcow2"), "1M",
+		     NULL);
+		ok(exists(df), "data file made next to the image");
+		inspect_refused(P("img/datafile.qcow2"), "qcow2", roots, -EPERM, want,
+		                "external data file");
+	}
 
 	/* chain depth: base + 9 overlays is one too deep */
 	qimg("create", "-q", "-f", "raw", "--", P("img/c0"), "1M", NULL);

@@ -1,0 +1,108 @@
+/* Private to lifecycle/: the journal — a durable, append-only log of JSON
+ * records with snapshots, under a kernel lock. db.c keeps its VM model in it.
+ *
+ * A journal is a folder (0700) holding:
+ *   lock            flock(): shared for readers, exclusive for the writer
+ *   snapshot.json   {"seq":N,"crc32c":"xxxxxxxx","state":<json>}\n — the
+ *                   compacted state up to record N; the CRC-32C covers
+ *                   "<N> <state as written>". Replaced tmp+fsync+rename.
+ *   log             the records after the snapshot, one per line:
+ *                   "<seq> <crc32c as 8 hex> <compact json object>\n", the
+ *                   CRC-32C covering "<seq> <json>"; seqs go up by one over
+ *                   the whole history, across snapshots
+ *   history/log.<first>-<last>
+ *                   the records each compaction removed from the log, byte
+ *                   for byte (same framing), each file written atomically;
+ *                   after a crash mid-compaction two files may overlap, and
+ *                   readers skip the seqs they have already seen
+ *   log.torn.<unix-time>[.<n>]
+ *                   a copy of a log whose torn tail a writer cut off
+ *
+ * Appends are one write() + fdatasync() before they return. A crash leaves
+ * at most a torn last line, which readers ignore and writers cut off (after
+ * copying the log aside). Anything else that does not check out — a bad line
+ * with more after it, a gap in the seqs, a bad snapshot — is -EBADMSG naming
+ * the file and offset; nothing is ever skipped silently.
+ *
+ * Handles belong to one thread, and so do opening and closing them (the
+ * process's list of open handles is not locked). Within one process a
+ * journal may be open once for writing or any number of times for reading;
+ * a conflicting open fails at once with -EBUSY instead of waiting for its
+ * own lock. */
+#ifndef QVM_LC_JOURNAL_H
+#define QVM_LC_JOURNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "util/util.h"
+
+typedef struct lc_journal lc_journal;
+
+/* Called per record in seq order. rec is borrowed (the callback may take a
+ * reference). A negative return stops the walk and is returned as is. */
+typedef int (*lc_journal_cb)(uint64_t seq, json_t *rec, void *ud, util_err *err);
+
+/* Open the journal in dir and load its snapshot and records.
+ * write: take the exclusive lock, create dir (0700) if missing, remove
+ * leftover temporary files, cut off a torn tail (the log is first copied to
+ * log.torn.*) and finish a compaction a crash interrupted. Otherwise take
+ * the shared lock and change nothing; a missing dir is -ENOENT.
+ * timeout_ms bounds the wait for the lock (0: try once, < 0: forever); then
+ * -EBUSY. Corruption is -EBADMSG. *ret is a new handle for lc_journal_close. */
+int lc_journal_open(const char *dir, bool write, int timeout_ms, lc_journal **ret,
+		    util_err *err);
+
+/* Release the lock and free everything; accepts NULL. */
+void lc_journal_close(lc_journal *j);
+
+static inline void lc_journal_closep(lc_journal **j)
+{
+	lc_journal_close(*j);
+}
+#define _cleanup_journal_ _cleanup_(lc_journal_closep)
+
+/* The snapshot's state (borrowed, valid until the next compact or close), or
+ * NULL when the journal was never compacted. */
+json_t *lc_journal_state(lc_journal *j);
+
+/* The seq the snapshot covers (0: none), and the last seq of all (0: empty). */
+uint64_t lc_journal_snapshot_seq(const lc_journal *j);
+uint64_t lc_journal_last_seq(const lc_journal *j);
+
+/* How many records follow the snapshot: what a compaction would fold in. */
+size_t lc_journal_count(const lc_journal *j);
+
+/* The file this open saved a torn log to, for a warning; NULL if none. */
+const char *lc_journal_torn(const lc_journal *j);
+
+/* Walk the records after the snapshot in seq order. */
+int lc_journal_foreach(lc_journal *j, lc_journal_cb cb, void *ud, util_err *err);
+
+/* Append rec (a JSON object; borrowed — the journal keeps its own copy) as
+ * the next seq, durably: it is on disk when this returns 0. ret_seq (may be
+ * NULL) gets the seq. On failure nothing of it remains in the log (ENOSPC,
+ * EIO: "cannot append to journal '<dir>/log': No space left on device").
+ * After a failed sync the handle refuses further appends (-EIO): the state of
+ * the file is unknown until it is reopened. Writers only (-EBADF). */
+int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *err);
+
+/* Make state (any JSON value; borrowed, the journal keeps a copy) the
+ * snapshot at the last seq and empty the log, archiving its records to
+ * history/ first. Crash-safe at every step: the old snapshot and log or the
+ * new snapshot (records <= its seq left in the log are skipped on load).
+ * On failure the journal still holds everything. Writers only (-EBADF).
+ * Crash points (QVM_CRASH_AT): "journal-compact-archived" (history written,
+ * snapshot not), "journal-compact-snapshot" (snapshot renamed, log not yet
+ * emptied). */
+int lc_journal_compact(lc_journal *j, json_t *state, util_err *err);
+
+/* Walk every record ever appended — the archives in history/, then the
+ * log — in seq order, each once. Uses a handle this process already has
+ * open on dir, else takes the shared lock for the walk (waiting up to 10 s).
+ * A missing range is -EBADMSG. */
+int lc_journal_foreach_history(const char *dir, lc_journal_cb cb, void *ud, util_err *err);
+
+#endif

@@ -1,1 +1,175 @@
-int main(void){return 0;}
+/* qvm's entry point: the table of commands, global options, printing of
+ * results and the exit status (0 done, 1 failed, 2 usage). */
+#include <locale.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define DEFAULT_ROOT "/var/lib/qvm"
+
+static const cli_command commands[] = {
+	{ "create", cli_cmd_create,
+	  "NAME [--memory SIZE] [--vcpus N] [--disk SPEC]... [--nic SPEC]... [options] | NAME --from FILE.json",
+	  "define a vm (PENDING, or HOLD with --hold)",
+	  "  --memory SIZE          memory, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
+	  "  --vcpus N              virtual CPUs (default 1)\n"
+	  "  --disk SPEC            a disk, repeatable:\n"
+	  "                           SIZE            a blank qcow2 disk (10G)\n"
+	  "                           PATH            a qcow2 overlay on an image file\n"
+	  "                           options: ,bus=virtio|scsi|ide ,readonly=on ,format=qcow2|raw (the image's)\n"
+	  "  --nic SPEC             NETWORK[,mac=MAC][,ip=IP][,model=virtio|e1000], repeatable\n"
+	  "  --cdrom ISO            an ISO image on an ide cdrom (pc, q35)\n"
+	  "  --kernel F --initrd F --append S   boot a kernel directly\n"
+	  "  --machine pc|q35|microvm           machine type (default pc)\n"
+	  "  --accel auto|kvm|tcg   accelerator (default auto: kvm where it works)\n"
+	  "  --cloud-init user-data=F[,meta-data=F][,network-config=F]\n"
+	  "  --restart no|on-failure|always     restart policy (default no)\n"
+	  "  --autostart            start with the host's scheduler\n"
+	  "  --label K=V            a label, repeatable\n"
+	  "  --hold                 define in HOLD: scheduled starts skip it\n"
+	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it\n"
+	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS.\n" },
+	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)", NULL },
+	{ "update", cli_cmd_update, "NAME KEY=VALUE...",
+	  "set user data (KEY=VALUE) or labels (label.KEY=VALUE); an empty value removes the key",
+	  NULL },
+	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
+	  "  --all, -a   include DONE vms\n" },
+	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history", NULL },
+	{ "history", cli_cmd_history, "NAME", "print every journal record of a vm", NULL },
+	{ "hold", cli_cmd_hold, "NAME", "PENDING -> HOLD: scheduled and automatic starts skip it",
+	  NULL },
+	{ "release", cli_cmd_release, "NAME", "HOLD -> PENDING", NULL },
+	{ "delete", cli_cmd_delete, "NAME [--wipe]",
+	  "delete a vm that is not running: its disks and files go, it is kept as DONE for history",
+	  "  --wipe   overwrite the vm's disks with zeros before removing them\n" },
+	{ "argv", cli_cmd_argv, "NAME",
+	  "print the QEMU command line qvm would start the vm with (fds shown as placeholders)",
+	  NULL },
+	{ "host", cli_cmd_host, "", "show the host: accelerator and why, CPUs, memory, vms", NULL },
+};
+
+static void print_usage(FILE *f)
+{
+	fprintf(f, "usage: qvm [--root DIR] [--json] [-q|-v] COMMAND [ARGS]\n\n"
+		   "qvm runs QEMU virtual machines on this host, without libvirt.\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nRun 'qvm COMMAND --help' for a command's options. The root (default %s,\n"
+		   "or QVM_ROOT) holds the journal, the vms' files and the images.\n",
+		DEFAULT_ROOT);
+}
+
+static const cli_command *find_command(const char *name)
+{
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static int print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+
+	if (!s)
+		return -ENOMEM;
+	puts(s);
+	free(s);
+	return 0;
+}
+
+int cli_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "root", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	cli_ctx ctx = { .root = getenv("QVM_ROOT") };
+	const cli_command *cmd;
+	util_err err = { 0 };
+	json_t *result = NULL;
+	int c, r;
+
+	setlocale(LC_CTYPE, "");
+	if (!ctx.root || !*ctx.root)
+		ctx.root = DEFAULT_ROOT;
+	opterr = 0;
+	/* '+': stop at the command name; its options are its own */
+	while ((c = getopt_long(argc, argv, "+:qvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			ctx.root = optarg;
+			break;
+		case 'j':
+			ctx.json = true;
+			break;
+		case 'q':
+			ctx.verbosity = -1;
+			break;
+		case 'v':
+			ctx.verbosity = 1;
+			break;
+		case 'h':
+			print_usage(stdout);
+			return 0;
+		case 'V':
+			printf("qvm %s\n", QVM_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "qvm: unknown option '%s'\n", argv[optind - 1]);
+			print_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		print_usage(stderr);
+		return 2;
+	}
+	cmd = find_command(argv[optind]);
+	if (!cmd) {
+		fprintf(stderr, "qvm: unknown command '%s'; see qvm --help\n", argv[optind]);
+		return 2;
+	}
+	ctx.cmd = cmd;
+	r = cmd->run(&ctx, argc - optind, argv + optind, &result, &err);
+	if (r == CLI_EUSAGE) {
+		fprintf(stderr, "qvm %s: %s\nusage: qvm %s %s\n", cmd->name, err.msg, cmd->name,
+			cmd->usage);
+		return 2;
+	}
+	if (r < 0) {
+		if (ctx.json) {
+			json_t *e = json_pack("{s:s, s:s}", "error", err.msg, "errno",
+					      strerror(-r));
+			char *s = json_dumps(e, JSON_COMPACT);
+
+			fprintf(stderr, "%s\n", s ? s : err.msg);
+			free(s);
+			json_decref(e);
+		} else {
+			fprintf(stderr, "qvm: %s\n", err.msg[0] ? err.msg : strerror(-r));
+		}
+		json_decref(result);
+		return 1;
+	}
+	if (ctx.json && result)
+		print_json(result);
+	json_decref(result);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "qvm: cannot write the output: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	return cli_main(argc, argv);
+}

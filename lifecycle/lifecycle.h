@@ -100,7 +100,7 @@ typedef struct lc_disk {
 	char *backing;        /* overlay's base image (absolute), or NULL */
 	char *backing_format; /* the base's declared format, or NULL */
 	char *source;         /* what the user named: image name, path or size */
-	uint64_t size;        /* requested virtual size in bytes, 0 = the base's */
+	uint64_t size;        /* virtual size in bytes (an overlay's is its base's) */
 	lc_bus bus;
 	bool readonly;
 	bool owned;           /* qvm created the file; it goes with the VM */
@@ -207,9 +207,16 @@ static inline void lc_db_closep(lc_db **db)
 
 const char *lc_db_root(const lc_db *db);
 
+/* Something a writer's open repaired that the user should hear of (a torn
+ * journal tail cut off after a crash), or NULL. Borrowed. */
+const char *lc_db_notice(const lc_db *db);
+
 /* All VMs, DONE ones included, in id order. Borrowed. */
 size_t lc_db_count(const lc_db *db);
 lc_vm *lc_db_vm_at(lc_db *db, size_t i);
+
+/* The VM with this id (DONE included), or NULL. Borrowed. */
+lc_vm *lc_db_vm_by_id(lc_db *db, uint64_t id);
 
 /* Find a VM by name or numeric id. DONE VMs are found only by id (their
  * names may be reused). -ENOENT with "no vm named 'x'" otherwise. */

@@ -144,6 +144,6 @@ int stor_check_path(const char *path, const char *const *allowed_roots, char **r
                     util_err *err)
 {
 	return stor_check_under(path, allowed_roots, "disk path", NULL,
-	                        "add the folder to disk-roots or import the file as an image",
+	                        "add the folder to QVM_DISK_ROOTS or import the file as an image",
 	                        ret_realpath, err);
 }

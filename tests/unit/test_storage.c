@@ -221,7 +221,7 @@ static void test_path_policy(void)
 	{
 		_cleanup_free_ char *want = util_xasprintf(
 		    "disk path '%s' is not under an allowed folder (%s, %s); add the folder "
-		    "to disk-roots or import the file as an image",
+		    "to QVM_DISK_ROOTS or import the file as an image",
 		    P("out/secret.raw"), two_roots[0], two_roots[1]);
 
 		is_str(err.msg, want, "the full message");

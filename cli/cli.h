@@ -1,0 +1,99 @@
+/* cli: the command table, option parsing and output. The only folder that
+ * prints to stdout or exits; every command is a thin layer over lifecycle/. */
+#ifndef QVM_CLI_H
+#define QVM_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "lifecycle/lifecycle.h"
+#include "util/util.h"
+
+/* A usage error (exit status 2) rather than a failed operation (1). */
+#define CLI_EUSAGE (-4095)
+
+typedef struct cli_command cli_command;
+
+typedef struct cli_ctx {
+	const cli_command *cmd; /* the command being run, for its --help */
+	const char *root;  /* --root, QVM_ROOT, or /var/lib/qvm */
+	bool json;         /* --json: print the command's JSON result */
+	int verbosity;     /* -1 with -q, 0, 1 with -v */
+} cli_ctx;
+
+/* A command's handler: parses its own options with cli_parser, does the
+ * work, and either prints a table (without --json) or hands back a new JSON
+ * value in *ret_json for cli_main() to print. Returns 0, a negative errno
+ * (exit 1) or CLI_EUSAGE (exit 2) with err filled. */
+typedef int (*cli_handler)(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
+			   util_err *err);
+
+struct cli_command {
+	const char *name;
+	cli_handler run;
+	const char *usage;   /* arguments after the name: "NAME [--hard]" */
+	const char *summary; /* one line for `qvm --help` */
+	const char *help;    /* option lines for `qvm CMD --help`, or NULL */
+};
+
+/* ---- option parsing shared by every command ----------------------------- */
+
+typedef struct cli_parser {
+	cli_ctx *ctx;
+	int argc;
+	char **argv;
+	struct option *longopts; /* the command's, then the global ones */
+	char *shortopts;
+} cli_parser;
+
+/* Parse argv (argv[0] is the command name) with the command's options
+ * (NULL-name-terminated) and short options; the global options --root,
+ * --json, -q, -v and --help are accepted anywhere. */
+void cli_parser_init(cli_parser *p, cli_ctx *ctx, int argc, char **argv,
+		     const struct option *opts, const char *shortopts);
+/* The next command option's val with its argument in *ret_arg; 0 when the
+ * options end (p->argv[optind...] are then the operands); CLI_EUSAGE on an
+ * unknown option or missing argument. --help prints help and exits 0. */
+int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err);
+/* The operands after the options; exactly min..max of them or CLI_EUSAGE. */
+int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands,
+			int *ret_count, util_err *err);
+void cli_parser_done(cli_parser *p);
+
+/* Set a usage error: returns CLI_EUSAGE. */
+int cli_usage(util_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- output helpers ------------------------------------------------------ */
+
+/* "3m12s", "2d4h", "-" for 0. */
+const char *cli_format_duration(int64_t ms, char *buf, size_t len);
+/* "2026-11-22 05:09:14" in local time, "-" for 0. */
+const char *cli_format_time(int64_t ms, char *buf, size_t len);
+
+/* Allowed folders for disk, kernel and ISO paths: <root>/images plus
+ * QVM_DISK_ROOTS (colon-separated). A new NULL-terminated vector. */
+char **cli_disk_roots(const cli_ctx *ctx);
+
+/* Open the database (reader or writer) with the error prefixed. */
+int cli_open_db(const cli_ctx *ctx, bool write, lc_db **ret_db, util_err *err);
+
+/* ---- the commands (cli/cmd_*.c) ------------------------------------------ */
+
+int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_hold(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_release(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_history(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+
+/* The entry point: global options, dispatch, printing, exit status. */
+int cli_main(int argc, char **argv);
+
+#endif

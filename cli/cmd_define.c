@@ -1,0 +1,417 @@
+/* Commands that change definitions: create, dump, update, hold, release,
+ * delete. */
+#include <limits.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* A user-typed path: made absolute against the current folder, so that
+ * `--kernel ./vmlinuz` works; the policy check happens in lifecycle/. */
+static int absolute_path(const char *path, const char *what, char **ret, util_err *err)
+{
+	char cwd[PATH_MAX];
+
+	if (!*path)
+		return cli_usage(err, "%s is empty", what);
+	if (path[0] == '/') {
+		*ret = util_xstrdup(path);
+		return 0;
+	}
+	if (!getcwd(cwd, sizeof(cwd)))
+		return util_err_errno(err, -errno, "cannot resolve %s '%s'", what, path);
+	*ret = util_xasprintf("%s/%s", cwd, path);
+	return 0;
+}
+
+static int set_path(char **slot, const char *arg, const char *what, util_err *err)
+{
+	free(*slot);
+	*slot = NULL;
+	return absolute_path(arg, what, slot, err);
+}
+
+static int parse_memory(const char *arg, uint64_t *ret, util_err *err)
+{
+	_cleanup_free_ char *withunit = NULL;
+
+	/* a bare number is MiB, as for QEMU's -m and Proxmox's qm */
+	if (*arg && strspn(arg, "0123456789") == strlen(arg))
+		arg = withunit = util_xasprintf("%sM", arg);
+	if (util_parse_size(arg, ret, err) < 0)
+		return cli_usage(err, "invalid --memory: %s", err->msg);
+	return 0;
+}
+
+static int parse_cloud_init(lc_vmdef *def, const char *spec, util_err *err)
+{
+	_cleanup_free_ char *copy = util_xstrdup(spec);
+	char *save = NULL;
+
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		char **slot;
+
+		if (!eq)
+			return cli_usage(err, "--cloud-init: '%s' is not KEY=FILE", tok);
+		*eq = '\0';
+		if (!strcmp(tok, "user-data"))
+			slot = &def->ci_user_data;
+		else if (!strcmp(tok, "meta-data"))
+			slot = &def->ci_meta_data;
+		else if (!strcmp(tok, "network-config"))
+			slot = &def->ci_network_config;
+		else
+			return cli_usage(err, "--cloud-init: unknown key '%s' (use user-data, meta-data, network-config)",
+					 tok);
+		if (set_path(slot, eq + 1, tok, err) < 0)
+			return err->code;
+	}
+	return 0;
+}
+
+static int add_label(lc_vmdef *def, const char *kv, util_err *err)
+{
+	_cleanup_free_ char *key = util_xstrdup(kv);
+	char *eq = strchr(key, '=');
+
+	if (!eq)
+		return cli_usage(err, "--label '%s' is not KEY=VALUE", kv);
+	*eq = '\0';
+	json_object_set_new(def->labels, key, json_string(eq + 1));
+	return 0;
+}
+
+static int read_definition(const char *file, lc_vmdef *def, util_err *err)
+{
+	_cleanup_json_ json_t *j = NULL;
+	json_error_t jerr;
+
+	if (!strcmp(file, "-"))
+		j = json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr);
+	else
+		j = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return util_err_set(err, -EINVAL, "cannot read '%s': %s (line %d)", file, jerr.text,
+				    jerr.line);
+	lc_vmdef_clear(def);
+	if (lc_vmdef_from_json(j, def, err) < 0) {
+		lc_vmdef_init(def);
+		return util_err_prefix(err, "invalid definition in '%s'", file);
+	}
+	return 0;
+}
+
+enum {
+	OPT_MEMORY = 'm',
+	OPT_VCPUS = 'c',
+	OPT_DISK = 0x100,
+	OPT_NIC,
+	OPT_CDROM,
+	OPT_KERNEL,
+	OPT_INITRD,
+	OPT_APPEND,
+	OPT_MACHINE,
+	OPT_ACCEL,
+	OPT_CLOUD_INIT,
+	OPT_HOLD,
+	OPT_RESTART,
+	OPT_AUTOSTART,
+	OPT_LABEL,
+	OPT_FROM,
+};
+
+static int create_parse(cli_parser *p, lc_vmdef *def, const char **ret_from, bool *ret_hold,
+			util_err *err)
+{
+	const char *arg;
+	int c, r = 0;
+
+	while (r == 0 && (c = cli_parser_next(p, &arg, err)) > 0) {
+		uint64_t n;
+
+		switch (c) {
+		case OPT_MEMORY:
+			r = parse_memory(arg, &def->memory, err);
+			break;
+		case OPT_VCPUS:
+			if (util_parse_uint(arg, 1, LC_VCPUS_MAX, &n, err) < 0)
+				return cli_usage(err, "invalid --vcpus: %s", err->msg);
+			def->vcpus = (unsigned)n;
+			break;
+		case OPT_DISK:
+			if (def->n_disks >= LC_DISKS_MAX)
+				return cli_usage(err, "too many disks (at most %d)", LC_DISKS_MAX);
+			def->disks = util_xrealloc(def->disks, (def->n_disks + 1) * sizeof(lc_disk));
+			r = lc_disk_parse(arg, &def->disks[def->n_disks], err);
+			if (r < 0)
+				return cli_usage(err, "%s", err->msg);
+			def->disks[def->n_disks].id = (unsigned)def->n_disks;
+			def->n_disks++;
+			break;
+		case OPT_NIC:
+			if (def->n_nics >= LC_NICS_MAX)
+				return cli_usage(err, "too many nics (at most %d)", LC_NICS_MAX);
+			def->nics = util_xrealloc(def->nics, (def->n_nics + 1) * sizeof(lc_nic));
+			r = lc_nic_parse(arg, &def->nics[def->n_nics], err);
+			if (r < 0)
+				return cli_usage(err, "%s", err->msg);
+			def->nics[def->n_nics].id = (unsigned)def->n_nics;
+			def->n_nics++;
+			break;
+		case OPT_CDROM:
+			r = set_path(&def->cdrom, arg, "cdrom", err);
+			break;
+		case OPT_KERNEL:
+			r = set_path(&def->kernel, arg, "kernel", err);
+			break;
+		case OPT_INITRD:
+			r = set_path(&def->initrd, arg, "initrd", err);
+			break;
+		case OPT_APPEND:
+			free(def->append);
+			def->append = util_xstrdup(arg);
+			break;
+		case OPT_MACHINE:
+			if (lc_machine_parse(arg, &def->machine, err) < 0)
+				return cli_usage(err, "%s", err->msg);
+			break;
+		case OPT_ACCEL:
+			if (lc_accel_parse(arg, &def->accel, err) < 0)
+				return cli_usage(err, "%s", err->msg);
+			break;
+		case OPT_CLOUD_INIT:
+			r = parse_cloud_init(def, arg, err);
+			break;
+		case OPT_HOLD:
+			*ret_hold = true;
+			break;
+		case OPT_RESTART:
+			if (lc_restart_parse(arg, &def->restart, err) < 0)
+				return cli_usage(err, "%s", err->msg);
+			break;
+		case OPT_AUTOSTART:
+			def->autostart = true;
+			break;
+		case OPT_LABEL:
+			r = add_label(def, arg, err);
+			break;
+		case OPT_FROM:
+			*ret_from = arg;
+			break;
+		}
+	}
+	return r < 0 ? r : c;
+}
+
+int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct option opts[] = {
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "vcpus", required_argument, NULL, OPT_VCPUS },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "nic", required_argument, NULL, OPT_NIC },
+		{ "cdrom", required_argument, NULL, OPT_CDROM },
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "append", required_argument, NULL, OPT_APPEND },
+		{ "machine", required_argument, NULL, OPT_MACHINE },
+		{ "accel", required_argument, NULL, OPT_ACCEL },
+		{ "cloud-init", required_argument, NULL, OPT_CLOUD_INIT },
+		{ "hold", no_argument, NULL, OPT_HOLD },
+		{ "restart", required_argument, NULL, OPT_RESTART },
+		{ "autostart", no_argument, NULL, OPT_AUTOSTART },
+		{ "label", required_argument, NULL, OPT_LABEL },
+		{ "from", required_argument, NULL, OPT_FROM },
+		{ NULL, 0, NULL, 0 },
+	};
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_strv_ char **roots = NULL;
+	const char *from = NULL;
+	bool hold = false;
+	lc_vmdef def;
+	cli_parser p;
+	char **ops;
+	int nops, r;
+	uint64_t id;
+	lc_vm *vm;
+
+	lc_vmdef_init(&def);
+	cli_parser_init(&p, ctx, argc, argv, opts,
+			"m:c:");
+	r = create_parse(&p, &def, &from, &hold, err);
+	if (r == 0)
+		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
+	if (r == 0 && from) {
+		_cleanup_free_ char *name = util_xstrdup(ops[0]);
+
+		if (def.n_disks || def.n_nics || def.kernel || def.cdrom) {
+			r = cli_usage(err, "--from takes the whole definition; give no other vm options");
+		} else if ((r = read_definition(from, &def, err)) == 0) {
+			/* the name on the command line wins over the file's */
+			free(def.name);
+			def.name = TAKE_PTR(name);
+			free(def.uuid);
+			def.uuid = NULL;
+		}
+	} else if (r == 0) {
+		def.name = util_xstrdup(ops[0]);
+	}
+	cli_parser_done(&p);
+	if (r < 0)
+		goto out;
+	r = lc_vmdef_validate(&def, err);
+	if (r < 0) {
+		r = cli_usage(err, "%s", err->msg);
+		goto out;
+	}
+	r = cli_open_db(ctx, true, &db, err);
+	if (r < 0)
+		goto out;
+	roots = cli_disk_roots(ctx);
+	r = lc_vm_create(db, &def,
+			 &(lc_create_opts){ .hold = hold, .disk_roots = (const char *const *)roots },
+			 &id, err);
+	if (r < 0)
+		goto out;
+	vm = lc_db_vm_by_id(db, id);
+	if (ctx->json)
+		*ret_json = lc_vm_to_json(vm);
+	else if (ctx->verbosity >= 0)
+		printf("%llu\n", (unsigned long long)id);
+out:
+	lc_vmdef_clear(&def);
+	return r;
+}
+
+/* Open the database and find the VM named by the command's one operand. */
+static int open_one(cli_ctx *ctx, int argc, char **argv,
+		    const struct option *opts, bool write, lc_db **ret_db, lc_vm **ret_vm,
+		    util_err *err)
+{
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	int nops, r;
+	lc_db *db = NULL;
+
+	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
+	r = cli_parser_next(&p, &arg, err);
+	if (r > 0)
+		r = cli_usage(err, "unexpected option");
+	if (r == 0)
+		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
+	if (r == 0)
+		r = cli_open_db(ctx, write, &db, err);
+	if (r == 0)
+		r = lc_db_find(db, ops[0], ret_vm, err);
+	cli_parser_done(&p);
+	if (r < 0) {
+		lc_db_close(db);
+		return r;
+	}
+	*ret_db = db;
+	return 0;
+}
+
+int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_json_ json_t *j = NULL;
+	lc_vm *vm;
+	char *s;
+	int r = open_one(ctx, argc, argv, NULL,
+			 false, &db, &vm, err);
+
+	if (r < 0)
+		return r;
+	j = lc_vmdef_to_json(&vm->def);
+	if (ctx->json) {
+		*ret_json = TAKE_PTR(j);
+		return 0;
+	}
+	/* dump prints JSON either way: it is the definition's only form */
+	s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	puts(s);
+	free(s);
+	return 0;
+}
+
+int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	int nops, r;
+	lc_vm *vm;
+
+	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+	r = cli_parser_next(&p, &arg, err);
+	if (r == 0)
+		r = cli_parser_operands(&p, 2, -1, &ops, &nops, err);
+	cli_parser_done(&p);
+	if (r == 0)
+		r = cli_open_db(ctx, true, &db, err);
+	if (r == 0)
+		r = lc_db_find(db, ops[0], &vm, err);
+	if (r == 0)
+		r = lc_vm_update(db, vm, ops + 1, (size_t)nops - 1, err);
+	if (r == 0 && ctx->json)
+		*ret_json = lc_vm_to_json(vm);
+	return r;
+}
+
+static int hold_release(cli_ctx *ctx, bool hold, int argc, char **argv,
+			json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm;
+	int r = open_one(ctx, argc, argv, NULL, true,
+			 &db, &vm, err);
+
+	if (r == 0)
+		r = lc_vm_hold(db, vm, hold, err);
+	if (r == 0 && ctx->json)
+		*ret_json = lc_vm_to_json(vm);
+	return r;
+}
+
+int cli_cmd_hold(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	return hold_release(ctx, true, argc, argv, ret_json, err);
+}
+
+int cli_cmd_release(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	return hold_release(ctx, false, argc, argv, ret_json, err);
+}
+
+int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct option opts[] = { { "wipe", no_argument, NULL, 'w' },
+					      { NULL, 0, NULL, 0 } };
+	_cleanup_db_ lc_db *db = NULL;
+	bool wipe = false;
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	int nops, r;
+	lc_vm *vm;
+
+	cli_parser_init(&p, ctx, argc,
+			argv, opts, NULL);
+	while ((r = cli_parser_next(&p, &arg, err)) > 0)
+		wipe = true;
+	if (r == 0)
+		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
+	cli_parser_done(&p);
+	if (r == 0)
+		r = cli_open_db(ctx, true, &db, err);
+	if (r == 0)
+		r = lc_db_find(db, ops[0], &vm, err);
+	if (r == 0)
+		r = lc_vm_delete(db, vm, wipe, err);
+	if (r == 0 && ctx->json)
+		*ret_json = lc_vm_to_json(vm);
+	return r;
+}

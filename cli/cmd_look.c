@@ -1,0 +1,383 @@
+/* Commands that look: list, show, history, argv, host. */
+#include <string.h>
+
+#include "cli.h"
+
+static int no_options(cli_ctx *ctx, int argc, char **argv, int min, int max, char ***ret_ops,
+		      util_err *err)
+{
+	cli_parser p;
+	const char *arg;
+	int nops, r;
+
+	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+	r = cli_parser_next(&p, &arg, err);
+	if (r == 0)
+		r = cli_parser_operands(&p, min, max, ret_ops, &nops, err);
+	cli_parser_done(&p);
+	return r;
+}
+
+static int open_named(cli_ctx *ctx, int argc, char **argv, lc_db **ret_db, lc_vm **ret_vm,
+		      util_err *err)
+{
+	char **ops;
+	lc_db *db = NULL;
+	int r = no_options(ctx, argc, argv, 1, 1, &ops, err);
+
+	if (r == 0)
+		r = cli_open_db(ctx, false, &db, err);
+	if (r == 0)
+		r = lc_db_find(db, ops[0], ret_vm, err);
+	if (r < 0) {
+		lc_db_close(db);
+		return r;
+	}
+	*ret_db = db;
+	return 0;
+}
+
+static int64_t uptime_ms(const lc_vm *vm)
+{
+	if (vm->state != LC_ACTIVE || vm->started_ms <= 0)
+		return 0;
+	return util_realtime_ms() - vm->started_ms;
+}
+
+/* ---- list ------------------------------------------------------------------- */
+
+int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct option opts[] = { { "all", no_argument, NULL, 'a' },
+					      { NULL, 0, NULL, 0 } };
+	_cleanup_db_ lc_db *db = NULL;
+	json_t *out = NULL;
+	bool all = false;
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	int nops, r;
+
+	cli_parser_init(&p, ctx, argc, argv, opts, "a");
+	while ((r = cli_parser_next(&p, &arg, err)) > 0)
+		all = true;
+	if (r == 0)
+		r = cli_parser_operands(&p, 0, 0, &ops, &nops, err);
+	cli_parser_done(&p);
+	if (r == 0)
+		r = cli_open_db(ctx, false, &db, err);
+	if (r < 0)
+		return r;
+	if (ctx->json)
+		out = json_array();
+	else
+		printf("%5s %-20s %-4s %5s %6s %8s\n", "ID", "NAME", "STAT", "CPU", "MEM", "UPTIME");
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		const lc_vm *vm = lc_db_vm_at(db, i);
+		char mem[16], up[16];
+
+		if (vm->state == LC_DONE && !all)
+			continue;
+		if (out) {
+			json_array_append_new(
+				out, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i, s:I}", "id",
+					       (json_int_t)vm->id, "name", vm->def.name, "state",
+					       lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm),
+					       "short", lc_short_name(vm->state, vm->lcm), "memory",
+					       (json_int_t)vm->def.memory, "vcpus", (int)vm->def.vcpus,
+					       "uptime_ms", (json_int_t)uptime_ms(vm)));
+			continue;
+		}
+		printf("%5llu %-20s %-4s %5s %6s %8s\n", (unsigned long long)vm->id, vm->def.name,
+		       lc_short_name(vm->state, vm->lcm), "-",
+		       util_format_size(vm->def.memory, mem, sizeof(mem)),
+		       cli_format_duration(uptime_ms(vm), up, sizeof(up)));
+	}
+	*ret_json = out;
+	return 0;
+}
+
+/* ---- show ------------------------------------------------------------------- */
+
+static void print_map(const char *title, json_t *map)
+{
+	const char *k;
+	json_t *v;
+
+	if (json_object_size(map) == 0)
+		return;
+	printf("%-11s", title);
+	json_object_foreach(map, k, v)
+		printf(" %s=%s", k, json_string_value(v));
+	printf("\n");
+}
+
+static void print_opt(const char *title, const char *value)
+{
+	if (value)
+		printf("%-11s %s\n", title, value);
+}
+
+static void print_history_row(json_t *rec)
+{
+	char when[32];
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	const char *state = json_string_value(json_object_get(rec, "state"));
+	const char *lcm = json_string_value(json_object_get(rec, "lcm"));
+	const char *reason = json_string_value(json_object_get(rec, "reason"));
+	const char *op = json_string_value(json_object_get(rec, "op"));
+	char what[64];
+
+	if (util_streq(type, "intent"))
+		snprintf(what, sizeof(what), "%s", op ? op : "?");
+	else if (state && lcm && *lcm)
+		snprintf(what, sizeof(what), "%s/%s", state, lcm);
+	else
+		snprintf(what, sizeof(what), "%s", state ? state : type ? type : "?");
+	printf("%6lld %-19s %-8s %-20s %s\n",
+	       (long long)json_integer_value(json_object_get(rec, "seq")),
+	       cli_format_time(json_integer_value(json_object_get(rec, "time")), when, sizeof(when)),
+	       type ? type : "?", what, reason ? reason : "");
+}
+
+int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_json_ json_t *history = NULL;
+	const lc_vmdef *def;
+	char a[32], b[32];
+	lc_vm *vm;
+	size_t i, from;
+	json_t *rec;
+	int r = open_named(ctx, argc, argv, &db, &vm, err);
+
+	if (r == 0)
+		r = lc_vm_history(db, vm, &history, err);
+	if (r < 0)
+		return r;
+	if (ctx->json) {
+		json_t *j = lc_vm_to_json(vm);
+
+		json_object_set(j, "history", history);
+		*ret_json = j;
+		return 0;
+	}
+	def = &vm->def;
+	printf("%-11s %llu\n", "ID", (unsigned long long)vm->id);
+	printf("%-11s %s\n", "NAME", def->name);
+	if (vm->state == LC_ACTIVE)
+		printf("%-11s ACTIVE/%s\n", "STATE", lc_lcm_name(vm->lcm));
+	else
+		printf("%-11s %s\n", "STATE", lc_state_name(vm->state));
+	printf("%-11s %s\n", "SINCE", cli_format_time(vm->state_ms, a, sizeof(a)));
+	print_opt("REASON", vm->reason);
+	print_opt("LAST ERROR", vm->last_error);
+	printf("%-11s %s\n", "UUID", def->uuid ? def->uuid : "-");
+	printf("%-11s %s\n", "CREATED", cli_format_time(vm->created_ms, a, sizeof(a)));
+	printf("%-11s %s\n", "UPTIME", cli_format_duration(uptime_ms(vm), a, sizeof(a)));
+	printf("%-11s %s\n", "MEMORY", util_format_size(def->memory, a, sizeof(a)));
+	printf("%-11s %u\n", "VCPUS", def->vcpus);
+	printf("%-11s %s\n", "MACHINE", lc_machine_name(def->machine));
+	printf("%-11s %s\n", "ACCEL", lc_accel_name(def->accel));
+	printf("%-11s %s\n", "RESTART", lc_restart_name(def->restart));
+	printf("%-11s %s\n", "AUTOSTART", def->autostart ? "yes" : "no");
+	print_opt("KERNEL", def->kernel);
+	print_opt("INITRD", def->initrd);
+	print_opt("APPEND", def->append);
+	print_opt("CDROM", def->cdrom);
+	print_opt("CLOUD-INIT", def->ci_user_data);
+	print_map("LABELS", def->labels);
+	print_map("USER", def->user);
+
+	printf("\nDISKS\n%3s %-6s %-6s %8s %-9s %s\n", "ID", "BUS", "FORMAT", "SIZE", "MODE", "PATH");
+	for (i = 0; i < def->n_disks; i++) {
+		const lc_disk *d = &def->disks[i];
+
+		printf("%3u %-6s %-6s %8s %-9s %s\n", d->id, lc_bus_name(d->bus), d->format,
+		       d->size ? util_format_size(d->size, b, sizeof(b)) : "-",
+		       d->readonly ? "ro" : "rw", d->path ? d->path : "-");
+		if (d->backing)
+			printf("%3s %-6s %-6s %8s %-9s backing: %s (%s)\n", "", "", "", "", "",
+			       d->backing, d->backing_format);
+	}
+	printf("\nNICS\n%3s %-16s %-17s %-15s %s\n", "ID", "NETWORK", "MAC", "IP", "MODEL");
+	for (i = 0; i < def->n_nics; i++) {
+		const lc_nic *n = &def->nics[i];
+
+		printf("%3u %-16s %-17s %-15s %s\n", n->id, n->network, n->mac ? n->mac : "-",
+		       n->ip ? n->ip : "-", n->model);
+	}
+	printf("\nHISTORY (latest %d)\n", 10);
+	from = json_array_size(history) > 10 ? json_array_size(history) - 10 : 0;
+	json_array_foreach(history, i, rec)
+		if (i >= from)
+			print_history_row(rec);
+	return 0;
+}
+
+int cli_cmd_history(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	json_t *history = NULL, *rec;
+	lc_vm *vm;
+	size_t i;
+	int r = open_named(ctx, argc, argv, &db, &vm, err);
+
+	if (r == 0)
+		r = lc_vm_history(db, vm, &history, err);
+	if (r < 0)
+		return r;
+	if (ctx->json) {
+		*ret_json = history;
+		return 0;
+	}
+	printf("%6s %-19s %-8s %-20s %s\n", "SEQ", "TIME", "TYPE", "STATE", "REASON");
+	json_array_foreach(history, i, rec)
+		print_history_row(rec);
+	json_decref(history);
+	return 0;
+}
+
+/* ---- argv ------------------------------------------------------------------- */
+
+static int qemu_binary(char **ret, util_err *err)
+{
+	const char *env = getenv("QVM_QEMU");
+
+	return util_find_program(env && *env ? env : "qemu-system-x86_64", ret, err);
+}
+
+/* Print an argument so a human can paste it into a shell. */
+static void print_quoted(const char *s)
+{
+	if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			    "-_=,./:") == strlen(s)) {
+		fputs(s, stdout);
+		return;
+	}
+	putchar('\'');
+	for (; *s; s++)
+		if (*s == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*s);
+	putchar('\'');
+}
+
+int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_free_ char *qemu = NULL, *log = NULL;
+	_cleanup_free_ int *taps = NULL;
+	_cleanup_strv_ char **args = NULL;
+	lc_qemu_runtime rt = { 0 };
+	lc_vm *vm;
+	int r = open_named(ctx, argc, argv, &db, &vm, err);
+
+	if (r == 0)
+		r = qemu_binary(&qemu, err);
+	if (r < 0)
+		return r;
+	r = lc_accel_resolve(vm->def.accel, &rt.accel, NULL, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot choose the accelerator of '%s'", vm->def.name);
+	taps = util_xcalloc(vm->def.n_nics + 1, sizeof(int));
+	for (size_t i = 0; i < vm->def.n_nics; i++)
+		taps[i] = 6 + (int)i;
+	log = util_xasprintf("%s/vms/%llu/console.log", ctx->root, (unsigned long long)vm->id);
+	/* the fds QEMU will inherit, as start numbers them */
+	rt.qemu_binary = qemu;
+	rt.qmp_event_fd = 3;
+	rt.qmp_command_fd = 4;
+	rt.serial_fd = 5;
+	rt.serial_log = log;
+	rt.tap_fds = taps;
+	rt.n_tap_fds = vm->def.n_nics;
+	rt.sandbox = true;
+	r = lc_qemu_argv(vm, &rt, &args, err);
+	if (r < 0)
+		return r;
+	if (ctx->json) {
+		json_t *arr = json_array();
+
+		for (char **a = args; *a; a++)
+			json_array_append_new(arr, json_string(*a));
+		*ret_json = arr;
+		return 0;
+	}
+	for (char **a = args; *a; a++) {
+		if (a != args)
+			fputs(a[-1][0] == '-' ? " " : " \\\n  ", stdout);
+		print_quoted(*a);
+	}
+	putchar('\n');
+	return 0;
+}
+
+/* ---- host ------------------------------------------------------------------- */
+
+static uint64_t meminfo_kib(const char *key)
+{
+	_cleanup_free_ char *info = NULL;
+	const char *p;
+
+	if (util_read_file("/proc/meminfo", 1 << 20, &info, NULL, NULL) < 0)
+		return 0;
+	p = strstr(info, key);
+	return p ? strtoull(p + strlen(key), NULL, 10) : 0;
+}
+
+int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_free_ char *qemu = NULL;
+	const char *reason = NULL;
+	uint64_t total = meminfo_kib("MemTotal:") << 10, avail = meminfo_kib("MemAvailable:") << 10;
+	uint64_t committed = 0;
+	size_t defined = 0, active = 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	lc_accel accel;
+	char **ops;
+	char a[16], b[16], c[16];
+	util_err qerr = { 0 };
+	int r = no_options(ctx, argc, argv, 0, 0, &ops, err);
+
+	if (r == 0)
+		r = cli_open_db(ctx, false, &db, err);
+	if (r == 0)
+		r = lc_accel_resolve(LC_ACCEL_AUTO, &accel, &reason, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		const lc_vm *vm = lc_db_vm_at(db, i);
+
+		if (vm->state == LC_DONE)
+			continue;
+		defined++;
+		if (vm->state == LC_ACTIVE) {
+			active++;
+			committed += vm->def.memory;
+		}
+	}
+	qemu_binary(&qemu, &qerr);
+	if (ctx->json) {
+		*ret_json = json_pack("{s:s, s:s, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:s}", "accel",
+				      lc_accel_name(accel), "accel_reason", reason, "qemu",
+				      qemu ? json_string(qemu) : json_null(), "cpus", (int)cpus,
+				      "memory", (json_int_t)total, "memory_available",
+				      (json_int_t)avail, "memory_committed", (json_int_t)committed,
+				      "vms", (json_int_t)defined, "vms_active", (json_int_t)active,
+				      "root", ctx->root);
+		return 0;
+	}
+	printf("%-11s %s (%s)\n", "ACCEL", lc_accel_name(accel), reason);
+	printf("%-11s %s\n", "QEMU", qemu ? qemu : qerr.msg);
+	printf("%-11s %ld\n", "CPUS", cpus);
+	printf("%-11s %s total, %s available, %s committed to running vms\n", "MEMORY",
+	       util_format_size(total & ~((1ull << 20) - 1), a, sizeof(a)),
+	       util_format_size(avail & ~((1ull << 20) - 1), b, sizeof(b)),
+	       util_format_size(committed, c, sizeof(c)));
+	printf("%-11s %zu defined, %zu active\n", "VMS", defined, active);
+	printf("%-11s %s\n", "ROOT", ctx->root);
+	return 0;
+}

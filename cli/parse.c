@@ -1,0 +1,170 @@
+/* Option parsing shared by every command: each command lists its own
+ * options; the global ones are accepted anywhere on the line. */
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+enum { OPT_ROOT = 0x1000, OPT_JSON, OPT_HELP };
+
+static const struct option global_opts[] = {
+	{ "root", required_argument, NULL, OPT_ROOT },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+int cli_usage(util_err *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	err->code = CLI_EUSAGE;
+	err->qmp_class[0] = '\0';
+	return CLI_EUSAGE;
+}
+
+void cli_parser_init(cli_parser *p, cli_ctx *ctx, int argc, char **argv,
+		     const struct option *opts, const char *shortopts)
+{
+	size_t n = 0, g = UTIL_ARRAY_SIZE(global_opts);
+
+	while (opts && opts[n].name)
+		n++;
+	memset(p, 0, sizeof(*p));
+	p->ctx = ctx;
+	p->argc = argc;
+	p->argv = argv;
+	p->longopts = util_xcalloc(n + g, sizeof(struct option));
+	if (n)
+		memcpy(p->longopts, opts, n * sizeof(struct option));
+	memcpy(p->longopts + n, global_opts, g * sizeof(struct option));
+	/* leading ':' reports a missing argument apart from an unknown option */
+	p->shortopts = util_xasprintf(":%sqvh", shortopts ? shortopts : "");
+	optind = 0; /* glibc: a full reset for this new argument vector */
+	opterr = 0;
+}
+
+void cli_parser_done(cli_parser *p)
+{
+	free(p->longopts);
+	free(p->shortopts);
+	p->longopts = NULL;
+	p->shortopts = NULL;
+}
+
+static void print_help(const cli_command *cmd)
+{
+	printf("usage: qvm %s %s\n\n%s\n", cmd->name, cmd->usage, cmd->summary);
+	if (cmd->help)
+		printf("\n%s", cmd->help);
+	printf("\nglobal options: --root DIR, --json, -q, -v, --help\n");
+}
+
+int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err)
+{
+	for (;;) {
+		int c = getopt_long(p->argc, p->argv, p->shortopts, p->longopts, NULL);
+
+		switch (c) {
+		case -1:
+			return 0;
+		case OPT_ROOT:
+			p->ctx->root = optarg;
+			continue;
+		case OPT_JSON:
+			p->ctx->json = true;
+			continue;
+		case 'q':
+			p->ctx->verbosity = -1;
+			continue;
+		case 'v':
+			p->ctx->verbosity = 1;
+			continue;
+		case 'h':
+			print_help(p->ctx->cmd);
+			cli_parser_done(p);
+			exit(0);
+		case ':':
+			return cli_usage(err, "option '%s' needs a value", p->argv[optind - 1]);
+		case '?':
+			if (optopt)
+				return cli_usage(err, "unknown option '-%c'", optopt);
+			return cli_usage(err, "unknown option '%s'", p->argv[optind - 1]);
+		default:
+			*ret_arg = optarg;
+			return c;
+		}
+	}
+}
+
+int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands,
+			int *ret_count, util_err *err)
+{
+	int n = p->argc - optind;
+
+	if (n < min)
+		return cli_usage(err, "missing argument");
+	if (max >= 0 && n > max)
+		return cli_usage(err, "unexpected argument '%s'", p->argv[optind + max]);
+	*ret_operands = p->argv + optind;
+	*ret_count = n;
+	return 0;
+}
+
+const char *cli_format_duration(int64_t ms, char *buf, size_t len)
+{
+	int64_t s = ms / 1000;
+
+	if (ms <= 0)
+		snprintf(buf, len, "-");
+	else if (s < 60)
+		snprintf(buf, len, "%llds", (long long)s);
+	else if (s < 3600)
+		snprintf(buf, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+	else if (s < 86400)
+		snprintf(buf, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+	else
+		snprintf(buf, len, "%lldd%02lldh", (long long)(s / 86400),
+			 (long long)(s % 86400 / 3600));
+	return buf;
+}
+
+const char *cli_format_time(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms <= 0 || !localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+char **cli_disk_roots(const cli_ctx *ctx)
+{
+	const char *env = getenv("QVM_DISK_ROOTS");
+	_cleanup_free_ char *copy = util_xstrdup(env ? env : "");
+	util_strv sv = { 0 };
+	char *save = NULL;
+
+	util_strv_pushf(&sv, "%s/images", ctx->root);
+	for (char *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save))
+		util_strv_push(&sv, dir);
+	return util_strv_steal(&sv);
+}
+
+int cli_open_db(const cli_ctx *ctx, bool write, lc_db **ret_db, util_err *err)
+{
+	int r = lc_db_open(ctx->root, write, ret_db, err);
+
+	if (r < 0)
+		return util_err_prefix(err, "cannot open the vm database in '%s'", ctx->root);
+	if (lc_db_notice(*ret_db) && ctx->verbosity >= 0)
+		fprintf(stderr, "qvm: note: %s\n", lc_db_notice(*ret_db));
+	return 0;
+}

@@ -1,0 +1,538 @@
+/* The VM database: a model of every VM, rebuilt from the journal's snapshot
+ * plus the records after it, and changed only by appending records. The
+ * model is what `list` and `show` read; a record is what every transition
+ * writes, before (intent) and after (completion) its side effects. */
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "db.h"
+#include "journal.h"
+
+/* Compact when this many records follow the snapshot: keeps loads fast. */
+#define COMPACT_AFTER 512
+#define LOCK_TIMEOUT_MS 10000
+
+struct lc_db {
+	char *root;
+	bool write;
+	lc_journal *journal; /* writers keep it (and its exclusive lock) open */
+	uint64_t next_id;
+	lc_vm **vms;         /* sorted by id */
+	size_t n_vms, cap_vms;
+	json_t *intents;     /* open intents: "seq" -> record */
+	char *notice;        /* what opening repaired, for the user */
+};
+
+/* ---- the model ------------------------------------------------------------- */
+
+static void vm_free(lc_vm *vm)
+{
+	if (!vm)
+		return;
+	lc_vmdef_clear(&vm->def);
+	free(vm->reason);
+	free(vm->last_error);
+	free(vm);
+}
+
+static lc_vm *db_vm_by_id(lc_db *db, uint64_t id)
+{
+	size_t lo = 0, hi = db->n_vms;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (db->vms[mid]->id == id)
+			return db->vms[mid];
+		if (db->vms[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void db_insert(lc_db *db, lc_vm *vm)
+{
+	size_t i = db->n_vms;
+
+	if (db->n_vms == db->cap_vms) {
+		db->cap_vms = db->cap_vms ? db->cap_vms * 2 : 64;
+		db->vms = util_xrealloc(db->vms, db->cap_vms * sizeof(lc_vm *));
+	}
+	while (i > 0 && db->vms[i - 1]->id > vm->id) {
+		db->vms[i] = db->vms[i - 1];
+		i--;
+	}
+	db->vms[i] = vm;
+	db->n_vms++;
+	if (vm->id >= db->next_id)
+		db->next_id = vm->id + 1;
+}
+
+static void set_str(char **slot, json_t *v)
+{
+	free(*slot);
+	*slot = json_is_string(v) ? util_xstrdup(json_string_value(v)) : NULL;
+}
+
+static int64_t int_of(json_t *obj, const char *key)
+{
+	return json_integer_value(json_object_get(obj, key));
+}
+
+/* Fields of a "state" record or of a VM in the snapshot. */
+static int apply_state_fields(lc_vm *vm, json_t *rec, util_err *err)
+{
+	json_t *v;
+	int r;
+
+	if ((v = json_object_get(rec, "state"))) {
+		r = lc_state_parse(json_string_value(v), &vm->state, err);
+		if (r < 0)
+			return r;
+	}
+	if ((v = json_object_get(rec, "lcm"))) {
+		r = lc_lcm_parse(json_string_value(v), &vm->lcm, err);
+		if (r < 0)
+			return r;
+	}
+	if (vm->state != LC_ACTIVE)
+		vm->lcm = LC_LCM_NONE;
+	if ((v = json_object_get(rec, "reason")))
+		set_str(&vm->reason, v);
+	if ((v = json_object_get(rec, "error")))
+		set_str(&vm->last_error, v);
+	if ((v = json_object_get(rec, "qemu_pid")))
+		vm->qemu_pid = (pid_t)json_integer_value(v);
+	if ((v = json_object_get(rec, "qemu_starttime")))
+		vm->qemu_starttime = (uint64_t)json_integer_value(v);
+	if ((v = json_object_get(rec, "supervisor_pid")))
+		vm->supervisor_pid = (pid_t)json_integer_value(v);
+	if ((v = json_object_get(rec, "supervisor_starttime")))
+		vm->supervisor_starttime = (uint64_t)json_integer_value(v);
+	if ((v = json_object_get(rec, "started")))
+		vm->started_ms = json_integer_value(v);
+	return 0;
+}
+
+static int vm_from_json(json_t *j, lc_vm **ret, util_err *err)
+{
+	lc_vm *vm = util_xcalloc(1, sizeof(*vm));
+	int r;
+
+	vm->id = (uint64_t)int_of(j, "id");
+	r = lc_vmdef_from_json(json_object_get(j, "def"), &vm->def, err);
+	if (r < 0) {
+		free(vm);
+		return util_err_prefix(err, "vm %" PRIu64, (uint64_t)int_of(j, "id"));
+	}
+	vm->created_ms = int_of(j, "created");
+	vm->state_ms = int_of(j, "time");
+	r = apply_state_fields(vm, j, err);
+	if (r < 0) {
+		vm_free(vm);
+		return r;
+	}
+	*ret = vm;
+	return 0;
+}
+
+static json_t *vm_state_json(const lc_vm *vm)
+{
+	json_t *j = json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "id", (json_int_t)vm->id,
+			      "state", lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm),
+			      "created", (json_int_t)vm->created_ms, "time",
+			      (json_int_t)vm->state_ms, "started", (json_int_t)vm->started_ms);
+
+	json_object_set_new(j, "reason", vm->reason ? json_string(vm->reason) : json_null());
+	json_object_set_new(j, "error", vm->last_error ? json_string(vm->last_error) : json_null());
+	json_object_set_new(j, "qemu_pid", json_integer(vm->qemu_pid));
+	json_object_set_new(j, "qemu_starttime", json_integer((json_int_t)vm->qemu_starttime));
+	json_object_set_new(j, "supervisor_pid", json_integer(vm->supervisor_pid));
+	json_object_set_new(j, "supervisor_starttime",
+			    json_integer((json_int_t)vm->supervisor_starttime));
+	return j;
+}
+
+static json_t *db_state_json(const lc_db *db)
+{
+	json_t *vms = json_array();
+
+	for (size_t i = 0; i < db->n_vms; i++) {
+		json_t *j = vm_state_json(db->vms[i]);
+
+		json_object_set_new(j, "def", lc_vmdef_to_json(&db->vms[i]->def));
+		json_array_append_new(vms, j);
+	}
+	return json_pack("{s:I, s:o, s:O}", "next_id", (json_int_t)db->next_id, "vms", vms,
+			 "intents", db->intents);
+}
+
+static int db_load_state(lc_db *db, json_t *state, util_err *err)
+{
+	json_t *vms, *v;
+	size_t i;
+
+	if (!state)
+		return 0;
+	db->next_id = (uint64_t)int_of(state, "next_id");
+	vms = json_object_get(state, "vms");
+	json_array_foreach(vms, i, v) {
+		lc_vm *vm;
+		int r = vm_from_json(v, &vm, err);
+
+		if (r < 0)
+			return util_err_prefix(err, "journal snapshot");
+		db_insert(db, vm);
+	}
+	v = json_object_get(state, "intents");
+	if (json_is_object(v))
+		json_object_update(db->intents, v);
+	return 0;
+}
+
+static int apply_update(lc_vm *vm, json_t *rec)
+{
+	static const char *const maps[] = { "labels", "user" };
+
+	for (size_t m = 0; m < UTIL_ARRAY_SIZE(maps); m++) {
+		json_t *target = m == 0 ? vm->def.labels : vm->def.user;
+		json_t *changes = json_object_get(rec, maps[m]);
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(changes, k, v) {
+			if (json_is_null(v))
+				json_object_del(target, k);
+			else
+				json_object_set(target, k, v);
+		}
+	}
+	return 0;
+}
+
+/* Apply one record to the model. Records were validated when written; a
+ * record that does not fit the model means the journal is corrupt. */
+static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
+{
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	uint64_t id = (uint64_t)int_of(rec, "id");
+	lc_vm *vm = db_vm_by_id(db, id);
+	char key[32];
+
+	if (util_streq(type, "intent")) {
+		snprintf(key, sizeof(key), "%" PRIu64, seq);
+		json_object_set(db->intents, key, rec);
+		if (id >= db->next_id)
+			db->next_id = id + 1; /* the id is reserved by the intent */
+		return 0;
+	}
+	if (util_streq(type, "done")) {
+		snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)int_of(rec, "intent"));
+		json_object_del(db->intents, key);
+		return 0;
+	}
+	if (util_streq(type, "define")) {
+		lc_vm *nvm;
+		int r;
+
+		if (vm)
+			return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " defines vm %" PRIu64 " twice",
+					    seq, id);
+		r = vm_from_json(rec, &nvm, err);
+		if (r < 0)
+			return util_err_prefix(err, "journal record %" PRIu64, seq);
+		nvm->created_ms = int_of(rec, "time");
+		nvm->state_ms = nvm->created_ms;
+		db_insert(db, nvm);
+		return 0;
+	}
+	if (!vm)
+		return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " names unknown vm %" PRIu64,
+				    seq, id);
+	if (util_streq(type, "state")) {
+		vm->state_ms = int_of(rec, "time");
+		return apply_state_fields(vm, rec, err);
+	}
+	if (util_streq(type, "update"))
+		return apply_update(vm, rec);
+	if (util_streq(type, "redefine")) {
+		lc_vmdef def;
+		int r = lc_vmdef_from_json(json_object_get(rec, "def"), &def, err);
+
+		if (r < 0)
+			return util_err_prefix(err, "journal record %" PRIu64, seq);
+		lc_vmdef_clear(&vm->def);
+		vm->def = def;
+		return 0;
+	}
+	return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " has unknown type '%s'", seq,
+			    type ? type : "");
+}
+
+static int apply_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
+{
+	return db_apply(ud, seq, rec, err);
+}
+
+/* Append a record (a new reference, consumed) and apply it to the model. */
+int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err)
+{
+	_cleanup_json_ json_t *owned = rec;
+	uint64_t seq;
+	int r;
+
+	if (!db->write)
+		return util_err_set(err, -EPERM, "the database was opened read-only");
+	json_object_set_new(rec, "time", json_integer(util_realtime_ms()));
+	r = lc_journal_append(db->journal, rec, &seq, err);
+	if (r < 0)
+		return r;
+	r = db_apply(db, seq, rec, err);
+	if (r < 0)
+		return r;
+	if (ret_seq)
+		*ret_seq = seq;
+	return 0;
+}
+
+int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm,
+		       const char *reason, const char *error, util_err *err)
+{
+	json_t *rec = json_pack("{s:s, s:I, s:s, s:s}", "type", "state", "id", (json_int_t)vm->id,
+				"state", lc_state_name(state), "lcm", lc_lcm_name(lcm));
+
+	json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
+	if (error)
+		json_object_set_new(rec, "error", json_string(error));
+	return lc_db_append(db, rec, NULL, err);
+}
+
+/* ---- opening, recovery, closing ------------------------------------------------ */
+
+static char *journal_dir(const char *root)
+{
+	return util_xasprintf("%s/journal", root);
+}
+
+static int make_root(const char *root, util_err *err)
+{
+	static const char *const sub[] = { "journal", "vms", "images", "run" };
+	int r = util_mkdir_p(root, 0700, err);
+
+	for (size_t i = 0; r == 0 && i < UTIL_ARRAY_SIZE(sub); i++) {
+		_cleanup_free_ char *p = util_xasprintf("%s/%s", root, sub[i]);
+
+		r = util_mkdir_p(p, 0700, err);
+	}
+	return r;
+}
+
+int lc_db_open(const char *root, bool write, lc_db **ret_db, util_err *err)
+{
+	_cleanup_free_ char *jdir = journal_dir(root);
+	lc_journal *j = NULL;
+	lc_db *db;
+	struct stat st;
+	int r;
+
+	if (root[0] != '/')
+		return util_err_set(err, -EINVAL, "the root '%s' must be an absolute path", root);
+	if (write) {
+		r = make_root(root, err);
+		if (r < 0)
+			return r;
+	} else if (stat(jdir, &st) < 0) {
+		/* nothing was ever defined here: an empty database */
+		db = util_xcalloc(1, sizeof(*db));
+		db->root = util_xstrdup(root);
+		db->next_id = 1;
+		db->intents = json_object();
+		*ret_db = db;
+		return 0;
+	}
+	r = lc_journal_open(jdir, write, LOCK_TIMEOUT_MS, &j, err);
+	if (r < 0)
+		return r;
+	db = util_xcalloc(1, sizeof(*db));
+	db->root = util_xstrdup(root);
+	db->write = write;
+	db->next_id = 1;
+	db->intents = json_object();
+	r = db_load_state(db, lc_journal_state(j), err);
+	if (r == 0)
+		r = lc_journal_foreach(j, apply_cb, db, err);
+	if (db->next_id == 0)
+		db->next_id = 1;
+	if (r < 0) {
+		lc_journal_close(j);
+		lc_db_close(db);
+		return r;
+	}
+	if (write) {
+		db->journal = j;
+		if (lc_journal_torn(j))
+			db->notice = util_xasprintf("the journal's last record was torn by a crash and dropped; the damaged log was kept as '%s'",
+						    lc_journal_torn(j));
+		r = lc_db_recover(db, err);
+		if (r < 0) {
+			lc_db_close(db);
+			return r;
+		}
+	} else {
+		/* readers keep no lock: the model is a consistent copy */
+		lc_journal_close(j);
+	}
+	*ret_db = db;
+	return 0;
+}
+
+void lc_db_close(lc_db *db)
+{
+	if (!db)
+		return;
+	if (db->journal && lc_journal_count(db->journal) >= COMPACT_AFTER) {
+		_cleanup_json_ json_t *state = db_state_json(db);
+		util_err ignored = { 0 };
+
+		/* Compaction only shortens loading; failing it loses nothing. */
+		lc_journal_compact(db->journal, state, &ignored);
+	}
+	lc_journal_close(db->journal);
+	for (size_t i = 0; i < db->n_vms; i++)
+		vm_free(db->vms[i]);
+	free(db->vms);
+	json_decref(db->intents);
+	free(db->notice);
+	free(db->root);
+	free(db);
+}
+
+const char *lc_db_notice(const lc_db *db)
+{
+	return db->notice;
+}
+
+const char *lc_db_root(const lc_db *db)
+{
+	return db->root;
+}
+
+bool lc_db_writable(const lc_db *db)
+{
+	return db->write;
+}
+
+json_t *lc_db_intents(lc_db *db)
+{
+	return db->intents;
+}
+
+uint64_t lc_db_next_id(const lc_db *db)
+{
+	return db->next_id;
+}
+
+size_t lc_db_count(const lc_db *db)
+{
+	return db->n_vms;
+}
+
+lc_vm *lc_db_vm_at(lc_db *db, size_t i)
+{
+	return i < db->n_vms ? db->vms[i] : NULL;
+}
+
+lc_vm *lc_db_vm_by_id(lc_db *db, uint64_t id)
+{
+	return db_vm_by_id(db, id);
+}
+
+int lc_db_find(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err)
+{
+	uint64_t id;
+
+	if (name_or_id && *name_or_id &&
+	    strspn(name_or_id, "0123456789") == strlen(name_or_id)) {
+		lc_vm *vm;
+
+		if (util_parse_uint(name_or_id, 1, UINT64_MAX, &id, NULL) == 0 &&
+		    (vm = db_vm_by_id(db, id))) {
+			*ret_vm = vm;
+			return 0;
+		}
+		return util_err_set(err, -ENOENT, "no vm with id %s", name_or_id);
+	}
+	for (size_t i = 0; i < db->n_vms; i++) {
+		lc_vm *vm = db->vms[i];
+
+		if (vm->state != LC_DONE && util_streq(vm->def.name, name_or_id)) {
+			*ret_vm = vm;
+			return 0;
+		}
+	}
+	return util_err_set(err, -ENOENT, "no vm named '%s' (see qvm list)",
+			    name_or_id ? name_or_id : "");
+}
+
+char *lc_vm_dir(const lc_db *db, uint64_t id)
+{
+	return util_xasprintf("%s/vms/%" PRIu64, db->root, id);
+}
+
+char *lc_vm_run_dir(const lc_db *db, uint64_t id)
+{
+	return util_xasprintf("%s/run/%" PRIu64, db->root, id);
+}
+
+int lc_vm_lock(const lc_db *db, uint64_t id, int timeout_ms, int *ret_fd, util_err *err)
+{
+	_cleanup_free_ char *path = util_xasprintf("%s/run/vm-%" PRIu64 ".lock", db->root, id);
+	int r = util_lock_path(path, true, timeout_ms, ret_fd, err);
+
+	if (r == -EBUSY)
+		return util_err_set(err, -EBUSY,
+				    "vm %" PRIu64 " is busy with another qvm command; try again",
+				    id);
+	return r;
+}
+
+/* ---- history ------------------------------------------------------------------ */
+
+typedef struct history_ctx {
+	uint64_t id;
+	json_t *out;
+} history_ctx;
+
+static int history_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
+{
+	history_ctx *h = ud;
+	json_t *copy;
+
+	(void)err;
+	if ((uint64_t)int_of(rec, "id") != h->id ||
+	    util_streq(json_string_value(json_object_get(rec, "type")), "done"))
+		return 0;
+	copy = json_pack("{s:I}", "seq", (json_int_t)seq);
+	json_object_update(copy, rec);
+	/* the full definition is noise in a history line */
+	json_object_del(copy, "def");
+	json_array_append_new(h->out, copy);
+	return 0;
+}
+
+int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
+{
+	_cleanup_free_ char *jdir = journal_dir(db->root);
+	history_ctx h = { vm->id, json_array() };
+	int r = lc_journal_foreach_history(jdir, history_cb, &h, err);
+
+	if (r < 0) {
+		json_decref(h.out);
+		return r;
+	}
+	*ret_array = h.out;
+	return 0;
+}

@@ -1,0 +1,29 @@
+/* Private to lifecycle/: the database's write side, used by the operations
+ * (vm_ops.c, and later the supervisor). cli/ uses lifecycle.h only. */
+#ifndef QVM_LC_DB_H
+#define QVM_LC_DB_H
+
+#include "lifecycle.h"
+
+/* Append a record (new reference, consumed: "type", "id" and the fields of
+ * its type; "time" is added) under the writer's lock, fsync'd, then apply it
+ * to the model. ret_seq (may be NULL) gets its sequence number. */
+int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err);
+
+/* Append a "state" transition of vm. reason and error may be NULL. */
+int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm,
+		       const char *reason, const char *error, util_err *err);
+
+/* Finish or roll back the intents of crashed qvm processes. Called by
+ * lc_db_open() for writers. */
+int lc_db_recover(lc_db *db, util_err *err);
+
+bool lc_db_writable(const lc_db *db);
+json_t *lc_db_intents(lc_db *db); /* borrowed: "seq" -> intent record */
+uint64_t lc_db_next_id(const lc_db *db);
+
+/* The per-VM operation lock (run/vm-<id>.lock): serialises commands on one
+ * VM; dies with its holder. -EBUSY with a clear message after timeout_ms. */
+int lc_vm_lock(const lc_db *db, uint64_t id, int timeout_ms, int *ret_fd, util_err *err);
+
+#endif

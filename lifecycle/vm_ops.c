@@ -1,0 +1,363 @@
+/* Operations on VM definitions that need no running QEMU: create, update,
+ * hold/release, delete, and the recovery of those interrupted by a crash.
+ * Each is one transaction under the journal's exclusive lock: an intent is
+ * recorded before the first file is touched and a completion after. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "db.h"
+#include "storage/storage.h"
+
+/* ---- identity ------------------------------------------------------------- */
+
+static int make_uuid(char **ret, util_err *err)
+{
+	uint8_t b[16];
+	int r = util_random_bytes(b, sizeof(b), err);
+
+	if (r < 0)
+		return r;
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	*ret = util_xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+			      "%02x%02x%02x%02x%02x%02x",
+			      b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+			      b[11], b[12], b[13], b[14], b[15]);
+	return 0;
+}
+
+/* ---- disks ------------------------------------------------------------------- */
+
+/* Decide where each disk lives and what it is made from, without making
+ * anything: the base images are checked (path policy, inspection) so that
+ * a bad one is refused before any intent is recorded. */
+static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const lc_create_opts *opts,
+		       util_err *err)
+{
+	_cleanup_free_ char *vmdir = lc_vm_dir(db, id);
+	_cleanup_free_ char *images = util_xasprintf("%s/images", lc_db_root(db));
+	const char *default_roots[] = { images, NULL };
+	const char *const *roots = opts && opts->disk_roots ? opts->disk_roots : default_roots;
+
+	for (size_t i = 0; i < def->n_disks; i++) {
+		lc_disk *d = &def->disks[i];
+		_cleanup_free_ char *real = NULL;
+		_cleanup_stor_image_info_ stor_image_info info = { 0 };
+		uint64_t size;
+		int r;
+
+		free(d->path);
+		d->path = util_xasprintf("%s/disk%u.qcow2", vmdir, d->id);
+		free(d->format);
+		d->format = util_xstrdup("qcow2");
+		d->owned = true;
+		if (d->source && d->source[0] != '/' &&
+		    util_parse_size(d->source, &size, NULL) == 0) {
+			/* a blank disk */
+			free(d->backing);
+			d->backing = NULL;
+			free(d->backing_format);
+			d->backing_format = NULL;
+			d->size = size;
+			continue;
+		}
+		if (!d->source || d->source[0] != '/')
+			return util_err_set(err, -ENOENT,
+					    "disk %u: no image named '%s' in the image store; give an absolute path to an image file",
+					    d->id, d->source ? d->source : "");
+		r = stor_check_path(d->source, roots, &real, err);
+		if (r < 0)
+			return util_err_prefix(err, "disk %u", d->id);
+		if (!d->backing_format)
+			d->backing_format = util_xstrdup("qcow2");
+		r = stor_inspect(real, d->backing_format, NULL, &info, err);
+		if (r < 0)
+			return util_err_prefix(err, "disk %u", d->id);
+		free(d->backing);
+		d->backing = TAKE_PTR(real);
+		d->size = info.virtual_size; /* an overlay is as large as its base */
+	}
+	return 0;
+}
+
+static int make_disks(const lc_vmdef *def, util_err *err)
+{
+	for (size_t i = 0; i < def->n_disks; i++) {
+		const lc_disk *d = &def->disks[i];
+		int r;
+
+		if (d->backing)
+			r = stor_create_overlay(d->path, d->backing, d->backing_format, err);
+		else
+			r = stor_create_blank(d->path, d->size, err);
+		if (r < 0)
+			return util_err_prefix(err, "disk %u", d->id);
+		util_crash_point("create-disk");
+	}
+	return 0;
+}
+
+/* Remove a VM's folders: its disks (wiped if asked), seed, logs, sockets. */
+static int remove_vm_files(lc_db *db, const lc_vm *vm_or_null, uint64_t id, bool wipe,
+			   util_err *err)
+{
+	_cleanup_free_ char *vmdir = lc_vm_dir(db, id);
+	_cleanup_free_ char *rundir = lc_vm_run_dir(db, id);
+	int r;
+
+	if (vm_or_null)
+		for (size_t i = 0; i < vm_or_null->def.n_disks; i++) {
+			const lc_disk *d = &vm_or_null->def.disks[i];
+
+			if (!d->owned)
+				continue;
+			r = stor_remove_disk(d->path, wipe, err);
+			if (r < 0)
+				return util_err_prefix(err, "disk %u", d->id);
+		}
+	r = util_rm_rf(vmdir, err);
+	if (r == 0)
+		r = util_rm_rf(rundir, err);
+	return r;
+}
+
+/* ---- intents -------------------------------------------------------------------- */
+
+static int begin_intent(lc_db *db, const char *op, uint64_t id, json_t *data, uint64_t *ret_seq,
+			util_err *err)
+{
+	json_t *rec = json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
+
+	if (data)
+		json_object_set_new(rec, "data", data);
+	return lc_db_append(db, rec, ret_seq, err);
+}
+
+static int end_intent(lc_db *db, uint64_t seq, const char *result, util_err *err)
+{
+	return lc_db_append(db, json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
+					  "result", result),
+			    NULL, err);
+}
+
+/* ---- create ---------------------------------------------------------------------- */
+
+int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t *ret_id,
+		 util_err *err)
+{
+	_cleanup_free_ char *vmdir = NULL;
+	_cleanup_close_ int lock = -1;
+	uint64_t id, intent;
+	json_t *rec;
+	int r;
+
+	r = lc_vmdef_validate(def, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		lc_vm *o = lc_db_vm_at(db, i);
+
+		if (o->state != LC_DONE && util_streq(o->def.name, def->name))
+			return util_err_set(err, -EEXIST,
+					    "a vm named '%s' exists already (id %" PRIu64 "); choose another name or delete it",
+					    def->name, o->id);
+	}
+	id = lc_db_next_id(db);
+	r = place_disks(db, def, id, opts, err);
+	if (r < 0)
+		return r;
+	if (!def->uuid && (r = make_uuid(&def->uuid, err)) < 0)
+		return r;
+	r = lc_vm_lock(db, id, 0, &lock, err);
+	if (r < 0)
+		return r;
+
+	/* The intent names the folder that recovery removes if we die. */
+	r = begin_intent(db, "create", id, json_pack("{s:s}", "name", def->name), &intent, err);
+	if (r < 0)
+		return r;
+	util_crash_point("create-after-intent");
+	vmdir = lc_vm_dir(db, id);
+	r = util_mkdir_p(vmdir, 0700, err);
+	if (r == 0)
+		r = make_disks(def, err);
+	if (r < 0)
+		goto rollback;
+	util_crash_point("create-before-define");
+	rec = json_pack("{s:s, s:I, s:o, s:s}", "type", "define", "id", (json_int_t)id, "def",
+			lc_vmdef_to_json(def), "state",
+			opts && opts->hold ? "HOLD" : "PENDING");
+	r = lc_db_append(db, rec, NULL, err);
+	if (r < 0)
+		goto rollback;
+	util_crash_point("create-before-done");
+	r = end_intent(db, intent, "ok", err);
+	if (r < 0)
+		return r; /* defined; recovery completes the intent */
+	lc_vmdef_clear(def);
+	*ret_id = id;
+	return 0;
+
+rollback: {
+	util_err ignored = { 0 };
+
+	remove_vm_files(db, NULL, id, false, &ignored);
+	end_intent(db, intent, "rolled-back", &ignored);
+	return util_err_prefix(err, "cannot create vm '%s'", def->name);
+}
+}
+
+/* ---- update, hold ------------------------------------------------------------------ */
+
+int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *err)
+{
+	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
+	int r;
+
+	r = lc_state_check(LC_OP_UPDATE, vm->def.name, vm->state, vm->lcm, err);
+	if (r < 0)
+		return r;
+	if (n == 0)
+		return util_err_set(err, -EINVAL, "nothing to update: give KEY=VALUE or label.KEY=VALUE");
+	for (size_t i = 0; i < n; i++) {
+		_cleanup_free_ char *key = util_xstrdup(pairs[i]);
+		char *eq = strchr(key, '=');
+		json_t *target = user;
+		const char *k = key;
+
+		if (!eq)
+			return util_err_set(err, -EINVAL, "'%s' is not KEY=VALUE", pairs[i]);
+		*eq = '\0';
+		if (util_startswith(key, "label.")) {
+			target = labels;
+			k = key + strlen("label.");
+		}
+		r = util_validate_name(k, "key", err);
+		if (r == 0)
+			r = util_validate_printable(eq + 1, "value", err);
+		if (r < 0)
+			return util_err_prefix(err, "cannot update '%s'", vm->def.name);
+		json_object_set_new(target, k, eq[1] ? json_string(eq + 1) : json_null());
+	}
+	return lc_db_append(db,
+			    json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
+				      (json_int_t)vm->id, "labels", labels, "user", user),
+			    NULL, err);
+}
+
+int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err)
+{
+	int r = lc_state_check(hold ? LC_OP_HOLD : LC_OP_RELEASE, vm->def.name, vm->state, vm->lcm,
+			       err);
+
+	if (r < 0)
+		return r;
+	return lc_db_record_state(db, vm, hold ? LC_HOLD : LC_PENDING, LC_LCM_NONE,
+				  hold ? "hold" : "release", NULL, err);
+}
+
+/* ---- delete ------------------------------------------------------------------------ */
+
+int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err)
+{
+	_cleanup_close_ int lock = -1;
+	uint64_t intent;
+	int r;
+
+	r = lc_state_check(LC_OP_DELETE, vm->def.name, vm->state, vm->lcm, err);
+	if (r < 0)
+		return r;
+	r = lc_vm_lock(db, vm->id, 0, &lock, err);
+	if (r < 0)
+		return r;
+	r = begin_intent(db, "delete", vm->id, json_pack("{s:b}", "wipe", wipe), &intent, err);
+	if (r < 0)
+		return r;
+	util_crash_point("delete-after-intent");
+	r = remove_vm_files(db, vm, vm->id, wipe, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		/* Files may be half gone: keep the VM, but say what is left. */
+		end_intent(db, intent, "failed", &ignored);
+		return util_err_prefix(err, "cannot delete '%s'", vm->def.name);
+	}
+	util_crash_point("delete-before-done");
+	r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE, "deleted", NULL, err);
+	if (r == 0)
+		r = end_intent(db, intent, "ok", err);
+	return r;
+}
+
+/* ---- recovery ------------------------------------------------------------------------ */
+
+/* An intent whose VM lock we can take was left by a process that died:
+ * its lock died with it. Creation is rolled back unless the definition
+ * made it into the journal; deletion is finished. */
+static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	const char *op = json_string_value(json_object_get(intent, "op"));
+	uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
+	lc_vm *vm = lc_db_vm_by_id(db, id);
+	_cleanup_close_ int lock = -1;
+	int r;
+
+	if (lc_vm_lock(db, id, 0, &lock, NULL) < 0)
+		return 0; /* its owner is alive and still working */
+	if (util_streq(op, "create")) {
+		if (vm)
+			return end_intent(db, seq, "ok", err);
+		r = remove_vm_files(db, NULL, id, false, err);
+		if (r < 0)
+			return util_err_prefix(err, "cannot roll back the creation of vm %" PRIu64, id);
+		return end_intent(db, seq, "rolled-back", err);
+	}
+	if (util_streq(op, "delete")) {
+		bool wipe = json_is_true(json_object_get(json_object_get(intent, "data"), "wipe"));
+
+		if (vm && vm->state != LC_DONE) {
+			r = remove_vm_files(db, vm, id, wipe, err);
+			if (r == 0)
+				r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE,
+						       "deleted (finished after a crash)", NULL, err);
+			if (r < 0)
+				return util_err_prefix(err, "cannot finish deleting vm %" PRIu64, id);
+		}
+		return end_intent(db, seq, "ok", err);
+	}
+	/* Unknown to this version: leave it for the code that wrote it. */
+	return 0;
+}
+
+int lc_db_recover(lc_db *db, util_err *err)
+{
+	_cleanup_json_ json_t *open = json_deep_copy(lc_db_intents(db));
+	const char *key;
+	json_t *intent;
+
+	json_object_foreach(open, key, intent) {
+		uint64_t seq = strtoull(key, NULL, 10);
+		int r = recover_one(db, seq, intent, err);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- show ------------------------------------------------------------------------------ */
+
+json_t *lc_vm_to_json(const lc_vm *vm)
+{
+	json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)vm->id, "name",
+			      vm->def.name, "state", lc_state_name(vm->state), "lcm",
+			      lc_lcm_name(vm->lcm), "short", lc_short_name(vm->state, vm->lcm));
+
+	json_object_set_new(j, "created", json_integer(vm->created_ms));
+	json_object_set_new(j, "since", json_integer(vm->state_ms));
+	json_object_set_new(j, "reason", vm->reason ? json_string(vm->reason) : json_null());
+	json_object_set_new(j, "last_error",
+			    vm->last_error ? json_string(vm->last_error) : json_null());
+	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
+	return j;
+}

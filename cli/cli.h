@@ -76,8 +76,8 @@ const char *cli_format_time(int64_t ms, char *buf, size_t len);
  * QVM_DISK_ROOTS (colon-separated). A new NULL-terminated vector. */
 char **cli_disk_roots(const cli_ctx *ctx);
 
-/* Open the database (reader or writer) with the error prefixed. */
-int cli_open_db(const cli_ctx *ctx, bool write, lc_db **ret_db, util_err *err);
+/* Open the database (LC_DB_* flags) with the error prefixed. */
+int cli_open_db(const cli_ctx *ctx, unsigned flags, lc_db **ret_db, util_err *err);
 
 /* ---- the commands (cli/cmd_*.c) ------------------------------------------ */
 

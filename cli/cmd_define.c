@@ -264,7 +264,7 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		r = cli_usage(err, "%s", err->msg);
 		goto out;
 	}
-	r = cli_open_db(ctx, true, &db, err);
+	r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r < 0)
 		goto out;
 	roots = cli_disk_roots(ctx);
@@ -301,7 +301,7 @@ static int open_one(cli_ctx *ctx, int argc, char **argv,
 	if (r == 0)
 		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
 	if (r == 0)
-		r = cli_open_db(ctx, write, &db, err);
+		r = cli_open_db(ctx, write ? LC_DB_WRITE : 0, &db, err);
 	if (r == 0)
 		r = lc_db_find(db, ops[0], ret_vm, err);
 	cli_parser_done(&p);
@@ -351,7 +351,7 @@ int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		r = cli_parser_operands(&p, 2, -1, &ops, &nops, err);
 	cli_parser_done(&p);
 	if (r == 0)
-		r = cli_open_db(ctx, true, &db, err);
+		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r == 0)
 		r = lc_db_find(db, ops[0], &vm, err);
 	if (r == 0)
@@ -406,7 +406,7 @@ int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
 	cli_parser_done(&p);
 	if (r == 0)
-		r = cli_open_db(ctx, true, &db, err);
+		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r == 0)
 		r = lc_db_find(db, ops[0], &vm, err);
 	if (r == 0)

@@ -26,7 +26,7 @@ static int open_named(cli_ctx *ctx, int argc, char **argv, lc_db **ret_db, lc_vm
 	int r = no_options(ctx, argc, argv, 1, 1, &ops, err);
 
 	if (r == 0)
-		r = cli_open_db(ctx, false, &db, err);
+		r = cli_open_db(ctx, 0, &db, err);
 	if (r == 0)
 		r = lc_db_find(db, ops[0], ret_vm, err);
 	if (r < 0) {
@@ -65,7 +65,7 @@ int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		r = cli_parser_operands(&p, 0, 0, &ops, &nops, err);
 	cli_parser_done(&p);
 	if (r == 0)
-		r = cli_open_db(ctx, false, &db, err);
+		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
 	if (r < 0)
 		return r;
 	if (ctx->json)
@@ -343,7 +343,7 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	int r = no_options(ctx, argc, argv, 0, 0, &ops, err);
 
 	if (r == 0)
-		r = cli_open_db(ctx, false, &db, err);
+		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
 	if (r == 0)
 		r = lc_accel_resolve(LC_ACCEL_AUTO, &accel, &reason, err);
 	if (r < 0)

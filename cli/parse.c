@@ -158,9 +158,9 @@ char **cli_disk_roots(const cli_ctx *ctx)
 	return util_strv_steal(&sv);
 }
 
-int cli_open_db(const cli_ctx *ctx, bool write, lc_db **ret_db, util_err *err)
+int cli_open_db(const cli_ctx *ctx, unsigned flags, lc_db **ret_db, util_err *err)
 {
-	int r = lc_db_open(ctx->root, write, ret_db, err);
+	int r = lc_db_open(ctx->root, flags, ret_db, err);
 
 	if (r < 0)
 		return util_err_prefix(err, "cannot open the vm database in '%s'", ctx->root);

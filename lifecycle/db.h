@@ -18,6 +18,10 @@ int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm,
  * lc_db_open() for writers. */
 int lc_db_recover(lc_db *db, util_err *err);
 
+/* The fields a "define" or "redefine" record carries for def: name,
+ * memory, vcpus and "def", the definition as JSON text. New reference. */
+json_t *lc_db_def_fields(const lc_vmdef *def);
+
 bool lc_db_writable(const lc_db *db);
 json_t *lc_db_intents(lc_db *db); /* borrowed: "seq" -> intent record */
 uint64_t lc_db_next_id(const lc_db *db);

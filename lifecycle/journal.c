@@ -31,7 +31,9 @@ struct lc_journal {
 	bool broken;        /* a write or sync failed: no more appends */
 	int lock_fd;
 	int log_fd;         /* O_APPEND, writers only */
-	json_t *state;      /* the snapshot's, or NULL */
+	json_t *state;      /* the snapshot's (or its summary), or NULL */
+	bool want_summary;  /* opened with LC_JOURNAL_SUMMARY */
+	bool is_summary;    /* state holds the snapshot's summary */
 	uint64_t snap_seq;  /* the seq the snapshot covers */
 	uint64_t last_seq;
 	jrec *recs;         /* the records after the snapshot */
@@ -408,18 +410,39 @@ static int load_snapshot(lc_journal *j, util_err *err)
 	if (!eat(&p, end, ",\"crc32c\":\"") || end - p < 8 || !parse_hex8(p, &crc))
 		goto bad;
 	p += 8;
-	if (!eat(&p, end, "\",\"state\":") || p == end)
+	if (!eat(&p, end, "\","))
 		goto bad;
 	body = p;
 	if (frame_crc(seq_text, ds, body, (size_t)(end - body)) != crc) {
 		why = "it fails its checksum";
 		goto bad;
 	}
-	j->state = json_loadb(body, (size_t)(end - body), JSON_DECODE_ANY, &jerr);
+	if (eat(&p, end, "\"summary\":")) {
+		/* The summary comes first so that a summary load parses only it. */
+		json_t *summary = json_loadb(p, (size_t)(end - p), JSON_DISABLE_EOF_CHECK, &jerr);
+
+		if (!summary) {
+			why = "its summary is not JSON";
+			goto bad;
+		}
+		p += jerr.position;
+		if (j->want_summary) {
+			j->state = summary;
+			j->is_summary = true;
+			goto done;
+		}
+		json_decref(summary);
+		if (!eat(&p, end, ","))
+			goto bad;
+	}
+	if (!eat(&p, end, "\"state\":") || p == end)
+		goto bad;
+	j->state = json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY, &jerr);
 	if (!j->state) {
 		why = "its state is not JSON";
 		goto bad;
 	}
+done:
 	j->snap_seq = seq;
 	j->last_seq = seq;
 	return 0;
@@ -624,9 +647,10 @@ static inline void journal_freep(lc_journal **j)
 	journal_free(*j);
 }
 
-int lc_journal_open(const char *dir, bool write, int timeout_ms, lc_journal **ret,
+int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal **ret,
 		    util_err *err)
 {
+	bool write = flags & LC_JOURNAL_WRITE;
 	_cleanup_(journal_freep) lc_journal *j = NULL;
 	_cleanup_free_ char *lock = NULL, *hist = NULL;
 	struct stat st;
@@ -657,6 +681,7 @@ int lc_journal_open(const char *dir, bool write, int timeout_ms, lc_journal **re
 	j->dir = util_xstrdup(dir);
 	j->log_path = util_xasprintf("%s/log", dir);
 	j->write = write;
+	j->want_summary = !write && (flags & LC_JOURNAL_SUMMARY);
 	j->lock_fd = j->log_fd = -1;
 	j->dev = st.st_dev;
 	j->ino = st.st_ino;
@@ -701,6 +726,11 @@ void lc_journal_close(lc_journal *j)
 json_t *lc_journal_state(lc_journal *j)
 {
 	return j->state;
+}
+
+bool lc_journal_state_is_summary(const lc_journal *j)
+{
+	return j->is_summary;
 }
 
 uint64_t lc_journal_snapshot_seq(const lc_journal *j)
@@ -833,9 +863,9 @@ static int archive_records(lc_journal *j, util_err *err)
 	return util_write_file_atomic(path, buf, len, err);
 }
 
-int lc_journal_compact(lc_journal *j, json_t *state, util_err *err)
+int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *err)
 {
-	_cleanup_free_ char *path = NULL, *body = NULL, *text = NULL;
+	_cleanup_free_ char *path = NULL, *body = NULL, *text = NULL, *sum = NULL;
 	char seq_text[24];
 	int seq_len, r;
 
@@ -844,10 +874,19 @@ int lc_journal_compact(lc_journal *j, json_t *state, util_err *err)
 		return r;
 	if (!state)
 		return util_err_set(err, -EINVAL, "cannot compact journal '%s': no state", j->dir);
-	body = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (!body)
+	if (summary && !json_is_object(summary) && !json_is_array(summary))
+		return util_err_set(err, -EINVAL, "cannot compact journal '%s': the summary must be an object or array",
+				    j->dir);
+	if (summary)
+		sum = json_dumps(summary, JSON_COMPACT);
+	text = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text || (summary && !sum))
 		return util_err_set(err, -EINVAL, "cannot compact journal '%s': the state cannot be encoded",
 				    j->dir);
+	body = sum ? util_xasprintf("\"summary\":%s,\"state\":%s", sum, text)
+		   : util_xasprintf("\"state\":%s", text);
+	free(text);
+	text = NULL;
 
 	/* 1. History first: whatever the snapshot folds in is archived. A
 	 *    crash after this leaves an archive that the next one overlaps. */
@@ -861,7 +900,7 @@ int lc_journal_compact(lc_journal *j, json_t *state, util_err *err)
 	/* 2. The snapshot, atomically. From here on, records <= its seq still
 	 *    in the log are skipped when loading. */
 	seq_len = snprintf(seq_text, sizeof(seq_text), "%" PRIu64, j->last_seq);
-	text = util_xasprintf("{\"seq\":%s,\"crc32c\":\"%08" PRIx32 "\",\"state\":%s}\n", seq_text,
+	text = util_xasprintf("{\"seq\":%s,\"crc32c\":\"%08" PRIx32 "\",%s}\n", seq_text,
 			      frame_crc(seq_text, (size_t)seq_len, body, strlen(body)), body);
 	path = util_xasprintf("%s/" SNAPSHOT_NAME, j->dir);
 	r = util_write_file_atomic(path, text, strlen(text), err);

@@ -3,9 +3,12 @@
  *
  * A journal is a folder (0700) holding:
  *   lock            flock(): shared for readers, exclusive for the writer
- *   snapshot.json   {"seq":N,"crc32c":"xxxxxxxx","state":<json>}\n — the
- *                   compacted state up to record N; the CRC-32C covers
- *                   "<N> <state as written>". Replaced tmp+fsync+rename.
+ *   snapshot.json   {"seq":N,"crc32c":"xxxxxxxx","summary":<json>,"state":<json>}\n
+ *                   — the compacted state up to record N, and optionally
+ *                   before it a summary (a small digest of the state that
+ *                   some readers load instead of it); the CRC-32C covers
+ *                   "<N> " followed by everything between '"crc32c":"...",'
+ *                   and the final '}'. Replaced tmp+fsync+rename.
  *   log             the records after the snapshot, one per line:
  *                   "<seq> <crc32c as 8 hex> <compact json object>\n", the
  *                   CRC-32C covering "<seq> <json>"; seqs go up by one over
@@ -45,14 +48,19 @@ typedef struct lc_journal lc_journal;
  * reference). A negative return stops the walk and is returned as is. */
 typedef int (*lc_journal_cb)(uint64_t seq, json_t *rec, void *ud, util_err *err);
 
+enum {
+	LC_JOURNAL_WRITE = 1 << 0,   /* the writer (see lc_journal_open) */
+	LC_JOURNAL_SUMMARY = 1 << 1, /* a reader that loads the snapshot's summary */
+};
+
 /* Open the journal in dir and load its snapshot and records.
- * write: take the exclusive lock, create dir (0700) if missing, remove
+ * flags: LC_JOURNAL_WRITE to take the exclusive lock, create dir (0700) if missing, remove
  * leftover temporary files, cut off a torn tail (the log is first copied to
  * log.torn.*) and finish a compaction a crash interrupted. Otherwise take
  * the shared lock and change nothing; a missing dir is -ENOENT.
  * timeout_ms bounds the wait for the lock (0: try once, < 0: forever); then
  * -EBUSY. Corruption is -EBADMSG. *ret is a new handle for lc_journal_close. */
-int lc_journal_open(const char *dir, bool write, int timeout_ms, lc_journal **ret,
+int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal **ret,
 		    util_err *err);
 
 /* Release the lock and free everything; accepts NULL. */
@@ -67,6 +75,10 @@ static inline void lc_journal_closep(lc_journal **j)
 /* The snapshot's state (borrowed, valid until the next compact or close), or
  * NULL when the journal was never compacted. */
 json_t *lc_journal_state(lc_journal *j);
+
+/* Opened with LC_JOURNAL_SUMMARY and the snapshot has a summary: then
+ * lc_journal_state() returns the summary instead of the state. */
+bool lc_journal_state_is_summary(const lc_journal *j);
 
 /* The seq the snapshot covers (0: none), and the last seq of all (0: empty). */
 uint64_t lc_journal_snapshot_seq(const lc_journal *j);
@@ -90,14 +102,15 @@ int lc_journal_foreach(lc_journal *j, lc_journal_cb cb, void *ud, util_err *err)
 int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *err);
 
 /* Make state (any JSON value; borrowed, the journal keeps a copy) the
- * snapshot at the last seq and empty the log, archiving its records to
+ * snapshot at the last seq, with summary (an object or array, or NULL;
+ * borrowed) beside it and empty the log, archiving its records to
  * history/ first. Crash-safe at every step: the old snapshot and log or the
  * new snapshot (records <= its seq left in the log are skipped on load).
  * On failure the journal still holds everything. Writers only (-EBADF).
  * Crash points (QVM_CRASH_AT): "journal-compact-archived" (history written,
  * snapshot not), "journal-compact-snapshot" (snapshot renamed, log not yet
  * emptied). */
-int lc_journal_compact(lc_journal *j, json_t *state, util_err *err);
+int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *err);
 
 /* Walk every record ever appended — the archives in history/, then the
  * log — in seq order, each once. Uses a handle this process already has

@@ -191,12 +191,22 @@ typedef struct lc_vm {
 
 typedef struct lc_db lc_db;
 
-/* Open the database under root. A reader takes the journal's shared lock
- * just long enough to load; a writer (write = true) keeps the exclusive
- * lock until lc_db_close(), so that checks and the records they justify
- * are one transaction. A writer also finishes or rolls back intents left
- * by a crashed qvm. Creates the root's folders (0700) on first write. */
-int lc_db_open(const char *root, bool write, lc_db **ret_db, util_err *err);
+/* How lc_db_open() opens the database. */
+enum {
+	/* Take the journal's exclusive lock and keep it until lc_db_close(),
+	 * so that checks and the records they justify are one transaction; also
+	 * finish or roll back intents left by a crashed qvm and create the
+	 * root's folders (0700) on first use. Without it, the shared lock is
+	 * held just long enough to load a consistent copy. */
+	LC_DB_WRITE = 1 << 0,
+	/* Load only what `list` needs of each definition (name, memory,
+	 * vcpus): the rest of vm->def stays at its defaults. Keeps list fast
+	 * with thousands of VMs. Not with LC_DB_WRITE. */
+	LC_DB_SUMMARY = 1 << 1,
+};
+
+/* Open the database under root with LC_DB_* flags. */
+int lc_db_open(const char *root, unsigned flags, lc_db **ret_db, util_err *err);
 void lc_db_close(lc_db *db); /* accepts NULL; compacts if the log is long */
 
 static inline void lc_db_closep(lc_db **db)

@@ -184,9 +184,9 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 	if (r < 0)
 		goto rollback;
 	util_crash_point("create-before-define");
-	rec = json_pack("{s:s, s:I, s:o, s:s}", "type", "define", "id", (json_int_t)id, "def",
-			lc_vmdef_to_json(def), "state",
+	rec = json_pack("{s:s, s:I, s:s}", "type", "define", "id", (json_int_t)id, "state",
 			opts && opts->hold ? "HOLD" : "PENDING");
+	json_object_update_new(rec, lc_db_def_fields(def));
 	r = lc_db_append(db, rec, NULL, err);
 	if (r < 0)
 		goto rollback;

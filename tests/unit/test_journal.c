@@ -302,12 +302,12 @@ static void test_basic(const char *base)
 		if (!w) {
 			r = lc_journal_append(j, expect, NULL, &err);
 			ok(r == -EBADF && strstr(err.msg, "read-only"), "a reader cannot append: %s", err.msg);
-			r = lc_journal_compact(j, state1, &err);
+			r = lc_journal_compact(j, state1, NULL, &err);
 			ok(r == -EBADF, "a reader cannot compact: %s", err.msg);
 			lc_journal_close(j);
 		}
 	}
-	r = lc_journal_compact(j, state1, &err);
+	r = lc_journal_compact(j, state1, NULL, &err);
 	ok_e(r == 0, "compact");
 	ok(json_equal(lc_journal_state(j), state1) && lc_journal_count(j) == 0 &&
 	   lc_journal_last_seq(j) == 20 && lc_journal_snapshot_seq(j) == 20,
@@ -328,7 +328,7 @@ static void test_basic(const char *base)
 		if (!w)
 			lc_journal_close(j);
 	}
-	ok_e(lc_journal_compact(j, state2, &err) == 0, "compact again");
+	ok_e(lc_journal_compact(j, state2, NULL, &err) == 0, "compact again");
 	ok(append_n(j, expect, 31, 35) == 0, "append 31-35");
 	ok(history_has(dir, expect, 35, &err), "history with the writer open in this process: 1-35 in order");
 	lc_journal_close(j);
@@ -345,7 +345,7 @@ static void test_basic(const char *base)
 
 	/* Compacting an empty log is fine and changes nothing but the state. */
 	r = lc_journal_open(dir, true, 1000, &j, &err);
-	ok(r == 0 && lc_journal_compact(j, state1, &err) == 0 && lc_journal_compact(j, state2, &err) == 0,
+	ok(r == 0 && lc_journal_compact(j, state1, NULL, &err) == 0 && lc_journal_compact(j, state2, NULL, &err) == 0,
 	   "compacting twice in a row");
 	lc_journal_close(j);
 	r = lc_journal_open(dir, false, 1000, &j, &err);
@@ -567,7 +567,7 @@ static void test_corrupt(const char *base)
 
 	/* the snapshot */
 	r = lc_journal_open(dir, true, 1000, &j, &err);
-	ok_e(r == 0 && lc_journal_compact(j, state, &err) == 0, "compact");
+	ok_e(r == 0 && lc_journal_compact(j, state, NULL, &err) == 0, "compact");
 	lc_journal_close(j);
 	osnap = slurp(snap, &slen);
 	{
@@ -635,7 +635,7 @@ static void crash_compact(const char *point)
 	setenv("QVM_CRASH_AT", point, 1);
 	if (lc_journal_open(crash_dir, true, 1000, &j, &err) < 0)
 		_exit(2);
-	lc_journal_compact(j, crash_state, &err);
+	lc_journal_compact(j, crash_state, NULL, &err);
 	_exit(3); /* the crash point was not reached */
 }
 
@@ -707,7 +707,7 @@ static void test_crash(const char *base)
 	r = lc_journal_open(dir, true, 1000, &j, &err);
 	ok_e(r == 0 && json_equal(lc_journal_state(j), state) && journal_has(j, expect, 9, 12),
 	   "reopened: the old state and records 9-12");
-	ok_e(append_n(j, expect, 13, 13) == 0 && lc_journal_compact(j, state13, &err) == 0,
+	ok_e(append_n(j, expect, 13, 13) == 0 && lc_journal_compact(j, state13, NULL, &err) == 0,
 	   "append 13 and compact (archive 9-13)");
 	lc_journal_close(j);
 	ok(history_has(dir, expect, 13, &err), "history over overlapping archives: 1-13, each once");
@@ -767,7 +767,7 @@ static void enospc_child(const char *dir)
 	      "no partial record in the log: %zu lines for %d records", lines, n);
 	r = lc_journal_append(j, json_array_get(expect, 0), NULL, &err);
 	check(r == -ENOSPC && file_size(log) == size_before, "another append fails the same way");
-	r = lc_journal_compact(j, state, &err);
+	r = lc_journal_compact(j, state, NULL, &err);
 	check(r == -ENOSPC && lc_journal_count(j) == (size_t)n, "compaction fails too: %s", err.msg);
 	check(count_prefix(hist, "", false) <= 2 && count_prefix(jdir, "snapshot.json", false) == 0,
 	      "... and leaves no file behind");
@@ -932,7 +932,7 @@ static void test_leftovers(const char *base)
 	int r;
 
 	r = lc_journal_open(dir, true, 1000, &j, &err);
-	ok_e(r == 0 && append_n(j, expect, 1, 3) == 0 && lc_journal_compact(j, state, &err) == 0 &&
+	ok_e(r == 0 && append_n(j, expect, 1, 3) == 0 && lc_journal_compact(j, state, NULL, &err) == 0 &&
 	   append_n(j, expect, 4, 5) == 0, "set up: 3 records, compact, 2 more");
 	lc_journal_close(j);
 	spit(tmp1, "{\"seq\":9,\"sta", 13);
@@ -954,6 +954,45 @@ static void test_leftovers(const char *base)
 	ok(history_has(dir, expect, 5, &err), "the history is whole");
 }
 
+/* A summary beside the state: summary readers load only it, everyone else
+ * the state; a flipped byte in either fails the checksum. */
+static void test_summary(const char *base)
+{
+	_cleanup_free_ char *dir = path_in(base, "summary/journal");
+	_cleanup_free_ char *snap = path_in(dir, "snapshot.json");
+	_cleanup_json_ json_t *state = json_pack("{s:s}", "big", "the whole state");
+	_cleanup_json_ json_t *summary = json_pack("[i, i]", 1, 2);
+	_cleanup_json_ json_t *expect = json_array();
+	_cleanup_free_ char *text = NULL;
+	util_err err = { 0 };
+	lc_journal *j = NULL;
+	size_t len;
+	char *at;
+	int r;
+
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	ok_e(r == 0 && append_n(j, expect, 1, 3) == 0 &&
+		     lc_journal_compact(j, state, summary, &err) == 0 &&
+		     append_n(j, expect, 4, 5) == 0,
+	     "compact with a summary, then append");
+	lc_journal_close(j);
+	r = lc_journal_open(dir, LC_JOURNAL_SUMMARY, 1000, &j, &err);
+	ok(r == 0 && lc_journal_state_is_summary(j) && json_equal(lc_journal_state(j), summary) &&
+		   lc_journal_count(j) == 2 && lc_journal_last_seq(j) == 5,
+	   "a summary reader gets the summary and the records after the snapshot");
+	lc_journal_close(j);
+	r = lc_journal_open(dir, 0, 1000, &j, &err);
+	ok(r == 0 && !lc_journal_state_is_summary(j) && json_equal(lc_journal_state(j), state),
+	   "a plain reader gets the state");
+	lc_journal_close(j);
+	text = slurp(snap, &len);
+	at = text ? strstr(text, "[1,2]") : NULL;
+	if (ok(at != NULL, "the summary is in the snapshot")) {
+		at[1] = '7';
+		expect_corrupt(dir, "snapshot.json", text, len, "a flipped byte in the summary", "checksum", NULL);
+	}
+}
+
 int main(void)
 {
 	char base[] = "/tmp/qvm-test-journal.XXXXXX";
@@ -970,6 +1009,7 @@ int main(void)
 	test_enospc(base);
 	test_locks(base);
 	test_leftovers(base);
+	test_summary(base);
 	if (util_rm_rf(base, &err) < 0)
 		diag("%s", err.msg);
 	return done_testing();

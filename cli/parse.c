@@ -19,11 +19,14 @@ static const struct option global_opts[] = {
 
 int cli_usage(util_err *err, const char *fmt, ...)
 {
+	char msg[sizeof(err->msg)];
 	va_list ap;
 
+	/* via a copy: callers often pass err->msg itself as an argument */
 	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(err->msg, msg, sizeof(msg));
 	err->code = CLI_EUSAGE;
 	err->qmp_class[0] = '\0';
 	return CLI_EUSAGE;

@@ -31,13 +31,10 @@ static int make_uuid(char **ret, util_err *err)
 /* Decide where each disk lives and what it is made from, without making
  * anything: the base images are checked (path policy, inspection) so that
  * a bad one is refused before any intent is recorded. */
-static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const lc_create_opts *opts,
+static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const char *const *roots,
 		       util_err *err)
 {
 	_cleanup_free_ char *vmdir = lc_vm_dir(db, id);
-	_cleanup_free_ char *images = util_xasprintf("%s/images", lc_db_root(db));
-	const char *default_roots[] = { images, NULL };
-	const char *const *roots = opts && opts->disk_roots ? opts->disk_roots : default_roots;
 
 	for (size_t i = 0; i < def->n_disks; i++) {
 		lc_disk *d = &def->disks[i];
@@ -76,6 +73,38 @@ static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const lc_create_op
 		free(d->backing);
 		d->backing = TAKE_PTR(real);
 		d->size = info.virtual_size; /* an overlay is as large as its base */
+	}
+	return 0;
+}
+
+/* Files QEMU reads besides disks (kernel, initrd, ISO, cloud-init input)
+ * obey the same folder policy: a kernel path of /etc/shadow would hand the
+ * host's secrets to the guest. */
+static int place_files(lc_vmdef *def, const char *const *roots, util_err *err)
+{
+	struct {
+		char **slot;
+		const char *what;
+	} files[] = {
+		{ &def->kernel, "kernel" },
+		{ &def->initrd, "initrd" },
+		{ &def->cdrom, "cdrom" },
+		{ &def->ci_user_data, "cloud-init user-data" },
+		{ &def->ci_meta_data, "cloud-init meta-data" },
+		{ &def->ci_network_config, "cloud-init network-config" },
+	};
+
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(files); i++) {
+		char *real = NULL;
+		int r;
+
+		if (!*files[i].slot)
+			continue;
+		r = stor_check_path(*files[i].slot, roots, &real, err);
+		if (r < 0)
+			return util_err_prefix(err, "%s", files[i].what);
+		free(*files[i].slot);
+		*files[i].slot = real;
 	}
 	return 0;
 }
@@ -146,6 +175,9 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 		 util_err *err)
 {
 	_cleanup_free_ char *vmdir = NULL;
+	_cleanup_free_ char *images = util_xasprintf("%s/images", lc_db_root(db));
+	const char *default_roots[] = { images, NULL };
+	const char *const *roots = opts && opts->disk_roots ? opts->disk_roots : default_roots;
 	_cleanup_close_ int lock = -1;
 	uint64_t id, intent;
 	json_t *rec;
@@ -163,7 +195,9 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 					    def->name, o->id);
 	}
 	id = lc_db_next_id(db);
-	r = place_disks(db, def, id, opts, err);
+	r = place_disks(db, def, id, roots, err);
+	if (r == 0)
+		r = place_files(def, roots, err);
 	if (r < 0)
 		return r;
 	if (!def->uuid && (r = make_uuid(&def->uuid, err)) < 0)

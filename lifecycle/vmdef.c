@@ -597,18 +597,23 @@ static int parse_onoff(const char *v, bool *ret, util_err *err)
 	return 0;
 }
 
+/* "10G", "0", "512MiB": digits then at most a unit — a size even if it is
+ * not a valid one, so that "0G" is refused as a size, not looked up as an
+ * image name. */
+static bool looks_like_size(const char *s)
+{
+	size_t digits = strspn(s, "0123456789");
+
+	return digits > 0 && strlen(s + digits) <= 3 &&
+	       strspn(s + digits, "KMGTPkmgtpiBb") == strlen(s + digits);
+}
+
 static int disk_spec_item(const char *key, const char *value, void *ud, util_err *err)
 {
 	lc_disk *d = ud;
-	uint64_t size;
 
-	if (!key) {
-		/* a bare token: a size, an absolute path, or an image name */
-		if (value[0] != '/' && util_parse_size(value, &size, NULL) == 0)
-			key = "size";
-		else
-			key = "image";
-	}
+	if (!key) /* a bare token: a size, an absolute path, or an image name */
+		key = looks_like_size(value) ? "size" : "image";
 	if (!strcmp(key, "size")) {
 		TRY(util_parse_size(value, &d->size, err));
 		free(d->source);

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Definitions end to end: create with every flag, dump/--from, update,
+# list/show/--json, hold/release, delete; refusals of hostile names, sizes,
+# paths and images, each leaving nothing behind.
+. "$(dirname "$0")/../lib/tap.sh"
+qvm_test_root
+export QVM_ROOT=$QVM_TEST_ROOT/root QVM_DISK_ROOTS=$QVM_TEST_ROOT/img
+QVM=${QVM:?set QVM to the qvm binary}
+mkdir -p "$QVM_DISK_ROOTS"
+img=$QVM_DISK_ROOTS
+qemu-img create -q -f qcow2 "$img/base.qcow2" 64M
+qemu-img create -q -f raw "$img/base.raw" 32M
+: >"$img/vmlinuz"
+: >"$img/initrd.img"
+: >"$img/cd.iso"
+
+# run CMD...: sets OUT, ERR and RC
+run() {
+	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
+	RC=$?
+	ERR=$(cat "$QVM_TEST_ROOT/stderr")
+}
+
+# count of vm folders: a refused create must not leave one
+vm_dirs() { find "$QVM_ROOT/vms" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+run "$QVM" list
+is "$RC" 0 "list on an empty root works"
+like "$OUT" "ID +NAME +STAT +CPU +MEM +UPTIME" "list prints its header"
+
+run "$QVM" create web --memory 1G --vcpus 2 --disk "$img/base.qcow2" --disk 2G,bus=scsi \
+	--disk "$img/base.raw,format=raw,readonly=on" --cdrom "$img/cd.iso" \
+	--kernel "$img/vmlinuz" --initrd "$img/initrd.img" --append "console=ttyS0 quiet" \
+	--machine q35 --accel tcg --restart on-failure --autostart --label tier=web --label team=ops
+is "$RC" 0 "create with every flag" || diag "$ERR"
+is "$OUT" 1 "create prints the new id"
+ok "its disks exist, mode 0600" test "$(stat -c %a "$QVM_ROOT/vms/1/disk0.qcow2")" = 600
+like "$(qemu-img info --output=json "$QVM_ROOT/vms/1/disk0.qcow2")" '"backing-filename-format": "qcow2"' \
+	"disk 0 is an overlay with an explicit backing format"
+like "$(qemu-img info --output=json "$QVM_ROOT/vms/1/disk2.qcow2")" '"backing-filename-format": "raw"' \
+	"disk 2 is an overlay on the raw image, declared raw"
+like "$(qemu-img info --output=json -f qcow2 "$QVM_ROOT/vms/1/disk1.qcow2")" '"virtual-size": 2147483648' \
+	"disk 1 is a blank 2G qcow2"
+
+run "$QVM" list
+like "$OUT" "1 +web +pend +- +1G" "list shows the vm PENDING with its memory"
+run "$QVM" --json list
+is "$(json 'd[0]["name"], d[0]["state"], d[0]["vcpus"], d[0]["memory"]' <<<"$OUT")" \
+	"web PENDING 2 1073741824" "list --json"
+run "$QVM" show web
+like "$OUT" "STATE +PENDING" "show: state"
+like "$OUT" "MACHINE +q35" "show: machine"
+like "$OUT" "LABELS +team=ops tier=web|LABELS +tier=web team=ops" "show: labels"
+like "$OUT" "1 +scsi +qcow2 +2G" "show: the scsi disk"
+run "$QVM" show web --json
+is "$(json 'd["definition"]["disks"][2]["readonly"], d["definition"]["restart"], d["history"][-1]["type"]' <<<"$OUT")" \
+	"True on-failure define" "show --json: definition and history"
+run "$QVM" argv web
+like "$OUT" "-machine q35" "argv: machine"
+like "$OUT" '"driver":"raw","read-only":true' "argv: the raw base opened read-only with its format"
+like "$OUT" "-append 'console=ttyS0 quiet'" "argv: kernel command line"
+
+# dump and create --from
+run "$QVM" dump web
+dump=$OUT
+ok "dump prints JSON" python3 -c "import json,sys; json.loads(sys.argv[1])" "$dump"
+printf '%s' "$dump" >"$QVM_TEST_ROOT/web.json"
+run "$QVM" create web2 --from "$QVM_TEST_ROOT/web.json"
+is "$RC" 0 "create --from a dump" || diag "$ERR"
+run "$QVM" dump web2
+is "$(json 'd["name"], d["memory"], len(d["disks"]), d["disks"][0]["backing"] == "'"$img/base.qcow2"'", d["labels"]["tier"]' <<<"$OUT")" \
+	"web2 1073741824 3 True web" "the copy has the same definition under its own name"
+isnt_same_disk=$(json 'd["disks"][0]["path"]' <<<"$OUT")
+like "$isnt_same_disk" "/vms/2/disk0.qcow2" "... and disks of its own"
+run "$QVM" create web3 --from - <<<'{"name":"x","memory":"256M","disks":["16M"],"labels":{"a":"b"}}'
+is "$RC" 0 "create --from stdin with --disk specs in the file" || diag "$ERR"
+run "$QVM" create web4 --from - <<<'{"name":"x","memroy":"256M"}'
+is "$RC" 1 "a misspelt key in --from is refused"
+like "$ERR" "unknown key 'memroy'" "... naming the key"
+
+# update, hold, release
+run "$QVM" update web owner=alice label.tier=db label.team=
+is "$RC" 0 "update user data and labels"
+run "$QVM" show web --json
+is "$(json 'd["definition"]["user"]["owner"], d["definition"]["labels"]' <<<"$OUT")" "alice {'tier': 'db'}" \
+	"update set, changed and removed keys"
+run "$QVM" update web "bad key=1"
+is "$RC" 1 "update with a bad key fails"
+run "$QVM" hold web
+run "$QVM" list
+like "$OUT" "web +hold" "hold: HOLD"
+run "$QVM" hold web
+is "$RC" 1 "hold of a held vm fails"
+like "$ERR" "cannot hold 'web': it is HOLD; hold needs PENDING" "... naming the state and the states needed"
+run "$QVM" release web
+like "$("$QVM" list)" "web +pend" "release: PENDING"
+
+# names, sizes and usage errors: exit 2, nothing made
+before=$(vm_dirs)
+for name in -web .web ../x a/b "a b" "x;y" 12 "$(printf 'a%.0s' {1..64})" "é"; do
+	run "$QVM" create "$name" --memory 256M
+	[ "$RC" = 2 ] || { not_ok "name '$name' refused with status 2 (got $RC: $ERR)"; continue; }
+	ok "name '$name' refused: ${ERR%%$'\n'*}"
+done
+run "$QVM" create "$(printf 'x\ny')"
+is "$RC" 2 "a name with a newline is refused"
+for mem in 0 1X 12K -1 9999999999999G; do
+	run "$QVM" create memtest --memory "$mem"
+	is "$RC" 2 "--memory $mem refused"
+done
+run "$QVM" create d1 --disk 0G
+is "$RC" 2 "--disk 0G refused"
+run "$QVM" create d1 --disk 1G,cache=none
+like "$ERR" "unknown disk option 'cache'" "an unknown disk option is named"
+run "$QVM" create d1 --vcpus 0
+is "$RC" 2 "--vcpus 0 refused"
+run "$QVM" create d1 --machine virt
+like "$ERR" "unknown machine type 'virt'" "unknown machine type"
+run "$QVM" create d1 --bogus
+is "$RC" 2 "an unknown option is a usage error"
+like "$ERR" "usage: qvm create" "... with the usage line"
+run "$QVM" frobnicate
+is "$RC" 2 "an unknown command is a usage error"
+is "$(vm_dirs)" "$before" "no refused create left a vm folder"
+
+# paths and images: exit 1, nothing made
+ln -s /etc "$img/etc-link"
+qemu-img create -q -f qcow2 "$QVM_TEST_ROOT/outside.qcow2" 16M
+qemu-img create -q -f qcow2 -F qcow2 -b "$img/base.qcow2" "$img/backed.qcow2"
+qemu-img create -q -f qcow2 -o data_file="$img/data.raw" "$img/datafile.qcow2" 16M
+cp "$img/base.qcow2" "$img/looks-raw.img"
+for spec in "/etc/passwd" "$img/etc-link/passwd" "$QVM_TEST_ROOT/outside.qcow2" "$img/../outside.qcow2" \
+	"$img/missing.qcow2" "$img/backed.qcow2" "$img/datafile.qcow2" "$img/looks-raw.img,format=raw" \
+	"$img/base.raw" "json:{\"file.filename\":\"/etc/passwd\"}" "nbd://127.0.0.1/x"; do
+	run "$QVM" create bad --disk "$spec"
+	if [ "$RC" = 0 ]; then
+		not_ok "disk '$spec' refused"
+		"$QVM" delete bad >/dev/null 2>&1
+		continue
+	fi
+	ok "disk '$spec' refused (status $RC): ${ERR%%$'\n'*}"
+done
+run "$QVM" create bad --kernel /etc/shadow
+like "$ERR" "not under an allowed folder" "a kernel outside the allowed folders is refused"
+is "$(vm_dirs)" "$before" "no refused disk left a vm folder"
+is "$(find "$QVM_ROOT" -name '*.tmp.*' -o -name '.qvm-create-*' | wc -l)" 0 "no temporary file is left"
+run "$QVM" list
+unlike_bad=$(grep -c ' bad ' <<<"$OUT")
+is "$unlike_bad" 0 "no refused vm is listed"
+
+# a duplicate name
+run "$QVM" create web
+is "$RC" 1 "a second vm named web is refused"
+like "$ERR" "a vm named 'web' exists already \\(id 1\\)" "... saying which"
+
+# delete
+disk=$QVM_ROOT/vms/1/disk0.qcow2
+run "$QVM" delete web --wipe
+is "$RC" 0 "delete --wipe"
+ok "its disks and folder are gone" test ! -e "$disk" -a ! -e "$QVM_ROOT/vms/1"
+run "$QVM" list
+ok "a deleted vm is not listed" test "$(grep -c ' web ' <<<"$OUT")" = 0
+run "$QVM" list --all
+like "$OUT" "1 +web +done" "list --all shows it DONE"
+run "$QVM" show 1
+like "$OUT" "STATE +DONE" "show by id finds the DONE vm"
+run "$QVM" history 1
+like "$OUT" "DONE +deleted" "history records the deletion"
+run "$QVM" create web --memory 256M
+is "$RC" 0 "the name can be used again"
+run "$QVM" delete nosuchvm
+is "$RC" 1 "delete of a missing vm fails"
+like "$ERR" "no vm named 'nosuchvm'" "... naming it"
+run "$QVM" --json show nosuchvm
+like "$ERR" '"error": ?"no vm named' "errors are JSON with --json"
+
+# help everywhere
+for c in create dump update list show history hold release delete argv host; do
+	run "$QVM" "$c" --help
+	[ "$RC" = 0 ] && [[ $OUT == "usage: qvm $c"* ]] || { not_ok "$c --help"; continue; }
+	ok "$c --help"
+done
+run "$QVM" --help
+like "$OUT" "commands:" "qvm --help lists the commands"
+run "$QVM" host
+like "$OUT" "ACCEL +(kvm|tcg) \\(" "host says which accelerator and why"
+QVM_ACCEL=tcg run "$QVM" host --json
+is "$(json 'd["accel"], d["accel_reason"]' <<<"$OUT")" "tcg set by QVM_ACCEL" "QVM_ACCEL overrides auto"
+
+done_testing

@@ -27,6 +27,11 @@ static void on_alarm(int sig)
 	(void)sig;
 	if (qemu_pid > 0)
 		kill(qemu_pid, SIGKILL);
+	/* unlink() and rmdir() are async-signal-safe. */
+	unlink(sock_path);
+	unlink(log_path);
+	unlink(marker_path);
+	rmdir(tmpdir);
 	if (write(1, msg, sizeof(msg) - 1) < 0)
 		_exit(3);
 	_exit(1);

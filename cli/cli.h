@@ -92,6 +92,16 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 int cli_cmd_history(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_start(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_poweroff(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_reboot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_pause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_unpause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_recover(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* The entry point: global options, dispatch, printing, exit status. */
 int cli_main(int argc, char **argv);

@@ -385,33 +385,3 @@ int cli_cmd_release(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 {
 	return hold_release(ctx, false, argc, argv, ret_json, err);
 }
-
-int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
-{
-	static const struct option opts[] = { { "wipe", no_argument, NULL, 'w' },
-					      { NULL, 0, NULL, 0 } };
-	_cleanup_db_ lc_db *db = NULL;
-	bool wipe = false;
-	cli_parser p;
-	const char *arg;
-	char **ops;
-	int nops, r;
-	lc_vm *vm;
-
-	cli_parser_init(&p, ctx, argc,
-			argv, opts, NULL);
-	while ((r = cli_parser_next(&p, &arg, err)) > 0)
-		wipe = true;
-	if (r == 0)
-		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
-	cli_parser_done(&p);
-	if (r == 0)
-		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
-	if (r == 0)
-		r = lc_db_find(db, ops[0], &vm, err);
-	if (r == 0)
-		r = lc_vm_delete(db, vm, wipe, err);
-	if (r == 0 && ctx->json)
-		*ret_json = lc_vm_to_json(vm);
-	return r;
-}

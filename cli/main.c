@@ -40,14 +40,46 @@ static const cli_command commands[] = {
 	{ "hold", cli_cmd_hold, "NAME", "PENDING -> HOLD: scheduled and automatic starts skip it",
 	  NULL },
 	{ "release", cli_cmd_release, "NAME", "HOLD -> PENDING", NULL },
-	{ "delete", cli_cmd_delete, "NAME [--wipe]",
-	  "delete a vm that is not running: its disks and files go, it is kept as DONE for history",
-	  "  --wipe   overwrite the vm's disks with zeros before removing them\n" },
+	{ "start", cli_cmd_start, "NAME [--no-wait]",
+	  "deploy a vm (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED) and wait until it runs",
+	  "  --no-wait   return as soon as qemu has been started\n" },
+	{ "shutdown", cli_cmd_shutdown, "NAME [--hard] [--timeout S] [--hard-after] [--no-wait]",
+	  "press the ACPI power button; the vm ends DONE (its disks go) once the guest is off",
+	  "  --hard         quit qemu at once instead\n"
+	  "  --timeout S    how long the guest has (default 60 s); then it is RUNNING again\n"
+	  "  --hard-after   kill it when the timeout runs out instead\n"
+	  "  --no-wait      return once the button is pressed\n" },
+	{ "poweroff", cli_cmd_poweroff, "NAME [--hard] [--timeout S] [--hard-after] [--no-wait]",
+	  "like shutdown, but the vm ends POWEROFF with its disks kept",
+	  "  --hard, --timeout S, --hard-after, --no-wait   as for shutdown\n" },
+	{ "reboot", cli_cmd_reboot, "NAME [--hard] [--timeout S]",
+	  "reboot through the guest (ACPI shutdown, then reset), or reset at once with --hard", NULL },
+	{ "pause", cli_cmd_pause, "NAME", "stop the vm's vCPUs; memory stays in qemu", NULL },
+	{ "unpause", cli_cmd_unpause, "NAME", "let a paused vm run again", NULL },
+	{ "delete", cli_cmd_delete, "NAME [--wipe | --recreate]",
+	  "delete a vm in any state (a running one is stopped hard): its disks and files go, it is kept as DONE for history",
+	  "  --wipe       overwrite the vm's disks with zeros before removing them\n"
+	  "  --recreate   keep the vm, back in PENDING with fresh disks\n" },
+	{ "recover", cli_cmd_recover, "NAME --success|--failure|--retry|--delete",
+	  "settle a vm stuck in UNKNOWN or an ACTIVE state nothing drives",
+	  "  --success   its qemu is adopted if it runs, else POWEROFF\n"
+	  "  --failure   any qemu is killed, FAILED\n"
+	  "  --retry     look again: adopt a live qemu or clean up\n"
+	  "  --delete    any qemu is killed and the vm deleted\n" },
+	{ "boot", cli_cmd_boot, "NAME", "force a start from UNKNOWN or ACTIVE/BOOT (any qemu of it is killed first)",
+	  NULL },
+	{ "console", cli_cmd_console, "NAME",
+	  "attach to the vm's serial console; Ctrl-] leaves (with a pipe: until its end)", NULL },
 	{ "argv", cli_cmd_argv, "NAME",
 	  "print the QEMU command line qvm would start the vm with (fds shown as placeholders)",
 	  NULL },
 	{ "host", cli_cmd_host, "", "show the host: accelerator and why, CPUs, memory, vms", NULL },
 };
+
+/* Not listed: the supervisor `start` spawns. */
+static const cli_command hidden_supervise = { "__supervise", cli_cmd_supervise,
+					      "ID --status-fd=N [--lock-fd=N] [--adopt]",
+					      "the per-vm supervisor", NULL };
 
 static void print_usage(FILE *f)
 {
@@ -66,6 +98,8 @@ static const cli_command *find_command(const char *name)
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
 		if (!strcmp(commands[i].name, name))
 			return &commands[i];
+	if (!strcmp(name, hidden_supervise.name))
+		return &hidden_supervise;
 	return NULL;
 }
 

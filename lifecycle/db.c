@@ -34,6 +34,8 @@ static void vm_free(lc_vm *vm)
 	lc_vmdef_clear(&vm->def);
 	free(vm->reason);
 	free(vm->last_error);
+	free(vm->target);
+	free(vm->prev_state);
 	free(vm);
 }
 
@@ -93,6 +95,11 @@ static int apply_state_fields(lc_vm *vm, json_t *rec, util_err *err)
 		r = lc_state_parse(json_string_value(v), &vm->state, err);
 		if (r < 0)
 			return r;
+		/* a transition's intent lasts until the next transition */
+		set_str(&vm->target, json_object_get(rec, "target"));
+		set_str(&vm->prev_state, json_object_get(rec, "prev"));
+		vm->timeout_ms = int_of(rec, "timeout_ms");
+		vm->hard_after = json_is_true(json_object_get(rec, "hard_after"));
 	}
 	if ((v = json_object_get(rec, "lcm"))) {
 		r = lc_lcm_parse(json_string_value(v), &vm->lcm, err);
@@ -192,6 +199,14 @@ static json_t *vm_state_json(const lc_vm *vm)
 	json_object_set_new(j, "supervisor_pid", json_integer(vm->supervisor_pid));
 	json_object_set_new(j, "supervisor_starttime",
 			    json_integer((json_int_t)vm->supervisor_starttime));
+	if (vm->target)
+		json_object_set_new(j, "target", json_string(vm->target));
+	if (vm->prev_state)
+		json_object_set_new(j, "prev", json_string(vm->prev_state));
+	if (vm->timeout_ms)
+		json_object_set_new(j, "timeout_ms", json_integer(vm->timeout_ms));
+	if (vm->hard_after)
+		json_object_set_new(j, "hard_after", json_true());
 	return j;
 }
 
@@ -212,7 +227,7 @@ static json_t *db_state_json(const lc_db *db)
 /* The snapshot's summary: what `list` shows of every VM, as arrays (no key
  * per field) so that loading a thousand VMs parses a few dozen KiB. */
 enum { SUM_ID, SUM_NAME, SUM_STATE, SUM_LCM, SUM_MEMORY, SUM_VCPUS, SUM_CREATED, SUM_TIME,
-       SUM_STARTED, SUM_FIELDS };
+       SUM_STARTED, SUM_SUP_PID, SUM_SUP_START, SUM_QEMU_PID, SUM_QEMU_START, SUM_FIELDS };
 
 static json_t *db_summary_json(const lc_db *db)
 {
@@ -221,11 +236,14 @@ static json_t *db_summary_json(const lc_db *db)
 	for (size_t i = 0; i < db->n_vms; i++) {
 		const lc_vm *vm = db->vms[i];
 
-		json_array_append_new(vms, json_pack("[I, s, s, s, I, i, I, I, I]", (json_int_t)vm->id,
-						     vm->def.name, lc_state_name(vm->state),
-						     lc_lcm_name(vm->lcm), (json_int_t)vm->def.memory,
-						     (int)vm->def.vcpus, (json_int_t)vm->created_ms,
-						     (json_int_t)vm->state_ms, (json_int_t)vm->started_ms));
+		json_array_append_new(vms, json_pack("[I, s, s, s, I, i, I, I, I, i, I, i, I]",
+						     (json_int_t)vm->id, vm->def.name,
+						     lc_state_name(vm->state), lc_lcm_name(vm->lcm),
+						     (json_int_t)vm->def.memory, (int)vm->def.vcpus,
+						     (json_int_t)vm->created_ms, (json_int_t)vm->state_ms,
+						     (json_int_t)vm->started_ms, (int)vm->supervisor_pid,
+						     (json_int_t)vm->supervisor_starttime,
+						     (int)vm->qemu_pid, (json_int_t)vm->qemu_starttime));
 	}
 	return json_pack("{s:I, s:o}", "next_id", (json_int_t)db->next_id, "vms", vms);
 }
@@ -251,6 +269,10 @@ static int db_load_summary(lc_db *db, json_t *summary, util_err *err)
 		vm->created_ms = json_integer_value(json_array_get(v, SUM_CREATED));
 		vm->state_ms = json_integer_value(json_array_get(v, SUM_TIME));
 		vm->started_ms = json_integer_value(json_array_get(v, SUM_STARTED));
+		vm->supervisor_pid = (pid_t)json_integer_value(json_array_get(v, SUM_SUP_PID));
+		vm->supervisor_starttime = (uint64_t)json_integer_value(json_array_get(v, SUM_SUP_START));
+		vm->qemu_pid = (pid_t)json_integer_value(json_array_get(v, SUM_QEMU_PID));
+		vm->qemu_starttime = (uint64_t)json_integer_value(json_array_get(v, SUM_QEMU_START));
 		r = lc_state_parse(json_string_value(json_array_get(v, SUM_STATE)), &vm->state, err);
 		if (r == 0)
 			r = lc_lcm_parse(json_string_value(json_array_get(v, SUM_LCM)), &vm->lcm, err);

@@ -185,6 +185,14 @@ typedef struct lc_vm {
 	uint64_t qemu_starttime; /* /proc/PID/stat field 22 of qemu_pid */
 	pid_t supervisor_pid;
 	uint64_t supervisor_starttime;
+	/* While ACTIVE/SHUTDOWN: where the shutdown leads ("DONE", "POWEROFF"
+	 * or "REBOOT"), how long the guest has, and whether it is killed then.
+	 * While ACTIVE/BOOT before a supervisor recorded itself: the state a
+	 * failed start returns to. */
+	char *target;
+	int64_t timeout_ms;
+	bool hard_after;
+	char *prev_state;
 } lc_vm;
 
 /* ---- the database: a model of all VMs kept in the journal ---------------- */
@@ -258,6 +266,9 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
  * to DONE (kept for history). wipe overwrites owned disks first. */
 int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err);
 
+/* Back to PENDING with fresh disks (delete --recreate), not running. */
+int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err);
+
 /* hold / release: PENDING <-> HOLD. */
 int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err);
 
@@ -267,6 +278,84 @@ int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
 
 /* The VM as `show --json` prints it (new reference). */
 json_t *lc_vm_to_json(const lc_vm *vm);
+
+/* ---- running VMs (vm_run.c, supervisor.c) -------------------------------- */
+
+typedef struct lc_run_opts {
+	bool hard;        /* shutdown/poweroff: quit at once; reboot: reset */
+	bool hard_after;  /* shutdown/poweroff: kill when the timeout runs out */
+	int timeout_s;    /* how long the guest has for an ACPI shutdown */
+	bool no_wait;     /* return once the request is made */
+	int lock_timeout_ms; /* how long to wait for another qvm on this VM */
+} lc_run_opts;
+
+#define LC_SHUTDOWN_TIMEOUT_S 60
+#define LC_LOCK_TIMEOUT_MS 15000
+
+/* Each resolves NAME (or id), waits up to opts->lock_timeout_ms for the VM
+ * lock (then -EBUSY "vm 'x' is busy ..."), first reconciles the journal
+ * with reality (a dead supervisor's QEMU is adopted, or its VM cleaned up),
+ * checks the state, and does the work. On success *ret_state (may be NULL)
+ * is the state reached, as "ACTIVE/RUNNING". */
+
+/* Deploy: PENDING/HOLD/POWEROFF/UNDEPLOYED/FAILED -> ACTIVE/BOOT -> RUNNING.
+ * Spawns the VM's supervisor and waits for QEMU to run the guest (or to
+ * fail, with QEMU's own last line in err). */
+int lc_vm_start(const char *root, const char *name, const lc_run_opts *opts, util_err *err);
+
+/* ACPI power button (or quit with opts->hard) leading to DONE (shutdown:
+ * the VM and its disks go) or POWEROFF (poweroff). A guest that ignores it
+ * is back to RUNNING after the timeout, unless hard_after. */
+int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_run_opts *opts,
+		   util_err *err);
+
+/* Soft reboot (ACPI shutdown, then reset) or hard (system_reset). */
+int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, util_err *err);
+
+/* Pause (stop the vCPUs) or unpause. */
+int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opts *opts,
+		util_err *err);
+
+/* Delete in any state: a running VM is powered off hard first. recreate
+ * keeps the VM, back in PENDING with fresh disks. */
+int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
+		 const lc_run_opts *opts, util_err *err);
+
+typedef enum lc_recover_how {
+	LC_RECOVER_SUCCESS, /* the interrupted operation succeeded: adopt or POWEROFF */
+	LC_RECOVER_FAILURE, /* it failed: kill any QEMU, FAILED */
+	LC_RECOVER_RETRY,   /* reconcile again */
+	LC_RECOVER_DELETE,  /* kill any QEMU, delete */
+} lc_recover_how;
+
+/* Settle a VM stuck in UNKNOWN or an ACTIVE state nothing drives. */
+int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
+		  const lc_run_opts *opts, util_err *err);
+
+/* Force a start from UNKNOWN or ACTIVE/BOOT: any QEMU of the VM is killed
+ * first, so it never runs twice. */
+int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util_err *err);
+
+/* If an ACTIVE VM's supervisor is dead, adopt its QEMU or clean up. Takes
+ * the VM lock without waiting (a busy VM is being handled). Returns 1 when
+ * it changed something. */
+int lc_vm_reconcile(const char *root, uint64_t id, util_err *err);
+
+/* Is the supervisor recorded for vm alive? (pid + start time) */
+bool lc_vm_supervised(const lc_vm *vm);
+
+/* The serial console socket of VM id (new string). */
+char *lc_console_path(const char *root, uint64_t id);
+
+/* CPU use (percent of one CPU, averaged over QEMU's life) and resident
+ * memory of a running VM's QEMU; -ESRCH if none. */
+int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err);
+
+/* The supervisor's main (qvm __supervise): returns when QEMU is gone (or on
+ * SIGTERM, leaving QEMU to be adopted). status_fd gets the boot report;
+ * lock_fd is the VM lock to release after boot (-1: none). */
+int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
+		 util_err *err);
 
 /* ---- accelerator ----------------------------------------------------------- */
 

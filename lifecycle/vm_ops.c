@@ -5,7 +5,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "db.h"
+#include "run.h"
 #include "storage/storage.h"
 
 /* ---- identity ------------------------------------------------------------- */
@@ -126,28 +126,14 @@ static int make_disks(const lc_vmdef *def, util_err *err)
 	return 0;
 }
 
-/* Remove a VM's folders: its disks (wiped if asked), seed, logs, sockets. */
-static int remove_vm_files(lc_db *db, const lc_vm *vm_or_null, uint64_t id, bool wipe,
-			   util_err *err)
+/* Remove the folders of a VM that never was recorded (a rolled-back create). */
+static int remove_unrecorded(lc_db *db, uint64_t id, util_err *err)
 {
 	_cleanup_free_ char *vmdir = lc_vm_dir(db, id);
 	_cleanup_free_ char *rundir = lc_vm_run_dir(db, id);
-	int r;
+	int r = util_rm_rf(vmdir, err);
 
-	if (vm_or_null)
-		for (size_t i = 0; i < vm_or_null->def.n_disks; i++) {
-			const lc_disk *d = &vm_or_null->def.disks[i];
-
-			if (!d->owned)
-				continue;
-			r = stor_remove_disk(d->path, wipe, err);
-			if (r < 0)
-				return util_err_prefix(err, "disk %u", d->id);
-		}
-	r = util_rm_rf(vmdir, err);
-	if (r == 0)
-		r = util_rm_rf(rundir, err);
-	return r;
+	return r < 0 ? r : util_rm_rf(rundir, err);
 }
 
 /* ---- intents -------------------------------------------------------------------- */
@@ -235,7 +221,7 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 rollback: {
 	util_err ignored = { 0 };
 
-	remove_vm_files(db, NULL, id, false, &ignored);
+	remove_unrecorded(db, id, &ignored);
 	end_intent(db, intent, "rolled-back", &ignored);
 	return util_err_prefix(err, "cannot create vm '%s'", def->name);
 }
@@ -308,7 +294,7 @@ int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err)
 	if (r < 0)
 		return r;
 	util_crash_point("delete-after-intent");
-	r = remove_vm_files(db, vm, vm->id, wipe, err);
+	r = lc_remove_vm_files(db, vm, wipe, err);
 	if (r < 0) {
 		util_err ignored = { 0 };
 
@@ -318,6 +304,42 @@ int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err)
 	}
 	util_crash_point("delete-before-done");
 	r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE, "deleted", NULL, err);
+	if (r == 0)
+		r = end_intent(db, intent, "ok", err);
+	return r;
+}
+
+/* ---- recreate ------------------------------------------------------------------------ */
+
+int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
+{
+	_cleanup_close_ int lock = -1;
+	uint64_t intent;
+	int r;
+
+	r = lc_state_check(LC_OP_DELETE, vm->def.name, vm->state, vm->lcm, err);
+	if (r < 0)
+		return r;
+	r = lc_vm_lock(db, vm->id, 0, &lock, err);
+	if (r == 0)
+		r = begin_intent(db, "recreate", vm->id, NULL, &intent, err);
+	if (r < 0)
+		return r;
+	/* fresh disks from the same definition: blank ones blank again,
+	 * overlays empty on their base */
+	for (size_t i = 0; i < vm->def.n_disks && r == 0; i++)
+		if (vm->def.disks[i].owned)
+			r = stor_remove_disk(vm->def.disks[i].path, false, err);
+	if (r == 0)
+		r = make_disks(&vm->def, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		lc_db_record_state(db, vm, LC_FAILED, LC_LCM_NONE, "recreate failed", err->msg, &ignored);
+		end_intent(db, intent, "failed", &ignored);
+		return util_err_prefix(err, "cannot recreate '%s'", vm->def.name);
+	}
+	r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, "recreated", NULL, err);
 	if (r == 0)
 		r = end_intent(db, intent, "ok", err);
 	return r;
@@ -341,7 +363,7 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 	if (util_streq(op, "create")) {
 		if (vm)
 			return end_intent(db, seq, "ok", err);
-		r = remove_vm_files(db, NULL, id, false, err);
+		r = remove_unrecorded(db, id, err);
 		if (r < 0)
 			return util_err_prefix(err, "cannot roll back the creation of vm %" PRIu64, id);
 		return end_intent(db, seq, "rolled-back", err);
@@ -350,7 +372,7 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		bool wipe = json_is_true(json_object_get(json_object_get(intent, "data"), "wipe"));
 
 		if (vm && vm->state != LC_DONE) {
-			r = remove_vm_files(db, vm, id, wipe, err);
+			r = lc_remove_vm_files(db, vm, wipe, err);
 			if (r == 0)
 				r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE,
 						       "deleted (finished after a crash)", NULL, err);

@@ -198,6 +198,29 @@ int util_run(char *const argv[], const util_run_opts *opts, util_err *err);
 /* Resolve a program name against PATH (or a default system PATH). */
 int util_find_program(const char *name, char **ret_path, util_err *err);
 
+/* ---- sockets ------------------------------------------------------------------ */
+
+/* A listening unix stream socket at path (an old socket file there is
+ * replaced), close-on-exec, mode 0600. -ENAMETOOLONG if path does not fit
+ * sun_path. */
+int util_unix_listen(const char *path, int backlog, int *ret_fd, util_err *err);
+
+/* Connect to the unix socket at path (blocking, close-on-exec). */
+int util_unix_connect(const char *path, int *ret_fd, util_err *err);
+
+/* ---- processes ---------------------------------------------------------------- */
+
+/* A process's start time (field 22 of /proc/PID/stat, in clock ticks since
+ * boot): with the pid, an identity that survives pid reuse. -ESRCH if the
+ * process is gone or a zombie. */
+int util_proc_starttime(pid_t pid, uint64_t *ret, util_err *err);
+
+/* Is pid alive (not gone, not a zombie) and started at starttime? */
+bool util_proc_alive(pid_t pid, uint64_t starttime);
+
+/* pidfd_open(2): readable when the process exits. */
+int util_pidfd_open(pid_t pid, int *ret_fd, util_err *err);
+
 /* ---- crash points -------------------------------------------------------- */
 
 /* Tests make qvm die at a named step: when QVM_CRASH_AT equals `point`, the

@@ -1,0 +1,297 @@
+/* Commands that run VMs: start, shutdown, poweroff, reboot, pause, unpause,
+ * recover, boot, and the hidden __supervise that `start` re-executes. */
+#include <string.h>
+
+#include "cli.h"
+
+enum {
+	OPT_HARD = 0x200,
+	OPT_HARD_AFTER,
+	OPT_TIMEOUT,
+	OPT_WAIT,
+	OPT_NO_WAIT,
+	OPT_SUCCESS,
+	OPT_FAILURE,
+	OPT_RETRY,
+	OPT_DELETE,
+	OPT_STATUS_FD,
+	OPT_LOCK_FD,
+	OPT_ADOPT,
+	OPT_WIPE,
+	OPT_RECREATE,
+};
+
+static const struct option run_opts[] = {
+	{ "hard", no_argument, NULL, OPT_HARD },
+	{ "hard-after", no_argument, NULL, OPT_HARD_AFTER },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "wait", no_argument, NULL, OPT_WAIT },
+	{ "no-wait", no_argument, NULL, OPT_NO_WAIT },
+	{ "success", no_argument, NULL, OPT_SUCCESS },
+	{ "failure", no_argument, NULL, OPT_FAILURE },
+	{ "retry", no_argument, NULL, OPT_RETRY },
+	{ "delete", no_argument, NULL, OPT_DELETE },
+	{ "wipe", no_argument, NULL, OPT_WIPE },
+	{ "recreate", no_argument, NULL, OPT_RECREATE },
+	{ NULL, 0, NULL, 0 },
+};
+
+typedef struct run_args {
+	lc_run_opts opts;
+	const char *name;
+	int recover;  /* an OPT_SUCCESS... value, 0 when none */
+	bool wipe, recreate;
+} run_args;
+
+/* Parse NAME and the options a command allows (a string of OPT_* chars
+ * would be clumsy: `allowed` is a NULL-terminated list of option names). */
+static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *allowed,
+		     run_args *a, util_err *err)
+{
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	int nops, c = 0, r = 0;
+
+	memset(a, 0, sizeof(*a));
+	cli_parser_init(&p, ctx, argc, argv, run_opts, NULL);
+	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
+		const char *name = NULL;
+		bool ok = false;
+		uint64_t n;
+
+		for (const struct option *o = run_opts; o->name; o++)
+			if (o->val == c)
+				name = o->name;
+		for (const char *const *x = allowed; x && *x; x++)
+			ok = ok || util_streq(*x, name);
+		if (!ok) {
+			r = cli_usage(err, "option '--%s' does not apply to %s", name, ctx->cmd->name);
+			break;
+		}
+		switch (c) {
+		case OPT_HARD:
+			a->opts.hard = true;
+			break;
+		case OPT_HARD_AFTER:
+			a->opts.hard_after = true;
+			break;
+		case OPT_TIMEOUT:
+			if (util_parse_uint(arg, 1, 86400, &n, err) < 0)
+				r = cli_usage(err, "invalid --timeout: %s", err->msg);
+			a->opts.timeout_s = (int)n;
+			break;
+		case OPT_WAIT:
+			a->opts.no_wait = false;
+			break;
+		case OPT_NO_WAIT:
+			a->opts.no_wait = true;
+			break;
+		case OPT_WIPE:
+			a->wipe = true;
+			break;
+		case OPT_RECREATE:
+			a->recreate = true;
+			break;
+		default:
+			if (a->recover)
+				r = cli_usage(err, "give one of --success, --failure, --retry, --delete");
+			a->recover = c;
+		}
+	}
+	if (r == 0 && c < 0)
+		r = c;
+	if (r == 0)
+		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
+	if (r == 0)
+		a->name = ops[0];
+	cli_parser_done(&p);
+	return r;
+}
+
+/* After a command: print the state reached, or hand it back as JSON. */
+static int report(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm;
+	int r = cli_open_db(ctx, 0, &db, err);
+
+	if (r == 0)
+		r = lc_db_find(db, name, &vm, err);
+	if (r < 0) {
+		/* shutdown to DONE: the name is gone from the live vms */
+		util_err_clear(err);
+		if (ctx->json)
+			*ret_json = json_pack("{s:s, s:s}", "name", name, "state", "DONE");
+		else if (ctx->verbosity >= 0)
+			printf("%s: DONE\n", name);
+		return 0;
+	}
+	if (ctx->json)
+		*ret_json = lc_vm_to_json(vm);
+	else if (ctx->verbosity >= 0)
+		printf("%s: %s%s%s\n", vm->def.name, lc_state_name(vm->state),
+		       vm->state == LC_ACTIVE ? "/" : "", vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : "");
+	return 0;
+}
+
+int cli_cmd_start(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const char *const allowed[] = { "wait", "no-wait", NULL };
+	run_args a;
+	int r = parse_run(ctx, argc, argv, allowed, &a, err);
+
+	if (r == 0)
+		r = lc_vm_start(ctx->root, a.name, &a.opts, err);
+	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+}
+
+static int shutdown_cmd(cli_ctx *ctx, bool to_done, int argc, char **argv, json_t **ret_json,
+			util_err *err)
+{
+	static const char *const allowed[] = { "hard", "hard-after", "timeout", "wait", "no-wait", NULL };
+	run_args a;
+	int r = parse_run(ctx, argc, argv, allowed, &a, err);
+
+	if (r == 0)
+		r = lc_vm_shutdown(ctx->root, a.name, to_done, &a.opts, err);
+	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+}
+
+int cli_cmd_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	return shutdown_cmd(ctx, true, argc, argv, ret_json, err);
+}
+
+int cli_cmd_poweroff(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	return shutdown_cmd(ctx, false, argc, argv, ret_json, err);
+}
+
+int cli_cmd_reboot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const char *const allowed[] = { "hard", "timeout", "wait", "no-wait", NULL };
+	run_args a;
+	int r = parse_run(ctx, argc, argv, allowed, &a, err);
+
+	if (r == 0)
+		r = lc_vm_reboot(ctx->root, a.name, &a.opts, err);
+	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+}
+
+static int pause_cmd(cli_ctx *ctx, bool pause, int argc, char **argv, json_t **ret_json,
+		     util_err *err)
+{
+	run_args a;
+	int r = parse_run(ctx, argc, argv, NULL, &a, err);
+
+	if (r == 0)
+		r = lc_vm_pause(ctx->root, a.name, pause, &a.opts, err);
+	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+}
+
+int cli_cmd_pause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	return pause_cmd(ctx, true, argc, argv, ret_json, err);
+}
+
+int cli_cmd_unpause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	return pause_cmd(ctx, false, argc, argv, ret_json, err);
+}
+
+int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const char *const allowed[] = { "wipe", "recreate", NULL };
+	run_args a;
+	int r = parse_run(ctx, argc, argv, allowed, &a, err);
+
+	if (r == 0 && a.wipe && a.recreate)
+		r = cli_usage(err, "--wipe and --recreate exclude each other");
+	if (r == 0)
+		r = lc_vm_remove(ctx->root, a.name, a.wipe, a.recreate, &a.opts, err);
+	if (r == 0 && a.recreate)
+		return report(ctx, a.name, ret_json, err);
+	if (r == 0 && ctx->json)
+		*ret_json = json_pack("{s:s, s:s}", "name", a.name, "state", "DONE");
+	return r;
+}
+
+int cli_cmd_recover(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const char *const allowed[] = { "success", "failure", "retry", "delete", NULL };
+	run_args a;
+	lc_recover_how how = LC_RECOVER_RETRY;
+	int r = parse_run(ctx, argc, argv, allowed, &a, err);
+
+	if (r == 0 && !a.recover)
+		r = cli_usage(err, "give one of --success, --failure, --retry, --delete");
+	if (r < 0)
+		return r;
+	switch (a.recover) {
+	case OPT_SUCCESS:
+		how = LC_RECOVER_SUCCESS;
+		break;
+	case OPT_FAILURE:
+		how = LC_RECOVER_FAILURE;
+		break;
+	case OPT_DELETE:
+		how = LC_RECOVER_DELETE;
+		break;
+	default:
+		how = LC_RECOVER_RETRY;
+	}
+	r = lc_vm_recover(ctx->root, a.name, how, &a.opts, err);
+	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+}
+
+int cli_cmd_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	run_args a;
+	int r = parse_run(ctx, argc, argv, NULL, &a, err);
+
+	if (r == 0)
+		r = lc_vm_boot(ctx->root, a.name, &a.opts, err);
+	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+}
+
+/* qvm __supervise ID --status-fd=N [--lock-fd=N] [--adopt]: what `start`
+ * re-executes; not for people, so not in the command list. */
+int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct option opts[] = {
+		{ "status-fd", required_argument, NULL, OPT_STATUS_FD },
+		{ "lock-fd", required_argument, NULL, OPT_LOCK_FD },
+		{ "adopt", no_argument, NULL, OPT_ADOPT },
+		{ NULL, 0, NULL, 0 },
+	};
+	int status_fd = -1, lock_fd = -1, c = 0, nops, r = 0;
+	bool adopt = false;
+	uint64_t id = 0, n;
+	const char *arg;
+	cli_parser p;
+	char **ops;
+
+	(void)ret_json;
+	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
+	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
+		if (c == OPT_ADOPT)
+			adopt = true;
+		else if (util_parse_uint(arg, 3, 1024, &n, err) < 0)
+			r = cli_usage(err, "bad fd");
+		else if (c == OPT_STATUS_FD)
+			status_fd = (int)n;
+		else
+			lock_fd = (int)n;
+	}
+	if (r == 0 && c < 0)
+		r = c;
+	if (r == 0)
+		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
+	if (r == 0 && util_parse_uint(ops[0], 1, UINT64_MAX, &id, err) < 0)
+		r = cli_usage(err, "bad vm id");
+	cli_parser_done(&p);
+	if (r < 0)
+		return r;
+	return lc_supervise(ctx->root, id, status_fd, lock_fd, adopt, err);
+}

@@ -1,0 +1,55 @@
+/* Private to lifecycle/: what the supervisor (supervisor.c) and the
+ * commands that drive a running VM (vm_run.c) share. */
+#ifndef QVM_LC_RUN_H
+#define QVM_LC_RUN_H
+
+#include "db.h"
+#include "qmp/qmp.h"
+
+/* Where a VM's runtime files live. */
+typedef struct lc_paths {
+	char *vmdir;       /* ROOT/vms/ID: disks, logs */
+	char *rundir;      /* ROOT/run/ID: sockets */
+	char *qmp_event;   /* the supervisor's QMP socket */
+	char *qmp_command; /* the QMP socket for qvm commands */
+	char *console;     /* the serial console socket */
+	char *serial_log;  /* everything the guest wrote on its serial port */
+	char *qemu_log;    /* QEMU's stdout and stderr */
+	char *sup_log;     /* the supervisor's own notes */
+} lc_paths;
+
+void lc_paths_init(lc_paths *p, const char *root, uint64_t id);
+void lc_paths_clear(lc_paths *p);
+
+/* Record a transition of VM id in a short writer transaction (the
+ * supervisor's way: it never holds the journal lock for long). extra (may
+ * be NULL, stolen) adds fields to the record: qemu_pid, target... */
+int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const char *reason,
+	      const char *error, json_t *extra, util_err *err);
+
+/* Load one VM (full definition) from a reader's copy of the database. The
+ * caller frees *ret_db with lc_db_close(); *ret_vm points into it. */
+int lc_load_vm(const char *root, uint64_t id, lc_db **ret_db, lc_vm **ret_vm, util_err *err);
+
+/* Remove the VM's runtime folder (sockets). Missing is fine. */
+void lc_remove_rundir(const lc_paths *p);
+
+/* Remove everything a VM owns on disk (disks, seed, logs, sockets): what
+ * delete and shutdown-to-DONE do. wipe zeroes owned disks first. */
+int lc_remove_vm_files(const lc_db *db, const lc_vm *vm, bool wipe, util_err *err);
+
+/* Spawn a detached supervisor for VM id: `qvm __supervise`, re-executed from
+ * /proc/self/exe in its own session, outliving the caller. lock_fd (may be
+ * -1) is the VM lock it inherits and releases once the VM has booted; adopt
+ * makes it take over a QEMU that is already running. Waits (up to
+ * timeout_ms) for its report: 0 when the VM runs, or the failure it
+ * reported. */
+int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, int timeout_ms,
+			util_err *err);
+
+/* Find a QEMU that runs this VM although the journal does not know its
+ * pid (a crash between fork and record): its command line carries the
+ * VM's uuid. 0 and *ret_pid = 0 when there is none. */
+int lc_find_qemu(const lc_vm *vm, pid_t *ret_pid, uint64_t *ret_starttime);
+
+#endif

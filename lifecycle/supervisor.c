@@ -1,0 +1,804 @@
+/* The per-VM supervisor: a small detached process (qvm re-executed, like
+ * conmon for containers) that spawns QEMU, holds the events-only QMP
+ * connection, records every transition, enforces shutdown timeouts and the
+ * restart policy, and cleans up when QEMU exits. One poll() loop over a
+ * pidfd, the QMP socket, a signalfd, a timerfd and QEMU's log pipe. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "run.h"
+
+#define BOOT_QMP_TIMEOUT_MS 20000
+#define LOG_CAP (1u << 20) /* QEMU's log: enough for any error, bounded */
+#define RESTART_WINDOW_MS 60000
+#define RESTARTS_PER_WINDOW 10
+#define RESTART_BACKOFF_MAX_MS 8000
+
+typedef enum timer_kind { TIMER_NONE, TIMER_SHUTDOWN, TIMER_RESTART } timer_kind;
+
+typedef struct sup {
+	const char *root;
+	uint64_t id;
+	char *name;
+	lc_paths paths;
+	lc_restart restart;
+
+	pid_t qemu_pid;
+	uint64_t qemu_starttime;
+	int qemu_pidfd;
+	bool qemu_is_child; /* false after adoption: no exit status then */
+	qmp_client *qmp;
+
+	int status_fd;      /* the starter's pipe, until the boot is reported */
+	int lock_fd;        /* the VM lock handed over by `start`, until booted */
+	int log_pipe;       /* read end of QEMU's stdout/stderr */
+	int log_file;
+	size_t log_size;
+	char last_log_line[512];
+
+	int timer_fd;
+	timer_kind timer;
+	int sig_fd;
+
+	bool shutdown_seen;    /* QEMU said SHUTDOWN: its exit is expected */
+	bool guest_initiated;  /* ... and the guest asked for it */
+	bool user_stop;        /* a qvm command asked for it: never restart */
+	lc_state final_state;  /* where an expected exit leads */
+	char final_reason[256];
+
+	int64_t restarts[RESTARTS_PER_WINDOW];
+	size_t n_restarts;
+	bool done;
+} sup;
+
+/* ---- notes and reports ----------------------------------------------------- */
+
+static void note(sup *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(sup *s, const char *fmt, ...)
+{
+	char when[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	va_list ap;
+
+	(void)s;
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(stderr, "%s supervisor[%d]: ", when, (int)getpid());
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+}
+
+/* Tell the `qvm start` that spawned us how the boot went, once. */
+static void report(sup *s, int code, const char *msg)
+{
+	_cleanup_json_ json_t *j = NULL;
+	char *text;
+
+	if (s->status_fd < 0)
+		return;
+	j = code < 0 ? json_pack("{s:b, s:i, s:s}", "ok", 0, "code", code, "error", msg)
+		     : json_pack("{s:b}", "ok", 1);
+	text = json_dumps(j, JSON_COMPACT);
+	if (text) {
+		dprintf(s->status_fd, "%s\n", text);
+		free(text);
+	}
+	close(s->status_fd);
+	s->status_fd = -1;
+}
+
+static void release_lock(sup *s)
+{
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	s->lock_fd = -1;
+}
+
+static json_t *pids_json(sup *s)
+{
+	uint64_t mine = 0;
+
+	util_proc_starttime(getpid(), &mine, NULL);
+	return json_pack("{s:i, s:I, s:i, s:I}", "qemu_pid", (int)s->qemu_pid, "qemu_starttime",
+			 (json_int_t)s->qemu_starttime, "supervisor_pid", (int)getpid(),
+			 "supervisor_starttime", (json_int_t)mine);
+}
+
+static int record(sup *s, lc_state state, lc_lcm lcm, const char *reason, const char *error,
+		  json_t *extra)
+{
+	util_err err = { 0 };
+	int r = lc_record(s->root, s->id, state, lcm, reason, error, extra, &err);
+
+	if (r < 0)
+		note(s, "cannot record %s/%s: %s", lc_state_name(state), lc_lcm_name(lcm), err.msg);
+	return r;
+}
+
+/* ---- QEMU's log ------------------------------------------------------------------ */
+
+static void log_drain(sup *s)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while (s->log_pipe >= 0 && (n = read(s->log_pipe, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN) {
+				close(s->log_pipe);
+				s->log_pipe = -1;
+			}
+			return;
+		}
+		if (s->log_file >= 0 && s->log_size < LOG_CAP) {
+			size_t keep = (size_t)n < LOG_CAP - s->log_size ? (size_t)n : LOG_CAP - s->log_size;
+
+			if (write(s->log_file, buf, keep) == (ssize_t)keep)
+				s->log_size += keep;
+		}
+		/* remember the last complete non-empty line: QEMU's error */
+		for (ssize_t i = 0, start = 0; i < n; i++) {
+			if (buf[i] != '\n')
+				continue;
+			if (i > start) {
+				size_t len = (size_t)(i - start);
+
+				if (len >= sizeof(s->last_log_line))
+					len = sizeof(s->last_log_line) - 1;
+				memcpy(s->last_log_line, buf + start, len);
+				s->last_log_line[len] = '\0';
+			}
+			start = i + 1;
+		}
+	}
+	if (n == 0 && s->log_pipe >= 0) {
+		close(s->log_pipe);
+		s->log_pipe = -1;
+	}
+}
+
+/* ---- spawning QEMU ------------------------------------------------------------------ */
+
+static int qemu_binary(char **ret, util_err *err)
+{
+	const char *env = getenv("QVM_QEMU");
+
+	return util_find_program(env && *env ? env : "qemu-system-x86_64", ret, err);
+}
+
+/* Exactly the fds QEMU needs, at the numbers its argv names: 3, 4, 5. */
+static void qemu_child(char **argv, const int fds[3], int log_w)
+{
+	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
+	int high[3], nul;
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	/* move out of the way first, so no dup2 overwrites a source */
+	for (int i = 0; i < 3; i++)
+		if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
+			_exit(126);
+	nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (nul < 0 || dup2(nul, 0) < 0 || dup2(log_w, 1) < 0 || dup2(log_w, 2) < 0)
+		_exit(126);
+	for (int i = 0; i < 3; i++)
+		if (dup2(high[i], 3 + i) < 0) /* dup2 clears close-on-exec */
+			_exit(126);
+	close_range(6, ~0U, 0);
+	execve(argv[0], argv, envp);
+	fprintf(stderr, "cannot execute %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void qmp_drop(sup *s)
+{
+	qmp_close(s->qmp);
+	s->qmp = NULL;
+}
+
+/* Wait (bounded) for a QEMU that is about to exit, and say how it ended. */
+static void qemu_exit_reason(sup *s, bool wait, char *buf, size_t len)
+{
+	int status;
+	pid_t r = 0;
+
+	if (s->qemu_is_child && s->qemu_pid > 0) {
+		if (wait) {
+			struct pollfd pfd = { s->qemu_pidfd, POLLIN, 0 };
+
+			poll(&pfd, 1, 3000);
+		}
+		r = waitpid(s->qemu_pid, &status, WNOHANG);
+	}
+	log_drain(s);
+	if (r > 0 && WIFEXITED(status))
+		snprintf(buf, len, "qemu exited with status %d%s%s", WEXITSTATUS(status),
+			 s->last_log_line[0] ? ": " : "", s->last_log_line);
+	else if (r > 0 && WIFSIGNALED(status))
+		snprintf(buf, len, "qemu was killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	else if (s->qemu_is_child)
+		snprintf(buf, len, "qemu stopped answering%s%s", s->last_log_line[0] ? ": " : "",
+			 s->last_log_line);
+	else
+		snprintf(buf, len, "qemu exited (its status is unknown: it was adopted)");
+	if (r > 0)
+		s->qemu_pid = 0;
+}
+
+static void kill_qemu(sup *s)
+{
+	if (s->qemu_pidfd >= 0) {
+		struct pollfd pfd = { s->qemu_pidfd, POLLIN, 0 };
+
+		/* pidfd_send_signal cannot hit a reused pid */
+		syscall(SYS_pidfd_send_signal, s->qemu_pidfd, SIGKILL, NULL, 0);
+		poll(&pfd, 1, 5000);
+	}
+	if (s->qemu_is_child && s->qemu_pid > 0)
+		waitpid(s->qemu_pid, NULL, 0);
+}
+
+/* Start QEMU for the VM and boot it: sockets, log, argv, fork+execve,
+ * record its pid, connect QMP, cont. On failure QEMU is gone, the runtime
+ * folder removed, and err says why (with QEMU's own last line). */
+static int spawn_qemu(sup *s, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_free_ char *qemu = NULL, *old_log = NULL;
+	_cleanup_strv_ char **argv = NULL;
+	int fds[3] = { -1, -1, -1 }, logp[2] = { -1, -1 };
+	lc_qemu_runtime rt = { 0 };
+	char why[600];
+	lc_vm *vm;
+	pid_t pid;
+	int r;
+
+	r = lc_load_vm(s->root, s->id, &db, &vm, err);
+	if (r < 0)
+		return r;
+	s->restart = vm->def.restart;
+	if (vm->def.n_nics > 0)
+		return util_err_set(err, -ENOTSUP,
+				    "nic %u: networks are not implemented yet; remove the nic with a new definition",
+				    vm->def.nics[0].id);
+	r = lc_accel_resolve(vm->def.accel, &rt.accel, NULL, err);
+	if (r == 0)
+		r = qemu_binary(&qemu, err);
+	if (r == 0)
+		r = util_mkdir_p(s->paths.rundir, 0700, err);
+	if (r == 0)
+		r = util_unix_listen(s->paths.qmp_event, 4, &fds[0], err);
+	if (r == 0)
+		r = util_unix_listen(s->paths.qmp_command, 4, &fds[1], err);
+	if (r == 0)
+		r = util_unix_listen(s->paths.console, 4, &fds[2], err);
+	if (r < 0)
+		goto fail;
+	/* one log per start, the previous one kept: bounded by LOG_CAP each */
+	old_log = util_xasprintf("%s.1", s->paths.qemu_log);
+	rename(s->paths.qemu_log, old_log);
+	close_fd(&s->log_file);
+	s->log_file = open(s->paths.qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	s->log_size = 0;
+	s->last_log_line[0] = '\0';
+	if (pipe2(logp, O_CLOEXEC) < 0) {
+		r = util_err_errno(err, -errno, "cannot make a pipe for qemu's log");
+		goto fail;
+	}
+	rt.qemu_binary = qemu;
+	rt.qmp_event_fd = 3;
+	rt.qmp_command_fd = 4;
+	rt.serial_fd = 5;
+	rt.serial_log = s->paths.serial_log;
+	rt.sandbox = true;
+	r = lc_qemu_argv(vm, &rt, &argv, err);
+	if (r < 0)
+		goto fail;
+
+	util_crash_point("supervisor-before-qemu");
+	pid = fork();
+	if (pid < 0) {
+		r = util_err_errno(err, -errno, "cannot fork qemu");
+		goto fail;
+	}
+	if (pid == 0)
+		qemu_child(argv, fds, logp[1]);
+	/* QEMU alone holds the listening sockets now: if it dies, a client's
+	 * connect fails at once instead of waiting on our copy. */
+	for (int i = 0; i < 3; i++)
+		close_fd(&fds[i]);
+	close_fd(&logp[1]);
+	s->log_pipe = logp[0];
+	fcntl(s->log_pipe, F_SETFL, O_NONBLOCK);
+	s->qemu_pid = pid;
+	s->qemu_is_child = true;
+	util_proc_starttime(pid, &s->qemu_starttime, NULL);
+	r = util_pidfd_open(pid, &s->qemu_pidfd, err);
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		s->qemu_pid = 0;
+		goto fail;
+	}
+	util_crash_point("supervisor-after-qemu");
+	record(s, LC_ACTIVE, LC_LCM_BOOT, "qemu started", NULL, pids_json(s));
+	util_crash_point("supervisor-before-qmp");
+
+	r = qmp_connect_path(s->paths.qmp_event, BOOT_QMP_TIMEOUT_MS, &s->qmp, err);
+	if (r < 0) {
+		qemu_exit_reason(s, true, why, sizeof(why));
+		util_err_set(err, r, "%s", why);
+		goto fail_qemu;
+	}
+	util_crash_point("supervisor-before-cont");
+	r = qmp_execute(s->qmp, "cont", NULL, 0, NULL, err);
+	if (r < 0)
+		goto fail_qemu;
+	util_crash_point("supervisor-before-running");
+	{
+		json_t *extra = pids_json(s);
+
+		json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
+		record(s, LC_ACTIVE, LC_LCM_RUNNING, "booted", NULL, extra);
+	}
+	note(s, "qemu %d is running '%s'", (int)s->qemu_pid, s->name);
+	return 0;
+
+fail_qemu:
+	qmp_drop(s);
+	kill_qemu(s);
+	log_drain(s);
+	close_fd(&s->qemu_pidfd);
+	s->qemu_pid = 0;
+fail:
+	for (int i = 0; i < 3; i++)
+		close_fd(&fds[i]);
+	close_fd(&logp[0]);
+	close_fd(&logp[1]);
+	close_fd(&s->log_pipe);
+	lc_remove_rundir(&s->paths);
+	return r;
+}
+
+/* ---- adoption ------------------------------------------------------------------------ */
+
+/* Take over a QEMU whose supervisor died: it is not our child, so its exit
+ * comes through a pidfd and its status is unknown. */
+static int adopt_qemu(sup *s, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_json_ json_t *status = NULL;
+	const char *run;
+	lc_vm *vm;
+	int r;
+
+	r = lc_load_vm(s->root, s->id, &db, &vm, err);
+	if (r < 0)
+		return r;
+	s->restart = vm->def.restart;
+	s->qemu_pid = vm->qemu_pid;
+	s->qemu_starttime = vm->qemu_starttime;
+	if (!util_proc_alive(s->qemu_pid, s->qemu_starttime) &&
+	    lc_find_qemu(vm, &s->qemu_pid, &s->qemu_starttime) < 0)
+		return util_err_set(err, -ESRCH, "no qemu runs '%s' any more", s->name);
+	if (s->qemu_pid <= 0)
+		return util_err_set(err, -ESRCH, "no qemu runs '%s' any more", s->name);
+	s->qemu_is_child = false;
+	r = util_pidfd_open(s->qemu_pid, &s->qemu_pidfd, err);
+	if (r < 0)
+		return r;
+	r = qmp_connect_path(s->paths.qmp_event, BOOT_QMP_TIMEOUT_MS, &s->qmp, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot reach the qemu of '%s'", s->name);
+	r = qmp_execute(s->qmp, "query-status", NULL, 0, &status, err);
+	if (r < 0)
+		return r;
+	run = json_string_value(json_object_get(status, "status"));
+	if (util_streq(run, "prelaunch")) {
+		/* its starter died between spawning it and letting it run */
+		r = qmp_execute(s->qmp, "cont", NULL, 0, NULL, err);
+		if (r < 0)
+			return r;
+		json_t *extra = pids_json(s);
+
+		json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
+		record(s, LC_ACTIVE, LC_LCM_RUNNING, "adopted and booted", NULL, extra);
+	} else if (util_streq(run, "shutdown")) {
+		/* the guest powered off while nobody watched: finish that */
+		s->shutdown_seen = true;
+		s->guest_initiated = !(vm->lcm == LC_LCM_SHUTDOWN && vm->target);
+		s->final_state = LC_POWEROFF;
+		if (vm->lcm == LC_LCM_SHUTDOWN && util_streq(vm->target, "DONE"))
+			s->final_state = LC_DONE;
+		snprintf(s->final_reason, sizeof(s->final_reason), "%s",
+			 s->guest_initiated ? "the guest powered off" : "shut down");
+		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
+	} else {
+		json_t *extra = pids_json(s);
+
+		record(s, vm->state, vm->lcm, "adopted by a new supervisor", NULL, extra);
+	}
+	note(s, "adopted qemu %d of '%s' (%s)", (int)s->qemu_pid, s->name, run ? run : "?");
+	return 0;
+}
+
+/* ---- timers -------------------------------------------------------------------------- */
+
+static void arm(sup *s, timer_kind kind, int64_t ms)
+{
+	struct itimerspec its = { 0 };
+
+	s->timer = kind;
+	if (ms > 0) {
+		its.it_value.tv_sec = ms / 1000;
+		its.it_value.tv_nsec = (ms % 1000) * 1000000L;
+	}
+	timerfd_settime(s->timer_fd, 0, &its, NULL);
+}
+
+static void disarm(sup *s)
+{
+	arm(s, TIMER_NONE, 0);
+}
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+/* What the journal says a qvm command asked for (target of a shutdown). */
+static void read_intent(sup *s, char *target, size_t len, int64_t *timeout_ms, bool *hard_after,
+			lc_lcm *lcm)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	lc_vm *vm;
+
+	target[0] = '\0';
+	*timeout_ms = 0;
+	*hard_after = false;
+	*lcm = LC_LCM_NONE;
+	if (lc_load_vm(s->root, s->id, &db, &vm, NULL) < 0)
+		return;
+	*lcm = vm->lcm;
+	if (vm->lcm == LC_LCM_SHUTDOWN && vm->target) {
+		snprintf(target, len, "%s", vm->target);
+		*timeout_ms = vm->timeout_ms;
+		*hard_after = vm->hard_after;
+	}
+}
+
+static void on_shutdown(sup *s, json_t *data)
+{
+	bool guest = json_is_true(json_object_get(data, "guest"));
+	const char *reason = json_string_value(json_object_get(data, "reason"));
+	char target[16];
+	int64_t timeout;
+	bool hard_after;
+	lc_lcm lcm;
+	util_err err = { 0 };
+
+	read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
+	note(s, "SHUTDOWN guest=%d reason=%s target=%s", guest, reason ? reason : "?", target);
+	disarm(s);
+	if (!strcmp(target, "REBOOT") && guest) {
+		/* a soft reboot: the guest shut down, -no-shutdown kept QEMU */
+		if (qmp_execute(s->qmp, "system_reset", NULL, 0, NULL, &err) == 0 &&
+		    qmp_execute(s->qmp, "cont", NULL, 0, NULL, &err) == 0) {
+			record(s, LC_ACTIVE, LC_LCM_RUNNING, "rebooted (the guest shut down and was reset)",
+			       NULL, NULL);
+			return;
+		}
+		note(s, "soft reboot failed: %s", err.msg);
+	}
+	s->shutdown_seen = true;
+	s->guest_initiated = guest && !target[0];
+	s->user_stop = target[0] != '\0';
+	if (!strcmp(target, "DONE"))
+		s->final_state = LC_DONE;
+	else
+		s->final_state = LC_POWEROFF;
+	snprintf(s->final_reason, sizeof(s->final_reason), "%s",
+		 s->guest_initiated ? "the guest powered off"
+		 : !strcmp(target, "DONE") ? "shut down"
+					   : "powered off");
+	util_crash_point("supervisor-before-quit");
+	if (!util_streq(reason, "host-qmp-quit"))
+		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
+}
+
+static void on_powerdown(sup *s)
+{
+	char target[16];
+	int64_t timeout;
+	bool hard_after;
+	lc_lcm lcm;
+
+	read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
+	if (lcm == LC_LCM_SHUTDOWN && timeout > 0) {
+		note(s, "ACPI power button pressed; the guest has %" PRId64 " ms", timeout);
+		arm(s, TIMER_SHUTDOWN, timeout);
+	}
+}
+
+static void on_reset(sup *s, json_t *data)
+{
+	const char *reason = json_string_value(json_object_get(data, "reason"));
+	bool guest = json_is_true(json_object_get(data, "guest"));
+
+	/* our own system_reset of a soft reboot is recorded where it is sent */
+	if (!guest && util_streq(reason, "host-qmp-system-reset")) {
+		char target[16];
+		int64_t timeout;
+		bool hard_after;
+		lc_lcm lcm;
+
+		read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
+		if (!strcmp(target, "REBOOT"))
+			return;
+		record(s, LC_ACTIVE, LC_LCM_RUNNING, "reset (reboot --hard)", NULL, NULL);
+		return;
+	}
+	record(s, LC_ACTIVE, LC_LCM_RUNNING, guest ? "the guest rebooted" : "reset", NULL, NULL);
+}
+
+static void on_event(sup *s, json_t *ev)
+{
+	const char *name = json_string_value(json_object_get(ev, "event"));
+	json_t *data = json_object_get(ev, "data");
+
+	if (util_streq(name, "SHUTDOWN"))
+		on_shutdown(s, data);
+	else if (util_streq(name, "POWERDOWN"))
+		on_powerdown(s);
+	else if (util_streq(name, "RESET"))
+		on_reset(s, data);
+}
+
+static void on_shutdown_timeout(sup *s)
+{
+	char target[16];
+	int64_t timeout;
+	bool hard_after;
+	lc_lcm lcm;
+
+	read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
+	if (lcm != LC_LCM_SHUTDOWN || s->shutdown_seen)
+		return;
+	if (hard_after) {
+		note(s, "the guest ignored the ACPI shutdown for %" PRId64 " ms: quitting", timeout);
+		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
+		return;
+	}
+	{
+		char reason[128];
+
+		snprintf(reason, sizeof(reason),
+			 "the guest ignored the ACPI shutdown for %" PRId64 " s", timeout / 1000);
+		record(s, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL, NULL);
+	}
+}
+
+/* ---- QEMU's exit ------------------------------------------------------------------------- */
+
+static bool may_restart(sup *s, bool crashed)
+{
+	int64_t now = util_now_ms();
+	size_t recent = 0;
+
+	if (s->user_stop)
+		return false;
+	if (s->restart == LC_RESTART_NO || (s->restart == LC_RESTART_ON_FAILURE && !crashed))
+		return false;
+	for (size_t i = 0; i < s->n_restarts; i++)
+		recent += now - s->restarts[i] < RESTART_WINDOW_MS;
+	return recent < RESTARTS_PER_WINDOW;
+}
+
+static void on_qemu_exit(sup *s)
+{
+	char why[600];
+	bool crashed = !s->shutdown_seen;
+	util_err err = { 0 };
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	lc_vm *vm;
+
+	qemu_exit_reason(s, false, why, sizeof(why));
+	qmp_drop(s);
+	close_fd(&s->qemu_pidfd);
+	s->qemu_pid = 0;
+	disarm(s);
+	note(s, "qemu exited: %s", crashed ? why : s->final_reason);
+	util_crash_point("supervisor-before-epilog");
+	/* "target" lets a recovery finish the epilog if we die in it */
+	record(s, LC_ACTIVE, LC_LCM_EPILOG, crashed ? why : s->final_reason, NULL,
+	       json_pack("{s:i, s:i, s:s}", "qemu_pid", 0, "qemu_starttime", 0, "target",
+			 crashed ? "FAILED" : lc_state_name(s->final_state)));
+	lc_remove_rundir(&s->paths);
+
+	if (may_restart(s, crashed)) {
+		int64_t backoff = 1000;
+
+		for (size_t i = 0; i < s->n_restarts && backoff < RESTART_BACKOFF_MAX_MS; i++)
+			backoff *= 2;
+		if (s->n_restarts == RESTARTS_PER_WINDOW) {
+			memmove(s->restarts, s->restarts + 1, sizeof(s->restarts[0]) * (RESTARTS_PER_WINDOW - 1));
+			s->n_restarts--;
+		}
+		s->restarts[s->n_restarts++] = util_now_ms();
+		{
+			char reason[700];
+
+			snprintf(reason, sizeof(reason), "%s; restarting in %" PRId64 " s (restart policy %s)",
+				 crashed ? why : s->final_reason, backoff / 1000, lc_restart_name(s->restart));
+			record(s, LC_ACTIVE, LC_LCM_BOOT, reason, crashed ? why : NULL, NULL);
+		}
+		s->shutdown_seen = s->guest_initiated = false;
+		arm(s, TIMER_RESTART, backoff);
+		return;
+	}
+	util_crash_point("supervisor-before-final");
+	if (!crashed && s->final_state == LC_DONE && lc_load_vm(s->root, s->id, &db, &vm, &err) == 0) {
+		/* shut down for good: its disks go, as with delete */
+		if (lc_remove_vm_files(db, vm, false, &err) < 0)
+			note(s, "cannot remove the files of '%s': %s", s->name, err.msg);
+	}
+	if (crashed)
+		record(s, LC_FAILED, LC_LCM_NONE, why, why,
+		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
+	else
+		record(s, s->final_state, LC_LCM_NONE, s->final_reason, NULL,
+		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
+	s->done = true;
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+static void loop(sup *s)
+{
+	while (!s->done) {
+		struct pollfd pfd[5] = {
+			{ s->qemu_pidfd, POLLIN, 0 },
+			{ s->qmp ? qmp_fd(s->qmp) : -1, POLLIN, 0 },
+			{ s->sig_fd, POLLIN, 0 },
+			{ s->timer_fd, POLLIN, 0 },
+			{ s->log_pipe, POLLIN, 0 },
+		};
+		util_err err = { 0 };
+		json_t *ev;
+
+		if (poll(pfd, 5, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			note(s, "poll: %s", strerror(errno));
+			return;
+		}
+		if (pfd[4].revents)
+			log_drain(s);
+		if (pfd[1].revents && s->qmp) {
+			int r = qmp_dispatch(s->qmp, &err);
+
+			while (s->qmp && (ev = qmp_next_event(s->qmp))) {
+				on_event(s, ev);
+				json_decref(ev);
+			}
+			/* EOF: QEMU is exiting; the pidfd says when it is gone */
+			if (r < 0 && s->qmp && !qmp_alive(s->qmp))
+				qmp_drop(s);
+		}
+		if (pfd[2].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				/* like conmon: our end leaves QEMU running; the next
+				 * qvm adopts it */
+				note(s, "signal %u: leaving qemu %d to be adopted", si.ssi_signo,
+				     (int)s->qemu_pid);
+				return;
+			}
+		}
+		if (pfd[3].revents) {
+			uint64_t ticks;
+			timer_kind kind = s->timer;
+
+			if (read(s->timer_fd, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
+				continue;
+			s->timer = TIMER_NONE;
+			if (kind == TIMER_SHUTDOWN && s->qmp) {
+				on_shutdown_timeout(s);
+			} else if (kind == TIMER_RESTART) {
+				if (spawn_qemu(s, &err) < 0) {
+					note(s, "restart failed: %s", err.msg);
+					record(s, LC_FAILED, LC_LCM_NONE, err.msg, err.msg,
+					       json_pack("{s:i, s:i}", "supervisor_pid", 0,
+							 "supervisor_starttime", 0));
+					s->done = true;
+				}
+			}
+		}
+		if (pfd[0].revents && s->qemu_pidfd >= 0)
+			on_qemu_exit(s);
+	}
+}
+
+int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
+		 util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	sup s = { .root = root, .id = id, .status_fd = status_fd, .lock_fd = lock_fd,
+		  .qemu_pidfd = -1, .log_pipe = -1, .log_file = -1, .timer_fd = -1,
+		  .sig_fd = -1 };
+	sigset_t mask;
+	lc_vm *vm;
+	int r;
+
+	signal(SIGPIPE, SIG_IGN);
+	lc_paths_init(&s.paths, root, id);
+	r = lc_load_vm(root, id, &db, &vm, err);
+	if (r < 0)
+		goto out;
+	s.name = util_xstrdup(vm->def.name);
+	lc_db_close(TAKE_PTR(db));
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	s.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (s.sig_fd < 0 || s.timer_fd < 0) {
+		r = util_err_errno(err, -errno, "cannot set up the supervisor of '%s'", s.name);
+		goto out;
+	}
+
+	r = adopt ? adopt_qemu(&s, err) : spawn_qemu(&s, err);
+	if (r < 0) {
+		if (!adopt) {
+			util_crash_point("supervisor-before-failed");
+			record(&s, LC_FAILED, LC_LCM_NONE, err->msg, err->msg,
+			       json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+					 "supervisor_pid", 0, "supervisor_starttime", 0));
+		}
+		report(&s, r, err->msg);
+		goto out;
+	}
+	report(&s, 0, NULL);
+	release_lock(&s);
+	loop(&s);
+	r = 0;
+out:
+	report(&s, r < 0 ? r : -EIO, r < 0 ? err->msg : "the supervisor ended early");
+	release_lock(&s);
+	qmp_drop(&s);
+	close_fd(&s.qemu_pidfd);
+	close_fd(&s.log_pipe);
+	close_fd(&s.log_file);
+	close_fd(&s.timer_fd);
+	close_fd(&s.sig_fd);
+	lc_paths_clear(&s.paths);
+	free(s.name);
+	return r;
+}

@@ -1,0 +1,865 @@
+/* Commands that drive running VMs — start, shutdown, poweroff, reboot,
+ * pause, delete of a running VM, recover, boot — and the reconciliation of
+ * the journal with reality when a supervisor has died. Each command holds
+ * the VM lock for its whole run; the journal lock only while it records. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "run.h"
+#include "storage/storage.h"
+
+#define SPAWN_TIMEOUT_MS 60000
+
+/* ---- paths, records, files -------------------------------------------------------- */
+
+void lc_paths_init(lc_paths *p, const char *root, uint64_t id)
+{
+	p->vmdir = util_xasprintf("%s/vms/%" PRIu64, root, id);
+	p->rundir = util_xasprintf("%s/run/%" PRIu64, root, id);
+	p->qmp_event = util_xasprintf("%s/qmp-event.sock", p->rundir);
+	p->qmp_command = util_xasprintf("%s/qmp.sock", p->rundir);
+	p->console = util_xasprintf("%s/console.sock", p->rundir);
+	p->serial_log = util_xasprintf("%s/console.log", p->vmdir);
+	p->qemu_log = util_xasprintf("%s/qemu.log", p->vmdir);
+	p->sup_log = util_xasprintf("%s/supervisor.log", p->vmdir);
+}
+
+void lc_paths_clear(lc_paths *p)
+{
+	free(p->vmdir);
+	free(p->rundir);
+	free(p->qmp_event);
+	free(p->qmp_command);
+	free(p->console);
+	free(p->serial_log);
+	free(p->qemu_log);
+	free(p->sup_log);
+	memset(p, 0, sizeof(*p));
+}
+
+char *lc_console_path(const char *root, uint64_t id)
+{
+	return util_xasprintf("%s/run/%" PRIu64 "/console.sock", root, id);
+}
+
+int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const char *reason,
+	      const char *error, json_t *extra, util_err *err)
+{
+	_cleanup_json_ json_t *more = extra;
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	json_t *rec;
+	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
+
+	if (r < 0)
+		return r;
+	if (!lc_db_vm_by_id(db, id))
+		return util_err_set(err, -ENOENT, "no vm with id %" PRIu64, id);
+	rec = json_pack("{s:s, s:I, s:s, s:s}", "type", "state", "id", (json_int_t)id, "state",
+			lc_state_name(state), "lcm", lc_lcm_name(lcm));
+	json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
+	if (error)
+		json_object_set_new(rec, "error", json_string(error));
+	if (more)
+		json_object_update(rec, more);
+	return lc_db_append(db, rec, NULL, err);
+}
+
+int lc_load_vm(const char *root, uint64_t id, lc_db **ret_db, lc_vm **ret_vm, util_err *err)
+{
+	lc_db *db = NULL;
+	lc_vm *vm;
+	int r = lc_db_open(root, 0, &db, err);
+
+	if (r < 0)
+		return r;
+	vm = lc_db_vm_by_id(db, id);
+	if (!vm) {
+		lc_db_close(db);
+		return util_err_set(err, -ENOENT, "no vm with id %" PRIu64, id);
+	}
+	*ret_db = db;
+	*ret_vm = vm;
+	return 0;
+}
+
+void lc_remove_rundir(const lc_paths *p)
+{
+	util_rm_rf(p->rundir, NULL);
+}
+
+int lc_remove_vm_files(const lc_db *db, const lc_vm *vm, bool wipe, util_err *err)
+{
+	lc_paths p;
+	int r = 0;
+
+	for (size_t i = 0; i < vm->def.n_disks && r == 0; i++) {
+		const lc_disk *d = &vm->def.disks[i];
+
+		if (d->owned && (r = stor_remove_disk(d->path, wipe, err)) < 0)
+			util_err_prefix(err, "disk %u", d->id);
+	}
+	lc_paths_init(&p, lc_db_root(db), vm->id);
+	if (r == 0)
+		r = util_rm_rf(p.vmdir, err);
+	if (r == 0)
+		r = util_rm_rf(p.rundir, err);
+	lc_paths_clear(&p);
+	return r;
+}
+
+/* ---- process identity ----------------------------------------------------------------- */
+
+bool lc_vm_supervised(const lc_vm *vm)
+{
+	return util_proc_alive(vm->supervisor_pid, vm->supervisor_starttime);
+}
+
+/* Does /proc/PID/cmdline hold "-uuid\0UUID\0"? The argv builder puts it
+ * there, so a QEMU is recognised even when its pid was never recorded. */
+static bool cmdline_has_uuid(pid_t pid, const char *uuid)
+{
+	char path[64];
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if (util_read_file(path, 1 << 20, &buf, &len, NULL) < 0)
+		return false;
+	for (size_t off = 0; off < len; off += strlen(buf + off) + 1)
+		if (!strcmp(buf + off, "-uuid") && off + 6 < len && !strcmp(buf + off + 6, uuid))
+			return true;
+	return false;
+}
+
+int lc_find_qemu(const lc_vm *vm, pid_t *ret_pid, uint64_t *ret_starttime)
+{
+	DIR *d;
+	struct dirent *de;
+
+	*ret_pid = 0;
+	*ret_starttime = 0;
+	if (util_proc_alive(vm->qemu_pid, vm->qemu_starttime) &&
+	    (!vm->def.uuid || cmdline_has_uuid(vm->qemu_pid, vm->def.uuid))) {
+		*ret_pid = vm->qemu_pid;
+		*ret_starttime = vm->qemu_starttime;
+		return 0;
+	}
+	if (!vm->def.uuid || !(d = opendir("/proc")))
+		return 0;
+	while ((de = readdir(d))) {
+		pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
+		uint64_t start;
+
+		if (pid <= 0 || !cmdline_has_uuid(pid, vm->def.uuid) ||
+		    util_proc_starttime(pid, &start, NULL) < 0)
+			continue;
+		*ret_pid = pid;
+		*ret_starttime = start;
+		break;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* Kill a QEMU (or supervisor) we proved is this VM's, and wait for it. */
+static void kill_and_wait(pid_t pid, uint64_t starttime)
+{
+	int fd = -1;
+
+	if (!util_proc_alive(pid, starttime) || util_pidfd_open(pid, &fd, NULL) < 0)
+		return;
+	/* re-check through the pidfd: the pid cannot be reused under it now */
+	if (util_proc_alive(pid, starttime)) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+
+		syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+		poll(&pfd, 1, 10000);
+	}
+	close(fd);
+}
+
+static int wait_pid_exit(pid_t pid, uint64_t starttime, int timeout_ms)
+{
+	struct pollfd pfd = { -1, POLLIN, 0 };
+	int r;
+
+	if (!util_proc_alive(pid, starttime) || util_pidfd_open(pid, &pfd.fd, NULL) < 0)
+		return 0;
+	r = util_proc_alive(pid, starttime) ? poll(&pfd, 1, timeout_ms) : 1;
+	close(pfd.fd);
+	return r > 0 ? 0 : -ETIMEDOUT;
+}
+
+int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut = 0, st = 0, start = 0, rss = 0;
+	double uptime = 0, hz = (double)sysconf(_SC_CLK_TCK), alive;
+	_cleanup_free_ char *up = NULL;
+	int fd, field;
+	ssize_t n;
+
+	if (!util_proc_alive(vm->qemu_pid, vm->qemu_starttime))
+		return util_err_set(err, -ESRCH, "no qemu runs '%s'", vm->def.name);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)vm->qemu_pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return util_err_errno(err, -errno, "cannot read '%s'", path);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || !(p = strrchr((buf[n] = '\0', buf), ')')))
+		return util_err_set(err, -EIO, "cannot parse '%s'", path);
+	p += 2;
+	for (field = 3; p && field <= 24; field++, p = strchr(p, ' ') ? strchr(p, ' ') + 1 : NULL) {
+		if (field == 14)
+			ut = strtoull(p, NULL, 10);
+		else if (field == 15)
+			st = strtoull(p, NULL, 10);
+		else if (field == 22)
+			start = strtoull(p, NULL, 10);
+		else if (field == 24)
+			rss = strtoull(p, NULL, 10);
+	}
+	if (util_read_file("/proc/uptime", 256, &up, NULL, NULL) == 0)
+		uptime = strtod(up, NULL);
+	alive = uptime - (double)start / hz;
+	*ret_cpu = alive > 0 ? 100.0 * (double)(ut + st) / hz / alive : 0;
+	*ret_rss = rss * (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
+/* ---- the supervisor ------------------------------------------------------------------- */
+
+int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, int timeout_ms,
+			util_err *err)
+{
+	char self[PATH_MAX], idtext[24], buf[4096];
+	int status_pipe[2], status;
+	_cleanup_free_ char *logpath = NULL;
+	size_t len = 0;
+	pid_t child;
+	ssize_t n;
+	lc_paths p;
+	int64_t deadline;
+	_cleanup_json_ json_t *reply = NULL;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return util_err_errno(err, -errno, "cannot find qvm's own binary");
+	self[n] = '\0';
+	snprintf(idtext, sizeof(idtext), "%" PRIu64, id);
+	lc_paths_init(&p, root, id);
+	logpath = util_xstrdup(p.sup_log);
+	util_mkdir_p(p.vmdir, 0700, NULL);
+	lc_paths_clear(&p);
+	if (pipe2(status_pipe, O_CLOEXEC) < 0)
+		return util_err_errno(err, -errno, "cannot make a pipe for the supervisor");
+	child = fork();
+	if (child < 0) {
+		close(status_pipe[0]);
+		close(status_pipe[1]);
+		return util_err_errno(err, -errno, "cannot fork the supervisor");
+	}
+	if (child == 0) {
+		/* Detach: a new session, and a second fork so that the
+		 * supervisor is nobody's child here and outlives us. */
+		char *argv[12];
+		int i = 0, logfd, nul;
+		sigset_t none;
+
+		setsid();
+		if (fork() != 0)
+			_exit(0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+		logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||
+		    dup2(logfd >= 0 ? logfd : nul, 2) < 0 || dup2(status_pipe[1], 3) < 0)
+			_exit(126);
+		if (lock_fd >= 0 && dup2(lock_fd, 4) < 0)
+			_exit(126);
+		close_range(lock_fd >= 0 ? 5 : 4, ~0U, 0);
+		argv[i++] = "qvm";
+		argv[i++] = "--root";
+		argv[i++] = (char *)root;
+		argv[i++] = "__supervise";
+		argv[i++] = idtext;
+		argv[i++] = "--status-fd=3";
+		if (lock_fd >= 0)
+			argv[i++] = "--lock-fd=4";
+		if (adopt)
+			argv[i++] = "--adopt";
+		argv[i] = NULL;
+		/* the environment passes through: QVM_* settings, PATH */
+		execv(self, argv);
+		_exit(127);
+	}
+	close(status_pipe[1]);
+	waitpid(child, &status, 0);
+	util_crash_point(adopt ? "adopt-after-spawn" : "start-after-spawn");
+
+	/* the supervisor's one report, or EOF if it died */
+	deadline = util_now_ms() + timeout_ms;
+	for (;;) {
+		struct pollfd pfd = { status_pipe[0], POLLIN, 0 };
+		int64_t left = deadline - util_now_ms();
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
+			close(status_pipe[0]);
+			return util_err_set(err, -ETIMEDOUT,
+					    "the supervisor did not report within %d s; see 'qvm show'",
+					    timeout_ms / 1000);
+		}
+		n = read(status_pipe[0], buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len >= sizeof(buf) - 1)
+			break;
+	}
+	close(status_pipe[0]);
+	buf[len] = '\0';
+	reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	if (!reply)
+		return util_err_set(err, -EIO,
+				    "the supervisor died before it reported; see %s/vms/%s/supervisor.log",
+				    root, idtext);
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		int code = (int)json_integer_value(json_object_get(reply, "code"));
+
+		return util_err_set(err, code < 0 ? code : -EIO, "%s",
+				    json_string_value(json_object_get(reply, "error")));
+	}
+	return 0;
+}
+
+/* ---- holding a VM ------------------------------------------------------------------------ */
+
+typedef struct held {
+	uint64_t id;
+	char *name;
+	int lock;
+} held;
+
+static void held_clear(held *h)
+{
+	free(h->name);
+	if (h->lock >= 0)
+		close(h->lock);
+	h->lock = -1;
+	h->name = NULL;
+}
+
+static int vm_lock(const char *root, uint64_t id, const char *name, int timeout_ms, int *ret_fd,
+		   util_err *err)
+{
+	_cleanup_free_ char *run = util_xasprintf("%s/run", root);
+	_cleanup_free_ char *path = util_xasprintf("%s/run/vm-%" PRIu64 ".lock", root, id);
+	int r = util_mkdir_p(run, 0700, err);
+
+	if (r == 0)
+		r = util_lock_path(path, true, timeout_ms, ret_fd, err);
+	if (r == -EBUSY)
+		return util_err_set(err, -EBUSY,
+				    "vm '%s' is busy: another qvm command has been working on it for %d s; try again later",
+				    name, timeout_ms / 1000);
+	return r;
+}
+
+static int reconcile_locked(const char *root, uint64_t id, util_err *err);
+
+/* Resolve the name, take the VM lock (bounded), reconcile. The database is
+ * not kept open: commands record through short transactions. */
+static int hold_vm(const char *root, const char *name, const lc_run_opts *o, held *h,
+		   util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	lc_vm *vm;
+	int r = lc_db_open(root, LC_DB_SUMMARY, &db, err);
+
+	h->lock = -1;
+	h->name = NULL;
+	if (r == 0)
+		r = lc_db_find(db, name, &vm, err);
+	if (r < 0)
+		return r;
+	h->id = vm->id;
+	h->name = util_xstrdup(vm->def.name);
+	r = vm_lock(root, h->id, h->name, o && o->lock_timeout_ms ? o->lock_timeout_ms : LC_LOCK_TIMEOUT_MS,
+		    &h->lock, err);
+	if (r == 0)
+		r = reconcile_locked(root, h->id, err);
+	if (r < 0)
+		held_clear(h);
+	return r < 0 ? r : 0;
+}
+
+/* ---- reconciliation ------------------------------------------------------------------------ */
+
+/* With the VM lock held: if the journal says ACTIVE but no live supervisor
+ * drives the VM, adopt its QEMU or settle what is left. */
+static int reconcile_locked(const char *root, uint64_t id, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_free_ char *target = NULL, *prev = NULL, *name = NULL, *reason = NULL;
+	lc_paths paths;
+	lc_vm *vm;
+	pid_t qpid;
+	uint64_t qstart;
+	lc_lcm lcm;
+	lc_state final;
+	int r = lc_load_vm(root, id, &db, &vm, err);
+
+	if (r < 0)
+		return r;
+	if (vm->state != LC_ACTIVE || lc_vm_supervised(vm))
+		return 0;
+	lc_find_qemu(vm, &qpid, &qstart);
+	target = vm->target ? util_xstrdup(vm->target) : NULL;
+	prev = vm->prev_state ? util_xstrdup(vm->prev_state) : NULL;
+	name = util_xstrdup(vm->def.name);
+	lcm = vm->lcm;
+	if (qpid > 0) {
+		util_err aerr = { 0 };
+
+		lc_db_close(TAKE_PTR(db));
+		r = lc_spawn_supervisor(root, id, -1, true, SPAWN_TIMEOUT_MS, &aerr);
+		if (r == 0)
+			return 1;
+		/* alive but unreachable: its fate is not known */
+		r = lc_record(root, id, LC_UNKNOWN, LC_LCM_NONE,
+			      "its supervisor died and its qemu cannot be reached", aerr.msg,
+			      json_pack("{s:i, s:I, s:i}", "qemu_pid", (int)qpid, "qemu_starttime",
+					(json_int_t)qstart, "supervisor_pid", 0),
+			      err);
+		return r < 0 ? r : 1;
+	}
+
+	/* QEMU is gone too: finish what was under way */
+	lc_paths_init(&paths, root, id);
+	lc_remove_rundir(&paths);
+	lc_paths_clear(&paths);
+	if (lcm == LC_LCM_BOOT && prev && lc_state_parse(prev, &final, NULL) == 0) {
+		reason = util_xstrdup("the start was interrupted before qemu ran; rolled back");
+	} else if ((lcm == LC_LCM_SHUTDOWN || lcm == LC_LCM_EPILOG) && target &&
+		   lc_state_parse(target, &final, NULL) == 0 && final != LC_ACTIVE) {
+		reason = util_xasprintf("%s (finished after its supervisor died)",
+					final == LC_DONE ? "shut down" : lc_state_name(final));
+	} else {
+		final = LC_FAILED;
+		reason = util_xstrdup("its qemu and its supervisor are gone");
+	}
+	if (final == LC_DONE) {
+		r = lc_remove_vm_files(db, vm, false, err);
+		if (r < 0)
+			return r;
+	}
+	lc_db_close(TAKE_PTR(db));
+	r = lc_record(root, id, final, LC_LCM_NONE, reason, final == LC_FAILED ? reason : NULL,
+		      json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+				"supervisor_pid", 0, "supervisor_starttime", 0),
+		      err);
+	return r < 0 ? r : 1;
+}
+
+int lc_vm_reconcile(const char *root, uint64_t id, util_err *err)
+{
+	_cleanup_close_ int lock = -1;
+	_cleanup_free_ char *path = util_xasprintf("%s/run/vm-%" PRIu64 ".lock", root, id);
+
+	if (util_lock_path(path, true, 0, &lock, NULL) < 0)
+		return 0; /* a command holds it and will reconcile */
+	return reconcile_locked(root, id, err);
+}
+
+/* ---- QMP commands from qvm --------------------------------------------------------------- */
+
+static int command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret,
+		       util_err *err)
+{
+	lc_paths p;
+	int r;
+
+	lc_paths_init(&p, root, id);
+	r = qmp_connect_path(p.qmp_command, 0, ret, err);
+	lc_paths_clear(&p);
+	if (r < 0)
+		return util_err_prefix(err, "cannot reach the qemu of '%s'", name);
+	return 0;
+}
+
+static int vm_now(const char *root, uint64_t id, lc_db **ret_db, lc_vm **ret_vm, util_err *err)
+{
+	return lc_load_vm(root, id, ret_db, ret_vm, err);
+}
+
+static char *state_text(const lc_vm *vm)
+{
+	if (vm->state == LC_ACTIVE)
+		return util_xasprintf("ACTIVE/%s", lc_lcm_name(vm->lcm));
+	return util_xstrdup(lc_state_name(vm->state));
+}
+
+/* ---- start ------------------------------------------------------------------------------ */
+
+static int start_held(const char *root, held *h, bool force, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_free_ char *prev = NULL;
+	lc_vm *vm;
+	json_t *extra;
+	int r = vm_now(root, h->id, &db, &vm, err);
+
+	if (r < 0)
+		return r;
+	if (!force) {
+		r = lc_state_check(LC_OP_START, h->name, vm->state, vm->lcm, err);
+		if (r < 0)
+			return r;
+	}
+	prev = state_text(vm);
+	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN) {
+		free(prev);
+		prev = util_xstrdup("FAILED");
+	}
+	lc_db_close(TAKE_PTR(db));
+	extra = json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0, "qemu_starttime",
+			  0, "supervisor_pid", 0, "supervisor_starttime", 0);
+	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_BOOT, "start", NULL, extra, err);
+	if (r < 0)
+		return r;
+	util_crash_point("start-after-intent");
+	/* The supervisor inherits the VM lock and lets go once QEMU runs, so
+	 * no reconciliation can mistake a start in flight for a dead one. */
+	r = lc_spawn_supervisor(root, h->id, h->lock, false, SPAWN_TIMEOUT_MS, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		/* a supervisor that died without recording: settle it now */
+		reconcile_locked(root, h->id, &ignored);
+		return util_err_prefix(err, "cannot start '%s'", h->name);
+	}
+	return 0;
+}
+
+int lc_vm_start(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
+{
+	held h;
+	int r = hold_vm(root, name, opts, &h, err);
+
+	if (r < 0)
+		return r;
+	r = start_held(root, &h, false, err);
+	held_clear(&h);
+	return r;
+}
+
+int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	lc_vm *vm;
+	pid_t qpid;
+	uint64_t qstart;
+	held h;
+	int r = hold_vm(root, name, opts, &h, err);
+
+	if (r < 0)
+		return r;
+	r = vm_now(root, h.id, &db, &vm, err);
+	if (r == 0 && !(vm->state == LC_UNKNOWN || (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_BOOT)))
+		r = util_err_set(err, -EPERM, "cannot boot '%s': it is %s; boot needs UNKNOWN or ACTIVE/BOOT (use start)",
+				 h.name, vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : lc_state_name(vm->state));
+	if (r == 0) {
+		/* never twice: whatever runs this VM goes first */
+		kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
+		lc_find_qemu(vm, &qpid, &qstart);
+		kill_and_wait(qpid, qstart);
+		lc_db_close(TAKE_PTR(db));
+		r = start_held(root, &h, true, err);
+	}
+	held_clear(&h);
+	return r;
+}
+
+/* ---- shutdown, poweroff, reboot, pause ------------------------------------------------------ */
+
+/* Wait for the supervisor to finish (QEMU gone, final state recorded). */
+static int wait_supervisor(const lc_vm *vm, int timeout_ms)
+{
+	return wait_pid_exit(vm->supervisor_pid, vm->supervisor_starttime, timeout_ms);
+}
+
+int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_run_opts *opts,
+		   util_err *err)
+{
+	static const lc_run_opts none = { 0 };
+	const lc_run_opts *o = opts ? opts : &none;
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *qmp = NULL;
+	_cleanup_free_ char *now = NULL;
+	int timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
+	pid_t sup_pid;
+	uint64_t sup_start;
+	lc_vm *vm;
+	held h;
+	int r = hold_vm(root, name, opts, &h, err);
+
+	if (r < 0)
+		return r;
+	r = vm_now(root, h.id, &db, &vm, err);
+	if (r == 0)
+		r = lc_state_check(to_done ? LC_OP_SHUTDOWN : LC_OP_POWEROFF, h.name, vm->state,
+				   vm->lcm, err);
+	if (r < 0)
+		goto out;
+	sup_pid = vm->supervisor_pid;
+	sup_start = vm->supervisor_starttime;
+	r = command_qmp(root, h.id, h.name, &qmp, err);
+	if (r < 0)
+		goto out;
+	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN, o->hard ? "hard stop requested" : "ACPI shutdown requested",
+		      NULL,
+		      json_pack("{s:s, s:I, s:b}", "target", to_done ? "DONE" : "POWEROFF", "timeout_ms",
+				(json_int_t)timeout_s * 1000, "hard_after", o->hard_after),
+		      err);
+	if (r < 0)
+		goto out;
+	util_crash_point(to_done ? "shutdown-after-intent" : "poweroff-after-intent");
+	if (vm->lcm == LC_LCM_PAUSED && !o->hard)
+		qmp_execute(qmp, "cont", NULL, 0, NULL, NULL); /* a paused guest cannot hear ACPI */
+	r = qmp_execute(qmp, o->hard ? "quit" : "system_powerdown", NULL, 0, NULL, err);
+	if (r == -EPIPE && o->hard)
+		r = 0; /* quit: QEMU may close before it answers */
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		lc_record(root, h.id, LC_ACTIVE, vm->lcm, "the shutdown request failed", err->msg, NULL,
+			  &ignored);
+		goto out;
+	}
+	qmp_close(TAKE_PTR(qmp));
+	if (o->no_wait)
+		goto out;
+	/* the supervisor exits once the final state is recorded; a guest that
+	 * ignores ACPI makes it record RUNNING after the timeout instead */
+	lc_db_close(TAKE_PTR(db));
+	wait_supervisor(&(lc_vm){ .supervisor_pid = sup_pid, .supervisor_starttime = sup_start },
+			o->hard ? 15000 : timeout_s * 1000 + 5000);
+	r = vm_now(root, h.id, &db, &vm, err);
+	if (r < 0)
+		goto out;
+	now = state_text(vm);
+	if (vm->state == LC_ACTIVE)
+		r = util_err_set(err, -ETIMEDOUT,
+				 "'%s' did not shut down within %d s and is %s (%s); use --hard or --hard-after",
+				 h.name, timeout_s, now, vm->reason ? vm->reason : "");
+out:
+	held_clear(&h);
+	return r;
+}
+
+int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
+{
+	static const lc_run_opts none = { 0 };
+	const lc_run_opts *o = opts ? opts : &none;
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *qmp = NULL;
+	_cleanup_json_ json_t *ev = NULL;
+	int timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
+	lc_vm *vm;
+	held h;
+	int r = hold_vm(root, name, opts, &h, err);
+
+	if (r < 0)
+		return r;
+	r = vm_now(root, h.id, &db, &vm, err);
+	if (r == 0)
+		r = lc_state_check(LC_OP_REBOOT, h.name, vm->state, vm->lcm, err);
+	if (r == 0)
+		r = command_qmp(root, h.id, h.name, &qmp, err);
+	if (r < 0)
+		goto out;
+	if (o->hard) {
+		/* the supervisor records the reset from QEMU's RESET event */
+		r = qmp_execute(qmp, "system_reset", NULL, 0, NULL, err);
+		goto out;
+	}
+	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN, "ACPI reboot requested", NULL,
+		      json_pack("{s:s, s:I}", "target", "REBOOT", "timeout_ms",
+				(json_int_t)timeout_s * 1000),
+		      err);
+	if (r == 0)
+		r = qmp_execute(qmp, "system_powerdown", NULL, 0, NULL, err);
+	if (r < 0 || o->no_wait)
+		goto out;
+	/* the guest shuts down, the supervisor resets and continues it */
+	r = qmp_wait_event(qmp, "RESUME", timeout_s * 1000 + 5000, &ev, err);
+	if (r == -ETIMEDOUT)
+		r = util_err_set(err, -ETIMEDOUT, "'%s' did not reboot within %d s (the guest ignored the ACPI request); use --hard",
+				 h.name, timeout_s);
+out:
+	held_clear(&h);
+	return r;
+}
+
+int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opts *opts,
+		util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *qmp = NULL;
+	lc_vm *vm;
+	held h;
+	int r = hold_vm(root, name, opts, &h, err);
+
+	if (r < 0)
+		return r;
+	r = vm_now(root, h.id, &db, &vm, err);
+	if (r == 0)
+		r = lc_state_check(pause ? LC_OP_PAUSE : LC_OP_UNPAUSE, h.name, vm->state, vm->lcm, err);
+	if (r == 0)
+		r = command_qmp(root, h.id, h.name, &qmp, err);
+	if (r == 0)
+		r = qmp_execute(qmp, pause ? "stop" : "cont", NULL, 0, NULL, err);
+	if (r == 0)
+		r = lc_record(root, h.id, LC_ACTIVE, pause ? LC_LCM_PAUSED : LC_LCM_RUNNING,
+			      pause ? "paused" : "unpaused", NULL, NULL, err);
+	held_clear(&h);
+	return r;
+}
+
+/* ---- delete, recover ------------------------------------------------------------------------- */
+
+/* Stop whatever runs the VM, hard, and wait until the supervisor recorded
+ * the end. With the VM lock held. */
+static int stop_hard(const char *root, held *h, lc_state target, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *qmp = NULL;
+	lc_vm *vm;
+	pid_t qpid;
+	uint64_t qstart;
+	int r = vm_now(root, h->id, &db, &vm, err);
+
+	if (r < 0 || (vm->state != LC_ACTIVE && vm->state != LC_UNKNOWN))
+		return r;
+	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_SHUTDOWN, "hard stop requested", NULL,
+		      json_pack("{s:s, s:I}", "target", lc_state_name(target), "timeout_ms",
+				(json_int_t)1000),
+		      err);
+	if (r < 0)
+		return r;
+	if (command_qmp(root, h->id, h->name, &qmp, NULL) == 0)
+		qmp_execute(qmp, "quit", NULL, 0, NULL, NULL);
+	qmp_close(TAKE_PTR(qmp));
+	if (wait_supervisor(vm, 15000) < 0 || vm->state == LC_UNKNOWN) {
+		/* unreachable or stuck: kill both and settle it ourselves */
+		kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
+		lc_find_qemu(vm, &qpid, &qstart);
+		kill_and_wait(qpid, qstart);
+	}
+	lc_db_close(TAKE_PTR(db));
+	return reconcile_locked(root, h->id, err) < 0 ? err->code : 0;
+}
+
+int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
+		 const lc_run_opts *opts, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	lc_vm *vm;
+	held h;
+	int r = hold_vm(root, name, opts, &h, err);
+
+	if (r < 0)
+		return r;
+	r = stop_hard(root, &h, LC_POWEROFF, err);
+	if (r == 0)
+		r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	if (r == 0 && !(vm = lc_db_vm_by_id(db, h.id)))
+		r = util_err_set(err, -ENOENT, "vm '%s' vanished", h.name);
+	/* the lock we hold is the one delete takes: hand it over */
+	if (r == 0) {
+		close(h.lock);
+		h.lock = -1;
+		r = recreate ? lc_vm_recreate(db, vm, err) : lc_vm_delete(db, vm, wipe, err);
+	}
+	held_clear(&h);
+	return r;
+}
+
+int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
+		  const lc_run_opts *opts, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	lc_vm *vm;
+	pid_t qpid;
+	uint64_t qstart;
+	held h;
+	int r = hold_vm(root, name, opts, &h, err);
+
+	if (r < 0)
+		return r;
+	r = vm_now(root, h.id, &db, &vm, err);
+	if (r < 0)
+		goto out;
+	if (vm->state != LC_ACTIVE && vm->state != LC_UNKNOWN && vm->state != LC_FAILED) {
+		r = util_err_set(err, -EPERM, "cannot recover '%s': it is %s; recover needs ACTIVE, UNKNOWN or FAILED",
+				 h.name, lc_state_name(vm->state));
+		goto out;
+	}
+	switch (how) {
+	case LC_RECOVER_RETRY:
+		lc_db_close(TAKE_PTR(db));
+		r = reconcile_locked(root, h.id, err);
+		r = r < 0 ? r : 0;
+		break;
+	case LC_RECOVER_SUCCESS:
+		lc_find_qemu(vm, &qpid, &qstart);
+		lc_db_close(TAKE_PTR(db));
+		if (qpid > 0) {
+			r = lc_spawn_supervisor(root, h.id, -1, true, SPAWN_TIMEOUT_MS, err);
+		} else {
+			r = lc_record(root, h.id, LC_POWEROFF, LC_LCM_NONE, "recovered: no qemu runs it", NULL,
+				      json_pack("{s:i, s:i}", "qemu_pid", 0, "supervisor_pid", 0), err);
+		}
+		break;
+	case LC_RECOVER_FAILURE:
+	case LC_RECOVER_DELETE:
+		kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
+		lc_find_qemu(vm, &qpid, &qstart);
+		kill_and_wait(qpid, qstart);
+		lc_db_close(TAKE_PTR(db));
+		{
+			lc_paths p;
+
+			lc_paths_init(&p, root, h.id);
+			lc_remove_rundir(&p);
+			lc_paths_clear(&p);
+		}
+		r = lc_record(root, h.id, LC_FAILED, LC_LCM_NONE, "recovered as failed", NULL,
+			      json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+					"supervisor_pid", 0, "supervisor_starttime", 0),
+			      err);
+		if (r == 0 && how == LC_RECOVER_DELETE) {
+			r = lc_db_open(root, LC_DB_WRITE, &db, err);
+			if (r == 0) {
+				close(h.lock);
+				h.lock = -1;
+				r = lc_vm_delete(db, lc_db_vm_by_id(db, h.id), false, err);
+			}
+		}
+		break;
+	}
+out:
+	held_clear(&h);
+	return r;
+}

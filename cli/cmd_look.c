@@ -44,6 +44,27 @@ static int64_t uptime_ms(const lc_vm *vm)
 	return util_realtime_ms() - vm->started_ms;
 }
 
+/* ACTIVE VMs whose supervisor died (kill -9, a crashed host controller):
+ * adopt their QEMU or settle them, so list never shows a ghost. */
+static bool reconcile_dead(cli_ctx *ctx, lc_db *db)
+{
+	bool changed = false;
+
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		const lc_vm *vm = lc_db_vm_at(db, i);
+		util_err err = { 0 };
+		int r;
+
+		if (vm->state != LC_ACTIVE || lc_vm_supervised(vm))
+			continue;
+		r = lc_vm_reconcile(ctx->root, vm->id, &err);
+		if (r < 0 && ctx->verbosity >= 0)
+			fprintf(stderr, "qvm: cannot reconcile '%s': %s\n", vm->def.name, err.msg);
+		changed = changed || r > 0;
+	}
+	return changed;
+}
+
 /* ---- list ------------------------------------------------------------------- */
 
 int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -68,28 +89,43 @@ int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
 	if (r < 0)
 		return r;
+	if (reconcile_dead(ctx, db)) {
+		/* something changed under a dead supervisor: show the new truth */
+		lc_db_close(TAKE_PTR(db));
+		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
+		if (r < 0)
+			return r;
+	}
 	if (ctx->json)
 		out = json_array();
 	else
 		printf("%5s %-20s %-4s %5s %6s %8s\n", "ID", "NAME", "STAT", "CPU", "MEM", "UPTIME");
 	for (size_t i = 0; i < lc_db_count(db); i++) {
 		const lc_vm *vm = lc_db_vm_at(db, i);
-		char mem[16], up[16];
+		char mem[16], up[16], cpu[16] = "-";
+		double pct = 0;
+		uint64_t rss = 0;
+		bool running = vm->state == LC_ACTIVE && lc_vm_usage(vm, &pct, &rss, NULL) == 0;
 
 		if (vm->state == LC_DONE && !all)
 			continue;
+		if (running)
+			snprintf(cpu, sizeof(cpu), "%.0f%%", pct);
 		if (out) {
-			json_array_append_new(
-				out, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i, s:I}", "id",
-					       (json_int_t)vm->id, "name", vm->def.name, "state",
-					       lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm),
-					       "short", lc_short_name(vm->state, vm->lcm), "memory",
-					       (json_int_t)vm->def.memory, "vcpus", (int)vm->def.vcpus,
-					       "uptime_ms", (json_int_t)uptime_ms(vm)));
+			json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i, s:I}", "id",
+					      (json_int_t)vm->id, "name", vm->def.name, "state",
+					      lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm),
+					      "short", lc_short_name(vm->state, vm->lcm), "memory",
+					      (json_int_t)vm->def.memory, "vcpus", (int)vm->def.vcpus,
+					      "uptime_ms", (json_int_t)uptime_ms(vm));
+
+			json_object_set_new(j, "cpu_percent", running ? json_real(pct) : json_null());
+			json_object_set_new(j, "rss", running ? json_integer((json_int_t)rss) : json_null());
+			json_array_append_new(out, j);
 			continue;
 		}
 		printf("%5llu %-20s %-4s %5s %6s %8s\n", (unsigned long long)vm->id, vm->def.name,
-		       lc_short_name(vm->state, vm->lcm), "-",
+		       lc_short_name(vm->state, vm->lcm), cpu,
 		       util_format_size(vm->def.memory, mem, sizeof(mem)),
 		       cli_format_duration(uptime_ms(vm), up, sizeof(up)));
 	}

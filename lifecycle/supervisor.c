@@ -23,6 +23,7 @@
 #define RESTART_WINDOW_MS 60000
 #define RESTARTS_PER_WINDOW 10
 #define RESTART_BACKOFF_MAX_MS 8000
+#define RESET_DEBOUNCE_MS 3000
 
 typedef enum timer_kind { TIMER_NONE, TIMER_SHUTDOWN, TIMER_RESTART } timer_kind;
 
@@ -55,6 +56,9 @@ typedef struct sup {
 	bool user_stop;        /* a qvm command asked for it: never restart */
 	lc_state final_state;  /* where an expected exit leads */
 	char final_reason[256];
+
+	bool own_reset;        /* the next host reset is our soft reboot's */
+	int64_t last_reset_ms;
 
 	int64_t restarts[RESTARTS_PER_WINDOW];
 	size_t n_restarts;
@@ -500,17 +504,21 @@ static void on_shutdown(sup *s, json_t *data)
 	lc_lcm lcm;
 	util_err err = { 0 };
 
+	if (s->shutdown_seen)
+		return; /* our own quit after the guest's shutdown says it again */
 	read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
 	note(s, "SHUTDOWN guest=%d reason=%s target=%s", guest, reason ? reason : "?", target);
 	disarm(s);
 	if (!strcmp(target, "REBOOT") && guest) {
-		/* a soft reboot: the guest shut down, -no-shutdown kept QEMU */
+		/* A soft reboot: the guest shut down, -no-shutdown kept QEMU.
+		 * Recorded before cont, so the RESUME that `reboot` waits for
+		 * means the record is there. */
+		s->own_reset = true;
 		if (qmp_execute(s->qmp, "system_reset", NULL, 0, NULL, &err) == 0 &&
-		    qmp_execute(s->qmp, "cont", NULL, 0, NULL, &err) == 0) {
-			record(s, LC_ACTIVE, LC_LCM_RUNNING, "rebooted (the guest shut down and was reset)",
-			       NULL, NULL);
+		    record(s, LC_ACTIVE, LC_LCM_RUNNING, "rebooted (the guest shut down and was reset)",
+			   NULL, NULL) >= 0 &&
+		    qmp_execute(s->qmp, "cont", NULL, 0, NULL, &err) == 0)
 			return;
-		}
 		note(s, "soft reboot failed: %s", err.msg);
 	}
 	s->shutdown_seen = true;
@@ -547,21 +555,22 @@ static void on_reset(sup *s, json_t *data)
 {
 	const char *reason = json_string_value(json_object_get(data, "reason"));
 	bool guest = json_is_true(json_object_get(data, "guest"));
+	int64_t now = util_now_ms();
 
+	note(s, "RESET guest=%d reason=%s", guest, reason ? reason : "?");
 	/* our own system_reset of a soft reboot is recorded where it is sent */
-	if (!guest && util_streq(reason, "host-qmp-system-reset")) {
-		char target[16];
-		int64_t timeout;
-		bool hard_after;
-		lc_lcm lcm;
-
-		read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
-		if (!strcmp(target, "REBOOT"))
-			return;
-		record(s, LC_ACTIVE, LC_LCM_RUNNING, "reset (reboot --hard)", NULL, NULL);
+	if (!guest && s->own_reset) {
+		s->own_reset = false;
+		s->last_reset_ms = now;
 		return;
 	}
-	record(s, LC_ACTIVE, LC_LCM_RUNNING, guest ? "the guest rebooted" : "reset", NULL, NULL);
+	/* firmware resets the machine again while it comes up: one reboot,
+	 * one history record */
+	if (guest && now - s->last_reset_ms < RESET_DEBOUNCE_MS)
+		return;
+	s->last_reset_ms = now;
+	record(s, LC_ACTIVE, LC_LCM_RUNNING,
+	       guest ? "the guest rebooted" : "reset by the host (reboot --hard)", NULL, NULL);
 }
 
 static void on_event(sup *s, json_t *ev)

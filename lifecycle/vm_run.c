@@ -654,7 +654,7 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	 * ignores ACPI makes it record RUNNING after the timeout instead */
 	lc_db_close(TAKE_PTR(db));
 	wait_supervisor(&(lc_vm){ .supervisor_pid = sup_pid, .supervisor_starttime = sup_start },
-			o->hard ? 15000 : timeout_s * 1000 + 5000);
+			o->hard ? 15000 : timeout_s * 1000 + 1500);
 	r = vm_now(root, h.id, &db, &vm, err);
 	if (r < 0)
 		goto out;

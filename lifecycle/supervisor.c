@@ -138,7 +138,7 @@ static int record(sup *s, lc_state state, lc_lcm lcm, const char *reason, const 
 static void log_drain(sup *s)
 {
 	char buf[4096];
-	ssize_t n;
+	ssize_t n = -1;
 
 	while (s->log_pipe >= 0 && (n = read(s->log_pipe, buf, sizeof(buf))) != 0) {
 		if (n < 0) {

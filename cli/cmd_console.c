@@ -19,22 +19,6 @@ static void restore_terminal(void)
 	raw_mode = false;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
@@ -101,7 +85,7 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 			n = read(sock, buf, sizeof(buf));
 			if (n <= 0)
 				break; /* the VM stopped */
-			write_all(STDOUT_FILENO, buf, (size_t)n);
+			util_write_all(STDOUT_FILENO, buf, (size_t)n);
 			if (!in_open) /* a pipe ended: leave once the output calms down */
 				linger_until = util_now_ms() + PIPE_LINGER_MS;
 		}
@@ -115,7 +99,7 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 				continue;
 			}
 			esc = tty ? memchr(buf, ESCAPE_CHAR, (size_t)n) : NULL;
-			if (write_all(sock, buf, esc ? (size_t)(esc - buf) : (size_t)n) < 0 || esc)
+			if (util_write_all(sock, buf, esc ? (size_t)(esc - buf) : (size_t)n) < 0 || esc)
 				break;
 		}
 	}

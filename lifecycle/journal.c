@@ -94,24 +94,6 @@ static json_t *json_xcopy(json_t *v)
 	return copy;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
 	char *p = buf;
@@ -522,7 +504,7 @@ static int cut_torn(lc_journal *j, int fd, const char *buf, size_t len, size_t v
 			return util_err_errno(err, -errno, "cannot save torn journal '%s' to '%s'",
 					      j->log_path, path);
 	}
-	r = write_all(tfd, buf, len);
+	r = util_write_all(tfd, buf, len);
 	if (r == 0 && fsync(tfd) < 0)
 		r = -errno;
 	if (r == 0 && close(TAKE_FD(tfd)) < 0)
@@ -815,7 +797,7 @@ int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *e
 		return util_err_set(err, -EIO, "cannot append to journal '%s': it was changed by something "
 				    "other than qvm; open it again", j->log_path);
 	}
-	r = write_all(j->log_fd, line, (size_t)line_len);
+	r = util_write_all(j->log_fd, line, (size_t)line_len);
 	if (r < 0) {
 		/* Leave no partial record behind: the next append would be
 		 * glued to it and both lost as one torn line. */

@@ -38,7 +38,7 @@ int util_fsync_dir(const char *dir, util_err *err)
 	return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int util_write_all(int fd, const void *data, size_t len)
 {
 	const char *p = data;
 
@@ -67,7 +67,7 @@ int util_write_file_atomic(const char *path, const void *data, size_t len,
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return util_err_errno(err, -errno, "cannot create '%s'", tmp);
-	r = write_all(fd, data, len);
+	r = util_write_all(fd, data, len);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	if (r < 0) {

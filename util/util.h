@@ -155,6 +155,9 @@ int util_mkdir_p(const char *path, mode_t mode, util_err *err);
 int util_write_file_atomic(const char *path, const void *data, size_t len,
 			   util_err *err);
 
+/* write() all of data, retrying on EINTR and short writes; negative errno. */
+int util_write_all(int fd, const void *data, size_t len);
+
 /* Read a whole file (NUL-terminated, up to max bytes; more is -EFBIG). */
 int util_read_file(const char *path, size_t max, char **ret_data,
 		   size_t *ret_len, util_err *err);

@@ -523,9 +523,18 @@ static int start_held(const char *root, held *h, bool force, util_err *err)
 	if (r < 0)
 		return r;
 	if (!force) {
+		pid_t stray;
+		uint64_t stray_start;
+
 		r = lc_state_check(LC_OP_START, h->name, vm->state, vm->lcm, err);
 		if (r < 0)
 			return r;
+		/* never twice: a QEMU of this VM that the journal lost track of */
+		lc_find_qemu(vm, &stray, &stray_start);
+		if (stray > 0)
+			return util_err_set(err, -EEXIST,
+					    "cannot start '%s': a qemu of it still runs (pid %d); use 'qvm boot' to replace it or 'qvm recover --success' to adopt it",
+					    h->name, (int)stray);
 	}
 	prev = state_text(vm);
 	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN) {

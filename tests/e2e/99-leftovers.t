@@ -1,0 +1,62 @@
+#!/bin/bash
+# Runs last: the tests before it left nothing behind (no QEMU, test root,
+# mount, qvm/test network interface or network namespace). It only reports;
+# the diag lines say what to remove by hand.
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$src/tests/lib/tap.sh"
+
+guest=${QVM_GUEST:-$src/build/guest}
+
+# Test roots of tests still running (another terminal) are not leftovers.
+busy=()
+for r in /tmp/qvm-test.*; do
+	[ -d "$r" ] && root_in_use "$r" && busy+=("$r")
+done
+[ ${#busy[@]} -eq 0 ] ||
+	diag "in use by a running test, not checked: ${busy[*]} (interfaces and namespaces below may be theirs)"
+is_busy() {
+	local b
+	for b in "${busy[@]}"; do
+		[[ "$1 " == *"$b/"* || "$1 " == *"$b "* ]] && return 0
+	done
+	return 1
+}
+
+# QEMU started by a test: its command line names a test root or the guest.
+left=()
+for p in $(pids_matching qemu-system); do
+	mapfile -d '' args 2>/dev/null <"/proc/$p/cmdline" || continue
+	cmd="${args[*]}"
+	is_busy "$cmd" && continue
+	case "$cmd" in
+	*/tmp/qvm-test.* | *"$guest/"*) left+=("$p: $cmd") ;;
+	esac
+done
+is "${#left[@]}" 0 "no QEMU left from a test"
+for l in "${left[@]}"; do diag "  $l   (kill ${l%%:*})"; done
+
+roots=()
+for r in /tmp/qvm-test.*; do
+	[ -e "$r" ] && ! is_busy "$r" && roots+=("$r")
+done
+is "${roots[*]}" "" "no test root left in /tmp"
+[ ${#roots[@]} -eq 0 ] || diag "  rm -rf ${roots[*]}"
+
+mounts=()
+while read -r _ m _; do
+	case "$m" in /tmp/qvm-test.*) is_busy "$m" || mounts+=("$m") ;; esac
+done </proc/mounts
+is "${mounts[*]}" "" "no mount left under a test root"
+[ ${#mounts[@]} -eq 0 ] || diag "  umount ${mounts[*]}"
+
+# Names tests and qvm give to taps, bridges, veths, VLANs.
+links=$(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}' |
+	grep -E '^(qvm|qt|qbr)' | xargs)
+is "$links" "" "no qvm*/qt*/qbr* network interface left"
+for l in $links; do diag "  ip link del $l"; done
+
+netns=$(ip netns list 2>/dev/null | awk '{print $1}' | xargs)
+is "$netns" "" "no network namespace left"
+for n in $netns; do diag "  ip netns del $n"; done
+
+done_testing

@@ -1,0 +1,39 @@
+#!/bin/bash
+# Installs with apt-get (Debian 12) what building and testing qvm need and is
+# missing; `make deps` runs it. When everything is there it only asks dpkg
+# (no network, well under a second).
+set -euo pipefail
+
+PKGS=(
+	# build: compiler, make, libc headers; pkg-config and the libraries
+	# the Makefile's PKGS name
+	build-essential pkg-config
+	libjansson-dev libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev
+	# the VMs: QEMU under TCG, qemu-img (its Depends bring the firmware:
+	# seabios, ipxe-qemu's option ROMs for virtio-net-pci)
+	qemu-system-x86 qemu-utils
+	# the test guest (tests/guest/build.sh): apt-get downloads the kernel and
+	# busybox-static itself; the host needs modinfo, cpio (gzip is essential)
+	kmod cpio
+	# e2e tests: ip (bridges, taps, netns), prove, python3 (tests/lib/qmp.py,
+	# local HTTP server), /usr/bin/time for bench/
+	iproute2 perl python3 time
+)
+
+installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)
+missing=()
+for p in "${PKGS[@]}"; do
+	grep -qx "$p installed" <<<"$installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: missing packages: ${missing[*]}" >&2
+	echo "deps.sh: run as root: sudo make deps" >&2
+	exit 1
+fi
+
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

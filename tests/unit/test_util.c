@@ -1,5 +1,6 @@
 /* util: names, sizes, numbers, option escaping, atomic files, locks, util_run. */
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -150,6 +151,48 @@ static void running(void)
 	close(keep);
 }
 
+static void processes(void)
+{
+	char dir[] = "/tmp/qvm-unit.XXXXXX";
+	_cleanup_free_ char *sock = NULL, *longpath = NULL;
+	util_err err = { 0 };
+	uint64_t start, again;
+	int fd = -1, cfd = -1, pidfd = -1, status;
+	pid_t pid;
+	struct pollfd pfd;
+
+	ok(util_proc_starttime(getpid(), &start, &err) == 0 && start > 0, "own start time");
+	ok(util_proc_alive(getpid(), start), "alive with the right start time");
+	ok(!util_proc_alive(getpid(), start + 1), "not alive with another start time (a reused pid)");
+	ok(!util_proc_alive(0, 0) && !util_proc_alive(-1, 0), "pid 0 and -1 are never alive");
+
+	/* a zombie has exited, whatever kill(pid, 0) says */
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	ok(util_pidfd_open(pid, &pidfd, &err) == 0, "pidfd of the child");
+	pfd = (struct pollfd){ pidfd, POLLIN, 0 };
+	ok(poll(&pfd, 1, 5000) == 1, "the pidfd is readable once the child exits");
+	ok(kill(pid, 0) == 0, "the unreaped child still answers kill(pid, 0)");
+	ok(util_proc_starttime(pid, &again, &err) == -ESRCH, "but it counts as gone: %s", err.msg);
+	waitpid(pid, &status, 0);
+	close(pidfd);
+
+	ok(mkdtemp(dir) != NULL, "temp dir");
+	sock = util_xasprintf("%s/s.sock", dir);
+	ok(util_unix_listen(sock, 4, &fd, &err) == 0, "listen");
+	ok(util_unix_connect(sock, &cfd, &err) == 0, "connect");
+	ok((fcntl(fd, F_GETFD) & FD_CLOEXEC) && (fcntl(cfd, F_GETFD) & FD_CLOEXEC), "both close-on-exec");
+	close(cfd);
+	close(fd);
+	ok(util_unix_listen(sock, 4, &fd, &err) == 0, "a stale socket file is replaced");
+	close(fd);
+	longpath = util_xasprintf("%s/%0120d.sock", dir, 0);
+	ok(util_unix_listen(longpath, 4, &fd, &err) == -ENAMETOOLONG && strstr(err.msg, "shorter --root"),
+	   "a path too long for sun_path is refused: %s", err.msg);
+	util_rm_rf(dir, NULL);
+}
+
 int main(void)
 {
 	names();
@@ -157,5 +200,6 @@ int main(void)
 	escaping();
 	files_and_locks();
 	running();
+	processes();
 	return done_testing();
 }

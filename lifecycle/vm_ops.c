@@ -4,6 +4,7 @@
  * recorded before the first file is touched and a completion after. */
 #include <inttypes.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "run.h"
 #include "storage/storage.h"
@@ -155,6 +156,26 @@ static int end_intent(lc_db *db, uint64_t seq, const char *result, util_err *err
 			    NULL, err);
 }
 
+/* The VM's sockets must fit sun_path: refused now, never truncated later. */
+static int check_socket_paths(lc_db *db, uint64_t id, util_err *err)
+{
+	lc_paths p;
+	size_t longest;
+	struct sockaddr_un sa;
+	int r = 0;
+
+	lc_paths_init(&p, lc_db_root(db), id);
+	longest = strlen(p.qmp_event);
+	if (strlen(p.console) > longest)
+		longest = strlen(p.console);
+	if (longest >= sizeof(sa.sun_path))
+		r = util_err_set(err, -ENAMETOOLONG,
+				 "the vm's socket paths under '%s' would be %zu bytes, more than a unix socket allows (%zu); use a shorter --root",
+				 lc_db_root(db), longest, sizeof(sa.sun_path) - 1);
+	lc_paths_clear(&p);
+	return r;
+}
+
 /* ---- create ---------------------------------------------------------------------- */
 
 int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t *ret_id,
@@ -181,7 +202,9 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 					    def->name, o->id);
 	}
 	id = lc_db_next_id(db);
-	r = place_disks(db, def, id, roots, err);
+	r = check_socket_paths(db, id, err);
+	if (r == 0)
+		r = place_disks(db, def, id, roots, err);
 	if (r == 0)
 		r = place_files(def, roots, err);
 	if (r < 0)

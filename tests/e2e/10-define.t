@@ -175,6 +175,13 @@ like "$ERR" "no vm named 'nosuchvm'" "... naming it"
 run "$QVM" --json show nosuchvm
 like "$ERR" '"error": ?"no vm named' "errors are JSON with --json"
 
+# derived socket paths must fit sun_path: refused at definition, not truncated
+long=$QVM_TEST_ROOT/$(printf 'r%.0s' {1..80})
+run "$QVM" --root "$long" create longroot --memory 256M
+is "$RC" 1 "a root too long for the vm's sockets is refused"
+like "$ERR" "more than a unix socket allows" "... saying why"
+is "$(find "$long/vms" -mindepth 1 2>/dev/null | wc -l)" 0 "... before any file is made"
+
 # help everywhere
 for c in create dump update list show history hold release delete argv host; do
 	run "$QVM" "$c" --help

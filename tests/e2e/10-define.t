@@ -183,7 +183,7 @@ like "$ERR" "more than a unix socket allows" "... saying why"
 is "$(find "$long/vms" -mindepth 1 2>/dev/null | wc -l)" 0 "... before any file is made"
 
 # help everywhere
-for c in create dump update list show history hold release delete argv host; do
+for c in create dump update list show history hold release delete argv host start shutdown poweroff reboot pause unpause recover boot console; do
 	run "$QVM" "$c" --help
 	[ "$RC" = 0 ] && [[ $OUT == "usage: qvm $c"* ]] || { not_ok "$c --help"; continue; }
 	ok "$c --help"

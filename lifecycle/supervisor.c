@@ -196,6 +196,8 @@ static void qemu_child(char **argv, const int fds[3], int log_w)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
+	/* files QEMU creates (the serial log) are 0600 like the rest of the root */
+	umask(077);
 	/* move out of the way first, so no dup2 overwrites a source */
 	for (int i = 0; i < 3; i++)
 		if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64)) < 0)

@@ -7,7 +7,8 @@
 #include "cli.h"
 
 #define ESCAPE_CHAR 0x1d /* Ctrl-] */
-#define PIPE_LINGER_MS 1000
+#define PIPE_LINGER_MS 1000   /* after the input pipe ends: quiet time that ends it */
+#define PIPE_LINGER_MAX_MS 5000 /* ... and the most it waits, for a chatty guest */
 
 static struct termios saved;
 static bool raw_mode;
@@ -25,7 +26,7 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 	_cleanup_free_ char *path = NULL;
 	_cleanup_close_ int sock = -1;
 	bool tty = isatty(STDIN_FILENO), in_open = true;
-	int64_t linger_until = 0;
+	int64_t linger_until = 0, linger_max = 0;
 	const char *arg;
 	cli_parser p;
 	char **ops;
@@ -86,8 +87,11 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 			if (n <= 0)
 				break; /* the VM stopped */
 			util_write_all(STDOUT_FILENO, buf, (size_t)n);
-			if (!in_open) /* a pipe ended: leave once the output calms down */
+			if (!in_open) { /* a pipe ended: leave once the output calms down */
 				linger_until = util_now_ms() + PIPE_LINGER_MS;
+				if (linger_until > linger_max)
+					linger_until = linger_max;
+			}
 		}
 		if (pfd[0].revents) {
 			char *esc;
@@ -96,6 +100,7 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 			if (n <= 0) {
 				in_open = false;
 				linger_until = util_now_ms() + PIPE_LINGER_MS;
+				linger_max = util_now_ms() + PIPE_LINGER_MAX_MS;
 				continue;
 			}
 			esc = tty ? memchr(buf, ESCAPE_CHAR, (size_t)n) : NULL;

@@ -437,6 +437,9 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "reason", vm->reason ? json_string(vm->reason) : json_null());
 	json_object_set_new(j, "last_error",
 			    vm->last_error ? json_string(vm->last_error) : json_null());
+	json_object_set_new(j, "qemu_pid", vm->qemu_pid ? json_integer(vm->qemu_pid) : json_null());
+	json_object_set_new(j, "supervisor_pid",
+			    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
 	return j;
 }

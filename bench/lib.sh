@@ -2,35 +2,50 @@
 # Every figure is printed next to a baseline measured in the same run, with
 # their ratio: absolute times on a shared 2-core machine mean little alone.
 
-# now_ns: monotonic-enough wall clock in nanoseconds
-now_ns() { date +%s%N; }
-
-# median_ms RUNS CMD...: runs CMD RUNS times (output discarded), prints the
-# median wall time in milliseconds with two decimals.
-median_ms() {
-	local runs=$1; shift
-	local -a t=()
-	local i s e
-	for ((i = 0; i < runs; i++)); do
-		s=$(now_ns)
-		"$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; return 1; }
-		e=$(now_ns)
-		t+=($(( (e - s) / 1000 )))
-	done
-	printf '%s\n' "${t[@]}" | sort -n | awk '{a[NR]=$1} END {m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.2f\n", m / 1000}'
+# sample ARRAY CMD...: runs CMD once (output discarded) and appends its wall
+# time in microseconds to the array ARRAY. Callers interleave the samples of
+# a figure and of its baseline, so both see the same load on a shared host.
+sample() {
+	local -n sample_acc_=$1; shift
+	local s e
+	s=$EPOCHREALTIME
+	"$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; return 1; }
+	e=$EPOCHREALTIME
+	sample_acc_+=($(( ${e/[.,]/} - ${s/[.,]/} )))
 }
 
-# peak_rss_kib CMD...: the command's peak resident set size in KiB
+# median_of ARRAY: the median of ARRAY's samples (µs) in ms, two decimals
+median_of() {
+	local -n median_of_a_=$1
+	printf '%s\n' "${median_of_a_[@]}" | median | awk '{printf "%.2f\n", $1 / 1000}'
+}
+
+# median: the median of the numbers on stdin, one a line
+median() {
+	sort -g | awk '{a[NR]=$1} END {if (NR == 0) {print 0; exit} m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; print m}'
+}
+
+# peak_rss_kib CMD...: the command's peak resident set size in KiB, from GNU
+# time's %M (wait4's ru_maxrss). time writes to a file (-o): the command's
+# stderr is discarded, and a pipe could be held open by a daemon it forks.
 peak_rss_kib() {
-	local out
-	out=$( { /usr/bin/time -f 'RSS %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | awk '/^RSS/ {print $2}')
-	echo "${out:-0}"
+	local f rc=0
+	f=$(mktemp "${BENCH_TMP:-${TMPDIR:-/tmp}}/rss.XXXXXX")
+	/usr/bin/time -o "$f" -f '%M' "$@" >/dev/null 2>&1 || rc=$?
+	if [ "$rc" != 0 ]; then
+		echo "bench: command failed ($rc): $*" >&2
+		rm -f "$f"
+		echo 0
+		return 0
+	fi
+	tail -n 1 "$f"
+	rm -f "$f"
 }
 
 # report NAME VALUE UNIT BASELINE_NAME BASELINE_VALUE [GOAL]
 report() {
 	local ratio
 	ratio=$(awk -v a="$2" -v b="$5" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-	printf '%-44s %10s %-4s | baseline %-30s %10s %-4s | ratio %6sx %s\n' \
+	printf '%-40s %9s %-3s | baseline %-36s %9s %-3s | %6sx %s\n' \
 		"$1" "$2" "$3" "$4" "$5" "$3" "$ratio" "${6:+(goal $6)}"
 }

@@ -1,5 +1,6 @@
 /* Commands that run VMs: start, shutdown, poweroff, reboot, pause, unpause,
  * recover, boot, and the hidden __supervise that `start` re-executes. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -106,6 +107,15 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 	if (r == 0)
 		a->name = ops[0];
 	cli_parser_done(&p);
+	/* how long to wait for another qvm working on the VM (tests shorten it) */
+	if (r == 0 && (arg = getenv("QVM_LOCK_TIMEOUT_MS")) && *arg) {
+		uint64_t ms;
+
+		if (util_parse_uint(arg, 1, 3600000, &ms, err) < 0)
+			r = cli_usage(err, "invalid QVM_LOCK_TIMEOUT_MS: %s", err->msg);
+		else
+			a->opts.lock_timeout_ms = (int)ms;
+	}
 	return r;
 }
 

@@ -186,8 +186,12 @@ static int qemu_binary(char **ret, util_err *err)
 	return util_find_program(env && *env ? env : "qemu-system-x86_64", ret, err);
 }
 
-/* Exactly the fds QEMU needs, at the numbers its argv names: 3, 4, 5. */
-static void qemu_child(char **argv, const int fds[3], int log_w)
+/* Exactly the fds QEMU needs, at the numbers its argv names: 3, 4, 5.
+ * hold (-1 for none) are the starter's status pipe and the VM lock: kept
+ * until execve closes them, so that while this child does not yet show
+ * the VM's uuid in its command line, nobody reconciles the VM (the
+ * starter waits for EOF, others for the lock) and mistakes it for gone. */
+static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[2])
 {
 	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
 	int high[3], nul;
@@ -196,6 +200,9 @@ static void qemu_child(char **argv, const int fds[3], int log_w)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
+	for (int i = 0; i < 2; i++)
+		if (hold[i] >= 0 && fcntl(hold[i], F_DUPFD_CLOEXEC, 64) < 0)
+			_exit(126);
 	/* files QEMU creates (the serial log) are 0600 like the rest of the root */
 	umask(077);
 	/* move out of the way first, so no dup2 overwrites a source */
@@ -208,7 +215,7 @@ static void qemu_child(char **argv, const int fds[3], int log_w)
 	for (int i = 0; i < 3; i++)
 		if (dup2(high[i], 3 + i) < 0) /* dup2 clears close-on-exec */
 			_exit(126);
-	close_range(6, ~0U, 0);
+	close_range(6, ~0U, CLOSE_RANGE_CLOEXEC);
 	execve(argv[0], argv, envp);
 	fprintf(stderr, "cannot execute %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
@@ -334,7 +341,7 @@ static int spawn_qemu(sup *s, util_err *err)
 		goto fail;
 	}
 	if (pid == 0)
-		qemu_child(argv, fds, logp[1]);
+		qemu_child(argv, fds, logp[1], (int[2]){ s->status_fd, s->lock_fd });
 	/* QEMU alone holds the listening sockets now: if it dies, a client's
 	 * connect fails at once instead of waiting on our copy. */
 	for (int i = 0; i < 3; i++)
@@ -443,12 +450,32 @@ static int adopt_qemu(sup *s, util_err *err)
 		if (vm->lcm == LC_LCM_SHUTDOWN && util_streq(vm->target, "DONE"))
 			s->final_state = LC_DONE;
 		snprintf(s->final_reason, sizeof(s->final_reason), "%s",
-			 s->guest_initiated ? "the guest powered off" : "shut down");
+			 s->guest_initiated ? "the guest powered off"
+			 : s->final_state == LC_DONE ? "shut down"
+						     : "powered off");
+		/* the journal names us before QEMU goes: another reconciliation
+		 * must not adopt it a second time meanwhile */
+		{
+			json_t *extra = pids_json(s);
+
+			if (vm->target)
+				json_object_set_new(extra, "target", json_string(vm->target));
+			record(s, vm->state, vm->lcm, "adopted by a new supervisor", NULL, extra);
+		}
 		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
 	} else {
 		json_t *extra = pids_json(s);
+		lc_state state = vm->state;
+		lc_lcm lcm = vm->lcm;
 
-		record(s, vm->state, vm->lcm, "adopted by a new supervisor", NULL, extra);
+		/* its starter died after cont but before it recorded RUNNING, or
+		 * its fate was unknown: it runs, whatever the journal said */
+		if (util_streq(run, "running") && (state != LC_ACTIVE || lcm == LC_LCM_BOOT)) {
+			state = LC_ACTIVE;
+			lcm = LC_LCM_RUNNING;
+			json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
+		}
+		record(s, state, lcm, "adopted by a new supervisor", NULL, extra);
 	}
 	note(s, "adopted qemu %d of '%s' (%s)", (int)s->qemu_pid, s->name, run ? run : "?");
 	return 0;

@@ -554,8 +554,18 @@ static int start_held(const char *root, held *h, bool force, util_err *err)
 	if (r < 0) {
 		util_err ignored = { 0 };
 
-		/* a supervisor that died without recording: settle it now */
-		reconcile_locked(root, h->id, &ignored);
+		/* a supervisor that died without recording: settle it now,
+		 * once it is gone for good (its pipe closes a little before it
+		 * exits). If its QEMU was adopted and runs, the start did happen. */
+		if (vm_now(root, h->id, &db, &vm, &ignored) == 0)
+			wait_pid_exit(vm->supervisor_pid, vm->supervisor_starttime, 5000);
+		lc_db_close(TAKE_PTR(db));
+		if (reconcile_locked(root, h->id, &ignored) > 0 &&
+		    vm_now(root, h->id, &db, &vm, &ignored) == 0 && vm->state == LC_ACTIVE &&
+		    vm->lcm == LC_LCM_RUNNING && lc_vm_supervised(vm)) {
+			util_err_clear(err);
+			return 0;
+		}
 		return util_err_prefix(err, "cannot start '%s'", h->name);
 	}
 	return 0;
@@ -664,6 +674,16 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	lc_db_close(TAKE_PTR(db));
 	wait_supervisor(&(lc_vm){ .supervisor_pid = sup_pid, .supervisor_starttime = sup_start },
 			o->hard ? 15000 : timeout_s * 1000 + 1500);
+	/* a supervisor that died on the way: finish the stop now (a new
+	 * supervisor quits a QEMU that is left, then records the end) */
+	{
+		util_err ignored = { 0 };
+
+		if (reconcile_locked(root, h.id, &ignored) > 0 &&
+		    vm_now(root, h.id, &db, &vm, &ignored) == 0 && vm->state == LC_ACTIVE)
+			wait_supervisor(vm, 15000);
+		lc_db_close(TAKE_PTR(db));
+	}
 	r = vm_now(root, h.id, &db, &vm, err);
 	if (r < 0)
 		goto out;

@@ -1,7 +1,7 @@
 #!/bin/bash
-# Runs last: the tests before it left nothing behind (no QEMU, test root,
-# mount, qvm/test network interface or network namespace). It only reports;
-# the diag lines say what to remove by hand.
+# Runs last: the tests before it left nothing behind (no QEMU, supervisor,
+# test root, mount, qvm/test network interface or network namespace). It only
+# reports; the diag lines say what to remove by hand.
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$src/tests/lib/tap.sh"
 
@@ -33,6 +33,21 @@ for p in $(pids_matching qemu-system); do
 	esac
 done
 is "${#left[@]}" 0 "no QEMU left from a test"
+for l in "${left[@]}"; do diag "  $l   (kill ${l%%:*})"; done
+
+# A supervisor (`qvm --root ROOT __supervise ID`) whose root is a test's:
+# it outlives its QEMU only by a bug, and its root may be gone already.
+left=()
+for p in $(pids_matching __supervise); do
+	mapfile -d '' args 2>/dev/null <"/proc/$p/cmdline" || continue
+	cmd="${args[*]}"
+	[[ " $cmd " == *" __supervise "* ]] || continue
+	is_busy "$cmd" && continue
+	case "$cmd" in
+	*" --root /tmp/qvm-test."*) left+=("$p: $cmd") ;;
+	esac
+done
+is "${#left[@]}" 0 "no qvm supervisor left from a test"
 for l in "${left[@]}"; do diag "  $l   (kill ${l%%:*})"; done
 
 roots=()

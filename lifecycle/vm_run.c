@@ -138,6 +138,29 @@ static bool cmdline_has_uuid(pid_t pid, const char *uuid)
 	return false;
 }
 
+/* A cheap first look before reading a command line (which costs much more
+ * per process): QEMU names its main thread qvm-ID (-name process=), or is
+ * still called qemu-system-* just after exec. */
+static bool may_be_qemu(pid_t pid, uint64_t id)
+{
+	char path[64], comm[32], want[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, comm, sizeof(comm) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	comm[n] = '\0';
+	comm[strcspn(comm, "\n")] = '\0';
+	snprintf(want, sizeof(want), "qvm-%" PRIu64, id);
+	return !strcmp(comm, want) || util_startswith(comm, "qemu-system");
+}
+
 int lc_find_qemu(const lc_vm *vm, pid_t *ret_pid, uint64_t *ret_starttime)
 {
 	DIR *d;
@@ -157,7 +180,7 @@ int lc_find_qemu(const lc_vm *vm, pid_t *ret_pid, uint64_t *ret_starttime)
 		pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
 		uint64_t start;
 
-		if (pid <= 0 || !cmdline_has_uuid(pid, vm->def.uuid) ||
+		if (pid <= 0 || !may_be_qemu(pid, vm->id) || !cmdline_has_uuid(pid, vm->def.uuid) ||
 		    util_proc_starttime(pid, &start, NULL) < 0)
 			continue;
 		*ret_pid = pid;

@@ -100,6 +100,7 @@ static int apply_state_fields(lc_vm *vm, json_t *rec, util_err *err)
 		set_str(&vm->prev_state, json_object_get(rec, "prev"));
 		vm->timeout_ms = int_of(rec, "timeout_ms");
 		vm->hard_after = json_is_true(json_object_get(rec, "hard_after"));
+		vm->request_sent = json_is_true(json_object_get(rec, "sent"));
 	}
 	if ((v = json_object_get(rec, "lcm"))) {
 		r = lc_lcm_parse(json_string_value(v), &vm->lcm, err);
@@ -207,6 +208,8 @@ static json_t *vm_state_json(const lc_vm *vm)
 		json_object_set_new(j, "timeout_ms", json_integer(vm->timeout_ms));
 	if (vm->hard_after)
 		json_object_set_new(j, "hard_after", json_true());
+	if (vm->request_sent)
+		json_object_set_new(j, "sent", json_true());
 	return j;
 }
 
@@ -373,6 +376,10 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 	}
 	if (util_streq(type, "update"))
 		return apply_update(vm, rec);
+	if (util_streq(type, "sent")) {
+		vm->request_sent = true;
+		return 0;
+	}
 	if (util_streq(type, "redefine")) {
 		lc_vmdef def;
 		int r = def_from_fields(rec, db->summary, &def, err);

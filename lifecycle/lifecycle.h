@@ -193,6 +193,9 @@ typedef struct lc_vm {
 	int64_t timeout_ms;
 	bool hard_after;
 	char *prev_state;
+	/* the shutdown's request reached QEMU (a "sent" record): without it,
+	 * an ACTIVE/SHUTDOWN nobody works on was abandoned mid-way */
+	bool request_sent;
 } lc_vm;
 
 /* ---- the database: a model of all VMs kept in the journal ---------------- */

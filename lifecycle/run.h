@@ -27,6 +27,10 @@ void lc_paths_clear(lc_paths *p);
 int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const char *reason,
 	      const char *error, json_t *extra, util_err *err);
 
+/* The fields of an ACTIVE/SHUTDOWN intent (target, timeout_ms, hard_after,
+ * prev, sent) as recorded for vm, to carry them into a new record. */
+json_t *lc_shutdown_intent_json(const lc_vm *vm);
+
 /* Load one VM (full definition) from a reader's copy of the database. The
  * caller frees *ret_db with lc_db_close(); *ret_vm points into it. */
 int lc_load_vm(const char *root, uint64_t id, lc_db **ret_db, lc_vm **ret_vm, util_err *err);

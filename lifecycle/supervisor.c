@@ -474,6 +474,9 @@ static int adopt_qemu(sup *s, util_err *err)
 			state = LC_ACTIVE;
 			lcm = LC_LCM_RUNNING;
 			json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
+		} else if (lcm == LC_LCM_SHUTDOWN) {
+			/* a shutdown under way stays one: keep its intent */
+			json_object_update_new(extra, lc_shutdown_intent_json(vm));
 		}
 		record(s, state, lcm, "adopted by a new supervisor", NULL, extra);
 	}

@@ -71,6 +71,30 @@ int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const c
 	return lc_db_append(db, rec, NULL, err);
 }
 
+json_t *lc_shutdown_intent_json(const lc_vm *vm)
+{
+	json_t *j = json_pack("{s:I, s:b, s:b}", "timeout_ms", (json_int_t)vm->timeout_ms,
+			      "hard_after", vm->hard_after, "sent", vm->request_sent);
+
+	if (vm->target)
+		json_object_set_new(j, "target", json_string(vm->target));
+	if (vm->prev_state)
+		json_object_set_new(j, "prev", json_string(vm->prev_state));
+	return j;
+}
+
+/* Mark that a shutdown's request reached QEMU (see lc_vm.request_sent). */
+static int record_sent(const char *root, uint64_t id, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
+
+	if (r == 0)
+		r = lc_db_append(db, json_pack("{s:s, s:I}", "type", "sent", "id", (json_int_t)id), NULL,
+				 err);
+	return r;
+}
+
 int lc_load_vm(const char *root, uint64_t id, lc_db **ret_db, lc_vm **ret_vm, util_err *err)
 {
 	lc_db *db = NULL;
@@ -445,6 +469,16 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 
 	if (r < 0)
 		return r;
+	if (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_SHUTDOWN && !vm->request_sent &&
+	    vm->prev_state && lc_vm_supervised(vm) && lc_lcm_parse(vm->prev_state, &lcm, NULL) == 0) {
+		/* its qvm died between recording the intent and asking QEMU:
+		 * nothing was asked, so nothing happens — back to where it was */
+		reason = util_xasprintf("the %s request was interrupted before it reached qemu; rolled back",
+					vm->target && !strcmp(vm->target, "REBOOT") ? "reboot" : "shutdown");
+		lc_db_close(TAKE_PTR(db));
+		r = lc_record(root, id, LC_ACTIVE, lcm, reason, NULL, NULL, err);
+		return r < 0 ? r : 1;
+	}
 	if (vm->state != LC_ACTIVE || lc_vm_supervised(vm))
 		return 0;
 	lc_find_qemu(vm, &qpid, &qstart);
@@ -671,8 +705,9 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 		goto out;
 	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN, o->hard ? "hard stop requested" : "ACPI shutdown requested",
 		      NULL,
-		      json_pack("{s:s, s:I, s:b}", "target", to_done ? "DONE" : "POWEROFF", "timeout_ms",
-				(json_int_t)timeout_s * 1000, "hard_after", o->hard_after),
+		      json_pack("{s:s, s:I, s:b, s:s}", "target", to_done ? "DONE" : "POWEROFF", "timeout_ms",
+				(json_int_t)timeout_s * 1000, "hard_after", o->hard_after, "prev",
+				lc_lcm_name(vm->lcm)),
 		      err);
 	if (r < 0)
 		goto out;
@@ -690,6 +725,7 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 		goto out;
 	}
 	qmp_close(TAKE_PTR(qmp));
+	record_sent(root, h.id, NULL);
 	if (o->no_wait)
 		goto out;
 	/* the supervisor exits once the final state is recorded; a guest that
@@ -747,11 +783,14 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 		goto out;
 	}
 	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN, "ACPI reboot requested", NULL,
-		      json_pack("{s:s, s:I}", "target", "REBOOT", "timeout_ms",
-				(json_int_t)timeout_s * 1000),
+		      json_pack("{s:s, s:I, s:s}", "target", "REBOOT", "timeout_ms",
+				(json_int_t)timeout_s * 1000, "prev", lc_lcm_name(vm->lcm)),
 		      err);
+	util_crash_point("reboot-after-intent");
 	if (r == 0)
 		r = qmp_execute(qmp, "system_powerdown", NULL, 0, NULL, err);
+	if (r == 0)
+		record_sent(root, h.id, NULL);
 	if (r < 0 || o->no_wait)
 		goto out;
 	/* the guest shuts down, the supervisor resets and continues it */
@@ -805,13 +844,14 @@ static int stop_hard(const char *root, held *h, lc_state target, util_err *err)
 	if (r < 0 || (vm->state != LC_ACTIVE && vm->state != LC_UNKNOWN))
 		return r;
 	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_SHUTDOWN, "hard stop requested", NULL,
-		      json_pack("{s:s, s:I}", "target", lc_state_name(target), "timeout_ms",
-				(json_int_t)1000),
+		      json_pack("{s:s, s:I, s:s}", "target", lc_state_name(target), "timeout_ms",
+				(json_int_t)1000, "prev", lc_lcm_name(vm->lcm)),
 		      err);
 	if (r < 0)
 		return r;
-	if (command_qmp(root, h->id, h->name, &qmp, NULL) == 0)
-		qmp_execute(qmp, "quit", NULL, 0, NULL, NULL);
+	if (command_qmp(root, h->id, h->name, &qmp, NULL) == 0 &&
+	    qmp_execute(qmp, "quit", NULL, 0, NULL, NULL) != -EREMOTEIO)
+		record_sent(root, h->id, NULL);
 	qmp_close(TAKE_PTR(qmp));
 	if (wait_supervisor(vm, 15000) < 0 || vm->state == LC_UNKNOWN) {
 		/* unreachable or stuck: kill both and settle it ourselves */

@@ -344,10 +344,6 @@ for cmd in shutdown poweroff; do
 				is "$RC" 0 "$label: $cmd then works" || diag "$ERR"
 			elif [ "$STATE" != $want ]; then
 				not_ok "$label: the next command finishes or undoes the $cmd (it stays $STATE)"
-				diag "TODO: a $cmd whose qvm died after recording ACTIVE/SHUTDOWN but before" \
-					"asking QEMU stays so for good: the guest runs on, no timer ends it," \
-					"'shutdown' refuses it, and no command can tell it from a request" \
-					"in flight (needs a mark of the unsent request, e.g. in ROOT/run/ID)"
 				run "$QVM" poweroff --hard $name
 				is "$RC" 0 "$label: (poweroff --hard gets it out)" || diag "$ERR"
 				retire $name

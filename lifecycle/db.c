@@ -152,7 +152,8 @@ static int def_from_fields(json_t *j, bool summary, lc_vmdef *ret, util_err *err
 	if (!text)
 		return util_err_set(err, -EBADMSG, "no definition");
 	if (summary) {
-		lc_vmdef_init(ret);
+		/* only what list shows: no labels or user data objects */
+		memset(ret, 0, sizeof(*ret));
 		ret->name = util_xstrdup(json_string_value(json_object_get(j, "name")));
 		ret->memory = (uint64_t)int_of(j, "memory");
 		ret->vcpus = (unsigned)int_of(j, "vcpus");
@@ -229,8 +230,9 @@ static json_t *db_state_json(const lc_db *db)
 
 /* The snapshot's summary: what `list` shows of every VM, as arrays (no key
  * per field) so that loading a thousand VMs parses a few dozen KiB. */
-enum { SUM_ID, SUM_NAME, SUM_STATE, SUM_LCM, SUM_MEMORY, SUM_VCPUS, SUM_CREATED, SUM_TIME,
-       SUM_STARTED, SUM_SUP_PID, SUM_SUP_START, SUM_QEMU_PID, SUM_QEMU_START, SUM_FIELDS };
+enum { SUM_ID, SUM_NAME, SUM_STATE, SUM_LCM, SUM_MEMORY_MIB, SUM_VCPUS, SUM_STARTED,
+       SUM_SHORT, /* entries of VMs that are not ACTIVE stop here */
+       SUM_SUP_PID = SUM_SHORT, SUM_SUP_START, SUM_QEMU_PID, SUM_QEMU_START, SUM_FIELDS };
 
 static json_t *db_summary_json(const lc_db *db)
 {
@@ -238,17 +240,25 @@ static json_t *db_summary_json(const lc_db *db)
 
 	for (size_t i = 0; i < db->n_vms; i++) {
 		const lc_vm *vm = db->vms[i];
+		json_t *e = json_pack("[I, s, s, s, I, i, I]", (json_int_t)vm->id, vm->def.name,
+				      lc_state_name(vm->state), lc_lcm_name(vm->lcm),
+				      (json_int_t)(vm->def.memory >> 20), (int)vm->def.vcpus,
+				      (json_int_t)vm->started_ms);
 
-		json_array_append_new(vms, json_pack("[I, s, s, s, I, i, I, I, I, i, I, i, I]",
-						     (json_int_t)vm->id, vm->def.name,
-						     lc_state_name(vm->state), lc_lcm_name(vm->lcm),
-						     (json_int_t)vm->def.memory, (int)vm->def.vcpus,
-						     (json_int_t)vm->created_ms, (json_int_t)vm->state_ms,
-						     (json_int_t)vm->started_ms, (int)vm->supervisor_pid,
-						     (json_int_t)vm->supervisor_starttime,
-						     (int)vm->qemu_pid, (json_int_t)vm->qemu_starttime));
+		if (vm->state == LC_ACTIVE) {
+			json_array_append_new(e, json_integer(vm->supervisor_pid));
+			json_array_append_new(e, json_integer((json_int_t)vm->supervisor_starttime));
+			json_array_append_new(e, json_integer(vm->qemu_pid));
+			json_array_append_new(e, json_integer((json_int_t)vm->qemu_starttime));
+		}
+		json_array_append_new(vms, e);
 	}
 	return json_pack("{s:I, s:o}", "next_id", (json_int_t)db->next_id, "vms", vms);
+}
+
+static int64_t sum_int(json_t *entry, size_t field)
+{
+	return json_integer_value(json_array_get(entry, field));
 }
 
 static int db_load_summary(lc_db *db, json_t *summary, util_err *err)
@@ -261,21 +271,21 @@ static int db_load_summary(lc_db *db, json_t *summary, util_err *err)
 		lc_vm *vm;
 		int r;
 
-		if (json_array_size(v) != SUM_FIELDS)
+		if (json_array_size(v) != SUM_SHORT && json_array_size(v) != SUM_FIELDS)
 			return util_err_set(err, -EBADMSG, "journal snapshot: bad summary entry %zu", i);
+		/* only what list shows: no labels or user data objects */
 		vm = util_xcalloc(1, sizeof(*vm));
-		lc_vmdef_init(&vm->def);
-		vm->id = (uint64_t)json_integer_value(json_array_get(v, SUM_ID));
+		vm->id = (uint64_t)sum_int(v, SUM_ID);
 		vm->def.name = util_xstrdup(json_string_value(json_array_get(v, SUM_NAME)));
-		vm->def.memory = (uint64_t)json_integer_value(json_array_get(v, SUM_MEMORY));
-		vm->def.vcpus = (unsigned)json_integer_value(json_array_get(v, SUM_VCPUS));
-		vm->created_ms = json_integer_value(json_array_get(v, SUM_CREATED));
-		vm->state_ms = json_integer_value(json_array_get(v, SUM_TIME));
-		vm->started_ms = json_integer_value(json_array_get(v, SUM_STARTED));
-		vm->supervisor_pid = (pid_t)json_integer_value(json_array_get(v, SUM_SUP_PID));
-		vm->supervisor_starttime = (uint64_t)json_integer_value(json_array_get(v, SUM_SUP_START));
-		vm->qemu_pid = (pid_t)json_integer_value(json_array_get(v, SUM_QEMU_PID));
-		vm->qemu_starttime = (uint64_t)json_integer_value(json_array_get(v, SUM_QEMU_START));
+		vm->def.memory = (uint64_t)sum_int(v, SUM_MEMORY_MIB) << 20;
+		vm->def.vcpus = (unsigned)sum_int(v, SUM_VCPUS);
+		vm->started_ms = sum_int(v, SUM_STARTED);
+		if (json_array_size(v) == SUM_FIELDS) {
+			vm->supervisor_pid = (pid_t)sum_int(v, SUM_SUP_PID);
+			vm->supervisor_starttime = (uint64_t)sum_int(v, SUM_SUP_START);
+			vm->qemu_pid = (pid_t)sum_int(v, SUM_QEMU_PID);
+			vm->qemu_starttime = (uint64_t)sum_int(v, SUM_QEMU_START);
+		}
 		r = lc_state_parse(json_string_value(json_array_get(v, SUM_STATE)), &vm->state, err);
 		if (r == 0)
 			r = lc_lcm_parse(json_string_value(json_array_get(v, SUM_LCM)), &vm->lcm, err);

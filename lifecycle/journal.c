@@ -55,10 +55,8 @@ static lc_journal *open_journals;
 
 static uint32_t crc_table[256];
 
-static uint32_t crc32c(uint32_t crc, const void *data, size_t len)
+static uint32_t crc32c_table(uint32_t crc, const unsigned char *p, size_t len)
 {
-	const unsigned char *p = data;
-
 	if (!crc_table[1]) {
 		for (uint32_t i = 0; i < 256; i++) {
 			uint32_t c = i;
@@ -68,10 +66,40 @@ static uint32_t crc32c(uint32_t crc, const void *data, size_t len)
 			crc_table[i] = c;
 		}
 	}
-	crc = ~crc;
 	while (len--)
 		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
+	return crc;
+}
+
+#if defined(__x86_64__)
+/* SSE4.2 computes CRC-32C eight bytes an instruction: loading a snapshot of
+ * a thousand VMs checks ~700 KB, which the table costs ~5 M instructions. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc,
+							     const unsigned char *p, size_t len)
+{
+	uint64_t c = crc;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	crc = (uint32_t)c;
+	for (; len; p++, len--)
+		crc = __builtin_ia32_crc32qi(crc, *p);
+	return crc;
+}
+#endif
+
+static uint32_t crc32c(uint32_t crc, const void *data, size_t len)
+{
+	crc = ~crc;
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("sse4.2"))
+		return ~crc32c_sse42(crc, data, len);
+#endif
+	return ~crc32c_table(crc, data, len);
 }
 
 /* The checksum of a record or snapshot: over "<seq> <json>". */

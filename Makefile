@@ -74,6 +74,7 @@ unit: $(UNIT_BIN) $(QVM)
 
 e2e: all guest
 	QVM=$(CURDIR)/$(QVM) QVM_GUEST=$(CURDIR)/$(GUEST) QVM_SOURCE=$(CURDIR) \
+		QVM_TEST_SINCE=$$(date +%s) \
 		prove -f --timer tests/e2e/*.t
 
 # The README's test command: installs what is missing, builds, runs every

@@ -7,6 +7,23 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 guest=${QVM_GUEST:-$src/build/guest}
 
+# `make e2e` sets QVM_TEST_SINCE (epoch seconds) when the suite starts: what
+# is older was left by an earlier run (one killed with SIGKILL cannot clean
+# up) and is reported, not held against this one. Unset, everything counts.
+since=${QVM_TEST_SINCE:-0}
+now=$(date +%s)
+older_pid() { # true if process $1 started before this run
+	local age
+	age=$(ps -o etimes= -p "$1" 2>/dev/null) || return 1
+	[ $((now - ${age// /})) -lt "$since" ]
+}
+older_root() { # true if test root $1 was made before this run
+	local made
+	made=$(stat -c %Y "$1/.owner" 2>/dev/null || stat -c %Y "$1" 2>/dev/null) || return 1
+	[ "$made" -lt "$since" ]
+}
+earlier=()
+
 # Test roots of tests still running (another terminal) are not leftovers.
 busy=()
 for r in /tmp/qvm-test.*; do
@@ -28,6 +45,7 @@ for p in $(pids_matching qemu-system); do
 	mapfile -d '' args 2>/dev/null <"/proc/$p/cmdline" || continue
 	cmd="${args[*]}"
 	is_busy "$cmd" && continue
+	older_pid "$p" && { earlier+=("$p: $cmd"); continue; }
 	case "$cmd" in
 	*/tmp/qvm-test.* | *"$guest/"*) left+=("$p: $cmd") ;;
 	esac
@@ -43,6 +61,7 @@ for p in $(pids_matching __supervise); do
 	cmd="${args[*]}"
 	[[ " $cmd " == *" __supervise "* ]] || continue
 	is_busy "$cmd" && continue
+	older_pid "$p" && { earlier+=("$p: $cmd"); continue; }
 	case "$cmd" in
 	*" --root /tmp/qvm-test."*) left+=("$p: $cmd") ;;
 	esac
@@ -52,7 +71,8 @@ for l in "${left[@]}"; do diag "  $l   (kill ${l%%:*})"; done
 
 roots=()
 for r in /tmp/qvm-test.*; do
-	[ -e "$r" ] && ! is_busy "$r" && roots+=("$r")
+	[ -e "$r" ] && ! is_busy "$r" || continue
+	if older_root "$r"; then earlier+=("$r"); else roots+=("$r"); fi
 done
 is "${roots[*]}" "" "no test root left in /tmp"
 [ ${#roots[@]} -eq 0 ] || diag "  rm -rf ${roots[*]}"
@@ -73,5 +93,8 @@ for l in $links; do diag "  ip link del $l"; done
 netns=$(ip netns list 2>/dev/null | awk '{print $1}' | xargs)
 is "$netns" "" "no network namespace left"
 for n in $netns; do diag "  ip netns del $n"; done
+
+[ ${#earlier[@]} -eq 0 ] || diag "left by an earlier run, not counted:"
+for l in "${earlier[@]}"; do diag "  $l"; done
 
 done_testing

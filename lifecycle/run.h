@@ -56,4 +56,26 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
  * VM's uuid. 0 and *ret_pid = 0 when there is none. */
 int lc_find_qemu(const lc_vm *vm, pid_t *ret_pid, uint64_t *ret_starttime);
 
+/* A VM held by a command: its id and name, and the VM lock. */
+typedef struct lc_held {
+	uint64_t id;
+	char *name;
+	int lock; /* the VM lock's fd, -1 when not held */
+} lc_held;
+
+/* Resolve name, take the VM lock (bounded by o->lock_timeout_ms or
+ * LC_LOCK_TIMEOUT_MS; then "busy") and reconcile the journal with reality
+ * (adopt a QEMU whose supervisor died, settle abandoned intents). Every
+ * command that changes a VM starts here; lc_held_clear() releases. */
+int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held *h,
+	       util_err *err);
+void lc_held_clear(lc_held *h);
+
+/* Connect to the command QMP socket of running VM id (held). */
+int lc_command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret,
+		   util_err *err);
+
+/* "ACTIVE/RUNNING", "POWEROFF": for messages. Freed by the caller. */
+char *lc_state_text(const lc_vm *vm);
+
 #endif

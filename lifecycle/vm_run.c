@@ -392,13 +392,7 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 
 /* ---- holding a VM ------------------------------------------------------------------------ */
 
-typedef struct held {
-	uint64_t id;
-	char *name;
-	int lock;
-} held;
-
-static void held_clear(held *h)
+void lc_held_clear(lc_held *h)
 {
 	free(h->name);
 	if (h->lock >= 0)
@@ -427,8 +421,8 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err);
 
 /* Resolve the name, take the VM lock (bounded), reconcile. The database is
  * not kept open: commands record through short transactions. */
-static int hold_vm(const char *root, const char *name, const lc_run_opts *o, held *h,
-		   util_err *err)
+int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held *h,
+	       util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_vm *vm;
@@ -447,7 +441,7 @@ static int hold_vm(const char *root, const char *name, const lc_run_opts *o, hel
 	if (r == 0)
 		r = reconcile_locked(root, h->id, err);
 	if (r < 0)
-		held_clear(h);
+		lc_held_clear(h);
 	return r < 0 ? r : 0;
 }
 
@@ -541,8 +535,8 @@ int lc_vm_reconcile(const char *root, uint64_t id, util_err *err)
 
 /* ---- QMP commands from qvm --------------------------------------------------------------- */
 
-static int command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret,
-		       util_err *err)
+int lc_command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret,
+		   util_err *err)
 {
 	lc_paths p;
 	int r;
@@ -560,7 +554,7 @@ static int vm_now(const char *root, uint64_t id, lc_db **ret_db, lc_vm **ret_vm,
 	return lc_load_vm(root, id, ret_db, ret_vm, err);
 }
 
-static char *state_text(const lc_vm *vm)
+char *lc_state_text(const lc_vm *vm)
 {
 	if (vm->state == LC_ACTIVE)
 		return util_xasprintf("ACTIVE/%s", lc_lcm_name(vm->lcm));
@@ -569,7 +563,7 @@ static char *state_text(const lc_vm *vm)
 
 /* ---- start ------------------------------------------------------------------------------ */
 
-static int start_held(const char *root, held *h, bool force, util_err *err)
+static int start_held(const char *root, lc_held *h, bool force, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_free_ char *prev = NULL;
@@ -593,7 +587,7 @@ static int start_held(const char *root, held *h, bool force, util_err *err)
 					    "cannot start '%s': a qemu of it still runs (pid %d); use 'qvm boot' to replace it or 'qvm recover --success' to adopt it",
 					    h->name, (int)stray);
 	}
-	prev = state_text(vm);
+	prev = lc_state_text(vm);
 	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN) {
 		free(prev);
 		prev = util_xstrdup("FAILED");
@@ -630,13 +624,13 @@ static int start_held(const char *root, held *h, bool force, util_err *err)
 
 int lc_vm_start(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
 {
-	held h;
-	int r = hold_vm(root, name, opts, &h, err);
+	lc_held h;
+	int r = lc_hold_vm(root, name, opts, &h, err);
 
 	if (r < 0)
 		return r;
 	r = start_held(root, &h, false, err);
-	held_clear(&h);
+	lc_held_clear(&h);
 	return r;
 }
 
@@ -646,8 +640,8 @@ int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util
 	lc_vm *vm;
 	pid_t qpid;
 	uint64_t qstart;
-	held h;
-	int r = hold_vm(root, name, opts, &h, err);
+	lc_held h;
+	int r = lc_hold_vm(root, name, opts, &h, err);
 
 	if (r < 0)
 		return r;
@@ -663,7 +657,7 @@ int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util
 		lc_db_close(TAKE_PTR(db));
 		r = start_held(root, &h, true, err);
 	}
-	held_clear(&h);
+	lc_held_clear(&h);
 	return r;
 }
 
@@ -687,8 +681,8 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	pid_t sup_pid;
 	uint64_t sup_start;
 	lc_vm *vm;
-	held h;
-	int r = hold_vm(root, name, opts, &h, err);
+	lc_held h;
+	int r = lc_hold_vm(root, name, opts, &h, err);
 
 	if (r < 0)
 		return r;
@@ -700,7 +694,7 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 		goto out;
 	sup_pid = vm->supervisor_pid;
 	sup_start = vm->supervisor_starttime;
-	r = command_qmp(root, h.id, h.name, &qmp, err);
+	r = lc_command_qmp(root, h.id, h.name, &qmp, err);
 	if (r < 0)
 		goto out;
 	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN, o->hard ? "hard stop requested" : "ACPI shutdown requested",
@@ -746,13 +740,13 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	r = vm_now(root, h.id, &db, &vm, err);
 	if (r < 0)
 		goto out;
-	now = state_text(vm);
+	now = lc_state_text(vm);
 	if (vm->state == LC_ACTIVE)
 		r = util_err_set(err, -ETIMEDOUT,
 				 "'%s' did not shut down within %d s and is %s (%s); use --hard or --hard-after",
 				 h.name, timeout_s, now, vm->reason ? vm->reason : "");
 out:
-	held_clear(&h);
+	lc_held_clear(&h);
 	return r;
 }
 
@@ -765,8 +759,8 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 	_cleanup_json_ json_t *ev = NULL;
 	int timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
 	lc_vm *vm;
-	held h;
-	int r = hold_vm(root, name, opts, &h, err);
+	lc_held h;
+	int r = lc_hold_vm(root, name, opts, &h, err);
 
 	if (r < 0)
 		return r;
@@ -774,7 +768,7 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 	if (r == 0)
 		r = lc_state_check(LC_OP_REBOOT, h.name, vm->state, vm->lcm, err);
 	if (r == 0)
-		r = command_qmp(root, h.id, h.name, &qmp, err);
+		r = lc_command_qmp(root, h.id, h.name, &qmp, err);
 	if (r < 0)
 		goto out;
 	if (o->hard) {
@@ -799,7 +793,7 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 		r = util_err_set(err, -ETIMEDOUT, "'%s' did not reboot within %d s (the guest ignored the ACPI request); use --hard",
 				 h.name, timeout_s);
 out:
-	held_clear(&h);
+	lc_held_clear(&h);
 	return r;
 }
 
@@ -809,8 +803,8 @@ int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opt
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_qmp_ qmp_client *qmp = NULL;
 	lc_vm *vm;
-	held h;
-	int r = hold_vm(root, name, opts, &h, err);
+	lc_held h;
+	int r = lc_hold_vm(root, name, opts, &h, err);
 
 	if (r < 0)
 		return r;
@@ -818,13 +812,13 @@ int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opt
 	if (r == 0)
 		r = lc_state_check(pause ? LC_OP_PAUSE : LC_OP_UNPAUSE, h.name, vm->state, vm->lcm, err);
 	if (r == 0)
-		r = command_qmp(root, h.id, h.name, &qmp, err);
+		r = lc_command_qmp(root, h.id, h.name, &qmp, err);
 	if (r == 0)
 		r = qmp_execute(qmp, pause ? "stop" : "cont", NULL, 0, NULL, err);
 	if (r == 0)
 		r = lc_record(root, h.id, LC_ACTIVE, pause ? LC_LCM_PAUSED : LC_LCM_RUNNING,
 			      pause ? "paused" : "unpaused", NULL, NULL, err);
-	held_clear(&h);
+	lc_held_clear(&h);
 	return r;
 }
 
@@ -832,7 +826,7 @@ int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opt
 
 /* Stop whatever runs the VM, hard, and wait until the supervisor recorded
  * the end. With the VM lock held. */
-static int stop_hard(const char *root, held *h, lc_state target, util_err *err)
+static int stop_hard(const char *root, lc_held *h, lc_state target, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_qmp_ qmp_client *qmp = NULL;
@@ -849,7 +843,7 @@ static int stop_hard(const char *root, held *h, lc_state target, util_err *err)
 		      err);
 	if (r < 0)
 		return r;
-	if (command_qmp(root, h->id, h->name, &qmp, NULL) == 0 &&
+	if (lc_command_qmp(root, h->id, h->name, &qmp, NULL) == 0 &&
 	    qmp_execute(qmp, "quit", NULL, 0, NULL, NULL) != -EREMOTEIO)
 		record_sent(root, h->id, NULL);
 	qmp_close(TAKE_PTR(qmp));
@@ -868,8 +862,8 @@ int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_vm *vm;
-	held h;
-	int r = hold_vm(root, name, opts, &h, err);
+	lc_held h;
+	int r = lc_hold_vm(root, name, opts, &h, err);
 
 	if (r < 0)
 		return r;
@@ -884,7 +878,7 @@ int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
 		h.lock = -1;
 		r = recreate ? lc_vm_recreate(db, vm, err) : lc_vm_delete(db, vm, wipe, err);
 	}
-	held_clear(&h);
+	lc_held_clear(&h);
 	return r;
 }
 
@@ -895,8 +889,8 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 	lc_vm *vm;
 	pid_t qpid;
 	uint64_t qstart;
-	held h;
-	int r = hold_vm(root, name, opts, &h, err);
+	lc_held h;
+	int r = lc_hold_vm(root, name, opts, &h, err);
 
 	if (r < 0)
 		return r;
@@ -952,6 +946,6 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 		break;
 	}
 out:
-	held_clear(&h);
+	lc_held_clear(&h);
 	return r;
 }

@@ -4,6 +4,7 @@
  * restart policy, and cleans up when QEMU exits. One poll() loop over a
  * pidfd, the QMP socket, a signalfd, a timerfd and QEMU's log pipe. */
 #include <fcntl.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -130,6 +131,10 @@ static int record(sup *s, lc_state state, lc_lcm lcm, const char *reason, const 
 
 	if (r < 0)
 		note(s, "cannot record %s/%s: %s", lc_state_name(state), lc_lcm_name(lcm), err.msg);
+	/* A record loads the whole database (every VM's summary) and frees it
+	 * again: hand the heap back, or each supervisor on a host with many
+	 * VMs would keep that peak for the VM's lifetime. */
+	malloc_trim(0);
 	return r;
 }
 

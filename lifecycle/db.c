@@ -666,8 +666,9 @@ static int history_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
 int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
 {
 	_cleanup_free_ char *jdir = journal_dir(db->root);
+	_cleanup_free_ char *needle = util_xasprintf("\"id\":%" PRIu64, vm->id);
 	history_ctx h = { vm->id, json_array() };
-	int r = lc_journal_foreach_history(jdir, history_cb, &h, err);
+	int r = lc_journal_foreach_history(jdir, needle, history_cb, &h, err);
 
 	if (r < 0) {
 		json_decref(h.out);

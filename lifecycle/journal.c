@@ -1,6 +1,7 @@
 /* The journal: an append-only log of checksummed JSON records plus a
  * snapshot, durable and crash-safe at every step. The format and the rules
  * are in journal.h; db.c builds the VM model on it. */
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -263,10 +264,27 @@ static const char *line_status_text(line_status st)
 	}
 }
 
+/* True if the n bytes at p hold needle not followed by a digit, so that
+ * "\"id\":5" does not match "\"id\":51". */
+static bool holds_needle(const char *p, size_t n, const char *needle)
+{
+	size_t k = strlen(needle);
+	const char *end = p + n, *hit;
+
+	while ((hit = memmem(p, (size_t)(end - p), needle, k))) {
+		if (hit + k == end || !isdigit((unsigned char)hit[k]))
+			return true;
+		p = hit + 1;
+	}
+	return false;
+}
+
 /* One line without its newline: "<seq> <crc> <json>". *ret_seq is set (for
- * messages) whenever the line starts with a number; *ret_rec only on OK. */
-static line_status parse_line(const char *p, size_t n, bool *ret_have_seq, uint64_t *ret_seq,
-			      json_t **ret_rec)
+ * messages) whenever the line starts with a number; *ret_rec only on OK,
+ * and to NULL for a sound line whose JSON text lacks needle (when given):
+ * a reader looking for a few records skips parsing the others. */
+static line_status parse_line(const char *p, size_t n, const char *needle, bool *ret_have_seq,
+			      uint64_t *ret_seq, json_t **ret_rec)
 {
 	uint64_t seq;
 	size_t ds = parse_u64(p, n, &seq);
@@ -281,6 +299,10 @@ static line_status parse_line(const char *p, size_t n, bool *ret_have_seq, uint6
 		return LINE_BAD_FRAME;
 	if (frame_crc(p, ds, p + ds + 10, n - ds - 10) != crc)
 		return LINE_BAD_CRC;
+	if (needle && !holds_needle(p + ds + 10, n - ds - 10, needle)) {
+		*ret_rec = NULL;
+		return LINE_OK;
+	}
 	rec = json_loadb(p + ds + 10, n - ds - 10, 0, NULL);
 	if (!json_is_object(rec)) {
 		json_decref(rec);
@@ -290,7 +312,8 @@ static line_status parse_line(const char *p, size_t n, bool *ret_have_seq, uint6
 	return LINE_OK;
 }
 
-/* Called per record with a new reference it takes, and the record's offset. */
+/* Called per record with a new reference it takes (NULL for a record
+ * skipped for lacking the needle), and the record's offset. */
 typedef int (*scan_fn)(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *err);
 
 static bool valid_line_after(const char *buf, size_t len, size_t off)
@@ -303,7 +326,8 @@ static bool valid_line_after(const char *buf, size_t len, size_t off)
 
 		if (!nl)
 			return false;
-		if (parse_line(buf + off, (size_t)(nl - buf) - off, &have_seq, &seq, &rec) == LINE_OK) {
+		if (parse_line(buf + off, (size_t)(nl - buf) - off, NULL, &have_seq, &seq, &rec) ==
+		    LINE_OK) {
 			json_decref(rec);
 			return true;
 		}
@@ -317,7 +341,8 @@ static bool valid_line_after(const char *buf, size_t len, size_t off)
  * during an append leaves — ends the walk instead of failing it;
  * *ret_valid_len says where the valid records end. */
 static int scan_records(const char *path, const char *buf, size_t len, bool allow_torn,
-			scan_fn fn, void *ud, size_t *ret_valid_len, util_err *err)
+			const char *needle, scan_fn fn, void *ud, size_t *ret_valid_len,
+			util_err *err)
 {
 	size_t off = 0;
 	uint64_t prev = 0;
@@ -328,7 +353,7 @@ static int scan_records(const char *path, const char *buf, size_t len, bool allo
 		bool have_seq = false;
 		uint64_t seq = 0;
 		json_t *rec = NULL;
-		line_status st = parse_line(buf + off, end - off, &have_seq, &seq, &rec);
+		line_status st = parse_line(buf + off, end - off, needle, &have_seq, &seq, &rec);
 		char what[96], after[48];
 		int r;
 
@@ -578,7 +603,7 @@ static int load_log(lc_journal *j, util_err *err)
 	r = read_fd(fd, j->log_path, &buf, &len, err);
 	if (r < 0)
 		return r;
-	r = scan_records(j->log_path, buf, len, true, load_rec, &ctx, &valid, err);
+	r = scan_records(j->log_path, buf, len, true, NULL, load_rec, &ctx, &valid, err);
 	if (r < 0)
 		return r;
 	j->log_size = valid;
@@ -1037,7 +1062,7 @@ static int hist_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *e
 {
 	_cleanup_json_ json_t *owned = rec;
 	hist_ctx *h = ud;
-	int r;
+	int r = 0;
 
 	(void)off;
 	if (h->seen == 0 && seq != h->first)
@@ -1046,7 +1071,8 @@ static int hist_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *e
 	h->seen = seq;
 	if (seq <= h->emitted) /* an overlap left by an interrupted compaction */
 		return 0;
-	r = h->cb(seq, rec, h->ud, err);
+	if (rec)
+		r = h->cb(seq, rec, h->ud, err);
 	h->emitted = seq;
 	return r;
 }
@@ -1057,7 +1083,8 @@ static int missing_error(const char *dir, uint64_t from, uint64_t to, util_err *
 			    ": no archive in '%s/history' holds them" REPAIR_HINT, dir, from, to, dir);
 }
 
-static int walk_history(lc_journal *j, lc_journal_cb cb, void *ud, util_err *err)
+static int walk_history(lc_journal *j, const char *needle, lc_journal_cb cb, void *ud,
+			util_err *err)
 {
 	_cleanup_free_ char *hist = util_xasprintf("%s/history", j->dir);
 	_cleanup_(archive_list_clear) archive_list l = { 0 };
@@ -1079,7 +1106,8 @@ static int walk_history(lc_journal *j, lc_journal_cb cb, void *ud, util_err *err
 		h.path = path;
 		h.first = l.v[i].first;
 		h.seen = 0;
-		r = scan_records(path, buf ? buf : "", len, false, hist_rec, &h, &valid, err);
+		r = scan_records(path, buf ? buf : "", len, false, needle, hist_rec, &h, &valid,
+				 err);
 		if (r < 0)
 			return r;
 		if (h.seen != l.v[i].last)
@@ -1100,7 +1128,8 @@ static int walk_history(lc_journal *j, lc_journal_cb cb, void *ud, util_err *err
 	return 0;
 }
 
-int lc_journal_foreach_history(const char *dir, lc_journal_cb cb, void *ud, util_err *err)
+int lc_journal_foreach_history(const char *dir, const char *needle, lc_journal_cb cb, void *ud,
+			       util_err *err)
 {
 	_cleanup_journal_ lc_journal *owned = NULL;
 	lc_journal *j = NULL;
@@ -1111,10 +1140,11 @@ int lc_journal_foreach_history(const char *dir, lc_journal_cb cb, void *ud, util
 	if (stat(dir, &st) == 0)
 		j = find_open(st.st_dev, st.st_ino);
 	if (!j) {
-		r = lc_journal_open(dir, false, HISTORY_LOCK_TIMEOUT_MS, &owned, err);
+		/* the snapshot's state is not history: its summary is cheaper to load */
+		r = lc_journal_open(dir, LC_JOURNAL_SUMMARY, HISTORY_LOCK_TIMEOUT_MS, &owned, err);
 		if (r < 0)
 			return r;
 		j = owned;
 	}
-	return walk_history(j, cb, ud, err);
+	return walk_history(j, needle, cb, ud, err);
 }

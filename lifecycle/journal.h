@@ -115,7 +115,11 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 /* Walk every record ever appended — the archives in history/, then the
  * log — in seq order, each once. Uses a handle this process already has
  * open on dir, else takes the shared lock for the walk (waiting up to 10 s).
- * A missing range is -EBADMSG. */
-int lc_journal_foreach_history(const char *dir, lc_journal_cb cb, void *ud, util_err *err);
+ * A missing range is -EBADMSG. needle (may be NULL) is a reader's
+ * shortcut: archived records whose JSON text lacks it (or has it followed by
+ * a digit) are checksummed but neither parsed nor handed to cb; cb must
+ * still check what it gets. */
+int lc_journal_foreach_history(const char *dir, const char *needle, lc_journal_cb cb, void *ud,
+			       util_err *err);
 
 #endif

@@ -213,7 +213,7 @@ static bool journal_has(lc_journal *j, json_t *expect, uint64_t first, uint64_t 
 static bool history_has(const char *dir, json_t *expect, uint64_t last, util_err *err)
 {
 	collected c = { .recs = json_array(), .in_order = true };
-	bool good = lc_journal_foreach_history(dir, collect_cb, &c, err) == 0 &&
+	bool good = lc_journal_foreach_history(dir, NULL, collect_cb, &c, err) == 0 &&
 		    same_records(&c, expect, 1, last);
 
 	if (!good)
@@ -333,6 +333,19 @@ static void test_basic(const char *base)
 	ok(history_has(dir, expect, 35, &err), "history with the writer open in this process: 1-35 in order");
 	lc_journal_close(j);
 	ok(history_has(dir, expect, 35, &err), "history from the files: 1-35 in order");
+	{
+		/* 1-30 are archived, 31-35 in the log: the needle spares parsing
+		 * archived records without it (3, not 30), the log is handed on */
+		collected h = { .recs = json_array(), .in_order = true };
+		bool good = lc_journal_foreach_history(dir, "\"i\":3", collect_cb, &h, &err) == 0 &&
+			    h.n == 6 && h.first == 3 && h.last == 35;
+
+		for (size_t i = 0; good && i < h.n; i++)
+			good = json_integer_value(json_object_get(json_array_get(h.recs, i), "i")) ==
+			       (i == 0 ? 3 : 30 + (json_int_t)i);
+		ok(good, "history with a needle: archived record 3 (not 30), then the log's 31-35");
+		json_decref(h.recs);
+	}
 
 	r = lc_journal_open(dir, false, 1000, &j, &err);
 	ok(r == 0 && json_equal(lc_journal_state(j), state2) && journal_has(j, expect, 31, 35),
@@ -612,11 +625,11 @@ static void test_corrupt(const char *base)
 
 		a = slurp(arch, &alen);
 		spit(arch, a + o3, alen - (size_t)o3);
-		r = lc_journal_foreach_history(dir, collect_cb, &(collected){ .recs = NULL }, &err);
+		r = lc_journal_foreach_history(dir, NULL, collect_cb, &(collected){ .recs = NULL }, &err);
 		ok(r == -EBADMSG && strstr(err.msg, "log.1-5") && strstr(err.msg, "starts at record 3"),
 		   "history: an archive missing its start is an error: %s", err.msg);
 		rename(arch, arch35);
-		r = lc_journal_foreach_history(dir, collect_cb, &(collected){ .recs = NULL }, &err);
+		r = lc_journal_foreach_history(dir, NULL, collect_cb, &(collected){ .recs = NULL }, &err);
 		ok(r == -EBADMSG && strstr(err.msg, "missing records 1-2"),
 		   "history: a missing archive is an error: %s", err.msg);
 	}

@@ -439,7 +439,22 @@ int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm,
 	json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
 	if (error)
 		json_object_set_new(rec, "error", json_string(error));
-	return lc_db_append(db, rec, NULL, err);
+	return lc_db_append_state(db, vm->id, state, rec, err);
+}
+
+int lc_db_append_state(lc_db *db, uint64_t id, lc_state state, json_t *rec, util_err *err)
+{
+	int r = lc_db_append(db, rec, NULL, err);
+
+	/* A VM in DONE takes no more commands, and its id is never reused:
+	 * its lock file would only pile up in run/. Removed after the
+	 * record, so that no second holder can exist while it mattered. */
+	if (r == 0 && state == LC_DONE) {
+		_cleanup_free_ char *path = lc_vm_lock_path(db->root, id);
+
+		unlink(path);
+	}
+	return r;
 }
 
 /* ---- opening, recovery, closing ------------------------------------------------ */
@@ -627,9 +642,14 @@ char *lc_vm_run_dir(const lc_db *db, uint64_t id)
 	return util_xasprintf("%s/run/%" PRIu64, db->root, id);
 }
 
+char *lc_vm_lock_path(const char *root, uint64_t id)
+{
+	return util_xasprintf("%s/run/vm-%" PRIu64 ".lock", root, id);
+}
+
 int lc_vm_lock(const lc_db *db, uint64_t id, int timeout_ms, int *ret_fd, util_err *err)
 {
-	_cleanup_free_ char *path = util_xasprintf("%s/run/vm-%" PRIu64 ".lock", db->root, id);
+	_cleanup_free_ char *path = lc_vm_lock_path(db->root, id);
 	int r = util_lock_path(path, true, timeout_ms, ret_fd, err);
 
 	if (r == -EBUSY)

@@ -29,5 +29,10 @@ uint64_t lc_db_next_id(const lc_db *db);
 /* The per-VM operation lock (run/vm-<id>.lock): serialises commands on one
  * VM; dies with its holder. -EBUSY with a clear message after timeout_ms. */
 int lc_vm_lock(const lc_db *db, uint64_t id, int timeout_ms, int *ret_fd, util_err *err);
+char *lc_vm_lock_path(const char *root, uint64_t id);
+
+/* Append rec (stolen), a state record of VM id entering state: once a VM
+ * is DONE its lock file is removed too. */
+int lc_db_append_state(lc_db *db, uint64_t id, lc_state state, json_t *rec, util_err *err);
 
 #endif

@@ -68,7 +68,7 @@ int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const c
 		json_object_set_new(rec, "error", json_string(error));
 	if (more)
 		json_object_update(rec, more);
-	return lc_db_append(db, rec, NULL, err);
+	return lc_db_append_state(db, id, state, rec, err);
 }
 
 json_t *lc_shutdown_intent_json(const lc_vm *vm)
@@ -405,7 +405,7 @@ static int vm_lock(const char *root, uint64_t id, const char *name, int timeout_
 		   util_err *err)
 {
 	_cleanup_free_ char *run = util_xasprintf("%s/run", root);
-	_cleanup_free_ char *path = util_xasprintf("%s/run/vm-%" PRIu64 ".lock", root, id);
+	_cleanup_free_ char *path = lc_vm_lock_path(root, id);
 	int r = util_mkdir_p(run, 0700, err);
 
 	if (r == 0)
@@ -526,7 +526,7 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 int lc_vm_reconcile(const char *root, uint64_t id, util_err *err)
 {
 	_cleanup_close_ int lock = -1;
-	_cleanup_free_ char *path = util_xasprintf("%s/run/vm-%" PRIu64 ".lock", root, id);
+	_cleanup_free_ char *path = lc_vm_lock_path(root, id);
 
 	if (util_lock_path(path, true, 0, &lock, NULL) < 0)
 		return 0; /* a command holds it and will reconcile */

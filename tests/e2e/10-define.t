@@ -159,6 +159,7 @@ disk=$QVM_ROOT/vms/1/disk0.qcow2
 run "$QVM" delete web --wipe
 is "$RC" 0 "delete --wipe"
 ok "its disks and folder are gone" test ! -e "$disk" -a ! -e "$QVM_ROOT/vms/1"
+ok "its lock file is gone" test ! -e "$QVM_ROOT/run/vm-1.lock"
 run "$QVM" list
 ok "a deleted vm is not listed" test "$(grep -c ' web ' <<<"$OUT")" = 0
 run "$QVM" list --all

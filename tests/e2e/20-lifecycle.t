@@ -228,6 +228,7 @@ run "$QVM" list
 ok "list: a DONE vm is hidden" test -z "$(grep -E "^ +$gid +g " <<<"$OUT")"
 ok "its folder ROOT/vms/$gid is gone" test ! -e "$QVM_ROOT/vms/$gid"
 ok "its runtime folder is gone" test ! -e "$QVM_ROOT/run/$gid"
+ok "its lock file is gone" test ! -e "$QVM_ROOT/run/vm-$gid.lock"
 ok "no qemu of it is left" wait_gone "$guuid" 5
 ok "no supervisor of it is left" no_supervisor "$gid"
 run "$QVM" history "$gid"

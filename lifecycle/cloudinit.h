@@ -51,10 +51,6 @@ bool lc_seed_wanted(const lc_vmdef *def, const char *generated_network_config);
 int lc_seed_files(const char *root, uint64_t id, const lc_vmdef *def,
 		  const char *generated_network_config, lc_seed_set *ret, util_err *err);
 
-/* ROOT/vms/ID/seed.iso (a new string): the file the supervisor attaches
- * to QEMU, read-only, when it exists. */
-char *lc_seed_path(const char *root, uint64_t id);
-
 /* Build the seed of VM id (lc_seed_files() + stor_seed_write()) at
  * lc_seed_path(), replacing an older one; or, when the VM gets no seed,
  * remove any old one. Stale temporary files of an interrupted write go. */

@@ -154,6 +154,8 @@ q1=$(pids_matching "$uuid1")
 like "$(tr '\0' ' ' <"/proc/$q1/cmdline" 2>/dev/null)" \
 	'"node-name":"seed0","driver":"raw","read-only":true,"file":\{"driver":"file","filename":"'"$seed1"'","read-only":true\}' \
 	"qemu opens the seed raw and read-only"
+like "$("$QVM" argv c2)" "\"filename\":\"$QVM_ROOT/vms/$id2/seed.iso\",\"read-only\":true" \
+	"qvm argv shows the seed too"
 like "$(reasons c1 | tr '\n' '|')" "ACTIVE/PROLOG start: preparing the cloud-init seed\|ACTIVE/BOOT start\|" \
 	"history: PROLOG, then BOOT"
 

@@ -211,3 +211,17 @@ int lc_seed_build(const char *root, uint64_t id, const lc_vmdef *def,
 	lc_seed_set_clear(&s);
 	return r < 0 ? util_err_prefix(err, "cannot prepare the cloud-init seed of '%s'", def->name) : 0;
 }
+
+int lc_seed_remove(const char *root, uint64_t id, bool wipe, util_err *err)
+{
+	_cleanup_free_ char *seed = lc_seed_path(root, id);
+	int r = stor_remove_disk(seed, wipe, err);
+
+	for (int i = 0; i < 3 && r == 0; i++) {
+		_cleanup_free_ char *copy = util_xasprintf("%s/vms/%" PRIu64 "/" INPUT_DIR "/%s", root,
+							   id, input_names[i]);
+
+		r = stor_remove_disk(copy, wipe, err);
+	}
+	return r < 0 ? util_err_prefix(err, "cloud-init") : 0;
+}

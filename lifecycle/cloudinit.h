@@ -57,4 +57,9 @@ int lc_seed_files(const char *root, uint64_t id, const lc_vmdef *def,
 int lc_seed_build(const char *root, uint64_t id, const lc_vmdef *def,
 		  const char *generated_network_config, util_err *err);
 
+/* Remove the seed and the copies of the user's files (missing is fine);
+ * wipe overwrites them first, as delete --wipe does disks: user-data
+ * often holds passwords or keys. */
+int lc_seed_remove(const char *root, uint64_t id, bool wipe, util_err *err);
+
 #endif

@@ -130,6 +130,8 @@ int lc_remove_vm_files(const lc_db *db, const lc_vm *vm, bool wipe, util_err *er
 		if (d->owned && (r = stor_remove_disk(d->path, wipe, err)) < 0)
 			util_err_prefix(err, "disk %u", d->id);
 	}
+	if (r == 0)
+		r = lc_seed_remove(lc_db_root(db), vm->id, wipe, err);
 	lc_paths_init(&p, lc_db_root(db), vm->id);
 	if (r == 0)
 		r = util_rm_rf(p.vmdir, err);

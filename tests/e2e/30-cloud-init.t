@@ -201,8 +201,8 @@ like "$S1" "QVM-SEED meta-data: instance-id: iid-e2e-0001" "... with its meta-da
 
 # ============================================================================
 section "delete: nothing left"
-run "$QVM" delete c1
-is "$RC" 0 "delete running c1" || diag "$ERR"
+run "$QVM" delete --wipe c1
+is "$RC" 0 "delete --wipe running c1 (its cloud-init copies are wiped too)" || diag "$ERR"
 run "$QVM" delete c2
 is "$RC" 0 "delete running c2" || diag "$ERR"
 ok "c1's folder (seed, copies) is gone" test ! -e "$QVM_ROOT/vms/$id1"

@@ -118,6 +118,19 @@ int main(void)
 		ok(access(tmp, F_OK) < 0, "... and a stale temporary file");
 	}
 
+	/* removal, wiped: the seed and the copies go, nothing else */
+	ok(lc_seed_build(root, 3, &def, NULL, &err) == 0, "a seed again");
+	{
+		_cleanup_free_ char *copy = util_xasprintf("%s/cloud-init/user-data", vmdir);
+		_cleanup_free_ char *other = util_xasprintf("%s/console.log", vmdir);
+
+		free(put("vms/3/console.log", "x"));
+		ok(lc_seed_remove(root, 3, true, &err) == 0, "lc_seed_remove --wipe");
+		ok(access(seed, F_OK) < 0 && access(copy, F_OK) < 0, "... the seed and the copies are gone");
+		ok(access(other, F_OK) == 0, "... other files stay");
+		ok(lc_seed_remove(root, 3, true, &err) == 0, "... and a second removal is fine");
+	}
+
 	/* refusals: missing and oversized files, naming them */
 	free(def.ci_meta_data);
 	def.ci_meta_data = util_xasprintf("%s/missing", root);

@@ -14,7 +14,7 @@ QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
 RUNS=${RUNS:-21}
 BOOTS=${BOOTS:-5}
 QUICK=${QUICK:-4} # per lifecycle run: starts stopped at once (start samples)
-PARTS=${PARTS:-foundation lifecycle} # or one of them
+PARTS=${PARTS:-foundation cloudinit lifecycle} # or some of them
 for f in vmlinuz initrd.img append; do
 	[ -e "$QVM_GUEST/$f" ] || { echo "bench: no $QVM_GUEST/$f: run 'make guest' (or set QVM_GUEST)" >&2; exit 1; }
 done
@@ -141,6 +141,9 @@ done
 report "qvm create, one overlay disk" "$(median_of create_)" ms "qemu-img create of the overlay" "$(median_of img_)"
 echo
 fi
+
+# shellcheck source=bench/cloudinit.sh
+[[ " $PARTS " == *" cloudinit "* ]] && . "$here/cloudinit.sh"
 
 [[ " $PARTS " == *" lifecycle "* ]] || exit 0
 # --- lifecycle: qvm against bare QEMU with the same argv ---------------------

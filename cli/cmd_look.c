@@ -304,7 +304,7 @@ static void print_quoted(const char *s)
 int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_free_ char *qemu = NULL, *log = NULL;
+	_cleanup_free_ char *qemu = NULL, *log = NULL, *seed = NULL;
 	_cleanup_free_ int *taps = NULL;
 	_cleanup_strv_ char **args = NULL;
 	lc_qemu_runtime rt = { 0 };
@@ -331,6 +331,9 @@ int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	rt.tap_fds = taps;
 	rt.n_tap_fds = vm->def.n_nics;
 	rt.sandbox = true;
+	/* start builds the seed of a VM with cloud-init files */
+	if (vm->def.ci_user_data)
+		rt.seed_path = seed = lc_seed_path(ctx->root, vm->id);
 	r = lc_qemu_argv(vm, &rt, &args, err);
 	if (r < 0)
 		return r;

@@ -246,6 +246,9 @@ int lc_db_find(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err)
 /* Per-VM folders under the root. Returned strings are new. */
 char *lc_vm_dir(const lc_db *db, uint64_t id);
 char *lc_vm_run_dir(const lc_db *db, uint64_t id);
+/* ROOT/vms/ID/seed.iso: the VM's cloud-init seed, built at each start of a
+ * VM with --cloud-init and attached read-only while it exists (new string). */
+char *lc_seed_path(const char *root, uint64_t id);
 
 /* ---- operations (each one journal transaction) --------------------------- */
 

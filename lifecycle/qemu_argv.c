@@ -218,6 +218,10 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 		goto fail;
 	if (def->cdrom)
 		push_readonly_raw(&sv, "cdrom0", def->cdrom, "ide-cd");
+	/* The cloud-init seed as a read-only virtio disk: seen on pc, q35 and
+	 * microvm alike with no extra controller (an ide-cd is invisible on
+	 * q35 to a guest without AHCI; a scsi-cd would need virtio-scsi).
+	 * cloud-init finds it by its label, whatever the device. */
 	if (rt->seed_path)
 		push_readonly_raw(&sv, "seed0", rt->seed_path, "virtio-blk-pci");
 	if ((r = push_nics(&sv, vm, rt, err)) < 0)

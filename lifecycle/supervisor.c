@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "cloudinit.h"
 #include "run.h"
 
 #define BOOT_QMP_TIMEOUT_MS 20000
@@ -288,7 +289,7 @@ static void kill_qemu(sup *s)
 static int spawn_qemu(sup *s, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	_cleanup_free_ char *qemu = NULL, *old_log = NULL;
+	_cleanup_free_ char *qemu = NULL, *old_log = NULL, *seed = NULL;
 	_cleanup_strv_ char **argv = NULL;
 	int fds[3] = { -1, -1, -1 }, logp[2] = { -1, -1 };
 	lc_qemu_runtime rt = { 0 };
@@ -335,6 +336,10 @@ static int spawn_qemu(sup *s, util_err *err)
 	rt.serial_fd = 5;
 	rt.serial_log = s->paths.serial_log;
 	rt.sandbox = true;
+	/* start built it (PROLOG) when the VM has one; a restart reuses it */
+	seed = lc_seed_path(s->root, s->id);
+	if (access(seed, F_OK) == 0)
+		rt.seed_path = seed;
 	r = lc_qemu_argv(vm, &rt, &argv, err);
 	if (r < 0)
 		goto fail;

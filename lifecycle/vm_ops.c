@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "cloudinit.h"
 #include "run.h"
 #include "storage/storage.h"
 
@@ -186,6 +187,7 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 	const char *default_roots[] = { images, NULL };
 	const char *const *roots = opts && opts->disk_roots ? opts->disk_roots : default_roots;
 	_cleanup_close_ int lock = -1;
+	_cleanup_(lc_seed_inputs_clear) lc_seed_inputs ci = { 0 };
 	uint64_t id, intent;
 	json_t *rec;
 	int r;
@@ -207,8 +209,12 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 		r = place_disks(db, def, id, roots, err);
 	if (r == 0)
 		r = place_files(def, roots, err);
+	/* read now, so that a missing or oversized file is refused before
+	 * anything is made; the VM keeps copies (see cloudinit.c) */
+	if (r == 0)
+		r = lc_seed_read_inputs(def, &ci, err);
 	if (r < 0)
-		return r;
+		return util_err_prefix(err, "cannot create vm '%s'", def->name);
 	if (!def->uuid && (r = make_uuid(&def->uuid, err)) < 0)
 		return r;
 	r = lc_vm_lock(db, id, 0, &lock, err);
@@ -224,6 +230,8 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 	r = util_mkdir_p(vmdir, 0700, err);
 	if (r == 0)
 		r = make_disks(def, err);
+	if (r == 0)
+		r = lc_seed_save_inputs(vmdir, &ci, err);
 	if (r < 0)
 		goto rollback;
 	util_crash_point("create-before-define");

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "cloudinit.h"
 #include "run.h"
 #include "storage/storage.h"
 
@@ -129,6 +130,8 @@ int lc_remove_vm_files(const lc_db *db, const lc_vm *vm, bool wipe, util_err *er
 		if (d->owned && (r = stor_remove_disk(d->path, wipe, err)) < 0)
 			util_err_prefix(err, "disk %u", d->id);
 	}
+	if (r == 0)
+		r = lc_seed_remove(lc_db_root(db), vm->id, wipe, err);
 	lc_paths_init(&p, lc_db_root(db), vm->id);
 	if (r == 0)
 		r = util_rm_rf(p.vmdir, err);
@@ -500,7 +503,8 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 	lc_paths_init(&paths, root, id);
 	lc_remove_rundir(&paths);
 	lc_paths_clear(&paths);
-	if (lcm == LC_LCM_BOOT && prev && lc_state_parse(prev, &final, NULL) == 0) {
+	if ((lcm == LC_LCM_BOOT || lcm == LC_LCM_PROLOG) && prev &&
+	    lc_state_parse(prev, &final, NULL) == 0) {
 		reason = util_xstrdup("the start was interrupted before qemu ran; rolled back");
 	} else if ((lcm == LC_LCM_SHUTDOWN || lcm == LC_LCM_EPILOG) && target &&
 		   lc_state_parse(target, &final, NULL) == 0 && final != LC_ACTIVE) {
@@ -563,6 +567,44 @@ char *lc_state_text(const lc_vm *vm)
 
 /* ---- start ------------------------------------------------------------------------------ */
 
+/* What a VM needs on the host before QEMU starts, prepared while it is
+ * ACTIVE/PROLOG (recorded first, with the state to return to): for now
+ * its cloud-init seed, rebuilt at each start. A failure returns the VM to
+ * prev; a crash leaves PROLOG with no supervisor, which reconciliation
+ * rolls back to prev as it does an interrupted BOOT. A VM without a seed
+ * skips PROLOG (its stale seed, if any, is removed). */
+static int prolog(const char *root, lc_held *h, const lc_vm *vm, const char *prev, util_err *err)
+{
+	/* networks: a network-config generated from the VM's leases goes
+	 * here (used when the user gave none); see lc_seed_files() */
+	const char *generated_network_config = NULL;
+	lc_state back;
+	int r;
+
+	if (!lc_seed_wanted(&vm->def, generated_network_config))
+		return lc_seed_build(root, h->id, &vm->def, NULL, err);
+	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_PROLOG, "start: preparing the cloud-init seed",
+		      NULL,
+		      json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
+				"qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime", 0),
+		      err);
+	if (r < 0)
+		return r;
+	util_crash_point("start-prolog-before-seed");
+	r = lc_seed_build(root, h->id, &vm->def, generated_network_config, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		if (lc_state_parse(prev, &back, NULL) < 0)
+			back = LC_FAILED;
+		lc_record(root, h->id, back, LC_LCM_NONE, "start failed: no cloud-init seed", err->msg,
+			  NULL, &ignored);
+		return util_err_prefix(err, "cannot start '%s'", h->name);
+	}
+	util_crash_point("start-prolog-after-seed");
+	return 0;
+}
+
 static int start_held(const char *root, lc_held *h, bool force, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
@@ -592,6 +634,9 @@ static int start_held(const char *root, lc_held *h, bool force, util_err *err)
 		free(prev);
 		prev = util_xstrdup("FAILED");
 	}
+	r = prolog(root, h, vm, prev, err);
+	if (r < 0)
+		return r;
 	lc_db_close(TAKE_PTR(db));
 	extra = json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0, "qemu_starttime",
 			  0, "supervisor_pid", 0, "supervisor_starttime", 0);

@@ -90,4 +90,26 @@ int stor_create_blank(const char *path, uint64_t size_bytes, util_err *err);
  * wiped, since that would destroy their data too. */
 int stor_remove_disk(const char *path, bool wipe, util_err *err);
 
+/* ---- cloud-init seed ------------------------------------------------------ */
+
+#define STOR_SEED_FILE_MAX (1u << 20) /* bytes in one seed file */
+#define STOR_SEED_FILES_MAX 8
+#define STOR_SEED_NAME_MAX 32
+
+/* One file of a seed: name (letters, digits, '-', '_', '.', not starting
+ * with '.', at most STOR_SEED_NAME_MAX), and len bytes at data (borrowed). */
+typedef struct stor_seed_file {
+	const char *name;
+	const void *data;
+	size_t len;
+} stor_seed_file;
+
+/* Write a cloud-init NoCloud seed at path (absolute): an ISO 9660 image
+ * labelled "cidata" holding the n files (1..STOR_SEED_FILES_MAX, each at
+ * most STOR_SEED_FILE_MAX bytes, names unique) in its root folder, their
+ * names readable through Rock Ridge and Joliet. Written in-process under a
+ * temporary name, mode 0600, synced and renamed over any old seed: a crash
+ * leaves the old file or the new one. */
+int stor_seed_write(const char *path, const stor_seed_file *files, size_t n, util_err *err);
+
 #endif

@@ -18,6 +18,9 @@ PKGS=(
 	# e2e tests: ip (bridges, taps, netns), prove, python3 (tests/lib/qmp.py,
 	# local HTTP server), /usr/bin/time for bench/
 	iproute2 perl python3 time
+	# unit tests only: isoinfo, an independent reader of the cloud-init
+	# seeds qvm writes itself (qvm never runs it)
+	genisoimage
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

@@ -145,6 +145,14 @@ int main(void)
 	check_golden("full", &vm, &rt);
 	lc_vmdef_clear(&vm.def);
 
+	/* a pc VM with its cloud-init seed and nothing else: the seed is a
+	 * raw, read-only virtio disk */
+	vm_init(&vm, "seeded");
+	rt = base_rt();
+	rt.seed_path = "/var/lib/qvm/vms/7/seed.iso";
+	check_golden("seed", &vm, &rt);
+	lc_vmdef_clear(&vm.def);
+
 	vm_init(&vm, "micro");
 	vm.def.machine = LC_MACHINE_MICROVM;
 	vm.def.memory = 256ull << 20;

@@ -143,7 +143,7 @@ int stor_check_under(const char *path, const char *const *roots, const char *wha
 int stor_check_path(const char *path, const char *const *allowed_roots, char **ret_realpath,
                     util_err *err)
 {
-	return stor_check_under(path, allowed_roots, "disk path", NULL,
+	return stor_check_under(path, allowed_roots, "path", NULL,
 	                        "add the folder to QVM_DISK_ROOTS or import the file as an image",
 	                        ret_realpath, err);
 }

@@ -220,7 +220,7 @@ static void test_path_policy(void)
 	ok(r == -EACCES, "outside two roots refused with -EACCES");
 	{
 		_cleanup_free_ char *want = util_xasprintf(
-		    "disk path '%s' is not under an allowed folder (%s, %s); add the folder "
+		    "path '%s' is not under an allowed folder (%s, %s); add the folder "
 		    "to QVM_DISK_ROOTS or import the file as an image",
 		    P("out/secret.raw"), two_roots[0], two_roots[1]);
 

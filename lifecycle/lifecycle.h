@@ -360,6 +360,39 @@ int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *e
 int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
 		 util_err *err);
 
+/* ---- networks (network.c) -------------------------------------------------- */
+
+typedef struct lc_net_opts {
+	const char *name;
+	const char *bridge;   /* adopted if it exists (never deleted), else created */
+	const char *uplink;   /* with vlan: the interface the VLAN rides on */
+	unsigned vlan;        /* 0: none */
+	unsigned mtu;         /* 0: the kernel's default */
+	const char *range;    /* "FIRST-LAST" of leases, or NULL */
+	unsigned prefix;      /* 0: 24 */
+	const char *gateway, *dns;
+} lc_net_opts;
+
+/* Define a network (db opened LC_DB_WRITE): the bridge and VLAN interface
+ * are made over netlink unless they exist (then adopted), and the journal
+ * records what qvm made. Rolled back on failure part way. */
+int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err);
+
+/* Delete a network and what qvm made for it; refused (-EBUSY, naming the
+ * vms) while a vm's nic uses it. */
+int lc_net_delete(lc_db *db, const char *name, util_err *err);
+
+/* The network named name (borrowed), or -ENOENT. */
+int lc_net_find(lc_db *db, const char *name, json_t **ret_net, util_err *err);
+
+/* A network with its leases and vms (new reference); all of them. */
+json_t *lc_net_to_json(lc_db *db, json_t *net);
+json_t *lc_net_list_json(lc_db *db);
+
+/* A vm's nics as show prints them: id, network, bridge, tap (while
+ * ACTIVE), mac, ip, prefix, model. New reference. */
+json_t *lc_vm_nics_json(lc_db *db, const lc_vm *vm);
+
 /* ---- accelerator ----------------------------------------------------------- */
 
 /* Resolve auto: KVM when /dev/kvm opens read-write and /proc/cpuinfo has

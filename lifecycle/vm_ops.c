@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "run.h"
+#include "network.h"
 #include "storage/storage.h"
 
 /* ---- identity ------------------------------------------------------------- */
@@ -211,6 +211,10 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 		return r;
 	if (!def->uuid && (r = make_uuid(&def->uuid, err)) < 0)
 		return r;
+	/* MACs and leases: recorded with the definition, held until delete */
+	r = lc_nics_assign(db, def, id, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot create vm '%s'", def->name);
 	r = lc_vm_lock(db, id, 0, &lock, err);
 	if (r < 0)
 		return r;
@@ -383,6 +387,8 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 
 	if (lc_vm_lock(db, id, 0, &lock, NULL) < 0)
 		return 0; /* its owner is alive and still working */
+	if (util_startswith(op, "net-"))
+		return lc_net_recover(db, seq, intent, err);
 	if (util_streq(op, "create")) {
 		if (vm)
 			return end_intent(db, seq, "ok", err);

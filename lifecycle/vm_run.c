@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "run.h"
+#include "network.h"
 #include "storage/storage.h"
 
 #define SPAWN_TIMEOUT_MS 60000
@@ -500,6 +500,7 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 	lc_paths_init(&paths, root, id);
 	lc_remove_rundir(&paths);
 	lc_paths_clear(&paths);
+	lc_nics_remove_taps(vm);
 	if (lcm == LC_LCM_BOOT && prev && lc_state_parse(prev, &final, NULL) == 0) {
 		reason = util_xstrdup("the start was interrupted before qemu ran; rolled back");
 	} else if ((lcm == LC_LCM_SHUTDOWN || lcm == LC_LCM_EPILOG) && target &&

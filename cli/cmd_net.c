@@ -222,3 +222,97 @@ int cli_cmd_net(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err
 		return net_delete(ctx, argc - 1, argv + 1, ret_json, err);
 	return cli_usage(err, "unknown net subcommand '%s' (use create, list, show or delete)", sub);
 }
+
+/* ---- nic-attach, nic-detach ------------------------------------------------------ */
+
+static void lock_timeout(lc_run_opts *o)
+{
+	const char *s = getenv("QVM_LOCK_TIMEOUT_MS");
+	uint64_t ms;
+
+	if (s && *s && util_parse_uint(s, 1, 3600000, &ms, NULL) == 0)
+		o->lock_timeout_ms = (int)ms;
+}
+
+static int print_nics(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm;
+	int r = cli_open_db(ctx, 0, &db, err);
+
+	if (r == 0)
+		r = lc_db_find(db, name, &vm, err);
+	if (r < 0)
+		return r;
+	if (ctx->json)
+		*ret_json = lc_vm_nics_json(db, vm);
+	return 0;
+}
+
+int cli_cmd_nic_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	enum { O_NETWORK = 1, O_MAC, O_IP, O_MODEL };
+	static const struct option opts[] = {
+		{ "network", required_argument, NULL, O_NETWORK },
+		{ "mac", required_argument, NULL, O_MAC },
+		{ "ip", required_argument, NULL, O_IP },
+		{ "model", required_argument, NULL, O_MODEL },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *network = NULL, *mac = NULL, *ip = NULL, *model = NULL, *arg = NULL;
+	lc_run_opts o = { 0 };
+	cli_parser p;
+	unsigned id;
+	char **ops;
+	int c, n, r = 0;
+
+	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
+	while ((c = cli_parser_next(&p, &arg, err)) > 0) {
+		switch (c) {
+		case O_NETWORK: network = arg; break;
+		case O_MAC: mac = arg; break;
+		case O_IP: ip = arg; break;
+		case O_MODEL: model = arg; break;
+		}
+	}
+	r = c < 0 ? c : cli_parser_operands(&p, 1, 1, &ops, &n, err);
+	cli_parser_done(&p);
+	if (r < 0)
+		return r;
+	if (!network)
+		return cli_usage(err, "nic-attach needs --network NET");
+	lock_timeout(&o);
+	r = lc_vm_nic_attach(ctx->root, ops[0], network, mac, ip, model, &o, &id, err);
+	if (r < 0)
+		return r;
+	if (!ctx->json && ctx->verbosity >= 0)
+		printf("%s: nic %u attached on network '%s'\n", ops[0], id, network);
+	return print_nics(ctx, ops[0], ret_json, err);
+}
+
+int cli_cmd_nic_detach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	lc_run_opts o = { 0 };
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	uint64_t id;
+	int n, r;
+
+	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+	r = cli_parser_next(&p, &arg, err);
+	if (r == 0)
+		r = cli_parser_operands(&p, 2, 2, &ops, &n, err);
+	cli_parser_done(&p);
+	if (r < 0)
+		return r;
+	if (util_parse_uint(ops[1], 0, LC_NICS_MAX * 64, &id, NULL) < 0)
+		return cli_usage(err, "'%s' is not a nic id (see qvm show %s)", ops[1], ops[0]);
+	lock_timeout(&o);
+	r = lc_vm_nic_detach(ctx->root, ops[0], (unsigned)id, &o, err);
+	if (r < 0)
+		return r;
+	if (!ctx->json && ctx->verbosity >= 0)
+		printf("%s: nic %u detached\n", ops[0], (unsigned)id);
+	return print_nics(ctx, ops[0], ret_json, err);
+}

@@ -87,6 +87,15 @@ static const cli_command commands[] = {
 	  "  list                   NAME BRIDGE VLAN RANGE LEASES VMS\n"
 	  "  show NAME              the network and its leases\n"
 	  "  delete NAME            refused while a vm's nic uses it; removes only what qvm made\n" },
+	{ "nic-attach", cli_cmd_nic_attach, "NAME --network NET [--mac MAC] [--ip IP] [--model virtio|e1000]",
+	  "add a nic: hotplugged into a running vm, or to a stopped vm's definition",
+	  "  --network NET   the network (qvm net list)\n"
+	  "  --mac MAC       its MAC (default: generated, stable, unique on the host)\n"
+	  "  --ip IP         its address (default: leased from the network's range)\n"
+	  "  --model M       virtio (default) or e1000\n"
+	  "A failure at any step undoes every step before it (no tap, lease or half-added device).\n" },
+	{ "nic-detach", cli_cmd_nic_detach, "NAME NIC_ID",
+	  "remove a nic (unplugged from a running vm: its tap goes, its lease is released)", NULL },
 };
 
 /* Not listed: the supervisor `start` spawns. */

@@ -393,6 +393,19 @@ json_t *lc_net_list_json(lc_db *db);
  * ACTIVE), mac, ip, prefix, model. New reference. */
 json_t *lc_vm_nics_json(lc_db *db, const lc_vm *vm);
 
+/* Attach a nic on network (mac, ip, model may be NULL: generated, leased,
+ * virtio). A running vm gets it hot (tap, getfd, netdev_add, device_add in
+ * ACTIVE/HOTPLUG; any failure undoes every step); a stopped one in its
+ * definition only. *ret_nic_id (may be NULL) is the new nic's id. */
+int lc_vm_nic_attach(const char *root, const char *name, const char *network, const char *mac,
+		     const char *ip, const char *model, const lc_run_opts *opts,
+		     unsigned *ret_nic_id, util_err *err);
+
+/* Detach nic nic_id (device_del, DEVICE_DELETED, netdev_del, tap gone,
+ * lease released), or drop it from a stopped vm's definition. */
+int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id,
+		     const lc_run_opts *opts, util_err *err);
+
 /* ---- accelerator ----------------------------------------------------------- */
 
 /* Resolve auto: KVM when /dev/kvm opens read-write and /proc/cpuinfo has

@@ -389,6 +389,8 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		return 0; /* its owner is alive and still working */
 	if (util_startswith(op, "net-"))
 		return lc_net_recover(db, seq, intent, err);
+	if (util_startswith(op, "nic-"))
+		return lc_nic_recover(db, seq, intent, err);
 	if (util_streq(op, "create")) {
 		if (vm)
 			return end_intent(db, seq, "ok", err);

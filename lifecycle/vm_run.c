@@ -473,6 +473,16 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 		r = lc_record(root, id, LC_ACTIVE, lcm, reason, NULL, NULL, err);
 		return r < 0 ? r : 1;
 	}
+	if (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_HOTPLUG) {
+		/* a nic-attach/detach whose qvm died: complete or undo it */
+		lc_db_close(TAKE_PTR(db));
+		r = lc_nic_recover_vm(root, id, err);
+		if (r != 0)
+			return r;
+		r = lc_load_vm(root, id, &db, &vm, err);
+		if (r < 0)
+			return r;
+	}
 	if (vm->state != LC_ACTIVE || lc_vm_supervised(vm))
 		return 0;
 	lc_find_qemu(vm, &qpid, &qstart);

@@ -393,6 +393,12 @@ json_t *lc_net_list_json(lc_db *db);
  * ACTIVE), mac, ip, prefix, model. New reference. */
 json_t *lc_vm_nics_json(lc_db *db, const lc_vm *vm);
 
+/* For the cloud-init seed: a network-config (version 2) text from
+ * lc_vm_nics_json()'s array: each nic matched by MAC, with its lease as a
+ * static address, the network's gateway as default route and its DNS.
+ * New string. */
+char *lc_nics_network_config(json_t *nics);
+
 /* Attach a nic on network (mac, ip, model may be NULL: generated, leased,
  * virtio). A running vm gets it hot (tap, getfd, netdev_add, device_add in
  * ACTIVE/HOTPLUG; any failure undoes every step); a stopped one in its

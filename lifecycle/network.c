@@ -3,6 +3,7 @@
  * lease assignment for NICs, and the taps a VM's QEMU gets at start. The
  * interfaces themselves are made by net/ over netlink. */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "net/net.h"
@@ -567,10 +568,48 @@ json_t *lc_vm_nics_json(lc_db *db, const lc_vm *vm)
 		json_object_set_new(j, "ip", n->ip ? json_string(n->ip) : json_null());
 		if (n->ip && json_object_get(net, "prefix"))
 			json_object_set(j, "prefix", json_object_get(net, "prefix"));
+		if (n->ip && jstr(net, "gateway"))
+			json_object_set(j, "gateway", json_object_get(net, "gateway"));
+		if (n->ip && jstr(net, "dns"))
+			json_object_set(j, "dns", json_object_get(net, "dns"));
 		json_object_set_new(j, "model", json_string(n->model ? n->model : "virtio"));
 		json_array_append_new(arr, j);
 	}
 	return arr;
+}
+
+/* The network-config (version 2) a cloud-init seed carries: each nic with
+ * an address is matched by its MAC and given its lease, gateway and DNS. */
+char *lc_nics_network_config(json_t *nics)
+{
+	size_t i, len = 0;
+	char *text = NULL;
+	FILE *f = open_memstream(&text, &len);
+	json_t *n;
+
+	if (!f)
+		abort(); /* only on allocation failure */
+	fputs("version: 2\nethernets:\n", f);
+	json_array_foreach(nics, i, n) {
+		const char *ip = jstr(n, "ip"), *mac = jstr(n, "mac");
+
+		fprintf(f, "  nic%lld:\n", (long long)json_integer_value(json_object_get(n, "id")));
+		if (mac)
+			fprintf(f, "    match:\n      macaddress: \"%s\"\n", mac);
+		if (!ip) {
+			fputs("    dhcp4: false\n", f);
+			continue;
+		}
+		fprintf(f, "    addresses:\n      - %s/%lld\n", ip,
+			json_object_get(n, "prefix") ? (long long)json_integer_value(json_object_get(n, "prefix"))
+						     : 32LL);
+		if (jstr(n, "gateway"))
+			fprintf(f, "    routes:\n      - to: default\n        via: %s\n", jstr(n, "gateway"));
+		if (jstr(n, "dns"))
+			fprintf(f, "    nameservers:\n      addresses:\n        - %s\n", jstr(n, "dns"));
+	}
+	fclose(f);
+	return text;
 }
 
 /* ---- taps ------------------------------------------------------------------------------ */

@@ -79,7 +79,7 @@ explain() {
 run "${Q[@]}" net create lan --bridge qbr0 --range 10.77.0.10-10.77.0.12 --gateway 10.77.0.1
 is "$RC" 0 "net create makes a network" || diag "$ERR"
 like "$(nsip -d link show qbr0 2>&1)" "bridge" "its bridge qbr0 exists in the namespace and is a bridge"
-host_has_link qbr0 && not_ok "the host has no qbr0" || ok "the host has no qbr0"
+if host_has_link qbr0; then not_ok "the host has no qbr0"; else ok "the host has no qbr0"; fi
 run "${Q[@]}" net list
 like "$OUT" "(^|$NL)lan +qbr0 +- +10\.77\.0\.10-10\.77\.0\.12 +0 +0" "net list shows it with no leases"
 run "${Q[@]}" net show lan --json
@@ -99,7 +99,7 @@ like "$OUT" "existing bridge, adopted" "... and create says so"
 is "$(nsip -o link show qbradm | grep -o 'mtu [0-9]*')" "mtu 1400" "--mtu set the bridge's MTU"
 run "${Q[@]}" net delete adm
 is "$RC" 0 "net delete of the adopted network" || diag "$ERR"
-has_link qbradm && ok "the admin's bridge survives net delete" || not_ok "the admin's bridge survives net delete"
+if has_link qbradm; then ok "the admin's bridge survives net delete"; else not_ok "the admin's bridge survives net delete"; fi
 nsip link del qbradm
 
 run "${Q[@]}" net create vl --bridge qbrv --vlan 5 --uplink qttap0
@@ -107,20 +107,18 @@ if [ "$RC" = 0 ]; then
 	like "$(nsip -d link show qttap0.5 2>&1)" "vlan .*id 5" "a VLAN interface qttap0.5 was made"
 	like "$(nsip -o link show qttap0.5)" "master qbrv" "... enslaved to the bridge"
 	run "${Q[@]}" net delete vl
-	has_link qttap0.5 && not_ok "net delete removes the VLAN interface qvm made" ||
-		ok "net delete removes the VLAN interface qvm made"
-	has_link qbrv && not_ok "... and its bridge" || ok "... and its bridge"
+	if has_link qttap0.5; then not_ok "net delete removes the VLAN interface qvm made"; else ok "net delete removes the VLAN interface qvm made"; fi
+	if has_link qbrv; then not_ok "... and its bridge"; else ok "... and its bridge"; fi
 else
 	like "$ERR" "cannot create network 'vl': cannot create vlan 5" "a VLAN the kernel cannot make fails clearly"
-	has_link qbrv && not_ok "... and the bridge made before it is rolled back" ||
-		ok "... and the bridge made before it is rolled back"
+	if has_link qbrv; then not_ok "... and the bridge made before it is rolled back"; else ok "... and the bridge made before it is rolled back"; fi
 	run "${Q[@]}" net show vl
 	is "$RC" 1 "... and no network was recorded"
 fi
 run "${Q[@]}" net create bad --bridge qbr9 --range 10.0.0.1-10.0.1.5
 is "$RC" 1 "a range over two /24 is refused"
 like "$ERR" "one /24 network" "... saying why"
-has_link qbr9 && not_ok "... before any bridge is made" || ok "... before any bridge is made"
+if has_link qbr9; then not_ok "... before any bridge is made"; else ok "... before any bridge is made"; fi
 
 # ---- nics: leases and MACs --------------------------------------------------
 define a "" --nic lan,ip=10.77.0.11
@@ -131,7 +129,7 @@ is "$(nic_field b 0 ip)" 10.77.0.10 "it leases the lowest free address of the ra
 amac=$(nic_field a 0 mac)
 like "$amac" "^52:54:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$" "a generated MAC, locally administered: $amac"
 like "$(nic_field b 0 mac)" "^52:54:" "b has one too"
-[ "$amac" != "$(nic_field b 0 mac)" ] && ok "... another one" || not_ok "... another one"
+if [ "$amac" != "$(nic_field b 0 mac)" ]; then ok "... another one"; else not_ok "... another one"; fi
 define dup "" --nic "lan,mac=$amac"
 is "$RC" 1 "a duplicate MAC is refused"
 like "$ERR" "mac $amac is already used by vm 'a' nic 0" "... naming the vm that has it"
@@ -155,9 +153,9 @@ like "$ERR" "vms 'a', 'b', 'c'" "... naming the vms"
 # ---- a crash between tap creation and QEMU leaves no tap ---------------------
 cid=$(vm_id c)
 QVM_CRASH_AT=start-after-taps run "${Q[@]}" start c
-[ "$RC" != 0 ] && ok "a start that dies after making the taps fails" || not_ok "a start that dies after making the taps fails"
+if [ "$RC" != 0 ]; then ok "a start that dies after making the taps fails"; else not_ok "a start that dies after making the taps fails"; fi
 "${Q[@]}" list >/dev/null 2>&1
-has_link "qvm${cid}n0" && not_ok "... and leaves no tap" || ok "... and leaves no tap"
+if has_link "qvm${cid}n0"; then not_ok "... and leaves no tap"; else ok "... and leaves no tap"; fi
 like "$(state c)" "^(FAILED|PENDING)$" "... and c is not left ACTIVE"
 run "${Q[@]}" delete c
 is "$RC" 0 "delete c" || diag "$ERR"
@@ -181,7 +179,7 @@ run "${Q[@]}" start b
 is "$RC" 0 "start a second one" || { diag "$ERR"; explain b; }
 like "$(nsip -o link show "qvm${aid}n0" 2>&1)" "master qbr0 .*state UP|UP.*master qbr0" "a's tap qvm${aid}n0 is up on the bridge"
 like "$(nsip -o link show "qvm${bid}n0" 2>&1)" "master qbr0" "b's tap qvm${bid}n0 is on the bridge"
-host_has_link "qvm${aid}n0" && not_ok "the host has no tap of a" || ok "the host has no tap of a"
+if host_has_link "qvm${aid}n0"; then not_ok "the host has no tap of a"; else ok "the host has no tap of a"; fi
 run "${Q[@]}" show a
 like "$OUT" "  0 lan +qbr0 +qvm${aid}n0 +$amac|  0 lan +qbr0 +qvm${aid}n0 +52:54" "show prints the nic's network, bridge, tap, mac"
 like "$OUT" "10\.77\.0\.11 +virtio" "... and ip"
@@ -206,19 +204,92 @@ fi
 # ---- kill -9 of QEMU: its taps are gone ----------------------------------------
 bpid=$("${Q[@]}" show b --json | json 'd["qemu_pid"]')
 kill -9 "$bpid"
-wait_state b FAILED 30 && ok "b is FAILED after kill -9 of its QEMU" || not_ok "b is FAILED after kill -9 of its QEMU (it is $STATE)"
-wait_no_link "qvm${bid}n0" 10 && ok "... and its tap is gone" || not_ok "... and its tap is gone"
+if wait_state b FAILED 30; then ok "b is FAILED after kill -9 of its QEMU"; else not_ok "b is FAILED after kill -9 of its QEMU (it is $STATE)"; fi
+if wait_no_link "qvm${bid}n0" 10; then ok "... and its tap is gone"; else not_ok "... and its tap is gone"; fi
 run "${Q[@]}" show b --json
 is "$(json 'd["nics"][0]["ip"]' <<<"$OUT")" 10.77.0.10 "... and its lease is kept"
 
-#HOTPLUG#
+# ---- nic-attach / nic-detach on a running guest ------------------------------
+# b is FAILED: a stopped vm gets a nic in its definition only
+run "${Q[@]}" nic-attach b --network lan --model e1000
+is "$RC" 0 "nic-attach on a stopped vm changes its definition" || diag "$ERR"
+is "$("${Q[@]}" show b --json | json 'len(d["nics"])')" 2 "... b has two nics now"
+if has_link "qvm${bid}n1"; then not_ok "... and no tap is made"; else ok "... and no tap is made"; fi
+is "$(nic_field b 1 ip)" 10.77.0.12 "... with the last lease"
+run "${Q[@]}" nic-attach a --network lan
+is "$RC" 1 "nic-attach when the range is exhausted is refused"
+like "$ERR" "cannot attach a nic to 'a': nic 1: the range .* is exhausted" "... clearly"
+run "${Q[@]}" nic-detach b 1
+is "$RC" 0 "nic-detach on a stopped vm" || diag "$ERR"
+is "$("${Q[@]}" show b --json | json 'len(d["nics"])')" 1 "... drops the nic from its definition"
+
+wait_for_file_line "$alog" '^QVM-DEVICES net=eth0 ' 5 >/dev/null
+mark=$(line_count "$alog")
+run "${Q[@]}" nic-attach a --network lan
+is "$RC" 0 "nic-attach on a running vm" || { diag "$ERR"; explain a; }
+like "$OUT" "nic 1 attached" "... says which nic"
+is "$(state a)" ACTIVE/RUNNING "... and a is RUNNING again"
+if wait_for_file_line "$alog" '^QVM-DEVICES net=eth0,eth1 ' 30 "$mark"; then
+	ok "eth1 appears in the guest"
+else
+	not_ok "eth1 appears in the guest"
+	explain a
+fi
+like "$(nsip -o link show "qvm${aid}n1" 2>&1)" "master qbr0" "its tap qvm${aid}n1 is on the bridge"
+is "$(nic_field a 1 ip)" 10.77.0.12 "it leased the free address"
+run "${Q[@]}" history a
+like "$OUT" "ACTIVE/HOTPLUG +nic-attach" "the history shows ACTIVE/HOTPLUG"
+
+mark=$(line_count "$alog")
+run "${Q[@]}" nic-detach a 1
+is "$RC" 0 "nic-detach on a running vm" || { diag "$ERR"; explain a; }
+if wait_for_file_line "$alog" '^QVM-DEVICES net=eth0 ' 30 "$mark"; then
+	ok "eth1 is gone from the guest"
+else
+	not_ok "eth1 is gone from the guest"
+fi
+if wait_no_link "qvm${aid}n1" 10; then ok "... its tap is gone"; else not_ok "... its tap is gone"; fi
+run "${Q[@]}" net show lan --json
+is "$(json '" ".join(sorted(l["ip"] for l in d["leases"]))' <<<"$OUT")" "10.77.0.10 10.77.0.11" "... and its lease is freed"
+
+# a qvm that dies between tap creation and device_add leaves nothing once
+# reconciled: no tap, no lease, no device in the guest
+for point in nic-attach-after-tap nic-attach-after-netdev; do
+	mark=$(line_count "$alog")
+	QVM_CRASH_AT=$point run "${Q[@]}" nic-attach a --network lan
+	is "$RC" 99 "nic-attach dies at $point"
+	"${Q[@]}" list >/dev/null 2>&1
+	is "$(state a)" ACTIVE/RUNNING "... list rolls it back: a is RUNNING"
+	if has_link "qvm${aid}n1"; then not_ok "... no tap is left"; else ok "... no tap is left"; fi
+	is "$("${Q[@]}" show a --json | json 'len(d["nics"])')" 1 "... no nic in the definition"
+	run "${Q[@]}" net show lan --json
+	is "$(json 'len(d["leases"])' <<<"$OUT")" 2 "... no lease"
+done
+sleep 2
+like "$(grep -a '^QVM-DEVICES' "$alog" | tail -1)" "net=eth0 " "the guest never saw a half-added nic"
+amac=$(nic_field a 0 mac)
+run "${Q[@]}" nic-attach a --network lan --mac "$amac"
+is "$RC" 1 "nic-attach with a MAC in use is refused"
+like "$ERR" "already used by vm 'a' nic 0" "... naming its owner"
+if has_link "qvm${aid}n1"; then not_ok "... before any tap is made"; else ok "... before any tap is made"; fi
+
+
+# ---- supervisor killed, then QEMU: reconciliation leaves no tap -------------------
+aspid=$("${Q[@]}" show a --json | json 'd["supervisor_pid"]')
+apid=$("${Q[@]}" show a --json | json 'd["qemu_pid"]')
+kill -9 "$aspid"
+wait_pid_gone "$aspid" 5
+kill -9 "$apid"
+wait_pid_gone "$apid" 10
+"${Q[@]}" list >/dev/null 2>&1
+is "$(state a)" FAILED "a is FAILED once its supervisor and QEMU are gone"
+if has_link "qvm${aid}n0"; then not_ok "... and no tap of it is left"; else ok "... and no tap of it is left"; fi
 
 # ---- clean up: what qvm made goes ------------------------------------------------
 for v in a b; do "${Q[@]}" delete "$v" >/dev/null 2>&1; done
-wait_no_link "qvm${aid}n0" 10 && ok "delete of a running vm removes its tap" || not_ok "delete of a running vm removes its tap"
 run "${Q[@]}" net delete lan
 is "$RC" 0 "net delete once no vm uses it" || diag "$ERR"
-has_link qbr0 && not_ok "... removes the bridge qvm made" || ok "... removes the bridge qvm made"
+if has_link qbr0; then not_ok "... removes the bridge qvm made"; else ok "... removes the bridge qvm made"; fi
 run "${Q[@]}" net list --json
 is "$OUT" "[]" "no network is left"
 nsip link del qttap0 2>/dev/null

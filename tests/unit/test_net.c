@@ -2,6 +2,7 @@
  * interface name validation (pure functions: no host access). */
 #include <string.h>
 
+#include "lifecycle/lifecycle.h"
 #include "net/net.h"
 #include "tap.h"
 
@@ -120,6 +121,35 @@ static void test_ifnames(void)
 	ok(net_validate_ifname("", "bridge", &err) < 0, "empty is refused");
 }
 
+static void test_network_config(void)
+{
+	_cleanup_json_ json_t *nics = json_loads(
+		"[{\"id\":0,\"network\":\"lan\",\"mac\":\"52:54:00:12:34:56\",\"ip\":\"10.0.0.10\","
+		"\"prefix\":24,\"gateway\":\"10.0.0.1\",\"dns\":\"10.0.0.2\"},"
+		"{\"id\":3,\"network\":\"dmz\",\"mac\":\"52:54:00:ab:cd:ef\"}]", 0, NULL);
+	_cleanup_free_ char *text = lc_nics_network_config(nics);
+
+	is_str(text,
+	       "version: 2\n"
+	       "ethernets:\n"
+	       "  nic0:\n"
+	       "    match:\n"
+	       "      macaddress: \"52:54:00:12:34:56\"\n"
+	       "    addresses:\n"
+	       "      - 10.0.0.10/24\n"
+	       "    routes:\n"
+	       "      - to: default\n"
+	       "        via: 10.0.0.1\n"
+	       "    nameservers:\n"
+	       "      addresses:\n"
+	       "        - 10.0.0.2\n"
+	       "  nic3:\n"
+	       "    match:\n"
+	       "      macaddress: \"52:54:00:ab:cd:ef\"\n"
+	       "    dhcp4: false\n",
+	       "network-config: the lease by MAC, gateway and DNS; a nic without a lease unconfigured");
+}
+
 int main(void)
 {
 	test_tap_names();
@@ -127,5 +157,6 @@ int main(void)
 	test_ips();
 	test_pick();
 	test_ifnames();
+	test_network_config();
 	return done_testing();
 }

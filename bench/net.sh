@@ -24,7 +24,7 @@ cleanup() {
 	for p in /proc/[0-9]*; do
 		p=${p#/proc/}
 		[ "$p" = $$ ] && continue
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$work" && kill -KILL "$p" 2>/dev/null
+		{ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -q -- "$work" && kill -KILL "$p" 2>/dev/null
 	done
 	sleep 0.3
 	ip netns del "$NS" 2>/dev/null

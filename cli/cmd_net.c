@@ -4,13 +4,13 @@
 #include "cli.h"
 
 static int parse_uint_opt(const char *opt, const char *arg, uint64_t max, unsigned *ret,
-			  util_err *err)
+                          util_err *err)
 {
 	uint64_t v;
 
 	if (util_parse_uint(arg, 1, max, &v, NULL) < 0)
 		return cli_usage(err, "%s '%s' must be a number from 1 to %llu", opt, arg,
-				 (unsigned long long)max);
+		                 (unsigned long long)max);
 	*ret = (unsigned)v;
 	return 0;
 }
@@ -44,14 +44,30 @@ static int net_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 			break;
 		}
 		switch (c) {
-		case O_BRIDGE: o.bridge = arg; break;
-		case O_VLAN: r = parse_uint_opt("--vlan", arg, 4094, &o.vlan, err); break;
-		case O_UPLINK: o.uplink = arg; break;
-		case O_MTU: r = parse_uint_opt("--mtu", arg, 65535, &o.mtu, err); break;
-		case O_RANGE: o.range = arg; break;
-		case O_PREFIX: r = parse_uint_opt("--prefix", arg, 30, &o.prefix, err); break;
-		case O_GATEWAY: o.gateway = arg; break;
-		case O_DNS: o.dns = arg; break;
+		case O_BRIDGE:
+			o.bridge = arg;
+			break;
+		case O_VLAN:
+			r = parse_uint_opt("--vlan", arg, 4094, &o.vlan, err);
+			break;
+		case O_UPLINK:
+			o.uplink = arg;
+			break;
+		case O_MTU:
+			r = parse_uint_opt("--mtu", arg, 65535, &o.mtu, err);
+			break;
+		case O_RANGE:
+			o.range = arg;
+			break;
+		case O_PREFIX:
+			r = parse_uint_opt("--prefix", arg, 30, &o.prefix, err);
+			break;
+		case O_GATEWAY:
+			o.gateway = arg;
+			break;
+		case O_DNS:
+			o.dns = arg;
+			break;
 		}
 	}
 	if (r == 0)
@@ -73,8 +89,9 @@ static int net_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 		*ret_json = lc_net_to_json(db, net);
 	else if (ctx->verbosity >= 0)
 		printf("network '%s' created on bridge %s (%s)\n", o.name, o.bridge,
-		       json_is_true(json_object_get(net, "created_bridge")) ? "made by qvm"
-									    : "an existing bridge, adopted");
+		       json_is_true(json_object_get(net, "created_bridge"))
+		               ? "made by qvm"
+		               : "an existing bridge, adopted");
 	return 0;
 }
 
@@ -110,13 +127,14 @@ static int net_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		*ret_json = TAKE_PTR(list);
 		return 0;
 	}
-	printf("%-16s %-15s %-5s %-31s %6s %s\n", "NAME", "BRIDGE", "VLAN", "RANGE", "LEASES", "VMS");
-	json_array_foreach(list, i, net) {
+	printf("%-16s %-15s %-5s %-31s %6s %s\n", "NAME", "BRIDGE", "VLAN", "RANGE", "LEASES",
+	       "VMS");
+	json_array_foreach (list, i, net) {
 		char vlan[16] = "-";
 
 		if (json_integer_value(json_object_get(net, "vlan")))
 			snprintf(vlan, sizeof(vlan), "%lld",
-				 (long long)json_integer_value(json_object_get(net, "vlan")));
+			         (long long)json_integer_value(json_object_get(net, "vlan")));
 		printf("%-16s %-15s %-5s %-31s %6zu %zu\n", jstr(net, "name", "?"),
 		       jstr(net, "bridge", "-"), vlan, jstr(net, "range", "-"),
 		       json_array_size(json_object_get(net, "leases")),
@@ -157,11 +175,13 @@ static int net_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 	       json_is_true(json_object_get(j, "created_bridge")) ? "made by qvm" : "adopted");
 	if (json_object_get(j, "vlan"))
 		printf("%-11s %lld on %s as %s (%s)\n", "VLAN",
-		       (long long)json_integer_value(json_object_get(j, "vlan")), jstr(j, "uplink", "?"),
-		       jstr(j, "vlan_if", "?"),
-		       json_is_true(json_object_get(j, "created_vlan")) ? "made by qvm" : "adopted");
+		       (long long)json_integer_value(json_object_get(j, "vlan")),
+		       jstr(j, "uplink", "?"), jstr(j, "vlan_if", "?"),
+		       json_is_true(json_object_get(j, "created_vlan")) ? "made by qvm"
+		                                                        : "adopted");
 	if (json_object_get(j, "mtu"))
-		printf("%-11s %lld\n", "MTU", (long long)json_integer_value(json_object_get(j, "mtu")));
+		printf("%-11s %lld\n", "MTU",
+		       (long long)json_integer_value(json_object_get(j, "mtu")));
 	if (json_object_get(j, "range")) {
 		printf("%-11s %s /%lld\n", "RANGE", jstr(j, "range", "?"),
 		       (long long)json_integer_value(json_object_get(j, "prefix")));
@@ -169,9 +189,10 @@ static int net_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		printf("%-11s %s\n", "DNS", jstr(j, "dns", "-"));
 	}
 	printf("\nLEASES\n%-15s %-17s %-4s %s\n", "IP", "MAC", "NIC", "VM");
-	json_array_foreach(json_object_get(j, "leases"), i, l)
+	json_array_foreach (json_object_get(j, "leases"), i, l)
 		printf("%-15s %-17s %-4lld %s\n", jstr(l, "ip", "?"), jstr(l, "mac", "-"),
-		       (long long)json_integer_value(json_object_get(l, "nic")), jstr(l, "vm", "?"));
+		       (long long)json_integer_value(json_object_get(l, "nic")),
+		       jstr(l, "vm", "?"));
 	return 0;
 }
 
@@ -207,7 +228,8 @@ int cli_cmd_net(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err
 
 	if (!sub || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
 		if (!sub)
-			return cli_usage(err, "net needs a subcommand: create, list, show or delete");
+			return cli_usage(err,
+			                 "net needs a subcommand: create, list, show or delete");
 		printf("usage: qvm net %s\n\n%s\n\n%s", ctx->cmd->usage, ctx->cmd->summary,
 		       ctx->cmd->help ? ctx->cmd->help : "");
 		exit(0);
@@ -220,7 +242,8 @@ int cli_cmd_net(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err
 		return net_show(ctx, argc - 1, argv + 1, ret_json, err);
 	if (!strcmp(sub, "delete"))
 		return net_delete(ctx, argc - 1, argv + 1, ret_json, err);
-	return cli_usage(err, "unknown net subcommand '%s' (use create, list, show or delete)", sub);
+	return cli_usage(err, "unknown net subcommand '%s' (use create, list, show or delete)",
+	                 sub);
 }
 
 /* ---- nic-attach, nic-detach ------------------------------------------------------ */
@@ -269,10 +292,18 @@ int cli_cmd_nic_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, u
 	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
 	while ((c = cli_parser_next(&p, &arg, err)) > 0) {
 		switch (c) {
-		case O_NETWORK: network = arg; break;
-		case O_MAC: mac = arg; break;
-		case O_IP: ip = arg; break;
-		case O_MODEL: model = arg; break;
+		case O_NETWORK:
+			network = arg;
+			break;
+		case O_MAC:
+			mac = arg;
+			break;
+		case O_IP:
+			ip = arg;
+			break;
+		case O_MODEL:
+			model = arg;
+			break;
 		}
 	}
 	r = c < 0 ? c : cli_parser_operands(&p, 1, 1, &ops, &n, err);

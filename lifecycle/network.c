@@ -10,22 +10,24 @@
 #include "network.h"
 
 #define DEFAULT_PREFIX 24
-#define MAC_ATTEMPTS 64
+#define MAC_ATTEMPTS   64
 
 /* ---- journal helpers -------------------------------------------------------- */
 
 static int net_intent(lc_db *db, const char *op, json_t *data, uint64_t *ret_seq, util_err *err)
 {
-	return lc_db_append(db, json_pack("{s:s, s:s, s:I, s:o}", "type", "intent", "op", op, "id",
-					  (json_int_t)0, "data", data),
-			    ret_seq, err);
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:s, s:I, s:o}", "type", "intent", "op", op, "id",
+	                              (json_int_t)0, "data", data),
+	                    ret_seq, err);
 }
 
 static int net_done(lc_db *db, uint64_t seq, const char *result, util_err *err)
 {
-	return lc_db_append(db, json_pack("{s:s, s:I, s:I, s:s}", "type", "done", "id", (json_int_t)0,
-					  "intent", (json_int_t)seq, "result", result),
-			    NULL, err);
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:I, s:I, s:s}", "type", "done", "id", (json_int_t)0,
+	                              "intent", (json_int_t)seq, "result", result),
+	                    NULL, err);
 }
 
 static const char *jstr(json_t *o, const char *k)
@@ -46,7 +48,7 @@ int lc_net_find(lc_db *db, const char *name, json_t **ret_net, util_err *err)
 
 	if (!net)
 		return util_err_set(err, -ENOENT, "no network named '%s' (see qvm net list)",
-				    name ? name : "");
+		                    name ? name : "");
 	*ret_net = net;
 	return 0;
 }
@@ -58,14 +60,15 @@ static bool vm_counts(const lc_vm *vm)
 
 /* The nics of open nic-attach intents: they hold their MAC and lease
  * until the attach completes or is rolled back. */
-static void foreach_pending_nic(lc_db *db, void (*fn)(const char *network, const char *mac,
-						      const char *ip, void *ud),
-				void *ud)
+static void foreach_pending_nic(lc_db *db,
+                                void (*fn)(const char *network, const char *mac, const char *ip,
+                                           void *ud),
+                                void *ud)
 {
 	const char *key;
 	json_t *intent;
 
-	json_object_foreach(lc_db_intents(db), key, intent) {
+	json_object_foreach (lc_db_intents(db), key, intent) {
 		json_t *nic = json_object_get(json_object_get(intent, "data"), "nic");
 
 		if (util_streq(jstr(intent, "op"), "nic-attach") && nic)
@@ -98,7 +101,7 @@ static void used_pending(const char *network, const char *mac, const char *ip, v
 /* Every address of network leased to a VM that is not DONE, to a pending
  * attach, or to a sibling nic of the definition being assigned. */
 static void collect_used(lc_db *db, const char *network, const lc_nic *sib, size_t n_sib,
-			 used_ips *u)
+                         used_ips *u)
 {
 	u->network = network;
 	for (size_t i = 0; i < lc_db_count(db); i++) {
@@ -112,6 +115,17 @@ static void collect_used(lc_db *db, const char *network, const lc_nic *sib, size
 	for (size_t k = 0; k < n_sib; k++)
 		used_add(u, sib[k].network, sib[k].ip);
 	foreach_pending_nic(db, used_pending, u);
+}
+
+/* Counts every pending nic on u->network, with or without an address. */
+static void used_pending_any(const char *network, const char *mac, const char *ip, void *ud)
+{
+	used_ips *u = ud;
+
+	(void)mac;
+	(void)ip;
+	if (util_streq(network, u->network))
+		u->n++;
 }
 
 typedef struct mac_find {
@@ -141,7 +155,8 @@ static char *mac_owner(lc_db *db, const char *mac, const lc_nic *sib, size_t n_s
 			continue;
 		for (size_t k = 0; k < vm->def.n_nics; k++)
 			if (vm->def.nics[k].mac && !strcasecmp(vm->def.nics[k].mac, mac))
-				return util_xasprintf("vm '%s' nic %u", vm->def.name, vm->def.nics[k].id);
+				return util_xasprintf("vm '%s' nic %u", vm->def.name,
+				                      vm->def.nics[k].id);
 	}
 	for (size_t k = 0; k < n_sib; k++)
 		if (sib[k].mac && !strcasecmp(sib[k].mac, mac))
@@ -153,7 +168,7 @@ static char *mac_owner(lc_db *db, const char *mac, const lc_nic *sib, size_t n_s
 /* ---- MACs and leases ----------------------------------------------------------- */
 
 int lc_nic_assign(lc_db *db, const char *uuid, lc_nic *nic, const lc_nic *siblings,
-		  size_t n_siblings, util_err *err)
+                  size_t n_siblings, util_err *err)
 {
 	json_t *net = NULL;
 	char mac[18];
@@ -170,8 +185,9 @@ int lc_nic_assign(lc_db *db, const char *uuid, lc_nic *nic, const lc_nic *siblin
 		owner = mac_owner(db, mac, siblings, n_siblings);
 		if (owner)
 			return util_err_set(err, -EEXIST,
-					    "nic %u: mac %s is already used by %s; give another mac or leave it out to get a generated one",
-					    nic->id, mac, owner);
+			                    "nic %u: mac %s is already used by %s; give another "
+			                    "mac or leave it out to get a generated one",
+			                    nic->id, mac, owner);
 	} else {
 		unsigned attempt = 0;
 
@@ -179,8 +195,9 @@ int lc_nic_assign(lc_db *db, const char *uuid, lc_nic *nic, const lc_nic *siblin
 			_cleanup_free_ char *owner = NULL;
 
 			if (attempt == MAC_ATTEMPTS)
-				return util_err_set(err, -EEXIST, "nic %u: cannot find a free mac address",
-						    nic->id);
+				return util_err_set(err, -EEXIST,
+				                    "nic %u: cannot find a free mac address",
+				                    nic->id);
 			net_mac_generate(uuid, nic->id, attempt, mac);
 			owner = mac_owner(db, mac, siblings, n_siblings);
 			if (!owner)
@@ -203,19 +220,22 @@ int lc_nic_assign(lc_db *db, const char *uuid, lc_nic *nic, const lc_nic *siblin
 			r = net_ip4_parse(nic->ip, &ip, err);
 			if (r == 0 && (ip < first || ip > last))
 				r = util_err_set(err, -EINVAL,
-						 "ip %s is outside the range %s of network '%s'", nic->ip,
-						 jstr(net, "range"), nic->network);
+				                 "ip %s is outside the range %s of network '%s'",
+				                 nic->ip, jstr(net, "range"), nic->network);
 			for (size_t i = 0; r == 0 && i < used.n; i++)
 				if (used.ips[i] == ip)
 					r = util_err_set(err, -EEXIST,
-							 "ip %s of network '%s' is already leased; give another ip or leave it out",
-							 nic->ip, nic->network);
+					                 "ip %s of network '%s' is already leased; "
+					                 "give another ip or leave it out",
+					                 nic->ip, nic->network);
 		} else {
 			r = net_range_pick(first, last, used.ips, used.n, &ip, err);
 			if (r == -ENOSPC)
-				r = util_err_set(err, -ENOSPC,
-						 "the range %s of network '%s' is exhausted: every address is leased; delete a vm on it or widen the range",
-						 jstr(net, "range"), nic->network);
+				r = util_err_set(
+				        err, -ENOSPC,
+				        "the range %s of network '%s' is exhausted: every address "
+				        "is leased; delete a vm on it or widen the range",
+				        jstr(net, "range"), nic->network);
 		}
 		free(used.ips);
 		if (r < 0)
@@ -264,12 +284,14 @@ static int check_opts(lc_db *db, const lc_net_opts *o, json_t **ret_net, util_er
 	if (r < 0)
 		return r;
 	if (json_object_get(lc_db_networks(db), o->name))
-		return util_err_set(err, -EEXIST, "a network named '%s' exists already (see qvm net show %s)",
-				    o->name, o->name);
-	json_object_foreach(lc_db_networks(db), key, other)
+		return util_err_set(err, -EEXIST,
+		                    "a network named '%s' exists already (see qvm net show %s)",
+		                    o->name, o->name);
+	json_object_foreach (lc_db_networks(db), key, other)
 		if (util_streq(jstr(other, "bridge"), o->bridge))
-			return util_err_set(err, -EEXIST, "bridge '%s' already carries network '%s'",
-					    o->bridge, key);
+			return util_err_set(err, -EEXIST,
+			                    "bridge '%s' already carries network '%s'", o->bridge,
+			                    key);
 	net = json_pack("{s:s, s:s}", "name", o->name, "bridge", o->bridge);
 	if ((o->vlan != 0) != (o->uplink != NULL))
 		return util_err_set(err, -EINVAL, "--vlan and --uplink go together");
@@ -277,21 +299,24 @@ static int check_opts(lc_db *db, const lc_net_opts *o, json_t **ret_net, util_er
 		char vif[32];
 
 		if (o->vlan > NET_VLAN_MAX)
-			return util_err_set(err, -EINVAL, "vlan id %u must be 1 to %d", o->vlan, NET_VLAN_MAX);
+			return util_err_set(err, -EINVAL, "vlan id %u must be 1 to %d", o->vlan,
+			                    NET_VLAN_MAX);
 		r = net_validate_ifname(o->uplink, "uplink", err);
 		if (r < 0)
 			return r;
 		snprintf(vif, sizeof(vif), "%s.%u", o->uplink, o->vlan);
 		if (strlen(vif) > NET_IFNAME_MAX)
 			return util_err_set(err, -ENAMETOOLONG,
-					    "the vlan interface name '%s' would be longer than %d bytes; use an uplink with a shorter name",
-					    vif, NET_IFNAME_MAX);
+			                    "the vlan interface name '%s' would be longer than %d "
+			                    "bytes; use an uplink with a shorter name",
+			                    vif, NET_IFNAME_MAX);
 		json_object_set_new(net, "vlan", json_integer(o->vlan));
 		json_object_set_new(net, "uplink", json_string(o->uplink));
 		json_object_set_new(net, "vlan_if", json_string(vif));
 	}
 	if (o->mtu && (o->mtu < NET_MTU_MIN || o->mtu > NET_MTU_MAX))
-		return util_err_set(err, -EINVAL, "mtu %u must be %d to %d", o->mtu, NET_MTU_MIN, NET_MTU_MAX);
+		return util_err_set(err, -EINVAL, "mtu %u must be %d to %d", o->mtu, NET_MTU_MIN,
+		                    NET_MTU_MAX);
 	if (o->mtu)
 		json_object_set_new(net, "mtu", json_integer(o->mtu));
 	if (o->range) {
@@ -338,13 +363,28 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 		return util_err_prefix(err, "cannot create network '%s'", o->name);
 	if (br.kind != NET_KIND_NONE && br.kind != NET_KIND_BRIDGE)
 		return util_err_set(err, -EEXIST,
-				    "cannot create network '%s': interface '%s' exists and is a %s interface, not a bridge; choose another --bridge",
-				    o->name, o->bridge, br.type[0] ? br.type : "physical");
+		                    "cannot create network '%s': interface '%s' exists and is a %s "
+		                    "interface, not a bridge; choose another --bridge",
+		                    o->name, o->bridge, br.type[0] ? br.type : "physical");
 	if (vif && vl.kind != NET_KIND_NONE &&
-	    (vl.kind != NET_KIND_VLAN || vl.vlan_id != o->vlan || !util_streq(vl.vlan_link, o->uplink)))
+	    (vl.kind != NET_KIND_VLAN || vl.vlan_id != o->vlan ||
+	     !util_streq(vl.vlan_link, o->uplink)))
 		return util_err_set(err, -EEXIST,
-				    "cannot create network '%s': interface '%s' exists and is not vlan %u on '%s'",
-				    o->name, vif, o->vlan, o->uplink);
+		                    "cannot create network '%s': interface '%s' exists and is not "
+		                    "vlan %u on '%s'",
+		                    o->name, vif, o->vlan, o->uplink);
+	/* what is the admin's is used as it is, never changed */
+	if (br.kind == NET_KIND_BRIDGE && o->mtu && br.mtu != o->mtu)
+		return util_err_set(err, -EEXIST,
+		                    "cannot create network '%s': bridge '%s' exists (not made by "
+		                    "qvm) with MTU %u; leave out --mtu or change its MTU yourself",
+		                    o->name, o->bridge, br.mtu);
+	if (vif && vl.kind == NET_KIND_VLAN && !util_streq(vl.master, o->bridge))
+		return util_err_set(
+		        err, -EEXIST,
+		        "cannot create network '%s': vlan interface '%s' exists (not made by qvm) "
+		        "and is not enslaved to bridge '%s'; enslave it yourself or delete it",
+		        o->name, vif, o->bridge);
 	if (vif && vl.kind == NET_KIND_NONE) {
 		net_link_info up;
 
@@ -352,8 +392,9 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 		if (r < 0)
 			return r;
 		if (up.kind == NET_KIND_NONE)
-			return util_err_set(err, -ENODEV, "cannot create network '%s': no uplink interface '%s'",
-					    o->name, o->uplink);
+			return util_err_set(err, -ENODEV,
+			                    "cannot create network '%s': no uplink interface '%s'",
+			                    o->name, o->uplink);
 	}
 	/* what qvm makes is its own, recorded; what it finds is the admin's */
 	json_object_set_new(net, "created_bridge", json_boolean(br.kind == NET_KIND_NONE));
@@ -365,25 +406,22 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 	util_crash_point("net-create-after-intent");
 	if (br.kind == NET_KIND_NONE)
 		r = net_bridge_create(o->bridge, o->mtu, err);
-	else if (o->mtu)
-		r = net_link_attach(o->bridge, NULL, o->mtu, err);
 	if (r < 0)
 		goto rollback;
 	util_crash_point("net-create-after-bridge");
 	if (vif && vl.kind == NET_KIND_NONE)
 		r = net_vlan_create(vif, o->uplink, o->vlan, o->bridge, o->mtu, err);
-	else if (vif)
-		r = net_link_attach(vif, o->bridge, o->mtu, err);
 	if (r < 0)
 		goto rollback;
 	util_crash_point("net-create-before-record");
-	r = lc_db_append(db, json_pack("{s:s, s:I, s:O}", "type", "net", "id", (json_int_t)0, "net", net),
-			 NULL, err);
+	r = lc_db_append(
+	        db, json_pack("{s:s, s:I, s:O}", "type", "net", "id", (json_int_t)0, "net", net),
+	        NULL, err);
 	if (r < 0)
 		goto rollback;
 	return net_done(db, intent, "ok", err);
 
-rollback: {
+rollback : {
 	util_err ignored = { 0 };
 
 	if (jtrue(net, "created_vlan"))
@@ -441,8 +479,8 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 		if (!uses)
 			continue;
 		{
-			char *more = util_xasprintf("%s%s'%s'", users ? users : "", users ? ", " : "",
-						    vm->def.name);
+			char *more = util_xasprintf("%s%s'%s'", users ? users : "",
+			                            users ? ", " : "", vm->def.name);
 
 			free(users);
 			users = more;
@@ -451,8 +489,20 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 	}
 	if (users)
 		return util_err_set(err, -EBUSY,
-				    "cannot delete network '%s': the nics of vm%s %s use it; detach them or delete the vm%s first",
-				    name, n_users > 1 ? "s" : "", users, n_users > 1 ? "s" : "");
+		                    "cannot delete network '%s': the nics of vm%s %s use it; "
+		                    "detach them or delete the vm%s first",
+		                    name, n_users > 1 ? "s" : "", users, n_users > 1 ? "s" : "");
+	{
+		used_ips any = { 0 };
+
+		/* a nic being attached on it counts as a user too */
+		any.network = name;
+		foreach_pending_nic(db, used_pending_any, &any);
+		if (any.n)
+			return util_err_set(err, -EBUSY,
+			                    "cannot delete network '%s': a nic is being attached on it; try again",
+			                    name);
+	}
 	r = net_intent(db, "net-delete", json_pack("{s:s}", "name", name), &intent, err);
 	if (r < 0)
 		return r;
@@ -464,9 +514,10 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 		net_done(db, intent, "failed", &ignored);
 		return util_err_prefix(err, "cannot delete network '%s'", name);
 	}
-	r = lc_db_append(db, json_pack("{s:s, s:I, s:s}", "type", "net-delete", "id", (json_int_t)0,
-				       "name", name),
-			 NULL, err);
+	r = lc_db_append(db,
+	                 json_pack("{s:s, s:I, s:s}", "type", "net-delete", "id", (json_int_t)0,
+	                           "name", name),
+	                 NULL, err);
 	if (r == 0)
 		r = net_done(db, intent, "ok", err);
 	return r;
@@ -492,12 +543,14 @@ int lc_net_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 			int r = remove_made(net, err);
 
 			if (r == 0)
-				r = lc_db_append(db, json_pack("{s:s, s:I, s:s}", "type", "net-delete", "id",
-							       (json_int_t)0, "name", jstr(data, "name")),
-						 NULL, err);
+				r = lc_db_append(db,
+				                 json_pack("{s:s, s:I, s:s}", "type", "net-delete",
+				                           "id", (json_int_t)0, "name",
+				                           jstr(data, "name")),
+				                 NULL, err);
 			if (r < 0)
 				return util_err_prefix(err, "cannot finish deleting network '%s'",
-						       jstr(data, "name"));
+				                       jstr(data, "name"));
 		}
 		return net_done(db, seq, "ok", err);
 	}
@@ -523,11 +576,11 @@ json_t *lc_net_to_json(lc_db *db, json_t *net)
 				continue;
 			uses = true;
 			if (n->ip)
-				json_array_append_new(leases,
-						      json_pack("{s:s, s:s, s:I, s:i, s:s}", "ip", n->ip,
-								"vm", vm->def.name, "vm_id",
-								(json_int_t)vm->id, "nic", (int)n->id,
-								"mac", n->mac ? n->mac : ""));
+				json_array_append_new(
+				        leases,
+				        json_pack("{s:s, s:s, s:I, s:i, s:s}", "ip", n->ip, "vm",
+				                  vm->def.name, "vm_id", (json_int_t)vm->id, "nic",
+				                  (int)n->id, "mac", n->mac ? n->mac : ""));
 		}
 		if (uses)
 			json_array_append_new(users, json_string(vm->def.name));
@@ -543,7 +596,7 @@ json_t *lc_net_list_json(lc_db *db)
 	const char *key;
 	json_t *net = NULL;
 
-	json_object_foreach(lc_db_networks(db), key, net)
+	json_object_foreach (lc_db_networks(db), key, net)
 		json_array_append_new(arr, lc_net_to_json(db, net));
 	return arr;
 }
@@ -558,9 +611,11 @@ json_t *lc_vm_nics_json(lc_db *db, const lc_vm *vm)
 		json_t *j = json_pack("{s:i, s:s}", "id", (int)n->id, "network", n->network);
 		char tap[16];
 
-		json_object_set_new(j, "bridge", jstr(net, "bridge") ? json_string(jstr(net, "bridge"))
-								     : json_null());
-		if (vm->state == LC_ACTIVE && net_tap_name(vm->id, n->id, tap, sizeof(tap), NULL) == 0)
+		json_object_set_new(j, "bridge",
+		                    jstr(net, "bridge") ? json_string(jstr(net, "bridge"))
+		                                        : json_null());
+		if (vm->state == LC_ACTIVE &&
+		    net_tap_name(vm->id, n->id, tap, sizeof(tap), NULL) == 0)
 			json_object_set_new(j, "tap", json_string(tap));
 		else
 			json_object_set_new(j, "tap", json_null());
@@ -590,7 +645,7 @@ char *lc_nics_network_config(json_t *nics)
 	if (!f)
 		abort(); /* only on allocation failure */
 	fputs("version: 2\nethernets:\n", f);
-	json_array_foreach(nics, i, n) {
+	json_array_foreach (nics, i, n) {
 		const char *ip = jstr(n, "ip"), *mac = jstr(n, "mac");
 
 		fprintf(f, "  nic%lld:\n", (long long)json_integer_value(json_object_get(n, "id")));
@@ -601,12 +656,15 @@ char *lc_nics_network_config(json_t *nics)
 			continue;
 		}
 		fprintf(f, "    addresses:\n      - %s/%lld\n", ip,
-			json_object_get(n, "prefix") ? (long long)json_integer_value(json_object_get(n, "prefix"))
-						     : 32LL);
+		        json_object_get(n, "prefix")
+		                ? (long long)json_integer_value(json_object_get(n, "prefix"))
+		                : 32LL);
 		if (jstr(n, "gateway"))
-			fprintf(f, "    routes:\n      - to: default\n        via: %s\n", jstr(n, "gateway"));
+			fprintf(f, "    routes:\n      - to: default\n        via: %s\n",
+			        jstr(n, "gateway"));
 		if (jstr(n, "dns"))
-			fprintf(f, "    nameservers:\n      addresses:\n        - %s\n", jstr(n, "dns"));
+			fprintf(f, "    nameservers:\n      addresses:\n        - %s\n",
+			        jstr(n, "dns"));
 	}
 	fclose(f);
 	return text;
@@ -647,8 +705,9 @@ int lc_nic_open_tap(lc_db *db, const lc_vm *vm, const lc_nic *n, int *ret_fd, ut
 		net_link_delete(tap, NULL);
 	else if (li.kind != NET_KIND_NONE)
 		return util_err_set(err, -EEXIST,
-				    "nic %u: interface '%s' exists and is not a tap of qvm; rename or delete it",
-				    n->id, tap);
+		                    "nic %u: interface '%s' exists and is not a tap of qvm; rename "
+		                    "or delete it",
+		                    n->id, tap);
 	r = net_tap_create(tap, jstr(net, "bridge"), ret_fd, err);
 	if (r < 0)
 		return util_err_prefix(err, "nic %u on network '%s'", n->id, n->network);

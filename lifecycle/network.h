@@ -10,7 +10,7 @@
  * checked free and in range, or the lowest free one). siblings are the
  * VM's other nics, already assigned. */
 int lc_nic_assign(lc_db *db, const char *uuid, lc_nic *nic, const lc_nic *siblings,
-		  size_t n_siblings, util_err *err);
+                  size_t n_siblings, util_err *err);
 
 /* lc_nic_assign for every nic of a new VM with this id (tap names checked). */
 int lc_nics_assign(lc_db *db, lc_vmdef *def, uint64_t vm_id, util_err *err);

@@ -17,7 +17,7 @@
 static json_t *nic_json(const lc_nic *n)
 {
 	json_t *j = json_pack("{s:i, s:s, s:s}", "id", (int)n->id, "network", n->network, "model",
-			      n->model ? n->model : "virtio");
+	                      n->model ? n->model : "virtio");
 
 	if (n->mac)
 		json_object_set_new(j, "mac", json_string(n->mac));
@@ -66,7 +66,8 @@ static int redefine(lc_db *db, lc_vm *vm, const lc_nic *add, int remove_id, util
 			if (def.nics[i].id != (unsigned)remove_id)
 				continue;
 			lc_nic_clear(&def.nics[i]);
-			memmove(&def.nics[i], &def.nics[i + 1], (def.n_nics - i - 1) * sizeof(lc_nic));
+			memmove(&def.nics[i], &def.nics[i + 1],
+			        (def.n_nics - i - 1) * sizeof(lc_nic));
 			def.n_nics--;
 			break;
 		}
@@ -82,18 +83,20 @@ static int redefine(lc_db *db, lc_vm *vm, const lc_nic *add, int remove_id, util
 }
 
 static int intent(lc_db *db, const char *op, uint64_t id, const lc_nic *n, uint64_t *ret_seq,
-		  util_err *err)
+                  util_err *err)
 {
-	return lc_db_append(db, json_pack("{s:s, s:s, s:I, s:{s:o}}", "type", "intent", "op", op, "id",
-					  (json_int_t)id, "data", "nic", nic_json(n)),
-			    ret_seq, err);
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:s, s:I, s:{s:o}}", "type", "intent", "op", op, "id",
+	                              (json_int_t)id, "data", "nic", nic_json(n)),
+	                    ret_seq, err);
 }
 
 static int done(lc_db *db, uint64_t id, uint64_t seq, const char *result, util_err *err)
 {
-	return lc_db_append(db, json_pack("{s:s, s:I, s:I, s:s}", "type", "done", "id", (json_int_t)id,
-					  "intent", (json_int_t)seq, "result", result),
-			    NULL, err);
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:I, s:I, s:s}", "type", "done", "id", (json_int_t)id,
+	                              "intent", (json_int_t)seq, "result", result),
+	                    NULL, err);
 }
 
 static bool running(const lc_vm *vm)
@@ -122,8 +125,9 @@ static int state_refusal(const char *what, const lc_vm *vm, util_err *err)
 	_cleanup_free_ char *st = lc_state_text(vm);
 
 	return util_err_set(err, -EBUSY,
-			    "cannot %s '%s': it is %s; it must be ACTIVE/RUNNING (hotplug) or stopped (definition only)",
-			    what, vm->def.name, st);
+	                    "cannot %s '%s': it is %s; it must be ACTIVE/RUNNING (hotplug) or "
+	                    "stopped (definition only)",
+	                    what, vm->def.name, st);
 }
 
 /* Is device id in the running QEMU? */
@@ -195,10 +199,11 @@ int lc_nic_recover(lc_db *db, uint64_t seq, json_t *in, util_err *err)
 			completed = true;
 		}
 		if (r == 0 && vm->state == LC_ACTIVE && vm->lcm == LC_LCM_HOTPLUG)
-			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING,
-					       completed ? "an interrupted nic hotplug was completed"
-							 : "an interrupted nic hotplug was rolled back",
-					       NULL, err);
+			r = lc_db_record_state(
+			        db, vm, LC_ACTIVE, LC_LCM_RUNNING,
+			        completed ? "an interrupted nic hotplug was completed"
+			                  : "an interrupted nic hotplug was rolled back",
+			        NULL, err);
 		if (r == 0)
 			r = done(db, id, seq, completed ? "ok" : "rolled-back", err);
 		lc_nic_clear(&n);
@@ -217,7 +222,7 @@ int lc_nic_recover_vm(const char *root, uint64_t id, util_err *err)
 	if (r < 0)
 		return r;
 	open = json_deep_copy(lc_db_intents(db));
-	json_object_foreach(open, key, in) {
+	json_object_foreach (open, key, in) {
 		if ((uint64_t)json_integer_value(json_object_get(in, "id")) != id)
 			continue;
 		r = lc_nic_recover(db, strtoull(key, NULL, 10), in, err);
@@ -275,7 +280,8 @@ static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err 
 	 * as QEMU's netdev does */
 	close(TAKE_FD(fd));
 	util_crash_point("nic-attach-after-getfd");
-	nd = json_pack("{s:s, s:s, s:s, s:b}", "type", "tap", "id", netdev, "fd", fdname, "vhost", 0);
+	nd = json_pack("{s:s, s:s, s:s, s:b}", "type", "tap", "id", netdev, "fd", fdname, "vhost",
+	               0);
 	r = qmp_execute(q, "netdev_add", nd, 0, NULL, err);
 	if (r < 0) {
 		_cleanup_json_ json_t *args = json_pack("{s:s}", "fdname", fdname);
@@ -286,8 +292,8 @@ static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err 
 	have_netdev = true;
 	util_crash_point("nic-attach-after-netdev");
 	dev = json_pack("{s:s, s:s, s:s, s:s}", "driver",
-			util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci", "netdev", netdev,
-			"id", devid, "mac", n->mac);
+	                util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci", "netdev",
+	                netdev, "id", devid, "mac", n->mac);
 	r = qmp_execute(q, "device_add", dev, 0, NULL, err);
 	if (r < 0)
 		goto undo;
@@ -304,8 +310,8 @@ undo:
 }
 
 int lc_vm_nic_attach(const char *root, const char *name, const char *network, const char *mac,
-		     const char *ip, const char *model, const lc_run_opts *opts,
-		     unsigned *ret_nic_id, util_err *err)
+                     const char *ip, const char *model, const lc_run_opts *opts,
+                     unsigned *ret_nic_id, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_nic n = { 0 };
@@ -327,12 +333,14 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 		goto out;
 	}
 	if (vm->def.n_nics >= LC_NICS_MAX) {
-		r = util_err_set(err, -ENOSPC, "cannot attach a nic to '%s': it has %d, the most a vm may have",
-				 h.name, LC_NICS_MAX);
+		r = util_err_set(err, -ENOSPC,
+		                 "cannot attach a nic to '%s': it has %d, the most a vm may have",
+		                 h.name, LC_NICS_MAX);
 		goto out;
 	}
 	if (model && !util_streq(model, "virtio") && !util_streq(model, "e1000")) {
-		r = util_err_set(err, -EINVAL, "nic model '%s' is not supported (use virtio or e1000)", model);
+		r = util_err_set(err, -EINVAL,
+		                 "nic model '%s' is not supported (use virtio or e1000)", model);
 		goto out;
 	}
 	n.id = next_nic_id(&vm->def);
@@ -382,8 +390,10 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 		if (r < 0) {
 			char reason[600];
 
-			snprintf(reason, sizeof(reason), "nic-attach failed and was rolled back: %.500s", err->msg);
-			lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL, &ignored);
+			snprintf(reason, sizeof(reason),
+			         "nic-attach failed and was rolled back: %.500s", err->msg);
+			lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL,
+			                   &ignored);
 			done(db, vm->id, seq, "rolled-back", &ignored);
 			util_err_prefix(err, "cannot attach a nic to '%s'", h.name);
 			goto out;
@@ -391,7 +401,8 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 		util_crash_point("nic-attach-before-record");
 		r = redefine(db, vm, &n, -1, err);
 		if (r == 0)
-			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, "nic attached", NULL, err);
+			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, "nic attached",
+			                       NULL, err);
 		if (r == 0)
 			r = done(db, vm->id, seq, "ok", err);
 	}
@@ -432,13 +443,16 @@ static int hot_remove(const char *root, const lc_vm *vm, const lc_nic *n, util_e
 					break;
 				if (util_now_ms() < end)
 					continue;
-				return util_err_set(err, -ETIMEDOUT,
-						    "the guest did not release nic %u within %d s (it may still do so); run nic-detach again later",
-						    n->id, DEVICE_DELETED_TIMEOUT_MS / 1000);
+				return util_err_set(
+				        err, -ETIMEDOUT,
+				        "the guest did not release nic %u within %d s (it may "
+				        "still do so); run nic-detach again later",
+				        n->id, DEVICE_DELETED_TIMEOUT_MS / 1000);
 			}
 			if (r < 0)
 				return r;
-			which = json_string_value(json_object_get(json_object_get(ev, "data"), "device"));
+			which = json_string_value(
+			        json_object_get(json_object_get(ev, "data"), "device"));
 			json_decref(TAKE_PTR(ev));
 			if (util_streq(which, devid))
 				break;
@@ -449,8 +463,8 @@ static int hot_remove(const char *root, const lc_vm *vm, const lc_nic *n, util_e
 	return 0;
 }
 
-int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id,
-		     const lc_run_opts *opts, util_err *err)
+int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id, const lc_run_opts *opts,
+                     util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_nic n = { 0 };
@@ -471,8 +485,9 @@ int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id,
 		if (vm->def.nics[i].id == nic_id)
 			found = &vm->def.nics[i];
 	if (!found) {
-		r = util_err_set(err, -ENOENT, "cannot detach nic %u of '%s': it has no nic %u (see qvm show %s)",
-				 nic_id, h.name, nic_id, h.name);
+		r = util_err_set(err, -ENOENT,
+		                 "cannot detach nic %u of '%s': it has no nic %u (see qvm show %s)",
+		                 nic_id, h.name, nic_id, h.name);
 		goto out;
 	}
 	hot = running(vm);
@@ -518,7 +533,8 @@ int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id,
 			char reason[600];
 
 			snprintf(reason, sizeof(reason), "nic-detach failed: %.500s", err->msg);
-			lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL, &ignored);
+			lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL,
+			                   &ignored);
 			done(db, vm->id, seq, "failed", &ignored);
 			util_err_prefix(err, "cannot detach nic %u of '%s'", nic_id, h.name);
 			goto out;
@@ -526,7 +542,8 @@ int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id,
 		util_crash_point("nic-detach-before-record");
 		r = redefine(db, vm, NULL, (int)nic_id, err);
 		if (r == 0)
-			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, "nic detached", NULL, err);
+			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, "nic detached",
+			                       NULL, err);
 		if (r == 0)
 			r = done(db, vm->id, seq, "ok", err);
 	}

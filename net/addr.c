@@ -13,7 +13,7 @@ int net_validate_ifname(const char *name, const char *what, util_err *err)
 
 	if (len == 0 || len > NET_IFNAME_MAX)
 		return util_err_set(err, -EINVAL, "%s name '%s' must be 1 to %d characters", what,
-				    name ? name : "", NET_IFNAME_MAX);
+		                    name ? name : "", NET_IFNAME_MAX);
 	if (!strcmp(name, ".") || !strcmp(name, ".."))
 		return util_err_set(err, -EINVAL, "'%s' is not a valid %s name", name, what);
 	for (const char *p = name; *p; p++) {
@@ -21,9 +21,10 @@ int net_validate_ifname(const char *name, const char *what, util_err *err)
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '_' || c == '-' || c == '.'))
-			return util_err_set(err, -EINVAL,
-					    "%s name '%s' may hold only letters, digits, '_', '-' and '.'",
-					    what, name);
+			return util_err_set(
+			        err, -EINVAL,
+			        "%s name '%s' may hold only letters, digits, '_', '-' and '.'",
+			        what, name);
 	}
 	return 0;
 }
@@ -35,8 +36,9 @@ int net_tap_name(uint64_t vm_id, unsigned nic_id, char *buf, size_t len, util_er
 
 	if (n < 0 || n > NET_IFNAME_MAX || (size_t)n >= len)
 		return util_err_set(err, -ENAMETOOLONG,
-				    "the tap name of vm %" PRIu64 " nic %u would be longer than %d bytes",
-				    vm_id, nic_id, NET_IFNAME_MAX);
+		                    "the tap name of vm %" PRIu64
+		                    " nic %u would be longer than %d bytes",
+		                    vm_id, nic_id, NET_IFNAME_MAX);
 	memcpy(buf, name, (size_t)n + 1);
 	return 0;
 }
@@ -80,15 +82,17 @@ int net_mac_normalize(const char *mac, char buf[18], util_err *err)
 	}
 	if (!mac || mac[17] ||
 	    sscanf(mac, "%2x:%2x:%2x:%2x:%2x:%2x", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5]) != 6)
-		return util_err_set(err, -EINVAL, "'%s' is not a MAC address like 52:54:00:12:34:56",
-				    orig ? orig : "");
+		return util_err_set(err, -EINVAL,
+		                    "'%s' is not a MAC address like 52:54:00:12:34:56",
+		                    orig ? orig : "");
 	if (o[0] & 1)
-		return util_err_set(err, -EINVAL, "'%s' is a multicast MAC address; a nic needs a unicast one",
-				    mac);
+		return util_err_set(err, -EINVAL,
+		                    "'%s' is a multicast MAC address; a nic needs a unicast one",
+		                    mac);
 	if (!(o[0] | o[1] | o[2] | o[3] | o[4] | o[5]))
 		return util_err_set(err, -EINVAL, "'%s' is not a usable MAC address", mac);
 	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", o[0] & 255, o[1] & 255, o[2] & 255,
-		 o[3] & 255, o[4] & 255, o[5] & 255);
+	         o[3] & 255, o[4] & 255, o[5] & 255);
 	return 0;
 }
 
@@ -108,10 +112,12 @@ int net_ip4_parse(const char *s, uint32_t *ret, util_err *err)
 			digits++;
 		}
 		if (digits == 0 || digits > 3 || v > 255 || (digits > 1 && p[-digits] == '0'))
-			return util_err_set(err, -EINVAL, "'%s' is not an IPv4 address like 10.0.0.5", s);
+			return util_err_set(err, -EINVAL,
+			                    "'%s' is not an IPv4 address like 10.0.0.5", s);
 		ip = ip << 8 | v;
 		if (i < 3 && *p++ != '.')
-			return util_err_set(err, -EINVAL, "'%s' is not an IPv4 address like 10.0.0.5", s);
+			return util_err_set(err, -EINVAL,
+			                    "'%s' is not an IPv4 address like 10.0.0.5", s);
 	}
 	if (*p)
 		return util_err_set(err, -EINVAL, "'%s' is not an IPv4 address like 10.0.0.5", s);
@@ -132,8 +138,9 @@ int net_range_parse(const char *s, uint32_t *ret_first, uint32_t *ret_last, util
 	int r;
 
 	if (!dash)
-		return util_err_set(err, -EINVAL, "range '%s' must be FIRST-LAST, like 10.0.0.10-10.0.0.99",
-				    copy);
+		return util_err_set(err, -EINVAL,
+		                    "range '%s' must be FIRST-LAST, like 10.0.0.10-10.0.0.99",
+		                    copy);
 	*dash = '\0';
 	r = net_ip4_parse(copy, &first, err);
 	if (r == 0)
@@ -141,14 +148,14 @@ int net_range_parse(const char *s, uint32_t *ret_first, uint32_t *ret_last, util
 	if (r < 0)
 		return util_err_prefix(err, "range '%s'", s);
 	if (first > last)
-		return util_err_set(err, -EINVAL, "range '%s': the first address is above the last", s);
+		return util_err_set(err, -EINVAL, "range '%s': the first address is above the last",
+		                    s);
 	*ret_first = first;
 	*ret_last = last;
 	return 0;
 }
 
-int net_range_check(uint32_t first, uint32_t last, unsigned prefix, uint32_t gateway,
-		    util_err *err)
+int net_range_check(uint32_t first, uint32_t last, unsigned prefix, uint32_t gateway, util_err *err)
 {
 	uint32_t mask, base, bcast;
 
@@ -158,18 +165,21 @@ int net_range_check(uint32_t first, uint32_t last, unsigned prefix, uint32_t gat
 	base = first & mask;
 	bcast = base | ~mask;
 	if ((last & mask) != base)
-		return util_err_set(err, -EINVAL, "the range does not fit in one /%u network", prefix);
+		return util_err_set(err, -EINVAL, "the range does not fit in one /%u network",
+		                    prefix);
 	if (first == base || last == bcast)
-		return util_err_set(err, -EINVAL,
-				    "the range holds the network or broadcast address of its /%u network",
-				    prefix);
+		return util_err_set(
+		        err, -EINVAL,
+		        "the range holds the network or broadcast address of its /%u network",
+		        prefix);
 	if (gateway && (gateway & mask) != base)
-		return util_err_set(err, -EINVAL, "the gateway is outside the range's /%u network", prefix);
+		return util_err_set(err, -EINVAL, "the gateway is outside the range's /%u network",
+		                    prefix);
 	return 0;
 }
 
-int net_range_pick(uint32_t first, uint32_t last, const uint32_t *used, size_t n,
-		   uint32_t *ret, util_err *err)
+int net_range_pick(uint32_t first, uint32_t last, const uint32_t *used, size_t n, uint32_t *ret,
+                   util_err *err)
 {
 	/* ranges are small (a /16 at most in practice): a linear scan is fine */
 	for (uint64_t ip = first; ip <= last; ip++) {

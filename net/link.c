@@ -63,7 +63,8 @@ static int route_socket(struct nl_sock **ret, util_err *err)
 	r = nl_connect(s, NETLINK_ROUTE);
 	if (r < 0) {
 		nl_socket_free(s);
-		return util_err_set(err, nl_errno(r), "cannot open a netlink socket: %s", nl_geterror(r));
+		return util_err_set(err, nl_errno(r), "cannot open a netlink socket: %s",
+		                    nl_geterror(r));
 	}
 	/* the socket must not leak into QEMU */
 	fcntl(nl_socket_get_fd(s), F_SETFD, FD_CLOEXEC);
@@ -103,7 +104,7 @@ static int link_get(struct nl_sock *s, const char *name, net_link_info *ret, uti
 	}
 	if (r < 0)
 		return util_err_set(err, nl_errno(r), "cannot look up interface '%s': %s", name,
-				    nl_geterror(r));
+		                    nl_geterror(r));
 	type = rtnl_link_get_type(l);
 	snprintf(ret->type, sizeof(ret->type), "%s", type ? type : "");
 	if (util_streq(type, "bridge"))
@@ -147,7 +148,7 @@ static int link_delete(struct nl_sock *s, const char *name, util_err *err)
 		return 0;
 	if (r < 0)
 		return util_err_set(err, nl_errno(r), "cannot delete interface '%s': %s", name,
-				    nl_geterror(r));
+		                    nl_geterror(r));
 	return 0;
 }
 
@@ -164,7 +165,7 @@ int net_link_delete(const char *name, util_err *err)
 /* Enslave (bridge non-NULL), set mtu (non-zero) and bring up, in one
  * change request. */
 static int link_attach(struct nl_sock *s, const char *name, const char *bridge, unsigned mtu,
-		       util_err *err)
+                       util_err *err)
 {
 	_cleanup_link_ struct rtnl_link *cur = NULL, *br = NULL;
 	_cleanup_link_ struct rtnl_link *chg = rtnl_link_alloc();
@@ -175,12 +176,12 @@ static int link_attach(struct nl_sock *s, const char *name, const char *bridge, 
 	r = rtnl_link_get_kernel(s, 0, name, &cur);
 	if (r < 0)
 		return util_err_set(err, nl_errno(r), "cannot find interface '%s': %s", name,
-				    nl_geterror(r));
+		                    nl_geterror(r));
 	if (bridge) {
 		r = rtnl_link_get_kernel(s, 0, bridge, &br);
 		if (r < 0)
 			return util_err_set(err, nl_errno(r), "cannot find bridge '%s': %s", bridge,
-					    nl_geterror(r));
+			                    nl_geterror(r));
 		rtnl_link_set_master(chg, rtnl_link_get_ifindex(br));
 	}
 	if (mtu)
@@ -189,8 +190,9 @@ static int link_attach(struct nl_sock *s, const char *name, const char *bridge, 
 	r = rtnl_link_change(s, cur, chg, 0);
 	if (r < 0)
 		return util_err_set(err, nl_errno(r), "cannot %s interface '%s'%s%s: %s",
-				    bridge ? "enslave and bring up" : "bring up", name,
-				    bridge ? " to bridge " : "", bridge ? bridge : "", nl_geterror(r));
+		                    bridge ? "enslave and bring up" : "bring up", name,
+		                    bridge ? " to bridge " : "", bridge ? bridge : "",
+		                    nl_geterror(r));
 	return 0;
 }
 
@@ -218,13 +220,14 @@ int net_bridge_create(const char *name, unsigned mtu, util_err *err)
 	rtnl_link_set_name(l, name);
 	r = rtnl_link_set_type(l, "bridge");
 	if (r < 0)
-		return util_err_set(err, nl_errno(r), "cannot make bridge '%s': %s", name, nl_geterror(r));
+		return util_err_set(err, nl_errno(r), "cannot make bridge '%s': %s", name,
+		                    nl_geterror(r));
 	if (mtu)
 		rtnl_link_set_mtu(l, mtu);
 	r = rtnl_link_add(s, l, NLM_F_CREATE | NLM_F_EXCL);
 	if (r < 0)
 		return util_err_set(err, nl_errno(r), "cannot create bridge '%s': %s", name,
-				    nl_geterror(r));
+		                    nl_geterror(r));
 	r = link_attach(s, name, NULL, 0, err);
 	if (r < 0) {
 		util_err ignored = { 0 };
@@ -236,7 +239,7 @@ int net_bridge_create(const char *name, unsigned mtu, util_err *err)
 }
 
 int net_vlan_create(const char *name, const char *uplink, unsigned vid, const char *bridge,
-		    unsigned mtu, util_err *err)
+                    unsigned mtu, util_err *err)
 {
 	_cleanup_sock_ struct nl_sock *s = NULL;
 	_cleanup_link_ struct rtnl_link *l = NULL, *up = NULL;
@@ -253,7 +256,7 @@ int net_vlan_create(const char *name, const char *uplink, unsigned vid, const ch
 	r = rtnl_link_get_kernel(s, 0, uplink, &up);
 	if (r < 0)
 		return util_err_set(err, nl_errno(r), "cannot find uplink '%s': %s", uplink,
-				    nl_geterror(r));
+		                    nl_geterror(r));
 	l = rtnl_link_vlan_alloc();
 	if (!l)
 		return util_err_set(err, -ENOMEM, "out of memory");
@@ -265,11 +268,13 @@ int net_vlan_create(const char *name, const char *uplink, unsigned vid, const ch
 	r = rtnl_link_add(s, l, NLM_F_CREATE | NLM_F_EXCL);
 	if (r == -NLE_OPNOTSUPP)
 		return util_err_set(err, -EOPNOTSUPP,
-				    "cannot create vlan %u interface '%s' on '%s': this kernel has no 802.1Q VLAN support (load module 8021q)",
-				    vid, name, uplink);
+		                    "cannot create vlan %u interface '%s' on '%s': this kernel has "
+		                    "no 802.1Q VLAN support (load module 8021q)",
+		                    vid, name, uplink);
 	if (r < 0)
-		return util_err_set(err, nl_errno(r), "cannot create vlan %u interface '%s' on '%s': %s",
-				    vid, name, uplink, nl_geterror(r));
+		return util_err_set(err, nl_errno(r),
+		                    "cannot create vlan %u interface '%s' on '%s': %s", vid, name,
+		                    uplink, nl_geterror(r));
 	util_crash_point("net-vlan-created");
 	r = link_attach(s, name, bridge, 0, err);
 	if (r < 0) {
@@ -297,8 +302,8 @@ int net_tap_create(const char *name, const char *bridge, int *ret_fd, util_err *
 		return r;
 	if (br.kind != NET_KIND_BRIDGE)
 		return util_err_set(err, -ENODEV, "bridge '%s' %s", bridge,
-				    br.kind == NET_KIND_NONE ? "does not exist"
-							     : "is not a bridge any more");
+		                    br.kind == NET_KIND_NONE ? "does not exist"
+		                                             : "is not a bridge any more");
 	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return util_err_errno(err, -errno, "cannot open /dev/net/tun");
@@ -309,7 +314,7 @@ int net_tap_create(const char *name, const char *bridge, int *ret_fd, util_err *
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0)
 		return util_err_errno(err, errno == EBUSY ? -EEXIST : -errno,
-				      "cannot create tap '%s'", name);
+		                      "cannot create tap '%s'", name);
 	/* not persistent: the tap is gone once the last fd is closed */
 	r = link_attach(s, name, bridge, br.mtu, err);
 	if (r < 0)

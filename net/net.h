@@ -12,9 +12,9 @@
 
 /* Interface names are at most IFNAMSIZ - 1 bytes. */
 #define NET_IFNAME_MAX 15
-#define NET_VLAN_MAX 4094
-#define NET_MTU_MIN 68
-#define NET_MTU_MAX 65535
+#define NET_VLAN_MAX   4094
+#define NET_MTU_MIN    68
+#define NET_MTU_MAX    65535
 
 /* ---- pure helpers (no host access) --------------------------------------- */
 
@@ -46,31 +46,31 @@ int net_range_parse(const char *s, uint32_t *ret_first, uint32_t *ret_last, util
 /* The range lies in one prefix-sized network, holds neither its network
  * nor broadcast address, and the gateway (0: none) is in that network. */
 int net_range_check(uint32_t first, uint32_t last, unsigned prefix, uint32_t gateway,
-		    util_err *err);
+                    util_err *err);
 
 /* The lowest address of first..last not in used[0..n) (any order);
  * -ENOSPC when the range is exhausted. */
-int net_range_pick(uint32_t first, uint32_t last, const uint32_t *used, size_t n,
-		   uint32_t *ret, util_err *err);
+int net_range_pick(uint32_t first, uint32_t last, const uint32_t *used, size_t n, uint32_t *ret,
+                   util_err *err);
 
 /* ---- interfaces (netlink) ------------------------------------------------- */
 
 typedef enum net_kind {
-	NET_KIND_NONE,   /* no such interface */
+	NET_KIND_NONE, /* no such interface */
 	NET_KIND_BRIDGE,
 	NET_KIND_VLAN,
-	NET_KIND_TAP,    /* tun/tap */
-	NET_KIND_OTHER,  /* a physical NIC, veth, dummy... */
+	NET_KIND_TAP,   /* tun/tap */
+	NET_KIND_OTHER, /* a physical NIC, veth, dummy... */
 } net_kind;
 
 typedef struct net_link_info {
 	net_kind kind;
-	char type[32];       /* the kernel's kind ("bridge", "veth"), or "" */
+	char type[32]; /* the kernel's kind ("bridge", "veth"), or "" */
 	unsigned mtu;
 	bool up;
-	char master[16];     /* the bridge it is enslaved to, or "" */
-	unsigned vlan_id;    /* for NET_KIND_VLAN */
-	char vlan_link[16];  /* the VLAN's uplink, or "" */
+	char master[16];    /* the bridge it is enslaved to, or "" */
+	unsigned vlan_id;   /* for NET_KIND_VLAN */
+	char vlan_link[16]; /* the VLAN's uplink, or "" */
 } net_link_info;
 
 const char *net_kind_name(net_kind k); /* "bridge", "vlan", "tap", "other", "none" */
@@ -84,7 +84,7 @@ int net_bridge_create(const char *name, unsigned mtu, util_err *err);
 /* Create VLAN interface name (id vid) on uplink, enslave it to bridge and
  * bring it up; rolled back (deleted) if a later step fails. */
 int net_vlan_create(const char *name, const char *uplink, unsigned vid, const char *bridge,
-		    unsigned mtu, util_err *err);
+                    unsigned mtu, util_err *err);
 
 /* Enslave name to bridge (NULL: release it), set mtu (0: leave) and bring
  * it up. */

@@ -94,9 +94,12 @@ is "$RC" 1 "... and no network was recorded"
 
 nsip link add qbradm type bridge
 run "${Q[@]}" net create adm --bridge qbradm --mtu 1400
+is "$RC" 1 "an admin's bridge is never changed: another --mtu is refused"
+like "$ERR" "bridge 'qbradm' exists \(not made by qvm\) with MTU 1500" "... saying why"
+is "$(nsip -o link show qbradm | grep -o 'mtu [0-9]*')" "mtu 1500" "... and its MTU is untouched"
+run "${Q[@]}" net create adm --bridge qbradm
 is "$RC" 0 "an admin's existing bridge is adopted" || diag "$ERR"
 like "$OUT" "existing bridge, adopted" "... and create says so"
-is "$(nsip -o link show qbradm | grep -o 'mtu [0-9]*')" "mtu 1400" "--mtu set the bridge's MTU"
 run "${Q[@]}" net delete adm
 is "$RC" 0 "net delete of the adopted network" || diag "$ERR"
 if has_link qbradm; then ok "the admin's bridge survives net delete"; else not_ok "the admin's bridge survives net delete"; fi
@@ -115,6 +118,16 @@ else
 	run "${Q[@]}" net show vl
 	is "$RC" 1 "... and no network was recorded"
 fi
+QVM_CRASH_AT=net-create-after-bridge run "${Q[@]}" net create x --bridge qbrx
+is "$RC" 99 "net create dies after making its bridge"
+run "${Q[@]}" net create jumbo --bridge qbrm --mtu 1400
+is "$RC" 0 "net create with --mtu" || diag "$ERR"
+if has_link qbrx; then not_ok "... and the next writer removed the bridge of the dead one"; else ok "... and the next writer removed the bridge of the dead one"; fi
+run "${Q[@]}" net show x
+is "$RC" 1 "... and no network x was recorded"
+is "$(nsip -o link show qbrm | grep -o 'mtu [0-9]*')" "mtu 1400" "... the bridge qvm made has that MTU"
+run "${Q[@]}" net delete jumbo
+if has_link qbrm; then not_ok "... and goes with net delete"; else ok "... and goes with net delete"; fi
 run "${Q[@]}" net create bad --bridge qbr9 --range 10.0.0.1-10.0.1.5
 is "$RC" 1 "a range over two /24 is refused"
 like "$ERR" "one /24 network" "... saying why"

@@ -16,7 +16,7 @@ static void test_tap_names(void)
 	ok(net_tap_name(123456789, 15, buf, sizeof(buf), &err) == 0 && strlen(buf) <= 15,
 	   "a nine-digit vm id still fits: %s", buf);
 	ok(net_tap_name(12345678901ull, 15, buf, sizeof(buf), &err) == -ENAMETOOLONG &&
-		   strstr(err.msg, "longer than 15"),
+	           strstr(err.msg, "longer than 15"),
 	   "a name over 15 bytes is refused: %s", err.msg);
 }
 
@@ -67,22 +67,27 @@ static void test_ips(void)
 	ok(net_ip4_parse("", &ip, &err) < 0, "empty is refused");
 
 	ok(net_range_parse("10.0.0.10-10.0.0.20", &first, &last, &err) == 0 &&
-		   first == 0x0a00000a && last == 0x0a000014,
+	           first == 0x0a00000a && last == 0x0a000014,
 	   "a range parses");
 	ok(net_range_parse("10.0.0.20-10.0.0.10", &first, &last, &err) < 0 &&
-		   strstr(err.msg, "above"),
+	           strstr(err.msg, "above"),
 	   "a reversed range is refused: %s", err.msg);
 	ok(net_range_parse("10.0.0.10", &first, &last, &err) < 0 && strstr(err.msg, "FIRST-LAST"),
 	   "a range without a dash is refused: %s", err.msg);
-	ok(net_range_parse("10.0.0.10-x", &first, &last, &err) < 0, "a bad last address is refused");
+	ok(net_range_parse("10.0.0.10-x", &first, &last, &err) < 0,
+	   "a bad last address is refused");
 
-	ok(net_range_check(0x0a00000a, 0x0a000014, 24, 0x0a000001, &err) == 0, "10.0.0.10-20/24 gw .1 is fine");
+	ok(net_range_check(0x0a00000a, 0x0a000014, 24, 0x0a000001, &err) == 0,
+	   "10.0.0.10-20/24 gw .1 is fine");
 	ok(net_range_check(0x0a00000a, 0x0a00010a, 24, 0, &err) < 0 && strstr(err.msg, "one /24"),
 	   "a range over two /24 is refused: %s", err.msg);
-	ok(net_range_check(0x0a000000, 0x0a000014, 24, 0, &err) < 0 && strstr(err.msg, "network or broadcast"),
+	ok(net_range_check(0x0a000000, 0x0a000014, 24, 0, &err) < 0 &&
+	           strstr(err.msg, "network or broadcast"),
 	   "the network address is refused: %s", err.msg);
-	ok(net_range_check(0x0a00000a, 0x0a0000ff, 24, 0, &err) < 0, "the broadcast address is refused");
-	ok(net_range_check(0x0a00000a, 0x0a000014, 24, 0x0b000001, &err) < 0 && strstr(err.msg, "gateway"),
+	ok(net_range_check(0x0a00000a, 0x0a0000ff, 24, 0, &err) < 0,
+	   "the broadcast address is refused");
+	ok(net_range_check(0x0a00000a, 0x0a000014, 24, 0x0b000001, &err) < 0 &&
+	           strstr(err.msg, "gateway"),
 	   "a gateway outside the network is refused: %s", err.msg);
 	ok(net_range_check(0x0a00000a, 0x0a000014, 31, 0, &err) < 0, "prefix 31 is refused");
 }
@@ -99,11 +104,12 @@ static void test_pick(void)
 	   "the lowest free address is picked");
 	used[2] = 0x0a00000c;
 	ok(net_range_pick(0x0a00000a, 0x0a00000c, used, 3, &ip, &err) == -ENOSPC &&
-		   strstr(err.msg, "leased"),
+	           strstr(err.msg, "leased"),
 	   "an exhausted range is -ENOSPC: %s", err.msg);
 	ok(net_range_pick(0xfffffffe, 0xffffffff, NULL, 0, &ip, &err) == 0 && ip == 0xfffffffe,
 	   "the top of the address space does not wrap");
-	ok(net_range_pick(0xffffffff, 0xffffffff, (uint32_t[]){ 0xffffffff }, 1, &ip, &err) == -ENOSPC,
+	ok(net_range_pick(0xffffffff, 0xffffffff, (uint32_t[]){ 0xffffffff }, 1, &ip, &err) ==
+	           -ENOSPC,
 	   "a full range at the top ends");
 }
 
@@ -124,9 +130,10 @@ static void test_ifnames(void)
 static void test_network_config(void)
 {
 	_cleanup_json_ json_t *nics = json_loads(
-		"[{\"id\":0,\"network\":\"lan\",\"mac\":\"52:54:00:12:34:56\",\"ip\":\"10.0.0.10\","
-		"\"prefix\":24,\"gateway\":\"10.0.0.1\",\"dns\":\"10.0.0.2\"},"
-		"{\"id\":3,\"network\":\"dmz\",\"mac\":\"52:54:00:ab:cd:ef\"}]", 0, NULL);
+	        "[{\"id\":0,\"network\":\"lan\",\"mac\":\"52:54:00:12:34:56\",\"ip\":\"10.0.0.10\","
+	        "\"prefix\":24,\"gateway\":\"10.0.0.1\",\"dns\":\"10.0.0.2\"},"
+	        "{\"id\":3,\"network\":\"dmz\",\"mac\":\"52:54:00:ab:cd:ef\"}]",
+	        0, NULL);
 	_cleanup_free_ char *text = lc_nics_network_config(nics);
 
 	is_str(text,
@@ -147,7 +154,8 @@ static void test_network_config(void)
 	       "    match:\n"
 	       "      macaddress: \"52:54:00:ab:cd:ef\"\n"
 	       "    dhcp4: false\n",
-	       "network-config: the lease by MAC, gateway and DNS; a nic without a lease unconfigured");
+	       "network-config: the lease by MAC, gateway and DNS; a nic without a lease "
+	       "unconfigured");
 }
 
 int main(void)

@@ -436,6 +436,7 @@ static int hot_remove(const char *root, const lc_vm *vm, const lc_nic *n, util_e
 		 * the device's absence counts too (the event may have gone by) */
 		for (int64_t end = util_now_ms() + DEVICE_DELETED_TIMEOUT_MS;;) {
 			const char *which;
+			bool mine;
 
 			r = qmp_wait_event(q, "DEVICE_DELETED", 250, &ev, err);
 			if (r == -ETIMEDOUT) {
@@ -453,8 +454,9 @@ static int hot_remove(const char *root, const lc_vm *vm, const lc_nic *n, util_e
 				return r;
 			which = json_string_value(
 			        json_object_get(json_object_get(ev, "data"), "device"));
+			mine = util_streq(which, devid); /* which is ev's: compare first */
 			json_decref(TAKE_PTR(ev));
-			if (util_streq(which, devid))
+			if (mine)
 				break;
 		}
 	}

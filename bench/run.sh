@@ -4,7 +4,8 @@
 # bench`, as root; about 3 minutes on 2 cores). RUNS (default 21) samples
 # for CLI timings; BOOTS (default 5) lifecycle runs, each booting the guest
 # 2x with qvm and 2x as bare QEMU plus QUICK (default 4) start-only cycles
-# each way; PARTS="foundation" or "lifecycle" runs one half. Prints figures
+# each way; PARTS="foundation", "net" or "lifecycle" runs one part
+# (net: bench/net.sh, NET_ROUNDS default 5). Prints figures
 # only; nothing here asserts a goal. bench/RESULTS.md records a run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +15,7 @@ QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
 RUNS=${RUNS:-21}
 BOOTS=${BOOTS:-5}
 QUICK=${QUICK:-4} # per lifecycle run: starts stopped at once (start samples)
-PARTS=${PARTS:-foundation cloudinit lifecycle} # or some of them
+PARTS=${PARTS:-foundation cloudinit net lifecycle} # or some of them
 for f in vmlinuz initrd.img append; do
 	[ -e "$QVM_GUEST/$f" ] || { echo "bench: no $QVM_GUEST/$f: run 'make guest' (or set QVM_GUEST)" >&2; exit 1; }
 done
@@ -144,6 +145,9 @@ fi
 
 # shellcheck source=bench/cloudinit.sh
 [[ " $PARTS " == *" cloudinit "* ]] && . "$here/cloudinit.sh"
+if [[ " $PARTS " == *" net "* ]]; then
+	QVM=$QVM QVM_GUEST=$QVM_GUEST "$here/net.sh"
+fi
 
 [[ " $PARTS " == *" lifecycle "* ]] || exit 0
 # --- lifecycle: qvm against bare QEMU with the same argv ---------------------

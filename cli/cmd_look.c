@@ -55,8 +55,10 @@ static bool reconcile_dead(cli_ctx *ctx, lc_db *db)
 		util_err err = { 0 };
 		int r;
 
-		/* a dead supervisor, or a shutdown its qvm may have abandoned */
-		if (vm->state != LC_ACTIVE || (lc_vm_supervised(vm) && vm->lcm != LC_LCM_SHUTDOWN))
+		/* a dead supervisor, or a shutdown or hotplug its qvm may have
+		 * abandoned */
+		if (vm->state != LC_ACTIVE || (lc_vm_supervised(vm) && vm->lcm != LC_LCM_SHUTDOWN &&
+					       vm->lcm != LC_LCM_HOTPLUG))
 			continue;
 		r = lc_vm_reconcile(ctx->root, vm->id, &err);
 		if (r < 0 && ctx->verbosity >= 0)
@@ -195,6 +197,7 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	if (ctx->json) {
 		json_t *j = lc_vm_to_json(vm);
 
+		json_object_set_new(j, "nics", lc_vm_nics_json(db, vm));
 		json_object_set(j, "history", history);
 		*ret_json = j;
 		return 0;
@@ -237,12 +240,24 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 			printf("%3s %-6s %-6s %8s %-9s backing: %s (%s)\n", "", "", "", "", "",
 			       d->backing, d->backing_format);
 	}
-	printf("\nNICS\n%3s %-16s %-17s %-15s %s\n", "ID", "NETWORK", "MAC", "IP", "MODEL");
-	for (i = 0; i < def->n_nics; i++) {
-		const lc_nic *n = &def->nics[i];
+	printf("\nNICS\n%3s %-16s %-15s %-15s %-17s %-15s %s\n", "ID", "NETWORK", "BRIDGE", "TAP",
+	       "MAC", "IP", "MODEL");
+	{
+		_cleanup_json_ json_t *nics = lc_vm_nics_json(db, vm);
+		json_t *n;
 
-		printf("%3u %-16s %-17s %-15s %s\n", n->id, n->network, n->mac ? n->mac : "-",
-		       n->ip ? n->ip : "-", n->model);
+		json_array_foreach(nics, i, n) {
+			const char *v[6] = { "network", "bridge", "tap", "mac", "ip", "model" };
+
+			for (size_t k = 0; k < 6; k++) {
+				v[k] = json_string_value(json_object_get(n, v[k]));
+				if (!v[k])
+					v[k] = "-";
+			}
+			printf("%3lld %-16s %-15s %-15s %-17s %-15s %s\n",
+			       (long long)json_integer_value(json_object_get(n, "id")), v[0], v[1], v[2],
+			       v[3], v[4], v[5]);
+		}
 	}
 	printf("\nHISTORY (latest %d)\n", 10);
 	from = json_array_size(history) > 10 ? json_array_size(history) - 10 : 0;

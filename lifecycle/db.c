@@ -22,6 +22,7 @@ struct lc_db {
 	lc_vm **vms;         /* sorted by id */
 	size_t n_vms, cap_vms;
 	json_t *intents;     /* open intents: "seq" -> record */
+	json_t *networks;    /* "name" -> network object (lifecycle/network.c) */
 	char *notice;        /* what opening repaired, for the user */
 };
 
@@ -224,8 +225,8 @@ static json_t *db_state_json(const lc_db *db)
 		json_object_update_new(j, lc_db_def_fields(&db->vms[i]->def));
 		json_array_append_new(vms, j);
 	}
-	return json_pack("{s:I, s:o, s:O}", "next_id", (json_int_t)db->next_id, "vms", vms,
-			 "intents", db->intents);
+	return json_pack("{s:I, s:o, s:O, s:O}", "next_id", (json_int_t)db->next_id, "vms", vms,
+			 "intents", db->intents, "networks", db->networks);
 }
 
 /* The snapshot's summary: what `list` shows of every VM, as arrays (no key
@@ -318,6 +319,9 @@ static int db_load_state(lc_db *db, json_t *state, util_err *err)
 	v = json_object_get(state, "intents");
 	if (json_is_object(v))
 		json_object_update(db->intents, v);
+	v = json_object_get(state, "networks");
+	if (json_is_object(v))
+		json_object_update(db->networks, v);
 	return 0;
 }
 
@@ -360,6 +364,20 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 	if (util_streq(type, "done")) {
 		snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)int_of(rec, "intent"));
 		json_object_del(db->intents, key);
+		return 0;
+	}
+	if (util_streq(type, "net")) {
+		/* a network defined or changed: the whole object */
+		json_t *net = json_object_get(rec, "net");
+		const char *name = json_string_value(json_object_get(net, "name"));
+
+		if (!name)
+			return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " has a network without a name", seq);
+		json_object_set(db->networks, name, net);
+		return 0;
+	}
+	if (util_streq(type, "net-delete")) {
+		json_object_del(db->networks, json_string_value(json_object_get(rec, "name")));
 		return 0;
 	}
 	if (util_streq(type, "define")) {
@@ -498,6 +516,7 @@ int lc_db_open(const char *root, unsigned flags, lc_db **ret_db, util_err *err)
 		db->root = util_xstrdup(root);
 		db->next_id = 1;
 		db->intents = json_object();
+		db->networks = json_object();
 		*ret_db = db;
 		return 0;
 	}
@@ -512,6 +531,7 @@ int lc_db_open(const char *root, unsigned flags, lc_db **ret_db, util_err *err)
 	db->summary = !write && (flags & LC_DB_SUMMARY);
 	db->next_id = 1;
 	db->intents = json_object();
+	db->networks = json_object();
 	if (lc_journal_state_is_summary(j))
 		r = db_load_summary(db, lc_journal_state(j), err);
 	else
@@ -560,6 +580,7 @@ void lc_db_close(lc_db *db)
 		vm_free(db->vms[i]);
 	free(db->vms);
 	json_decref(db->intents);
+	json_decref(db->networks);
 	free(db->notice);
 	free(db->root);
 	free(db);
@@ -583,6 +604,11 @@ bool lc_db_writable(const lc_db *db)
 json_t *lc_db_intents(lc_db *db)
 {
 	return db->intents;
+}
+
+json_t *lc_db_networks(lc_db *db)
+{
+	return db->networks;
 }
 
 uint64_t lc_db_next_id(const lc_db *db)

@@ -24,6 +24,10 @@ json_t *lc_db_def_fields(const lc_vmdef *def);
 
 bool lc_db_writable(const lc_db *db);
 json_t *lc_db_intents(lc_db *db); /* borrowed: "seq" -> intent record */
+/* Borrowed: "name" -> network object. A "net" record ({"net": OBJ})
+ * defines or replaces one, a "net-delete" record ({"name"}) removes it.
+ * Not loaded by LC_DB_SUMMARY opens of a compacted journal. */
+json_t *lc_db_networks(lc_db *db);
 uint64_t lc_db_next_id(const lc_db *db);
 
 /* The per-VM operation lock (run/vm-<id>.lock): serialises commands on one

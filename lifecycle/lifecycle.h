@@ -363,6 +363,58 @@ int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *e
 int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
 		 util_err *err);
 
+/* ---- networks (network.c) -------------------------------------------------- */
+
+typedef struct lc_net_opts {
+	const char *name;
+	const char *bridge;   /* adopted if it exists (never deleted), else created */
+	const char *uplink;   /* with vlan: the interface the VLAN rides on */
+	unsigned vlan;        /* 0: none */
+	unsigned mtu;         /* 0: the kernel's default */
+	const char *range;    /* "FIRST-LAST" of leases, or NULL */
+	unsigned prefix;      /* 0: 24 */
+	const char *gateway, *dns;
+} lc_net_opts;
+
+/* Define a network (db opened LC_DB_WRITE): the bridge and VLAN interface
+ * are made over netlink unless they exist (then adopted), and the journal
+ * records what qvm made. Rolled back on failure part way. */
+int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err);
+
+/* Delete a network and what qvm made for it; refused (-EBUSY, naming the
+ * vms) while a vm's nic uses it. */
+int lc_net_delete(lc_db *db, const char *name, util_err *err);
+
+/* The network named name (borrowed), or -ENOENT. */
+int lc_net_find(lc_db *db, const char *name, json_t **ret_net, util_err *err);
+
+/* A network with its leases and vms (new reference); all of them. */
+json_t *lc_net_to_json(lc_db *db, json_t *net);
+json_t *lc_net_list_json(lc_db *db);
+
+/* A vm's nics as show prints them: id, network, bridge, tap (while
+ * ACTIVE), mac, ip, prefix, model. New reference. */
+json_t *lc_vm_nics_json(lc_db *db, const lc_vm *vm);
+
+/* For the cloud-init seed: a network-config (version 2) text from
+ * lc_vm_nics_json()'s array: each nic matched by MAC, with its lease as a
+ * static address, the network's gateway as default route and its DNS.
+ * New string. */
+char *lc_nics_network_config(json_t *nics);
+
+/* Attach a nic on network (mac, ip, model may be NULL: generated, leased,
+ * virtio). A running vm gets it hot (tap, getfd, netdev_add, device_add in
+ * ACTIVE/HOTPLUG; any failure undoes every step); a stopped one in its
+ * definition only. *ret_nic_id (may be NULL) is the new nic's id. */
+int lc_vm_nic_attach(const char *root, const char *name, const char *network, const char *mac,
+		     const char *ip, const char *model, const lc_run_opts *opts,
+		     unsigned *ret_nic_id, util_err *err);
+
+/* Detach nic nic_id (device_del, DEVICE_DELETED, netdev_del, tap gone,
+ * lease released), or drop it from a stopped vm's definition. */
+int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id,
+		     const lc_run_opts *opts, util_err *err);
+
 /* ---- accelerator ----------------------------------------------------------- */
 
 /* Resolve auto: KVM when /dev/kvm opens read-write and /proc/cpuinfo has

@@ -129,7 +129,7 @@ static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt,
 		json_t *dev;
 
 		util_strv_push(sv, "-netdev");
-		util_strv_pushf(sv, "tap,id=net%u,fd=%d,vnet_hdr=on", n->id, rt->tap_fds[i]);
+		util_strv_pushf(sv, "tap,id=net%u,fd=%d,vhost=off", n->id, rt->tap_fds[i]);
 		dev = json_pack("{s:s}", "driver",
 				util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci");
 		json_object_set_new(dev, "netdev", json_sprintf("net%u", n->id));

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "cloudinit.h"
+#include "network.h"
 #include "run.h"
 
 #define BOOT_QMP_TIMEOUT_MS 20000
@@ -192,15 +193,17 @@ static int qemu_binary(char **ret, util_err *err)
 	return util_find_program(env && *env ? env : "qemu-system-x86_64", ret, err);
 }
 
-/* Exactly the fds QEMU needs, at the numbers its argv names: 3, 4, 5.
+/* Exactly the fds QEMU needs, at the numbers its argv names: 3, 4, 5,
+ * then the NICs' taps from 6 on.
  * hold (-1 for none) are the starter's status pipe and the VM lock: kept
  * until execve closes them, so that while this child does not yet show
  * the VM's uuid in its command line, nobody reconciles the VM (the
  * starter waits for EOF, others for the lock) and mistakes it for gone. */
-static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[2])
+static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[2],
+		       const int *taps, size_t n_taps)
 {
 	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
-	int high[3], nul;
+	int high[3], high_taps[LC_NICS_MAX], nul;
 	sigset_t none;
 
 	sigemptyset(&none);
@@ -215,13 +218,19 @@ static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[
 	for (int i = 0; i < 3; i++)
 		if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
 			_exit(126);
+	for (size_t i = 0; i < n_taps && i < LC_NICS_MAX; i++)
+		if ((high_taps[i] = fcntl(taps[i], F_DUPFD_CLOEXEC, 64)) < 0)
+			_exit(126);
 	nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (nul < 0 || dup2(nul, 0) < 0 || dup2(log_w, 1) < 0 || dup2(log_w, 2) < 0)
 		_exit(126);
 	for (int i = 0; i < 3; i++)
 		if (dup2(high[i], 3 + i) < 0) /* dup2 clears close-on-exec */
 			_exit(126);
-	close_range(6, ~0U, CLOSE_RANGE_CLOEXEC);
+	for (size_t i = 0; i < n_taps && i < LC_NICS_MAX; i++)
+		if (dup2(high_taps[i], 6 + (int)i) < 0)
+			_exit(126);
+	close_range(6 + (unsigned)n_taps, ~0U, CLOSE_RANGE_CLOEXEC);
 	execve(argv[0], argv, envp);
 	fprintf(stderr, "cannot execute %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
@@ -291,6 +300,8 @@ static int spawn_qemu(sup *s, util_err *err)
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_free_ char *qemu = NULL, *old_log = NULL, *seed = NULL;
 	_cleanup_strv_ char **argv = NULL;
+	_cleanup_free_ int *taps = NULL, *tap_nums = NULL;
+	size_t n_taps = 0;
 	int fds[3] = { -1, -1, -1 }, logp[2] = { -1, -1 };
 	lc_qemu_runtime rt = { 0 };
 	char why[600];
@@ -302,10 +313,6 @@ static int spawn_qemu(sup *s, util_err *err)
 	if (r < 0)
 		return r;
 	s->restart = vm->def.restart;
-	if (vm->def.n_nics > 0)
-		return util_err_set(err, -ENOTSUP,
-				    "nic %u: networks are not implemented yet; remove the nic with a new definition",
-				    vm->def.nics[0].id);
 	r = lc_accel_resolve(vm->def.accel, &rt.accel, NULL, err);
 	if (r == 0)
 		r = qemu_binary(&qemu, err);
@@ -330,6 +337,20 @@ static int spawn_qemu(sup *s, util_err *err)
 		r = util_err_errno(err, -errno, "cannot make a pipe for qemu's log");
 		goto fail;
 	}
+	/* one tap per NIC, opened here so that QEMU needs no network
+	 * privilege; each goes with the last fd, QEMU's */
+	if (vm->def.n_nics > 0) {
+		r = lc_nics_open_taps(db, vm, &taps, err);
+		if (r < 0)
+			goto fail;
+		n_taps = vm->def.n_nics;
+		tap_nums = util_xcalloc(n_taps, sizeof(int));
+		for (size_t i = 0; i < n_taps; i++)
+			tap_nums[i] = 6 + (int)i;
+		rt.tap_fds = tap_nums;
+		rt.n_tap_fds = n_taps;
+	}
+	util_crash_point("start-after-taps");
 	rt.qemu_binary = qemu;
 	rt.qmp_event_fd = 3;
 	rt.qmp_command_fd = 4;
@@ -351,11 +372,14 @@ static int spawn_qemu(sup *s, util_err *err)
 		goto fail;
 	}
 	if (pid == 0)
-		qemu_child(argv, fds, logp[1], (int[2]){ s->status_fd, s->lock_fd });
+		qemu_child(argv, fds, logp[1], (int[2]){ s->status_fd, s->lock_fd }, taps, n_taps);
 	/* QEMU alone holds the listening sockets now: if it dies, a client's
 	 * connect fails at once instead of waiting on our copy. */
 	for (int i = 0; i < 3; i++)
 		close_fd(&fds[i]);
+	/* and the taps: when it exits, however, they are gone */
+	for (size_t i = 0; i < n_taps; i++)
+		close_fd(&taps[i]);
 	close_fd(&logp[1]);
 	s->log_pipe = logp[0];
 	fcntl(s->log_pipe, F_SETFL, O_NONBLOCK);
@@ -402,6 +426,9 @@ fail_qemu:
 fail:
 	for (int i = 0; i < 3; i++)
 		close_fd(&fds[i]);
+	for (size_t i = 0; i < n_taps; i++)
+		close_fd(&taps[i]);
+	lc_nics_remove_taps(vm);
 	close_fd(&logp[0]);
 	close_fd(&logp[1]);
 	close_fd(&s->log_pipe);
@@ -688,6 +715,10 @@ static void on_qemu_exit(sup *s)
 	       json_pack("{s:i, s:i, s:s}", "qemu_pid", 0, "qemu_starttime", 0, "target",
 			 crashed ? "FAILED" : lc_state_name(s->final_state)));
 	lc_remove_rundir(&s->paths);
+	/* the kernel removed the taps with QEMU's fds; make sure */
+	if (lc_load_vm(s->root, s->id, &db, &vm, &err) == 0)
+		lc_nics_remove_taps(vm);
+	lc_db_close(TAKE_PTR(db));
 
 	if (may_restart(s, crashed)) {
 		int64_t backoff = 1000;

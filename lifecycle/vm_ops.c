@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include "cloudinit.h"
+#include "network.h"
 #include "run.h"
 #include "storage/storage.h"
 
@@ -217,6 +218,10 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 		return util_err_prefix(err, "cannot create vm '%s'", def->name);
 	if (!def->uuid && (r = make_uuid(&def->uuid, err)) < 0)
 		return r;
+	/* MACs and leases: recorded with the definition, held until delete */
+	r = lc_nics_assign(db, def, id, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot create vm '%s'", def->name);
 	r = lc_vm_lock(db, id, 0, &lock, err);
 	if (r < 0)
 		return r;
@@ -391,6 +396,10 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 
 	if (lc_vm_lock(db, id, 0, &lock, NULL) < 0)
 		return 0; /* its owner is alive and still working */
+	if (util_startswith(op, "net-"))
+		return lc_net_recover(db, seq, intent, err);
+	if (util_startswith(op, "nic-"))
+		return lc_nic_recover(db, seq, intent, err);
 	if (util_streq(op, "create")) {
 		if (vm)
 			return end_intent(db, seq, "ok", err);

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "cloudinit.h"
+#include "network.h"
 #include "run.h"
 #include "storage/storage.h"
 
@@ -476,6 +477,16 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 		r = lc_record(root, id, LC_ACTIVE, lcm, reason, NULL, NULL, err);
 		return r < 0 ? r : 1;
 	}
+	if (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_HOTPLUG) {
+		/* a nic-attach/detach whose qvm died: complete or undo it */
+		lc_db_close(TAKE_PTR(db));
+		r = lc_nic_recover_vm(root, id, err);
+		if (r != 0)
+			return r;
+		r = lc_load_vm(root, id, &db, &vm, err);
+		if (r < 0)
+			return r;
+	}
 	if (vm->state != LC_ACTIVE || lc_vm_supervised(vm))
 		return 0;
 	lc_find_qemu(vm, &qpid, &qstart);
@@ -503,6 +514,7 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 	lc_paths_init(&paths, root, id);
 	lc_remove_rundir(&paths);
 	lc_paths_clear(&paths);
+	lc_nics_remove_taps(vm);
 	if ((lcm == LC_LCM_BOOT || lcm == LC_LCM_PROLOG) && prev &&
 	    lc_state_parse(prev, &final, NULL) == 0) {
 		reason = util_xstrdup("the start was interrupted before qemu ran; rolled back");
@@ -573,12 +585,22 @@ char *lc_state_text(const lc_vm *vm)
  * prev; a crash leaves PROLOG with no supervisor, which reconciliation
  * rolls back to prev as it does an interrupted BOOT. A VM without a seed
  * skips PROLOG (its stale seed, if any, is removed). */
-static int prolog(const char *root, lc_held *h, const lc_vm *vm, const char *prev, util_err *err)
+static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, const char *prev,
+		  util_err *err)
 {
-	/* networks: a network-config generated from the VM's leases goes
-	 * here (used when the user gave none); see lc_seed_files() */
-	const char *generated_network_config = NULL;
+	/* A VM that uses cloud-init and has nics gets their leases as a
+	 * network-config (when the user gave none; see lc_seed_files()),
+	 * made now since nic-attach changes them. A VM without cloud-init
+	 * gets no seed it did not ask for: an extra disk would move the
+	 * guest's device names. */
+	_cleanup_free_ char *generated_network_config = NULL;
 	lc_state back;
+
+	if (vm->def.ci_user_data && vm->def.n_nics) {
+		_cleanup_json_ json_t *nics = lc_vm_nics_json(db, vm);
+
+		generated_network_config = lc_nics_network_config(nics);
+	}
 	int r;
 
 	if (!lc_seed_wanted(&vm->def, generated_network_config))
@@ -634,7 +656,7 @@ static int start_held(const char *root, lc_held *h, bool force, util_err *err)
 		free(prev);
 		prev = util_xstrdup("FAILED");
 	}
-	r = prolog(root, h, vm, prev, err);
+	r = prolog(root, db, h, vm, prev, err);
 	if (r < 0)
 		return r;
 	lc_db_close(TAKE_PTR(db));

@@ -153,6 +153,19 @@ int main(void)
 	check_golden("seed", &vm, &rt);
 	lc_vmdef_clear(&vm.def);
 
+	/* as the supervisor starts a VM with NICs: taps from fd 6 on */
+	vm_init(&vm, "nics");
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL, LC_BUS_VIRTIO, false);
+	add_nic(&vm.def, "lan", "52:54:7d:bf:52:fb", "virtio");
+	add_nic(&vm.def, "lan", "52:54:f2:5e:1a:f8", "virtio");
+	add_nic(&vm.def, "dmz", "52:54:00:00:00:03", "e1000");
+	add_nic(&vm.def, "dmz", "52:54:00:00:00:04", "virtio");
+	rt = base_rt();
+	rt.tap_fds = (const int[]){ 6, 7, 8, 9 };
+	rt.n_tap_fds = 4;
+	check_golden("nics", &vm, &rt);
+	lc_vmdef_clear(&vm.def);
+
 	vm_init(&vm, "micro");
 	vm.def.machine = LC_MACHINE_MICROVM;
 	vm.def.memory = 256ull << 20;

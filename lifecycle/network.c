@@ -1,0 +1,735 @@
+/* Networks and NICs on the lifecycle side: `net create/delete` with the
+ * journal records of what qvm made (so it deletes only that), MAC and IP
+ * lease assignment for NICs, and the taps a VM's QEMU gets at start. The
+ * interfaces themselves are made by net/ over netlink. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net/net.h"
+#include "network.h"
+
+#define DEFAULT_PREFIX 24
+#define MAC_ATTEMPTS   64
+
+/* ---- journal helpers -------------------------------------------------------- */
+
+static int net_intent(lc_db *db, const char *op, json_t *data, uint64_t *ret_seq, util_err *err)
+{
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:s, s:I, s:o}", "type", "intent", "op", op, "id",
+	                              (json_int_t)0, "data", data),
+	                    ret_seq, err);
+}
+
+static int net_done(lc_db *db, uint64_t seq, const char *result, util_err *err)
+{
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:I, s:I, s:s}", "type", "done", "id", (json_int_t)0,
+	                              "intent", (json_int_t)seq, "result", result),
+	                    NULL, err);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+static bool jtrue(json_t *o, const char *k)
+{
+	return json_is_true(json_object_get(o, k));
+}
+
+/* ---- lookups ------------------------------------------------------------------ */
+
+int lc_net_find(lc_db *db, const char *name, json_t **ret_net, util_err *err)
+{
+	json_t *net = json_object_get(lc_db_networks(db), name ? name : "");
+
+	if (!net)
+		return util_err_set(err, -ENOENT, "no network named '%s' (see qvm net list)",
+		                    name ? name : "");
+	*ret_net = net;
+	return 0;
+}
+
+static bool vm_counts(const lc_vm *vm)
+{
+	return vm->state != LC_DONE;
+}
+
+/* The nics of open nic-attach intents: they hold their MAC and lease
+ * until the attach completes or is rolled back. */
+static void foreach_pending_nic(lc_db *db,
+                                void (*fn)(const char *network, const char *mac, const char *ip,
+                                           void *ud),
+                                void *ud)
+{
+	const char *key;
+	json_t *intent;
+
+	json_object_foreach (lc_db_intents(db), key, intent) {
+		json_t *nic = json_object_get(json_object_get(intent, "data"), "nic");
+
+		if (util_streq(jstr(intent, "op"), "nic-attach") && nic)
+			fn(jstr(nic, "network"), jstr(nic, "mac"), jstr(nic, "ip"), ud);
+	}
+}
+
+typedef struct used_ips {
+	const char *network;
+	uint32_t *ips;
+	size_t n;
+} used_ips;
+
+static void used_add(used_ips *u, const char *network, const char *ip)
+{
+	uint32_t v;
+
+	if (!ip || !util_streq(network, u->network) || net_ip4_parse(ip, &v, NULL) < 0)
+		return;
+	u->ips = util_xrealloc(u->ips, (u->n + 1) * sizeof(uint32_t));
+	u->ips[u->n++] = v;
+}
+
+static void used_pending(const char *network, const char *mac, const char *ip, void *ud)
+{
+	(void)mac;
+	used_add(ud, network, ip);
+}
+
+/* Every address of network leased to a VM that is not DONE, to a pending
+ * attach, or to a sibling nic of the definition being assigned. */
+static void collect_used(lc_db *db, const char *network, const lc_nic *sib, size_t n_sib,
+                         used_ips *u)
+{
+	u->network = network;
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		lc_vm *vm = lc_db_vm_at(db, i);
+
+		if (!vm_counts(vm))
+			continue;
+		for (size_t k = 0; k < vm->def.n_nics; k++)
+			used_add(u, vm->def.nics[k].network, vm->def.nics[k].ip);
+	}
+	for (size_t k = 0; k < n_sib; k++)
+		used_add(u, sib[k].network, sib[k].ip);
+	foreach_pending_nic(db, used_pending, u);
+}
+
+/* Counts every pending nic on u->network, with or without an address. */
+static void used_pending_any(const char *network, const char *mac, const char *ip, void *ud)
+{
+	used_ips *u = ud;
+
+	(void)mac;
+	(void)ip;
+	if (util_streq(network, u->network))
+		u->n++;
+}
+
+typedef struct mac_find {
+	const char *mac;
+	bool found;
+} mac_find;
+
+static void mac_pending(const char *network, const char *mac, const char *ip, void *ud)
+{
+	mac_find *m = ud;
+
+	(void)network;
+	(void)ip;
+	if (util_streq(mac, m->mac))
+		m->found = true;
+}
+
+/* Who uses mac on this host: "vm 'x' nic N", or NULL (new string). */
+static char *mac_owner(lc_db *db, const char *mac, const lc_nic *sib, size_t n_sib)
+{
+	mac_find m = { mac, false };
+
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		lc_vm *vm = lc_db_vm_at(db, i);
+
+		if (!vm_counts(vm))
+			continue;
+		for (size_t k = 0; k < vm->def.n_nics; k++)
+			if (vm->def.nics[k].mac && !strcasecmp(vm->def.nics[k].mac, mac))
+				return util_xasprintf("vm '%s' nic %u", vm->def.name,
+				                      vm->def.nics[k].id);
+	}
+	for (size_t k = 0; k < n_sib; k++)
+		if (sib[k].mac && !strcasecmp(sib[k].mac, mac))
+			return util_xasprintf("nic %u of the same vm", sib[k].id);
+	foreach_pending_nic(db, mac_pending, &m);
+	return m.found ? util_xstrdup("a nic being attached") : NULL;
+}
+
+/* ---- MACs and leases ----------------------------------------------------------- */
+
+int lc_nic_assign(lc_db *db, const char *uuid, lc_nic *nic, const lc_nic *siblings,
+                  size_t n_siblings, util_err *err)
+{
+	json_t *net = NULL;
+	char mac[18];
+	int r = lc_net_find(db, nic->network, &net, err);
+
+	if (r < 0)
+		return util_err_prefix(err, "nic %u", nic->id);
+	if (nic->mac) {
+		_cleanup_free_ char *owner = NULL;
+
+		r = net_mac_normalize(nic->mac, mac, err);
+		if (r < 0)
+			return util_err_prefix(err, "nic %u", nic->id);
+		owner = mac_owner(db, mac, siblings, n_siblings);
+		if (owner)
+			return util_err_set(err, -EEXIST,
+			                    "nic %u: mac %s is already used by %s; give another "
+			                    "mac or leave it out to get a generated one",
+			                    nic->id, mac, owner);
+	} else {
+		unsigned attempt = 0;
+
+		for (;; attempt++) {
+			_cleanup_free_ char *owner = NULL;
+
+			if (attempt == MAC_ATTEMPTS)
+				return util_err_set(err, -EEXIST,
+				                    "nic %u: cannot find a free mac address",
+				                    nic->id);
+			net_mac_generate(uuid, nic->id, attempt, mac);
+			owner = mac_owner(db, mac, siblings, n_siblings);
+			if (!owner)
+				break;
+		}
+	}
+
+	if (jstr(net, "range")) {
+		uint32_t first, last, ip;
+		used_ips used = { 0 };
+		char text[16];
+
+		r = net_range_parse(jstr(net, "range"), &first, &last, err);
+		if (r < 0)
+			return r;
+		collect_used(db, nic->network, siblings, n_siblings, &used);
+		if (jstr(net, "gateway") && net_ip4_parse(jstr(net, "gateway"), &ip, NULL) == 0)
+			used_add(&used, nic->network, jstr(net, "gateway"));
+		if (nic->ip) {
+			r = net_ip4_parse(nic->ip, &ip, err);
+			if (r == 0 && (ip < first || ip > last))
+				r = util_err_set(err, -EINVAL,
+				                 "ip %s is outside the range %s of network '%s'",
+				                 nic->ip, jstr(net, "range"), nic->network);
+			for (size_t i = 0; r == 0 && i < used.n; i++)
+				if (used.ips[i] == ip)
+					r = util_err_set(err, -EEXIST,
+					                 "ip %s of network '%s' is already leased; "
+					                 "give another ip or leave it out",
+					                 nic->ip, nic->network);
+		} else {
+			r = net_range_pick(first, last, used.ips, used.n, &ip, err);
+			if (r == -ENOSPC)
+				r = util_err_set(
+				        err, -ENOSPC,
+				        "the range %s of network '%s' is exhausted: every address "
+				        "is leased; delete a vm on it or widen the range",
+				        jstr(net, "range"), nic->network);
+		}
+		free(used.ips);
+		if (r < 0)
+			return util_err_prefix(err, "nic %u", nic->id);
+		net_ip4_format(ip, text);
+		free(nic->ip);
+		nic->ip = util_xstrdup(text);
+	} else if (nic->ip) {
+		uint32_t ip;
+
+		/* a network without a range: the address is the user's, no lease */
+		r = net_ip4_parse(nic->ip, &ip, err);
+		if (r < 0)
+			return util_err_prefix(err, "nic %u", nic->id);
+	}
+	free(nic->mac);
+	nic->mac = util_xstrdup(mac);
+	return 0;
+}
+
+int lc_nics_assign(lc_db *db, lc_vmdef *def, uint64_t vm_id, util_err *err)
+{
+	for (size_t i = 0; i < def->n_nics; i++) {
+		char tap[16];
+		int r = net_tap_name(vm_id, def->nics[i].id, tap, sizeof(tap), err);
+
+		if (r == 0)
+			r = lc_nic_assign(db, def->uuid, &def->nics[i], def->nics, i, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- create, delete -------------------------------------------------------------- */
+
+static int check_opts(lc_db *db, const lc_net_opts *o, json_t **ret_net, util_err *err)
+{
+	_cleanup_json_ json_t *net = NULL;
+	const char *key;
+	json_t *other;
+	int r = util_validate_name(o->name, "network", err);
+
+	if (r == 0)
+		r = net_validate_ifname(o->bridge, "bridge", err);
+	if (r < 0)
+		return r;
+	if (json_object_get(lc_db_networks(db), o->name))
+		return util_err_set(err, -EEXIST,
+		                    "a network named '%s' exists already (see qvm net show %s)",
+		                    o->name, o->name);
+	json_object_foreach (lc_db_networks(db), key, other)
+		if (util_streq(jstr(other, "bridge"), o->bridge))
+			return util_err_set(err, -EEXIST,
+			                    "bridge '%s' already carries network '%s'", o->bridge,
+			                    key);
+	net = json_pack("{s:s, s:s}", "name", o->name, "bridge", o->bridge);
+	if ((o->vlan != 0) != (o->uplink != NULL))
+		return util_err_set(err, -EINVAL, "--vlan and --uplink go together");
+	if (o->vlan) {
+		char vif[32];
+
+		if (o->vlan > NET_VLAN_MAX)
+			return util_err_set(err, -EINVAL, "vlan id %u must be 1 to %d", o->vlan,
+			                    NET_VLAN_MAX);
+		r = net_validate_ifname(o->uplink, "uplink", err);
+		if (r < 0)
+			return r;
+		snprintf(vif, sizeof(vif), "%s.%u", o->uplink, o->vlan);
+		if (strlen(vif) > NET_IFNAME_MAX)
+			return util_err_set(err, -ENAMETOOLONG,
+			                    "the vlan interface name '%s' would be longer than %d "
+			                    "bytes; use an uplink with a shorter name",
+			                    vif, NET_IFNAME_MAX);
+		json_object_set_new(net, "vlan", json_integer(o->vlan));
+		json_object_set_new(net, "uplink", json_string(o->uplink));
+		json_object_set_new(net, "vlan_if", json_string(vif));
+	}
+	if (o->mtu && (o->mtu < NET_MTU_MIN || o->mtu > NET_MTU_MAX))
+		return util_err_set(err, -EINVAL, "mtu %u must be %d to %d", o->mtu, NET_MTU_MIN,
+		                    NET_MTU_MAX);
+	if (o->mtu)
+		json_object_set_new(net, "mtu", json_integer(o->mtu));
+	if (o->range) {
+		uint32_t first, last, gw = 0, dns;
+		unsigned prefix = o->prefix ? o->prefix : DEFAULT_PREFIX;
+
+		r = net_range_parse(o->range, &first, &last, err);
+		if (r == 0 && o->gateway)
+			r = net_ip4_parse(o->gateway, &gw, err);
+		if (r == 0 && o->dns)
+			r = net_ip4_parse(o->dns, &dns, err);
+		if (r == 0)
+			r = net_range_check(first, last, prefix, gw, err);
+		if (r < 0)
+			return util_err_prefix(err, "network '%s'", o->name);
+		json_object_set_new(net, "range", json_string(o->range));
+		json_object_set_new(net, "prefix", json_integer(prefix));
+		if (o->gateway)
+			json_object_set_new(net, "gateway", json_string(o->gateway));
+		if (o->dns)
+			json_object_set_new(net, "dns", json_string(o->dns));
+	} else if (o->prefix || o->gateway || o->dns) {
+		return util_err_set(err, -EINVAL, "--prefix, --gateway and --dns need --range");
+	}
+	*ret_net = TAKE_PTR(net);
+	return 0;
+}
+
+int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
+{
+	_cleanup_json_ json_t *net = NULL;
+	net_link_info br, vl;
+	const char *vif;
+	uint64_t intent;
+	int r = check_opts(db, o, &net, err);
+
+	if (r < 0)
+		return r;
+	vif = jstr(net, "vlan_if");
+	r = net_link_get(o->bridge, &br, err);
+	if (r == 0 && vif)
+		r = net_link_get(vif, &vl, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot create network '%s'", o->name);
+	if (br.kind != NET_KIND_NONE && br.kind != NET_KIND_BRIDGE)
+		return util_err_set(err, -EEXIST,
+		                    "cannot create network '%s': interface '%s' exists and is a %s "
+		                    "interface, not a bridge; choose another --bridge",
+		                    o->name, o->bridge, br.type[0] ? br.type : "physical");
+	if (vif && vl.kind != NET_KIND_NONE &&
+	    (vl.kind != NET_KIND_VLAN || vl.vlan_id != o->vlan ||
+	     !util_streq(vl.vlan_link, o->uplink)))
+		return util_err_set(err, -EEXIST,
+		                    "cannot create network '%s': interface '%s' exists and is not "
+		                    "vlan %u on '%s'",
+		                    o->name, vif, o->vlan, o->uplink);
+	/* what is the admin's is used as it is, never changed */
+	if (br.kind == NET_KIND_BRIDGE && o->mtu && br.mtu != o->mtu)
+		return util_err_set(err, -EEXIST,
+		                    "cannot create network '%s': bridge '%s' exists (not made by "
+		                    "qvm) with MTU %u; leave out --mtu or change its MTU yourself",
+		                    o->name, o->bridge, br.mtu);
+	if (vif && vl.kind == NET_KIND_VLAN && !util_streq(vl.master, o->bridge))
+		return util_err_set(
+		        err, -EEXIST,
+		        "cannot create network '%s': vlan interface '%s' exists (not made by qvm) "
+		        "and is not enslaved to bridge '%s'; enslave it yourself or delete it",
+		        o->name, vif, o->bridge);
+	if (vif && vl.kind == NET_KIND_NONE) {
+		net_link_info up;
+
+		r = net_link_get(o->uplink, &up, err);
+		if (r < 0)
+			return r;
+		if (up.kind == NET_KIND_NONE)
+			return util_err_set(err, -ENODEV,
+			                    "cannot create network '%s': no uplink interface '%s'",
+			                    o->name, o->uplink);
+	}
+	/* what qvm makes is its own, recorded; what it finds is the admin's */
+	json_object_set_new(net, "created_bridge", json_boolean(br.kind == NET_KIND_NONE));
+	json_object_set_new(net, "created_vlan", json_boolean(vif && vl.kind == NET_KIND_NONE));
+
+	r = net_intent(db, "net-create", json_deep_copy(net), &intent, err);
+	if (r < 0)
+		return r;
+	util_crash_point("net-create-after-intent");
+	if (br.kind == NET_KIND_NONE)
+		r = net_bridge_create(o->bridge, o->mtu, err);
+	if (r < 0)
+		goto rollback;
+	util_crash_point("net-create-after-bridge");
+	if (vif && vl.kind == NET_KIND_NONE)
+		r = net_vlan_create(vif, o->uplink, o->vlan, o->bridge, o->mtu, err);
+	if (r < 0)
+		goto rollback;
+	util_crash_point("net-create-before-record");
+	r = lc_db_append(
+	        db, json_pack("{s:s, s:I, s:O}", "type", "net", "id", (json_int_t)0, "net", net),
+	        NULL, err);
+	if (r < 0)
+		goto rollback;
+	return net_done(db, intent, "ok", err);
+
+rollback : {
+	util_err ignored = { 0 };
+
+	if (jtrue(net, "created_vlan"))
+		net_link_delete(vif, &ignored);
+	if (jtrue(net, "created_bridge"))
+		net_link_delete(o->bridge, &ignored);
+	net_done(db, intent, "rolled-back", &ignored);
+	return util_err_prefix(err, "cannot create network '%s'", o->name);
+}
+}
+
+/* Remove what qvm made for net: its vlan interface, then its bridge (only
+ * if it still is one). An adopted bridge is left alone. */
+static int remove_made(json_t *net, util_err *err)
+{
+	int r = 0;
+
+	if (jtrue(net, "created_vlan") && jstr(net, "vlan_if")) {
+		net_link_info li;
+
+		if (net_link_get(jstr(net, "vlan_if"), &li, err) < 0)
+			return -EIO;
+		if (li.kind == NET_KIND_VLAN)
+			r = net_link_delete(jstr(net, "vlan_if"), err);
+	}
+	if (r == 0 && jtrue(net, "created_bridge")) {
+		net_link_info li;
+
+		if (net_link_get(jstr(net, "bridge"), &li, err) < 0)
+			return -EIO;
+		if (li.kind == NET_KIND_BRIDGE)
+			r = net_link_delete(jstr(net, "bridge"), err);
+	}
+	return r;
+}
+
+int lc_net_delete(lc_db *db, const char *name, util_err *err)
+{
+	_cleanup_free_ char *users = NULL;
+	_cleanup_json_ json_t *net = NULL;
+	json_t *found = NULL;
+	uint64_t intent;
+	size_t n_users = 0;
+	int r = lc_net_find(db, name, &found, err);
+
+	if (r < 0)
+		return r;
+	net = json_incref(found);
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		lc_vm *vm = lc_db_vm_at(db, i);
+		bool uses = false;
+
+		for (size_t k = 0; vm_counts(vm) && k < vm->def.n_nics; k++)
+			uses = uses || util_streq(vm->def.nics[k].network, name);
+		if (!uses)
+			continue;
+		{
+			char *more = util_xasprintf("%s%s'%s'", users ? users : "",
+			                            users ? ", " : "", vm->def.name);
+
+			free(users);
+			users = more;
+			n_users++;
+		}
+	}
+	if (users)
+		return util_err_set(err, -EBUSY,
+		                    "cannot delete network '%s': the nics of vm%s %s use it; "
+		                    "detach them or delete the vm%s first",
+		                    name, n_users > 1 ? "s" : "", users, n_users > 1 ? "s" : "");
+	{
+		used_ips any = { 0 };
+
+		/* a nic being attached on it counts as a user too */
+		any.network = name;
+		foreach_pending_nic(db, used_pending_any, &any);
+		if (any.n)
+			return util_err_set(err, -EBUSY,
+			                    "cannot delete network '%s': a nic is being attached on it; try again",
+			                    name);
+	}
+	r = net_intent(db, "net-delete", json_pack("{s:s}", "name", name), &intent, err);
+	if (r < 0)
+		return r;
+	util_crash_point("net-delete-after-intent");
+	r = remove_made(net, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		net_done(db, intent, "failed", &ignored);
+		return util_err_prefix(err, "cannot delete network '%s'", name);
+	}
+	r = lc_db_append(db,
+	                 json_pack("{s:s, s:I, s:s}", "type", "net-delete", "id", (json_int_t)0,
+	                           "name", name),
+	                 NULL, err);
+	if (r == 0)
+		r = net_done(db, intent, "ok", err);
+	return r;
+}
+
+/* A crashed net create is rolled back, a crashed net delete finished. */
+int lc_net_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	const char *op = jstr(intent, "op");
+	json_t *data = json_object_get(intent, "data");
+	util_err ignored = { 0 };
+
+	if (util_streq(op, "net-create")) {
+		if (json_object_get(lc_db_networks(db), jstr(data, "name")))
+			return net_done(db, seq, "ok", err);
+		remove_made(data, &ignored);
+		return net_done(db, seq, "rolled-back", err);
+	}
+	if (util_streq(op, "net-delete")) {
+		json_t *net = json_object_get(lc_db_networks(db), jstr(data, "name"));
+
+		if (net) {
+			int r = remove_made(net, err);
+
+			if (r == 0)
+				r = lc_db_append(db,
+				                 json_pack("{s:s, s:I, s:s}", "type", "net-delete",
+				                           "id", (json_int_t)0, "name",
+				                           jstr(data, "name")),
+				                 NULL, err);
+			if (r < 0)
+				return util_err_prefix(err, "cannot finish deleting network '%s'",
+				                       jstr(data, "name"));
+		}
+		return net_done(db, seq, "ok", err);
+	}
+	return 0;
+}
+
+/* ---- views ---------------------------------------------------------------------------- */
+
+json_t *lc_net_to_json(lc_db *db, json_t *net)
+{
+	json_t *j = json_deep_copy(net);
+	json_t *leases = json_array(), *users = json_array();
+	const char *name = jstr(net, "name");
+
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		lc_vm *vm = lc_db_vm_at(db, i);
+		bool uses = false;
+
+		for (size_t k = 0; vm_counts(vm) && k < vm->def.n_nics; k++) {
+			const lc_nic *n = &vm->def.nics[k];
+
+			if (!util_streq(n->network, name))
+				continue;
+			uses = true;
+			if (n->ip)
+				json_array_append_new(
+				        leases,
+				        json_pack("{s:s, s:s, s:I, s:i, s:s}", "ip", n->ip, "vm",
+				                  vm->def.name, "vm_id", (json_int_t)vm->id, "nic",
+				                  (int)n->id, "mac", n->mac ? n->mac : ""));
+		}
+		if (uses)
+			json_array_append_new(users, json_string(vm->def.name));
+	}
+	json_object_set_new(j, "leases", leases);
+	json_object_set_new(j, "vms", users);
+	return j;
+}
+
+json_t *lc_net_list_json(lc_db *db)
+{
+	json_t *arr = json_array();
+	const char *key;
+	json_t *net = NULL;
+
+	json_object_foreach (lc_db_networks(db), key, net)
+		json_array_append_new(arr, lc_net_to_json(db, net));
+	return arr;
+}
+
+json_t *lc_vm_nics_json(lc_db *db, const lc_vm *vm)
+{
+	json_t *arr = json_array();
+
+	for (size_t k = 0; k < vm->def.n_nics; k++) {
+		const lc_nic *n = &vm->def.nics[k];
+		json_t *net = json_object_get(lc_db_networks(db), n->network);
+		json_t *j = json_pack("{s:i, s:s}", "id", (int)n->id, "network", n->network);
+		char tap[16];
+
+		json_object_set_new(j, "bridge",
+		                    jstr(net, "bridge") ? json_string(jstr(net, "bridge"))
+		                                        : json_null());
+		if (vm->state == LC_ACTIVE &&
+		    net_tap_name(vm->id, n->id, tap, sizeof(tap), NULL) == 0)
+			json_object_set_new(j, "tap", json_string(tap));
+		else
+			json_object_set_new(j, "tap", json_null());
+		json_object_set_new(j, "mac", n->mac ? json_string(n->mac) : json_null());
+		json_object_set_new(j, "ip", n->ip ? json_string(n->ip) : json_null());
+		if (n->ip && json_object_get(net, "prefix"))
+			json_object_set(j, "prefix", json_object_get(net, "prefix"));
+		if (n->ip && jstr(net, "gateway"))
+			json_object_set(j, "gateway", json_object_get(net, "gateway"));
+		if (n->ip && jstr(net, "dns"))
+			json_object_set(j, "dns", json_object_get(net, "dns"));
+		json_object_set_new(j, "model", json_string(n->model ? n->model : "virtio"));
+		json_array_append_new(arr, j);
+	}
+	return arr;
+}
+
+/* The network-config (version 2) a cloud-init seed carries: each nic with
+ * an address is matched by its MAC and given its lease, gateway and DNS. */
+char *lc_nics_network_config(json_t *nics)
+{
+	size_t i, len = 0;
+	char *text = NULL;
+	FILE *f = open_memstream(&text, &len);
+	json_t *n;
+
+	if (!f)
+		abort(); /* only on allocation failure */
+	fputs("version: 2\nethernets:\n", f);
+	json_array_foreach (nics, i, n) {
+		const char *ip = jstr(n, "ip"), *mac = jstr(n, "mac");
+
+		fprintf(f, "  nic%lld:\n", (long long)json_integer_value(json_object_get(n, "id")));
+		if (mac)
+			fprintf(f, "    match:\n      macaddress: \"%s\"\n", mac);
+		if (!ip) {
+			fputs("    dhcp4: false\n", f);
+			continue;
+		}
+		fprintf(f, "    addresses:\n      - %s/%lld\n", ip,
+		        json_object_get(n, "prefix")
+		                ? (long long)json_integer_value(json_object_get(n, "prefix"))
+		                : 32LL);
+		if (jstr(n, "gateway"))
+			fprintf(f, "    routes:\n      - to: default\n        via: %s\n",
+			        jstr(n, "gateway"));
+		if (jstr(n, "dns"))
+			fprintf(f, "    nameservers:\n      addresses:\n        - %s\n",
+			        jstr(n, "dns"));
+	}
+	fclose(f);
+	return text;
+}
+
+/* ---- taps ------------------------------------------------------------------------------ */
+
+void lc_nics_remove_taps(const lc_vm *vm)
+{
+	for (size_t k = 0; k < vm->def.n_nics; k++) {
+		char tap[16];
+		net_link_info li;
+		util_err ignored = { 0 };
+
+		if (net_tap_name(vm->id, vm->def.nics[k].id, tap, sizeof(tap), NULL) < 0)
+			continue;
+		/* only a tap: never an interface of that name that is not ours */
+		if (net_link_get(tap, &li, &ignored) == 0 && li.kind == NET_KIND_TAP)
+			net_link_delete(tap, &ignored);
+	}
+}
+
+int lc_nic_open_tap(lc_db *db, const lc_vm *vm, const lc_nic *n, int *ret_fd, util_err *err)
+{
+	json_t *net = NULL;
+	char tap[16];
+	net_link_info li;
+	int r = lc_net_find(db, n->network, &net, err);
+
+	if (r == 0)
+		r = net_tap_name(vm->id, n->id, tap, sizeof(tap), err);
+	if (r == 0)
+		r = net_link_get(tap, &li, err);
+	if (r < 0)
+		return util_err_prefix(err, "nic %u", n->id);
+	/* a tap of ours left over (nothing runs the VM now): it goes */
+	if (li.kind == NET_KIND_TAP)
+		net_link_delete(tap, NULL);
+	else if (li.kind != NET_KIND_NONE)
+		return util_err_set(err, -EEXIST,
+		                    "nic %u: interface '%s' exists and is not a tap of qvm; rename "
+		                    "or delete it",
+		                    n->id, tap);
+	r = net_tap_create(tap, jstr(net, "bridge"), ret_fd, err);
+	if (r < 0)
+		return util_err_prefix(err, "nic %u on network '%s'", n->id, n->network);
+	return 0;
+}
+
+int lc_nics_open_taps(lc_db *db, const lc_vm *vm, int **ret_fds, util_err *err)
+{
+	int *fds = util_xcalloc(vm->def.n_nics + 1, sizeof(int));
+
+	for (size_t k = 0; k < vm->def.n_nics; k++) {
+		int r = lc_nic_open_tap(db, vm, &vm->def.nics[k], &fds[k], err);
+
+		if (r < 0) {
+			/* closing a tap's fd deletes it */
+			for (size_t j = 0; j < k; j++)
+				close(fds[j]);
+			free(fds);
+			return r;
+		}
+		util_crash_point("start-after-tap");
+	}
+	*ret_fds = fds;
+	return 0;
+}

@@ -269,7 +269,8 @@ static int snapshot_cmd(cli_ctx *ctx, lc_dsnap_op op, int argc, char **argv, jso
 	if (r < 0 || ctx->json || op != LC_DSNAP_LIST) {
 		if (r == 0)
 			r = done(ctx, res, ret_json, "%s: disk %u: snapshot '%s' %s (%s)", a.ops[0], id,
-				 a.ops[2], verbs[op], how(res));
+				 a.ops[2], verbs[op],
+				 json_is_true(json_object_get(res, "live")) ? "live" : "vm off");
 		disk_args_clear(&a);
 		return r;
 	}

@@ -480,8 +480,8 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 		goto out;
 	remove_disk_at(&nd, disk_id);
 	r = append_intent(db, DETACH_OP, h.id,
-			  json_pack("{s:o, s:b, s:s}", "disk", disk_json_of(d), "live", live, "prev",
-				    lc_lcm_name(back)),
+			  json_pack("{s:o, s:b, s:s, s:i}", "disk", disk_json_of(d), "live", live, "prev",
+				    lc_lcm_name(back), "timeout_s", timeout_s),
 			  &seq, err);
 	if (r == 0 && live)
 		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "detaching a disk", NULL, err);
@@ -883,6 +883,18 @@ static json_t *snap_find(json_t *list, const char *tag)
 	return NULL;
 }
 
+/* How qemu-img names an existing snapshot: `snapshot -d` looks names up
+ * only, so the name (all-digit names are refused at creation, so a name
+ * never reads as an id), or the id of a nameless one. */
+static const char *snap_ref(json_t *snap, const char *tag)
+{
+	const char *n = json_string_value(json_object_get(snap, "name"));
+
+	if (!snap)
+		return tag;
+	return n && *n ? n : json_string_value(json_object_get(snap, "id"));
+}
+
 static int snap_live(qmp_client *q, const lc_disk *d, lc_dsnap_op op, json_t *snap,
 		     const char *tag, util_err *err)
 {
@@ -1000,7 +1012,7 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	} else {
 		r = stor_snapshot(dcopy.path, op == LC_DSNAP_CREATE ? STOR_SNAP_CREATE
 				  : op == LC_DSNAP_REVERT ? STOR_SNAP_APPLY : STOR_SNAP_DELETE,
-				  snap ? json_string_value(json_object_get(snap, "id")) : tag, err);
+				  snap_ref(snap, tag), err);
 	}
 	if (live) {
 		util_err ferr = { 0 };
@@ -1098,9 +1110,23 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 			   "rolled-back", err);
 	} else if (util_streq(op, DETACH_OP)) {
 		bool in_def = find_disk(&vm->def, d.id) != NULL, present = true;
+		int timeout_s = (int)json_integer_value(json_object_get(data, "timeout_s"));
 
 		if (in_def && live && (r = device_exists(q, node, &present, err)) < 0)
 			goto out;
+		if (in_def && live && present) {
+			/* the detach was asked for: ask (again) and give the guest
+			 * its time; whether it lets go decides the way */
+			util_err ignored = { 0 };
+
+			if (qmp_run(q, "device_del", json_pack("{s:s}", "id", node), NULL, &ignored) == 0 ||
+			    util_streq(ignored.qmp_class, "GenericError"))
+				wait_deleted(q, node,
+					     util_now_ms() + (timeout_s > 0 ? timeout_s : LC_DETACH_TIMEOUT_S) * 1000,
+					     &ignored);
+			if ((r = device_exists(q, node, &present, err)) < 0)
+				goto out;
+		}
 		if (in_def && (!live || present)) {
 			/* nothing was taken away (a pending device_del may still
 			 * be honoured by the guest: detach again then) */

@@ -4,7 +4,8 @@
 # bench`, as root; about 3 minutes on 2 cores). RUNS (default 21) samples
 # for CLI timings; BOOTS (default 5) lifecycle runs, each booting the guest
 # 2x with qvm and 2x as bare QEMU plus QUICK (default 4) start-only cycles
-# each way; PARTS="foundation" or "lifecycle" runs one half. Prints figures
+# each way; PARTS="foundation", "lifecycle" or "disks" runs one part (disks:
+# DISK_RUNS, default 7, hot attach/detach rounds each way). Prints figures
 # only; nothing here asserts a goal. bench/RESULTS.md records a run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +15,7 @@ QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
 RUNS=${RUNS:-21}
 BOOTS=${BOOTS:-5}
 QUICK=${QUICK:-4} # per lifecycle run: starts stopped at once (start samples)
-PARTS=${PARTS:-foundation lifecycle} # or one of them
+PARTS=${PARTS:-foundation lifecycle disks} # or some of them
 for f in vmlinuz initrd.img append; do
 	[ -e "$QVM_GUEST/$f" ] || { echo "bench: no $QVM_GUEST/$f: run 'make guest' (or set QVM_GUEST)" >&2; exit 1; }
 done
@@ -139,6 +140,20 @@ for ((r = 0; r < RUNS; r++)); do
 	sample img_ img_one
 done
 report "qvm create, one overlay disk" "$(median_of create_)" ms "qemu-img create of the overlay" "$(median_of img_)"
+echo
+fi
+
+if [[ " $PARTS " == *" disks "* ]]; then
+# --- disks: hot-attach until the guest sees it, qvm against bare QMP ----------
+echo "== disks"
+DISK_RUNS=${DISK_RUNS:-7}
+QVM_ROOT=$work/disks "$QVM" create d1 --memory 256M --accel tcg --machine pc --kernel "$work/guest/vmlinuz" \
+	--initrd "$work/guest/initrd.img" --append "$(cat "$QVM_GUEST/append")" --disk 64M >/dev/null
+QVM_ROOT=$work/disks /usr/bin/python3 "$here/disks.py" "$QVM" d1 "$work" "$QVM_GUEST" "$DISK_RUNS" >"$work/disks.out"
+declare -A D
+while read -r k v; do D[$k]=$v; done <"$work/disks.out"
+report "disk-attach -> guest sees vdb, n=${D[n]}" "${D[qvm_attach]}" ms "bare: qemu-img+blockdev-add+device_add" "${D[bare_attach]}"
+report "disk-detach (released, node gone), n=${D[n]}" "${D[qvm_detach]}" ms "bare: device_del+event+blockdev-del" "${D[bare_detach]}"
 echo
 fi
 

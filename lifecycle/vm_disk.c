@@ -500,6 +500,11 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 		 * detach gave up waiting */
 		if (r == 0 && present) {
 			r = qmp_run(q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
+			/* asked before (a detach that gave up waiting): wait again */
+			if (r == -EREMOTEIO && strstr(err->msg, "in the process of unplug")) {
+				util_err_clear(err);
+				r = 0;
+			}
 			util_crash_point("disk-detach-after-device-del");
 			if (r == 0)
 				r = wait_deleted(q, node, util_now_ms() + timeout_s * 1000, err);

@@ -299,6 +299,7 @@ if wait_for_file_line "$qlog" '^QVM-READY ' $BOOT_S; then
 	run "$QVM" disk-detach q 1
 	is "$RC" 0 "q35: live disk-detach" || diag "$ERR"
 	ok "q35: vdb is gone in the guest" devices_line "$qlog" "block=vda:64M$" 30 "$after"
+	is "$(nodes "$qid")" "disk0" "q35: qemu's node disk1 is gone"
 else
 	not_ok "q35 guest boots"
 	explain q

@@ -6,7 +6,8 @@
 # block nodes, the definition and the files agree, nothing leaked), disks
 # and cd-rom changed while the vm is off and used at the next start, disk
 # snapshots reverted with qemu-io checking the data, delete --wipe, and a
-# q35 vm taking a hot-plugged disk in a pcie-root-port. Three guest boots.
+# q35 vm taking a hot-plugged disk in a pcie-root-port, a guest that does
+# not release a disk. Four short guest boots.
 . "$(dirname "$0")/../lib/tap.sh"
 QVM=${QVM:?set QVM to the qvm binary}
 G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
@@ -277,7 +278,36 @@ run "$QVM" delete g --wipe
 is "$RC" 0 "delete --wipe of the running vm" || diag "$ERR"
 ok "its disks (the attached one too) are gone" test ! -e "$gdir"
 
-# ---- boot 3: q35 hotplug into a pcie-root-port -------------------------------------
+# ---- boot 3: a guest that does not release a disk (no ACPI PCI hotplug) ----------
+run "$QVM" create n --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
+	--append "$APPEND qvm.sizes=1 acpiphp.disable=1" --disk 64M
+nid=$(vm_id n)
+run "$QVM" start n
+is "$RC" 0 "start n (a guest without ACPI PCI hotplug)" || diag "$ERR"
+if wait_for_file_line "$QVM_ROOT/vms/$nid/console.log" '^QVM-READY ' $BOOT_S; then
+	run "$QVM" disk-attach n --size 16M
+	is "$RC" 0 "attach to it (qemu has the disk; the guest does not look)" || diag "$ERR"
+	run "$QVM" disk-detach n 1 --timeout 3
+	is "$RC" 1 "detach: the guest does not release it: an error"
+	like "$ERR" "cannot detach disk 1 from 'n': the guest did not release disk 1 within 3 s, so it stays attached and in the definition" \
+		"... saying it stays attached and in the definition"
+	is "$(disk_ids n)" "0 1" "... it is still in the definition"
+	is "$(nodes "$nid")" "disk0 disk1" "... and in qemu"
+	ok "... with its file" test -f "$QVM_ROOT/vms/$nid/disk1.qcow2"
+	is "$(state n)" "ACTIVE/RUNNING" "... and the vm is ACTIVE/RUNNING"
+	run "$QVM" poweroff n --hard
+	run "$QVM" disk-detach n 1
+	is "$RC" 0 "once off, the detach is a definition change" || diag "$ERR"
+	is "$(disk_ids n)" "0" "... disk 1 is gone"
+	ok "... with its file" test ! -e "$QVM_ROOT/vms/$nid/disk1.qcow2"
+else
+	not_ok "the guest without ACPI PCI hotplug boots"
+	explain n
+fi
+run "$QVM" delete n
+is "$RC" 0 "delete n" || diag "$ERR"
+
+# ---- boot 4: q35 hotplug into a pcie-root-port -------------------------------------
 run "$QVM" create q --machine q35 --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
 	--append "$APPEND qvm.sizes=1" --disk 64M
 qid=$(vm_id q)

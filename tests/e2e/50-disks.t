@@ -243,6 +243,14 @@ run "$QVM" disk-resize g 0 128M
 is "$RC" 0 "disk-resize while off" || diag "$ERR"
 is "$(qemu-img info --output=json "$d0" | json 'd["virtual-size"]')" $((128 << 20)) "qemu-img sees 128M"
 
+# a crash in an offline resize: the file resized, the definition not yet
+QVM_CRASH_AT=disk-resize-after-resize "$QVM" disk-resize g 0 192M 2>/dev/null
+is "$?" 99 "crash in an offline disk-resize after qemu-img resize"
+is "$(disk_size g 0)" $((128 << 20)) "... the definition still has the old size"
+run "$QVM" disk-snapshot-list g 0
+is "$(disk_size g 0)" $((192 << 20)) "the next command completes it: the definition has 192M"
+is "$(qemu-img info --output=json "$d0" | json 'd["virtual-size"]')" $((192 << 20)) "... as the file"
+
 # a crash in an offline attach: the file made, the definition not
 QVM_CRASH_AT=disk-attach-after-file "$QVM" disk-attach g --size 4M 2>/dev/null
 is "$?" 99 "crash in an offline disk-attach after the file was made"
@@ -255,7 +263,7 @@ ok "... and the file is gone" test ! -e "$gdir/disk2.qcow2"
 after=$(line_count "$glog")
 run "$QVM" start g
 is "$RC" 0 "start again" || diag "$ERR"
-if devices_line "$glog" "block=sda:8M,sr0:1M,vda:128M$" $BOOT_S "$after"; then
+if devices_line "$glog" "block=sda:8M,sr0:1M,vda:192M$" $BOOT_S "$after"; then
 	ok "the guest sees the ide disk, the cd-rom and the grown disk"
 else
 	not_ok "the guest sees the ide disk, the cd-rom and the grown disk"

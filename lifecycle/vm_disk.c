@@ -169,7 +169,10 @@ static int add_disk(lc_vmdef *def, json_t *disk_json, util_err *err)
 
 static json_t *disk_json_of(const lc_disk *d)
 {
-	lc_vmdef one = { .disks = (lc_disk *)d, .n_disks = 1 };
+	/* labels and user given: lc_vmdef_to_json() would leak the empty
+	 * objects it makes for NULL ones */
+	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
+	lc_vmdef one = { .disks = (lc_disk *)d, .n_disks = 1, .labels = labels, .user = user };
 	_cleanup_json_ json_t *j = lc_vmdef_to_json(&one);
 
 	return json_incref(json_array_get(json_object_get(j, "disks"), 0));

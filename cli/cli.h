@@ -104,6 +104,19 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 int cli_cmd_net(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_nic_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_nic_detach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_disk_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_disk_detach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_disk_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_cdrom_insert(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_cdrom_eject(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_disk_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
+				 util_err *err);
+int cli_cmd_disk_snapshot_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
+			       util_err *err);
+int cli_cmd_disk_snapshot_revert(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
+				 util_err *err);
+int cli_cmd_disk_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
+				 util_err *err);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* The entry point: global options, dispatch, printing, exit status. */

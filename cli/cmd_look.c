@@ -55,10 +55,10 @@ static bool reconcile_dead(cli_ctx *ctx, lc_db *db)
 		util_err err = { 0 };
 		int r;
 
-		/* a dead supervisor, or a shutdown or hotplug its qvm may have
-		 * abandoned */
+		/* a dead supervisor, or a shutdown, hotplug or snapshot its qvm
+		 * may have abandoned */
 		if (vm->state != LC_ACTIVE || (lc_vm_supervised(vm) && vm->lcm != LC_LCM_SHUTDOWN &&
-					       vm->lcm != LC_LCM_HOTPLUG))
+					       vm->lcm != LC_LCM_HOTPLUG && vm->lcm != LC_LCM_SNAPSHOT))
 			continue;
 		r = lc_vm_reconcile(ctx->root, vm->id, &err);
 		if (r < 0 && ctx->verbosity >= 0)

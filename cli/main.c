@@ -73,6 +73,29 @@ static const cli_command commands[] = {
 	{ "argv", cli_cmd_argv, "NAME",
 	  "print the QEMU command line qvm would start the vm with (fds shown as placeholders)",
 	  NULL },
+	{ "disk-attach", cli_cmd_disk_attach,
+	  "NAME --size SIZE | --image PATH [--format qcow2|raw] [--bus virtio|scsi|ide] [--readonly]",
+	  "add a disk: hot-plugged into a running vm, or to the definition of one that is off",
+	  "  --size SIZE            a blank qcow2 disk (10G)\n"
+	  "  --image PATH           a qcow2 overlay on an image file (its --format, default qcow2)\n"
+	  "  --bus virtio|scsi|ide  default virtio; ide only while the vm is off\n"
+	  "  --readonly             the guest cannot write to it\n" },
+	{ "disk-detach", cli_cmd_disk_detach, "NAME DISK_ID [--timeout S]",
+	  "remove a disk (the guest must release it within --timeout, default 20 s); the file qvm made for it is deleted",
+	  NULL },
+	{ "disk-resize", cli_cmd_disk_resize, "NAME DISK_ID SIZE [--shrink]",
+	  "grow a disk (live: the guest sees the new size); --shrink allows a smaller size", NULL },
+	{ "cdrom-insert", cli_cmd_cdrom_insert, "NAME ISO",
+	  "put an ISO in the cd-rom drive (live only if the vm started with a cd-rom)", NULL },
+	{ "cdrom-eject", cli_cmd_cdrom_eject, "NAME", "empty the cd-rom drive", NULL },
+	{ "disk-snapshot-create", cli_cmd_disk_snapshot_create, "NAME DISK_ID TAG",
+	  "take an internal qcow2 snapshot of one disk (live or off)", NULL },
+	{ "disk-snapshot-list", cli_cmd_disk_snapshot_list, "NAME DISK_ID",
+	  "list a disk's snapshots: ID TAG DATE VM-STATE", NULL },
+	{ "disk-snapshot-revert", cli_cmd_disk_snapshot_revert, "NAME DISK_ID TAG|ID",
+	  "bring a disk back to a snapshot (the vm must be off)", NULL },
+	{ "disk-snapshot-delete", cli_cmd_disk_snapshot_delete, "NAME DISK_ID TAG|ID",
+	  "delete a disk snapshot (live or off)", NULL },
 	{ "host", cli_cmd_host, "", "show the host: accelerator and why, CPUs, memory, vms", NULL },
 	{ "net", cli_cmd_net,
 	  "create NAME --bridge BR [--vlan ID --uplink DEV] [--mtu N] [--range FIRST-LAST [--prefix N] [--gateway IP] [--dns IP]] | list | show NAME | delete NAME",
@@ -105,11 +128,16 @@ static const cli_command hidden_supervise = { "__supervise", cli_cmd_supervise,
 
 static void print_usage(FILE *f)
 {
+	int width = 0;
+
 	fprintf(f, "usage: qvm [--root DIR] [--json] [-q|-v] COMMAND [ARGS]\n\n"
 		   "qvm runs QEMU virtual machines on this host, without libvirt.\n\n"
 		   "commands:\n");
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
-		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+		if ((int)strlen(commands[i].name) > width)
+			width = (int)strlen(commands[i].name);
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
 	fprintf(f, "\nRun 'qvm COMMAND --help' for a command's options. The root (default %s,\n"
 		   "or QVM_ROOT) holds the journal, the vms' files and the images.\n",
 		DEFAULT_ROOT);

@@ -444,4 +444,46 @@ typedef struct lc_qemu_runtime {
 int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 		 util_err *err);
 
+/* ---- disks of a vm: attach, detach, resize, cd-rom, snapshots (vm_disk.c) */
+
+/* On a running vm (ACTIVE/RUNNING) these change QEMU and the definition,
+ * in ACTIVE/HOTPLUG (ACTIVE/SNAPSHOT for snapshots) meanwhile; on a vm that
+ * is off (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED) the definition and
+ * files only. Each is journalled as an intent: a crash part way is completed
+ * or rolled back by the next command on the vm. On success *ret_json (may
+ * be NULL) is a new object describing what was done ("vm", "disk",
+ * "live", "path", "removed", ...). */
+typedef struct lc_disk_opts {
+	lc_run_opts run;               /* lock_timeout_ms */
+	const char *const *disk_roots; /* allowed folders for image paths */
+	int timeout_s;                 /* detach: how long the guest has */
+	bool shrink;                   /* resize: allow a smaller size */
+} lc_disk_opts;
+
+#define LC_DETACH_TIMEOUT_S 20
+
+/* disk: a parsed --disk spec (lc_disk_parse); its id is chosen here. */
+int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const lc_disk_opts *o,
+		      json_t **ret_json, util_err *err);
+int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
+		      const lc_disk_opts *o, json_t **ret_json, util_err *err);
+int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint64_t size,
+		      const lc_disk_opts *o, json_t **ret_json, util_err *err);
+/* iso NULL: eject. */
+int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_disk_opts *o,
+		json_t **ret_json, util_err *err);
+
+typedef enum lc_dsnap_op {
+	LC_DSNAP_CREATE,
+	LC_DSNAP_LIST,
+	LC_DSNAP_REVERT, /* needs the vm off */
+	LC_DSNAP_DELETE,
+} lc_dsnap_op;
+
+/* Internal qcow2 snapshots of one disk. tag: a new name (create) or a
+ * name or id (revert, delete); NULL for list, whose *ret_json is an array
+ * of {"id", "name", "date", "vm_state_size"}. */
+int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
+			const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err);
+
 #endif

@@ -4,7 +4,7 @@
  * util_qemu_opt_escape(). Golden tests in tests/unit pin every feature. */
 #include <string.h>
 
-#include "lifecycle.h"
+#include "run.h"
 
 static void push_json(util_strv *sv, const char *opt, json_t *obj /* stolen */)
 {
@@ -56,6 +56,22 @@ static const char *disk_device_driver(lc_bus bus)
 	default:
 		return "virtio-blk-pci";
 	}
+}
+
+/* The blockdev-add arguments and the device_add arguments of a disk, as
+ * the command line has them (hotplug uses the same nodes and ids). */
+void lc_disk_qemu_json(const lc_disk *d, json_t **ret_blockdev, json_t **ret_device)
+{
+	char node[32];
+	json_t *dev;
+
+	snprintf(node, sizeof(node), "disk%u", d->id);
+	*ret_blockdev = disk_blockdev(d, node);
+	dev = json_pack("{s:s, s:s, s:s}", "driver", disk_device_driver(d->bus), "drive", node, "id",
+			node);
+	if (d->bus == LC_BUS_SCSI)
+		json_object_set_new(dev, "bus", json_string("scsi0.0"));
+	*ret_device = dev;
 }
 
 static int push_chardev_socket(util_strv *sv, const char *id, int fd, const char *logfile,
@@ -226,6 +242,14 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 		push_readonly_raw(&sv, "seed0", rt->seed_path, "virtio-blk-pci");
 	if ((r = push_nics(&sv, vm, rt, err)) < 0)
 		goto fail;
+	if (def->machine == LC_MACHINE_Q35) {
+		/* pcie.0 takes no hotplug: empty root ports are the slots that
+		 * disk-attach (and nic hotplug) fill while the vm runs */
+		for (int i = 0; i < LC_HOTPLUG_PORTS; i++)
+			push_json(&sv, "-device",
+				  json_pack("{s:s, s:o, s:s, s:i}", "driver", "pcie-root-port", "id",
+					    json_sprintf("hp%d", i), "bus", "pcie.0", "chassis", i + 1));
+	}
 	*ret_argv = util_strv_steal(&sv);
 	return 0;
 fail:

@@ -78,4 +78,24 @@ int lc_command_qmp(const char *root, uint64_t id, const char *name, qmp_client *
 /* "ACTIVE/RUNNING", "POWEROFF": for messages. Freed by the caller. */
 char *lc_state_text(const lc_vm *vm);
 
+/* ---- disks (vm_disk.c, qemu_argv.c, vm_ops.c) ---------------------------- */
+
+/* Empty pcie-root-port devices hp0.. a q35 vm gets for hotplug. */
+#define LC_HOTPLUG_PORTS 4
+
+/* A disk's blockdev-add and device_add arguments (new references), node
+ * and device both named "disk<id>", as on the command line. */
+void lc_disk_qemu_json(const lc_disk *d, json_t **ret_blockdev, json_t **ret_device);
+
+/* Decide where a new disk of VM id lives and what it is made from (the
+ * placement create uses): path, format, backing, size. Nothing is made. */
+int lc_place_disk(lc_db *db, uint64_t id, lc_disk *d, const char *const *roots, util_err *err);
+
+/* Make a placed disk's file (blank or overlay). */
+int lc_make_disk(const lc_disk *d, util_err *err);
+
+/* Complete or roll back the disk operations (disk-*, cdrom) a crashed qvm
+ * left on VM id. With the VM lock held; the journal is opened as needed. */
+int lc_disk_settle(const char *root, uint64_t id, util_err *err);
+
 #endif

@@ -80,6 +80,14 @@ static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const char *const 
 	return 0;
 }
 
+/* One disk added to an existing VM (disk-attach): the same placement. */
+int lc_place_disk(lc_db *db, uint64_t id, lc_disk *d, const char *const *roots, util_err *err)
+{
+	lc_vmdef one = { .disks = d, .n_disks = 1 };
+
+	return place_disks(db, &one, id, roots, err);
+}
+
 /* Files QEMU reads besides disks (kernel, initrd, ISO, cloud-init input)
  * obey the same folder policy: a kernel path of /etc/shadow would hand the
  * host's secrets to the guest. */
@@ -127,6 +135,13 @@ static int make_disks(const lc_vmdef *def, util_err *err)
 		util_crash_point("create-disk");
 	}
 	return 0;
+}
+
+int lc_make_disk(const lc_disk *d, util_err *err)
+{
+	lc_vmdef one = { .disks = (lc_disk *)d, .n_disks = 1 };
+
+	return make_disks(&one, err);
 }
 
 /* Remove the folders of a VM that never was recorded (a rolled-back create). */

@@ -444,6 +444,8 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 		    &h->lock, err);
 	if (r == 0)
 		r = reconcile_locked(root, h->id, err);
+	if (r >= 0)
+		r = lc_disk_settle(root, h->id, err); /* a disk operation a crash cut short */
 	if (r < 0)
 		lc_held_clear(h);
 	return r < 0 ? r : 0;
@@ -544,9 +546,15 @@ int lc_vm_reconcile(const char *root, uint64_t id, util_err *err)
 	_cleanup_close_ int lock = -1;
 	_cleanup_free_ char *path = lc_vm_lock_path(root, id);
 
+	int r, s;
+
 	if (util_lock_path(path, true, 0, &lock, NULL) < 0)
 		return 0; /* a command holds it and will reconcile */
-	return reconcile_locked(root, id, err);
+	r = reconcile_locked(root, id, err);
+	if (r < 0)
+		return r;
+	s = lc_disk_settle(root, id, err);
+	return s < 0 ? s : (r | s);
 }
 
 /* ---- QMP commands from qvm --------------------------------------------------------------- */

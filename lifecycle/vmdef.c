@@ -133,7 +133,7 @@ json_t *lc_vmdef_to_json(const lc_vmdef *def)
 	for (size_t i = 0; i < def->n_nics; i++)
 		json_array_append_new(nics, nic_to_json(&def->nics[i]));
 	return json_pack("{s:o, s:o, s:I, s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o,"
-			 " s:{s:o, s:o, s:o}, s:s, s:b, s:O, s:O}",
+			 " s:{s:o, s:o, s:o}, s:s, s:b, s:o, s:o}",
 			 "name", str_or_null(def->name), "uuid", str_or_null(def->uuid),
 			 "memory", (json_int_t)def->memory, "vcpus", (int)def->vcpus,
 			 "machine", lc_machine_name(def->machine),
@@ -144,8 +144,9 @@ json_t *lc_vmdef_to_json(const lc_vmdef *def)
 			 "meta_data", str_or_null(def->ci_meta_data),
 			 "network_config", str_or_null(def->ci_network_config),
 			 "restart", lc_restart_name(def->restart), "autostart", def->autostart,
-			 "labels", def->labels ? def->labels : json_object(),
-			 "user", def->user ? def->user : json_object());
+			 /* "o" steals: a reference of ours, or a new empty object */
+			 "labels", def->labels ? json_incref(def->labels) : json_object(),
+			 "user", def->user ? json_incref(def->user) : json_object());
 }
 
 /* ---- from JSON ------------------------------------------------------------------ */

@@ -112,4 +112,22 @@ typedef struct stor_seed_file {
  * leaves the old file or the new one. */
 int stor_seed_write(const char *path, const stor_seed_file *files, size_t n, util_err *err);
 
+/* ---- changing a disk no QEMU has open (disk_ops.c) ----------------------- */
+
+/* Resize the image at path to size_bytes: `qemu-img resize -f FORMAT
+ * [--shrink] -- PATH SIZE`. Without shrink qemu-img refuses to shrink. */
+int stor_resize(const char *path, const char *format, uint64_t size_bytes, bool shrink,
+		util_err *err);
+
+/* Internal qcow2 snapshots, `qemu-img snapshot -c|-a|-d TAG --image-opts --
+ * driver=qcow2,...` (that command has no -f): create, revert to (apply),
+ * delete. tag is a snapshot name or id. */
+typedef enum stor_snap_op { STOR_SNAP_CREATE, STOR_SNAP_APPLY, STOR_SNAP_DELETE } stor_snap_op;
+int stor_snapshot(const char *path, stor_snap_op op, const char *tag, util_err *err);
+
+/* `qemu-img info -f FORMAT --output=json -- PATH` of a disk qvm made (no
+ * backing file is opened): a new object with "virtual-size" and, for
+ * qcow2, "snapshots" [{"id", "name", "vm-state-size", "date-sec", ...}]. */
+int stor_disk_info(const char *path, const char *format, json_t **ret, util_err *err);
+
 #endif

@@ -669,6 +669,45 @@ static void test_remove(void)
 	is_int(stor_remove_disk("img/good.raw", false, &err), -EINVAL, "relative path refused");
 }
 
+/* resize and internal snapshots of a disk no QEMU has open */
+static void test_disk_ops(void)
+{
+	util_err err = {0};
+	json_t *j = NULL;
+	const char *d = P("img/ops,disk.qcow2"); /* a comma: --image-opts escaping */
+	int r;
+
+	r = stor_create_blank(d, 8 << 20, &err);
+	is_int(r, 0, "ops: blank disk with a comma in its name");
+	is_int(stor_resize(d, "qcow2", 16 << 20, false, &err), 0, "resize: grow to 16M");
+	r = stor_disk_info(d, "qcow2", &j, &err);
+	is_int(r, 0, "disk info");
+	is_int(json_integer_value(json_object_get(j, "virtual-size")), 16 << 20, "resize: 16M now");
+	json_decref(j);
+	r = stor_resize(d, "qcow2", 4 << 20, false, &err);
+	ok(r < 0 && strstr(err.msg, "cannot resize"), "resize: shrink without --shrink refused by qemu-img");
+	is_int(stor_resize(d, "qcow2", 4 << 20, true, &err), 0, "resize: shrink with --shrink");
+	ok(stor_resize("rel.qcow2", "qcow2", 1 << 20, false, &err) == -EINVAL, "resize: relative path refused");
+	ok(stor_resize(d, "vdi", 1 << 20, false, &err) == -ENOTSUP, "resize: unknown format refused");
+
+	is_int(stor_snapshot(d, STOR_SNAP_CREATE, "s1", &err), 0, "snapshot: create s1");
+	is_int(stor_snapshot(d, STOR_SNAP_CREATE, "s2", &err), 0, "snapshot: create s2");
+	r = stor_disk_info(d, "qcow2", &j, &err);
+	ok(r == 0 && json_array_size(json_object_get(j, "snapshots")) == 2, "snapshot: two listed");
+	is_str(json_string_value(json_object_get(json_array_get(json_object_get(j, "snapshots"), 0), "name")),
+	       "s1", "snapshot: the first is s1");
+	json_decref(j);
+	is_int(stor_snapshot(d, STOR_SNAP_APPLY, "s1", &err), 0, "snapshot: revert to s1");
+	is_int(stor_snapshot(d, STOR_SNAP_DELETE, "s2", &err), 0, "snapshot: delete s2");
+	r = stor_snapshot(d, STOR_SNAP_DELETE, "s2", &err);
+	ok(r < 0 && strstr(err.msg, "cannot delete a snapshot of"), "snapshot: deleting it again fails: %s",
+	   err.msg);
+	r = stor_disk_info(d, "qcow2", &j, &err);
+	ok(r == 0 && json_array_size(json_object_get(j, "snapshots")) == 1, "snapshot: one left");
+	json_decref(j);
+	stor_remove_disk(d, false, &err);
+}
+
 int main(void)
 {
 	util_err err = {0};
@@ -685,6 +724,7 @@ int main(void)
 	test_inspect();
 	test_create();
 	test_remove();
+	test_disk_ops();
 
 	if (util_rm_rf(root, &err) < 0)
 		diag("cleanup: %s", err.msg);

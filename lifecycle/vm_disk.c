@@ -1,0 +1,1256 @@
+/* The disks of an existing vm: attach, detach, resize, cd-rom media and
+ * internal disk snapshots — live over the command QMP socket when the vm
+ * runs, on the definition and files when it is off. Each operation records
+ * an intent before its first step; lc_disk_settle() completes or rolls back
+ * one a crashed qvm left behind, looking at what QEMU, the definition and
+ * the files really hold. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "run.h"
+#include "storage/storage.h"
+
+#define ATTACH_OP "disk-attach"
+#define DETACH_OP "disk-detach"
+#define RESIZE_OP "disk-resize"
+#define CDROM_OP "cdrom"
+#define DSNAP_OP "disk-snapshot"
+
+/* ---- journal helpers ------------------------------------------------------------ */
+
+static int open_writer(const char *root, lc_db **ret_db, util_err *err)
+{
+	return lc_db_open(root, LC_DB_WRITE, ret_db, err);
+}
+
+static lc_vm *vm_of(lc_db *db, uint64_t id, util_err *err)
+{
+	lc_vm *vm = lc_db_vm_by_id(db, id);
+
+	if (!vm)
+		util_err_set(err, -ENOENT, "no vm with id %" PRIu64, id);
+	return vm;
+}
+
+static int append_intent(lc_db *db, const char *op, uint64_t id, json_t *data, uint64_t *ret_seq,
+			 util_err *err)
+{
+	json_t *rec = json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
+
+	json_object_set_new(rec, "data", data);
+	return lc_db_append(db, rec, ret_seq, err);
+}
+
+static int append_done(lc_db *db, uint64_t seq, const char *result, util_err *err)
+{
+	return lc_db_append(db, json_pack("{s:s, s:I, s:s}", "type", "done", "intent",
+					  (json_int_t)seq, "result", result),
+			    NULL, err);
+}
+
+/* Finish an intent in one writer transaction: the redefinition (if def is
+ * given, it replaces the vm's), the state back to `back` when live, and
+ * the done record. */
+static int finish(const char *root, uint64_t id, uint64_t seq, const lc_vmdef *def, bool live,
+		  lc_lcm back, const char *reason, const char *result, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm = NULL;
+	int r = open_writer(root, &db, err);
+
+	if (r < 0)
+		return r;
+	if (!(vm = vm_of(db, id, err)))
+		return err->code;
+	if (def) {
+		json_t *rec = json_pack("{s:s, s:I}", "type", "redefine", "id", (json_int_t)id);
+
+		json_object_update_new(rec, lc_db_def_fields(def));
+		r = lc_db_append(db, rec, NULL, err);
+		if (r < 0)
+			return r;
+		util_crash_point("disk-before-done");
+	}
+	if (live && vm->state == LC_ACTIVE && (vm->lcm == LC_LCM_HOTPLUG || vm->lcm == LC_LCM_SNAPSHOT)) {
+		r = lc_db_record_state(db, vm, LC_ACTIVE, back, reason, NULL, err);
+		if (r < 0)
+			return r;
+	}
+	return append_done(db, seq, result, err);
+}
+
+/* ---- what state allows what --------------------------------------------------------- */
+
+static bool is_off(lc_state s)
+{
+	return s == LC_PENDING || s == LC_HOLD || s == LC_POWEROFF || s == LC_UNDEPLOYED ||
+	       s == LC_FAILED;
+}
+
+/* Live (ACTIVE/RUNNING, or PAUSED when paused_ok) or off; anything else is
+ * refused naming the state. */
+static int op_mode(const lc_vm *vm, const char *what, bool paused_ok, bool *ret_live,
+		   util_err *err)
+{
+	_cleanup_free_ char *now = lc_state_text(vm);
+
+	if (vm->state == LC_ACTIVE &&
+	    (vm->lcm == LC_LCM_RUNNING || (paused_ok && vm->lcm == LC_LCM_PAUSED))) {
+		if (!lc_vm_supervised(vm))
+			return util_err_set(err, -EAGAIN, "cannot %s '%s': its supervisor is gone; run 'qvm recover %s --retry'",
+					    what, vm->def.name, vm->def.name);
+		*ret_live = true;
+		return 0;
+	}
+	if (is_off(vm->state)) {
+		*ret_live = false;
+		return 0;
+	}
+	return util_err_set(err, -EPERM,
+			    "cannot %s '%s': it is %s; this needs ACTIVE/RUNNING%s or a vm that is off (POWEROFF, PENDING, HOLD, UNDEPLOYED, FAILED)",
+			    what, vm->def.name, now, paused_ok ? ", ACTIVE/PAUSED" : "");
+}
+
+static lc_disk *find_disk(lc_vmdef *def, unsigned id)
+{
+	for (size_t i = 0; i < def->n_disks; i++)
+		if (def->disks[i].id == id)
+			return &def->disks[i];
+	return NULL;
+}
+
+static int no_such_disk(const lc_vmdef *def, unsigned id, util_err *err)
+{
+	char ids[LC_DISKS_MAX * 12] = "";
+	size_t len = 0;
+
+	for (size_t i = 0; i < def->n_disks; i++)
+		len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%u", i ? ", " : "",
+					def->disks[i].id);
+	return util_err_set(err, -ENOENT, "vm '%s' has no disk %u; its disks are: %s (see 'qvm show %s')",
+			    def->name, id, def->n_disks ? ids : "none", def->name);
+}
+
+/* A copy of def (deep, through JSON: the journal's own form). */
+static int copy_def(const lc_vmdef *def, lc_vmdef *ret, util_err *err)
+{
+	_cleanup_json_ json_t *j = lc_vmdef_to_json(def);
+
+	return lc_vmdef_from_json(j, ret, err);
+}
+
+static void remove_disk_at(lc_vmdef *def, unsigned id)
+{
+	for (size_t i = 0; i < def->n_disks; i++) {
+		if (def->disks[i].id != id)
+			continue;
+		lc_disk_clear(&def->disks[i]);
+		memmove(&def->disks[i], &def->disks[i + 1], (def->n_disks - i - 1) * sizeof(lc_disk));
+		def->n_disks--;
+		return;
+	}
+}
+
+/* Append a copy of d (through JSON) to def. */
+static int add_disk(lc_vmdef *def, json_t *disk_json, util_err *err)
+{
+	_cleanup_json_ json_t *j = lc_vmdef_to_json(def);
+	lc_vmdef nd;
+	int r;
+
+	json_array_append(json_object_get(j, "disks"), disk_json);
+	r = lc_vmdef_from_json(j, &nd, err);
+	if (r < 0)
+		return r;
+	lc_vmdef_clear(def);
+	*def = nd;
+	return 0;
+}
+
+static json_t *disk_json_of(const lc_disk *d)
+{
+	/* labels and user given: lc_vmdef_to_json() would leak the empty
+	 * objects it makes for NULL ones */
+	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
+	lc_vmdef one = { .disks = (lc_disk *)d, .n_disks = 1, .labels = labels, .user = user };
+	_cleanup_json_ json_t *j = lc_vmdef_to_json(&one);
+
+	return json_incref(json_array_get(json_object_get(j, "disks"), 0));
+}
+
+/* ---- QMP helpers ------------------------------------------------------------------------ */
+
+static int qmp_run(qmp_client *q, const char *cmd, json_t *args /* stolen */, json_t **ret,
+		   util_err *err)
+{
+	_cleanup_json_ json_t *a = args;
+
+	return qmp_execute(q, cmd, a, 0, ret, err);
+}
+
+/* Is there a device with this id (under /machine/peripheral)? */
+static int device_exists(qmp_client *q, const char *id, bool *ret, util_err *err)
+{
+	_cleanup_json_ json_t *list = NULL;
+	json_t *e;
+	size_t i;
+	int r = qmp_run(q, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list, err);
+
+	if (r < 0)
+		return r;
+	*ret = false;
+	json_array_foreach(list, i, e)
+		if (util_streq(json_string_value(json_object_get(e, "name")), id))
+			*ret = true;
+	return 0;
+}
+
+/* The named block node, as query-named-block-nodes shows it (new ref), or
+ * NULL in *ret when there is none. */
+static int find_node(qmp_client *q, const char *node, json_t **ret, util_err *err)
+{
+	_cleanup_json_ json_t *list = NULL;
+	json_t *e;
+	size_t i;
+	int r = qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list, err);
+
+	if (r < 0)
+		return r;
+	*ret = NULL;
+	json_array_foreach(list, i, e)
+		if (util_streq(json_string_value(json_object_get(e, "node-name")), node)) {
+			*ret = json_incref(e);
+			break;
+		}
+	return 0;
+}
+
+/* A free hotplug slot of a q35 vm: an empty root port hpN. */
+static int free_port(qmp_client *q, const char *vmname, char **ret, util_err *err)
+{
+	_cleanup_json_ json_t *buses = NULL;
+	json_t *bus, *dev;
+	size_t i, k;
+	int r = qmp_run(q, "query-pci", NULL, &buses, err);
+
+	if (r < 0)
+		return r;
+	json_array_foreach(buses, i, bus) {
+		json_array_foreach(json_object_get(bus, "devices"), k, dev) {
+			const char *qid = json_string_value(json_object_get(dev, "qdev_id"));
+			json_t *bridge = json_object_get(dev, "pci_bridge");
+
+			if (qid && util_startswith(qid, "hp") && bridge &&
+			    json_array_size(json_object_get(bridge, "devices")) == 0) {
+				*ret = util_xstrdup(qid);
+				return 0;
+			}
+		}
+	}
+	return util_err_set(err, -ENOSPC,
+			    "vm '%s' has no free hotplug slot (a q35 vm has %d); detach a device or attach while it is off",
+			    vmname, LC_HOTPLUG_PORTS);
+}
+
+/* device_add dev (stolen), on a free root port for q35. */
+static int add_device(qmp_client *q, const lc_vmdef *def, json_t *dev, util_err *err)
+{
+	_cleanup_json_ json_t *d = dev;
+	int r;
+
+	if (def->machine == LC_MACHINE_Q35 && !json_object_get(d, "bus")) {
+		_cleanup_free_ char *port = NULL;
+
+		r = free_port(q, def->name, &port, err);
+		if (r < 0)
+			return r;
+		json_object_set_new(d, "bus", json_string(port));
+	}
+	return qmp_execute(q, "device_add", d, 0, NULL, err);
+}
+
+/* SCSI disks hang off scsi0, which exists only if the vm booted with a
+ * SCSI disk: add the controller first when it is missing. */
+static int ensure_scsi(qmp_client *q, const lc_vmdef *def, util_err *err)
+{
+	bool have;
+	int r = device_exists(q, "scsi0", &have, err);
+
+	if (r < 0 || have)
+		return r;
+	return add_device(q, def, json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"),
+			  err);
+}
+
+/* Wait for DEVICE_DELETED of device id until deadline (monotonic ms). */
+static int wait_deleted(qmp_client *q, const char *id, int64_t deadline, util_err *err)
+{
+	for (;;) {
+		_cleanup_json_ json_t *ev = NULL;
+		int64_t left = deadline - util_now_ms();
+		int r;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		r = qmp_wait_event(q, "DEVICE_DELETED", (int)left, &ev, err);
+		if (r < 0)
+			return r;
+		if (util_streq(json_string_value(json_object_get(json_object_get(ev, "data"), "device")),
+			       id))
+			return 0;
+	}
+}
+
+static void node_name(char *buf, size_t len, unsigned id)
+{
+	snprintf(buf, len, "disk%u", id);
+}
+
+/* ---- attach ------------------------------------------------------------------------------- */
+
+/* QEMU side of an attach: blockdev-add, then device_add; undone on failure. */
+static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, util_err *err)
+{
+	json_t *bd, *dev;
+	char node[32];
+	int r;
+
+	node_name(node, sizeof(node), d->id);
+	lc_disk_qemu_json(d, &bd, &dev);
+	if (d->bus == LC_BUS_SCSI && (r = ensure_scsi(q, def, err)) < 0) {
+		json_decref(bd);
+		json_decref(dev);
+		return r;
+	}
+	r = qmp_run(q, "blockdev-add", bd, NULL, err);
+	if (r < 0) {
+		json_decref(dev);
+		return r;
+	}
+	util_crash_point("disk-attach-after-blockdev");
+	r = add_device(q, def, dev, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, &ignored);
+		return r;
+	}
+	util_crash_point("disk-attach-after-device");
+	return 0;
+}
+
+int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const lc_disk_opts *o,
+		      json_t **ret_json, util_err *err)
+{
+	static const lc_disk_opts none = { 0 };
+	_cleanup_free_ char *images = util_xasprintf("%s/images", root);
+	const char *default_roots[] = { images, NULL };
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *q = NULL;
+	_cleanup_json_ json_t *djson = NULL;
+	lc_vmdef nd = { 0 };
+	lc_held h;
+	lc_vm *vm = NULL;
+	uint64_t seq = 0;
+	unsigned id = 0;
+	bool live = false, made = false;
+	lc_lcm back = LC_LCM_RUNNING;
+	int r;
+
+	o = o ? o : &none;
+	r = lc_hold_vm(root, name, &o->run, &h, err);
+	if (r < 0)
+		return r;
+	r = open_writer(root, &db, err);
+	if (r == 0 && !(vm = vm_of(db, h.id, err)))
+		r = err->code;
+	if (r == 0)
+		r = op_mode(vm, "attach a disk to", false, &live, err);
+	if (r < 0)
+		goto out;
+	back = vm->lcm;
+	if (vm->def.n_disks >= LC_DISKS_MAX) {
+		r = util_err_set(err, -ENOSPC, "cannot attach a disk to '%s': it has %d disks, the most a vm may have",
+				 h.name, LC_DISKS_MAX);
+		goto out;
+	}
+	if (live && disk->bus == LC_BUS_IDE) {
+		r = util_err_set(err, -ENOTSUP,
+				 "cannot attach an ide disk to '%s' while it runs (ide has no hotplug); use --bus virtio or scsi, or attach it while the vm is off",
+				 h.name);
+		goto out;
+	}
+	for (size_t i = 0; i < vm->def.n_disks; i++)
+		if (vm->def.disks[i].id >= id)
+			id = vm->def.disks[i].id + 1;
+	disk->id = id;
+	r = lc_place_disk(db, h.id, disk, o->disk_roots ? o->disk_roots : default_roots, err);
+	if (r < 0)
+		goto out;
+	djson = disk_json_of(disk);
+	r = copy_def(&vm->def, &nd, err);
+	if (r == 0)
+		r = add_disk(&nd, djson, err);
+	if (r == 0)
+		r = lc_vmdef_validate(&nd, err);
+	if (r < 0)
+		goto out;
+	r = append_intent(db, ATTACH_OP, h.id,
+			  json_pack("{s:O, s:b, s:s}", "disk", djson, "live", live, "prev",
+				    lc_lcm_name(back)),
+			  &seq, err);
+	if (r == 0 && live)
+		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "attaching a disk", NULL, err);
+	if (r < 0)
+		goto out;
+	lc_db_close(TAKE_PTR(db)); /* QMP waits must not hold the journal */
+	util_crash_point("disk-attach-after-intent");
+
+	r = lc_make_disk(disk, err);
+	if (r < 0)
+		goto rollback;
+	made = true;
+	util_crash_point("disk-attach-after-file");
+	if (live) {
+		r = lc_command_qmp(root, h.id, h.name, &q, err);
+		if (r == 0)
+			r = attach_live(q, &nd, disk, err);
+		if (r < 0)
+			goto rollback;
+	}
+	r = finish(root, h.id, seq, &nd, live, back, "disk attached", "ok", err);
+	if (r < 0)
+		goto out; /* recorded as far as it got: the next command settles it */
+	if (ret_json)
+		*ret_json = json_pack("{s:s, s:i, s:b, s:s, s:O}", "vm", h.name, "disk", (int)id, "live",
+				      live, "path", disk->path, "definition", djson);
+	goto out;
+
+rollback: {
+	util_err ignored = { 0 };
+
+	if (made)
+		stor_remove_disk(disk->path, false, &ignored);
+	finish(root, h.id, seq, NULL, live, back, "disk attach failed; rolled back", "rolled-back",
+	       &ignored);
+	util_err_prefix(err, "cannot attach disk %u to '%s'", id, h.name);
+}
+out:
+	lc_vmdef_clear(&nd);
+	lc_held_clear(&h);
+	return r;
+}
+
+/* ---- detach -------------------------------------------------------------------------------- */
+
+int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
+		      const lc_disk_opts *o, json_t **ret_json, util_err *err)
+{
+	static const lc_disk_opts none = { 0 };
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *q = NULL;
+	_cleanup_free_ char *path = NULL;
+	lc_vmdef nd = { 0 };
+	lc_held h;
+	lc_vm *vm = NULL;
+	lc_disk *d = NULL;
+	uint64_t seq = 0;
+	bool live = false, owned = false;
+	lc_lcm back = LC_LCM_RUNNING;
+	char node[32];
+	int timeout_s, r;
+
+	o = o ? o : &none;
+	timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_DETACH_TIMEOUT_S;
+	node_name(node, sizeof(node), disk_id);
+	r = lc_hold_vm(root, name, &o->run, &h, err);
+	if (r < 0)
+		return r;
+	r = open_writer(root, &db, err);
+	if (r == 0 && !(vm = vm_of(db, h.id, err)))
+		r = err->code;
+	if (r == 0 && !(d = find_disk(&vm->def, disk_id)))
+		r = no_such_disk(&vm->def, disk_id, err);
+	if (r == 0)
+		r = op_mode(vm, "detach a disk from", false, &live, err);
+	if (r < 0)
+		goto out;
+	back = vm->lcm;
+	path = util_xstrdup(d->path);
+	owned = d->owned;
+	r = copy_def(&vm->def, &nd, err);
+	if (r < 0)
+		goto out;
+	remove_disk_at(&nd, disk_id);
+	r = append_intent(db, DETACH_OP, h.id,
+			  json_pack("{s:o, s:b, s:s, s:i}", "disk", disk_json_of(d), "live", live, "prev",
+				    lc_lcm_name(back), "timeout_s", timeout_s),
+			  &seq, err);
+	if (r == 0 && live)
+		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "detaching a disk", NULL, err);
+	if (r < 0)
+		goto out;
+	lc_db_close(TAKE_PTR(db));
+	util_crash_point("disk-detach-after-intent");
+
+	if (live) {
+		bool present = true;
+
+		r = lc_command_qmp(root, h.id, h.name, &q, err);
+		if (r == 0)
+			r = device_exists(q, node, &present, err);
+		/* gone already: a guest that released it after an earlier
+		 * detach gave up waiting */
+		if (r == 0 && present) {
+			r = qmp_run(q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
+			/* asked before (a detach that gave up waiting): wait again */
+			if (r == -EREMOTEIO && strstr(err->msg, "in the process of unplug")) {
+				util_err_clear(err);
+				r = 0;
+			}
+			util_crash_point("disk-detach-after-device-del");
+			if (r == 0)
+				r = wait_deleted(q, node, util_now_ms() + timeout_s * 1000, err);
+			if (r == -ETIMEDOUT)
+				r = util_err_set(err, -ETIMEDOUT,
+						 "the guest did not release disk %u within %d s, so it stays attached and in the definition (a guest without hotplug support, or one still using it); the request stays pending in the guest: if it lets go later, run disk-detach again",
+						 disk_id, timeout_s);
+		}
+		if (r < 0)
+			goto rollback;
+		util_crash_point("disk-detach-after-device");
+		r = qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
+		if (r < 0) {
+			/* the device is gone: the detach goes on, the node is
+			 * left to qemu until it stops */
+			util_err_clear(err);
+			r = 0;
+		}
+	}
+	util_crash_point("disk-detach-before-define");
+	r = finish(root, h.id, seq, &nd, live, back, "disk detached", "ok", err);
+	if (r < 0)
+		goto out;
+	/* the definition no longer has it: its file goes (as a non-persistent
+	 * disk does in OpenNebula); a crash before this is finished by
+	 * recovery */
+	if (owned && stor_remove_disk(path, false, err) < 0)
+		goto out_detached;
+	if (ret_json)
+		*ret_json = json_pack("{s:s, s:i, s:b, s:o}", "vm", h.name, "disk", (int)disk_id, "live",
+				      live, "removed", owned ? json_string(path) : json_null());
+	goto out;
+
+out_detached:
+	util_err_prefix(err, "disk %u was detached from '%s' but its file could not be removed", disk_id,
+			h.name);
+	goto out;
+rollback: {
+	util_err ignored = { 0 };
+
+	finish(root, h.id, seq, NULL, live, back, "disk detach failed; nothing changed", "rolled-back",
+	       &ignored);
+	util_err_prefix(err, "cannot detach disk %u from '%s'", disk_id, h.name);
+}
+out:
+	lc_vmdef_clear(&nd);
+	lc_held_clear(&h);
+	return r;
+}
+
+/* ---- resize -------------------------------------------------------------------------------- */
+
+/* The disk's current virtual size: from QEMU when live, qemu-img when off. */
+static int current_size(qmp_client *q, const lc_disk *d, uint64_t *ret, util_err *err)
+{
+	_cleanup_json_ json_t *info = NULL;
+	json_t *img;
+	char node[32];
+	int r;
+
+	if (q) {
+		node_name(node, sizeof(node), d->id);
+		r = find_node(q, node, &info, err);
+		if (r < 0)
+			return r;
+		if (!info)
+			return util_err_set(err, -ENOENT, "qemu has no block node '%s'", node);
+		img = json_object_get(info, "image");
+	} else {
+		r = stor_disk_info(d->path, d->format, &info, err);
+		if (r < 0)
+			return r;
+		img = info;
+	}
+	*ret = (uint64_t)json_integer_value(json_object_get(img, "virtual-size"));
+	return 0;
+}
+
+static int do_resize(qmp_client *q, const lc_disk *d, uint64_t size, bool shrink, util_err *err)
+{
+	char node[32];
+
+	node_name(node, sizeof(node), d->id);
+	if (q)
+		return qmp_run(q, "block_resize",
+			       json_pack("{s:s, s:I}", "node-name", node, "size", (json_int_t)size), NULL,
+			       err);
+	return stor_resize(d->path, d->format, size, shrink, err);
+}
+
+int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint64_t size,
+		      const lc_disk_opts *o, json_t **ret_json, util_err *err)
+{
+	static const lc_disk_opts none = { 0 };
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *q = NULL;
+	lc_vmdef nd = { 0 };
+	lc_held h;
+	lc_vm *vm = NULL;
+	lc_disk *d = NULL;
+	uint64_t seq = 0, cur = 0;
+	bool live = false;
+	lc_lcm back = LC_LCM_RUNNING;
+	char a[16], b[16];
+	int r;
+
+	o = o ? o : &none;
+	r = lc_hold_vm(root, name, &o->run, &h, err);
+	if (r < 0)
+		return r;
+	r = open_writer(root, &db, err);
+	if (r == 0 && !(vm = vm_of(db, h.id, err)))
+		r = err->code;
+	if (r == 0 && !(d = find_disk(&vm->def, disk_id)))
+		r = no_such_disk(&vm->def, disk_id, err);
+	if (r == 0)
+		r = op_mode(vm, "resize a disk of", true, &live, err);
+	if (r == 0 && (size == 0 || size % 512))
+		r = util_err_set(err, -EINVAL, "cannot resize disk %u of '%s': the size must be a non-zero multiple of 512 bytes",
+				 disk_id, h.name);
+	if (r == 0 && d->readonly)
+		r = util_err_set(err, -EPERM, "cannot resize disk %u of '%s': it is read-only", disk_id,
+				 h.name);
+	if (r < 0)
+		goto out;
+	back = vm->lcm;
+	if (live)
+		r = lc_command_qmp(root, h.id, h.name, &q, err);
+	if (r == 0)
+		r = current_size(q, d, &cur, err);
+	if (r < 0) {
+		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, h.name);
+		goto out;
+	}
+	if (size < cur && !o->shrink) {
+		r = util_err_set(err, -EPERM,
+				 "cannot shrink disk %u of '%s' from %s to %s without --shrink (data beyond the new end is lost; shrink the guest's filesystem first)",
+				 disk_id, h.name, util_format_size(cur, a, sizeof(a)),
+				 util_format_size(size, b, sizeof(b)));
+		goto out;
+	}
+	r = copy_def(&vm->def, &nd, err);
+	if (r < 0)
+		goto out;
+	find_disk(&nd, disk_id)->size = size;
+	r = append_intent(db, RESIZE_OP, h.id,
+			  json_pack("{s:i, s:I, s:b, s:b, s:s}", "disk", (int)disk_id, "size",
+				    (json_int_t)size, "shrink", o->shrink, "live", live, "prev",
+				    lc_lcm_name(back)),
+			  &seq, err);
+	if (r == 0 && live)
+		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "resizing a disk", NULL, err);
+	if (r < 0)
+		goto out;
+	lc_db_close(TAKE_PTR(db));
+	util_crash_point("disk-resize-after-intent");
+	r = do_resize(q, find_disk(&nd, disk_id), size, o->shrink, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		finish(root, h.id, seq, NULL, live, back, "disk resize failed", "rolled-back", &ignored);
+		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, h.name);
+		goto out;
+	}
+	util_crash_point("disk-resize-after-resize");
+	r = finish(root, h.id, seq, &nd, live, back, "disk resized", "ok", err);
+	if (r == 0 && ret_json)
+		*ret_json = json_pack("{s:s, s:i, s:b, s:I, s:I}", "vm", h.name, "disk", (int)disk_id,
+				      "live", live, "old_size", (json_int_t)cur, "size",
+				      (json_int_t)size);
+out:
+	lc_vmdef_clear(&nd);
+	lc_held_clear(&h);
+	return r;
+}
+
+/* ---- cd-rom ---------------------------------------------------------------------------------- */
+
+/* The medium in device dev (query-block by qdev id): its node and file
+ * name, both NULL when the tray is empty; *ret_found false without such a
+ * device. */
+static int medium_of(qmp_client *q, const char *dev, char **ret_node, char **ret_file,
+		     bool *ret_found, util_err *err)
+{
+	_cleanup_json_ json_t *list = NULL;
+	json_t *e;
+	size_t i;
+	int r = qmp_run(q, "query-block", NULL, &list, err);
+
+	if (r < 0)
+		return r;
+	*ret_node = *ret_file = NULL;
+	*ret_found = false;
+	json_array_foreach(list, i, e) {
+		const char *qdev = json_string_value(json_object_get(e, "qdev"));
+		json_t *ins = json_object_get(e, "inserted");
+
+		if (!qdev || !(util_streq(qdev, dev) || (util_startswith(qdev, "/machine/peripheral/") &&
+							   util_streq(qdev + 20, dev))))
+			continue;
+		*ret_found = true;
+		if (ins) {
+			*ret_node = util_xstrdup(json_string_value(json_object_get(ins, "node-name")));
+			*ret_file = util_xstrdup(json_string_value(json_object_get(ins, "file")));
+		}
+	}
+	return 0;
+}
+
+static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, util_err *err)
+{
+	_cleanup_free_ char *old = NULL, *file = NULL;
+	char node[40];
+	bool found;
+	int r = medium_of(q, "cdrom0", &old, &file, &found, err);
+
+	if (r < 0)
+		return r;
+	if (!found)
+		return util_err_set(err, -ENODEV,
+				    "vm '%s' has no cd-rom drive (it started without an ISO); change the cd-rom while it is off",
+				    vmname);
+	if (iso) {
+		/* a fresh node name: the old medium's may still be in use */
+		snprintf(node, sizeof(node), "cdrom0-%" PRIx64, (uint64_t)util_realtime_ms());
+		r = qmp_run(q, "blockdev-add",
+			    json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "node-name", node, "driver",
+				      "raw", "read-only", 1, "file", "driver", "file", "filename", iso,
+				      "read-only", 1),
+			    NULL, err);
+		if (r < 0)
+			return r;
+	}
+	r = qmp_run(q, "blockdev-open-tray", json_pack("{s:s, s:b}", "id", "cdrom0", "force", 1), NULL,
+		    err);
+	if (r == 0)
+		r = qmp_run(q, "blockdev-remove-medium", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
+	if (r == 0 && old) {
+		util_err ignored = { 0 };
+
+		qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", old), NULL, &ignored);
+	}
+	if (r == 0 && iso)
+		r = qmp_run(q, "blockdev-insert-medium",
+			    json_pack("{s:s, s:s}", "id", "cdrom0", "node-name", node), NULL, err);
+	if (r == 0)
+		r = qmp_run(q, "blockdev-close-tray", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
+	return r;
+}
+
+int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_disk_opts *o,
+		json_t **ret_json, util_err *err)
+{
+	static const lc_disk_opts none = { 0 };
+	_cleanup_free_ char *images = util_xasprintf("%s/images", root);
+	const char *default_roots[] = { images, NULL };
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *q = NULL;
+	_cleanup_free_ char *real = NULL;
+	lc_vmdef nd = { 0 };
+	lc_held h;
+	lc_vm *vm = NULL;
+	uint64_t seq = 0;
+	bool live = false;
+	lc_lcm back = LC_LCM_RUNNING;
+	int r;
+
+	o = o ? o : &none;
+	r = lc_hold_vm(root, name, &o->run, &h, err);
+	if (r < 0)
+		return r;
+	if (iso && (r = stor_check_path(iso, o->disk_roots ? o->disk_roots : default_roots, &real,
+					err)) < 0) {
+		util_err_prefix(err, "cannot insert into the cd-rom of '%s'", h.name);
+		goto out;
+	}
+	r = open_writer(root, &db, err);
+	if (r == 0 && !(vm = vm_of(db, h.id, err)))
+		r = err->code;
+	if (r == 0)
+		r = op_mode(vm, iso ? "insert a cd-rom into" : "eject the cd-rom of", true, &live, err);
+	if (r == 0 && vm->def.machine == LC_MACHINE_MICROVM)
+		r = util_err_set(err, -ENOTSUP, "vm '%s' is a microvm, which has no cd-rom drive", h.name);
+	if (r == 0)
+		r = copy_def(&vm->def, &nd, err);
+	if (r < 0)
+		goto out;
+	back = vm->lcm;
+	free(nd.cdrom);
+	nd.cdrom = real ? util_xstrdup(real) : NULL;
+	r = append_intent(db, CDROM_OP, h.id,
+			  json_pack("{s:o, s:b, s:s}", "iso", real ? json_string(real) : json_null(),
+				    "live", live, "prev", lc_lcm_name(back)),
+			  &seq, err);
+	if (r == 0 && live)
+		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG,
+				       iso ? "inserting a cd-rom" : "ejecting the cd-rom", NULL, err);
+	if (r < 0)
+		goto out;
+	lc_db_close(TAKE_PTR(db));
+	if (live) {
+		r = lc_command_qmp(root, h.id, h.name, &q, err);
+		if (r == 0)
+			r = cdrom_live(q, h.name, real, err);
+		if (r < 0) {
+			util_err ignored = { 0 };
+
+			finish(root, h.id, seq, NULL, live, back, "cd-rom change failed", "rolled-back",
+			       &ignored);
+			util_err_prefix(err, "cannot change the cd-rom of '%s'", h.name);
+			goto out;
+		}
+	}
+	util_crash_point("cdrom-before-define");
+	r = finish(root, h.id, seq, &nd, live, back, iso ? "cd-rom inserted" : "cd-rom ejected", "ok",
+		   err);
+	if (r == 0 && ret_json)
+		*ret_json = json_pack("{s:s, s:b, s:o}", "vm", h.name, "live", live, "cdrom",
+				      real ? json_string(real) : json_null());
+out:
+	lc_vmdef_clear(&nd);
+	lc_held_clear(&h);
+	return r;
+}
+
+/* ---- disk snapshots -------------------------------------------------------------------------- */
+
+/* Snapshots as qvm prints them, from QEMU's or qemu-img's ImageInfo list. */
+static json_t *snap_list(json_t *snaps)
+{
+	json_t *out = json_array(), *s;
+	size_t i;
+
+	json_array_foreach(snaps, i, s)
+		json_array_append_new(out,
+				      json_pack("{s:O, s:O, s:I, s:I}", "id", json_object_get(s, "id"),
+						"name", json_object_get(s, "name"), "date",
+						json_integer_value(json_object_get(s, "date-sec")),
+						"vm_state_size",
+						json_integer_value(json_object_get(s, "vm-state-size"))));
+	return out;
+}
+
+static int list_snaps(qmp_client *q, const lc_disk *d, json_t **ret, util_err *err)
+{
+	_cleanup_json_ json_t *info = NULL;
+	json_t *snaps;
+	char node[32];
+	int r;
+
+	if (q) {
+		node_name(node, sizeof(node), d->id);
+		r = find_node(q, node, &info, err);
+		if (r == 0 && !info)
+			r = util_err_set(err, -ENOENT, "qemu has no block node '%s'", node);
+		if (r < 0)
+			return r;
+		snaps = json_object_get(json_object_get(info, "image"), "snapshots");
+	} else {
+		r = stor_disk_info(d->path, d->format, &info, err);
+		if (r < 0)
+			return r;
+		snaps = json_object_get(info, "snapshots");
+	}
+	*ret = snap_list(snaps);
+	return 0;
+}
+
+/* The snapshot a TAG|ID names: by name first, then by id. */
+static json_t *snap_find(json_t *list, const char *tag)
+{
+	json_t *s;
+	size_t i;
+
+	json_array_foreach(list, i, s)
+		if (util_streq(json_string_value(json_object_get(s, "name")), tag))
+			return s;
+	json_array_foreach(list, i, s)
+		if (util_streq(json_string_value(json_object_get(s, "id")), tag))
+			return s;
+	return NULL;
+}
+
+/* How qemu-img names an existing snapshot: `snapshot -d` looks names up
+ * only, so the name (all-digit names are refused at creation, so a name
+ * never reads as an id), or the id of a nameless one. */
+static const char *snap_ref(json_t *snap, const char *tag)
+{
+	const char *n = json_string_value(json_object_get(snap, "name"));
+
+	if (!snap)
+		return tag;
+	return n && *n ? n : json_string_value(json_object_get(snap, "id"));
+}
+
+static int snap_live(qmp_client *q, const lc_disk *d, lc_dsnap_op op, json_t *snap,
+		     const char *tag, util_err *err)
+{
+	char node[32];
+
+	node_name(node, sizeof(node), d->id);
+	if (op == LC_DSNAP_CREATE)
+		return qmp_run(q, "blockdev-snapshot-internal-sync",
+			       json_pack("{s:s, s:s}", "device", node, "name", tag), NULL, err);
+	return qmp_run(q, "blockdev-snapshot-delete-internal-sync",
+		       json_pack("{s:s, s:O, s:O}", "device", node, "id", json_object_get(snap, "id"),
+				 "name", json_object_get(snap, "name")),
+		       NULL, err);
+}
+
+int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
+			const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err)
+{
+	static const char *const what[] = { "create a snapshot of", "list the snapshots of",
+					    "revert", "delete a snapshot of" };
+	static const lc_disk_opts none = { 0 };
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_qmp_ qmp_client *q = NULL;
+	_cleanup_json_ json_t *list = NULL;
+	lc_disk dcopy = { 0 };
+	lc_held h;
+	lc_vm *vm = NULL;
+	lc_disk *d = NULL;
+	json_t *snap = NULL;
+	uint64_t seq = 0;
+	bool live = false;
+	lc_lcm back = LC_LCM_RUNNING;
+	int r;
+
+	o = o ? o : &none;
+	if (op == LC_DSNAP_CREATE) {
+		r = util_validate_name(tag, "snapshot tag", err);
+		if (r == 0 && strspn(tag, "0123456789") == strlen(tag))
+			r = util_err_set(err, -EINVAL, "snapshot tag '%s' is all digits, which would read as a snapshot id; choose a name",
+					 tag);
+		if (r < 0)
+			return r;
+	}
+	r = lc_hold_vm(root, name, &o->run, &h, err);
+	if (r < 0)
+		return r;
+	r = open_writer(root, &db, err);
+	if (r == 0 && !(vm = vm_of(db, h.id, err)))
+		r = err->code;
+	if (r == 0 && !(d = find_disk(&vm->def, disk_id)))
+		r = no_such_disk(&vm->def, disk_id, err);
+	if (r < 0)
+		goto out;
+	if (op == LC_DSNAP_REVERT && vm->state == LC_ACTIVE) {
+		_cleanup_free_ char *now = lc_state_text(vm);
+
+		r = util_err_set(err, -EBUSY,
+				 "cannot revert disk %u of '%s' while it runs (%s): a disk is reverted with the vm off; poweroff it first",
+				 disk_id, h.name, now);
+		goto out;
+	}
+	if (op == LC_DSNAP_LIST && vm->state != LC_ACTIVE)
+		live = false; /* a vm that is not running may always be looked at */
+	else if ((r = op_mode(vm, what[op], true, &live, err)) < 0)
+		goto out;
+	if (!util_streq(d->format, "qcow2")) {
+		r = util_err_set(err, -ENOTSUP,
+				 "cannot %s disk %u of '%s': it is a %s disk, and internal snapshots need qcow2",
+				 what[op], disk_id, h.name, d->format ? d->format : "?");
+		goto out;
+	}
+	back = vm->lcm;
+	dcopy.id = d->id;
+	dcopy.path = util_xstrdup(d->path);
+	dcopy.format = util_xstrdup(d->format);
+	if (live)
+		r = lc_command_qmp(root, h.id, h.name, &q, err);
+	if (r == 0)
+		r = list_snaps(q, &dcopy, &list, err);
+	if (r < 0) {
+		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, h.name);
+		goto out;
+	}
+	if (op == LC_DSNAP_LIST) {
+		if (ret_json)
+			*ret_json = TAKE_PTR(list);
+		goto out;
+	}
+	snap = snap_find(list, tag);
+	if (op == LC_DSNAP_CREATE && snap) {
+		r = util_err_set(err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
+				 disk_id, h.name, tag, json_string_value(json_object_get(snap, "id")));
+		goto out;
+	}
+	if (op != LC_DSNAP_CREATE && !snap) {
+		r = util_err_set(err, -ENOENT, "disk %u of '%s' has no snapshot '%s' (see 'qvm disk-snapshot-list %s %u')",
+				 disk_id, h.name, tag, h.name, disk_id);
+		goto out;
+	}
+	if (live) {
+		r = append_intent(db, DSNAP_OP, h.id,
+				  json_pack("{s:i, s:s, s:b, s:s}", "disk", (int)disk_id, "tag", tag,
+					    "live", live, "prev", lc_lcm_name(back)),
+				  &seq, err);
+		if (r == 0)
+			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_SNAPSHOT, "disk snapshot", NULL,
+					       err);
+		if (r < 0)
+			goto out;
+	}
+	lc_db_close(TAKE_PTR(db));
+	if (live) {
+		util_crash_point("disk-snapshot-after-intent");
+		r = snap_live(q, &dcopy, op, snap, tag, err);
+	} else {
+		r = stor_snapshot(dcopy.path, op == LC_DSNAP_CREATE ? STOR_SNAP_CREATE
+				  : op == LC_DSNAP_REVERT ? STOR_SNAP_APPLY : STOR_SNAP_DELETE,
+				  snap_ref(snap, tag), err);
+	}
+	if (live) {
+		util_err ferr = { 0 };
+		int f = finish(root, h.id, seq, NULL, live, back,
+			       r < 0 ? "disk snapshot failed" : "disk snapshot done", r < 0 ? "failed" : "ok",
+			       &ferr);
+
+		if (r == 0 && f < 0) {
+			if (err)
+				*err = ferr;
+			r = f;
+		} else {
+			util_err_clear(&ferr);
+		}
+	}
+	if (r < 0) {
+		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, h.name);
+		goto out;
+	}
+	if (ret_json)
+		*ret_json = json_pack("{s:s, s:i, s:s, s:b}", "vm", h.name, "disk", (int)disk_id, "tag",
+				      tag, "live", live);
+out:
+	lc_disk_clear(&dcopy);
+	lc_held_clear(&h);
+	return r;
+}
+
+/* ---- recovery -------------------------------------------------------------------------------- */
+
+/* Settle one intent. q is the vm's QEMU when it runs, else NULL. Decides
+ * from what is real: the definition, QEMU's devices and nodes, the files. */
+static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent, qmp_client *q,
+		      util_err *err)
+{
+	const char *op = json_string_value(json_object_get(intent, "op"));
+	json_t *data = json_object_get(intent, "data");
+	bool live = json_is_true(json_object_get(data, "live")) && q;
+	lc_lcm back = LC_LCM_RUNNING;
+	json_t *dj = json_object_get(data, "disk");
+	lc_vmdef nd = { 0 };
+	lc_disk d = { 0 };
+	char node[32];
+	int r;
+
+	lc_lcm_parse(json_string_value(json_object_get(data, "prev")), &back, NULL);
+	if (util_streq(op, ATTACH_OP) || util_streq(op, DETACH_OP)) {
+		_cleanup_json_ json_t *wrap = lc_vmdef_to_json(&vm->def);
+		lc_vmdef one;
+
+		json_object_set_new(wrap, "disks", json_pack("[O]", dj));
+
+		r = lc_vmdef_from_json(wrap, &one, err);
+		if (r < 0)
+			return r;
+		d = one.disks[0];
+		memset(&one.disks[0], 0, sizeof(lc_disk));
+		lc_vmdef_clear(&one);
+	}
+	node_name(node, sizeof(node), d.id);
+	r = copy_def(&vm->def, &nd, err);
+	if (r < 0)
+		goto out;
+
+	if (util_streq(op, ATTACH_OP)) {
+		bool in_def = find_disk(&vm->def, d.id) != NULL, present = false;
+
+		if (in_def) {
+			r = finish(root, vm->id, seq, NULL, true, back, "disk attached (finished after a crash)",
+				   "ok", err);
+			goto out;
+		}
+		if (live && (r = device_exists(q, node, &present, err)) < 0)
+			goto out;
+		if (present) {
+			/* QEMU has it and the guest may use it: keep it */
+			r = add_disk(&nd, dj, err);
+			if (r == 0)
+				r = finish(root, vm->id, seq, &nd, true, back,
+					   "disk attached (finished after a crash)", "ok", err);
+			goto out;
+		}
+		if (live) {
+			_cleanup_json_ json_t *n = NULL;
+
+			r = find_node(q, node, &n, err);
+			if (r == 0 && n)
+				r = qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
+			if (r < 0)
+				goto out;
+		}
+		if (d.owned && d.path && (r = stor_remove_disk(d.path, false, err)) < 0)
+			goto out;
+		r = finish(root, vm->id, seq, NULL, true, back, "disk attach interrupted; rolled back",
+			   "rolled-back", err);
+	} else if (util_streq(op, DETACH_OP)) {
+		bool in_def = find_disk(&vm->def, d.id) != NULL, present = true;
+		int timeout_s = (int)json_integer_value(json_object_get(data, "timeout_s"));
+
+		if (in_def && live && (r = device_exists(q, node, &present, err)) < 0)
+			goto out;
+		if (in_def && live && present) {
+			/* the detach was asked for: ask (again) and give the guest
+			 * its time; whether it lets go decides the way */
+			util_err ignored = { 0 };
+
+			if (qmp_run(q, "device_del", json_pack("{s:s}", "id", node), NULL, &ignored) == 0 ||
+			    util_streq(ignored.qmp_class, "GenericError"))
+				wait_deleted(q, node,
+					     util_now_ms() + (timeout_s > 0 ? timeout_s : LC_DETACH_TIMEOUT_S) * 1000,
+					     &ignored);
+			if ((r = device_exists(q, node, &present, err)) < 0)
+				goto out;
+		}
+		if (in_def && (!live || present)) {
+			/* nothing was taken away (a pending device_del may still
+			 * be honoured by the guest: detach again then) */
+			r = finish(root, vm->id, seq, NULL, true, back, "disk detach interrupted; rolled back",
+				   "rolled-back", err);
+			goto out;
+		}
+		if (live) {
+			_cleanup_json_ json_t *n = NULL;
+			util_err ignored = { 0 };
+
+			if (find_node(q, node, &n, &ignored) == 0 && n)
+				qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, &ignored);
+		}
+		remove_disk_at(&nd, d.id);
+		r = finish(root, vm->id, seq, in_def ? &nd : NULL, true, back,
+			   "disk detached (finished after a crash)", "ok", err);
+		if (r == 0 && d.owned && d.path)
+			r = stor_remove_disk(d.path, false, err);
+	} else if (util_streq(op, RESIZE_OP)) {
+		/* idempotent: do it (again) and record it */
+		lc_disk *cur = find_disk(&nd, (unsigned)json_integer_value(dj));
+		uint64_t size = (uint64_t)json_integer_value(json_object_get(data, "size"));
+
+		if (!cur) {
+			r = finish(root, vm->id, seq, NULL, true, back, "disk resize interrupted", "rolled-back",
+				   err);
+			goto out;
+		}
+		r = do_resize(live ? q : NULL, cur, size,
+			      json_is_true(json_object_get(data, "shrink")), err);
+		if (r < 0) {
+			util_err ignored = { 0 };
+
+			finish(root, vm->id, seq, NULL, true, back, "disk resize interrupted", "rolled-back",
+			       &ignored);
+			r = 0; /* the definition still tells the old size: consistent */
+			util_err_clear(err);
+			goto out;
+		}
+		cur->size = size;
+		r = finish(root, vm->id, seq, &nd, true, back, "disk resized (finished after a crash)",
+			   "ok", err);
+	} else if (util_streq(op, CDROM_OP)) {
+		const char *iso = json_string_value(json_object_get(data, "iso"));
+		_cleanup_free_ char *mnode = NULL, *mfile = NULL;
+		bool found = false, forward = !live;
+
+		if (live && (r = medium_of(q, "cdrom0", &mnode, &mfile, &found, err)) < 0)
+			goto out;
+		/* live: the definition follows what the drive holds now */
+		if (live)
+			forward = iso ? util_streq(mfile, iso) : !mfile;
+		free(nd.cdrom);
+		nd.cdrom = iso ? util_xstrdup(iso) : NULL;
+		r = finish(root, vm->id, seq, forward ? &nd : NULL, true, back,
+			   forward ? "cd-rom changed (finished after a crash)" : "cd-rom change interrupted; rolled back",
+			   forward ? "ok" : "rolled-back", err);
+	} else {
+		/* a disk snapshot: atomic in qemu, only the state is left */
+		r = finish(root, vm->id, seq, NULL, true, back, "disk snapshot interrupted", "ok", err);
+	}
+out:
+	lc_disk_clear(&d);
+	lc_vmdef_clear(&nd);
+	return r;
+}
+
+static bool our_op(const char *op)
+{
+	return util_streq(op, ATTACH_OP) || util_streq(op, DETACH_OP) || util_streq(op, RESIZE_OP) ||
+	       util_streq(op, CDROM_OP) || util_streq(op, DSNAP_OP);
+}
+
+int lc_disk_settle(const char *root, uint64_t id, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_json_ json_t *mine = json_object();
+	_cleanup_qmp_ qmp_client *q = NULL;
+	const char *key;
+	json_t *intent;
+	lc_vm *vm = NULL;
+	int r = lc_db_open(root, 0, &db, err);
+
+	if (r < 0)
+		return r;
+	json_object_foreach(lc_db_intents(db), key, intent) {
+		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) == id &&
+		    our_op(json_string_value(json_object_get(intent, "op"))))
+			json_object_set(mine, key, intent);
+	}
+	if (json_object_size(mine) == 0)
+		return 0;
+	if (!(vm = vm_of(db, id, err)))
+		return err->code;
+	if (vm->state == LC_ACTIVE) {
+		util_err ignored = { 0 };
+
+		/* no QEMU to ask: an operation on it cannot be judged yet */
+		if (lc_command_qmp(root, id, vm->def.name, &q, &ignored) < 0)
+			return 0;
+	}
+	json_object_foreach(mine, key, intent) {
+		_cleanup_db_ lc_db *now = NULL;
+		lc_vm *v;
+
+		/* the definition as it is now: an earlier intent may change it */
+		r = lc_db_open(root, 0, &now, err);
+		if (r == 0 && !(v = vm_of(now, id, err)))
+			r = err->code;
+		if (r == 0)
+			r = settle_one(root, v, strtoull(key, NULL, 10), intent, q, err);
+		if (r < 0)
+			return util_err_prefix(err, "cannot settle the interrupted %s of '%s'",
+					       json_string_value(json_object_get(intent, "op")),
+					       vm->def.name);
+	}
+	return 1;
+}

@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# The disks of a vm end to end, with real QEMU under TCG and the test guest
+# (qvm.sizes=1: its QVM-DEVICES lines list block devices with sizes):
+# live attach/resize/snapshot/detach as the guest sees them, the refusals,
+# crash points in attach and detach settled by the next command (QEMU's
+# block nodes, the definition and the files agree, nothing leaked), disks
+# and cd-rom changed while the vm is off and used at the next start, disk
+# snapshots reverted with qemu-io checking the data, delete --wipe, and a
+# q35 vm taking a hot-plugged disk in a pcie-root-port, a guest that does
+# not release a disk. Four short guest boots.
+. "$(dirname "$0")/../lib/tap.sh"
+QVM=${QVM:?set QVM to the qvm binary}
+G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
+for f in vmlinuz initrd.img append; do
+	[ -f "$G/$f" ] || bail_out "no $G/$f: run make guest"
+done
+for p in qemu-img qemu-io python3; do
+	command -v $p >/dev/null || bail_out "no $p"
+done
+qvm_test_root
+export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg
+export QVM_DISK_ROOTS=$G:$QVM_TEST_ROOT/img
+mkdir -p "$QVM_TEST_ROOT/img"
+APPEND=$(cat "$G/append")
+BOOT_S=60
+
+run() {
+	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
+	RC=$?
+	ERR=$(cat "$QVM_TEST_ROOT/stderr")
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+vm_id() { "$QVM" show "$1" --json | json 'd["id"]'; }
+state() {
+	"$QVM" show "$1" --json 2>/dev/null |
+		json 'd["state"] + ("/" + d["lcm"] if d["state"] == "ACTIVE" else "")'
+}
+# disk ids in the definition: "0 1"
+disk_ids() { "$QVM" show "$1" --json | json '" ".join(str(x["id"]) for x in d["definition"]["disks"])'; }
+disk_size() { "$QVM" show "$1" --json | json "[x['size'] for x in d['definition']['disks'] if x['id'] == $2][0]"; }
+# qmp ID CMD [ARGS_JSON]: the "return" of a command on the vm's command socket, as JSON
+qmp() {
+	python3 - "$QVM_ROOT/run/$1/qmp.sock" "$2" "${3:-}" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+def reply():
+    while True:
+        m = json.loads(f.readline())
+        if "return" in m or "error" in m:
+            return m
+f.readline()
+f.write('{"execute":"qmp_capabilities"}\n'); f.flush(); reply()
+cmd = {"execute": sys.argv[2]}
+if sys.argv[3]:
+    cmd["arguments"] = json.loads(sys.argv[3])
+f.write(json.dumps(cmd) + "\n"); f.flush()
+print(json.dumps(reply().get("return")))
+EOF
+}
+# block node names QEMU has (query-named-block-nodes), one line
+nodes() { qmp "$1" query-named-block-nodes '{"flat":true}' | json '" ".join(sorted(n["node-name"] for n in d if n["node-name"].startswith("disk")))'; }
+# the last QVM-DEVICES line of a console log after line $2
+devices_line() { wait_for_file_line "$1" "^QVM-DEVICES .*$2" "$3" "${4:-0}"; }
+explain() {
+	local id
+	id=$(vm_id "$1" 2>/dev/null) || return 0
+	diag "state of '$1': $(state "$1")"
+	diag_file "$QVM_ROOT/vms/$id/supervisor.log" 10
+	diag_file "$QVM_ROOT/vms/$id/qemu.log" 10
+	diag_file "$QVM_ROOT/vms/$id/console.log" 10
+}
+
+# ---- boot 1: a pc vm with one disk -------------------------------------------
+run "$QVM" create g --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
+	--append "$APPEND qvm.sizes=1" --disk 64M
+[ "$RC" = 0 ] || bail_out "cannot create g: $ERR"
+gid=$(vm_id g)
+gdir=$QVM_ROOT/vms/$gid
+glog=$gdir/console.log
+run "$QVM" start g
+is "$RC" 0 "start g" || diag "$ERR"
+if ! wait_for_file_line "$glog" '^QVM-READY ' $BOOT_S; then
+	explain g
+	bail_out "the guest does not boot"
+fi
+like "$(tr -d '\r' <"$glog" | grep '^QVM-DEVICES' | tail -1)" "block=vda:64M$" "the guest sees its one disk"
+
+# ---- live attach --------------------------------------------------------------
+after=$(line_count "$glog")
+run "$QVM" disk-attach g --size 32M
+is "$RC" 0 "disk-attach --size 32M on a running vm" || diag "$ERR"
+like "$OUT" "^g: disk 1 attached \(live\): $gdir/disk1.qcow2$" "... says disk 1 was attached live, and its file"
+if devices_line "$glog" "block=vda:64M,vdb:32M$" 30 "$after"; then
+	ok "the guest sees vdb of 32M"
+else
+	not_ok "the guest sees vdb of 32M"
+	explain g
+fi
+is "$(disk_ids g)" "0 1" "show: disk 1 is in the definition"
+is "$(state g)" "ACTIVE/RUNNING" "back to ACTIVE/RUNNING"
+like "$("$QVM" history g)" "ACTIVE/HOTPLUG +attaching a disk" "history: ACTIVE/HOTPLUG while it ran"
+is "$(nodes "$gid")" "disk0 disk1" "qemu has the block node disk1"
+is "$(qemu-img info --output=json -U "$gdir/disk1.qcow2" | json 'd["format"]')" qcow2 "disk1 is a qcow2 file"
+
+run "$QVM" disk-attach g --size 8M --bus ide
+is "$RC" 1 "an ide disk cannot be hot-plugged"
+like "$ERR" "cannot attach an ide disk to 'g' while it runs \(ide has no hotplug\)" "... with a clear message"
+is "$(disk_ids g)" "0 1" "... and the definition is unchanged"
+ok "... and no file is left" test ! -e "$gdir/disk2.qcow2"
+
+# ---- live resize ----------------------------------------------------------------
+run "$QVM" disk-resize g 1 16M
+is "$RC" 1 "resize to a smaller size without --shrink is refused"
+like "$ERR" "cannot shrink disk 1 of 'g' from 32M to 16M without --shrink" "... saying so"
+is "$(disk_size g 1)" $((32 << 20)) "... and the size is unchanged"
+after=$(line_count "$glog")
+run "$QVM" disk-resize g 1 48M
+is "$RC" 0 "live resize to 48M" || diag "$ERR"
+if devices_line "$glog" "vdb:48M$" 30 "$after"; then
+	ok "the guest sees vdb grow to 48M"
+else
+	not_ok "the guest sees vdb grow to 48M"
+	explain g
+fi
+is "$(disk_size g 1)" $((48 << 20)) "the definition has the new size"
+
+# ---- live disk snapshot -----------------------------------------------------------
+run "$QVM" disk-snapshot-create g 1 live1
+is "$RC" 0 "disk-snapshot-create on a running vm" || diag "$ERR"
+like "$("$QVM" history g)" "ACTIVE/SNAPSHOT +disk snapshot" "history: ACTIVE/SNAPSHOT meanwhile"
+run "$QVM" disk-snapshot-list g 1
+like "$OUT" $'\n1 +live1 ' "disk-snapshot-list shows it (id 1, tag live1)"
+run "$QVM" disk-snapshot-create g 1 live1
+is "$RC" 1 "a second snapshot with the same tag is refused"
+like "$ERR" "has a snapshot named 'live1' already" "... saying so"
+run "$QVM" disk-snapshot-revert g 1 live1
+is "$RC" 1 "revert while running is refused"
+like "$ERR" "cannot revert disk 1 of 'g' while it runs \(ACTIVE/RUNNING\).*poweroff it first" "... saying the vm must be off"
+run "$QVM" disk-snapshot-delete g 1 live1
+is "$RC" 0 "live disk-snapshot-delete" || diag "$ERR"
+run "$QVM" disk-snapshot-list g 1
+unlike_live=$(grep -c live1 <<<"$OUT")
+is "$unlike_live" 0 "... and it is gone from the list"
+
+# ---- live detach ------------------------------------------------------------------
+run "$QVM" disk-detach g 7
+is "$RC" 1 "detach of an unknown disk id is refused"
+like "$ERR" "vm 'g' has no disk 7; its disks are: 0, 1" "... naming the disks there are"
+after=$(line_count "$glog")
+run "$QVM" disk-detach g 1
+is "$RC" 0 "live disk-detach" || diag "$ERR"
+like "$OUT" "disk 1 detached \(live\); its file was removed: $gdir/disk1.qcow2" "... says the file qvm made was removed"
+if devices_line "$glog" "block=vda:64M$" 30 "$after"; then
+	ok "vdb is gone in the guest"
+else
+	not_ok "vdb is gone in the guest"
+	explain g
+fi
+is "$(disk_ids g)" "0" "show: disk 1 is gone"
+is "$(nodes "$gid")" "disk0" "qemu has no node disk1 any more"
+ok "the file is gone" test ! -e "$gdir/disk1.qcow2"
+
+# ---- crash points ------------------------------------------------------------------
+# after device_add: the guest has the disk, qvm died before recording it
+after=$(line_count "$glog")
+QVM_CRASH_AT=disk-attach-after-device "$QVM" disk-attach g --size 24M 2>/dev/null
+is "$?" 99 "crash in disk-attach after device_add"
+is "$(state g)" "ACTIVE/HOTPLUG" "... left ACTIVE/HOTPLUG"
+"$QVM" list >/dev/null 2>&1
+is "$(state g)" "ACTIVE/RUNNING" "the next command (list) settles it: ACTIVE/RUNNING"
+is "$(disk_ids g)" "0 1" "... completed: disk 1 is in the definition"
+is "$(nodes "$gid")" "disk0 disk1" "... as in qemu"
+ok "... with its file" test -f "$gdir/disk1.qcow2"
+ok "... and the guest has it" devices_line "$glog" "vdb:24M$" 30 "$after"
+
+# after blockdev-add: qemu has a node but no device yet
+QVM_CRASH_AT=disk-attach-after-blockdev "$QVM" disk-attach g --size 24M 2>/dev/null
+is "$?" 99 "crash in disk-attach after blockdev-add"
+is "$(nodes "$gid")" "disk0 disk1 disk2" "... qemu has the node disk2"
+run "$QVM" disk-snapshot-list g 0
+is "$RC" 0 "the next command on the vm runs" || diag "$ERR"
+is "$(state g)" "ACTIVE/RUNNING" "... after rolling back: ACTIVE/RUNNING"
+is "$(disk_ids g)" "0 1" "... disk 2 is not in the definition"
+is "$(nodes "$gid")" "disk0 disk1" "... qemu's node disk2 is gone"
+ok "... and its file is gone" test ! -e "$gdir/disk2.qcow2"
+
+# after device_del: the guest lets go, qvm died before recording it
+after=$(line_count "$glog")
+QVM_CRASH_AT=disk-detach-after-device-del "$QVM" disk-detach g 1 2>/dev/null
+is "$?" 99 "crash in disk-detach after device_del"
+devices_line "$glog" "block=vda:64M$" 30 "$after" || true
+"$QVM" list >/dev/null 2>&1
+is "$(state g)" "ACTIVE/RUNNING" "the next command settles it: ACTIVE/RUNNING"
+is "$(disk_ids g)" "0" "... completed: disk 1 is out of the definition"
+is "$(nodes "$gid")" "disk0" "... and out of qemu"
+ok "... and its file is gone" test ! -e "$gdir/disk1.qcow2"
+is "$(ls "$gdir" | grep -c -v -E '^(disk0\.qcow2|console\.log|qemu\.log|supervisor\.log)$')" 0 \
+	"no other file in the vm's folder"
+
+# ---- the vm off: definition and files only ----------------------------------------
+run "$QVM" poweroff g --hard
+is "$RC" 0 "poweroff" || diag "$ERR"
+run "$QVM" disk-attach g --size 8M --bus ide
+is "$RC" 0 "disk-attach of an ide disk while off" || diag "$ERR"
+like "$OUT" "disk 1 attached \(in the definition; used at next start\)" "... definition only"
+ok "... its file is made" test -f "$gdir/disk1.qcow2"
+dd if=/dev/zero of="$QVM_TEST_ROOT/img/a.iso" bs=1M count=1 status=none
+dd if=/dev/zero of="$QVM_TEST_ROOT/img/b.iso" bs=1M count=2 status=none
+run "$QVM" cdrom-insert g "$QVM_TEST_ROOT/img/a.iso"
+is "$RC" 0 "cdrom-insert while off" || diag "$ERR"
+like "$("$QVM" show g)" "CDROM +$QVM_TEST_ROOT/img/a.iso" "show: the cd-rom"
+run "$QVM" cdrom-insert g /etc/hostname
+is "$RC" 1 "an ISO outside the allowed folders is refused"
+like "$ERR" "not under an allowed folder" "... saying so"
+
+# offline disk snapshot, checked with qemu-io on the data
+d0=$gdir/disk0.qcow2
+ok "write 0x5a into disk 0" qemu-io -f qcow2 -c 'write -P 0x5a 0 64k' "$d0"
+run "$QVM" disk-snapshot-create g 0 before
+is "$RC" 0 "disk-snapshot-create while off" || diag "$ERR"
+ok "write 0x33 over it" qemu-io -f qcow2 -c 'write -P 0x33 0 64k' "$d0"
+run "$QVM" disk-snapshot-list g 0
+like "$OUT" "before" "disk-snapshot-list while off"
+run "$QVM" disk-snapshot-revert g 0 before
+is "$RC" 0 "disk-snapshot-revert while off" || diag "$ERR"
+out=$(qemu-io -f qcow2 -c 'read -P 0x5a 0 64k' "$d0" 2>&1)
+unlike=$(grep -c -i 'fail' <<<"$out")
+is "$unlike" 0 "the old content (0x5a) is back" || diag "$out"
+run "$QVM" disk-snapshot-revert g 0 nope
+is "$RC" 1 "revert to an unknown snapshot is refused"
+like "$ERR" "disk 0 of 'g' has no snapshot 'nope'" "... naming it"
+run "$QVM" disk-snapshot-create g 0 123
+is "$RC" 1 "an all-digit tag is refused"
+run "$QVM" disk-snapshot-delete g 0 1
+is "$RC" 0 "disk-snapshot-delete by id while off" || diag "$ERR"
+is "$(qemu-img info --output=json "$d0" | json 'len(d.get("snapshots", []))')" 0 "... the qcow2 has no snapshot left"
+
+# offline resize
+run "$QVM" disk-resize g 0 128M
+is "$RC" 0 "disk-resize while off" || diag "$ERR"
+is "$(qemu-img info --output=json "$d0" | json 'd["virtual-size"]')" $((128 << 20)) "qemu-img sees 128M"
+
+# a crash in an offline resize: the file resized, the definition not yet
+QVM_CRASH_AT=disk-resize-after-resize "$QVM" disk-resize g 0 192M 2>/dev/null
+is "$?" 99 "crash in an offline disk-resize after qemu-img resize"
+is "$(disk_size g 0)" $((128 << 20)) "... the definition still has the old size"
+run "$QVM" disk-snapshot-list g 0
+is "$(disk_size g 0)" $((192 << 20)) "the next command completes it: the definition has 192M"
+is "$(qemu-img info --output=json "$d0" | json 'd["virtual-size"]')" $((192 << 20)) "... as the file"
+
+# a crash in an offline attach: the file made, the definition not
+QVM_CRASH_AT=disk-attach-after-file "$QVM" disk-attach g --size 4M 2>/dev/null
+is "$?" 99 "crash in an offline disk-attach after the file was made"
+ok "... the file is there" test -f "$gdir/disk2.qcow2"
+run "$QVM" disk-snapshot-list g 0
+is "$(disk_ids g)" "0 1" "the next command rolls it back: not in the definition"
+ok "... and the file is gone" test ! -e "$gdir/disk2.qcow2"
+
+# ---- boot 2: what was changed while off is used -------------------------------------
+after=$(line_count "$glog")
+run "$QVM" start g
+is "$RC" 0 "start again" || diag "$ERR"
+if devices_line "$glog" "block=sda:8M,sr0:1M,vda:192M$" $BOOT_S "$after"; then
+	ok "the guest sees the ide disk, the cd-rom and the grown disk"
+else
+	not_ok "the guest sees the ide disk, the cd-rom and the grown disk"
+	explain g
+fi
+cd_file() { qmp "$gid" query-block | json '[b.get("inserted", {}).get("file", "") for b in d if b.get("qdev", "").endswith("cdrom0")][0]'; }
+run "$QVM" cdrom-eject g
+is "$RC" 0 "live cdrom-eject" || diag "$ERR"
+is "$(cd_file)" "" "qemu's cd-rom drive is empty"
+run "$QVM" cdrom-insert g "$QVM_TEST_ROOT/img/b.iso"
+is "$RC" 0 "live cdrom-insert" || diag "$ERR"
+is "$(cd_file)" "$QVM_TEST_ROOT/img/b.iso" "qemu's cd-rom drive holds b.iso"
+like "$("$QVM" show g)" "CDROM +$QVM_TEST_ROOT/img/b.iso" "show: b.iso"
+run "$QVM" disk-detach g 1
+is "$RC" 1 "an ide disk cannot be detached live" || diag "$OUT"
+is "$(disk_ids g)" "0 1" "... it stays in the definition"
+is "$(nodes "$gid")" "disk0 disk1" "... and in qemu"
+
+run "$QVM" delete g --wipe
+is "$RC" 0 "delete --wipe of the running vm" || diag "$ERR"
+ok "its disks (the attached one too) are gone" test ! -e "$gdir"
+
+# ---- boot 3: a guest that does not release a disk (no ACPI PCI hotplug) ----------
+run "$QVM" create n --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
+	--append "$APPEND qvm.sizes=1 acpiphp.disable=1" --disk 64M
+nid=$(vm_id n)
+run "$QVM" start n
+is "$RC" 0 "start n (a guest without ACPI PCI hotplug)" || diag "$ERR"
+if wait_for_file_line "$QVM_ROOT/vms/$nid/console.log" '^QVM-READY ' $BOOT_S; then
+	run "$QVM" disk-attach n --size 16M
+	is "$RC" 0 "attach to it (qemu has the disk; the guest does not look)" || diag "$ERR"
+	run "$QVM" disk-detach n 1 --timeout 3
+	is "$RC" 1 "detach: the guest does not release it: an error"
+	like "$ERR" "cannot detach disk 1 from 'n': the guest did not release disk 1 within 3 s, so it stays attached and in the definition" \
+		"... saying it stays attached and in the definition"
+	is "$(disk_ids n)" "0 1" "... it is still in the definition"
+	is "$(nodes "$nid")" "disk0 disk1" "... and in qemu"
+	ok "... with its file" test -f "$QVM_ROOT/vms/$nid/disk1.qcow2"
+	is "$(state n)" "ACTIVE/RUNNING" "... and the vm is ACTIVE/RUNNING"
+	run "$QVM" poweroff n --hard
+	run "$QVM" disk-detach n 1
+	is "$RC" 0 "once off, the detach is a definition change" || diag "$ERR"
+	is "$(disk_ids n)" "0" "... disk 1 is gone"
+	ok "... with its file" test ! -e "$QVM_ROOT/vms/$nid/disk1.qcow2"
+else
+	not_ok "the guest without ACPI PCI hotplug boots"
+	explain n
+fi
+run "$QVM" delete n
+is "$RC" 0 "delete n" || diag "$ERR"
+
+# ---- boot 4: q35 hotplug into a pcie-root-port -------------------------------------
+run "$QVM" create q --machine q35 --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
+	--append "$APPEND qvm.sizes=1" --disk 64M
+qid=$(vm_id q)
+qlog=$QVM_ROOT/vms/$qid/console.log
+like "$("$QVM" argv q)" "pcie-root-port" "a q35 vm has pcie-root-ports"
+run "$QVM" start q
+is "$RC" 0 "start q (q35)" || diag "$ERR"
+if wait_for_file_line "$qlog" '^QVM-READY ' $BOOT_S; then
+	after=$(line_count "$qlog")
+	run "$QVM" disk-attach q --size 32M
+	is "$RC" 0 "q35: live disk-attach" || diag "$ERR"
+	if devices_line "$qlog" "block=vda:64M,vdb:32M$" 30 "$after"; then
+		ok "q35: the guest sees vdb"
+	else
+		not_ok "q35: the guest sees vdb"
+		explain q
+	fi
+	after=$(line_count "$qlog")
+	run "$QVM" disk-detach q 1
+	is "$RC" 0 "q35: live disk-detach" || diag "$ERR"
+	ok "q35: vdb is gone in the guest" devices_line "$qlog" "block=vda:64M$" 30 "$after"
+	is "$(nodes "$qid")" "disk0" "q35: qemu's node disk1 is gone"
+else
+	not_ok "q35 guest boots"
+	explain q
+fi
+run "$QVM" delete q
+is "$RC" 0 "delete q" || diag "$ERR"
+
+done_testing

@@ -34,4 +34,13 @@ bool stor_format_supported(const char *format);
 int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Download url into the file at partial_path (created 0600, or resumed
+ * from its current length with a Range request), hashing the whole file
+ * from its start into ret_hex. The partial file is kept when the transfer
+ * was interrupted (so the next call resumes) and removed when resuming
+ * makes no sense (size cap, a refused redirect, an HTTP error on a fresh
+ * start). Only http and https, also after redirects. */
+int stor_download(const char *url, const char *partial_path, const stor_import_opts *o,
+                  char ret_hex[65], uint64_t *ret_size, util_err *err);
+
 #endif

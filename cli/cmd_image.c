@@ -20,6 +20,7 @@ enum {
 typedef struct bar {
 	int64_t t0, last;
 	uint64_t first; /* bytes already there when this run began (a resume) */
+	uint64_t last_done;
 	bool started, shown;
 } bar;
 
@@ -31,6 +32,23 @@ static const char *eta_text(double s, char *buf, size_t len)
 		snprintf(buf, len, "%d:%02d:%02d", (int)s / 3600, ((int)s / 60) % 60, (int)s % 60);
 	else
 		snprintf(buf, len, "%02d:%02d", (int)s / 60, (int)s % 60);
+	return buf;
+}
+
+/* "12.3M": one decimal, binary units. */
+static const char *human(double v, char *buf, size_t len)
+{
+	static const char units[] = "BKMGTP";
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%.0fB", v);
+	else
+		snprintf(buf, len, "%.1f%c", v, units[u]);
 	return buf;
 }
 
@@ -50,9 +68,10 @@ static void on_progress(void *ud, uint64_t done, uint64_t total)
 		b->t0 = now;
 		b->first = done;
 	}
-	if (b->shown && now - b->last < 200 && done != total)
+	if (b->shown && ((now - b->last < 200 && done != total) || done == b->last_done))
 		return;
 	b->last = now;
+	b->last_done = done;
 	b->shown = true;
 	secs = (double)(now - b->t0) / 1000.0;
 	rate = secs > 0.05 ? (double)(done - b->first) / secs : 0;
@@ -63,15 +82,17 @@ static void on_progress(void *ud, uint64_t done, uint64_t total)
 	memset(hashes, ' ', 30);
 	memset(hashes, '#', (size_t)(fill > 30 ? 30 : fill));
 	hashes[30] = '\0';
-	util_format_size(done, d, sizeof(d));
+	human((double)done, d, sizeof(d));
+	if (rate > 0)
+		human(rate, rate_s, sizeof(rate_s));
+	else
+		snprintf(rate_s, sizeof(rate_s), "-");
 	if (pct >= 0)
 		fprintf(stderr, "\r%3d%% [%s] %s/%s %s/s ETA %s ", pct, hashes, d,
-			util_format_size(total, t, sizeof(t)),
-			rate > 0 ? util_format_size((uint64_t)rate, rate_s, sizeof(rate_s)) : "0",
+			human((double)total, t, sizeof(t)), rate_s,
 			eta_text(rate > 0 ? (double)(total - done) / rate : -1, eta, sizeof(eta)));
 	else
-		fprintf(stderr, "\r%s %s/s ", d,
-			rate > 0 ? util_format_size((uint64_t)rate, rate_s, sizeof(rate_s)) : "0");
+		fprintf(stderr, "\r%s %s/s ", d, rate_s);
 	fflush(stderr);
 }
 

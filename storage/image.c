@@ -412,6 +412,51 @@ static char *partial_path(const char *dir, const char *name, const char *url)
 	return util_xasprintf("%s/.qvm-partial-%s-%s", dir, name, hex);
 }
 
+/* Messages about the temporary copy name the source the user gave. */
+static void name_source(util_err *err, const char *tmp, const char *source)
+{
+	_cleanup_free_ char *safe = stor_safe(source);
+	char out[sizeof(err->msg)];
+	size_t o = 0, nt = strlen(tmp), ns = strlen(safe);
+	const char *p, *hit;
+
+	if (!err)
+		return;
+	for (p = err->msg; (hit = strstr(p, tmp)) && o + (size_t)(hit - p) + ns < sizeof(out);
+	     p = hit + nt) {
+		memcpy(out + o, p, (size_t)(hit - p));
+		o += (size_t)(hit - p);
+		memcpy(out + o, safe, ns);
+		o += ns;
+	}
+	snprintf(out + o, sizeof(out) - o, "%s", p);
+	memcpy(err->msg, out, sizeof(out));
+}
+
+/* A VMDK names its extents relative to itself: once copied into the store
+ * a multi-extent one points at files that are not there (or, worse, at
+ * store files of the same name), and qemu-img's complaint would be about
+ * a missing file. Say what it is before anything opens it. */
+static int refuse_vmdk(const char *tmp, const char *source, util_err *err)
+{
+	_cleanup_close_ int fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char head[1024];
+	ssize_t n;
+
+	if (fd < 0)
+		return util_err_errno(err, -errno, "cannot read the copy of '%s'", source);
+	n = pread(fd, head, sizeof(head) - 1, 0);
+	if (n < 0)
+		return util_err_errno(err, -errno, "cannot read the copy of '%s'", source);
+	head[n] = '\0';
+	if ((n >= 4 && !memcmp(head, "KDMV", 4)) || strstr(head, "# Disk DescriptorFile") ||
+	    strstr(head, "createType="))
+		return util_err_set(err, -EPERM,
+				    "'%s' is a VMDK image (a descriptor or an extent of one): its data may live in several extent files; qvm imports only self-contained qcow2 and raw images: check where its extents point, then convert it with qemu-img convert -O qcow2",
+				    source);
+	return 0;
+}
+
 int stor_image_import(const char *root, const stor_import_opts *o, stor_image *ret_img,
 		      util_err *err)
 {
@@ -457,10 +502,13 @@ int stor_image_import(const char *root, const stor_import_opts *o, stor_image *r
 				    "cannot import '%s': its SHA-256 is %s, not %s as given; nothing was imported (check the URL and the checksum)",
 				    o->source, hex, o->sha256);
 	}
-	r = stor_inspect(tmp, o->format, NULL, &info, err);
+	r = refuse_vmdk(tmp, o->source, err);
+	if (r == 0)
+		r = stor_inspect(tmp, o->format, NULL, &info, err);
 	if (r < 0) {
 		unlink(tmp);
-		return util_err_prefix(err, "cannot import '%s' as image '%s'", o->source, o->name);
+		name_source(err, tmp, o->source);
+		return util_err_prefix(err, "cannot import as image '%s'", o->name);
 	}
 	r = commit_image(root, o->name, tmp, &info, hex, o->source, ret_img, err);
 	if (r < 0)

@@ -11,6 +11,7 @@ a few misbehaviours chosen by the path:
                            headers but only N bytes, then the connection is
                            closed; later ones are served normally
     /stall/N/FILE          N bytes, then nothing (the connection stays open)
+    /stallonce/N/FILE      like stall for the first request, normal later
     /redirect/FILE         302 to http://127.0.0.1:PORT/FILE
     /redirect-file/PATH    302 to file:///PATH
     /wrong/FILE            as many bytes as FILE has, but other content
@@ -130,6 +131,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 first = self.path not in CUT_DONE
                 CUT_DONE.add(self.path)
             return self.send_file(parts[2], cut=int(parts[1]) if first else None)
+        if kind == "stallonce" and len(parts) == 3:
+            with LOCK:
+                first = self.path not in CUT_DONE
+                CUT_DONE.add(self.path)
+            return self.send_file(parts[2], stall=int(parts[1]) if first else None)
         if kind == "stall" and len(parts) == 3:
             return self.send_file(parts[2], stall=int(parts[1]))
         if kind == "redirect" and len(parts) == 2:

@@ -4,7 +4,7 @@
 # bench`, as root; about 3 minutes on 2 cores). RUNS (default 21) samples
 # for CLI timings; BOOTS (default 5) lifecycle runs, each booting the guest
 # 2x with qvm and 2x as bare QEMU plus QUICK (default 4) start-only cycles
-# each way; PARTS="foundation" or "lifecycle" runs one half. Prints figures
+# each way; PARTS="foundation", "images" or "lifecycle" runs one part. Prints figures
 # only; nothing here asserts a goal. bench/RESULTS.md records a run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +14,7 @@ QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
 RUNS=${RUNS:-21}
 BOOTS=${BOOTS:-5}
 QUICK=${QUICK:-4} # per lifecycle run: starts stopped at once (start samples)
-PARTS=${PARTS:-foundation lifecycle} # or one of them
+PARTS=${PARTS:-foundation images lifecycle} # or some of them
 for f in vmlinuz initrd.img append; do
 	[ -e "$QVM_GUEST/$f" ] || { echo "bench: no $QVM_GUEST/$f: run 'make guest' (or set QVM_GUEST)" >&2; exit 1; }
 done
@@ -140,6 +140,10 @@ for ((r = 0; r < RUNS; r++)); do
 done
 report "qvm create, one overlay disk" "$(median_of create_)" ms "qemu-img create of the overlay" "$(median_of img_)"
 echo
+fi
+
+if [[ " $PARTS " == *" images "* ]]; then
+"$here/images.sh" "$QVM" "$work"
 fi
 
 [[ " $PARTS " == *" lifecycle "* ]] || exit 0

@@ -105,6 +105,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 		return 0;
 	}
 	util_sha256_update(&d->sha, buf, len);
+	stor_writeback(d->fd, d->offset, d->offset + len);
 	d->offset += len;
 	return len;
 }

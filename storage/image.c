@@ -22,6 +22,7 @@
 #define META_SUFFIX ".image.json"
 #define META_MAX (64u << 10)
 #define COPY_CHUNK (1u << 20)
+#define WRITEBACK_CHUNK (8ull << 20)
 #define STORE_LOCK_TIMEOUT_MS 15000
 #define CONVERT_TIMEOUT_MS (6 * 3600 * 1000)
 
@@ -297,6 +298,19 @@ fail:
 	return r;
 }
 
+void stor_writeback(int fd, uint64_t from, uint64_t to)
+{
+	/* each time the file crosses a WRITEBACK_CHUNK boundary, start
+	 * writing back the chunk before it: the final fsync() then has
+	 * little left to do, and the disk works while the network does */
+	uint64_t chunk = from / WRITEBACK_CHUNK;
+
+	if (to / WRITEBACK_CHUNK == chunk)
+		return;
+	sync_file_range(fd, (off64_t)(chunk * WRITEBACK_CHUNK), WRITEBACK_CHUNK,
+			SYNC_FILE_RANGE_WRITE);
+}
+
 /* Hash (and optionally copy to out_fd) everything from in_fd. */
 static int hash_fd(int in_fd, int out_fd, const stor_import_opts *o, uint64_t max,
 		   char hex[65], uint64_t *ret_size)
@@ -327,6 +341,7 @@ static int hash_fd(int in_fd, int out_fd, const stor_import_opts *o, uint64_t ma
 
 			if (r < 0)
 				return r;
+			stor_writeback(out_fd, total - (uint64_t)n, total);
 		}
 		if (o && o->progress)
 			o->progress(o->progress_ud, total, size);

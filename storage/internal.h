@@ -43,4 +43,9 @@ int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt
 int stor_download(const char *url, const char *partial_path, const stor_import_opts *o,
                   char ret_hex[65], uint64_t *ret_size, util_err *err);
 
+/* Called as a file being written grows from `from` to `to` bytes: starts
+ * the writeback of each 8 MiB chunk once it is complete (not waiting), so
+ * that the fsync() before a rename finds little left. */
+void stor_writeback(int fd, uint64_t from, uint64_t to);
+
 #endif

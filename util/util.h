@@ -248,5 +248,9 @@ void util_sha256_update(util_sha256 *s, const void *data, size_t len);
 void util_sha256_final(util_sha256 *s, char hex[65]);
 /* Exactly 64 hex digits (either case). */
 bool util_sha256_valid_hex(const char *hex);
+/* Whether the CPU's SHA instructions are used (probed once); tests turn
+ * them off with util_sha256_use_hw(false) to check the portable code. */
+bool util_sha256_hw(void);
+void util_sha256_use_hw(bool on);
 
 #endif

@@ -18,7 +18,7 @@ static void sha(const void *data, size_t len, char hex[65])
 	util_sha256_final(&s, hex);
 }
 
-static void test_sha256(void)
+static void test_sha256(const char *mode)
 {
 	static const char two_blocks[] =
 		"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
@@ -30,26 +30,26 @@ static void test_sha256(void)
 
 	sha("", 0, hex);
 	is_str(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-	       "sha256 of the empty string");
+	       "%s: sha256 of the empty string", mode);
 	sha("abc", 3, hex);
 	is_str(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
-	       "sha256 of 'abc'");
+	       "%s: sha256 of 'abc'", mode);
 	sha(two_blocks, strlen(two_blocks), hex);
 	is_str(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
-	       "sha256 of the 448-bit message (padding into a second block)");
+	       "%s: sha256 of the 448-bit message (padding into a second block)", mode);
 	sha(four_blocks, strlen(four_blocks), hex);
 	is_str(hex, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1",
-	       "sha256 of the 896-bit message");
+	       "%s: sha256 of the 896-bit message", mode);
 	memset(a, 'a', 1000000);
 	sha(a, 1000000, hex);
 	is_str(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0",
-	       "sha256 of a million 'a'");
+	       "%s: sha256 of a million 'a'", mode);
 	/* the same bytes fed in odd pieces: the buffering is right */
 	util_sha256_init(&s);
 	for (size_t off = 0, step = 1; off < 1000000; off += step, step = step * 7 % 1013 + 1)
 		util_sha256_update(&s, a + off, off + step > 1000000 ? 1000000 - off : step);
 	util_sha256_final(&s, hex2);
-	is_str(hex2, hex, "sha256 over uneven pieces equals the one-shot hash");
+	is_str(hex2, hex, "%s: sha256 over uneven pieces equals the one-shot hash", mode);
 	for (size_t n = 55; n <= 65; n++) {
 		char h1[65], h2[65];
 
@@ -61,7 +61,7 @@ static void test_sha256(void)
 		if (strcmp(h1, h2))
 			break;
 		if (n == 65)
-			ok(1, "sha256 of 55..65 bytes split in two equals the one-shot hash");
+			ok(1, "%s: sha256 of 55..65 bytes split in two equals the one-shot hash", mode);
 	}
 	free(a);
 	ok(util_sha256_valid_hex(
@@ -72,6 +72,42 @@ static void test_sha256(void)
 		   "g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
 	   "a non-hex digit is not valid");
 	ok(!util_sha256_valid_hex(NULL), "NULL is not valid");
+}
+
+/* The SHA instructions and the portable code agree on every length up to
+ * a few blocks and on a large odd-sized buffer. */
+static void test_sha256_agree(void)
+{
+	size_t big = (1u << 20) + 37;
+	uint8_t *buf = util_xmalloc(big);
+	uint32_t x = 12345;
+	int bad = 0;
+
+	for (size_t i = 0; i < big; i++) {
+		x = x * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(x >> 16);
+	}
+	for (size_t n = 0; n <= 300 && !bad; n++) {
+		char h1[65], h2[65];
+
+		util_sha256_use_hw(true);
+		sha(buf, n, h1);
+		util_sha256_use_hw(false);
+		sha(buf, n, h2);
+		bad = strcmp(h1, h2) != 0;
+	}
+	ok(!bad, "sha-ni and portable sha256 agree on 0..300 bytes");
+	{
+		char h1[65], h2[65];
+
+		util_sha256_use_hw(true);
+		sha(buf, big, h1);
+		util_sha256_use_hw(false);
+		sha(buf, big, h2);
+		is_str(h1, h2, "sha-ni and portable sha256 agree on 1 MiB + 37 bytes");
+	}
+	util_sha256_use_hw(true);
+	free(buf);
 }
 
 static void test_metadata(void)
@@ -226,7 +262,16 @@ static void test_names_and_store(void)
 
 int main(void)
 {
-	test_sha256();
+	util_sha256_use_hw(true);
+	if (util_sha256_hw())
+		test_sha256("sha-ni");
+	else
+		diag("no SHA instructions on this CPU: portable code only");
+	util_sha256_use_hw(false);
+	test_sha256("portable");
+	util_sha256_use_hw(true);
+	if (util_sha256_hw())
+		test_sha256_agree();
 	test_metadata();
 	test_names_and_store();
 	return done_testing();

@@ -196,6 +196,66 @@ static int ensure_dir(const char *dir, util_err *err)
 	return 0;
 }
 
+/* A store change in progress: .qvm-change-NAME holds the file name of the
+ * image being added or removed, written before the image file moves and
+ * removed once the metadata is written or gone. A crash in between leaves
+ * the marker, and the next writer settles it: metadata present, the
+ * change is complete (an add) or never happened (a delete that had not
+ * begun); metadata absent, the image file goes. */
+static char *marker_path(const char *dir, const char *name)
+{
+	return util_xasprintf("%s/.qvm-change-%s", dir, name);
+}
+
+static int set_marker(const char *dir, const char *name, const char *file, util_err *err)
+{
+	_cleanup_free_ char *path = marker_path(dir, name);
+	const char *base = strrchr(file, '/');
+
+	base = base ? base + 1 : file;
+	return util_write_file_atomic(path, base, strlen(base), err);
+}
+
+static void clear_marker(const char *dir, const char *name)
+{
+	_cleanup_free_ char *path = marker_path(dir, name);
+
+	unlink(path);
+}
+
+/* Settle the changes a crashed writer left (with the store lock held). */
+static void settle_changes(const char *dir)
+{
+	static const char prefix[] = ".qvm-change-";
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool changed = false;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		const char *name = e->d_name + sizeof(prefix) - 1;
+		_cleanup_free_ char *marker = NULL, *meta = NULL, *file = NULL, *data = NULL;
+
+		if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) ||
+		    util_validate_name(name, "image name", NULL) < 0)
+			continue;
+		marker = util_xasprintf("%s/%s", dir, e->d_name);
+		meta = meta_path(dir, name);
+		if (access(meta, F_OK) != 0 && util_read_file(marker, 256, &data, NULL, NULL) == 0 &&
+		    util_startswith(data, name) &&
+		    (!strcmp(data + strlen(name), ".qcow2") || !strcmp(data + strlen(name), ".raw"))) {
+			file = util_xasprintf("%s/%s", dir, data);
+			unlink(file);
+		}
+		unlink(marker);
+		changed = true;
+	}
+	closedir(d);
+	if (changed)
+		util_fsync_dir(dir, NULL);
+}
+
 int stor_image_lock(const char *root, int *ret_fd, util_err *err)
 {
 	_cleanup_free_ char *dir = stor_images_dir(root);
@@ -208,6 +268,8 @@ int stor_image_lock(const char *root, int *ret_fd, util_err *err)
 	if (r == -EBUSY)
 		return util_err_set(err, r,
 				    "the image store is busy (another qvm holds its lock); try again");
+	if (r == 0)
+		settle_changes(dir);
 	return r;
 }
 
@@ -260,7 +322,12 @@ static int commit_image(const char *root, const char *name, const char *tmp,
 	r = check_new_name(dir, name, err);
 	if (r < 0)
 		goto fail;
+	r = set_marker(dir, name, file, err);
+	if (r < 0)
+		goto fail;
 	r = rename_noreplace(tmp, file);
+	if (r < 0)
+		clear_marker(dir, name);
 	if (r == -EEXIST) {
 		r = util_err_set(err, r,
 				 "'%s' exists in the image store folder but is no store image (left by an interrupted import, or put there by hand); remove it or choose another name",
@@ -288,9 +355,11 @@ static int commit_image(const char *root, const char *name, const char *tmp,
 	r = util_write_file_atomic(meta, text, strlen(text), err);
 	if (r < 0) {
 		unlink(img.file);
+		clear_marker(dir, name);
 		stor_image_clear(&img);
 		return util_err_prefix(err, "cannot record image '%s'", name);
 	}
+	clear_marker(dir, name);
 	*ret_img = img;
 	return 0;
 fail:
@@ -603,12 +672,19 @@ int stor_image_delete(const char *root, const char *name, util_err *err)
 		return r;
 	meta = meta_path(dir, name);
 	/* metadata first: once it is gone, the image is; a crash before the
-	 * file goes leaves a file that blocks only re-use of the name */
-	if (unlink(meta) < 0)
-		return util_err_errno(err, -errno, "cannot delete image '%s'", name);
+	 * file goes leaves the marker, and the next writer removes the file */
+	r = set_marker(dir, name, img.file, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot delete image '%s'", name);
+	if (unlink(meta) < 0) {
+		r = util_err_errno(err, -errno, "cannot delete image '%s'", name);
+		clear_marker(dir, name);
+		return r;
+	}
 	util_crash_point("image-delete");
 	if (unlink(img.file) < 0 && errno != ENOENT)
 		return util_err_errno(err, -errno, "image '%s' is deleted, but its file '%s' is left",
 				      name, img.file);
+	clear_marker(dir, name);
 	return util_fsync_dir(dir, err);
 }

@@ -6,8 +6,9 @@
 # stall in the next run), checksum mismatch, redirects (http allowed,
 # file:// refused), the size cap, HTTP errors, every hostile image of
 # RELIABILITY.md, VMs on store images (overlay with an explicit backing
-# format; image delete refused while used), and disk-saveas. Each refusal
-# must leave nothing in the store folder.
+# format; image delete refused while used), disk-saveas, and crash points
+# in the middle of an import and a delete. Each refusal must leave nothing
+# in the store folder.
 . "$(dirname "$0")/../lib/tap.sh"
 QVM=${QVM:?set QVM to the qvm binary}
 SRC=${QVM_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -170,6 +171,21 @@ hostile qcow2-as-raw "$W/base.qcow2" "contains a qcow2 image but was declared ra
 hostile raw-as-qcow2 "$W/small.raw" "contains a raw image but was declared qcow2" --format qcow2
 hostile chain "$W/h-chain10.qcow2" "has a backing file \('$W/h-chain9.qcow2'\)"
 hostile loop "$W/h-loop.qcow2" "has a backing file \('$W/h-loop.qcow2'\)"
+
+# ---- 5b. crash points: an import or delete killed half-way -------------------------------------
+run env QVM_CRASH_AT=image-commit "$QVM" image import "$W/small.raw" --name crashed
+is "$RC" 99 "an import killed between moving the file and writing its metadata"
+is "$("$QVM" --json image list | json '"crashed" in [i["name"] for i in d]')" False \
+	"... is no image"
+run "$QVM" image import "$W/small.raw" --name crashed
+is "$RC" 0 "the same import afterwards works (the leftover is settled)" || diag "$ERR"
+run env QVM_CRASH_AT=image-delete "$QVM" image delete crashed
+is "$RC" 99 "a delete killed between removing the metadata and the file"
+like "$("$QVM" image show crashed 2>&1)" "no image named 'crashed'" "... has deleted the image"
+run "$QVM" image import "$W/small.raw" --name other
+is "$RC" 0 "the next import works" || diag "$ERR"
+run "$QVM" image delete other
+is "$(store_files)" "$expected" "the next store change removes its file; nothing else is left"
 
 # ---- 6. VMs on store images -------------------------------------------------------------------------
 run "$QVM" create vm1 --memory 128M --disk image=base --disk small,bus=scsi

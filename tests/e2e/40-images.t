@@ -104,6 +104,33 @@ is "$RC:$ERR" "0:" "the same import on a pipe prints no progress"
 run "$QVM" image import "$U/redirect/small.raw" --name small-redir
 is "$RC" 0 "a redirect to another http URL is followed" || diag "$ERR"
 
+# ---- 2b. https: verified, with --ca for a private CA --------------------------------------
+T=$QVM_TEST_ROOT/tls
+mkdir -p "$T"
+if openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/ca.key" -out "$T/ca.pem" -days 2 \
+	-subj /CN=qvm-test-ca 2>/dev/null &&
+	openssl req -newkey rsa:2048 -nodes -keyout "$T/srv.key" -out "$T/srv.csr" \
+		-subj /CN=127.0.0.1 2>/dev/null &&
+	printf 'subjectAltName=IP:127.0.0.1\n' >"$T/ext" &&
+	openssl x509 -req -in "$T/srv.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+		-out "$T/srv.pem" -days 2 -extfile "$T/ext" 2>/dev/null; then
+	python3 "$SRC/tests/lib/httpd.py" --dir "$W" --port-file "$T/port" --tls "$T/srv.pem" "$T/srv.key" \
+		2>"$QVM_TEST_ROOT/httpsd.err" &
+	HTTPSD=$!
+	on_exit "kill $HTTPSD; wait $HTTPSD"
+	wait_for_file_line "$T/port" '^[0-9]+$' 30 || bail_out "the test https server did not start"
+	S=https://127.0.0.1:$TAP_LINE
+	run "$QVM" image import "$S/small.raw" --name tls
+	is "$RC" 1 "https from a server whose CA is not trusted is refused"
+	like "$ERR" "TLS verification of '127.0.0.1' failed: .*; give the server's CA certificate with --ca FILE" \
+		"... saying to give its CA with --ca"
+	run "$QVM" image import "$S/small.raw" --name tls --ca "$T/ca.pem" --sha256 "$(sha "$W/small.raw")"
+	is "$RC" 0 "with --ca the same download is verified and imported" || diag "$ERR"
+	run "$QVM" image delete tls
+else
+	not_ok "make a test CA and server certificate with openssl"
+fi
+
 # ---- 3. resume ---------------------------------------------------------------------------------
 run "$QVM" image import "$U/cut/5000000/big.raw" --name big --sha256 "$(sha "$W/big.raw")"
 is "$RC" 0 "import while the server cuts the connection after 5 MB" || diag "$ERR"

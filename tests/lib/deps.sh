@@ -18,8 +18,8 @@ PKGS=(
 	# e2e tests: ip (bridges, taps, netns), prove, python3 (tests/lib/qmp.py,
 	# local HTTP server), /usr/bin/time for bench/; qemu-io (qemu-utils)
 	# writes markers into disks, script (bsdutils) gives a pty, curl for
-	# bench/
-	iproute2 perl python3 time curl
+	# bench/, openssl makes a test CA
+	iproute2 perl python3 time curl openssl
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

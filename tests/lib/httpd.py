@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small HTTP server for the image tests, on 127.0.0.1 and a free port.
 
-    httpd.py --dir DIR --port-file FILE [--log FILE]
+    httpd.py --dir DIR --port-file FILE [--log FILE] [--tls CERT KEY]
 
 Serves the files of DIR with Range support (bytes=N- and bytes=N-M), and
 a few misbehaviours chosen by the path:
@@ -19,7 +19,8 @@ a few misbehaviours chosen by the path:
     /status/CODE/FILE      an error status CODE
 
 Each request is logged to --log as one line: "METHOD PATH range=VALUE".
-The port goes to --port-file once the server listens.
+The port goes to --port-file once the server listens. With --tls it
+speaks https with that certificate and key (PEM).
 """
 import argparse
 import http.server
@@ -159,9 +160,15 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--port-file", required=True)
     p.add_argument("--log")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     ARGS = p.parse_args()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
+    if ARGS.tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(ARGS.tls[0], ARGS.tls[1])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     tmp = ARGS.port_file + ".tmp"
     with open(tmp, "w") as f:
         f.write("%d\n" % srv.server_port)

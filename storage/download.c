@@ -245,7 +245,7 @@ static CURLcode transfer(dl *d, const char *url, char *errbuf, long *ret_code)
 	return res;
 }
 
-int stor_download(const char *url, const char *partial, const stor_import_opts *o,
+int stor_download(const char *url, const char *partial, const stor_import_opts *o, int *ret_fd,
 		  char ret_hex[65], uint64_t *ret_size, util_err *err)
 {
 	_cleanup_free_ char *host = NULL, *safe_url = stor_safe(url), *safe_path = stor_safe(partial);
@@ -410,6 +410,7 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 	}
 	util_sha256_final(&d.sha, ret_hex);
 	*ret_size = d.offset;
+	*ret_fd = TAKE_FD(d.fd);
 	r = 0;
 	keep = true;
 out_curl:
@@ -418,6 +419,7 @@ out_curl:
 out:
 	if (!keep)
 		unlink(partial);
-	close(d.fd);
+	if (d.fd >= 0)
+		close(d.fd);
 	return r;
 }

@@ -223,6 +223,21 @@ static void clear_marker(const char *dir, const char *name)
 	unlink(path);
 }
 
+/* A temporary file (.qvm-import-*, .qvm-saveas-*) whose maker died: not
+ * locked, and older than a minute (a file is locked right after mkostemp,
+ * so a young unlocked one may be just being made). */
+static bool abandoned_temp(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return false;
+	if (util_realtime_ms() / 1000 - st.st_mtime < 60)
+		return false;
+	return flock(fd, LOCK_EX | LOCK_NB) == 0;
+}
+
 /* Settle the changes a crashed writer left (with the store lock held). */
 static void settle_changes(const char *dir)
 {
@@ -237,6 +252,13 @@ static void settle_changes(const char *dir)
 		const char *name = e->d_name + sizeof(prefix) - 1;
 		_cleanup_free_ char *marker = NULL, *meta = NULL, *file = NULL, *data = NULL;
 
+		if (util_startswith(e->d_name, ".qvm-import-") ||
+		    util_startswith(e->d_name, ".qvm-saveas-")) {
+			file = util_xasprintf("%s/%s", dir, e->d_name);
+			if (abandoned_temp(file) && unlink(file) == 0)
+				changed = true;
+			continue;
+		}
 		if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) ||
 		    util_validate_name(name, "image name", NULL) < 0)
 			continue;
@@ -431,13 +453,16 @@ static int make_temp(const char *dir, const char *kind, char **ret_path, util_er
 		free(tmp);
 		return r;
 	}
+	/* held until the file is renamed or removed: a temporary file nobody
+	 * holds was left by a crash (settle_changes() removes it) */
+	flock(fd, LOCK_EX | LOCK_NB);
 	*ret_path = tmp;
 	return fd;
 }
 
 /* Copy a local file into a temporary file of the store, hashing it. */
 static int copy_local(const char *dir, const stor_import_opts *o, uint64_t max, char **ret_tmp,
-		      char hex[65], util_err *err)
+		      int *ret_fd, char hex[65], util_err *err)
 {
 	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int in = -1, out = -1;
@@ -474,6 +499,7 @@ static int copy_local(const char *dir, const stor_import_opts *o, uint64_t max, 
 		return util_err_errno(err, r, "cannot copy '%s' into the image store", o->source);
 	}
 	*ret_tmp = TAKE_PTR(tmp);
+	*ret_fd = TAKE_FD(out);
 	return 0;
 }
 
@@ -546,6 +572,7 @@ int stor_image_import(const char *root, const stor_import_opts *o, stor_image *r
 {
 	_cleanup_free_ char *dir = stor_images_dir(root);
 	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int tmp_fd = -1; /* its lock: the file is ours */
 	_cleanup_stor_image_info_ stor_image_info info = { 0 };
 	uint64_t max = o->max_size ? o->max_size : STOR_IMPORT_MAX_SIZE, size;
 	char hex[65];
@@ -571,11 +598,11 @@ int stor_image_import(const char *root, const stor_import_opts *o, stor_image *r
 					    o->source);
 		oo.max_size = max;
 		tmp = partial_path(dir, o->name, o->source);
-		r = stor_download(o->source, tmp, &oo, hex, &size, err);
+		r = stor_download(o->source, tmp, &oo, &tmp_fd, hex, &size, err);
 		if (r < 0)
 			return r;
 	} else {
-		r = copy_local(dir, o, max, &tmp, hex, err);
+		r = copy_local(dir, o, max, &tmp, &tmp_fd, hex, err);
 		if (r < 0)
 			return r;
 	}
@@ -639,11 +666,15 @@ int stor_image_save_disk(const char *root, const char *name, const char *disk_pa
 		r = stor_qemu_img_failed(err, errtext, "cannot flatten '%s'", disk_path);
 	if (r < 0)
 		goto fail;
-	/* qemu-img convert truncated and rewrote the file: read it back */
-	close(TAKE_FD(fd));
-	fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 || fsync(fd) < 0 || (r = hash_fd(fd, -1, NULL, 0, hex, &size)) < 0) {
-		r = util_err_errno(err, fd < 0 || r == 0 ? -errno : r, "cannot read the new image");
+	/* qemu-img convert truncated and rewrote the file (the same inode:
+	 * fd still holds its lock): read it back from the start */
+	if (fsync(fd) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		r = util_err_errno(err, -errno, "cannot read the new image");
+		goto fail;
+	}
+	r = hash_fd(fd, -1, NULL, 0, hex, &size);
+	if (r < 0) {
+		util_err_errno(err, r, "cannot read the new image");
 		goto fail;
 	}
 	r = stor_inspect(tmp, "qcow2", NULL, &info, err);

@@ -39,9 +39,11 @@ int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt
  * from its start into ret_hex. The partial file is kept when the transfer
  * was interrupted (so the next call resumes) and removed when resuming
  * makes no sense (size cap, a refused redirect, an HTTP error on a fresh
- * start). Only http and https, also after redirects. */
+ * start). Only http and https, also after redirects. On success *ret_fd
+ * is the complete file, still locked (flock) against another download of
+ * the same name and URL until the caller closes it. */
 int stor_download(const char *url, const char *partial_path, const stor_import_opts *o,
-                  char ret_hex[65], uint64_t *ret_size, util_err *err);
+                  int *ret_fd, char ret_hex[65], uint64_t *ret_size, util_err *err);
 
 /* Called as a file being written grows from `from` to `to` bytes: starts
  * the writeback of each 8 MiB chunk once it is complete (not waiting), so

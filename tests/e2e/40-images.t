@@ -209,8 +209,21 @@ is "$RC" 0 "the same import afterwards works (the leftover is settled)" || diag 
 run env QVM_CRASH_AT=image-delete "$QVM" image delete crashed
 is "$RC" 99 "a delete killed between removing the metadata and the file"
 like "$("$QVM" image show crashed 2>&1)" "no image named 'crashed'" "... has deleted the image"
+# a temporary copy whose maker died (old, unlocked) and one still held
+printf x >"$STORE/.qvm-import-dead01"
+printf x >"$STORE/.qvm-import-held01"
+touch -d '5 minutes ago' "$STORE/.qvm-import-dead01" "$STORE/.qvm-import-held01"
+flock -x "$STORE/.qvm-import-held01" sleep 60 &
+HOLDER=$!
+on_exit "kill $HOLDER"
+sleep 0.3
 run "$QVM" image import "$W/small.raw" --name other
 is "$RC" 0 "the next import works" || diag "$ERR"
+ok "... and removes an abandoned temporary copy" test ! -e "$STORE/.qvm-import-dead01"
+ok "... but not one another qvm still holds" test -e "$STORE/.qvm-import-held01"
+kill "$HOLDER"
+wait "$HOLDER" 2>/dev/null
+rm -f "$STORE/.qvm-import-held01"
 run "$QVM" image delete other
 is "$(store_files)" "$expected" "the next store change removes its file; nothing else is left"
 

@@ -134,6 +134,7 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		{ NULL, 0, NULL, 0 },
 	};
 	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_free_ char *abs_source = NULL, *abs_ca = NULL;
 	stor_import_opts o = { 0 };
 	bar b = { 0 };
 	cli_parser p;
@@ -181,13 +182,19 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		r = cli_usage(err, "--format must be qcow2 or raw");
 	if (r == 0 && o.sha256 && !util_sha256_valid_hex(o.sha256))
 		r = cli_usage(err, "--sha256 needs 64 hex digits");
+	if (r == 0 && !strstr(o.source, "://") && o.source[0] != '/') {
+		/* a relative path means the caller's folder */
+		abs_source = realpath(o.source, NULL);
+		if (!abs_source)
+			r = util_err_errno(err, -errno, "cannot import '%s'", o.source);
+		o.source = abs_source;
+	}
 	if (r == 0 && o.ca_file && o.ca_file[0] != '/') {
 		/* libcurl resolves relative to its cwd: make it explicit */
-		char *abs = realpath(o.ca_file, NULL);
-
-		if (!abs)
+		abs_ca = realpath(o.ca_file, NULL);
+		if (!abs_ca)
 			r = util_err_errno(err, -errno, "cannot use --ca '%s'", o.ca_file);
-		o.ca_file = abs; /* a few bytes, kept for the process */
+		o.ca_file = abs_ca;
 	}
 	cli_parser_done(&p);
 	if (r < 0)

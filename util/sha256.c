@@ -71,6 +71,7 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani(uint32_t 
 	for (; blocks; blocks--, p += 64) {
 		abef = st0;
 		cdgh = st1;
+#pragma GCC unroll 16
 		for (int j = 0; j < 16; j++) {
 			if (j < 4) {
 				m[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * j)),

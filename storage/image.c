@@ -48,6 +48,16 @@ char *stor_images_dir(const char *root)
 	return util_xasprintf("%s/images", root);
 }
 
+/* The store lives under the root, which must be absolute: every path
+ * the store hands out (to qemu-img, into an overlay) is. */
+static int check_root(const char *root, util_err *err)
+{
+	if (!root || root[0] != '/')
+		return util_err_set(err, -EINVAL, "the root '%s' must be an absolute path",
+				    root ? root : "");
+	return 0;
+}
+
 static char *meta_path(const char *dir, const char *name)
 {
 	return util_xasprintf("%s/%s" META_SUFFIX, dir, name);
@@ -137,8 +147,10 @@ static int load_meta(const char *dir, const char *name, stor_image *ret, util_er
 int stor_image_get(const char *root, const char *name, stor_image *ret_img, util_err *err)
 {
 	_cleanup_free_ char *dir = stor_images_dir(root);
-	int r = util_validate_name(name, "image name", err);
+	int r = check_root(root, err);
 
+	if (r == 0)
+		r = util_validate_name(name, "image name", err);
 	return r < 0 ? r : load_meta(dir, name, ret_img, err);
 }
 
@@ -155,6 +167,11 @@ int stor_image_list(const char *root, stor_image **ret_v, size_t *ret_n, util_er
 	size_t n = 0;
 	struct dirent *e;
 
+	if (check_root(root, err) < 0) {
+		if (d)
+			closedir(d);
+		return -EINVAL;
+	}
 	if (!d) {
 		if (errno != ENOENT)
 			return util_err_errno(err, -errno, "cannot read the image store '%s'", dir);
@@ -189,7 +206,11 @@ int stor_image_list(const char *root, stor_image **ret_v, size_t *ret_n, util_er
 
 static int ensure_dir(const char *dir, util_err *err)
 {
-	int r = util_mkdir_p(dir, 0700, err);
+	int r = check_root(dir, err); /* dir is ROOT/images */
+
+	if (r < 0)
+		return r;
+	r = util_mkdir_p(dir, 0700, err);
 
 	if (r < 0)
 		return util_err_prefix(err, "cannot create the image store");
@@ -578,6 +599,9 @@ int stor_image_import(const char *root, const stor_import_opts *o, stor_image *r
 	char hex[65];
 	int r;
 
+	r = check_root(root, err);
+	if (r < 0)
+		return r;
 	r = check_new_name(dir, o->name, err);
 	if (r < 0)
 		return r;

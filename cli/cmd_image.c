@@ -303,10 +303,26 @@ static int image_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_free_ char *users = NULL;
 	const char *name = NULL;
+	unsigned partials = 0;
 	int r = one_name(ctx, argc, argv, &name, err);
 
 	if (r == 0)
 		r = stor_image_get(ctx->root, name, &img, err);
+	if (r == -ENOENT) {
+		/* no image, but perhaps a download of it given up half-way */
+		util_err e2 = { 0 };
+
+		if (stor_image_discard_partials(ctx->root, name, &partials, &e2) == 0 && partials) {
+			if (ctx->json)
+				*ret_json = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 0,
+						      "partial_downloads", (int)partials);
+			else if (ctx->verbosity >= 0)
+				printf("discarded %u partial download%s of image '%s'\n", partials,
+				       partials == 1 ? "" : "s", name);
+			return 0;
+		}
+		return r;
+	}
 	/* the journal's lock, held until the image is gone: no VM can be
 	 * created on it between the check and the deletion */
 	if (r == 0)

@@ -85,7 +85,8 @@ static const cli_command commands[] = {
 	  "    --stall-timeout S        give up after S seconds without data (default 30)\n"
 	  "  list                       NAME FORMAT VSIZE SIZE CREATED SOURCE\n"
 	  "  show N                     an image's metadata\n"
-	  "  delete N                   refused while a vm's disk uses the image\n"
+	  "  delete N                   refused while a vm's disk uses the image; also\n"
+	  "                             discards a partial download of N given up\n"
 	  "Images with a backing file, an external data file, several extents or another\n"
 	  "format than declared are refused. Use one with --disk NAME or --disk image=NAME.\n" },
 	{ "disk-saveas", cli_cmd_disk_saveas, "NAME DISK_ID IMAGE_NAME",

@@ -711,6 +711,52 @@ fail:
 	return r;
 }
 
+/* Remove the partial downloads of image `name` nobody is downloading
+ * into (each is flock'ed while a download runs); with the store lock. */
+static unsigned discard_partials(const char *dir, const char *name)
+{
+	_cleanup_free_ char *prefix = util_xasprintf(".qvm-partial-%s-", name);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		const char *rest = e->d_name + strlen(prefix);
+		_cleanup_free_ char *path = NULL;
+		_cleanup_close_ int fd = -1;
+
+		/* the prefix, then exactly the 16 hex digits of the URL's hash */
+		if (!util_startswith(e->d_name, prefix) || strlen(rest) != 16 ||
+		    strspn(rest, "0123456789abcdef") != 16)
+			continue;
+		path = util_xasprintf("%s/%s", dir, e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
+			n++;
+	}
+	closedir(d);
+	if (n)
+		util_fsync_dir(dir, NULL);
+	return n;
+}
+
+int stor_image_discard_partials(const char *root, const char *name, unsigned *ret_n,
+				util_err *err)
+{
+	_cleanup_free_ char *dir = stor_images_dir(root);
+	_cleanup_close_ int lock = -1;
+	int r = util_validate_name(name, "image name", err);
+
+	if (r == 0)
+		r = stor_image_lock(root, &lock, err);
+	if (r < 0)
+		return r;
+	*ret_n = discard_partials(dir, name);
+	return 0;
+}
+
 int stor_image_delete(const char *root, const char *name, util_err *err)
 {
 	_cleanup_free_ char *dir = stor_images_dir(root);
@@ -741,5 +787,6 @@ int stor_image_delete(const char *root, const char *name, util_err *err)
 		return util_err_errno(err, -errno, "image '%s' is deleted, but its file '%s' is left",
 				      name, img.file);
 	clear_marker(dir, name);
+	discard_partials(dir, name);
 	return util_fsync_dir(dir, err);
 }

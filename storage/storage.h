@@ -170,8 +170,14 @@ int stor_image_save_disk(const char *root, const char *name, const char *disk_pa
                          const char *disk_format, const char *const *allowed_backing_roots,
                          const char *source, stor_image *ret_img, util_err *err);
 
-/* Remove an image from the store (metadata first, then the file). The
- * caller has checked that no VM uses it, holding the journal's lock. */
+/* Remove an image from the store (metadata first, then the file), and
+ * any partial download of its name. The caller has checked that no VM
+ * uses it, holding the journal's lock. */
 int stor_image_delete(const char *root, const char *name, util_err *err);
+
+/* Remove the partial downloads of image `name` that no download is
+ * writing (an import given up); *ret_n says how many went. */
+int stor_image_discard_partials(const char *root, const char *name, unsigned *ret_n,
+                                util_err *err);
 
 #endif

@@ -152,6 +152,13 @@ ok "... resuming with a Range request from where it stopped" \
 	grep -qx "GET /stallonce/3000000/big.raw range=bytes=3000000-" "$QVM_TEST_ROOT/http.log"
 is "$(sha "$STORE/big2.raw")" "$(sha "$W/big.raw")" "... and the file is whole and right"
 
+run "$QVM" image import "$U/stall/2000000/big.raw" --name given-up --stall-timeout 2
+like "$RC:$ERR" "^1:.*stalled" "another stalled download"
+ok "... keeps its partial file" compgen -G "$STORE/.qvm-partial-given-up-*"
+run "$QVM" image delete given-up
+is "$RC:$OUT" "0:discarded 1 partial download of image 'given-up'" \
+	"image delete of a download given up discards its partial file"
+
 expected=$(store_files)
 like "$expected" "^base.image.json base.qcow2 big" "the store holds only images (no partial files)"
 

@@ -15,7 +15,10 @@ SANFLAGS :=
 endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libcurl is not linked: storage/curl_dl.c loads it when a download starts
+# (linked, its ~30 libraries would slow every qvm's exec and fatten every
+# supervisor). Its headers still come from pkg-config.
+PKG_LIBS   := $(shell pkg-config --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null)
 
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

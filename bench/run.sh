@@ -4,9 +4,9 @@
 # bench`, as root; about 3 minutes on 2 cores). RUNS (default 21) samples
 # for CLI timings; BOOTS (default 5) lifecycle runs, each booting the guest
 # 2x with qvm and 2x as bare QEMU plus QUICK (default 4) start-only cycles
-# each way; PARTS="foundation", "cloudinit", "net", "disks" or "lifecycle"
-# runs one part (net: bench/net.sh, NET_ROUNDS default 5; disks: DISK_RUNS,
-# default 7, hot attach/detach rounds each way). Prints figures
+# each way; PARTS="foundation", "images", "cloudinit", "net", "disks" or
+# "lifecycle" runs one part (net: bench/net.sh, NET_ROUNDS default 5; disks:
+# DISK_RUNS, default 7, hot attach/detach rounds each way). Prints figures
 # only; nothing here asserts a goal. bench/RESULTS.md records a run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +16,7 @@ QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
 RUNS=${RUNS:-21}
 BOOTS=${BOOTS:-5}
 QUICK=${QUICK:-4} # per lifecycle run: starts stopped at once (start samples)
-PARTS=${PARTS:-foundation cloudinit net disks lifecycle} # or some of them
+PARTS=${PARTS:-foundation images cloudinit net disks lifecycle} # or some of them
 for f in vmlinuz initrd.img append; do
 	[ -e "$QVM_GUEST/$f" ] || { echo "bench: no $QVM_GUEST/$f: run 'make guest' (or set QVM_GUEST)" >&2; exit 1; }
 done
@@ -161,6 +161,9 @@ while read -r k v; do D[$k]=$v; done <"$work/disks.out"
 report "disk-attach -> guest sees vdb, n=${D[n]}" "${D[qvm_attach]}" ms "bare: qemu-img+blockdev-add+device_add" "${D[bare_attach]}"
 report "disk-detach (released, node gone), n=${D[n]}" "${D[qvm_detach]}" ms "bare: device_del+event+blockdev-del" "${D[bare_detach]}"
 echo
+fi
+if [[ " $PARTS " == *" images "* ]]; then
+"$here/images.sh" "$QVM" "$work"
 fi
 
 [[ " $PARTS " == *" lifecycle "* ]] || exit 0

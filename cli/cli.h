@@ -117,6 +117,8 @@ int cli_cmd_disk_snapshot_revert(cli_ctx *ctx, int argc, char **argv, json_t **r
 				 util_err *err);
 int cli_cmd_disk_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
 				 util_err *err);
+int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* The entry point: global options, dispatch, printing, exit status. */

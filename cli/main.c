@@ -16,6 +16,7 @@ static const cli_command commands[] = {
 	  "  --disk SPEC            a disk, repeatable:\n"
 	  "                           SIZE            a blank qcow2 disk (10G)\n"
 	  "                           PATH            a qcow2 overlay on an image file\n"
+	  "                           NAME            a qcow2 overlay on a store image (image=NAME)\n"
 	  "                           options: ,bus=virtio|scsi|ide ,readonly=on ,format=qcow2|raw (the image's)\n"
 	  "  --nic SPEC             NETWORK[,mac=MAC][,ip=IP][,model=virtio|e1000], repeatable\n"
 	  "  --cdrom ISO            an ISO image on an ide cdrom (pc, q35)\n"
@@ -96,6 +97,23 @@ static const cli_command commands[] = {
 	  "bring a disk back to a snapshot (the vm must be off)", NULL },
 	{ "disk-snapshot-delete", cli_cmd_disk_snapshot_delete, "NAME DISK_ID TAG|ID",
 	  "delete a disk snapshot (live or off)", NULL },
+	{ "image", cli_cmd_image, "import PATH|URL --name N [options] | list | show N | delete N",
+	  "the image store: import (http/https or a file), list, show, delete",
+	  "  import PATH|URL --name N   copy a file or download an http(s) URL into the store;\n"
+	  "                             an interrupted download resumes when run again\n"
+	  "    --sha256 HEX             the expected SHA-256, checked before the image is stored\n"
+	  "    --format qcow2|raw       the declared format (default: the probed one)\n"
+	  "    --ca FILE                CA certificates for an https server with a private CA\n"
+	  "    --max-size SIZE          refuse larger downloads (default 256G)\n"
+	  "    --stall-timeout S        give up after S seconds without data (default 30)\n"
+	  "  list                       NAME FORMAT VSIZE SIZE CREATED SOURCE\n"
+	  "  show N                     an image's metadata\n"
+	  "  delete N                   refused while a vm's disk uses the image; also\n"
+	  "                             discards a partial download of N given up\n"
+	  "Images with a backing file, an external data file, several extents or another\n"
+	  "format than declared are refused. Use one with --disk NAME or --disk image=NAME.\n" },
+	{ "disk-saveas", cli_cmd_disk_saveas, "NAME DISK_ID IMAGE_NAME",
+	  "flatten a disk of a vm that is not running into a new store image", NULL },
 	{ "host", cli_cmd_host, "", "show the host: accelerator and why, CPUs, memory, vms", NULL },
 	{ "net", cli_cmd_net,
 	  "create NAME --bridge BR [--vlan ID --uplink DEV] [--mtu N] [--range FIRST-LAST [--prefix N] [--gateway IP] [--dns IP]] | list | show NAME | delete NAME",

@@ -485,5 +485,18 @@ typedef enum lc_dsnap_op {
  * of {"id", "name", "date", "vm_state_size"}. */
 int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
 			const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err);
+/* ---- the image store's users (image_ops.c) --------------------------------- */
+
+/* The VMs (not DONE) whose disks are made from, or are, image_file: 1 and
+ * *ret_names = "'a', 'b'" (new string) when there are some, 0 and NULL
+ * when none. Call it with the journal's lock held (LC_DB_WRITE) so that
+ * no create slips in between the check and what it justifies. */
+int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err *err);
+
+/* disk-saveas: flatten disk disk_id of a VM that is not ACTIVE into a new
+ * store image (stor_image_save_disk), holding the VM lock so that it
+ * cannot start meanwhile. An ACTIVE VM is refused (power it off first). */
+int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
+		      const char *image_name, const lc_run_opts *opts, util_err *err);
 
 #endif

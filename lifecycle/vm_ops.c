@@ -31,6 +31,36 @@ static int make_uuid(char **ret, util_err *err)
 
 /* ---- disks ------------------------------------------------------------------- */
 
+/* A disk made from a store image: a qcow2 overlay whose backing file and
+ * backing format are the image's (a format= that contradicts the store's
+ * record is refused, never silently used). */
+static int place_store_disk(lc_db *db, lc_disk *d, util_err *err)
+{
+	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_stor_image_info_ stor_image_info info = { 0 };
+	char *real;
+	int r = stor_image_get(lc_db_root(db), d->source, &img, err);
+
+	if (r < 0)
+		return util_err_prefix(err, "disk %u", d->id);
+	if (d->backing_format && strcmp(d->backing_format, img.format))
+		return util_err_set(err, -EINVAL,
+				    "disk %u: image '%s' is %s, not %s as format= says; drop format=",
+				    d->id, img.name, img.format, d->backing_format);
+	r = stor_inspect(img.file, img.format, NULL, &info, err);
+	if (r < 0)
+		return util_err_prefix(err, "disk %u: image '%s'", d->id, img.name);
+	real = realpath(img.file, NULL);
+	if (!real)
+		return util_err_errno(err, -errno, "disk %u: image '%s'", d->id, img.name);
+	free(d->backing);
+	d->backing = real;
+	free(d->backing_format);
+	d->backing_format = util_xstrdup(img.format);
+	d->size = info.virtual_size;
+	return 0;
+}
+
 /* Decide where each disk lives and what it is made from, without making
  * anything: the base images are checked (path policy, inspection) so that
  * a bad one is refused before any intent is recorded. */
@@ -61,10 +91,14 @@ static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const char *const 
 			d->size = size;
 			continue;
 		}
-		if (!d->source || d->source[0] != '/')
-			return util_err_set(err, -ENOENT,
-					    "disk %u: no image named '%s' in the image store; give an absolute path to an image file",
-					    d->id, d->source ? d->source : "");
+		if (d->source && d->source[0] != '/') {
+			r = place_store_disk(db, d, err);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		if (!d->source)
+			return util_err_set(err, -EINVAL, "disk %u: no size or image", d->id);
 		r = stor_check_path(d->source, roots, &real, err);
 		if (r < 0)
 			return util_err_prefix(err, "disk %u", d->id);

@@ -34,4 +34,20 @@ bool stor_format_supported(const char *format);
 int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Download url into the file at partial_path (created 0600, or resumed
+ * from its current length with a Range request), hashing the whole file
+ * from its start into ret_hex. The partial file is kept when the transfer
+ * was interrupted (so the next call resumes) and removed when resuming
+ * makes no sense (size cap, a refused redirect, an HTTP error on a fresh
+ * start). Only http and https, also after redirects. On success *ret_fd
+ * is the complete file, still locked (flock) against another download of
+ * the same name and URL until the caller closes it. */
+int stor_download(const char *url, const char *partial_path, const stor_import_opts *o,
+                  int *ret_fd, char ret_hex[65], uint64_t *ret_size, util_err *err);
+
+/* Called as a file being written grows from `from` to `to` bytes: starts
+ * the writeback of each 8 MiB chunk once it is complete (not waiting), so
+ * that the fsync() before a rename finds little left. */
+void stor_writeback(int fd, uint64_t from, uint64_t to);
+
 #endif

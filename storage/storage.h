@@ -129,5 +129,94 @@ int stor_snapshot(const char *path, stor_snap_op op, const char *tag, util_err *
  * backing file is opened): a new object with "virtual-size" and, for
  * qcow2, "snapshots" [{"id", "name", "vm-state-size", "date-sec", ...}]. */
 int stor_disk_info(const char *path, const char *format, json_t **ret, util_err *err);
+/* ---- the image store ------------------------------------------------------
+ * Images live in ROOT/images (0700): the image file NAME.qcow2 or NAME.raw
+ * (0600) and its metadata NAME.image.json, written atomically. The metadata
+ * file is the commit point: an image exists when its metadata does, and
+ * the image file is moved into place before it. A partial file never
+ * becomes an image: every image is made under a temporary name inside
+ * ROOT/images, inspected, checked, and renamed at the end. */
+
+typedef struct stor_image {
+	char *name;
+	char *file;              /* absolute path of the image file */
+	char format[16];         /* "qcow2" or "raw" */
+	uint64_t virtual_size;   /* bytes a guest sees */
+	uint64_t actual_size;    /* bytes the file takes on the host */
+	char sha256[65];         /* of the image file, lowercase hex */
+	char *source;            /* URL, path, or "vm 'x' disk N" it came from */
+	int64_t created_ms;      /* wall-clock ms of the import */
+} stor_image;
+
+void stor_image_clear(stor_image *img); /* frees members; NULL-safe */
+#define _cleanup_stor_image_ _cleanup_(stor_image_clear)
+void stor_image_list_free(stor_image *v, size_t n);
+
+/* ROOT/images (new string). */
+char *stor_images_dir(const char *root);
+
+/* The metadata as stored and as `image show --json` prints it (new
+ * reference; "file" is the image file's name inside the store folder);
+ * and back, validated, with the file resolved under images_dir. */
+json_t *stor_image_to_json(const stor_image *img);
+int stor_image_from_json(json_t *j, const char *images_dir, stor_image *ret_img, util_err *err);
+
+/* Resolve a store image by name: what lifecycle turns `--disk NAME` /
+ * `--disk image=NAME` (and disk-attach --image) into. ret_img->file and
+ * ret_img->format are the backing file and the explicit backing format of
+ * an overlay. -ENOENT "no image named 'x' in the image store" when there
+ * is none. Takes no lock: the metadata is written atomically. */
+int stor_image_get(const char *root, const char *name, stor_image *ret_img, util_err *err);
+
+/* Every image in the store, by name. */
+int stor_image_list(const char *root, stor_image **ret_v, size_t *ret_n, util_err *err);
+
+/* The store's lock (ROOT/images/.lock, exclusive, bounded wait). Lock
+ * order: the journal's lock first, then this one. */
+int stor_image_lock(const char *root, int *ret_fd, util_err *err);
+
+/* Progress of a download or copy: bytes done of total (0 when unknown). */
+typedef void (*stor_progress_fn)(void *ud, uint64_t done, uint64_t total);
+
+typedef struct stor_import_opts {
+	const char *name;        /* the new image's name */
+	const char *source;      /* an http(s) URL or a local path */
+	const char *sha256;      /* expected SHA-256 (hex), or NULL */
+	const char *format;      /* declared "qcow2" or "raw", or NULL: probed */
+	const char *ca_file;     /* CA certificates for https, or NULL: system */
+	uint64_t max_size;       /* refuse larger files; 0: STOR_IMPORT_MAX_SIZE */
+	int stall_timeout_s;     /* give up after this long without data; 0: 30 */
+	stor_progress_fn progress; /* or NULL */
+	void *progress_ud;
+} stor_import_opts;
+
+#define STOR_IMPORT_MAX_SIZE (256ull << 30)
+
+/* Import an image from a URL (http/https only, also after redirects; TLS
+ * verified; an interrupted download resumes with a Range request and is
+ * hashed again from its start) or a local file (copied). The checksum is
+ * checked and the file inspected (stor_inspect, no backing file allowed)
+ * before it is renamed into the store. On failure nothing is left in the
+ * store; only an interrupted download keeps its partial file (in
+ * ROOT/images, hidden) so that the same import resumes it. */
+int stor_image_import(const char *root, const stor_import_opts *o, stor_image *ret_img,
+                      util_err *err);
+
+/* Flatten the disk at disk_path (of disk_format, its backing files under
+ * allowed_backing_roots) into a new qcow2 store image `name` with
+ * `qemu-img convert`. The disk must not be in use. */
+int stor_image_save_disk(const char *root, const char *name, const char *disk_path,
+                         const char *disk_format, const char *const *allowed_backing_roots,
+                         const char *source, stor_image *ret_img, util_err *err);
+
+/* Remove an image from the store (metadata first, then the file), and
+ * any partial download of its name. The caller has checked that no VM
+ * uses it, holding the journal's lock. */
+int stor_image_delete(const char *root, const char *name, util_err *err);
+
+/* Remove the partial downloads of image `name` that no download is
+ * writing (an import given up); *ret_n says how many went. */
+int stor_image_discard_partials(const char *root, const char *name, unsigned *ret_n,
+                                util_err *err);
 
 #endif

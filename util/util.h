@@ -233,4 +233,24 @@ void util_crash_point(const char *point);
 /* Random bytes from the kernel (getrandom). */
 int util_random_bytes(void *buf, size_t len, util_err *err);
 
+/* ---- SHA-256 ---------------------------------------------------------------- */
+
+typedef struct util_sha256 {
+	uint32_t h[8];
+	uint64_t len;   /* bytes hashed */
+	uint8_t buf[64];
+	size_t fill;
+} util_sha256;
+
+void util_sha256_init(util_sha256 *s);
+void util_sha256_update(util_sha256 *s, const void *data, size_t len);
+/* The digest as 64 lowercase hex digits and a NUL; s is spent. */
+void util_sha256_final(util_sha256 *s, char hex[65]);
+/* Exactly 64 hex digits (either case). */
+bool util_sha256_valid_hex(const char *hex);
+/* Whether the CPU's SHA instructions are used (probed once); tests turn
+ * them off with util_sha256_use_hw(false) to check the portable code. */
+bool util_sha256_hw(void);
+void util_sha256_use_hw(bool on);
+
 #endif

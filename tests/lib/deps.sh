@@ -16,8 +16,10 @@ PKGS=(
 	# busybox-static itself; the host needs modinfo, cpio (gzip is essential)
 	kmod cpio
 	# e2e tests: ip (bridges, taps, netns), prove, python3 (tests/lib/qmp.py,
-	# local HTTP server), /usr/bin/time for bench/
-	iproute2 perl python3 time
+	# local HTTP server), /usr/bin/time for bench/; qemu-io (qemu-utils)
+	# writes markers into disks, script (bsdutils) gives a pty, curl for
+	# bench/, openssl makes a test CA
+	iproute2 perl python3 time curl openssl
 	# unit tests only: isoinfo, an independent reader of the cloud-init
 	# seeds qvm writes itself (qvm never runs it)
 	genisoimage

@@ -1,0 +1,406 @@
+/* The image store's commands: image import|list|show|delete, and
+ * disk-saveas (a stopped VM's disk flattened into a new store image). */
+#include <inttypes.h>
+#include <string.h>
+
+#include "cli.h"
+#include "storage/storage.h"
+
+enum {
+	OPT_NAME = 0x300,
+	OPT_SHA256,
+	OPT_FORMAT,
+	OPT_CA,
+	OPT_MAX_SIZE,
+	OPT_STALL,
+};
+
+/* ---- the progress bar ------------------------------------------------------- */
+
+typedef struct bar {
+	int64_t t0, last;
+	uint64_t first; /* bytes already there when this run began (a resume) */
+	uint64_t last_done;
+	bool started, shown;
+} bar;
+
+static const char *eta_text(double s, char *buf, size_t len)
+{
+	if (s < 0 || s > 99 * 3600)
+		return "--:--";
+	if (s >= 3600)
+		snprintf(buf, len, "%d:%02d:%02d", (int)s / 3600, ((int)s / 60) % 60, (int)s % 60);
+	else
+		snprintf(buf, len, "%02d:%02d", (int)s / 60, (int)s % 60);
+	return buf;
+}
+
+/* "12.3M": one decimal, binary units. */
+static const char *human(double v, char *buf, size_t len)
+{
+	static const char units[] = "BKMGTP";
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%.0fB", v);
+	else
+		snprintf(buf, len, "%.1f%c", v, units[u]);
+	return buf;
+}
+
+/* Percent, bar, bytes, rate and ETA on one line of stderr, redrawn at most
+ * five times a second. Only called when stderr is a terminal. */
+static void on_progress(void *ud, uint64_t done, uint64_t total)
+{
+	bar *b = ud;
+	int64_t now = util_now_ms();
+	char d[16], t[16], rate_s[16], eta[16];
+	double secs, rate;
+	int pct = -1, fill = 0;
+	char hashes[31];
+
+	if (!b->started) {
+		b->started = true;
+		b->t0 = now;
+		b->first = done;
+	}
+	if (b->shown && ((now - b->last < 200 && done != total) || done == b->last_done))
+		return;
+	b->last = now;
+	b->last_done = done;
+	b->shown = true;
+	secs = (double)(now - b->t0) / 1000.0;
+	rate = secs > 0.05 ? (double)(done - b->first) / secs : 0;
+	if (total) {
+		pct = (int)(done * 100 / total);
+		fill = (int)(done * 30 / total);
+	}
+	memset(hashes, ' ', 30);
+	memset(hashes, '#', (size_t)(fill > 30 ? 30 : fill));
+	hashes[30] = '\0';
+	human((double)done, d, sizeof(d));
+	if (rate > 0)
+		human(rate, rate_s, sizeof(rate_s));
+	else
+		snprintf(rate_s, sizeof(rate_s), "-");
+	if (pct >= 0)
+		fprintf(stderr, "\r%3d%% [%s] %s/%s %s/s ETA %s ", pct, hashes, d,
+			human((double)total, t, sizeof(t)), rate_s,
+			eta_text(rate > 0 ? (double)(total - done) / rate : -1, eta, sizeof(eta)));
+	else
+		fprintf(stderr, "\r%s %s/s ", d, rate_s);
+	fflush(stderr);
+}
+
+/* ---- image import ------------------------------------------------------------ */
+
+static void print_image(const stor_image *img)
+{
+	char vs[16], as[16], when[32];
+
+	printf("name:          %s\n", img->name);
+	printf("file:          %s\n", img->file);
+	printf("format:        %s\n", img->format);
+	printf("virtual size:  %s (%" PRIu64 " bytes)\n",
+	       util_format_size(img->virtual_size, vs, sizeof(vs)), img->virtual_size);
+	printf("actual size:   %s (%" PRIu64 " bytes)\n",
+	       util_format_size(img->actual_size, as, sizeof(as)), img->actual_size);
+	printf("sha256:        %s\n", img->sha256);
+	printf("source:        %s\n", img->source);
+	printf("created:       %s\n", cli_format_time(img->created_ms, when, sizeof(when)));
+}
+
+static json_t *image_json(const stor_image *img)
+{
+	json_t *j = stor_image_to_json(img);
+
+	json_object_set_new(j, "path", json_string(img->file));
+	return j;
+}
+
+static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "sha256", required_argument, NULL, OPT_SHA256 },
+		{ "format", required_argument, NULL, OPT_FORMAT },
+		{ "ca", required_argument, NULL, OPT_CA },
+		{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
+		{ "stall-timeout", required_argument, NULL, OPT_STALL },
+		{ NULL, 0, NULL, 0 },
+	};
+	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_free_ char *abs_source = NULL, *abs_ca = NULL;
+	stor_import_opts o = { 0 };
+	bar b = { 0 };
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	uint64_t n;
+	int nops, r;
+
+	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
+	while ((r = cli_parser_next(&p, &arg, err)) > 0) {
+		switch (r) {
+		case OPT_NAME:
+			o.name = arg;
+			break;
+		case OPT_SHA256:
+			o.sha256 = arg;
+			break;
+		case OPT_FORMAT:
+			o.format = arg;
+			break;
+		case OPT_CA:
+			o.ca_file = arg;
+			break;
+		case OPT_MAX_SIZE:
+			if (util_parse_size(arg, &o.max_size, err) < 0)
+				r = cli_usage(err, "--max-size: %s", err->msg);
+			break;
+		case OPT_STALL:
+			if (util_parse_uint(arg, 1, 86400, &n, err) < 0)
+				r = cli_usage(err, "--stall-timeout: %s", err->msg);
+			o.stall_timeout_s = (int)n;
+			break;
+		}
+		if (r < 0)
+			break;
+	}
+	if (r == 0)
+		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
+	if (r == 0) {
+		o.source = ops[0];
+		if (!o.name)
+			r = cli_usage(err, "image import needs --name NAME");
+	}
+	if (r == 0 && o.format && !util_streq(o.format, "qcow2") && !util_streq(o.format, "raw"))
+		r = cli_usage(err, "--format must be qcow2 or raw");
+	if (r == 0 && o.sha256 && !util_sha256_valid_hex(o.sha256))
+		r = cli_usage(err, "--sha256 needs 64 hex digits");
+	if (r == 0 && !strstr(o.source, "://") && o.source[0] != '/') {
+		/* a relative path means the caller's folder */
+		abs_source = realpath(o.source, NULL);
+		if (!abs_source)
+			r = util_err_errno(err, -errno, "cannot import '%s'", o.source);
+		o.source = abs_source;
+	}
+	if (r == 0 && o.ca_file && o.ca_file[0] != '/') {
+		/* libcurl resolves relative to its cwd: make it explicit */
+		abs_ca = realpath(o.ca_file, NULL);
+		if (!abs_ca)
+			r = util_err_errno(err, -errno, "cannot use --ca '%s'", o.ca_file);
+		o.ca_file = abs_ca;
+	}
+	cli_parser_done(&p);
+	if (r < 0)
+		return r;
+	if (ctx->verbosity >= 0 && isatty(STDERR_FILENO)) {
+		o.progress = on_progress;
+		o.progress_ud = &b;
+	}
+	r = stor_image_import(ctx->root, &o, &img, err);
+	if (b.shown)
+		fputc('\n', stderr);
+	if (r < 0)
+		return r;
+	if (ctx->json) {
+		*ret_json = image_json(&img);
+	} else if (ctx->verbosity >= 0) {
+		char vs[16];
+
+		printf("imported image '%s': %s, %s virtual, sha256 %s\n", img.name, img.format,
+		       util_format_size(img.virtual_size, vs, sizeof(vs)), img.sha256);
+	}
+	return 0;
+}
+
+/* ---- image list, show, delete ------------------------------------------------- */
+
+static int one_name(cli_ctx *ctx, int argc, char **argv, const char **ret_name, util_err *err)
+{
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	int nops, r;
+
+	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+	while ((r = cli_parser_next(&p, &arg, err)) > 0)
+		;
+	if (r == 0)
+		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
+	if (r == 0)
+		*ret_name = ops[0];
+	cli_parser_done(&p);
+	return r;
+}
+
+static int image_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	stor_image *v = NULL;
+	size_t n = 0;
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	int nops, r;
+
+	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+	while ((r = cli_parser_next(&p, &arg, err)) > 0)
+		;
+	if (r == 0)
+		r = cli_parser_operands(&p, 0, 0, &ops, &nops, err);
+	cli_parser_done(&p);
+	if (r == 0)
+		r = stor_image_list(ctx->root, &v, &n, err);
+	if (r < 0)
+		return r;
+	if (ctx->json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(a, image_json(&v[i]));
+		*ret_json = a;
+	} else {
+		printf("%-24s %-6s %8s %8s %-19s %s\n", "NAME", "FORMAT", "VSIZE", "SIZE", "CREATED",
+		       "SOURCE");
+		for (size_t i = 0; i < n; i++) {
+			char vs[16], as[16], when[32];
+
+			printf("%-24s %-6s %8s %8s %-19s %s\n", v[i].name, v[i].format,
+			       util_format_size(v[i].virtual_size, vs, sizeof(vs)),
+			       util_format_size(v[i].actual_size, as, sizeof(as)),
+			       cli_format_time(v[i].created_ms, when, sizeof(when)), v[i].source);
+		}
+	}
+	stor_image_list_free(v, n);
+	return 0;
+}
+
+static int image_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_stor_image_ stor_image img = { 0 };
+	const char *name = NULL;
+	int r = one_name(ctx, argc, argv, &name, err);
+
+	if (r == 0)
+		r = stor_image_get(ctx->root, name, &img, err);
+	if (r < 0)
+		return r;
+	if (ctx->json)
+		*ret_json = image_json(&img);
+	else
+		print_image(&img);
+	return 0;
+}
+
+static int image_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_free_ char *users = NULL;
+	const char *name = NULL;
+	unsigned partials = 0;
+	int r = one_name(ctx, argc, argv, &name, err);
+
+	if (r == 0)
+		r = stor_image_get(ctx->root, name, &img, err);
+	if (r == -ENOENT) {
+		/* no image, but perhaps a download of it given up half-way */
+		util_err e2 = { 0 };
+
+		if (stor_image_discard_partials(ctx->root, name, &partials, &e2) == 0 && partials) {
+			if (ctx->json)
+				*ret_json = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 0,
+						      "partial_downloads", (int)partials);
+			else if (ctx->verbosity >= 0)
+				printf("discarded %u partial download%s of image '%s'\n", partials,
+				       partials == 1 ? "" : "s", name);
+			return 0;
+		}
+		return r;
+	}
+	/* the journal's lock, held until the image is gone: no VM can be
+	 * created on it between the check and the deletion */
+	if (r == 0)
+		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
+	if (r == 0 && lc_image_users(db, img.file, &users, err) > 0)
+		r = util_err_set(err, -EBUSY,
+				 "cannot delete image '%s': vm %s uses it; delete that vm first (or its disk)",
+				 name, users);
+	if (r == 0)
+		r = stor_image_delete(ctx->root, name, err);
+	if (r < 0)
+		return r;
+	if (ctx->json)
+		*ret_json = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
+	else if (ctx->verbosity >= 0)
+		printf("deleted image '%s'\n", name);
+	return 0;
+}
+
+int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct {
+		const char *name;
+		cli_handler run;
+	} subs[] = {
+		{ "import", image_import },
+		{ "list", image_list },
+		{ "show", image_show },
+		{ "delete", image_delete },
+	};
+
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		cli_parser p;
+		const char *arg;
+
+		cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+		cli_parser_next(&p, &arg, err); /* prints the help and exits */
+		cli_parser_done(&p);
+	}
+	if (argc < 2)
+		return cli_usage(err, "image needs a subcommand: import, list, show or delete");
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(subs); i++)
+		if (!strcmp(argv[1], subs[i].name))
+			return subs[i].run(ctx, argc - 1, argv + 1, ret_json, err);
+	return cli_usage(err, "unknown image subcommand '%s' (use import, list, show or delete)",
+			 argv[1]);
+}
+
+/* ---- disk-saveas ------------------------------------------------------------------ */
+
+int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	_cleanup_stor_image_ stor_image img = { 0 };
+	lc_run_opts ro = { .lock_timeout_ms = LC_LOCK_TIMEOUT_MS };
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	uint64_t id = 0;
+	int nops, r;
+
+	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+	while ((r = cli_parser_next(&p, &arg, err)) > 0)
+		;
+	if (r == 0)
+		r = cli_parser_operands(&p, 3, 3, &ops, &nops, err);
+	if (r == 0 && util_parse_uint(ops[1], 0, LC_DISKS_MAX * 64, &id, err) < 0)
+		r = cli_usage(err, "DISK_ID: %s", err->msg);
+	if (r == 0)
+		r = lc_vm_disk_saveas(ctx->root, ops[0], (unsigned)id, ops[2], &ro, err);
+	if (r == 0)
+		r = stor_image_get(ctx->root, ops[2], &img, err);
+	if (r == 0) {
+		if (ctx->json)
+			*ret_json = image_json(&img);
+		else if (ctx->verbosity >= 0)
+			printf("saved disk %u of vm '%s' as image '%s' (sha256 %s)\n", (unsigned)id,
+			       ops[0], img.name, img.sha256);
+	}
+	cli_parser_done(&p);
+	return r;
+}

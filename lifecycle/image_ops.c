@@ -1,0 +1,101 @@
+/* Lifecycle's side of the image store: which VMs use an image (so that it
+ * is not deleted under them), and saving a stopped VM's disk as a new
+ * store image (disk-saveas). */
+#include <inttypes.h>
+#include <string.h>
+
+#include "run.h"
+#include "storage/storage.h"
+
+int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err *err)
+{
+	_cleanup_free_ char *real = realpath(image_file, NULL);
+	char *names = NULL;
+
+	(void)err;
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		lc_vm *vm = lc_db_vm_at(db, i);
+
+		if (vm->state == LC_DONE)
+			continue;
+		for (size_t k = 0; k < vm->def.n_disks; k++) {
+			const lc_disk *d = &vm->def.disks[k];
+
+			if (!util_streq(d->backing, image_file) && !util_streq(d->path, image_file) &&
+			    !(real && (util_streq(d->backing, real) || util_streq(d->path, real))))
+				continue;
+			if (names) {
+				char *more = util_xasprintf("%s, '%s'", names, vm->def.name);
+
+				free(names);
+				names = more;
+			} else {
+				names = util_xasprintf("'%s'", vm->def.name);
+			}
+			break;
+		}
+	}
+	*ret_names = names;
+	return names ? 1 : 0;
+}
+
+int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
+		      const char *image_name, const lc_run_opts *opts, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_free_ char *images = stor_images_dir(root), *source = NULL, *state = NULL;
+	_cleanup_free_ char *backing_dir = NULL;
+	_cleanup_stor_image_ stor_image img = { 0 };
+	const lc_disk *d = NULL;
+	lc_vm *vm;
+	lc_held h;
+	int r = util_validate_name(image_name, "image name", err);
+
+	if (r < 0)
+		return r;
+	/* the VM lock keeps it from starting while its disk is read */
+	r = lc_hold_vm(root, name, opts, &h, err);
+	if (r < 0)
+		return r;
+	r = lc_load_vm(root, h.id, &db, &vm, err);
+	if (r < 0)
+		goto out;
+	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN || vm->state == LC_DONE) {
+		state = lc_state_text(vm);
+		r = util_err_set(err, -EBUSY,
+				 vm->state == LC_DONE
+					 ? "cannot save a disk of vm '%s': it is %s and has no disks left"
+					 : "cannot save a disk of vm '%s' while it is %s: its disk is in use; power it off first (qvm poweroff %s)",
+				 h.name, state, h.name);
+		goto out;
+	}
+	for (size_t i = 0; i < vm->def.n_disks; i++)
+		if (vm->def.disks[i].id == disk_id)
+			d = &vm->def.disks[i];
+	if (!d) {
+		r = util_err_set(err, -ENOENT, "vm '%s' has no disk %u; see qvm show %s", h.name,
+				 disk_id, h.name);
+		goto out;
+	}
+	if (d->backing) {
+		char *slash;
+
+		backing_dir = util_xstrdup(d->backing);
+		slash = strrchr(backing_dir, '/');
+		if (slash && slash != backing_dir)
+			*slash = '\0';
+	}
+	{
+		const char *roots[] = { images, backing_dir, NULL };
+
+		source = util_xasprintf("vm '%s' disk %u", h.name, disk_id);
+		r = stor_image_save_disk(root, image_name, d->path, d->format, roots, source, &img,
+					 err);
+	}
+	if (r < 0)
+		util_err_prefix(err, "cannot save disk %u of vm '%s' as image '%s'", disk_id, h.name,
+				image_name);
+out:
+	lc_held_clear(&h);
+	return r;
+}

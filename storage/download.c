@@ -1,0 +1,427 @@
+/* storage: downloading an image with libcurl into a partial file of the
+ * image store. http and https only (also after redirects), TLS verified,
+ * a size cap enforced as the bytes arrive, a stall timeout, and a resume
+ * with a Range request when a transfer breaks off; the file is hashed
+ * from its start, so a resumed download is checked whole. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include "curl_dl.h"
+
+#include "storage/internal.h"
+
+#define DEFAULT_STALL_S 30
+#define MAX_ATTEMPTS 5
+#define HASH_CHUNK (1u << 20)
+
+typedef struct dl {
+	const stor_import_opts *o;
+	CURL *curl;
+	int fd;
+	util_sha256 sha;
+	uint64_t offset;  /* bytes in the file, all hashed */
+	uint64_t start;   /* where this attempt's body starts */
+	uint64_t max;
+	bool first;       /* no body byte of this attempt yet */
+	bool capped;      /* the size cap was hit */
+	bool range_bad;   /* a 206 for another range than asked */
+	bool restarted;   /* the server ignored the Range: from zero */
+	int werr;         /* errno of a failed write */
+	bool have_cr;     /* Content-Range of the current response */
+	uint64_t cr_start;
+} dl;
+
+/* Start the file (and its hash) over from zero. */
+static int restart(dl *d)
+{
+	if (ftruncate(d->fd, 0) < 0 || lseek(d->fd, 0, SEEK_SET) < 0)
+		return -errno;
+	util_sha256_init(&d->sha);
+	d->offset = d->start = 0;
+	return 0;
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *ud)
+{
+	dl *d = ud;
+	size_t len = size * n;
+	unsigned long long a;
+
+	if (len >= 5 && !strncmp(buf, "HTTP/", 5))
+		d->have_cr = false; /* a new response (after a redirect) */
+	else if (len > 14 && !strncasecmp(buf, "content-range:", 14)) {
+		_cleanup_free_ char *v = strndup(buf + 14, len - 14);
+
+		if (v && sscanf(v, " bytes %llu-", &a) == 1) {
+			d->have_cr = true;
+			d->cr_start = a;
+		}
+	}
+	return len;
+}
+
+static size_t on_body(char *buf, size_t size, size_t n, void *ud)
+{
+	dl *d = ud;
+	size_t len = size * n;
+	int r;
+
+	if (d->first) {
+		long code = 0;
+		curl_off_t cl = -1;
+
+		d->first = false;
+		curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
+		if (code == 206 && (!d->have_cr || d->cr_start != d->offset)) {
+			d->range_bad = true;
+			return 0;
+		}
+		if (code != 206 && d->offset > 0) {
+			/* the server sends the whole file: start over */
+			r = restart(d);
+			if (r < 0) {
+				d->werr = -r;
+				return 0;
+			}
+			d->restarted = true;
+		}
+		curl_easy_getinfo(d->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+		if (cl > 0 && d->offset + (uint64_t)cl > d->max) {
+			d->capped = true;
+			return 0;
+		}
+	}
+	if (d->offset + len > d->max) {
+		d->capped = true;
+		return 0;
+	}
+	r = util_write_all(d->fd, buf, len);
+	if (r < 0) {
+		d->werr = -r;
+		return 0;
+	}
+	util_sha256_update(&d->sha, buf, len);
+	stor_writeback(d->fd, d->offset, d->offset + len);
+	d->offset += len;
+	return len;
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	dl *d = ud;
+
+	(void)ultotal;
+	(void)ulnow;
+	if (d->o->progress && !d->first)
+		d->o->progress(d->o->progress_ud, d->start + (uint64_t)dlnow,
+			       dltotal > 0 ? d->start + (uint64_t)dltotal : 0);
+	return 0;
+}
+
+/* The host part of url, for messages (new string). */
+static char *host_of(const char *url)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *out;
+
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		out = stor_safe(host);
+	else
+		out = util_xstrdup("?");
+	curl_free(host);
+	curl_url_cleanup(u);
+	return out;
+}
+
+static int set_protocols(CURL *c)
+{
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the string forms */
+	if (curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK)
+		return -ENOTSUP;
+#else
+	if (curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) !=
+		    CURLE_OK ||
+	    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS,
+			     (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK)
+		return -ENOTSUP;
+#endif
+	return 0;
+}
+
+/* Hash what an earlier attempt left in the file: a resumed download is
+ * checked from its first byte. */
+static int hash_existing(dl *d, util_err *err, const char *safe_path)
+{
+	_cleanup_free_ uint8_t *buf = util_xmalloc(HASH_CHUNK);
+	uint64_t done = 0;
+
+	if (lseek(d->fd, 0, SEEK_SET) < 0)
+		return util_err_errno(err, -errno, "cannot read '%s'", safe_path);
+	util_sha256_init(&d->sha);
+	while (done < d->offset) {
+		ssize_t n = read(d->fd, buf, HASH_CHUNK);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return util_err_errno(err, n < 0 ? -errno : -EIO, "cannot read '%s'",
+					      safe_path);
+		util_sha256_update(&d->sha, buf, (size_t)n);
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+static bool interrupted(CURLcode res)
+{
+	return res == CURLE_PARTIAL_FILE || res == CURLE_RECV_ERROR || res == CURLE_SEND_ERROR ||
+	       res == CURLE_GOT_NOTHING || res == CURLE_HTTP2 || res == CURLE_HTTP2_STREAM ||
+	       res == CURLE_OPERATION_TIMEDOUT;
+}
+
+static bool tls_error(CURLcode res)
+{
+	return res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE ||
+	       res == CURLE_SSL_CONNECT_ERROR || res == CURLE_SSL_CERTPROBLEM ||
+	       res == CURLE_SSL_ISSUER_ERROR || res == CURLE_SSL_INVALIDCERTSTATUS;
+}
+
+/* One transfer from d->offset on. Returns the curl result; *ret_code is
+ * the last HTTP status. */
+static CURLcode transfer(dl *d, const char *url, char *errbuf, long *ret_code)
+{
+	const stor_import_opts *o = d->o;
+	int stall = o->stall_timeout_s > 0 ? o->stall_timeout_s : DEFAULT_STALL_S;
+	char range[32];
+	CURLcode res;
+	CURL *c = d->curl;
+
+	curl_easy_reset(c);
+	errbuf[0] = '\0';
+	if (set_protocols(c) < 0)
+		return CURLE_UNSUPPORTED_PROTOCOL;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (o->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "qvm/" QVM_VERSION);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)stall);
+	/* a stall: less than 1 byte/s for `stall` seconds */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)stall);
+	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 256L * 1024);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, d);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, d);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	if (d->offset > 0) {
+		snprintf(range, sizeof(range), "%" PRIu64 "-", d->offset);
+		curl_easy_setopt(c, CURLOPT_RANGE, range);
+	}
+	d->start = d->offset;
+	d->first = true;
+	d->range_bad = d->capped = d->restarted = false;
+	d->have_cr = false;
+	d->werr = 0;
+	res = curl_easy_perform(c);
+	*ret_code = 0;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, ret_code);
+	return res;
+}
+
+int stor_download(const char *url, const char *partial, const stor_import_opts *o, int *ret_fd,
+		  char ret_hex[65], uint64_t *ret_size, util_err *err)
+{
+	_cleanup_free_ char *host = NULL, *safe_url = stor_safe(url), *safe_path = stor_safe(partial);
+	char errbuf[CURL_ERROR_SIZE];
+	dl d = { .o = o, .fd = -1, .max = o->max_size };
+	struct stat st;
+	bool keep = false;
+	int r = stor_curl_load(err);
+
+	if (r < 0)
+		return r;
+	host = host_of(url);
+	d.fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (d.fd < 0)
+		return util_err_errno(err, -errno, "cannot create '%s'", safe_path);
+	if (flock(d.fd, LOCK_EX | LOCK_NB) < 0) {
+		r = util_err_set(err, -EBUSY,
+				 "another qvm is downloading '%s' as image '%s'; wait for it to finish",
+				 safe_url, o->name);
+		close(d.fd);
+		return r;
+	}
+	if (fstat(d.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = util_err_set(err, -EINVAL, "'%s' is not a regular file", safe_path);
+		goto out;
+	}
+	d.offset = (uint64_t)st.st_size;
+	if (d.offset > d.max)
+		d.offset = 0;
+	if (d.offset == 0) {
+		r = restart(&d);
+		if (r < 0) {
+			util_err_errno(err, r, "cannot truncate '%s'", safe_path);
+			goto out;
+		}
+	} else {
+		r = hash_existing(&d, err, safe_path);
+		if (r < 0)
+			goto out;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		r = util_err_set(err, -ENOMEM, "cannot initialise libcurl");
+		goto out;
+	}
+	d.curl = curl_easy_init();
+	if (!d.curl) {
+		r = util_err_set(err, -ENOMEM, "cannot initialise libcurl");
+		goto out_curl;
+	}
+	for (int attempt = 1;; attempt++) {
+		uint64_t before = d.offset;
+		long code;
+		CURLcode res = transfer(&d, url, errbuf, &code);
+		const char *why = errbuf[0] ? errbuf : curl_easy_strerror(res);
+		_cleanup_free_ char *safe_why = stor_safe(why);
+		char *eff = NULL;
+
+		curl_easy_getinfo(d.curl, CURLINFO_EFFECTIVE_URL, &eff);
+		if (eff && strcmp(eff, url)) {
+			free(host);
+			host = host_of(eff);
+		}
+		if (res == CURLE_OK && (code == 200 || code == 206)) {
+			if (code == 200 && d.first && d.offset > 0) {
+				/* a whole, empty file in answer to a Range */
+				r = restart(&d);
+				if (r < 0) {
+					util_err_errno(err, r, "cannot truncate '%s'", safe_path);
+					goto out_curl;
+				}
+			}
+			break;
+		}
+		if (d.capped) {
+			r = util_err_set(err, -EFBIG,
+					 "cannot download '%s': it is larger than the size cap of %" PRIu64
+					 " bytes; raise --max-size if the image is really that large",
+					 safe_url, d.max);
+			goto out_curl;
+		}
+		if (d.werr) {
+			r = util_err_errno(err, -d.werr, "cannot download '%s': cannot write '%s'",
+					   safe_url, safe_path);
+			goto out_curl;
+		}
+		if ((d.range_bad || (res == CURLE_HTTP_RETURNED_ERROR && code == 416 && before > 0)) &&
+		    attempt < MAX_ATTEMPTS) {
+			/* the server's idea of the file changed: from zero */
+			r = restart(&d);
+			if (r < 0) {
+				util_err_errno(err, r, "cannot truncate '%s'", safe_path);
+				goto out_curl;
+			}
+			continue;
+		}
+		if (res == CURLE_OK) {
+			r = util_err_set(err, -EPROTO,
+					 "cannot download '%s': the server at '%s' answered HTTP %ld, not 200",
+					 safe_url, host, code);
+			goto out_curl;
+		}
+		if (res == CURLE_HTTP_RETURNED_ERROR) {
+			r = util_err_set(err, -EIO,
+					 "cannot download '%s': the server at '%s' answered HTTP %ld; check the URL",
+					 safe_url, host, code);
+			goto out_curl;
+		}
+		if (res == CURLE_UNSUPPORTED_PROTOCOL) {
+			_cleanup_free_ char *safe_eff = stor_safe(eff ? eff : "?");
+
+			r = util_err_set(err, -EPROTONOSUPPORT,
+					 "cannot download '%s': it leads to '%s', which is not http or https (%s); refused",
+					 safe_url, safe_eff, safe_why);
+			goto out_curl;
+		}
+		if (res == CURLE_TOO_MANY_REDIRECTS) {
+			r = util_err_set(err, -ELOOP,
+					 "cannot download '%s': too many redirects (at '%s')", safe_url,
+					 host);
+			goto out_curl;
+		}
+		if (tls_error(res)) {
+			r = util_err_set(err, -EACCES,
+					 "cannot download '%s': TLS verification of '%s' failed: %s; give the server's CA certificate with --ca FILE",
+					 safe_url, host, safe_why);
+			goto out_curl;
+		}
+		if (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST ||
+		    (res == CURLE_OPERATION_TIMEDOUT && d.first && code == 0)) {
+			r = util_err_set(err, -EHOSTUNREACH,
+					 "cannot download '%s': cannot connect to '%s': %s; check the URL and that the server is up",
+					 safe_url, host, safe_why);
+			goto out_curl;
+		}
+		if (interrupted(res)) {
+			/* resume at once while the transfer gets somewhere */
+			if (res != CURLE_OPERATION_TIMEDOUT && d.offset > before &&
+			    attempt < MAX_ATTEMPTS)
+				continue;
+			keep = d.offset > 0;
+			if (res == CURLE_OPERATION_TIMEDOUT)
+				r = util_err_set(err, -ETIMEDOUT,
+						 "cannot download '%s': the transfer from '%s' stalled (no data for %d s) after %" PRIu64
+						 " bytes%s",
+						 safe_url, host,
+						 o->stall_timeout_s > 0 ? o->stall_timeout_s : DEFAULT_STALL_S,
+						 d.offset,
+						 keep ? "; run the same import again to resume it" : "");
+			else
+				r = util_err_set(err, -EIO,
+						 "cannot download '%s': the connection to '%s' broke off after %" PRIu64
+						 " bytes (%s)%s",
+						 safe_url, host, d.offset, safe_why,
+						 keep ? "; run the same import again to resume it" : "");
+			goto out_curl;
+		}
+		r = util_err_set(err, -EIO, "cannot download '%s' from '%s': %s", safe_url, host,
+				 safe_why);
+		goto out_curl;
+	}
+	if (fsync(d.fd) < 0) {
+		r = util_err_errno(err, -errno, "cannot sync '%s'", safe_path);
+		goto out_curl;
+	}
+	util_sha256_final(&d.sha, ret_hex);
+	*ret_size = d.offset;
+	*ret_fd = TAKE_FD(d.fd);
+	r = 0;
+	keep = true;
+out_curl:
+	curl_easy_cleanup(d.curl);
+	curl_global_cleanup();
+out:
+	if (!keep)
+		unlink(partial);
+	if (d.fd >= 0)
+		close(d.fd);
+	return r;
+}

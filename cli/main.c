@@ -75,10 +75,11 @@ static const cli_command commands[] = {
 	  "print the QEMU command line qvm would start the vm with (fds shown as placeholders)",
 	  NULL },
 	{ "disk-attach", cli_cmd_disk_attach,
-	  "NAME --size SIZE | --image PATH [--format qcow2|raw] [--bus virtio|scsi|ide] [--readonly]",
+	  "NAME --size SIZE | --image IMAGE|PATH [--format qcow2|raw] [--bus virtio|scsi|ide] [--readonly]",
 	  "add a disk: hot-plugged into a running vm, or to the definition of one that is off",
 	  "  --size SIZE            a blank qcow2 disk (10G)\n"
-	  "  --image PATH           a qcow2 overlay on an image file (its --format, default qcow2)\n"
+	  "  --image IMAGE|PATH     a qcow2 overlay on a store image, or on an image file\n"
+	  "                         (its --format, default qcow2)\n"
 	  "  --bus virtio|scsi|ide  default virtio; ide only while the vm is off\n"
 	  "  --readonly             the guest cannot write to it\n" },
 	{ "disk-detach", cli_cmd_disk_detach, "NAME DISK_ID [--timeout S]",

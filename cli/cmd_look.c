@@ -244,6 +244,11 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		printf("%3u %-16s %-17s %-15s %s\n", n->id, n->network, n->mac ? n->mac : "-",
 		       n->ip ? n->ip : "-", n->model);
 	}
+	if (json_array_size(json_object_get(vm->snapshots, "items"))) {
+		printf("\nSNAPSHOTS (at most %u)\n", lc_vm_snapshots_max(vm));
+		cli_print_snapshots(json_object_get(vm->snapshots, "items"),
+				    json_integer_value(json_object_get(vm->snapshots, "current")));
+	}
 	printf("\nHISTORY (latest %d)\n", 10);
 	from = json_array_size(history) > 10 ? json_array_size(history) - 10 : 0;
 	json_array_foreach(history, i, rec)

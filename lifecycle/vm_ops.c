@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include "run.h"
+#include "snapshot.h"
 #include "storage/storage.h"
 
 /* ---- identity ------------------------------------------------------------- */
@@ -404,6 +405,8 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		}
 		return end_intent(db, seq, "ok", err);
 	}
+	if (util_startswith(op, "snapshot-"))
+		return lc_snap_recover(db, seq, intent, err);
 	/* Unknown to this version: leave it for the code that wrote it. */
 	return 0;
 }
@@ -441,5 +444,6 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "supervisor_pid",
 			    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
+	json_object_set_new(j, "snapshots", vm->snapshots ? json_deep_copy(vm->snapshots) : json_null());
 	return j;
 }

@@ -1,0 +1,20 @@
+/* Private to lifecycle/: the VM snapshot tree's records and the recovery
+ * of snapshot operations a crash interrupted (snapshot.c). */
+#ifndef QVM_LC_SNAPSHOT_H
+#define QVM_LC_SNAPSHOT_H
+
+#include "db.h"
+
+/* Apply a "snapshot-add", "snapshot-del" or "snapshot-current" record to
+ * vm's tree (db.c's db_apply). */
+int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err);
+
+/* Finish or roll back the snapshot intent seq (op "snapshot-create",
+ * "snapshot-revert" or "snapshot-delete") of a qvm that died; the caller
+ * holds the VM lock and db is writable. A create without its snapshot-add
+ * record is rolled back (the partial internal snapshots deleted); a delete
+ * and a revert are finished. An ACTIVE VM whose QEMU cannot be reached is
+ * left for later. */
+int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err);
+
+#endif

@@ -210,6 +210,15 @@ static int target_all(const lc_vm *vm, target *t, util_err *err)
 	return 0;
 }
 
+int lc_snap_check_disks(const lc_vm *vm, util_err *err)
+{
+	target t = { 0 };
+	int r = target_all(vm, &t, err);
+
+	target_clear(&t);
+	return r;
+}
+
 /* The disks a snapshot was taken of (its "disks" ids) that the VM still
  * has; strict: each must be there. */
 static int target_of(const lc_vm *vm, json_t *snap, bool strict, target *t, util_err *err)

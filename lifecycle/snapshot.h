@@ -17,4 +17,8 @@ int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err);
  * left for later. */
 int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err);
 
+/* Can vm's disks hold a VM snapshot? Every disk must be qcow2 and one at
+ * least writable; the refusal names the disk and what to do. */
+int lc_snap_check_disks(const lc_vm *vm, util_err *err);
+
 #endif

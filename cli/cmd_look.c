@@ -167,6 +167,8 @@ static void print_history_row(json_t *rec)
 
 	if (util_streq(type, "intent"))
 		snprintf(what, sizeof(what), "%s", op ? op : "?");
+	else if (type && util_startswith(type, "snapshot-") && json_object_get(rec, "tag"))
+		snprintf(what, sizeof(what), "%s", json_string_value(json_object_get(rec, "tag")));
 	else if (state && lcm && *lcm)
 		snprintf(what, sizeof(what), "%s/%s", state, lcm);
 	else

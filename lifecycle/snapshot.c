@@ -129,6 +129,25 @@ int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err)
 			    type ? type : "");
 }
 
+int lc_snap_forget_all(lc_db *db, lc_vm *vm, util_err *err)
+{
+	_cleanup_json_ json_t *items = json_deep_copy(items_of(vm));
+	json_t *s;
+	size_t i;
+
+	json_array_foreach(items, i, s) {
+		int r = lc_db_append(db,
+				     json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
+					       (json_int_t)vm->id, "snap", (json_int_t)jint(s, "id"), "tag",
+					       jstr(s, "tag"), "reason", "snapshot gone with the vm's disks"),
+				     NULL, err);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 unsigned lc_vm_snapshots_max(const lc_vm *vm)
 {
 	const char *v = json_string_value(json_object_get(vm->def.user, "snapshots.max"));
@@ -636,9 +655,7 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 			    NULL, err);
 }
 
-/* With the VM lock held: settle the VM's own interrupted snapshot intents
- * (the journal's recovery skips a VM whose lock is held). */
-static int settle_held(const char *root, uint64_t id, util_err *err)
+int lc_snap_settle(const char *root, uint64_t id, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_json_ json_t *open = NULL;
@@ -712,13 +729,9 @@ static int hold(const char *root, const char *name, const lc_run_opts *opts, hel
 
 	memset(x, 0, sizeof(*x));
 	x->h.lock = -1;
+	/* lc_hold_vm settles interrupted snapshot operations too */
 	r = lc_hold_vm(root, name, opts, &x->h, err);
-	if (r < 0)
-		return r;
-	r = settle_held(root, x->h.id, err);
-	if (r == 0)
-		r = reload(root, x, err);
-	return r;
+	return r < 0 ? r : reload(root, x, err);
 }
 
 /* Delete snapshot s (borrowed from x->vm) of a held VM. */
@@ -876,8 +889,8 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	reason = util_xasprintf("snapshot %" PRId64 " '%s' taken (%s)", sid, tag,
 				memory ? "memory and disks" : "disks");
 	r = append(root, NULL, err,
-		   json_pack("{s:s, s:I, s:O, s:s}", "type", "snapshot-add", "id", (json_int_t)x.h.id,
-			     "snap", snap, "reason", reason),
+		   json_pack("{s:s, s:I, s:O, s:s, s:s}", "type", "snapshot-add", "id",
+			     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason),
 		   running ? state_rec(x.h.id, lcm, "snapshot taken", NULL) : NULL,
 		   done_rec(intent, "ok", NULL), NULL);
 	if (r == 0 && ret_snap)

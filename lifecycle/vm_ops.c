@@ -363,7 +363,10 @@ int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
 		end_intent(db, intent, "failed", &ignored);
 		return util_err_prefix(err, "cannot recreate '%s'", vm->def.name);
 	}
-	r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, "recreated", NULL, err);
+	/* fresh disks hold no snapshots */
+	r = lc_snap_forget_all(db, vm, err);
+	if (r == 0)
+		r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, "recreated", NULL, err);
 	if (r == 0)
 		r = end_intent(db, intent, "ok", err);
 	return r;

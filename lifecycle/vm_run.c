@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include "run.h"
+#include "snapshot.h"
 #include "storage/storage.h"
 
 #define SPAWN_TIMEOUT_MS 60000
@@ -440,6 +441,9 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 		    &h->lock, err);
 	if (r == 0)
 		r = reconcile_locked(root, h->id, err);
+	/* a snapshot operation a crash interrupted is settled first */
+	if (r >= 0)
+		r = lc_snap_settle(root, h->id, err);
 	if (r < 0)
 		lc_held_clear(h);
 	return r < 0 ? r : 0;

@@ -209,6 +209,13 @@ is "$RC" 0 "snapshot-delete of a running vm" || diag "$ERR"
 is "$(tags sn)" "7:disksonly:0" "... gone from the tree"
 is "$(disk_tags "$D0")|$(disk_tags "$D1")" "disksonly|disksonly" "... and from the disks"
 
+# fresh disks hold no snapshots
+run "$QVM" delete sn --recreate
+is "$RC" 0 "delete --recreate of the running vm" || diag "$ERR"
+run "$QVM" snapshot-list sn
+like "$OUT" "sn has no snapshots" "... its tree is empty"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "|" "... as its new disks"
+
 run "$QVM" delete sn
 is "$RC" 0 "delete the vm" || diag "$ERR"
 ok "no qemu runs under the test root" test -z "$(pids_matching "$QVM_ROOT")"

@@ -2,8 +2,8 @@
 # VM snapshots end to end, with real QEMU (TCG), real qcow2 and the test
 # guest: a stopped VM's snapshots through qemu-img (create, revert of disk
 # content, delete, checked with qemu-img and qemu-io), crash points in
-# create and delete (the next command finishes or rolls back: the tree and
-# the disks agree), then one boot: a snapshot with memory, revert, and the
+# create, delete and revert (the next command finishes or rolls back: the
+# tree and the disks agree), then one boot: a snapshot with memory, revert, and the
 # guest's counter continues from the saved moment; the tree (A, B, revert
 # to A, C: C's parent is A); refusals; pruning at a maximum of 2; a crash
 # in a running VM's snapshot.
@@ -102,6 +102,16 @@ run "$QVM" show sn
 like "$OUT" "snapshot-delete" "show: the interrupted delete in the history"
 is "$(tags sn)" "1:base:0" "the next command: 'torn' is gone from the tree"
 is "$(disk_tags "$D0")|$(disk_tags "$D1")" "base|base" "... and from every disk (finished)"
+
+# crash in revert, after the first disk went back: finished by the next command
+qemu-io -f qcow2 -c "write -q -P 0xcd 0 64k" "$D0" >/dev/null
+qemu-io -f qcow2 -c "write -q -P 0xcd 0 64k" "$D1" >/dev/null
+run env QVM_CRASH_AT=snapshot-revert-disk "$QVM" snapshot-revert sn base
+is "$RC" 99 "crash point snapshot-revert-disk"
+ok "... disk 0 went back" qemu-io -f qcow2 -c "read -q -P 0 0 64k" "$D0"
+ok "... disk 1 not yet" qemu-io -f qcow2 -c "read -q -P 0xcd 0 64k" "$D1"
+is "$(current sn)" 1 "the next command: current is base"
+ok "... and disk 1 went back too (finished)" qemu-io -f qcow2 -c "read -q -P 0 0 64k" "$D1"
 
 # the tree survives the journal's compaction (after 128 records)
 before=$(tags sn)

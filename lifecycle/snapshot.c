@@ -314,7 +314,11 @@ static int wait_job(qmp_client *q, const char *id, util_err *err)
 			return r;
 		util_err_clear(err);
 	}
-	r = qmp_execute(q, "job-dismiss", json_pack("{s:s}", "id", id), QUERY_TIMEOUT_MS, NULL, err);
+	{
+		_cleanup_json_ json_t *args = json_pack("{s:s}", "id", id);
+
+		r = qmp_execute(q, "job-dismiss", args, QUERY_TIMEOUT_MS, NULL, err);
+	}
 	if (r < 0)
 		return r;
 	if (error)
@@ -362,8 +366,9 @@ static int target_has(target *t, const char *tag, bool has[], util_err *err)
 		_cleanup_json_ json_t *nodes = NULL;
 		json_t *n;
 		size_t i;
-		int r = qmp_execute(t->qmp, "query-named-block-nodes", json_pack("{s:b}", "flat", 1),
-				    QUERY_TIMEOUT_MS, &nodes, err);
+		_cleanup_json_ json_t *args = json_pack("{s:b}", "flat", 1);
+		int r = qmp_execute(t->qmp, "query-named-block-nodes", args, QUERY_TIMEOUT_MS, &nodes,
+				    err);
 
 		if (r < 0)
 			return r;
@@ -473,9 +478,11 @@ static int target_create(target *t, const char *tag, bool memory, util_err *err)
 	}
 	for (size_t d = 0; d < t->n && r == 0; d++) {
 		if (t->qmp) {
+			_cleanup_json_ json_t *args = NULL;
+
 			node_of(t->ids[d], node, sizeof(node));
-			r = qmp_execute(t->qmp, "blockdev-snapshot-internal-sync",
-					json_pack("{s:s, s:s}", "device", node, "name", tag), 0, NULL, err);
+			args = json_pack("{s:s, s:s}", "device", node, "name", tag);
+			r = qmp_execute(t->qmp, "blockdev-snapshot-internal-sync", args, 0, NULL, err);
 		} else {
 			r = stor_qcow2_snapshot(t->paths[d], 'c', tag, err);
 		}

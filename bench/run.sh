@@ -4,9 +4,10 @@
 # bench`, as root; about 3 minutes on 2 cores). RUNS (default 21) samples
 # for CLI timings; BOOTS (default 5) lifecycle runs, each booting the guest
 # 2x with qvm and 2x as bare QEMU plus QUICK (default 4) start-only cycles
-# each way; PARTS="foundation", "images", "cloudinit", "net", "disks" or
-# "lifecycle" runs one part (net: bench/net.sh, NET_ROUNDS default 5; disks:
-# DISK_RUNS, default 7, hot attach/detach rounds each way). Prints figures
+# each way; PARTS="foundation", "images", "cloudinit", "net", "disks",
+# "snapshot" or "lifecycle" runs one part (net: bench/net.sh, NET_ROUNDS
+# default 5; disks: DISK_RUNS, default 7, hot attach/detach rounds each way;
+# snapshot: SNAP_BOOTS, SNAP_SAMPLES). Prints figures
 # only; nothing here asserts a goal. bench/RESULTS.md records a run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +17,9 @@ QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
 RUNS=${RUNS:-21}
 BOOTS=${BOOTS:-5}
 QUICK=${QUICK:-4} # per lifecycle run: starts stopped at once (start samples)
-PARTS=${PARTS:-foundation images cloudinit net disks lifecycle} # or some of them
+PARTS=${PARTS:-foundation images cloudinit net disks snapshot lifecycle} # or some of them
+SNAP_BOOTS=${SNAP_BOOTS:-2}     # snapshot part: boots each way
+SNAP_SAMPLES=${SNAP_SAMPLES:-3} # snapshot part: create+revert per boot
 for f in vmlinuz initrd.img append; do
 	[ -e "$QVM_GUEST/$f" ] || { echo "bench: no $QVM_GUEST/$f: run 'make guest' (or set QVM_GUEST)" >&2; exit 1; }
 done
@@ -59,6 +62,9 @@ cleanup() {
 	# the orderly way first: qvm stops what it runs
 	if [ -d "$work/life" ]; then
 		QVM_ROOT=$work/life timeout 20 "$QVM" poweroff b1 --hard >/dev/null 2>&1
+	fi
+	if [ -d "$work/snap" ]; then
+		QVM_ROOT=$work/snap timeout 20 "$QVM" poweroff s1 --hard >/dev/null 2>&1
 	fi
 	sweep
 	rm -rf "$work"
@@ -164,6 +170,31 @@ echo
 fi
 if [[ " $PARTS " == *" images "* ]]; then
 "$here/images.sh" "$QVM" "$work"
+fi
+if [[ " $PARTS " == *" snapshot "* ]]; then
+# --- VM snapshots: qvm against the bare QMP jobs on bare QEMU -----------------
+echo "== snapshot"
+QVM_ROOT=$work/snap "$QVM" create s1 --memory 256M --accel tcg --disk 256M \
+	--kernel "$work/guest/vmlinuz" --initrd "$work/guest/initrd.img" \
+	--append "$(cat "$QVM_GUEST/append") qvm.counter=1" >/dev/null
+rc=0
+QVM_ROOT=$work/snap /usr/bin/python3 "$here/snapshot.py" "$QVM" s1 "$work" "$SNAP_BOOTS" \
+	"$SNAP_SAMPLES" >"$work/snap.out" || rc=$?
+if [ "$rc" != 0 ]; then
+	echo "bench: snapshot.py failed ($rc); its processes' output:" >&2
+	tail -n 20 "$work/lifecycle.log" >&2 || true
+	exit 1
+fi
+declare -A S
+while read -r k v; do S[$k]=$v; done <"$work/snap.out"
+report "qvm snapshot-create (memory), n=${S[qvm_create_n]}" "${S[qvm_create]}" ms "bare snapshot-save job" "${S[bare_create]}"
+report "qvm snapshot-revert (memory), n=${S[qvm_revert_n]}" "${S[qvm_revert]}" ms "bare snapshot-load job" "${S[bare_revert]}"
+if command -v virsh >/dev/null 2>&1; then
+	echo "(virsh is installed, but the libvirt comparison is not automated here)"
+else
+	echo "(virsh snapshot-create-as/snapshot-revert: libvirt is not installed here, no figure)"
+fi
+echo
 fi
 
 [[ " $PARTS " == *" lifecycle "* ]] || exit 0

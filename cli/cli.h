@@ -119,6 +119,12 @@ int cli_cmd_disk_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **r
 				 util_err *err);
 int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_snapshot_revert(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_snapshot_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+/* A VM's snapshot tree ("items" of lc_vm.snapshots), current marked. */
+void cli_print_snapshots(json_t *items, json_int_t current);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* The entry point: global options, dispatch, printing, exit status. */

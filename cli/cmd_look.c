@@ -169,6 +169,8 @@ static void print_history_row(json_t *rec)
 
 	if (util_streq(type, "intent"))
 		snprintf(what, sizeof(what), "%s", op ? op : "?");
+	else if (type && util_startswith(type, "snapshot-") && json_object_get(rec, "tag"))
+		snprintf(what, sizeof(what), "%s", json_string_value(json_object_get(rec, "tag")));
 	else if (state && lcm && *lcm)
 		snprintf(what, sizeof(what), "%s/%s", state, lcm);
 	else
@@ -258,6 +260,11 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 			       (long long)json_integer_value(json_object_get(n, "id")), v[0], v[1], v[2],
 			       v[3], v[4], v[5]);
 		}
+	}
+	if (json_array_size(json_object_get(vm->snapshots, "items"))) {
+		printf("\nSNAPSHOTS (at most %u)\n", lc_vm_snapshots_max(vm));
+		cli_print_snapshots(json_object_get(vm->snapshots, "items"),
+				    json_integer_value(json_object_get(vm->snapshots, "current")));
 	}
 	printf("\nHISTORY (latest %d)\n", 10);
 	from = json_array_size(history) > 10 ? json_array_size(history) - 10 : 0;

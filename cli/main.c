@@ -115,6 +115,20 @@ static const cli_command commands[] = {
 	  "format than declared are refused. Use one with --disk NAME or --disk image=NAME.\n" },
 	{ "disk-saveas", cli_cmd_disk_saveas, "NAME DISK_ID IMAGE_NAME",
 	  "flatten a disk of a vm that is not running into a new store image", NULL },
+	{ "snapshot-create", cli_cmd_snapshot_create, "NAME [TAG] [--no-memory]",
+	  "snapshot a vm: memory and disks while it runs, its disks when it is off (oldest pruned past the maximum)",
+	  "  TAG           the snapshot's name (letters, digits, '.', '_', '-'; default snap-ID)\n"
+	  "  --no-memory   a running vm: its disks only (the guest is paused meanwhile)\n"
+	  "At most 10 snapshots per vm, or snapshots.max (qvm update NAME snapshots.max=N);\n"
+	  "the oldest is deleted when a new one would pass it. Every disk must be qcow2.\n" },
+	{ "snapshot-revert", cli_cmd_snapshot_revert, "NAME SNAP",
+	  "go back to a snapshot (id or tag): a running vm continues from the saved moment",
+	  "A snapshot without memory is reverted with the vm off; a stopped vm gets its disks back.\n" },
+	{ "snapshot-delete", cli_cmd_snapshot_delete, "NAME SNAP",
+	  "delete a snapshot from the disks and the tree; its children move to its parent", NULL },
+	{ "snapshot-list", cli_cmd_snapshot_list, "NAME",
+	  "print a vm's snapshots as a tree (parent: the snapshot the vm was at), current marked",
+	  NULL },
 	{ "host", cli_cmd_host, "", "show the host: accelerator and why, CPUs, memory, vms", NULL },
 	{ "net", cli_cmd_net,
 	  "create NAME --bridge BR [--vlan ID --uplink DEV] [--mtu N] [--range FIRST-LAST [--prefix N] [--gateway IP] [--dns IP]] | list | show NAME | delete NAME",

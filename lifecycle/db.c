@@ -8,6 +8,7 @@
 
 #include "db.h"
 #include "journal.h"
+#include "snapshot.h"
 
 /* Compact when this many records follow the snapshot: keeps loads fast. */
 #define COMPACT_AFTER 128
@@ -37,6 +38,7 @@ static void vm_free(lc_vm *vm)
 	free(vm->last_error);
 	free(vm->target);
 	free(vm->prev_state);
+	json_decref(vm->snapshots);
 	free(vm);
 }
 
@@ -179,6 +181,8 @@ static int vm_from_json(json_t *j, bool summary, lc_vm **ret, util_err *err)
 	}
 	vm->created_ms = int_of(j, "created");
 	vm->state_ms = int_of(j, "time");
+	if (json_is_object(json_object_get(j, "snapshots")))
+		vm->snapshots = json_deep_copy(json_object_get(j, "snapshots"));
 	r = apply_state_fields(vm, j, err);
 	if (r < 0) {
 		vm_free(vm);
@@ -212,6 +216,8 @@ static json_t *vm_state_json(const lc_vm *vm)
 		json_object_set_new(j, "hard_after", json_true());
 	if (vm->request_sent)
 		json_object_set_new(j, "sent", json_true());
+	if (vm->snapshots)
+		json_object_set_new(j, "snapshots", json_deep_copy(vm->snapshots));
 	return j;
 }
 
@@ -408,6 +414,8 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		vm->request_sent = true;
 		return 0;
 	}
+	if (util_startswith(type, "snapshot-"))
+		return lc_snap_apply(vm, seq, rec, err);
 	if (util_streq(type, "redefine")) {
 		lc_vmdef def;
 		int r = def_from_fields(rec, db->summary, &def, err);

@@ -196,6 +196,10 @@ typedef struct lc_vm {
 	/* the shutdown's request reached QEMU (a "sent" record): without it,
 	 * an ACTIVE/SHUTDOWN nobody works on was abandoned mid-way */
 	bool request_sent;
+	/* VM snapshots (snapshot.c), NULL before the first: {"next": id,
+	 * "current": id or 0, "items": [{"id", "tag", "parent", "memory",
+	 * "vmstate", "disks", "created", "state"}...]}, owned */
+	json_t *snapshots;
 } lc_vm;
 
 /* ---- the database: a model of all VMs kept in the journal ---------------- */
@@ -498,5 +502,37 @@ int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err
  * cannot start meanwhile. An ACTIVE VM is refused (power it off first). */
 int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
 		      const char *image_name, const lc_run_opts *opts, util_err *err);
+/* ---- VM snapshots (snapshot.c) --------------------------------------------- */
+
+/* Default per-VM maximum of snapshots; the user data key "snapshots.max"
+ * (qvm update NAME snapshots.max=N) sets another. */
+#define LC_SNAPSHOTS_MAX_DEFAULT 10
+
+/* Take a snapshot of every qcow2 disk: of a running or paused VM with its
+ * memory (QEMU's snapshot-save job; disks only with no_memory), of a
+ * stopped one with qemu-img. tag may be NULL ("snap-<id>"). Beyond the
+ * maximum the oldest snapshot is deleted first. *ret_snap (may be NULL)
+ * gets the new snapshot (new reference). */
+int lc_vm_snapshot_create(const char *root, const char *name, const char *tag, bool no_memory,
+			  const lc_run_opts *opts, json_t **ret_snap, util_err *err);
+
+/* Bring the VM back to snapshot snap (its id or tag): a running VM
+ * continues from the saved moment (snapshot-load); a stopped one gets its
+ * disks back. */
+int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap,
+			  const lc_run_opts *opts, util_err *err);
+
+/* Delete snapshot snap (id or tag) from the disks and the tree; its
+ * children move to its parent. */
+int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap,
+			  const lc_run_opts *opts, util_err *err);
+
+/* The VM's snapshots, after finishing or rolling back any snapshot
+ * operation a crash interrupted: {"vm", "current", "max", "snapshots":
+ * [...]} (new reference). */
+int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_err *err);
+
+/* The per-VM maximum of snapshots of vm. */
+unsigned lc_vm_snapshots_max(const lc_vm *vm);
 
 #endif

@@ -9,6 +9,7 @@
 #include "cloudinit.h"
 #include "network.h"
 #include "run.h"
+#include "snapshot.h"
 #include "storage/storage.h"
 
 /* ---- identity ------------------------------------------------------------- */
@@ -424,7 +425,10 @@ int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
 		end_intent(db, intent, "failed", &ignored);
 		return util_err_prefix(err, "cannot recreate '%s'", vm->def.name);
 	}
-	r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, "recreated", NULL, err);
+	/* fresh disks hold no snapshots */
+	r = lc_snap_forget_all(db, vm, err);
+	if (r == 0)
+		r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, "recreated", NULL, err);
 	if (r == 0)
 		r = end_intent(db, intent, "ok", err);
 	return r;
@@ -470,6 +474,8 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		}
 		return end_intent(db, seq, "ok", err);
 	}
+	if (util_startswith(op, "snapshot-"))
+		return lc_snap_recover(db, seq, intent, err);
 	/* Unknown to this version: leave it for the code that wrote it. */
 	return 0;
 }
@@ -507,5 +513,6 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "supervisor_pid",
 			    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
+	json_object_set_new(j, "snapshots", vm->snapshots ? json_deep_copy(vm->snapshots) : json_null());
 	return j;
 }

@@ -15,6 +15,7 @@
 #include "cloudinit.h"
 #include "network.h"
 #include "run.h"
+#include "snapshot.h"
 #include "storage/storage.h"
 
 #define SPAWN_TIMEOUT_MS 60000
@@ -444,8 +445,11 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 		    &h->lock, err);
 	if (r == 0)
 		r = reconcile_locked(root, h->id, err);
+	/* then what a crash cut short: a disk operation, a snapshot operation */
 	if (r >= 0)
-		r = lc_disk_settle(root, h->id, err); /* a disk operation a crash cut short */
+		r = lc_disk_settle(root, h->id, err);
+	if (r >= 0)
+		r = lc_snap_settle(root, h->id, err);
 	if (r < 0)
 		lc_held_clear(h);
 	return r < 0 ? r : 0;

@@ -1,0 +1,1001 @@
+/* VM snapshots (as CloudStack's and OpenNebula's): internal qcow2
+ * snapshots of every disk of a VM, with its memory when it runs (QEMU's
+ * snapshot-save/-load/-delete jobs) or of its disks alone (qemu-img when it
+ * is off). The tree — each snapshot's parent is the one the VM was at when
+ * it was taken — and the current snapshot live in the journal; every
+ * operation is an intent finished or rolled back after a crash. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "run.h"
+#include "snapshot.h"
+#include "storage/storage.h"
+
+#define JOB_PREFIX "qvm-snap-"
+#define QUERY_TIMEOUT_MS 10000
+
+/* ---- the tree in the model ---------------------------------------------------------- */
+
+static json_t *items_of(const lc_vm *vm)
+{
+	return vm->snapshots ? json_object_get(vm->snapshots, "items") : NULL;
+}
+
+static int64_t jint(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static json_t *find_by_id(const lc_vm *vm, int64_t id, size_t *ret_index)
+{
+	json_t *s;
+	size_t i;
+
+	json_array_foreach(items_of(vm), i, s) {
+		if (jint(s, "id") == id) {
+			if (ret_index)
+				*ret_index = i;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+static json_t *find_by_tag(const lc_vm *vm, const char *tag)
+{
+	json_t *s;
+	size_t i;
+
+	json_array_foreach(items_of(vm), i, s)
+		if (util_streq(jstr(s, "tag"), tag))
+			return s;
+	return NULL;
+}
+
+static bool all_digits(const char *s)
+{
+	return *s && strspn(s, "0123456789") == strlen(s);
+}
+
+/* SNAP as the user gives it: an id or a tag. Borrowed. */
+static int find_snap(const lc_vm *vm, const char *snap, json_t **ret, util_err *err)
+{
+	json_t *s = NULL;
+	uint64_t id;
+
+	if (all_digits(snap) && util_parse_uint(snap, 1, INT32_MAX, &id, NULL) == 0)
+		s = find_by_id(vm, (int64_t)id, NULL);
+	if (!s)
+		s = find_by_tag(vm, snap);
+	if (!s)
+		return util_err_set(err, -ENOENT, "vm '%s' has no snapshot '%s'; see qvm snapshot-list %s",
+				    vm->def.name, snap, vm->def.name);
+	*ret = s;
+	return 0;
+}
+
+static int64_t current_of(const lc_vm *vm)
+{
+	return vm->snapshots ? jint(vm->snapshots, "current") : 0;
+}
+
+int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err)
+{
+	const char *type = jstr(rec, "type");
+	json_t *items;
+
+	if (!vm->snapshots)
+		vm->snapshots = json_pack("{s:i, s:i, s:[]}", "next", 1, "current", 0, "items");
+	items = json_object_get(vm->snapshots, "items");
+	if (util_streq(type, "snapshot-add")) {
+		json_t *s = json_object_get(rec, "snap");
+		int64_t id = jint(s, "id");
+
+		if (!json_is_object(s) || id <= 0)
+			return util_err_set(err, -EBADMSG, "journal record %" PRIu64 ": bad snapshot", seq);
+		json_array_append_new(items, json_deep_copy(s));
+		json_object_set_new(vm->snapshots, "current", json_integer(id));
+		if (id >= jint(vm->snapshots, "next"))
+			json_object_set_new(vm->snapshots, "next", json_integer(id + 1));
+		return 0;
+	}
+	if (util_streq(type, "snapshot-del")) {
+		int64_t id = jint(rec, "snap"), parent;
+		json_t *s, *o;
+		size_t at, i;
+
+		/* a summary load knows no tree: nothing to remove */
+		if (!(s = find_by_id(vm, id, &at)))
+			return 0;
+		parent = jint(s, "parent");
+		json_array_foreach(items, i, o)
+			if (jint(o, "parent") == id)
+				json_object_set_new(o, "parent", json_integer(parent));
+		if (current_of(vm) == id)
+			json_object_set_new(vm->snapshots, "current", json_integer(parent));
+		json_array_remove(items, at);
+		return 0;
+	}
+	if (util_streq(type, "snapshot-current")) {
+		json_object_set_new(vm->snapshots, "current", json_integer(jint(rec, "snap")));
+		return 0;
+	}
+	return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " has unknown type '%s'", seq,
+			    type ? type : "");
+}
+
+int lc_snap_forget_all(lc_db *db, lc_vm *vm, util_err *err)
+{
+	_cleanup_json_ json_t *items = json_deep_copy(items_of(vm));
+	json_t *s;
+	size_t i;
+
+	json_array_foreach(items, i, s) {
+		int r = lc_db_append(db,
+				     json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
+					       (json_int_t)vm->id, "snap", (json_int_t)jint(s, "id"), "tag",
+					       jstr(s, "tag"), "reason", "snapshot gone with the vm's disks"),
+				     NULL, err);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+unsigned lc_vm_snapshots_max(const lc_vm *vm)
+{
+	const char *v = json_string_value(json_object_get(vm->def.user, "snapshots.max"));
+	uint64_t n;
+
+	if (v && util_parse_uint(v, 1, 1000, &n, NULL) == 0)
+		return (unsigned)n;
+	return LC_SNAPSHOTS_MAX_DEFAULT;
+}
+
+/* ---- the disks a snapshot covers ---------------------------------------------------- */
+
+/* The disks of one operation: QEMU's node names ("disk<id>", as
+ * qemu_argv.c names them) and the files. */
+typedef struct target {
+	qmp_client *qmp; /* the running VM's QEMU; NULL: qemu-img on the files */
+	size_t n;
+	unsigned ids[LC_DISKS_MAX];
+	char *paths[LC_DISKS_MAX];
+} target;
+
+static void target_clear(target *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->paths[i]);
+	qmp_close(t->qmp);
+	memset(t, 0, sizeof(*t));
+}
+
+static void node_of(unsigned id, char *buf, size_t len)
+{
+	snprintf(buf, len, "disk%u", id);
+}
+
+static json_t *nodes_json(const target *t)
+{
+	json_t *a = json_array();
+	char node[32];
+
+	for (size_t i = 0; i < t->n; i++) {
+		node_of(t->ids[i], node, sizeof(node));
+		json_array_append_new(a, json_string(node));
+	}
+	return a;
+}
+
+static json_t *ids_json(const target *t)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < t->n; i++)
+		json_array_append_new(a, json_integer(t->ids[i]));
+	return a;
+}
+
+/* Every writable disk of vm; a disk in another format than qcow2 cannot
+ * hold internal snapshots, so such a VM is refused. Read-only disks never
+ * change and are left out. */
+static int target_all(const lc_vm *vm, target *t, util_err *err)
+{
+	for (size_t i = 0; i < vm->def.n_disks; i++) {
+		const lc_disk *d = &vm->def.disks[i];
+
+		if (!util_streq(d->format, "qcow2"))
+			return util_err_set(err, -EOPNOTSUPP,
+					    "disk %u of '%s' is %s: vm snapshots need every disk in qcow2 (internal snapshots); detach it or convert it",
+					    d->id, vm->def.name, d->format ? d->format : "of no format");
+		if (d->readonly || !d->path)
+			continue;
+		if (t->n == LC_DISKS_MAX)
+			break;
+		t->ids[t->n] = d->id;
+		t->paths[t->n++] = util_xstrdup(d->path);
+	}
+	if (t->n == 0)
+		return util_err_set(err, -EOPNOTSUPP,
+				    "'%s' has no writable disk: a vm snapshot is kept in its qcow2 disks",
+				    vm->def.name);
+	return 0;
+}
+
+int lc_snap_check_disks(const lc_vm *vm, util_err *err)
+{
+	target t = { 0 };
+	int r = target_all(vm, &t, err);
+
+	target_clear(&t);
+	return r;
+}
+
+/* The disks a snapshot was taken of (its "disks" ids) that the VM still
+ * has; strict: each must be there. */
+static int target_of(const lc_vm *vm, json_t *snap, bool strict, target *t, util_err *err)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(json_object_get(snap, "disks"), i, v) {
+		unsigned id = (unsigned)json_integer_value(v);
+		const lc_disk *d = NULL;
+
+		for (size_t k = 0; k < vm->def.n_disks; k++)
+			if (vm->def.disks[k].id == id)
+				d = &vm->def.disks[k];
+		if (!d || !d->path) {
+			if (strict)
+				return util_err_set(err, -ENOENT,
+						    "disk %u of snapshot '%s' is no longer attached to '%s'",
+						    id, jstr(snap, "tag"), vm->def.name);
+			continue;
+		}
+		if (t->n == LC_DISKS_MAX)
+			break;
+		t->ids[t->n] = d->id;
+		t->paths[t->n++] = util_xstrdup(d->path);
+	}
+	return 0;
+}
+
+/* ---- QMP jobs ----------------------------------------------------------------------- */
+
+static json_t *find_job(json_t *jobs, const char *id)
+{
+	json_t *j;
+	size_t i;
+
+	json_array_foreach(jobs, i, j)
+		if (util_streq(jstr(j, "id"), id))
+			return j;
+	return NULL;
+}
+
+/* Wait until job id concludes, dismiss it, and report its error. Looks at
+ * query-jobs first, so a job started by a qvm that died is waited for too. */
+static int wait_job(qmp_client *q, const char *id, util_err *err)
+{
+	int64_t deadline = util_now_ms() + QMP_TIMEOUT_JOB_MS;
+	_cleanup_free_ char *error = NULL;
+	int r;
+
+	for (;;) {
+		_cleanup_json_ json_t *jobs = NULL, *ev = NULL;
+		json_t *job;
+		int64_t left = deadline - util_now_ms();
+
+		r = qmp_execute(q, "query-jobs", NULL, QUERY_TIMEOUT_MS, &jobs, err);
+		if (r < 0)
+			return r;
+		job = find_job(jobs, id);
+		if (!job)
+			return util_err_set(err, -ENOENT, "qemu knows no job '%s'", id);
+		if (util_streq(jstr(job, "status"), "concluded")) {
+			if (jstr(job, "error"))
+				error = util_xstrdup(jstr(job, "error"));
+			break;
+		}
+		if (left <= 0)
+			return util_err_set(err, -ETIMEDOUT, "job '%s' did not end within %d s", id,
+					    QMP_TIMEOUT_JOB_MS / 1000);
+		/* any status change: look again */
+		r = qmp_wait_event(q, "JOB_STATUS_CHANGE", (int)(left < 1000 ? left : 1000), &ev,
+				   err);
+		if (r < 0 && r != -ETIMEDOUT)
+			return r;
+		util_err_clear(err);
+	}
+	{
+		_cleanup_json_ json_t *args = json_pack("{s:s}", "id", id);
+
+		r = qmp_execute(q, "job-dismiss", args, QUERY_TIMEOUT_MS, NULL, err);
+	}
+	if (r < 0)
+		return r;
+	if (error)
+		return util_err_set(err, -EIO, "%s", error);
+	return 0;
+}
+
+static int run_job(qmp_client *q, const char *cmd, json_t *args /* stolen */, util_err *err)
+{
+	_cleanup_json_ json_t *owned = args;
+	_cleanup_free_ char *id = util_xstrdup(jstr(args, "job-id"));
+	int r = qmp_execute(q, cmd, args, 0, NULL, err);
+
+	return r < 0 ? r : wait_job(q, id, err);
+}
+
+/* Jobs of ours a qvm that died left behind: wait for them and dismiss
+ * them, so their ids are free again. */
+static int settle_jobs(qmp_client *q, util_err *err)
+{
+	_cleanup_json_ json_t *jobs = NULL;
+	json_t *j;
+	size_t i;
+	int r = qmp_execute(q, "query-jobs", NULL, QUERY_TIMEOUT_MS, &jobs, err);
+
+	if (r < 0)
+		return r;
+	json_array_foreach(jobs, i, j) {
+		const char *id = jstr(j, "id");
+		util_err ignored = { 0 };
+
+		if (id && util_startswith(id, JOB_PREFIX))
+			wait_job(q, id, &ignored); /* its outcome is checked on the disks */
+	}
+	return 0;
+}
+
+/* ---- operations on the disks -------------------------------------------------------- */
+
+/* Which disks of t hold an internal snapshot named tag. */
+static int target_has(target *t, const char *tag, bool has[], util_err *err)
+{
+	memset(has, 0, sizeof(bool) * LC_DISKS_MAX);
+	if (t->qmp) {
+		_cleanup_json_ json_t *nodes = NULL;
+		json_t *n;
+		size_t i;
+		_cleanup_json_ json_t *args = json_pack("{s:b}", "flat", 1);
+		int r = qmp_execute(t->qmp, "query-named-block-nodes", args, QUERY_TIMEOUT_MS, &nodes,
+				    err);
+
+		if (r < 0)
+			return r;
+		json_array_foreach(nodes, i, n) {
+			json_t *s;
+			size_t k;
+
+			for (size_t d = 0; d < t->n; d++) {
+				char node[32];
+
+				node_of(t->ids[d], node, sizeof(node));
+				if (!util_streq(jstr(n, "node-name"), node))
+					continue;
+				json_array_foreach(json_object_get(json_object_get(n, "image"), "snapshots"), k, s)
+					if (util_streq(jstr(s, "name"), tag))
+						has[d] = true;
+			}
+		}
+		return 0;
+	}
+	for (size_t d = 0; d < t->n; d++) {
+		_cleanup_strv_ char **tags = NULL;
+		int r = stor_qcow2_snapshot_list(t->paths[d], &tags, err);
+
+		if (r < 0)
+			return r;
+		for (size_t k = 0; tags[k]; k++)
+			if (util_streq(tags[k], tag))
+				has[d] = true;
+	}
+	return 0;
+}
+
+/* Delete tag from every disk of t that holds it (missing is fine). */
+static int target_remove(target *t, const char *tag, const char *crash_point, util_err *err)
+{
+	bool has[LC_DISKS_MAX];
+	int r = target_has(t, tag, has, err);
+
+	if (r < 0)
+		return r;
+	if (t->qmp) {
+		json_t *devices = json_array();
+		char node[32];
+
+		for (size_t d = 0; d < t->n; d++) {
+			node_of(t->ids[d], node, sizeof(node));
+			if (has[d])
+				json_array_append_new(devices, json_string(node));
+		}
+		if (json_array_size(devices) == 0) {
+			json_decref(devices);
+			return 0;
+		}
+		r = run_job(t->qmp, "snapshot-delete",
+			    json_pack("{s:s, s:s, s:o}", "job-id", JOB_PREFIX "delete", "tag", tag,
+				      "devices", devices),
+			    err);
+		if (crash_point)
+			util_crash_point(crash_point);
+		return r;
+	}
+	for (size_t d = 0; d < t->n; d++) {
+		if (!has[d])
+			continue;
+		r = stor_qcow2_snapshot(t->paths[d], 'd', tag, err);
+		if (r < 0)
+			return r;
+		if (crash_point)
+			util_crash_point(crash_point);
+	}
+	return 0;
+}
+
+static int qmp_status(qmp_client *q, bool *ret_running, util_err *err)
+{
+	_cleanup_json_ json_t *st = NULL;
+	int r = qmp_execute(q, "query-status", NULL, 0, &st, err);
+
+	if (r == 0)
+		*ret_running = json_is_true(json_object_get(st, "running"));
+	return r;
+}
+
+/* Take tag on every disk of t. With QEMU: memory (vmstate on the first
+ * disk) unless no_memory, then disk by disk with the guest paused so the
+ * disks agree with each other. */
+static int target_create(target *t, const char *tag, bool memory, util_err *err)
+{
+	bool running = false;
+	char node[32];
+	int r = 0;
+
+	if (t->qmp && memory) {
+		node_of(t->ids[0], node, sizeof(node));
+		return run_job(t->qmp, "snapshot-save",
+			       json_pack("{s:s, s:s, s:s, s:o}", "job-id", JOB_PREFIX "save", "tag", tag,
+					 "vmstate", node, "devices", nodes_json(t)),
+			       err);
+	}
+	if (t->qmp) {
+		r = qmp_status(t->qmp, &running, err);
+		if (r == 0 && running)
+			r = qmp_execute(t->qmp, "stop", NULL, 0, NULL, err);
+		if (r < 0)
+			return r;
+	}
+	for (size_t d = 0; d < t->n && r == 0; d++) {
+		if (t->qmp) {
+			_cleanup_json_ json_t *args = NULL;
+
+			node_of(t->ids[d], node, sizeof(node));
+			args = json_pack("{s:s, s:s}", "device", node, "name", tag);
+			r = qmp_execute(t->qmp, "blockdev-snapshot-internal-sync", args, 0, NULL, err);
+		} else {
+			r = stor_qcow2_snapshot(t->paths[d], 'c', tag, err);
+		}
+		if (r == 0)
+			util_crash_point("snapshot-create-disk");
+	}
+	if (running) {
+		util_err ignored = { 0 };
+
+		qmp_execute(t->qmp, "cont", NULL, 0, NULL, r < 0 ? &ignored : err);
+	}
+	return r;
+}
+
+/* Bring every disk of t (and with QEMU the memory, from vmstate) back to tag. */
+static int target_revert(target *t, const char *tag, unsigned vmstate, util_err *err)
+{
+	char node[32];
+
+	if (t->qmp) {
+		node_of(vmstate, node, sizeof(node));
+		return run_job(t->qmp, "snapshot-load",
+			       json_pack("{s:s, s:s, s:s, s:o}", "job-id", JOB_PREFIX "load", "tag", tag,
+					 "vmstate", node, "devices", nodes_json(t)),
+			       err);
+	}
+	for (size_t d = 0; d < t->n; d++) {
+		int r = stor_qcow2_snapshot(t->paths[d], 'a', tag, err);
+
+		if (r < 0)
+			return r;
+		util_crash_point("snapshot-revert-disk");
+	}
+	return 0;
+}
+
+/* ---- journal --------------------------------------------------------------------------- */
+
+static json_t *intent_rec(const char *op, uint64_t id, json_t *data)
+{
+	return json_pack("{s:s, s:s, s:I, s:o}", "type", "intent", "op", op, "id", (json_int_t)id,
+			 "data", data);
+}
+
+static json_t *done_rec(uint64_t seq, const char *result, const char *error)
+{
+	json_t *rec = json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
+				"result", result);
+
+	if (error)
+		json_object_set_new(rec, "error", json_string(error));
+	return rec;
+}
+
+static json_t *state_rec(uint64_t id, lc_lcm lcm, const char *reason, const char *prev)
+{
+	json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s}", "type", "state", "id", (json_int_t)id,
+				"state", lc_state_name(LC_ACTIVE), "lcm", lc_lcm_name(lcm), "reason",
+				reason);
+
+	if (prev)
+		json_object_set_new(rec, "prev", json_string(prev));
+	return rec;
+}
+
+/* Append records (stolen, NULL entries skipped) in one short writer
+ * transaction; *ret_seq (may be NULL) gets the first one's sequence. */
+static int append(const char *root, uint64_t *ret_seq, util_err *err, json_t *a, json_t *b,
+		  json_t *c, json_t *d)
+{
+	json_t *recs[] = { a, b, c, d };
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	size_t i;
+
+	for (i = 0; i < UTIL_ARRAY_SIZE(recs); i++) {
+		uint64_t seq;
+
+		if (!recs[i])
+			continue;
+		if (r < 0) {
+			json_decref(recs[i]);
+			continue;
+		}
+		r = lc_db_append(db, recs[i], &seq, err);
+		if (r == 0 && ret_seq && i == 0)
+			*ret_seq = seq;
+	}
+	return r;
+}
+
+/* ---- recovery ---------------------------------------------------------------------------- */
+
+/* The QEMU of an ACTIVE VM, or NULL (off). -EAGAIN: ACTIVE but out of
+ * reach (its supervisor's reconciliation settles it first). */
+static int reach(const char *root, const lc_vm *vm, qmp_client **ret, util_err *err)
+{
+	*ret = NULL;
+	if (vm->state != LC_ACTIVE)
+		return 0;
+	if (lc_command_qmp(root, vm->id, vm->def.name, ret, err) < 0)
+		return -EAGAIN;
+	return 0;
+}
+
+int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	const char *op = jstr(intent, "op");
+	uint64_t id = (uint64_t)jint(intent, "id");
+	json_t *data = json_object_get(intent, "data");
+	const char *tag = jstr(data, "tag");
+	lc_vm *vm = lc_db_vm_by_id(db, id);
+	_cleanup_(target_clear) target t = { 0 };
+	util_err why = { 0 };
+	const char *result = "ok";
+	int r;
+
+	if (!vm || vm->state == LC_DONE || !tag)
+		return lc_db_append(db, done_rec(seq, "rolled-back", NULL), NULL, err);
+	if (reach(lc_db_root(db), vm, &t.qmp, &why) == -EAGAIN)
+		return 0;
+	if (t.qmp)
+		settle_jobs(t.qmp, &why);
+	/* the disks the intent named */
+	target_of(vm, data, false, &t, &why);
+	if (util_streq(op, "snapshot-create")) {
+		json_t *s = find_by_id(vm, jint(data, "snap"), NULL);
+
+		if (!(s && util_streq(jstr(s, "tag"), tag))) {
+			/* not recorded: the internal snapshots some disks may hold go */
+			r = target_remove(&t, tag, NULL, &why);
+			result = r < 0 ? "failed" : "rolled-back";
+		}
+	} else if (util_streq(op, "snapshot-delete")) {
+		r = target_remove(&t, tag, NULL, &why);
+		if (r == 0 && find_by_id(vm, jint(data, "snap"), NULL))
+			r = lc_db_append(db,
+					 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
+						   (json_int_t)id, "snap", (json_int_t)jint(data, "snap"), "tag",
+						   tag, "reason", "snapshot deleted (finished after a crash)"),
+					 NULL, err);
+		result = r < 0 ? "failed" : "ok";
+	} else if (util_streq(op, "snapshot-revert")) {
+		/* finished: the VM was asked to go back there */
+		if (t.qmp && !json_is_true(json_object_get(data, "memory")))
+			r = util_err_set(&why, -EINVAL, "a snapshot without memory cannot be loaded into a running vm");
+		else
+			r = target_revert(&t, tag, (unsigned)jint(data, "vmstate"), &why);
+		if (r == 0 && find_by_id(vm, jint(data, "snap"), NULL))
+			r = lc_db_append(db,
+					 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-current",
+						   "id", (json_int_t)id, "snap", (json_int_t)jint(data, "snap"),
+						   "tag", tag, "reason", "reverted (finished after a crash)"),
+					 NULL, err);
+		result = r < 0 ? "failed" : "ok";
+	} else {
+		return 0; /* unknown to this version */
+	}
+	if (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_SNAPSHOT) {
+		lc_lcm prev = LC_LCM_RUNNING;
+		bool running = false;
+
+		if (vm->prev_state)
+			lc_lcm_parse(vm->prev_state, &prev, NULL);
+		/* a disk-only snapshot pauses the guest: let it run again */
+		if (t.qmp && prev == LC_LCM_RUNNING && qmp_status(t.qmp, &running, &why) == 0 &&
+		    !running)
+			qmp_execute(t.qmp, "cont", NULL, 0, NULL, &why);
+		r = lc_db_append(db, state_rec(id, prev, "snapshot operation settled after a crash", NULL),
+				 NULL, err);
+		if (r < 0)
+			return r;
+	}
+	/* a failure is kept in the done record: it must not block every
+	 * later writer of the journal */
+	return lc_db_append(db, done_rec(seq, result, util_streq(result, "failed") ? why.msg : NULL),
+			    NULL, err);
+}
+
+int lc_snap_settle(const char *root, uint64_t id, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_json_ json_t *open = NULL;
+	const char *key;
+	json_t *intent;
+	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
+
+	if (r < 0)
+		return r;
+	open = json_deep_copy(lc_db_intents(db));
+	json_object_foreach(open, key, intent) {
+		if ((uint64_t)jint(intent, "id") != id ||
+		    !util_startswith(jstr(intent, "op") ? jstr(intent, "op") : "", "snapshot-"))
+			continue;
+		r = lc_snap_recover(db, strtoull(key, NULL, 10), intent, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- commands ------------------------------------------------------------------------------ */
+
+/* Running (ACTIVE/RUNNING or PAUSED: through QEMU) or off (PENDING, HOLD,
+ * POWEROFF, UNDEPLOYED: qemu-img). Anything else is refused. */
+static int check_state(const lc_vm *vm, const char *what, bool *ret_running, util_err *err)
+{
+	_cleanup_free_ char *text = NULL;
+
+	if (vm->state == LC_ACTIVE && (vm->lcm == LC_LCM_RUNNING || vm->lcm == LC_LCM_PAUSED)) {
+		*ret_running = true;
+		return 0;
+	}
+	if (vm->state == LC_PENDING || vm->state == LC_HOLD || vm->state == LC_POWEROFF ||
+	    vm->state == LC_UNDEPLOYED) {
+		*ret_running = false;
+		return 0;
+	}
+	text = lc_state_text(vm);
+	return util_err_set(err, -EBUSY,
+			    "cannot %s '%s': it is %s; snapshots need it ACTIVE/RUNNING, ACTIVE/PAUSED, PENDING, HOLD, POWEROFF or UNDEPLOYED",
+			    what, vm->def.name, text);
+}
+
+/* A command's view of a held VM: a reader's copy of the journal. */
+typedef struct held_vm {
+	lc_held h;
+	lc_db *db;
+	lc_vm *vm;
+} held_vm;
+
+static void held_vm_clear(held_vm *x)
+{
+	lc_db_close(x->db);
+	x->db = NULL;
+	x->vm = NULL;
+	lc_held_clear(&x->h);
+}
+
+static int reload(const char *root, held_vm *x, util_err *err)
+{
+	lc_db_close(x->db);
+	x->db = NULL;
+	return lc_load_vm(root, x->h.id, &x->db, &x->vm, err);
+}
+
+static int hold(const char *root, const char *name, const lc_run_opts *opts, held_vm *x,
+		util_err *err)
+{
+	int r;
+
+	memset(x, 0, sizeof(*x));
+	x->h.lock = -1;
+	/* lc_hold_vm settles interrupted snapshot operations too */
+	r = lc_hold_vm(root, name, opts, &x->h, err);
+	return r < 0 ? r : reload(root, x, err);
+}
+
+/* Delete snapshot s (borrowed from x->vm) of a held VM. */
+static int delete_held(const char *root, held_vm *x, json_t *s, bool running, const char *why,
+		       util_err *err)
+{
+	_cleanup_(target_clear) target t = { 0 };
+	_cleanup_free_ char *tag = util_xstrdup(jstr(s, "tag"));
+	_cleanup_free_ char *reason = NULL;
+	int64_t sid = jint(s, "id");
+	const char *prev = lc_lcm_name(x->vm->lcm);
+	uint64_t intent;
+	int r;
+
+	if (running && (r = lc_command_qmp(root, x->h.id, x->h.name, &t.qmp, err)) < 0)
+		return r;
+	target_of(x->vm, s, false, &t, err);
+	r = append(root, &intent, err,
+		   intent_rec("snapshot-delete", x->h.id,
+			      json_pack("{s:I, s:s, s:o}", "snap", (json_int_t)sid, "tag", tag, "disks",
+					ids_json(&t))),
+		   running ? state_rec(x->h.id, LC_LCM_SNAPSHOT, "deleting a snapshot", prev) : NULL,
+		   NULL, NULL);
+	if (r < 0)
+		return r;
+	util_crash_point("snapshot-delete-after-intent");
+	r = target_remove(&t, tag, "snapshot-delete-disk", err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		append(root, NULL, &ignored,
+		       running ? state_rec(x->h.id, x->vm->lcm, "snapshot deletion failed", NULL) : NULL,
+		       done_rec(intent, "failed", err->msg), NULL, NULL);
+		return util_err_prefix(err, "cannot delete snapshot '%s' of '%s'", tag, x->h.name);
+	}
+	util_crash_point("snapshot-delete-before-record");
+	reason = util_xasprintf("snapshot %" PRId64 " '%s' deleted%s", sid, tag, why ? why : "");
+	r = append(root, NULL, err,
+		   json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
+			     (json_int_t)x->h.id, "snap", (json_int_t)sid, "tag", tag, "reason", reason),
+		   running ? state_rec(x->h.id, x->vm->lcm, "snapshot deleted", NULL) : NULL,
+		   done_rec(intent, "ok", NULL), NULL);
+	if (r == 0)
+		r = reload(root, x, err);
+	return r;
+}
+
+static json_t *oldest(const lc_vm *vm)
+{
+	json_t *best = NULL, *s;
+	size_t i;
+
+	json_array_foreach(items_of(vm), i, s)
+		if (!best || jint(s, "created") < jint(best, "created") ||
+		    (jint(s, "created") == jint(best, "created") && jint(s, "id") < jint(best, "id")))
+			best = s;
+	return best;
+}
+
+static int pick_tag(const lc_vm *vm, const char *tag, int64_t id, char **ret, util_err *err)
+{
+	char *t;
+
+	if (tag) {
+		int r = util_validate_name(tag, "snapshot tag", err);
+
+		if (r < 0)
+			return r;
+		if (all_digits(tag))
+			return util_err_set(err, -EINVAL,
+					    "snapshot tag '%s' is all digits, which names snapshots by id; add a letter",
+					    tag);
+		if (find_by_tag(vm, tag))
+			return util_err_set(err, -EEXIST,
+					    "vm '%s' has a snapshot tagged '%s' already; choose another tag or delete it",
+					    vm->def.name, tag);
+		*ret = util_xstrdup(tag);
+		return 0;
+	}
+	t = util_xasprintf("snap-%" PRId64, id);
+	for (unsigned n = 2; find_by_tag(vm, t); n++) {
+		free(t);
+		t = util_xasprintf("snap-%" PRId64 "-%u", id, n);
+	}
+	*ret = t;
+	return 0;
+}
+
+int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_arg, bool no_memory,
+			  const lc_run_opts *opts, json_t **ret_snap, util_err *err)
+{
+	_cleanup_(held_vm_clear) held_vm x = { 0 };
+	_cleanup_(target_clear) target t = { 0 };
+	_cleanup_free_ char *tag = NULL, *reason = NULL, *prev = NULL;
+	_cleanup_json_ json_t *snap = NULL;
+	json_t *old;
+	bool running = false, memory;
+	lc_lcm lcm;
+	int64_t sid;
+	uint64_t intent;
+	int r = hold(root, name, opts, &x, err);
+
+	if (r == 0)
+		r = check_state(x.vm, "snapshot", &running, err);
+	if (r == 0)
+		r = target_all(x.vm, &t, err);
+	if (r == 0 && tag_arg)
+		r = pick_tag(x.vm, tag_arg, 0, &tag, err);
+	if (r < 0)
+		return r;
+	/* the oldest go first when the maximum would be passed */
+	while (json_array_size(items_of(x.vm)) >= lc_vm_snapshots_max(x.vm) && (old = oldest(x.vm))) {
+		_cleanup_free_ char *why = util_xasprintf(" (pruned: at most %u snapshots)",
+							  lc_vm_snapshots_max(x.vm));
+
+		r = delete_held(root, &x, old, running, why, err);
+		if (r < 0)
+			return util_err_prefix(err, "cannot make room for a new snapshot");
+	}
+	sid = x.vm->snapshots ? jint(x.vm->snapshots, "next") : 1;
+	if (sid <= 0)
+		sid = 1;
+	if (!tag && (r = pick_tag(x.vm, NULL, sid, &tag, err)) < 0)
+		return r;
+	memory = running && !no_memory;
+	lcm = x.vm->lcm;
+	prev = util_xstrdup(lc_lcm_name(lcm));
+	snap = json_pack("{s:I, s:s, s:I, s:b, s:o, s:I, s:s}", "id", (json_int_t)sid, "tag", tag,
+			 "parent", (json_int_t)current_of(x.vm), "memory", memory, "disks",
+			 ids_json(&t), "created", (json_int_t)util_realtime_ms(), "state",
+			 running ? lc_lcm_name(lcm) : lc_state_name(x.vm->state));
+	json_object_set_new(snap, "vmstate", memory ? json_integer(t.ids[0]) : json_null());
+	if (running && (r = lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, err)) < 0)
+		return r;
+	r = append(root, &intent, err,
+		   intent_rec("snapshot-create", x.h.id,
+			      json_pack("{s:I, s:s, s:o, s:b}", "snap", (json_int_t)sid, "tag", tag,
+					"disks", ids_json(&t), "memory", memory)),
+		   running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL, NULL,
+		   NULL);
+	if (r < 0)
+		return r;
+	util_crash_point("snapshot-create-after-intent");
+	r = target_create(&t, tag, memory, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		target_remove(&t, tag, NULL, &ignored);
+		append(root, NULL, &ignored,
+		       running ? state_rec(x.h.id, lcm, "snapshot failed", NULL) : NULL,
+		       done_rec(intent, "rolled-back", err->msg), NULL, NULL);
+		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
+	}
+	util_crash_point("snapshot-create-before-record");
+	reason = util_xasprintf("snapshot %" PRId64 " '%s' taken (%s)", sid, tag,
+				memory ? "memory and disks" : "disks");
+	r = append(root, NULL, err,
+		   json_pack("{s:s, s:I, s:O, s:s, s:s}", "type", "snapshot-add", "id",
+			     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason),
+		   running ? state_rec(x.h.id, lcm, "snapshot taken", NULL) : NULL,
+		   done_rec(intent, "ok", NULL), NULL);
+	if (r == 0 && ret_snap)
+		*ret_snap = TAKE_PTR(snap);
+	return r;
+}
+
+int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_arg,
+			  const lc_run_opts *opts, util_err *err)
+{
+	_cleanup_(held_vm_clear) held_vm x = { 0 };
+	_cleanup_(target_clear) target t = { 0 };
+	_cleanup_free_ char *tag = NULL, *reason = NULL;
+	json_t *s = NULL;
+	bool running = false, memory;
+	unsigned vmstate;
+	int64_t sid;
+	uint64_t intent;
+	int r = hold(root, name, opts, &x, err);
+
+	if (r == 0)
+		r = find_snap(x.vm, snap_arg, &s, err);
+	if (r == 0)
+		r = check_state(x.vm, "revert", &running, err);
+	if (r < 0)
+		return r;
+	tag = util_xstrdup(jstr(s, "tag"));
+	sid = jint(s, "id");
+	memory = json_is_true(json_object_get(s, "memory"));
+	vmstate = (unsigned)jint(s, "vmstate");
+	if (running && !memory)
+		return util_err_set(err, -EINVAL,
+				    "cannot revert '%s' to snapshot '%s' while it runs: the snapshot holds no memory (taken with --no-memory or while the vm was off); power it off (qvm poweroff %s) and revert then",
+				    x.h.name, tag, x.h.name);
+	r = target_of(x.vm, s, true, &t, err);
+	if (r == 0 && running)
+		r = lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot revert '%s'", x.h.name);
+	r = append(root, &intent, err,
+		   intent_rec("snapshot-revert", x.h.id,
+			      json_pack("{s:I, s:s, s:o, s:b, s:I}", "snap", (json_int_t)sid, "tag", tag,
+					"disks", ids_json(&t), "memory", memory, "vmstate",
+					(json_int_t)vmstate)),
+		   running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "reverting to a snapshot",
+				       lc_lcm_name(x.vm->lcm))
+			   : NULL,
+		   NULL, NULL);
+	if (r < 0)
+		return r;
+	util_crash_point("snapshot-revert-after-intent");
+	r = target_revert(&t, tag, vmstate, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		append(root, NULL, &ignored,
+		       running ? state_rec(x.h.id, x.vm->lcm, "snapshot revert failed", NULL) : NULL,
+		       done_rec(intent, "failed", err->msg), NULL, NULL);
+		return util_err_prefix(err, "cannot revert '%s' to snapshot '%s'", x.h.name, tag);
+	}
+	util_crash_point("snapshot-revert-before-record");
+	reason = util_xasprintf("reverted to snapshot %" PRId64 " '%s'", sid, tag);
+	return append(root, NULL, err,
+		      json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-current", "id",
+				(json_int_t)x.h.id, "snap", (json_int_t)sid, "tag", tag, "reason",
+				reason),
+		      running ? state_rec(x.h.id, x.vm->lcm, reason, NULL) : NULL,
+		      done_rec(intent, "ok", NULL), NULL);
+}
+
+int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap_arg,
+			  const lc_run_opts *opts, util_err *err)
+{
+	_cleanup_(held_vm_clear) held_vm x = { 0 };
+	json_t *s = NULL;
+	bool running = false;
+	int r = hold(root, name, opts, &x, err);
+
+	if (r == 0)
+		r = find_snap(x.vm, snap_arg, &s, err);
+	if (r == 0)
+		r = check_state(x.vm, "delete a snapshot of", &running, err);
+	if (r == 0)
+		r = delete_held(root, &x, s, running, NULL, err);
+	return r;
+}
+
+int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_err *err)
+{
+	_cleanup_(held_vm_clear) held_vm x = { 0 };
+	json_t *items;
+	int r = hold(root, name, NULL, &x, err);
+
+	if (r < 0)
+		return r;
+	items = items_of(x.vm);
+	*ret = json_pack("{s:s, s:I, s:i, s:o}", "vm", x.h.name, "current",
+			 (json_int_t)current_of(x.vm), "max", (int)lc_vm_snapshots_max(x.vm),
+			 "snapshots", items ? json_deep_copy(items) : json_array());
+	return 0;
+}

@@ -1,0 +1,32 @@
+/* Private to lifecycle/: the VM snapshot tree's records and the recovery
+ * of snapshot operations a crash interrupted (snapshot.c). */
+#ifndef QVM_LC_SNAPSHOT_H
+#define QVM_LC_SNAPSHOT_H
+
+#include "db.h"
+
+/* Apply a "snapshot-add", "snapshot-del" or "snapshot-current" record to
+ * vm's tree (db.c's db_apply). */
+int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err);
+
+/* Finish or roll back the snapshot intent seq (op "snapshot-create",
+ * "snapshot-revert" or "snapshot-delete") of a qvm that died; the caller
+ * holds the VM lock and db is writable. A create without its snapshot-add
+ * record is rolled back (the partial internal snapshots deleted); a delete
+ * and a revert are finished. An ACTIVE VM whose QEMU cannot be reached is
+ * left for later. */
+int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err);
+
+/* With the VM lock held (lc_hold_vm): settle the VM's own interrupted
+ * snapshot intents, which the journal's recovery skips while the lock is
+ * held. */
+int lc_snap_settle(const char *root, uint64_t id, util_err *err);
+
+/* Drop every snapshot of vm from the tree (its disks were made anew). */
+int lc_snap_forget_all(lc_db *db, lc_vm *vm, util_err *err);
+
+/* Can vm's disks hold a VM snapshot? Every disk must be qcow2 and one at
+ * least writable; the refusal names the disk and what to do. */
+int lc_snap_check_disks(const lc_vm *vm, util_err *err);
+
+#endif

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# VM snapshots end to end, with real QEMU (TCG), real qcow2 and the test
+# guest: a stopped VM's snapshots through qemu-img (create, revert of disk
+# content, delete, checked with qemu-img and qemu-io), crash points in
+# create, delete and revert (the next command finishes or rolls back: the
+# tree and the disks agree), then one boot: a snapshot with memory, revert, and the
+# guest's counter continues from the saved moment; the tree (A, B, revert
+# to A, C: C's parent is A); refusals; pruning at a maximum of 2; a crash
+# in a running VM's snapshot.
+. "$(dirname "$0")/../lib/tap.sh"
+QVM=${QVM:?set QVM to the qvm binary}
+G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
+for f in vmlinuz initrd.img append; do
+	[ -f "$G/$f" ] || bail_out "no $G/$f: run make guest"
+done
+qvm_test_root
+export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg
+export QVM_DISK_ROOTS=$G
+BOOT_S=90
+
+run() {
+	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
+	RC=$?
+	ERR=$(cat "$QVM_TEST_ROOT/stderr")
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+state() {
+	"$QVM" show "$1" --json 2>/dev/null |
+		json 'd["state"] + ("/" + d["lcm"] if d["state"] == "ACTIVE" else "")'
+}
+# tags NAME: the tree's snapshots as "ID:TAG:PARENT" sorted by id, one line
+tags() {
+	"$QVM" snapshot-list "$1" --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(" ".join("%d:%s:%d" % (s["id"], s["tag"], s["parent"]) for s in sorted(d["snapshots"], key=lambda s: s["id"])))'
+}
+current() { "$QVM" snapshot-list "$1" --json | json 'd["current"]'; }
+# disk_tags FILE: the internal snapshots qemu-img lists in FILE (-U: a
+# running qemu may hold it), sorted, one line
+disk_tags() {
+	qemu-img info -U -f qcow2 --output=json -- "$1" |
+		python3 -c 'import json,sys; print(" ".join(sorted(s["name"] for s in json.load(sys.stdin).get("snapshots", []))))'
+}
+explain() {
+	diag "state of '$1': $(state "$1")"
+	diag_file "$D/supervisor.log" 10
+	diag_file "$D/qemu.log" 10
+	diag_file "$D/console.log" 10
+}
+# counter_after LINENO: the first QVM-COUNTER value after that line (waits)
+counter_after() {
+	wait_for_file_line "$LOG" '^QVM-COUNTER [0-9]+$' 30 "$1" || return 1
+	echo "${TAP_LINE#QVM-COUNTER }"
+}
+last_counter() { tr -d '\r' <"$LOG" | grep -a -E '^QVM-COUNTER [0-9]+$' | tail -1 | cut -d' ' -f2; }
+
+run "$QVM" create sn --memory 256M --machine pc --disk 64M --disk 32M \
+	--kernel "$G/vmlinuz" --initrd "$G/initrd.img" --append "$(cat "$G/append") qvm.counter=1"
+[ "$RC" = 0 ] || bail_out "cannot create the vm: $ERR"
+ID=$("$QVM" show sn --json | json 'd["id"]')
+D=$QVM_ROOT/vms/$ID
+D0=$D/disk0.qcow2
+D1=$D/disk1.qcow2
+LOG=$D/console.log
+
+# ---- a stopped vm: qemu-img --------------------------------------------------------------
+run "$QVM" snapshot-list sn
+like "$OUT" "sn has no snapshots \(at most 10\)" "snapshot-list: none yet, default maximum 10"
+run "$QVM" snapshot-create sn base
+is "$RC" 0 "snapshot-create of a PENDING vm" || diag "$ERR"
+like "$OUT" "^sn: snapshot 1 'base' taken \(disks only\)$" "... disks only, id 1"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "base|base" "qemu-img lists 'base' in both disks"
+qemu-io -f qcow2 -c "write -q -P 0xab 0 64k" "$D1" >/dev/null
+ok "data written to disk 1 after the snapshot" qemu-io -f qcow2 -c "read -q -P 0xab 0 64k" "$D1"
+run "$QVM" snapshot-revert sn base
+is "$RC" 0 "snapshot-revert of a stopped vm" || diag "$ERR"
+ok "... disk 1 holds what it held at the snapshot (zeros)" qemu-io -f qcow2 -c "read -q -P 0 0 64k" "$D1"
+run "$QVM" snapshot-create sn
+is "$RC" 0 "snapshot-create without a tag" || diag "$ERR"
+like "$OUT" "snapshot 2 'snap-2' taken" "... tagged snap-2"
+is "$(tags sn)" "1:base:0 2:snap-2:1" "tree: snap-2 is a child of base"
+run "$QVM" snapshot-delete sn snap-2
+is "$RC" 0 "snapshot-delete of a stopped vm" || diag "$ERR"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "base|base" "... gone from both disks"
+is "$(current sn)" 1 "... current is its parent again"
+
+# crash in create, after the first disk took it: rolled back by the next command
+run env QVM_CRASH_AT=snapshot-create-disk "$QVM" snapshot-create sn torn
+is "$RC" 99 "crash point snapshot-create-disk"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "base torn|base" "... disk 0 holds 'torn', disk 1 not"
+is "$(tags sn)" "1:base:0" "the next command: no 'torn' in the tree"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "base|base" "... and in no disk (rolled back)"
+run "$QVM" snapshot-create sn torn
+is "$RC" 0 "the tag can be taken again" || diag "$ERR"
+
+# crash in delete, after the first disk lost it: finished by the next command
+run env QVM_CRASH_AT=snapshot-delete-disk "$QVM" snapshot-delete sn torn
+is "$RC" 99 "crash point snapshot-delete-disk"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "base|base torn" "... disk 0 lost 'torn', disk 1 not yet"
+run "$QVM" show sn
+like "$OUT" "snapshot-delete" "show: the interrupted delete in the history"
+is "$(tags sn)" "1:base:0" "the next command: 'torn' is gone from the tree"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "base|base" "... and from every disk (finished)"
+
+# crash in revert, after the first disk went back: finished by the next command
+qemu-io -f qcow2 -c "write -q -P 0xcd 0 64k" "$D0" >/dev/null
+qemu-io -f qcow2 -c "write -q -P 0xcd 0 64k" "$D1" >/dev/null
+run env QVM_CRASH_AT=snapshot-revert-disk "$QVM" snapshot-revert sn base
+is "$RC" 99 "crash point snapshot-revert-disk"
+ok "... disk 0 went back" qemu-io -f qcow2 -c "read -q -P 0 0 64k" "$D0"
+ok "... disk 1 not yet" qemu-io -f qcow2 -c "read -q -P 0xcd 0 64k" "$D1"
+is "$(current sn)" 1 "the next command: current is base"
+ok "... and disk 1 went back too (finished)" qemu-io -f qcow2 -c "read -q -P 0 0 64k" "$D1"
+
+# the tree survives the journal's compaction (after 128 records)
+before=$(tags sn)
+compacted=0
+for i in $(seq 1 140); do
+	size=$(stat -c %s "$QVM_ROOT/journal/log")
+	"$QVM" update sn "k=$i" || break
+	[ "$(stat -c %s "$QVM_ROOT/journal/log")" -lt "$size" ] && compacted=1 && break
+done
+is "$compacted" 1 "the journal was compacted"
+is "$(tags sn)" "$before" "... the tree is the same after it"
+
+# refusals
+run "$QVM" snapshot-revert sn nope
+is "$RC" 1 "revert to an unknown snapshot is refused"
+like "$ERR" "vm 'sn' has no snapshot 'nope'; see qvm snapshot-list sn" "... naming the vm and the snapshot"
+run "$QVM" snapshot-delete sn 42
+like "$ERR" "vm 'sn' has no snapshot '42'" "delete of an unknown id is refused"
+run "$QVM" snapshot-create sn base
+like "$ERR" "vm 'sn' has a snapshot tagged 'base' already" "a tag in use is refused"
+run "$QVM" snapshot-create sn 'bad/tag'
+like "$ERR" "invalid snapshot tag 'bad/tag'" "an invalid tag is refused"
+run "$QVM" snapshot-create sn 7
+like "$ERR" "snapshot tag '7' is all digits" "an all-digit tag is refused (ids are numbers)"
+
+# ---- a running vm: QEMU's snapshot jobs ----------------------------------------------------
+run "$QVM" start sn
+is "$RC" 0 "start" || diag "$ERR"
+if ! wait_for_file_line "$LOG" '^QVM-COUNTER 3$' $BOOT_S; then
+	explain sn
+	bail_out "the guest does not boot or count"
+fi
+ok "the guest counts"
+# the counter at the saved moment lies between the last line before the
+# command and the last after it (a line may still be on its way)
+NB=$(last_counter)
+run "$QVM" snapshot-create sn A
+is "$RC" 0 "snapshot-create of a running vm (memory)" || diag "$ERR"
+like "$OUT" "snapshot 4 'A' taken \(memory and disks\)" "... with its memory"
+N=$(last_counter)
+diag "counter when A was taken: $NB..$N"
+is "$(state sn)" "ACTIVE/RUNNING" "ACTIVE/RUNNING again after the snapshot"
+run "$QVM" history sn
+like "$OUT" "ACTIVE/SNAPSHOT +taking a snapshot" "history: ACTIVE/SNAPSHOT while it was taken"
+ok "the guest counts on: $((N + 5)) printed" wait_for_file_line "$LOG" "^QVM-COUNTER $((N + 5))$" 60
+run "$QVM" snapshot-revert sn A
+is "$RC" 0 "snapshot-revert of a running vm" || diag "$ERR"
+at=$(line_count "$LOG")
+V=$(counter_after "$at")
+diag "first counter after the revert: $V"
+ok "the guest continues from the saved moment: next counter $V is about $N, not $((N + 6))" \
+	test -n "$V" -a "${V:-0}" -ge "$NB" -a "${V:-99}" -le $((N + 2))
+is "$(state sn)" "ACTIVE/RUNNING" "ACTIVE/RUNNING after the revert"
+
+# the tree: A, B, revert to A, C -> C's parent is A
+run "$QVM" snapshot-create sn B
+is "$RC" 0 "snapshot B" || diag "$ERR"
+run "$QVM" snapshot-revert sn A
+is "$RC" 0 "revert to A" || diag "$ERR"
+run "$QVM" snapshot-create sn C
+is "$RC" 0 "snapshot C" || diag "$ERR"
+is "$(tags sn)" "1:base:0 4:A:1 5:B:4 6:C:4" "tree: B and C are both children of A"
+is "$(current sn)" 6 "current: C"
+run "$QVM" snapshot-list sn
+like "$OUT" "\`-- 4 A  \[memory, RUNNING, [^]]*\]
+    \|-- 5 B  \[memory, RUNNING, [^]]*\]
+    \`-- 6 C  \[memory, RUNNING, [^]]*\]  <- current" "snapshot-list draws the tree"
+
+# a snapshot without memory cannot be loaded into a running vm
+run "$QVM" snapshot-create sn disksonly --no-memory
+is "$RC" 0 "--no-memory on a running vm" || diag "$ERR"
+like "$OUT" "'disksonly' taken \(disks only\)" "... disks only"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "A B C base disksonly|A B C base disksonly" \
+	"qemu-img: every snapshot in both disks"
+run "$QVM" snapshot-revert sn disksonly
+is "$RC" 1 "revert of a memory-less snapshot while running is refused"
+like "$ERR" "cannot revert 'sn' to snapshot 'disksonly' while it runs: the snapshot holds no memory.*power it off \(qvm poweroff sn\)" \
+	"... saying why and what to do"
+is "$(state sn)" "ACTIVE/RUNNING" "... and the vm runs on"
+
+# crash in a running vm's snapshot: rolled back, the guest runs on
+run env QVM_CRASH_AT=snapshot-create-before-record "$QVM" snapshot-create sn lost
+is "$RC" 99 "crash point snapshot-create-before-record (running vm)"
+is "$(state sn)" "ACTIVE/SNAPSHOT" "... left ACTIVE/SNAPSHOT"
+run "$QVM" snapshot-list sn
+unlike=$(grep -c "lost" <<<"$OUT")
+is "$unlike" 0 "the next command: no 'lost' in the tree"
+is "$(state sn)" "ACTIVE/RUNNING" "... ACTIVE/RUNNING again"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "A B C base disksonly|A B C base disksonly" \
+	"... and 'lost' is in no disk"
+at=$(line_count "$LOG")
+ok "... the guest counts on" counter_after "$at"
+
+# pruning: at most 2
+run "$QVM" update sn snapshots.max=2
+is "$RC" 0 "update snapshots.max=2" || diag "$ERR"
+run "$QVM" snapshot-create sn E
+is "$RC" 0 "snapshot E past the maximum" || diag "$ERR"
+is "$(tags sn)" "7:disksonly:0 8:E:7" "the oldest were pruned: 2 left"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "E disksonly|E disksonly" "... from the disks too"
+run "$QVM" history sn
+like "$OUT" "snapshot 1 'base' deleted \(pruned: at most 2 snapshots\)" "history: the pruning"
+run "$QVM" snapshot-delete sn E
+is "$RC" 0 "snapshot-delete of a running vm" || diag "$ERR"
+is "$(tags sn)" "7:disksonly:0" "... gone from the tree"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "disksonly|disksonly" "... and from the disks"
+
+# fresh disks hold no snapshots
+run "$QVM" delete sn --recreate
+is "$RC" 0 "delete --recreate of the running vm" || diag "$ERR"
+run "$QVM" snapshot-list sn
+like "$OUT" "sn has no snapshots" "... its tree is empty"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")" "|" "... as its new disks"
+
+run "$QVM" delete sn
+is "$RC" 0 "delete the vm" || diag "$ERR"
+ok "no qemu runs under the test root" test -z "$(pids_matching "$QVM_ROOT")"
+done_testing

@@ -390,13 +390,15 @@ static int target_has(target *t, const char *tag, bool has[], util_err *err)
 		return 0;
 	}
 	for (size_t d = 0; d < t->n; d++) {
-		_cleanup_strv_ char **tags = NULL;
-		int r = stor_qcow2_snapshot_list(t->paths[d], &tags, err);
+		_cleanup_json_ json_t *info = NULL;
+		json_t *s;
+		size_t k;
+		int r = stor_disk_info(t->paths[d], "qcow2", &info, err);
 
 		if (r < 0)
 			return r;
-		for (size_t k = 0; tags[k]; k++)
-			if (util_streq(tags[k], tag))
+		json_array_foreach(json_object_get(info, "snapshots"), k, s)
+			if (util_streq(jstr(s, "name"), tag))
 				has[d] = true;
 	}
 	return 0;
@@ -434,7 +436,7 @@ static int target_remove(target *t, const char *tag, const char *crash_point, ut
 	for (size_t d = 0; d < t->n; d++) {
 		if (!has[d])
 			continue;
-		r = stor_qcow2_snapshot(t->paths[d], 'd', tag, err);
+		r = stor_snapshot(t->paths[d], STOR_SNAP_DELETE, tag, err);
 		if (r < 0)
 			return r;
 		if (crash_point)
@@ -484,7 +486,7 @@ static int target_create(target *t, const char *tag, bool memory, util_err *err)
 			args = json_pack("{s:s, s:s}", "device", node, "name", tag);
 			r = qmp_execute(t->qmp, "blockdev-snapshot-internal-sync", args, 0, NULL, err);
 		} else {
-			r = stor_qcow2_snapshot(t->paths[d], 'c', tag, err);
+			r = stor_snapshot(t->paths[d], STOR_SNAP_CREATE, tag, err);
 		}
 		if (r == 0)
 			util_crash_point("snapshot-create-disk");
@@ -510,7 +512,7 @@ static int target_revert(target *t, const char *tag, unsigned vmstate, util_err 
 			       err);
 	}
 	for (size_t d = 0; d < t->n; d++) {
-		int r = stor_qcow2_snapshot(t->paths[d], 'a', tag, err);
+		int r = stor_snapshot(t->paths[d], STOR_SNAP_APPLY, tag, err);
 
 		if (r < 0)
 			return r;

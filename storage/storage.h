@@ -218,14 +218,4 @@ int stor_image_delete(const char *root, const char *name, util_err *err);
  * writing (an import given up); *ret_n says how many went. */
 int stor_image_discard_partials(const char *root, const char *name, unsigned *ret_n,
                                 util_err *err);
-/* ---- internal snapshots of a disk no QEMU has open ----------------------- */
-
-/* The tags of the internal snapshots of the qcow2 image at path (a new
- * NULL-terminated vector, empty when there are none). */
-int stor_qcow2_snapshot_list(const char *path, char ***ret_tags, util_err *err);
-
-/* `qemu-img snapshot` on the qcow2 image at path: op 'c' creates tag, 'a'
- * applies it (the disk goes back to it), 'd' deletes it. */
-int stor_qcow2_snapshot(const char *path, char op, const char *tag, util_err *err);
-
 #endif

@@ -15,10 +15,11 @@ SANFLAGS :=
 endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-# libcurl is not linked: storage/curl_dl.c loads it when a download starts
-# (linked, its ~30 libraries would slow every qvm's exec and fatten every
-# supervisor). Its headers still come from pkg-config.
-PKG_LIBS   := $(shell pkg-config --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null)
+# libcurl and libnl are not linked: storage/curl_dl.c and net/nl_dl.c load
+# them when a download or a network operation needs them (linked, they would
+# slow every qvm's exec and fatten every VM's supervisor). Their headers
+# still come from pkg-config.
+PKG_LIBS   := $(shell pkg-config --libs jansson 2>/dev/null)
 
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

@@ -8,11 +8,9 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <netlink/netlink.h>
-#include <netlink/route/link.h>
-#include <netlink/route/link/vlan.h>
 
 #include "net.h"
+#include "nl_dl.h"
 
 static int nl_errno(int nlerr)
 {
@@ -55,9 +53,12 @@ static void link_putp(struct rtnl_link **l)
 
 static int route_socket(struct nl_sock **ret, util_err *err)
 {
-	struct nl_sock *s = nl_socket_alloc();
-	int r;
+	struct nl_sock *s;
+	int r = net_nl_load(err);
 
+	if (r < 0)
+		return r;
+	s = nl_socket_alloc();
 	if (!s)
 		return util_err_set(err, -ENOMEM, "cannot allocate a netlink socket");
 	r = nl_connect(s, NETLINK_ROUTE);

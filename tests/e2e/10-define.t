@@ -3,9 +3,10 @@
 # list/show/--json, hold/release, delete; refusals of hostile names, sizes,
 # paths and images, each leaving nothing behind.
 . "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/vm.sh"
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_DISK_ROOTS=$QVM_TEST_ROOT/img
-QVM=${QVM:?set QVM to the qvm binary}
+need_qvm
 mkdir -p "$QVM_DISK_ROOTS"
 img=$QVM_DISK_ROOTS
 qemu-img create -q -f qcow2 "$img/base.qcow2" 64M
@@ -14,16 +15,9 @@ qemu-img create -q -f raw "$img/base.raw" 32M
 : >"$img/initrd.img"
 : >"$img/cd.iso"
 
-# run CMD...: sets OUT, ERR and RC
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-
+# run CMD... (sets OUT, ERR and RC) and json EXPR: tests/lib/vm.sh
 # count of vm folders: a refused create must not leave one
 vm_dirs() { find "$QVM_ROOT/vms" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 run "$QVM" list
 is "$RC" 0 "list on an empty root works"

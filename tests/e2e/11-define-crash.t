@@ -4,18 +4,14 @@
 # vm or nothing; many creates at once neither lose nor duplicate anything;
 # a corrupt journal stops with a clear error instead of being skipped.
 . "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/vm.sh"
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_DISK_ROOTS=$QVM_TEST_ROOT/img
-QVM=${QVM:?set QVM to the qvm binary}
+need_qvm
 mkdir -p "$QVM_DISK_ROOTS"
 qemu-img create -q -f qcow2 "$QVM_DISK_ROOTS/base.qcow2" 64M
 
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# run CMD... (sets OUT, ERR and RC) and json EXPR: tests/lib/vm.sh
 # the ids of vms that are not DONE
 live_ids() { "$QVM" list --json | json '" ".join(str(v["id"]) for v in d)'; }
 vm_dirs() { (cd "$QVM_ROOT/vms" 2>/dev/null && ls | sort -n | tr '\n' ' '); }

@@ -6,56 +6,21 @@
 # ignores ACPI, delete of a running VM, delete --recreate, history.
 # Each boot costs ~3 s of TCG: one guest is reused across steps.
 . "$(dirname "$0")/../lib/tap.sh"
-QVM=${QVM:?set QVM to the qvm binary}
-G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
-for f in vmlinuz initrd.img append; do
-	[ -f "$G/$f" ] || bail_out "no $G/$f: run make guest"
-done
+. "$(dirname "$0")/../lib/vm.sh"
+need_guest
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg
 export QVM_DISK_ROOTS=$G:$QVM_TEST_ROOT/img
 mkdir -p "$QVM_TEST_ROOT/img"
-APPEND=$(cat "$G/append")
 NL=$'\n'
-BOOT_S=60 # bounded waits for a boot under TCG on a busy machine
 
-# run CMD...: sets OUT, ERR and RC
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-
-# define NAME [EXTRA_APPEND] [create flags...]: a vm booting the test guest
-define() {
-	local name=$1 extra=$2
-	shift 2
-	run "$QVM" create "$name" --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
-		--append "$APPEND $extra" "$@"
-	[ "$RC" = 0 ] || bail_out "cannot create '$name': $ERR"
-}
-vm_id() { "$QVM" show "$1" --json | json 'd["id"]'; }
-uuid_of() { "$QVM" show "$1" --json | json 'd["definition"]["uuid"]'; }
+# From tests/lib/vm.sh: run, json, define NAME [EXTRA_APPEND] [create
+# flags...] (a vm booting the test guest), vm_id, uuid_of, state,
+# wait_state, last_seq, explain.
 console_log() { echo "$QVM_ROOT/vms/$(vm_id "$1")/console.log"; }
-# state NAME: "ACTIVE/RUNNING", "POWEROFF", ...
-state() {
-	"$QVM" show "$1" --json 2>/dev/null |
-		json 'd["state"] + ("/" + d["lcm"] if d["state"] == "ACTIVE" else "")'
-}
-# wait_state NAME ERE TIMEOUT_S: polls until the state matches; sets STATE
-wait_state() {
-	local deadline=$((SECONDS + $3))
-	while :; do
-		STATE=$(state "$1")
-		[[ $STATE =~ ^($2)$ ]] && return 0
-		[ $SECONDS -lt "$deadline" ] || return 1
-		sleep 0.2
-	done
-}
 # history lines "SEQ STATE[/LCM] REASON" of records after seq $2 (default 0)
 hist() {
-	"$QVM" history "$1" --json | python3 -c '
+	"$QVM" history "$1" --json | "$PY" -c '
 import json, sys
 for r in json.load(sys.stdin):
     if r.get("type") != "state" or r["seq"] <= int(sys.argv[1]):
@@ -65,7 +30,6 @@ for r in json.load(sys.stdin):
 }
 # states_in HISTORY_TEXT: the STATE column of `qvm history`, one line
 states_in() { awk 'NR > 1 && ($4 == "state" || $4 == "define") {print $5}' <<<"$1" | tr '\n' ' '; }
-last_seq() { "$QVM" history "$1" --json | json 'd[-1]["seq"]'; }
 # count_lines FILE ERE
 count_lines() { tr -d '\r' <"$1" 2>/dev/null | grep -a -c -E -- "$2"; }
 no_qemu_of() { [ -z "$(pids_matching "$1")" ]; }
@@ -79,15 +43,6 @@ wait_gone() {
 }
 # no_supervisor ID: the supervisor of vm ID in this root is gone (bounded)
 no_supervisor() { wait_gone "$QVM_ROOT __supervise $1 --" 5; }
-# Say what went on when a step fails.
-explain() {
-	local id
-	id=$(vm_id "$1" 2>/dev/null) || return 0
-	diag "state of '$1': $(state "$1")"
-	diag_file "$QVM_ROOT/vms/$id/supervisor.log" 10
-	diag_file "$QVM_ROOT/vms/$id/qemu.log" 10
-	diag_file "$QVM_ROOT/vms/$id/console.log" 10
-}
 
 # ---- 1. start, list, show, start again -------------------------------------
 define g "qvm.counter=1"

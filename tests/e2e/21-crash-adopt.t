@@ -7,79 +7,28 @@
 # 20 starts of one VM at once, and a caller blocked on the VM lock.
 # Each boot costs ~3 s of TCG: VMs are reused where the steps allow.
 . "$(dirname "$0")/../lib/tap.sh"
-QVM=${QVM:?set QVM to the qvm binary}
-G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
-for f in vmlinuz initrd.img append; do
-	[ -f "$G/$f" ] || bail_out "no $G/$f: run make guest"
-done
+. "$(dirname "$0")/../lib/vm.sh"
+need_guest
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg QVM_DISK_ROOTS=$G
 unset QVM_CRASH_AT QVM_QEMU QVM_LOCK_TIMEOUT_MS
-APPEND=$(cat "$G/append")
-BOOT_S=60 # bounded waits for a boot under TCG on a busy machine
 
-# run CMD...: sets OUT, ERR and RC
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-# Debian's python3 (make deps): a pyenv shim first in PATH costs ~1 s a call
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-json() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-
-# define NAME: a vm booting the test guest
-define() {
-	run "$QVM" create "$1" --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
-		--append "$APPEND"
-	[ "$RC" = 0 ] || bail_out "cannot create '$1': $ERR"
-}
+# From tests/lib/vm.sh: run, json, define NAME (a vm booting the test
+# guest), vm_id, uuid_of, state, wait_state, reasons, last_seq, qemus, sups,
+# settled NAME|ID ID UUID STATE LABEL, section.
 # retire NAME: stop and delete a vm a failed check left behind
 retire() {
 	"$QVM" show "$1" >/dev/null 2>&1 || return 0
 	"$QVM" poweroff --hard "$1" >/dev/null 2>&1
 	"$QVM" delete "$1" >/dev/null 2>&1
 }
-section() { diag "[${SECONDS}s] $*"; }
-# These read the journal as it is: show and history do not reconcile.
-vm_id() { "$QVM" show "$1" --json | json 'd["id"]'; }
-uuid_of() { "$QVM" show "$1" --json | json 'd["definition"]["uuid"]'; }
-# state NAME|ID: "ACTIVE/RUNNING", "POWEROFF", ...
-state() {
-	"$QVM" show "$1" --json 2>/dev/null |
-		json 'd["state"] + ("/" + d["lcm"] if d["state"] == "ACTIVE" else "")'
-}
-# wait_state NAME ERE TIMEOUT_S: polls until the state matches; sets STATE
-wait_state() {
-	local deadline=$((SECONDS + $3))
-	while :; do
-		STATE=$(state "$1")
-		[[ $STATE =~ ^($2)$ ]] && return 0
-		[ $SECONDS -lt "$deadline" ] || return 1
-		sleep 0.2
-	done
-}
 # recorded NAME|ID FIELD: the latest value of a runtime field the journal
-# holds for the vm (qemu_pid, supervisor_pid, ...)
+# holds for the vm (qemu_pid, supervisor_pid, ...); like show and history,
+# it does not reconcile
 recorded() {
 	"$QVM" history "$1" --json |
 		json '([r["'"$2"'"] for r in d if "'"$2"'" in r] or [0])[-1]'
 }
-# reasons NAME|ID [AFTER_SEQ]: "STATE[/LCM] reason" of the records after a seq
-reasons() {
-	"$QVM" history "$1" --json | "$PY" -c '
-import json, sys
-for r in json.load(sys.stdin):
-    if r.get("type") == "state" and r["seq"] > int(sys.argv[1]):
-        print(r["state"] + ("/" + r["lcm"] if r.get("lcm") else ""), r.get("reason") or "")
-' "${2:-0}"
-}
-last_seq() { "$QVM" history "$1" --json | json 'd[-1]["seq"]'; }
-# qemus UUID: how many processes run QEMU for the vm (its -uuid argument)
-qemus() { pids_matching "$1" | wc -l; }
-# sups ID: how many supervisors of the vm run
-sups() { pids_matching "$QVM_ROOT __supervise $1 " | wc -l; }
 alive() { [ -d "/proc/$1" ] && ! wait_pid_gone "$1" 0; }
 cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null; }
 # wait_ready ID AFTER_LINE: the guest printed its ready marker (ACPI works then)
@@ -100,15 +49,6 @@ running() {
 	like "$(cmdline "$s")" "__supervise $id " "$label: its recorded supervisor runs (pid $s)"
 	is "$(sups "$id")" 1 "$label: and it is the only supervisor of the vm"
 	ok "$label: its runtime folder is there" test -d "$QVM_ROOT/run/$id"
-}
-# settled NAME|ID ID UUID STATE LABEL: no QEMU, no supervisor, no runtime
-# folder, and the state given
-settled() {
-	local name=$1 id=$2 uuid=$3 want=$4 label=$5
-	is "$(state "$name")" "$want" "$label: $want"
-	is "$(qemus "$uuid")" 0 "$label: no qemu of it runs"
-	is "$(sups "$id")" 0 "$label: no supervisor of it runs"
-	ok "$label: no runtime folder" test ! -e "$QVM_ROOT/run/$id"
 }
 
 # ============================================================================

@@ -9,42 +9,18 @@
 # PROLOG step, and nothing left behind after delete.
 # Three guest boots in all.
 . "$(dirname "$0")/../lib/tap.sh"
-QVM=${QVM:?set QVM to the qvm binary}
-G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
-for f in vmlinuz initrd.img append; do
-	[ -f "$G/$f" ] || bail_out "no $G/$f: run make guest"
-done
+. "$(dirname "$0")/../lib/vm.sh"
+need_guest
 qvm_test_root
 CI=$QVM_TEST_ROOT/ci
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg QVM_DISK_ROOTS=$G:$CI
 unset QVM_CRASH_AT QVM_QEMU QVM_LOCK_TIMEOUT_MS
 mkdir -p "$CI"
-APPEND=$(cat "$G/append")
-BOOT_S=60 # bounded waits for a boot under TCG on a busy machine
 
-# run CMD...: sets OUT, ERR and RC
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-PY=python3
-[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-json() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-vm_id() { "$QVM" show "$1" --json | json 'd["id"]'; }
-uuid_of() { "$QVM" show "$1" --json | json 'd["definition"]["uuid"]'; }
-state() {
-	"$QVM" show "$1" --json 2>/dev/null |
-		json 'd["state"] + ("/" + d["lcm"] if d["state"] == "ACTIVE" else "")'
-}
-# "STATE[/LCM] reason" of every state record, one a line
-reasons() {
-	"$QVM" history "$1" --json | "$PY" -c '
-import json, sys
-for r in json.load(sys.stdin):
-    if r.get("type") == "state":
-        print(r["state"] + ("/" + r["lcm"] if r.get("lcm") else ""), r.get("reason") or "")'
-}
+# From tests/lib/vm.sh: run, json, vm_create, vm_id, uuid_of, state, reasons
+# (of every state record), settled NAME ID UUID STATE LABEL (no qemu, no
+# supervisor, no runtime folder), explain (with more of the console), section.
+EXPLAIN_CONSOLE_LINES=30
 # seed_lines LOG AFTER: the QVM-SEED lines of the first seed shown after
 # line AFTER (waits for its end)
 seed_lines() {
@@ -52,21 +28,6 @@ seed_lines() {
 	tail -n "+$(($2 + 1))" "$1" | tr -d '\r' | sed -n '/^QVM-SEED-BEGIN/,/^QVM-SEED-END/p'
 }
 vms_count() { find "$QVM_ROOT/vms" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-explain() {
-	local id
-	id=$(vm_id "$1" 2>/dev/null) || return 0
-	diag "state of '$1': $(state "$1")"
-	diag_file "$QVM_ROOT/vms/$id/supervisor.log" 10
-	diag_file "$QVM_ROOT/vms/$id/qemu.log" 10
-	diag_file "$QVM_ROOT/vms/$id/console.log" 30
-}
-# settled NAME UUID ID STATE LABEL: no qemu, no supervisor, no runtime folder
-settled() {
-	is "$(state "$1")" "$4" "$5: $4"
-	is "$(pids_matching "$2" | wc -l)" 0 "$5: no qemu of it runs"
-	is "$(pids_matching "$QVM_ROOT __supervise $3 " | wc -l)" 0 "$5: no supervisor of it runs"
-	ok "$5: no runtime folder" test ! -e "$QVM_ROOT/run/$3"
-}
 
 printf '#cloud-config\n# qvm-e2e-marker user-data\nruncmd: [ [ echo, hi ] ]\n' >"$CI/user-data"
 printf 'instance-id: iid-e2e-0001\nlocal-hostname: seeded-host\n' >"$CI/meta-data"
@@ -74,7 +35,6 @@ printf 'version: 2\nethernets:\n  eth0:\n    dhcp4: true\n' >"$CI/network-config
 cp "$CI/user-data" "$CI/user-data.orig"
 
 # ============================================================================
-section() { diag "[${SECONDS}s] $*"; }
 section "create refusals: nothing is defined"
 run "$QVM" create bad1 --kernel "$G/vmlinuz" --cloud-init "user-data=$CI/nope"
 is "$RC" 1 "a missing user-data file is refused"
@@ -100,11 +60,10 @@ is "$(grep -c bad <<<"$OUT")" 0 "list --all shows none of them"
 
 # ============================================================================
 section "create two vms with seeds"
-run "$QVM" create c1 --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" --append "$APPEND" \
+vm_create c1 "" \
 	--cloud-init "user-data=$CI/user-data,meta-data=$CI/meta-data,network-config=$CI/network-config"
 is "$RC" 0 "create c1 with user-data, meta-data and network-config" || bail_out "$ERR"
-run "$QVM" create c2 --machine q35 --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
-	--append "$APPEND" --cloud-init "user-data=$CI/user-data"
+vm_create c2 "" --machine q35 --cloud-init "user-data=$CI/user-data"
 is "$RC" 0 "create c2 (q35) with user-data only" || bail_out "$ERR"
 id1=$(vm_id c1) uuid1=$(uuid_of c1)
 id2=$(vm_id c2) uuid2=$(uuid_of c2)
@@ -168,7 +127,7 @@ mkdir "$QVM_ROOT/vms/$id1/cloud-init/meta-data"
 run "$QVM" start c1
 is "$RC" 1 "start with an unreadable meta-data copy fails"
 like "$ERR" "cannot start 'c1': cannot prepare the cloud-init seed of 'c1'" "... saying why: $ERR"
-settled c1 "$uuid1" "$id1" POWEROFF "after the failed start"
+settled c1 "$id1" "$uuid1" POWEROFF "after the failed start"
 rmdir "$QVM_ROOT/vms/$id1/cloud-init/meta-data"
 mv "$QVM_TEST_ROOT/md.saved" "$QVM_ROOT/vms/$id1/cloud-init/meta-data"
 
@@ -180,7 +139,7 @@ for point in start-prolog-before-seed start-prolog-after-seed; do
 	is "$(state c1)" ACTIVE/PROLOG "$point: the journal says ACTIVE/PROLOG"
 	run "$QVM" list
 	is "$RC" 0 "$point: list afterwards" || diag "$ERR"
-	settled c1 "$uuid1" "$id1" POWEROFF "$point: rolled back"
+	settled c1 "$id1" "$uuid1" POWEROFF "$point: rolled back"
 	like "$(reasons c1 | tail -1)" "^POWEROFF the start was interrupted before qemu ran; rolled back" \
 		"$point: history says why"
 	is "$(find "$QVM_ROOT/vms/$id1" -name 'seed.iso.tmp.*' | wc -l)" 0 "$point: no temporary seed file"

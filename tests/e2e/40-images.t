@@ -10,7 +10,8 @@
 # in the middle of an import and a delete. Each refusal must leave nothing
 # in the store folder.
 . "$(dirname "$0")/../lib/tap.sh"
-QVM=${QVM:?set QVM to the qvm binary}
+. "$(dirname "$0")/../lib/vm.sh"
+need_qvm
 SRC=${QVM_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)}
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg
@@ -18,12 +19,7 @@ STORE=$QVM_ROOT/images
 W=$QVM_TEST_ROOT/www
 mkdir -p "$W"
 
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# run CMD... (sets OUT, ERR and RC) and json EXPR: tests/lib/vm.sh
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 # the store folder's files (hidden ones included, the lock left out)
 store_files() { find "$STORE" -mindepth 1 ! -name .lock -printf '%f\n' 2>/dev/null | sort | tr '\n' ' '; }

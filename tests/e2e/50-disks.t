@@ -9,11 +9,8 @@
 # q35 vm taking a hot-plugged disk in a pcie-root-port, a guest that does
 # not release a disk. Four short guest boots.
 . "$(dirname "$0")/../lib/tap.sh"
-QVM=${QVM:?set QVM to the qvm binary}
-G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
-for f in vmlinuz initrd.img append; do
-	[ -f "$G/$f" ] || bail_out "no $G/$f: run make guest"
-done
+. "$(dirname "$0")/../lib/vm.sh"
+need_guest
 for p in qemu-img qemu-io python3; do
 	command -v $p >/dev/null || bail_out "no $p"
 done
@@ -21,20 +18,8 @@ qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg
 export QVM_DISK_ROOTS=$G:$QVM_TEST_ROOT/img
 mkdir -p "$QVM_TEST_ROOT/img"
-APPEND=$(cat "$G/append")
-BOOT_S=60
 
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-vm_id() { "$QVM" show "$1" --json | json 'd["id"]'; }
-state() {
-	"$QVM" show "$1" --json 2>/dev/null |
-		json 'd["state"] + ("/" + d["lcm"] if d["state"] == "ACTIVE" else "")'
-}
+# From tests/lib/vm.sh: run, json, define, vm_create, vm_id, state, explain.
 # disk ids in the definition: "0 1"
 disk_ids() { "$QVM" show "$1" --json | json '" ".join(str(x["id"]) for x in d["definition"]["disks"])'; }
 disk_size() { "$QVM" show "$1" --json | json "[x['size'] for x in d['definition']['disks'] if x['id'] == $2][0]"; }
@@ -64,19 +49,9 @@ EOF
 nodes() { qmp "$1" query-named-block-nodes '{"flat":true}' | json '" ".join(sorted(n["node-name"] for n in d if n["node-name"].startswith("disk")))'; }
 # the last QVM-DEVICES line of a console log after line $2
 devices_line() { wait_for_file_line "$1" "^QVM-DEVICES .*$2" "$3" "${4:-0}"; }
-explain() {
-	local id
-	id=$(vm_id "$1" 2>/dev/null) || return 0
-	diag "state of '$1': $(state "$1")"
-	diag_file "$QVM_ROOT/vms/$id/supervisor.log" 10
-	diag_file "$QVM_ROOT/vms/$id/qemu.log" 10
-	diag_file "$QVM_ROOT/vms/$id/console.log" 10
-}
 
 # ---- boot 1: a pc vm with one disk -------------------------------------------
-run "$QVM" create g --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
-	--append "$APPEND qvm.sizes=1" --disk 64M
-[ "$RC" = 0 ] || bail_out "cannot create g: $ERR"
+define g "qvm.sizes=1" --disk 64M
 gid=$(vm_id g)
 gdir=$QVM_ROOT/vms/$gid
 glog=$gdir/console.log
@@ -287,8 +262,7 @@ is "$RC" 0 "delete --wipe of the running vm" || diag "$ERR"
 ok "its disks (the attached one too) are gone" test ! -e "$gdir"
 
 # ---- boot 3: a guest that does not release a disk (no ACPI PCI hotplug) ----------
-run "$QVM" create n --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
-	--append "$APPEND qvm.sizes=1 acpiphp.disable=1" --disk 64M
+vm_create n "qvm.sizes=1 acpiphp.disable=1" --disk 64M
 nid=$(vm_id n)
 run "$QVM" start n
 is "$RC" 0 "start n (a guest without ACPI PCI hotplug)" || diag "$ERR"
@@ -316,8 +290,7 @@ run "$QVM" delete n
 is "$RC" 0 "delete n" || diag "$ERR"
 
 # ---- boot 4: q35 hotplug into a pcie-root-port -------------------------------------
-run "$QVM" create q --machine q35 --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
-	--append "$APPEND qvm.sizes=1" --disk 64M
+vm_create q "qvm.sizes=1" --machine q35 --disk 64M
 qid=$(vm_id q)
 qlog=$QVM_ROOT/vms/$qid/console.log
 like "$("$QVM" argv q)" "pcie-root-port" "a q35 vm has pcie-root-ports"

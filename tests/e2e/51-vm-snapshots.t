@@ -8,26 +8,14 @@
 # to A, C: C's parent is A); refusals; pruning at a maximum of 2; a crash
 # in a running VM's snapshot.
 . "$(dirname "$0")/../lib/tap.sh"
-QVM=${QVM:?set QVM to the qvm binary}
-G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
-for f in vmlinuz initrd.img append; do
-	[ -f "$G/$f" ] || bail_out "no $G/$f: run make guest"
-done
+. "$(dirname "$0")/../lib/vm.sh"
+need_guest
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg
 export QVM_DISK_ROOTS=$G
 BOOT_S=90
 
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-state() {
-	"$QVM" show "$1" --json 2>/dev/null |
-		json 'd["state"] + ("/" + d["lcm"] if d["state"] == "ACTIVE" else "")'
-}
+# From tests/lib/vm.sh: run, json, define, vm_id, state, explain.
 # tags NAME: the tree's snapshots as "ID:TAG:PARENT" sorted by id, one line
 tags() {
 	"$QVM" snapshot-list "$1" --json | python3 -c '
@@ -42,12 +30,6 @@ disk_tags() {
 	qemu-img info -U -f qcow2 --output=json -- "$1" |
 		python3 -c 'import json,sys; print(" ".join(sorted(s["name"] for s in json.load(sys.stdin).get("snapshots", []))))'
 }
-explain() {
-	diag "state of '$1': $(state "$1")"
-	diag_file "$D/supervisor.log" 10
-	diag_file "$D/qemu.log" 10
-	diag_file "$D/console.log" 10
-}
 # counter_after LINENO: the first QVM-COUNTER value after that line (waits)
 counter_after() {
 	wait_for_file_line "$LOG" '^QVM-COUNTER [0-9]+$' 30 "$1" || return 1
@@ -55,10 +37,8 @@ counter_after() {
 }
 last_counter() { tr -d '\r' <"$LOG" | grep -a -E '^QVM-COUNTER [0-9]+$' | tail -1 | cut -d' ' -f2; }
 
-run "$QVM" create sn --memory 256M --machine pc --disk 64M --disk 32M \
-	--kernel "$G/vmlinuz" --initrd "$G/initrd.img" --append "$(cat "$G/append") qvm.counter=1"
-[ "$RC" = 0 ] || bail_out "cannot create the vm: $ERR"
-ID=$("$QVM" show sn --json | json 'd["id"]')
+define sn "qvm.counter=1" --machine pc --disk 64M --disk 32M
+ID=$(vm_id sn)
 D=$QVM_ROOT/vms/$ID
 D0=$D/disk0.qcow2
 D1=$D/disk1.qcow2

@@ -8,17 +8,13 @@
 # delete refused while used, a crash between tap creation and QEMU, kill -9
 # of QEMU, and nic-attach / nic-detach on a running guest.
 . "$(dirname "$0")/../lib/tap.sh"
-QVM=${QVM:?set QVM to the qvm binary}
-G=${QVM_GUEST:?set QVM_GUEST to the test guest folder (make guest)}
-for f in vmlinuz initrd.img append; do
-	[ -f "$G/$f" ] || bail_out "no $G/$f: run make guest"
-done
+. "$(dirname "$0")/../lib/vm.sh"
+need_guest
 command -v ip >/dev/null || bail_out "the test needs iproute2 (ip) to make its namespace"
 qvm_test_root
 unset QVM_CRASH_AT QVM_QEMU
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg
 export QVM_DISK_ROOTS=$G:$QVM_TEST_ROOT
-APPEND=$(cat "$G/append")
 NL=$'\n'
 BOOT_S=90
 
@@ -28,51 +24,21 @@ ip netns add "$NS" || bail_out "cannot make network namespace $NS"
 on_exit "ip netns del $NS 2>/dev/null"
 IN=(ip netns exec "$NS")
 Q=("${IN[@]}" "$QVM")
+# From tests/lib/vm.sh: run, json, vm_create (the test checks RC itself),
+# vm_id, state, wait_state, explain; they run qvm as QVM_CMD: in the namespace
+QVM_CMD=("${Q[@]}")
+VM_POLL_S=0.3
 nsip() { "${IN[@]}" ip "$@"; }
 has_link() { nsip link show "$1" >/dev/null 2>&1; }
 host_has_link() { ip link show "$1" >/dev/null 2>&1; }
 
-run() {
-	OUT=$("$@" 2>"$QVM_TEST_ROOT/stderr")
-	RC=$?
-	ERR=$(cat "$QVM_TEST_ROOT/stderr")
-}
-json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-define() {
-	local name=$1 extra=$2
-	shift 2
-	run "${Q[@]}" create "$name" --memory 256M --kernel "$G/vmlinuz" --initrd "$G/initrd.img" \
-		--append "$APPEND $extra" "$@"
-}
-vm_id() { "${Q[@]}" show "$1" --json | json 'd["id"]'; }
 nic_field() { "${Q[@]}" show "$1" --json | json "d['nics'][$2]['$3']"; }
-state() {
-	"${Q[@]}" show "$1" --json 2>/dev/null |
-		json 'd["state"] + ("/" + d["lcm"] if d["state"] == "ACTIVE" else "")'
-}
-wait_state() {
-	local deadline=$((SECONDS + $3))
-	while :; do
-		STATE=$(state "$1")
-		[[ $STATE =~ ^($2)$ ]] && return 0
-		[ $SECONDS -lt "$deadline" ] || return 1
-		sleep 0.3
-	done
-}
 wait_no_link() {
 	local deadline=$((SECONDS + $2))
 	while has_link "$1"; do
 		[ $SECONDS -lt "$deadline" ] || return 1
 		sleep 0.2
 	done
-}
-explain() {
-	local id
-	id=$(vm_id "$1" 2>/dev/null) || return 0
-	diag "state of '$1': $(state "$1")"
-	diag_file "$QVM_ROOT/vms/$id/supervisor.log" 10
-	diag_file "$QVM_ROOT/vms/$id/qemu.log" 10
-	diag_file "$QVM_ROOT/vms/$id/console.log" 10
 }
 
 # ---- networks ---------------------------------------------------------------
@@ -134,27 +100,27 @@ like "$ERR" "one /24 network" "... saying why"
 if has_link qbr9; then not_ok "... before any bridge is made"; else ok "... before any bridge is made"; fi
 
 # ---- nics: leases and MACs --------------------------------------------------
-define a "" --nic lan,ip=10.77.0.11
+vm_create a "" --nic lan,ip=10.77.0.11
 is "$RC" 0 "a vm with a nic and a chosen ip" || diag "$ERR"
-define b "" --nic lan
+vm_create b "" --nic lan
 is "$RC" 0 "a vm with a nic and no ip" || diag "$ERR"
 is "$(nic_field b 0 ip)" 10.77.0.10 "it leases the lowest free address of the range"
 amac=$(nic_field a 0 mac)
 like "$amac" "^52:54:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$" "a generated MAC, locally administered: $amac"
 like "$(nic_field b 0 mac)" "^52:54:" "b has one too"
 if [ "$amac" != "$(nic_field b 0 mac)" ]; then ok "... another one"; else not_ok "... another one"; fi
-define dup "" --nic "lan,mac=$amac"
+vm_create dup "" --nic "lan,mac=$amac"
 is "$RC" 1 "a duplicate MAC is refused"
 like "$ERR" "mac $amac is already used by vm 'a' nic 0" "... naming the vm that has it"
-define dupip "" --nic lan,ip=10.77.0.11
+vm_create dupip "" --nic lan,ip=10.77.0.11
 is "$RC" 1 "a leased ip is refused"
 like "$ERR" "ip 10.77.0.11 of network 'lan' is already leased" "... saying so"
-define c "" --nic lan
+vm_create c "" --nic lan
 is "$RC" 0 "a third vm takes the last address" || diag "$ERR"
-define d "" --nic lan
+vm_create d "" --nic lan
 is "$RC" 1 "a fourth is refused: the range is exhausted"
 like "$ERR" "cannot create vm 'd': nic 0: the range 10\.77\.0\.10-10\.77\.0\.12 of network 'lan' is exhausted" "... clearly"
-define e "" --nic nowhere
+vm_create e "" --nic nowhere
 is "$RC" 1 "a nic on an unknown network is refused"
 like "$ERR" "no network named 'nowhere'" "... naming it"
 run "${Q[@]}" net show lan --json
@@ -180,11 +146,11 @@ aid=$(vm_id a)
 bid=$(vm_id b)
 "${Q[@]}" delete a >/dev/null 2>&1
 "${Q[@]}" delete b >/dev/null 2>&1
-define a "qvm.ip=10.77.0.11/24 qvm.ping=10.77.0.10" --nic lan,ip=10.77.0.11
+vm_create a "qvm.ip=10.77.0.11/24 qvm.ping=10.77.0.10" --nic lan,ip=10.77.0.11
 # b learns its address from its cloud-init seed: qvm writes the lease into
 # the seed's network-config, the guest configures eth0 from it
 printf '#cloud-config\n' >"$QVM_TEST_ROOT/user-data"
-define b "qvm.ping=10.77.0.11" --nic lan,ip=10.77.0.10 --cloud-init "user-data=$QVM_TEST_ROOT/user-data"
+vm_create b "qvm.ping=10.77.0.11" --nic lan,ip=10.77.0.10 --cloud-init "user-data=$QVM_TEST_ROOT/user-data"
 aid=$(vm_id a)
 bid=$(vm_id b)
 alog=$QVM_ROOT/vms/$aid/console.log

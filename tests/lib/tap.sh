@@ -2,7 +2,8 @@
 # TAP for the end-to-end tests (tests/e2e/*.t, bash): source this file.
 # No plan up front: numbered ok/not ok lines, then done_testing prints 1..N
 # and exits non-zero if anything failed. Safe under `set -u`; do not use
-# `set -e` in tests (a failed check must not end the script).
+# `set -e` in tests (a failed check must not end the script). What the tests
+# share about qvm and its VMs (run, json, the test guest, states) is in vm.sh.
 #
 #   ok NAME [CMD ARG...]      passes if CMD (when given) exits 0; CMD's
 #                             stdout is dropped (it would break TAP)
@@ -57,10 +58,10 @@ not_ok() {
 	TAP_N=$((TAP_N + 1))
 	TAP_FAILED=$((TAP_FAILED + 1))
 	echo "not ok $TAP_N - $1"
-	# Point at the first caller outside this file.
+	# Point at the first caller outside this folder (vm.sh's checks too).
 	local i=0 line file
 	while read -r line _ file < <(caller $i); do
-		[ "$file" = "${BASH_SOURCE[0]}" ] || break
+		[ "${file%/*}" = "${BASH_SOURCE[0]%/*}" ] || break
 		i=$((i + 1))
 	done
 	diag "  at ${file:-?} line ${line:-?}"

@@ -62,6 +62,19 @@ int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands,
 			int *ret_count, util_err *err);
 void cli_parser_done(cli_parser *p);
 
+/* The whole parse of a command without options of its own: min..max
+ * operands (pointers into argv) and their count (ret_count may be NULL). */
+int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max,
+		       char ***ret_operands, int *ret_count, util_err *err);
+/* 0 when option c (a val of opts) is one of allowed (a NULL-terminated
+ * list of option names), else a usage error naming it and the command: for
+ * a parser shared by commands that take different options. */
+int cli_option_allowed(const cli_ctx *ctx, const struct option *opts, int c,
+		       const char *const *allowed, util_err *err);
+/* QVM_LOCK_TIMEOUT_MS, how long a command waits for another qvm working on
+ * the VM (tests shorten it): *ret_ms is left alone when it is not set. */
+int cli_lock_timeout(int *ret_ms, util_err *err);
+
 /* Set a usage error: returns CLI_EUSAGE. */
 int cli_usage(util_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -27,18 +27,12 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 	_cleanup_close_ int sock = -1;
 	bool tty = isatty(STDIN_FILENO), in_open = true;
 	int64_t linger_until = 0, linger_max = 0;
-	const char *arg;
-	cli_parser p;
 	char **ops;
-	int nops, r;
+	int r;
 	lc_vm *vm;
 
 	(void)ret_json;
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	r = cli_parser_next(&p, &arg, err);
-	if (r == 0)
-		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
-	cli_parser_done(&p);
+	r = cli_parse_operands(ctx, argc, argv, 1, 1, &ops, NULL, err);
 	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
 	if (r == 0)

@@ -339,17 +339,11 @@ int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	cli_parser p;
-	const char *arg;
 	char **ops;
 	int nops, r;
 	lc_vm *vm;
 
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	r = cli_parser_next(&p, &arg, err);
-	if (r == 0)
-		r = cli_parser_operands(&p, 2, -1, &ops, &nops, err);
-	cli_parser_done(&p);
+	r = cli_parse_operands(ctx, argc, argv, 2, -1, &ops, &nops, err);
 	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r == 0)

@@ -45,25 +45,17 @@ static int parse_disk(cli_ctx *ctx, int argc, char **argv, const char *const *al
 		      int max, disk_args *a, util_err *err)
 {
 	cli_parser p;
-	const char *arg, *env;
+	const char *arg;
 	int c = 0, r = 0;
 
 	memset(a, 0, sizeof(*a));
 	cli_parser_init(&p, ctx, argc, argv, disk_opts, NULL);
 	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
-		const char *name = NULL;
-		bool ok = false;
 		uint64_t n;
 
-		for (const struct option *o = disk_opts; o->name; o++)
-			if (o->val == c)
-				name = o->name;
-		for (const char *const *x = allowed; x && *x; x++)
-			ok = ok || util_streq(*x, name);
-		if (!ok) {
-			r = cli_usage(err, "option '--%s' does not apply to %s", name, ctx->cmd->name);
+		r = cli_option_allowed(ctx, disk_opts, c, allowed, err);
+		if (r < 0)
 			break;
-		}
 		switch (c) {
 		case OPT_SIZE:
 			a->size = arg;
@@ -95,14 +87,8 @@ static int parse_disk(cli_ctx *ctx, int argc, char **argv, const char *const *al
 	if (r == 0)
 		r = cli_parser_operands(&p, min, max, &a->ops, &a->nops, err);
 	cli_parser_done(&p);
-	if (r == 0 && (env = getenv("QVM_LOCK_TIMEOUT_MS")) && *env) {
-		uint64_t ms;
-
-		if (util_parse_uint(env, 1, 3600000, &ms, err) < 0)
-			r = cli_usage(err, "invalid QVM_LOCK_TIMEOUT_MS: %s", err->msg);
-		else
-			a->opts.run.lock_timeout_ms = (int)ms;
-	}
+	if (r == 0)
+		r = cli_lock_timeout(&a->opts.run.lock_timeout_ms, err);
 	a->roots = cli_disk_roots(ctx);
 	a->opts.disk_roots = (const char *const *)a->roots;
 	return r;

@@ -223,19 +223,11 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 
 static int one_name(cli_ctx *ctx, int argc, char **argv, const char **ret_name, util_err *err)
 {
-	cli_parser p;
-	const char *arg;
 	char **ops;
-	int nops, r;
+	int r = cli_parse_operands(ctx, argc, argv, 1, 1, &ops, NULL, err);
 
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	while ((r = cli_parser_next(&p, &arg, err)) > 0)
-		;
-	if (r == 0)
-		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
 	if (r == 0)
 		*ret_name = ops[0];
-	cli_parser_done(&p);
 	return r;
 }
 
@@ -243,17 +235,10 @@ static int image_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 {
 	stor_image *v = NULL;
 	size_t n = 0;
-	cli_parser p;
-	const char *arg;
 	char **ops;
-	int nops, r;
+	int r;
 
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	while ((r = cli_parser_next(&p, &arg, err)) > 0)
-		;
-	if (r == 0)
-		r = cli_parser_operands(&p, 0, 0, &ops, &nops, err);
-	cli_parser_done(&p);
+	r = cli_parse_operands(ctx, argc, argv, 0, 0, &ops, NULL, err);
 	if (r == 0)
 		r = stor_image_list(ctx->root, &v, &n, err);
 	if (r < 0)
@@ -377,17 +362,11 @@ int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 {
 	_cleanup_stor_image_ stor_image img = { 0 };
 	lc_run_opts ro = { .lock_timeout_ms = LC_LOCK_TIMEOUT_MS };
-	cli_parser p;
-	const char *arg;
 	char **ops;
 	uint64_t id = 0;
-	int nops, r;
+	int r;
 
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	while ((r = cli_parser_next(&p, &arg, err)) > 0)
-		;
-	if (r == 0)
-		r = cli_parser_operands(&p, 3, 3, &ops, &nops, err);
+	r = cli_parse_operands(ctx, argc, argv, 3, 3, &ops, NULL, err);
 	if (r == 0 && util_parse_uint(ops[1], 0, LC_DISKS_MAX * 64, &id, err) < 0)
 		r = cli_usage(err, "DISK_ID: %s", err->msg);
 	if (r == 0)
@@ -401,6 +380,5 @@ int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 			printf("saved disk %u of vm '%s' as image '%s' (sha256 %s)\n", (unsigned)id,
 			       ops[0], img.name, img.sha256);
 	}
-	cli_parser_done(&p);
 	return r;
 }

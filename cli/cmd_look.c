@@ -3,27 +3,12 @@
 
 #include "cli.h"
 
-static int no_options(cli_ctx *ctx, int argc, char **argv, int min, int max, char ***ret_ops,
-		      util_err *err)
-{
-	cli_parser p;
-	const char *arg;
-	int nops, r;
-
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	r = cli_parser_next(&p, &arg, err);
-	if (r == 0)
-		r = cli_parser_operands(&p, min, max, ret_ops, &nops, err);
-	cli_parser_done(&p);
-	return r;
-}
-
 static int open_named(cli_ctx *ctx, int argc, char **argv, lc_db **ret_db, lc_vm **ret_vm,
 		      util_err *err)
 {
 	char **ops;
 	lc_db *db = NULL;
-	int r = no_options(ctx, argc, argv, 1, 1, &ops, err);
+	int r = cli_parse_operands(ctx, argc, argv, 1, 1, &ops, NULL, err);
 
 	if (r == 0)
 		r = cli_open_db(ctx, 0, &db, err);
@@ -402,7 +387,7 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	char **ops;
 	char a[16], b[16], c[16];
 	util_err qerr = { 0 };
-	int r = no_options(ctx, argc, argv, 0, 0, &ops, err);
+	int r = cli_parse_operands(ctx, argc, argv, 0, 0, &ops, NULL, err);
 
 	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);

@@ -106,18 +106,12 @@ static int net_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_json_ json_t *list = NULL;
-	cli_parser p;
-	const char *arg;
 	char **ops;
-	int n, r;
+	int r;
 	size_t i;
 	json_t *net;
 
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	r = cli_parser_next(&p, &arg, err);
-	if (r == 0)
-		r = cli_parser_operands(&p, 0, 0, &ops, &n, err);
-	cli_parser_done(&p);
+	r = cli_parse_operands(ctx, argc, argv, 0, 0, &ops, NULL, err);
 	if (r == 0)
 		r = cli_open_db(ctx, 0, &db, err);
 	if (r < 0)
@@ -147,18 +141,12 @@ static int net_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_json_ json_t *j = NULL;
-	cli_parser p;
-	const char *arg;
 	char **ops;
-	int n, r;
+	int r;
 	size_t i;
 	json_t *net = NULL, *l;
 
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	r = cli_parser_next(&p, &arg, err);
-	if (r == 0)
-		r = cli_parser_operands(&p, 1, 1, &ops, &n, err);
-	cli_parser_done(&p);
+	r = cli_parse_operands(ctx, argc, argv, 1, 1, &ops, NULL, err);
 	if (r == 0)
 		r = cli_open_db(ctx, 0, &db, err);
 	if (r == 0)
@@ -199,16 +187,10 @@ static int net_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 static int net_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	cli_parser p;
-	const char *arg;
 	char **ops;
-	int n, r;
+	int r;
 
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	r = cli_parser_next(&p, &arg, err);
-	if (r == 0)
-		r = cli_parser_operands(&p, 1, 1, &ops, &n, err);
-	cli_parser_done(&p);
+	r = cli_parse_operands(ctx, argc, argv, 1, 1, &ops, NULL, err);
 	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r == 0)
@@ -248,13 +230,13 @@ int cli_cmd_net(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err
 
 /* ---- nic-attach, nic-detach ------------------------------------------------------ */
 
+/* An invalid QVM_LOCK_TIMEOUT_MS is passed over here: nic commands have
+ * always waited the default then. */
 static void lock_timeout(lc_run_opts *o)
 {
-	const char *s = getenv("QVM_LOCK_TIMEOUT_MS");
-	uint64_t ms;
+	util_err ignored = { 0 };
 
-	if (s && *s && util_parse_uint(s, 1, 3600000, &ms, NULL) == 0)
-		o->lock_timeout_ms = (int)ms;
+	cli_lock_timeout(&o->lock_timeout_ms, &ignored);
 }
 
 static int print_nics(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
@@ -324,17 +306,11 @@ int cli_cmd_nic_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, u
 int cli_cmd_nic_detach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	lc_run_opts o = { 0 };
-	cli_parser p;
-	const char *arg;
 	char **ops;
 	uint64_t id;
-	int n, r;
+	int r;
 
-	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-	r = cli_parser_next(&p, &arg, err);
-	if (r == 0)
-		r = cli_parser_operands(&p, 2, 2, &ops, &n, err);
-	cli_parser_done(&p);
+	r = cli_parse_operands(ctx, argc, argv, 2, 2, &ops, NULL, err);
 	if (r < 0)
 		return r;
 	if (util_parse_uint(ops[1], 0, LC_NICS_MAX * 64, &id, NULL) < 0)

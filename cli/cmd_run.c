@@ -57,19 +57,11 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 	memset(a, 0, sizeof(*a));
 	cli_parser_init(&p, ctx, argc, argv, run_opts, NULL);
 	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
-		const char *name = NULL;
-		bool ok = false;
 		uint64_t n;
 
-		for (const struct option *o = run_opts; o->name; o++)
-			if (o->val == c)
-				name = o->name;
-		for (const char *const *x = allowed; x && *x; x++)
-			ok = ok || util_streq(*x, name);
-		if (!ok) {
-			r = cli_usage(err, "option '--%s' does not apply to %s", name, ctx->cmd->name);
+		r = cli_option_allowed(ctx, run_opts, c, allowed, err);
+		if (r < 0)
 			break;
-		}
 		switch (c) {
 		case OPT_HARD:
 			a->opts.hard = true;
@@ -107,15 +99,8 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 	if (r == 0)
 		a->name = ops[0];
 	cli_parser_done(&p);
-	/* how long to wait for another qvm working on the VM (tests shorten it) */
-	if (r == 0 && (arg = getenv("QVM_LOCK_TIMEOUT_MS")) && *arg) {
-		uint64_t ms;
-
-		if (util_parse_uint(arg, 1, 3600000, &ms, err) < 0)
-			r = cli_usage(err, "invalid QVM_LOCK_TIMEOUT_MS: %s", err->msg);
-		else
-			a->opts.lock_timeout_ms = (int)ms;
-	}
+	if (r == 0)
+		r = cli_lock_timeout(&a->opts.lock_timeout_ms, err);
 	return r;
 }
 

@@ -27,14 +27,8 @@ static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts,
 	if (r == 0)
 		r = cli_parser_operands(&p, min, max, ret_ops, ret_n, err);
 	cli_parser_done(&p);
-	if (r == 0 && (arg = getenv("QVM_LOCK_TIMEOUT_MS")) && *arg) {
-		uint64_t ms;
-
-		if (util_parse_uint(arg, 1, 3600000, &ms, err) < 0)
-			r = cli_usage(err, "invalid QVM_LOCK_TIMEOUT_MS: %s", err->msg);
-		else
-			ro->lock_timeout_ms = (int)ms;
-	}
+	if (r == 0)
+		r = cli_lock_timeout(&ro->lock_timeout_ms, err);
 	return r;
 }
 

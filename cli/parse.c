@@ -120,6 +120,54 @@ int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands,
 	return 0;
 }
 
+int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max,
+		       char ***ret_operands, int *ret_count, util_err *err)
+{
+	cli_parser p;
+	const char *arg;
+	char **ops;
+	int n, r;
+
+	cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+	r = cli_parser_next(&p, &arg, err);
+	if (r == 0)
+		r = cli_parser_operands(&p, min, max, &ops, &n, err);
+	cli_parser_done(&p);
+	if (r < 0)
+		return r;
+	*ret_operands = ops;
+	if (ret_count)
+		*ret_count = n;
+	return 0;
+}
+
+int cli_option_allowed(const cli_ctx *ctx, const struct option *opts, int c,
+		       const char *const *allowed, util_err *err)
+{
+	const char *name = NULL;
+
+	for (const struct option *o = opts; o->name; o++)
+		if (o->val == c)
+			name = o->name;
+	for (const char *const *x = allowed; x && *x; x++)
+		if (util_streq(*x, name))
+			return 0;
+	return cli_usage(err, "option '--%s' does not apply to %s", name, ctx->cmd->name);
+}
+
+int cli_lock_timeout(int *ret_ms, util_err *err)
+{
+	const char *env = getenv("QVM_LOCK_TIMEOUT_MS");
+	uint64_t ms;
+
+	if (!env || !*env)
+		return 0;
+	if (util_parse_uint(env, 1, 3600000, &ms, err) < 0)
+		return cli_usage(err, "invalid QVM_LOCK_TIMEOUT_MS: %s", err->msg);
+	*ret_ms = (int)ms;
+	return 0;
+}
+
 const char *cli_format_duration(int64_t ms, char *buf, size_t len)
 {
 	int64_t s = ms / 1000;

@@ -309,6 +309,92 @@ undo:
 	return r;
 }
 
+/* ---- attach and detach ----------------------------------------------------------------- */
+
+/* Hold the vm and open the journal's writer with it in: how attach and
+ * detach start. Nothing is held on failure. */
+static int hold_open(const char *root, const char *name, const lc_run_opts *opts, lc_held *ret_h,
+                     lc_db **ret_db, lc_vm **ret_vm, util_err *err)
+{
+	lc_db *db = NULL;
+	lc_held h;
+	int r = lc_hold_vm(root, name, opts, &h, err);
+
+	if (r < 0)
+		return r;
+	r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	if (r < 0) {
+		lc_held_clear(&h);
+		return r;
+	}
+	*ret_vm = lc_db_vm_by_id(db, h.id);
+	*ret_db = db;
+	*ret_h = h;
+	return 0;
+}
+
+/* ---- the live half of attach and detach ------------------------------------------------ */
+
+/* What tells a live attach from a live detach; the steps are the same. */
+typedef struct hot_change {
+	const char *op; /* the intent's op, the crash points' prefix */
+	int (*apply)(const char *root, const lc_vm *vm, const lc_nic *n, util_err *err);
+	const lc_nic *add;  /* the nic the definition gains, or NULL */
+	int remove_id;      /* the nic it loses, or -1 */
+	const char *failed; /* the state's reason when apply fails, */
+	const char *result; /* and the done record's result then */
+	const char *ok;     /* the state's reason when it works */
+} hot_change;
+
+/* Record the intent (it holds the MAC and the lease) and HOTPLUG, let the
+ * journal go while QEMU is worked on, then take it again (*db, the writer
+ * on entry, is the new writer or NULL on return) to record the outcome.
+ * what prefixes a failure of apply: "cannot attach a nic to 'vm'". */
+static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, const lc_nic *n,
+                          const hot_change *c, const char *what, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *rdb = NULL;
+	lc_vm *rvm;
+	util_err hot_err = { 0 };
+	util_err ignored = { 0 };
+	char point[64];
+	uint64_t seq;
+	int r = intent(*db, c->op, vm->id, n, &seq, err);
+
+	if (r == 0)
+		r = lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, c->op, NULL, err);
+	if (r < 0)
+		return r;
+	snprintf(point, sizeof(point), "%s-after-intent", c->op);
+	util_crash_point(point);
+	lc_db_close(TAKE_PTR(*db));
+	r = lc_load_vm(root, id, &rdb, &rvm, err);
+	if (r == 0)
+		r = c->apply(root, rvm, n, &hot_err);
+	if (r < 0 && hot_err.msg[0])
+		*err = hot_err;
+	if (lc_db_open(root, LC_DB_WRITE, db, r < 0 ? &ignored : err) < 0)
+		return r < 0 ? r : -EIO;
+	vm = lc_db_vm_by_id(*db, id);
+	if (r < 0) {
+		char reason[600];
+
+		snprintf(reason, sizeof(reason), "%s: %.500s", c->failed, err->msg);
+		lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL, &ignored);
+		done(*db, vm->id, seq, c->result, &ignored);
+		util_err_prefix(err, "%s", what);
+		return r;
+	}
+	snprintf(point, sizeof(point), "%s-before-record", c->op);
+	util_crash_point(point);
+	r = redefine(*db, vm, c->add, c->remove_id, err);
+	if (r == 0)
+		r = lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, c->ok, NULL, err);
+	if (r == 0)
+		r = done(*db, vm->id, seq, "ok", err);
+	return r;
+}
+
 int lc_vm_nic_attach(const char *root, const char *name, const char *network, const char *mac,
                      const char *ip, const char *model, const lc_run_opts *opts,
                      unsigned *ret_nic_id, util_err *err)
@@ -317,16 +403,11 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 	lc_nic n = { 0 };
 	lc_held h;
 	lc_vm *vm;
-	uint64_t seq;
 	bool hot;
-	int r = lc_hold_vm(root, name, opts, &h, err);
+	int r = hold_open(root, name, opts, &h, &db, &vm, err);
 
 	if (r < 0)
 		return r;
-	r = lc_db_open(root, LC_DB_WRITE, &db, err);
-	if (r < 0)
-		goto out;
-	vm = lc_db_vm_by_id(db, h.id);
 	hot = running(vm);
 	if (!hot && !stopped(vm)) {
 		r = state_refusal("attach a nic to", vm, err);
@@ -363,48 +444,19 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 		goto out;
 	}
 
-	/* the intent holds the MAC and the lease while QEMU is worked on */
-	r = intent(db, "nic-attach", vm->id, &n, &seq, err);
-	if (r == 0)
-		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "nic-attach", NULL, err);
-	if (r < 0)
-		goto out;
-	util_crash_point("nic-attach-after-intent");
 	{
-		_cleanup_(lc_db_closep) lc_db *rdb = NULL;
-		lc_vm *rvm;
-		util_err hot_err = { 0 };
-		util_err ignored = { 0 };
+		const hot_change attach = {
+			.op = "nic-attach",
+			.apply = hot_add,
+			.add = &n,
+			.remove_id = -1,
+			.failed = "nic-attach failed and was rolled back",
+			.result = "rolled-back",
+			.ok = "nic attached",
+		};
+		_cleanup_free_ char *what = util_xasprintf("cannot attach a nic to '%s'", h.name);
 
-		lc_db_close(TAKE_PTR(db));
-		r = lc_load_vm(root, h.id, &rdb, &rvm, err);
-		if (r == 0)
-			r = hot_add(root, rvm, &n, &hot_err);
-		if (r < 0 && hot_err.msg[0])
-			*err = hot_err;
-		if (lc_db_open(root, LC_DB_WRITE, &db, r < 0 ? &ignored : err) < 0) {
-			r = r < 0 ? r : -EIO;
-			goto out;
-		}
-		vm = lc_db_vm_by_id(db, h.id);
-		if (r < 0) {
-			char reason[600];
-
-			snprintf(reason, sizeof(reason),
-			         "nic-attach failed and was rolled back: %.500s", err->msg);
-			lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL,
-			                   &ignored);
-			done(db, vm->id, seq, "rolled-back", &ignored);
-			util_err_prefix(err, "cannot attach a nic to '%s'", h.name);
-			goto out;
-		}
-		util_crash_point("nic-attach-before-record");
-		r = redefine(db, vm, &n, -1, err);
-		if (r == 0)
-			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, "nic attached",
-			                       NULL, err);
-		if (r == 0)
-			r = done(db, vm->id, seq, "ok", err);
+		r = hot_change_run(root, h.id, &db, vm, &n, &attach, what, err);
 	}
 out:
 	if (r == 0 && ret_nic_id)
@@ -473,16 +525,11 @@ int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id, const 
 	const lc_nic *found = NULL;
 	lc_held h;
 	lc_vm *vm;
-	uint64_t seq;
 	bool hot;
-	int r = lc_hold_vm(root, name, opts, &h, err);
+	int r = hold_open(root, name, opts, &h, &db, &vm, err);
 
 	if (r < 0)
 		return r;
-	r = lc_db_open(root, LC_DB_WRITE, &db, err);
-	if (r < 0)
-		goto out;
-	vm = lc_db_vm_by_id(db, h.id);
 	for (size_t i = 0; i < vm->def.n_nics; i++)
 		if (vm->def.nics[i].id == nic_id)
 			found = &vm->def.nics[i];
@@ -508,46 +555,19 @@ int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id, const 
 		r = redefine(db, vm, NULL, (int)nic_id, err);
 		goto out;
 	}
-	r = intent(db, "nic-detach", vm->id, &n, &seq, err);
-	if (r == 0)
-		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "nic-detach", NULL, err);
-	if (r < 0)
-		goto out;
-	util_crash_point("nic-detach-after-intent");
 	{
-		_cleanup_(lc_db_closep) lc_db *rdb = NULL;
-		lc_vm *rvm;
-		util_err hot_err = { 0 };
-		util_err ignored = { 0 };
+		const hot_change detach = {
+			.op = "nic-detach",
+			.apply = hot_remove,
+			.remove_id = (int)nic_id,
+			.failed = "nic-detach failed",
+			.result = "failed",
+			.ok = "nic detached",
+		};
+		_cleanup_free_ char *what =
+		        util_xasprintf("cannot detach nic %u of '%s'", nic_id, h.name);
 
-		lc_db_close(TAKE_PTR(db));
-		r = lc_load_vm(root, h.id, &rdb, &rvm, err);
-		if (r == 0)
-			r = hot_remove(root, rvm, &n, &hot_err);
-		if (r < 0 && hot_err.msg[0])
-			*err = hot_err;
-		if (lc_db_open(root, LC_DB_WRITE, &db, r < 0 ? &ignored : err) < 0) {
-			r = r < 0 ? r : -EIO;
-			goto out;
-		}
-		vm = lc_db_vm_by_id(db, h.id);
-		if (r < 0) {
-			char reason[600];
-
-			snprintf(reason, sizeof(reason), "nic-detach failed: %.500s", err->msg);
-			lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL,
-			                   &ignored);
-			done(db, vm->id, seq, "failed", &ignored);
-			util_err_prefix(err, "cannot detach nic %u of '%s'", nic_id, h.name);
-			goto out;
-		}
-		util_crash_point("nic-detach-before-record");
-		r = redefine(db, vm, NULL, (int)nic_id, err);
-		if (r == 0)
-			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, "nic detached",
-			                       NULL, err);
-		if (r == 0)
-			r = done(db, vm->id, seq, "ok", err);
+		r = hot_change_run(root, h.id, &db, vm, &n, &detach, what, err);
 	}
 out:
 	lc_nic_clear(&n);

@@ -306,6 +306,129 @@ static void node_name(char *buf, size_t len, unsigned id)
 	snprintf(buf, len, "disk%u", id);
 }
 
+/* ---- one disk operation --------------------------------------------------------------------- */
+
+/* What every operation below keeps from holding the vm to letting it go:
+ * each takes the same steps (hold, open the journal, check the state,
+ * record the intent, let the journal go, talk to QEMU, finish or roll
+ * back), and these are those steps. */
+typedef struct disk_op {
+	const char *root;
+	const lc_disk_opts *o; /* never NULL */
+	lc_held h;
+	lc_db *db;                    /* the writer, until the intent is recorded */
+	lc_vm *vm;                    /* the vm in db */
+	qmp_client *q;                /* its QEMU, when live */
+	lc_vmdef nd;                  /* the definition the operation leads to */
+	char *images;                 /* the image store */
+	const char *default_roots[2]; /* { images, NULL }: unless o names disk roots */
+	uint64_t seq;                 /* the intent */
+	bool live;
+	lc_lcm back; /* the lcm state a live vm returns to */
+} disk_op;
+
+static int op_hold(disk_op *op, const char *root, const char *name, const lc_disk_opts *o,
+		   util_err *err)
+{
+	static const lc_disk_opts none = { 0 };
+	int r;
+
+	*op = (disk_op){ .root = root, .o = o ? o : &none, .h = { .lock = -1 },
+			 .back = LC_LCM_RUNNING };
+	r = lc_hold_vm(root, name, &op->o->run, &op->h, err);
+	if (r < 0)
+		return r;
+	op->images = util_xasprintf("%s/images", root);
+	op->default_roots[0] = op->images;
+	return 0;
+}
+
+/* The folders image paths may come from: the caller's, else the store. */
+static const char *const *op_roots(const disk_op *op)
+{
+	return op->o->disk_roots ? op->o->disk_roots : op->default_roots;
+}
+
+/* The journal's writer and the vm in it; with a disk id, that disk too. */
+static int op_open(disk_op *op, const unsigned *disk_id, lc_disk **ret_disk, util_err *err)
+{
+	lc_disk *d;
+	int r = open_writer(op->root, &op->db, err);
+
+	if (r < 0)
+		return r;
+	if (!(op->vm = vm_of(op->db, op->h.id, err)))
+		return err->code;
+	if (disk_id) {
+		if (!(d = find_disk(&op->vm->def, *disk_id)))
+			return no_such_disk(&op->vm->def, *disk_id, err);
+		*ret_disk = d;
+	}
+	return 0;
+}
+
+/* op_mode() on the opened vm, remembering the state to return to. */
+static int op_check(disk_op *op, const char *what, bool paused_ok, util_err *err)
+{
+	int r = op_mode(op->vm, what, paused_ok, &op->live, err);
+
+	if (r == 0)
+		op->back = op->vm->lcm;
+	return r;
+}
+
+/* Record the intent (data stolen) and, live, the vm in `during`, which
+ * keeps other operations off it; then let the journal go: QMP waits must
+ * not hold it. */
+static int op_record(disk_op *op, const char *name, json_t *data, lc_lcm during,
+		     const char *reason, util_err *err)
+{
+	int r = append_intent(op->db, name, op->h.id, data, &op->seq, err);
+
+	if (r == 0 && op->live)
+		r = lc_db_record_state(op->db, op->vm, LC_ACTIVE, during, reason, NULL, err);
+	if (r < 0)
+		return r;
+	lc_db_close(TAKE_PTR(op->db));
+	op->vm = NULL; /* it lived in the journal */
+	return 0;
+}
+
+static int op_connect(disk_op *op, util_err *err)
+{
+	return lc_command_qmp(op->root, op->h.id, op->h.name, &op->q, err);
+}
+
+/* Finish the intent; with redefine, the vm takes op->nd. */
+static int op_finish(disk_op *op, bool redefine, const char *reason, const char *result,
+		     util_err *err)
+{
+	return finish(op->root, op->h.id, op->seq, redefine ? &op->nd : NULL, op->live, op->back,
+		      reason, result, err);
+}
+
+/* Close a failed operation's intent as rolled back. Its error stays the
+ * one to report: what goes wrong here is left to the next command, which
+ * settles the intent. */
+static void op_roll_back(disk_op *op, const char *reason)
+{
+	util_err ignored = { 0 };
+
+	op_finish(op, false, reason, "rolled-back", &ignored);
+}
+
+/* Let go of all op holds (the vm lock too); returns r, so that an
+ * operation ends with `return op_end(&op, r)`. */
+static int op_end(disk_op *op, int r)
+{
+	lc_vmdef_clear(&op->nd);
+	lc_held_clear(&op->h);
+	qmp_close(TAKE_PTR(op->q));
+	lc_db_close(TAKE_PTR(op->db));
+	free(TAKE_PTR(op->images));
+	return r;
+}
+
 /* ---- attach ------------------------------------------------------------------------------- */
 
 /* QEMU side of an attach: blockdev-add, then device_add; undone on failure. */
@@ -342,68 +465,50 @@ static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, uti
 int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const lc_disk_opts *o,
 		      json_t **ret_json, util_err *err)
 {
-	static const lc_disk_opts none = { 0 };
-	_cleanup_free_ char *images = util_xasprintf("%s/images", root);
-	const char *default_roots[] = { images, NULL };
-	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *q = NULL;
 	_cleanup_json_ json_t *djson = NULL;
-	lc_vmdef nd = { 0 };
-	lc_held h;
-	lc_vm *vm = NULL;
-	uint64_t seq = 0;
+	disk_op op;
 	unsigned id = 0;
-	bool live = false, made = false;
-	lc_lcm back = LC_LCM_RUNNING;
-	int r;
+	bool made = false;
+	int r = op_hold(&op, root, name, o, err);
 
-	o = o ? o : &none;
-	r = lc_hold_vm(root, name, &o->run, &h, err);
 	if (r < 0)
 		return r;
-	r = open_writer(root, &db, err);
-	if (r == 0 && !(vm = vm_of(db, h.id, err)))
-		r = err->code;
+	r = op_open(&op, NULL, NULL, err);
 	if (r == 0)
-		r = op_mode(vm, "attach a disk to", false, &live, err);
+		r = op_check(&op, "attach a disk to", false, err);
 	if (r < 0)
 		goto out;
-	back = vm->lcm;
-	if (vm->def.n_disks >= LC_DISKS_MAX) {
+	if (op.vm->def.n_disks >= LC_DISKS_MAX) {
 		r = util_err_set(err, -ENOSPC, "cannot attach a disk to '%s': it has %d disks, the most a vm may have",
-				 h.name, LC_DISKS_MAX);
+				 op.h.name, LC_DISKS_MAX);
 		goto out;
 	}
-	if (live && disk->bus == LC_BUS_IDE) {
+	if (op.live && disk->bus == LC_BUS_IDE) {
 		r = util_err_set(err, -ENOTSUP,
 				 "cannot attach an ide disk to '%s' while it runs (ide has no hotplug); use --bus virtio or scsi, or attach it while the vm is off",
-				 h.name);
+				 op.h.name);
 		goto out;
 	}
-	for (size_t i = 0; i < vm->def.n_disks; i++)
-		if (vm->def.disks[i].id >= id)
-			id = vm->def.disks[i].id + 1;
+	for (size_t i = 0; i < op.vm->def.n_disks; i++)
+		if (op.vm->def.disks[i].id >= id)
+			id = op.vm->def.disks[i].id + 1;
 	disk->id = id;
-	r = lc_place_disk(db, h.id, disk, o->disk_roots ? o->disk_roots : default_roots, err);
+	r = lc_place_disk(op.db, op.h.id, disk, op_roots(&op), err);
 	if (r < 0)
 		goto out;
 	djson = disk_json_of(disk);
-	r = copy_def(&vm->def, &nd, err);
+	r = copy_def(&op.vm->def, &op.nd, err);
 	if (r == 0)
-		r = add_disk(&nd, djson, err);
+		r = add_disk(&op.nd, djson, err);
 	if (r == 0)
-		r = lc_vmdef_validate(&nd, err);
+		r = lc_vmdef_validate(&op.nd, err);
+	if (r == 0)
+		r = op_record(&op, ATTACH_OP,
+			      json_pack("{s:O, s:b, s:s}", "disk", djson, "live", op.live, "prev",
+					lc_lcm_name(op.back)),
+			      LC_LCM_HOTPLUG, "attaching a disk", err);
 	if (r < 0)
 		goto out;
-	r = append_intent(db, ATTACH_OP, h.id,
-			  json_pack("{s:O, s:b, s:s}", "disk", djson, "live", live, "prev",
-				    lc_lcm_name(back)),
-			  &seq, err);
-	if (r == 0 && live)
-		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "attaching a disk", NULL, err);
-	if (r < 0)
-		goto out;
-	lc_db_close(TAKE_PTR(db)); /* QMP waits must not hold the journal */
 	util_crash_point("disk-attach-after-intent");
 
 	r = lc_make_disk(disk, err);
@@ -411,19 +516,19 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 		goto rollback;
 	made = true;
 	util_crash_point("disk-attach-after-file");
-	if (live) {
-		r = lc_command_qmp(root, h.id, h.name, &q, err);
+	if (op.live) {
+		r = op_connect(&op, err);
 		if (r == 0)
-			r = attach_live(q, &nd, disk, err);
+			r = attach_live(op.q, &op.nd, disk, err);
 		if (r < 0)
 			goto rollback;
 	}
-	r = finish(root, h.id, seq, &nd, live, back, "disk attached", "ok", err);
+	r = op_finish(&op, true, "disk attached", "ok", err);
 	if (r < 0)
 		goto out; /* recorded as far as it got: the next command settles it */
 	if (ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:b, s:s, s:O}", "vm", h.name, "disk", (int)id, "live",
-				      live, "path", disk->path, "definition", djson);
+		*ret_json = json_pack("{s:s, s:i, s:b, s:s, s:O}", "vm", op.h.name, "disk", (int)id,
+				      "live", op.live, "path", disk->path, "definition", djson);
 	goto out;
 
 rollback: {
@@ -431,14 +536,11 @@ rollback: {
 
 	if (made)
 		stor_remove_disk(disk->path, false, &ignored);
-	finish(root, h.id, seq, NULL, live, back, "disk attach failed; rolled back", "rolled-back",
-	       &ignored);
-	util_err_prefix(err, "cannot attach disk %u to '%s'", id, h.name);
+	op_roll_back(&op, "disk attach failed; rolled back");
+	util_err_prefix(err, "cannot attach disk %u to '%s'", id, op.h.name);
 }
 out:
-	lc_vmdef_clear(&nd);
-	lc_held_clear(&h);
-	return r;
+	return op_end(&op, r);
 }
 
 /* ---- detach -------------------------------------------------------------------------------- */
@@ -446,63 +548,46 @@ out:
 int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 		      const lc_disk_opts *o, json_t **ret_json, util_err *err)
 {
-	static const lc_disk_opts none = { 0 };
-	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *q = NULL;
 	_cleanup_free_ char *path = NULL;
-	lc_vmdef nd = { 0 };
-	lc_held h;
-	lc_vm *vm = NULL;
+	disk_op op;
 	lc_disk *d = NULL;
-	uint64_t seq = 0;
-	bool live = false, owned = false;
-	lc_lcm back = LC_LCM_RUNNING;
+	bool owned = false;
 	char node[32];
-	int timeout_s, r;
+	int timeout_s, r = op_hold(&op, root, name, o, err);
 
-	o = o ? o : &none;
-	timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_DETACH_TIMEOUT_S;
-	node_name(node, sizeof(node), disk_id);
-	r = lc_hold_vm(root, name, &o->run, &h, err);
 	if (r < 0)
 		return r;
-	r = open_writer(root, &db, err);
-	if (r == 0 && !(vm = vm_of(db, h.id, err)))
-		r = err->code;
-	if (r == 0 && !(d = find_disk(&vm->def, disk_id)))
-		r = no_such_disk(&vm->def, disk_id, err);
+	timeout_s = op.o->timeout_s > 0 ? op.o->timeout_s : LC_DETACH_TIMEOUT_S;
+	node_name(node, sizeof(node), disk_id);
+	r = op_open(&op, &disk_id, &d, err);
 	if (r == 0)
-		r = op_mode(vm, "detach a disk from", false, &live, err);
+		r = op_check(&op, "detach a disk from", false, err);
 	if (r < 0)
 		goto out;
-	back = vm->lcm;
 	path = util_xstrdup(d->path);
 	owned = d->owned;
-	r = copy_def(&vm->def, &nd, err);
+	r = copy_def(&op.vm->def, &op.nd, err);
 	if (r < 0)
 		goto out;
-	remove_disk_at(&nd, disk_id);
-	r = append_intent(db, DETACH_OP, h.id,
-			  json_pack("{s:o, s:b, s:s, s:i}", "disk", disk_json_of(d), "live", live, "prev",
-				    lc_lcm_name(back), "timeout_s", timeout_s),
-			  &seq, err);
-	if (r == 0 && live)
-		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "detaching a disk", NULL, err);
+	remove_disk_at(&op.nd, disk_id);
+	r = op_record(&op, DETACH_OP,
+		      json_pack("{s:o, s:b, s:s, s:i}", "disk", disk_json_of(d), "live", op.live, "prev",
+				lc_lcm_name(op.back), "timeout_s", timeout_s),
+		      LC_LCM_HOTPLUG, "detaching a disk", err);
 	if (r < 0)
 		goto out;
-	lc_db_close(TAKE_PTR(db));
 	util_crash_point("disk-detach-after-intent");
 
-	if (live) {
+	if (op.live) {
 		bool present = true;
 
-		r = lc_command_qmp(root, h.id, h.name, &q, err);
+		r = op_connect(&op, err);
 		if (r == 0)
-			r = device_exists(q, node, &present, err);
+			r = device_exists(op.q, node, &present, err);
 		/* gone already: a guest that released it after an earlier
 		 * detach gave up waiting */
 		if (r == 0 && present) {
-			r = qmp_run(q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
+			r = qmp_run(op.q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
 			/* asked before (a detach that gave up waiting): wait again */
 			if (r == -EREMOTEIO && strstr(err->msg, "in the process of unplug")) {
 				util_err_clear(err);
@@ -510,7 +595,7 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 			}
 			util_crash_point("disk-detach-after-device-del");
 			if (r == 0)
-				r = wait_deleted(q, node, util_now_ms() + timeout_s * 1000, err);
+				r = wait_deleted(op.q, node, util_now_ms() + timeout_s * 1000, err);
 			if (r == -ETIMEDOUT)
 				r = util_err_set(err, -ETIMEDOUT,
 						 "the guest did not release disk %u within %d s, so it stays attached and in the definition (a guest without hotplug support, or one still using it); the request stays pending in the guest: if it lets go later, run disk-detach again",
@@ -519,7 +604,7 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 		if (r < 0)
 			goto rollback;
 		util_crash_point("disk-detach-after-device");
-		r = qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
+		r = qmp_run(op.q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
 		if (r < 0) {
 			/* the device is gone: the detach goes on, the node is
 			 * left to qemu until it stops */
@@ -528,7 +613,7 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 		}
 	}
 	util_crash_point("disk-detach-before-define");
-	r = finish(root, h.id, seq, &nd, live, back, "disk detached", "ok", err);
+	r = op_finish(&op, true, "disk detached", "ok", err);
 	if (r < 0)
 		goto out;
 	/* the definition no longer has it: its file goes (as a non-persistent
@@ -537,51 +622,51 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 	if (owned && stor_remove_disk(path, false, err) < 0)
 		goto out_detached;
 	if (ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:b, s:o}", "vm", h.name, "disk", (int)disk_id, "live",
-				      live, "removed", owned ? json_string(path) : json_null());
+		*ret_json = json_pack("{s:s, s:i, s:b, s:o}", "vm", op.h.name, "disk", (int)disk_id,
+				      "live", op.live, "removed", owned ? json_string(path) : json_null());
 	goto out;
 
 out_detached:
 	util_err_prefix(err, "disk %u was detached from '%s' but its file could not be removed", disk_id,
-			h.name);
+			op.h.name);
 	goto out;
-rollback: {
-	util_err ignored = { 0 };
-
-	finish(root, h.id, seq, NULL, live, back, "disk detach failed; nothing changed", "rolled-back",
-	       &ignored);
-	util_err_prefix(err, "cannot detach disk %u from '%s'", disk_id, h.name);
-}
+rollback:
+	op_roll_back(&op, "disk detach failed; nothing changed");
+	util_err_prefix(err, "cannot detach disk %u from '%s'", disk_id, op.h.name);
 out:
-	lc_vmdef_clear(&nd);
-	lc_held_clear(&h);
-	return r;
+	return op_end(&op, r);
 }
 
 /* ---- resize -------------------------------------------------------------------------------- */
 
-/* The disk's current virtual size: from QEMU when live, qemu-img when off. */
-static int current_size(qmp_client *q, const lc_disk *d, uint64_t *ret, util_err *err)
+/* The disk's ImageInfo (new ref): QEMU's when live (q), qemu-img's when
+ * off. */
+static int image_info(qmp_client *q, const lc_disk *d, json_t **ret, util_err *err)
 {
 	_cleanup_json_ json_t *info = NULL;
-	json_t *img;
 	char node[32];
 	int r;
 
-	if (q) {
-		node_name(node, sizeof(node), d->id);
-		r = find_node(q, node, &info, err);
-		if (r < 0)
-			return r;
-		if (!info)
-			return util_err_set(err, -ENOENT, "qemu has no block node '%s'", node);
-		img = json_object_get(info, "image");
-	} else {
-		r = stor_disk_info(d->path, d->format, &info, err);
-		if (r < 0)
-			return r;
-		img = info;
-	}
+	if (!q)
+		return stor_disk_info(d->path, d->format, ret, err);
+	node_name(node, sizeof(node), d->id);
+	r = find_node(q, node, &info, err);
+	if (r < 0)
+		return r;
+	if (!info)
+		return util_err_set(err, -ENOENT, "qemu has no block node '%s'", node);
+	*ret = json_incref(json_object_get(info, "image"));
+	return 0;
+}
+
+/* The disk's current virtual size. */
+static int current_size(qmp_client *q, const lc_disk *d, uint64_t *ret, util_err *err)
+{
+	_cleanup_json_ json_t *img = NULL;
+	int r = image_info(q, d, &img, err);
+
+	if (r < 0)
+		return r;
 	*ret = (uint64_t)json_integer_value(json_object_get(img, "virtual-size"));
 	return 0;
 }
@@ -601,87 +686,66 @@ static int do_resize(qmp_client *q, const lc_disk *d, uint64_t size, bool shrink
 int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint64_t size,
 		      const lc_disk_opts *o, json_t **ret_json, util_err *err)
 {
-	static const lc_disk_opts none = { 0 };
-	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *q = NULL;
-	lc_vmdef nd = { 0 };
-	lc_held h;
-	lc_vm *vm = NULL;
+	disk_op op;
 	lc_disk *d = NULL;
-	uint64_t seq = 0, cur = 0;
-	bool live = false;
-	lc_lcm back = LC_LCM_RUNNING;
+	uint64_t cur = 0;
 	char a[16], b[16];
-	int r;
+	int r = op_hold(&op, root, name, o, err);
 
-	o = o ? o : &none;
-	r = lc_hold_vm(root, name, &o->run, &h, err);
 	if (r < 0)
 		return r;
-	r = open_writer(root, &db, err);
-	if (r == 0 && !(vm = vm_of(db, h.id, err)))
-		r = err->code;
-	if (r == 0 && !(d = find_disk(&vm->def, disk_id)))
-		r = no_such_disk(&vm->def, disk_id, err);
+	r = op_open(&op, &disk_id, &d, err);
 	if (r == 0)
-		r = op_mode(vm, "resize a disk of", true, &live, err);
+		r = op_check(&op, "resize a disk of", true, err);
 	if (r == 0 && (size == 0 || size % 512))
 		r = util_err_set(err, -EINVAL, "cannot resize disk %u of '%s': the size must be a non-zero multiple of 512 bytes",
-				 disk_id, h.name);
+				 disk_id, op.h.name);
 	if (r == 0 && d->readonly)
 		r = util_err_set(err, -EPERM, "cannot resize disk %u of '%s': it is read-only", disk_id,
-				 h.name);
+				 op.h.name);
 	if (r < 0)
 		goto out;
-	back = vm->lcm;
-	if (live)
-		r = lc_command_qmp(root, h.id, h.name, &q, err);
+	if (op.live)
+		r = op_connect(&op, err);
 	if (r == 0)
-		r = current_size(q, d, &cur, err);
+		r = current_size(op.q, d, &cur, err);
 	if (r < 0) {
-		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, h.name);
+		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, op.h.name);
 		goto out;
 	}
-	if (size < cur && !o->shrink) {
+	if (size < cur && !op.o->shrink) {
 		r = util_err_set(err, -EPERM,
 				 "cannot shrink disk %u of '%s' from %s to %s without --shrink (data beyond the new end is lost; shrink the guest's filesystem first)",
-				 disk_id, h.name, util_format_size(cur, a, sizeof(a)),
+				 disk_id, op.h.name, util_format_size(cur, a, sizeof(a)),
 				 util_format_size(size, b, sizeof(b)));
 		goto out;
 	}
-	r = copy_def(&vm->def, &nd, err);
+	r = copy_def(&op.vm->def, &op.nd, err);
 	if (r < 0)
 		goto out;
-	find_disk(&nd, disk_id)->size = size;
-	r = append_intent(db, RESIZE_OP, h.id,
-			  json_pack("{s:i, s:I, s:b, s:b, s:s}", "disk", (int)disk_id, "size",
-				    (json_int_t)size, "shrink", o->shrink, "live", live, "prev",
-				    lc_lcm_name(back)),
-			  &seq, err);
-	if (r == 0 && live)
-		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, "resizing a disk", NULL, err);
+	find_disk(&op.nd, disk_id)->size = size;
+	r = op_record(&op, RESIZE_OP,
+		      json_pack("{s:i, s:I, s:b, s:b, s:s}", "disk", (int)disk_id, "size",
+				(json_int_t)size, "shrink", op.o->shrink, "live", op.live, "prev",
+				lc_lcm_name(op.back)),
+		      LC_LCM_HOTPLUG, "resizing a disk", err);
 	if (r < 0)
 		goto out;
-	lc_db_close(TAKE_PTR(db));
 	util_crash_point("disk-resize-after-intent");
-	r = do_resize(q, find_disk(&nd, disk_id), size, o->shrink, err);
+	r = do_resize(op.q, find_disk(&op.nd, disk_id), size, op.o->shrink, err);
 	if (r < 0) {
-		util_err ignored = { 0 };
-
-		finish(root, h.id, seq, NULL, live, back, "disk resize failed", "rolled-back", &ignored);
-		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, h.name);
+		op_roll_back(&op, "disk resize failed");
+		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, op.h.name);
 		goto out;
 	}
 	util_crash_point("disk-resize-after-resize");
-	r = finish(root, h.id, seq, &nd, live, back, "disk resized", "ok", err);
+	r = op_finish(&op, true, "disk resized", "ok", err);
 	if (r == 0 && ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:b, s:I, s:I}", "vm", h.name, "disk", (int)disk_id,
-				      "live", live, "old_size", (json_int_t)cur, "size",
+		*ret_json = json_pack("{s:s, s:i, s:b, s:I, s:I}", "vm", op.h.name, "disk", (int)disk_id,
+				      "live", op.live, "old_size", (json_int_t)cur, "size",
 				      (json_int_t)size);
 out:
-	lc_vmdef_clear(&nd);
-	lc_held_clear(&h);
-	return r;
+	return op_end(&op, r);
 }
 
 /* ---- cd-rom ---------------------------------------------------------------------------------- */
@@ -761,76 +825,51 @@ static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, util_e
 int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_disk_opts *o,
 		json_t **ret_json, util_err *err)
 {
-	static const lc_disk_opts none = { 0 };
-	_cleanup_free_ char *images = util_xasprintf("%s/images", root);
-	const char *default_roots[] = { images, NULL };
-	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *q = NULL;
 	_cleanup_free_ char *real = NULL;
-	lc_vmdef nd = { 0 };
-	lc_held h;
-	lc_vm *vm = NULL;
-	uint64_t seq = 0;
-	bool live = false;
-	lc_lcm back = LC_LCM_RUNNING;
-	int r;
+	disk_op op;
+	int r = op_hold(&op, root, name, o, err);
 
-	o = o ? o : &none;
-	r = lc_hold_vm(root, name, &o->run, &h, err);
 	if (r < 0)
 		return r;
-	if (iso && (r = stor_check_path(iso, o->disk_roots ? o->disk_roots : default_roots, &real,
-					err)) < 0) {
-		util_err_prefix(err, "cannot insert into the cd-rom of '%s'", h.name);
+	if (iso && (r = stor_check_path(iso, op_roots(&op), &real, err)) < 0) {
+		util_err_prefix(err, "cannot insert into the cd-rom of '%s'", op.h.name);
 		goto out;
 	}
-	r = open_writer(root, &db, err);
-	if (r == 0 && !(vm = vm_of(db, h.id, err)))
-		r = err->code;
+	r = op_open(&op, NULL, NULL, err);
 	if (r == 0)
-		r = op_mode(vm, iso ? "insert a cd-rom into" : "eject the cd-rom of", true, &live, err);
-	if (r == 0 && vm->def.machine == LC_MACHINE_MICROVM)
-		r = util_err_set(err, -ENOTSUP, "vm '%s' is a microvm, which has no cd-rom drive", h.name);
+		r = op_check(&op, iso ? "insert a cd-rom into" : "eject the cd-rom of", true, err);
+	if (r == 0 && op.vm->def.machine == LC_MACHINE_MICROVM)
+		r = util_err_set(err, -ENOTSUP, "vm '%s' is a microvm, which has no cd-rom drive",
+				 op.h.name);
 	if (r == 0)
-		r = copy_def(&vm->def, &nd, err);
+		r = copy_def(&op.vm->def, &op.nd, err);
 	if (r < 0)
 		goto out;
-	back = vm->lcm;
-	free(nd.cdrom);
-	nd.cdrom = real ? util_xstrdup(real) : NULL;
-	r = append_intent(db, CDROM_OP, h.id,
-			  json_pack("{s:o, s:b, s:s}", "iso", real ? json_string(real) : json_null(),
-				    "live", live, "prev", lc_lcm_name(back)),
-			  &seq, err);
-	if (r == 0 && live)
-		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_HOTPLUG,
-				       iso ? "inserting a cd-rom" : "ejecting the cd-rom", NULL, err);
+	free(op.nd.cdrom);
+	op.nd.cdrom = real ? util_xstrdup(real) : NULL;
+	r = op_record(&op, CDROM_OP,
+		      json_pack("{s:o, s:b, s:s}", "iso", real ? json_string(real) : json_null(), "live",
+				op.live, "prev", lc_lcm_name(op.back)),
+		      LC_LCM_HOTPLUG, iso ? "inserting a cd-rom" : "ejecting the cd-rom", err);
 	if (r < 0)
 		goto out;
-	lc_db_close(TAKE_PTR(db));
-	if (live) {
-		r = lc_command_qmp(root, h.id, h.name, &q, err);
+	if (op.live) {
+		r = op_connect(&op, err);
 		if (r == 0)
-			r = cdrom_live(q, h.name, real, err);
+			r = cdrom_live(op.q, op.h.name, real, err);
 		if (r < 0) {
-			util_err ignored = { 0 };
-
-			finish(root, h.id, seq, NULL, live, back, "cd-rom change failed", "rolled-back",
-			       &ignored);
-			util_err_prefix(err, "cannot change the cd-rom of '%s'", h.name);
+			op_roll_back(&op, "cd-rom change failed");
+			util_err_prefix(err, "cannot change the cd-rom of '%s'", op.h.name);
 			goto out;
 		}
 	}
 	util_crash_point("cdrom-before-define");
-	r = finish(root, h.id, seq, &nd, live, back, iso ? "cd-rom inserted" : "cd-rom ejected", "ok",
-		   err);
+	r = op_finish(&op, true, iso ? "cd-rom inserted" : "cd-rom ejected", "ok", err);
 	if (r == 0 && ret_json)
-		*ret_json = json_pack("{s:s, s:b, s:o}", "vm", h.name, "live", live, "cdrom",
+		*ret_json = json_pack("{s:s, s:b, s:o}", "vm", op.h.name, "live", op.live, "cdrom",
 				      real ? json_string(real) : json_null());
 out:
-	lc_vmdef_clear(&nd);
-	lc_held_clear(&h);
-	return r;
+	return op_end(&op, r);
 }
 
 /* ---- disk snapshots -------------------------------------------------------------------------- */
@@ -853,26 +892,12 @@ static json_t *snap_list(json_t *snaps)
 
 static int list_snaps(qmp_client *q, const lc_disk *d, json_t **ret, util_err *err)
 {
-	_cleanup_json_ json_t *info = NULL;
-	json_t *snaps;
-	char node[32];
-	int r;
+	_cleanup_json_ json_t *img = NULL;
+	int r = image_info(q, d, &img, err);
 
-	if (q) {
-		node_name(node, sizeof(node), d->id);
-		r = find_node(q, node, &info, err);
-		if (r == 0 && !info)
-			r = util_err_set(err, -ENOENT, "qemu has no block node '%s'", node);
-		if (r < 0)
-			return r;
-		snaps = json_object_get(json_object_get(info, "image"), "snapshots");
-	} else {
-		r = stor_disk_info(d->path, d->format, &info, err);
-		if (r < 0)
-			return r;
-		snaps = json_object_get(info, "snapshots");
-	}
-	*ret = snap_list(snaps);
+	if (r < 0)
+		return r;
+	*ret = snap_list(json_object_get(img, "snapshots"));
 	return 0;
 }
 
@@ -923,21 +948,13 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 {
 	static const char *const what[] = { "create a snapshot of", "list the snapshots of",
 					    "revert", "delete a snapshot of" };
-	static const lc_disk_opts none = { 0 };
-	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *q = NULL;
 	_cleanup_json_ json_t *list = NULL;
 	lc_disk dcopy = { 0 };
-	lc_held h;
-	lc_vm *vm = NULL;
+	disk_op dop;
 	lc_disk *d = NULL;
 	json_t *snap = NULL;
-	uint64_t seq = 0;
-	bool live = false;
-	lc_lcm back = LC_LCM_RUNNING;
 	int r;
 
-	o = o ? o : &none;
 	if (op == LC_DSNAP_CREATE) {
 		r = util_validate_name(tag, "snapshot tag", err);
 		if (r == 0 && strspn(tag, "0123456789") == strlen(tag))
@@ -946,44 +963,39 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		if (r < 0)
 			return r;
 	}
-	r = lc_hold_vm(root, name, &o->run, &h, err);
+	r = op_hold(&dop, root, name, o, err);
 	if (r < 0)
 		return r;
-	r = open_writer(root, &db, err);
-	if (r == 0 && !(vm = vm_of(db, h.id, err)))
-		r = err->code;
-	if (r == 0 && !(d = find_disk(&vm->def, disk_id)))
-		r = no_such_disk(&vm->def, disk_id, err);
+	r = op_open(&dop, &disk_id, &d, err);
 	if (r < 0)
 		goto out;
-	if (op == LC_DSNAP_REVERT && vm->state == LC_ACTIVE) {
-		_cleanup_free_ char *now = lc_state_text(vm);
+	if (op == LC_DSNAP_REVERT && dop.vm->state == LC_ACTIVE) {
+		_cleanup_free_ char *now = lc_state_text(dop.vm);
 
 		r = util_err_set(err, -EBUSY,
 				 "cannot revert disk %u of '%s' while it runs (%s): a disk is reverted with the vm off; poweroff it first",
-				 disk_id, h.name, now);
+				 disk_id, dop.h.name, now);
 		goto out;
 	}
-	if (op == LC_DSNAP_LIST && vm->state != LC_ACTIVE)
-		live = false; /* a vm that is not running may always be looked at */
-	else if ((r = op_mode(vm, what[op], true, &live, err)) < 0)
+	if (op == LC_DSNAP_LIST && dop.vm->state != LC_ACTIVE)
+		dop.live = false; /* a vm that is not running may always be looked at */
+	else if ((r = op_check(&dop, what[op], true, err)) < 0)
 		goto out;
 	if (!util_streq(d->format, "qcow2")) {
 		r = util_err_set(err, -ENOTSUP,
 				 "cannot %s disk %u of '%s': it is a %s disk, and internal snapshots need qcow2",
-				 what[op], disk_id, h.name, d->format ? d->format : "?");
+				 what[op], disk_id, dop.h.name, d->format ? d->format : "?");
 		goto out;
 	}
-	back = vm->lcm;
 	dcopy.id = d->id;
 	dcopy.path = util_xstrdup(d->path);
 	dcopy.format = util_xstrdup(d->format);
-	if (live)
-		r = lc_command_qmp(root, h.id, h.name, &q, err);
+	if (dop.live)
+		r = op_connect(&dop, err);
 	if (r == 0)
-		r = list_snaps(q, &dcopy, &list, err);
+		r = list_snaps(dop.q, &dcopy, &list, err);
 	if (r < 0) {
-		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, h.name);
+		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, dop.h.name);
 		goto out;
 	}
 	if (op == LC_DSNAP_LIST) {
@@ -994,39 +1006,35 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	snap = snap_find(list, tag);
 	if (op == LC_DSNAP_CREATE && snap) {
 		r = util_err_set(err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
-				 disk_id, h.name, tag, json_string_value(json_object_get(snap, "id")));
+				 disk_id, dop.h.name, tag, json_string_value(json_object_get(snap, "id")));
 		goto out;
 	}
 	if (op != LC_DSNAP_CREATE && !snap) {
 		r = util_err_set(err, -ENOENT, "disk %u of '%s' has no snapshot '%s' (see 'qvm disk-snapshot-list %s %u')",
-				 disk_id, h.name, tag, h.name, disk_id);
+				 disk_id, dop.h.name, tag, dop.h.name, disk_id);
 		goto out;
 	}
-	if (live) {
-		r = append_intent(db, DSNAP_OP, h.id,
-				  json_pack("{s:i, s:s, s:b, s:s}", "disk", (int)disk_id, "tag", tag,
-					    "live", live, "prev", lc_lcm_name(back)),
-				  &seq, err);
-		if (r == 0)
-			r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_SNAPSHOT, "disk snapshot", NULL,
-					       err);
-		if (r < 0)
-			goto out;
-	}
-	lc_db_close(TAKE_PTR(db));
-	if (live) {
+	/* off, qemu-img changes the file alone: no intent, nothing to settle */
+	if (dop.live)
+		r = op_record(&dop, DSNAP_OP,
+			      json_pack("{s:i, s:s, s:b, s:s}", "disk", (int)disk_id, "tag", tag, "live",
+					dop.live, "prev", lc_lcm_name(dop.back)),
+			      LC_LCM_SNAPSHOT, "disk snapshot", err);
+	if (r < 0)
+		goto out;
+	lc_db_close(TAKE_PTR(dop.db));
+	if (dop.live) {
 		util_crash_point("disk-snapshot-after-intent");
-		r = snap_live(q, &dcopy, op, snap, tag, err);
+		r = snap_live(dop.q, &dcopy, op, snap, tag, err);
 	} else {
 		r = stor_snapshot(dcopy.path, op == LC_DSNAP_CREATE ? STOR_SNAP_CREATE
 				  : op == LC_DSNAP_REVERT ? STOR_SNAP_APPLY : STOR_SNAP_DELETE,
 				  snap_ref(snap, tag), err);
 	}
-	if (live) {
+	if (dop.live) {
 		util_err ferr = { 0 };
-		int f = finish(root, h.id, seq, NULL, live, back,
-			       r < 0 ? "disk snapshot failed" : "disk snapshot done", r < 0 ? "failed" : "ok",
-			       &ferr);
+		int f = op_finish(&dop, false, r < 0 ? "disk snapshot failed" : "disk snapshot done",
+				  r < 0 ? "failed" : "ok", &ferr);
 
 		if (r == 0 && f < 0) {
 			if (err)
@@ -1037,16 +1045,15 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		}
 	}
 	if (r < 0) {
-		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, h.name);
+		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, dop.h.name);
 		goto out;
 	}
 	if (ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:s, s:b}", "vm", h.name, "disk", (int)disk_id, "tag",
-				      tag, "live", live);
+		*ret_json = json_pack("{s:s, s:i, s:s, s:b}", "vm", dop.h.name, "disk", (int)disk_id,
+				      "tag", tag, "live", dop.live);
 out:
 	lc_disk_clear(&dcopy);
-	lc_held_clear(&h);
-	return r;
+	return op_end(&dop, r);
 }
 
 /* ---- recovery -------------------------------------------------------------------------------- */

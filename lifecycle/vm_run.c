@@ -323,7 +323,7 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 		/* Detach: a new session, and a second fork so that the
 		 * supervisor is nobody's child here and outlives us. */
 		char *argv[12];
-		int i = 0, logfd, nul;
+		int i = 0, logfd, nul, status_w, lock_w = -1;
 		sigset_t none;
 
 		setsid();
@@ -331,12 +331,23 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 			_exit(0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-		logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||
-		    dup2(logfd >= 0 ? logfd : nul, 2) < 0 || dup2(status_pipe[1], 3) < 0)
+		/* Move the two fds out of the way before placing them at 3 and
+		 * 4: either may already sit at 3 or 4, and a dup2 onto itself
+		 * would keep close-on-exec, so the supervisor would start
+		 * without the VM lock (and a reconciliation could take it). */
+		status_w = fcntl(status_pipe[1], F_DUPFD_CLOEXEC, 64);
+		if (lock_fd >= 0)
+			lock_w = fcntl(lock_fd, F_DUPFD_CLOEXEC, 64);
+		if (status_w < 0 || (lock_fd >= 0 && lock_w < 0))
 			_exit(126);
-		if (lock_fd >= 0 && dup2(lock_fd, 4) < 0)
+		/* not close-on-exec: if one lands on 0-2 (a caller without
+		 * stdin, say) the dup2 below keeps it; close_range drops the rest */
+		nul = open("/dev/null", O_RDWR);
+		logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||
+		    dup2(logfd >= 0 ? logfd : nul, 2) < 0 || dup2(status_w, 3) < 0)
+			_exit(126);
+		if (lock_w >= 0 && dup2(lock_w, 4) < 0)
 			_exit(126);
 		close_range(lock_fd >= 0 ? 5 : 4, ~0U, 0);
 		argv[i++] = "qvm";

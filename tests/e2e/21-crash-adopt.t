@@ -378,6 +378,36 @@ running y "y"
 for v in x y; do "$QVM" poweroff --hard $v >/dev/null 2>&1; done
 
 # ============================================================================
+# the supervisor holds the vm lock while QEMU boots, also when its qvm died
+# ============================================================================
+# A QEMU that takes 2 s to exec makes BOOT last long enough to look at: if
+# the lock did not pass to the supervisor, a reconciliation in that window
+# would roll back a start that is in fact under way.
+section "the lock during a boot"
+define b
+id=$(vm_id b)
+uuid=$(uuid_of b)
+lock=$QVM_ROOT/run/vm-$id.lock
+slow=$QVM_TEST_ROOT/slow-qemu
+printf '#!/bin/sh\nsleep 2\nexec qemu-system-x86_64 "$@"\n' >"$slow"
+chmod 755 "$slow"
+QVM_QEMU=$slow QVM_CRASH_AT=start-after-spawn run "$QVM" start b
+is "$RC" 99 "start b crashed right after spawning its supervisor"
+is "$(state b)" ACTIVE/BOOT "b is in BOOT"
+ok "the lock of b is held while it boots" test "$(flock -n "$lock" echo free)" = ""
+s=$(pids_matching "__supervise $id ")
+like "$(ls -l /proc/"$s"/fd 2>/dev/null)" "vm-$id.lock" "... by its supervisor (pid ${s:-none})"
+run "$QVM" list
+is "$RC" 0 "list during the boot" || diag "$ERR"
+like "$OUT" " b +boot " "list shows b booting, not rolled back"
+running b "b after its slow boot"
+is "$(flock -n "$lock" echo free)" free "the supervisor let go of the lock once qemu ran"
+run "$QVM" poweroff --hard b
+is "$RC" 0 "poweroff --hard b" || diag "$ERR"
+settled b "$id" "$uuid" POWEROFF "b powered off"
+retire b
+
+# ============================================================================
 # a caller blocked on the vm lock waits with a bound
 # ============================================================================
 section "a blocked caller"

@@ -156,6 +156,15 @@ void util_crash_point(const char *point)
 		_exit(99);
 }
 
+int util_fail_point(const char *point, util_err *err)
+{
+	const char *at = getenv("QVM_FAIL_AT");
+
+	if (!at || strcmp(at, point))
+		return 0;
+	return util_err_set(err, -EIO, "injected failure at '%s' (QVM_FAIL_AT)", point);
+}
+
 int util_random_bytes(void *buf, size_t len, util_err *err)
 {
 	size_t done = 0;

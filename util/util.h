@@ -230,6 +230,11 @@ int util_pidfd_open(pid_t pid, int *ret_fd, util_err *err);
  * process _exit()s at once (status 99), as a kill -9 would leave it. */
 void util_crash_point(const char *point);
 
+/* Tests make a step fail as if its system call or QMP command had: when
+ * QVM_FAIL_AT equals `point`, returns -EIO with a message naming the point
+ * (the caller goes down its real failure path); otherwise 0. */
+int util_fail_point(const char *point, util_err *err);
+
 /* Random bytes from the kernel (getrandom). */
 int util_random_bytes(void *buf, size_t len, util_err *err);
 

@@ -23,8 +23,7 @@ static void restore_terminal(void)
 int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_free_ char *path = NULL;
-	_cleanup_close_ int sock = -1;
+	_cleanup_close_ int sock = -1, lock = -1;
 	bool tty = isatty(STDIN_FILENO), in_open = true;
 	int64_t linger_until = 0, linger_max = 0;
 	char **ops;
@@ -39,14 +38,9 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		r = lc_db_find(db, ops[0], &vm, err);
 	if (r < 0)
 		return r;
-	if (vm->state != LC_ACTIVE)
-		return util_err_set(err, -EPERM, "cannot attach to the console of '%s': it is %s, not running",
-				    vm->def.name, lc_state_name(vm->state));
-	path = lc_console_path(ctx->root, vm->id);
-	r = util_unix_connect(path, &sock, err);
+	r = lc_console_attach(ctx->root, vm, &sock, &lock, err);
 	if (r < 0)
-		return util_err_prefix(err, "cannot attach to the console of '%s' (is another console attached?)",
-				       vm->def.name);
+		return r;
 	if (tty) {
 		struct termios t;
 

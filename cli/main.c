@@ -41,9 +41,10 @@ static const cli_command commands[] = {
 	{ "hold", cli_cmd_hold, "NAME", "PENDING -> HOLD: scheduled and automatic starts skip it",
 	  NULL },
 	{ "release", cli_cmd_release, "NAME", "HOLD -> PENDING", NULL },
-	{ "start", cli_cmd_start, "NAME [--no-wait]",
+	{ "start", cli_cmd_start, "NAME [--wait | --no-wait]",
 	  "deploy a vm (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED) and wait until it runs",
-	  "  --no-wait   return as soon as qemu has been started\n" },
+	  "  --wait      wait until the guest runs, or say why it cannot (the default)\n"
+	  "  --no-wait   return as soon as qemu has been spawned (see 'qvm show' for how it went)\n" },
 	{ "shutdown", cli_cmd_shutdown, "NAME [--hard] [--timeout S] [--hard-after] [--no-wait]",
 	  "press the ACPI power button; the vm ends DONE (its disks go) once the guest is off",
 	  "  --hard         quit qemu at once instead\n"
@@ -70,7 +71,8 @@ static const cli_command commands[] = {
 	{ "boot", cli_cmd_boot, "NAME", "force a start from UNKNOWN or ACTIVE/BOOT (any qemu of it is killed first)",
 	  NULL },
 	{ "console", cli_cmd_console, "NAME",
-	  "attach to the vm's serial console; Ctrl-] leaves (with a pipe: until its end)", NULL },
+	  "attach to the vm's serial console (one at a time); Ctrl-] leaves (with a pipe: until its end)",
+	  NULL },
 	{ "argv", cli_cmd_argv, "NAME",
 	  "print the QEMU command line qvm would start the vm with (fds shown as placeholders)",
 	  NULL },

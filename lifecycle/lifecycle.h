@@ -357,6 +357,12 @@ bool lc_vm_supervised(const lc_vm *vm);
 /* The serial console socket of VM id (new string). */
 char *lc_console_path(const char *root, uint64_t id);
 
+/* Take the console of running VM vm (one at a time: QEMU's socket would
+ * queue a second client silently) and connect to it. *ret_fd is the
+ * connected socket; *ret_lock holds the console until it is closed. */
+int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_lock,
+		      util_err *err);
+
 /* CPU use (percent of one CPU, averaged over QEMU's life) and resident
  * memory of a running VM's QEMU; -ESRCH if none. */
 int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err);

@@ -27,6 +27,11 @@ void lc_paths_clear(lc_paths *p);
 int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const char *reason,
 	      const char *error, json_t *extra, util_err *err);
 
+/* Mark that a shutdown's request reached QEMU (see lc_vm.request_sent):
+ * by the command that sent it, or by the supervisor that saw its
+ * POWERDOWN, whichever comes first. */
+int lc_record_sent(const char *root, uint64_t id, util_err *err);
+
 /* The fields of an ACTIVE/SHUTDOWN intent (target, timeout_ms, hard_after,
  * prev, sent) as recorded for vm, to carry them into a new record. */
 json_t *lc_shutdown_intent_json(const lc_vm *vm);
@@ -46,10 +51,10 @@ int lc_remove_vm_files(const lc_db *db, const lc_vm *vm, bool wipe, util_err *er
  * /proc/self/exe in its own session, outliving the caller. lock_fd (may be
  * -1) is the VM lock it inherits and releases once the VM has booted; adopt
  * makes it take over a QEMU that is already running. Waits (up to
- * timeout_ms) for its report: 0 when the VM runs, or the failure it
- * reported. */
-int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, int timeout_ms,
-			util_err *err);
+ * timeout_ms) for its report: 0 when the VM runs (with until_spawned: as
+ * soon as QEMU has been spawned), or the failure it reported. */
+int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, bool until_spawned,
+			int timeout_ms, util_err *err);
 
 /* Find a QEMU that runs this VM although the journal does not know its
  * pid (a crash between fork and record): its command line carries the

@@ -90,8 +90,9 @@ static const struct op_rule {
 	[LC_OP_START] = { "start", { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED) }, 5 },
 	[LC_OP_HOLD] = { "hold", { P(PENDING) }, 1 },
 	[LC_OP_RELEASE] = { "release", { P(HOLD) }, 1 },
-	[LC_OP_SHUTDOWN] = { "shutdown", { A(RUNNING), A(PAUSED) }, 2 },
-	[LC_OP_POWEROFF] = { "poweroff", { A(RUNNING), A(PAUSED), A(SHUTDOWN) }, 3 },
+	/* BOOT: a restart the policy has pending, which they cancel */
+	[LC_OP_SHUTDOWN] = { "shutdown", { A(RUNNING), A(PAUSED), A(BOOT) }, 3 },
+	[LC_OP_POWEROFF] = { "poweroff", { A(RUNNING), A(PAUSED), A(SHUTDOWN), A(BOOT) }, 4 },
 	[LC_OP_REBOOT] = { "reboot", { A(RUNNING) }, 1 },
 	[LC_OP_PAUSE] = { "pause", { A(RUNNING) }, 1 },
 	[LC_OP_UNPAUSE] = { "unpause", { A(PAUSED) }, 1 },

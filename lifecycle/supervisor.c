@@ -23,10 +23,25 @@
 
 #define BOOT_QMP_TIMEOUT_MS 20000
 #define LOG_CAP (1u << 20) /* QEMU's log: enough for any error, bounded */
+/* The restart policy: at most RESTARTS_PER_WINDOW restarts within
+ * RESTART_WINDOW_MS, each after a backoff of the base (1 s, or
+ * QVM_RESTART_BACKOFF_MS for tests) doubled per recent restart up to 4x:
+ * a QEMU that dies at once is given up after about half a minute, one that
+ * runs a while between crashes gets its short backoff back. */
 #define RESTART_WINDOW_MS 60000
 #define RESTARTS_PER_WINDOW 10
-#define RESTART_BACKOFF_MAX_MS 8000
+#define RESTART_BACKOFF_MS 1000
+#define RESTART_BACKOFF_DOUBLINGS 2
+#define RESTART_LOCK_RETRY_MS 200 /* a command holds the VM: try again soon */
 #define RESET_DEBOUNCE_MS 3000
+/* The logs a VM writes for as long as it runs are bounded: each is moved
+ * to NAME.1 (the previous .1 goes) when it passes its cap. QEMU writes the
+ * console log itself (logappend=on: O_APPEND), so that one is copied and
+ * truncated in place, looked at every LOG_CHECK_MS. Tests shrink both
+ * with QVM_CONSOLE_LOG_CAP and QVM_LOG_CHECK_MS. */
+#define CONSOLE_LOG_CAP (8u << 20)
+#define SUPERVISOR_LOG_CAP (256u << 10)
+#define LOG_CHECK_MS 10000
 
 typedef enum timer_kind { TIMER_NONE, TIMER_SHUTDOWN, TIMER_RESTART } timer_kind;
 
@@ -49,14 +64,19 @@ typedef struct sup {
 	int log_file;
 	size_t log_size;
 	char last_log_line[512];
+	char partial[512];  /* the line being read */
+	size_t partial_len;
 
 	int timer_fd;
 	timer_kind timer;
+	int house_fd;       /* periodic: the console log's size */
+	uint64_t console_cap;
 	int sig_fd;
 
 	bool shutdown_seen;    /* QEMU said SHUTDOWN: its exit is expected */
 	bool guest_initiated;  /* ... and the guest asked for it */
 	bool user_stop;        /* a qvm command asked for it: never restart */
+	char pending_target[16]; /* the target of the shutdown QEMU was asked for */
 	lc_state final_state;  /* where an expected exit leads */
 	char final_reason[256];
 
@@ -71,6 +91,77 @@ typedef struct sup {
 /* ---- notes and reports ----------------------------------------------------- */
 
 static void note(sup *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static uint64_t env_cap(const char *name, uint64_t dflt)
+{
+	const char *env = getenv(name);
+	uint64_t v;
+
+	return env && *env && util_parse_uint(env, 1, UINT64_MAX, &v, NULL) == 0 ? v : dflt;
+}
+
+/* How long QEMU has to greet us on QMP (tests shorten it). */
+static int greeting_timeout_ms(void)
+{
+	return (int)env_cap("QVM_QMP_CONNECT_TIMEOUT_MS", BOOT_QMP_TIMEOUT_MS);
+}
+
+/* Our stderr is supervisor.log: a restart loop must not fill the disk. */
+static void rotate_own_log(sup *s)
+{
+	struct stat st;
+	_cleanup_free_ char *old = NULL;
+	int fd;
+
+	if (!s->paths.sup_log || fstat(STDERR_FILENO, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < SUPERVISOR_LOG_CAP)
+		return;
+	old = util_xasprintf("%s.1", s->paths.sup_log);
+	fd = open(s->paths.sup_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	/* the file we write to is the one the path names (not already moved) */
+	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= SUPERVISOR_LOG_CAP &&
+	    rename(s->paths.sup_log, old) == 0) {
+		close(fd);
+		fd = open(s->paths.sup_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	}
+	if (fd >= 0) {
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+}
+
+/* QEMU appends to console.log: keep a copy of it as console.log.1 and
+ * empty it in place once it passes the cap (what QEMU writes between the
+ * copy and the truncation is lost; a line or two at most). */
+static void rotate_console_log(sup *s)
+{
+	_cleanup_free_ char *old = NULL, *tmp = NULL;
+	_cleanup_close_ int in = -1, out = -1;
+	struct stat st;
+	char buf[16384]; /* small: the supervisor's stack is part of its RSS */
+	ssize_t n;
+
+	if (stat(s->paths.serial_log, &st) < 0 || (uint64_t)st.st_size < s->console_cap)
+		return;
+	old = util_xasprintf("%s.1", s->paths.serial_log);
+	tmp = util_xasprintf("%s.1.tmp", s->paths.serial_log);
+	in = open(s->paths.serial_log, O_RDONLY | O_CLOEXEC);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (in < 0 || out < 0)
+		return;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (util_write_all(out, buf, (size_t)n) < 0)
+			break;
+	if (n != 0 || rename(tmp, old) < 0) {
+		unlink(tmp);
+		return;
+	}
+	if (truncate(s->paths.serial_log, 0) == 0)
+		note(s, "console.log passed %" PRIu64 " bytes: moved to console.log.1", s->console_cap);
+}
+
 static void note(sup *s, const char *fmt, ...)
 {
 	char when[32];
@@ -78,7 +169,6 @@ static void note(sup *s, const char *fmt, ...)
 	struct tm tm;
 	va_list ap;
 
-	(void)s;
 	localtime_r(&t, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
 	fprintf(stderr, "%s supervisor[%d]: ", when, (int)getpid());
@@ -87,6 +177,7 @@ static void note(sup *s, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	fflush(stderr);
+	rotate_own_log(s);
 }
 
 /* Tell the `qvm start` that spawned us how the boot went, once. */
@@ -142,6 +233,15 @@ static int record(sup *s, lc_state state, lc_lcm lcm, const char *reason, const 
 
 /* ---- QEMU's log ------------------------------------------------------------------ */
 
+static void line_done(sup *s)
+{
+	if (s->partial_len == 0)
+		return;
+	memcpy(s->last_log_line, s->partial, s->partial_len);
+	s->last_log_line[s->partial_len] = '\0';
+	s->partial_len = 0;
+}
+
 static void log_drain(sup *s)
 {
 	char buf[4096];
@@ -163,22 +263,19 @@ static void log_drain(sup *s)
 			if (write(s->log_file, buf, keep) == (ssize_t)keep)
 				s->log_size += keep;
 		}
-		/* remember the last complete non-empty line: QEMU's error */
-		for (ssize_t i = 0, start = 0; i < n; i++) {
-			if (buf[i] != '\n')
+		/* remember the last non-empty line, QEMU's error, also when a
+		 * read splits it */
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (s->partial_len < sizeof(s->partial) - 1)
+					s->partial[s->partial_len++] = buf[i];
 				continue;
-			if (i > start) {
-				size_t len = (size_t)(i - start);
-
-				if (len >= sizeof(s->last_log_line))
-					len = sizeof(s->last_log_line) - 1;
-				memcpy(s->last_log_line, buf + start, len);
-				s->last_log_line[len] = '\0';
 			}
-			start = i + 1;
+			line_done(s);
 		}
 	}
 	if (n == 0 && s->log_pipe >= 0) {
+		line_done(s); /* a last line without its newline */
 		close(s->log_pipe);
 		s->log_pipe = -1;
 	}
@@ -333,6 +430,7 @@ static int spawn_qemu(sup *s, util_err *err)
 	s->log_file = open(s->paths.qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	s->log_size = 0;
 	s->last_log_line[0] = '\0';
+	s->partial_len = 0;
 	if (pipe2(logp, O_CLOEXEC) < 0) {
 		r = util_err_errno(err, -errno, "cannot make a pipe for qemu's log");
 		goto fail;
@@ -395,9 +493,12 @@ static int spawn_qemu(sup *s, util_err *err)
 	}
 	util_crash_point("supervisor-after-qemu");
 	record(s, LC_ACTIVE, LC_LCM_BOOT, "qemu started", NULL, pids_json(s));
+	/* enough for `start --no-wait` */
+	if (s->status_fd >= 0)
+		dprintf(s->status_fd, "{\"stage\": \"spawned\"}\n");
 	util_crash_point("supervisor-before-qmp");
 
-	r = qmp_connect_path(s->paths.qmp_event, BOOT_QMP_TIMEOUT_MS, &s->qmp, err);
+	r = qmp_connect_path(s->paths.qmp_event, greeting_timeout_ms(), &s->qmp, err);
 	if (r < 0) {
 		qemu_exit_reason(s, true, why, sizeof(why));
 		util_err_set(err, r, "%s", why);
@@ -463,7 +564,7 @@ static int adopt_qemu(sup *s, util_err *err)
 	r = util_pidfd_open(s->qemu_pid, &s->qemu_pidfd, err);
 	if (r < 0)
 		return r;
-	r = qmp_connect_path(s->paths.qmp_event, BOOT_QMP_TIMEOUT_MS, &s->qmp, err);
+	r = qmp_connect_path(s->paths.qmp_event, greeting_timeout_ms(), &s->qmp, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot reach the qemu of '%s'", s->name);
 	r = qmp_execute(s->qmp, "query-status", NULL, 0, &status, err);
@@ -542,24 +643,30 @@ static void disarm(sup *s)
 
 /* ---- events ---------------------------------------------------------------------------- */
 
-/* What the journal says a qvm command asked for (target of a shutdown). */
-static void read_intent(sup *s, char *target, size_t len, int64_t *timeout_ms, bool *hard_after,
-			lc_lcm *lcm)
+/* What the journal says a qvm command asked for: a shutdown's target,
+ * its timeout, and whether its request reached QEMU. */
+typedef struct intent {
+	char target[16]; /* "DONE", "POWEROFF", "REBOOT" or "" */
+	int64_t timeout_ms;
+	bool hard_after;
+	bool sent;
+	lc_lcm lcm;
+} intent;
+
+static void read_intent(sup *s, intent *in)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_vm *vm;
 
-	target[0] = '\0';
-	*timeout_ms = 0;
-	*hard_after = false;
-	*lcm = LC_LCM_NONE;
+	*in = (intent){ .lcm = LC_LCM_NONE };
 	if (lc_load_vm(s->root, s->id, &db, &vm, NULL) < 0)
 		return;
-	*lcm = vm->lcm;
+	in->lcm = vm->lcm;
 	if (vm->lcm == LC_LCM_SHUTDOWN && vm->target) {
-		snprintf(target, len, "%s", vm->target);
-		*timeout_ms = vm->timeout_ms;
-		*hard_after = vm->hard_after;
+		snprintf(in->target, sizeof(in->target), "%s", vm->target);
+		in->timeout_ms = vm->timeout_ms;
+		in->hard_after = vm->hard_after;
+		in->sent = vm->request_sent;
 	}
 }
 
@@ -567,18 +674,20 @@ static void on_shutdown(sup *s, json_t *data)
 {
 	bool guest = json_is_true(json_object_get(data, "guest"));
 	const char *reason = json_string_value(json_object_get(data, "reason"));
-	char target[16];
-	int64_t timeout;
-	bool hard_after;
-	lc_lcm lcm;
 	util_err err = { 0 };
+	intent in;
 
 	if (s->shutdown_seen)
 		return; /* our own quit after the guest's shutdown says it again */
-	read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
-	note(s, "SHUTDOWN guest=%d reason=%s target=%s", guest, reason ? reason : "?", target);
+	read_intent(s, &in);
+	/* A request whose qvm died before it recorded "sent" may have been
+	 * rolled back by then; the POWERDOWN we saw says it reached QEMU. */
+	if (!in.target[0] && s->pending_target[0] && guest)
+		snprintf(in.target, sizeof(in.target), "%s", s->pending_target);
+	s->pending_target[0] = '\0';
+	note(s, "SHUTDOWN guest=%d reason=%s target=%s", guest, reason ? reason : "?", in.target);
 	disarm(s);
-	if (!strcmp(target, "REBOOT") && guest) {
+	if (!strcmp(in.target, "REBOOT") && guest) {
 		/* A soft reboot: the guest shut down, -no-shutdown kept QEMU.
 		 * Recorded before cont, so the RESUME that `reboot` waits for
 		 * means the record is there. */
@@ -591,16 +700,16 @@ static void on_shutdown(sup *s, json_t *data)
 		note(s, "soft reboot failed: %s", err.msg);
 	}
 	s->shutdown_seen = true;
-	s->guest_initiated = guest && !target[0];
-	s->user_stop = target[0] != '\0';
-	if (!strcmp(target, "DONE"))
+	s->guest_initiated = guest && !in.target[0];
+	s->user_stop = in.target[0] != '\0';
+	if (!strcmp(in.target, "DONE"))
 		s->final_state = LC_DONE;
 	else
 		s->final_state = LC_POWEROFF;
 	snprintf(s->final_reason, sizeof(s->final_reason), "%s",
 		 s->guest_initiated ? "the guest powered off"
-		 : !strcmp(target, "DONE") ? "shut down"
-					   : "powered off");
+		 : !strcmp(in.target, "DONE") ? "shut down"
+					      : "powered off");
 	util_crash_point("supervisor-before-quit");
 	if (!util_streq(reason, "host-qmp-quit"))
 		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
@@ -608,15 +717,20 @@ static void on_shutdown(sup *s, json_t *data)
 
 static void on_powerdown(sup *s)
 {
-	char target[16];
-	int64_t timeout;
-	bool hard_after;
-	lc_lcm lcm;
+	intent in;
 
-	read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
-	if (lcm == LC_LCM_SHUTDOWN && timeout > 0) {
-		note(s, "ACPI power button pressed; the guest has %" PRId64 " ms", timeout);
-		arm(s, TIMER_SHUTDOWN, timeout);
+	read_intent(s, &in);
+	if (in.lcm != LC_LCM_SHUTDOWN || !in.target[0])
+		return;
+	/* the request reached QEMU: say so, in case its qvm dies before it
+	 * does (a reconciliation would otherwise roll the shutdown back),
+	 * and remember where it leads */
+	snprintf(s->pending_target, sizeof(s->pending_target), "%s", in.target);
+	if (!in.sent)
+		lc_record_sent(s->root, s->id, NULL);
+	if (in.timeout_ms > 0) {
+		note(s, "ACPI power button pressed; the guest has %" PRId64 " ms", in.timeout_ms);
+		arm(s, TIMER_SHUTDOWN, in.timeout_ms);
 	}
 }
 
@@ -657,16 +771,14 @@ static void on_event(sup *s, json_t *ev)
 
 static void on_shutdown_timeout(sup *s)
 {
-	char target[16];
-	int64_t timeout;
-	bool hard_after;
-	lc_lcm lcm;
+	intent in;
 
-	read_intent(s, target, sizeof(target), &timeout, &hard_after, &lcm);
-	if (lcm != LC_LCM_SHUTDOWN || s->shutdown_seen)
+	read_intent(s, &in);
+	if (in.lcm != LC_LCM_SHUTDOWN || s->shutdown_seen)
 		return;
-	if (hard_after) {
-		note(s, "the guest ignored the ACPI shutdown for %" PRId64 " ms: quitting", timeout);
+	s->pending_target[0] = '\0';
+	if (in.hard_after) {
+		note(s, "the guest ignored the ACPI shutdown for %" PRId64 " ms: quitting", in.timeout_ms);
 		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
 		return;
 	}
@@ -674,30 +786,55 @@ static void on_shutdown_timeout(sup *s)
 		char reason[128];
 
 		snprintf(reason, sizeof(reason),
-			 "the guest ignored the ACPI shutdown for %" PRId64 " s", timeout / 1000);
+			 "the guest ignored the ACPI shutdown for %" PRId64 " s", in.timeout_ms / 1000);
 		record(s, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL, NULL);
 	}
 }
 
 /* ---- QEMU's exit ------------------------------------------------------------------------- */
 
-static bool may_restart(sup *s, bool crashed)
+/* Forget restarts older than the window; how many are left. */
+static size_t recent_restarts(sup *s)
 {
 	int64_t now = util_now_ms();
-	size_t recent = 0;
+	size_t kept = 0;
 
+	for (size_t i = 0; i < s->n_restarts; i++)
+		if (now - s->restarts[i] < RESTART_WINDOW_MS)
+			s->restarts[kept++] = s->restarts[i];
+	s->n_restarts = kept;
+	return kept;
+}
+
+static int64_t restart_backoff_ms(size_t recent)
+{
+	const char *env = getenv("QVM_RESTART_BACKOFF_MS");
+	uint64_t base = RESTART_BACKOFF_MS;
+
+	if (env && *env && util_parse_uint(env, 1, 600000, &base, NULL) < 0)
+		base = RESTART_BACKOFF_MS;
+	return (int64_t)base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent : RESTART_BACKOFF_DOUBLINGS);
+}
+
+/* Whether the policy restarts a QEMU that ended; when the cap says no,
+ * why_not tells the user. */
+static bool may_restart(sup *s, bool crashed, char *why_not, size_t len)
+{
+	why_not[0] = '\0';
 	if (s->user_stop)
 		return false;
 	if (s->restart == LC_RESTART_NO || (s->restart == LC_RESTART_ON_FAILURE && !crashed))
 		return false;
-	for (size_t i = 0; i < s->n_restarts; i++)
-		recent += now - s->restarts[i] < RESTART_WINDOW_MS;
-	return recent < RESTARTS_PER_WINDOW;
+	if (recent_restarts(s) < RESTARTS_PER_WINDOW)
+		return true;
+	snprintf(why_not, len, "restarted %d times within %d s: not again (restart policy %s)",
+		 RESTARTS_PER_WINDOW, RESTART_WINDOW_MS / 1000, lc_restart_name(s->restart));
+	return false;
 }
 
 static void on_qemu_exit(sup *s)
 {
-	char why[600];
+	char why[600], why_not[160];
 	bool crashed = !s->shutdown_seen;
 	util_err err = { 0 };
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
@@ -708,6 +845,22 @@ static void on_qemu_exit(sup *s)
 	close_fd(&s->qemu_pidfd);
 	s->qemu_pid = 0;
 	disarm(s);
+	if (crashed) {
+		intent in;
+
+		/* a QEMU that dies while a qvm command stops it ends as that
+		 * command asked, and is not restarted: the user wanted it off */
+		read_intent(s, &in);
+		if (!in.target[0] && s->pending_target[0])
+			snprintf(in.target, sizeof(in.target), "%s", s->pending_target);
+		if (!strcmp(in.target, "DONE") || !strcmp(in.target, "POWEROFF")) {
+			crashed = false;
+			s->user_stop = true;
+			s->final_state = !strcmp(in.target, "DONE") ? LC_DONE : LC_POWEROFF;
+			snprintf(s->final_reason, sizeof(s->final_reason), "%s (%.200s during the shutdown)",
+				 s->final_state == LC_DONE ? "shut down" : "powered off", why);
+		}
+	}
 	note(s, "qemu exited: %s", crashed ? why : s->final_reason);
 	util_crash_point("supervisor-before-epilog");
 	/* "target" lets a recovery finish the epilog if we die in it */
@@ -720,24 +873,20 @@ static void on_qemu_exit(sup *s)
 		lc_nics_remove_taps(vm);
 	lc_db_close(TAKE_PTR(db));
 
-	if (may_restart(s, crashed)) {
-		int64_t backoff = 1000;
+	if (may_restart(s, crashed, why_not, sizeof(why_not))) {
+		int64_t backoff = restart_backoff_ms(s->n_restarts);
+		char reason[700];
 
-		for (size_t i = 0; i < s->n_restarts && backoff < RESTART_BACKOFF_MAX_MS; i++)
-			backoff *= 2;
-		if (s->n_restarts == RESTARTS_PER_WINDOW) {
-			memmove(s->restarts, s->restarts + 1, sizeof(s->restarts[0]) * (RESTARTS_PER_WINDOW - 1));
-			s->n_restarts--;
-		}
 		s->restarts[s->n_restarts++] = util_now_ms();
-		{
-			char reason[700];
-
-			snprintf(reason, sizeof(reason), "%s; restarting in %" PRId64 " s (restart policy %s)",
-				 crashed ? why : s->final_reason, backoff / 1000, lc_restart_name(s->restart));
-			record(s, LC_ACTIVE, LC_LCM_BOOT, reason, crashed ? why : NULL, NULL);
-		}
+		snprintf(reason, sizeof(reason), "%s; restarting in %" PRId64 ".%01" PRId64 " s (restart policy %s)",
+			 crashed ? why : s->final_reason, backoff / 1000, backoff % 1000 / 100,
+			 lc_restart_name(s->restart));
+		/* no pids and no uptime while it waits: nothing runs */
+		record(s, LC_ACTIVE, LC_LCM_BOOT, reason, crashed ? why : NULL,
+		       json_pack("{s:i, s:i, s:i, s:I}", "qemu_pid", 0, "qemu_starttime", 0, "started", 0,
+				 "restart_at", (json_int_t)(util_realtime_ms() + backoff)));
 		s->shutdown_seen = s->guest_initiated = false;
+		s->pending_target[0] = '\0';
 		arm(s, TIMER_RESTART, backoff);
 		return;
 	}
@@ -747,7 +896,13 @@ static void on_qemu_exit(sup *s)
 		if (lc_remove_vm_files(db, vm, false, &err) < 0)
 			note(s, "cannot remove the files of '%s': %s", s->name, err.msg);
 	}
-	if (crashed)
+	if (crashed && why_not[0]) {
+		char reason[800];
+
+		snprintf(reason, sizeof(reason), "%s; %s", why, why_not);
+		record(s, LC_FAILED, LC_LCM_NONE, reason, why,
+		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
+	} else if (crashed)
 		record(s, LC_FAILED, LC_LCM_NONE, why, why,
 		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
 	else
@@ -756,22 +911,57 @@ static void on_qemu_exit(sup *s)
 	s->done = true;
 }
 
+/* The restart timer fired. A restart is an operation on the VM like any
+ * command's: it takes the VM lock (a command working on the VM — a
+ * poweroff cancelling this restart, say — goes first; we try again a
+ * little later) and holds it until QEMU runs. */
+static void restart(sup *s)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_free_ char *lock = lc_vm_lock_path(s->root, s->id);
+	util_err err = { 0 };
+	lc_vm *vm;
+
+	if (util_lock_path(lock, true, 0, &s->lock_fd, NULL) < 0) {
+		arm(s, TIMER_RESTART, RESTART_LOCK_RETRY_MS);
+		return;
+	}
+	/* still ours to restart? (the lock's last holder may have ended it) */
+	if (lc_load_vm(s->root, s->id, &db, &vm, &err) < 0 || vm->state != LC_ACTIVE ||
+	    vm->lcm != LC_LCM_BOOT) {
+		note(s, "restart of '%s' given up: %s", s->name,
+		     err.msg[0] ? err.msg : "its state changed meanwhile");
+		s->done = true;
+		release_lock(s);
+		return;
+	}
+	lc_db_close(TAKE_PTR(db));
+	if (spawn_qemu(s, &err) < 0) {
+		note(s, "restart failed: %s", err.msg);
+		record(s, LC_FAILED, LC_LCM_NONE, err.msg, err.msg,
+		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
+		s->done = true;
+	}
+	release_lock(s);
+}
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 static void loop(sup *s)
 {
 	while (!s->done) {
-		struct pollfd pfd[5] = {
+		struct pollfd pfd[6] = {
 			{ s->qemu_pidfd, POLLIN, 0 },
 			{ s->qmp ? qmp_fd(s->qmp) : -1, POLLIN, 0 },
 			{ s->sig_fd, POLLIN, 0 },
 			{ s->timer_fd, POLLIN, 0 },
 			{ s->log_pipe, POLLIN, 0 },
+			{ s->house_fd, POLLIN, 0 },
 		};
 		util_err err = { 0 };
 		json_t *ev;
 
-		if (poll(pfd, 5, -1) < 0) {
+		if (poll(pfd, 6, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			note(s, "poll: %s", strerror(errno));
@@ -779,6 +969,12 @@ static void loop(sup *s)
 		}
 		if (pfd[4].revents)
 			log_drain(s);
+		if (pfd[5].revents) {
+			uint64_t ticks;
+
+			if (read(s->house_fd, &ticks, sizeof(ticks)) > 0)
+				rotate_console_log(s);
+		}
 		if (pfd[1].revents && s->qmp) {
 			int r = qmp_dispatch(s->qmp, &err);
 
@@ -811,13 +1007,7 @@ static void loop(sup *s)
 			if (kind == TIMER_SHUTDOWN && s->qmp) {
 				on_shutdown_timeout(s);
 			} else if (kind == TIMER_RESTART) {
-				if (spawn_qemu(s, &err) < 0) {
-					note(s, "restart failed: %s", err.msg);
-					record(s, LC_FAILED, LC_LCM_NONE, err.msg, err.msg,
-					       json_pack("{s:i, s:i}", "supervisor_pid", 0,
-							 "supervisor_starttime", 0));
-					s->done = true;
-				}
+				restart(s);
 			}
 		}
 		if (pfd[0].revents && s->qemu_pidfd >= 0)
@@ -830,7 +1020,7 @@ int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	sup s = { .root = root, .id = id, .status_fd = status_fd, .lock_fd = lock_fd,
-		  .qemu_pidfd = -1, .log_pipe = -1, .log_file = -1, .timer_fd = -1,
+		  .qemu_pidfd = -1, .log_pipe = -1, .log_file = -1, .timer_fd = -1, .house_fd = -1,
 		  .sig_fd = -1 };
 	sigset_t mask;
 	lc_vm *vm;
@@ -851,9 +1041,18 @@ int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	s.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (s.sig_fd < 0 || s.timer_fd < 0) {
+	s.house_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (s.sig_fd < 0 || s.timer_fd < 0 || s.house_fd < 0) {
 		r = util_err_errno(err, -errno, "cannot set up the supervisor of '%s'", s.name);
 		goto out;
+	}
+	{
+		uint64_t every = env_cap("QVM_LOG_CHECK_MS", LOG_CHECK_MS);
+		struct itimerspec its = { .it_value = { (time_t)(every / 1000), (long)(every % 1000) * 1000000L } };
+
+		its.it_interval = its.it_value;
+		timerfd_settime(s.house_fd, 0, &its, NULL);
+		s.console_cap = env_cap("QVM_CONSOLE_LOG_CAP", CONSOLE_LOG_CAP);
 	}
 
 	r = adopt ? adopt_qemu(&s, err) : spawn_qemu(&s, err);
@@ -879,6 +1078,7 @@ out:
 	close_fd(&s.log_pipe);
 	close_fd(&s.log_file);
 	close_fd(&s.timer_fd);
+	close_fd(&s.house_fd);
 	close_fd(&s.sig_fd);
 	lc_paths_clear(&s.paths);
 	free(s.name);

@@ -52,6 +52,31 @@ char *lc_console_path(const char *root, uint64_t id)
 	return util_xasprintf("%s/run/%" PRIu64 "/console.sock", root, id);
 }
 
+int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_lock,
+		      util_err *err)
+{
+	_cleanup_free_ char *path = lc_console_path(root, vm->id);
+	_cleanup_free_ char *lock = util_xasprintf("%s/run/%" PRIu64 "/console.lock", root, vm->id);
+	_cleanup_close_ int fd = -1, held = -1;
+	int r;
+
+	if (vm->state != LC_ACTIVE)
+		return util_err_set(err, -EPERM, "cannot attach to the console of '%s': it is %s, not running",
+				    vm->def.name, lc_state_name(vm->state));
+	r = util_lock_path(lock, true, 0, &held, err);
+	if (r == -EBUSY)
+		return util_err_set(err, -EBUSY,
+				    "cannot attach to the console of '%s': another console is attached; leave that one first (Ctrl-])",
+				    vm->def.name);
+	if (r == 0)
+		r = util_unix_connect(path, &fd, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot attach to the console of '%s'", vm->def.name);
+	*ret_fd = TAKE_FD(fd);
+	*ret_lock = TAKE_FD(held);
+	return 0;
+}
+
 int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const char *reason,
 	      const char *error, json_t *extra, util_err *err)
 {
@@ -86,8 +111,7 @@ json_t *lc_shutdown_intent_json(const lc_vm *vm)
 	return j;
 }
 
-/* Mark that a shutdown's request reached QEMU (see lc_vm.request_sent). */
-static int record_sent(const char *root, uint64_t id, util_err *err)
+int lc_record_sent(const char *root, uint64_t id, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
@@ -289,8 +313,8 @@ int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *e
 
 /* ---- the supervisor ------------------------------------------------------------------- */
 
-int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, int timeout_ms,
-			util_err *err)
+int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, bool until_spawned,
+			int timeout_ms, util_err *err)
 {
 	char self[PATH_MAX], idtext[24], buf[4096];
 	int status_pipe[2], status;
@@ -329,6 +353,9 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 		setsid();
 		if (fork() != 0)
 			_exit(0);
+		/* no hold on the caller's folder (an unmount, a deleted cwd) */
+		if (chdir("/") < 0)
+			_exit(126);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		/* Move the two fds out of the way before placing them at 3 and
@@ -369,11 +396,14 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 	waitpid(child, &status, 0);
 	util_crash_point(adopt ? "adopt-after-spawn" : "start-after-spawn");
 
-	/* the supervisor's one report, or EOF if it died */
+	/* The supervisor's reports, one JSON object a line: {"stage":"spawned"}
+	 * once QEMU runs (enough for --no-wait), then the final {"ok":...}; or
+	 * EOF if it died. */
 	deadline = util_now_ms() + timeout_ms;
 	for (;;) {
 		struct pollfd pfd = { status_pipe[0], POLLIN, 0 };
 		int64_t left = deadline - util_now_ms();
+		char *line, *nl;
 
 		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
 			close(status_pipe[0]);
@@ -387,12 +417,27 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 		if (n <= 0)
 			break;
 		len += (size_t)n;
+		buf[len] = '\0';
+		while ((nl = strchr(buf, '\n'))) {
+			*nl = '\0';
+			line = buf;
+			json_decref(reply);
+			reply = json_loads(line, 0, NULL);
+			memmove(buf, nl + 1, len - (size_t)(nl + 1 - buf) + 1);
+			len -= (size_t)(nl + 1 - line);
+			if (reply && !json_object_get(reply, "stage"))
+				goto final;
+			if (reply && until_spawned) {
+				close(status_pipe[0]);
+				return 0;
+			}
+			json_decref(TAKE_PTR(reply));
+		}
 		if (len >= sizeof(buf) - 1)
 			break;
 	}
+final:
 	close(status_pipe[0]);
-	buf[len] = '\0';
-	reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
 	if (!reply)
 		return util_err_set(err, -EIO,
 				    "the supervisor died before it reported; see %s/vms/%s/supervisor.log",
@@ -428,7 +473,7 @@ static int vm_lock(const char *root, uint64_t id, const char *name, int timeout_
 		r = util_lock_path(path, true, timeout_ms, ret_fd, err);
 	if (r == -EBUSY)
 		return util_err_set(err, -EBUSY,
-				    "vm '%s' is busy: another qvm command has been working on it for %d s; try again later",
+				    "vm '%s' is busy: another qvm command is working on it (waited %d s); try again later",
 				    name, timeout_ms / 1000);
 	return r;
 }
@@ -515,7 +560,7 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 		util_err aerr = { 0 };
 
 		lc_db_close(TAKE_PTR(db));
-		r = lc_spawn_supervisor(root, id, -1, true, SPAWN_TIMEOUT_MS, &aerr);
+		r = lc_spawn_supervisor(root, id, -1, true, false, SPAWN_TIMEOUT_MS, &aerr);
 		if (r == 0)
 			return 1;
 		/* alive but unreachable: its fate is not known */
@@ -650,7 +695,7 @@ static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, cons
 	return 0;
 }
 
-static int start_held(const char *root, lc_held *h, bool force, util_err *err)
+static int start_held(const char *root, lc_held *h, bool force, bool no_wait, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_free_ char *prev = NULL;
@@ -683,15 +728,17 @@ static int start_held(const char *root, lc_held *h, bool force, util_err *err)
 	if (r < 0)
 		return r;
 	lc_db_close(TAKE_PTR(db));
-	extra = json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0, "qemu_starttime",
-			  0, "supervisor_pid", 0, "supervisor_starttime", 0);
+	/* no uptime until it runs (not the last boot's) */
+	extra = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
+			  "qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime", 0,
+			  "started", 0);
 	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_BOOT, "start", NULL, extra, err);
 	if (r < 0)
 		return r;
 	util_crash_point("start-after-intent");
 	/* The supervisor inherits the VM lock and lets go once QEMU runs, so
 	 * no reconciliation can mistake a start in flight for a dead one. */
-	r = lc_spawn_supervisor(root, h->id, h->lock, false, SPAWN_TIMEOUT_MS, err);
+	r = lc_spawn_supervisor(root, h->id, h->lock, false, no_wait, SPAWN_TIMEOUT_MS, err);
 	if (r < 0) {
 		util_err ignored = { 0 };
 
@@ -719,7 +766,7 @@ int lc_vm_start(const char *root, const char *name, const lc_run_opts *opts, uti
 
 	if (r < 0)
 		return r;
-	r = start_held(root, &h, false, err);
+	r = start_held(root, &h, false, opts && opts->no_wait, err);
 	lc_held_clear(&h);
 	return r;
 }
@@ -745,13 +792,49 @@ int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util
 		lc_find_qemu(vm, &qpid, &qstart);
 		kill_and_wait(qpid, qstart);
 		lc_db_close(TAKE_PTR(db));
-		r = start_held(root, &h, true, err);
+		r = start_held(root, &h, true, false, err);
 	}
 	lc_held_clear(&h);
 	return r;
 }
 
 /* ---- shutdown, poweroff, reboot, pause ------------------------------------------------------ */
+
+/* QEMU died and its supervisor waits on a timer to restart it: ACTIVE/BOOT
+ * with no QEMU. The supervisor takes the VM lock before it restarts, so
+ * while a command holds the lock, ending it is safe. */
+static bool restart_pending(const lc_vm *vm)
+{
+	return vm->state == LC_ACTIVE && vm->lcm == LC_LCM_BOOT && lc_vm_supervised(vm) &&
+	       !util_proc_alive(vm->qemu_pid, vm->qemu_starttime);
+}
+
+/* Cancel a pending restart (with the VM lock held): end the waiting
+ * supervisor and record target, POWEROFF or DONE (whose files go). */
+static int cancel_restart(const char *root, const lc_db *db, const lc_vm *vm, lc_state target,
+			  util_err *err)
+{
+	lc_paths p;
+	int r;
+
+	kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
+	lc_paths_init(&p, root, vm->id);
+	lc_remove_rundir(&p);
+	lc_paths_clear(&p);
+	lc_nics_remove_taps(vm);
+	if (target == LC_DONE) {
+		r = lc_remove_vm_files(db, vm, false, err);
+		if (r < 0)
+			return r;
+	}
+	return lc_record(root, vm->id, target, LC_LCM_NONE,
+			 target == LC_DONE ? "shut down; its pending restart was cancelled"
+					   : "powered off; its pending restart was cancelled",
+			 NULL,
+			 json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+				   "supervisor_pid", 0, "supervisor_starttime", 0),
+			 err);
+}
 
 /* Wait for the supervisor to finish (QEMU gone, final state recorded). */
 static int wait_supervisor(const lc_vm *vm, int timeout_ms)
@@ -782,6 +865,10 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 				   vm->lcm, err);
 	if (r < 0)
 		goto out;
+	if (restart_pending(vm)) {
+		r = cancel_restart(root, db, vm, to_done ? LC_DONE : LC_POWEROFF, err);
+		goto out;
+	}
 	sup_pid = vm->supervisor_pid;
 	sup_start = vm->supervisor_starttime;
 	r = lc_command_qmp(root, h.id, h.name, &qmp, err);
@@ -809,7 +896,8 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 		goto out;
 	}
 	qmp_close(TAKE_PTR(qmp));
-	record_sent(root, h.id, NULL);
+	util_crash_point(to_done ? "shutdown-after-send" : "poweroff-after-send");
+	lc_record_sent(root, h.id, NULL);
 	if (o->no_wait)
 		goto out;
 	/* the supervisor exits once the final state is recorded; a guest that
@@ -833,8 +921,9 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	now = lc_state_text(vm);
 	if (vm->state == LC_ACTIVE)
 		r = util_err_set(err, -ETIMEDOUT,
-				 "'%s' did not shut down within %d s and is %s (%s); use --hard or --hard-after",
-				 h.name, timeout_s, now, vm->reason ? vm->reason : "");
+				 "cannot %s '%s': the guest did not shut down within %d s and it is %s (%s); use --hard or --hard-after",
+				 to_done ? "shutdown" : "poweroff", h.name, timeout_s, now,
+				 vm->reason ? vm->reason : "");
 out:
 	lc_held_clear(&h);
 	return r;
@@ -874,13 +963,13 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 	if (r == 0)
 		r = qmp_execute(qmp, "system_powerdown", NULL, 0, NULL, err);
 	if (r == 0)
-		record_sent(root, h.id, NULL);
+		lc_record_sent(root, h.id, NULL);
 	if (r < 0 || o->no_wait)
 		goto out;
 	/* the guest shuts down, the supervisor resets and continues it */
 	r = qmp_wait_event(qmp, "RESUME", timeout_s * 1000 + 5000, &ev, err);
 	if (r == -ETIMEDOUT)
-		r = util_err_set(err, -ETIMEDOUT, "'%s' did not reboot within %d s (the guest ignored the ACPI request); use --hard",
+		r = util_err_set(err, -ETIMEDOUT, "cannot reboot '%s': the guest did not reboot within %d s (it ignored the ACPI request); use --hard",
 				 h.name, timeout_s);
 out:
 	lc_held_clear(&h);
@@ -927,6 +1016,8 @@ static int stop_hard(const char *root, lc_held *h, lc_state target, util_err *er
 
 	if (r < 0 || (vm->state != LC_ACTIVE && vm->state != LC_UNKNOWN))
 		return r;
+	if (restart_pending(vm))
+		return cancel_restart(root, db, vm, target, err);
 	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_SHUTDOWN, "hard stop requested", NULL,
 		      json_pack("{s:s, s:I, s:s}", "target", lc_state_name(target), "timeout_ms",
 				(json_int_t)1000, "prev", lc_lcm_name(vm->lcm)),
@@ -935,7 +1026,7 @@ static int stop_hard(const char *root, lc_held *h, lc_state target, util_err *er
 		return r;
 	if (lc_command_qmp(root, h->id, h->name, &qmp, NULL) == 0 &&
 	    qmp_execute(qmp, "quit", NULL, 0, NULL, NULL) != -EREMOTEIO)
-		record_sent(root, h->id, NULL);
+		lc_record_sent(root, h->id, NULL);
 	qmp_close(TAKE_PTR(qmp));
 	if (wait_supervisor(vm, 15000) < 0 || vm->state == LC_UNKNOWN) {
 		/* unreachable or stuck: kill both and settle it ourselves */
@@ -999,10 +1090,18 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 		r = r < 0 ? r : 0;
 		break;
 	case LC_RECOVER_SUCCESS:
+		if (vm->state == LC_ACTIVE && lc_vm_supervised(vm)) {
+			_cleanup_free_ char *now = lc_state_text(vm);
+
+			r = util_err_set(err, -EALREADY,
+					 "cannot recover '%s': it is %s and its supervisor (pid %d) drives it; there is nothing to recover",
+					 h.name, now, (int)vm->supervisor_pid);
+			break;
+		}
 		lc_find_qemu(vm, &qpid, &qstart);
 		lc_db_close(TAKE_PTR(db));
 		if (qpid > 0) {
-			r = lc_spawn_supervisor(root, h.id, -1, true, SPAWN_TIMEOUT_MS, err);
+			r = lc_spawn_supervisor(root, h.id, -1, true, false, SPAWN_TIMEOUT_MS, err);
 		} else {
 			r = lc_record(root, h.id, LC_POWEROFF, LC_LCM_NONE, "recovered: no qemu runs it", NULL,
 				      json_pack("{s:i, s:i}", "qemu_pid", 0, "supervisor_pid", 0), err);
@@ -1036,6 +1135,8 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 		break;
 	}
 out:
+	if (r < 0 && r != -EALREADY && r != -EPERM && !util_startswith(err->msg, "cannot recover"))
+		util_err_prefix(err, "cannot recover '%s'", h.name);
 	lc_held_clear(&h);
 	return r;
 }

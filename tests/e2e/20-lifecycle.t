@@ -264,7 +264,7 @@ is "$RC" 0 "start a guest that ignores ACPI" || diag "$ERR"
 wait_for_file_line "$dlog" '^QVM-READY ' $BOOT_S || explain deaf
 run "$QVM" poweroff deaf --timeout 2
 is "$RC" 1 "poweroff --timeout 2 of a guest that ignores ACPI fails"
-like "$ERR" "'deaf' did not shut down within 2 s" "... saying so"
+like "$ERR" "cannot poweroff 'deaf': the guest did not shut down within 2 s" "... saying so"
 like "$ERR" "--hard" "... and what to do"
 wait_state deaf "ACTIVE/RUNNING" 10
 is "$STATE" "ACTIVE/RUNNING" "it is back to ACTIVE/RUNNING"
@@ -353,4 +353,5 @@ ok "... no qemu of it is left" wait_gone "$puuid" 5
 
 # ---- nothing left ---------------------------------------------------------------------
 ok "no qemu runs under the test root" test -z "$(pids_matching "$QVM_ROOT")"
+is "$(runtime_left)" "" "no socket and no held lock is left under the root"
 done_testing

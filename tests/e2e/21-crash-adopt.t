@@ -256,13 +256,13 @@ for cmd in shutdown poweroff; do
 	if [ $cmd = shutdown ]; then want=DONE; else want=POWEROFF; fi
 	name=$cmd
 	define $name
-	for point in $cmd-after-intent supervisor-before-quit supervisor-before-epilog \
-		supervisor-before-final; do
+	for point in $cmd-after-intent $cmd-after-send supervisor-before-quit \
+		supervisor-before-epilog supervisor-before-final; do
 		label="$cmd at $point"
 		id=$(vm_id $name)
 		uuid=$(uuid_of $name)
 		lines=$(line_count "$QVM_ROOT/vms/$id/console.log")
-		if [ "$point" = $cmd-after-intent ]; then
+		if [ "$point" = $cmd-after-intent ] || [ "$point" = $cmd-after-send ]; then
 			run "$QVM" start $name
 		else
 			QVM_CRASH_AT=$point run "$QVM" start $name
@@ -290,6 +290,17 @@ for cmd in shutdown poweroff; do
 				define $name
 				continue
 			fi
+		elif [ "$point" = $cmd-after-send ]; then
+			# the request reached qemu, its qvm died before it said so: the
+			# guest goes off and the vm ends as asked, even when the next
+			# command came before the supervisor saw the power button
+			QVM_CRASH_AT=$point run "$QVM" $cmd $name
+			is "$RC" 99 "$label: $cmd crashed after sending the request"
+			run "$QVM" list --all
+			is "$RC" 0 "$label: the next list works" || diag "$ERR"
+			wait_state $id "$want" 30
+			is "$STATE" "$want" "$label: the guest went off and the vm ended $want" ||
+				diag "$(reasons $id | tail -5)"
 		else
 			# the supervisor dies while the vm stops: the command finishes
 			run "$QVM" $cmd $name
@@ -449,5 +460,6 @@ is "$(qemus "$uuid")" 0 "no qemu of c left"
 section "end"
 is "$(pids_matching "$QVM_ROOT/vms/")" "" "no qemu runs under the test root"
 is "$(pids_matching "$QVM_ROOT __supervise")" "" "no supervisor runs for the test root"
+is "$(runtime_left)" "" "no socket and no held lock is left under the root"
 
 done_testing

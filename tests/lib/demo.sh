@@ -21,11 +21,17 @@ say create demo --memory 256M --disk 64M --kernel "$GUEST/vmlinuz" --initrd "$GU
 	--append "$(cat "$GUEST/append")" --label purpose=demo
 say start demo
 printf '\n\033[1m# waiting for the guest to say it is ready on its serial console\033[0m\n'
-for _ in $(seq 1 300); do
-	grep -q '^QVM-READY' "$root/vms/1/console.log" 2>/dev/null && break
+ready=
+for _ in $(seq 1 600); do
+	grep -q -a '^QVM-READY' "$root/vms/1/console.log" 2>/dev/null && { ready=1; break; }
 	sleep 0.1
 done
 grep -a 'QVM-' "$root/vms/1/console.log" | tr -d '\r'
+if [ -z "$ready" ]; then
+	echo "demo: the guest did not say it is ready within 60 s; what qvm knows:" >&2
+	"$QVM" show demo >&2 || true
+	exit 1
+fi
 say list
 say show demo
 say shutdown demo

@@ -50,6 +50,9 @@
 #                             console.log (EXPLAIN_CONSOLE_LINES, 10), to
 #                             say what went on when a step fails
 #   section TEXT              diag "[SECONDS s] TEXT": where a long test is
+#   runtime_left              what of QVM_ROOT's runtime state outlived its
+#                             vms: sockets under ROOT/run and lock files that
+#                             some process still holds; empty when nothing
 #
 # vm_id, uuid_of, state, reasons and last_seq read the journal through show
 # and history, which do not reconcile: they see what was recorded last.
@@ -144,3 +147,15 @@ explain() {
 }
 
 section() { diag "[${SECONDS}s] $*"; }
+
+runtime_left() {
+	local f out=""
+	while read -r f; do
+		[ -n "$f" ] && out+="socket $f "
+	done < <(find "$QVM_ROOT/run" -type s 2>/dev/null)
+	for f in "$QVM_ROOT"/run/*.lock "$QVM_ROOT"/run/*/*.lock "$QVM_ROOT/journal/lock"; do
+		[ -e "$f" ] || continue
+		flock -n "$f" true || out+="held lock $f "
+	done
+	echo "$out"
+}

@@ -43,7 +43,10 @@ void util_err_clear(util_err *err);
 
 /* ---- cleanup attributes (as in systemd and crun) ------------------------ */
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
+/* unused: a local that exists only to be freed at scope exit ("owned",
+ * taking over a parameter) is its purpose, not a mistake; clang warns
+ * about it where gcc does not. */
+#define _cleanup_(f) __attribute__((cleanup(f), unused))
 
 static inline void util_freep(void *p)
 {

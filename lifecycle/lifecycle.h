@@ -165,6 +165,12 @@ int lc_vmdef_validate(const lc_vmdef *def, util_err *err);
 int lc_disk_parse(const char *spec, lc_disk *ret_disk, util_err *err);
 void lc_disk_clear(lc_disk *d);
 
+/* Refuse a QEMU pseudo-path ("nbd:...", "json:{...}", "http://..."; QEMU's
+ * rule: a ':' before any '/') given for a local file (kernel, initrd, ISO,
+ * cloud-init input), -EINVAL saying so; 0 for anything else, absolute or
+ * relative. For cli/ to check a path before making it absolute. */
+int lc_path_check_protocol(const char *path, const char *what, util_err *err);
+
 /* Parse a --nic SPEC: NET[,mac=MAC][,ip=IP][,model=virtio|e1000]. */
 int lc_nic_parse(const char *spec, lc_nic *ret_nic, util_err *err);
 void lc_nic_clear(lc_nic *n);
@@ -269,7 +275,11 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts,
 		 uint64_t *ret_id, util_err *err);
 
 /* Merge K=V pairs into labels ("label.K=V") or user data ("K=V"); an empty
- * value deletes the key. */
+ * value deletes the key. "memory=SIZE" and "vcpus=N" change the definition
+ * of a VM that is off (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED); the
+ * other keys of a definition ("disks", "machine"...) are refused, saying
+ * which command changes them, and so is a "snapshots.max" that is not a
+ * number from 1 to LC_SNAPSHOTS_MAX_LIMIT. All pairs or none are recorded. */
 int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *err);
 
 /* Remove a VM that is not running: its disks and folders go, the VM moves
@@ -507,6 +517,8 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
 /* Default per-VM maximum of snapshots; the user data key "snapshots.max"
  * (qvm update NAME snapshots.max=N) sets another. */
 #define LC_SNAPSHOTS_MAX_DEFAULT 10
+/* The largest snapshots.max update accepts. */
+#define LC_SNAPSHOTS_MAX_LIMIT 1000
 
 /* Take a snapshot of every qcow2 disk: of a running or paused VM with its
  * memory (QEMU's snapshot-save job; disks only with no_memory), of a

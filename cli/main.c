@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #define DEFAULT_ROOT "/var/lib/qvm"
+#define GLOBAL_USAGE "[--root DIR] [--json] [-q|-v] COMMAND [ARGS]"
 
 static const cli_command commands[] = {
 	{ "create", cli_cmd_create,
@@ -163,7 +164,7 @@ static void print_usage(FILE *f)
 {
 	int width = 0;
 
-	fprintf(f, "usage: qvm [--root DIR] [--json] [-q|-v] COMMAND [ARGS]\n\n"
+	fprintf(f, "usage: qvm " GLOBAL_USAGE "\n\n"
 		   "qvm runs QEMU virtual machines on this host, without libvirt.\n\n"
 		   "commands:\n");
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
@@ -197,6 +198,38 @@ static int print_json(json_t *j)
 	return 0;
 }
 
+/* An error on stderr: "qvm: MSG" (usage errors: "qvm CMD: MSG" and the
+ * usage line), or with --json one object: {"error": MSG} with "usage" for
+ * usage errors, "errno" and, for an error QEMU reported, its QMP "class". */
+static void print_error(const cli_ctx *ctx, const cli_command *cmd, int r, const util_err *err)
+{
+	const char *msg = err->msg[0] ? err->msg : strerror(r == CLI_EUSAGE ? EINVAL : -r);
+	_cleanup_free_ char *usage = cmd ? util_xasprintf("qvm %s %s", cmd->name, cmd->usage)
+					 : util_xstrdup("qvm " GLOBAL_USAGE);
+
+	if (ctx->json) {
+		_cleanup_json_ json_t *e = json_pack("{s:s}", "error", msg);
+		_cleanup_free_ char *s = NULL;
+
+		if (r == CLI_EUSAGE) {
+			json_object_set_new(e, "usage", json_string(usage));
+		} else {
+			json_object_set_new(e, "errno", json_string(strerror(-r)));
+			if (err->qmp_class[0])
+				json_object_set_new(e, "class", json_string(err->qmp_class));
+		}
+		s = json_dumps(e, JSON_COMPACT);
+		fprintf(stderr, "%s\n", s ? s : msg);
+	} else if (r == CLI_EUSAGE && cmd) {
+		fprintf(stderr, "qvm %s: %s\nusage: %s\n", cmd->name, msg, usage);
+	} else if (r == CLI_EUSAGE) {
+		fprintf(stderr, "qvm: %s\n", msg);
+		print_usage(stderr);
+	} else {
+		fprintf(stderr, "qvm: %s\n", msg);
+	}
+}
+
 int cli_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -227,10 +260,10 @@ int cli_main(int argc, char **argv)
 			ctx.json = true;
 			break;
 		case 'q':
-			ctx.verbosity = -1;
+			cli_set_verbosity(&ctx, -1);
 			break;
 		case 'v':
-			ctx.verbosity = 1;
+			cli_set_verbosity(&ctx, 1);
 			break;
 		case 'h':
 			print_usage(stdout);
@@ -238,19 +271,29 @@ int cli_main(int argc, char **argv)
 		case 'V':
 			printf("qvm %s\n", QVM_VERSION);
 			return 0;
+		case ':':
+			cli_usage(&err, "option '%s' needs a value", argv[optind - 1]);
+			print_error(&ctx, NULL, CLI_EUSAGE, &err);
+			return 2;
 		default:
-			fprintf(stderr, "qvm: unknown option '%s'\n", argv[optind - 1]);
-			print_usage(stderr);
+			cli_usage(&err, "unknown option '%s'", argv[optind - 1]);
+			print_error(&ctx, NULL, CLI_EUSAGE, &err);
 			return 2;
 		}
 	}
 	if (optind >= argc) {
-		print_usage(stderr);
+		cli_usage(&err, "no command given");
+		print_error(&ctx, NULL, CLI_EUSAGE, &err);
 		return 2;
 	}
 	cmd = find_command(argv[optind]);
 	if (!cmd) {
-		fprintf(stderr, "qvm: unknown command '%s'; see qvm --help\n", argv[optind]);
+		if (ctx.json) {
+			cli_usage(&err, "unknown command '%s'; see qvm --help", argv[optind]);
+			print_error(&ctx, NULL, CLI_EUSAGE, &err);
+		} else {
+			fprintf(stderr, "qvm: unknown command '%s'; see qvm --help\n", argv[optind]);
+		}
 		return 2;
 	}
 	ctx.cmd = cmd;
@@ -259,25 +302,10 @@ int cli_main(int argc, char **argv)
 	if (cmd != &hidden_supervise)
 		setlocale(LC_CTYPE, "");
 	r = cmd->run(&ctx, argc - optind, argv + optind, &result, &err);
-	if (r == CLI_EUSAGE) {
-		fprintf(stderr, "qvm %s: %s\nusage: qvm %s %s\n", cmd->name, err.msg, cmd->name,
-			cmd->usage);
-		return 2;
-	}
 	if (r < 0) {
-		if (ctx.json) {
-			json_t *e = json_pack("{s:s, s:s}", "error", err.msg, "errno",
-					      strerror(-r));
-			char *s = json_dumps(e, JSON_COMPACT);
-
-			fprintf(stderr, "%s\n", s ? s : err.msg);
-			free(s);
-			json_decref(e);
-		} else {
-			fprintf(stderr, "qvm: %s\n", err.msg[0] ? err.msg : strerror(-r));
-		}
+		print_error(&ctx, cmd, r, &err);
 		json_decref(result);
-		return 1;
+		return r == CLI_EUSAGE ? 2 : 1;
 	}
 	if (ctx.json && result)
 		print_json(result);

@@ -29,12 +29,18 @@ static const cli_command commands[] = {
 	  "  --autostart            start with the host's scheduler\n"
 	  "  --label K=V            a label, repeatable\n"
 	  "  --hold                 define in HOLD: scheduled starts skip it\n"
-	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it\n"
+	  "  --start                start it once defined, as qvm start does\n"
+	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
+	  "                         no other definition option may be given with it\n"
 	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS.\n" },
 	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)", NULL },
 	{ "update", cli_cmd_update, "NAME KEY=VALUE...",
 	  "set user data (KEY=VALUE) or labels (label.KEY=VALUE); an empty value removes the key",
-	  NULL },
+	  "  KEY=VALUE          user data; snapshots.max=N (1-1000) is the vm's snapshot maximum\n"
+	  "  label.KEY=VALUE    a label\n"
+	  "  memory=SIZE        the memory of a vm that is off (a bare number is MiB)\n"
+	  "  vcpus=N            its virtual CPUs (1-255)\n"
+	  "Other parts of the definition are refused; the message says which command changes them.\n" },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
 	  "  --all, -a   include DONE vms\n" },
 	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history", NULL },
@@ -54,8 +60,11 @@ static const cli_command commands[] = {
 	{ "poweroff", cli_cmd_poweroff, "NAME [--hard] [--timeout S] [--hard-after] [--no-wait]",
 	  "like shutdown, but the vm ends POWEROFF with its disks kept",
 	  "  --hard, --timeout S, --hard-after, --no-wait   as for shutdown\n" },
-	{ "reboot", cli_cmd_reboot, "NAME [--hard] [--timeout S]",
-	  "reboot through the guest (ACPI shutdown, then reset), or reset at once with --hard", NULL },
+	{ "reboot", cli_cmd_reboot, "NAME [--hard] [--timeout S] [--no-wait]",
+	  "reboot through the guest (ACPI shutdown, then reset), or reset at once with --hard",
+	  "  --hard         reset at once (system_reset) instead\n"
+	  "  --timeout S    how long the guest has to go down (default 60 s); then it keeps running\n"
+	  "  --no-wait      return once the ACPI request is sent\n" },
 	{ "pause", cli_cmd_pause, "NAME", "stop the vm's vCPUs; memory stays in qemu", NULL },
 	{ "unpause", cli_cmd_unpause, "NAME", "let a paused vm run again", NULL },
 	{ "delete", cli_cmd_delete, "NAME [--wipe | --recreate]",
@@ -85,9 +94,10 @@ static const cli_command commands[] = {
 	  "  --readonly             the guest cannot write to it\n" },
 	{ "disk-detach", cli_cmd_disk_detach, "NAME DISK_ID [--timeout S]",
 	  "remove a disk (the guest must release it within --timeout, default 20 s); the file qvm made for it is deleted",
-	  NULL },
+	  "  --timeout S   how long a running guest has to release the disk (default 20 s)\n" },
 	{ "disk-resize", cli_cmd_disk_resize, "NAME DISK_ID SIZE [--shrink]",
-	  "grow a disk (live: the guest sees the new size); --shrink allows a smaller size", NULL },
+	  "grow a disk (live: the guest sees the new size); --shrink allows a smaller size",
+	  "  --shrink   allow a smaller size (data past the new end is lost)\n" },
 	{ "cdrom-insert", cli_cmd_cdrom_insert, "NAME ISO",
 	  "put an ISO in the cd-rom drive (live only if the vm started with a cd-rom)", NULL },
 	{ "cdrom-eject", cli_cmd_cdrom_eject, "NAME", "empty the cd-rom drive", NULL },
@@ -172,8 +182,13 @@ static void print_usage(FILE *f)
 			width = (int)strlen(commands[i].name);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
-	fprintf(f, "\nRun 'qvm COMMAND --help' for a command's options. The root (default %s,\n"
-		   "or QVM_ROOT) holds the journal, the vms' files and the images.\n",
+	fprintf(f, "\nglobal options (before the command or among its options):\n"
+		   "  --root DIR     the root (default %s, or QVM_ROOT): journal, vms' files, images\n"
+		   "  --json         print results as JSON; errors too, on stderr\n"
+		   "  -q, --quiet    print less\n"
+		   "  -v, --verbose  also trace QMP commands, replies, events and journal records on stderr\n"
+		   "  --version      print qvm's version\n"
+		   "\nRun 'qvm COMMAND --help' for a command's options.\n",
 		DEFAULT_ROOT);
 }
 

@@ -85,7 +85,10 @@ static int add_label(lc_vmdef *def, const char *kv, util_err *err)
 	return 0;
 }
 
-static int read_definition(const char *file, lc_vmdef *def, util_err *err)
+/* The definition in file ('-': stdin) under the name given on the command
+ * line, which wins over the file's (a dump names the vm it came from), and
+ * with no uuid (the new vm gets its own). */
+static int read_definition(const char *file, const char *name, lc_vmdef *def, util_err *err)
 {
 	_cleanup_json_ json_t *j = NULL;
 	_cleanup_fclose_ FILE *f = NULL;
@@ -101,6 +104,10 @@ static int read_definition(const char *file, lc_vmdef *def, util_err *err)
 				    jerr.line);
 	if (!j)
 		return util_err_set(err, -EINVAL, "cannot read '%s': %s", file, jerr.text);
+	if (json_is_object(j)) {
+		json_object_set_new(j, "name", json_string(name));
+		json_object_del(j, "uuid");
+	}
 	lc_vmdef_clear(def);
 	if (lc_vmdef_from_json(j, def, err) < 0) {
 		lc_vmdef_init(def);
@@ -298,13 +305,7 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	if (r == 0 && a.hold && a.start)
 		r = cli_usage(err, "--hold and --start contradict each other; give one");
 	if (r == 0 && a.from) {
-		if ((r = read_definition(a.from, &def, err)) == 0) {
-			/* the name on the command line wins over the file's */
-			free(def.name);
-			def.name = util_xstrdup(ops[0]);
-			free(def.uuid);
-			def.uuid = NULL;
-		}
+		r = read_definition(a.from, ops[0], &def, err);
 	} else if (r == 0) {
 		def.name = util_xstrdup(ops[0]);
 	}

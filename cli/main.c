@@ -317,6 +317,9 @@ int cli_main(int argc, char **argv)
 	if (cmd != &hidden_supervise)
 		setlocale(LC_CTYPE, "");
 	r = cmd->run(&ctx, argc - optind, argv + optind, &result, &err);
+	/* a usage error may stop the parse before a --json later on the line */
+	for (int i = optind; r == CLI_EUSAGE && !ctx.json && i < argc && strcmp(argv[i], "--"); i++)
+		ctx.json = !strcmp(argv[i], "--json");
 	if (r < 0) {
 		print_error(&ctx, cmd, r, &err);
 		json_decref(result);

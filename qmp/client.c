@@ -511,7 +511,7 @@ static int handshake(qmp_client *c, int64_t deadline, int timeout_ms, util_err *
 	if (r == -ETIMEDOUT)
 		return util_err_set(err, r,
 				    "no qmp greeting from qemu within %d ms "
-				    "(is another client connected to this monitor?)",
+				    "(qemu is hung or overloaded, or another client holds this monitor)",
 				    timeout_ms);
 	if (r < 0)
 		return util_err_prefix(err, "cannot read the qmp greeting");

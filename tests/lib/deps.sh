@@ -26,6 +26,8 @@ PKGS=(
 	# unit tests only: isoinfo, an independent reader of the cloud-init
 	# seeds qvm writes itself (qvm never runs it)
 	genisoimage
+	# e2e: groff renders the man page to check it lists every command
+	groff-base
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

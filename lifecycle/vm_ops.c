@@ -288,7 +288,7 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 	/* The intent names the folder that recovery removes if we die. */
 	r = begin_intent(db, "create", id, json_pack("{s:s}", "name", def->name), &intent, err);
 	if (r < 0)
-		return r;
+		return util_err_prefix(err, "cannot create vm '%s'", def->name);
 	util_crash_point("create-after-intent");
 	vmdir = lc_vm_dir(db, id);
 	r = util_mkdir_p(vmdir, 0700, err);
@@ -307,8 +307,9 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 		goto rollback;
 	util_crash_point("create-before-done");
 	r = end_intent(db, intent, "ok", err);
-	if (r < 0)
-		return r; /* defined; recovery completes the intent */
+	if (r < 0) /* defined; recovery completes the intent */
+		return util_err_prefix(err, "vm '%s' is defined, but its creation could not be closed in the journal (the next command does it)",
+				       def->name);
 	lc_vmdef_clear(def);
 	*ret_id = id;
 	return 0;

@@ -472,7 +472,14 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	}
 	r = lc_vmdef_validate(&nd, err);
 	if (r == 0) {
-		rec = json_pack("{s:s, s:I}", "type", "redefine", "id", (json_int_t)vm->id);
+		char mem[16];
+		/* history shows the reason of a redefine */
+		_cleanup_free_ char *why = util_xasprintf("update: memory %s, vcpus %u",
+							  util_format_size(nd.memory, mem, sizeof(mem)),
+							  nd.vcpus);
+
+		rec = json_pack("{s:s, s:I, s:s}", "type", "redefine", "id", (json_int_t)vm->id,
+				"reason", why);
 		json_object_update_new(rec, lc_db_def_fields(&nd));
 		r = lc_db_append(db, rec, NULL, err);
 	}

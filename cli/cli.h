@@ -75,6 +75,10 @@ int cli_option_allowed(const cli_ctx *ctx, const struct option *opts, int c,
  * the VM (tests shorten it): *ret_ms is left alone when it is not set. */
 int cli_lock_timeout(int *ret_ms, util_err *err);
 
+/* -q (-1), nothing (0) or -v (1); -v also prints what the layers below
+ * trace (QMP commands, replies and events, journal records) on stderr. */
+void cli_set_verbosity(cli_ctx *ctx, int verbosity);
+
 /* Set a usage error: returns CLI_EUSAGE. */
 int cli_usage(util_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

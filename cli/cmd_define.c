@@ -6,13 +6,17 @@
 #include "cli.h"
 
 /* A user-typed path: made absolute against the current folder, so that
- * `--kernel ./vmlinuz` works; the policy check happens in lifecycle/. */
+ * `--kernel ./vmlinuz` works; the policy check happens in lifecycle/. A
+ * pseudo-path (nbd:..., json:...) is refused first: made absolute it would
+ * be refused as a missing file, which hides the reason. */
 static int absolute_path(const char *path, const char *what, char **ret, util_err *err)
 {
 	char cwd[PATH_MAX];
 
 	if (!*path)
 		return cli_usage(err, "%s is empty", what);
+	if (lc_path_check_protocol(path, what, err) < 0)
+		return cli_usage(err, "%s", err->msg);
 	if (path[0] == '/') {
 		*ret = util_xstrdup(path);
 		return 0;
@@ -81,18 +85,29 @@ static int add_label(lc_vmdef *def, const char *kv, util_err *err)
 	return 0;
 }
 
-static int read_definition(const char *file, lc_vmdef *def, util_err *err)
+/* The definition in file ('-': stdin) under the name given on the command
+ * line, which wins over the file's (a dump names the vm it came from), and
+ * with no uuid (the new vm gets its own). */
+static int read_definition(const char *file, const char *name, lc_vmdef *def, util_err *err)
 {
 	_cleanup_json_ json_t *j = NULL;
+	_cleanup_fclose_ FILE *f = NULL;
 	json_error_t jerr;
 
-	if (!strcmp(file, "-"))
-		j = json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr);
-	else
-		j = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
-	if (!j)
+	/* opened here, so that a missing file says so (jansson's own open
+	 * reports it as a parse error at line -1) */
+	if (strcmp(file, "-") && !(f = fopen(file, "re")))
+		return util_err_errno(err, -errno, "cannot read '%s'", file);
+	j = json_loadf(f ? f : stdin, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j && jerr.line > 0)
 		return util_err_set(err, -EINVAL, "cannot read '%s': %s (line %d)", file, jerr.text,
 				    jerr.line);
+	if (!j)
+		return util_err_set(err, -EINVAL, "cannot read '%s': %s", file, jerr.text);
+	if (json_is_object(j)) {
+		json_object_set_new(j, "name", json_string(name));
+		json_object_del(j, "uuid");
+	}
 	lc_vmdef_clear(def);
 	if (lc_vmdef_from_json(j, def, err) < 0) {
 		lc_vmdef_init(def);
@@ -118,10 +133,25 @@ enum {
 	OPT_AUTOSTART,
 	OPT_LABEL,
 	OPT_FROM,
+	OPT_START,
 };
 
-static int create_parse(cli_parser *p, lc_vmdef *def, const char **ret_from, bool *ret_hold,
-			util_err *err)
+typedef struct create_args {
+	const char *from;    /* --from FILE */
+	const char *def_opt; /* the first option that sets part of the definition */
+	bool hold, start;
+} create_args;
+
+/* The option's name as the user typed it, for messages. */
+static const char *option_name(const cli_parser *p, int c)
+{
+	for (const struct option *o = p->longopts; o->name; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
+static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *err)
 {
 	const char *arg;
 	int c, r = 0;
@@ -129,6 +159,8 @@ static int create_parse(cli_parser *p, lc_vmdef *def, const char **ret_from, boo
 	while (r == 0 && (c = cli_parser_next(p, &arg, err)) > 0) {
 		uint64_t n;
 
+		if (c != OPT_HOLD && c != OPT_START && c != OPT_FROM && !a->def_opt)
+			a->def_opt = option_name(p, c);
 		switch (c) {
 		case OPT_MEMORY:
 			r = parse_memory(arg, &def->memory, err);
@@ -183,7 +215,10 @@ static int create_parse(cli_parser *p, lc_vmdef *def, const char **ret_from, boo
 			r = parse_cloud_init(def, arg, err);
 			break;
 		case OPT_HOLD:
-			*ret_hold = true;
+			a->hold = true;
+			break;
+		case OPT_START:
+			a->start = true;
 			break;
 		case OPT_RESTART:
 			if (lc_restart_parse(arg, &def->restart, err) < 0)
@@ -196,11 +231,30 @@ static int create_parse(cli_parser *p, lc_vmdef *def, const char **ret_from, boo
 			r = add_label(def, arg, err);
 			break;
 		case OPT_FROM:
-			*ret_from = arg;
+			a->from = arg;
 			break;
 		}
 	}
 	return r < 0 ? r : c;
+}
+
+/* create --start: the state start reached, as start prints it. */
+static int report_started(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm;
+	int r = cli_open_db(ctx, 0, &db, err);
+
+	if (r == 0)
+		r = lc_db_find(db, name, &vm, err);
+	if (r < 0)
+		return r;
+	if (ctx->json)
+		*ret_json = lc_vm_to_json(vm);
+	else if (ctx->verbosity >= 0)
+		printf("%s: %s%s%s\n", vm->def.name, lc_state_name(vm->state),
+		       vm->state == LC_ACTIVE ? "/" : "", vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : "");
+	return 0;
 }
 
 int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -218,6 +272,7 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		{ "accel", required_argument, NULL, OPT_ACCEL },
 		{ "cloud-init", required_argument, NULL, OPT_CLOUD_INIT },
 		{ "hold", no_argument, NULL, OPT_HOLD },
+		{ "start", no_argument, NULL, OPT_START },
 		{ "restart", required_argument, NULL, OPT_RESTART },
 		{ "autostart", no_argument, NULL, OPT_AUTOSTART },
 		{ "label", required_argument, NULL, OPT_LABEL },
@@ -226,8 +281,9 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	};
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_strv_ char **roots = NULL;
-	const char *from = NULL;
-	bool hold = false;
+	_cleanup_free_ char *name = NULL;
+	lc_run_opts run = { 0 };
+	create_args a = { 0 };
 	lc_vmdef def;
 	cli_parser p;
 	char **ops;
@@ -238,25 +294,24 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	lc_vmdef_init(&def);
 	cli_parser_init(&p, ctx, argc, argv, opts,
 			"m:c:");
-	r = create_parse(&p, &def, &from, &hold, err);
+	r = create_parse(&p, &def, &a, err);
 	if (r == 0)
 		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
-	if (r == 0 && from) {
-		_cleanup_free_ char *name = util_xstrdup(ops[0]);
-
-		if (def.n_disks || def.n_nics || def.kernel || def.cdrom) {
-			r = cli_usage(err, "--from takes the whole definition; give no other vm options");
-		} else if ((r = read_definition(from, &def, err)) == 0) {
-			/* the name on the command line wins over the file's */
-			free(def.name);
-			def.name = TAKE_PTR(name);
-			free(def.uuid);
-			def.uuid = NULL;
-		}
+	/* The file is the whole definition: a flag beside it would be either
+	 * dropped or a second source of truth, so it is refused. */
+	if (r == 0 && a.from && a.def_opt)
+		r = cli_usage(err, "--%s cannot be combined with --from, which takes the whole definition; edit the file instead",
+			      a.def_opt);
+	if (r == 0 && a.hold && a.start)
+		r = cli_usage(err, "--hold and --start contradict each other; give one");
+	if (r == 0 && a.from) {
+		r = read_definition(a.from, ops[0], &def, err);
 	} else if (r == 0) {
 		def.name = util_xstrdup(ops[0]);
 	}
 	cli_parser_done(&p);
+	if (r == 0 && a.start)
+		r = cli_lock_timeout(&run.lock_timeout_ms, err);
 	if (r < 0)
 		goto out;
 	r = lc_vmdef_validate(&def, err);
@@ -268,16 +323,25 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	if (r < 0)
 		goto out;
 	roots = cli_disk_roots(ctx);
+	name = util_xstrdup(def.name);
 	r = lc_vm_create(db, &def,
-			 &(lc_create_opts){ .hold = hold, .disk_roots = (const char *const *)roots },
+			 &(lc_create_opts){ .hold = a.hold, .disk_roots = (const char *const *)roots },
 			 &id, err);
 	if (r < 0)
 		goto out;
 	vm = lc_db_vm_by_id(db, id);
-	if (ctx->json)
+	if (ctx->json && !a.start)
 		*ret_json = lc_vm_to_json(vm);
-	else if (ctx->verbosity >= 0)
+	else if (!ctx->json && ctx->verbosity >= 0)
 		printf("%llu\n", (unsigned long long)id);
+	if (a.start) {
+		/* start takes the journal's lock itself */
+		lc_db_close(TAKE_PTR(db));
+		fflush(stdout);
+		r = lc_vm_start(ctx->root, name, &run, err);
+		if (r == 0)
+			r = report_started(ctx, name, ret_json, err);
+	}
 out:
 	lc_vmdef_clear(&def);
 	return r;

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "storage/storage.h"
 
 enum {
 	OPT_NAME = 0x300,
@@ -98,28 +97,33 @@ static void on_progress(void *ud, uint64_t done, uint64_t total)
 
 /* ---- image import ------------------------------------------------------------ */
 
-static void print_image(const stor_image *img)
+static const char *jstr(json_t *img, const char *key)
+{
+	const char *v = json_string_value(json_object_get(img, key));
+
+	return v ? v : "";
+}
+
+static uint64_t jsize(json_t *img, const char *key)
+{
+	return (uint64_t)json_integer_value(json_object_get(img, key));
+}
+
+static void print_image(json_t *img)
 {
 	char vs[16], as[16], when[32];
 
-	printf("name:          %s\n", img->name);
-	printf("file:          %s\n", img->file);
-	printf("format:        %s\n", img->format);
+	printf("name:          %s\n", jstr(img, "name"));
+	printf("file:          %s\n", jstr(img, "path"));
+	printf("format:        %s\n", jstr(img, "format"));
 	printf("virtual size:  %s (%" PRIu64 " bytes)\n",
-	       util_format_size(img->virtual_size, vs, sizeof(vs)), img->virtual_size);
+	       util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)), jsize(img, "virtual_size"));
 	printf("actual size:   %s (%" PRIu64 " bytes)\n",
-	       util_format_size(img->actual_size, as, sizeof(as)), img->actual_size);
-	printf("sha256:        %s\n", img->sha256);
-	printf("source:        %s\n", img->source);
-	printf("created:       %s\n", cli_format_time(img->created_ms, when, sizeof(when)));
-}
-
-static json_t *image_json(const stor_image *img)
-{
-	json_t *j = stor_image_to_json(img);
-
-	json_object_set_new(j, "path", json_string(img->file));
-	return j;
+	       util_format_size(jsize(img, "actual_size"), as, sizeof(as)), jsize(img, "actual_size"));
+	printf("sha256:        %s\n", jstr(img, "sha256"));
+	printf("source:        %s\n", jstr(img, "source"));
+	printf("created:       %s\n",
+	       cli_format_time(json_integer_value(json_object_get(img, "created")), when, sizeof(when)));
 }
 
 static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -133,9 +137,9 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		{ "stall-timeout", required_argument, NULL, OPT_STALL },
 		{ NULL, 0, NULL, 0 },
 	};
-	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_json_ json_t *img = NULL;
 	_cleanup_free_ char *abs_source = NULL, *abs_ca = NULL;
-	stor_import_opts o = { 0 };
+	lc_image_import_opts o = { 0 };
 	bar b = { 0 };
 	cli_parser p;
 	const char *arg;
@@ -203,18 +207,19 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		o.progress = on_progress;
 		o.progress_ud = &b;
 	}
-	r = stor_image_import(ctx->root, &o, &img, err);
+	r = lc_image_import(ctx->root, &o, &img, err);
 	if (b.shown)
 		fputc('\n', stderr);
 	if (r < 0)
 		return r;
 	if (ctx->json) {
-		*ret_json = image_json(&img);
+		*ret_json = TAKE_PTR(img);
 	} else if (ctx->verbosity >= 0) {
 		char vs[16];
 
-		printf("imported image '%s': %s, %s virtual, sha256 %s\n", img.name, img.format,
-		       util_format_size(img.virtual_size, vs, sizeof(vs)), img.sha256);
+		printf("imported image '%s': %s, %s virtual, sha256 %s\n", jstr(img, "name"),
+		       jstr(img, "format"), util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)),
+		       jstr(img, "sha256"));
 	}
 	return 0;
 }
@@ -233,93 +238,77 @@ static int one_name(cli_ctx *ctx, int argc, char **argv, const char **ret_name, 
 
 static int image_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
-	stor_image *v = NULL;
-	size_t n = 0;
+	_cleanup_json_ json_t *a = NULL;
+	json_t *img;
 	char **ops;
+	size_t i;
 	int r;
 
 	r = cli_parse_operands(ctx, argc, argv, 0, 0, &ops, NULL, err);
 	if (r == 0)
-		r = stor_image_list(ctx->root, &v, &n, err);
+		r = lc_image_list(ctx->root, &a, err);
 	if (r < 0)
 		return r;
 	if (ctx->json) {
-		json_t *a = json_array();
-
-		for (size_t i = 0; i < n; i++)
-			json_array_append_new(a, image_json(&v[i]));
-		*ret_json = a;
-	} else {
-		printf("%-24s %-6s %8s %8s %-19s %s\n", "NAME", "FORMAT", "VSIZE", "SIZE", "CREATED",
-		       "SOURCE");
-		for (size_t i = 0; i < n; i++) {
-			char vs[16], as[16], when[32];
-
-			printf("%-24s %-6s %8s %8s %-19s %s\n", v[i].name, v[i].format,
-			       util_format_size(v[i].virtual_size, vs, sizeof(vs)),
-			       util_format_size(v[i].actual_size, as, sizeof(as)),
-			       cli_format_time(v[i].created_ms, when, sizeof(when)), v[i].source);
-		}
+		*ret_json = TAKE_PTR(a);
+		return 0;
 	}
-	stor_image_list_free(v, n);
+	printf("%-24s %-6s %8s %8s %-19s %s\n", "NAME", "FORMAT", "VSIZE", "SIZE", "CREATED",
+	       "SOURCE");
+	json_array_foreach(a, i, img) {
+		char vs[16], as[16], when[32];
+
+		printf("%-24s %-6s %8s %8s %-19s %s\n", jstr(img, "name"), jstr(img, "format"),
+		       util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)),
+		       util_format_size(jsize(img, "actual_size"), as, sizeof(as)),
+		       cli_format_time(json_integer_value(json_object_get(img, "created")), when,
+				       sizeof(when)),
+		       jstr(img, "source"));
+	}
 	return 0;
 }
 
 static int image_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
-	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_json_ json_t *img = NULL;
 	const char *name = NULL;
 	int r = one_name(ctx, argc, argv, &name, err);
 
 	if (r == 0)
-		r = stor_image_get(ctx->root, name, &img, err);
+		r = lc_image_get(ctx->root, name, &img, err);
 	if (r < 0)
 		return r;
 	if (ctx->json)
-		*ret_json = image_json(&img);
+		*ret_json = TAKE_PTR(img);
 	else
-		print_image(&img);
+		print_image(img);
 	return 0;
 }
 
 static int image_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
-	_cleanup_stor_image_ stor_image img = { 0 };
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_free_ char *users = NULL;
 	const char *name = NULL;
 	unsigned partials = 0;
 	int r = one_name(ctx, argc, argv, &name, err);
 
-	if (r == 0)
-		r = stor_image_get(ctx->root, name, &img, err);
-	if (r == -ENOENT) {
-		/* no image, but perhaps a download of it given up half-way */
-		util_err e2 = { 0 };
-
-		if (stor_image_discard_partials(ctx->root, name, &partials, &e2) == 0 && partials) {
-			if (ctx->json)
-				*ret_json = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 0,
-						      "partial_downloads", (int)partials);
-			else if (ctx->verbosity >= 0)
-				printf("discarded %u partial download%s of image '%s'\n", partials,
-				       partials == 1 ? "" : "s", name);
-			return 0;
-		}
-		return r;
-	}
 	/* the journal's lock, held until the image is gone: no VM can be
 	 * created on it between the check and the deletion */
 	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
-	if (r == 0 && lc_image_users(db, img.file, &users, err) > 0)
-		r = util_err_set(err, -EBUSY,
-				 "cannot delete image '%s': vm %s uses it; delete that vm first (or its disk)",
-				 name, users);
 	if (r == 0)
-		r = stor_image_delete(ctx->root, name, err);
+		r = lc_image_delete(db, name, &partials, err);
 	if (r < 0)
 		return r;
+	if (partials) {
+		if (ctx->json)
+			*ret_json = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 0,
+					      "partial_downloads", (int)partials);
+		else if (ctx->verbosity >= 0)
+			printf("discarded %u partial download%s of image '%s'\n", partials,
+			       partials == 1 ? "" : "s", name);
+		return 0;
+	}
 	if (ctx->json)
 		*ret_json = json_pack("{s:s, s:b}", "name", name, "deleted", 1);
 	else if (ctx->verbosity >= 0)
@@ -360,7 +349,7 @@ int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 
 int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
-	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_json_ json_t *img = NULL;
 	lc_run_opts ro = { .lock_timeout_ms = LC_LOCK_TIMEOUT_MS };
 	char **ops;
 	uint64_t id = 0;
@@ -370,15 +359,13 @@ int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	if (r == 0 && util_parse_uint(ops[1], 0, LC_DISKS_MAX * 64, &id, err) < 0)
 		r = cli_usage(err, "DISK_ID: %s", err->msg);
 	if (r == 0)
-		r = lc_vm_disk_saveas(ctx->root, ops[0], (unsigned)id, ops[2], &ro, err);
-	if (r == 0)
-		r = stor_image_get(ctx->root, ops[2], &img, err);
+		r = lc_vm_disk_saveas(ctx->root, ops[0], (unsigned)id, ops[2], &ro, &img, err);
 	if (r == 0) {
 		if (ctx->json)
-			*ret_json = image_json(&img);
+			*ret_json = TAKE_PTR(img);
 		else if (ctx->verbosity >= 0)
 			printf("saved disk %u of vm '%s' as image '%s' (sha256 %s)\n", (unsigned)id,
-			       ops[0], img.name, img.sha256);
+			       ops[0], jstr(img, "name"), jstr(img, "sha256"));
 	}
 	return r;
 }

@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #define DEFAULT_ROOT "/var/lib/qvm"
+#define GLOBAL_USAGE "[--root DIR] [--json] [-q|-v] COMMAND [ARGS]"
 
 static const cli_command commands[] = {
 	{ "create", cli_cmd_create,
@@ -28,12 +29,18 @@ static const cli_command commands[] = {
 	  "  --autostart            start with the host's scheduler\n"
 	  "  --label K=V            a label, repeatable\n"
 	  "  --hold                 define in HOLD: scheduled starts skip it\n"
-	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it\n"
+	  "  --start                start it once defined, as qvm start does\n"
+	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
+	  "                         no other definition option may be given with it\n"
 	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS.\n" },
 	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)", NULL },
 	{ "update", cli_cmd_update, "NAME KEY=VALUE...",
 	  "set user data (KEY=VALUE) or labels (label.KEY=VALUE); an empty value removes the key",
-	  NULL },
+	  "  KEY=VALUE          user data; snapshots.max=N (1-1000) is the vm's snapshot maximum\n"
+	  "  label.KEY=VALUE    a label\n"
+	  "  memory=SIZE        the memory of a vm that is off (a bare number is MiB)\n"
+	  "  vcpus=N            its virtual CPUs (1-255)\n"
+	  "Other parts of the definition are refused; the message says which command changes them.\n" },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
 	  "  --all, -a   include DONE vms\n" },
 	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history", NULL },
@@ -54,8 +61,11 @@ static const cli_command commands[] = {
 	{ "poweroff", cli_cmd_poweroff, "NAME [--hard] [--timeout S] [--hard-after] [--no-wait]",
 	  "like shutdown, but the vm ends POWEROFF with its disks kept",
 	  "  --hard, --timeout S, --hard-after, --no-wait   as for shutdown\n" },
-	{ "reboot", cli_cmd_reboot, "NAME [--hard] [--timeout S]",
-	  "reboot through the guest (ACPI shutdown, then reset), or reset at once with --hard", NULL },
+	{ "reboot", cli_cmd_reboot, "NAME [--hard] [--timeout S] [--no-wait]",
+	  "reboot through the guest (ACPI shutdown, then reset), or reset at once with --hard",
+	  "  --hard         reset at once (system_reset) instead\n"
+	  "  --timeout S    how long the guest has to go down (default 60 s); then it keeps running\n"
+	  "  --no-wait      return once the ACPI request is sent\n" },
 	{ "pause", cli_cmd_pause, "NAME", "stop the vm's vCPUs; memory stays in qemu", NULL },
 	{ "unpause", cli_cmd_unpause, "NAME", "let a paused vm run again", NULL },
 	{ "delete", cli_cmd_delete, "NAME [--wipe | --recreate]",
@@ -86,9 +96,10 @@ static const cli_command commands[] = {
 	  "  --readonly             the guest cannot write to it\n" },
 	{ "disk-detach", cli_cmd_disk_detach, "NAME DISK_ID [--timeout S]",
 	  "remove a disk (the guest must release it within --timeout, default 20 s); the file qvm made for it is deleted",
-	  NULL },
+	  "  --timeout S   how long a running guest has to release the disk (default 20 s)\n" },
 	{ "disk-resize", cli_cmd_disk_resize, "NAME DISK_ID SIZE [--shrink]",
-	  "grow a disk (live: the guest sees the new size); --shrink allows a smaller size", NULL },
+	  "grow a disk (live: the guest sees the new size); --shrink allows a smaller size",
+	  "  --shrink   allow a smaller size (data past the new end is lost)\n" },
 	{ "cdrom-insert", cli_cmd_cdrom_insert, "NAME ISO",
 	  "put an ISO in the cd-rom drive (live only if the vm started with a cd-rom)", NULL },
 	{ "cdrom-eject", cli_cmd_cdrom_eject, "NAME", "empty the cd-rom drive", NULL },
@@ -165,7 +176,7 @@ static void print_usage(FILE *f)
 {
 	int width = 0;
 
-	fprintf(f, "usage: qvm [--root DIR] [--json] [-q|-v] COMMAND [ARGS]\n\n"
+	fprintf(f, "usage: qvm " GLOBAL_USAGE "\n\n"
 		   "qvm runs QEMU virtual machines on this host, without libvirt.\n\n"
 		   "commands:\n");
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
@@ -173,8 +184,13 @@ static void print_usage(FILE *f)
 			width = (int)strlen(commands[i].name);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
-	fprintf(f, "\nRun 'qvm COMMAND --help' for a command's options. The root (default %s,\n"
-		   "or QVM_ROOT) holds the journal, the vms' files and the images.\n",
+	fprintf(f, "\nglobal options (before the command or among its options):\n"
+		   "  --root DIR     the root (default %s, or QVM_ROOT): journal, vms' files, images\n"
+		   "  --json         print results as JSON; errors too, on stderr\n"
+		   "  -q, --quiet    print less\n"
+		   "  -v, --verbose  also trace QMP commands, replies, events and journal records on stderr\n"
+		   "  --version      print qvm's version\n"
+		   "\nRun 'qvm COMMAND --help' for a command's options.\n",
 		DEFAULT_ROOT);
 }
 
@@ -197,6 +213,38 @@ static int print_json(json_t *j)
 	puts(s);
 	free(s);
 	return 0;
+}
+
+/* An error on stderr: "qvm: MSG" (usage errors: "qvm CMD: MSG" and the
+ * usage line), or with --json one object: {"error": MSG} with "usage" for
+ * usage errors, "errno" and, for an error QEMU reported, its QMP "class". */
+static void print_error(const cli_ctx *ctx, const cli_command *cmd, int r, const util_err *err)
+{
+	const char *msg = err->msg[0] ? err->msg : strerror(r == CLI_EUSAGE ? EINVAL : -r);
+	_cleanup_free_ char *usage = cmd ? util_xasprintf("qvm %s %s", cmd->name, cmd->usage)
+					 : util_xstrdup("qvm " GLOBAL_USAGE);
+
+	if (ctx->json) {
+		_cleanup_json_ json_t *e = json_pack("{s:s}", "error", msg);
+		_cleanup_free_ char *s = NULL;
+
+		if (r == CLI_EUSAGE) {
+			json_object_set_new(e, "usage", json_string(usage));
+		} else {
+			json_object_set_new(e, "errno", json_string(strerror(-r)));
+			if (err->qmp_class[0])
+				json_object_set_new(e, "class", json_string(err->qmp_class));
+		}
+		s = json_dumps(e, JSON_COMPACT);
+		fprintf(stderr, "%s\n", s ? s : msg);
+	} else if (r == CLI_EUSAGE && cmd) {
+		fprintf(stderr, "qvm %s: %s\nusage: %s\n", cmd->name, msg, usage);
+	} else if (r == CLI_EUSAGE) {
+		fprintf(stderr, "qvm: %s\n", msg);
+		print_usage(stderr);
+	} else {
+		fprintf(stderr, "qvm: %s\n", msg);
+	}
 }
 
 int cli_main(int argc, char **argv)
@@ -229,10 +277,10 @@ int cli_main(int argc, char **argv)
 			ctx.json = true;
 			break;
 		case 'q':
-			ctx.verbosity = -1;
+			cli_set_verbosity(&ctx, -1);
 			break;
 		case 'v':
-			ctx.verbosity = 1;
+			cli_set_verbosity(&ctx, 1);
 			break;
 		case 'h':
 			print_usage(stdout);
@@ -240,19 +288,29 @@ int cli_main(int argc, char **argv)
 		case 'V':
 			printf("qvm %s\n", QVM_VERSION);
 			return 0;
+		case ':':
+			cli_usage(&err, "option '%s' needs a value", argv[optind - 1]);
+			print_error(&ctx, NULL, CLI_EUSAGE, &err);
+			return 2;
 		default:
-			fprintf(stderr, "qvm: unknown option '%s'\n", argv[optind - 1]);
-			print_usage(stderr);
+			cli_usage(&err, "unknown option '%s'", argv[optind - 1]);
+			print_error(&ctx, NULL, CLI_EUSAGE, &err);
 			return 2;
 		}
 	}
 	if (optind >= argc) {
-		print_usage(stderr);
+		cli_usage(&err, "no command given");
+		print_error(&ctx, NULL, CLI_EUSAGE, &err);
 		return 2;
 	}
 	cmd = find_command(argv[optind]);
 	if (!cmd) {
-		fprintf(stderr, "qvm: unknown command '%s'; see qvm --help\n", argv[optind]);
+		if (ctx.json) {
+			cli_usage(&err, "unknown command '%s'; see qvm --help", argv[optind]);
+			print_error(&ctx, NULL, CLI_EUSAGE, &err);
+		} else {
+			fprintf(stderr, "qvm: unknown command '%s'; see qvm --help\n", argv[optind]);
+		}
 		return 2;
 	}
 	ctx.cmd = cmd;
@@ -261,25 +319,13 @@ int cli_main(int argc, char **argv)
 	if (cmd != &hidden_supervise)
 		setlocale(LC_CTYPE, "");
 	r = cmd->run(&ctx, argc - optind, argv + optind, &result, &err);
-	if (r == CLI_EUSAGE) {
-		fprintf(stderr, "qvm %s: %s\nusage: qvm %s %s\n", cmd->name, err.msg, cmd->name,
-			cmd->usage);
-		return 2;
-	}
+	/* a usage error may stop the parse before a --json later on the line */
+	for (int i = optind; r == CLI_EUSAGE && !ctx.json && i < argc && strcmp(argv[i], "--"); i++)
+		ctx.json = !strcmp(argv[i], "--json");
 	if (r < 0) {
-		if (ctx.json) {
-			json_t *e = json_pack("{s:s, s:s}", "error", err.msg, "errno",
-					      strerror(-r));
-			char *s = json_dumps(e, JSON_COMPACT);
-
-			fprintf(stderr, "%s\n", s ? s : err.msg);
-			free(s);
-			json_decref(e);
-		} else {
-			fprintf(stderr, "qvm: %s\n", err.msg[0] ? err.msg : strerror(-r));
-		}
+		print_error(&ctx, cmd, r, &err);
 		json_decref(result);
-		return 1;
+		return r == CLI_EUSAGE ? 2 : 1;
 	}
 	if (ctx.json && result)
 		print_json(result);

@@ -17,6 +17,17 @@ static const struct option global_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+static void print_trace(const char *line)
+{
+	fprintf(stderr, "qvm: trace: %s\n", line);
+}
+
+void cli_set_verbosity(cli_ctx *ctx, int verbosity)
+{
+	ctx->verbosity = verbosity;
+	util_trace_set(verbosity > 0 ? print_trace : NULL);
+}
+
 int cli_usage(util_err *err, const char *fmt, ...)
 {
 	char msg[sizeof(err->msg)];
@@ -84,10 +95,10 @@ int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err)
 			p->ctx->json = true;
 			continue;
 		case 'q':
-			p->ctx->verbosity = -1;
+			cli_set_verbosity(p->ctx, -1);
 			continue;
 		case 'v':
-			p->ctx->verbosity = 1;
+			cli_set_verbosity(p->ctx, 1);
 			continue;
 		case 'h':
 			print_help(p->ctx->cmd);

@@ -1,11 +1,100 @@
-/* Lifecycle's side of the image store: which VMs use an image (so that it
- * is not deleted under them), and saving a stopped VM's disk as a new
- * store image (disk-saveas). */
+/* Lifecycle's side of the image store: the store's operations for cli/,
+ * which VMs use an image (so that it is not deleted under them), and
+ * saving a stopped VM's disk as a new store image (disk-saveas). */
 #include <inttypes.h>
 #include <string.h>
 
 #include "run.h"
 #include "storage/storage.h"
+
+static json_t *image_json(const stor_image *img)
+{
+	json_t *j = stor_image_to_json(img);
+
+	json_object_set_new(j, "path", json_string(img->file));
+	return j;
+}
+
+int lc_image_import(const char *root, const lc_image_import_opts *o, json_t **ret_image,
+		    util_err *err)
+{
+	_cleanup_stor_image_ stor_image img = { 0 };
+	stor_import_opts so = {
+		.name = o->name,
+		.source = o->source,
+		.sha256 = o->sha256,
+		.format = o->format,
+		.ca_file = o->ca_file,
+		.max_size = o->max_size,
+		.stall_timeout_s = o->stall_timeout_s,
+		.progress = o->progress,
+		.progress_ud = o->progress_ud,
+	};
+	int r = stor_image_import(root, &so, &img, err);
+
+	if (r < 0)
+		return r;
+	*ret_image = image_json(&img);
+	return 0;
+}
+
+int lc_image_get(const char *root, const char *name, json_t **ret_image, util_err *err)
+{
+	_cleanup_stor_image_ stor_image img = { 0 };
+	int r = stor_image_get(root, name, &img, err);
+
+	if (r < 0)
+		return r;
+	*ret_image = image_json(&img);
+	return 0;
+}
+
+int lc_image_list(const char *root, json_t **ret_images, util_err *err)
+{
+	stor_image *v = NULL;
+	size_t n = 0;
+	json_t *a;
+	int r = stor_image_list(root, &v, &n, err);
+
+	if (r < 0)
+		return r;
+	a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, image_json(&v[i]));
+	stor_image_list_free(v, n);
+	*ret_images = a;
+	return 0;
+}
+
+int lc_image_delete(lc_db *db, const char *name, unsigned *ret_partials, util_err *err)
+{
+	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_free_ char *users = NULL;
+	const char *root = lc_db_root(db);
+	unsigned partials = 0;
+	int r = stor_image_get(root, name, &img, err);
+
+	if (r == -ENOENT) {
+		/* no image, but perhaps a download of it given up half-way */
+		util_err e2 = { 0 };
+
+		if (stor_image_discard_partials(root, name, &partials, &e2) == 0 && partials) {
+			*ret_partials = partials;
+			return 0;
+		}
+		return r;
+	}
+	if (r == 0 && lc_image_users(db, img.file, &users, err) > 0)
+		r = util_err_set(err, -EBUSY,
+				 "cannot delete image '%s': vm %s uses it; delete that vm first (or its disk)",
+				 name, users);
+	if (r == 0)
+		r = stor_image_delete(root, name, err);
+	if (r < 0)
+		return r;
+	*ret_partials = 0;
+	return 0;
+}
 
 int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err *err)
 {
@@ -40,7 +129,8 @@ int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err
 }
 
 int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
-		      const char *image_name, const lc_run_opts *opts, util_err *err)
+		      const char *image_name, const lc_run_opts *opts, json_t **ret_image,
+		      util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_free_ char *images = stor_images_dir(root), *source = NULL, *state = NULL;
@@ -95,6 +185,8 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
 	if (r < 0)
 		util_err_prefix(err, "cannot save disk %u of vm '%s' as image '%s'", disk_id, h.name,
 				image_name);
+	else if (ret_image)
+		*ret_image = image_json(&img);
 out:
 	lc_held_clear(&h);
 	return r;

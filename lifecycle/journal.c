@@ -814,6 +814,30 @@ static int check_writable(lc_journal *j, const char *what, util_err *err)
 	return 0;
 }
 
+/* -v: one line per record, with the fields that say what it is. */
+static void trace_record(uint64_t seq, json_t *rec)
+{
+	static const char *const keys[] = { "id", "op", "state", "lcm", "intent", "result",
+					    "reason" };
+	char fields[512] = "";
+	size_t used = 0;
+
+	if (!util_tracing())
+		return;
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(keys) && used < sizeof(fields); i++) {
+		json_t *v = json_object_get(rec, keys[i]);
+
+		if (json_is_string(v) && *json_string_value(v))
+			used += (size_t)snprintf(fields + used, sizeof(fields) - used, " %s=%s", keys[i],
+						 json_string_value(v));
+		else if (json_is_integer(v))
+			used += (size_t)snprintf(fields + used, sizeof(fields) - used, " %s=%" PRId64,
+						 keys[i], (int64_t)json_integer_value(v));
+	}
+	util_trace("journal: record %" PRIu64 " type=%s%s", seq,
+		   json_string_value(json_object_get(rec, "type")) ?: "?", fields);
+}
+
 int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *err)
 {
 	_cleanup_free_ char *body = NULL, *line = NULL;
@@ -858,8 +882,11 @@ int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *e
 			j->broken = true;
 		return util_err_errno(err, r, "cannot append to journal '%s'", j->log_path);
 	}
-	if (fdatasync(j->log_fd) < 0) {
+	/* tests make the sync fail (EIO) at this point */
+	r = util_fail_point("journal-append-fdatasync", NULL);
+	if (r == 0 && fdatasync(j->log_fd) < 0)
 		r = -errno;
+	if (r < 0) {
 		/* The kernel may have dropped the dirty pages: a retry could
 		 * "succeed" without the data. Refuse further appends; take the
 		 * record back as far as we still can. */
@@ -870,6 +897,7 @@ int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *e
 	}
 	j->log_size += (uint64_t)line_len;
 	push_rec(j, seq, json_xcopy(rec));
+	trace_record(seq, rec);
 	if (ret_seq)
 		*ret_seq = seq;
 	return 0;
@@ -938,10 +966,11 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 	text = util_xasprintf("{\"seq\":%s,\"crc32c\":\"%08" PRIx32 "\",%s}\n", seq_text,
 			      frame_crc(seq_text, (size_t)seq_len, body, strlen(body)), body);
 	path = util_xasprintf("%s/" SNAPSHOT_NAME, j->dir);
-	r = util_write_file_atomic(path, text, strlen(text), err);
+	r = util_write_file_atomic_fp(path, text, strlen(text), "journal-compact-snapshot-fsync", err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot compact journal '%s'", j->dir);
 	util_crash_point("journal-compact-snapshot");
+	util_trace("journal: compacted up to record %" PRIu64, j->last_seq);
 
 	json_decref(j->state);
 	j->state = json_xcopy(state);

@@ -165,6 +165,12 @@ int lc_vmdef_validate(const lc_vmdef *def, util_err *err);
 int lc_disk_parse(const char *spec, lc_disk *ret_disk, util_err *err);
 void lc_disk_clear(lc_disk *d);
 
+/* Refuse a QEMU pseudo-path ("nbd:...", "json:{...}", "http://..."; QEMU's
+ * rule: a ':' before any '/') given for a local file (kernel, initrd, ISO,
+ * cloud-init input), -EINVAL saying so; 0 for anything else, absolute or
+ * relative. For cli/ to check a path before making it absolute. */
+int lc_path_check_protocol(const char *path, const char *what, util_err *err);
+
 /* Parse a --nic SPEC: NET[,mac=MAC][,ip=IP][,model=virtio|e1000]. */
 int lc_nic_parse(const char *spec, lc_nic *ret_nic, util_err *err);
 void lc_nic_clear(lc_nic *n);
@@ -269,7 +275,11 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts,
 		 uint64_t *ret_id, util_err *err);
 
 /* Merge K=V pairs into labels ("label.K=V") or user data ("K=V"); an empty
- * value deletes the key. */
+ * value deletes the key. "memory=SIZE" and "vcpus=N" change the definition
+ * of a VM that is off (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED); the
+ * other keys of a definition ("disks", "machine"...) are refused, saying
+ * which command changes them, and so is a "snapshots.max" that is not a
+ * number from 1 to LC_SNAPSHOTS_MAX_LIMIT. All pairs or none are recorded. */
 int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *err);
 
 /* Remove a VM that is not running: its disks and folders go, the VM moves
@@ -495,7 +505,47 @@ typedef enum lc_dsnap_op {
  * of {"id", "name", "date", "vm_state_size"}. */
 int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
 			const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err);
-/* ---- the image store's users (image_ops.c) --------------------------------- */
+/* ---- the image store (image_ops.c) -----------------------------------------
+ * What cli/ needs of storage/'s image store. An image is handed out as the
+ * object `image show --json` prints (a new reference): {"name", "file"
+ * (its file's name in the store folder), "format", "virtual_size",
+ * "actual_size", "sha256", "source", "created", "path" (the file,
+ * absolute)}. */
+
+/* Progress of an import: bytes done of total (0 when unknown). */
+typedef void (*lc_progress_fn)(void *ud, uint64_t done, uint64_t total);
+
+typedef struct lc_image_import_opts {
+	const char *name;        /* the new image's name */
+	const char *source;      /* an http(s) URL or an absolute local path */
+	const char *sha256;      /* expected SHA-256 (hex), or NULL */
+	const char *format;      /* declared "qcow2" or "raw", or NULL: probed */
+	const char *ca_file;     /* CA certificates for https, or NULL: system */
+	uint64_t max_size;       /* refuse larger files; 0: the default (256G) */
+	int stall_timeout_s;     /* give up after this long without data; 0: 30 */
+	lc_progress_fn progress; /* or NULL */
+	void *progress_ud;
+} lc_image_import_opts;
+
+/* Import an image into the store under root (see stor_image_import: checked,
+ * inspected, nothing left on failure but a resumable partial download). */
+int lc_image_import(const char *root, const lc_image_import_opts *o, json_t **ret_image,
+		    util_err *err);
+
+/* The image called name; -ENOENT "no image named ..." when there is none. */
+int lc_image_get(const char *root, const char *name, json_t **ret_image, util_err *err);
+
+/* Every image in the store, by name: a new array. */
+int lc_image_list(const char *root, json_t **ret_images, util_err *err);
+
+/* Delete image name from the store of db (opened LC_DB_WRITE: no VM can be
+ * created on it between the check and the deletion); refused (-EBUSY,
+ * naming them) while VMs use it. Without such an image, the partial
+ * downloads of an import of it given up are discarded instead, and
+ * *ret_partials says how many (0 when the image itself was deleted);
+ * -ENOENT when there was neither. */
+int lc_image_delete(lc_db *db, const char *name, unsigned *ret_partials, util_err *err);
+
 
 /* The VMs (not DONE) whose disks are made from, or are, image_file: 1 and
  * *ret_names = "'a', 'b'" (new string) when there are some, 0 and NULL
@@ -507,12 +557,15 @@ int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err
  * store image (stor_image_save_disk), holding the VM lock so that it
  * cannot start meanwhile. An ACTIVE VM is refused (power it off first). */
 int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
-		      const char *image_name, const lc_run_opts *opts, util_err *err);
+		      const char *image_name, const lc_run_opts *opts, json_t **ret_image,
+		      util_err *err);
 /* ---- VM snapshots (snapshot.c) --------------------------------------------- */
 
 /* Default per-VM maximum of snapshots; the user data key "snapshots.max"
  * (qvm update NAME snapshots.max=N) sets another. */
 #define LC_SNAPSHOTS_MAX_DEFAULT 10
+/* The largest snapshots.max update accepts. */
+#define LC_SNAPSHOTS_MAX_LIMIT 1000
 
 /* Take a snapshot of every qcow2 disk: of a running or paused VM with its
  * memory (QEMU's snapshot-save job; disks only with no_memory), of a

@@ -123,6 +123,15 @@ int lc_place_disk(lc_db *db, uint64_t id, lc_disk *d, const char *const *roots, 
 	return place_disks(db, &one, id, roots, err);
 }
 
+int lc_path_check_protocol(const char *path, const char *what, util_err *err)
+{
+	if (!path || path[strcspn(path, ":/")] != ':')
+		return 0;
+	/* storage's check says what the pseudo-path is */
+	stor_check_path(path, NULL, NULL, err);
+	return util_err_prefix(err, "%s", what);
+}
+
 /* Files QEMU reads besides disks (kernel, initrd, ISO, cloud-init input)
  * obey the same folder policy: a kernel path of /etc/shadow would hand the
  * host's secrets to the guest. */
@@ -279,7 +288,7 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 	/* The intent names the folder that recovery removes if we die. */
 	r = begin_intent(db, "create", id, json_pack("{s:s}", "name", def->name), &intent, err);
 	if (r < 0)
-		return r;
+		return util_err_prefix(err, "cannot create vm '%s'", def->name);
 	util_crash_point("create-after-intent");
 	vmdir = lc_vm_dir(db, id);
 	r = util_mkdir_p(vmdir, 0700, err);
@@ -298,8 +307,9 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 		goto rollback;
 	util_crash_point("create-before-done");
 	r = end_intent(db, intent, "ok", err);
-	if (r < 0)
-		return r; /* defined; recovery completes the intent */
+	if (r < 0) /* defined; recovery completes the intent */
+		return util_err_prefix(err, "vm '%s' is defined, but its creation could not be closed in the journal (the next command does it)",
+				       def->name);
 	lc_vmdef_clear(def);
 	*ret_id = id;
 	return 0;
@@ -315,9 +325,62 @@ rollback: {
 
 /* ---- update, hold ------------------------------------------------------------------ */
 
+/* Keys of the definition that update does not store as user data (a typo
+ * of the intent would otherwise be kept silently), and where each one is
+ * changed instead. memory and vcpus are not here: update changes them. */
+static const struct {
+	const char *key, *how;
+} def_keys[] = {
+	{ "name", "a vm's name and uuid never change" },
+	{ "uuid", "a vm's name and uuid never change" },
+	{ "disks", "use disk-attach, disk-detach or disk-resize" },
+	{ "nics", "use nic-attach or nic-detach" },
+	{ "cdrom", "use cdrom-insert or cdrom-eject" },
+	{ "labels", "give label.KEY=VALUE" },
+	{ "user", "give KEY=VALUE" },
+	{ "machine", NULL }, { "accel", NULL }, { "kernel", NULL }, { "initrd", NULL },
+	{ "append", NULL }, { "cloud_init", NULL }, { "cloud-init", NULL }, { "restart", NULL },
+	{ "autostart", NULL },
+};
+
+/* Value checks for the user data keys qvm itself reads. */
+static int check_user_value(const char *key, const char *value, util_err *err)
+{
+	uint64_t n;
+
+	if (util_streq(key, "snapshots.max") && *value &&
+	    util_parse_uint(value, 1, LC_SNAPSHOTS_MAX_LIMIT, &n, err) < 0)
+		return util_err_prefix(err, "snapshots.max must be a number of snapshots");
+	return 0;
+}
+
+/* memory=SIZE (a bare number is MiB, as for --memory) or vcpus=N into def. */
+static int set_def_field(lc_vmdef *def, const char *key, const char *value, util_err *err)
+{
+	_cleanup_free_ char *withunit = NULL;
+	uint64_t n;
+
+	if (util_streq(key, "vcpus")) {
+		if (util_parse_uint(value, 1, LC_VCPUS_MAX, &n, err) < 0)
+			return util_err_prefix(err, "invalid vcpus");
+		def->vcpus = (unsigned)n;
+		return 0;
+	}
+	if (*value && strspn(value, "0123456789") == strlen(value))
+		value = withunit = util_xasprintf("%sM", value);
+	if (util_parse_size(value, &n, err) < 0)
+		return util_err_prefix(err, "invalid memory");
+	def->memory = n;
+	return 0;
+}
+
 int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *err)
 {
 	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
+	_cleanup_close_ int lock = -1;
+	lc_vmdef nd;
+	bool redefine = false;
+	json_t *rec;
 	int r;
 
 	r = lc_state_check(LC_OP_UPDATE, vm->def.name, vm->state, vm->lcm, err);
@@ -325,14 +388,17 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 		return r;
 	if (n == 0)
 		return util_err_set(err, -EINVAL, "nothing to update: give KEY=VALUE or label.KEY=VALUE");
-	for (size_t i = 0; i < n; i++) {
+	lc_vmdef_init(&nd);
+	for (size_t i = 0; i < n && r == 0; i++) {
 		_cleanup_free_ char *key = util_xstrdup(pairs[i]);
 		char *eq = strchr(key, '=');
 		json_t *target = user;
 		const char *k = key;
 
-		if (!eq)
-			return util_err_set(err, -EINVAL, "'%s' is not KEY=VALUE", pairs[i]);
+		if (!eq) {
+			r = util_err_set(err, -EINVAL, "'%s' is not KEY=VALUE", pairs[i]);
+			break;
+		}
 		*eq = '\0';
 		if (util_startswith(key, "label.")) {
 			target = labels;
@@ -342,13 +408,86 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 		if (r == 0)
 			r = util_validate_printable(eq + 1, "value", err);
 		if (r < 0)
-			return util_err_prefix(err, "cannot update '%s'", vm->def.name);
-		json_object_set_new(target, k, eq[1] ? json_string(eq + 1) : json_null());
+			break;
+		if (target == user && (util_streq(k, "memory") || util_streq(k, "vcpus"))) {
+			if (!redefine) {
+				_cleanup_json_ json_t *j = lc_vmdef_to_json(&vm->def);
+
+				lc_vmdef_clear(&nd);
+				r = lc_vmdef_from_json(j, &nd, err);
+			}
+			redefine = true;
+			if (r == 0)
+				r = set_def_field(&nd, k, eq + 1, err);
+			continue;
+		}
+		for (size_t d = 0; target == user && d < UTIL_ARRAY_SIZE(def_keys); d++)
+			if (util_streq(k, def_keys[d].key))
+				r = util_err_set(err, -EINVAL,
+						 "'%s' is part of the definition, not user data; %s", k,
+						 def_keys[d].how ? def_keys[d].how
+								 : "update changes only memory and vcpus of it: for the rest, "
+								   "qvm dump the vm to a file, edit it, qvm delete the vm and "
+								   "qvm create it --from the file (its disks are made afresh)");
+		if (r == 0 && target == user)
+			r = check_user_value(k, eq + 1, err);
+		if (r == 0)
+			json_object_set_new(target, k, eq[1] ? json_string(eq + 1) : json_null());
 	}
-	return lc_db_append(db,
-			    json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
-				      (json_int_t)vm->id, "labels", labels, "user", user),
-			    NULL, err);
+	if (r < 0)
+		goto out;
+	if (!redefine) {
+		r = lc_db_append(db,
+				 json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
+					   (json_int_t)vm->id, "labels", labels, "user", user),
+				 NULL, err);
+		goto out;
+	}
+	/* memory and vcpus: what QEMU starts with, so only while it is off;
+	 * the VM lock keeps a disk or nic operation (which rewrites the whole
+	 * definition) from overwriting the change */
+	if (lc_state_check(LC_OP_RESIZE_COLD, vm->def.name, vm->state, vm->lcm, NULL) < 0) {
+		_cleanup_free_ char *state = lc_state_text(vm);
+
+		r = util_err_set(err, -EPERM,
+				 "memory and vcpus change only while the vm is off, and it is %s; power it off first (qvm poweroff %s)",
+				 state, vm->def.name);
+		goto out;
+	}
+	r = lc_vm_lock(db, vm->id, 0, &lock, err);
+	if (r < 0)
+		goto out;
+	/* labels and user data ride in the same record: one transaction */
+	for (int m = 0; m < 2; m++) {
+		json_t *changes = m ? user : labels, *into = m ? nd.user : nd.labels;
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(changes, k, v) {
+			if (json_is_null(v))
+				json_object_del(into, k);
+			else
+				json_object_set(into, k, v);
+		}
+	}
+	r = lc_vmdef_validate(&nd, err);
+	if (r == 0) {
+		char mem[16];
+		/* history shows the reason of a redefine */
+		_cleanup_free_ char *why = util_xasprintf("update: memory %s, vcpus %u",
+							  util_format_size(nd.memory, mem, sizeof(mem)),
+							  nd.vcpus);
+
+		rec = json_pack("{s:s, s:I, s:s}", "type", "redefine", "id", (json_int_t)vm->id,
+				"reason", why);
+		json_object_update_new(rec, lc_db_def_fields(&nd));
+		r = lc_db_append(db, rec, NULL, err);
+	}
+out:
+	lc_vmdef_clear(&nd);
+	if (r < 0)
+		return util_err_prefix(err, "cannot update '%s'", vm->def.name);
+	return 0;
 }
 
 int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err)

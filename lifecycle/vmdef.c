@@ -213,16 +213,17 @@ static int get_size(json_t *obj, const char *key, uint64_t *ret, util_err *err)
 	return util_err_set(err, -EINVAL, "'%s' must be a size (bytes, or a string like \"512M\")", key);
 }
 
-static int get_uint(json_t *obj, const char *key, uint64_t max, uint64_t *ret, util_err *err)
+static int get_uint(json_t *obj, const char *key, uint64_t min, uint64_t max, uint64_t *ret,
+		    util_err *err)
 {
 	json_t *v = json_object_get(obj, key);
 
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-	    (uint64_t)json_integer_value(v) > max)
-		return util_err_set(err, -EINVAL, "'%s' must be a whole number from 0 to %llu",
-				    key, (unsigned long long)max);
+	    (uint64_t)json_integer_value(v) < min || (uint64_t)json_integer_value(v) > max)
+		return util_err_set(err, -EINVAL, "'%s' must be a whole number from %llu to %llu",
+				    key, (unsigned long long)min, (unsigned long long)max);
 	*ret = (uint64_t)json_integer_value(v);
 	return 0;
 }
@@ -252,7 +253,7 @@ static int disk_from_json(json_t *j, unsigned index, lc_disk *d, util_err *err)
 		return util_err_set(err, -EINVAL, "a disk must be an object or a --disk spec string");
 	TRY(check_keys(j, keys, "a disk", err));
 	memset(d, 0, sizeof(*d));
-	TRY(get_uint(j, "id", LC_DISKS_MAX * 64, &id, err));
+	TRY(get_uint(j, "id", 0, LC_DISKS_MAX * 64, &id, err));
 	d->id = (unsigned)id;
 	TRY(get_str(j, "path", &d->path, err));
 	TRY(get_str(j, "format", &d->format, err));
@@ -284,7 +285,7 @@ static int nic_from_json(json_t *j, unsigned index, lc_nic *n, util_err *err)
 		return util_err_set(err, -EINVAL, "a nic must be an object or a --nic spec string");
 	TRY(check_keys(j, keys, "a nic", err));
 	memset(n, 0, sizeof(*n));
-	TRY(get_uint(j, "id", LC_NICS_MAX * 64, &id, err));
+	TRY(get_uint(j, "id", 0, LC_NICS_MAX * 64, &id, err));
 	n->id = (unsigned)id;
 	TRY(get_str(j, "network", &n->network, err));
 	TRY(get_str(j, "mac", &n->mac, err));
@@ -332,7 +333,7 @@ static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 	TRY(get_str(obj, "name", &def->name, err));
 	TRY(get_str(obj, "uuid", &def->uuid, err));
 	TRY(get_size(obj, "memory", &def->memory, err));
-	TRY(get_uint(obj, "vcpus", 100000, &vcpus, err));
+	TRY(get_uint(obj, "vcpus", 1, LC_VCPUS_MAX, &vcpus, err));
 	def->vcpus = (unsigned)vcpus;
 	TRY(get_str(obj, "machine", &machine, err));
 	if (machine)
@@ -444,14 +445,18 @@ static bool is_uuid(const char *s)
 	return true;
 }
 
+/* what: "label" or "user data" */
 static int validate_map(json_t *map, const char *what, util_err *err)
 {
+	char kind[64];
 	const char *k;
 	json_t *v;
 
 	json_object_foreach(map, k, v) {
-		TRY(util_validate_name(k, what, err));
-		TRY(util_validate_printable(json_string_value(v), what, err));
+		snprintf(kind, sizeof(kind), "%s key", what);
+		TRY(util_validate_name(k, kind, err));
+		snprintf(kind, sizeof(kind), "the value of %s '%s'", what, k);
+		TRY(util_validate_printable(json_string_value(v), kind, err));
 	}
 	return 0;
 }
@@ -551,8 +556,8 @@ int lc_vmdef_validate(const lc_vmdef *def, util_err *err)
 	TRY(check_path(def->ci_network_config, "cloud-init network-config", err));
 	if ((def->ci_meta_data || def->ci_network_config) && !def->ci_user_data)
 		return util_err_set(err, -EINVAL, "--cloud-init needs user-data=FILE");
-	TRY(validate_map(def->labels, "label key", err));
-	TRY(validate_map(def->user, "user data key", err));
+	TRY(validate_map(def->labels, "label", err));
+	TRY(validate_map(def->user, "user data", err));
 	return 0;
 }
 
@@ -609,10 +614,29 @@ static bool looks_like_size(const char *s)
 	       strspn(s + digits, "KMGTPkmgtpiBb") == strlen(s + digits);
 }
 
+/* "1.5G", "0.5T": a size with a fraction and a unit, which sizes do not
+ * take. As a bare token it would be looked up as an image name and
+ * reported missing, hiding what was meant ("12.04", without a unit, stays
+ * an image name). */
+static bool looks_like_fractional_size(const char *s)
+{
+	size_t digits = strspn(s, "0123456789");
+
+	if (digits == 0 || s[digits] != '.')
+		return false;
+	s += digits + 1;
+	digits = strspn(s, "0123456789");
+	return digits > 0 && s[digits] && looks_like_size(s);
+}
+
 static int disk_spec_item(const char *key, const char *value, void *ud, util_err *err)
 {
 	lc_disk *d = ud;
 
+	if (!key && looks_like_fractional_size(value))
+		return util_err_set(err, -EINVAL,
+				    "'%s' is neither a valid size (a whole number with K, M, G or T, e.g. 1536M) nor an image name (for an image of that name, write image=%s)",
+				    value, value);
 	if (!key) /* a bare token: a size, an absolute path, or an image name */
 		key = looks_like_size(value) ? "size" : "image";
 	if (!strcmp(key, "size")) {

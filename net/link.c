@@ -312,7 +312,7 @@ int net_tap_create(const char *name, const char *bridge, int *ret_fd, util_err *
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
 	/* IFF_TUN_EXCL: an existing tap of that name is an error, never
 	 * silently shared */
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+	ifr.ifr_flags = (short)(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0)
 		return util_err_errno(err, errno == EBUSY ? -EEXIST : -errno,
 		                      "cannot create tap '%s'", name);

@@ -133,6 +133,7 @@ static int handle_message(qmp_client *c, json_t *msg, want *w, util_err *err)
 			json_decref(msg);
 			return 0;
 		}
+		util_trace("qmp <- event %s", json_string_value(v));
 		if (w && w->kind == WANT_EVENT && !strcmp(json_string_value(v), w->event)) {
 			w->result = json_incref(msg);
 			if (c->cb)
@@ -347,10 +348,12 @@ static int run_command(qmp_client *c, const char *cmd, json_t *args, int fd, int
 		return util_err_set(err, -EINVAL, "cannot encode qmp command '%s'", cmd);
 	line = util_xasprintf("%s\n", text);
 
+	util_trace("qmp -> %s%s", text, fd >= 0 ? " (with an fd)" : "");
 	r = send_all(c, line, strlen(line), fd, deadline, err);
 	if (r < 0) {
 		util_err_prefix(err, "qmp command '%s'", cmd);
 		mark_dead(c, err);
+		util_trace("qmp <- %s: %s", cmd, err->msg);
 		return r;
 	}
 
@@ -362,6 +365,7 @@ static int run_command(qmp_client *c, const char *cmd, json_t *args, int fd, int
 		else
 			util_err_prefix(err, "qmp command '%s'", cmd);
 		mark_dead(c, err);
+		util_trace("qmp <- %s: %s", cmd, err->msg);
 		return r;
 	}
 	reply = w.result;
@@ -380,8 +384,11 @@ static int run_command(qmp_client *c, const char *cmd, json_t *args, int fd, int
 		r = util_err_set(err, -EREMOTEIO, "qmp command '%s' failed: %s", cmd,
 				 desc ? desc : "(no description)");
 		snprintf(err->qmp_class, sizeof(err->qmp_class), "%s", cls ? cls : "");
+		util_trace("qmp <- %s: error %s: %s", cmd, cls ? cls : "?",
+			   desc ? desc : "(no description)");
 		return r;
 	}
+	util_trace("qmp <- %s: return", cmd);
 	if (ret_return)
 		*ret_return = json_incref(json_object_get(reply, "return"));
 	return 0;
@@ -504,7 +511,7 @@ static int handshake(qmp_client *c, int64_t deadline, int timeout_ms, util_err *
 	if (r == -ETIMEDOUT)
 		return util_err_set(err, r,
 				    "no qmp greeting from qemu within %d ms "
-				    "(is another client connected to this monitor?)",
+				    "(qemu is hung or overloaded, or another client holds this monitor)",
 				    timeout_ms);
 	if (r < 0)
 		return util_err_prefix(err, "cannot read the qmp greeting");
@@ -627,6 +634,7 @@ int qmp_connect_path(const char *path, int timeout_ms, qmp_client **ret_client, 
 	r = adopt(TAKE_FD(fd), deadline, timeout_ms, ret_client, err);
 	if (r < 0)
 		return util_err_prefix(err, "qmp socket '%s'", path);
+	util_trace("qmp connected to '%s'", path);
 	return 0;
 }
 

@@ -19,11 +19,21 @@
  * the oldest are dropped (counted by qmp_events_dropped()). */
 #define QMP_EVENT_QUEUE_MAX 1024
 
-/* Default timeouts by command class, see qmp_default_timeout_ms(). */
+/* Default timeouts by command class, see qmp_default_timeout_ms(). A
+ * unit test (tests/unit/test_qmp_timeout.c) compiles the client with
+ * shorter ones to see each applied; nothing else may define them. */
+#ifndef QMP_TIMEOUT_CONNECT_MS
 #define QMP_TIMEOUT_CONNECT_MS 5000   /* connect + greeting + capabilities */
+#endif
+#ifndef QMP_TIMEOUT_QUICK_MS
 #define QMP_TIMEOUT_QUICK_MS 5000     /* queries, run state, getfd, quit */
+#endif
+#ifndef QMP_TIMEOUT_DEVICE_MS
 #define QMP_TIMEOUT_DEVICE_MS 60000   /* hotplug, blockdev, unknown commands */
+#endif
+#ifndef QMP_TIMEOUT_JOB_MS
 #define QMP_TIMEOUT_JOB_MS 600000     /* snapshots, migration, block jobs */
+#endif
 
 /* A connection to one QEMU monitor. Not thread-safe: use a client from one
  * thread at a time. Commands are synchronous, one at a time. */

@@ -1,4 +1,5 @@
-/* The error object: one message with its cause, built on the way up. */
+/* The error object: one message with its cause, built on the way up; and
+ * the trace sink -v sets. */
 #include <stdarg.h>
 #include <string.h>
 
@@ -79,4 +80,32 @@ void util_err_clear(util_err *err)
 	err->code = 0;
 	err->qmp_class[0] = '\0';
 	err->msg[0] = '\0';
+}
+
+static util_trace_fn trace_fn;
+
+void util_trace_set(util_trace_fn fn)
+{
+	trace_fn = fn;
+}
+
+bool util_tracing(void)
+{
+	return trace_fn != NULL;
+}
+
+void util_trace(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	int n;
+
+	if (!trace_fn)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof(line))
+		memcpy(line + sizeof(line) - 4, "...", 4);
+	trace_fn(line);
 }

@@ -59,6 +59,12 @@ int util_write_all(int fd, const void *data, size_t len)
 int util_write_file_atomic(const char *path, const void *data, size_t len,
 			   util_err *err)
 {
+	return util_write_file_atomic_fp(path, data, len, NULL, err);
+}
+
+int util_write_file_atomic_fp(const char *path, const void *data, size_t len,
+			      const char *fail_point, util_err *err)
+{
 	_cleanup_free_ char *tmp = util_xasprintf("%s.tmp.%d", path, (int)getpid());
 	_cleanup_free_ char *dircopy = util_xstrdup(path);
 	_cleanup_close_ int fd = -1;
@@ -68,6 +74,8 @@ int util_write_file_atomic(const char *path, const void *data, size_t len,
 	if (fd < 0)
 		return util_err_errno(err, -errno, "cannot create '%s'", tmp);
 	r = util_write_all(fd, data, len);
+	if (r == 0 && fail_point)
+		r = util_fail_point(fail_point, NULL);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	if (r < 0) {

@@ -41,9 +41,25 @@ int util_err_prefix(util_err *err, const char *fmt, ...)
 
 void util_err_clear(util_err *err);
 
+/* ---- tracing (qvm -v) ----------------------------------------------------
+ * Layers below cli/ say what they do (QMP commands and replies, events,
+ * journal records) through util_trace(); cli/ sets the sink with -v and
+ * prints the lines on stderr. Without a sink a trace costs one test. */
+
+typedef void (*util_trace_fn)(const char *line);
+
+/* fn receives one line (no newline, at most ~1 KiB, "..." when cut);
+ * NULL turns tracing off. */
+void util_trace_set(util_trace_fn fn);
+bool util_tracing(void);
+void util_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- cleanup attributes (as in systemd and crun) ------------------------ */
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
+/* unused: a local that exists only to be freed at scope exit ("owned",
+ * taking over a parameter) is its purpose, not a mistake; clang warns
+ * about it where gcc does not. */
+#define _cleanup_(f) __attribute__((cleanup(f), unused))
 
 static inline void util_freep(void *p)
 {
@@ -154,6 +170,10 @@ int util_mkdir_p(const char *path, mode_t mode, util_err *err);
  * directory. Either the old or the new content survives a crash. */
 int util_write_file_atomic(const char *path, const void *data, size_t len,
 			   util_err *err);
+/* The same with a failure point (util_fail_point) standing for its fsync:
+ * tests make that sync fail and see the temporary file go. */
+int util_write_file_atomic_fp(const char *path, const void *data, size_t len,
+			      const char *fail_point, util_err *err);
 
 /* write() all of data, retrying on EINTR and short writes; negative errno. */
 int util_write_all(int fd, const void *data, size_t len);

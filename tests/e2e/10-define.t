@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Definitions end to end: create with every flag, dump/--from, update,
 # list/show/--json, hold/release, delete; refusals of hostile names, sizes,
-# paths and images, each leaving nothing behind.
+# paths and images, each leaving nothing behind; the messages of refusals;
+# --json output and errors; -v's trace of journal records.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 qvm_test_root
@@ -72,6 +73,28 @@ is "$RC" 0 "create --from stdin with --disk specs in the file" || diag "$ERR"
 run "$QVM" create web4 --from - <<<'{"name":"x","memroy":"256M"}'
 is "$RC" 1 "a misspelt key in --from is refused"
 like "$ERR" "unknown key 'memroy'" "... naming the key"
+before=$(vm_dirs)
+for flag in "--memory 1G" "--vcpus 2" "--disk 1G" "--label a=b" "--machine q35" "--autostart"; do
+	# shellcheck disable=SC2086 # the flag and its value
+	run "$QVM" create web4 --from "$QVM_TEST_ROOT/web.json" $flag
+	[ "$RC" = 2 ] && [[ $ERR == *"${flag%% *} cannot be combined with --from"* ]] ||
+		{ not_ok "--from with $flag is a usage error naming it (got $RC: $ERR)"; continue; }
+	ok "--from with $flag is a usage error naming it"
+done
+is "$(vm_dirs)" "$before" "... and defines nothing"
+run "$QVM" create web4 --from /nonexistent/web.json
+is "$RC" 1 "--from a missing file fails"
+is "$ERR" "qvm: cannot read '/nonexistent/web.json': No such file or directory" \
+	"... saying so, without a line number"
+run "$QVM" create web4 --from - <<<'{"vcpus": 0}'
+like "$ERR" "'vcpus' must be a whole number from 1 to 255" "vcpus in a file: the real range"
+run "$QVM" create web4 --from - <<<'{"memory": "256M", "labels": {"k": "a\u0001b"}}'
+is "$RC" 1 "a file without a name takes the command line's; its bad label is refused"
+like "$ERR" "the value of label 'k' contains a control character" \
+	"a control character in a label value is reported as in the value"
+run "$QVM" create web4 --label "k=$(printf 'a\001b')"
+is "$RC" 2 "... also from --label"
+like "$ERR" "the value of label 'k' contains a control character" "... with the same message"
 
 # update, hold, release
 run "$QVM" update web owner=alice label.tier=db label.team=
@@ -81,6 +104,41 @@ is "$(json 'd["definition"]["user"]["owner"], d["definition"]["labels"]' <<<"$OU
 	"update set, changed and removed keys"
 run "$QVM" update web "bad key=1"
 is "$RC" 1 "update with a bad key fails"
+run "$QVM" update web snapshots.max=abc
+is "$RC" 1 "update snapshots.max=abc is refused"
+like "$ERR" "snapshots.max must be a number" "... saying it must be a number"
+run "$QVM" update web snapshots.max=0 other=x
+is "$RC" 1 "update snapshots.max=0 is refused"
+run "$QVM" show web --json
+is "$(json '"snapshots.max" in d["definition"]["user"], "other" in d["definition"]["user"]' <<<"$OUT")" \
+	"False False" "... and nothing of a refused update is kept"
+run "$QVM" update web snapshots.max=3
+is "$RC" 0 "update snapshots.max=3 is taken"
+for kv in machine=q35 disks=x nics=x cdrom=x kernel=/x restart=always name=y; do
+	run "$QVM" update web "$kv"
+	[ "$RC" = 1 ] && [[ $ERR == *"'${kv%%=*}' is part of the definition, not user data"* ]] ||
+		{ not_ok "update $kv is refused as a definition key (got $RC: $ERR)"; continue; }
+	ok "update $kv is refused as a definition key"
+done
+run "$QVM" update web disks=x
+like "$ERR" "use disk-attach" "... pointing to the command that changes it"
+run "$QVM" update web machine=q35
+like "$ERR" "dump .*delete .*--from" "... or to dump, delete and create --from"
+run "$QVM" update web memory=2G vcpus=3 label.size=big
+is "$RC" 0 "update memory and vcpus of a vm that is off" || diag "$ERR"
+run "$QVM" show web --json
+is "$(json 'd["definition"]["memory"], d["definition"]["vcpus"], d["definition"]["labels"]["size"], d["definition"]["user"]["owner"]' <<<"$OUT")" \
+	"2147483648 3 big alice" "... changed them, with the labels, keeping the rest"
+run "$QVM" update web memory=1024
+run "$QVM" show web --json
+is "$(json 'd["definition"]["memory"]' <<<"$OUT")" 1073741824 "update memory=1024 is MiB, as --memory"
+run "$QVM" update web vcpus=0
+is "$RC" 1 "update vcpus=0 is refused"
+run "$QVM" update web memory=1X
+is "$RC" 1 "update memory=1X is refused"
+run "$QVM" show web --json
+is "$(json 'd["definition"]["memory"], d["definition"]["vcpus"]' <<<"$OUT")" "1073741824 3" \
+	"... leaving the definition as it was"
 run "$QVM" hold web
 run "$QVM" list
 like "$OUT" "web +hold" "hold: HOLD"
@@ -89,6 +147,28 @@ is "$RC" 1 "hold of a held vm fails"
 like "$ERR" "cannot hold 'web': it is HOLD; hold needs PENDING" "... naming the state and the states needed"
 run "$QVM" release web
 like "$("$QVM" list)" "web +pend" "release: PENDING"
+
+# create --hold, and --json of create, update, dump, hold, release, delete
+run "$QVM" --json create held --memory 256M --hold --label role=db
+is "$RC" 0 "create --hold --json" || diag "$ERR"
+is "$(json 'd["name"], d["state"], d["short"], d["definition"]["memory"], d["definition"]["labels"]["role"], type(d["id"]).__name__' <<<"$OUT")" \
+	"held HOLD hold 268435456 db int" "create --json: the new vm, in HOLD"
+held_id=$(json 'd["id"]' <<<"$OUT")
+like "$("$QVM" list)" "$held_id +held +hold" "list shows it HOLD"
+# (start from HOLD, which needs a guest: 22-hung-qemu.t)
+run "$QVM" --json release held
+is "$(json 'd["name"], d["state"]' <<<"$OUT")" "held PENDING" "release --json: PENDING"
+run "$QVM" hold held --json
+is "$(json 'd["state"], d["short"]' <<<"$OUT")" "HOLD hold" "hold --json: HOLD"
+run "$QVM" --json update held owner=bob label.x=1
+is "$(json 'd["name"], d["definition"]["user"]["owner"], d["definition"]["labels"]["x"]' <<<"$OUT")" \
+	"held bob 1" "update --json: the vm with its new user data and labels"
+run "$QVM" --json dump held
+is "$(json 'd["name"], d["memory"], d["vcpus"], d["machine"], d["user"]["owner"], "uuid" in d' <<<"$OUT")" \
+	"held 268435456 1 pc bob True" "dump --json: the definition"
+run "$QVM" --json delete held
+is "$RC" 0 "delete --json" || diag "$ERR"
+is "$(json 'd["name"], d["state"]' <<<"$OUT")" "held DONE" "delete --json: DONE"
 
 # names, sizes and usage errors: exit 2, nothing made
 before=$(vm_dirs)
@@ -111,6 +191,17 @@ run "$QVM" create d1 --vcpus 0
 is "$RC" 2 "--vcpus 0 refused"
 run "$QVM" create d1 --machine virt
 like "$ERR" "unknown machine type 'virt'" "unknown machine type"
+run "$QVM" create d1 --disk 1.5G
+is "$RC" 2 "--disk 1.5G refused as a usage error"
+like "$ERR" "'1.5G' is neither a valid size .* nor an image name" "... saying it is neither a size nor an image"
+for k in "--kernel nbd:x:1" "--cdrom http://example.org/x.iso" "--initrd json:{}" \
+	"--cloud-init user-data=nbd:x:1"; do
+	# shellcheck disable=SC2086 # the flag and its value
+	run "$QVM" create d1 $k
+	[ "$RC" = 2 ] && [[ $ERR == *"pseudo-path, not a local file"* ]] && [[ $ERR != *"$PWD"* ]] ||
+		{ not_ok "$k refused as a pseudo-path (got $RC: $ERR)"; continue; }
+	ok "$k refused as a pseudo-path"
+done
 run "$QVM" create d1 --bogus
 is "$RC" 2 "an unknown option is a usage error"
 like "$ERR" "usage: qvm create" "... with the usage line"
@@ -169,6 +260,30 @@ is "$RC" 1 "delete of a missing vm fails"
 like "$ERR" "no vm named 'nosuchvm'" "... naming it"
 run "$QVM" --json show nosuchvm
 like "$ERR" '"error": ?"no vm named' "errors are JSON with --json"
+is "$(json 'd["errno"], "usage" in d, "class" in d' <<<"$ERR")" "No such file or directory False False" \
+	"... with errno, and no usage or class for a failed operation"
+run "$QVM" --json create d1 --bogus
+is "$RC" 2 "a usage error with --json is still status 2"
+is "$(json 'd["error"], d["usage"].startswith("qvm create NAME")' <<<"$ERR")" "unknown option '--bogus' True" \
+	"... and JSON on stderr with the usage line"
+run "$QVM" create d1 --bogus --json
+like "$(json 'd["usage"]' <<<"$ERR")" "^qvm create" "... also with --json after the command"
+run "$QVM" --json frobnicate
+is "$RC:$(json 'd["error"]' <<<"$ERR")" "2:unknown command 'frobnicate'; see qvm --help" \
+	"an unknown command with --json: JSON too"
+
+# -v traces each journal record on stderr; without it nothing extra
+run "$QVM" -v create traced --memory 256M
+is "$RC" 0 "create -v" || diag "$ERR"
+like "$ERR" "qvm: trace: journal: record [0-9]+ type=intent id=[0-9]+ op=create" "-v traces the intent"
+like "$ERR" "qvm: trace: journal: record [0-9]+ type=define id=[0-9]+ state=PENDING" "... the definition with its state"
+like "$ERR" "qvm: trace: journal: record [0-9]+ type=done intent=[0-9]+ result=ok" "... and the completion"
+run "$QVM" hold traced -v
+like "$ERR" "type=state id=[0-9]+ state=HOLD reason=hold" "-v after the command traces too"
+run "$QVM" release traced
+is "$RC:$ERR" "0:" "without -v nothing is printed on stderr"
+run "$QVM" -q -v delete traced
+like "$ERR" "state=DONE" "the last of -q and -v wins"
 
 # derived socket paths must fit sun_path: refused at definition, not truncated
 long=$QVM_TEST_ROOT/$(printf 'r%.0s' {1..80})
@@ -177,14 +292,23 @@ is "$RC" 1 "a root too long for the vm's sockets is refused"
 like "$ERR" "more than a unix socket allows" "... saying why"
 is "$(find "$long/vms" -mindepth 1 2>/dev/null | wc -l)" 0 "... before any file is made"
 
-# help everywhere
-for c in create dump update list show history hold release delete argv host start shutdown poweroff reboot pause unpause recover boot console; do
+# help everywhere: every command in qvm --help has --help and an entry in
+# the man page
+cmds=$("$QVM" --help | awk '/^commands:/ {f = 1; next} /^$/ {f = 0} f {print $1}')
+ok "qvm --help lists the commands" test "$(wc -w <<<"$cmds")" -gt 20
+# the COMMANDS section as plain text, one line a paragraph (groff: make deps)
+man=$(groff -man -Tascii -P-cbou -rLL=300n "${QVM_SOURCE:-$(dirname "$0")/../..}/doc/qvm.8" 2>/dev/null |
+	sed -n '/^COMMANDS/,/^[A-Z]/p')
+for c in $cmds; do
 	run "$QVM" "$c" --help
 	[ "$RC" = 0 ] && [[ $OUT == "usage: qvm $c"* ]] || { not_ok "$c --help"; continue; }
-	ok "$c --help"
+	grep -qE "^ {7}(\\S.*[[:space:],])?$c([[:space:],]|$)" <<<"$man" || { not_ok "$c is in the man page"; continue; }
+	ok "$c --help, and the man page has it"
 done
-run "$QVM" --help
-like "$OUT" "commands:" "qvm --help lists the commands"
+run "$QVM" reboot --help
+like "$OUT" "--timeout S +how long" "reboot --help describes its options"
+run "$QVM" --version
+like "$RC $OUT" "^0 qvm [0-9]" "--version"
 run "$QVM" host
 like "$OUT" "ACCEL +(kvm|tcg) \\(" "host says which accelerator and why"
 QVM_ACCEL=tcg run "$QVM" host --json

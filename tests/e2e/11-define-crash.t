@@ -2,7 +2,8 @@
 # Crashes and concurrency around definitions: qvm killed at every step of
 # create and delete leaves, after the next writer recovers, either the whole
 # vm or nothing; many creates at once neither lose nor duplicate anything;
-# a corrupt journal stops with a clear error instead of being skipped.
+# a corrupt journal stops with a clear error instead of being skipped; a
+# failed sync of the journal (EIO) fails the command and loses nothing.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 qvm_test_root
@@ -96,6 +97,26 @@ like "$(cat "$QVM_TEST_ROOT"/same*.out)" "a vm named 'same' exists already" "the
 is "$(vm_dirs)" "$(for i in $(live_ids); do printf '%s ' "$i"; done)" "no folder of a losing create is left"
 
 # --- a corrupt journal is an error, never skipped ------------------------------
+# --- the journal's sync fails (EIO, as a dying disk): the command fails
+# cleanly, nothing is made, nothing recorded before is lost ----------------
+before_ids=$(live_ids)
+before_dirs=$(vm_dirs)
+QVM_FAIL_AT=journal-append-fdatasync run "$QVM" create eio --disk 8M
+is "$RC" 1 "create fails when the journal cannot be synced"
+like "$ERR" "cannot create vm 'eio': cannot append to journal .*cannot sync it: Input/output error" \
+	"... saying so: ${ERR%%$'\n'*}"
+is "$(vm_dirs)" "$before_dirs" "... leaving no vm folder"
+run "$QVM" list
+is "$RC" 0 "the journal still opens"
+is "$(live_ids)" "$before_ids" "... with every vm recorded before, and not the failed one"
+QVM_FAIL_AT=journal-append-fdatasync run "$QVM" update keep eio=1
+is "$RC" 1 "update fails the same way"
+run "$QVM" show keep --json
+is "$(json '"eio" in d["definition"]["user"]' <<<"$OUT")" False "... and its change is not kept"
+run "$QVM" create eio --disk 8M
+is "$RC" 0 "once the disk is well, the same create works" || diag "$ERR"
+run "$QVM" delete eio
+
 cp -a "$QVM_ROOT/journal" "$QVM_TEST_ROOT/journal.good"
 log=$QVM_ROOT/journal/log
 lines=$(wc -l <"$log")

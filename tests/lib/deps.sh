@@ -8,6 +8,9 @@ PKGS=(
 	# build: compiler, make, libc headers; pkg-config and the libraries
 	# the Makefile's PKGS name
 	build-essential pkg-config
+	# `make check` also compiles everything with clang (SPEC: gcc and
+	# clang clean)
+	clang
 	libjansson-dev libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev
 	# the VMs: QEMU under TCG, qemu-img (its Depends bring the firmware:
 	# seabios, ipxe-qemu's option ROMs for virtio-net-pci)
@@ -23,6 +26,8 @@ PKGS=(
 	# unit tests only: isoinfo, an independent reader of the cloud-init
 	# seeds qvm writes itself (qvm never runs it)
 	genisoimage
+	# e2e: groff renders the man page to check it lists every command
+	groff-base
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

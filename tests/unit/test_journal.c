@@ -1,6 +1,7 @@
 /* lifecycle/journal: records and snapshots across reopens, torn tails at
  * every byte, corruption, crashes mid-compaction, ENOSPC on a tiny tmpfs,
- * locks, leftover temporary files. */
+ * a failed sync (EIO) of an append and of a snapshot, locks, leftover
+ * temporary files. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -809,6 +810,82 @@ static void test_enospc(const char *base)
 	ok(stat(stray, &st) < 0 && errno == ENOENT, "the tmpfs is gone with the child's namespace");
 }
 
+/* ---- 5b. a failed sync (EIO) --------------------------------------------------------------
+ * QVM_FAIL_AT makes the fdatasync of an append, or the fsync of the
+ * snapshot's temporary file, fail with EIO as a dying disk would. */
+
+static void test_failed_sync(const char *base)
+{
+	_cleanup_free_ char *dir = path_in(base, "eio");
+	_cleanup_free_ char *log = path_in(dir, "log"), *snap = path_in(dir, "snapshot.json");
+	_cleanup_json_ json_t *expect = json_array();
+	_cleanup_json_ json_t *state = json_pack("{s:s}", "k", "v");
+	_cleanup_json_ json_t *lost = mkrec(99);
+	util_err err = { 0 };
+	lc_journal *j = NULL;
+	long long size_before;
+	uint64_t seq = 0;
+	int r;
+
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	if (!ok_e(r == 0 && append_n(j, expect, 1, 3) == 0, "eio: three records appended"))
+		return;
+
+	/* the append's fdatasync fails */
+	size_before = file_size(log);
+	setenv("QVM_FAIL_AT", "journal-append-fdatasync", 1);
+	r = lc_journal_append(j, lost, &seq, &err);
+	unsetenv("QVM_FAIL_AT");
+	is_int(r, -EIO, "a failed sync of an append fails it with -EIO");
+	ok(strstr(err.msg, "cannot append to journal") && strstr(err.msg, "cannot sync it"),
+	   "the message says what failed: %s", err.msg);
+	ok(file_size(log) == size_before, "the record is taken back out of the log");
+	ok(lc_journal_last_seq(j) == 3 && journal_has(j, expect, 1, 3),
+	   "the handle still holds the three records, not the failed one");
+	r = lc_journal_append(j, lost, NULL, &err);
+	ok(r == -EIO && strstr(err.msg, "earlier write failed"),
+	   "the handle refuses further appends until reopened: %s", err.msg);
+	r = lc_journal_compact(j, state, NULL, &err);
+	is_int(r, -EIO, "... and compactions");
+	lc_journal_close(j);
+	j = NULL;
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	ok_e(r == 0 && lc_journal_last_seq(j) == 3 && journal_has(j, expect, 1, 3) &&
+		     lc_journal_torn(j) == NULL,
+	     "reopened: the three records are there, nothing torn");
+	if (r < 0)
+		return;
+	ok_e(append_n(j, expect, 4, 5) == 0, "and appends work again (seq 4, 5)");
+
+	/* the snapshot's fsync fails */
+	setenv("QVM_FAIL_AT", "journal-compact-snapshot-fsync", 1);
+	r = lc_journal_compact(j, state, NULL, &err);
+	unsetenv("QVM_FAIL_AT");
+	is_int(r, -EIO, "a failed fsync of the snapshot fails the compaction with -EIO");
+	ok(strstr(err.msg, "cannot compact journal") && strstr(err.msg, "snapshot.json"),
+	   "the message says what failed: %s", err.msg);
+	ok(file_size(snap) < 0 && count_prefix(dir, "snapshot.json", false) == 0,
+	   "no snapshot and no temporary file of one is left");
+	ok(lc_journal_snapshot_seq(j) == 0 && lc_journal_count(j) == 5 && journal_has(j, expect, 1, 5),
+	   "the journal still holds all five records in its log");
+	ok_e(append_n(j, expect, 6, 6) == 0, "the handle still appends (seq 6)");
+	lc_journal_close(j);
+	j = NULL;
+	r = lc_journal_open(dir, 0, 1000, &j, &err);
+	ok_e(r == 0 && lc_journal_count(j) == 6 && journal_has(j, expect, 1, 6),
+	     "reopened as a reader: all six records");
+	lc_journal_close(j);
+	j = NULL;
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	if (!ok_e(r == 0, "reopened as the writer"))
+		return;
+	r = lc_journal_compact(j, state, NULL, &err);
+	ok_e(r == 0 && lc_journal_snapshot_seq(j) == 6, "the next compaction succeeds");
+	lc_journal_close(j);
+	ok(history_has(dir, expect, 6, &err),
+	   "the history has every record once (the failed compaction's archive overlaps)");
+}
+
 /* ---- 6. locks ----------------------------------------------------------------------------- */
 
 static int lock_pipe[2], go_pipe[2];
@@ -1020,6 +1097,7 @@ int main(void)
 	test_corrupt(base);
 	test_crash(base);
 	test_enospc(base);
+	test_failed_sync(base);
 	test_locks(base);
 	test_leftovers(base);
 	test_summary(base);

@@ -380,13 +380,12 @@ static void test_handshake_faults(void)
 	diag("handshake faults");
 	r = connect_fake(srv_silent, 300, &err, &ms, &pid);
 	is_int(r, -ETIMEDOUT, "no greeting: -ETIMEDOUT");
-	ok(ms >= 295 && ms < 1500, "within the timeout (%lld ms for 300)", (long long)ms);
+	ok(ms >= 295, "not before the timeout (%lld ms for 300)", (long long)ms);
 	ok(strstr(err.msg, "greeting") != NULL, "message: %s", err.msg);
 	reap(pid, true);
 
 	r = connect_fake(srv_garbage_greeting, 3000, &err, &ms, &pid);
 	is_int(r, -EPROTO, "garbage greeting: -EPROTO");
-	ok(ms < 1000, "at once (%lld ms)", (long long)ms);
 	ok(strstr(err.msg, "Welcome") != NULL, "message shows the garbage: %s", err.msg);
 	reap(pid, true);
 
@@ -664,7 +663,6 @@ static void test_close_mid_reply(void)
 	util_err err = { 0 };
 	json_t *ret = NULL, *ev;
 	qmp_client *c;
-	int64_t t0, ms;
 	pid_t pid;
 	int r;
 
@@ -681,11 +679,12 @@ static void test_close_mid_reply(void)
 		is_str(json_string_value(json_object_get(ev, "event")), "SHUTDOWN",
 		       "the event sent before the close is still readable");
 		json_decref(ev);
-		t0 = util_now_ms();
+		/* "earlier failure": refused at once, without touching the
+		 * socket (a new attempt would report the close itself) */
 		r = qmp_execute(c, "query-status", NULL, 5000, &ret, &err);
-		ms = util_now_ms() - t0;
-		ok(r == -EPIPE && ms < 100, "the next command fails fast with the same code (%d)", r);
-		ok(strstr(err.msg, "earlier failure") != NULL, "message: %s", err.msg);
+		is_int(r, -EPIPE, "the next command fails with the same code");
+		ok(strstr(err.msg, "earlier failure") && strstr(err.msg, "middle of a message"),
+		   "without trying again, quoting the first failure: %s", err.msg);
 		is_int(qmp_dispatch(c, &err), -EPIPE, "so does dispatch");
 		r = qmp_wait_event(c, "X", 1000, &ev, &err);
 		is_int(r, -EPIPE, "and waiting for an event");
@@ -712,11 +711,26 @@ static void test_close_mid_reply(void)
 	reap(pid, false);
 }
 
+/* Exits 7 if anything arrives after the one command: a dead client must
+ * not send. */
 static void srv_never_reply(int fd)
 {
+	char buf[4096];
+
 	srv_handshake(fd);
 	srv_expect(fd, "device_del");
-	srv_wait_eof(fd);
+	for (;;) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 20000) <= 0)
+			_exit(95);
+		n = read(fd, buf, sizeof(buf));
+		if (n == 0)
+			return;
+		if (n > 0)
+			_exit(7);
+	}
 }
 
 static void test_timeout(void)
@@ -735,19 +749,20 @@ static void test_timeout(void)
 		r = qmp_execute(c, "device_del", args, 300, &ret, &err);
 		ms = util_now_ms() - t0;
 		is_int(r, -ETIMEDOUT, "no reply: -ETIMEDOUT");
-		ok(ms >= 295 && ms < 1300, "after the given timeout (%lld ms for 300)", (long long)ms);
+		ok(ms >= 295, "not before the given timeout (%lld ms for 300)", (long long)ms);
 		ok(strstr(err.msg, "device_del") && strstr(err.msg, "300 ms"), "message: %s",
 		   err.msg);
 		ok(!qmp_alive(c), "the client is dead");
-		t0 = util_now_ms();
 		r = qmp_execute(c, "query-status", NULL, 0, &ret, &err);
-		ms = util_now_ms() - t0;
-		ok(r == -ETIMEDOUT && ms < 50, "further calls fail fast (%d, %lld ms)", r,
-		   (long long)ms);
+		is_int(r, -ETIMEDOUT, "further calls fail with the same code");
+		ok(strstr(err.msg, "earlier failure") && strstr(err.msg, "device_del"),
+		   "without waiting again, quoting the first failure: %s", err.msg);
 		qmp_close(c);
+		is_int(reap(pid, false), 0, "qemu never saw the later command");
+	} else {
+		reap(pid, true);
 	}
 	json_decref(args);
-	reap(pid, true);
 }
 
 /* Events without end, never a reply: the deadline must still hold. */
@@ -784,7 +799,7 @@ static void test_timeout_under_flood(void)
 		r = qmp_execute(c, "query-status", NULL, 300, NULL, &err);
 		ms = util_now_ms() - t0;
 		is_int(r, -ETIMEDOUT, "-ETIMEDOUT although data keeps arriving");
-		ok(ms >= 295 && ms < 1300, "after the timeout (%lld ms for 300)", (long long)ms);
+		ok(ms >= 295, "not before the timeout (%lld ms for 300)", (long long)ms);
 		ok(qmp_events_dropped(c) > 0, "the queue stayed bounded (%zu dropped)",
 		   qmp_events_dropped(c));
 		qmp_close(c);
@@ -1079,7 +1094,7 @@ static void test_wait_event(void)
 		r = qmp_wait_event(c, "NEVER", 200, &ev, &err);
 		ms = util_now_ms() - t0;
 		is_int(r, -ETIMEDOUT, "an event that does not come: -ETIMEDOUT");
-		ok(ms >= 195 && ms < 1200, "after the timeout (%lld ms for 200)", (long long)ms);
+		ok(ms >= 195, "not before the timeout (%lld ms for 200)", (long long)ms);
 		ok(strstr(err.msg, "NEVER") != NULL, "message: %s", err.msg);
 		ok(ev == NULL, "ret_event untouched");
 		ok(qmp_alive(c), "a wait that times out does not kill the connection");
@@ -1269,7 +1284,7 @@ static void test_connect_path(void)
 	r = qmp_connect_path(sock_path, 300, &c, &err);
 	ms = util_now_ms() - t0;
 	is_int(r, -ETIMEDOUT, "full backlog: -ETIMEDOUT");
-	ok(ms >= 295 && ms < 1300, "after the timeout (%lld ms for 300)", (long long)ms);
+	ok(ms >= 295, "not before the timeout (%lld ms for 300)", (long long)ms);
 	ok(strstr(err.msg, "backlog") != NULL, "message: %s", err.msg);
 
 	pid = serve_on(lfd, -1, srv_accept_late);

@@ -149,6 +149,19 @@ class Bench:
                     return int(line.split()[1])
         die("no %s in /proc/%d/status" % (field, pid))
 
+    @staticmethod
+    def rollup_kib(pid):
+        """(Pss, Private_Clean + Private_Dirty) of pid, from smaps_rollup:
+        what the process really costs, its shared pages (libc, qvm's text)
+        divided among the processes that map them."""
+        f = {}
+        with open("/proc/%d/smaps_rollup" % pid) as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                    f[parts[0][:-1]] = int(parts[1])
+        return f.get("Pss", 0), f.get("Private_Clean", 0) + f.get("Private_Dirty", 0)
+
     def qvm_boot(self, end):
         """end: "acpi", "hard", or "quick" (hard poweroff at once: a start
         sample only, without waiting for the guest)."""
@@ -171,6 +184,9 @@ class Bench:
         self.add("sup_rss", self.status_kib(sup, "VmRSS"))
         self.add("sup_hwm", self.status_kib(sup, "VmHWM"))
         self.add("sup_anon", self.status_kib(sup, "RssAnon"))
+        pss, uss = self.rollup_kib(sup)
+        self.add("sup_pss", pss)
+        self.add("sup_uss", uss)
         if qemu:
             self.add("qemu_rss", self.status_kib(qemu, "VmRSS"))
         if end == "hard":
@@ -301,6 +317,9 @@ class Bench:
         pid = self.spawn(["/bin/sleep", "60"])
         try:
             time.sleep(0.1)
+            pss, uss = self.rollup_kib(pid)
+            self.add("sleep_pss", pss)
+            self.add("sleep_uss", uss)
             return self.status_kib(pid, "VmRSS"), self.status_kib(pid, "RssAnon")
         finally:
             os.kill(pid, signal.SIGKILL)
@@ -337,14 +356,14 @@ class Bench:
             print("lifecycle: run %d/%d done" % (r + 1, runs), file=sys.stderr, flush=True)
         for k in sorted(self.s):
             v = statistics.median(self.s[k])
-            if k.endswith(("_rss", "_hwm", "_anon")):
+            if k.endswith(("_rss", "_hwm", "_anon", "_pss", "_uss")):
                 print("%s %d" % (k, v))
             else:
                 print("%s %.2f" % (k, ms(v)))
             print("%s_n %d" % (k, len(self.s[k])))
         if os.environ.get("BENCH_VERBOSE"):
             for k in sorted(self.s):
-                div = 1 if k.endswith(("_rss", "_hwm", "_anon")) else 1e6
+                div = 1 if k.endswith(("_rss", "_hwm", "_anon", "_pss", "_uss")) else 1e6
                 print("lifecycle: %s: %s" % (k, " ".join("%.1f" % (v / div) for v in self.s[k])),
                       file=sys.stderr)
 

@@ -225,6 +225,8 @@ report "supervisor peak RSS (VmHWM)" "${L[sup_hwm]}" KiB "a sleep process" "${L[
 # VmRSS counts the shared libc and jansson pages; RssAnon is what each
 # further vm really adds
 report "supervisor private memory (RssAnon)" "${L[sup_anon]}" KiB "a sleep process" "${L[sleep_anon]}"
+report "supervisor Pss (shared pages divided)" "${L[sup_pss]}" KiB "a sleep process" "${L[sleep_pss]}"
+report "supervisor private pages (USS)" "${L[sup_uss]}" KiB "a sleep process" "${L[sleep_uss]}"
 
 # peak RSS of the CLI starting and stopping a vm (GNU time's %M)
 rss_start=$(peak_rss_kib "$QVM" start b1)

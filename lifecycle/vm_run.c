@@ -478,7 +478,7 @@ static int vm_lock(const char *root, uint64_t id, const char *name, int timeout_
 	return r;
 }
 
-static int reconcile_locked(const char *root, uint64_t id, util_err *err);
+static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, util_err *err);
 
 /* Resolve the name, take the VM lock (bounded), reconcile. The database is
  * not kept open: commands record through short transactions. */
@@ -486,6 +486,7 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 	       util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	bool settle = true;
 	lc_vm *vm;
 	int r = lc_db_open(root, LC_DB_SUMMARY, &db, err);
 
@@ -500,11 +501,12 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 	r = vm_lock(root, h->id, h->name, o && o->lock_timeout_ms ? o->lock_timeout_ms : LC_LOCK_TIMEOUT_MS,
 		    &h->lock, err);
 	if (r == 0)
-		r = reconcile_locked(root, h->id, err);
-	/* then what a crash cut short: a disk operation, a snapshot operation */
-	if (r >= 0)
+		r = reconcile_locked(root, h->id, &settle, err);
+	/* then what a crash cut short: a disk operation, a snapshot operation
+	 * (each takes the journal's writer lock: not when nothing is open) */
+	if (r >= 0 && settle)
 		r = lc_disk_settle(root, h->id, err);
-	if (r >= 0)
+	if (r >= 0 && settle)
 		r = lc_snap_settle(root, h->id, err);
 	if (r < 0)
 		lc_held_clear(h);
@@ -513,9 +515,24 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 
 /* ---- reconciliation ------------------------------------------------------------------------ */
 
+/* Does the journal hold an open intent of VM id (a disk, snapshot or nic
+ * operation a crash may have cut short)? */
+static bool has_intents(lc_db *db, uint64_t id)
+{
+	const char *key;
+	json_t *intent;
+
+	json_object_foreach(lc_db_intents(db), key, intent)
+		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) == id)
+			return true;
+	return false;
+}
+
 /* With the VM lock held: if the journal says ACTIVE but no live supervisor
- * drives the VM, adopt its QEMU or settle what is left. */
-static int reconcile_locked(const char *root, uint64_t id, util_err *err)
+ * drives the VM, adopt its QEMU or settle what is left. Returns 1 when it
+ * changed something. *ret_settle (may be NULL) is false only when nothing
+ * changed and the VM has no open intent: no operation needs settling. */
+static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_free_ char *target = NULL, *prev = NULL, *name = NULL, *reason = NULL;
@@ -549,8 +566,11 @@ static int reconcile_locked(const char *root, uint64_t id, util_err *err)
 		if (r < 0)
 			return r;
 	}
-	if (vm->state != LC_ACTIVE || lc_vm_supervised(vm))
+	if (vm->state != LC_ACTIVE || lc_vm_supervised(vm)) {
+		if (ret_settle)
+			*ret_settle = has_intents(db, id);
 		return 0;
+	}
 	lc_find_qemu(vm, &qpid, &qstart);
 	target = vm->target ? util_xstrdup(vm->target) : NULL;
 	prev = vm->prev_state ? util_xstrdup(vm->prev_state) : NULL;
@@ -610,7 +630,7 @@ int lc_vm_reconcile(const char *root, uint64_t id, util_err *err)
 
 	if (util_lock_path(path, true, 0, &lock, NULL) < 0)
 		return 0; /* a command holds it and will reconcile */
-	r = reconcile_locked(root, id, err);
+	r = reconcile_locked(root, id, NULL, err);
 	if (r < 0)
 		return r;
 	s = lc_disk_settle(root, id, err);
@@ -748,7 +768,7 @@ static int start_held(const char *root, lc_held *h, bool force, bool no_wait, ut
 		if (vm_now(root, h->id, &db, &vm, &ignored) == 0)
 			wait_pid_exit(vm->supervisor_pid, vm->supervisor_starttime, 5000);
 		lc_db_close(TAKE_PTR(db));
-		if (reconcile_locked(root, h->id, &ignored) > 0 &&
+		if (reconcile_locked(root, h->id, NULL, &ignored) > 0 &&
 		    vm_now(root, h->id, &db, &vm, &ignored) == 0 && vm->state == LC_ACTIVE &&
 		    vm->lcm == LC_LCM_RUNNING && lc_vm_supervised(vm)) {
 			util_err_clear(err);
@@ -910,7 +930,7 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	{
 		util_err ignored = { 0 };
 
-		if (reconcile_locked(root, h.id, &ignored) > 0 &&
+		if (reconcile_locked(root, h.id, NULL, &ignored) > 0 &&
 		    vm_now(root, h.id, &db, &vm, &ignored) == 0 && vm->state == LC_ACTIVE)
 			wait_supervisor(vm, 15000);
 		lc_db_close(TAKE_PTR(db));
@@ -1035,7 +1055,7 @@ static int stop_hard(const char *root, lc_held *h, lc_state target, util_err *er
 		kill_and_wait(qpid, qstart);
 	}
 	lc_db_close(TAKE_PTR(db));
-	return reconcile_locked(root, h->id, err) < 0 ? err->code : 0;
+	return reconcile_locked(root, h->id, NULL, err) < 0 ? err->code : 0;
 }
 
 int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
@@ -1086,7 +1106,7 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 	switch (how) {
 	case LC_RECOVER_RETRY:
 		lc_db_close(TAKE_PTR(db));
-		r = reconcile_locked(root, h.id, err);
+		r = reconcile_locked(root, h.id, NULL, err);
 		r = r < 0 ? r : 0;
 		break;
 	case LC_RECOVER_SUCCESS:

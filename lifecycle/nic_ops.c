@@ -498,6 +498,11 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 	util_err ignored = { 0 };
 	char point[64];
 	uint64_t seq;
+	/* the QEMU worked on: a guest's reboot meanwhile keeps it, an exit
+	 * (and a restart) does not */
+	pid_t qemu_pid = vm->qemu_pid;
+	uint64_t qemu_start = vm->qemu_starttime;
+	bool same_qemu;
 	int r = intent(*db, c->op, vm->id, n, &seq, err);
 
 	if (r == 0)
@@ -516,6 +521,8 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 		return r < 0 ? r : -EIO;
 	vm = lc_db_vm_by_id(*db, id);
 	now = lc_state_text(vm);
+	same_qemu = vm->state == LC_ACTIVE && qemu_pid > 0 && vm->qemu_pid == qemu_pid &&
+	            vm->qemu_starttime == qemu_start;
 	if (r < 0) {
 		char reason[600];
 
@@ -525,7 +532,7 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 			                   &ignored);
 		done(*db, vm->id, seq, c->result, &ignored);
 		util_err_prefix(err, "%s", what);
-		if (!still_hotplug(vm)) {
+		if (!same_qemu) {
 			char cause[sizeof(err->msg)];
 
 			snprintf(cause, sizeof(cause), "%s", err->msg);
@@ -536,7 +543,7 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 	}
 	snprintf(point, sizeof(point), "%s-before-record", c->op);
 	util_crash_point(point);
-	if (!still_hotplug(vm) && !stopped(vm)) {
+	if (!same_qemu && !stopped(vm)) {
 		/* QEMU exited and is being restarted (EPILOG, BOOT): the new one
 		 * is made from the definition as it was */
 		done(*db, vm->id, seq, c->result, &ignored);
@@ -545,8 +552,8 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 		                    "changed: run the command again",
 		                    what, now);
 	}
-	/* stopped meanwhile: the change holds for its definition, as it
-	 * would on a stopped vm */
+	/* (a vm stopped meanwhile: the change holds for its definition, as
+	 * it would have on a stopped vm) */
 	r = util_fail_point(point, err);
 	if (r == 0)
 		r = redefine(*db, vm, c->add, c->remove_id, err);
@@ -554,11 +561,13 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 		r = lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, c->ok, NULL, err);
 	if (r == 0)
 		r = done(*db, vm->id, seq, "ok", err);
-	if (r < 0)
+	if (r < 0 && same_qemu)
 		util_err_prefix(err,
 		                "%s: qemu has the change but it could not be recorded (the next "
 		                "qvm command on '%s' records it)",
 		                what, vm->def.name);
+	else if (r < 0)
+		util_err_prefix(err, "%s", what);
 	return r;
 }
 

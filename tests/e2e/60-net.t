@@ -581,6 +581,16 @@ if grep -a '^QVM-DEVICES' "$alog" | tail -n "+$((mark + 1))" | grep -q eth1; the
 else
 	ok "the guest never saw a half-added nic"
 fi
+# the next command on the vm settles it just as well, then does its own work
+QVM_CRASH_AT=nic-attach-after-getfd run "${Q[@]}" nic-attach a --network lan
+is "$RC" 99 "nic-attach dies at nic-attach-after-getfd again"
+mark=$(line_count "$alog")
+run "${Q[@]}" nic-attach a --network lan
+is "$RC" 0 "the next nic-attach rolls that one back, then attaches" || diag "$ERR"
+attach_ok "the next nic-attach" "$mark"
+mark=$(line_count "$alog")
+"${Q[@]}" nic-detach a 1 >/dev/null 2>&1
+detach_ok "its detach" "$mark"
 for point in after-device before-record; do
 	mark=$(line_count "$alog")
 	QVM_CRASH_AT=nic-attach-$point run "${Q[@]}" nic-attach a --network lan

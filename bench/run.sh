@@ -6,7 +6,7 @@
 # 2x with qvm and 2x as bare QEMU plus QUICK (default 4) start-only cycles
 # each way; PARTS="foundation", "images", "cloudinit", "net", "disks",
 # "snapshot" or "lifecycle" runs one part (net: bench/net.sh, NET_ROUNDS
-# default 5; disks: DISK_RUNS, default 7, hot attach/detach rounds each way;
+# default 11; disks: DISK_RUNS, default 7, hot attach/detach rounds each way;
 # snapshot: SNAP_BOOTS, SNAP_SAMPLES). Prints figures
 # only; nothing here asserts a goal. bench/RESULTS.md records a run.
 set -euo pipefail

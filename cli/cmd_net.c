@@ -170,9 +170,13 @@ static int net_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 	if (json_object_get(j, "mtu"))
 		printf("%-11s %lld\n", "MTU",
 		       (long long)json_integer_value(json_object_get(j, "mtu")));
-	if (json_object_get(j, "range")) {
+	if (json_object_get(j, "range"))
 		printf("%-11s %s /%lld\n", "RANGE", jstr(j, "range", "?"),
 		       (long long)json_integer_value(json_object_get(j, "prefix")));
+	else if (json_object_get(j, "prefix"))
+		printf("%-11s - /%lld (static addresses only)\n", "RANGE",
+		       (long long)json_integer_value(json_object_get(j, "prefix")));
+	if (json_object_get(j, "prefix")) {
 		printf("%-11s %s\n", "GATEWAY", jstr(j, "gateway", "-"));
 		printf("%-11s %s\n", "DNS", jstr(j, "dns", "-"));
 	}

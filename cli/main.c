@@ -144,15 +144,15 @@ static const cli_command commands[] = {
 	  NULL },
 	{ "host", cli_cmd_host, "", "show the host: accelerator and why, CPUs, memory, vms", NULL },
 	{ "net", cli_cmd_net,
-	  "create NAME --bridge BR [--vlan ID --uplink DEV] [--mtu N] [--range FIRST-LAST [--prefix N] [--gateway IP] [--dns IP]] | list | show NAME | delete NAME",
+	  "create NAME --bridge BR [--vlan ID --uplink DEV] [--mtu N] [--range FIRST-LAST] [--prefix N] [--gateway IP] [--dns IP] | list | show NAME | delete NAME",
 	  "define, list, show or delete a network (a bridge, optionally a VLAN, and IP leases)",
 	  "  create NAME            a network on bridge BR; an existing bridge is adopted (never deleted)\n"
 	  "    --bridge BR          the bridge (made by qvm if it does not exist)\n"
 	  "    --vlan ID --uplink DEV   also a VLAN interface DEV.ID on DEV, enslaved to the bridge\n"
 	  "    --mtu N              MTU of the bridge (and VLAN interface); taps take the bridge's\n"
 	  "    --range FIRST-LAST   addresses leased to nics, e.g. 10.0.0.10-10.0.0.99\n"
-	  "    --prefix N           the range's network prefix length (default 24)\n"
-	  "    --gateway IP --dns IP   what the guests are told\n"
+	  "    --prefix N           the network's prefix length (default 24), for leases and static ips\n"
+	  "    --gateway IP --dns IP   what the guests are told (with or without a range)\n"
 	  "  list                   NAME BRIDGE VLAN RANGE LEASES VMS\n"
 	  "  show NAME              the network and its leases\n"
 	  "  delete NAME            refused while a vm's nic uses it; removes only what qvm made\n" },
@@ -160,7 +160,8 @@ static const cli_command commands[] = {
 	  "add a nic: hotplugged into a running vm, or to a stopped vm's definition",
 	  "  --network NET   the network (qvm net list)\n"
 	  "  --mac MAC       its MAC (default: generated, stable, unique on the host)\n"
-	  "  --ip IP         its address (default: leased from the network's range)\n"
+	  "  --ip IP         its address (default: leased from the network's range; without a\n"
+	  "                  range, none: a static one must be free on the network)\n"
 	  "  --model M       virtio (default) or e1000\n"
 	  "A failure at any step undoes every step before it (no tap, lease or half-added device).\n" },
 	{ "nic-detach", cli_cmd_nic_detach, "NAME NIC_ID",

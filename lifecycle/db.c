@@ -372,6 +372,23 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		json_object_del(db->intents, key);
 		return 0;
 	}
+	if (util_streq(type, "step")) {
+		/* what an open intent has done so far (net create: each
+		 * interface it made), merged into its data for recovery */
+		json_t *in, *copy;
+
+		snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)int_of(rec, "intent"));
+		in = json_object_get(db->intents, key);
+		if (!in)
+			return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " is a step of intent %s, which is not open",
+					    seq, key);
+		copy = json_deep_copy(in);
+		if (!json_is_object(json_object_get(copy, "data")))
+			json_object_set_new(copy, "data", json_object());
+		json_object_update(json_object_get(copy, "data"), json_object_get(rec, "data"));
+		json_object_set_new(db->intents, key, copy);
+		return 0;
+	}
 	if (util_streq(type, "net")) {
 		/* a network defined or changed: the whole object */
 		json_t *net = json_object_get(rec, "net");
@@ -503,7 +520,50 @@ static int make_root(const char *root, util_err *err)
 	return r;
 }
 
+/* lc_db_open's own flag: the reader's open after it settled. */
+#define DB_SETTLED (1u << 30)
+
+/* Is a net create or delete open: one under way, or one of a qvm that
+ * died? */
+static bool net_intent_open(lc_db *db)
+{
+	const char *key;
+	json_t *in;
+
+	json_object_foreach(db->intents, key, in)
+		if (util_startswith(json_string_value(json_object_get(in, "op")), "net-"))
+			return true;
+	return false;
+}
+
+static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret_db, util_err *err);
+
 int lc_db_open(const char *root, unsigned flags, lc_db **ret_db, util_err *err)
+{
+	lc_db *db = NULL;
+	int r = db_open(root, flags, LOCK_TIMEOUT_MS, &db, err);
+
+	if (r < 0 || db->write || (flags & DB_SETTLED) || !net_intent_open(db)) {
+		if (r == 0)
+			*ret_db = db;
+		return r;
+	}
+	/* A net create or delete cut short leaves interfaces that no VM's
+	 * command looks at: a reader (list, net list...) settles it too, if
+	 * it can be the writer at once (else the writer is at it, alive).
+	 * The writer's recovery does it; then read again. */
+	lc_db_close(db);
+	{
+		util_err ignored = { 0 };
+		lc_db *w = NULL;
+
+		if (db_open(root, LC_DB_WRITE, 0, &w, &ignored) == 0)
+			lc_db_close(w);
+	}
+	return lc_db_open(root, flags | DB_SETTLED, ret_db, err);
+}
+
+static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret_db, util_err *err)
 {
 	bool write = flags & LC_DB_WRITE;
 	_cleanup_free_ char *jdir = journal_dir(root);
@@ -530,7 +590,7 @@ int lc_db_open(const char *root, unsigned flags, lc_db **ret_db, util_err *err)
 	}
 	r = lc_journal_open(jdir,
 			    write ? LC_JOURNAL_WRITE : (flags & LC_DB_SUMMARY) ? LC_JOURNAL_SUMMARY : 0,
-			    LOCK_TIMEOUT_MS, &j, err);
+			    timeout_ms, &j, err);
 	if (r < 0)
 		return r;
 	db = util_xcalloc(1, sizeof(*db));

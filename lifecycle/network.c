@@ -76,30 +76,54 @@ static void foreach_pending_nic(lc_db *db,
 	}
 }
 
+/* The addresses in use on one network, each with who holds it. */
 typedef struct used_ips {
 	const char *network;
 	uint32_t *ips;
+	char **owners; /* "vm 'web' nic 0", "the gateway"... */
 	size_t n;
 } used_ips;
 
-static void used_add(used_ips *u, const char *network, const char *ip)
+static void used_add(used_ips *u, const char *network, const char *ip, char *owner /* stolen */)
 {
 	uint32_t v;
 
-	if (!ip || !util_streq(network, u->network) || net_ip4_parse(ip, &v, NULL) < 0)
+	if (!ip || !util_streq(network, u->network) || net_ip4_parse(ip, &v, NULL) < 0) {
+		free(owner);
 		return;
+	}
 	u->ips = util_xrealloc(u->ips, (u->n + 1) * sizeof(uint32_t));
-	u->ips[u->n++] = v;
+	u->owners = util_xrealloc(u->owners, (u->n + 1) * sizeof(char *));
+	u->ips[u->n] = v;
+	u->owners[u->n++] = owner;
+}
+
+static void used_free(used_ips *u)
+{
+	for (size_t i = 0; i < u->n; i++)
+		free(u->owners[i]);
+	free(u->owners);
+	free(u->ips);
+}
+
+/* Who holds ip on u's network, or NULL (borrowed). */
+static const char *used_by(const used_ips *u, uint32_t ip)
+{
+	for (size_t i = 0; i < u->n; i++)
+		if (u->ips[i] == ip)
+			return u->owners[i];
+	return NULL;
 }
 
 static void used_pending(const char *network, const char *mac, const char *ip, void *ud)
 {
 	(void)mac;
-	used_add(ud, network, ip);
+	used_add(ud, network, ip, util_xstrdup("a nic being attached"));
 }
 
-/* Every address of network leased to a VM that is not DONE, to a pending
- * attach, or to a sibling nic of the definition being assigned. */
+/* Every address of network held by a nic of a VM that is not DONE, of a
+ * pending attach, or of a sibling nic of the definition being assigned:
+ * host-wide, whether the network has a range or not. */
 static void collect_used(lc_db *db, const char *network, const lc_nic *sib, size_t n_sib,
                          used_ips *u)
 {
@@ -110,22 +134,29 @@ static void collect_used(lc_db *db, const char *network, const lc_nic *sib, size
 		if (!vm_counts(vm))
 			continue;
 		for (size_t k = 0; k < vm->def.n_nics; k++)
-			used_add(u, vm->def.nics[k].network, vm->def.nics[k].ip);
+			used_add(u, vm->def.nics[k].network, vm->def.nics[k].ip,
+			         util_xasprintf("vm '%s' nic %u", vm->def.name, vm->def.nics[k].id));
 	}
 	for (size_t k = 0; k < n_sib; k++)
-		used_add(u, sib[k].network, sib[k].ip);
+		used_add(u, sib[k].network, sib[k].ip,
+		         util_xasprintf("nic %u of the same vm", sib[k].id));
 	foreach_pending_nic(db, used_pending, u);
 }
 
-/* Counts every pending nic on u->network, with or without an address. */
-static void used_pending_any(const char *network, const char *mac, const char *ip, void *ud)
+typedef struct pending_count {
+	const char *network;
+	size_t n;
+} pending_count;
+
+/* Counts every pending nic on network, with or without an address. */
+static void count_pending(const char *network, const char *mac, const char *ip, void *ud)
 {
-	used_ips *u = ud;
+	pending_count *c = ud;
 
 	(void)mac;
 	(void)ip;
-	if (util_streq(network, u->network))
-		u->n++;
+	if (util_streq(network, c->network))
+		c->n++;
 }
 
 typedef struct mac_find {
@@ -143,10 +174,13 @@ static void mac_pending(const char *network, const char *mac, const char *ip, vo
 		m->found = true;
 }
 
-/* Who uses mac on this host: "vm 'x' nic N", or NULL (new string). */
+/* Who uses mac on this host: "vm 'x' nic N", "interface 'eth0' of this
+ * host", or NULL (new string). A guest's MAC is never a host interface's
+ * (a tap has a MAC of its own), so the host's are all others'. */
 static char *mac_owner(lc_db *db, const char *mac, const lc_nic *sib, size_t n_sib)
 {
 	mac_find m = { mac, false };
+	char ifname[16];
 
 	for (size_t i = 0; i < lc_db_count(db); i++) {
 		lc_vm *vm = lc_db_vm_at(db, i);
@@ -162,10 +196,105 @@ static char *mac_owner(lc_db *db, const char *mac, const lc_nic *sib, size_t n_s
 		if (sib[k].mac && !strcasecmp(sib[k].mac, mac))
 			return util_xasprintf("nic %u of the same vm", sib[k].id);
 	foreach_pending_nic(db, mac_pending, &m);
-	return m.found ? util_xstrdup("a nic being attached") : NULL;
+	if (m.found)
+		return util_xstrdup("a nic being attached");
+	if (net_mac_host_owner(mac, ifname) == 1)
+		return util_xasprintf("interface '%s' of this host", ifname);
+	return NULL;
 }
 
 /* ---- MACs and leases ----------------------------------------------------------- */
+
+/* ip (parsed from text) is free on nic's network: neither its gateway nor
+ * held by anyone in used. */
+static int ip_free(json_t *net, const lc_nic *nic, const used_ips *used, uint32_t ip,
+                   const char *hint, util_err *err)
+{
+	uint32_t gw;
+	const char *owner;
+
+	if (jstr(net, "gateway") && net_ip4_parse(jstr(net, "gateway"), &gw, NULL) == 0 && ip == gw)
+		return util_err_set(err, -EEXIST, "ip %s is the gateway of network '%s'; give another ip%s",
+		                    nic->ip, nic->network, hint);
+	owner = used_by(used, ip);
+	if (owner)
+		return util_err_set(err, -EEXIST,
+		                    "ip %s of network '%s' is already %s %s; give another ip%s",
+		                    nic->ip, nic->network, jstr(net, "range") ? "leased to" : "used by",
+		                    owner, hint);
+	return 0;
+}
+
+/* A network with a range: nic->ip, checked in range and free, or the
+ * lowest free address, becomes its lease. */
+static int lease(lc_db *db, json_t *net, lc_nic *nic, const lc_nic *siblings, size_t n_siblings,
+                 util_err *err)
+{
+	uint32_t first, last, ip;
+	used_ips used = { 0 };
+	char text[16];
+	int r = net_range_parse(jstr(net, "range"), &first, &last, err);
+
+	if (r < 0)
+		return r;
+	collect_used(db, nic->network, siblings, n_siblings, &used);
+	if (nic->ip) {
+		r = net_ip4_parse(nic->ip, &ip, err);
+		if (r == 0 && (ip < first || ip > last))
+			r = util_err_set(err, -EINVAL, "ip %s is outside the range %s of network '%s'",
+			                 nic->ip, jstr(net, "range"), nic->network);
+		if (r == 0)
+			r = ip_free(net, nic, &used, ip, " or leave it out", err);
+	} else {
+		used_add(&used, nic->network, jstr(net, "gateway"), util_xstrdup("the gateway"));
+		r = net_range_pick(first, last, used.ips, used.n, &ip, err);
+		if (r == -ENOSPC)
+			r = util_err_set(err, -ENOSPC,
+			                 "the range %s of network '%s' is exhausted: every address is "
+			                 "leased; delete a vm on it or widen the range",
+			                 jstr(net, "range"), nic->network);
+	}
+	used_free(&used);
+	if (r < 0)
+		return r;
+	net_ip4_format(ip, text);
+	free(nic->ip);
+	nic->ip = util_xstrdup(text);
+	return 0;
+}
+
+/* A network without a range: the address is the user's, no lease, but it
+ * must fit the network (a host address of its prefix, in the gateway's
+ * network) and be no other nic's on it. */
+static int static_ip(lc_db *db, json_t *net, lc_nic *nic, const lc_nic *siblings,
+                     size_t n_siblings, util_err *err)
+{
+	uint32_t ip, gw;
+	unsigned prefix = (unsigned)json_integer_value(json_object_get(net, "prefix"));
+	used_ips used = { 0 };
+	int r = net_ip4_parse(nic->ip, &ip, err);
+
+	if (r < 0)
+		return r;
+	if (!prefix)
+		return util_err_set(err, -EINVAL,
+		                    "network '%s' has no prefix, so ip %s would have no netmask; "
+		                    "make the network again with --prefix",
+		                    nic->network, nic->ip);
+	if (jstr(net, "gateway") && net_ip4_parse(jstr(net, "gateway"), &gw, NULL) == 0 &&
+	    !net_ip4_same_net(ip, gw, prefix))
+		return util_err_set(err, -EINVAL,
+		                    "ip %s is outside network '%s' (gateway %s, /%u)", nic->ip,
+		                    nic->network, jstr(net, "gateway"), prefix);
+	if (!net_ip4_is_host(ip, prefix))
+		return util_err_set(err, -EINVAL,
+		                    "ip %s is the network or broadcast address of its /%u network",
+		                    nic->ip, prefix);
+	collect_used(db, nic->network, siblings, n_siblings, &used);
+	r = ip_free(net, nic, &used, ip, "", err);
+	used_free(&used);
+	return r;
+}
 
 int lc_nic_assign(lc_db *db, const char *uuid, lc_nic *nic, const lc_nic *siblings,
                   size_t n_siblings, util_err *err)
@@ -205,52 +334,12 @@ int lc_nic_assign(lc_db *db, const char *uuid, lc_nic *nic, const lc_nic *siblin
 		}
 	}
 
-	if (jstr(net, "range")) {
-		uint32_t first, last, ip;
-		used_ips used = { 0 };
-		char text[16];
-
-		r = net_range_parse(jstr(net, "range"), &first, &last, err);
-		if (r < 0)
-			return r;
-		collect_used(db, nic->network, siblings, n_siblings, &used);
-		if (jstr(net, "gateway") && net_ip4_parse(jstr(net, "gateway"), &ip, NULL) == 0)
-			used_add(&used, nic->network, jstr(net, "gateway"));
-		if (nic->ip) {
-			r = net_ip4_parse(nic->ip, &ip, err);
-			if (r == 0 && (ip < first || ip > last))
-				r = util_err_set(err, -EINVAL,
-				                 "ip %s is outside the range %s of network '%s'",
-				                 nic->ip, jstr(net, "range"), nic->network);
-			for (size_t i = 0; r == 0 && i < used.n; i++)
-				if (used.ips[i] == ip)
-					r = util_err_set(err, -EEXIST,
-					                 "ip %s of network '%s' is already leased; "
-					                 "give another ip or leave it out",
-					                 nic->ip, nic->network);
-		} else {
-			r = net_range_pick(first, last, used.ips, used.n, &ip, err);
-			if (r == -ENOSPC)
-				r = util_err_set(
-				        err, -ENOSPC,
-				        "the range %s of network '%s' is exhausted: every address "
-				        "is leased; delete a vm on it or widen the range",
-				        jstr(net, "range"), nic->network);
-		}
-		free(used.ips);
-		if (r < 0)
-			return util_err_prefix(err, "nic %u", nic->id);
-		net_ip4_format(ip, text);
-		free(nic->ip);
-		nic->ip = util_xstrdup(text);
-	} else if (nic->ip) {
-		uint32_t ip;
-
-		/* a network without a range: the address is the user's, no lease */
-		r = net_ip4_parse(nic->ip, &ip, err);
-		if (r < 0)
-			return util_err_prefix(err, "nic %u", nic->id);
-	}
+	if (jstr(net, "range"))
+		r = lease(db, net, nic, siblings, n_siblings, err);
+	else if (nic->ip)
+		r = static_ip(db, net, nic, siblings, n_siblings, err);
+	if (r < 0)
+		return util_err_prefix(err, "nic %u", nic->id);
 	free(nic->mac);
 	nic->mac = util_xstrdup(mac);
 	return 0;
@@ -319,30 +408,53 @@ static int check_opts(lc_db *db, const lc_net_opts *o, json_t **ret_net, util_er
 		                    NET_MTU_MAX);
 	if (o->mtu)
 		json_object_set_new(net, "mtu", json_integer(o->mtu));
-	if (o->range) {
+	{
 		uint32_t first, last, gw = 0, dns;
 		unsigned prefix = o->prefix ? o->prefix : DEFAULT_PREFIX;
 
-		r = net_range_parse(o->range, &first, &last, err);
+		/* the prefix is the network's size, with or without a range: a
+		 * static ip= on a rangeless network gets it too */
+		if (prefix < 8 || prefix > 30)
+			r = util_err_set(err, -EINVAL, "prefix /%u must be 8 to 30", prefix);
 		if (r == 0 && o->gateway)
 			r = net_ip4_parse(o->gateway, &gw, err);
 		if (r == 0 && o->dns)
 			r = net_ip4_parse(o->dns, &dns, err);
-		if (r == 0)
+		if (r == 0 && o->range)
+			r = net_range_parse(o->range, &first, &last, err);
+		if (r == 0 && o->range)
 			r = net_range_check(first, last, prefix, gw, err);
+		else if (r == 0 && o->gateway && !net_ip4_is_host(gw, prefix))
+			r = util_err_set(err, -EINVAL,
+			                 "the gateway is the network or broadcast address of its /%u "
+			                 "network",
+			                 prefix);
 		if (r < 0)
 			return util_err_prefix(err, "network '%s'", o->name);
-		json_object_set_new(net, "range", json_string(o->range));
+		if (o->range)
+			json_object_set_new(net, "range", json_string(o->range));
 		json_object_set_new(net, "prefix", json_integer(prefix));
 		if (o->gateway)
 			json_object_set_new(net, "gateway", json_string(o->gateway));
 		if (o->dns)
 			json_object_set_new(net, "dns", json_string(o->dns));
-	} else if (o->prefix || o->gateway || o->dns) {
-		return util_err_set(err, -EINVAL, "--prefix, --gateway and --dns need --range");
 	}
 	*ret_net = TAKE_PTR(net);
 	return 0;
+}
+
+/* Record that net create made interface `flag` (ifindex under `index_key`)
+ * as a step of its intent, and in net. */
+static int made(lc_db *db, uint64_t intent, json_t *net, const char *flag, const char *index_key,
+                int ifindex, util_err *err)
+{
+	json_object_set_new(net, flag, json_true());
+	json_object_set_new(net, index_key, json_integer(ifindex));
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:I, s:I, s:{s:b, s:i}}", "type", "step", "id",
+	                              (json_int_t)0, "intent", (json_int_t)intent, "data", flag, 1,
+	                              index_key, ifindex),
+	                    NULL, err);
 }
 
 int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
@@ -351,6 +463,7 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 	net_link_info br, vl;
 	const char *vif;
 	uint64_t intent;
+	int br_index = 0, vl_index = 0;
 	int r = check_opts(db, o, &net, err);
 
 	if (r < 0)
@@ -396,23 +509,47 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 			                    "cannot create network '%s': no uplink interface '%s'",
 			                    o->name, o->uplink);
 	}
-	/* what qvm makes is its own, recorded; what it finds is the admin's */
-	json_object_set_new(net, "created_bridge", json_boolean(br.kind == NET_KIND_NONE));
-	json_object_set_new(net, "created_vlan", json_boolean(vif && vl.kind == NET_KIND_NONE));
-
+	/* Only what qvm made is its own, and it is recorded only once it
+	 * exists (a "step" of the intent with its ifindex): an interface
+	 * someone else made meanwhile under that name (the add fails with
+	 * EEXIST) is never taken for qvm's, by the rollback below or by a
+	 * recovery. (A crash between the add and its step leaves qvm's
+	 * interface unrecorded, so kept: the safe way round.) */
+	json_object_set_new(net, "created_bridge", json_false());
+	json_object_set_new(net, "created_vlan", json_false());
 	r = net_intent(db, "net-create", json_deep_copy(net), &intent, err);
 	if (r < 0)
 		return r;
 	util_crash_point("net-create-after-intent");
-	if (br.kind == NET_KIND_NONE)
-		r = net_bridge_create(o->bridge, o->mtu, err);
-	if (r < 0)
-		goto rollback;
+	if (br.kind == NET_KIND_NONE) {
+		r = net_bridge_create(o->bridge, o->mtu, &br_index, err);
+		if (r == -EEXIST)
+			r = util_err_set(err, -EEXIST,
+			                 "interface '%s' appeared meanwhile (not made by qvm: left "
+			                 "alone); run net create again to use it",
+			                 o->bridge);
+		if (r == 0)
+			r = made(db, intent, net, "created_bridge", "bridge_ifindex", br_index, err);
+		if (r < 0)
+			goto rollback;
+	}
 	util_crash_point("net-create-after-bridge");
-	if (vif && vl.kind == NET_KIND_NONE)
-		r = net_vlan_create(vif, o->uplink, o->vlan, o->bridge, o->mtu, err);
-	if (r < 0)
-		goto rollback;
+	if (vif && vl.kind == NET_KIND_NONE) {
+		r = net_vlan_add(vif, o->uplink, o->vlan, o->mtu, &vl_index, err);
+		if (r == -EEXIST)
+			r = util_err_set(err, -EEXIST,
+			                 "interface '%s' appeared meanwhile (not made by qvm: left "
+			                 "alone); run net create again to use it",
+			                 vif);
+		if (r == 0)
+			r = made(db, intent, net, "created_vlan", "vlan_ifindex", vl_index, err);
+		if (r < 0)
+			goto rollback;
+		util_crash_point("net-create-after-vlan");
+		r = net_link_attach(vif, o->bridge, 0, err);
+		if (r < 0)
+			goto rollback;
+	}
 	util_crash_point("net-create-before-record");
 	r = lc_db_append(
 	        db, json_pack("{s:s, s:I, s:O}", "type", "net", "id", (json_int_t)0, "net", net),
@@ -424,37 +561,45 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 rollback : {
 	util_err ignored = { 0 };
 
-	if (jtrue(net, "created_vlan"))
-		net_link_delete(vif, &ignored);
-	if (jtrue(net, "created_bridge"))
-		net_link_delete(o->bridge, &ignored);
+	if (vl_index)
+		net_link_delete_own(vif, vl_index, NET_KIND_VLAN, &ignored);
+	if (br_index)
+		net_link_delete_own(o->bridge, br_index, NET_KIND_BRIDGE, &ignored);
 	net_done(db, intent, "rolled-back", &ignored);
 	return util_err_prefix(err, "cannot create network '%s'", o->name);
 }
 }
 
-/* Remove what qvm made for net: its vlan interface, then its bridge (only
- * if it still is one). An adopted bridge is left alone. */
+/* Delete interface name of kind if it is the one qvm made: the recorded
+ * ifindex must still be it. A network recorded before qvm kept the index
+ * is judged by name and kind alone. */
+static int remove_own(json_t *net, const char *name, const char *index_key, net_kind kind,
+                      util_err *err)
+{
+	json_t *index = json_object_get(net, index_key);
+	net_link_info li;
+
+	if (json_is_integer(index)) {
+		int r = net_link_delete_own(name, (int)json_integer_value(index), kind, err);
+
+		return r < 0 ? r : 0;
+	}
+	if (net_link_get(name, &li, err) < 0)
+		return -EIO;
+	return li.kind == kind ? net_link_delete(name, err) : 0;
+}
+
+/* Remove what qvm made for net: its vlan interface, then its bridge. An
+ * adopted one, or one that is not the interface qvm made any more, is
+ * left alone. */
 static int remove_made(json_t *net, util_err *err)
 {
 	int r = 0;
 
-	if (jtrue(net, "created_vlan") && jstr(net, "vlan_if")) {
-		net_link_info li;
-
-		if (net_link_get(jstr(net, "vlan_if"), &li, err) < 0)
-			return -EIO;
-		if (li.kind == NET_KIND_VLAN)
-			r = net_link_delete(jstr(net, "vlan_if"), err);
-	}
-	if (r == 0 && jtrue(net, "created_bridge")) {
-		net_link_info li;
-
-		if (net_link_get(jstr(net, "bridge"), &li, err) < 0)
-			return -EIO;
-		if (li.kind == NET_KIND_BRIDGE)
-			r = net_link_delete(jstr(net, "bridge"), err);
-	}
+	if (jtrue(net, "created_vlan") && jstr(net, "vlan_if"))
+		r = remove_own(net, jstr(net, "vlan_if"), "vlan_ifindex", NET_KIND_VLAN, err);
+	if (r == 0 && jtrue(net, "created_bridge") && jstr(net, "bridge"))
+		r = remove_own(net, jstr(net, "bridge"), "bridge_ifindex", NET_KIND_BRIDGE, err);
 	return r;
 }
 
@@ -493,11 +638,10 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 		                    "detach them or delete the vm%s first",
 		                    name, n_users > 1 ? "s" : "", users, n_users > 1 ? "s" : "");
 	{
-		used_ips any = { 0 };
+		pending_count any = { name, 0 };
 
 		/* a nic being attached on it counts as a user too */
-		any.network = name;
-		foreach_pending_nic(db, used_pending_any, &any);
+		foreach_pending_nic(db, count_pending, &any);
 		if (any.n)
 			return util_err_set(err, -EBUSY,
 			                    "cannot delete network '%s': a nic is being attached on it; try again",
@@ -523,7 +667,8 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 	return r;
 }
 
-/* A crashed net create is rolled back, a crashed net delete finished. */
+/* A crashed net create is rolled back (what its steps say it made goes),
+ * a crashed net delete finished. */
 int lc_net_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 {
 	const char *op = jstr(intent, "op");

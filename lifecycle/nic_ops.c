@@ -2,7 +2,10 @@
  * on a running one the tap, QEMU's netdev and device are added or removed
  * (getfd + netdev_add + device_add; device_del + DEVICE_DELETED +
  * netdev_del) in ACTIVE/HOTPLUG, under a journal intent so that a crash is
- * completed or rolled back. Any failure rolls back every step before it. */
+ * completed or rolled back. Any failure rolls back every step before it.
+ * The journal is let go while QEMU is worked on: what the supervisor
+ * records meanwhile (QEMU exited, the guest powered off) wins over the
+ * outcome. */
 #include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
@@ -146,6 +149,39 @@ static void netdev_del(qmp_client *q, unsigned nic_id)
 	qmp_execute(q, "netdev_del", args, 0, NULL, NULL);
 }
 
+/* The name getfd gives the tap's fd in QEMU until netdev_add takes it. */
+static void fd_name(char *buf, size_t len, unsigned nic_id)
+{
+	snprintf(buf, len, "qvm-tap%u", nic_id);
+}
+
+/* Close the tap's fd that getfd left in QEMU (none is fine). */
+static void closefd(qmp_client *q, unsigned nic_id)
+{
+	char name[32];
+	_cleanup_json_ json_t *args = NULL;
+
+	fd_name(name, sizeof(name), nic_id);
+	args = json_pack("{s:s}", "fdname", name);
+	qmp_execute(q, "closefd", args, 0, NULL, NULL);
+}
+
+static bool has_nic(const lc_vm *vm, unsigned nic_id)
+{
+	for (size_t i = 0; i < vm->def.n_nics; i++)
+		if (vm->def.nics[i].id == nic_id)
+			return true;
+	return false;
+}
+
+/* Is vm where a hotplug left it, so that its outcome may be recorded as
+ * the state? The supervisor records QEMU's exit meanwhile (EPILOG, then
+ * POWEROFF, FAILED or a restart): that is the state then. */
+static bool still_hotplug(const lc_vm *vm)
+{
+	return vm && vm->state == LC_ACTIVE && vm->lcm == LC_LCM_HOTPLUG;
+}
+
 static void tap_remove(uint64_t vm_id, unsigned nic_id)
 {
 	char tap[16];
@@ -158,79 +194,173 @@ static void tap_remove(uint64_t vm_id, unsigned nic_id)
 
 /* ---- crash recovery ------------------------------------------------------------------ */
 
-/* An open nic intent of a qvm that died (its VM lock is ours now). An
- * attach whose device made it into QEMU is completed, any other is undone;
- * a detach whose device is gone is completed, else it is given up (the nic
- * stays; nic-detach may be run again). */
+/* The QEMU side of settling an open nic intent of a qvm that died: is
+ * the nic's device in QEMU (*ret_present)? An attach whose device is not
+ * there has its netdev, the fd getfd left and its tap removed. A detach is
+ * carried through as asked: device_del (again: its qvm may have died
+ * before or after sending it) and, with wait, a bounded wait for the guest
+ * to let go; once the device is gone its netdev and tap go too. -EAGAIN
+ * when it cannot be judged now: a QEMU that does not answer but may still
+ * run, or a detach that would have to wait (wait false: the journal's
+ * writer is held). */
+static int settle_qemu(const char *root, const lc_vm *vm, bool attach, const lc_nic *n, bool wait,
+                       bool *ret_present)
+{
+	_cleanup_qmp_ qmp_client *q = NULL;
+	char dev[32];
+	bool present = false;
+
+	snprintf(dev, sizeof(dev), "nic%u", n->id);
+	if (vm->state == LC_ACTIVE) {
+		util_err ignored = { 0 };
+		pid_t pid = 0;
+		uint64_t start;
+
+		if (lc_command_qmp(root, vm->id, vm->def.name, &q, &ignored) < 0) {
+			/* its supervisor records QEMU's exit; a QEMU alive
+			 * but silent is UNKNOWN to reconciliation */
+			if (lc_vm_supervised(vm) || (lc_find_qemu(vm, &pid, &start) == 0 && pid > 0))
+				return -EAGAIN;
+		} else {
+			present = device_present(q, dev);
+		}
+	}
+	if (!attach && present) {
+		util_err ignored = { 0 };
+		_cleanup_json_ json_t *args = json_pack("{s:s}", "id", dev);
+
+		/* nothing was asked of QEMU before HOTPLUG was recorded */
+		if (vm->lcm != LC_LCM_HOTPLUG) {
+			*ret_present = true;
+			return 0;
+		}
+		if (!wait)
+			return -EAGAIN;
+		qmp_execute(q, "device_del", args, 0, NULL, &ignored);
+		for (int64_t end = util_now_ms() + DEVICE_DELETED_TIMEOUT_MS;
+		     present && util_now_ms() < end;) {
+			_cleanup_json_ json_t *ev = NULL;
+			int w = qmp_wait_event(q, "DEVICE_DELETED", 250, &ev, &ignored);
+
+			/* QEMU went away: its supervisor records that first */
+			if (w < 0 && w != -ETIMEDOUT)
+				return -EAGAIN;
+			present = device_present(q, dev);
+		}
+	}
+	if (!present) {
+		if (q) {
+			netdev_del(q, n->id);
+			closefd(q, n->id);
+		}
+		tap_remove(vm->id, n->id);
+	}
+	*ret_present = present;
+	return 0;
+}
+
+/* Record how an open nic intent was settled, in db (the writer): an
+ * attach whose device is in QEMU is completed, any other is rolled back;
+ * a detach whose device is gone is completed, else it is given up (the
+ * nic stays; nic-detach may be run again). */
+static int settle_record(lc_db *db, uint64_t seq, uint64_t id, bool attach, const lc_nic *n,
+                         bool present, util_err *err)
+{
+	lc_vm *vm = lc_db_vm_by_id(db, id);
+	bool completed = attach ? present : !present;
+	int r = 0;
+
+	if (!vm)
+		return done(db, id, seq, "rolled-back", err);
+	/* a crash after the redefinition: it is there already */
+	if (attach && present && !has_nic(vm, n->id))
+		r = redefine(db, vm, n, -1, err);
+	else if (!attach && !present && has_nic(vm, n->id))
+		r = redefine(db, vm, NULL, (int)n->id, err);
+	if (r == 0 && still_hotplug(vm))
+		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING,
+		                       completed ? "an interrupted nic hotplug was completed"
+		                                 : "an interrupted nic hotplug was rolled back",
+		                       NULL, err);
+	if (r == 0)
+		r = done(db, id, seq, completed ? "ok" : attach ? "rolled-back" : "failed", err);
+	return r;
+}
+
+static bool nic_op(const char *op)
+{
+	return util_streq(op, "nic-attach") || util_streq(op, "nic-detach");
+}
+
+/* From the journal's recovery, with the writer and the VM lock held: what
+ * can be settled without waiting on the guest is; the rest is left to the
+ * VM's reconciliation (lc_nic_recover_vm: its next command, qvm list). */
 int lc_nic_recover(lc_db *db, uint64_t seq, json_t *in, util_err *err)
 {
 	const char *op = json_string_value(json_object_get(in, "op"));
 	uint64_t id = (uint64_t)json_integer_value(json_object_get(in, "id"));
 	lc_vm *vm = lc_db_vm_by_id(db, id);
-	const char *root = lc_db_root(db);
-	_cleanup_qmp_ qmp_client *q = NULL;
+	bool attach = util_streq(op, "nic-attach"), present = false;
 	lc_nic n;
-	char dev[32];
-	bool present = false, completed = false;
-	int r = 0;
+	int r;
 
-	if (!vm || (!util_streq(op, "nic-attach") && !util_streq(op, "nic-detach")))
+	if (!nic_op(op))
 		return 0;
-	{
-		nic_from(json_object_get(json_object_get(in, "data"), "nic"), &n);
-		snprintf(dev, sizeof(dev), "nic%u", n.id);
-		if (vm->state == LC_ACTIVE && lc_vm_supervised(vm) &&
-		    lc_command_qmp(root, id, vm->def.name, &q, NULL) == 0)
-			present = device_present(q, dev);
-		if (util_streq(op, "nic-attach")) {
-			if (present) {
-				r = redefine(db, vm, &n, -1, err);
-				completed = true;
-			} else {
-				if (q)
-					netdev_del(q, n.id);
-				tap_remove(id, n.id);
-			}
-		} else if (!present) {
-			if (q)
-				netdev_del(q, n.id);
-			tap_remove(id, n.id);
-			r = redefine(db, vm, NULL, (int)n.id, err);
-			completed = true;
-		}
-		if (r == 0 && vm->state == LC_ACTIVE && vm->lcm == LC_LCM_HOTPLUG)
-			r = lc_db_record_state(
-			        db, vm, LC_ACTIVE, LC_LCM_RUNNING,
-			        completed ? "an interrupted nic hotplug was completed"
-			                  : "an interrupted nic hotplug was rolled back",
-			        NULL, err);
-		if (r == 0)
-			r = done(db, id, seq, completed ? "ok" : "rolled-back", err);
-		lc_nic_clear(&n);
-	}
+	if (!vm)
+		return done(db, id, seq, "rolled-back", err);
+	nic_from(json_object_get(json_object_get(in, "data"), "nic"), &n);
+	r = settle_qemu(lc_db_root(db), vm, attach, &n, false, &present);
+	if (r == 0)
+		r = settle_record(db, seq, id, attach, &n, present, err);
+	else if (r == -EAGAIN)
+		r = 0;
+	lc_nic_clear(&n);
 	return r;
 }
 
 int lc_nic_recover_vm(const char *root, uint64_t id, util_err *err)
 {
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	_cleanup_json_ json_t *open = NULL;
+	_cleanup_(lc_db_closep) lc_db *rdb = NULL;
+	_cleanup_json_ json_t *mine = json_object();
 	const char *key;
 	json_t *in;
-	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	int r = lc_db_open(root, 0, &rdb, err), settled = 0;
 
 	if (r < 0)
 		return r;
-	open = json_deep_copy(lc_db_intents(db));
-	json_object_foreach (open, key, in) {
-		if ((uint64_t)json_integer_value(json_object_get(in, "id")) != id)
-			continue;
-		r = lc_nic_recover(db, strtoull(key, NULL, 10), in, err);
+	json_object_foreach (lc_db_intents(rdb), key, in)
+		if ((uint64_t)json_integer_value(json_object_get(in, "id")) == id &&
+		    nic_op(json_string_value(json_object_get(in, "op"))))
+			json_object_set(mine, key, in);
+	lc_db_close(TAKE_PTR(rdb));
+	json_object_foreach (mine, key, in) {
+		_cleanup_(lc_db_closep) lc_db *db = NULL;
+		bool attach = util_streq(json_string_value(json_object_get(in, "op")), "nic-attach");
+		bool present = false;
+		lc_vm *vm;
+		lc_nic n;
+
+		/* QEMU first, with the journal free (a detach may wait on the
+		 * guest), then the record */
+		r = lc_load_vm(root, id, &rdb, &vm, err);
 		if (r < 0)
 			return r;
-		r = 1;
+		nic_from(json_object_get(json_object_get(in, "data"), "nic"), &n);
+		r = settle_qemu(root, vm, attach, &n, true, &present);
+		lc_db_close(TAKE_PTR(rdb));
+		if (r == 0)
+			r = lc_db_open(root, LC_DB_WRITE, &db, err);
+		/* the writer's own recovery may have settled it already */
+		if (r == 0 && json_object_get(lc_db_intents(db), key))
+			r = settle_record(db, strtoull(key, NULL, 10), id, attach, &n, present, err);
+		lc_nic_clear(&n);
+		if (r == -EAGAIN)
+			continue;
+		if (r < 0)
+			return r;
+		settled = 1;
 	}
-	return r;
+	return settled;
 }
 
 /* ---- attach ------------------------------------------------------------------------------ */
@@ -246,7 +376,8 @@ static unsigned next_nic_id(const lc_vmdef *def)
 }
 
 /* The hot part, with the intent recorded and the journal unlocked: tap,
- * getfd, netdev_add, device_add. On failure every step done is undone. */
+ * getfd, netdev_add, device_add. On failure every step done is undone.
+ * The failure points (QVM_FAIL_AT) make the step after them fail. */
 static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *rdb = NULL;
@@ -254,10 +385,10 @@ static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err 
 	_cleanup_close_ int fd = -1;
 	_cleanup_json_ json_t *nd = NULL, *dev = NULL;
 	char fdname[32], netdev[32], devid[32];
-	bool have_netdev = false;
+	bool have_fd = false, have_netdev = false;
 	int r;
 
-	snprintf(fdname, sizeof(fdname), "qvm-tap%u", n->id);
+	fd_name(fdname, sizeof(fdname), n->id);
 	snprintf(netdev, sizeof(netdev), "net%u", n->id);
 	snprintf(devid, sizeof(devid), "nic%u", n->id);
 	r = lc_db_open(root, 0, &rdb, err);
@@ -267,42 +398,47 @@ static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err 
 		return r;
 	util_crash_point("nic-attach-after-tap");
 	r = lc_command_qmp(root, vm->id, vm->def.name, &q, err);
-	if (r < 0)
-		goto undo;
-	{
+	if (r == 0)
+		r = util_fail_point("nic-attach-after-tap", err);
+	if (r == 0) {
 		_cleanup_json_ json_t *args = json_pack("{s:s}", "fdname", fdname);
 
 		r = qmp_execute_with_fd(q, "getfd", args, fd, 0, NULL, err);
 	}
 	if (r < 0)
 		goto undo;
+	have_fd = true;
 	/* QEMU holds its own copy now: ours goes, so the tap lives as long
 	 * as QEMU's netdev does */
 	close(TAKE_FD(fd));
 	util_crash_point("nic-attach-after-getfd");
 	nd = json_pack("{s:s, s:s, s:s, s:b}", "type", "tap", "id", netdev, "fd", fdname, "vhost",
 	               0);
-	r = qmp_execute(q, "netdev_add", nd, 0, NULL, err);
-	if (r < 0) {
-		_cleanup_json_ json_t *args = json_pack("{s:s}", "fdname", fdname);
-
-		qmp_execute(q, "closefd", args, 0, NULL, NULL);
+	r = util_fail_point("nic-attach-after-getfd", err);
+	if (r == 0)
+		r = qmp_execute(q, "netdev_add", nd, 0, NULL, err);
+	if (r < 0)
 		goto undo;
-	}
+	/* the netdev took the fd out of QEMU's named ones */
+	have_fd = false;
 	have_netdev = true;
 	util_crash_point("nic-attach-after-netdev");
 	dev = json_pack("{s:s, s:s, s:s, s:s}", "driver",
 	                util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci", "netdev",
 	                netdev, "id", devid, "mac", n->mac);
-	r = qmp_execute(q, "device_add", dev, 0, NULL, err);
+	r = util_fail_point("nic-attach-after-netdev", err);
+	if (r == 0)
+		r = qmp_execute(q, "device_add", dev, 0, NULL, err);
 	if (r < 0)
 		goto undo;
 	util_crash_point("nic-attach-after-device");
 	return 0;
 
 undo:
-	if (have_netdev && q)
+	if (have_netdev)
 		netdev_del(q, n->id);
+	if (have_fd)
+		closefd(q, n->id);
 	if (fd >= 0)
 		close(TAKE_FD(fd));
 	tap_remove(vm->id, n->id);
@@ -349,16 +485,24 @@ typedef struct hot_change {
 /* Record the intent (it holds the MAC and the lease) and HOTPLUG, let the
  * journal go while QEMU is worked on, then take it again (*db, the writer
  * on entry, is the new writer or NULL on return) to record the outcome.
- * what prefixes a failure of apply: "cannot attach a nic to 'vm'". */
+ * The state goes back to RUNNING only from HOTPLUG: if QEMU exited
+ * meanwhile, what the supervisor recorded stays. what prefixes a failure:
+ * "cannot attach a nic to 'vm'". */
 static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, const lc_nic *n,
                           const hot_change *c, const char *what, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *rdb = NULL;
+	_cleanup_free_ char *now = NULL;
 	lc_vm *rvm;
 	util_err hot_err = { 0 };
 	util_err ignored = { 0 };
 	char point[64];
 	uint64_t seq;
+	/* the QEMU worked on: a guest's reboot meanwhile keeps it, an exit
+	 * (and a restart) does not */
+	pid_t qemu_pid = vm->qemu_pid;
+	uint64_t qemu_start = vm->qemu_starttime;
+	bool same_qemu;
 	int r = intent(*db, c->op, vm->id, n, &seq, err);
 
 	if (r == 0)
@@ -376,22 +520,54 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 	if (lc_db_open(root, LC_DB_WRITE, db, r < 0 ? &ignored : err) < 0)
 		return r < 0 ? r : -EIO;
 	vm = lc_db_vm_by_id(*db, id);
+	now = lc_state_text(vm);
+	same_qemu = vm->state == LC_ACTIVE && qemu_pid > 0 && vm->qemu_pid == qemu_pid &&
+	            vm->qemu_starttime == qemu_start;
 	if (r < 0) {
 		char reason[600];
 
 		snprintf(reason, sizeof(reason), "%s: %.500s", c->failed, err->msg);
-		lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL, &ignored);
+		if (still_hotplug(vm))
+			lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL,
+			                   &ignored);
 		done(*db, vm->id, seq, c->result, &ignored);
 		util_err_prefix(err, "%s", what);
+		if (!same_qemu) {
+			char cause[sizeof(err->msg)];
+
+			snprintf(cause, sizeof(cause), "%s", err->msg);
+			util_err_set(err, r, "%s; meanwhile its qemu exited: it is %s now", cause,
+			             now);
+		}
 		return r;
 	}
 	snprintf(point, sizeof(point), "%s-before-record", c->op);
 	util_crash_point(point);
-	r = redefine(*db, vm, c->add, c->remove_id, err);
+	if (!same_qemu && !stopped(vm)) {
+		/* QEMU exited and is being restarted (EPILOG, BOOT): the new one
+		 * is made from the definition as it was */
+		done(*db, vm->id, seq, c->result, &ignored);
+		return util_err_set(err, -EAGAIN,
+		                    "%s: its qemu exited meanwhile and it is %s now; nothing was "
+		                    "changed: run the command again",
+		                    what, now);
+	}
+	/* (a vm stopped meanwhile: the change holds for its definition, as
+	 * it would have on a stopped vm) */
+	r = util_fail_point(point, err);
 	if (r == 0)
+		r = redefine(*db, vm, c->add, c->remove_id, err);
+	if (r == 0 && still_hotplug(vm))
 		r = lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, c->ok, NULL, err);
 	if (r == 0)
 		r = done(*db, vm->id, seq, "ok", err);
+	if (r < 0 && same_qemu)
+		util_err_prefix(err,
+		                "%s: qemu has the change but it could not be recorded (the next "
+		                "qvm command on '%s' records it)",
+		                what, vm->def.name);
+	else if (r < 0)
+		util_err_prefix(err, "%s", what);
 	return r;
 }
 
@@ -430,9 +606,10 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 	n.mac = mac ? util_xstrdup(mac) : NULL;
 	n.ip = ip ? util_xstrdup(ip) : NULL;
 	r = lc_nic_assign(db, vm->def.uuid, &n, vm->def.nics, vm->def.n_nics, err);
-	if (r == 0 && hot) {
+	if (r == 0) {
 		char tap[16];
 
+		/* a stopped vm needs the tap at its next start */
 		r = net_tap_name(vm->id, n.id, tap, sizeof(tap), err);
 	}
 	if (r < 0) {

@@ -175,7 +175,25 @@ int net_range_check(uint32_t first, uint32_t last, unsigned prefix, uint32_t gat
 	if (gateway && (gateway & mask) != base)
 		return util_err_set(err, -EINVAL, "the gateway is outside the range's /%u network",
 		                    prefix);
+	if (gateway && !net_ip4_is_host(gateway, prefix))
+		return util_err_set(err, -EINVAL,
+		                    "the gateway is the %s address of the range's /%u network",
+		                    gateway == base ? "network" : "broadcast", prefix);
 	return 0;
+}
+
+bool net_ip4_is_host(uint32_t ip, unsigned prefix)
+{
+	uint32_t mask = prefix ? ~0u << (32 - prefix) : 0;
+
+	return (ip & ~mask) != 0 && (ip & ~mask) != ~mask;
+}
+
+bool net_ip4_same_net(uint32_t a, uint32_t b, unsigned prefix)
+{
+	uint32_t mask = prefix ? ~0u << (32 - prefix) : 0;
+
+	return (a & mask) == (b & mask);
 }
 
 int net_range_pick(uint32_t first, uint32_t last, const uint32_t *used, size_t n, uint32_t *ret,

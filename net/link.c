@@ -1,13 +1,15 @@
 /* Interfaces over netlink (libnl-route-3): look up, create bridges and VLAN
  * interfaces, enslave, set MTU and bring up, delete; taps via TUNSETIFF.
  * Every function undoes its own partial work when a later step fails. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
-
 
 #include "net.h"
 #include "nl_dl.h"
@@ -91,22 +93,12 @@ static void ifname_of(struct nl_sock *s, int ifindex, char *buf, size_t len)
 	rtnl_link_put(l);
 }
 
-static int link_get(struct nl_sock *s, const char *name, net_link_info *ret, util_err *err)
+/* What l is, in ret. */
+static void link_info_of(struct nl_sock *s, struct rtnl_link *l, net_link_info *ret)
 {
-	_cleanup_link_ struct rtnl_link *l = NULL;
-	const char *type;
-	int r;
+	const char *type = rtnl_link_get_type(l);
 
 	memset(ret, 0, sizeof(*ret));
-	r = rtnl_link_get_kernel(s, 0, name, &l);
-	if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV) {
-		ret->kind = NET_KIND_NONE;
-		return 0;
-	}
-	if (r < 0)
-		return util_err_set(err, nl_errno(r), "cannot look up interface '%s': %s", name,
-		                    nl_geterror(r));
-	type = rtnl_link_get_type(l);
 	snprintf(ret->type, sizeof(ret->type), "%s", type ? type : "");
 	if (util_streq(type, "bridge"))
 		ret->kind = NET_KIND_BRIDGE;
@@ -116,6 +108,7 @@ static int link_get(struct nl_sock *s, const char *name, net_link_info *ret, uti
 		ret->kind = NET_KIND_TAP;
 	else
 		ret->kind = NET_KIND_OTHER;
+	ret->ifindex = rtnl_link_get_ifindex(l);
 	ret->mtu = rtnl_link_get_mtu(l);
 	ret->up = rtnl_link_get_flags(l) & IFF_UP;
 	ifname_of(s, rtnl_link_get_master(l), ret->master, sizeof(ret->master));
@@ -123,6 +116,23 @@ static int link_get(struct nl_sock *s, const char *name, net_link_info *ret, uti
 		ret->vlan_id = (unsigned)rtnl_link_vlan_get_id(l);
 		ifname_of(s, rtnl_link_get_link(l), ret->vlan_link, sizeof(ret->vlan_link));
 	}
+}
+
+static int link_get(struct nl_sock *s, const char *name, net_link_info *ret, util_err *err)
+{
+	_cleanup_link_ struct rtnl_link *l = NULL;
+	int r;
+
+	r = rtnl_link_get_kernel(s, 0, name, &l);
+	if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV) {
+		memset(ret, 0, sizeof(*ret));
+		ret->kind = NET_KIND_NONE;
+		return 0;
+	}
+	if (r < 0)
+		return util_err_set(err, nl_errno(r), "cannot look up interface '%s': %s", name,
+		                    nl_geterror(r));
+	link_info_of(s, l, ret);
 	return 0;
 }
 
@@ -161,6 +171,74 @@ int net_link_delete(const char *name, util_err *err)
 	if (r == 0)
 		r = route_socket(&s, err);
 	return r < 0 ? r : link_delete(s, name, err);
+}
+
+int net_link_delete_own(const char *name, int ifindex, net_kind kind, util_err *err)
+{
+	_cleanup_sock_ struct nl_sock *s = NULL;
+	_cleanup_link_ struct rtnl_link *l = NULL, *del = NULL;
+	net_link_info li;
+	int r = net_validate_ifname(name, "interface", err);
+
+	if (r == 0 && ifindex <= 0)
+		return 0;
+	if (r == 0)
+		r = route_socket(&s, err);
+	if (r < 0)
+		return r;
+	r = rtnl_link_get_kernel(s, ifindex, NULL, &l);
+	if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV)
+		return 0;
+	if (r < 0)
+		return util_err_set(err, nl_errno(r), "cannot look up interface '%s': %s", name,
+		                    nl_geterror(r));
+	link_info_of(s, l, &li);
+	/* renamed, or another kind: not the interface qvm made */
+	if (!util_streq(rtnl_link_get_name(l), name) || li.kind != kind)
+		return 0;
+	/* by index, not by name: exactly the interface looked at */
+	del = rtnl_link_alloc();
+	if (!del)
+		return util_err_set(err, -ENOMEM, "out of memory");
+	rtnl_link_set_ifindex(del, ifindex);
+	r = rtnl_link_delete(s, del);
+	if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV)
+		return 0;
+	if (r < 0)
+		return util_err_set(err, nl_errno(r), "cannot delete interface '%s': %s", name,
+		                    nl_geterror(r));
+	return 1;
+}
+
+int net_mac_host_owner(const char *mac, char ifname[16])
+{
+	DIR *d = opendir("/sys/class/net");
+	struct dirent *e;
+	int found = 0;
+
+	if (!d)
+		return 0;
+	while (!found && (e = readdir(d))) {
+		char path[300], addr[64] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.' || strlen(e->d_name) > NET_IFNAME_MAX)
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/net/%s/address", e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(addr, sizeof(addr), f)) {
+			addr[strcspn(addr, "\n")] = '\0';
+			if (!strcasecmp(addr, mac)) {
+				snprintf(ifname, 16, "%s", e->d_name);
+				found = 1;
+			}
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
 }
 
 /* Enslave (bridge non-NULL), set mtu (non-zero) and bring up, in one
@@ -205,10 +283,11 @@ int net_link_attach(const char *name, const char *bridge, unsigned mtu, util_err
 	return r < 0 ? r : link_attach(s, name, bridge, mtu, err);
 }
 
-int net_bridge_create(const char *name, unsigned mtu, util_err *err)
+int net_bridge_create(const char *name, unsigned mtu, int *ret_ifindex, util_err *err)
 {
 	_cleanup_sock_ struct nl_sock *s = NULL;
 	_cleanup_link_ struct rtnl_link *l = NULL;
+	net_link_info li;
 	int r = net_validate_ifname(name, "bridge", err);
 
 	if (r == 0)
@@ -229,21 +308,29 @@ int net_bridge_create(const char *name, unsigned mtu, util_err *err)
 	if (r < 0)
 		return util_err_set(err, nl_errno(r), "cannot create bridge '%s': %s", name,
 		                    nl_geterror(r));
+	/* NLM_F_EXCL: the bridge of that name is the one just made */
+	r = link_get(s, name, &li, err);
+	if (r == 0 && li.kind != NET_KIND_BRIDGE)
+		r = util_err_set(err, -EIO, "bridge '%s' vanished once made", name);
+	if (r < 0)
+		return r;
 	r = link_attach(s, name, NULL, 0, err);
 	if (r < 0) {
 		util_err ignored = { 0 };
 
-		link_delete(s, name, &ignored);
+		net_link_delete_own(name, li.ifindex, NET_KIND_BRIDGE, &ignored);
 		return r;
 	}
+	*ret_ifindex = li.ifindex;
 	return 0;
 }
 
-int net_vlan_create(const char *name, const char *uplink, unsigned vid, const char *bridge,
-                    unsigned mtu, util_err *err)
+int net_vlan_add(const char *name, const char *uplink, unsigned vid, unsigned mtu,
+                 int *ret_ifindex, util_err *err)
 {
 	_cleanup_sock_ struct nl_sock *s = NULL;
 	_cleanup_link_ struct rtnl_link *l = NULL, *up = NULL;
+	net_link_info li;
 	int r = net_validate_ifname(name, "vlan interface", err);
 
 	if (r == 0)
@@ -276,14 +363,12 @@ int net_vlan_create(const char *name, const char *uplink, unsigned vid, const ch
 		return util_err_set(err, nl_errno(r),
 		                    "cannot create vlan %u interface '%s' on '%s': %s", vid, name,
 		                    uplink, nl_geterror(r));
-	util_crash_point("net-vlan-created");
-	r = link_attach(s, name, bridge, 0, err);
-	if (r < 0) {
-		util_err ignored = { 0 };
-
-		link_delete(s, name, &ignored);
+	r = link_get(s, name, &li, err);
+	if (r == 0 && li.kind != NET_KIND_VLAN)
+		r = util_err_set(err, -EIO, "vlan interface '%s' vanished once made", name);
+	if (r < 0)
 		return r;
-	}
+	*ret_ifindex = li.ifindex;
 	return 0;
 }
 

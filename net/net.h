@@ -44,9 +44,17 @@ void net_ip4_format(uint32_t ip, char buf[16]);
 int net_range_parse(const char *s, uint32_t *ret_first, uint32_t *ret_last, util_err *err);
 
 /* The range lies in one prefix-sized network, holds neither its network
- * nor broadcast address, and the gateway (0: none) is in that network. */
+ * nor broadcast address, and the gateway (0: none) is a host address of
+ * that network (neither its network nor its broadcast address). */
 int net_range_check(uint32_t first, uint32_t last, unsigned prefix, uint32_t gateway,
                     util_err *err);
+
+/* Is ip a host address of its /prefix network: neither the network's own
+ * address nor its broadcast address? (prefix 8..30) */
+bool net_ip4_is_host(uint32_t ip, unsigned prefix);
+
+/* Are a and b in the same /prefix network? */
+bool net_ip4_same_net(uint32_t a, uint32_t b, unsigned prefix);
 
 /* The lowest address of first..last not in used[0..n) (any order);
  * -ENOSPC when the range is exhausted. */
@@ -65,6 +73,7 @@ typedef enum net_kind {
 
 typedef struct net_link_info {
 	net_kind kind;
+	int ifindex;   /* the kernel's index, 0 when NONE */
 	char type[32]; /* the kernel's kind ("bridge", "veth"), or "" */
 	unsigned mtu;
 	bool up;
@@ -78,13 +87,16 @@ const char *net_kind_name(net_kind k); /* "bridge", "vlan", "tap", "other", "non
 /* Look an interface up. A missing one is kind NONE, not an error. */
 int net_link_get(const char *name, net_link_info *ret, util_err *err);
 
-/* Create a bridge (mtu 0: the kernel's default) and bring it up. */
-int net_bridge_create(const char *name, unsigned mtu, util_err *err);
+/* Create a bridge (mtu 0: the kernel's default) and bring it up; deleted
+ * again if bringing it up fails. *ret_ifindex is its index. -EEXIST when
+ * an interface of that name exists (it is left alone). */
+int net_bridge_create(const char *name, unsigned mtu, int *ret_ifindex, util_err *err);
 
-/* Create VLAN interface name (id vid) on uplink, enslave it to bridge and
- * bring it up; rolled back (deleted) if a later step fails. */
-int net_vlan_create(const char *name, const char *uplink, unsigned vid, const char *bridge,
-                    unsigned mtu, util_err *err);
+/* Create VLAN interface name (id vid) on uplink, down and enslaved to
+ * nothing (net_link_attach does that). *ret_ifindex is its index. -EEXIST
+ * when an interface of that name exists (it is left alone). */
+int net_vlan_add(const char *name, const char *uplink, unsigned vid, unsigned mtu,
+                 int *ret_ifindex, util_err *err);
 
 /* Enslave name to bridge (NULL: release it), set mtu (0: leave) and bring
  * it up. */
@@ -92,6 +104,17 @@ int net_link_attach(const char *name, const char *bridge, unsigned mtu, util_err
 
 /* Delete an interface; a missing one is fine (0). */
 int net_link_delete(const char *name, util_err *err);
+
+/* Delete the interface with this ifindex only if it still is name and of
+ * this kind: what qvm made, never what replaced it under the same name.
+ * 1 when it was deleted, 0 when it is gone or is not that interface any
+ * more (left alone). */
+int net_link_delete_own(const char *name, int ifindex, net_kind kind, util_err *err);
+
+/* The host interface (from /sys/class/net/<if>/address) whose MAC is mac
+ * (lowercase, as net_mac_normalize gives): 1 with its name in ifname
+ * (16 bytes), 0 when none has it. */
+int net_mac_host_owner(const char *mac, char ifname[16]);
 
 /* Create tap name (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, not persistent: it goes
  * when the last fd closes, so a killed QEMU takes it along), enslave it to

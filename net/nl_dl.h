@@ -37,6 +37,7 @@
 	X(ROUTE, rtnl_link_get_type)                                                              \
 	X(ROUTE, rtnl_link_put)                                                                   \
 	X(ROUTE, rtnl_link_set_flags)                                                             \
+	X(ROUTE, rtnl_link_set_ifindex)                                                           \
 	X(ROUTE, rtnl_link_set_link)                                                              \
 	X(ROUTE, rtnl_link_set_master)                                                            \
 	X(ROUTE, rtnl_link_set_mtu)                                                               \
@@ -81,6 +82,7 @@ int net_nl_load(util_err *err);
 #define rtnl_link_get_type (*net_nl.rtnl_link_get_type)
 #define rtnl_link_put (*net_nl.rtnl_link_put)
 #define rtnl_link_set_flags (*net_nl.rtnl_link_set_flags)
+#define rtnl_link_set_ifindex (*net_nl.rtnl_link_set_ifindex)
 #define rtnl_link_set_link (*net_nl.rtnl_link_set_link)
 #define rtnl_link_set_master (*net_nl.rtnl_link_set_master)
 #define rtnl_link_set_mtu (*net_nl.rtnl_link_set_mtu)

@@ -1,7 +1,10 @@
 /* net/: MAC generation, IPv4 ranges and lease choice, tap names,
- * interface name validation (pure functions: no host access). */
+ * interface name validation (pure functions: no host access); and one
+ * nic-attach on a journal in a temporary root (no interface is made). */
+#include <stdlib.h>
 #include <string.h>
 
+#include "lifecycle/db.h"
 #include "lifecycle/lifecycle.h"
 #include "net/net.h"
 #include "tap.h"
@@ -90,6 +93,22 @@ static void test_ips(void)
 	           strstr(err.msg, "gateway"),
 	   "a gateway outside the network is refused: %s", err.msg);
 	ok(net_range_check(0x0a00000a, 0x0a000014, 31, 0, &err) < 0, "prefix 31 is refused");
+	ok(net_range_check(0x0a00000a, 0x0a000014, 24, 0x0a000000, &err) < 0 &&
+	           strstr(err.msg, "gateway is the network address"),
+	   "a gateway that is the network address is refused: %s", err.msg);
+	ok(net_range_check(0x0a00000a, 0x0a000014, 24, 0x0a0000ff, &err) < 0 &&
+	           strstr(err.msg, "gateway is the broadcast address"),
+	   "a gateway that is the broadcast address is refused: %s", err.msg);
+	ok(net_range_check(0x0a00010a, 0x0a000114, 23, 0x0a0000ff, &err) == 0,
+	   "x.x.0.255 is a host address of a /23: a fine gateway");
+
+	ok(net_ip4_is_host(0x0a000005, 24), "10.0.0.5 is a host of its /24");
+	ok(!net_ip4_is_host(0x0a000000, 24), "10.0.0.0 is not (network)");
+	ok(!net_ip4_is_host(0x0a0000ff, 24), "10.0.0.255 is not (broadcast)");
+	ok(net_ip4_is_host(0x0a0000ff, 16), "10.0.0.255 is a host of its /16");
+	ok(net_ip4_same_net(0x0a000005, 0x0a0000fe, 24), "10.0.0.5 and .254 share a /24");
+	ok(!net_ip4_same_net(0x0a000005, 0x0a000105, 24), "10.0.0.5 and 10.0.1.5 do not");
+	ok(net_ip4_same_net(0x0a000005, 0x0a000105, 16), "... but share a /16");
 }
 
 static void test_pick(void)
@@ -158,6 +177,66 @@ static void test_network_config(void)
 	       "unconfigured");
 }
 
+/* nic-attach to a stopped vm checks the tap name its next start needs,
+ * as create does: a vm id of 11 digits leaves no room for "qvm<id>n0". */
+static void test_stopped_attach_tap_name(void)
+{
+	char tmpl[] = "/tmp/qvm-unit-net.XXXXXX";
+	const char *root = mkdtemp(tmpl);
+	lc_db *db = NULL;
+	lc_vm *vm = NULL;
+	util_err err = { 0 };
+	lc_create_opts co = { 0 };
+	lc_run_opts ro = { 0 };
+	lc_vmdef def;
+	uint64_t seq = 0, id = 0;
+	unsigned nic = 0;
+	int r;
+
+	if (!root || lc_db_open(root, LC_DB_WRITE, &db, &err) < 0) {
+		ok(0, "a journal in a temporary root: %s", err.msg);
+		return;
+	}
+	/* an intent reserves its id: the next vm gets the one after */
+	r = lc_db_append(db,
+	                 json_pack("{s:s, s:s, s:I, s:{}}", "type", "intent", "op", "unit-test",
+	                           "id", (json_int_t)9999999999LL, "data"),
+	                 &seq, &err);
+	if (r == 0)
+		r = lc_db_append(db,
+		                 json_pack("{s:s, s:I, s:I, s:s}", "type", "done", "id",
+		                           (json_int_t)9999999999LL, "intent", (json_int_t)seq,
+		                           "result", "ok"),
+		                 NULL, &err);
+	if (r == 0)
+		r = lc_db_append(db,
+		                 json_pack("{s:s, s:I, s:{s:s, s:s, s:i}}", "type", "net", "id",
+		                           (json_int_t)0, "net", "name", "lan", "bridge", "qbrunit0",
+		                           "prefix", 24),
+		                 NULL, &err);
+	lc_vmdef_init(&def);
+	def.name = util_xstrdup("big");
+	if (r == 0)
+		r = lc_vm_create(db, &def, &co, &id, &err);
+	ok(r == 0 && id == 10000000000ull, "a vm with an 11-digit id (%llu): %s",
+	   (unsigned long long)id, err.msg);
+	lc_vmdef_clear(&def);
+	lc_db_close(db);
+	db = NULL;
+
+	memset(&err, 0, sizeof(err));
+	r = lc_vm_nic_attach(root, "big", "lan", NULL, NULL, NULL, &ro, &nic, &err);
+	ok(r == -ENAMETOOLONG && strstr(err.msg, "cannot attach a nic to 'big'") &&
+	           strstr(err.msg, "longer than 15 bytes"),
+	   "nic-attach to it while it is stopped is refused: %s", err.msg);
+	if (lc_db_open(root, 0, &db, &err) == 0 && lc_db_find(db, "big", &vm, &err) == 0)
+		is_int((int)vm->def.n_nics, 0, "... and its definition has no nic");
+	else
+		ok(0, "... and its definition has no nic: %s", err.msg);
+	lc_db_close(db);
+	util_rm_rf(root, NULL);
+}
+
 int main(void)
 {
 	test_tap_names();
@@ -166,5 +245,6 @@ int main(void)
 	test_pick();
 	test_ifnames();
 	test_network_config();
+	test_stopped_attach_tap_name();
 	return done_testing();
 }

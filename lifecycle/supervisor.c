@@ -752,8 +752,26 @@ static void on_reset(sup *s, json_t *data)
 	if (guest && now - s->last_reset_ms < RESET_DEBOUNCE_MS)
 		return;
 	s->last_reset_ms = now;
-	record(s, LC_ACTIVE, LC_LCM_RUNNING,
-	       guest ? "the guest rebooted" : "reset by the host (reboot --hard)", NULL, NULL);
+	{
+		_cleanup_(lc_db_closep) lc_db *db = NULL;
+		const char *why = guest ? "the guest rebooted" : "reset by the host (reboot --hard)";
+		lc_lcm lcm = LC_LCM_RUNNING;
+		json_t *extra = NULL;
+		lc_vm *vm;
+
+		/* a reboot in the middle of a command's operation (a hotplug, a
+		 * snapshot, a shutdown) leaves that operation's state to it */
+		if (lc_load_vm(s->root, s->id, &db, &vm, NULL) == 0 && vm->state == LC_ACTIVE &&
+		    (vm->lcm == LC_LCM_HOTPLUG || vm->lcm == LC_LCM_SNAPSHOT ||
+		     vm->lcm == LC_LCM_PAUSED ||
+		     (vm->lcm == LC_LCM_SHUTDOWN && !util_streq(vm->target, "REBOOT")))) {
+			lcm = vm->lcm;
+			if (lcm == LC_LCM_SHUTDOWN)
+				extra = lc_shutdown_intent_json(vm);
+		}
+		lc_db_close(TAKE_PTR(db));
+		record(s, LC_ACTIVE, lcm, why, NULL, extra);
+	}
 }
 
 static void on_event(sup *s, json_t *ev)

@@ -542,6 +542,7 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 	uint64_t qstart;
 	lc_lcm lcm;
 	lc_state final;
+	int changed = 0;
 	int r = lc_load_vm(root, id, &db, &vm, err);
 
 	if (r < 0)
@@ -560,16 +561,18 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 		/* a nic-attach/detach whose qvm died: complete or undo it */
 		lc_db_close(TAKE_PTR(db));
 		r = lc_nic_recover_vm(root, id, err);
-		if (r != 0)
+		if (r < 0)
 			return r;
+		changed = r > 0;
 		r = lc_load_vm(root, id, &db, &vm, err);
 		if (r < 0)
 			return r;
 	}
+	/* then, whatever the nic recovery did, a QEMU nobody supervises */
 	if (vm->state != LC_ACTIVE || lc_vm_supervised(vm)) {
 		if (ret_settle)
-			*ret_settle = has_intents(db, id);
-		return 0;
+			*ret_settle = changed || has_intents(db, id);
+		return changed;
 	}
 	lc_find_qemu(vm, &qpid, &qstart);
 	target = vm->target ? util_xstrdup(vm->target) : NULL;

@@ -113,6 +113,28 @@ is "$(qemu_of "$duuid")" "" "... not restarted"
 like "$(reasons d | tail -1)" "^POWEROFF powered off \(qemu was killed by signal 9 .*during the shutdown\)" \
 	"history says so"
 
+# a guest that reboots while a shutdown is under way: the shutdown's state
+# (and its target) stays, the reboot is one history record
+define rs "qvm.acpi=ignore qvm.reboot=5"
+rslog=$(console_log rs)
+run "$QVM" start rs
+is "$RC" 0 "start rs (ignores ACPI, reboots after 5 s)" || diag "$ERR"
+wait_ready rs || explain rs
+run "$QVM" poweroff rs --timeout 60 --no-wait
+is "$RC" 0 "poweroff --no-wait" || diag "$ERR"
+n=$(grep -a -n '^QVM-READY' "$rslog" | head -1 | cut -d: -f1)
+if wait_for_file_line "$rslog" '^QVM-REBOOT$' 20 && wait_ready rs "$TAP_LINENO"; then
+	ok "the guest rebooted during the shutdown"
+else
+	not_ok "the guest rebooted during the shutdown"
+	explain rs
+fi
+is "$(state rs)" ACTIVE/SHUTDOWN "... and the vm is still ACTIVE/SHUTDOWN, not RUNNING"
+like "$(reasons rs | tail -1)" "^ACTIVE/SHUTDOWN the guest rebooted" "... with the reboot in its history"
+run "$QVM" poweroff rs --hard
+is "$RC" 0 "poweroff --hard rs" || diag "$ERR"
+is "$(state rs)" POWEROFF "... POWEROFF"
+
 # ============================================================================
 section "start --no-wait, one console at a time, what qemu inherits, the console log's bound"
 define x "qvm.counter=1"

@@ -26,6 +26,28 @@ int stor_check_local(const char *path, const char *what, const char *fix, util_e
 int stor_check_under(const char *path, const char *const *roots, const char *what,
                      const char *local_fix, const char *hint, char **ret_realpath, util_err *err);
 
+/* What the first bytes of an image file say it is, by the rules of QEMU
+ * 7.2's format probes (the *_probe functions of block/), worked out
+ * in-process so that qemu-img only ever opens a file with its format
+ * given: a file QEMU would probe as VMDK names other files (extents)
+ * that qemu-img would open, devices and FIFOs included. */
+typedef struct stor_probe {
+	char format[16];      /* "qcow2", "raw", "vmdk", "qcow", "qed", "vdi"... */
+	bool vmdk_descriptor; /* vmdk: a text descriptor, its data in extents */
+	unsigned extents;     /* ... the extent lines it has */
+	char *first_extent;   /* ... and the file the first names, or NULL */
+	bool data_file;       /* qcow2: the external data file bit is set */
+	char *data_file_name; /* ... its name (header extension), or NULL */
+} stor_probe;
+
+/* How many bytes of a file stor_probe_buf() looks at. */
+#define STOR_PROBE_LEN 65536
+
+/* Probe the first len bytes of a file (all of it when shorter than
+ * STOR_PROBE_LEN); anything no probe claims is "raw". Never fails. */
+void stor_probe_buf(const void *buf, size_t len, stor_probe *ret);
+void stor_probe_clear(stor_probe *p); /* frees members; NULL-safe */
+
 /* The formats qvm's VMs use. */
 bool stor_format_supported(const char *format);
 

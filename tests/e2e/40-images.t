@@ -5,7 +5,8 @@
 # after the server cuts the connection (in the same run, and after a
 # stall in the next run), checksum mismatch, redirects (http allowed,
 # file:// refused), the size cap, HTTP errors, every hostile image of
-# RELIABILITY.md, VMs on store images (overlay with an explicit backing
+# RELIABILITY.md (imported, and as a vm's disk through create --disk PATH
+# and disk-attach --image PATH), VMs on store images (overlay with an explicit backing
 # format; image delete refused while used), disk-saveas, and crash points
 # in the middle of an import and a delete. Each refusal must leave nothing
 # in the store folder.
@@ -202,6 +203,46 @@ hostile raw-as-qcow2 "$W/small.raw" "contains a raw image but was declared qcow2
 hostile chain "$W/h-chain10.qcow2" "has a backing file \('$W/h-chain9.qcow2'\)"
 hostile loop "$W/h-loop.qcow2" "has a backing file \('$W/h-loop.qcow2'\)"
 
+# ---- 5a. the same hostile images as a vm's disk: create --disk PATH, disk-attach --image PATH
+# (plus the classic: a VMDK descriptor declared raw whose extent is a FIFO,
+# which a probing qemu-img would open and wait on)
+mkfifo "$W/h-extent.fifo"
+printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 8 FLAT "%s" 0\n' \
+	"$W/h-extent.fifo" >"$W/h-fifo.img"
+run "$QVM" create host --memory 128M --disk 16M
+is "$RC" 0 "a vm to attach hostile images to" || diag "$ERR"
+hid=$(vm_id host)
+vm_folders=$(ls "$QVM_ROOT/vms" | tr '\n' ' ')
+host_files=$(ls -A "$QVM_ROOT/vms/$hid" | tr '\n' ' ')
+host_disks() { "$QVM" --json show host | json '" ".join(str(x["id"]) for x in d["definition"]["disks"])'; }
+hostile_disk() { # NAME FILE FORMAT(or "") ERE
+	local name=$1 file=$2 fmt=$3 re=$4
+	run env QVM_DISK_ROOTS="$W" "$QVM" create "d-$name" --memory 128M --disk "$file${fmt:+,format=$fmt}"
+	is "$RC" 1 "create --disk $name is refused"
+	like "$ERR" "^qvm: cannot create vm 'd-$name': disk 0: .*$re" "... create --disk $name: the reason"
+	like "$("$QVM" show "d-$name" 2>&1)" "no vm named 'd-$name'" "... create --disk $name: no vm"
+	is "$(ls "$QVM_ROOT/vms" | tr '\n' ' ')" "$vm_folders" "... create --disk $name: no vm folder"
+	run env QVM_DISK_ROOTS="$W" "$QVM" disk-attach host --image "$file" ${fmt:+--format "$fmt"}
+	is "$RC" 1 "disk-attach --image $name is refused"
+	like "$ERR" "$re" "... disk-attach --image $name: the reason"
+	is "$(host_disks)" "0" "... disk-attach --image $name: the definition is unchanged"
+	is "$(ls -A "$QVM_ROOT/vms/$hid" | tr '\n' ' ')" "$host_files" "... disk-attach --image $name: no file left"
+	is "$(store_files)" "$expected" "... $name: the store is unchanged"
+}
+hostile_disk backing "$W/h-backing.qcow2" "" "'$W/h-backing.qcow2' has a backing file \('$W/base.qcow2'\)"
+hostile_disk datafile "$W/h-datafile.qcow2" "" "has an external data file \('$W/h-data.bin'\)"
+hostile_disk extents "$W/h-extents.vmdk" "" "is a VMDK made of 3 extent files \(the first is 'h-extents-s001.vmdk'\)"
+hostile_disk extents-raw "$W/h-extents.vmdk" raw "is a VMDK made of 3 extent files"
+hostile_disk flat "$W/h-flat.vmdk" raw "is a VMDK whose data lives in another file \('h-flat-flat.vmdk'\)"
+hostile_disk fifo "$W/h-fifo.img" raw "is a VMDK whose data lives in another file \('$W/h-extent.fifo'\)"
+hostile_disk qcow2-as-raw "$W/base.qcow2" raw "contains a qcow2 image but was declared raw"
+hostile_disk raw-as-qcow2 "$W/small.raw" qcow2 "contains a raw image but was declared qcow2"
+hostile_disk chain "$W/h-chain10.qcow2" "" "has a backing file \('$W/h-chain9.qcow2'\)"
+hostile_disk loop "$W/h-loop.qcow2" "" "has a backing file \('$W/h-loop.qcow2'\)"
+run "$QVM" delete host
+is "$RC" 0 "delete the vm the images were attached to" || diag "$ERR"
+rm -f "$W/h-extent.fifo"
+
 # ---- 5b. crash points: an import or delete killed half-way -------------------------------------
 run env QVM_CRASH_AT=image-commit "$QVM" image import "$W/small.raw" --name crashed
 is "$RC" 99 "an import killed between moving the file and writing its metadata"
@@ -233,8 +274,9 @@ is "$(store_files)" "$expected" "the next store change removes its file; nothing
 # ---- 6. VMs on store images -------------------------------------------------------------------------
 run "$QVM" create vm1 --memory 128M --disk image=base --disk small,bus=scsi
 is "$RC" 0 "create a vm on store images (image=NAME and a bare NAME)" || diag "$ERR"
-d0=$QVM_ROOT/vms/1/disk0.qcow2
-d1=$QVM_ROOT/vms/1/disk1.qcow2
+vm1dir=$QVM_ROOT/vms/$(vm_id vm1)
+d0=$vm1dir/disk0.qcow2
+d1=$vm1dir/disk1.qcow2
 info0=$(qemu-img info --output=json -f qcow2 "$d0")
 is "$(json 'd["backing-filename"], d["backing-filename-format"]' <<<"$info0")" \
 	"$STORE/base.qcow2 qcow2" "disk 0 is an overlay on the store file, backing format qcow2"
@@ -266,7 +308,7 @@ run "$QVM" disk-saveas vm1 7 other
 like "$RC:$ERR" "^1:.*vm 'vm1' has no disk 7" "disk-saveas of a missing disk is refused"
 run "$QVM" create vm2 --memory 128M --disk saved
 is "$RC" 0 "a new vm on the saved image" || diag "$ERR"
-ok "its disk reads the marker through the overlay" marker 1M 0xcd "$QVM_ROOT/vms/2/disk0.qcow2" qcow2
+ok "its disk reads the marker through the overlay" marker 1M 0xcd "$QVM_ROOT/vms/$(vm_id vm2)/disk0.qcow2" qcow2
 
 # disk-saveas of a running vm is refused: a vm whose qemu runs (no guest needed)
 run "$QVM" create vm3 --memory 128M --disk saved

@@ -157,11 +157,13 @@ int lc_vmdef_from_json(json_t *obj, lc_vmdef *ret_def, util_err *err);
 int lc_vmdef_validate(const lc_vmdef *def, util_err *err);
 
 /* Parse a --disk SPEC into a disk (not yet placed on the host):
- *   10G | size=10G                  blank qcow2
+ *   10G | size=10G                  a blank disk: qcow2, or raw with
+ *                                   ,format=raw (then d->format is "raw")
  *   /abs/base.qcow2 | image=PATH    qcow2 overlay on an existing file
  *   NAME | image=NAME               overlay on a store image
- * with options ",bus=virtio|scsi|ide", ",readonly=on|off", ",format=qcow2|raw"
- * (the base's format). */
+ * with options ",bus=virtio|scsi|ide", ",readonly=on|off", and
+ * ",format=qcow2|raw": for a blank disk its own format, for an image the
+ * image's (d->backing_format; the disk on it is always a qcow2 overlay). */
 int lc_disk_parse(const char *spec, lc_disk *ret_disk, util_err *err);
 void lc_disk_clear(lc_disk *d);
 

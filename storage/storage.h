@@ -81,9 +81,10 @@ int stor_inspect(const char *path, const char *declared_format,
 int stor_create_overlay(const char *path, const char *backing_path, const char *backing_format,
                         util_err *err);
 
-/* Create an empty qcow2 image of size_bytes (a non-zero multiple of 512) at
- * path, with the same guarantees as stor_create_overlay(). */
-int stor_create_blank(const char *path, uint64_t size_bytes, util_err *err);
+/* Create an empty image of format ("qcow2", or "raw": a sparse file) and
+ * size_bytes (a non-zero multiple of 512) at path, with the same
+ * guarantees as stor_create_overlay(). */
+int stor_create_blank(const char *path, const char *format, uint64_t size_bytes, util_err *err);
 
 /* Remove the disk file at path (absolute; a regular file, never followed
  * through a symlink). A missing file is success, so an interrupted removal

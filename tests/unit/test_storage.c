@@ -691,7 +691,7 @@ static void test_create(void)
 	ok(r < 0 && strstr(err.msg, "cannot create"), "overlay in a missing folder refused");
 	ok(!exists(P("img/vm4.qcow2")), "refused overlays: no file left");
 
-	r = stor_create_blank(P("img/blank.qcow2"), 64 << 20, &err);
+	r = stor_create_blank(P("img/blank.qcow2"), "qcow2", 64 << 20, &err);
 	is_int(r, 0, "blank disk created");
 	is_int(mode_of(P("img/blank.qcow2")), 0600, "blank: mode 0600 with umask 0");
 	j = qinfo(P("img/blank.qcow2"), "qcow2");
@@ -699,12 +699,28 @@ static void test_create(void)
 	       "blank: virtual size 64M");
 	ok(json_object_get(j, "backing-filename") == NULL, "blank: no backing file");
 	json_decref(j);
-	is_int(stor_create_blank(P("img/blank.qcow2"), 1 << 20, &err), -EEXIST,
+	r = stor_create_blank(P("img/blank.raw"), "raw", 32 << 20, &err);
+	is_int(r, 0, "blank raw disk created");
+	{
+		struct stat st;
+
+		ok(stat(P("img/blank.raw"), &st) == 0 && st.st_size == 32 << 20 &&
+		       (uint64_t)st.st_blocks * 512 < (1u << 20),
+		   "blank raw: a sparse file of the full size");
+	}
+	is_int(mode_of(P("img/blank.raw")), 0600, "blank raw: mode 0600");
+	j = qinfo(P("img/blank.raw"), "raw");
+	is_str(json_string_value(json_object_get(j, "format")), "raw", "blank raw: qemu-img reads raw");
+	json_decref(j);
+	is_int(stor_create_blank(P("img/blank.vdi"), "vdi", 1 << 20, &err), -ENOTSUP,
+	       "blank of another format refused");
+	ok(!exists(P("img/blank.vdi")), "... nothing made");
+	is_int(stor_create_blank(P("img/blank.qcow2"), "qcow2", 1 << 20, &err), -EEXIST,
 	       "blank over an existing file refused");
-	is_int(stor_create_blank(P("img/odd.qcow2"), 1000, &err), -EINVAL,
+	is_int(stor_create_blank(P("img/odd.qcow2"), "qcow2", 1000, &err), -EINVAL,
 	       "size not a multiple of 512 refused");
-	is_int(stor_create_blank(P("img/zero.qcow2"), 0, &err), -EINVAL, "size 0 refused");
-	ok(stor_create_blank(P("img/huge.qcow2"), UINT64_MAX - 511, &err) < 0,
+	is_int(stor_create_blank(P("img/zero.qcow2"), "qcow2", 0, &err), -EINVAL, "size 0 refused");
+	ok(stor_create_blank(P("img/huge.qcow2"), "qcow2", UINT64_MAX - 511, &err) < 0,
 	   "absurd size refused by qemu-img");
 	ok(!exists(P("img/huge.qcow2")) && temp_files(img_dir) == 0, "absurd size: nothing left");
 
@@ -716,14 +732,14 @@ static void test_create(void)
 	                               "exit 1\n");
 	chmod(P("fake-qemu-img"), 0700);
 	setenv("QVM_QEMU_IMG", P("fake-qemu-img"), 1);
-	r = stor_create_blank(P("img/fail.qcow2"), 1 << 20, &err);
+	r = stor_create_blank(P("img/fail.qcow2"), "qcow2", 1 << 20, &err);
 	ok(r == -EIO && strstr(err.msg, "disk full"), "failing qemu-img: its error is passed on");
 	if (r != -EIO)
 		diag("%d %s", r, err.msg);
 	ok(!exists(P("img/fail.qcow2")), "failing qemu-img: no file left");
 	is_int(temp_files(img_dir), 0, "failing qemu-img: half-written temporary file removed");
 	setenv("QVM_QEMU_IMG", P("no-such-qemu-img"), 1);
-	r = stor_create_blank(P("img/fail.qcow2"), 1 << 20, &err);
+	r = stor_create_blank(P("img/fail.qcow2"), "qcow2", 1 << 20, &err);
 	ok(r < 0 && !exists(P("img/fail.qcow2")) && temp_files(img_dir) == 0,
 	   "missing qemu-img: refused, nothing left");
 	unsetenv("QVM_QEMU_IMG");
@@ -792,7 +808,7 @@ static void test_disk_ops(void)
 	const char *d = P("img/ops,disk.qcow2"); /* a comma: --image-opts escaping */
 	int r;
 
-	r = stor_create_blank(d, 8 << 20, &err);
+	r = stor_create_blank(d, "qcow2", 8 << 20, &err);
 	is_int(r, 0, "ops: blank disk with a comma in its name");
 	is_int(stor_resize(d, "qcow2", 16 << 20, false, &err), 0, "resize: grow to 16M");
 	r = stor_disk_info(d, "qcow2", &j, &err);

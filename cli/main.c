@@ -121,7 +121,8 @@ static const cli_command commands[] = {
 	  "  TAG           the snapshot's name (letters, digits, '.', '_', '-'; default snap-ID)\n"
 	  "  --no-memory   a running vm: its disks only (the guest is paused meanwhile)\n"
 	  "At most 10 snapshots per vm, or snapshots.max (qvm update NAME snapshots.max=N);\n"
-	  "the oldest is deleted when a new one would pass it. Every disk must be qcow2.\n" },
+	  "once a new one is taken past it, the oldest is deleted. Every disk must be qcow2;\n"
+	  "a TAG a disk already holds (a disk snapshot) is refused.\n" },
 	{ "snapshot-revert", cli_cmd_snapshot_revert, "NAME SNAP",
 	  "go back to a snapshot (id or tag): a running vm continues from the saved moment",
 	  "A snapshot without memory is reverted with the vm off; a stopped vm gets its disks back.\n" },

@@ -512,8 +512,10 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
 
 /* Take a snapshot of every qcow2 disk: of a running or paused VM with its
  * memory (QEMU's snapshot-save job; disks only with no_memory), of a
- * stopped one with qemu-img. tag may be NULL ("snap-<id>"). Beyond the
- * maximum the oldest snapshot is deleted first. *ret_snap (may be NULL)
+ * stopped one with qemu-img. tag may be NULL ("snap-<id>", or the first
+ * "snap-<id>-N" no disk holds); a tag the tree or a disk already holds is
+ * refused (-EEXIST). Once the new snapshot is recorded, the oldest are
+ * deleted while there are more than the maximum. *ret_snap (may be NULL)
  * gets the new snapshot (new reference). */
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag, bool no_memory,
 			  const lc_run_opts *opts, json_t **ret_snap, util_err *err);

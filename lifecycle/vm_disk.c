@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "snapshot.h"
 #include "storage/storage.h"
 
 #define ATTACH_OP "disk-attach"
@@ -952,7 +953,7 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	lc_disk dcopy = { 0 };
 	disk_op dop;
 	lc_disk *d = NULL;
-	json_t *snap = NULL;
+	json_t *snap = NULL, *vsnap = NULL;
 	int r;
 
 	if (op == LC_DSNAP_CREATE) {
@@ -1004,6 +1005,25 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		goto out;
 	}
 	snap = snap_find(list, tag);
+	/* a vm snapshot's part of this disk is the vm snapshot's: its name is
+	 * not taken again, and it goes only with snapshot-delete */
+	if (op == LC_DSNAP_CREATE && (vsnap = lc_snap_of_disk(dop.vm, disk_id, tag))) {
+		r = util_err_set(err, -EEXIST,
+				 "cannot create a snapshot of disk %u of '%s': '%s' is the tag of vm snapshot %" PRId64 ", which disk %u is part of; choose another tag",
+				 disk_id, dop.h.name, tag, (int64_t)json_integer_value(json_object_get(vsnap, "id")),
+				 disk_id);
+		goto out;
+	}
+	if (op == LC_DSNAP_DELETE && snap &&
+	    (vsnap = lc_snap_of_disk(dop.vm, disk_id, json_string_value(json_object_get(snap, "name"))))) {
+		const char *vtag = json_string_value(json_object_get(vsnap, "tag"));
+
+		r = util_err_set(err, -EPERM,
+				 "cannot delete snapshot '%s' of disk %u of '%s': it is disk %u's part of vm snapshot %" PRId64 " '%s'; delete that with qvm snapshot-delete %s %s",
+				 vtag, disk_id, dop.h.name, disk_id,
+				 (int64_t)json_integer_value(json_object_get(vsnap, "id")), vtag, dop.h.name, vtag);
+		goto out;
+	}
 	if (op == LC_DSNAP_CREATE && snap) {
 		r = util_err_set(err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
 				 disk_id, dop.h.name, tag, json_string_value(json_object_get(snap, "id")));

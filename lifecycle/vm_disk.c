@@ -782,7 +782,119 @@ static int medium_of(qmp_client *q, const char *dev, char **ret_node, char **ret
 	return 0;
 }
 
-static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, util_err *err)
+/* blockdev-add of a read-only raw node on iso, named `node`. */
+static int cdrom_node_add(qmp_client *q, const char *node, const char *iso, util_err *err)
+{
+	return qmp_run(q, "blockdev-add",
+		       json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "node-name", node, "driver", "raw",
+				 "read-only", 1, "file", "driver", "file", "filename", iso, "read-only", 1),
+		       NULL, err);
+}
+
+/* A fresh node name for a medium: the old medium's may still be in use. */
+static void cdrom_node_name(char *buf, size_t len)
+{
+	snprintf(buf, len, "cdrom0-%" PRIx64, (uint64_t)util_realtime_ms());
+}
+
+/* Put node (NULL: none) into the drive: open the tray, take out what is
+ * there, insert node, close the tray. change: a change asked for (its
+ * crash and failure points apply), not a restore. */
+static int cdrom_put(qmp_client *q, const char *node, bool change, util_err *err)
+{
+	int r = qmp_run(q, "blockdev-open-tray", json_pack("{s:s, s:b}", "id", "cdrom0", "force", 1),
+			NULL, err);
+
+	if (r == 0)
+		r = qmp_run(q, "blockdev-remove-medium", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
+	if (r == 0 && change)
+		util_crash_point("cdrom-after-remove");
+	if (r == 0 && node) {
+		if (change)
+			r = util_fail_point("cdrom-before-insert", err);
+		if (r == 0)
+			r = qmp_run(q, "blockdev-insert-medium",
+				    json_pack("{s:s, s:s}", "id", "cdrom0", "node-name", node), NULL, err);
+	}
+	if (r == 0)
+		r = qmp_run(q, "blockdev-close-tray", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
+	return r;
+}
+
+/* Delete the cd-rom media nodes ("cdrom0" from the command line, "cdrom0-*"
+ * added since) that are not in the drive: an old medium once its
+ * successor is in, a new one a failure or crash left out. */
+static void cdrom_drop_spare(qmp_client *q, const char *keep)
+{
+	_cleanup_json_ json_t *list = NULL;
+	util_err ignored = { 0 };
+	json_t *e;
+	size_t i;
+
+	if (qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list, &ignored) < 0)
+		return;
+	json_array_foreach(list, i, e) {
+		const char *n = json_string_value(json_object_get(e, "node-name"));
+
+		if (!n || util_streq(n, keep) || !(util_streq(n, "cdrom0") || util_startswith(n, "cdrom0-")))
+			continue;
+		qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", n), NULL, &ignored);
+		util_err_clear(&ignored);
+	}
+}
+
+/* Make the drive hold iso (NULL: empty), as the definition says: after a
+ * failed or interrupted change, the old medium goes back in. Its node is
+ * still there (a change deletes the old node last), else a new one is
+ * made. */
+static int cdrom_restore(qmp_client *q, const char *iso, util_err *err)
+{
+	_cleanup_free_ char *mnode = NULL, *mfile = NULL;
+	_cleanup_json_ json_t *list = NULL;
+	char fresh[40];
+	const char *node = NULL;
+	bool found;
+	json_t *e;
+	size_t i;
+	int r = medium_of(q, "cdrom0", &mnode, &mfile, &found, err);
+
+	if (r < 0 || !found)
+		return r;
+	if (iso ? util_streq(mfile, iso) : !mfile) {
+		cdrom_drop_spare(q, mnode);
+		return 0;
+	}
+	if (iso) {
+		r = qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list, err);
+		if (r < 0)
+			return r;
+		json_array_foreach(list, i, e) {
+			const char *n = json_string_value(json_object_get(e, "node-name"));
+
+			if (n && (util_streq(n, "cdrom0") || util_startswith(n, "cdrom0-")) &&
+			    util_streq(json_string_value(json_object_get(e, "file")), iso))
+				node = n;
+		}
+		if (!node) {
+			cdrom_node_name(fresh, sizeof(fresh));
+			r = cdrom_node_add(q, fresh, iso, err);
+			if (r < 0)
+				return r;
+			node = fresh;
+		}
+	}
+	r = cdrom_put(q, node, false, err);
+	if (r == 0)
+		cdrom_drop_spare(q, node);
+	return r;
+}
+
+/* Change the medium of a running vm's drive to iso (NULL: eject). The new
+ * node is added first and the old one deleted last, so that a failure
+ * part way puts the old medium back (and a crash leaves it for
+ * lc_disk_settle() to put back); the new node never outlives a failure. */
+static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, const char *old_iso,
+		      util_err *err)
 {
 	_cleanup_free_ char *old = NULL, *file = NULL;
 	char node[40];
@@ -796,37 +908,29 @@ static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, util_e
 				    "vm '%s' has no cd-rom drive (it started without an ISO); change the cd-rom while it is off",
 				    vmname);
 	if (iso) {
-		/* a fresh node name: the old medium's may still be in use */
-		snprintf(node, sizeof(node), "cdrom0-%" PRIx64, (uint64_t)util_realtime_ms());
-		r = qmp_run(q, "blockdev-add",
-			    json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "node-name", node, "driver",
-				      "raw", "read-only", 1, "file", "driver", "file", "filename", iso,
-				      "read-only", 1),
-			    NULL, err);
+		cdrom_node_name(node, sizeof(node));
+		r = cdrom_node_add(q, node, iso, err);
 		if (r < 0)
 			return r;
 	}
-	r = qmp_run(q, "blockdev-open-tray", json_pack("{s:s, s:b}", "id", "cdrom0", "force", 1), NULL,
-		    err);
-	if (r == 0)
-		r = qmp_run(q, "blockdev-remove-medium", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
-	if (r == 0 && old) {
+	r = cdrom_put(q, iso ? node : NULL, true, err);
+	if (r < 0) {
 		util_err ignored = { 0 };
 
-		qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", old), NULL, &ignored);
+		/* the drive back to what the definition says, the new node gone */
+		cdrom_restore(q, old_iso, &ignored);
+		if (iso)
+			qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, &ignored);
+		return r;
 	}
-	if (r == 0 && iso)
-		r = qmp_run(q, "blockdev-insert-medium",
-			    json_pack("{s:s, s:s}", "id", "cdrom0", "node-name", node), NULL, err);
-	if (r == 0)
-		r = qmp_run(q, "blockdev-close-tray", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
-	return r;
+	cdrom_drop_spare(q, iso ? node : NULL);
+	return 0;
 }
 
 int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_disk_opts *o,
 		json_t **ret_json, util_err *err)
 {
-	_cleanup_free_ char *real = NULL;
+	_cleanup_free_ char *real = NULL, *old_iso = NULL;
 	disk_op op;
 	int r = op_hold(&op, root, name, o, err);
 
@@ -846,6 +950,7 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 		r = copy_def(&op.vm->def, &op.nd, err);
 	if (r < 0)
 		goto out;
+	old_iso = op.vm->def.cdrom ? util_xstrdup(op.vm->def.cdrom) : NULL;
 	free(op.nd.cdrom);
 	op.nd.cdrom = real ? util_xstrdup(real) : NULL;
 	r = op_record(&op, CDROM_OP,
@@ -857,7 +962,7 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 	if (op.live) {
 		r = op_connect(&op, err);
 		if (r == 0)
-			r = cdrom_live(op.q, op.h.name, real, err);
+			r = cdrom_live(op.q, op.h.name, real, old_iso, err);
 		if (r < 0) {
 			op_roll_back(&op, "cd-rom change failed");
 			util_err_prefix(err, "cannot change the cd-rom of '%s'", op.h.name);
@@ -1212,9 +1317,15 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 
 		if (live && (r = medium_of(q, "cdrom0", &mnode, &mfile, &found, err)) < 0)
 			goto out;
-		/* live: the definition follows what the drive holds now */
+		/* live: the change is finished if the drive holds what was
+		 * asked for; otherwise the old medium goes back in (its node is
+		 * still there: a change deletes it last), as the definition says */
 		if (live)
 			forward = iso ? util_streq(mfile, iso) : !mfile;
+		if (live && forward)
+			cdrom_drop_spare(q, mnode);
+		if (live && !forward && (r = cdrom_restore(q, vm->def.cdrom, err)) < 0)
+			goto out;
 		free(nd.cdrom);
 		nd.cdrom = iso ? util_xstrdup(iso) : NULL;
 		r = finish(root, vm->id, seq, forward ? &nd : NULL, true, back,

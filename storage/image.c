@@ -701,6 +701,7 @@ int stor_image_save_disk(const char *root, const char *name, const char *disk_pa
 		util_err_errno(err, r, "cannot read the new image");
 		goto fail;
 	}
+	util_crash_point("saveas-after-convert");
 	r = stor_inspect(tmp, "qcow2", NULL, &info, err);
 	if (r < 0)
 		goto fail;

@@ -56,14 +56,21 @@ bool stor_format_supported(const char *format);
 int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Next to a partial download, "<partial>" STOR_VALIDATOR_SUFFIX holds
+ * the validator (strong ETag, else Last-Modified) of the response its
+ * bytes came from; it goes with the partial file. */
+#define STOR_VALIDATOR_SUFFIX ".validator"
+
 /* Download url into the file at partial_path (created 0600, or resumed
- * from its current length with a Range request), hashing the whole file
- * from its start into ret_hex. The partial file is kept when the transfer
- * was interrupted (so the next call resumes) and removed when resuming
- * makes no sense (size cap, a refused redirect, an HTTP error on a fresh
- * start). Only http and https, also after redirects. On success *ret_fd
- * is the complete file, still locked (flock) against another download of
- * the same name and URL until the caller closes it. */
+ * from its current length with a Range request and If-Range on its
+ * validator: a server whose file changed sends it whole, and the download
+ * starts over; without a validator it starts over too), hashing the whole
+ * file from its start into ret_hex. A failure keeps the partial file (so
+ * that the next call resumes) unless resuming makes no sense: the size
+ * cap, a refused redirect, nothing downloaded yet. Only http and https,
+ * also after redirects. On success *ret_fd is the complete file, still
+ * locked (flock) against another download of the same name and URL until
+ * the caller closes it. */
 int stor_download(const char *url, const char *partial_path, const stor_import_opts *o,
                   int *ret_fd, char ret_hex[65], uint64_t *ret_size, util_err *err);
 

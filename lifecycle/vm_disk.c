@@ -4,8 +4,10 @@
  * an intent before its first step; lc_disk_settle() completes or rolls back
  * one a crashed qvm left behind, looking at what QEMU, the definition and
  * the files really hold. */
+#include <dirent.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "run.h"
 #include "snapshot.h"
@@ -16,6 +18,7 @@
 #define RESIZE_OP "disk-resize"
 #define CDROM_OP "cdrom"
 #define DSNAP_OP "disk-snapshot"
+#define PROLOG_OP "disk-prolog"
 
 /* ---- journal helpers ------------------------------------------------------------ */
 
@@ -1181,6 +1184,125 @@ out:
 	return op_end(&dop, r);
 }
 
+/* ---- PROLOG: missing disks made at start ------------------------------------------------ */
+
+size_t lc_prolog_missing(const lc_vmdef *def, unsigned ids[LC_DISKS_MAX])
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < def->n_disks && n < LC_DISKS_MAX; i++) {
+		const lc_disk *d = &def->disks[i];
+		struct stat st;
+
+		if (d->owned && d->path && lstat(d->path, &st) < 0 && errno == ENOENT)
+			ids[n++] = d->id;
+	}
+	return n;
+}
+
+/* Temporary files of a disk creation (storage's ".qvm-create-*") that a
+ * crash left in the vm's folder: nothing else makes files there while the
+ * VM lock is held. */
+static void drop_create_temps(const char *vmdir)
+{
+	DIR *dir = opendir(vmdir);
+	struct dirent *e;
+
+	if (!dir)
+		return;
+	while ((e = readdir(dir)))
+		if (util_startswith(e->d_name, ".qvm-create-")) {
+			_cleanup_free_ char *path = util_xasprintf("%s/%s", vmdir, e->d_name);
+
+			unlink(path);
+		}
+	closedir(dir);
+}
+
+static char *vmdir_of(const char *root, uint64_t id)
+{
+	return util_xasprintf("%s/vms/%" PRIu64, root, id);
+}
+
+/* Remove the files of disks ids of def (missing is fine). */
+static int remove_made(const lc_vmdef *def, const unsigned *ids, size_t n, util_err *err)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const lc_disk *d = find_disk((lc_vmdef *)def, ids[i]);
+		int k;
+
+		if (d && d->owned && (k = stor_remove_disk(d->path, false, err)) < 0 && r == 0)
+			r = k;
+	}
+	return r;
+}
+
+int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_prolog_disks *ret,
+			 util_err *err)
+{
+	_cleanup_free_ char *vmdir = vmdir_of(root, id);
+	lc_prolog_disks p = { 0 };
+	json_t *disks;
+	int r;
+
+	p.n = lc_prolog_missing(def, p.ids);
+	if (p.n == 0) {
+		*ret = p;
+		return 0;
+	}
+	disks = json_array();
+	for (size_t i = 0; i < p.n; i++)
+		json_array_append_new(disks, json_integer(p.ids[i]));
+	{
+		_cleanup_db_ lc_db *db = NULL;
+
+		r = open_writer(root, &db, err);
+		if (r == 0)
+			r = append_intent(db, PROLOG_OP, id, json_pack("{s:o}", "disks", disks), &p.seq, err);
+		else
+			json_decref(disks);
+		if (r < 0)
+			return r;
+	}
+	r = util_mkdir_p(vmdir, 0700, err);
+	if (r == 0)
+		drop_create_temps(vmdir);
+	for (size_t i = 0; i < p.n && r == 0; i++) {
+		const lc_disk *d = find_disk((lc_vmdef *)def, p.ids[i]);
+
+		r = d ? lc_make_disk(d, err) : util_err_set(err, -ENOENT, "disk %u is gone", p.ids[i]);
+	}
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		lc_prolog_disks_end(root, id, def, &p, false, &ignored);
+		return util_err_prefix(err, "cannot make the missing disks");
+	}
+	*ret = p;
+	return 0;
+}
+
+int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
+			const lc_prolog_disks *p, bool ok, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_free_ char *vmdir = vmdir_of(root, id);
+	int r;
+
+	if (!p || !p->seq)
+		return 0;
+	if (!ok) {
+		util_err ignored = { 0 };
+
+		remove_made(def, p->ids, p->n, &ignored);
+		drop_create_temps(vmdir);
+	}
+	r = open_writer(root, &db, err);
+	return r < 0 ? r : append_done(db, p->seq, ok ? "ok" : "rolled-back", err);
+}
+
 /* ---- recovery -------------------------------------------------------------------------------- */
 
 /* Settle one intent. q is the vm's QEMU when it runs, else NULL. Decides
@@ -1331,6 +1453,28 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 		r = finish(root, vm->id, seq, forward ? &nd : NULL, true, back,
 			   forward ? "cd-rom changed (finished after a crash)" : "cd-rom change interrupted; rolled back",
 			   forward ? "ok" : "rolled-back", err);
+	} else if (util_streq(op, PROLOG_OP)) {
+		/* a start that died in PROLOG (rolled back to its old state by
+		 * then): the disks it made were not there before it */
+		unsigned ids[LC_DISKS_MAX];
+		size_t n = 0;
+		json_t *v;
+		size_t i;
+		_cleanup_free_ char *vmdir = vmdir_of(root, vm->id);
+
+		json_array_foreach(json_object_get(data, "disks"), i, v)
+			if (n < LC_DISKS_MAX)
+				ids[n++] = (unsigned)json_integer_value(v);
+		if (vm->state == LC_ACTIVE && vm->lcm != LC_LCM_PROLOG) {
+			/* it went on to run: what it made is in use */
+			r = finish(root, vm->id, seq, NULL, false, back, NULL, "ok", err);
+			goto out;
+		}
+		r = remove_made(&vm->def, ids, n, err);
+		if (r == 0)
+			drop_create_temps(vmdir);
+		if (r == 0)
+			r = finish(root, vm->id, seq, NULL, false, back, NULL, "rolled-back", err);
 	} else {
 		/* a disk snapshot: atomic in qemu, only the state is left */
 		r = finish(root, vm->id, seq, NULL, true, back, "disk snapshot interrupted", "ok", err);
@@ -1344,7 +1488,7 @@ out:
 static bool our_op(const char *op)
 {
 	return util_streq(op, ATTACH_OP) || util_streq(op, DETACH_OP) || util_streq(op, RESIZE_OP) ||
-	       util_streq(op, CDROM_OP) || util_streq(op, DSNAP_OP);
+	       util_streq(op, CDROM_OP) || util_streq(op, DSNAP_OP) || util_streq(op, PROLOG_OP);
 }
 
 int lc_disk_settle(const char *root, uint64_t id, util_err *err)

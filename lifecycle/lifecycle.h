@@ -452,7 +452,8 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 
 /* ---- disks of a vm: attach, detach, resize, cd-rom, snapshots (vm_disk.c) */
 
-/* On a running vm (ACTIVE/RUNNING) these change QEMU and the definition,
+/* On a running vm (ACTIVE/RUNNING; resize, cd-rom and disk snapshots also
+ * ACTIVE/PAUSED) these change QEMU and the definition,
  * in ACTIVE/HOTPLUG (ACTIVE/SNAPSHOT for snapshots) meanwhile; on a vm that
  * is off (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED) the definition and
  * files only. Each is journalled as an intent: a crash part way is completed

@@ -133,6 +133,18 @@ else
 fi
 is "$(disk_size g 1)" $((48 << 20)) "the definition has the new size"
 
+# a paused vm: resize (and cd-rom, disk snapshots) work and it stays paused;
+# attach and detach need it running
+run "$QVM" pause g
+is "$RC" 0 "pause g" || diag "$ERR"
+run "$QVM" disk-resize g 1 56M
+is "$RC:$(disk_size g 1):$(state g)" "0:$((56 << 20)):ACTIVE/PAUSED" "disk-resize of a paused vm works; it stays ACTIVE/PAUSED"
+run "$QVM" disk-attach g --size 8M
+is "$RC" 1 "disk-attach of a paused vm is refused"
+like "$ERR" "it is ACTIVE/PAUSED; this needs ACTIVE/RUNNING or a vm that is off" "... naming the states it needs"
+run "$QVM" unpause g
+is "$RC:$(state g)" "0:ACTIVE/RUNNING" "unpause g"
+
 # ---- live disk snapshot -----------------------------------------------------------
 run "$QVM" disk-snapshot-create g 1 live1
 is "$RC" 0 "disk-snapshot-create on a running vm" || diag "$ERR"

@@ -430,7 +430,7 @@ static int check_unique(const target *t, const char *vmname, const char *tag,
 	for (size_t d = 0; d < t->n; d++)
 		if (count[d] > 1)
 			return util_err_set(err, -ENOTUNIQ,
-					    "disk %u of '%s' holds %u internal snapshots named '%s', so qvm cannot tell which one belongs to the vm snapshot; see qvm disk-snapshot-list %s %u (one was not made by qvm: remove it with qemu-img while the vm is off)",
+					    "disk %u of '%s' holds %u internal snapshots named '%s', so qvm cannot tell which one belongs to the vm snapshot and leaves both alone (one was made outside qvm; see qvm disk-snapshot-list %s %u)",
 					    t->ids[d], vmname, count[d], tag, vmname, t->ids[d]);
 	return 0;
 }

@@ -8,10 +8,10 @@
 
 #include "storage/internal.h"
 
-#define QCOW_MAGIC "QFI\xfb"
+#define QCOW_MAGIC               "QFI\xfb"
 #define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
-#define QCOW2_EXT_DATA_FILE 0x44415441u /* "DATA" */
-#define EXTENT_NAME_MAX 1024
+#define QCOW2_EXT_DATA_FILE      0x44415441u /* "DATA" */
+#define EXTENT_NAME_MAX          1024
 
 static uint32_t be32(const unsigned char *p)
 {
@@ -153,7 +153,7 @@ void stor_probe_buf(const void *vbuf, size_t len, stor_probe *ret)
 	} else if (starts(buf, len, "LUKS\xba\xbe", 6)) {
 		fmt = "luks";
 	} else if (starts(buf, len, "WithoutFreeSpace", 16) ||
-		   starts(buf, len, "WithouFreSpacExt", 16)) {
+	           starts(buf, len, "WithouFreSpacExt", 16)) {
 		fmt = "parallels";
 	} else if (starts(buf, len, "Bochs Virtual HD Image", 22)) {
 		fmt = "bochs";

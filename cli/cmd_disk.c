@@ -140,8 +140,6 @@ int cli_cmd_disk_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 
 	if (r == 0 && !!a.size == !!a.image)
 		r = cli_usage(err, "give --size SIZE (a blank disk) or --image PATH|NAME (an overlay on an image)");
-	if (r == 0 && a.size && a.format)
-		r = cli_usage(err, "--format describes an --image; a blank disk is always qcow2");
 	if (r == 0 && a.size)
 		r = util_parse_size(a.size, &d.size, err);
 	if (r == 0 && a.image && a.image[0] != '/')
@@ -153,7 +151,11 @@ int cli_cmd_disk_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	if (r == 0) {
 		d.source = util_xstrdup(a.size ? a.size : a.image);
 		d.readonly = a.readonly;
-		d.backing_format = a.format ? util_xstrdup(a.format) : NULL;
+		/* --format: a blank disk's own format, or the image's */
+		if (a.size)
+			d.format = a.format ? util_xstrdup(a.format) : NULL;
+		else
+			d.backing_format = a.format ? util_xstrdup(a.format) : NULL;
 		r = lc_vm_disk_attach(ctx->root, a.ops[0], &d, &a.opts, &res, err);
 	}
 	lc_disk_clear(&d);

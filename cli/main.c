@@ -15,10 +15,11 @@ static const cli_command commands[] = {
 	  "  --memory SIZE          memory, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
 	  "  --vcpus N              virtual CPUs (default 1)\n"
 	  "  --disk SPEC            a disk, repeatable:\n"
-	  "                           SIZE            a blank qcow2 disk (10G)\n"
+	  "                           SIZE            a blank disk (10G): qcow2, or raw with ,format=raw\n"
 	  "                           PATH            a qcow2 overlay on an image file\n"
 	  "                           NAME            a qcow2 overlay on a store image (image=NAME)\n"
-	  "                           options: ,bus=virtio|scsi|ide ,readonly=on ,format=qcow2|raw (the image's)\n"
+	  "                           options: ,bus=virtio|scsi|ide ,readonly=on\n"
+	  "                           ,format=qcow2|raw (a blank disk's own format; for PATH or NAME the image's)\n"
 	  "  --nic SPEC             NETWORK[,mac=MAC][,ip=IP][,model=virtio|e1000], repeatable\n"
 	  "  --cdrom ISO            an ISO image on an ide cdrom (pc, q35)\n"
 	  "  --kernel F --initrd F --append S   boot a kernel directly\n"
@@ -89,9 +90,9 @@ static const cli_command commands[] = {
 	{ "disk-attach", cli_cmd_disk_attach,
 	  "NAME --size SIZE | --image IMAGE|PATH [--format qcow2|raw] [--bus virtio|scsi|ide] [--readonly]",
 	  "add a disk: hot-plugged into a running vm, or to the definition of one that is off",
-	  "  --size SIZE            a blank qcow2 disk (10G)\n"
+	  "  --size SIZE            a blank disk (10G): qcow2, or raw with --format raw\n"
 	  "  --image IMAGE|PATH     a qcow2 overlay on a store image, or on an image file\n"
-	  "                         (its --format, default qcow2)\n"
+	  "                         (--format: the image's, default qcow2)\n"
 	  "  --bus virtio|scsi|ide  default virtio; ide only while the vm is off\n"
 	  "  --readonly             the guest cannot write to it\n" },
 	{ "disk-detach", cli_cmd_disk_detach, "NAME DISK_ID [--timeout S]",
@@ -133,7 +134,8 @@ static const cli_command commands[] = {
 	  "  TAG           the snapshot's name (letters, digits, '.', '_', '-'; default snap-ID)\n"
 	  "  --no-memory   a running vm: its disks only (the guest is paused meanwhile)\n"
 	  "At most 10 snapshots per vm, or snapshots.max (qvm update NAME snapshots.max=N);\n"
-	  "the oldest is deleted when a new one would pass it. Every disk must be qcow2.\n" },
+	  "once a new one is taken past it, the oldest is deleted. Every disk must be qcow2;\n"
+	  "a TAG a disk already holds (a disk snapshot) is refused.\n" },
 	{ "snapshot-revert", cli_cmd_snapshot_revert, "NAME SNAP",
 	  "go back to a snapshot (id or tag): a running vm continues from the saved moment",
 	  "A snapshot without memory is reverted with the vm off; a stopped vm gets its disks back.\n" },

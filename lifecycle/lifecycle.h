@@ -157,11 +157,13 @@ int lc_vmdef_from_json(json_t *obj, lc_vmdef *ret_def, util_err *err);
 int lc_vmdef_validate(const lc_vmdef *def, util_err *err);
 
 /* Parse a --disk SPEC into a disk (not yet placed on the host):
- *   10G | size=10G                  blank qcow2
+ *   10G | size=10G                  a blank disk: qcow2, or raw with
+ *                                   ,format=raw (then d->format is "raw")
  *   /abs/base.qcow2 | image=PATH    qcow2 overlay on an existing file
  *   NAME | image=NAME               overlay on a store image
- * with options ",bus=virtio|scsi|ide", ",readonly=on|off", ",format=qcow2|raw"
- * (the base's format). */
+ * with options ",bus=virtio|scsi|ide", ",readonly=on|off", and
+ * ",format=qcow2|raw": for a blank disk its own format, for an image the
+ * image's (d->backing_format; the disk on it is always a qcow2 overlay). */
 int lc_disk_parse(const char *spec, lc_disk *ret_disk, util_err *err);
 void lc_disk_clear(lc_disk *d);
 
@@ -466,7 +468,8 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 
 /* ---- disks of a vm: attach, detach, resize, cd-rom, snapshots (vm_disk.c) */
 
-/* On a running vm (ACTIVE/RUNNING) these change QEMU and the definition,
+/* On a running vm (ACTIVE/RUNNING; resize, cd-rom and disk snapshots also
+ * ACTIVE/PAUSED) these change QEMU and the definition,
  * in ACTIVE/HOTPLUG (ACTIVE/SNAPSHOT for snapshots) meanwhile; on a vm that
  * is off (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED) the definition and
  * files only. Each is journalled as an intent: a crash part way is completed
@@ -569,8 +572,10 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
 
 /* Take a snapshot of every qcow2 disk: of a running or paused VM with its
  * memory (QEMU's snapshot-save job; disks only with no_memory), of a
- * stopped one with qemu-img. tag may be NULL ("snap-<id>"). Beyond the
- * maximum the oldest snapshot is deleted first. *ret_snap (may be NULL)
+ * stopped one with qemu-img. tag may be NULL ("snap-<id>", or the first
+ * "snap-<id>-N" no disk holds); a tag the tree or a disk already holds is
+ * refused (-EEXIST). Once the new snapshot is recorded, the oldest are
+ * deleted while there are more than the maximum. *ret_snap (may be NULL)
  * gets the new snapshot (new reference). */
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag, bool no_memory,
 			  const lc_run_opts *opts, json_t **ret_snap, util_err *err);

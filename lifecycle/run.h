@@ -99,8 +99,34 @@ int lc_place_disk(lc_db *db, uint64_t id, lc_disk *d, const char *const *roots, 
 /* Make a placed disk's file (blank or overlay). */
 int lc_make_disk(const lc_disk *d, util_err *err);
 
-/* Complete or roll back the disk operations (disk-*, cdrom) a crashed qvm
- * left on VM id. With the VM lock held; the journal is opened as needed. */
+/* PROLOG's disks: the owned disk files of def that are missing (after a
+ * recreate or a create that failed part way, a definition whose files were
+ * lost) are made again at start. */
+typedef struct lc_prolog_disks {
+	uint64_t seq;               /* the intent, 0 when nothing was missing */
+	size_t n;
+	unsigned ids[LC_DISKS_MAX]; /* the disks made */
+} lc_prolog_disks;
+
+/* How many owned disks of def have no file; their ids go to ids. */
+size_t lc_prolog_missing(const lc_vmdef *def, unsigned ids[LC_DISKS_MAX]);
+
+/* Make the missing disks of VM id (definition def) under a "disk-prolog"
+ * intent, which lc_disk_settle() rolls back after a crash (the files made
+ * are removed: they were not there before the start). On failure what was
+ * made is removed and the intent closed. *ret is what to pass to
+ * lc_prolog_disks_end(). */
+int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_prolog_disks *ret,
+			 util_err *err);
+
+/* Close the intent: ok (the start goes on) or not (the disks made are
+ * removed, as after a crash). A NULL or empty p is a no-op. */
+int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
+			const lc_prolog_disks *p, bool ok, util_err *err);
+
+/* Complete or roll back the disk operations (disk-*, cdrom, disk-prolog)
+ * a crashed qvm left on VM id. With the VM lock held; the journal is
+ * opened as needed. */
 int lc_disk_settle(const char *root, uint64_t id, util_err *err);
 
 #endif

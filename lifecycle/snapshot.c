@@ -229,6 +229,21 @@ static int target_all(const lc_vm *vm, target *t, util_err *err)
 	return 0;
 }
 
+json_t *lc_snap_of_disk(const lc_vm *vm, unsigned disk_id, const char *name)
+{
+	json_t *s, *v;
+	size_t i, k;
+
+	json_array_foreach(items_of(vm), i, s) {
+		if (!util_streq(jstr(s, "tag"), name))
+			continue;
+		json_array_foreach(json_object_get(s, "disks"), k, v)
+			if (json_integer_value(v) == (json_int_t)disk_id)
+				return s;
+	}
+	return NULL;
+}
+
 int lc_snap_check_disks(const lc_vm *vm, util_err *err)
 {
 	target t = { 0 };
@@ -358,10 +373,13 @@ static int settle_jobs(qmp_client *q, util_err *err)
 
 /* ---- operations on the disks -------------------------------------------------------- */
 
-/* Which disks of t hold an internal snapshot named tag. */
-static int target_has(target *t, const char *tag, bool has[], util_err *err)
+/* How many internal snapshots named tag each disk of t holds (QEMU's
+ * view when it runs, qemu-img's when off). qcow2 allows several of one
+ * name, and qemu-img and QEMU's snapshot jobs then act on the first:
+ * callers act only where a name is unambiguous. */
+static int target_count(target *t, const char *tag, unsigned count[], util_err *err)
 {
-	memset(has, 0, sizeof(bool) * LC_DISKS_MAX);
+	memset(count, 0, sizeof(unsigned) * LC_DISKS_MAX);
 	if (t->qmp) {
 		_cleanup_json_ json_t *nodes = NULL;
 		json_t *n;
@@ -384,7 +402,7 @@ static int target_has(target *t, const char *tag, bool has[], util_err *err)
 					continue;
 				json_array_foreach(json_object_get(json_object_get(n, "image"), "snapshots"), k, s)
 					if (util_streq(jstr(s, "name"), tag))
-						has[d] = true;
+						count[d]++;
 			}
 		}
 		return 0;
@@ -399,17 +417,36 @@ static int target_has(target *t, const char *tag, bool has[], util_err *err)
 			return r;
 		json_array_foreach(json_object_get(info, "snapshots"), k, s)
 			if (util_streq(jstr(s, "name"), tag))
-				has[d] = true;
+				count[d]++;
 	}
 	return 0;
 }
 
-/* Delete tag from every disk of t that holds it (missing is fine). */
-static int target_remove(target *t, const char *tag, const char *crash_point, util_err *err)
+/* Refuse to act on tag where a disk holds it more than once: which one is
+ * the VM snapshot's cannot be told, and the other may be the user's. */
+static int check_unique(const target *t, const char *vmname, const char *tag,
+			const unsigned count[], util_err *err)
 {
-	bool has[LC_DISKS_MAX];
-	int r = target_has(t, tag, has, err);
+	for (size_t d = 0; d < t->n; d++)
+		if (count[d] > 1)
+			return util_err_set(err, -ENOTUNIQ,
+					    "disk %u of '%s' holds %u internal snapshots named '%s', so qvm cannot tell which one belongs to the vm snapshot and leaves both alone (one was made outside qvm; see qvm disk-snapshot-list %s %u)",
+					    t->ids[d], vmname, count[d], tag, vmname, t->ids[d]);
+	return 0;
+}
 
+/* Delete tag from every disk of t that holds it (missing is fine; held
+ * twice is refused, see check_unique). Only ever called for a tag no disk
+ * held before the snapshot was taken (lc_vm_snapshot_create checks), so
+ * what it removes is the VM snapshot's own. */
+static int target_remove(target *t, const char *vmname, const char *tag, const char *crash_point,
+			 util_err *err)
+{
+	unsigned count[LC_DISKS_MAX];
+	int r = target_count(t, tag, count, err);
+
+	if (r == 0)
+		r = check_unique(t, vmname, tag, count, err);
 	if (r < 0)
 		return r;
 	if (t->qmp) {
@@ -418,7 +455,7 @@ static int target_remove(target *t, const char *tag, const char *crash_point, ut
 
 		for (size_t d = 0; d < t->n; d++) {
 			node_of(t->ids[d], node, sizeof(node));
-			if (has[d])
+			if (count[d])
 				json_array_append_new(devices, json_string(node));
 		}
 		if (json_array_size(devices) == 0) {
@@ -434,7 +471,7 @@ static int target_remove(target *t, const char *tag, const char *crash_point, ut
 		return r;
 	}
 	for (size_t d = 0; d < t->n; d++) {
-		if (!has[d])
+		if (!count[d])
 			continue;
 		r = stor_snapshot(t->paths[d], STOR_SNAP_DELETE, tag, err);
 		if (r < 0)
@@ -442,6 +479,27 @@ static int target_remove(target *t, const char *tag, const char *crash_point, ut
 		if (crash_point)
 			util_crash_point(crash_point);
 	}
+	return 0;
+}
+
+/* Is tag free on every disk of t? A disk snapshot of that name (made with
+ * disk-snapshot-create, or by hand) would be taken for the VM snapshot's
+ * by a later revert or delete, so it is refused. */
+static int target_free(target *t, const char *tag, bool *ret_free, unsigned *ret_disk,
+		       util_err *err)
+{
+	unsigned count[LC_DISKS_MAX];
+	int r = target_count(t, tag, count, err);
+
+	if (r < 0)
+		return r;
+	*ret_free = true;
+	for (size_t d = 0; d < t->n; d++)
+		if (count[d]) {
+			*ret_free = false;
+			*ret_disk = t->ids[d];
+			break;
+		}
 	return 0;
 }
 
@@ -466,10 +524,11 @@ static int target_create(target *t, const char *tag, bool memory, util_err *err)
 
 	if (t->qmp && memory) {
 		node_of(t->ids[0], node, sizeof(node));
-		return run_job(t->qmp, "snapshot-save",
-			       json_pack("{s:s, s:s, s:s, s:o}", "job-id", JOB_PREFIX "save", "tag", tag,
-					 "vmstate", node, "devices", nodes_json(t)),
-			       err);
+		r = run_job(t->qmp, "snapshot-save",
+			    json_pack("{s:s, s:s, s:s, s:o}", "job-id", JOB_PREFIX "save", "tag", tag,
+				      "vmstate", node, "devices", nodes_json(t)),
+			    err);
+		return r < 0 ? r : util_fail_point("snapshot-create-after-disk", err);
 	}
 	if (t->qmp) {
 		r = qmp_status(t->qmp, &running, err);
@@ -490,6 +549,9 @@ static int target_create(target *t, const char *tag, bool memory, util_err *err)
 		}
 		if (r == 0)
 			util_crash_point("snapshot-create-disk");
+		/* a failure once some disks took it: the rollback's case */
+		if (r == 0)
+			r = util_fail_point("snapshot-create-after-disk", err);
 	}
 	if (running) {
 		util_err ignored = { 0 };
@@ -499,11 +561,25 @@ static int target_create(target *t, const char *tag, bool memory, util_err *err)
 	return r;
 }
 
-/* Bring every disk of t (and with QEMU the memory, from vmstate) back to tag. */
-static int target_revert(target *t, const char *tag, unsigned vmstate, util_err *err)
+/* Bring every disk of t (and with QEMU the memory, from vmstate) back to
+ * tag; refused before anything changes unless each disk holds tag exactly
+ * once (qemu-img and snapshot-load would take the first of several). */
+static int target_revert(target *t, const char *vmname, const char *tag, unsigned vmstate,
+			 util_err *err)
 {
+	unsigned count[LC_DISKS_MAX];
 	char node[32];
+	int r = target_count(t, tag, count, err);
 
+	if (r == 0)
+		r = check_unique(t, vmname, tag, count, err);
+	if (r < 0)
+		return r;
+	for (size_t d = 0; d < t->n; d++)
+		if (!count[d])
+			return util_err_set(err, -ENOENT,
+					    "disk %u of '%s' holds no internal snapshot named '%s' (removed by hand, or the disk was replaced)",
+					    t->ids[d], vmname, tag);
 	if (t->qmp) {
 		node_of(vmstate, node, sizeof(node));
 		return run_job(t->qmp, "snapshot-load",
@@ -512,8 +588,7 @@ static int target_revert(target *t, const char *tag, unsigned vmstate, util_err 
 			       err);
 	}
 	for (size_t d = 0; d < t->n; d++) {
-		int r = stor_snapshot(t->paths[d], STOR_SNAP_APPLY, tag, err);
-
+		r = stor_snapshot(t->paths[d], STOR_SNAP_APPLY, tag, err);
 		if (r < 0)
 			return r;
 		util_crash_point("snapshot-revert-disk");
@@ -614,12 +689,17 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		json_t *s = find_by_id(vm, jint(data, "snap"), NULL);
 
 		if (!(s && util_streq(jstr(s, "tag"), tag))) {
-			/* not recorded: the internal snapshots some disks may hold go */
-			r = target_remove(&t, tag, NULL, &why);
+			/* not recorded: the internal snapshots it made go. Only an
+			 * intent that checked no disk held the tag ("fresh") may
+			 * remove it: otherwise it could be a disk snapshot of the
+			 * user's that the create never made */
+			r = 0;
+			if (json_is_true(json_object_get(data, "fresh")))
+				r = target_remove(&t, vm->def.name, tag, NULL, &why);
 			result = r < 0 ? "failed" : "rolled-back";
 		}
 	} else if (util_streq(op, "snapshot-delete")) {
-		r = target_remove(&t, tag, NULL, &why);
+		r = target_remove(&t, vm->def.name, tag, NULL, &why);
 		if (r == 0 && find_by_id(vm, jint(data, "snap"), NULL))
 			r = lc_db_append(db,
 					 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
@@ -632,7 +712,7 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		if (t.qmp && !json_is_true(json_object_get(data, "memory")))
 			r = util_err_set(&why, -EINVAL, "a snapshot without memory cannot be loaded into a running vm");
 		else
-			r = target_revert(&t, tag, (unsigned)jint(data, "vmstate"), &why);
+			r = target_revert(&t, vm->def.name, tag, (unsigned)jint(data, "vmstate"), &why);
 		if (r == 0 && find_by_id(vm, jint(data, "snap"), NULL))
 			r = lc_db_append(db,
 					 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-current",
@@ -767,7 +847,7 @@ static int delete_held(const char *root, held_vm *x, json_t *s, bool running, co
 	if (r < 0)
 		return r;
 	util_crash_point("snapshot-delete-after-intent");
-	r = target_remove(&t, tag, "snapshot-delete-disk", err);
+	r = target_remove(&t, x->h.name, tag, "snapshot-delete-disk", err);
 	if (r < 0) {
 		util_err ignored = { 0 };
 
@@ -800,33 +880,82 @@ static json_t *oldest(const lc_vm *vm)
 	return best;
 }
 
-static int pick_tag(const lc_vm *vm, const char *tag, int64_t id, char **ret, util_err *err)
+/* An explicit tag: a valid name, not all digits, not in the tree yet. */
+static int pick_tag(const lc_vm *vm, const char *tag, char **ret, util_err *err)
 {
-	char *t;
+	int r = util_validate_name(tag, "snapshot tag", err);
 
-	if (tag) {
-		int r = util_validate_name(tag, "snapshot tag", err);
+	if (r < 0)
+		return r;
+	if (all_digits(tag))
+		return util_err_set(err, -EINVAL,
+				    "snapshot tag '%s' is all digits, which names snapshots by id; add a letter",
+				    tag);
+	if (find_by_tag(vm, tag))
+		return util_err_set(err, -EEXIST,
+				    "vm '%s' has a snapshot tagged '%s' already; choose another tag or delete it",
+				    vm->def.name, tag);
+	*ret = util_xstrdup(tag);
+	return 0;
+}
 
+/* A tag for a new snapshot of a VM: the one asked for, refused when the
+ * tree or a disk of t has it; or snap-<sid>[-N], the first free one. */
+static int choose_tag(const lc_vm *vm, target *t, const char *tag_arg, int64_t sid, char **ret,
+		      util_err *err)
+{
+	_cleanup_free_ char *tag = NULL;
+	unsigned disk = 0;
+	bool free_on_disks = false;
+	int r;
+
+	if (tag_arg) {
+		r = pick_tag(vm, tag_arg, &tag, err);
+		if (r == 0)
+			r = target_free(t, tag, &free_on_disks, &disk, err);
 		if (r < 0)
 			return r;
-		if (all_digits(tag))
-			return util_err_set(err, -EINVAL,
-					    "snapshot tag '%s' is all digits, which names snapshots by id; add a letter",
-					    tag);
-		if (find_by_tag(vm, tag))
+		if (!free_on_disks)
 			return util_err_set(err, -EEXIST,
-					    "vm '%s' has a snapshot tagged '%s' already; choose another tag or delete it",
-					    vm->def.name, tag);
-		*ret = util_xstrdup(tag);
+					    "disk %u of '%s' holds an internal snapshot named '%s' already (a disk snapshot: see qvm disk-snapshot-list %s %u); a vm snapshot of that name would be mistaken for it: choose another tag",
+					    disk, vm->def.name, tag, vm->def.name, disk);
+		*ret = TAKE_PTR(tag);
 		return 0;
 	}
-	t = util_xasprintf("snap-%" PRId64, id);
-	for (unsigned n = 2; find_by_tag(vm, t); n++) {
-		free(t);
-		t = util_xasprintf("snap-%" PRId64 "-%u", id, n);
+	for (unsigned n = 1; n < 1000; n++) {
+		free(tag);
+		tag = n == 1 ? util_xasprintf("snap-%" PRId64, sid)
+			     : util_xasprintf("snap-%" PRId64 "-%u", sid, n);
+		if (find_by_tag(vm, tag))
+			continue;
+		r = target_free(t, tag, &free_on_disks, &disk, err);
+		if (r < 0)
+			return r;
+		if (free_on_disks) {
+			*ret = TAKE_PTR(tag);
+			return 0;
+		}
 	}
-	*ret = t;
-	return 0;
+	return util_err_set(err, -EEXIST, "no free snapshot tag for '%s'; give one", vm->def.name);
+}
+
+/* Delete the oldest snapshots of a held VM while it has more than its
+ * maximum. Runs once a new snapshot is recorded, never before: a new one
+ * that fails must not cost an old one. */
+static int prune(const char *root, held_vm *x, bool running, util_err *err)
+{
+	json_t *old;
+	int r = 0;
+
+	while (json_array_size(items_of(x->vm)) > lc_vm_snapshots_max(x->vm) && (old = oldest(x->vm))) {
+		_cleanup_free_ char *why = util_xasprintf(" (pruned: at most %u snapshots)",
+							  lc_vm_snapshots_max(x->vm));
+
+		r = delete_held(root, x, old, running, why, err);
+		if (r < 0)
+			break;
+	}
+	return r;
 }
 
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_arg, bool no_memory,
@@ -836,7 +965,6 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	_cleanup_(target_clear) target t = { 0 };
 	_cleanup_free_ char *tag = NULL, *reason = NULL, *prev = NULL;
 	_cleanup_json_ json_t *snap = NULL;
-	json_t *old;
 	bool running = false, memory;
 	lc_lcm lcm;
 	int64_t sid;
@@ -845,25 +973,17 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 
 	if (r == 0)
 		r = check_state(x.vm, "snapshot", &running, err);
-	if (r == 0)
-		r = target_all(x.vm, &t, err);
-	if (r == 0 && tag_arg)
-		r = pick_tag(x.vm, tag_arg, 0, &tag, err);
+	if (r == 0 && (r = target_all(x.vm, &t, err)) < 0)
+		util_err_prefix(err, "cannot snapshot '%s'", x.vm->def.name);
 	if (r < 0)
 		return r;
-	/* the oldest go first when the maximum would be passed */
-	while (json_array_size(items_of(x.vm)) >= lc_vm_snapshots_max(x.vm) && (old = oldest(x.vm))) {
-		_cleanup_free_ char *why = util_xasprintf(" (pruned: at most %u snapshots)",
-							  lc_vm_snapshots_max(x.vm));
-
-		r = delete_held(root, &x, old, running, why, err);
-		if (r < 0)
-			return util_err_prefix(err, "cannot make room for a new snapshot");
-	}
 	sid = x.vm->snapshots ? jint(x.vm->snapshots, "next") : 1;
 	if (sid <= 0)
 		sid = 1;
-	if (!tag && (r = pick_tag(x.vm, NULL, sid, &tag, err)) < 0)
+	if (running && (r = lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, err)) < 0)
+		return r;
+	r = choose_tag(x.vm, &t, tag_arg, sid, &tag, err);
+	if (r < 0)
 		return r;
 	memory = running && !no_memory;
 	lcm = x.vm->lcm;
@@ -873,12 +993,12 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 			 ids_json(&t), "created", (json_int_t)util_realtime_ms(), "state",
 			 running ? lc_lcm_name(lcm) : lc_state_name(x.vm->state));
 	json_object_set_new(snap, "vmstate", memory ? json_integer(t.ids[0]) : json_null());
-	if (running && (r = lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, err)) < 0)
-		return r;
+	/* "fresh": no disk held the tag before this intent, so what a
+	 * rollback finds under it is this operation's own */
 	r = append(root, &intent, err,
 		   intent_rec("snapshot-create", x.h.id,
-			      json_pack("{s:I, s:s, s:o, s:b}", "snap", (json_int_t)sid, "tag", tag,
-					"disks", ids_json(&t), "memory", memory)),
+			      json_pack("{s:I, s:s, s:o, s:b, s:b}", "snap", (json_int_t)sid, "tag", tag,
+					"disks", ids_json(&t), "memory", memory, "fresh", 1)),
 		   running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL, NULL,
 		   NULL);
 	if (r < 0)
@@ -888,7 +1008,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	if (r < 0) {
 		util_err ignored = { 0 };
 
-		target_remove(&t, tag, NULL, &ignored);
+		target_remove(&t, x.h.name, tag, NULL, &ignored);
 		append(root, NULL, &ignored,
 		       running ? state_rec(x.h.id, lcm, "snapshot failed", NULL) : NULL,
 		       done_rec(intent, "rolled-back", err->msg), NULL, NULL);
@@ -902,9 +1022,19 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 			     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason),
 		   running ? state_rec(x.h.id, lcm, "snapshot taken", NULL) : NULL,
 		   done_rec(intent, "ok", NULL), NULL);
-	if (r == 0 && ret_snap)
+	if (r < 0)
+		return r;
+	/* the command socket takes one client: delete_held connects anew */
+	qmp_close(TAKE_PTR(t.qmp));
+	r = reload(root, &x, err);
+	if (r == 0)
+		r = prune(root, &x, running, err);
+	if (r < 0)
+		return util_err_prefix(err, "snapshot %" PRId64 " '%s' of '%s' was taken, but the oldest could not be pruned to keep at most %u",
+				       sid, tag, x.h.name, lc_vm_snapshots_max(x.vm));
+	if (ret_snap)
 		*ret_snap = TAKE_PTR(snap);
-	return r;
+	return 0;
 }
 
 int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_arg,
@@ -951,7 +1081,7 @@ int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_a
 	if (r < 0)
 		return r;
 	util_crash_point("snapshot-revert-after-intent");
-	r = target_revert(&t, tag, vmstate, err);
+	r = target_revert(&t, x.h.name, tag, vmstate, err);
 	if (r < 0) {
 		util_err ignored = { 0 };
 

@@ -25,6 +25,11 @@ int lc_snap_settle(const char *root, uint64_t id, util_err *err);
 /* Drop every snapshot of vm from the tree (its disks were made anew). */
 int lc_snap_forget_all(lc_db *db, lc_vm *vm, util_err *err);
 
+/* The VM snapshot of vm (borrowed from its tree) that disk disk_id is
+ * part of and holds under the internal snapshot name, or NULL: disk
+ * snapshot operations leave those alone. */
+json_t *lc_snap_of_disk(const lc_vm *vm, unsigned disk_id, const char *name);
+
 /* Can vm's disks hold a VM snapshot? Every disk must be qcow2 and one at
  * least writable; the refusal names the disk and what to do. */
 int lc_snap_check_disks(const lc_vm *vm, util_err *err);

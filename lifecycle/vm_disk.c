@@ -4,10 +4,13 @@
  * an intent before its first step; lc_disk_settle() completes or rolls back
  * one a crashed qvm left behind, looking at what QEMU, the definition and
  * the files really hold. */
+#include <dirent.h>
 #include <inttypes.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "run.h"
+#include "snapshot.h"
 #include "storage/storage.h"
 
 #define ATTACH_OP "disk-attach"
@@ -15,6 +18,7 @@
 #define RESIZE_OP "disk-resize"
 #define CDROM_OP "cdrom"
 #define DSNAP_OP "disk-snapshot"
+#define PROLOG_OP "disk-prolog"
 
 /* ---- journal helpers ------------------------------------------------------------ */
 
@@ -781,7 +785,119 @@ static int medium_of(qmp_client *q, const char *dev, char **ret_node, char **ret
 	return 0;
 }
 
-static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, util_err *err)
+/* blockdev-add of a read-only raw node on iso, named `node`. */
+static int cdrom_node_add(qmp_client *q, const char *node, const char *iso, util_err *err)
+{
+	return qmp_run(q, "blockdev-add",
+		       json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "node-name", node, "driver", "raw",
+				 "read-only", 1, "file", "driver", "file", "filename", iso, "read-only", 1),
+		       NULL, err);
+}
+
+/* A fresh node name for a medium: the old medium's may still be in use. */
+static void cdrom_node_name(char *buf, size_t len)
+{
+	snprintf(buf, len, "cdrom0-%" PRIx64, (uint64_t)util_realtime_ms());
+}
+
+/* Put node (NULL: none) into the drive: open the tray, take out what is
+ * there, insert node, close the tray. change: a change asked for (its
+ * crash and failure points apply), not a restore. */
+static int cdrom_put(qmp_client *q, const char *node, bool change, util_err *err)
+{
+	int r = qmp_run(q, "blockdev-open-tray", json_pack("{s:s, s:b}", "id", "cdrom0", "force", 1),
+			NULL, err);
+
+	if (r == 0)
+		r = qmp_run(q, "blockdev-remove-medium", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
+	if (r == 0 && change)
+		util_crash_point("cdrom-after-remove");
+	if (r == 0 && node) {
+		if (change)
+			r = util_fail_point("cdrom-before-insert", err);
+		if (r == 0)
+			r = qmp_run(q, "blockdev-insert-medium",
+				    json_pack("{s:s, s:s}", "id", "cdrom0", "node-name", node), NULL, err);
+	}
+	if (r == 0)
+		r = qmp_run(q, "blockdev-close-tray", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
+	return r;
+}
+
+/* Delete the cd-rom media nodes ("cdrom0" from the command line, "cdrom0-*"
+ * added since) that are not in the drive: an old medium once its
+ * successor is in, a new one a failure or crash left out. */
+static void cdrom_drop_spare(qmp_client *q, const char *keep)
+{
+	_cleanup_json_ json_t *list = NULL;
+	util_err ignored = { 0 };
+	json_t *e;
+	size_t i;
+
+	if (qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list, &ignored) < 0)
+		return;
+	json_array_foreach(list, i, e) {
+		const char *n = json_string_value(json_object_get(e, "node-name"));
+
+		if (!n || util_streq(n, keep) || !(util_streq(n, "cdrom0") || util_startswith(n, "cdrom0-")))
+			continue;
+		qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", n), NULL, &ignored);
+		util_err_clear(&ignored);
+	}
+}
+
+/* Make the drive hold iso (NULL: empty), as the definition says: after a
+ * failed or interrupted change, the old medium goes back in. Its node is
+ * still there (a change deletes the old node last), else a new one is
+ * made. */
+static int cdrom_restore(qmp_client *q, const char *iso, util_err *err)
+{
+	_cleanup_free_ char *mnode = NULL, *mfile = NULL;
+	_cleanup_json_ json_t *list = NULL;
+	char fresh[40];
+	const char *node = NULL;
+	bool found;
+	json_t *e;
+	size_t i;
+	int r = medium_of(q, "cdrom0", &mnode, &mfile, &found, err);
+
+	if (r < 0 || !found)
+		return r;
+	if (iso ? util_streq(mfile, iso) : !mfile) {
+		cdrom_drop_spare(q, mnode);
+		return 0;
+	}
+	if (iso) {
+		r = qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list, err);
+		if (r < 0)
+			return r;
+		json_array_foreach(list, i, e) {
+			const char *n = json_string_value(json_object_get(e, "node-name"));
+
+			if (n && (util_streq(n, "cdrom0") || util_startswith(n, "cdrom0-")) &&
+			    util_streq(json_string_value(json_object_get(e, "file")), iso))
+				node = n;
+		}
+		if (!node) {
+			cdrom_node_name(fresh, sizeof(fresh));
+			r = cdrom_node_add(q, fresh, iso, err);
+			if (r < 0)
+				return r;
+			node = fresh;
+		}
+	}
+	r = cdrom_put(q, node, false, err);
+	if (r == 0)
+		cdrom_drop_spare(q, node);
+	return r;
+}
+
+/* Change the medium of a running vm's drive to iso (NULL: eject). The new
+ * node is added first and the old one deleted last, so that a failure
+ * part way puts the old medium back (and a crash leaves it for
+ * lc_disk_settle() to put back); the new node never outlives a failure. */
+static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, const char *old_iso,
+		      util_err *err)
 {
 	_cleanup_free_ char *old = NULL, *file = NULL;
 	char node[40];
@@ -795,37 +911,29 @@ static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, util_e
 				    "vm '%s' has no cd-rom drive (it started without an ISO); change the cd-rom while it is off",
 				    vmname);
 	if (iso) {
-		/* a fresh node name: the old medium's may still be in use */
-		snprintf(node, sizeof(node), "cdrom0-%" PRIx64, (uint64_t)util_realtime_ms());
-		r = qmp_run(q, "blockdev-add",
-			    json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "node-name", node, "driver",
-				      "raw", "read-only", 1, "file", "driver", "file", "filename", iso,
-				      "read-only", 1),
-			    NULL, err);
+		cdrom_node_name(node, sizeof(node));
+		r = cdrom_node_add(q, node, iso, err);
 		if (r < 0)
 			return r;
 	}
-	r = qmp_run(q, "blockdev-open-tray", json_pack("{s:s, s:b}", "id", "cdrom0", "force", 1), NULL,
-		    err);
-	if (r == 0)
-		r = qmp_run(q, "blockdev-remove-medium", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
-	if (r == 0 && old) {
+	r = cdrom_put(q, iso ? node : NULL, true, err);
+	if (r < 0) {
 		util_err ignored = { 0 };
 
-		qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", old), NULL, &ignored);
+		/* the drive back to what the definition says, the new node gone */
+		cdrom_restore(q, old_iso, &ignored);
+		if (iso)
+			qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, &ignored);
+		return r;
 	}
-	if (r == 0 && iso)
-		r = qmp_run(q, "blockdev-insert-medium",
-			    json_pack("{s:s, s:s}", "id", "cdrom0", "node-name", node), NULL, err);
-	if (r == 0)
-		r = qmp_run(q, "blockdev-close-tray", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
-	return r;
+	cdrom_drop_spare(q, iso ? node : NULL);
+	return 0;
 }
 
 int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_disk_opts *o,
 		json_t **ret_json, util_err *err)
 {
-	_cleanup_free_ char *real = NULL;
+	_cleanup_free_ char *real = NULL, *old_iso = NULL;
 	disk_op op;
 	int r = op_hold(&op, root, name, o, err);
 
@@ -845,6 +953,7 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 		r = copy_def(&op.vm->def, &op.nd, err);
 	if (r < 0)
 		goto out;
+	old_iso = op.vm->def.cdrom ? util_xstrdup(op.vm->def.cdrom) : NULL;
 	free(op.nd.cdrom);
 	op.nd.cdrom = real ? util_xstrdup(real) : NULL;
 	r = op_record(&op, CDROM_OP,
@@ -856,7 +965,7 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 	if (op.live) {
 		r = op_connect(&op, err);
 		if (r == 0)
-			r = cdrom_live(op.q, op.h.name, real, err);
+			r = cdrom_live(op.q, op.h.name, real, old_iso, err);
 		if (r < 0) {
 			op_roll_back(&op, "cd-rom change failed");
 			util_err_prefix(err, "cannot change the cd-rom of '%s'", op.h.name);
@@ -952,7 +1061,7 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	lc_disk dcopy = { 0 };
 	disk_op dop;
 	lc_disk *d = NULL;
-	json_t *snap = NULL;
+	json_t *snap = NULL, *vsnap = NULL;
 	int r;
 
 	if (op == LC_DSNAP_CREATE) {
@@ -1004,6 +1113,25 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		goto out;
 	}
 	snap = snap_find(list, tag);
+	/* a vm snapshot's part of this disk is the vm snapshot's: its name is
+	 * not taken again, and it goes only with snapshot-delete */
+	if (op == LC_DSNAP_CREATE && (vsnap = lc_snap_of_disk(dop.vm, disk_id, tag))) {
+		r = util_err_set(err, -EEXIST,
+				 "cannot create a snapshot of disk %u of '%s': '%s' is the tag of vm snapshot %" PRId64 ", which disk %u is part of; choose another tag",
+				 disk_id, dop.h.name, tag, (int64_t)json_integer_value(json_object_get(vsnap, "id")),
+				 disk_id);
+		goto out;
+	}
+	if (op == LC_DSNAP_DELETE && snap &&
+	    (vsnap = lc_snap_of_disk(dop.vm, disk_id, json_string_value(json_object_get(snap, "name"))))) {
+		const char *vtag = json_string_value(json_object_get(vsnap, "tag"));
+
+		r = util_err_set(err, -EPERM,
+				 "cannot delete snapshot '%s' of disk %u of '%s': it is disk %u's part of vm snapshot %" PRId64 " '%s'; delete that with qvm snapshot-delete %s %s",
+				 vtag, disk_id, dop.h.name, disk_id,
+				 (int64_t)json_integer_value(json_object_get(vsnap, "id")), vtag, dop.h.name, vtag);
+		goto out;
+	}
 	if (op == LC_DSNAP_CREATE && snap) {
 		r = util_err_set(err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
 				 disk_id, dop.h.name, tag, json_string_value(json_object_get(snap, "id")));
@@ -1054,6 +1182,125 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 out:
 	lc_disk_clear(&dcopy);
 	return op_end(&dop, r);
+}
+
+/* ---- PROLOG: missing disks made at start ------------------------------------------------ */
+
+size_t lc_prolog_missing(const lc_vmdef *def, unsigned ids[LC_DISKS_MAX])
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < def->n_disks && n < LC_DISKS_MAX; i++) {
+		const lc_disk *d = &def->disks[i];
+		struct stat st;
+
+		if (d->owned && d->path && lstat(d->path, &st) < 0 && errno == ENOENT)
+			ids[n++] = d->id;
+	}
+	return n;
+}
+
+/* Temporary files of a disk creation (storage's ".qvm-create-*") that a
+ * crash left in the vm's folder: nothing else makes files there while the
+ * VM lock is held. */
+static void drop_create_temps(const char *vmdir)
+{
+	DIR *dir = opendir(vmdir);
+	struct dirent *e;
+
+	if (!dir)
+		return;
+	while ((e = readdir(dir)))
+		if (util_startswith(e->d_name, ".qvm-create-")) {
+			_cleanup_free_ char *path = util_xasprintf("%s/%s", vmdir, e->d_name);
+
+			unlink(path);
+		}
+	closedir(dir);
+}
+
+static char *vmdir_of(const char *root, uint64_t id)
+{
+	return util_xasprintf("%s/vms/%" PRIu64, root, id);
+}
+
+/* Remove the files of disks ids of def (missing is fine). */
+static int remove_made(const lc_vmdef *def, const unsigned *ids, size_t n, util_err *err)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const lc_disk *d = find_disk((lc_vmdef *)def, ids[i]);
+		int k;
+
+		if (d && d->owned && (k = stor_remove_disk(d->path, false, err)) < 0 && r == 0)
+			r = k;
+	}
+	return r;
+}
+
+int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_prolog_disks *ret,
+			 util_err *err)
+{
+	_cleanup_free_ char *vmdir = vmdir_of(root, id);
+	lc_prolog_disks p = { 0 };
+	json_t *disks;
+	int r;
+
+	p.n = lc_prolog_missing(def, p.ids);
+	if (p.n == 0) {
+		*ret = p;
+		return 0;
+	}
+	disks = json_array();
+	for (size_t i = 0; i < p.n; i++)
+		json_array_append_new(disks, json_integer(p.ids[i]));
+	{
+		_cleanup_db_ lc_db *db = NULL;
+
+		r = open_writer(root, &db, err);
+		if (r == 0)
+			r = append_intent(db, PROLOG_OP, id, json_pack("{s:o}", "disks", disks), &p.seq, err);
+		else
+			json_decref(disks);
+		if (r < 0)
+			return r;
+	}
+	r = util_mkdir_p(vmdir, 0700, err);
+	if (r == 0)
+		drop_create_temps(vmdir);
+	for (size_t i = 0; i < p.n && r == 0; i++) {
+		const lc_disk *d = find_disk((lc_vmdef *)def, p.ids[i]);
+
+		r = d ? lc_make_disk(d, err) : util_err_set(err, -ENOENT, "disk %u is gone", p.ids[i]);
+	}
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		lc_prolog_disks_end(root, id, def, &p, false, &ignored);
+		return util_err_prefix(err, "cannot make the missing disks");
+	}
+	*ret = p;
+	return 0;
+}
+
+int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
+			const lc_prolog_disks *p, bool ok, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_free_ char *vmdir = vmdir_of(root, id);
+	int r;
+
+	if (!p || !p->seq)
+		return 0;
+	if (!ok) {
+		util_err ignored = { 0 };
+
+		remove_made(def, p->ids, p->n, &ignored);
+		drop_create_temps(vmdir);
+	}
+	r = open_writer(root, &db, err);
+	return r < 0 ? r : append_done(db, p->seq, ok ? "ok" : "rolled-back", err);
 }
 
 /* ---- recovery -------------------------------------------------------------------------------- */
@@ -1192,14 +1439,42 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 
 		if (live && (r = medium_of(q, "cdrom0", &mnode, &mfile, &found, err)) < 0)
 			goto out;
-		/* live: the definition follows what the drive holds now */
+		/* live: the change is finished if the drive holds what was
+		 * asked for; otherwise the old medium goes back in (its node is
+		 * still there: a change deletes it last), as the definition says */
 		if (live)
 			forward = iso ? util_streq(mfile, iso) : !mfile;
+		if (live && forward)
+			cdrom_drop_spare(q, mnode);
+		if (live && !forward && (r = cdrom_restore(q, vm->def.cdrom, err)) < 0)
+			goto out;
 		free(nd.cdrom);
 		nd.cdrom = iso ? util_xstrdup(iso) : NULL;
 		r = finish(root, vm->id, seq, forward ? &nd : NULL, true, back,
 			   forward ? "cd-rom changed (finished after a crash)" : "cd-rom change interrupted; rolled back",
 			   forward ? "ok" : "rolled-back", err);
+	} else if (util_streq(op, PROLOG_OP)) {
+		/* a start that died in PROLOG (rolled back to its old state by
+		 * then): the disks it made were not there before it */
+		unsigned ids[LC_DISKS_MAX];
+		size_t n = 0;
+		json_t *v;
+		size_t i;
+		_cleanup_free_ char *vmdir = vmdir_of(root, vm->id);
+
+		json_array_foreach(json_object_get(data, "disks"), i, v)
+			if (n < LC_DISKS_MAX)
+				ids[n++] = (unsigned)json_integer_value(v);
+		if (vm->state == LC_ACTIVE && vm->lcm != LC_LCM_PROLOG) {
+			/* it went on to run: what it made is in use */
+			r = finish(root, vm->id, seq, NULL, false, back, NULL, "ok", err);
+			goto out;
+		}
+		r = remove_made(&vm->def, ids, n, err);
+		if (r == 0)
+			drop_create_temps(vmdir);
+		if (r == 0)
+			r = finish(root, vm->id, seq, NULL, false, back, NULL, "rolled-back", err);
 	} else {
 		/* a disk snapshot: atomic in qemu, only the state is left */
 		r = finish(root, vm->id, seq, NULL, true, back, "disk snapshot interrupted", "ok", err);
@@ -1213,7 +1488,7 @@ out:
 static bool our_op(const char *op)
 {
 	return util_streq(op, ATTACH_OP) || util_streq(op, DETACH_OP) || util_streq(op, RESIZE_OP) ||
-	       util_streq(op, CDROM_OP) || util_streq(op, DSNAP_OP);
+	       util_streq(op, CDROM_OP) || util_streq(op, DSNAP_OP) || util_streq(op, PROLOG_OP);
 }
 
 int lc_disk_settle(const char *root, uint64_t id, util_err *err)

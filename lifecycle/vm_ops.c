@@ -46,8 +46,8 @@ static int place_store_disk(lc_db *db, lc_disk *d, util_err *err)
 		return util_err_prefix(err, "disk %u", d->id);
 	if (d->backing_format && strcmp(d->backing_format, img.format))
 		return util_err_set(err, -EINVAL,
-				    "disk %u: image '%s' is %s, not %s as format= says; drop format=",
-				    d->id, img.name, img.format, d->backing_format);
+				    "disk %u: image '%s' is %s, not %s as declared; declare it %s or leave the format out (the store knows it)",
+				    d->id, img.name, img.format, d->backing_format, img.format);
 	r = stor_inspect(img.file, img.format, NULL, &info, err);
 	if (r < 0)
 		return util_err_prefix(err, "disk %u: image '%s'", d->id, img.name);
@@ -77,13 +77,22 @@ static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const char *const 
 		uint64_t size;
 		int r;
 
+		bool blank = d->source && d->source[0] != '/' &&
+			     util_parse_size(d->source, &size, NULL) == 0;
+		/* a blank disk may be raw; one made from an image is always a
+		 * qcow2 overlay on it */
+		const char *format = blank && util_streq(d->format, "raw") ? "raw" : "qcow2";
+
+		if (!blank && d->format && !util_streq(d->format, "qcow2"))
+			return util_err_set(err, -EINVAL,
+					    "disk %u: a disk made from an image is a qcow2 overlay on it, never %s; format= names the image's format, or a blank disk's own",
+					    d->id, d->format);
 		free(d->path);
-		d->path = util_xasprintf("%s/disk%u.qcow2", vmdir, d->id);
+		d->path = util_xasprintf("%s/disk%u.%s", vmdir, d->id, format);
 		free(d->format);
-		d->format = util_xstrdup("qcow2");
+		d->format = util_xstrdup(format);
 		d->owned = true;
-		if (d->source && d->source[0] != '/' &&
-		    util_parse_size(d->source, &size, NULL) == 0) {
+		if (blank) {
 			/* a blank disk */
 			free(d->backing);
 			d->backing = NULL;
@@ -173,7 +182,7 @@ static int make_disks(const lc_vmdef *def, util_err *err)
 		if (d->backing)
 			r = stor_create_overlay(d->path, d->backing, d->backing_format, err);
 		else
-			r = stor_create_blank(d->path, d->size, err);
+			r = stor_create_blank(d->path, d->format, d->size, err);
 		if (r < 0)
 			return util_err_prefix(err, "disk %u", d->id);
 		util_crash_point("create-disk");

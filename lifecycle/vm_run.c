@@ -671,11 +671,15 @@ char *lc_state_text(const lc_vm *vm)
 /* ---- start ------------------------------------------------------------------------------ */
 
 /* What a VM needs on the host before QEMU starts, prepared while it is
- * ACTIVE/PROLOG (recorded first, with the state to return to): for now
- * its cloud-init seed, rebuilt at each start. A failure returns the VM to
- * prev; a crash leaves PROLOG with no supervisor, which reconciliation
- * rolls back to prev as it does an interrupted BOOT. A VM without a seed
- * skips PROLOG (its stale seed, if any, is removed). */
+ * ACTIVE/PROLOG (recorded first, with the state to return to): the owned
+ * disk files that are missing (after a recreate or a create that failed
+ * part way, or lost), made again from the definition, and its cloud-init
+ * seed, rebuilt at each start. A failure returns the VM to prev and
+ * removes the disks it made; a crash leaves PROLOG with no supervisor,
+ * which reconciliation rolls back to prev as it does an interrupted BOOT,
+ * and the disks' intent is settled (their files removed) by
+ * lc_disk_settle(). A VM with neither skips PROLOG (its stale seed, if
+ * any, is removed). */
 static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, const char *prev,
 		  util_err *err)
 {
@@ -684,37 +688,61 @@ static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, cons
 	 * made now since nic-attach changes them. A VM without cloud-init
 	 * gets no seed it did not ask for: an extra disk would move the
 	 * guest's device names. */
-	_cleanup_free_ char *generated_network_config = NULL;
+	_cleanup_free_ char *generated_network_config = NULL, *reason = NULL, *list = NULL;
+	lc_prolog_disks made = { 0 };
+	unsigned missing[LC_DISKS_MAX];
+	size_t n_missing;
+	bool seed;
 	lc_state back;
+	int r;
 
 	if (vm->def.ci_user_data && vm->def.n_nics) {
 		_cleanup_json_ json_t *nics = lc_vm_nics_json(db, vm);
 
 		generated_network_config = lc_nics_network_config(nics);
 	}
-	int r;
-
-	if (!lc_seed_wanted(&vm->def, generated_network_config))
+	seed = lc_seed_wanted(&vm->def, generated_network_config);
+	n_missing = lc_prolog_missing(&vm->def, missing);
+	if (!seed && !n_missing)
 		return lc_seed_build(root, h->id, &vm->def, NULL, err);
-	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_PROLOG, "start: preparing the cloud-init seed",
-		      NULL,
+	for (size_t i = 0; i < n_missing; i++) {
+		char *more = util_xasprintf("%s%s%u", list ? list : "", list ? ", " : "", missing[i]);
+
+		free(list);
+		list = more;
+	}
+	if (!n_missing)
+		reason = util_xstrdup("start: preparing the cloud-init seed");
+	else
+		reason = util_xasprintf("start: making missing disk%s %s%s", n_missing > 1 ? "s" : "",
+					list, seed ? " and the cloud-init seed" : "");
+	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_PROLOG, reason, NULL,
 		      json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
 				"qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime", 0),
 		      err);
 	if (r < 0)
 		return r;
-	util_crash_point("start-prolog-before-seed");
-	r = lc_seed_build(root, h->id, &vm->def, generated_network_config, err);
+	r = lc_prolog_disks_make(root, h->id, &vm->def, &made, err);
+	if (r == 0) {
+		util_crash_point("start-prolog-before-seed");
+		r = lc_seed_build(root, h->id, &vm->def, generated_network_config, err);
+	}
+	if (r == 0) {
+		util_crash_point("start-prolog-after-seed");
+		r = lc_prolog_disks_end(root, h->id, &vm->def, &made, true, err);
+	}
 	if (r < 0) {
 		util_err ignored = { 0 };
 
+		lc_prolog_disks_end(root, h->id, &vm->def, &made, false, &ignored);
 		if (lc_state_parse(prev, &back, NULL) < 0)
 			back = LC_FAILED;
-		lc_record(root, h->id, back, LC_LCM_NONE, "start failed: no cloud-init seed", err->msg,
-			  NULL, &ignored);
+		lc_record(root, h->id, back, LC_LCM_NONE,
+			  n_missing ? "start failed in PROLOG: its disks or seed could not be made"
+				    : "start failed: no cloud-init seed",
+			  err->msg, NULL, &ignored);
 		return util_err_prefix(err, "cannot start '%s'", h->name);
 	}
-	util_crash_point("start-prolog-after-seed");
 	return 0;
 }
 

@@ -629,9 +629,19 @@ static bool looks_like_fractional_size(const char *s)
 	return digits > 0 && s[digits] && looks_like_size(s);
 }
 
+/* A --disk spec being parsed: format= is kept aside until the end, since
+ * what it describes (the new disk, or the image under it) depends on the
+ * spec's other parts, in whatever order they come. */
+typedef struct disk_spec {
+	lc_disk *d;
+	bool blank;   /* size= (or a bare size): a new, empty disk */
+	char *format; /* format=, or NULL */
+} disk_spec;
+
 static int disk_spec_item(const char *key, const char *value, void *ud, util_err *err)
 {
-	lc_disk *d = ud;
+	disk_spec *ds = ud;
+	lc_disk *d = ds->d;
 
 	if (!key && looks_like_fractional_size(value))
 		return util_err_set(err, -EINVAL,
@@ -643,21 +653,23 @@ static int disk_spec_item(const char *key, const char *value, void *ud, util_err
 		TRY(util_parse_size(value, &d->size, err));
 		free(d->source);
 		d->source = util_xstrdup(value);
+		ds->blank = true;
 	} else if (!strcmp(key, "image")) {
 		if (value[0] != '/')
 			TRY(util_validate_name(value, "image name", err));
 		free(d->source);
 		d->source = util_xstrdup(value);
+		ds->blank = false;
 	} else if (!strcmp(key, "bus")) {
 		TRY(lc_bus_parse(value, &d->bus, err));
 	} else if (!strcmp(key, "readonly")) {
 		TRY(parse_onoff(value, &d->readonly, err));
 	} else if (!strcmp(key, "format")) {
 		if (strcmp(value, "qcow2") && strcmp(value, "raw"))
-			return util_err_set(err, -EINVAL, "image format '%s' is not supported (use qcow2 or raw)",
+			return util_err_set(err, -EINVAL, "format '%s' is not supported (use qcow2 or raw)",
 					    value);
-		free(d->backing_format);
-		d->backing_format = util_xstrdup(value);
+		free(ds->format);
+		ds->format = util_xstrdup(value);
 	} else {
 		return util_err_set(err, -EINVAL,
 				    "unknown disk option '%s' (use size, image, bus, readonly, format)",
@@ -669,16 +681,22 @@ static int disk_spec_item(const char *key, const char *value, void *ud, util_err
 int lc_disk_parse(const char *spec, lc_disk *ret_disk, util_err *err)
 {
 	lc_disk d = { 0 };
-	int r = spec_foreach(spec, disk_spec_item, &d, err);
+	disk_spec ds = { .d = &d };
+	int r = spec_foreach(spec, disk_spec_item, &ds, err);
 
 	if (r == 0 && !d.source)
 		r = util_err_set(err, -EINVAL, "a disk needs a size or an image");
-	if (r == 0 && d.size && d.backing_format)
-		r = util_err_set(err, -EINVAL, "format= describes an image; a blank disk is always qcow2");
 	if (r < 0) {
+		free(ds.format);
 		lc_disk_clear(&d);
 		return util_err_prefix(err, "invalid --disk '%s'", spec);
 	}
+	/* a blank disk's format is its own; an image's, the base's (the
+	 * disk on it is always a qcow2 overlay) */
+	if (ds.blank)
+		d.format = ds.format;
+	else
+		d.backing_format = ds.format;
 	*ret_disk = d;
 	return 0;
 }

@@ -88,11 +88,12 @@ static int sync_file(const char *path)
 	return 0;
 }
 
-/* Run `qemu-img create -f qcow2 <opts...> -- <tmp> [size]` on a fresh 0600
+/* Run `qemu-img create -f <format> <opts...> -- <tmp> [size]` on a fresh 0600
  * temporary file next to path, then move it to path. qemu-img keeps the
  * mode of a file that already exists (it truncates it), so the disk is
  * never readable by others, whatever the umask. */
-static int create_image(const char *path, const char *const *opts, const char *size, util_err *err)
+static int create_image(const char *path, const char *format, const char *const *opts,
+			const char *size, util_err *err)
 {
 	_cleanup_free_ char *qemu_img = NULL, *dir = NULL, *tmp = NULL, *errtext = NULL;
 	_cleanup_free_ char *safe = NULL;
@@ -125,7 +126,7 @@ static int create_image(const char *path, const char *const *opts, const char *s
 	util_strv_push(&argv, qemu_img);
 	util_strv_push(&argv, "create");
 	util_strv_push(&argv, "-f");
-	util_strv_push(&argv, "qcow2");
+	util_strv_push(&argv, format);
 	for (size_t i = 0; opts && opts[i]; i++)
 		util_strv_push(&argv, opts[i]);
 	util_strv_push(&argv, "--");
@@ -194,19 +195,25 @@ int stor_create_overlay(const char *path, const char *backing_path, const char *
 
 		return util_err_prefix(err, "cannot create '%s'", safe);
 	}
-	return create_image(path, opts, NULL, err);
+	return create_image(path, "qcow2", opts, NULL, err);
 }
 
-int stor_create_blank(const char *path, uint64_t size_bytes, util_err *err)
+int stor_create_blank(const char *path, const char *format, uint64_t size_bytes, util_err *err)
 {
 	char size[32];
 
+	if (!stor_format_supported(format)) {
+		_cleanup_free_ char *safe_f = stor_safe(format);
+
+		return util_err_set(err, -ENOTSUP,
+		                    "cannot create a %s disk; qvm uses only qcow2 and raw", safe_f);
+	}
 	if (size_bytes == 0 || size_bytes % 512)
 		return util_err_set(err, -EINVAL,
 		                    "disk size %" PRIu64 " is not a non-zero multiple of 512 bytes",
 		                    size_bytes);
 	snprintf(size, sizeof(size), "%" PRIu64, size_bytes);
-	return create_image(path, NULL, size, err);
+	return create_image(path, format, NULL, size, err);
 }
 
 /* Overwrite the data of fd with zeros. Only allocated ranges: holes read

@@ -30,6 +30,8 @@ static const struct {
 	SYM(url_cleanup, "curl_url_cleanup"),
 	SYM(url_get, "curl_url_get"),
 	SYM(url_set, "curl_url_set"),
+	SYM(slist_append, "curl_slist_append"),
+	SYM(slist_free_all, "curl_slist_free_all"),
 #undef SYM
 };
 

@@ -30,6 +30,8 @@ typedef struct stor_curl_api {
 	void (*url_cleanup)(CURLU *u);
 	CURLUcode (*url_get)(const CURLU *u, CURLUPart what, char **part, unsigned int flags);
 	CURLUcode (*url_set)(CURLU *u, CURLUPart what, const char *part, unsigned int flags);
+	struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+	void (*slist_free_all)(struct curl_slist *list);
 } stor_curl_api;
 
 /* The table, valid after stor_curl_load() succeeded. */
@@ -58,6 +60,8 @@ int stor_curl_load(util_err *err);
 #define curl_url_cleanup (*stor_curl.url_cleanup)
 #define curl_url_get (*stor_curl.url_get)
 #define curl_url_set (*stor_curl.url_set)
+#define curl_slist_append (*stor_curl.slist_append)
+#define curl_slist_free_all (*stor_curl.slist_free_all)
 #endif
 
 #endif

@@ -1,8 +1,11 @@
 /* storage: downloading an image with libcurl into a partial file of the
  * image store. http and https only (also after redirects), TLS verified,
  * a size cap enforced as the bytes arrive, a stall timeout, and a resume
- * with a Range request when a transfer breaks off; the file is hashed
- * from its start, so a resumed download is checked whole. */
+ * with a Range request when a transfer breaks off — made conditional with
+ * If-Range on the first response's validator (kept next to the partial
+ * file), so that a file changed on the server starts over instead of
+ * being spliced; the file is hashed from its start, so a resumed download
+ * is checked whole. */
 #include <fcntl.h>
 #include <inttypes.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 #define DEFAULT_STALL_S 30
 #define MAX_ATTEMPTS 5
 #define HASH_CHUNK (1u << 20)
+#define VALIDATOR_MAX 256
 
 typedef struct dl {
 	const stor_import_opts *o;
@@ -33,7 +37,75 @@ typedef struct dl {
 	int werr;         /* errno of a failed write */
 	bool have_cr;     /* Content-Range of the current response */
 	uint64_t cr_start;
+	char etag[VALIDATOR_MAX];  /* ETag of the current response, or "" */
+	char lastmod[VALIDATOR_MAX]; /* Last-Modified of the current response, or "" */
+	char validator[VALIDATOR_MAX]; /* what the file so far was sent under: the
+	                                * If-Range of a resume; "" when unknown */
+	const char *partial;       /* the partial file's path */
 } dl;
+
+/* The partial file's validator lives in "<partial>.validator" (see
+ * STOR_VALIDATOR_SUFFIX): one line, a strong ETag or a Last-Modified date.
+ * Without it a resume cannot tell whether the server's file is still the
+ * one it began, so it starts over. */
+static void save_validator(dl *d)
+{
+	_cleanup_free_ char *path = util_xasprintf("%s" STOR_VALIDATOR_SUFFIX, d->partial);
+
+	/* a strong ETag is exact; a weak one (W/"...") cannot be used with
+	 * If-Range, a date can */
+	if (d->etag[0] && strncmp(d->etag, "W/", 2))
+		snprintf(d->validator, sizeof(d->validator), "%s", d->etag);
+	else
+		snprintf(d->validator, sizeof(d->validator), "%s", d->lastmod);
+	if (!d->validator[0] ||
+	    util_write_file_atomic(path, d->validator, strlen(d->validator), NULL) < 0) {
+		/* none to keep (or it cannot be kept): a resume starts over */
+		d->validator[0] = '\0';
+		unlink(path);
+	}
+}
+
+static void load_validator(dl *d)
+{
+	_cleanup_free_ char *path = util_xasprintf("%s" STOR_VALIDATOR_SUFFIX, d->partial);
+	_cleanup_free_ char *data = NULL;
+	size_t len = 0;
+
+	d->validator[0] = '\0';
+	if (util_read_file(path, VALIDATOR_MAX - 1, &data, &len, NULL) < 0)
+		return;
+	if (len == 0 || util_validate_printable(data, "validator", NULL) < 0)
+		return;
+	snprintf(d->validator, sizeof(d->validator), "%s", data);
+}
+
+static void drop_validator(const char *partial)
+{
+	_cleanup_free_ char *path = util_xasprintf("%s" STOR_VALIDATOR_SUFFIX, partial);
+
+	unlink(path);
+}
+
+/* A header's value, trimmed, into buf ("" when it does not fit or holds
+ * a control character: it goes back to the server in If-Range). */
+static void header_value(const char *v, size_t len, char *buf, size_t size)
+{
+	while (len && (*v == ' ' || *v == '\t')) {
+		v++;
+		len--;
+	}
+	while (len && strchr(" \t\r\n", v[len - 1]))
+		len--;
+	buf[0] = '\0';
+	if (len >= size)
+		return;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			return;
+	memcpy(buf, v, len);
+	buf[len] = '\0';
+}
 
 /* Start the file (and its hash) over from zero. */
 static int restart(dl *d)
@@ -51,9 +123,15 @@ static size_t on_header(char *buf, size_t size, size_t n, void *ud)
 	size_t len = size * n;
 	unsigned long long a;
 
-	if (len >= 5 && !strncmp(buf, "HTTP/", 5))
-		d->have_cr = false; /* a new response (after a redirect) */
-	else if (len > 14 && !strncasecmp(buf, "content-range:", 14)) {
+	if (len >= 5 && !strncmp(buf, "HTTP/", 5)) {
+		/* a new response (after a redirect) */
+		d->have_cr = false;
+		d->etag[0] = d->lastmod[0] = '\0';
+	} else if (len > 5 && !strncasecmp(buf, "etag:", 5)) {
+		header_value(buf + 5, len - 5, d->etag, sizeof(d->etag));
+	} else if (len > 14 && !strncasecmp(buf, "last-modified:", 14)) {
+		header_value(buf + 14, len - 14, d->lastmod, sizeof(d->lastmod));
+	} else if (len > 14 && !strncasecmp(buf, "content-range:", 14)) {
 		_cleanup_free_ char *v = strndup(buf + 14, len - 14);
 
 		if (v && sscanf(v, " bytes %llu-", &a) == 1) {
@@ -81,7 +159,8 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 			return 0;
 		}
 		if (code != 206 && d->offset > 0) {
-			/* the server sends the whole file: start over */
+			/* the server sends the whole file (If-Range did not
+			 * match: it changed, or it ignores Range): start over */
 			r = restart(d);
 			if (r < 0) {
 				d->werr = -r;
@@ -89,6 +168,8 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 			}
 			d->restarted = true;
 		}
+		if (code != 206)
+			save_validator(d); /* the file from here on is this one */
 		curl_easy_getinfo(d->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
 		if (cl > 0 && d->offset + (uint64_t)cl > d->max) {
 			d->capped = true;
@@ -202,6 +283,7 @@ static CURLcode transfer(dl *d, const char *url, char *errbuf, long *ret_code)
 	char range[32];
 	CURLcode res;
 	CURL *c = d->curl;
+	struct curl_slist *headers = NULL;
 
 	curl_easy_reset(c);
 	errbuf[0] = '\0';
@@ -231,8 +313,15 @@ static CURLcode transfer(dl *d, const char *url, char *errbuf, long *ret_code)
 	curl_easy_setopt(c, CURLOPT_XFERINFODATA, d);
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 	if (d->offset > 0) {
+		/* only the rest of the same file: a changed one comes whole */
+		_cleanup_free_ char *if_range = util_xasprintf("If-Range: %s", d->validator);
+
 		snprintf(range, sizeof(range), "%" PRIu64 "-", d->offset);
 		curl_easy_setopt(c, CURLOPT_RANGE, range);
+		headers = curl_slist_append(NULL, if_range);
+		if (!headers)
+			return CURLE_OUT_OF_MEMORY;
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 	}
 	d->start = d->offset;
 	d->first = true;
@@ -242,6 +331,8 @@ static CURLcode transfer(dl *d, const char *url, char *errbuf, long *ret_code)
 	res = curl_easy_perform(c);
 	*ret_code = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, ret_code);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(headers);
 	return res;
 }
 
@@ -250,7 +341,7 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 {
 	_cleanup_free_ char *host = NULL, *safe_url = stor_safe(url), *safe_path = stor_safe(partial);
 	char errbuf[CURL_ERROR_SIZE];
-	dl d = { .o = o, .fd = -1, .max = o->max_size };
+	dl d = { .o = o, .fd = -1, .max = o->max_size, .partial = partial };
 	struct stat st;
 	bool keep = false;
 	int r = stor_curl_load(err);
@@ -275,6 +366,11 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 	d.offset = (uint64_t)st.st_size;
 	if (d.offset > d.max)
 		d.offset = 0;
+	if (d.offset > 0)
+		load_validator(&d);
+	/* what was sent under no known validator cannot be resumed safely */
+	if (!d.validator[0])
+		d.offset = 0;
 	if (d.offset == 0) {
 		r = restart(&d);
 		if (r < 0) {
@@ -296,11 +392,18 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 		goto out_curl;
 	}
 	for (int attempt = 1;; attempt++) {
-		uint64_t before = d.offset;
+		uint64_t before;
 		long code;
-		CURLcode res = transfer(&d, url, errbuf, &code);
+		CURLcode res;
+
+		if (d.offset > 0 && !d.validator[0] && (r = restart(&d)) < 0) {
+			util_err_errno(err, r, "cannot truncate '%s'", safe_path);
+			goto out_curl;
+		}
+		before = d.offset;
+		res = transfer(&d, url, errbuf, &code);
 		const char *why = errbuf[0] ? errbuf : curl_easy_strerror(res);
-		_cleanup_free_ char *safe_why = stor_safe(why);
+		_cleanup_free_ char *safe_why = stor_safe(why), *kept = NULL;
 		char *eff = NULL;
 
 		curl_easy_getinfo(d.curl, CURLINFO_EFFECTIVE_URL, &eff);
@@ -319,6 +422,12 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 			}
 			break;
 		}
+		/* a failure keeps what came (until the image or its partial is
+		 * deleted) for the same import to resume; only the size cap and
+		 * a refused target make the bytes worthless */
+		kept = d.offset > 0 ? util_xasprintf("; the %" PRIu64 " bytes downloaded are kept: run the same import again to resume it, or qvm image delete %s to discard them",
+						     d.offset, o->name)
+				    : util_xstrdup("");
 		if (d.capped) {
 			r = util_err_set(err, -EFBIG,
 					 "cannot download '%s': it is larger than the size cap of %" PRIu64
@@ -327,8 +436,9 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 			goto out_curl;
 		}
 		if (d.werr) {
-			r = util_err_errno(err, -d.werr, "cannot download '%s': cannot write '%s'",
-					   safe_url, safe_path);
+			keep = d.offset > 0;
+			r = util_err_errno(err, -d.werr, "cannot download '%s': cannot write '%s'%s",
+					   safe_url, safe_path, kept);
 			goto out_curl;
 		}
 		if ((d.range_bad || (res == CURLE_HTTP_RETURNED_ERROR && code == 416 && before > 0)) &&
@@ -342,15 +452,17 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 			continue;
 		}
 		if (res == CURLE_OK) {
+			keep = d.offset > 0;
 			r = util_err_set(err, -EPROTO,
-					 "cannot download '%s': the server at '%s' answered HTTP %ld, not 200",
-					 safe_url, host, code);
+					 "cannot download '%s': the server at '%s' answered HTTP %ld, not 200%s",
+					 safe_url, host, code, kept);
 			goto out_curl;
 		}
 		if (res == CURLE_HTTP_RETURNED_ERROR) {
+			keep = d.offset > 0;
 			r = util_err_set(err, -EIO,
-					 "cannot download '%s': the server at '%s' answered HTTP %ld; check the URL",
-					 safe_url, host, code);
+					 "cannot download '%s': the server at '%s' answered HTTP %ld; check the URL%s",
+					 safe_url, host, code, kept);
 			goto out_curl;
 		}
 		if (res == CURLE_UNSUPPORTED_PROTOCOL) {
@@ -368,16 +480,18 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 			goto out_curl;
 		}
 		if (tls_error(res)) {
+			keep = d.offset > 0;
 			r = util_err_set(err, -EACCES,
-					 "cannot download '%s': TLS verification of '%s' failed: %s; give the server's CA certificate with --ca FILE",
-					 safe_url, host, safe_why);
+					 "cannot download '%s': TLS verification of '%s' failed: %s; give the server's CA certificate with --ca FILE%s",
+					 safe_url, host, safe_why, kept);
 			goto out_curl;
 		}
 		if (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST ||
 		    (res == CURLE_OPERATION_TIMEDOUT && d.first && code == 0)) {
+			keep = d.offset > 0;
 			r = util_err_set(err, -EHOSTUNREACH,
-					 "cannot download '%s': cannot connect to '%s': %s; check the URL and that the server is up",
-					 safe_url, host, safe_why);
+					 "cannot download '%s': cannot connect to '%s': %s; check the URL and that the server is up%s",
+					 safe_url, host, safe_why, kept);
 			goto out_curl;
 		}
 		if (interrupted(res)) {
@@ -402,8 +516,9 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 						 keep ? "; run the same import again to resume it" : "");
 			goto out_curl;
 		}
-		r = util_err_set(err, -EIO, "cannot download '%s' from '%s': %s", safe_url, host,
-				 safe_why);
+		keep = d.offset > 0;
+		r = util_err_set(err, -EIO, "cannot download '%s' from '%s': %s%s", safe_url, host,
+				 safe_why, kept);
 		goto out_curl;
 	}
 	if (fsync(d.fd) < 0) {
@@ -415,12 +530,16 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 	*ret_fd = TAKE_FD(d.fd);
 	r = 0;
 	keep = true;
+	/* complete: nothing is left to resume */
+	drop_validator(partial);
 out_curl:
 	curl_easy_cleanup(d.curl);
 	curl_global_cleanup();
 out:
-	if (!keep)
+	if (!keep) {
 		unlink(partial);
+		drop_validator(partial);
+	}
 	if (d.fd >= 0)
 		close(d.fd);
 	return r;

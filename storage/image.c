@@ -701,6 +701,7 @@ int stor_image_save_disk(const char *root, const char *name, const char *disk_pa
 		util_err_errno(err, r, "cannot read the new image");
 		goto fail;
 	}
+	util_crash_point("saveas-after-convert");
 	r = stor_inspect(tmp, "qcow2", NULL, &info, err);
 	if (r < 0)
 		goto fail;
@@ -724,17 +725,31 @@ static unsigned discard_partials(const char *dir, const char *name)
 		return 0;
 	while ((e = readdir(d))) {
 		const char *rest = e->d_name + strlen(prefix);
-		_cleanup_free_ char *path = NULL;
+		_cleanup_free_ char *path = NULL, *validator = NULL;
 		_cleanup_close_ int fd = -1;
 
 		/* the prefix, then exactly the 16 hex digits of the URL's hash */
-		if (!util_startswith(e->d_name, prefix) || strlen(rest) != 16 ||
-		    strspn(rest, "0123456789abcdef") != 16)
+		if (!util_startswith(e->d_name, prefix) || strspn(rest, "0123456789abcdef") != 16)
 			continue;
 		path = util_xasprintf("%s/%s", dir, e->d_name);
+		if (!strcmp(rest + 16, STOR_VALIDATOR_SUFFIX)) {
+			/* a validator whose partial file is gone (a crash between
+			 * the two unlinks) */
+			path[strlen(path) - strlen(STOR_VALIDATOR_SUFFIX)] = '\0';
+			if (access(path, F_OK) != 0 && errno == ENOENT) {
+				validator = util_xasprintf("%s" STOR_VALIDATOR_SUFFIX, path);
+				unlink(validator);
+			}
+			continue;
+		}
+		if (rest[16])
+			continue;
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0) {
+			validator = util_xasprintf("%s" STOR_VALIDATOR_SUFFIX, path);
+			unlink(validator);
 			n++;
+		}
 	}
 	closedir(d);
 	if (n)

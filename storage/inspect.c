@@ -1,7 +1,9 @@
 /* storage: image inspection — what an image file really is, and refusing
  * the ones a host must not open (format confusion, files reaching outside
  * the store, chains that never end). */
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "storage/internal.h"
 
@@ -45,15 +47,19 @@ static const char *jstr(json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-/* Run `qemu-img info --output=json -- name` and return the parsed object
- * (a new reference). No -f: qemu-img probes, and the caller compares the
- * probe with what it expects. No --backing-chain: that would open every
- * backing file, nbd:// and http:// ones included, before qvm could look at
- * their names — the chain is walked one checked file at a time instead. */
-static int run_info(const char *qemu_img, const char *name, json_t **ret, util_err *err)
+/* Run `qemu-img info -f format --output=json -- name` and return the
+ * parsed object (a new reference). The format is always given: qemu-img
+ * never probes a file, so nothing written into it (a VMDK descriptor's
+ * extents, a header naming a device) changes what qemu-img opens. No
+ * --backing-chain: that would open every backing file, nbd:// and http://
+ * ones included, before qvm could look at their names — the chain is
+ * walked one checked file at a time instead. */
+static int run_info(const char *qemu_img, const char *name, const char *format, json_t **ret,
+                    util_err *err)
 {
 	_cleanup_free_ char *out = NULL, *errtext = NULL, *safe = stor_safe(name);
-	char *argv[] = {(char *)qemu_img, "info", "--output=json", "--", (char *)name, NULL};
+	char *argv[] = {(char *)qemu_img, "info",       "-f", (char *)format, "--output=json",
+	                "--",             (char *)name, NULL};
 	util_run_opts opts = {
 	    .ret_stdout = &out,
 	    .ret_stderr = &errtext,
@@ -84,6 +90,102 @@ static int run_info(const char *qemu_img, const char *name, json_t **ret, util_e
 		                    safe, jerr.text);
 	}
 	*ret = j;
+	return 0;
+}
+
+/* Read the head of the file `name` and probe it (stor_probe_buf). Opened
+ * without following a symlink and without blocking, and only a regular
+ * file is read: a FIFO or device put in place of a checked file is
+ * refused, never waited on. */
+static int probe_file(const char *name, stor_probe *ret, util_err *err)
+{
+	_cleanup_free_ char *safe = stor_safe(name);
+	_cleanup_free_ unsigned char *buf = util_xmalloc(STOR_PROBE_LEN);
+	_cleanup_close_ int fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	struct stat st;
+	size_t len = 0;
+
+	if (fd < 0)
+		return util_err_errno(err, -errno, "cannot read '%s'", safe);
+	if (fstat(fd, &st) < 0)
+		return util_err_errno(err, -errno, "cannot read '%s'", safe);
+	if (!S_ISREG(st.st_mode))
+		return util_err_set(err, -EINVAL, "'%s' is not a regular file", safe);
+	while (len < STOR_PROBE_LEN) {
+		ssize_t n = pread(fd, buf + len, STOR_PROBE_LEN - len, (off_t)len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return util_err_errno(err, -errno, "cannot read '%s'", safe);
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	stor_probe_buf(buf, len, ret);
+	return 0;
+}
+
+/* The refusals a file's head is enough for, made before qemu-img opens
+ * it: what lives in other files first (a convert the user runs without
+ * looking must not "fix" those), then formats qvm does not run, then a
+ * format other than the expected one (NULL: none expected). `what` names
+ * the file in messages ("'x'" or "backing file 'x' of 'y'"). */
+static int check_probe(const stor_probe *p, const char *name, const char *what,
+                       const char *expected, const char *recorded_by, util_err *err)
+{
+	_cleanup_free_ char *safe = stor_safe(name);
+
+	if (p->vmdk_descriptor) {
+		_cleanup_free_ char *first = stor_safe(p->first_extent ? p->first_extent : "?");
+
+		if (p->extents > 1)
+			return util_err_set(
+			    err, -EPERM,
+			    "%s is a VMDK made of %u extent files (the first is '%s'); qvm opens "
+			    "only self-contained qcow2 and raw images: check where the extents "
+			    "point, then convert it with qemu-img convert -O qcow2",
+			    what, p->extents, first);
+		return util_err_set(err, -EPERM,
+		                    "%s is a VMDK whose data lives in another file ('%s'); qvm "
+		                    "opens only self-contained qcow2 and raw images: check that "
+		                    "file, then convert it with qemu-img convert -O qcow2",
+		                    what, first);
+	}
+	if (p->data_file) {
+		_cleanup_free_ char *df = stor_safe(p->data_file_name ? p->data_file_name : "?");
+
+		return util_err_set(err, -EPERM,
+		                    "%s has an external data file ('%s'); qvm opens only "
+		                    "self-contained images: check that file, then convert it with "
+		                    "qemu-img convert -O qcow2",
+		                    what, df);
+	}
+	if (!stor_format_supported(p->format)) {
+		if (expected)
+			return util_err_set(err, -ENOTSUP,
+			                    "%s is a %s image, not %s as %s; qvm's VMs use only "
+			                    "qcow2 and raw: convert it with qemu-img convert -O qcow2",
+			                    what, p->format, expected,
+			                    recorded_by ? "recorded" : "declared");
+		return util_err_set(err, -ENOTSUP,
+		                    "%s is a %s image; qvm's VMs use only qcow2 and raw: convert "
+		                    "it with qemu-img convert -O qcow2",
+		                    what, p->format);
+	}
+	if (expected && strcmp(p->format, expected)) {
+		if (!recorded_by)
+			return util_err_set(err, -EMEDIUMTYPE,
+			                    "'%s' contains a %s image but was declared %s; a disk's "
+			                    "format never follows its content: declare it as %s if "
+			                    "the file is what you expect",
+			                    safe, p->format, expected, p->format);
+		return util_err_set(err, -EMEDIUMTYPE,
+		                    "backing file '%s' of '%s' contains a %s image but is recorded "
+		                    "as %s; rebase the image on a backing file of the recorded "
+		                    "format",
+		                    safe, recorded_by, p->format, expected);
+	}
 	return 0;
 }
 
@@ -242,26 +344,28 @@ int stor_inspect(const char *path, const char *declared_format,
 		_cleanup_(layer_done) layer l = {0};
 		_cleanup_free_ char *safe_b = NULL;
 
-		r = run_info(qemu_img, name, &j, err);
+		_cleanup_(stor_probe_clear) stor_probe p = {.extents = 0};
+		_cleanup_free_ char *what =
+		    depth ? util_xasprintf("backing file '%s' of '%s'", safe, parent)
+		          : util_xasprintf("'%s'", safe);
+
+		r = probe_file(name, &p, err);
+		if (r == 0)
+			r = check_probe(&p, name, what, expected, depth ? parent : NULL, err);
+		if (r < 0)
+			goto fail;
+		/* what was declared (or recorded), or a fresh file's probe */
+		r = run_info(qemu_img, name, expected ? expected : p.format, &j, err);
 		if (r < 0)
 			goto fail;
 		r = check_layer(name, j, &l, err);
 		if (r < 0)
 			goto fail;
-		if (expected && strcmp(l.format, expected)) {
-			if (depth == 0)
-				r = util_err_set(err, -EMEDIUMTYPE,
-				                 "'%s' contains a %s image but was declared %s; a "
-				                 "disk's format never follows its content: declare "
-				                 "it as %s if the file is what you expect",
-				                 safe, l.format, expected, l.format);
-			else
-				r = util_err_set(
-				    err, -EMEDIUMTYPE,
-				    "backing file '%s' of '%s' contains a %s image but "
-				    "is recorded as %s; rebase the image on a backing "
-				    "file of the recorded format",
-				    safe, parent, l.format, expected);
+		if (strcmp(l.format, p.format)) {
+			r = util_err_set(err, -EPROTO,
+			                 "cannot inspect '%s': qemu-img reported it as %s when "
+			                 "asked to open it as %s",
+			                 safe, l.format, p.format);
 			goto fail;
 		}
 		if (depth == 0) {

@@ -26,6 +26,28 @@ int stor_check_local(const char *path, const char *what, const char *fix, util_e
 int stor_check_under(const char *path, const char *const *roots, const char *what,
                      const char *local_fix, const char *hint, char **ret_realpath, util_err *err);
 
+/* What the first bytes of an image file say it is, by the rules of QEMU
+ * 7.2's format probes (the *_probe functions of block/), worked out
+ * in-process so that qemu-img only ever opens a file with its format
+ * given: a file QEMU would probe as VMDK names other files (extents)
+ * that qemu-img would open, devices and FIFOs included. */
+typedef struct stor_probe {
+	char format[16];      /* "qcow2", "raw", "vmdk", "qcow", "qed", "vdi"... */
+	bool vmdk_descriptor; /* vmdk: a text descriptor, its data in extents */
+	unsigned extents;     /* ... the extent lines it has */
+	char *first_extent;   /* ... and the file the first names, or NULL */
+	bool data_file;       /* qcow2: the external data file bit is set */
+	char *data_file_name; /* ... its name (header extension), or NULL */
+} stor_probe;
+
+/* How many bytes of a file stor_probe_buf() looks at. */
+#define STOR_PROBE_LEN 65536
+
+/* Probe the first len bytes of a file (all of it when shorter than
+ * STOR_PROBE_LEN); anything no probe claims is "raw". Never fails. */
+void stor_probe_buf(const void *buf, size_t len, stor_probe *ret);
+void stor_probe_clear(stor_probe *p); /* frees members; NULL-safe */
+
 /* The formats qvm's VMs use. */
 bool stor_format_supported(const char *format);
 
@@ -34,14 +56,21 @@ bool stor_format_supported(const char *format);
 int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Next to a partial download, "<partial>" STOR_VALIDATOR_SUFFIX holds
+ * the validator (strong ETag, else Last-Modified) of the response its
+ * bytes came from; it goes with the partial file. */
+#define STOR_VALIDATOR_SUFFIX ".validator"
+
 /* Download url into the file at partial_path (created 0600, or resumed
- * from its current length with a Range request), hashing the whole file
- * from its start into ret_hex. The partial file is kept when the transfer
- * was interrupted (so the next call resumes) and removed when resuming
- * makes no sense (size cap, a refused redirect, an HTTP error on a fresh
- * start). Only http and https, also after redirects. On success *ret_fd
- * is the complete file, still locked (flock) against another download of
- * the same name and URL until the caller closes it. */
+ * from its current length with a Range request and If-Range on its
+ * validator: a server whose file changed sends it whole, and the download
+ * starts over; without a validator it starts over too), hashing the whole
+ * file from its start into ret_hex. A failure keeps the partial file (so
+ * that the next call resumes) unless resuming makes no sense: the size
+ * cap, a refused redirect, nothing downloaded yet. Only http and https,
+ * also after redirects. On success *ret_fd is the complete file, still
+ * locked (flock) against another download of the same name and URL until
+ * the caller closes it. */
 int stor_download(const char *url, const char *partial_path, const stor_import_opts *o,
                   int *ret_fd, char ret_hex[65], uint64_t *ret_size, util_err *err);
 

@@ -28,7 +28,7 @@ int stor_check_path(const char *path, const char *const *allowed_roots, char **r
 /* ---- image inspection ---------------------------------------------------- */
 
 typedef struct stor_image_info {
-	char format[16];         /* probed format: "qcow2" or "raw" */
+	char format[16];         /* "qcow2" or "raw" (declared, or probed) */
 	uint64_t virtual_size;   /* bytes the guest sees */
 	uint64_t actual_size;    /* bytes the top file takes on the host */
 	char *backing_file;      /* as recorded in the top image, or NULL */
@@ -45,17 +45,20 @@ typedef struct stor_image_info {
 void stor_image_info_free(stor_image_info *info);
 #define _cleanup_stor_image_info_ _cleanup_(stor_image_info_free)
 
-/* Inspect the image at path (absolute, a regular file) with
- * `qemu-img info --output=json`, under CPU and address-space rlimits and a
- * timeout, one layer at a time: a backing file is checked against
- * allowed_backing_roots before qemu-img ever opens it (qemu-img's own
+/* Inspect the image at path (absolute, a regular file), one layer at a
+ * time: the head of each file is read in-process first (stor_probe_buf:
+ * what QEMU's probes would take it for), then `qemu-img info -f FORMAT
+ * --output=json` runs with the declared (or recorded) format, under CPU
+ * and address-space rlimits and a timeout — qemu-img never probes, so a
+ * file never makes it open others. A backing file is checked against
+ * allowed_backing_roots before anything opens it (qemu-img's own
  * --backing-chain would open nbd:// or http:// backing files).
  *
  * Refused, with a message naming the file and what to do:
- * - a probed format other than declared_format ("qcow2" or "raw"; NULL
- *   accepts whichever of the two is probed — only for a file no guest has
- *   written to, such as a fresh download), or a backing file whose probed
- *   format differs from the one recorded for it (or has none recorded);
+ * - a format other than declared_format ("qcow2" or "raw"; NULL accepts
+ *   whichever of the two the head shows — only for a file no guest has
+ *   written to, such as a fresh download), or a backing file whose content
+ *   differs from the format recorded for it (or has none recorded);
  * - any format but qcow2 and raw;
  * - an external data file; a VMDK with several extents or extents in
  *   other files;
@@ -78,9 +81,10 @@ int stor_inspect(const char *path, const char *declared_format,
 int stor_create_overlay(const char *path, const char *backing_path, const char *backing_format,
                         util_err *err);
 
-/* Create an empty qcow2 image of size_bytes (a non-zero multiple of 512) at
- * path, with the same guarantees as stor_create_overlay(). */
-int stor_create_blank(const char *path, uint64_t size_bytes, util_err *err);
+/* Create an empty image of format ("qcow2", or "raw": a sparse file) and
+ * size_bytes (a non-zero multiple of 512) at path, with the same
+ * guarantees as stor_create_overlay(). */
+int stor_create_blank(const char *path, const char *format, uint64_t size_bytes, util_err *err);
 
 /* Remove the disk file at path (absolute; a regular file, never followed
  * through a symlink). A missing file is success, so an interrupted removal

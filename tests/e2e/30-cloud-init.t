@@ -6,8 +6,10 @@
 # files. The VM keeps copies of the files taken at create; the seed is
 # rebuilt at each start. Refusals at create (missing, oversized file), a
 # seed that cannot be built at start, qvm dying at each crash point of the
-# PROLOG step, and nothing left behind after delete.
-# Three guest boots in all.
+# PROLOG step, a vm whose disk files are missing (PROLOG makes them; a
+# failure or a crash part way removes what it made), and nothing left
+# behind after delete. Three guest boots in all, and one start of a vm
+# whose guest is not waited for.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 need_guest
@@ -157,6 +159,69 @@ else
 	explain c1
 fi
 like "$S1" "QVM-SEED meta-data: instance-id: iid-e2e-0001" "... with its meta-data"
+
+# ============================================================================
+section "PROLOG makes the disks a vm owns that are missing, or rolls back"
+# open_intents ID: the ops of vm ID's journal intents no done record closed
+open_intents() {
+	python3 - "$QVM_ROOT/journal" "$1" <<'EOF'
+import json, os, sys
+d, vid = sys.argv[1], int(sys.argv[2])
+pending = {}
+snap = os.path.join(d, "snapshot.json")
+if os.path.exists(snap):
+    for k, v in json.load(open(snap)).get("state", {}).get("intents", {}).items():
+        pending[int(k)] = v
+for line in open(os.path.join(d, "log")):
+    parts = line.split(" ", 2)
+    try:
+        seq, rec = int(parts[0]), json.loads(parts[2])
+    except (ValueError, IndexError):
+        continue
+    if rec.get("type") == "intent":
+        pending[seq] = rec
+    elif rec.get("type") == "done":
+        pending.pop(rec.get("intent"), None)
+print(" ".join(sorted(v.get("op", "?") for v in pending.values() if v.get("id") == vid)))
+EOF
+}
+vm_create p "" --disk 16M --disk 8M,format=raw
+is "$RC" 0 "create p with a qcow2 and a raw disk" || diag "$ERR"
+idp=$(vm_id p) uuidp=$(uuid_of p)
+pdir=$QVM_ROOT/vms/$idp
+disk_files() { find "$pdir" -maxdepth 1 \( -name 'disk*' -o -name '.qvm-create-*' \) -printf '%f\n' | sort | tr '\n' ' '; }
+rm "$pdir/disk0.qcow2" "$pdir/disk1.raw"
+# a qemu-img whose second create fails: the first disk is made, then removed
+printf '#!/bin/sh\nif [ "$1" = create ]; then\n\tif [ -e %s ]; then echo "qemu-img: disk full (test)" >&2; exit 1; fi\n\t: >%s\nfi\nexec qemu-img "$@"\n' \
+	"$QVM_TEST_ROOT/img-made-one" "$QVM_TEST_ROOT/img-made-one" >"$QVM_TEST_ROOT/qemu-img-second-fails"
+chmod +x "$QVM_TEST_ROOT/qemu-img-second-fails"
+run env QVM_QEMU_IMG="$QVM_TEST_ROOT/qemu-img-second-fails" "$QVM" start p
+is "$RC" 1 "a start whose second missing disk cannot be made fails"
+like "$ERR" "cannot start 'p': cannot make the missing disks: disk 1: cannot create '$pdir/disk1.raw': disk full \(test\)" \
+	"... naming the disk and the cause"
+settled p "$idp" "$uuidp" PENDING "after the failed start"
+is "$(disk_files)" "" "... the disk it had made is removed, no temporary file is left"
+like "$(reasons p | tail -1)" "^PENDING start failed in PROLOG" "... history says why"
+is "$(open_intents "$idp")" "" "... and no intent is left open"
+for point in create-disk start-prolog-before-seed start-prolog-after-seed; do
+	run env QVM_CRASH_AT=$point "$QVM" start p
+	is "$RC" 99 "$point (missing disks): qvm died there"
+	is "$(state p)" ACTIVE/PROLOG "$point: the journal says ACTIVE/PROLOG"
+	run "$QVM" list
+	is "$RC" 0 "$point: list afterwards" || diag "$ERR"
+	settled p "$idp" "$uuidp" PENDING "$point: rolled back"
+	is "$(disk_files)" "" "$point: ... the disks it made are gone again, no temporary file"
+	is "$(open_intents "$idp")" "" "$point: ... no intent left open"
+done
+run "$QVM" start p
+is "$RC" 0 "start p makes its missing disks" || { diag "$ERR"; explain p; }
+like "$(reasons p | tr '\n' '|')" "ACTIVE/PROLOG start: making missing disks 0, 1\|ACTIVE/BOOT start\|" \
+	"history: PROLOG while the disks are made, then BOOT"
+is "$(qemu-img info -U -f qcow2 --output=json "$pdir/disk0.qcow2" | json 'd["virtual-size"]')|$(stat -c %s "$pdir/disk1.raw")" \
+	"$((16 << 20))|$((8 << 20))" "... a blank qcow2 of 16M and a raw file of 8M, as defined"
+like "$("$QVM" show p)" "ACTIVE/RUNNING|runn" "... and the vm runs"
+run "$QVM" delete p
+is "$RC" 0 "delete p" || diag "$ERR"
 
 # ============================================================================
 section "delete: nothing left"

@@ -4,8 +4,12 @@
 # the progress bar on a terminal and none on a pipe, a download resumed
 # after the server cuts the connection (in the same run, and after a
 # stall in the next run), checksum mismatch, redirects (http allowed,
-# file:// refused), the size cap, HTTP errors, every hostile image of
-# RELIABILITY.md, VMs on store images (overlay with an explicit backing
+# file:// refused), a resume whose file changed on the server (If-Range:
+# it starts over), the partial file kept through a later HTTP error or
+# connection failure, the size cap (also without Content-Length: chunked,
+# or ended by the connection), HTTP errors, every hostile image of
+# RELIABILITY.md (imported, and as a vm's disk through create --disk PATH
+# and disk-attach --image PATH), VMs on store images (overlay with an explicit backing
 # format; image delete refused while used), disk-saveas, and crash points
 # in the middle of an import and a delete. Each refusal must leave nothing
 # in the store folder.
@@ -130,8 +134,8 @@ fi
 # ---- 3. resume ---------------------------------------------------------------------------------
 run "$QVM" image import "$U/cut/5000000/big.raw" --name big --sha256 "$(sha "$W/big.raw")"
 is "$RC" 0 "import while the server cuts the connection after 5 MB" || diag "$ERR"
-ok "the download went on with a Range request" \
-	grep -qx "GET /cut/5000000/big.raw range=bytes=5000000-" "$QVM_TEST_ROOT/http.log"
+ok "the download went on with a Range request, If-Range on the first response's ETag" \
+	grep -qE '^GET /cut/5000000/big.raw range=bytes=5000000- if-range="[0-9a-f]+-[0-9a-f]+"$' "$QVM_TEST_ROOT/http.log"
 is "$(sha "$STORE/big.raw")" "$(sha "$W/big.raw")" "the stored file is the whole file"
 is "$("$QVM" --json image show big | json 'd["sha256"]')" "$(sha "$W/big.raw")" \
 	"its recorded sha256 is right"
@@ -144,9 +148,75 @@ is "$("$QVM" --json image list | json '"big2" in [i["name"] for i in d]')" False
 run "$QVM" image import "$U/stallonce/3000000/big.raw" --name big2 --stall-timeout 2 \
 	--sha256 "$(sha "$W/big.raw")"
 is "$RC" 0 "the same import again completes it" || diag "$ERR"
-ok "... resuming with a Range request from where it stopped" \
-	grep -qx "GET /stallonce/3000000/big.raw range=bytes=3000000-" "$QVM_TEST_ROOT/http.log"
+ok "... resuming with a Range request from where it stopped (If-Range: the ETag kept with the partial file)" \
+	grep -qE '^GET /stallonce/3000000/big.raw range=bytes=3000000- if-range="[0-9a-f]+-[0-9a-f]+"$' "$QVM_TEST_ROOT/http.log"
 is "$(sha "$STORE/big2.raw")" "$(sha "$W/big.raw")" "... and the file is whole and right"
+
+# the file changed on the server between two runs: If-Range no longer
+# matches, the server sends it whole, and the download starts over (a
+# plain Range would have spliced the new file's end onto the old start)
+cp "$W/big.raw" "$W/changing.raw"
+run "$QVM" image import "$U/stallonce/3000000/changing.raw" --name changing --stall-timeout 2
+like "$RC:$ERR" "^1:.*stalled" "a download stalls with 3000000 bytes of a file"
+ok "... its partial file keeps the first response's validator" compgen -G "$STORE/.qvm-partial-changing-*.validator"
+dd if=/dev/urandom of="$W/changing.raw" bs=1M count=24 conv=notrunc status=none
+run "$QVM" image import "$U/stallonce/3000000/changing.raw" --name changing --stall-timeout 2 \
+	--sha256 "$(sha "$W/changing.raw")"
+is "$RC" 0 "the file changes on the server; the same import completes with the new file's checksum" || diag "$ERR"
+ok "... it asked with If-Range" \
+	grep -qE '^GET /stallonce/3000000/changing.raw range=bytes=3000000- if-range="' "$QVM_TEST_ROOT/http.log"
+is "$(sha "$STORE/changing.raw")" "$(sha "$W/changing.raw")" "... and stored the new file whole, not spliced"
+ok "... leaving no validator behind" eval '! compgen -G "$STORE/.qvm-partial-changing-*"'
+run "$QVM" image delete changing
+rm -f "$W/changing.raw"
+
+# a later attempt that gets an HTTP error keeps the partial file for a resume
+cp -p "$W/big.raw" "$W/flaky.raw"
+run "$QVM" image import "$U/stallonce/2000000/flaky.raw" --name flaky --stall-timeout 2
+like "$RC:$ERR" "^1:.*stalled.*after 2000000 bytes" "a download stalls after 2000000 bytes"
+mv "$W/flaky.raw" "$W/flaky.away"
+run "$QVM" image import "$U/stallonce/2000000/flaky.raw" --name flaky --stall-timeout 2
+is "$RC" 1 "the next attempt gets HTTP 404"
+like "$ERR" "answered HTTP 404; check the URL; the 2000000 bytes downloaded are kept: run the same import again to resume it, or qvm image delete flaky to discard them" \
+	"... and says the bytes so far are kept"
+ok "... they are" compgen -G "$STORE/.qvm-partial-flaky-*"
+mv "$W/flaky.away" "$W/flaky.raw"
+run "$QVM" image import "$U/stallonce/2000000/flaky.raw" --name flaky --sha256 "$(sha "$W/big.raw")"
+is "$RC" 0 "once the file is back, the same import completes" || diag "$ERR"
+is "$(grep -c '^GET /stallonce/2000000/flaky.raw range=bytes=2000000- if-range="' "$QVM_TEST_ROOT/http.log")" 2 \
+	"... both later attempts resumed from 2000000 bytes"
+run "$QVM" image delete flaky
+rm -f "$W/flaky.raw"
+
+# ... and so does one that cannot connect: a second server, stopped, then back on its port
+python3 "$SRC/tests/lib/httpd.py" --dir "$W" --port-file "$QVM_TEST_ROOT/port2" \
+	--log "$QVM_TEST_ROOT/http2.log" 2>>"$QVM_TEST_ROOT/httpd.err" &
+HTTPD2=$!
+on_exit "kill $HTTPD2"
+wait_for_file_line "$QVM_TEST_ROOT/port2" '^[0-9]+$' 30 || bail_out "the second test http server did not start"
+P2=$TAP_LINE
+run "$QVM" image import "http://127.0.0.1:$P2/stallonce/2000000/big.raw" --name down --stall-timeout 2
+like "$RC:$ERR" "^1:.*stalled.*after 2000000 bytes" "a download from a second server stalls after 2000000 bytes"
+kill "$HTTPD2"
+wait "$HTTPD2" 2>/dev/null
+run "$QVM" image import "http://127.0.0.1:$P2/stallonce/2000000/big.raw" --name down --stall-timeout 2
+is "$RC" 1 "the server is gone: the next attempt cannot connect"
+like "$ERR" "cannot connect to '127.0.0.1'.*; the 2000000 bytes downloaded are kept" "... and keeps the bytes so far"
+ok "... they are" compgen -G "$STORE/.qvm-partial-down-*"
+rm -f "$QVM_TEST_ROOT/port2"
+python3 "$SRC/tests/lib/httpd.py" --dir "$W" --port-file "$QVM_TEST_ROOT/port2" --port "$P2" \
+	--log "$QVM_TEST_ROOT/http2.log" 2>>"$QVM_TEST_ROOT/httpd.err" &
+HTTPD2=$!
+on_exit "kill $HTTPD2"
+wait_for_file_line "$QVM_TEST_ROOT/port2" '^[0-9]+$' 30 || bail_out "the second test http server did not come back"
+# the new server stalls its first request again: 2000000 more bytes
+run "$QVM" image import "http://127.0.0.1:$P2/stallonce/2000000/big.raw" --name down --stall-timeout 2
+like "$RC:$ERR" "^1:.*stalled.*after 4000000 bytes" "the server is back: the download resumes from 2000000 bytes"
+run "$QVM" image import "http://127.0.0.1:$P2/stallonce/2000000/big.raw" --name down --sha256 "$(sha "$W/big.raw")"
+is "$RC" 0 "... and the next run completes it" || diag "$ERR"
+kill "$HTTPD2"
+wait "$HTTPD2" 2>/dev/null
+run "$QVM" image delete down
 
 run "$QVM" image import "$U/stall/2000000/big.raw" --name given-up --stall-timeout 2
 like "$RC:$ERR" "^1:.*stalled" "another stalled download"
@@ -174,6 +244,17 @@ run "$QVM" image import "$U/big.raw" --name capped --max-size 1M
 is "$RC" 1 "a download over the size cap is refused"
 like "$ERR" "larger than the size cap of 1048576 bytes; raise --max-size" "... saying what to do"
 is "$(store_files)" "$expected" "... leaving nothing"
+run "$QVM" image import "$U/chunked/big.raw" --name capped --max-size 1M
+is "$RC" 1 "a chunked download (no Content-Length) over the size cap is refused"
+like "$ERR" "larger than the size cap of 1048576 bytes" "... by the count of the bytes as they arrive"
+is "$(store_files)" "$expected" "... leaving nothing"
+run "$QVM" image import "$U/nolength/big.raw" --name capped --max-size 1M
+is "$RC" 1 "a download without Content-Length, ended by the connection, over the size cap is refused"
+like "$ERR" "larger than the size cap of 1048576 bytes" "... saying so"
+is "$(store_files)" "$expected" "... leaving nothing"
+run "$QVM" image import "$U/chunked/small.raw" --name chunked --sha256 "$(sha "$W/small.raw")"
+is "$RC" 0 "a chunked download under the cap works" || diag "$ERR"
+run "$QVM" image delete chunked
 run "$QVM" image import "$U/redirect/big.raw" --name capped --max-size 1M
 like "$RC:$ERR" "^1:.*size cap" "the size cap holds after a redirect too"
 run "$QVM" image import "$U/status/404/small.raw" --name nf
@@ -201,6 +282,46 @@ hostile qcow2-as-raw "$W/base.qcow2" "contains a qcow2 image but was declared ra
 hostile raw-as-qcow2 "$W/small.raw" "contains a raw image but was declared qcow2" --format qcow2
 hostile chain "$W/h-chain10.qcow2" "has a backing file \('$W/h-chain9.qcow2'\)"
 hostile loop "$W/h-loop.qcow2" "has a backing file \('$W/h-loop.qcow2'\)"
+
+# ---- 5a. the same hostile images as a vm's disk: create --disk PATH, disk-attach --image PATH
+# (plus the classic: a VMDK descriptor declared raw whose extent is a FIFO,
+# which a probing qemu-img would open and wait on)
+mkfifo "$W/h-extent.fifo"
+printf '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 8 FLAT "%s" 0\n' \
+	"$W/h-extent.fifo" >"$W/h-fifo.img"
+run "$QVM" create host --memory 128M --disk 16M
+is "$RC" 0 "a vm to attach hostile images to" || diag "$ERR"
+hid=$(vm_id host)
+vm_folders=$(ls "$QVM_ROOT/vms" | tr '\n' ' ')
+host_files=$(ls -A "$QVM_ROOT/vms/$hid" | tr '\n' ' ')
+host_disks() { "$QVM" --json show host | json '" ".join(str(x["id"]) for x in d["definition"]["disks"])'; }
+hostile_disk() { # NAME FILE FORMAT(or "") ERE
+	local name=$1 file=$2 fmt=$3 re=$4
+	run env QVM_DISK_ROOTS="$W" "$QVM" create "d-$name" --memory 128M --disk "$file${fmt:+,format=$fmt}"
+	is "$RC" 1 "create --disk $name is refused"
+	like "$ERR" "^qvm: cannot create vm 'd-$name': disk 0: .*$re" "... create --disk $name: the reason"
+	like "$("$QVM" show "d-$name" 2>&1)" "no vm named 'd-$name'" "... create --disk $name: no vm"
+	is "$(ls "$QVM_ROOT/vms" | tr '\n' ' ')" "$vm_folders" "... create --disk $name: no vm folder"
+	run env QVM_DISK_ROOTS="$W" "$QVM" disk-attach host --image "$file" ${fmt:+--format "$fmt"}
+	is "$RC" 1 "disk-attach --image $name is refused"
+	like "$ERR" "$re" "... disk-attach --image $name: the reason"
+	is "$(host_disks)" "0" "... disk-attach --image $name: the definition is unchanged"
+	is "$(ls -A "$QVM_ROOT/vms/$hid" | tr '\n' ' ')" "$host_files" "... disk-attach --image $name: no file left"
+	is "$(store_files)" "$expected" "... $name: the store is unchanged"
+}
+hostile_disk backing "$W/h-backing.qcow2" "" "'$W/h-backing.qcow2' has a backing file \('$W/base.qcow2'\)"
+hostile_disk datafile "$W/h-datafile.qcow2" "" "has an external data file \('$W/h-data.bin'\)"
+hostile_disk extents "$W/h-extents.vmdk" "" "is a VMDK made of 3 extent files \(the first is 'h-extents-s001.vmdk'\)"
+hostile_disk extents-raw "$W/h-extents.vmdk" raw "is a VMDK made of 3 extent files"
+hostile_disk flat "$W/h-flat.vmdk" raw "is a VMDK whose data lives in another file \('h-flat-flat.vmdk'\)"
+hostile_disk fifo "$W/h-fifo.img" raw "is a VMDK whose data lives in another file \('$W/h-extent.fifo'\)"
+hostile_disk qcow2-as-raw "$W/base.qcow2" raw "contains a qcow2 image but was declared raw"
+hostile_disk raw-as-qcow2 "$W/small.raw" qcow2 "contains a raw image but was declared qcow2"
+hostile_disk chain "$W/h-chain10.qcow2" "" "has a backing file \('$W/h-chain9.qcow2'\)"
+hostile_disk loop "$W/h-loop.qcow2" "" "has a backing file \('$W/h-loop.qcow2'\)"
+run "$QVM" delete host
+is "$RC" 0 "delete the vm the images were attached to" || diag "$ERR"
+rm -f "$W/h-extent.fifo"
 
 # ---- 5b. crash points: an import or delete killed half-way -------------------------------------
 run env QVM_CRASH_AT=image-commit "$QVM" image import "$W/small.raw" --name crashed
@@ -233,8 +354,9 @@ is "$(store_files)" "$expected" "the next store change removes its file; nothing
 # ---- 6. VMs on store images -------------------------------------------------------------------------
 run "$QVM" create vm1 --memory 128M --disk image=base --disk small,bus=scsi
 is "$RC" 0 "create a vm on store images (image=NAME and a bare NAME)" || diag "$ERR"
-d0=$QVM_ROOT/vms/1/disk0.qcow2
-d1=$QVM_ROOT/vms/1/disk1.qcow2
+vm1dir=$QVM_ROOT/vms/$(vm_id vm1)
+d0=$vm1dir/disk0.qcow2
+d1=$vm1dir/disk1.qcow2
 info0=$(qemu-img info --output=json -f qcow2 "$d0")
 is "$(json 'd["backing-filename"], d["backing-filename-format"]' <<<"$info0")" \
 	"$STORE/base.qcow2 qcow2" "disk 0 is an overlay on the store file, backing format qcow2"
@@ -262,11 +384,28 @@ is "$("$QVM" --json image show saved | json 'd["source"], d["sha256"] == "'"$(sh
 	"vm 'vm1' disk 0 True" "its metadata names its origin and its sha256"
 run "$QVM" disk-saveas vm1 0 saved
 like "$RC:$ERR" "^1:.*an image named 'saved' already exists" "disk-saveas onto an existing name is refused"
+# disk-saveas killed half-way: after the flattening, and between moving the
+# image into place and writing its metadata
+run env QVM_CRASH_AT=saveas-after-convert "$QVM" disk-saveas vm1 0 again
+is "$RC" 99 "disk-saveas killed after qemu-img convert"
+like "$("$QVM" image show again 2>&1)" "no image named 'again'" "... made no image"
+ok "... its flattened copy is left, hidden" compgen -G "$STORE/.qvm-saveas-*"
+touch -d '5 minutes ago' "$STORE"/.qvm-saveas-*
+run env QVM_CRASH_AT=image-commit "$QVM" disk-saveas vm1 0 again
+is "$RC" 99 "disk-saveas killed between moving the image in and recording it"
+like "$("$QVM" image show again 2>&1)" "no image named 'again'" "... made no image"
+ok "... the earlier abandoned copy is gone" eval '! compgen -G "$STORE/.qvm-saveas-*"'
+run "$QVM" disk-saveas vm1 0 again
+is "$RC" 0 "the same disk-saveas afterwards works (the leftovers are settled)" || diag "$ERR"
+ok "... the saved image reads what the disk holds" marker 1M 0xcd "$STORE/again.qcow2" qcow2
+is "$(find "$STORE" -name '.qvm-*' | wc -l)" 0 "... and no temporary file or change marker is left in the store"
+run "$QVM" image delete again
+
 run "$QVM" disk-saveas vm1 7 other
 like "$RC:$ERR" "^1:.*vm 'vm1' has no disk 7" "disk-saveas of a missing disk is refused"
 run "$QVM" create vm2 --memory 128M --disk saved
 is "$RC" 0 "a new vm on the saved image" || diag "$ERR"
-ok "its disk reads the marker through the overlay" marker 1M 0xcd "$QVM_ROOT/vms/2/disk0.qcow2" qcow2
+ok "its disk reads the marker through the overlay" marker 1M 0xcd "$QVM_ROOT/vms/$(vm_id vm2)/disk0.qcow2" qcow2
 
 # disk-saveas of a running vm is refused: a vm whose qemu runs (no guest needed)
 run "$QVM" create vm3 --memory 128M --disk saved

@@ -5,9 +5,13 @@
 # crash points in attach and detach settled by the next command (QEMU's
 # block nodes, the definition and the files agree, nothing leaked), disks
 # and cd-rom changed while the vm is off and used at the next start, disk
-# snapshots reverted with qemu-io checking the data, delete --wipe, and a
-# q35 vm taking a hot-plugged disk in a pcie-root-port, a guest that does
-# not release a disk. Four short guest boots.
+# snapshots reverted with qemu-io checking the data, delete --wipe (the
+# data read back through an open fd is zeros), a live cd-rom change that
+# fails or is interrupted (the old medium back in), raw disks (create,
+# attach, resize, refused snapshots), every crash point of a live disk
+# operation in one loop, and a q35 vm taking a hot-plugged raw disk in a
+# pcie-root-port, a guest that does not release a disk. Four short guest
+# boots.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 need_guest
@@ -49,6 +53,33 @@ EOF
 nodes() { qmp "$1" query-named-block-nodes '{"flat":true}' | json '" ".join(sorted(n["node-name"] for n in d if n["node-name"].startswith("disk")))'; }
 # the last QVM-DEVICES line of a console log after line $2
 devices_line() { wait_for_file_line "$1" "^QVM-DEVICES .*$2" "$3" "${4:-0}"; }
+
+# open_intents ID: the ops of vm ID's journal intents no done record closed
+# (read from the journal's files: snapshot.json's state, then the log)
+open_intents() {
+	python3 - "$QVM_ROOT/journal" "$1" <<'EOF'
+import json, os, sys
+d, vid = sys.argv[1], int(sys.argv[2])
+pending = {}
+snap = os.path.join(d, "snapshot.json")
+if os.path.exists(snap):
+    for k, v in json.load(open(snap)).get("state", {}).get("intents", {}).items():
+        pending[int(k)] = v
+for line in open(os.path.join(d, "log")):
+    parts = line.split(" ", 2)
+    try:
+        seq, rec = int(parts[0]), json.loads(parts[2])
+    except (ValueError, IndexError):
+        continue
+    if rec.get("type") == "intent":
+        pending[seq] = rec
+    elif rec.get("type") == "done":
+        pending.pop(rec.get("intent"), None)
+print(" ".join(sorted(v.get("op", "?") for v in pending.values() if v.get("id") == vid)))
+EOF
+}
+# vm_files DIR: the files of a vm folder but its logs, one line
+vm_files() { ls -A "$1" | grep -v -E '^(console|qemu|supervisor)\.log$' | tr '\n' ' '; }
 
 # ---- boot 1: a pc vm with one disk -------------------------------------------
 define g "qvm.sizes=1" --disk 64M
@@ -101,6 +132,18 @@ else
 	explain g
 fi
 is "$(disk_size g 1)" $((48 << 20)) "the definition has the new size"
+
+# a paused vm: resize (and cd-rom, disk snapshots) work and it stays paused;
+# attach and detach need it running
+run "$QVM" pause g
+is "$RC" 0 "pause g" || diag "$ERR"
+run "$QVM" disk-resize g 1 56M
+is "$RC:$(disk_size g 1):$(state g)" "0:$((56 << 20)):ACTIVE/PAUSED" "disk-resize of a paused vm works; it stays ACTIVE/PAUSED"
+run "$QVM" disk-attach g --size 8M
+is "$RC" 1 "disk-attach of a paused vm is refused"
+like "$ERR" "it is ACTIVE/PAUSED; this needs ACTIVE/RUNNING or a vm that is off" "... naming the states it needs"
+run "$QVM" unpause g
+is "$RC:$(state g)" "0:ACTIVE/RUNNING" "unpause g"
 
 # ---- live disk snapshot -----------------------------------------------------------
 run "$QVM" disk-snapshot-create g 1 live1
@@ -174,6 +217,68 @@ is "$(nodes "$gid")" "disk0" "... and out of qemu"
 ok "... and its file is gone" test ! -e "$gdir/disk1.qcow2"
 is "$(ls "$gdir" | grep -c -v -E '^(disk0\.qcow2|console\.log|qemu\.log|supervisor\.log)$')" 0 \
 	"no other file in the vm's folder"
+
+# every other crash point of a live attach, detach, resize and disk
+# snapshot, one booted guest for all: the next command (list) completes or
+# rolls back, and the definition, qemu's nodes, the files and the guest agree
+for point in disk-attach-after-intent disk-before-done disk-detach-after-intent disk-detach-after-device \
+	disk-detach-before-define disk-resize-after-intent disk-snapshot-after-intent; do
+	case $point in
+	disk-attach-*)
+		want_ids="0" want_nodes="disk0" want_files="disk0.qcow2 " want_dev="block=vda:64M$"
+		;;
+	disk-before-done)
+		want_ids="0 1" want_nodes="disk0 disk1" want_files="disk0.qcow2 disk1.qcow2 " want_dev="vdb:12M$"
+		;;
+	disk-detach-*)
+		want_ids="0" want_nodes="disk0" want_files="disk0.qcow2 " want_dev="block=vda:64M$"
+		;;
+	*)
+		want_ids="0 1" want_nodes="disk0 disk1" want_files="disk0.qcow2 disk1.qcow2 " want_dev="vdb:20M$"
+		;;
+	esac
+	# the detach, resize and snapshot points need disk 1 there first
+	if [[ $point != disk-attach-* && $point != disk-before-done ]]; then
+		after=$(line_count "$glog")
+		run "$QVM" disk-attach g --size 12M
+		is "$RC" 0 "$point: disk 1 attached first" || diag "$ERR"
+		devices_line "$glog" "vdb:12M$" 30 "$after" || true
+	fi
+	after=$(line_count "$glog")
+	case $point in
+	disk-attach-* | disk-before-done) QVM_CRASH_AT=$point "$QVM" disk-attach g --size 12M 2>/dev/null ;;
+	disk-detach-*) QVM_CRASH_AT=$point "$QVM" disk-detach g 1 2>/dev/null ;;
+	disk-resize-*) QVM_CRASH_AT=$point "$QVM" disk-resize g 1 20M 2>/dev/null ;;
+	disk-snapshot-*) QVM_CRASH_AT=$point "$QVM" disk-snapshot-create g 1 s1 2>/dev/null ;;
+	esac
+	is "$?" 99 "$point: qvm died there"
+	"$QVM" list >/dev/null 2>&1
+	is "$(state g)" "ACTIVE/RUNNING" "$point: the next command settles it: ACTIVE/RUNNING"
+	is "$(open_intents "$gid")" "" "$point: ... no intent left open"
+	is "$(disk_ids g)" "$want_ids" "$point: ... the definition has disks $want_ids"
+	is "$(nodes "$gid")" "$want_nodes" "$point: ... as qemu: $want_nodes"
+	is "$(vm_files "$gdir")" "$want_files" "$point: ... as the folder: $want_files"
+	if devices_line "$glog" "$want_dev" 30 "$after" || devices_line "$glog" "$want_dev" 1; then
+		ok "$point: ... as the guest ($want_dev)"
+	else
+		not_ok "$point: ... as the guest ($want_dev)"
+		explain g
+	fi
+	if [ "$point" = disk-resize-after-intent ]; then
+		is "$(disk_size g 1)" $((20 << 20)) "$point: ... the resize was finished: 20M recorded"
+	fi
+	if [ "$point" = disk-snapshot-after-intent ]; then
+		run "$QVM" disk-snapshot-create g 1 s1
+		is "$RC" 0 "$point: ... and the snapshot can be taken now" || diag "$ERR"
+	fi
+	# back to disk 0 alone for the next point
+	if [ "$(disk_ids g)" = "0 1" ]; then
+		after=$(line_count "$glog")
+		run "$QVM" disk-detach g 1
+		is "$RC" 0 "$point: disk 1 detached again" || diag "$ERR"
+		devices_line "$glog" "block=vda:64M$" 30 "$after" || true
+	fi
+done
 
 # ---- the vm off: definition and files only ----------------------------------------
 run "$QVM" poweroff g --hard
@@ -252,14 +357,84 @@ run "$QVM" cdrom-insert g "$QVM_TEST_ROOT/img/b.iso"
 is "$RC" 0 "live cdrom-insert" || diag "$ERR"
 is "$(cd_file)" "$QVM_TEST_ROOT/img/b.iso" "qemu's cd-rom drive holds b.iso"
 like "$("$QVM" show g)" "CDROM +$QVM_TEST_ROOT/img/b.iso" "show: b.iso"
+# a cd-rom change that fails, or that qvm dies in, leaves the old medium in
+cd_nodes() { qmp "$gid" query-named-block-nodes '{"flat":true}' | json 'len([n for n in d if n["node-name"].startswith("cdrom0")])'; }
+is "$(cd_nodes)" 1 "one cd-rom medium node in qemu"
+run env QVM_FAIL_AT=cdrom-before-insert "$QVM" cdrom-insert g "$QVM_TEST_ROOT/img/a.iso"
+is "$RC" 1 "a live cdrom-insert that fails once the old medium is out (QVM_FAIL_AT)"
+like "$ERR" "cannot change the cd-rom of 'g': injected failure" "... says so"
+is "$(cd_file)|$(cd_nodes)" "$QVM_TEST_ROOT/img/b.iso|1" "... the drive holds b.iso again, the new node is gone"
+like "$("$QVM" show g)" "CDROM +$QVM_TEST_ROOT/img/b.iso" "... as the definition says"
+is "$(state g)|$(open_intents "$gid")" "ACTIVE/RUNNING|" "... ACTIVE/RUNNING, nothing left open"
+QVM_CRASH_AT=cdrom-after-remove "$QVM" cdrom-insert g "$QVM_TEST_ROOT/img/a.iso" 2>/dev/null
+is "$?" 99 "qvm dies in a live cdrom-insert with the old medium out, the new not in"
+is "$(cd_file)" "" "... the drive is empty"
+"$QVM" list >/dev/null 2>&1
+is "$(cd_file)|$(cd_nodes)" "$QVM_TEST_ROOT/img/b.iso|1" "the next command puts b.iso back, no stray node"
+like "$("$QVM" show g)" "CDROM +$QVM_TEST_ROOT/img/b.iso" "... as the definition says"
+is "$(state g)|$(open_intents "$gid")" "ACTIVE/RUNNING|" "... ACTIVE/RUNNING, nothing left open"
+QVM_CRASH_AT=cdrom-before-define "$QVM" cdrom-insert g "$QVM_TEST_ROOT/img/a.iso" 2>/dev/null
+is "$?" 99 "qvm dies in a live cdrom-insert once the drive holds a.iso"
+"$QVM" list >/dev/null 2>&1
+is "$(cd_file)|$(cd_nodes)" "$QVM_TEST_ROOT/img/a.iso|1" "the next command keeps a.iso in, no stray node"
+like "$("$QVM" show g)" "CDROM +$QVM_TEST_ROOT/img/a.iso" "... and records it"
+is "$(state g)|$(open_intents "$gid")" "ACTIVE/RUNNING|" "... ACTIVE/RUNNING, nothing left open"
 run "$QVM" disk-detach g 1
 is "$RC" 1 "an ide disk cannot be detached live" || diag "$OUT"
 is "$(disk_ids g)" "0 1" "... it stays in the definition"
 is "$(nodes "$gid")" "disk0 disk1" "... and in qemu"
 
+# delete --wipe: the data is overwritten, not just unlinked. An fd kept
+# open on each disk reads the file after its name is gone (a hard link
+# would make qvm refuse to wipe, rightly: it would destroy the link's data)
+exec 7<"$gdir/disk0.qcow2" 8<"$gdir/disk1.qcow2"
+size0=$(stat -c %s "$gdir/disk0.qcow2")
+size1=$(stat -c %s "$gdir/disk1.qcow2")
+ok "disk 0 holds data before the delete" test "$(head -c "$size0" /dev/fd/7 | tr -d '\0' | wc -c)" -gt 0
 run "$QVM" delete g --wipe
 is "$RC" 0 "delete --wipe of the running vm" || diag "$ERR"
 ok "its disks (the attached one too) are gone" test ! -e "$gdir"
+is "$(head -c "$size0" /dev/fd/7 | tr -d '\0' | wc -c)" 0 "disk 0's data was overwritten with zeros"
+is "$(head -c "$size1" /dev/fd/8 | tr -d '\0' | wc -c)" 0 "... and the attached disk 1's"
+exec 7<&- 8<&-
+
+# ---- raw disks, off: --disk SIZE,format=raw and disk-attach --format raw ---------
+vm_create r "" --disk 32M --disk 8M,format=raw
+is "$RC" 0 "create with a blank raw disk (--disk 8M,format=raw)" || diag "$ERR"
+rid=$(vm_id r)
+rdir=$QVM_ROOT/vms/$rid
+is "$(vm_files "$rdir")" "disk0.qcow2 disk1.raw " "disk 1 is the raw file disk1.raw"
+is "$(qemu-img info -f raw --output=json "$rdir/disk1.raw" | json 'd["virtual-size"]')|$(stat -c %s "$rdir/disk1.raw")" \
+	"$((8 << 20))|$((8 << 20))" "... a plain file of 8M"
+is "$("$QVM" show r --json | json '[x["format"] for x in d["definition"]["disks"]]')" "['qcow2', 'raw']" \
+	"the definition says raw"
+like "$("$QVM" argv r)" '"node-name":"disk1","driver":"raw","read-only":false,"file":\{"driver":"file","filename":"'"$rdir/disk1.raw"'"' \
+	"qemu would open it with the raw driver"
+run "$QVM" disk-attach r --size 4M --format raw
+is "$RC" 0 "disk-attach --size 4M --format raw" || diag "$ERR"
+like "$OUT" "disk 2 attached \(in the definition; used at next start\): $rdir/disk2.raw$" "... a raw file disk2.raw"
+is "$(stat -c %s "$rdir/disk2.raw")" $((4 << 20)) "... of 4M"
+run "$QVM" disk-attach r --size 4M --format vmdk
+is "$RC" 2 "--format vmdk is a usage error"
+run "$QVM" disk-resize r 1 16M
+is "$RC:$(stat -c %s "$rdir/disk1.raw"):$(disk_size r 1)" "0:$((16 << 20)):$((16 << 20))" "a raw disk grows to 16M (file and definition)"
+run "$QVM" disk-resize r 1 8M --shrink
+is "$RC:$(stat -c %s "$rdir/disk1.raw")" "0:$((8 << 20))" "... and shrinks back with --shrink"
+run "$QVM" snapshot-create r
+is "$RC" 1 "snapshot-create of a vm with a raw disk is refused"
+like "$ERR" "^qvm: cannot snapshot 'r': disk 1 of 'r' is raw: vm snapshots need every disk in qcow2" "... naming the disk"
+run "$QVM" disk-snapshot-create r 2 s
+is "$RC" 1 "disk-snapshot-create of a raw disk is refused"
+like "$ERR" "cannot create a snapshot of disk 2 of 'r': it is a raw disk, and internal snapshots need qcow2" "... saying why"
+is "$("$QVM" snapshot-list r --json | json 'len(d["snapshots"])')|$(disk_ids r)" "0|0 1 2" "... nothing changed"
+qemu-io -f raw -c 'write -q -P 0x5a 0 64k' "$rdir/disk1.raw" >/dev/null
+exec 7<"$rdir/disk1.raw"
+ok "disk 1 holds data" test "$(head -c $((8 << 20)) /dev/fd/7 | tr -d '\0' | wc -c)" -gt 0
+run "$QVM" delete r --wipe
+is "$RC" 0 "delete --wipe of the vm with raw disks" || diag "$ERR"
+is "$(head -c $((8 << 20)) /dev/fd/7 | tr -d '\0' | wc -c)" 0 "the raw disk's data was overwritten with zeros"
+exec 7<&-
+ok "its folder is gone" test ! -e "$rdir"
 
 # ---- boot 3: a guest that does not release a disk (no ACPI PCI hotplug) ----------
 vm_create n "qvm.sizes=1 acpiphp.disable=1" --disk 64M
@@ -298,8 +473,9 @@ run "$QVM" start q
 is "$RC" 0 "start q (q35)" || diag "$ERR"
 if wait_for_file_line "$qlog" '^QVM-READY ' $BOOT_S; then
 	after=$(line_count "$qlog")
-	run "$QVM" disk-attach q --size 32M
-	is "$RC" 0 "q35: live disk-attach" || diag "$ERR"
+	run "$QVM" disk-attach q --size 32M --format raw
+	is "$RC" 0 "q35: live disk-attach of a raw disk" || diag "$ERR"
+	like "$OUT" "disk 1 attached \(live\): $QVM_ROOT/vms/$qid/disk1.raw$" "q35: ... the raw file disk1.raw"
 	if devices_line "$qlog" "block=vda:64M,vdb:32M$" 30 "$after"; then
 		ok "q35: the guest sees vdb"
 	else
@@ -311,6 +487,7 @@ if wait_for_file_line "$qlog" '^QVM-READY ' $BOOT_S; then
 	is "$RC" 0 "q35: live disk-detach" || diag "$ERR"
 	ok "q35: vdb is gone in the guest" devices_line "$qlog" "block=vda:64M$" 30 "$after"
 	is "$(nodes "$qid")" "disk0" "q35: qemu's node disk1 is gone"
+	ok "q35: ... and its raw file" test ! -e "$QVM_ROOT/vms/$qid/disk1.raw"
 else
 	not_ok "q35 guest boots"
 	explain q

@@ -6,7 +6,11 @@
 # tree and the disks agree), then one boot: a snapshot with memory, revert, and the
 # guest's counter continues from the saved moment; the tree (A, B, revert
 # to A, C: C's parent is A); refusals; pruning at a maximum of 2; a crash
-# in a running VM's snapshot.
+# in a running VM's snapshot. A second, never started vm: tags held by
+# disk snapshots refused (and the disk-snapshot commands keep off a vm
+# snapshot's part), names held twice never guessed at, a failed create
+# costing no older snapshot (pruning after), every crash point after the
+# intent and before the record; the same refusal and crash points live.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 need_guest
@@ -36,6 +40,31 @@ counter_after() {
 	echo "${TAP_LINE#QVM-COUNTER }"
 }
 last_counter() { tr -d '\r' <"$LOG" | grep -a -E '^QVM-COUNTER [0-9]+$' | tail -1 | cut -d' ' -f2; }
+
+# open_intents ID: the ops of vm ID's journal intents no done record closed
+# (read from the journal's files: snapshot.json's state, then the log)
+open_intents() {
+	"$PY" - "$QVM_ROOT/journal" "$1" <<'EOF'
+import json, os, sys
+d, vid = sys.argv[1], int(sys.argv[2])
+pending = {}
+snap = os.path.join(d, "snapshot.json")
+if os.path.exists(snap):
+    for k, v in json.load(open(snap)).get("state", {}).get("intents", {}).items():
+        pending[int(k)] = v
+for line in open(os.path.join(d, "log")):
+    parts = line.split(" ", 2)
+    try:
+        seq, rec = int(parts[0]), json.loads(parts[2])
+    except (ValueError, IndexError):
+        continue
+    if rec.get("type") == "intent":
+        pending[seq] = rec
+    elif rec.get("type") == "done":
+        pending.pop(rec.get("intent"), None)
+print(" ".join(sorted(v.get("op", "?") for v in pending.values() if v.get("id") == vid)))
+EOF
+}
 
 define sn "qvm.counter=1" --machine pc --disk 64M --disk 32M
 ID=$(vm_id sn)
@@ -116,6 +145,111 @@ run "$QVM" snapshot-create sn 'bad/tag'
 like "$ERR" "invalid snapshot tag 'bad/tag'" "an invalid tag is refused"
 run "$QVM" snapshot-create sn 7
 like "$ERR" "snapshot tag '7' is all digits" "an all-digit tag is refused (ids are numbers)"
+
+# ---- a second stopped vm: vm snapshots and disk snapshots, failures, crash points ----------
+define t "" --machine pc --disk 16M --disk 8M
+TID=$(vm_id t)
+T0=$QVM_ROOT/vms/$TID/disk0.qcow2
+T1=$QVM_ROOT/vms/$TID/disk1.qcow2
+dtags() { echo "$(disk_tags "$T0")|$(disk_tags "$T1")"; }
+reads() { qemu-io -f qcow2 -r -c "read -q -P $2 0 64k" "$1" >/dev/null 2>&1; }
+
+# a disk snapshot's name is refused for a vm snapshot: revert and delete
+# would otherwise take the user's disk snapshot for the vm snapshot's
+run "$QVM" disk-snapshot-create t 0 A
+is "$RC" 0 "disk-snapshot-create t 0 A" || diag "$ERR"
+qemu-io -f qcow2 -c "write -q -P 0x11 0 64k" "$T0" >/dev/null
+run "$QVM" snapshot-create t A
+is "$RC" 1 "snapshot-create with the tag of a disk snapshot is refused"
+like "$ERR" "^qvm: disk 0 of 't' holds an internal snapshot named 'A' already \(a disk snapshot: see qvm disk-snapshot-list t 0\)" \
+	"... naming the disk and the disk snapshot"
+is "$(tags t)|$(dtags)" "|A|" "... no vm snapshot, the disk snapshot alone on disk 0"
+ok "... and disk 0 was not touched (still 0x11)" reads "$T0" 0x11
+run "$QVM" disk-snapshot-create t 1 snap-1
+run "$QVM" snapshot-create t
+is "$RC" 0 "snapshot-create without a tag" || diag "$ERR"
+like "$OUT" "snapshot 1 'snap-1-2' taken" "... skips snap-1, which a disk holds"
+run "$QVM" snapshot-delete t snap-1-2
+is "$RC:$(dtags)" "0:A|snap-1" "deleting it leaves the disk snapshots alone"
+# a vm snapshot's part of a disk is left alone by the disk-snapshot commands
+run "$QVM" snapshot-create t V
+is "$RC" 0 "snapshot V" || diag "$ERR"
+run "$QVM" disk-snapshot-delete t 0 V
+is "$RC" 1 "disk-snapshot-delete of a vm snapshot's part is refused"
+like "$ERR" "it is disk 0's part of vm snapshot 2 'V'; delete that with qvm snapshot-delete t V" "... saying what to do"
+run "$QVM" disk-snapshot-delete t 1 snap-1
+is "$RC:$(dtags)" "0:A V|V" "a disk snapshot of the user's is deleted as asked"
+run "$QVM" disk-snapshot-create t 1 W
+run "$QVM" disk-snapshot-delete t 1 W
+# a name held twice on a disk (one made by hand) is never guessed at
+qemu-img snapshot -c V "$T1"
+run "$QVM" snapshot-revert t V
+is "$RC" 1 "revert to a vm snapshot whose name a disk holds twice is refused"
+like "$ERR" "disk 1 of 't' holds 2 internal snapshots named 'V', so qvm cannot tell which one belongs to the vm snapshot" \
+	"... saying so"
+run "$QVM" snapshot-delete t V
+like "$RC:$ERR" "^1:.*holds 2 internal snapshots named 'V'" "delete is refused too"
+is "$(dtags)|$(tags t)" "A V|V V|2:V:0" "... nothing was deleted, from the disks or the tree"
+qemu-img snapshot -d V "$T1"
+run "$QVM" snapshot-delete t V
+is "$RC:$(dtags)|$(tags t)" "0:A||" "with one 'V' left per disk the delete goes through"
+run "$QVM" disk-snapshot-revert t 0 A
+ok "the user's disk snapshot A still holds what it held (zeros)" reads "$T0" 0
+run "$QVM" disk-snapshot-delete t 0 A
+
+# a snapshot that fails costs no older one: pruning comes after
+run "$QVM" snapshot-create t P1
+run "$QVM" snapshot-create t P2
+run "$QVM" update t snapshots.max=2
+run env QVM_FAIL_AT=snapshot-create-after-disk "$QVM" snapshot-create t P3
+is "$RC" 1 "a snapshot-create failing once disk 0 took it (QVM_FAIL_AT)"
+like "$ERR" "cannot snapshot 't': injected failure" "... says it failed"
+is "$(tags t)" "3:P1:0 4:P2:3" "... both older snapshots are kept at the maximum"
+is "$(dtags)" "P1 P2|P1 P2" "... and P3 is in no disk (rolled back)"
+run "$QVM" snapshot-create t P3
+is "$RC" 0 "P3 taken" || diag "$ERR"
+is "$(tags t)|$(dtags)" "4:P2:0 5:P3:4|P2 P3|P2 P3" "... then the oldest is pruned"
+like "$("$QVM" history t | tr '\n' '|')" "snapshot 5 'P3' taken.*snapshot 3 'P1' deleted \(pruned: at most 2 snapshots\)" \
+	"history: the new one recorded first, the pruning after"
+run "$QVM" update t snapshots.max=
+
+# crash points: the next command finishes or rolls back, the tree and the disks agree
+for point in snapshot-create-after-intent snapshot-delete-after-intent snapshot-delete-before-record \
+	snapshot-revert-after-intent snapshot-revert-before-record; do
+	case $point in
+	snapshot-create-*)
+		before="$(tags t)|$(dtags)"
+		run env QVM_CRASH_AT=$point "$QVM" snapshot-create t C
+		is "$RC" 99 "$point: qvm died there"
+		is "$(tags t)|$(dtags)" "$before" "$point: the next command rolls it back: no C anywhere"
+		run "$QVM" snapshot-create t C
+		is "$RC" 0 "$point: the tag is free again" || diag "$ERR"
+		run "$QVM" snapshot-delete t C
+		;;
+	snapshot-delete-*)
+		run "$QVM" snapshot-create t D
+		before="$(tags t)|$(dtags)"
+		run env QVM_CRASH_AT=$point "$QVM" snapshot-delete t D
+		is "$RC" 99 "$point: qvm died there"
+		like "$(tags t)|$(dtags)" "^[^D]*$" "$point: the next command finishes it: D is in neither the tree nor a disk"
+		;;
+	snapshot-revert-*)
+		run "$QVM" snapshot-create t R
+		rid=$(current t)
+		qemu-io -f qcow2 -c "write -q -P 0x44 0 64k" "$T0" >/dev/null
+		qemu-io -f qcow2 -c "write -q -P 0x44 0 64k" "$T1" >/dev/null
+		run env QVM_CRASH_AT=$point "$QVM" snapshot-revert t R
+		is "$RC" 99 "$point: qvm died there"
+		is "$(current t)" "$rid" "$point: the next command finishes it: R is current"
+		ok "$point: ... and both disks are back (not 0x44)" eval '! reads "$T0" 0x44 && ! reads "$T1" 0x44'
+		run "$QVM" snapshot-delete t R
+		;;
+	esac
+	is "$(state t)" PENDING "$point: t is PENDING"
+	is "$(open_intents "$TID")" "" "$point: no intent is left open in the journal"
+done
+run "$QVM" delete t
+is "$RC" 0 "delete t" || diag "$ERR"
 
 # ---- a running vm: QEMU's snapshot jobs ----------------------------------------------------
 run "$QVM" start sn
@@ -198,6 +332,49 @@ run "$QVM" snapshot-delete sn E
 is "$RC" 0 "snapshot-delete of a running vm" || diag "$ERR"
 is "$(tags sn)" "7:disksonly:0" "... gone from the tree"
 is "$(disk_tags "$D0")|$(disk_tags "$D1")" "disksonly|disksonly" "... and from the disks"
+
+# a running vm: a disk snapshot's name is refused for a vm snapshot (the
+# snapshot-save job would refuse it, and the rollback took the user's one)
+run "$QVM" disk-snapshot-create sn 0 R
+is "$RC" 0 "live disk-snapshot-create sn 0 R" || diag "$ERR"
+run "$QVM" snapshot-create sn R
+is "$RC" 1 "snapshot-create R on the running vm is refused"
+like "$ERR" "disk 0 of 'sn' holds an internal snapshot named 'R' already" "... naming the disk snapshot"
+is "$(disk_tags "$D0")|$(disk_tags "$D1")|$(tags sn)" "R disksonly|disksonly|7:disksonly:0" \
+	"... which is still on disk 0; the tree is unchanged"
+is "$(state sn)" "ACTIVE/RUNNING" "... and the vm runs on"
+run "$QVM" disk-snapshot-delete sn 0 R
+
+# crash points of a running vm's create, delete and revert after the intent
+for point in snapshot-create-after-intent snapshot-delete-after-intent snapshot-revert-after-intent; do
+	case $point in
+	snapshot-create-*)
+		run env QVM_CRASH_AT=$point "$QVM" snapshot-create sn X
+		is "$RC" 99 "$point (running): qvm died there"
+		is "$(tags sn)|$(disk_tags "$D0")|$(disk_tags "$D1")" "7:disksonly:0|disksonly|disksonly" \
+			"$point (running): the next command rolls it back"
+		;;
+	snapshot-delete-*)
+		run "$QVM" snapshot-create sn K
+		run env QVM_CRASH_AT=$point "$QVM" snapshot-delete sn K
+		is "$RC" 99 "$point (running): qvm died there"
+		is "$(tags sn)|$(disk_tags "$D0")|$(disk_tags "$D1")" "7:disksonly:0|disksonly|disksonly" \
+			"$point (running): the next command finishes it: K is gone"
+		;;
+	snapshot-revert-*)
+		run "$QVM" snapshot-create sn M
+		mid=$(current sn)
+		run env QVM_CRASH_AT=$point "$QVM" snapshot-revert sn M
+		is "$RC" 99 "$point (running): qvm died there"
+		is "$(current sn)" "$mid" "$point (running): the next command finishes it: M is current"
+		run "$QVM" snapshot-delete sn M
+		;;
+	esac
+	is "$(state sn)" "ACTIVE/RUNNING" "$point (running): ACTIVE/RUNNING again"
+	is "$(open_intents "$ID")" "" "$point (running): no intent left open"
+	at=$(line_count "$LOG")
+	ok "$point (running): the guest counts on" counter_after "$at"
+done
 
 # fresh disks hold no snapshots
 run "$QVM" delete sn --recreate

@@ -3,7 +3,9 @@
 
     httpd.py --dir DIR --port-file FILE [--log FILE] [--tls CERT KEY]
 
-Serves the files of DIR with Range support (bytes=N- and bytes=N-M), and
+Serves the files of DIR with Range support (bytes=N- and bytes=N-M), a
+strong ETag (from the file's size and mtime) and Last-Modified, If-Range
+(a Range whose If-Range no longer matches gets the whole file, 200), and
 a few misbehaviours chosen by the path:
 
     /FILE                  the file
@@ -17,12 +19,21 @@ a few misbehaviours chosen by the path:
     /wrong/FILE            as many bytes as FILE has, but other content
     /norange/FILE          the whole file whatever Range says
     /status/CODE/FILE      an error status CODE
+    /chunked/FILE          the file with Transfer-Encoding: chunked (no
+                           Content-Length: only the client's own count
+                           can cap its size)
+    /nolength/FILE         the file with neither Content-Length nor
+                           chunking, its end the closed connection
+    /novalidator/FILE      the file without ETag and Last-Modified
 
-Each request is logged to --log as one line: "METHOD PATH range=VALUE".
-The port goes to --port-file once the server listens. With --tls it
-speaks https with that certificate and key (PEM).
+Each request is logged to --log as one line:
+"METHOD PATH range=VALUE if-range=VALUE" ("-" when absent).
+The port goes to --port-file once the server listens (--port N: that
+port, e.g. to come back on the port of a server that was stopped). With
+--tls it speaks https with that certificate and key (PEM).
 """
 import argparse
+import email.utils
 import http.server
 import os
 import re
@@ -48,13 +59,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
-    def send_file(self, path, data_fn=None, cut=None, stall=None, honour_range=True):
+    def send_file(self, path, data_fn=None, cut=None, stall=None, honour_range=True,
+                  framing="length", validators=True):
         full = os.path.join(ARGS.dir, path)
         if "/" in path or not os.path.isfile(full):
             return self.send_error_plain(404)
-        size = os.path.getsize(full)
+        st = os.stat(full)
+        size = st.st_size
+        etag = '"%x-%x"' % (size, st.st_mtime_ns)
+        lastmod = email.utils.formatdate(st.st_mtime, usegmt=True)
         start, end = 0, size - 1
         rng = self.headers.get("Range")
+        if_range = self.headers.get("If-Range")
+        if rng and if_range and (not validators or if_range.strip() not in (etag, lastmod)):
+            rng = None  # RFC 9110: a stale If-Range gets the whole file
         partial = False
         if rng and honour_range:
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
@@ -74,7 +92,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if partial else 200)
         if partial:
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, size))
-        self.send_header("Content-Length", str(length))
+        if framing == "length":
+            self.send_header("Content-Length", str(length))
+        elif framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        if validators:
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", lastmod)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
@@ -93,11 +120,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if data_fn:
                     chunk = data_fn(chunk)
                 try:
-                    self.wfile.write(chunk)
+                    if framing == "chunked":
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    else:
+                        self.wfile.write(chunk)
                 except (BrokenPipeError, ConnectionResetError):
                     return
                 sent += len(chunk)
         try:
+            if framing == "chunked" and sent == length:
+                self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             return
@@ -124,7 +156,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self):
-        log_request_line("GET %s range=%s" % (self.path, self.headers.get("Range", "-")))
+        log_request_line("GET %s range=%s if-range=%s" % (
+            self.path, self.headers.get("Range", "-"), self.headers.get("If-Range", "-")))
         parts = self.path.lstrip("/").split("/")
         kind = parts[0]
         if kind == "cut" and len(parts) == 3:
@@ -149,6 +182,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_file(parts[1], honour_range=False)
         if kind == "status" and len(parts) == 3:
             return self.send_error_plain(int(parts[1]))
+        if kind == "chunked" and len(parts) == 2:
+            return self.send_file(parts[1], framing="chunked")
+        if kind == "nolength" and len(parts) == 2:
+            return self.send_file(parts[1], framing="close")
+        if kind == "novalidator" and len(parts) == 2:
+            return self.send_file(parts[1], validators=False)
         if len(parts) == 1:
             return self.send_file(parts[0])
         return self.send_error_plain(404)
@@ -161,8 +200,9 @@ def main():
     p.add_argument("--port-file", required=True)
     p.add_argument("--log")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--port", type=int, default=0)
     ARGS = p.parse_args()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     srv.daemon_threads = True
     if ARGS.tls:
         import ssl

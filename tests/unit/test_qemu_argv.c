@@ -145,6 +145,16 @@ int main(void)
 	check_golden("full", &vm, &rt);
 	lc_vmdef_clear(&vm.def);
 
+	/* a VM with a blank raw disk of its own (--disk 1G,format=raw): the
+	 * raw driver straight on the file, no backing key */
+	vm_init(&vm, "rawdisk");
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL, LC_BUS_VIRTIO, false);
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk1.raw", "raw", NULL, NULL, LC_BUS_VIRTIO, false);
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk2.raw", "raw", NULL, NULL, LC_BUS_SCSI, true);
+	rt = base_rt();
+	check_golden("rawdisk", &vm, &rt);
+	lc_vmdef_clear(&vm.def);
+
 	/* a pc VM with its cloud-init seed and nothing else: the seed is a
 	 * raw, read-only virtio disk */
 	vm_init(&vm, "seeded");

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "storage/internal.h"
 #include "storage/storage.h"
 #include "tap.h"
 
@@ -260,6 +261,50 @@ static int patch4(const char *path, const unsigned char from[4], const unsigned 
 	return r;
 }
 
+/* The in-process probe on buffers: what QEMU would take each head for. */
+static void probe_is(const void *buf, size_t len, const char *want, const char *name)
+{
+	stor_probe p;
+
+	stor_probe_buf(buf, len, &p);
+	is_str(p.format, want, "probe: %s", name);
+	stor_probe_clear(&p);
+}
+
+static void test_probe(void)
+{
+	unsigned char b[512] = {0};
+	stor_probe p;
+	const char *desc = "# Disk DescriptorFile\n   \nversion=1\nCID=1\n"
+	                   "RW 8 SPARSE \"a-s001.vmdk\"\nRW 8 SPARSE \"a-s002.vmdk\"\n";
+
+	probe_is(b, 0, "raw", "an empty file is raw");
+	probe_is(b, sizeof(b), "raw", "zeros are raw");
+	probe_is("QFI\xfb\0\0\0\3", 8, "qcow2", "qcow2 v3 magic");
+	probe_is("QFI\xfb\0\0\0\1", 8, "qcow", "qcow v1");
+	probe_is("QFI\xfb", 4, "qcow2", "a truncated qcow2 magic is not raw");
+	probe_is("QED\0", 4, "qed", "qed");
+	probe_is("KDMV", 4, "vmdk", "sparse vmdk");
+	probe_is("COWD", 4, "vmdk", "vmdk3");
+	probe_is("vhdxfile", 8, "vhdx", "vhdx");
+	probe_is("conectix", 8, "vpc", "vpc");
+	probe_is("LUKS\xba\xbe\0\1", 8, "luks", "luks");
+	probe_is("WithoutFreeSpace", 16, "parallels", "parallels");
+	memcpy(b + 0x40, "\x7f\x10\xda\xbe", 4);
+	probe_is(b, sizeof(b), "vdi", "vdi signature at 0x40");
+	probe_is("#!/bin/sh\n#V2.0 Format\nmodprobe", 32, "cloop", "cloop");
+	probe_is("version=1\n", 10, "vmdk", "a bare descriptor");
+	probe_is("\nversion=1\n", 11, "raw", "an empty line first: qemu's probe says raw");
+	probe_is("hello\nversion=1\n", 16, "raw", "text first: raw");
+
+	stor_probe_buf(desc, strlen(desc), &p);
+	ok(p.vmdk_descriptor && p.extents == 2 && util_streq(p.first_extent, "a-s001.vmdk"),
+	   "probe: a descriptor's extents are counted, the first named");
+	stor_probe_clear(&p);
+	stor_probe_clear(&p);
+	ok(p.first_extent == NULL, "probe: clear is idempotent");
+}
+
 static void test_inspect(void)
 {
 	const char *roots[] = {img_dir, NULL};
@@ -444,6 +489,49 @@ static void test_inspect(void)
 		inspect_refused(P("img/shadow.vmdk"), "raw", roots, -EPERM, "'/etc/passwd'",
 		                "VMDK extent pointing at a host file");
 	}
+	{
+		/* a descriptor declared raw whose extent is a FIFO: qemu-img
+		 * probing it would open the FIFO and wait there; the head of
+		 * the file is enough to refuse it, and nothing opens the FIFO */
+		const char *fifo = P("img/extent.fifo");
+		_cleanup_free_ char *desc = util_xasprintf(
+		    "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+		    "createType=\"monolithicFlat\"\nRW 8 FLAT \"%s\" 0\n",
+		    fifo);
+		_cleanup_free_ char *want =
+		    util_xasprintf("VMDK whose data lives in another file ('%s')", fifo);
+		int wfd;
+
+		ok(mkfifo(fifo, 0600) == 0, "a FIFO for an extent");
+		write_file(P("img/evil.img"), desc);
+		inspect_refused(P("img/evil.img"), "raw", roots, -EPERM, want,
+		                "VMDK descriptor declared raw, its extent a FIFO");
+		inspect_refused(P("img/evil.img"), "qcow2", roots, -EPERM, want,
+		                "the same declared qcow2");
+		wfd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		ok(wfd < 0 && errno == ENXIO, "... and no process has the FIFO open");
+		if (wfd >= 0)
+			close(wfd);
+		/* a qcow2 whose external data file became a FIFO */
+		qimg("create", "-q", "-f", "raw", "--", P("img/df2.raw"), "1M", NULL);
+		{
+			_cleanup_free_ char *opt = util_xasprintf("data_file=%s", P("img/df2.raw"));
+			_cleanup_free_ char *want2 = util_xasprintf(
+			    "has an external data file ('%s')", P("img/df2.raw"));
+
+			qimg("create", "-q", "-f", "qcow2", "-o", opt, "--", P("img/df2.qcow2"),
+			     "1M", NULL);
+			unlink(P("img/df2.raw"));
+			ok(mkfifo(P("img/df2.raw"), 0600) == 0, "its data file replaced by a FIFO");
+			inspect_refused(P("img/df2.qcow2"), "qcow2", roots, -EPERM, want2,
+			                "external data file that is a FIFO");
+			inspect_refused(P("img/df2.qcow2"), "raw", roots, -EPERM, want2,
+			                "... declared raw too");
+		}
+		/* the top file swapped for a FIFO is never waited on */
+		inspect_refused(fifo, "raw", roots, -EINVAL, "is not a regular file",
+		                "a FIFO as the image");
+	}
 	qimg("create", "-q", "-f", "vmdk", "--", P("img/sparse.vmdk"), "1M", NULL);
 	inspect_refused(P("img/sparse.vmdk"), NULL, roots, -ENOTSUP,
 	                "is a vmdk image; qvm's VMs use only qcow2 and raw: convert it with "
@@ -451,7 +539,8 @@ static void test_inspect(void)
 	                "single-file VMDK unsupported");
 	qimg("create", "-q", "-f", "vdi", "--", P("img/disk.vdi"), "1M", NULL);
 	inspect_refused(P("img/disk.vdi"), "qcow2", roots, -ENOTSUP,
-	                "is a vdi image; qvm's VMs use only qcow2 and raw", "vdi unsupported");
+	                "is a vdi image, not qcow2 as declared; qvm's VMs use only qcow2 and raw",
+	                "vdi unsupported");
 	qimg("create", "-q", "-f", "vhdx", "--", P("img/disk.vhdx"), "1M", NULL);
 	inspect_refused(P("img/disk.vhdx"), NULL, roots, -ENOTSUP,
 	                "is a vhdx image; qvm's VMs use only qcow2 and raw", "vhdx unsupported");
@@ -486,6 +575,32 @@ static void test_inspect(void)
 	is_int(info.virtual_size, 1 << 20, "qemu-img info runs with a 1 GiB address-space limit");
 	is_int(info.actual_size, 10, "qemu-img info runs with a 10 s CPU limit");
 	stor_image_info_free(&info);
+	{
+		/* every qemu-img info names the format: a stand-in that writes
+		 * its arguments down and answers as qemu-img would */
+		_cleanup_free_ char *script = util_xasprintf(
+		    "#!/bin/sh\necho \"$*\" >>%s\n"
+		    "exec qemu-img \"$@\"\n",
+		    P("args.log"));
+		_cleanup_free_ char *log = NULL, *want = NULL;
+
+		write_file(P("log-qemu-img"), script);
+		chmod(P("log-qemu-img"), 0700);
+		setenv("QVM_QEMU_IMG", P("log-qemu-img"), 1);
+		r = stor_inspect(P("img/over.qcow2"), "qcow2", roots, &info, &err);
+		is_int(r, 0, "inspection through a logging qemu-img");
+		stor_image_info_free(&info);
+		r = stor_inspect(P("img/good.qcow2"), NULL, NULL, &info, &err);
+		is_int(r, 0, "... of a file of no declared format too");
+		stor_image_info_free(&info);
+		ok(util_read_file(P("args.log"), 1 << 16, &log, NULL, &err) == 0, "its log");
+		want = util_xasprintf("info -f qcow2 --output=json -- %s\n"
+		                      "info -f raw --output=json -- %s\n"
+		                      "info -f qcow2 --output=json -- %s\n",
+		                      P("img/over.qcow2"), P("img/base.raw"), P("img/good.qcow2"));
+		is_str(log, want,
+		       "qemu-img info ran with -f: the declared, the recorded, the probed format");
+	}
 	write_file(P("junk-qemu-img"), "#!/bin/sh\necho 'this is not json'\n");
 	chmod(P("junk-qemu-img"), 0700);
 	setenv("QVM_QEMU_IMG", P("junk-qemu-img"), 1);
@@ -576,7 +691,7 @@ static void test_create(void)
 	ok(r < 0 && strstr(err.msg, "cannot create"), "overlay in a missing folder refused");
 	ok(!exists(P("img/vm4.qcow2")), "refused overlays: no file left");
 
-	r = stor_create_blank(P("img/blank.qcow2"), 64 << 20, &err);
+	r = stor_create_blank(P("img/blank.qcow2"), "qcow2", 64 << 20, &err);
 	is_int(r, 0, "blank disk created");
 	is_int(mode_of(P("img/blank.qcow2")), 0600, "blank: mode 0600 with umask 0");
 	j = qinfo(P("img/blank.qcow2"), "qcow2");
@@ -584,12 +699,28 @@ static void test_create(void)
 	       "blank: virtual size 64M");
 	ok(json_object_get(j, "backing-filename") == NULL, "blank: no backing file");
 	json_decref(j);
-	is_int(stor_create_blank(P("img/blank.qcow2"), 1 << 20, &err), -EEXIST,
+	r = stor_create_blank(P("img/blank.raw"), "raw", 32 << 20, &err);
+	is_int(r, 0, "blank raw disk created");
+	{
+		struct stat st;
+
+		ok(stat(P("img/blank.raw"), &st) == 0 && st.st_size == 32 << 20 &&
+		       (uint64_t)st.st_blocks * 512 < (1u << 20),
+		   "blank raw: a sparse file of the full size");
+	}
+	is_int(mode_of(P("img/blank.raw")), 0600, "blank raw: mode 0600");
+	j = qinfo(P("img/blank.raw"), "raw");
+	is_str(json_string_value(json_object_get(j, "format")), "raw", "blank raw: qemu-img reads raw");
+	json_decref(j);
+	is_int(stor_create_blank(P("img/blank.vdi"), "vdi", 1 << 20, &err), -ENOTSUP,
+	       "blank of another format refused");
+	ok(!exists(P("img/blank.vdi")), "... nothing made");
+	is_int(stor_create_blank(P("img/blank.qcow2"), "qcow2", 1 << 20, &err), -EEXIST,
 	       "blank over an existing file refused");
-	is_int(stor_create_blank(P("img/odd.qcow2"), 1000, &err), -EINVAL,
+	is_int(stor_create_blank(P("img/odd.qcow2"), "qcow2", 1000, &err), -EINVAL,
 	       "size not a multiple of 512 refused");
-	is_int(stor_create_blank(P("img/zero.qcow2"), 0, &err), -EINVAL, "size 0 refused");
-	ok(stor_create_blank(P("img/huge.qcow2"), UINT64_MAX - 511, &err) < 0,
+	is_int(stor_create_blank(P("img/zero.qcow2"), "qcow2", 0, &err), -EINVAL, "size 0 refused");
+	ok(stor_create_blank(P("img/huge.qcow2"), "qcow2", UINT64_MAX - 511, &err) < 0,
 	   "absurd size refused by qemu-img");
 	ok(!exists(P("img/huge.qcow2")) && temp_files(img_dir) == 0, "absurd size: nothing left");
 
@@ -601,14 +732,14 @@ static void test_create(void)
 	                               "exit 1\n");
 	chmod(P("fake-qemu-img"), 0700);
 	setenv("QVM_QEMU_IMG", P("fake-qemu-img"), 1);
-	r = stor_create_blank(P("img/fail.qcow2"), 1 << 20, &err);
+	r = stor_create_blank(P("img/fail.qcow2"), "qcow2", 1 << 20, &err);
 	ok(r == -EIO && strstr(err.msg, "disk full"), "failing qemu-img: its error is passed on");
 	if (r != -EIO)
 		diag("%d %s", r, err.msg);
 	ok(!exists(P("img/fail.qcow2")), "failing qemu-img: no file left");
 	is_int(temp_files(img_dir), 0, "failing qemu-img: half-written temporary file removed");
 	setenv("QVM_QEMU_IMG", P("no-such-qemu-img"), 1);
-	r = stor_create_blank(P("img/fail.qcow2"), 1 << 20, &err);
+	r = stor_create_blank(P("img/fail.qcow2"), "qcow2", 1 << 20, &err);
 	ok(r < 0 && !exists(P("img/fail.qcow2")) && temp_files(img_dir) == 0,
 	   "missing qemu-img: refused, nothing left");
 	unsetenv("QVM_QEMU_IMG");
@@ -677,7 +808,7 @@ static void test_disk_ops(void)
 	const char *d = P("img/ops,disk.qcow2"); /* a comma: --image-opts escaping */
 	int r;
 
-	r = stor_create_blank(d, 8 << 20, &err);
+	r = stor_create_blank(d, "qcow2", 8 << 20, &err);
 	is_int(r, 0, "ops: blank disk with a comma in its name");
 	is_int(stor_resize(d, "qcow2", 16 << 20, false, &err), 0, "resize: grow to 16M");
 	r = stor_disk_info(d, "qcow2", &j, &err);
@@ -721,6 +852,7 @@ int main(void)
 	unsetenv("QVM_QEMU_IMG");
 
 	test_path_policy();
+	test_probe();
 	test_inspect();
 	test_create();
 	test_remove();

@@ -93,7 +93,22 @@ int main(void)
 	ok(lc_disk_parse("size=1G,cache=none", &d, &err) < 0 && strstr(err.msg, "unknown disk option 'cache'"),
 	   "unknown disk option refused: %s", err.msg);
 	ok(lc_disk_parse("../etc/passwd", &d, &err) < 0, "relative path refused: %s", err.msg);
-	ok(lc_disk_parse("1G,format=raw", &d, &err) < 0, "format on a blank disk refused");
+	ok(lc_disk_parse("1G,format=raw", &d, &err) == 0 && util_streq(d.format, "raw") &&
+		   !d.backing_format && d.size == 1ull << 30,
+	   "format=raw on a blank disk: the disk's own format");
+	lc_disk_clear(&d);
+	ok(lc_disk_parse("format=raw,size=1G", &d, &err) == 0 && util_streq(d.format, "raw"),
+	   "... whatever the order of the options");
+	lc_disk_clear(&d);
+	ok(lc_disk_parse("2G", &d, &err) == 0 && !d.format, "a blank disk without format= is left to placement (qcow2)");
+	lc_disk_clear(&d);
+	ok(lc_disk_parse("format=raw,/srv/a.raw", &d, &err) < 0, "a bare token after an option is refused");
+	ok(lc_disk_parse("image=/srv/a.raw,format=raw", &d, &err) == 0 && !d.format &&
+		   util_streq(d.backing_format, "raw"),
+	   "format= on an image names the image's format");
+	lc_disk_clear(&d);
+	ok(lc_disk_parse("1G,format=vmdk", &d, &err) < 0 && strstr(err.msg, "'vmdk' is not supported"),
+	   "format=vmdk refused: %s", err.msg);
 	ok(lc_disk_parse("", &d, &err) < 0, "empty disk spec refused");
 	ok(lc_nic_parse("lan,model=rtl8139", &n, &err) < 0 && strstr(err.msg, "rtl8139"), "nic model refused");
 	ok(lc_nic_parse("lan,mac=zz:54:00:00:00:01", &n, &err) < 0, "bad mac refused");

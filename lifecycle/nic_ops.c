@@ -428,7 +428,7 @@ static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err 
 	                netdev, "id", devid, "mac", n->mac);
 	r = util_fail_point("nic-attach-after-netdev", err);
 	if (r == 0)
-		r = qmp_execute(q, "device_add", dev, 0, NULL, err);
+		r = lc_hotplug_device_add(q, &vm->def, json_incref(dev), err);
 	if (r < 0)
 		goto undo;
 	util_crash_point("nic-attach-after-device");

@@ -88,6 +88,11 @@ char *lc_state_text(const lc_vm *vm);
 /* Empty pcie-root-port devices hp0.. a q35 vm gets for hotplug. */
 #define LC_HOTPLUG_PORTS 4
 
+/* device_add of a hot-plugged device (a disk, a nic, a controller): on a
+ * q35 vm into a free pcie-root-port hpN (-ENOSPC naming the vm when all
+ * are taken), on pc on the root bus. dev is stolen. */
+int lc_hotplug_device_add(qmp_client *q, const lc_vmdef *def, json_t *dev, util_err *err);
+
 /* A disk's blockdev-add and device_add arguments (new references), node
  * and device both named "disk<id>", as on the command line. */
 void lc_disk_qemu_json(const lc_disk *d, json_t **ret_blockdev, json_t **ret_device);

@@ -256,8 +256,7 @@ static int free_port(qmp_client *q, const char *vmname, char **ret, util_err *er
 			    vmname, LC_HOTPLUG_PORTS);
 }
 
-/* device_add dev (stolen), on a free root port for q35. */
-static int add_device(qmp_client *q, const lc_vmdef *def, json_t *dev, util_err *err)
+int lc_hotplug_device_add(qmp_client *q, const lc_vmdef *def, json_t *dev, util_err *err)
 {
 	_cleanup_json_ json_t *d = dev;
 	int r;
@@ -282,7 +281,7 @@ static int ensure_scsi(qmp_client *q, const lc_vmdef *def, util_err *err)
 
 	if (r < 0 || have)
 		return r;
-	return add_device(q, def, json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"),
+	return lc_hotplug_device_add(q, def, json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"),
 			  err);
 }
 
@@ -455,7 +454,7 @@ static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, uti
 		return r;
 	}
 	util_crash_point("disk-attach-after-blockdev");
-	r = add_device(q, def, dev, err);
+	r = lc_hotplug_device_add(q, def, dev, err);
 	if (r < 0) {
 		util_err ignored = { 0 };
 

@@ -545,22 +545,14 @@ int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err)
 
 /* ---- recreate ------------------------------------------------------------------------ */
 
-int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
+/* Fresh disks from the same definition (blank ones blank again, overlays
+ * empty on their base), no snapshots, PENDING; the end of the recreate
+ * intent at seq. FAILED (with why) when the disks cannot be made. */
+static int recreate_disks(lc_db *db, lc_vm *vm, uint64_t intent, const char *done_reason,
+			  util_err *err)
 {
-	_cleanup_close_ int lock = -1;
-	uint64_t intent;
-	int r;
+	int r = 0;
 
-	r = lc_state_check(LC_OP_DELETE, vm->def.name, vm->state, vm->lcm, err);
-	if (r < 0)
-		return r;
-	r = lc_vm_lock(db, vm->id, 0, &lock, err);
-	if (r == 0)
-		r = begin_intent(db, "recreate", vm->id, NULL, &intent, err);
-	if (r < 0)
-		return r;
-	/* fresh disks from the same definition: blank ones blank again,
-	 * overlays empty on their base */
 	for (size_t i = 0; i < vm->def.n_disks && r == 0; i++)
 		if (vm->def.disks[i].owned)
 			r = stor_remove_disk(vm->def.disks[i].path, false, err);
@@ -576,10 +568,28 @@ int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
 	/* fresh disks hold no snapshots */
 	r = lc_snap_forget_all(db, vm, err);
 	if (r == 0)
-		r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, "recreated", NULL, err);
+		r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, done_reason, NULL, err);
 	if (r == 0)
 		r = end_intent(db, intent, "ok", err);
 	return r;
+}
+
+int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
+{
+	_cleanup_close_ int lock = -1;
+	uint64_t intent;
+	int r;
+
+	r = lc_state_check(LC_OP_DELETE, vm->def.name, vm->state, vm->lcm, err);
+	if (r < 0)
+		return r;
+	r = lc_vm_lock(db, vm->id, 0, &lock, err);
+	if (r == 0)
+		r = begin_intent(db, "recreate", vm->id, NULL, &intent, err);
+	if (r < 0)
+		return r;
+	util_crash_point("recreate-after-intent");
+	return recreate_disks(db, vm, intent, "recreated", err);
 }
 
 /* ---- recovery ------------------------------------------------------------------------ */
@@ -620,6 +630,13 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 			if (r < 0)
 				return util_err_prefix(err, "cannot finish deleting vm %" PRIu64, id);
 		}
+		return end_intent(db, seq, "ok", err);
+	}
+	if (util_streq(op, "recreate")) {
+		/* its disks may be half removed or half made: make them all
+		 * afresh, as it would have */
+		if (vm && vm->state != LC_DONE)
+			return recreate_disks(db, vm, seq, "recreated (finished after a crash)", err);
 		return end_intent(db, seq, "ok", err);
 	}
 	if (util_startswith(op, "snapshot-"))

@@ -57,6 +57,22 @@ for point in delete-after-intent delete-before-done; do
 	like "$OUT" "finished after a crash|deleted" "$point: history says so"
 done
 
+# --- delete --recreate: finished by the next writer -----------------------
+"$QVM" create r-crash --disk "$QVM_DISK_ROOTS/base.qcow2" --disk 8M >/dev/null
+id=$("$QVM" list --json | json '[v["id"] for v in d if v["name"] == "r-crash"][0]')
+qemu-io -f qcow2 -c 'write -P 0xcd 0 64k' "$QVM_ROOT/vms/$id/disk1.qcow2" >/dev/null
+QVM_CRASH_AT=recreate-after-intent run "$QVM" delete r-crash --recreate
+is "$RC" 99 "delete --recreate crashed after its intent"
+run "$QVM" update keep touched=recreate
+is "$RC" 0 "the next writer works" || diag "$ERR"
+is "$("$QVM" show r-crash --json | json 'd["state"]')" PENDING "the recreate was finished: PENDING"
+like "$("$QVM" history r-crash)" "recreated \(finished after a crash\)" "... history says so"
+ok "its disks exist" test -f "$QVM_ROOT/vms/$id/disk0.qcow2" -a -f "$QVM_ROOT/vms/$id/disk1.qcow2"
+ok "... and are fresh" test -z "$(qemu-img map --output=json -f qcow2 "$QVM_ROOT/vms/$id/disk1.qcow2" | grep '"data": true')"
+is "$(open_intents "$id")" "" "... and its intent is closed"
+run "$QVM" delete r-crash
+is "$RC" 0 "and it can be deleted"
+
 # --- compaction interrupted -------------------------------------------------
 for point in journal-compact-archived journal-compact-snapshot; do
 	before=$("$QVM" list --all --json | json 'len(d)')

@@ -130,4 +130,6 @@ is "$RC" 0 "delete b" || diag "$ERR"
 settled "$aid" "$aid" "$auuid" DONE "a"
 settled "$bid" "$bid" "$buuid" DONE "b"
 
+is "$(pids_matching "$QVM_ROOT")" "" "no qemu or supervisor runs under the test root at the end"
+is "$(runtime_left)" "" "no socket and no held lock is left under the root"
 done_testing

@@ -162,29 +162,6 @@ like "$S1" "QVM-SEED meta-data: instance-id: iid-e2e-0001" "... with its meta-da
 
 # ============================================================================
 section "PROLOG makes the disks a vm owns that are missing, or rolls back"
-# open_intents ID: the ops of vm ID's journal intents no done record closed
-open_intents() {
-	python3 - "$QVM_ROOT/journal" "$1" <<'EOF'
-import json, os, sys
-d, vid = sys.argv[1], int(sys.argv[2])
-pending = {}
-snap = os.path.join(d, "snapshot.json")
-if os.path.exists(snap):
-    for k, v in json.load(open(snap)).get("state", {}).get("intents", {}).items():
-        pending[int(k)] = v
-for line in open(os.path.join(d, "log")):
-    parts = line.split(" ", 2)
-    try:
-        seq, rec = int(parts[0]), json.loads(parts[2])
-    except (ValueError, IndexError):
-        continue
-    if rec.get("type") == "intent":
-        pending[seq] = rec
-    elif rec.get("type") == "done":
-        pending.pop(rec.get("intent"), None)
-print(" ".join(sorted(v.get("op", "?") for v in pending.values() if v.get("id") == vid)))
-EOF
-}
 vm_create p "" --disk 16M --disk 8M,format=raw
 is "$RC" 0 "create p with a qcow2 and a raw disk" || diag "$ERR"
 idp=$(vm_id p) uuidp=$(uuid_of p)
@@ -237,4 +214,6 @@ run "$QVM" list
 is "$OUT" "$("$QVM" list --all | head -1)" "list shows no vm"
 ok "the user's files are untouched" cmp "$CI/meta-data" <(printf 'instance-id: iid-e2e-0001\nlocal-hostname: seeded-host\n')
 
+is "$(pids_matching "$QVM_ROOT")" "" "no qemu or supervisor runs under the test root at the end"
+is "$(runtime_left)" "" "no socket and no held lock is left under the root"
 done_testing

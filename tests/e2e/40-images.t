@@ -439,4 +439,6 @@ for n in small small-redir big big2 big-tty big-pipe; do
 done
 is "$(store_files)" "" "the store is empty at the end"
 
+is "$(pids_matching "$QVM_ROOT")" "" "no qemu or supervisor runs under the test root at the end"
+is "$(runtime_left)" "" "no socket and no held lock is left under the root"
 done_testing

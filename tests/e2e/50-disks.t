@@ -54,30 +54,6 @@ nodes() { qmp "$1" query-named-block-nodes '{"flat":true}' | json '" ".join(sort
 # the last QVM-DEVICES line of a console log after line $2
 devices_line() { wait_for_file_line "$1" "^QVM-DEVICES .*$2" "$3" "${4:-0}"; }
 
-# open_intents ID: the ops of vm ID's journal intents no done record closed
-# (read from the journal's files: snapshot.json's state, then the log)
-open_intents() {
-	python3 - "$QVM_ROOT/journal" "$1" <<'EOF'
-import json, os, sys
-d, vid = sys.argv[1], int(sys.argv[2])
-pending = {}
-snap = os.path.join(d, "snapshot.json")
-if os.path.exists(snap):
-    for k, v in json.load(open(snap)).get("state", {}).get("intents", {}).items():
-        pending[int(k)] = v
-for line in open(os.path.join(d, "log")):
-    parts = line.split(" ", 2)
-    try:
-        seq, rec = int(parts[0]), json.loads(parts[2])
-    except (ValueError, IndexError):
-        continue
-    if rec.get("type") == "intent":
-        pending[seq] = rec
-    elif rec.get("type") == "done":
-        pending.pop(rec.get("intent"), None)
-print(" ".join(sorted(v.get("op", "?") for v in pending.values() if v.get("id") == vid)))
-EOF
-}
 # vm_files DIR: the files of a vm folder but its logs, one line
 vm_files() { ls -A "$1" | grep -v -E '^(console|qemu|supervisor)\.log$' | tr '\n' ' '; }
 
@@ -495,4 +471,6 @@ fi
 run "$QVM" delete q
 is "$RC" 0 "delete q" || diag "$ERR"
 
+is "$(pids_matching "$QVM_ROOT")" "" "no qemu or supervisor runs under the test root at the end"
+is "$(runtime_left)" "" "no socket and no held lock is left under the root"
 done_testing

@@ -41,30 +41,6 @@ counter_after() {
 }
 last_counter() { tr -d '\r' <"$LOG" | grep -a -E '^QVM-COUNTER [0-9]+$' | tail -1 | cut -d' ' -f2; }
 
-# open_intents ID: the ops of vm ID's journal intents no done record closed
-# (read from the journal's files: snapshot.json's state, then the log)
-open_intents() {
-	"$PY" - "$QVM_ROOT/journal" "$1" <<'EOF'
-import json, os, sys
-d, vid = sys.argv[1], int(sys.argv[2])
-pending = {}
-snap = os.path.join(d, "snapshot.json")
-if os.path.exists(snap):
-    for k, v in json.load(open(snap)).get("state", {}).get("intents", {}).items():
-        pending[int(k)] = v
-for line in open(os.path.join(d, "log")):
-    parts = line.split(" ", 2)
-    try:
-        seq, rec = int(parts[0]), json.loads(parts[2])
-    except (ValueError, IndexError):
-        continue
-    if rec.get("type") == "intent":
-        pending[seq] = rec
-    elif rec.get("type") == "done":
-        pending.pop(rec.get("intent"), None)
-print(" ".join(sorted(v.get("op", "?") for v in pending.values() if v.get("id") == vid)))
-EOF
-}
 
 define sn "qvm.counter=1" --machine pc --disk 64M --disk 32M
 ID=$(vm_id sn)
@@ -386,4 +362,6 @@ is "$(disk_tags "$D0")|$(disk_tags "$D1")" "|" "... as its new disks"
 run "$QVM" delete sn
 is "$RC" 0 "delete the vm" || diag "$ERR"
 ok "no qemu runs under the test root" test -z "$(pids_matching "$QVM_ROOT")"
+is "$(pids_matching "$QVM_ROOT")" "" "no qemu or supervisor runs under the test root at the end"
+is "$(runtime_left)" "" "no socket and no held lock is left under the root"
 done_testing

@@ -679,6 +679,39 @@ else
 fi
 "${Q[@]}" delete n >/dev/null 2>&1
 
+# ---- nic hotplug on q35: the nic goes into a free pcie-root-port -------------------
+section "nic hotplug on q35"
+vm_create qz "" --machine q35 --nic st
+qzid=$(vm_id qz)
+qzlog=$QVM_ROOT/vms/$qzid/console.log
+run "${Q[@]}" start qz
+is "$RC" 0 "start a q35 vm with one nic" || diag "$ERR"
+if wait_for_file_line "$qzlog" '^QVM-READY ' $BOOT_S; then
+	mark=$(line_count "$qzlog")
+	run "${Q[@]}" nic-attach qz --network st
+	is "$RC" 0 "nic-attach to the running q35 vm" || { diag "$ERR"; explain qz; }
+	if wait_for_file_line "$qzlog" '^QVM-DEVICES net=eth0,eth1 ' 30 "$mark"; then
+		ok "q35: eth1 appears in the guest"
+	else
+		not_ok "q35: eth1 appears in the guest"
+		explain qz
+	fi
+	mark=$(line_count "$qzlog")
+	run "${Q[@]}" nic-detach qz 1
+	is "$RC" 0 "nic-detach from the q35 vm" || { diag "$ERR"; explain qz; }
+	if wait_for_file_line "$qzlog" '^QVM-DEVICES net=eth0 ' 30 "$mark"; then
+		ok "q35: eth1 is gone from the guest"
+	else
+		not_ok "q35: eth1 is gone from the guest"
+		explain qz
+	fi
+	no_link "qvm${qzid}n1" "q35: its tap is gone"
+else
+	not_ok "the q35 guest boots"
+	explain qz
+fi
+"${Q[@]}" delete qz >/dev/null 2>&1
+
 # ---- clean up: what qvm made goes ------------------------------------------------
 for v in a b; do "${Q[@]}" delete "$v" >/dev/null 2>&1; done
 run "${Q[@]}" net delete lan
@@ -691,4 +724,6 @@ run "${Q[@]}" net list --json
 is "$OUT" "[]" "no network is left"
 nsip link del qttap0 2>/dev/null
 nsip link del qtup0 2>/dev/null
+is "$(pids_matching "$QVM_ROOT")" "" "no qemu or supervisor runs under the test root at the end"
+is "$(runtime_left)" "" "no socket and no held lock is left under the root"
 done_testing

@@ -50,6 +50,9 @@
 #                             console.log (EXPLAIN_CONSOLE_LINES, 10), to
 #                             say what went on when a step fails
 #   section TEXT              diag "[SECONDS s] TEXT": where a long test is
+#   open_intents ID           the ops of vm ID's journal intents that no done
+#                             record closed (read from the journal's files:
+#                             snapshot.json's state, then the log)
 #   runtime_left              what of QVM_ROOT's runtime state outlived its
 #                             vms: sockets under ROOT/run and lock files that
 #                             some process still holds; empty when nothing
@@ -158,4 +161,27 @@ runtime_left() {
 		flock -n "$f" true || out+="held lock $f "
 	done
 	echo "$out"
+}
+
+open_intents() {
+	"$PY" - "$QVM_ROOT/journal" "$1" <<'EOF'
+import json, os, sys
+d, vid = sys.argv[1], int(sys.argv[2])
+pending = {}
+snap = os.path.join(d, "snapshot.json")
+if os.path.exists(snap):
+    for k, v in json.load(open(snap)).get("state", {}).get("intents", {}).items():
+        pending[int(k)] = v
+for line in open(os.path.join(d, "log")):
+    parts = line.split(" ", 2)
+    try:
+        seq, rec = int(parts[0]), json.loads(parts[2])
+    except (ValueError, IndexError):
+        continue
+    if rec.get("type") == "intent":
+        pending[seq] = rec
+    elif rec.get("type") == "done":
+        pending.pop(rec.get("intent"), None)
+print(" ".join(sorted(v.get("op", "?") for v in pending.values() if v.get("id") == vid)))
+EOF
 }

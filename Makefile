@@ -25,7 +25,7 @@ endif
 # A missing -dev package (or pkg-config) would otherwise surface as a
 # puzzling "jansson.h: No such file". Targets that install the packages
 # first (their sub-makes check again) or need none are spared.
-NO_LIB_GOALS := deps help clean format check demo bench guest
+NO_LIB_GOALS := deps help clean format format-check check demo bench guest
 ifneq ($(filter-out $(NO_LIB_GOALS),$(or $(MAKECMDGOALS),all)),)
 PKG_MISSING := $(shell for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || echo $$p; done)
 ifneq ($(PKG_MISSING),)
@@ -61,7 +61,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 GUEST   := build/guest
 
-.PHONY: all deps check unit unit-build clang e2e guest install demo format bench clean help
+.PHONY: all deps check unit unit-build clang e2e guest install demo format format-check bench clean help
 .DEFAULT_GOAL := all
 
 all: $(QVM) build/qvm
@@ -108,10 +108,11 @@ e2e: all guest
 		QVM_TEST_SINCE=$$(date +%s) \
 		prove -f --timer tests/e2e/*.t
 
-# The README's test command: installs what is missing, builds (with gcc,
-# and with clang to keep both clean), runs every unit and end-to-end test,
-# then the unit suite again under ASan/UBSan.
+# The README's test command: installs what is missing, checks the format,
+# builds (with gcc, and with clang to keep both clean), runs every unit and
+# end-to-end test, then the unit suite again under ASan/UBSan.
 check: deps
+	$(MAKE) format-check
 	$(MAKE) clang
 	$(MAKE) all
 	$(MAKE) unit
@@ -135,14 +136,21 @@ install: $(QVM)
 	install -m 0755 $(QVM) $(DESTDIR)$(PREFIX)/bin/qvm
 	install -m 0644 doc/qvm.8 $(DESTDIR)$(PREFIX)/share/man/man8/qvm.8
 
+FORMAT_SRC = $(LIB_SRC) $(CLI_SRC) $(wildcard */*.h) $(UNIT_SRC) tests/unit/tap.h
+
 format:
-	clang-format -i $(LIB_SRC) $(CLI_SRC) $(wildcard */*.h) $(UNIT_SRC) tests/unit/tap.h
+	clang-format -i $(FORMAT_SRC)
+
+# What `make check` runs first: the sources are as `make format` leaves them.
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRC) || \
+		{ echo "format-check: run 'make format'" >&2; exit 1; }
 
 clean:
 	rm -rf build/release build/asan build/clang build/clang-asan build/qvm
 
 help:
-	@echo "targets: all deps check unit unit-build clang e2e guest demo bench install format clean"
+	@echo "targets: all deps check unit unit-build clang e2e guest demo bench install format format-check clean"
 	@echo "options: SANITIZE=1 (ASan+UBSan build in build/asan), CC=clang (build/clang), BUILD, PREFIX, DESTDIR"
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

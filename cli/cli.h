@@ -18,17 +18,16 @@ typedef struct cli_command cli_command;
 
 typedef struct cli_ctx {
 	const cli_command *cmd; /* the command being run, for its --help */
-	const char *root;  /* --root, QVM_ROOT, or /var/lib/qvm */
-	bool json;         /* --json: print the command's JSON result */
-	int verbosity;     /* -1 with -q, 0, 1 with -v */
+	const char *root;       /* --root, QVM_ROOT, or /var/lib/qvm */
+	bool json;              /* --json: print the command's JSON result */
+	int verbosity;          /* -1 with -q, 0, 1 with -v */
 } cli_ctx;
 
 /* A command's handler: parses its own options with cli_parser, does the
  * work, and either prints a table (without --json) or hands back a new JSON
  * value in *ret_json for cli_main() to print. Returns 0, a negative errno
  * (exit 1) or CLI_EUSAGE (exit 2) with err filled. */
-typedef int (*cli_handler)(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-			   util_err *err);
+typedef int (*cli_handler)(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 struct cli_command {
 	const char *name;
@@ -51,26 +50,26 @@ typedef struct cli_parser {
 /* Parse argv (argv[0] is the command name) with the command's options
  * (NULL-name-terminated) and short options; the global options --root,
  * --json, -q, -v and --help are accepted anywhere. */
-void cli_parser_init(cli_parser *p, cli_ctx *ctx, int argc, char **argv,
-		     const struct option *opts, const char *shortopts);
+void cli_parser_init(cli_parser *p, cli_ctx *ctx, int argc, char **argv, const struct option *opts,
+                     const char *shortopts);
 /* The next command option's val with its argument in *ret_arg; 0 when the
  * options end (p->argv[optind...] are then the operands); CLI_EUSAGE on an
  * unknown option or missing argument. --help prints help and exits 0. */
 int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err);
 /* The operands after the options; exactly min..max of them or CLI_EUSAGE. */
-int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands,
-			int *ret_count, util_err *err);
+int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands, int *ret_count,
+                        util_err *err);
 void cli_parser_done(cli_parser *p);
 
 /* The whole parse of a command without options of its own: min..max
  * operands (pointers into argv) and their count (ret_count may be NULL). */
-int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max,
-		       char ***ret_operands, int *ret_count, util_err *err);
+int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max, char ***ret_operands,
+                       int *ret_count, util_err *err);
 /* 0 when option c (a val of opts) is one of allowed (a NULL-terminated
  * list of option names), else a usage error naming it and the command: for
  * a parser shared by commands that take different options. */
 int cli_option_allowed(const cli_ctx *ctx, const struct option *opts, int c,
-		       const char *const *allowed, util_err *err);
+                       const char *const *allowed, util_err *err);
 /* QVM_LOCK_TIMEOUT_MS, how long a command waits for another qvm working on
  * the VM (tests shorten it): *ret_ms is left alone when it is not set. */
 int cli_lock_timeout(int *ret_ms, util_err *err);
@@ -127,13 +126,13 @@ int cli_cmd_disk_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 int cli_cmd_cdrom_insert(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_cdrom_eject(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_disk_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-				 util_err *err);
+                                 util_err *err);
 int cli_cmd_disk_snapshot_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-			       util_err *err);
+                               util_err *err);
 int cli_cmd_disk_snapshot_revert(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-				 util_err *err);
+                                 util_err *err);
 int cli_cmd_disk_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-				 util_err *err);
+                                 util_err *err);
 int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);

@@ -6,8 +6,8 @@
 
 #include "cli.h"
 
-#define ESCAPE_CHAR 0x1d /* Ctrl-] */
-#define PIPE_LINGER_MS 1000   /* after the input pipe ends: quiet time that ends it */
+#define ESCAPE_CHAR        0x1d /* Ctrl-] */
+#define PIPE_LINGER_MS     1000 /* after the input pipe ends: quiet time that ends it */
 #define PIPE_LINGER_MAX_MS 5000 /* ... and the most it waits, for a chatty guest */
 
 static struct termios saved;
@@ -44,7 +44,8 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 	if (tty) {
 		struct termios t;
 
-		fprintf(stderr, "qvm: connected to the console of '%s'; Ctrl-] leaves\r\n", vm->def.name);
+		fprintf(stderr, "qvm: connected to the console of '%s'; Ctrl-] leaves\r\n",
+		        vm->def.name);
 		if (tcgetattr(STDIN_FILENO, &saved) == 0) {
 			t = saved;
 			cfmakeraw(&t);
@@ -53,7 +54,8 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		}
 	}
 	for (;;) {
-		struct pollfd pfd[2] = { { in_open ? STDIN_FILENO : -1, POLLIN, 0 }, { sock, POLLIN, 0 } };
+		struct pollfd pfd[2] = { { in_open ? STDIN_FILENO : -1, POLLIN, 0 },
+			                 { sock, POLLIN, 0 } };
 		int timeout = -1;
 		char buf[4096];
 		ssize_t n;
@@ -92,7 +94,8 @@ int cli_cmd_console(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 				continue;
 			}
 			esc = tty ? memchr(buf, ESCAPE_CHAR, (size_t)n) : NULL;
-			if (util_write_all(sock, buf, esc ? (size_t)(esc - buf) : (size_t)n) < 0 || esc)
+			if (util_write_all(sock, buf, esc ? (size_t)(esc - buf) : (size_t)n) < 0 ||
+			    esc)
 				break;
 		}
 	}

@@ -65,8 +65,10 @@ static int parse_cloud_init(lc_vmdef *def, const char *spec, util_err *err)
 		else if (!strcmp(tok, "network-config"))
 			slot = &def->ci_network_config;
 		else
-			return cli_usage(err, "--cloud-init: unknown key '%s' (use user-data, meta-data, network-config)",
-					 tok);
+			return cli_usage(
+			        err,
+			        "--cloud-init: unknown key '%s' (use user-data, meta-data, network-config)",
+			        tok);
 		if (set_path(slot, eq + 1, tok, err) < 0)
 			return err->code;
 	}
@@ -101,7 +103,7 @@ static int read_definition(const char *file, const char *name, lc_vmdef *def, ut
 	j = json_loadf(f ? f : stdin, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j && jerr.line > 0)
 		return util_err_set(err, -EINVAL, "cannot read '%s': %s (line %d)", file, jerr.text,
-				    jerr.line);
+		                    jerr.line);
 	if (!j)
 		return util_err_set(err, -EINVAL, "cannot read '%s': %s", file, jerr.text);
 	if (json_is_object(j)) {
@@ -173,7 +175,8 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 		case OPT_DISK:
 			if (def->n_disks >= LC_DISKS_MAX)
 				return cli_usage(err, "too many disks (at most %d)", LC_DISKS_MAX);
-			def->disks = util_xrealloc(def->disks, (def->n_disks + 1) * sizeof(lc_disk));
+			def->disks =
+			        util_xrealloc(def->disks, (def->n_disks + 1) * sizeof(lc_disk));
 			r = lc_disk_parse(arg, &def->disks[def->n_disks], err);
 			if (r < 0)
 				return cli_usage(err, "%s", err->msg);
@@ -253,7 +256,8 @@ static int report_started(cli_ctx *ctx, const char *name, json_t **ret_json, uti
 		*ret_json = lc_vm_to_json(vm);
 	else if (ctx->verbosity >= 0)
 		printf("%s: %s%s%s\n", vm->def.name, lc_state_name(vm->state),
-		       vm->state == LC_ACTIVE ? "/" : "", vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : "");
+		       vm->state == LC_ACTIVE ? "/" : "",
+		       vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : "");
 	return 0;
 }
 
@@ -292,16 +296,17 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	lc_vm *vm;
 
 	lc_vmdef_init(&def);
-	cli_parser_init(&p, ctx, argc, argv, opts,
-			"m:c:");
+	cli_parser_init(&p, ctx, argc, argv, opts, "m:c:");
 	r = create_parse(&p, &def, &a, err);
 	if (r == 0)
 		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
 	/* The file is the whole definition: a flag beside it would be either
 	 * dropped or a second source of truth, so it is refused. */
 	if (r == 0 && a.from && a.def_opt)
-		r = cli_usage(err, "--%s cannot be combined with --from, which takes the whole definition; edit the file instead",
-			      a.def_opt);
+		r = cli_usage(
+		        err,
+		        "--%s cannot be combined with --from, which takes the whole definition; edit the file instead",
+		        a.def_opt);
 	if (r == 0 && a.hold && a.start)
 		r = cli_usage(err, "--hold and --start contradict each other; give one");
 	if (r == 0 && a.from) {
@@ -324,9 +329,10 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		goto out;
 	roots = cli_disk_roots(ctx);
 	name = util_xstrdup(def.name);
-	r = lc_vm_create(db, &def,
-			 &(lc_create_opts){ .hold = a.hold, .disk_roots = (const char *const *)roots },
-			 &id, err);
+	r = lc_vm_create(
+	        db, &def,
+	        &(lc_create_opts){ .hold = a.hold, .disk_roots = (const char *const *)roots }, &id,
+	        err);
 	if (r < 0)
 		goto out;
 	vm = lc_db_vm_by_id(db, id);
@@ -348,9 +354,8 @@ out:
 }
 
 /* Open the database and find the VM named by the command's one operand. */
-static int open_one(cli_ctx *ctx, int argc, char **argv,
-		    const struct option *opts, bool write, lc_db **ret_db, lc_vm **ret_vm,
-		    util_err *err)
+static int open_one(cli_ctx *ctx, int argc, char **argv, const struct option *opts, bool write,
+                    lc_db **ret_db, lc_vm **ret_vm, util_err *err)
 {
 	cli_parser p;
 	const char *arg;
@@ -383,8 +388,7 @@ int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	_cleanup_json_ json_t *j = NULL;
 	lc_vm *vm;
 	char *s;
-	int r = open_one(ctx, argc, argv, NULL,
-			 false, &db, &vm, err);
+	int r = open_one(ctx, argc, argv, NULL, false, &db, &vm, err);
 
 	if (r < 0)
 		return r;
@@ -419,13 +423,12 @@ int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	return r;
 }
 
-static int hold_release(cli_ctx *ctx, bool hold, int argc, char **argv,
-			json_t **ret_json, util_err *err)
+static int hold_release(cli_ctx *ctx, bool hold, int argc, char **argv, json_t **ret_json,
+                        util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	lc_vm *vm;
-	int r = open_one(ctx, argc, argv, NULL, true,
-			 &db, &vm, err);
+	int r = open_one(ctx, argc, argv, NULL, true, &db, &vm, err);
 
 	if (r == 0)
 		r = lc_vm_hold(db, vm, hold, err);

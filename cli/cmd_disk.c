@@ -42,7 +42,7 @@ static void disk_args_clear(disk_args *a)
 
 /* Parse the options in `allowed` (names) and min..max operands. */
 static int parse_disk(cli_ctx *ctx, int argc, char **argv, const char *const *allowed, int min,
-		      int max, disk_args *a, util_err *err)
+                      int max, disk_args *a, util_err *err)
 {
 	cli_parser p;
 	const char *arg;
@@ -106,7 +106,7 @@ static int parse_disk_id(const char *s, unsigned *ret, util_err *err)
 
 /* Print a one-line result, or hand the JSON back. */
 static int done(cli_ctx *ctx, json_t *res, json_t **ret_json, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 static int done(cli_ctx *ctx, json_t *res, json_t **ret_json, const char *fmt, ...)
 {
 	va_list ap;
@@ -127,7 +127,8 @@ static int done(cli_ctx *ctx, json_t *res, json_t **ret_json, const char *fmt, .
 
 static const char *how(json_t *res)
 {
-	return json_is_true(json_object_get(res, "live")) ? "live" : "in the definition; used at next start";
+	return json_is_true(json_object_get(res, "live")) ? "live"
+	                                                  : "in the definition; used at next start";
 }
 
 int cli_cmd_disk_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -139,7 +140,9 @@ int cli_cmd_disk_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	int r = parse_disk(ctx, argc, argv, allowed, 1, 1, &a, err);
 
 	if (r == 0 && !!a.size == !!a.image)
-		r = cli_usage(err, "give --size SIZE (a blank disk) or --image PATH|NAME (an overlay on an image)");
+		r = cli_usage(
+		        err,
+		        "give --size SIZE (a blank disk) or --image PATH|NAME (an overlay on an image)");
 	if (r == 0 && a.size)
 		r = util_parse_size(a.size, &d.size, err);
 	if (r == 0 && a.image && a.image[0] != '/')
@@ -147,7 +150,8 @@ int cli_cmd_disk_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	if (r == 0 && a.bus)
 		r = lc_bus_parse(a.bus, &d.bus, err);
 	if (r == 0 && a.format && !util_streq(a.format, "qcow2") && !util_streq(a.format, "raw"))
-		r = cli_usage(err, "image format '%s' is not supported (use qcow2 or raw)", a.format);
+		r = cli_usage(err, "image format '%s' is not supported (use qcow2 or raw)",
+		              a.format);
 	if (r == 0) {
 		d.source = util_xstrdup(a.size ? a.size : a.image);
 		d.readonly = a.readonly;
@@ -161,8 +165,8 @@ int cli_cmd_disk_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	lc_disk_clear(&d);
 	if (r == 0)
 		r = done(ctx, res, ret_json, "%s: disk %d attached (%s): %s", a.ops[0],
-			 (int)json_integer_value(json_object_get(res, "disk")), how(res),
-			 json_string_value(json_object_get(res, "path")));
+		         (int)json_integer_value(json_object_get(res, "disk")), how(res),
+		         json_string_value(json_object_get(res, "path")));
 	disk_args_clear(&a);
 	return r;
 }
@@ -182,8 +186,9 @@ int cli_cmd_disk_detach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	if (r == 0) {
 		const char *removed = json_string_value(json_object_get(res, "removed"));
 
-		r = done(ctx, res, ret_json, "%s: disk %u detached (%s)%s%s", a.ops[0], id, how(res),
-			 removed ? "; its file was removed: " : "", removed ? removed : "");
+		r = done(ctx, res, ret_json, "%s: disk %u detached (%s)%s%s", a.ops[0], id,
+		         how(res), removed ? "; its file was removed: " : "",
+		         removed ? removed : "");
 	}
 	disk_args_clear(&a);
 	return r;
@@ -207,13 +212,13 @@ int cli_cmd_disk_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		r = lc_vm_disk_resize(ctx->root, a.ops[0], id, size, &a.opts, &res, err);
 	if (r == 0)
 		r = done(ctx, res, ret_json, "%s: disk %u resized to %s (%s)", a.ops[0], id,
-			 util_format_size(size, b, sizeof(b)), how(res));
+		         util_format_size(size, b, sizeof(b)), how(res));
 	disk_args_clear(&a);
 	return r;
 }
 
 static int cdrom_cmd(cli_ctx *ctx, bool insert, int argc, char **argv, json_t **ret_json,
-		     util_err *err)
+                     util_err *err)
 {
 	disk_args a;
 	json_t *res = NULL;
@@ -223,7 +228,7 @@ static int cdrom_cmd(cli_ctx *ctx, bool insert, int argc, char **argv, json_t **
 		r = lc_vm_cdrom(ctx->root, a.ops[0], insert ? a.ops[1] : NULL, &a.opts, &res, err);
 	if (r == 0)
 		r = done(ctx, res, ret_json, "%s: cd-rom %s (%s)", a.ops[0],
-			 insert ? "inserted" : "ejected", how(res));
+		         insert ? "inserted" : "ejected", how(res));
 	disk_args_clear(&a);
 	return r;
 }
@@ -239,7 +244,7 @@ int cli_cmd_cdrom_eject(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 }
 
 static int snapshot_cmd(cli_ctx *ctx, lc_dsnap_op op, int argc, char **argv, json_t **ret_json,
-			util_err *err)
+                        util_err *err)
 {
 	static const char *const verbs[] = { "created", "", "reverted to", "deleted" };
 	int n = op == LC_DSNAP_LIST ? 2 : 3;
@@ -252,25 +257,27 @@ static int snapshot_cmd(cli_ctx *ctx, lc_dsnap_op op, int argc, char **argv, jso
 	if (r == 0)
 		r = parse_disk_id(a.ops[1], &id, err);
 	if (r == 0)
-		r = lc_vm_disk_snapshot(ctx->root, a.ops[0], id, op, n == 3 ? a.ops[2] : NULL, &a.opts,
-					&res, err);
+		r = lc_vm_disk_snapshot(ctx->root, a.ops[0], id, op, n == 3 ? a.ops[2] : NULL,
+		                        &a.opts, &res, err);
 	if (r < 0 || ctx->json || op != LC_DSNAP_LIST) {
 		if (r == 0)
-			r = done(ctx, res, ret_json, "%s: disk %u: snapshot '%s' %s (%s)", a.ops[0], id,
-				 a.ops[2], verbs[op],
-				 json_is_true(json_object_get(res, "live")) ? "live" : "vm off");
+			r = done(ctx, res, ret_json, "%s: disk %u: snapshot '%s' %s (%s)", a.ops[0],
+			         id, a.ops[2], verbs[op],
+			         json_is_true(json_object_get(res, "live")) ? "live" : "vm off");
 		disk_args_clear(&a);
 		return r;
 	}
 	printf("%-4s %-24s %-19s %s\n", "ID", "TAG", "DATE", "VM-STATE");
-	json_array_foreach(res, i, s) {
+	json_array_foreach (res, i, s) {
 		char t[32], b[16];
 
 		printf("%-4s %-24s %-19s %s\n", json_string_value(json_object_get(s, "id")),
 		       json_string_value(json_object_get(s, "name")),
-		       cli_format_time(json_integer_value(json_object_get(s, "date")) * 1000, t, sizeof(t)),
-		       util_format_size((uint64_t)json_integer_value(json_object_get(s, "vm_state_size")), b,
-					sizeof(b)));
+		       cli_format_time(json_integer_value(json_object_get(s, "date")) * 1000, t,
+		                       sizeof(t)),
+		       util_format_size(
+		               (uint64_t)json_integer_value(json_object_get(s, "vm_state_size")), b,
+		               sizeof(b)));
 	}
 	json_decref(res);
 	disk_args_clear(&a);
@@ -278,25 +285,25 @@ static int snapshot_cmd(cli_ctx *ctx, lc_dsnap_op op, int argc, char **argv, jso
 }
 
 int cli_cmd_disk_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-				 util_err *err)
+                                 util_err *err)
 {
 	return snapshot_cmd(ctx, LC_DSNAP_CREATE, argc, argv, ret_json, err);
 }
 
 int cli_cmd_disk_snapshot_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-			       util_err *err)
+                               util_err *err)
 {
 	return snapshot_cmd(ctx, LC_DSNAP_LIST, argc, argv, ret_json, err);
 }
 
 int cli_cmd_disk_snapshot_revert(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-				 util_err *err)
+                                 util_err *err)
 {
 	return snapshot_cmd(ctx, LC_DSNAP_REVERT, argc, argv, ret_json, err);
 }
 
 int cli_cmd_disk_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
-				 util_err *err)
+                                 util_err *err)
 {
 	return snapshot_cmd(ctx, LC_DSNAP_DELETE, argc, argv, ret_json, err);
 }

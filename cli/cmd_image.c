@@ -88,8 +88,8 @@ static void on_progress(void *ud, uint64_t done, uint64_t total)
 		snprintf(rate_s, sizeof(rate_s), "-");
 	if (pct >= 0)
 		fprintf(stderr, "\r%3d%% [%s] %s/%s %s/s ETA %s ", pct, hashes, d,
-			human((double)total, t, sizeof(t)), rate_s,
-			eta_text(rate > 0 ? (double)(total - done) / rate : -1, eta, sizeof(eta)));
+		        human((double)total, t, sizeof(t)), rate_s,
+		        eta_text(rate > 0 ? (double)(total - done) / rate : -1, eta, sizeof(eta)));
 	else
 		fprintf(stderr, "\r%s %s/s ", d, rate_s);
 	fflush(stderr);
@@ -117,13 +117,16 @@ static void print_image(json_t *img)
 	printf("file:          %s\n", jstr(img, "path"));
 	printf("format:        %s\n", jstr(img, "format"));
 	printf("virtual size:  %s (%" PRIu64 " bytes)\n",
-	       util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)), jsize(img, "virtual_size"));
+	       util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)),
+	       jsize(img, "virtual_size"));
 	printf("actual size:   %s (%" PRIu64 " bytes)\n",
-	       util_format_size(jsize(img, "actual_size"), as, sizeof(as)), jsize(img, "actual_size"));
+	       util_format_size(jsize(img, "actual_size"), as, sizeof(as)),
+	       jsize(img, "actual_size"));
 	printf("sha256:        %s\n", jstr(img, "sha256"));
 	printf("source:        %s\n", jstr(img, "source"));
 	printf("created:       %s\n",
-	       cli_format_time(json_integer_value(json_object_get(img, "created")), when, sizeof(when)));
+	       cli_format_time(json_integer_value(json_object_get(img, "created")), when,
+	                       sizeof(when)));
 }
 
 static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -218,7 +221,8 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		char vs[16];
 
 		printf("imported image '%s': %s, %s virtual, sha256 %s\n", jstr(img, "name"),
-		       jstr(img, "format"), util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)),
+		       jstr(img, "format"),
+		       util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)),
 		       jstr(img, "sha256"));
 	}
 	return 0;
@@ -255,14 +259,14 @@ static int image_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 	}
 	printf("%-24s %-6s %8s %8s %-19s %s\n", "NAME", "FORMAT", "VSIZE", "SIZE", "CREATED",
 	       "SOURCE");
-	json_array_foreach(a, i, img) {
+	json_array_foreach (a, i, img) {
 		char vs[16], as[16], when[32];
 
 		printf("%-24s %-6s %8s %8s %-19s %s\n", jstr(img, "name"), jstr(img, "format"),
 		       util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)),
 		       util_format_size(jsize(img, "actual_size"), as, sizeof(as)),
 		       cli_format_time(json_integer_value(json_object_get(img, "created")), when,
-				       sizeof(when)),
+		                       sizeof(when)),
 		       jstr(img, "source"));
 	}
 	return 0;
@@ -303,7 +307,7 @@ static int image_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	if (partials) {
 		if (ctx->json)
 			*ret_json = json_pack("{s:s, s:b, s:i}", "name", name, "deleted", 0,
-					      "partial_downloads", (int)partials);
+			                      "partial_downloads", (int)partials);
 		else if (ctx->verbosity >= 0)
 			printf("discarded %u partial download%s of image '%s'\n", partials,
 			       partials == 1 ? "" : "s", name);
@@ -342,7 +346,7 @@ int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 		if (!strcmp(argv[1], subs[i].name))
 			return subs[i].run(ctx, argc - 1, argv + 1, ret_json, err);
 	return cli_usage(err, "unknown image subcommand '%s' (use import, list, show or delete)",
-			 argv[1]);
+	                 argv[1]);
 }
 
 /* ---- disk-saveas ------------------------------------------------------------------ */

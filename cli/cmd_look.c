@@ -4,7 +4,7 @@
 #include "cli.h"
 
 static int open_named(cli_ctx *ctx, int argc, char **argv, lc_db **ret_db, lc_vm **ret_vm,
-		      util_err *err)
+                      util_err *err)
 {
 	char **ops;
 	lc_db *db = NULL;
@@ -42,8 +42,9 @@ static bool reconcile_dead(cli_ctx *ctx, lc_db *db)
 
 		/* a dead supervisor, or a shutdown, hotplug or snapshot its qvm
 		 * may have abandoned */
-		if (vm->state != LC_ACTIVE || (lc_vm_supervised(vm) && vm->lcm != LC_LCM_SHUTDOWN &&
-					       vm->lcm != LC_LCM_HOTPLUG && vm->lcm != LC_LCM_SNAPSHOT))
+		if (vm->state != LC_ACTIVE ||
+		    (lc_vm_supervised(vm) && vm->lcm != LC_LCM_SHUTDOWN &&
+		     vm->lcm != LC_LCM_HOTPLUG && vm->lcm != LC_LCM_SNAPSHOT))
 			continue;
 		r = lc_vm_reconcile(ctx->root, vm->id, &err);
 		if (r < 0 && ctx->verbosity >= 0)
@@ -58,7 +59,7 @@ static bool reconcile_dead(cli_ctx *ctx, lc_db *db)
 int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	static const struct option opts[] = { { "all", no_argument, NULL, 'a' },
-					      { NULL, 0, NULL, 0 } };
+		                              { NULL, 0, NULL, 0 } };
 	_cleanup_db_ lc_db *db = NULL;
 	json_t *out = NULL;
 	bool all = false;
@@ -87,7 +88,8 @@ int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	if (ctx->json)
 		out = json_array();
 	else
-		printf("%5s %-20s %-4s %5s %6s %8s\n", "ID", "NAME", "STAT", "CPU", "MEM", "UPTIME");
+		printf("%5s %-20s %-4s %5s %6s %8s\n", "ID", "NAME", "STAT", "CPU", "MEM",
+		       "UPTIME");
 	for (size_t i = 0; i < lc_db_count(db); i++) {
 		const lc_vm *vm = lc_db_vm_at(db, i);
 		char mem[16], up[16], cpu[16] = "-";
@@ -100,15 +102,18 @@ int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		if (running)
 			snprintf(cpu, sizeof(cpu), "%.0f%%", pct);
 		if (out) {
-			json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i, s:I}", "id",
-					      (json_int_t)vm->id, "name", vm->def.name, "state",
-					      lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm),
-					      "short", lc_short_name(vm->state, vm->lcm), "memory",
-					      (json_int_t)vm->def.memory, "vcpus", (int)vm->def.vcpus,
-					      "uptime_ms", (json_int_t)uptime_ms(vm));
+			json_t *j =
+			        json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i, s:I}", "id",
+			                  (json_int_t)vm->id, "name", vm->def.name, "state",
+			                  lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm),
+			                  "short", lc_short_name(vm->state, vm->lcm), "memory",
+			                  (json_int_t)vm->def.memory, "vcpus", (int)vm->def.vcpus,
+			                  "uptime_ms", (json_int_t)uptime_ms(vm));
 
-			json_object_set_new(j, "cpu_percent", running ? json_real(pct) : json_null());
-			json_object_set_new(j, "rss", running ? json_integer((json_int_t)rss) : json_null());
+			json_object_set_new(j, "cpu_percent",
+			                    running ? json_real(pct) : json_null());
+			json_object_set_new(j, "rss",
+			                    running ? json_integer((json_int_t)rss) : json_null());
 			json_array_append_new(out, j);
 			continue;
 		}
@@ -131,7 +136,7 @@ static void print_map(const char *title, json_t *map)
 	if (json_object_size(map) == 0)
 		return;
 	printf("%-11s", title);
-	json_object_foreach(map, k, v)
+	json_object_foreach (map, k, v)
 		printf(" %s=%s", k, json_string_value(v));
 	printf("\n");
 }
@@ -162,7 +167,8 @@ static void print_history_row(json_t *rec)
 		snprintf(what, sizeof(what), "%s", state ? state : type ? type : "?");
 	printf("%6lld %-19s %-8s %-20s %s\n",
 	       (long long)json_integer_value(json_object_get(rec, "seq")),
-	       cli_format_time(json_integer_value(json_object_get(rec, "time")), when, sizeof(when)),
+	       cli_format_time(json_integer_value(json_object_get(rec, "time")), when,
+	                       sizeof(when)),
 	       type ? type : "?", what, reason ? reason : "");
 }
 
@@ -216,7 +222,8 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	print_map("LABELS", def->labels);
 	print_map("USER", def->user);
 
-	printf("\nDISKS\n%3s %-6s %-6s %8s %-9s %s\n", "ID", "BUS", "FORMAT", "SIZE", "MODE", "PATH");
+	printf("\nDISKS\n%3s %-6s %-6s %8s %-9s %s\n", "ID", "BUS", "FORMAT", "SIZE", "MODE",
+	       "PATH");
 	for (i = 0; i < def->n_disks; i++) {
 		const lc_disk *d = &def->disks[i];
 
@@ -233,7 +240,7 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		_cleanup_json_ json_t *nics = lc_vm_nics_json(db, vm);
 		json_t *n;
 
-		json_array_foreach(nics, i, n) {
+		json_array_foreach (nics, i, n) {
 			const char *v[6] = { "network", "bridge", "tap", "mac", "ip", "model" };
 
 			for (size_t k = 0; k < 6; k++) {
@@ -242,18 +249,18 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 					v[k] = "-";
 			}
 			printf("%3lld %-16s %-15s %-15s %-17s %-15s %s\n",
-			       (long long)json_integer_value(json_object_get(n, "id")), v[0], v[1], v[2],
-			       v[3], v[4], v[5]);
+			       (long long)json_integer_value(json_object_get(n, "id")), v[0], v[1],
+			       v[2], v[3], v[4], v[5]);
 		}
 	}
 	if (json_array_size(json_object_get(vm->snapshots, "items"))) {
 		printf("\nSNAPSHOTS (at most %u)\n", lc_vm_snapshots_max(vm));
 		cli_print_snapshots(json_object_get(vm->snapshots, "items"),
-				    json_integer_value(json_object_get(vm->snapshots, "current")));
+		                    json_integer_value(json_object_get(vm->snapshots, "current")));
 	}
 	printf("\nHISTORY (latest %d)\n", 10);
 	from = json_array_size(history) > 10 ? json_array_size(history) - 10 : 0;
-	json_array_foreach(history, i, rec)
+	json_array_foreach (history, i, rec)
 		if (i >= from)
 			print_history_row(rec);
 	return 0;
@@ -276,7 +283,7 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		return 0;
 	}
 	printf("%6s %-19s %-8s %-20s %s\n", "SEQ", "TIME", "TYPE", "STATE", "REASON");
-	json_array_foreach(history, i, rec)
+	json_array_foreach (history, i, rec)
 		print_history_row(rec);
 	json_decref(history);
 	return 0;
@@ -295,7 +302,7 @@ static int qemu_binary(char **ret, util_err *err)
 static void print_quoted(const char *s)
 {
 	if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-			    "-_=,./:") == strlen(s)) {
+	                    "-_=,./:") == strlen(s)) {
 		fputs(s, stdout);
 		return;
 	}
@@ -409,12 +416,12 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	qemu_binary(&qemu, &qerr);
 	if (ctx->json) {
 		*ret_json = json_pack("{s:s, s:s, s:o, s:i, s:I, s:I, s:I, s:I, s:I, s:s}", "accel",
-				      lc_accel_name(accel), "accel_reason", reason, "qemu",
-				      qemu ? json_string(qemu) : json_null(), "cpus", (int)cpus,
-				      "memory", (json_int_t)total, "memory_available",
-				      (json_int_t)avail, "memory_committed", (json_int_t)committed,
-				      "vms", (json_int_t)defined, "vms_active", (json_int_t)active,
-				      "root", ctx->root);
+		                      lc_accel_name(accel), "accel_reason", reason, "qemu",
+		                      qemu ? json_string(qemu) : json_null(), "cpus", (int)cpus,
+		                      "memory", (json_int_t)total, "memory_available",
+		                      (json_int_t)avail, "memory_committed", (json_int_t)committed,
+		                      "vms", (json_int_t)defined, "vms_active", (json_int_t)active,
+		                      "root", ctx->root);
 		return 0;
 	}
 	printf("%-11s %s (%s)\n", "ACCEL", lc_accel_name(accel), reason);

@@ -40,14 +40,14 @@ static const struct option run_opts[] = {
 typedef struct run_args {
 	lc_run_opts opts;
 	const char *name;
-	int recover;  /* an OPT_SUCCESS... value, 0 when none */
+	int recover; /* an OPT_SUCCESS... value, 0 when none */
 	bool wipe, recreate;
 } run_args;
 
 /* Parse NAME and the options a command allows (a string of OPT_* chars
  * would be clumsy: `allowed` is a NULL-terminated list of option names). */
-static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *allowed,
-		     run_args *a, util_err *err)
+static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *allowed, run_args *a,
+                     util_err *err)
 {
 	cli_parser p;
 	const char *arg;
@@ -88,7 +88,8 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 			break;
 		default:
 			if (a->recover)
-				r = cli_usage(err, "give one of --success, --failure, --retry, --delete");
+				r = cli_usage(
+				        err, "give one of --success, --failure, --retry, --delete");
 			a->recover = c;
 		}
 	}
@@ -126,7 +127,8 @@ static int report(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *e
 		*ret_json = lc_vm_to_json(vm);
 	else if (ctx->verbosity >= 0)
 		printf("%s: %s%s%s\n", vm->def.name, lc_state_name(vm->state),
-		       vm->state == LC_ACTIVE ? "/" : "", vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : "");
+		       vm->state == LC_ACTIVE ? "/" : "",
+		       vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : "");
 	return 0;
 }
 
@@ -142,9 +144,10 @@ int cli_cmd_start(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 }
 
 static int shutdown_cmd(cli_ctx *ctx, bool to_done, int argc, char **argv, json_t **ret_json,
-			util_err *err)
+                        util_err *err)
 {
-	static const char *const allowed[] = { "hard", "hard-after", "timeout", "wait", "no-wait", NULL };
+	static const char *const allowed[] = { "hard", "hard-after", "timeout",
+		                               "wait", "no-wait",    NULL };
 	run_args a;
 	int r = parse_run(ctx, argc, argv, allowed, &a, err);
 
@@ -175,7 +178,7 @@ int cli_cmd_reboot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 }
 
 static int pause_cmd(cli_ctx *ctx, bool pause, int argc, char **argv, json_t **ret_json,
-		     util_err *err)
+                     util_err *err)
 {
 	run_args a;
 	int r = parse_run(ctx, argc, argv, NULL, &a, err);

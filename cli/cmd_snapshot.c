@@ -9,9 +9,8 @@ enum { OPT_NO_MEMORY = 0x300 };
 
 /* NAME [ARG] with the options of opts; QVM_LOCK_TIMEOUT_MS as the run
  * commands read it. */
-static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts, int min,
-		 int max, bool *ret_no_memory, char ***ret_ops, int *ret_n, lc_run_opts *ro,
-		 util_err *err)
+static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts, int min, int max,
+                 bool *ret_no_memory, char ***ret_ops, int *ret_n, lc_run_opts *ro, util_err *err)
 {
 	cli_parser p;
 	const char *arg;
@@ -35,7 +34,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts,
 int cli_cmd_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	static const struct option opts[] = { { "no-memory", no_argument, NULL, OPT_NO_MEMORY },
-					      { NULL, 0, NULL, 0 } };
+		                              { NULL, 0, NULL, 0 } };
 	_cleanup_json_ json_t *snap = NULL;
 	bool no_memory = false;
 	lc_run_opts ro;
@@ -44,7 +43,7 @@ int cli_cmd_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 
 	if (r == 0)
 		r = lc_vm_snapshot_create(ctx->root, ops[0], n > 1 ? ops[1] : NULL, no_memory, &ro,
-					  &snap, err);
+		                          &snap, err);
 	if (r < 0)
 		return r;
 	if (ctx->json)
@@ -53,7 +52,8 @@ int cli_cmd_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 		printf("%s: snapshot %lld '%s' taken (%s)\n", ops[0],
 		       (long long)json_integer_value(json_object_get(snap, "id")),
 		       json_string_value(json_object_get(snap, "tag")),
-		       json_is_true(json_object_get(snap, "memory")) ? "memory and disks" : "disks only");
+		       json_is_true(json_object_get(snap, "memory")) ? "memory and disks"
+		                                                     : "disks only");
 	return 0;
 }
 
@@ -92,17 +92,17 @@ int cli_cmd_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 }
 
 /* Children of parent, oldest first, drawn below it. */
-static void print_children(json_t *items, json_int_t parent, json_int_t current,
-			   const char *indent, int depth)
+static void print_children(json_t *items, json_int_t parent, json_int_t current, const char *indent,
+                           int depth)
 {
 	json_t *s;
 	size_t i, n = 0, seen = 0;
 
 	if (depth > 64)
 		return; /* a loop would be a corrupt journal: never spin */
-	json_array_foreach(items, i, s)
+	json_array_foreach (items, i, s)
 		n += json_integer_value(json_object_get(s, "parent")) == parent;
-	json_array_foreach(items, i, s) {
+	json_array_foreach (items, i, s) {
 		json_int_t id = json_integer_value(json_object_get(s, "id"));
 		char when[32], *next;
 		bool last;
@@ -110,12 +110,13 @@ static void print_children(json_t *items, json_int_t parent, json_int_t current,
 		if (json_integer_value(json_object_get(s, "parent")) != parent)
 			continue;
 		last = ++seen == n;
-		printf("%s%s%lld %s  [%s, %s, %s]%s\n", indent, depth ? (last ? "`-- " : "|-- ") : "",
-		       (long long)id, json_string_value(json_object_get(s, "tag")),
+		printf("%s%s%lld %s  [%s, %s, %s]%s\n", indent,
+		       depth ? (last ? "`-- " : "|-- ") : "", (long long)id,
+		       json_string_value(json_object_get(s, "tag")),
 		       json_is_true(json_object_get(s, "memory")) ? "memory" : "disks only",
 		       json_string_value(json_object_get(s, "state")),
 		       cli_format_time(json_integer_value(json_object_get(s, "created")), when,
-				       sizeof(when)),
+		                       sizeof(when)),
 		       id == current ? "  <- current" : "");
 		next = util_xasprintf("%s%s", indent, depth ? (last ? "    " : "|   ") : "");
 		print_children(items, id, current, next, depth + 1);
@@ -132,13 +133,13 @@ void cli_print_snapshots(json_t *items, json_int_t current)
 	/* a parent that is gone (never, after re-parenting) would hide its
 	 * children: draw those as roots too */
 	print_children(items, 0, current, "", 0);
-	json_array_foreach(items, i, s) {
+	json_array_foreach (items, i, s) {
 		json_int_t p = json_integer_value(json_object_get(s, "parent"));
 		bool known = p == 0;
 		json_t *o;
 		size_t k;
 
-		json_array_foreach(items, k, o)
+		json_array_foreach (items, k, o)
 			known = known || json_integer_value(json_object_get(o, "id")) == p;
 		if (!known)
 			print_children(items, p, current, "", 0);

@@ -34,7 +34,8 @@ static const cli_command commands[] = {
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
 	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS.\n" },
-	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)", NULL },
+	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)",
+	  NULL },
 	{ "update", cli_cmd_update, "NAME KEY=VALUE...",
 	  "set user data (KEY=VALUE) or labels (label.KEY=VALUE); an empty value removes the key",
 	  "  KEY=VALUE          user data; snapshots.max=N (1-1000) is the vm's snapshot maximum\n"
@@ -44,7 +45,8 @@ static const cli_command commands[] = {
 	  "Other parts of the definition are refused; the message says which command changes them.\n" },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
 	  "  --all, -a   include DONE vms\n" },
-	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history", NULL },
+	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history",
+	  NULL },
 	{ "history", cli_cmd_history, "NAME", "print every journal record of a vm", NULL },
 	{ "hold", cli_cmd_hold, "NAME", "PENDING -> HOLD: scheduled and automatic starts skip it",
 	  NULL },
@@ -79,8 +81,8 @@ static const cli_command commands[] = {
 	  "  --failure   any qemu is killed, FAILED\n"
 	  "  --retry     look again: adopt a live qemu or clean up\n"
 	  "  --delete    any qemu is killed and the vm deleted\n" },
-	{ "boot", cli_cmd_boot, "NAME", "force a start from UNKNOWN or ACTIVE/BOOT (any qemu of it is killed first)",
-	  NULL },
+	{ "boot", cli_cmd_boot, "NAME",
+	  "force a start from UNKNOWN or ACTIVE/BOOT (any qemu of it is killed first)", NULL },
 	{ "console", cli_cmd_console, "NAME",
 	  "attach to the vm's serial console (one at a time); Ctrl-] leaves (with a pipe: until its end)",
 	  NULL },
@@ -158,7 +160,8 @@ static const cli_command commands[] = {
 	  "  list                   NAME BRIDGE VLAN RANGE LEASES VMS\n"
 	  "  show NAME              the network and its leases\n"
 	  "  delete NAME            refused while a vm's nic uses it; removes only what qvm made\n" },
-	{ "nic-attach", cli_cmd_nic_attach, "NAME --network NET [--mac MAC] [--ip IP] [--model virtio|e1000]",
+	{ "nic-attach", cli_cmd_nic_attach,
+	  "NAME --network NET [--mac MAC] [--ip IP] [--model virtio|e1000]",
 	  "add a nic: hotplugged into a running vm, or to a stopped vm's definition",
 	  "  --network NET   the network (qvm net list)\n"
 	  "  --mac MAC       its MAC (default: generated, stable, unique on the host)\n"
@@ -172,29 +175,30 @@ static const cli_command commands[] = {
 
 /* Not listed: the supervisor `start` spawns. */
 static const cli_command hidden_supervise = { "__supervise", cli_cmd_supervise,
-					      "ID --status-fd=N [--lock-fd=N] [--adopt]",
-					      "the per-vm supervisor", NULL };
+	                                      "ID --status-fd=N [--lock-fd=N] [--adopt]",
+	                                      "the per-vm supervisor", NULL };
 
 static void print_usage(FILE *f)
 {
 	int width = 0;
 
 	fprintf(f, "usage: qvm " GLOBAL_USAGE "\n\n"
-		   "qvm runs QEMU virtual machines on this host, without libvirt.\n\n"
-		   "commands:\n");
+	           "qvm runs QEMU virtual machines on this host, without libvirt.\n\n"
+	           "commands:\n");
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
 		if ((int)strlen(commands[i].name) > width)
 			width = (int)strlen(commands[i].name);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
-	fprintf(f, "\nglobal options (before the command or among its options):\n"
-		   "  --root DIR     the root (default %s, or QVM_ROOT): journal, vms' files, images\n"
-		   "  --json         print results as JSON; errors too, on stderr\n"
-		   "  -q, --quiet    print less\n"
-		   "  -v, --verbose  also trace QMP commands, replies, events and journal records on stderr\n"
-		   "  --version      print qvm's version\n"
-		   "\nRun 'qvm COMMAND --help' for a command's options.\n",
-		DEFAULT_ROOT);
+	fprintf(f,
+	        "\nglobal options (before the command or among its options):\n"
+	        "  --root DIR     the root (default %s, or QVM_ROOT): journal, vms' files, images\n"
+	        "  --json         print results as JSON; errors too, on stderr\n"
+	        "  -q, --quiet    print less\n"
+	        "  -v, --verbose  also trace QMP commands, replies, events and journal records on stderr\n"
+	        "  --version      print qvm's version\n"
+	        "\nRun 'qvm COMMAND --help' for a command's options.\n",
+	        DEFAULT_ROOT);
 }
 
 static const cli_command *find_command(const char *name)
@@ -225,7 +229,7 @@ static void print_error(const cli_ctx *ctx, const cli_command *cmd, int r, const
 {
 	const char *msg = err->msg[0] ? err->msg : strerror(r == CLI_EUSAGE ? EINVAL : -r);
 	_cleanup_free_ char *usage = cmd ? util_xasprintf("qvm %s %s", cmd->name, cmd->usage)
-					 : util_xstrdup("qvm " GLOBAL_USAGE);
+	                                 : util_xstrdup("qvm " GLOBAL_USAGE);
 
 	if (ctx->json) {
 		_cleanup_json_ json_t *e = json_pack("{s:s}", "error", msg);
@@ -312,7 +316,8 @@ int cli_main(int argc, char **argv)
 			cli_usage(&err, "unknown command '%s'; see qvm --help", argv[optind]);
 			print_error(&ctx, NULL, CLI_EUSAGE, &err);
 		} else {
-			fprintf(stderr, "qvm: unknown command '%s'; see qvm --help\n", argv[optind]);
+			fprintf(stderr, "qvm: unknown command '%s'; see qvm --help\n",
+			        argv[optind]);
 		}
 		return 2;
 	}

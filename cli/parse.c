@@ -43,8 +43,8 @@ int cli_usage(util_err *err, const char *fmt, ...)
 	return CLI_EUSAGE;
 }
 
-void cli_parser_init(cli_parser *p, cli_ctx *ctx, int argc, char **argv,
-		     const struct option *opts, const char *shortopts)
+void cli_parser_init(cli_parser *p, cli_ctx *ctx, int argc, char **argv, const struct option *opts,
+                     const char *shortopts)
 {
 	size_t n = 0, g = UTIL_ARRAY_SIZE(global_opts);
 
@@ -117,8 +117,8 @@ int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err)
 	}
 }
 
-int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands,
-			int *ret_count, util_err *err)
+int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands, int *ret_count,
+                        util_err *err)
 {
 	int n = p->argc - optind;
 
@@ -131,8 +131,8 @@ int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands,
 	return 0;
 }
 
-int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max,
-		       char ***ret_operands, int *ret_count, util_err *err)
+int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max, char ***ret_operands,
+                       int *ret_count, util_err *err)
 {
 	cli_parser p;
 	const char *arg;
@@ -153,7 +153,7 @@ int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max,
 }
 
 int cli_option_allowed(const cli_ctx *ctx, const struct option *opts, int c,
-		       const char *const *allowed, util_err *err)
+                       const char *const *allowed, util_err *err)
 {
 	const char *name = NULL;
 
@@ -190,10 +190,11 @@ const char *cli_format_duration(int64_t ms, char *buf, size_t len)
 	else if (s < 3600)
 		snprintf(buf, len, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
 	else if (s < 86400)
-		snprintf(buf, len, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+		snprintf(buf, len, "%lldh%02lldm", (long long)(s / 3600),
+		         (long long)(s % 3600 / 60));
 	else
 		snprintf(buf, len, "%lldd%02lldh", (long long)(s / 86400),
-			 (long long)(s % 86400 / 3600));
+		         (long long)(s % 86400 / 3600));
 	return buf;
 }
 

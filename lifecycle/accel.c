@@ -35,7 +35,7 @@ static bool kvm_opens(void)
 }
 
 int lc_accel_resolve(lc_accel requested, lc_accel *ret_accel, const char **ret_reason,
-		     util_err *err)
+                     util_err *err)
 {
 	const char *env = getenv("QVM_ACCEL");
 	lc_accel want = requested;
@@ -60,8 +60,9 @@ int lc_accel_resolve(lc_accel requested, lc_accel *ret_accel, const char **ret_r
 			reason = "auto: /dev/kvm opens and the CPU has hardware virtualisation";
 		}
 	} else if (want == LC_ACCEL_KVM && !kvm_opens()) {
-		return util_err_set(err, -ENODEV,
-				    "kvm was requested but /dev/kvm cannot be opened; use --accel tcg or auto");
+		return util_err_set(
+		        err, -ENODEV,
+		        "kvm was requested but /dev/kvm cannot be opened; use --accel tcg or auto");
 	}
 	*ret_accel = want;
 	if (ret_reason)

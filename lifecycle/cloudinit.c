@@ -34,7 +34,7 @@ void lc_seed_inputs_clear(lc_seed_inputs *in)
 /* Read one input, bounded: the size is checked first so that a huge file
  * is refused without reading it. */
 static int read_input(const char *path, const char *what, char **ret, size_t *ret_len,
-		      util_err *err)
+                      util_err *err)
 {
 	struct stat st;
 	int r;
@@ -42,11 +42,13 @@ static int read_input(const char *path, const char *what, char **ret, size_t *re
 	if (stat(path, &st) < 0)
 		return util_err_errno(err, -errno, "cannot read cloud-init %s '%s'", what, path);
 	if (!S_ISREG(st.st_mode))
-		return util_err_set(err, -EINVAL, "cloud-init %s '%s' is not a regular file", what, path);
+		return util_err_set(err, -EINVAL, "cloud-init %s '%s' is not a regular file", what,
+		                    path);
 	if ((uint64_t)st.st_size > STOR_SEED_FILE_MAX)
 		return util_err_set(err, -EFBIG,
-				    "cloud-init %s '%s' is %" PRIu64 " bytes, more than the %u a seed file may hold",
-				    what, path, (uint64_t)st.st_size, STOR_SEED_FILE_MAX);
+		                    "cloud-init %s '%s' is %" PRIu64
+		                    " bytes, more than the %u a seed file may hold",
+		                    what, path, (uint64_t)st.st_size, STOR_SEED_FILE_MAX);
 	r = util_read_file(path, STOR_SEED_FILE_MAX, ret, ret_len, err);
 	if (r < 0)
 		return util_err_prefix(err, "cloud-init %s", what);
@@ -115,10 +117,10 @@ char *lc_seed_path(const char *root, uint64_t id)
 
 /* The copy taken at create, or the user's file for a VM that has none. */
 static int load_input(const char *root, uint64_t id, int i, const char *user_path, char **ret,
-		      size_t *ret_len, util_err *err)
+                      size_t *ret_len, util_err *err)
 {
-	_cleanup_free_ char *copy = util_xasprintf("%s/vms/%" PRIu64 "/" INPUT_DIR "/%s", root, id,
-						   input_names[i]);
+	_cleanup_free_ char *copy =
+	        util_xasprintf("%s/vms/%" PRIu64 "/" INPUT_DIR "/%s", root, id, input_names[i]);
 	int r = util_read_file(copy, STOR_SEED_FILE_MAX, ret, ret_len, err);
 
 	if (r == -ENOENT) {
@@ -136,7 +138,7 @@ static void add_file(lc_seed_set *s, const char *name, char *owned, const char *
 }
 
 int lc_seed_files(const char *root, uint64_t id, const lc_vmdef *def,
-		  const char *generated_network_config, lc_seed_set *ret, util_err *err)
+                  const char *generated_network_config, lc_seed_set *ret, util_err *err)
 {
 	lc_seed_set s = { 0 };
 	const char *paths[3];
@@ -159,11 +161,11 @@ int lc_seed_files(const char *root, uint64_t id, const lc_vmdef *def,
 			 * stable for the VM's life and unique. The name is
 			 * quoted so that YAML keeps "1.10" or "no" a string. */
 			data = util_xasprintf("instance-id: %s\nlocal-hostname: \"%s\"\n",
-					      def->uuid ? def->uuid : def->name, def->name);
+			                      def->uuid ? def->uuid : def->name, def->name);
 			add_file(&s, input_names[i], data, data, strlen(data));
 		} else if (generated_network_config) {
 			add_file(&s, input_names[i], NULL, generated_network_config,
-				 strlen(generated_network_config));
+			         strlen(generated_network_config));
 		}
 	}
 	if (r < 0) {
@@ -190,7 +192,7 @@ static void remove_stale_temporaries(const char *root, uint64_t id)
 }
 
 int lc_seed_build(const char *root, uint64_t id, const lc_vmdef *def,
-		  const char *generated_network_config, util_err *err)
+                  const char *generated_network_config, util_err *err)
 {
 	_cleanup_free_ char *path = lc_seed_path(root, id);
 	_cleanup_free_ char *vmdir = util_xasprintf("%s/vms/%" PRIu64, root, id);
@@ -209,7 +211,8 @@ int lc_seed_build(const char *root, uint64_t id, const lc_vmdef *def,
 	if (r == 0)
 		r = stor_seed_write(path, s.files, s.n, err);
 	lc_seed_set_clear(&s);
-	return r < 0 ? util_err_prefix(err, "cannot prepare the cloud-init seed of '%s'", def->name) : 0;
+	return r < 0 ? util_err_prefix(err, "cannot prepare the cloud-init seed of '%s'", def->name)
+	             : 0;
 }
 
 int lc_seed_remove(const char *root, uint64_t id, bool wipe, util_err *err)
@@ -218,8 +221,8 @@ int lc_seed_remove(const char *root, uint64_t id, bool wipe, util_err *err)
 	int r = stor_remove_disk(seed, wipe, err);
 
 	for (int i = 0; i < 3 && r == 0; i++) {
-		_cleanup_free_ char *copy = util_xasprintf("%s/vms/%" PRIu64 "/" INPUT_DIR "/%s", root,
-							   id, input_names[i]);
+		_cleanup_free_ char *copy = util_xasprintf("%s/vms/%" PRIu64 "/" INPUT_DIR "/%s",
+		                                           root, id, input_names[i]);
 
 		r = stor_remove_disk(copy, wipe, err);
 	}

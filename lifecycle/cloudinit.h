@@ -49,13 +49,13 @@ bool lc_seed_wanted(const lc_vmdef *def, const char *generated_network_config);
  * A copy missing from the VM folder (a VM defined before copies were
  * taken) is read from the path in the definition instead. */
 int lc_seed_files(const char *root, uint64_t id, const lc_vmdef *def,
-		  const char *generated_network_config, lc_seed_set *ret, util_err *err);
+                  const char *generated_network_config, lc_seed_set *ret, util_err *err);
 
 /* Build the seed of VM id (lc_seed_files() + stor_seed_write()) at
  * lc_seed_path(), replacing an older one; or, when the VM gets no seed,
  * remove any old one. Stale temporary files of an interrupted write go. */
 int lc_seed_build(const char *root, uint64_t id, const lc_vmdef *def,
-		  const char *generated_network_config, util_err *err);
+                  const char *generated_network_config, util_err *err);
 
 /* Remove the seed and the copies of the user's files (missing is fine);
  * wipe overwrites them first, as delete --wipe does disks: user-data

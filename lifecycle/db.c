@@ -11,7 +11,7 @@
 #include "snapshot.h"
 
 /* Compact when this many records follow the snapshot: keeps loads fast. */
-#define COMPACT_AFTER 128
+#define COMPACT_AFTER   128
 #define LOCK_TIMEOUT_MS 10000
 
 struct lc_db {
@@ -20,11 +20,11 @@ struct lc_db {
 	bool summary;        /* definitions hold only name, memory, vcpus */
 	lc_journal *journal; /* writers keep it (and its exclusive lock) open */
 	uint64_t next_id;
-	lc_vm **vms;         /* sorted by id */
+	lc_vm **vms; /* sorted by id */
 	size_t n_vms, cap_vms;
-	json_t *intents;     /* open intents: "seq" -> record */
-	json_t *networks;    /* "name" -> network object (lifecycle/network.c) */
-	char *notice;        /* what opening repaired, for the user */
+	json_t *intents;  /* open intents: "seq" -> record */
+	json_t *networks; /* "name" -> network object (lifecycle/network.c) */
+	char *notice;     /* what opening repaired, for the user */
 };
 
 /* ---- the model ------------------------------------------------------------- */
@@ -141,7 +141,7 @@ json_t *lc_db_def_fields(const lc_vmdef *def)
 	if (!text)
 		abort(); /* only on allocation failure */
 	fields = json_pack("{s:s, s:I, s:i, s:s}", "name", def->name, "memory",
-			   (json_int_t)def->memory, "vcpus", (int)def->vcpus, "def", text);
+	                   (json_int_t)def->memory, "vcpus", (int)def->vcpus, "def", text);
 	free(text);
 	return fields;
 }
@@ -194,10 +194,10 @@ static int vm_from_json(json_t *j, bool summary, lc_vm **ret, util_err *err)
 
 static json_t *vm_state_json(const lc_vm *vm)
 {
-	json_t *j = json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "id", (json_int_t)vm->id,
-			      "state", lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm),
-			      "created", (json_int_t)vm->created_ms, "time",
-			      (json_int_t)vm->state_ms, "started", (json_int_t)vm->started_ms);
+	json_t *j = json_pack("{s:I, s:s, s:s, s:I, s:I, s:I}", "id", (json_int_t)vm->id, "state",
+	                      lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm), "created",
+	                      (json_int_t)vm->created_ms, "time", (json_int_t)vm->state_ms,
+	                      "started", (json_int_t)vm->started_ms);
 
 	json_object_set_new(j, "reason", vm->reason ? json_string(vm->reason) : json_null());
 	json_object_set_new(j, "error", vm->last_error ? json_string(vm->last_error) : json_null());
@@ -205,7 +205,7 @@ static json_t *vm_state_json(const lc_vm *vm)
 	json_object_set_new(j, "qemu_starttime", json_integer((json_int_t)vm->qemu_starttime));
 	json_object_set_new(j, "supervisor_pid", json_integer(vm->supervisor_pid));
 	json_object_set_new(j, "supervisor_starttime",
-			    json_integer((json_int_t)vm->supervisor_starttime));
+	                    json_integer((json_int_t)vm->supervisor_starttime));
 	if (vm->target)
 		json_object_set_new(j, "target", json_string(vm->target));
 	if (vm->prev_state)
@@ -232,14 +232,26 @@ static json_t *db_state_json(const lc_db *db)
 		json_array_append_new(vms, j);
 	}
 	return json_pack("{s:I, s:o, s:O, s:O}", "next_id", (json_int_t)db->next_id, "vms", vms,
-			 "intents", db->intents, "networks", db->networks);
+	                 "intents", db->intents, "networks", db->networks);
 }
 
 /* The snapshot's summary: what `list` shows of every VM, as arrays (no key
  * per field) so that loading a thousand VMs parses a few dozen KiB. */
-enum { SUM_ID, SUM_NAME, SUM_STATE, SUM_LCM, SUM_MEMORY_MIB, SUM_VCPUS, SUM_STARTED,
-       SUM_SHORT, /* entries of VMs that are not ACTIVE stop here */
-       SUM_SUP_PID = SUM_SHORT, SUM_SUP_START, SUM_QEMU_PID, SUM_QEMU_START, SUM_FIELDS };
+enum {
+	SUM_ID,
+	SUM_NAME,
+	SUM_STATE,
+	SUM_LCM,
+	SUM_MEMORY_MIB,
+	SUM_VCPUS,
+	SUM_STARTED,
+	SUM_SHORT, /* entries of VMs that are not ACTIVE stop here */
+	SUM_SUP_PID = SUM_SHORT,
+	SUM_SUP_START,
+	SUM_QEMU_PID,
+	SUM_QEMU_START,
+	SUM_FIELDS
+};
 
 static json_t *db_summary_json(const lc_db *db)
 {
@@ -248,13 +260,14 @@ static json_t *db_summary_json(const lc_db *db)
 	for (size_t i = 0; i < db->n_vms; i++) {
 		const lc_vm *vm = db->vms[i];
 		json_t *e = json_pack("[I, s, s, s, I, i, I]", (json_int_t)vm->id, vm->def.name,
-				      lc_state_name(vm->state), lc_lcm_name(vm->lcm),
-				      (json_int_t)(vm->def.memory >> 20), (int)vm->def.vcpus,
-				      (json_int_t)vm->started_ms);
+		                      lc_state_name(vm->state), lc_lcm_name(vm->lcm),
+		                      (json_int_t)(vm->def.memory >> 20), (int)vm->def.vcpus,
+		                      (json_int_t)vm->started_ms);
 
 		if (vm->state == LC_ACTIVE) {
 			json_array_append_new(e, json_integer(vm->supervisor_pid));
-			json_array_append_new(e, json_integer((json_int_t)vm->supervisor_starttime));
+			json_array_append_new(e,
+			                      json_integer((json_int_t)vm->supervisor_starttime));
 			json_array_append_new(e, json_integer(vm->qemu_pid));
 			json_array_append_new(e, json_integer((json_int_t)vm->qemu_starttime));
 		}
@@ -274,12 +287,13 @@ static int db_load_summary(lc_db *db, json_t *summary, util_err *err)
 	size_t i;
 
 	db->next_id = (uint64_t)int_of(summary, "next_id");
-	json_array_foreach(json_object_get(summary, "vms"), i, v) {
+	json_array_foreach (json_object_get(summary, "vms"), i, v) {
 		lc_vm *vm;
 		int r;
 
 		if (json_array_size(v) != SUM_SHORT && json_array_size(v) != SUM_FIELDS)
-			return util_err_set(err, -EBADMSG, "journal snapshot: bad summary entry %zu", i);
+			return util_err_set(err, -EBADMSG,
+			                    "journal snapshot: bad summary entry %zu", i);
 		/* only what list shows: no labels or user data objects */
 		vm = util_xcalloc(1, sizeof(*vm));
 		vm->id = (uint64_t)sum_int(v, SUM_ID);
@@ -293,9 +307,11 @@ static int db_load_summary(lc_db *db, json_t *summary, util_err *err)
 			vm->qemu_pid = (pid_t)sum_int(v, SUM_QEMU_PID);
 			vm->qemu_starttime = (uint64_t)sum_int(v, SUM_QEMU_START);
 		}
-		r = lc_state_parse(json_string_value(json_array_get(v, SUM_STATE)), &vm->state, err);
+		r = lc_state_parse(json_string_value(json_array_get(v, SUM_STATE)), &vm->state,
+		                   err);
 		if (r == 0)
-			r = lc_lcm_parse(json_string_value(json_array_get(v, SUM_LCM)), &vm->lcm, err);
+			r = lc_lcm_parse(json_string_value(json_array_get(v, SUM_LCM)), &vm->lcm,
+			                 err);
 		if (r < 0) {
 			vm_free(vm);
 			return util_err_prefix(err, "journal snapshot summary");
@@ -314,7 +330,7 @@ static int db_load_state(lc_db *db, json_t *state, util_err *err)
 		return 0;
 	db->next_id = (uint64_t)int_of(state, "next_id");
 	vms = json_object_get(state, "vms");
-	json_array_foreach(vms, i, v) {
+	json_array_foreach (vms, i, v) {
 		lc_vm *vm;
 		int r = vm_from_json(v, db->summary, &vm, err);
 
@@ -341,7 +357,7 @@ static int apply_update(lc_vm *vm, json_t *rec)
 		const char *k;
 		json_t *v;
 
-		json_object_foreach(changes, k, v) {
+		json_object_foreach (changes, k, v) {
 			if (json_is_null(v))
 				json_object_del(target, k);
 			else
@@ -380,8 +396,10 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)int_of(rec, "intent"));
 		in = json_object_get(db->intents, key);
 		if (!in)
-			return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " is a step of intent %s, which is not open",
-					    seq, key);
+			return util_err_set(err, -EBADMSG,
+			                    "journal record %" PRIu64
+			                    " is a step of intent %s, which is not open",
+			                    seq, key);
 		copy = json_deep_copy(in);
 		if (!json_is_object(json_object_get(copy, "data")))
 			json_object_set_new(copy, "data", json_object());
@@ -395,7 +413,9 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		const char *name = json_string_value(json_object_get(net, "name"));
 
 		if (!name)
-			return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " has a network without a name", seq);
+			return util_err_set(
+			        err, -EBADMSG,
+			        "journal record %" PRIu64 " has a network without a name", seq);
 		json_object_set(db->networks, name, net);
 		return 0;
 	}
@@ -408,8 +428,9 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		int r;
 
 		if (vm)
-			return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " defines vm %" PRIu64 " twice",
-					    seq, id);
+			return util_err_set(
+			        err, -EBADMSG,
+			        "journal record %" PRIu64 " defines vm %" PRIu64 " twice", seq, id);
 		r = vm_from_json(rec, db->summary, &nvm, err);
 		if (r < 0)
 			return util_err_prefix(err, "journal record %" PRIu64, seq);
@@ -419,8 +440,9 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		return 0;
 	}
 	if (!vm)
-		return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " names unknown vm %" PRIu64,
-				    seq, id);
+		return util_err_set(err, -EBADMSG,
+		                    "journal record %" PRIu64 " names unknown vm %" PRIu64, seq,
+		                    id);
 	if (util_streq(type, "state")) {
 		vm->state_ms = int_of(rec, "time");
 		return apply_state_fields(vm, rec, err);
@@ -444,7 +466,7 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		return 0;
 	}
 	return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " has unknown type '%s'", seq,
-			    type ? type : "");
+	                    type ? type : "");
 }
 
 static int apply_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
@@ -473,11 +495,11 @@ int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err)
 	return 0;
 }
 
-int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm,
-		       const char *reason, const char *error, util_err *err)
+int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm, const char *reason,
+                       const char *error, util_err *err)
 {
 	json_t *rec = json_pack("{s:s, s:I, s:s, s:s}", "type", "state", "id", (json_int_t)vm->id,
-				"state", lc_state_name(state), "lcm", lc_lcm_name(lcm));
+	                        "state", lc_state_name(state), "lcm", lc_lcm_name(lcm));
 
 	json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
 	if (error)
@@ -530,7 +552,7 @@ static bool net_intent_open(lc_db *db)
 	const char *key;
 	json_t *in;
 
-	json_object_foreach(db->intents, key, in)
+	json_object_foreach (db->intents, key, in)
 		if (util_startswith(json_string_value(json_object_get(in, "op")), "net-"))
 			return true;
 	return false;
@@ -589,8 +611,10 @@ static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret
 		return 0;
 	}
 	r = lc_journal_open(jdir,
-			    write ? LC_JOURNAL_WRITE : (flags & LC_DB_SUMMARY) ? LC_JOURNAL_SUMMARY : 0,
-			    timeout_ms, &j, err);
+	                    write                     ? LC_JOURNAL_WRITE
+	                    : (flags & LC_DB_SUMMARY) ? LC_JOURNAL_SUMMARY
+	                                              : 0,
+	                    timeout_ms, &j, err);
 	if (r < 0)
 		return r;
 	db = util_xcalloc(1, sizeof(*db));
@@ -616,8 +640,9 @@ static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret
 	if (write) {
 		db->journal = j;
 		if (lc_journal_torn(j))
-			db->notice = util_xasprintf("the journal's last record was torn by a crash and dropped; the damaged log was kept as '%s'",
-						    lc_journal_torn(j));
+			db->notice = util_xasprintf(
+			        "the journal's last record was torn by a crash and dropped; the damaged log was kept as '%s'",
+			        lc_journal_torn(j));
 		r = lc_db_recover(db, err);
 		if (r < 0) {
 			lc_db_close(db);
@@ -703,8 +728,7 @@ int lc_db_find(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err)
 {
 	uint64_t id;
 
-	if (name_or_id && *name_or_id &&
-	    strspn(name_or_id, "0123456789") == strlen(name_or_id)) {
+	if (name_or_id && *name_or_id && strspn(name_or_id, "0123456789") == strlen(name_or_id)) {
 		lc_vm *vm;
 
 		if (util_parse_uint(name_or_id, 1, UINT64_MAX, &id, NULL) == 0 &&
@@ -723,7 +747,7 @@ int lc_db_find(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err)
 		}
 	}
 	return util_err_set(err, -ENOENT, "no vm named '%s' (see qvm list)",
-			    name_or_id ? name_or_id : "");
+	                    name_or_id ? name_or_id : "");
 }
 
 char *lc_vm_dir(const lc_db *db, uint64_t id)
@@ -748,8 +772,8 @@ int lc_vm_lock(const lc_db *db, uint64_t id, int timeout_ms, int *ret_fd, util_e
 
 	if (r == -EBUSY)
 		return util_err_set(err, -EBUSY,
-				    "vm %" PRIu64 " is busy with another qvm command; try again",
-				    id);
+		                    "vm %" PRIu64 " is busy with another qvm command; try again",
+		                    id);
 	return r;
 }
 

@@ -11,8 +11,8 @@
 int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err);
 
 /* Append a "state" transition of vm. reason and error may be NULL. */
-int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm,
-		       const char *reason, const char *error, util_err *err);
+int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm, const char *reason,
+                       const char *error, util_err *err);
 
 /* Finish or roll back the intents of crashed qvm processes. Called by
  * lc_db_open() for writers. */

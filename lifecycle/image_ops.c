@@ -16,7 +16,7 @@ static json_t *image_json(const stor_image *img)
 }
 
 int lc_image_import(const char *root, const lc_image_import_opts *o, json_t **ret_image,
-		    util_err *err)
+                    util_err *err)
 {
 	_cleanup_stor_image_ stor_image img = { 0 };
 	stor_import_opts so = {
@@ -85,9 +85,10 @@ int lc_image_delete(lc_db *db, const char *name, unsigned *ret_partials, util_er
 		return r;
 	}
 	if (r == 0 && lc_image_users(db, img.file, &users, err) > 0)
-		r = util_err_set(err, -EBUSY,
-				 "cannot delete image '%s': vm %s uses it; delete that vm first (or its disk)",
-				 name, users);
+		r = util_err_set(
+		        err, -EBUSY,
+		        "cannot delete image '%s': vm %s uses it; delete that vm first (or its disk)",
+		        name, users);
 	if (r == 0)
 		r = stor_image_delete(root, name, err);
 	if (r < 0)
@@ -110,7 +111,8 @@ int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err
 		for (size_t k = 0; k < vm->def.n_disks; k++) {
 			const lc_disk *d = &vm->def.disks[k];
 
-			if (!util_streq(d->backing, image_file) && !util_streq(d->path, image_file) &&
+			if (!util_streq(d->backing, image_file) &&
+			    !util_streq(d->path, image_file) &&
 			    !(real && (util_streq(d->backing, real) || util_streq(d->path, real))))
 				continue;
 			if (names) {
@@ -128,9 +130,8 @@ int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err
 	return names ? 1 : 0;
 }
 
-int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
-		      const char *image_name, const lc_run_opts *opts, json_t **ret_image,
-		      util_err *err)
+int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id, const char *image_name,
+                      const lc_run_opts *opts, json_t **ret_image, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_free_ char *images = stor_images_dir(root), *source = NULL, *state = NULL;
@@ -152,11 +153,12 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
 		goto out;
 	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN || vm->state == LC_DONE) {
 		state = lc_state_text(vm);
-		r = util_err_set(err, -EBUSY,
-				 vm->state == LC_DONE
-					 ? "cannot save a disk of vm '%s': it is %s and has no disks left"
-					 : "cannot save a disk of vm '%s' while it is %s: its disk is in use; power it off first (qvm poweroff %s)",
-				 h.name, state, h.name);
+		r = util_err_set(
+		        err, -EBUSY,
+		        vm->state == LC_DONE
+		                ? "cannot save a disk of vm '%s': it is %s and has no disks left"
+		                : "cannot save a disk of vm '%s' while it is %s: its disk is in use; power it off first (qvm poweroff %s)",
+		        h.name, state, h.name);
 		goto out;
 	}
 	for (size_t i = 0; i < vm->def.n_disks; i++)
@@ -164,7 +166,7 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
 			d = &vm->def.disks[i];
 	if (!d) {
 		r = util_err_set(err, -ENOENT, "vm '%s' has no disk %u; see qvm show %s", h.name,
-				 disk_id, h.name);
+		                 disk_id, h.name);
 		goto out;
 	}
 	if (d->backing) {
@@ -180,11 +182,11 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
 
 		source = util_xasprintf("vm '%s' disk %u", h.name, disk_id);
 		r = stor_image_save_disk(root, image_name, d->path, d->format, roots, source, &img,
-					 err);
+		                         err);
 	}
 	if (r < 0)
-		util_err_prefix(err, "cannot save disk %u of vm '%s' as image '%s'", disk_id, h.name,
-				image_name);
+		util_err_prefix(err, "cannot save disk %u of vm '%s' as image '%s'", disk_id,
+		                h.name, image_name);
 	else if (ret_image)
 		*ret_image = image_json(&img);
 out:

@@ -15,10 +15,10 @@
 /* The largest log, snapshot or archive we read into memory. */
 #define FILE_MAX ((size_t)256 << 20)
 /* The largest record we write: a line must stay far below FILE_MAX. */
-#define RECORD_MAX ((size_t)16 << 20)
+#define RECORD_MAX              ((size_t)16 << 20)
 #define HISTORY_LOCK_TIMEOUT_MS 10000
-#define SNAPSHOT_NAME "snapshot.json"
-#define REPAIR_HINT "; copy the journal folder aside and repair or restore it by hand"
+#define SNAPSHOT_NAME           "snapshot.json"
+#define REPAIR_HINT             "; copy the journal folder aside and repair or restore it by hand"
 
 typedef struct jrec {
 	uint64_t seq;
@@ -29,20 +29,20 @@ struct lc_journal {
 	char *dir;
 	char *log_path;
 	bool write;
-	bool broken;        /* a write or sync failed: no more appends */
+	bool broken; /* a write or sync failed: no more appends */
 	int lock_fd;
-	int log_fd;         /* O_APPEND, writers only */
-	json_t *state;      /* the snapshot's (or its summary), or NULL */
-	bool want_summary;  /* opened with LC_JOURNAL_SUMMARY */
-	bool is_summary;    /* state holds the snapshot's summary */
-	uint64_t snap_seq;  /* the seq the snapshot covers */
+	int log_fd;        /* O_APPEND, writers only */
+	json_t *state;     /* the snapshot's (or its summary), or NULL */
+	bool want_summary; /* opened with LC_JOURNAL_SUMMARY */
+	bool is_summary;   /* state holds the snapshot's summary */
+	uint64_t snap_seq; /* the seq the snapshot covers */
 	uint64_t last_seq;
-	jrec *recs;         /* the records after the snapshot */
+	jrec *recs; /* the records after the snapshot */
 	size_t n, cap;
-	uint64_t log_size;  /* bytes of valid records in the log */
-	uint64_t keep_off;  /* where the records after the snapshot start */
-	char *torn;         /* where this open saved a torn log */
-	dev_t dev;          /* of dir, to find handles open in this process */
+	uint64_t log_size; /* bytes of valid records in the log */
+	uint64_t keep_off; /* where the records after the snapshot start */
+	char *torn;        /* where this open saved a torn log */
+	dev_t dev;         /* of dir, to find handles open in this process */
 	ino_t ino;
 	lc_journal *next;
 };
@@ -75,8 +75,8 @@ static uint32_t crc32c_table(uint32_t crc, const unsigned char *p, size_t len)
 #if defined(__x86_64__)
 /* SSE4.2 computes CRC-32C eight bytes an instruction: loading a snapshot of
  * a thousand VMs checks ~700 KB, which the table costs ~5 M instructions. */
-__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc,
-							     const unsigned char *p, size_t len)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const unsigned char *p,
+                                                               size_t len)
 {
 	uint64_t c = crc;
 
@@ -168,7 +168,7 @@ static int read_fd(int fd, const char *path, char **ret, size_t *ret_len, util_e
 		len += (size_t)n;
 		if (len > FILE_MAX)
 			return util_err_set(err, -EFBIG, "'%s' is larger than %zu bytes", path,
-					    FILE_MAX);
+			                    FILE_MAX);
 	}
 	buf[len] = '\0';
 	*ret = TAKE_PTR(buf);
@@ -245,7 +245,7 @@ typedef enum line_status {
 	LINE_INCOMPLETE, /* no newline: the file ends inside it */
 	LINE_BAD_FRAME,
 	LINE_BAD_CRC,
-	LINE_BAD_JSON,   /* the checksum holds: written so, not torn */
+	LINE_BAD_JSON, /* the checksum holds: written so, not torn */
 } line_status;
 
 static const char *line_status_text(line_status st)
@@ -284,7 +284,7 @@ static bool holds_needle(const char *p, size_t n, const char *needle)
  * and to NULL for a sound line whose JSON text lacks needle (when given):
  * a reader looking for a few records skips parsing the others. */
 static line_status parse_line(const char *p, size_t n, const char *needle, bool *ret_have_seq,
-			      uint64_t *ret_seq, json_t **ret_rec)
+                              uint64_t *ret_seq, json_t **ret_rec)
 {
 	uint64_t seq;
 	size_t ds = parse_u64(p, n, &seq);
@@ -341,8 +341,8 @@ static bool valid_line_after(const char *buf, size_t len, size_t off)
  * during an append leaves — ends the walk instead of failing it;
  * *ret_valid_len says where the valid records end. */
 static int scan_records(const char *path, const char *buf, size_t len, bool allow_torn,
-			const char *needle, scan_fn fn, void *ud, size_t *ret_valid_len,
-			util_err *err)
+                        const char *needle, scan_fn fn, void *ud, size_t *ret_valid_len,
+                        util_err *err)
 {
 	size_t off = 0;
 	uint64_t prev = 0;
@@ -371,24 +371,27 @@ static int scan_records(const char *path, const char *buf, size_t len, bool allo
 			}
 			follow = nl && valid_line_after(buf, len, end + 1);
 			if (have_seq)
-				snprintf(what, sizeof(what), "record %" PRIu64 " at offset %zu", seq, off);
+				snprintf(what, sizeof(what), "record %" PRIu64 " at offset %zu",
+				         seq, off);
 			else
 				snprintf(what, sizeof(what), "the line at offset %zu", off);
 			if (prev)
 				snprintf(after, sizeof(after), " (after record %" PRIu64 ")", prev);
 			else
 				after[0] = '\0';
-			return util_err_set(err, -EBADMSG, "journal '%s' is corrupt: %s%s %s%s" REPAIR_HINT,
-					    path, what, after, line_status_text(st),
-					    follow ? " and valid records follow it" : "");
+			return util_err_set(err, -EBADMSG,
+			                    "journal '%s' is corrupt: %s%s %s%s" REPAIR_HINT, path,
+			                    what, after, line_status_text(st),
+			                    follow ? " and valid records follow it" : "");
 		}
 		if (prev && seq != prev + 1) {
 			json_decref(rec);
-			return util_err_set(err, -EBADMSG,
-					    "journal '%s' is corrupt: the record at offset %zu is %" PRIu64
-					    " where %" PRIu64 " was expected%s" REPAIR_HINT,
-					    path, off, seq, prev + 1,
-					    seq > prev + 1 ? " (records are missing)" : "");
+			return util_err_set(
+			        err, -EBADMSG,
+			        "journal '%s' is corrupt: the record at offset %zu is %" PRIu64
+			        " where %" PRIu64 " was expected%s" REPAIR_HINT,
+			        path, off, seq, prev + 1,
+			        seq > prev + 1 ? " (records are missing)" : "");
 		}
 		r = fn(ud, seq, rec, off, err);
 		if (r < 0)
@@ -483,7 +486,7 @@ done:
 	return 0;
 bad:
 	return util_err_set(err, -EBADMSG, "journal snapshot '%s' is corrupt: %s" REPAIR_HINT, path,
-			    why);
+	                    why);
 }
 
 /* ---- opening ----------------------------------------------------------------------- */
@@ -509,8 +512,8 @@ static void free_recs(lc_journal *j)
 
 typedef struct load_ctx {
 	lc_journal *j;
-	bool seen;      /* a record was seen */
-	bool kept;      /* a record after the snapshot was seen */
+	bool seen; /* a record was seen */
+	bool kept; /* a record after the snapshot was seen */
 } load_ctx;
 
 static int load_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *err)
@@ -521,9 +524,10 @@ static int load_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *e
 	if (!c->seen && seq > j->snap_seq + 1) {
 		json_decref(rec);
 		return util_err_set(err, -EBADMSG,
-				    "journal '%s' is corrupt: it starts at record %" PRIu64
-				    " but the snapshot ends at record %" PRIu64 " (records are missing)" REPAIR_HINT,
-				    j->log_path, seq, j->snap_seq);
+		                    "journal '%s' is corrupt: it starts at record %" PRIu64
+		                    " but the snapshot ends at record %" PRIu64
+		                    " (records are missing)" REPAIR_HINT,
+		                    j->log_path, seq, j->snap_seq);
 	}
 	c->seen = true;
 	/* Left over by a compaction a crash interrupted: in the snapshot. */
@@ -540,8 +544,7 @@ static int load_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *e
 }
 
 /* Keep a copy of the whole torn log, then cut it back to its valid records. */
-static int cut_torn(lc_journal *j, int fd, const char *buf, size_t len, size_t valid,
-		    util_err *err)
+static int cut_torn(lc_journal *j, int fd, const char *buf, size_t len, size_t valid, util_err *err)
 {
 	long long now = (long long)time(NULL);
 	_cleanup_free_ char *path = NULL;
@@ -551,11 +554,11 @@ static int cut_torn(lc_journal *j, int fd, const char *buf, size_t len, size_t v
 	for (int i = 0; tfd < 0; i++) {
 		free(path);
 		path = i ? util_xasprintf("%s/log.torn.%lld.%d", j->dir, now, i)
-			 : util_xasprintf("%s/log.torn.%lld", j->dir, now);
+		         : util_xasprintf("%s/log.torn.%lld", j->dir, now);
 		tfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (tfd < 0 && (errno != EEXIST || i >= 1000))
 			return util_err_errno(err, -errno, "cannot save torn journal '%s' to '%s'",
-					      j->log_path, path);
+			                      j->log_path, path);
 	}
 	r = util_write_all(tfd, buf, len);
 	if (r == 0 && fsync(tfd) < 0)
@@ -565,14 +568,14 @@ static int cut_torn(lc_journal *j, int fd, const char *buf, size_t len, size_t v
 	if (r < 0) {
 		unlink(path);
 		return util_err_errno(err, r, "cannot save torn journal '%s' to '%s'", j->log_path,
-				      path);
+		                      path);
 	}
 	r = util_fsync_dir(j->dir, err);
 	if (r < 0)
 		return r;
 	if (ftruncate(fd, (off_t)valid) < 0 || fsync(fd) < 0)
 		return util_err_errno(err, -errno, "cannot cut the torn tail off journal '%s'",
-				      j->log_path);
+		                      j->log_path);
 	j->torn = TAKE_PTR(path);
 	return 0;
 }
@@ -588,8 +591,9 @@ static int load_log(lc_journal *j, util_err *err)
 	if (j->write) {
 		fd = open(j->log_path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0 && errno == ENOENT) {
-			fd = open(j->log_path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-				  0600);
+			fd = open(j->log_path,
+			          O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			          0600);
 			if (fd >= 0 && (r = util_fsync_dir(j->dir, err)) < 0)
 				return r;
 		}
@@ -618,7 +622,8 @@ static int load_log(lc_journal *j, util_err *err)
 	if (j->n == 0 && valid > 0) {
 		/* Only records the snapshot holds: finish that compaction. */
 		if (ftruncate(fd, 0) < 0 || fsync(fd) < 0)
-			return util_err_errno(err, -errno, "cannot empty journal '%s'", j->log_path);
+			return util_err_errno(err, -errno, "cannot empty journal '%s'",
+			                      j->log_path);
 		j->log_size = j->keep_off = 0;
 	}
 	j->log_fd = TAKE_FD(fd);
@@ -634,7 +639,9 @@ static int remove_tmp_files(const char *dir, const char *prefix, util_err *err)
 	int r = 0;
 
 	if (fd < 0)
-		return errno == ENOENT ? 0 : util_err_errno(err, -errno, "cannot open folder '%s'", dir);
+		return errno == ENOENT
+		               ? 0
+		               : util_err_errno(err, -errno, "cannot open folder '%s'", dir);
 	d = fdopendir(fd);
 	if (!d) {
 		r = -errno;
@@ -642,7 +649,8 @@ static int remove_tmp_files(const char *dir, const char *prefix, util_err *err)
 		return util_err_errno(err, r, "cannot open folder '%s'", dir);
 	}
 	while ((de = readdir(d))) {
-		bool tmp = prefix ? util_startswith(de->d_name, prefix) : strstr(de->d_name, ".tmp.") != NULL;
+		bool tmp = prefix ? util_startswith(de->d_name, prefix)
+		                  : strstr(de->d_name, ".tmp.") != NULL;
 
 		if (tmp && unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
 			r = util_err_errno(err, -errno, "cannot remove '%s/%s'", dir, de->d_name);
@@ -683,7 +691,7 @@ static inline void journal_freep(lc_journal **j)
 }
 
 int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal **ret,
-		    util_err *err)
+                    util_err *err)
 {
 	bool write = flags & LC_JOURNAL_WRITE;
 	_cleanup_(journal_freep) lc_journal *j = NULL;
@@ -709,8 +717,8 @@ int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal 
 		return util_err_set(err, -ENOTDIR, "journal '%s' is not a folder", dir);
 	o = find_open(st.st_dev, st.st_ino);
 	if (o && (write || o->write))
-		return util_err_set(err, -EBUSY, "journal '%s' is already open%s in this process", dir,
-				    o->write ? " for writing" : "");
+		return util_err_set(err, -EBUSY, "journal '%s' is already open%s in this process",
+		                    dir, o->write ? " for writing" : "");
 
 	j = util_xcalloc(1, sizeof(*j));
 	j->dir = util_xstrdup(dir);
@@ -805,20 +813,23 @@ int lc_journal_foreach(lc_journal *j, lc_journal_cb cb, void *ud, util_err *err)
 static int check_writable(lc_journal *j, const char *what, util_err *err)
 {
 	if (!j->write)
-		return util_err_set(err, -EBADF, "cannot %s journal '%s': it is open read-only", what,
-				    j->dir);
+		return util_err_set(err, -EBADF, "cannot %s journal '%s': it is open read-only",
+		                    what, j->dir);
 	if (j->broken)
-		return util_err_set(err, -EIO,
-				    "cannot %s journal '%s': an earlier write failed, so its state is "
-				    "unknown until it is opened again", what, j->dir);
+		return util_err_set(
+		        err, -EIO,
+		        "cannot %s journal '%s': an earlier write failed, so its state is "
+		        "unknown until it is opened again",
+		        what, j->dir);
 	return 0;
 }
 
 /* -v: one line per record, with the fields that say what it is. */
 static void trace_record(uint64_t seq, json_t *rec)
 {
-	static const char *const keys[] = { "id", "op", "state", "lcm", "intent", "result",
-					    "reason" };
+	static const char *const keys[] = {
+		"id", "op", "state", "lcm", "intent", "result", "reason"
+	};
 	char fields[512] = "";
 	size_t used = 0;
 
@@ -828,14 +839,15 @@ static void trace_record(uint64_t seq, json_t *rec)
 		json_t *v = json_object_get(rec, keys[i]);
 
 		if (json_is_string(v) && *json_string_value(v))
-			used += (size_t)snprintf(fields + used, sizeof(fields) - used, " %s=%s", keys[i],
-						 json_string_value(v));
+			used += (size_t)snprintf(fields + used, sizeof(fields) - used, " %s=%s",
+			                         keys[i], json_string_value(v));
 		else if (json_is_integer(v))
-			used += (size_t)snprintf(fields + used, sizeof(fields) - used, " %s=%" PRId64,
-						 keys[i], (int64_t)json_integer_value(v));
+			used += (size_t)snprintf(fields + used, sizeof(fields) - used,
+			                         " %s=%" PRId64, keys[i],
+			                         (int64_t)json_integer_value(v));
 	}
 	util_trace("journal: record %" PRIu64 " type=%s%s", seq,
-		   json_string_value(json_object_get(rec, "type")) ?: "?", fields);
+	           json_string_value(json_object_get(rec, "type")) ?: "?", fields);
 }
 
 int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *err)
@@ -851,28 +863,34 @@ int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *e
 	if (r < 0)
 		return r;
 	if (!json_is_object(rec))
-		return util_err_set(err, -EINVAL, "cannot append to journal '%s': a record must be a JSON object",
-				    j->dir);
+		return util_err_set(err, -EINVAL,
+		                    "cannot append to journal '%s': a record must be a JSON object",
+		                    j->dir);
 	/* Compact output escapes every control character: one line. */
 	body = json_dumps(rec, JSON_COMPACT);
 	if (!body)
-		return util_err_set(err, -EINVAL, "cannot append to journal '%s': the record cannot be encoded",
-				    j->dir);
+		return util_err_set(err, -EINVAL,
+		                    "cannot append to journal '%s': the record cannot be encoded",
+		                    j->dir);
 	body_len = strlen(body);
 	if (body_len > RECORD_MAX)
-		return util_err_set(err, -E2BIG, "cannot append to journal '%s': the record is %zu bytes, more than %zu",
-				    j->dir, body_len, RECORD_MAX);
+		return util_err_set(
+		        err, -E2BIG,
+		        "cannot append to journal '%s': the record is %zu bytes, more than %zu",
+		        j->dir, body_len, RECORD_MAX);
 	seq_len = snprintf(seq_text, sizeof(seq_text), "%" PRIu64, seq);
 	line = util_xasprintf("%s %08" PRIx32 " %s\n", seq_text,
-			      frame_crc(seq_text, (size_t)seq_len, body, body_len), body);
+	                      frame_crc(seq_text, (size_t)seq_len, body, body_len), body);
 	line_len = seq_len + 10 + (int)body_len + 1;
 
 	/* Under the exclusive lock nobody else writes: a log of another
 	 * length was changed behind our back, and appending would bury it. */
 	if (fstat(j->log_fd, &st) < 0 || (uint64_t)st.st_size != j->log_size) {
 		j->broken = true;
-		return util_err_set(err, -EIO, "cannot append to journal '%s': it was changed by something "
-				    "other than qvm; open it again", j->log_path);
+		return util_err_set(err, -EIO,
+		                    "cannot append to journal '%s': it was changed by something "
+		                    "other than qvm; open it again",
+		                    j->log_path);
 	}
 	r = util_write_all(j->log_fd, line, (size_t)line_len);
 	if (r < 0) {
@@ -893,7 +911,8 @@ int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *e
 		j->broken = true;
 		if (ftruncate(j->log_fd, (off_t)j->log_size) == 0)
 			(void)fdatasync(j->log_fd);
-		return util_err_errno(err, r, "cannot append to journal '%s': cannot sync it", j->log_path);
+		return util_err_errno(err, r, "cannot append to journal '%s': cannot sync it",
+		                      j->log_path);
 	}
 	j->log_size += (uint64_t)line_len;
 	push_rec(j, seq, json_xcopy(rec));
@@ -938,16 +957,19 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 	if (!state)
 		return util_err_set(err, -EINVAL, "cannot compact journal '%s': no state", j->dir);
 	if (summary && !json_is_object(summary) && !json_is_array(summary))
-		return util_err_set(err, -EINVAL, "cannot compact journal '%s': the summary must be an object or array",
-				    j->dir);
+		return util_err_set(
+		        err, -EINVAL,
+		        "cannot compact journal '%s': the summary must be an object or array",
+		        j->dir);
 	if (summary)
 		sum = json_dumps(summary, JSON_COMPACT);
 	text = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (!text || (summary && !sum))
-		return util_err_set(err, -EINVAL, "cannot compact journal '%s': the state cannot be encoded",
-				    j->dir);
+		return util_err_set(err, -EINVAL,
+		                    "cannot compact journal '%s': the state cannot be encoded",
+		                    j->dir);
 	body = sum ? util_xasprintf("\"summary\":%s,\"state\":%s", sum, text)
-		   : util_xasprintf("\"state\":%s", text);
+	           : util_xasprintf("\"state\":%s", text);
 	free(text);
 	text = NULL;
 
@@ -964,9 +986,10 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 	 *    in the log are skipped when loading. */
 	seq_len = snprintf(seq_text, sizeof(seq_text), "%" PRIu64, j->last_seq);
 	text = util_xasprintf("{\"seq\":%s,\"crc32c\":\"%08" PRIx32 "\",%s}\n", seq_text,
-			      frame_crc(seq_text, (size_t)seq_len, body, strlen(body)), body);
+	                      frame_crc(seq_text, (size_t)seq_len, body, strlen(body)), body);
 	path = util_xasprintf("%s/" SNAPSHOT_NAME, j->dir);
-	r = util_write_file_atomic_fp(path, text, strlen(text), "journal-compact-snapshot-fsync", err);
+	r = util_write_file_atomic_fp(path, text, strlen(text), "journal-compact-snapshot-fsync",
+	                              err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot compact journal '%s'", j->dir);
 	util_crash_point("journal-compact-snapshot");
@@ -983,7 +1006,7 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 	if (ftruncate(j->log_fd, 0) < 0 || fsync(j->log_fd) < 0) {
 		j->broken = true;
 		return util_err_errno(err, -errno, "cannot compact journal '%s': cannot empty '%s'",
-				      j->dir, j->log_path);
+		                      j->dir, j->log_path);
 	}
 	j->log_size = j->keep_off = 0;
 	return 0;
@@ -1057,8 +1080,10 @@ static int list_archives(const char *hist, archive_list *ret, util_err *err)
 			k = 0;
 		}
 		if (!k || s + k != end || first == 0 || last < first) {
-			r = util_err_set(err, -EBADMSG, "journal history '%s' holds '%s', which is not an "
-					 "archive of records" REPAIR_HINT, hist, de->d_name);
+			r = util_err_set(err, -EBADMSG,
+			                 "journal history '%s' holds '%s', which is not an "
+			                 "archive of records" REPAIR_HINT,
+			                 hist, de->d_name);
 			break;
 		}
 		if (l.n == cap) {
@@ -1081,10 +1106,10 @@ static int list_archives(const char *hist, archive_list *ret, util_err *err)
 typedef struct hist_ctx {
 	lc_journal_cb cb;
 	void *ud;
-	uint64_t emitted;   /* the last seq handed to cb */
-	const char *path;   /* the archive being read */
-	uint64_t first;     /* the seqs its name promises */
-	uint64_t seen;      /* the last seq read from it */
+	uint64_t emitted; /* the last seq handed to cb */
+	const char *path; /* the archive being read */
+	uint64_t first;   /* the seqs its name promises */
+	uint64_t seen;    /* the last seq read from it */
 } hist_ctx;
 
 static int hist_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *err)
@@ -1095,8 +1120,10 @@ static int hist_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *e
 
 	(void)off;
 	if (h->seen == 0 && seq != h->first)
-		return util_err_set(err, -EBADMSG, "journal archive '%s' is corrupt: it starts at record "
-				    "%" PRIu64 ", not %" PRIu64 REPAIR_HINT, h->path, seq, h->first);
+		return util_err_set(err, -EBADMSG,
+		                    "journal archive '%s' is corrupt: it starts at record "
+		                    "%" PRIu64 ", not %" PRIu64 REPAIR_HINT,
+		                    h->path, seq, h->first);
 	h->seen = seq;
 	if (seq <= h->emitted) /* an overlap left by an interrupted compaction */
 		return 0;
@@ -1108,12 +1135,14 @@ static int hist_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *e
 
 static int missing_error(const char *dir, uint64_t from, uint64_t to, util_err *err)
 {
-	return util_err_set(err, -EBADMSG, "journal '%s' is missing records %" PRIu64 "-%" PRIu64
-			    ": no archive in '%s/history' holds them" REPAIR_HINT, dir, from, to, dir);
+	return util_err_set(err, -EBADMSG,
+	                    "journal '%s' is missing records %" PRIu64 "-%" PRIu64
+	                    ": no archive in '%s/history' holds them" REPAIR_HINT,
+	                    dir, from, to, dir);
 }
 
 static int walk_history(lc_journal *j, const char *needle, lc_journal_cb cb, void *ud,
-			util_err *err)
+                        util_err *err)
 {
 	_cleanup_free_ char *hist = util_xasprintf("%s/history", j->dir);
 	_cleanup_(archive_list_clear) archive_list l = { 0 };
@@ -1136,13 +1165,14 @@ static int walk_history(lc_journal *j, const char *needle, lc_journal_cb cb, voi
 		h.first = l.v[i].first;
 		h.seen = 0;
 		r = scan_records(path, buf ? buf : "", len, false, needle, hist_rec, &h, &valid,
-				 err);
+		                 err);
 		if (r < 0)
 			return r;
 		if (h.seen != l.v[i].last)
-			return util_err_set(err, -EBADMSG, "journal archive '%s' is corrupt: it ends at "
-					    "record %" PRIu64 ", not %" PRIu64 REPAIR_HINT, path, h.seen,
-					    l.v[i].last);
+			return util_err_set(err, -EBADMSG,
+			                    "journal archive '%s' is corrupt: it ends at "
+			                    "record %" PRIu64 ", not %" PRIu64 REPAIR_HINT,
+			                    path, h.seen, l.v[i].last);
 	}
 	if (j->snap_seq > h.emitted)
 		return missing_error(j->dir, h.emitted + 1, j->snap_seq, err);
@@ -1158,7 +1188,7 @@ static int walk_history(lc_journal *j, const char *needle, lc_journal_cb cb, voi
 }
 
 int lc_journal_foreach_history(const char *dir, const char *needle, lc_journal_cb cb, void *ud,
-			       util_err *err)
+                               util_err *err)
 {
 	_cleanup_journal_ lc_journal *owned = NULL;
 	lc_journal *j = NULL;

@@ -61,7 +61,7 @@ enum {
  * timeout_ms bounds the wait for the lock (0: try once, < 0: forever); then
  * -EBUSY. Corruption is -EBADMSG. *ret is a new handle for lc_journal_close. */
 int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal **ret,
-		    util_err *err);
+                    util_err *err);
 
 /* Release the lock and free everything; accepts NULL. */
 void lc_journal_close(lc_journal *j);
@@ -120,6 +120,6 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
  * a digit) are checksummed but neither parsed nor handed to cb; cb must
  * still check what it gets. */
 int lc_journal_foreach_history(const char *dir, const char *needle, lc_journal_cb cb, void *ud,
-			       util_err *err);
+                               util_err *err);
 
 #endif

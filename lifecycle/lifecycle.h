@@ -43,8 +43,8 @@ typedef enum lc_lcm {
 	LC_LCM_COUNT
 } lc_lcm;
 
-const char *lc_state_name(lc_state s);  /* "PENDING" */
-const char *lc_lcm_name(lc_lcm l);      /* "RUNNING", "" for NONE */
+const char *lc_state_name(lc_state s); /* "PENDING" */
+const char *lc_lcm_name(lc_lcm l);     /* "RUNNING", "" for NONE */
 /* The four-letter name `list` prints: "pend", "runn"... */
 const char *lc_short_name(lc_state s, lc_lcm l);
 int lc_state_parse(const char *name, lc_state *ret, util_err *err);
@@ -74,8 +74,7 @@ const char *lc_op_name(lc_op op);
 
 /* Is `op` allowed in (state, lcm)? If not, err says "cannot <op> 'NAME':
  * it is STATE[/LCM]; <op> needs A, B or C". */
-int lc_state_check(lc_op op, const char *vm_name, lc_state state, lc_lcm lcm,
-		   util_err *err);
+int lc_state_check(lc_op op, const char *vm_name, lc_state state, lc_lcm lcm, util_err *err);
 
 /* ---- definitions ---------------------------------------------------------- */
 
@@ -103,21 +102,21 @@ typedef struct lc_disk {
 	uint64_t size;        /* virtual size in bytes (an overlay's is its base's) */
 	lc_bus bus;
 	bool readonly;
-	bool owned;           /* qvm created the file; it goes with the VM */
+	bool owned; /* qvm created the file; it goes with the VM */
 } lc_disk;
 
 typedef struct lc_nic {
 	unsigned id;
 	char *network;
-	char *mac;            /* "52:54:00:xx:xx:xx", or NULL until assigned */
-	char *ip;             /* requested/leased address, or NULL */
-	char *model;          /* "virtio" or "e1000" */
+	char *mac;   /* "52:54:00:xx:xx:xx", or NULL until assigned */
+	char *ip;    /* requested/leased address, or NULL */
+	char *model; /* "virtio" or "e1000" */
 } lc_nic;
 
 typedef struct lc_vmdef {
 	char *name;
-	char *uuid;           /* identity in QEMU's command line (-uuid) */
-	uint64_t memory;      /* bytes */
+	char *uuid;      /* identity in QEMU's command line (-uuid) */
+	uint64_t memory; /* bytes */
 	unsigned vcpus;
 	lc_machine machine;
 	lc_accel accel;
@@ -125,21 +124,21 @@ typedef struct lc_vmdef {
 	size_t n_disks;
 	lc_nic *nics;
 	size_t n_nics;
-	char *cdrom;          /* ISO path, or NULL */
+	char *cdrom; /* ISO path, or NULL */
 	char *kernel, *initrd, *append;
 	char *ci_user_data, *ci_meta_data, *ci_network_config; /* cloud-init files */
 	lc_restart restart;
 	bool autostart;
-	json_t *labels;       /* owned object: string -> string */
-	json_t *user;         /* owned object: user data, string -> string */
+	json_t *labels; /* owned object: string -> string */
+	json_t *user;   /* owned object: user data, string -> string */
 } lc_vmdef;
 
 #define LC_MEMORY_DEFAULT (512ull << 20)
-#define LC_MEMORY_MIN (16ull << 20)
-#define LC_MEMORY_MAX (4ull << 40)
-#define LC_VCPUS_MAX 255
-#define LC_DISKS_MAX 16
-#define LC_NICS_MAX 16
+#define LC_MEMORY_MIN     (16ull << 20)
+#define LC_MEMORY_MAX     (4ull << 40)
+#define LC_VCPUS_MAX      255
+#define LC_DISKS_MAX      16
+#define LC_NICS_MAX       16
 
 void lc_vmdef_init(lc_vmdef *def);
 void lc_vmdef_clear(lc_vmdef *def); /* frees members; def itself is the caller's */
@@ -184,12 +183,12 @@ typedef struct lc_vm {
 	lc_vmdef def;
 	lc_state state;
 	lc_lcm lcm;
-	int64_t created_ms;    /* wall-clock ms of definition */
-	int64_t state_ms;      /* wall-clock ms of the last transition */
-	int64_t started_ms;    /* when it last became RUNNING, 0 if never */
-	char *reason;          /* why the last transition happened, or NULL */
-	char *last_error;      /* the last failure, for `show`, or NULL */
-	pid_t qemu_pid;        /* 0 when none */
+	int64_t created_ms;      /* wall-clock ms of definition */
+	int64_t state_ms;        /* wall-clock ms of the last transition */
+	int64_t started_ms;      /* when it last became RUNNING, 0 if never */
+	char *reason;            /* why the last transition happened, or NULL */
+	char *last_error;        /* the last failure, for `show`, or NULL */
+	pid_t qemu_pid;          /* 0 when none */
 	uint64_t qemu_starttime; /* /proc/PID/stat field 22 of qemu_pid */
 	pid_t supervisor_pid;
 	uint64_t supervisor_starttime;
@@ -265,7 +264,7 @@ char *lc_seed_path(const char *root, uint64_t id);
 /* ---- operations (each one journal transaction) --------------------------- */
 
 typedef struct lc_create_opts {
-	bool hold;                   /* define in HOLD instead of PENDING */
+	bool hold;                     /* define in HOLD instead of PENDING */
 	const char *const *disk_roots; /* allowed folders for disk paths */
 } lc_create_opts;
 
@@ -273,8 +272,8 @@ typedef struct lc_create_opts {
  * blank images) and record it. Crash-safe: an intent is recorded before any
  * file is made, and a crash leaves nothing once the next writer recovers.
  * def is consumed (cleared) on success. */
-int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts,
-		 uint64_t *ret_id, util_err *err);
+int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t *ret_id,
+                 util_err *err);
 
 /* Merge K=V pairs into labels ("label.K=V") or user data ("K=V"); an empty
  * value deletes the key. "memory=SIZE" and "vcpus=N" change the definition
@@ -304,15 +303,15 @@ json_t *lc_vm_to_json(const lc_vm *vm);
 /* ---- running VMs (vm_run.c, supervisor.c) -------------------------------- */
 
 typedef struct lc_run_opts {
-	bool hard;        /* shutdown/poweroff: quit at once; reboot: reset */
-	bool hard_after;  /* shutdown/poweroff: kill when the timeout runs out */
-	int timeout_s;    /* how long the guest has for an ACPI shutdown */
-	bool no_wait;     /* return once the request is made */
+	bool hard;           /* shutdown/poweroff: quit at once; reboot: reset */
+	bool hard_after;     /* shutdown/poweroff: kill when the timeout runs out */
+	int timeout_s;       /* how long the guest has for an ACPI shutdown */
+	bool no_wait;        /* return once the request is made */
 	int lock_timeout_ms; /* how long to wait for another qvm on this VM */
 } lc_run_opts;
 
 #define LC_SHUTDOWN_TIMEOUT_S 60
-#define LC_LOCK_TIMEOUT_MS 15000
+#define LC_LOCK_TIMEOUT_MS    15000
 
 /* Each resolves NAME (or id), waits up to opts->lock_timeout_ms for the VM
  * lock (then -EBUSY "vm 'x' is busy ..."), first reconciles the journal
@@ -329,19 +328,19 @@ int lc_vm_start(const char *root, const char *name, const lc_run_opts *opts, uti
  * the VM and its disks go) or POWEROFF (poweroff). A guest that ignores it
  * is back to RUNNING after the timeout, unless hard_after. */
 int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_run_opts *opts,
-		   util_err *err);
+                   util_err *err);
 
 /* Soft reboot (ACPI shutdown, then reset) or hard (system_reset). */
 int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, util_err *err);
 
 /* Pause (stop the vCPUs) or unpause. */
 int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opts *opts,
-		util_err *err);
+                util_err *err);
 
 /* Delete in any state: a running VM is powered off hard first. recreate
  * keeps the VM, back in PENDING with fresh disks. */
 int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
-		 const lc_run_opts *opts, util_err *err);
+                 const lc_run_opts *opts, util_err *err);
 
 typedef enum lc_recover_how {
 	LC_RECOVER_SUCCESS, /* the interrupted operation succeeded: adopt or POWEROFF */
@@ -351,8 +350,8 @@ typedef enum lc_recover_how {
 } lc_recover_how;
 
 /* Settle a VM stuck in UNKNOWN or an ACTIVE state nothing drives. */
-int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
-		  const lc_run_opts *opts, util_err *err);
+int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const lc_run_opts *opts,
+                  util_err *err);
 
 /* Force a start from UNKNOWN or ACTIVE/BOOT: any QEMU of the VM is killed
  * first, so it never runs twice. */
@@ -372,8 +371,7 @@ char *lc_console_path(const char *root, uint64_t id);
 /* Take the console of running VM vm (one at a time: QEMU's socket would
  * queue a second client silently) and connect to it. *ret_fd is the
  * connected socket; *ret_lock holds the console until it is closed. */
-int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_lock,
-		      util_err *err);
+int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_lock, util_err *err);
 
 /* CPU use (percent of one CPU, averaged over QEMU's life) and resident
  * memory of a running VM's QEMU; -ESRCH if none. */
@@ -383,18 +381,18 @@ int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *e
  * SIGTERM, leaving QEMU to be adopted). status_fd gets the boot report;
  * lock_fd is the VM lock to release after boot (-1: none). */
 int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
-		 util_err *err);
+                 util_err *err);
 
 /* ---- networks (network.c) -------------------------------------------------- */
 
 typedef struct lc_net_opts {
 	const char *name;
-	const char *bridge;   /* adopted if it exists (never deleted), else created */
-	const char *uplink;   /* with vlan: the interface the VLAN rides on */
-	unsigned vlan;        /* 0: none */
-	unsigned mtu;         /* 0: the kernel's default */
-	const char *range;    /* "FIRST-LAST" of leases, or NULL */
-	unsigned prefix;      /* 0: 24 */
+	const char *bridge; /* adopted if it exists (never deleted), else created */
+	const char *uplink; /* with vlan: the interface the VLAN rides on */
+	unsigned vlan;      /* 0: none */
+	unsigned mtu;       /* 0: the kernel's default */
+	const char *range;  /* "FIRST-LAST" of leases, or NULL */
+	unsigned prefix;    /* 0: 24 */
 	const char *gateway, *dns;
 } lc_net_opts;
 
@@ -429,42 +427,41 @@ char *lc_nics_network_config(json_t *nics);
  * ACTIVE/HOTPLUG; any failure undoes every step); a stopped one in its
  * definition only. *ret_nic_id (may be NULL) is the new nic's id. */
 int lc_vm_nic_attach(const char *root, const char *name, const char *network, const char *mac,
-		     const char *ip, const char *model, const lc_run_opts *opts,
-		     unsigned *ret_nic_id, util_err *err);
+                     const char *ip, const char *model, const lc_run_opts *opts,
+                     unsigned *ret_nic_id, util_err *err);
 
 /* Detach nic nic_id (device_del, DEVICE_DELETED, netdev_del, tap gone,
  * lease released), or drop it from a stopped vm's definition. */
-int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id,
-		     const lc_run_opts *opts, util_err *err);
+int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id, const lc_run_opts *opts,
+                     util_err *err);
 
 /* ---- accelerator ----------------------------------------------------------- */
 
 /* Resolve auto: KVM when /dev/kvm opens read-write and /proc/cpuinfo has
  * vmx or svm; TCG otherwise. QVM_ACCEL overrides a VM's setting. ret_reason
  * (static string) says why. */
-int lc_accel_resolve(lc_accel requested, lc_accel *ret_accel,
-		     const char **ret_reason, util_err *err);
+int lc_accel_resolve(lc_accel requested, lc_accel *ret_accel, const char **ret_reason,
+                     util_err *err);
 
 /* ---- the QEMU command line ---------------------------------------------- */
 
 typedef struct lc_qemu_runtime {
-	const char *qemu_binary;   /* absolute path of qemu-system-x86_64 */
-	lc_accel accel;            /* resolved: KVM or TCG */
-	int qmp_event_fd;          /* listening socket for the supervisor's QMP */
-	int qmp_command_fd;        /* listening socket for commands */
-	int serial_fd;             /* listening socket for the console */
-	const char *serial_log;    /* file the serial output is copied to */
-	const int *tap_fds;        /* one per NIC, in order */
+	const char *qemu_binary; /* absolute path of qemu-system-x86_64 */
+	lc_accel accel;          /* resolved: KVM or TCG */
+	int qmp_event_fd;        /* listening socket for the supervisor's QMP */
+	int qmp_command_fd;      /* listening socket for commands */
+	int serial_fd;           /* listening socket for the console */
+	const char *serial_log;  /* file the serial output is copied to */
+	const int *tap_fds;      /* one per NIC, in order */
 	size_t n_tap_fds;
-	bool sandbox;              /* -sandbox on,... (QEMU built with seccomp) */
-	const char *seed_path;     /* cloud-init seed ISO, or NULL */
+	bool sandbox;          /* -sandbox on,... (QEMU built with seccomp) */
+	const char *seed_path; /* cloud-init seed ISO, or NULL */
 } lc_qemu_runtime;
 
 /* Build QEMU's argv for vm: -nodefaults -no-shutdown -S, -blockdev JSON with
  * explicit formats, sockets as inherited fds. The one place an argv is made.
  * Returns a new NULL-terminated vector (free with util_strv_free). */
-int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
-		 util_err *err);
+int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, util_err *err);
 
 /* ---- disks of a vm: attach, detach, resize, cd-rom, snapshots (vm_disk.c) */
 
@@ -487,14 +484,14 @@ typedef struct lc_disk_opts {
 
 /* disk: a parsed --disk spec (lc_disk_parse); its id is chosen here. */
 int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const lc_disk_opts *o,
-		      json_t **ret_json, util_err *err);
-int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
-		      const lc_disk_opts *o, json_t **ret_json, util_err *err);
+                      json_t **ret_json, util_err *err);
+int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id, const lc_disk_opts *o,
+                      json_t **ret_json, util_err *err);
 int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint64_t size,
-		      const lc_disk_opts *o, json_t **ret_json, util_err *err);
+                      const lc_disk_opts *o, json_t **ret_json, util_err *err);
 /* iso NULL: eject. */
 int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_disk_opts *o,
-		json_t **ret_json, util_err *err);
+                json_t **ret_json, util_err *err);
 
 typedef enum lc_dsnap_op {
 	LC_DSNAP_CREATE,
@@ -507,7 +504,7 @@ typedef enum lc_dsnap_op {
  * name or id (revert, delete); NULL for list, whose *ret_json is an array
  * of {"id", "name", "date", "vm_state_size"}. */
 int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
-			const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err);
+                        const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err);
 /* ---- the image store (image_ops.c) -----------------------------------------
  * What cli/ needs of storage/'s image store. An image is handed out as the
  * object `image show --json` prints (a new reference): {"name", "file"
@@ -533,7 +530,7 @@ typedef struct lc_image_import_opts {
 /* Import an image into the store under root (see stor_image_import: checked,
  * inspected, nothing left on failure but a resumable partial download). */
 int lc_image_import(const char *root, const lc_image_import_opts *o, json_t **ret_image,
-		    util_err *err);
+                    util_err *err);
 
 /* The image called name; -ENOENT "no image named ..." when there is none. */
 int lc_image_get(const char *root, const char *name, json_t **ret_image, util_err *err);
@@ -549,7 +546,6 @@ int lc_image_list(const char *root, json_t **ret_images, util_err *err);
  * -ENOENT when there was neither. */
 int lc_image_delete(lc_db *db, const char *name, unsigned *ret_partials, util_err *err);
 
-
 /* The VMs (not DONE) whose disks are made from, or are, image_file: 1 and
  * *ret_names = "'a', 'b'" (new string) when there are some, 0 and NULL
  * when none. Call it with the journal's lock held (LC_DB_WRITE) so that
@@ -559,9 +555,8 @@ int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err
 /* disk-saveas: flatten disk disk_id of a VM that is not ACTIVE into a new
  * store image (stor_image_save_disk), holding the VM lock so that it
  * cannot start meanwhile. An ACTIVE VM is refused (power it off first). */
-int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
-		      const char *image_name, const lc_run_opts *opts, json_t **ret_image,
-		      util_err *err);
+int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id, const char *image_name,
+                      const lc_run_opts *opts, json_t **ret_image, util_err *err);
 /* ---- VM snapshots (snapshot.c) --------------------------------------------- */
 
 /* Default per-VM maximum of snapshots; the user data key "snapshots.max"
@@ -578,18 +573,18 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id,
  * deleted while there are more than the maximum. *ret_snap (may be NULL)
  * gets the new snapshot (new reference). */
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag, bool no_memory,
-			  const lc_run_opts *opts, json_t **ret_snap, util_err *err);
+                          const lc_run_opts *opts, json_t **ret_snap, util_err *err);
 
 /* Bring the VM back to snapshot snap (its id or tag): a running VM
  * continues from the saved moment (snapshot-load); a stopped one gets its
  * disks back. */
 int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap,
-			  const lc_run_opts *opts, util_err *err);
+                          const lc_run_opts *opts, util_err *err);
 
 /* Delete snapshot snap (id or tag) from the disks and the tree; its
  * children move to its parent. */
 int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap,
-			  const lc_run_opts *opts, util_err *err);
+                          const lc_run_opts *opts, util_err *err);
 
 /* The VM's snapshots, after finishing or rolling back any snapshot
  * operation a crash interrupted: {"vm", "current", "max", "snapshots":

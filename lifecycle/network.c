@@ -134,8 +134,9 @@ static void collect_used(lc_db *db, const char *network, const lc_nic *sib, size
 		if (!vm_counts(vm))
 			continue;
 		for (size_t k = 0; k < vm->def.n_nics; k++)
-			used_add(u, vm->def.nics[k].network, vm->def.nics[k].ip,
-			         util_xasprintf("vm '%s' nic %u", vm->def.name, vm->def.nics[k].id));
+			used_add(
+			        u, vm->def.nics[k].network, vm->def.nics[k].ip,
+			        util_xasprintf("vm '%s' nic %u", vm->def.name, vm->def.nics[k].id));
 	}
 	for (size_t k = 0; k < n_sib; k++)
 		used_add(u, sib[k].network, sib[k].ip,
@@ -214,14 +215,15 @@ static int ip_free(json_t *net, const lc_nic *nic, const used_ips *used, uint32_
 	const char *owner;
 
 	if (jstr(net, "gateway") && net_ip4_parse(jstr(net, "gateway"), &gw, NULL) == 0 && ip == gw)
-		return util_err_set(err, -EEXIST, "ip %s is the gateway of network '%s'; give another ip%s",
+		return util_err_set(err, -EEXIST,
+		                    "ip %s is the gateway of network '%s'; give another ip%s",
 		                    nic->ip, nic->network, hint);
 	owner = used_by(used, ip);
 	if (owner)
 		return util_err_set(err, -EEXIST,
 		                    "ip %s of network '%s' is already %s %s; give another ip%s",
-		                    nic->ip, nic->network, jstr(net, "range") ? "leased to" : "used by",
-		                    owner, hint);
+		                    nic->ip, nic->network,
+		                    jstr(net, "range") ? "leased to" : "used by", owner, hint);
 	return 0;
 }
 
@@ -241,18 +243,20 @@ static int lease(lc_db *db, json_t *net, lc_nic *nic, const lc_nic *siblings, si
 	if (nic->ip) {
 		r = net_ip4_parse(nic->ip, &ip, err);
 		if (r == 0 && (ip < first || ip > last))
-			r = util_err_set(err, -EINVAL, "ip %s is outside the range %s of network '%s'",
-			                 nic->ip, jstr(net, "range"), nic->network);
+			r = util_err_set(err, -EINVAL,
+			                 "ip %s is outside the range %s of network '%s'", nic->ip,
+			                 jstr(net, "range"), nic->network);
 		if (r == 0)
 			r = ip_free(net, nic, &used, ip, " or leave it out", err);
 	} else {
 		used_add(&used, nic->network, jstr(net, "gateway"), util_xstrdup("the gateway"));
 		r = net_range_pick(first, last, used.ips, used.n, &ip, err);
 		if (r == -ENOSPC)
-			r = util_err_set(err, -ENOSPC,
-			                 "the range %s of network '%s' is exhausted: every address is "
-			                 "leased; delete a vm on it or widen the range",
-			                 jstr(net, "range"), nic->network);
+			r = util_err_set(
+			        err, -ENOSPC,
+			        "the range %s of network '%s' is exhausted: every address is "
+			        "leased; delete a vm on it or widen the range",
+			        jstr(net, "range"), nic->network);
 	}
 	used_free(&used);
 	if (r < 0)
@@ -266,8 +270,8 @@ static int lease(lc_db *db, json_t *net, lc_nic *nic, const lc_nic *siblings, si
 /* A network without a range: the address is the user's, no lease, but it
  * must fit the network (a host address of its prefix, in the gateway's
  * network) and be no other nic's on it. */
-static int static_ip(lc_db *db, json_t *net, lc_nic *nic, const lc_nic *siblings,
-                     size_t n_siblings, util_err *err)
+static int static_ip(lc_db *db, json_t *net, lc_nic *nic, const lc_nic *siblings, size_t n_siblings,
+                     util_err *err)
 {
 	uint32_t ip, gw;
 	unsigned prefix = (unsigned)json_integer_value(json_object_get(net, "prefix"));
@@ -283,9 +287,8 @@ static int static_ip(lc_db *db, json_t *net, lc_nic *nic, const lc_nic *siblings
 		                    nic->network, nic->ip);
 	if (jstr(net, "gateway") && net_ip4_parse(jstr(net, "gateway"), &gw, NULL) == 0 &&
 	    !net_ip4_same_net(ip, gw, prefix))
-		return util_err_set(err, -EINVAL,
-		                    "ip %s is outside network '%s' (gateway %s, /%u)", nic->ip,
-		                    nic->network, jstr(net, "gateway"), prefix);
+		return util_err_set(err, -EINVAL, "ip %s is outside network '%s' (gateway %s, /%u)",
+		                    nic->ip, nic->network, jstr(net, "gateway"), prefix);
 	if (!net_ip4_is_host(ip, prefix))
 		return util_err_set(err, -EINVAL,
 		                    "ip %s is the network or broadcast address of its /%u network",
@@ -425,10 +428,11 @@ static int check_opts(lc_db *db, const lc_net_opts *o, json_t **ret_net, util_er
 		if (r == 0 && o->range)
 			r = net_range_check(first, last, prefix, gw, err);
 		else if (r == 0 && o->gateway && !net_ip4_is_host(gw, prefix))
-			r = util_err_set(err, -EINVAL,
-			                 "the gateway is the network or broadcast address of its /%u "
-			                 "network",
-			                 prefix);
+			r = util_err_set(
+			        err, -EINVAL,
+			        "the gateway is the network or broadcast address of its /%u "
+			        "network",
+			        prefix);
 		if (r < 0)
 			return util_err_prefix(err, "network '%s'", o->name);
 		if (o->range)
@@ -529,7 +533,8 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 			                 "alone); run net create again to use it",
 			                 o->bridge);
 		if (r == 0)
-			r = made(db, intent, net, "created_bridge", "bridge_ifindex", br_index, err);
+			r = made(db, intent, net, "created_bridge", "bridge_ifindex", br_index,
+			         err);
 		if (r < 0)
 			goto rollback;
 	}
@@ -643,9 +648,10 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 		/* a nic being attached on it counts as a user too */
 		foreach_pending_nic(db, count_pending, &any);
 		if (any.n)
-			return util_err_set(err, -EBUSY,
-			                    "cannot delete network '%s': a nic is being attached on it; try again",
-			                    name);
+			return util_err_set(
+			        err, -EBUSY,
+			        "cannot delete network '%s': a nic is being attached on it; try again",
+			        name);
 	}
 	r = net_intent(db, "net-delete", json_pack("{s:s}", "name", name), &intent, err);
 	if (r < 0)

@@ -219,7 +219,8 @@ static int settle_qemu(const char *root, const lc_vm *vm, bool attach, const lc_
 		if (lc_command_qmp(root, vm->id, vm->def.name, &q, &ignored) < 0) {
 			/* its supervisor records QEMU's exit; a QEMU alive
 			 * but silent is UNKNOWN to reconciliation */
-			if (lc_vm_supervised(vm) || (lc_find_qemu(vm, &pid, &start) == 0 && pid > 0))
+			if (lc_vm_supervised(vm) ||
+			    (lc_find_qemu(vm, &pid, &start) == 0 && pid > 0))
 				return -EAGAIN;
 		} else {
 			present = device_present(q, dev);
@@ -335,7 +336,8 @@ int lc_nic_recover_vm(const char *root, uint64_t id, util_err *err)
 	lc_db_close(TAKE_PTR(rdb));
 	json_object_foreach (mine, key, in) {
 		_cleanup_(lc_db_closep) lc_db *db = NULL;
-		bool attach = util_streq(json_string_value(json_object_get(in, "op")), "nic-attach");
+		bool attach =
+		        util_streq(json_string_value(json_object_get(in, "op")), "nic-attach");
 		bool present = false;
 		lc_vm *vm;
 		lc_nic n;
@@ -352,7 +354,8 @@ int lc_nic_recover_vm(const char *root, uint64_t id, util_err *err)
 			r = lc_db_open(root, LC_DB_WRITE, &db, err);
 		/* the writer's own recovery may have settled it already */
 		if (r == 0 && json_object_get(lc_db_intents(db), key))
-			r = settle_record(db, strtoull(key, NULL, 10), id, attach, &n, present, err);
+			r = settle_record(db, strtoull(key, NULL, 10), id, attach, &n, present,
+			                  err);
 		lc_nic_clear(&n);
 		if (r == -EAGAIN)
 			continue;

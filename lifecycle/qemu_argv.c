@@ -20,14 +20,14 @@ static void push_json(util_strv *sv, const char *opt, json_t *obj /* stolen */)
 /* A file node under a format node. */
 static json_t *file_node(const char *path, bool readonly)
 {
-	return json_pack("{s:s, s:s, s:b}", "driver", "file", "filename", path,
-			 "read-only", readonly);
+	return json_pack("{s:s, s:s, s:b}", "driver", "file", "filename", path, "read-only",
+	                 readonly);
 }
 
 static json_t *disk_blockdev(const lc_disk *d, const char *node)
 {
 	json_t *bd = json_pack("{s:s, s:s, s:b, s:o}", "node-name", node, "driver", d->format,
-			       "read-only", d->readonly, "file", file_node(d->path, d->readonly));
+	                       "read-only", d->readonly, "file", file_node(d->path, d->readonly));
 
 	/* Name the whole chain: QEMU never follows a backing file name from an
 	 * image header, which the guest can write to. */
@@ -36,7 +36,7 @@ static json_t *disk_blockdev(const lc_disk *d, const char *node)
 
 		if (d->backing) {
 			backing = json_pack("{s:s, s:b, s:o}", "driver", d->backing_format,
-					    "read-only", 1, "file", file_node(d->backing, true));
+			                    "read-only", 1, "file", file_node(d->backing, true));
 			if (util_streq(d->backing_format, "qcow2"))
 				json_object_set_new(backing, "backing", json_null());
 		}
@@ -67,15 +67,15 @@ void lc_disk_qemu_json(const lc_disk *d, json_t **ret_blockdev, json_t **ret_dev
 
 	snprintf(node, sizeof(node), "disk%u", d->id);
 	*ret_blockdev = disk_blockdev(d, node);
-	dev = json_pack("{s:s, s:s, s:s}", "driver", disk_device_driver(d->bus), "drive", node, "id",
-			node);
+	dev = json_pack("{s:s, s:s, s:s}", "driver", disk_device_driver(d->bus), "drive", node,
+	                "id", node);
 	if (d->bus == LC_BUS_SCSI)
 		json_object_set_new(dev, "bus", json_string("scsi0.0"));
 	*ret_device = dev;
 }
 
 static int push_chardev_socket(util_strv *sv, const char *id, int fd, const char *logfile,
-			       util_err *err)
+                               util_err *err)
 {
 	_cleanup_free_ char *log = NULL;
 
@@ -90,7 +90,7 @@ static int push_chardev_socket(util_strv *sv, const char *id, int fd, const char
 	util_strv_push(sv, "-chardev");
 	if (log)
 		util_strv_pushf(sv, "socket,id=%s,fd=%d,server=on,wait=off,logfile=%s,logappend=on",
-				id, fd, log);
+		                id, fd, log);
 	else
 		util_strv_pushf(sv, "socket,id=%s,fd=%d,server=on,wait=off", id, fd);
 	return 0;
@@ -104,7 +104,8 @@ static int push_disks(util_strv *sv, const lc_vm *vm, util_err *err)
 	for (size_t i = 0; i < def->n_disks; i++)
 		scsi = scsi || def->disks[i].bus == LC_BUS_SCSI;
 	if (scsi)
-		push_json(sv, "-device", json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"));
+		push_json(sv, "-device",
+		          json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"));
 	for (size_t i = 0; i < def->n_disks; i++) {
 		const lc_disk *d = &def->disks[i];
 		char node[32];
@@ -114,8 +115,8 @@ static int push_disks(util_strv *sv, const lc_vm *vm, util_err *err)
 			return util_err_set(err, -EINVAL, "disk %u has no file yet", d->id);
 		snprintf(node, sizeof(node), "disk%u", d->id);
 		push_json(sv, "-blockdev", disk_blockdev(d, node));
-		dev = json_pack("{s:s, s:s, s:s}", "driver", disk_device_driver(d->bus), "drive", node,
-				"id", node);
+		dev = json_pack("{s:s, s:s, s:s}", "driver", disk_device_driver(d->bus), "drive",
+		                node, "id", node);
 		if (d->bus == LC_BUS_SCSI)
 			json_object_set_new(dev, "bus", json_string("scsi0.0"));
 		push_json(sv, "-device", dev);
@@ -123,23 +124,22 @@ static int push_disks(util_strv *sv, const lc_vm *vm, util_err *err)
 	return 0;
 }
 
-static void push_readonly_raw(util_strv *sv, const char *node, const char *path,
-			      const char *driver)
+static void push_readonly_raw(util_strv *sv, const char *node, const char *path, const char *driver)
 {
 	push_json(sv, "-blockdev",
-		  json_pack("{s:s, s:s, s:b, s:o}", "node-name", node, "driver", "raw",
-			    "read-only", 1, "file", file_node(path, true)));
-	push_json(sv, "-device", json_pack("{s:s, s:s, s:s}", "driver", driver, "drive", node,
-					   "id", node));
+	          json_pack("{s:s, s:s, s:b, s:o}", "node-name", node, "driver", "raw", "read-only",
+	                    1, "file", file_node(path, true)));
+	push_json(sv, "-device",
+	          json_pack("{s:s, s:s, s:s}", "driver", driver, "drive", node, "id", node));
 }
 
-static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt,
-		     util_err *err)
+static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt, util_err *err)
 {
 	const lc_vmdef *def = &vm->def;
 
 	if (rt->n_tap_fds != def->n_nics)
-		return util_err_set(err, -EINVAL, "%zu nics but %zu taps", def->n_nics, rt->n_tap_fds);
+		return util_err_set(err, -EINVAL, "%zu nics but %zu taps", def->n_nics,
+		                    rt->n_tap_fds);
 	for (size_t i = 0; i < def->n_nics; i++) {
 		const lc_nic *n = &def->nics[i];
 		json_t *dev;
@@ -147,7 +147,7 @@ static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt,
 		util_strv_push(sv, "-netdev");
 		util_strv_pushf(sv, "tap,id=net%u,fd=%d,vhost=off", n->id, rt->tap_fds[i]);
 		dev = json_pack("{s:s}", "driver",
-				util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci");
+		                util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci");
 		json_object_set_new(dev, "netdev", json_sprintf("net%u", n->id));
 		json_object_set_new(dev, "id", json_sprintf("nic%u", n->id));
 		if (n->mac)
@@ -157,8 +157,7 @@ static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt,
 	return 0;
 }
 
-int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
-		 util_err *err)
+int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, util_err *err)
 {
 	const lc_vmdef *def = &vm->def;
 	_cleanup_free_ char *name = NULL;
@@ -166,7 +165,8 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 	int r;
 
 	if (rt->accel != LC_ACCEL_KVM && rt->accel != LC_ACCEL_TCG)
-		return util_err_set(err, -EINVAL, "the accelerator must be resolved before building argv");
+		return util_err_set(err, -EINVAL,
+		                    "the accelerator must be resolved before building argv");
 	r = util_qemu_opt_escape(def->name, &name, err);
 	if (r < 0)
 		return r;
@@ -188,7 +188,7 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 	util_strv_push(&sv, "-machine");
 	/* microvm gets PCIe so every machine type uses the same devices */
 	util_strv_push(&sv, def->machine == LC_MACHINE_MICROVM ? "microvm,pcie=on"
-							       : lc_machine_name(def->machine));
+	                                                       : lc_machine_name(def->machine));
 	util_strv_push(&sv, "-accel");
 	util_strv_push(&sv, lc_accel_name(rt->accel));
 	if (rt->accel == LC_ACCEL_KVM) {
@@ -201,7 +201,9 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 	util_strv_pushf(&sv, "%u", def->vcpus);
 	if (rt->sandbox) {
 		util_strv_push(&sv, "-sandbox");
-		util_strv_push(&sv, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+		util_strv_push(
+		        &sv,
+		        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	}
 	if ((r = push_chardev_socket(&sv, "qmp-event", rt->qmp_event_fd, NULL, err)) < 0)
 		goto fail;
@@ -247,8 +249,9 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv,
 		 * disk-attach (and nic hotplug) fill while the vm runs */
 		for (int i = 0; i < LC_HOTPLUG_PORTS; i++)
 			push_json(&sv, "-device",
-				  json_pack("{s:s, s:o, s:s, s:i}", "driver", "pcie-root-port", "id",
-					    json_sprintf("hp%d", i), "bus", "pcie.0", "chassis", i + 1));
+			          json_pack("{s:s, s:o, s:s, s:i}", "driver", "pcie-root-port",
+			                    "id", json_sprintf("hp%d", i), "bus", "pcie.0",
+			                    "chassis", i + 1));
 	}
 	*ret_argv = util_strv_steal(&sv);
 	return 0;

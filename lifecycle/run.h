@@ -25,7 +25,7 @@ void lc_paths_clear(lc_paths *p);
  * supervisor's way: it never holds the journal lock for long). extra (may
  * be NULL, stolen) adds fields to the record: qemu_pid, target... */
 int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const char *reason,
-	      const char *error, json_t *extra, util_err *err);
+              const char *error, json_t *extra, util_err *err);
 
 /* Mark that a shutdown's request reached QEMU (see lc_vm.request_sent):
  * by the command that sent it, or by the supervisor that saw its
@@ -54,7 +54,7 @@ int lc_remove_vm_files(const lc_db *db, const lc_vm *vm, bool wipe, util_err *er
  * timeout_ms) for its report: 0 when the VM runs (with until_spawned: as
  * soon as QEMU has been spawned), or the failure it reported. */
 int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, bool until_spawned,
-			int timeout_ms, util_err *err);
+                        int timeout_ms, util_err *err);
 
 /* Find a QEMU that runs this VM although the journal does not know its
  * pid (a crash between fork and record): its command line carries the
@@ -72,13 +72,12 @@ typedef struct lc_held {
  * LC_LOCK_TIMEOUT_MS; then "busy") and reconcile the journal with reality
  * (adopt a QEMU whose supervisor died, settle abandoned intents). Every
  * command that changes a VM starts here; lc_held_clear() releases. */
-int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held *h,
-	       util_err *err);
+int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held *h, util_err *err);
 void lc_held_clear(lc_held *h);
 
 /* Connect to the command QMP socket of running VM id (held). */
 int lc_command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret,
-		   util_err *err);
+                   util_err *err);
 
 /* "ACTIVE/RUNNING", "POWEROFF": for messages. Freed by the caller. */
 char *lc_state_text(const lc_vm *vm);
@@ -108,7 +107,7 @@ int lc_make_disk(const lc_disk *d, util_err *err);
  * recreate or a create that failed part way, a definition whose files were
  * lost) are made again at start. */
 typedef struct lc_prolog_disks {
-	uint64_t seq;               /* the intent, 0 when nothing was missing */
+	uint64_t seq; /* the intent, 0 when nothing was missing */
 	size_t n;
 	unsigned ids[LC_DISKS_MAX]; /* the disks made */
 } lc_prolog_disks;
@@ -122,12 +121,12 @@ size_t lc_prolog_missing(const lc_vmdef *def, unsigned ids[LC_DISKS_MAX]);
  * made is removed and the intent closed. *ret is what to pass to
  * lc_prolog_disks_end(). */
 int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_prolog_disks *ret,
-			 util_err *err);
+                         util_err *err);
 
 /* Close the intent: ok (the start goes on) or not (the disks made are
  * removed, as after a crash). A NULL or empty p is a no-op. */
 int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
-			const lc_prolog_disks *p, bool ok, util_err *err);
+                        const lc_prolog_disks *p, bool ok, util_err *err);
 
 /* Complete or roll back the disk operations (disk-*, cdrom, disk-prolog)
  * a crashed qvm left on VM id. With the VM lock held; the journal is

@@ -11,7 +11,7 @@
 #include "snapshot.h"
 #include "storage/storage.h"
 
-#define JOB_PREFIX "qvm-snap-"
+#define JOB_PREFIX       "qvm-snap-"
 #define QUERY_TIMEOUT_MS 10000
 
 /* ---- the tree in the model ---------------------------------------------------------- */
@@ -36,7 +36,7 @@ static json_t *find_by_id(const lc_vm *vm, int64_t id, size_t *ret_index)
 	json_t *s;
 	size_t i;
 
-	json_array_foreach(items_of(vm), i, s) {
+	json_array_foreach (items_of(vm), i, s) {
 		if (jint(s, "id") == id) {
 			if (ret_index)
 				*ret_index = i;
@@ -51,7 +51,7 @@ static json_t *find_by_tag(const lc_vm *vm, const char *tag)
 	json_t *s;
 	size_t i;
 
-	json_array_foreach(items_of(vm), i, s)
+	json_array_foreach (items_of(vm), i, s)
 		if (util_streq(jstr(s, "tag"), tag))
 			return s;
 	return NULL;
@@ -73,8 +73,9 @@ static int find_snap(const lc_vm *vm, const char *snap, json_t **ret, util_err *
 	if (!s)
 		s = find_by_tag(vm, snap);
 	if (!s)
-		return util_err_set(err, -ENOENT, "vm '%s' has no snapshot '%s'; see qvm snapshot-list %s",
-				    vm->def.name, snap, vm->def.name);
+		return util_err_set(err, -ENOENT,
+		                    "vm '%s' has no snapshot '%s'; see qvm snapshot-list %s",
+		                    vm->def.name, snap, vm->def.name);
 	*ret = s;
 	return 0;
 }
@@ -97,7 +98,8 @@ int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err)
 		int64_t id = jint(s, "id");
 
 		if (!json_is_object(s) || id <= 0)
-			return util_err_set(err, -EBADMSG, "journal record %" PRIu64 ": bad snapshot", seq);
+			return util_err_set(err, -EBADMSG,
+			                    "journal record %" PRIu64 ": bad snapshot", seq);
 		json_array_append_new(items, json_deep_copy(s));
 		json_object_set_new(vm->snapshots, "current", json_integer(id));
 		if (id >= jint(vm->snapshots, "next"))
@@ -113,7 +115,7 @@ int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err)
 		if (!(s = find_by_id(vm, id, &at)))
 			return 0;
 		parent = jint(s, "parent");
-		json_array_foreach(items, i, o)
+		json_array_foreach (items, i, o)
 			if (jint(o, "parent") == id)
 				json_object_set_new(o, "parent", json_integer(parent));
 		if (current_of(vm) == id)
@@ -126,7 +128,7 @@ int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err)
 		return 0;
 	}
 	return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " has unknown type '%s'", seq,
-			    type ? type : "");
+	                    type ? type : "");
 }
 
 int lc_snap_forget_all(lc_db *db, lc_vm *vm, util_err *err)
@@ -135,12 +137,13 @@ int lc_snap_forget_all(lc_db *db, lc_vm *vm, util_err *err)
 	json_t *s;
 	size_t i;
 
-	json_array_foreach(items, i, s) {
+	json_array_foreach (items, i, s) {
 		int r = lc_db_append(db,
-				     json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
-					       (json_int_t)vm->id, "snap", (json_int_t)jint(s, "id"), "tag",
-					       jstr(s, "tag"), "reason", "snapshot gone with the vm's disks"),
-				     NULL, err);
+		                     json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del",
+		                               "id", (json_int_t)vm->id, "snap",
+		                               (json_int_t)jint(s, "id"), "tag", jstr(s, "tag"),
+		                               "reason", "snapshot gone with the vm's disks"),
+		                     NULL, err);
 
 		if (r < 0)
 			return r;
@@ -212,9 +215,10 @@ static int target_all(const lc_vm *vm, target *t, util_err *err)
 		const lc_disk *d = &vm->def.disks[i];
 
 		if (!util_streq(d->format, "qcow2"))
-			return util_err_set(err, -EOPNOTSUPP,
-					    "disk %u of '%s' is %s: vm snapshots need every disk in qcow2 (internal snapshots); detach it or convert it",
-					    d->id, vm->def.name, d->format ? d->format : "of no format");
+			return util_err_set(
+			        err, -EOPNOTSUPP,
+			        "disk %u of '%s' is %s: vm snapshots need every disk in qcow2 (internal snapshots); detach it or convert it",
+			        d->id, vm->def.name, d->format ? d->format : "of no format");
 		if (d->readonly || !d->path)
 			continue;
 		if (t->n == LC_DISKS_MAX)
@@ -223,9 +227,10 @@ static int target_all(const lc_vm *vm, target *t, util_err *err)
 		t->paths[t->n++] = util_xstrdup(d->path);
 	}
 	if (t->n == 0)
-		return util_err_set(err, -EOPNOTSUPP,
-				    "'%s' has no writable disk: a vm snapshot is kept in its qcow2 disks",
-				    vm->def.name);
+		return util_err_set(
+		        err, -EOPNOTSUPP,
+		        "'%s' has no writable disk: a vm snapshot is kept in its qcow2 disks",
+		        vm->def.name);
 	return 0;
 }
 
@@ -234,10 +239,10 @@ json_t *lc_snap_of_disk(const lc_vm *vm, unsigned disk_id, const char *name)
 	json_t *s, *v;
 	size_t i, k;
 
-	json_array_foreach(items_of(vm), i, s) {
+	json_array_foreach (items_of(vm), i, s) {
 		if (!util_streq(jstr(s, "tag"), name))
 			continue;
-		json_array_foreach(json_object_get(s, "disks"), k, v)
+		json_array_foreach (json_object_get(s, "disks"), k, v)
 			if (json_integer_value(v) == (json_int_t)disk_id)
 				return s;
 	}
@@ -260,7 +265,7 @@ static int target_of(const lc_vm *vm, json_t *snap, bool strict, target *t, util
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(json_object_get(snap, "disks"), i, v) {
+	json_array_foreach (json_object_get(snap, "disks"), i, v) {
 		unsigned id = (unsigned)json_integer_value(v);
 		const lc_disk *d = NULL;
 
@@ -269,9 +274,10 @@ static int target_of(const lc_vm *vm, json_t *snap, bool strict, target *t, util
 				d = &vm->def.disks[k];
 		if (!d || !d->path) {
 			if (strict)
-				return util_err_set(err, -ENOENT,
-						    "disk %u of snapshot '%s' is no longer attached to '%s'",
-						    id, jstr(snap, "tag"), vm->def.name);
+				return util_err_set(
+				        err, -ENOENT,
+				        "disk %u of snapshot '%s' is no longer attached to '%s'",
+				        id, jstr(snap, "tag"), vm->def.name);
 			continue;
 		}
 		if (t->n == LC_DISKS_MAX)
@@ -289,7 +295,7 @@ static json_t *find_job(json_t *jobs, const char *id)
 	json_t *j;
 	size_t i;
 
-	json_array_foreach(jobs, i, j)
+	json_array_foreach (jobs, i, j)
 		if (util_streq(jstr(j, "id"), id))
 			return j;
 	return NULL;
@@ -321,10 +327,10 @@ static int wait_job(qmp_client *q, const char *id, util_err *err)
 		}
 		if (left <= 0)
 			return util_err_set(err, -ETIMEDOUT, "job '%s' did not end within %d s", id,
-					    QMP_TIMEOUT_JOB_MS / 1000);
+			                    QMP_TIMEOUT_JOB_MS / 1000);
 		/* any status change: look again */
 		r = qmp_wait_event(q, "JOB_STATUS_CHANGE", (int)(left < 1000 ? left : 1000), &ev,
-				   err);
+		                   err);
 		if (r < 0 && r != -ETIMEDOUT)
 			return r;
 		util_err_clear(err);
@@ -361,7 +367,7 @@ static int settle_jobs(qmp_client *q, util_err *err)
 
 	if (r < 0)
 		return r;
-	json_array_foreach(jobs, i, j) {
+	json_array_foreach (jobs, i, j) {
 		const char *id = jstr(j, "id");
 		util_err ignored = { 0 };
 
@@ -385,12 +391,12 @@ static int target_count(target *t, const char *tag, unsigned count[], util_err *
 		json_t *n;
 		size_t i;
 		_cleanup_json_ json_t *args = json_pack("{s:b}", "flat", 1);
-		int r = qmp_execute(t->qmp, "query-named-block-nodes", args, QUERY_TIMEOUT_MS, &nodes,
-				    err);
+		int r = qmp_execute(t->qmp, "query-named-block-nodes", args, QUERY_TIMEOUT_MS,
+		                    &nodes, err);
 
 		if (r < 0)
 			return r;
-		json_array_foreach(nodes, i, n) {
+		json_array_foreach (nodes, i, n) {
 			json_t *s;
 			size_t k;
 
@@ -400,7 +406,9 @@ static int target_count(target *t, const char *tag, unsigned count[], util_err *
 				node_of(t->ids[d], node, sizeof(node));
 				if (!util_streq(jstr(n, "node-name"), node))
 					continue;
-				json_array_foreach(json_object_get(json_object_get(n, "image"), "snapshots"), k, s)
+				json_array_foreach (
+				        json_object_get(json_object_get(n, "image"), "snapshots"),
+				        k, s)
 					if (util_streq(jstr(s, "name"), tag))
 						count[d]++;
 			}
@@ -415,7 +423,7 @@ static int target_count(target *t, const char *tag, unsigned count[], util_err *
 
 		if (r < 0)
 			return r;
-		json_array_foreach(json_object_get(info, "snapshots"), k, s)
+		json_array_foreach (json_object_get(info, "snapshots"), k, s)
 			if (util_streq(jstr(s, "name"), tag))
 				count[d]++;
 	}
@@ -425,13 +433,14 @@ static int target_count(target *t, const char *tag, unsigned count[], util_err *
 /* Refuse to act on tag where a disk holds it more than once: which one is
  * the VM snapshot's cannot be told, and the other may be the user's. */
 static int check_unique(const target *t, const char *vmname, const char *tag,
-			const unsigned count[], util_err *err)
+                        const unsigned count[], util_err *err)
 {
 	for (size_t d = 0; d < t->n; d++)
 		if (count[d] > 1)
-			return util_err_set(err, -ENOTUNIQ,
-					    "disk %u of '%s' holds %u internal snapshots named '%s', so qvm cannot tell which one belongs to the vm snapshot and leaves both alone (one was made outside qvm; see qvm disk-snapshot-list %s %u)",
-					    t->ids[d], vmname, count[d], tag, vmname, t->ids[d]);
+			return util_err_set(
+			        err, -ENOTUNIQ,
+			        "disk %u of '%s' holds %u internal snapshots named '%s', so qvm cannot tell which one belongs to the vm snapshot and leaves both alone (one was made outside qvm; see qvm disk-snapshot-list %s %u)",
+			        t->ids[d], vmname, count[d], tag, vmname, t->ids[d]);
 	return 0;
 }
 
@@ -440,7 +449,7 @@ static int check_unique(const target *t, const char *vmname, const char *tag,
  * held before the snapshot was taken (lc_vm_snapshot_create checks), so
  * what it removes is the VM snapshot's own. */
 static int target_remove(target *t, const char *vmname, const char *tag, const char *crash_point,
-			 util_err *err)
+                         util_err *err)
 {
 	unsigned count[LC_DISKS_MAX];
 	int r = target_count(t, tag, count, err);
@@ -463,9 +472,9 @@ static int target_remove(target *t, const char *vmname, const char *tag, const c
 			return 0;
 		}
 		r = run_job(t->qmp, "snapshot-delete",
-			    json_pack("{s:s, s:s, s:o}", "job-id", JOB_PREFIX "delete", "tag", tag,
-				      "devices", devices),
-			    err);
+		            json_pack("{s:s, s:s, s:o}", "job-id", JOB_PREFIX "delete", "tag", tag,
+		                      "devices", devices),
+		            err);
 		if (crash_point)
 			util_crash_point(crash_point);
 		return r;
@@ -486,7 +495,7 @@ static int target_remove(target *t, const char *vmname, const char *tag, const c
  * disk-snapshot-create, or by hand) would be taken for the VM snapshot's
  * by a later revert or delete, so it is refused. */
 static int target_free(target *t, const char *tag, bool *ret_free, unsigned *ret_disk,
-		       util_err *err)
+                       util_err *err)
 {
 	unsigned count[LC_DISKS_MAX];
 	int r = target_count(t, tag, count, err);
@@ -525,9 +534,9 @@ static int target_create(target *t, const char *tag, bool memory, util_err *err)
 	if (t->qmp && memory) {
 		node_of(t->ids[0], node, sizeof(node));
 		r = run_job(t->qmp, "snapshot-save",
-			    json_pack("{s:s, s:s, s:s, s:o}", "job-id", JOB_PREFIX "save", "tag", tag,
-				      "vmstate", node, "devices", nodes_json(t)),
-			    err);
+		            json_pack("{s:s, s:s, s:s, s:o}", "job-id", JOB_PREFIX "save", "tag",
+		                      tag, "vmstate", node, "devices", nodes_json(t)),
+		            err);
 		return r < 0 ? r : util_fail_point("snapshot-create-after-disk", err);
 	}
 	if (t->qmp) {
@@ -543,7 +552,8 @@ static int target_create(target *t, const char *tag, bool memory, util_err *err)
 
 			node_of(t->ids[d], node, sizeof(node));
 			args = json_pack("{s:s, s:s}", "device", node, "name", tag);
-			r = qmp_execute(t->qmp, "blockdev-snapshot-internal-sync", args, 0, NULL, err);
+			r = qmp_execute(t->qmp, "blockdev-snapshot-internal-sync", args, 0, NULL,
+			                err);
 		} else {
 			r = stor_snapshot(t->paths[d], STOR_SNAP_CREATE, tag, err);
 		}
@@ -565,7 +575,7 @@ static int target_create(target *t, const char *tag, bool memory, util_err *err)
  * tag; refused before anything changes unless each disk holds tag exactly
  * once (qemu-img and snapshot-load would take the first of several). */
 static int target_revert(target *t, const char *vmname, const char *tag, unsigned vmstate,
-			 util_err *err)
+                         util_err *err)
 {
 	unsigned count[LC_DISKS_MAX];
 	char node[32];
@@ -577,15 +587,16 @@ static int target_revert(target *t, const char *vmname, const char *tag, unsigne
 		return r;
 	for (size_t d = 0; d < t->n; d++)
 		if (!count[d])
-			return util_err_set(err, -ENOENT,
-					    "disk %u of '%s' holds no internal snapshot named '%s' (removed by hand, or the disk was replaced)",
-					    t->ids[d], vmname, tag);
+			return util_err_set(
+			        err, -ENOENT,
+			        "disk %u of '%s' holds no internal snapshot named '%s' (removed by hand, or the disk was replaced)",
+			        t->ids[d], vmname, tag);
 	if (t->qmp) {
 		node_of(vmstate, node, sizeof(node));
 		return run_job(t->qmp, "snapshot-load",
-			       json_pack("{s:s, s:s, s:s, s:o}", "job-id", JOB_PREFIX "load", "tag", tag,
-					 "vmstate", node, "devices", nodes_json(t)),
-			       err);
+		               json_pack("{s:s, s:s, s:s, s:o}", "job-id", JOB_PREFIX "load", "tag",
+		                         tag, "vmstate", node, "devices", nodes_json(t)),
+		               err);
 	}
 	for (size_t d = 0; d < t->n; d++) {
 		r = stor_snapshot(t->paths[d], STOR_SNAP_APPLY, tag, err);
@@ -601,13 +612,13 @@ static int target_revert(target *t, const char *vmname, const char *tag, unsigne
 static json_t *intent_rec(const char *op, uint64_t id, json_t *data)
 {
 	return json_pack("{s:s, s:s, s:I, s:o}", "type", "intent", "op", op, "id", (json_int_t)id,
-			 "data", data);
+	                 "data", data);
 }
 
 static json_t *done_rec(uint64_t seq, const char *result, const char *error)
 {
 	json_t *rec = json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
-				"result", result);
+	                        "result", result);
 
 	if (error)
 		json_object_set_new(rec, "error", json_string(error));
@@ -617,8 +628,8 @@ static json_t *done_rec(uint64_t seq, const char *result, const char *error)
 static json_t *state_rec(uint64_t id, lc_lcm lcm, const char *reason, const char *prev)
 {
 	json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s}", "type", "state", "id", (json_int_t)id,
-				"state", lc_state_name(LC_ACTIVE), "lcm", lc_lcm_name(lcm), "reason",
-				reason);
+	                        "state", lc_state_name(LC_ACTIVE), "lcm", lc_lcm_name(lcm),
+	                        "reason", reason);
 
 	if (prev)
 		json_object_set_new(rec, "prev", json_string(prev));
@@ -628,7 +639,7 @@ static json_t *state_rec(uint64_t id, lc_lcm lcm, const char *reason, const char
 /* Append records (stolen, NULL entries skipped) in one short writer
  * transaction; *ret_seq (may be NULL) gets the first one's sequence. */
 static int append(const char *root, uint64_t *ret_seq, util_err *err, json_t *a, json_t *b,
-		  json_t *c, json_t *d)
+                  json_t *c, json_t *d)
 {
 	json_t *recs[] = { a, b, c, d };
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
@@ -702,23 +713,29 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		r = target_remove(&t, vm->def.name, tag, NULL, &why);
 		if (r == 0 && find_by_id(vm, jint(data, "snap"), NULL))
 			r = lc_db_append(db,
-					 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
-						   (json_int_t)id, "snap", (json_int_t)jint(data, "snap"), "tag",
-						   tag, "reason", "snapshot deleted (finished after a crash)"),
-					 NULL, err);
+			                 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type",
+			                           "snapshot-del", "id", (json_int_t)id, "snap",
+			                           (json_int_t)jint(data, "snap"), "tag", tag,
+			                           "reason",
+			                           "snapshot deleted (finished after a crash)"),
+			                 NULL, err);
 		result = r < 0 ? "failed" : "ok";
 	} else if (util_streq(op, "snapshot-revert")) {
 		/* finished: the VM was asked to go back there */
 		if (t.qmp && !json_is_true(json_object_get(data, "memory")))
-			r = util_err_set(&why, -EINVAL, "a snapshot without memory cannot be loaded into a running vm");
+			r = util_err_set(
+			        &why, -EINVAL,
+			        "a snapshot without memory cannot be loaded into a running vm");
 		else
-			r = target_revert(&t, vm->def.name, tag, (unsigned)jint(data, "vmstate"), &why);
+			r = target_revert(&t, vm->def.name, tag, (unsigned)jint(data, "vmstate"),
+			                  &why);
 		if (r == 0 && find_by_id(vm, jint(data, "snap"), NULL))
 			r = lc_db_append(db,
-					 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-current",
-						   "id", (json_int_t)id, "snap", (json_int_t)jint(data, "snap"),
-						   "tag", tag, "reason", "reverted (finished after a crash)"),
-					 NULL, err);
+			                 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type",
+			                           "snapshot-current", "id", (json_int_t)id, "snap",
+			                           (json_int_t)jint(data, "snap"), "tag", tag,
+			                           "reason", "reverted (finished after a crash)"),
+			                 NULL, err);
 		result = r < 0 ? "failed" : "ok";
 	} else {
 		return 0; /* unknown to this version */
@@ -733,15 +750,17 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		if (t.qmp && prev == LC_LCM_RUNNING && qmp_status(t.qmp, &running, &why) == 0 &&
 		    !running)
 			qmp_execute(t.qmp, "cont", NULL, 0, NULL, &why);
-		r = lc_db_append(db, state_rec(id, prev, "snapshot operation settled after a crash", NULL),
-				 NULL, err);
+		r = lc_db_append(
+		        db, state_rec(id, prev, "snapshot operation settled after a crash", NULL),
+		        NULL, err);
 		if (r < 0)
 			return r;
 	}
 	/* a failure is kept in the done record: it must not block every
 	 * later writer of the journal */
-	return lc_db_append(db, done_rec(seq, result, util_streq(result, "failed") ? why.msg : NULL),
-			    NULL, err);
+	return lc_db_append(db,
+	                    done_rec(seq, result, util_streq(result, "failed") ? why.msg : NULL),
+	                    NULL, err);
 }
 
 int lc_snap_settle(const char *root, uint64_t id, util_err *err)
@@ -755,7 +774,7 @@ int lc_snap_settle(const char *root, uint64_t id, util_err *err)
 	if (r < 0)
 		return r;
 	open = json_deep_copy(lc_db_intents(db));
-	json_object_foreach(open, key, intent) {
+	json_object_foreach (open, key, intent) {
 		if ((uint64_t)jint(intent, "id") != id ||
 		    !util_startswith(jstr(intent, "op") ? jstr(intent, "op") : "", "snapshot-"))
 			continue;
@@ -784,9 +803,10 @@ static int check_state(const lc_vm *vm, const char *what, bool *ret_running, uti
 		return 0;
 	}
 	text = lc_state_text(vm);
-	return util_err_set(err, -EBUSY,
-			    "cannot %s '%s': it is %s; snapshots need it ACTIVE/RUNNING, ACTIVE/PAUSED, PENDING, HOLD, POWEROFF or UNDEPLOYED",
-			    what, vm->def.name, text);
+	return util_err_set(
+	        err, -EBUSY,
+	        "cannot %s '%s': it is %s; snapshots need it ACTIVE/RUNNING, ACTIVE/PAUSED, PENDING, HOLD, POWEROFF or UNDEPLOYED",
+	        what, vm->def.name, text);
 }
 
 /* A command's view of a held VM: a reader's copy of the journal. */
@@ -812,7 +832,7 @@ static int reload(const char *root, held_vm *x, util_err *err)
 }
 
 static int hold(const char *root, const char *name, const lc_run_opts *opts, held_vm *x,
-		util_err *err)
+                util_err *err)
 {
 	int r;
 
@@ -825,7 +845,7 @@ static int hold(const char *root, const char *name, const lc_run_opts *opts, hel
 
 /* Delete snapshot s (borrowed from x->vm) of a held VM. */
 static int delete_held(const char *root, held_vm *x, json_t *s, bool running, const char *why,
-		       util_err *err)
+                       util_err *err)
 {
 	_cleanup_(target_clear) target t = { 0 };
 	_cleanup_free_ char *tag = util_xstrdup(jstr(s, "tag"));
@@ -839,11 +859,12 @@ static int delete_held(const char *root, held_vm *x, json_t *s, bool running, co
 		return r;
 	target_of(x->vm, s, false, &t, err);
 	r = append(root, &intent, err,
-		   intent_rec("snapshot-delete", x->h.id,
-			      json_pack("{s:I, s:s, s:o}", "snap", (json_int_t)sid, "tag", tag, "disks",
-					ids_json(&t))),
-		   running ? state_rec(x->h.id, LC_LCM_SNAPSHOT, "deleting a snapshot", prev) : NULL,
-		   NULL, NULL);
+	           intent_rec("snapshot-delete", x->h.id,
+	                      json_pack("{s:I, s:s, s:o}", "snap", (json_int_t)sid, "tag", tag,
+	                                "disks", ids_json(&t))),
+	           running ? state_rec(x->h.id, LC_LCM_SNAPSHOT, "deleting a snapshot", prev)
+	                   : NULL,
+	           NULL, NULL);
 	if (r < 0)
 		return r;
 	util_crash_point("snapshot-delete-after-intent");
@@ -852,17 +873,19 @@ static int delete_held(const char *root, held_vm *x, json_t *s, bool running, co
 		util_err ignored = { 0 };
 
 		append(root, NULL, &ignored,
-		       running ? state_rec(x->h.id, x->vm->lcm, "snapshot deletion failed", NULL) : NULL,
+		       running ? state_rec(x->h.id, x->vm->lcm, "snapshot deletion failed", NULL)
+		               : NULL,
 		       done_rec(intent, "failed", err->msg), NULL, NULL);
 		return util_err_prefix(err, "cannot delete snapshot '%s' of '%s'", tag, x->h.name);
 	}
 	util_crash_point("snapshot-delete-before-record");
 	reason = util_xasprintf("snapshot %" PRId64 " '%s' deleted%s", sid, tag, why ? why : "");
 	r = append(root, NULL, err,
-		   json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
-			     (json_int_t)x->h.id, "snap", (json_int_t)sid, "tag", tag, "reason", reason),
-		   running ? state_rec(x->h.id, x->vm->lcm, "snapshot deleted", NULL) : NULL,
-		   done_rec(intent, "ok", NULL), NULL);
+	           json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del", "id",
+	                     (json_int_t)x->h.id, "snap", (json_int_t)sid, "tag", tag, "reason",
+	                     reason),
+	           running ? state_rec(x->h.id, x->vm->lcm, "snapshot deleted", NULL) : NULL,
+	           done_rec(intent, "ok", NULL), NULL);
 	if (r == 0)
 		r = reload(root, x, err);
 	return r;
@@ -873,9 +896,10 @@ static json_t *oldest(const lc_vm *vm)
 	json_t *best = NULL, *s;
 	size_t i;
 
-	json_array_foreach(items_of(vm), i, s)
+	json_array_foreach (items_of(vm), i, s)
 		if (!best || jint(s, "created") < jint(best, "created") ||
-		    (jint(s, "created") == jint(best, "created") && jint(s, "id") < jint(best, "id")))
+		    (jint(s, "created") == jint(best, "created") &&
+		     jint(s, "id") < jint(best, "id")))
 			best = s;
 	return best;
 }
@@ -888,13 +912,15 @@ static int pick_tag(const lc_vm *vm, const char *tag, char **ret, util_err *err)
 	if (r < 0)
 		return r;
 	if (all_digits(tag))
-		return util_err_set(err, -EINVAL,
-				    "snapshot tag '%s' is all digits, which names snapshots by id; add a letter",
-				    tag);
+		return util_err_set(
+		        err, -EINVAL,
+		        "snapshot tag '%s' is all digits, which names snapshots by id; add a letter",
+		        tag);
 	if (find_by_tag(vm, tag))
-		return util_err_set(err, -EEXIST,
-				    "vm '%s' has a snapshot tagged '%s' already; choose another tag or delete it",
-				    vm->def.name, tag);
+		return util_err_set(
+		        err, -EEXIST,
+		        "vm '%s' has a snapshot tagged '%s' already; choose another tag or delete it",
+		        vm->def.name, tag);
 	*ret = util_xstrdup(tag);
 	return 0;
 }
@@ -902,7 +928,7 @@ static int pick_tag(const lc_vm *vm, const char *tag, char **ret, util_err *err)
 /* A tag for a new snapshot of a VM: the one asked for, refused when the
  * tree or a disk of t has it; or snap-<sid>[-N], the first free one. */
 static int choose_tag(const lc_vm *vm, target *t, const char *tag_arg, int64_t sid, char **ret,
-		      util_err *err)
+                      util_err *err)
 {
 	_cleanup_free_ char *tag = NULL;
 	unsigned disk = 0;
@@ -916,16 +942,17 @@ static int choose_tag(const lc_vm *vm, target *t, const char *tag_arg, int64_t s
 		if (r < 0)
 			return r;
 		if (!free_on_disks)
-			return util_err_set(err, -EEXIST,
-					    "disk %u of '%s' holds an internal snapshot named '%s' already (a disk snapshot: see qvm disk-snapshot-list %s %u); a vm snapshot of that name would be mistaken for it: choose another tag",
-					    disk, vm->def.name, tag, vm->def.name, disk);
+			return util_err_set(
+			        err, -EEXIST,
+			        "disk %u of '%s' holds an internal snapshot named '%s' already (a disk snapshot: see qvm disk-snapshot-list %s %u); a vm snapshot of that name would be mistaken for it: choose another tag",
+			        disk, vm->def.name, tag, vm->def.name, disk);
 		*ret = TAKE_PTR(tag);
 		return 0;
 	}
 	for (unsigned n = 1; n < 1000; n++) {
 		free(tag);
 		tag = n == 1 ? util_xasprintf("snap-%" PRId64, sid)
-			     : util_xasprintf("snap-%" PRId64 "-%u", sid, n);
+		             : util_xasprintf("snap-%" PRId64 "-%u", sid, n);
 		if (find_by_tag(vm, tag))
 			continue;
 		r = target_free(t, tag, &free_on_disks, &disk, err);
@@ -947,9 +974,10 @@ static int prune(const char *root, held_vm *x, bool running, util_err *err)
 	json_t *old;
 	int r = 0;
 
-	while (json_array_size(items_of(x->vm)) > lc_vm_snapshots_max(x->vm) && (old = oldest(x->vm))) {
+	while (json_array_size(items_of(x->vm)) > lc_vm_snapshots_max(x->vm) &&
+	       (old = oldest(x->vm))) {
 		_cleanup_free_ char *why = util_xasprintf(" (pruned: at most %u snapshots)",
-							  lc_vm_snapshots_max(x->vm));
+		                                          lc_vm_snapshots_max(x->vm));
 
 		r = delete_held(root, x, old, running, why, err);
 		if (r < 0)
@@ -959,7 +987,7 @@ static int prune(const char *root, held_vm *x, bool running, util_err *err)
 }
 
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_arg, bool no_memory,
-			  const lc_run_opts *opts, json_t **ret_snap, util_err *err)
+                          const lc_run_opts *opts, json_t **ret_snap, util_err *err)
 {
 	_cleanup_(held_vm_clear) held_vm x = { 0 };
 	_cleanup_(target_clear) target t = { 0 };
@@ -989,18 +1017,18 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	lcm = x.vm->lcm;
 	prev = util_xstrdup(lc_lcm_name(lcm));
 	snap = json_pack("{s:I, s:s, s:I, s:b, s:o, s:I, s:s}", "id", (json_int_t)sid, "tag", tag,
-			 "parent", (json_int_t)current_of(x.vm), "memory", memory, "disks",
-			 ids_json(&t), "created", (json_int_t)util_realtime_ms(), "state",
-			 running ? lc_lcm_name(lcm) : lc_state_name(x.vm->state));
+	                 "parent", (json_int_t)current_of(x.vm), "memory", memory, "disks",
+	                 ids_json(&t), "created", (json_int_t)util_realtime_ms(), "state",
+	                 running ? lc_lcm_name(lcm) : lc_state_name(x.vm->state));
 	json_object_set_new(snap, "vmstate", memory ? json_integer(t.ids[0]) : json_null());
 	/* "fresh": no disk held the tag before this intent, so what a
 	 * rollback finds under it is this operation's own */
 	r = append(root, &intent, err,
-		   intent_rec("snapshot-create", x.h.id,
-			      json_pack("{s:I, s:s, s:o, s:b, s:b}", "snap", (json_int_t)sid, "tag", tag,
-					"disks", ids_json(&t), "memory", memory, "fresh", 1)),
-		   running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL, NULL,
-		   NULL);
+	           intent_rec("snapshot-create", x.h.id,
+	                      json_pack("{s:I, s:s, s:o, s:b, s:b}", "snap", (json_int_t)sid, "tag",
+	                                tag, "disks", ids_json(&t), "memory", memory, "fresh", 1)),
+	           running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL,
+	           NULL, NULL);
 	if (r < 0)
 		return r;
 	util_crash_point("snapshot-create-after-intent");
@@ -1016,12 +1044,12 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	}
 	util_crash_point("snapshot-create-before-record");
 	reason = util_xasprintf("snapshot %" PRId64 " '%s' taken (%s)", sid, tag,
-				memory ? "memory and disks" : "disks");
+	                        memory ? "memory and disks" : "disks");
 	r = append(root, NULL, err,
-		   json_pack("{s:s, s:I, s:O, s:s, s:s}", "type", "snapshot-add", "id",
-			     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason),
-		   running ? state_rec(x.h.id, lcm, "snapshot taken", NULL) : NULL,
-		   done_rec(intent, "ok", NULL), NULL);
+	           json_pack("{s:s, s:I, s:O, s:s, s:s}", "type", "snapshot-add", "id",
+	                     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason),
+	           running ? state_rec(x.h.id, lcm, "snapshot taken", NULL) : NULL,
+	           done_rec(intent, "ok", NULL), NULL);
 	if (r < 0)
 		return r;
 	/* the command socket takes one client: delete_held connects anew */
@@ -1030,15 +1058,18 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	if (r == 0)
 		r = prune(root, &x, running, err);
 	if (r < 0)
-		return util_err_prefix(err, "snapshot %" PRId64 " '%s' of '%s' was taken, but the oldest could not be pruned to keep at most %u",
-				       sid, tag, x.h.name, lc_vm_snapshots_max(x.vm));
+		return util_err_prefix(
+		        err,
+		        "snapshot %" PRId64
+		        " '%s' of '%s' was taken, but the oldest could not be pruned to keep at most %u",
+		        sid, tag, x.h.name, lc_vm_snapshots_max(x.vm));
 	if (ret_snap)
 		*ret_snap = TAKE_PTR(snap);
 	return 0;
 }
 
 int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_arg,
-			  const lc_run_opts *opts, util_err *err)
+                          const lc_run_opts *opts, util_err *err)
 {
 	_cleanup_(held_vm_clear) held_vm x = { 0 };
 	_cleanup_(target_clear) target t = { 0 };
@@ -1061,23 +1092,24 @@ int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_a
 	memory = json_is_true(json_object_get(s, "memory"));
 	vmstate = (unsigned)jint(s, "vmstate");
 	if (running && !memory)
-		return util_err_set(err, -EINVAL,
-				    "cannot revert '%s' to snapshot '%s' while it runs: the snapshot holds no memory (taken with --no-memory or while the vm was off); power it off (qvm poweroff %s) and revert then",
-				    x.h.name, tag, x.h.name);
+		return util_err_set(
+		        err, -EINVAL,
+		        "cannot revert '%s' to snapshot '%s' while it runs: the snapshot holds no memory (taken with --no-memory or while the vm was off); power it off (qvm poweroff %s) and revert then",
+		        x.h.name, tag, x.h.name);
 	r = target_of(x.vm, s, true, &t, err);
 	if (r == 0 && running)
 		r = lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot revert '%s'", x.h.name);
 	r = append(root, &intent, err,
-		   intent_rec("snapshot-revert", x.h.id,
-			      json_pack("{s:I, s:s, s:o, s:b, s:I}", "snap", (json_int_t)sid, "tag", tag,
-					"disks", ids_json(&t), "memory", memory, "vmstate",
-					(json_int_t)vmstate)),
-		   running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "reverting to a snapshot",
-				       lc_lcm_name(x.vm->lcm))
-			   : NULL,
-		   NULL, NULL);
+	           intent_rec("snapshot-revert", x.h.id,
+	                      json_pack("{s:I, s:s, s:o, s:b, s:I}", "snap", (json_int_t)sid, "tag",
+	                                tag, "disks", ids_json(&t), "memory", memory, "vmstate",
+	                                (json_int_t)vmstate)),
+	           running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "reverting to a snapshot",
+	                               lc_lcm_name(x.vm->lcm))
+	                   : NULL,
+	           NULL, NULL);
 	if (r < 0)
 		return r;
 	util_crash_point("snapshot-revert-after-intent");
@@ -1086,22 +1118,23 @@ int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_a
 		util_err ignored = { 0 };
 
 		append(root, NULL, &ignored,
-		       running ? state_rec(x.h.id, x.vm->lcm, "snapshot revert failed", NULL) : NULL,
+		       running ? state_rec(x.h.id, x.vm->lcm, "snapshot revert failed", NULL)
+		               : NULL,
 		       done_rec(intent, "failed", err->msg), NULL, NULL);
 		return util_err_prefix(err, "cannot revert '%s' to snapshot '%s'", x.h.name, tag);
 	}
 	util_crash_point("snapshot-revert-before-record");
 	reason = util_xasprintf("reverted to snapshot %" PRId64 " '%s'", sid, tag);
 	return append(root, NULL, err,
-		      json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-current", "id",
-				(json_int_t)x.h.id, "snap", (json_int_t)sid, "tag", tag, "reason",
-				reason),
-		      running ? state_rec(x.h.id, x.vm->lcm, reason, NULL) : NULL,
-		      done_rec(intent, "ok", NULL), NULL);
+	              json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-current", "id",
+	                        (json_int_t)x.h.id, "snap", (json_int_t)sid, "tag", tag, "reason",
+	                        reason),
+	              running ? state_rec(x.h.id, x.vm->lcm, reason, NULL) : NULL,
+	              done_rec(intent, "ok", NULL), NULL);
 }
 
 int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap_arg,
-			  const lc_run_opts *opts, util_err *err)
+                          const lc_run_opts *opts, util_err *err)
 {
 	_cleanup_(held_vm_clear) held_vm x = { 0 };
 	json_t *s = NULL;
@@ -1127,7 +1160,7 @@ int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_e
 		return r;
 	items = items_of(x.vm);
 	*ret = json_pack("{s:s, s:I, s:i, s:o}", "vm", x.h.name, "current",
-			 (json_int_t)current_of(x.vm), "max", (int)lc_vm_snapshots_max(x.vm),
-			 "snapshots", items ? json_deep_copy(items) : json_array());
+	                 (json_int_t)current_of(x.vm), "max", (int)lc_vm_snapshots_max(x.vm),
+	                 "snapshots", items ? json_deep_copy(items) : json_array());
 	return 0;
 }

@@ -5,32 +5,32 @@
 #include "lifecycle.h"
 
 static const char *const state_names[LC_STATE_COUNT] = {
-	[LC_PENDING] = "PENDING",     [LC_HOLD] = "HOLD",
-	[LC_ACTIVE] = "ACTIVE",       [LC_POWEROFF] = "POWEROFF",
-	[LC_SUSPENDED] = "SUSPENDED", [LC_STOPPED] = "STOPPED",
+	[LC_PENDING] = "PENDING",       [LC_HOLD] = "HOLD",
+	[LC_ACTIVE] = "ACTIVE",         [LC_POWEROFF] = "POWEROFF",
+	[LC_SUSPENDED] = "SUSPENDED",   [LC_STOPPED] = "STOPPED",
 	[LC_UNDEPLOYED] = "UNDEPLOYED", [LC_FAILED] = "FAILED",
-	[LC_UNKNOWN] = "UNKNOWN",     [LC_DONE] = "DONE",
+	[LC_UNKNOWN] = "UNKNOWN",       [LC_DONE] = "DONE",
 };
 
 static const char *const state_short[LC_STATE_COUNT] = {
-	[LC_PENDING] = "pend",  [LC_HOLD] = "hold",    [LC_ACTIVE] = "actv",
-	[LC_POWEROFF] = "poff", [LC_SUSPENDED] = "susp", [LC_STOPPED] = "stop",
-	[LC_UNDEPLOYED] = "unde", [LC_FAILED] = "fail", [LC_UNKNOWN] = "unkn",
+	[LC_PENDING] = "pend",    [LC_HOLD] = "hold",      [LC_ACTIVE] = "actv",
+	[LC_POWEROFF] = "poff",   [LC_SUSPENDED] = "susp", [LC_STOPPED] = "stop",
+	[LC_UNDEPLOYED] = "unde", [LC_FAILED] = "fail",    [LC_UNKNOWN] = "unkn",
 	[LC_DONE] = "done",
 };
 
 static const char *const lcm_names[LC_LCM_COUNT] = {
-	[LC_LCM_NONE] = "",          [LC_LCM_PROLOG] = "PROLOG",
-	[LC_LCM_BOOT] = "BOOT",      [LC_LCM_RUNNING] = "RUNNING",
-	[LC_LCM_PAUSED] = "PAUSED",  [LC_LCM_SHUTDOWN] = "SHUTDOWN",
+	[LC_LCM_NONE] = "",           [LC_LCM_PROLOG] = "PROLOG",
+	[LC_LCM_BOOT] = "BOOT",       [LC_LCM_RUNNING] = "RUNNING",
+	[LC_LCM_PAUSED] = "PAUSED",   [LC_LCM_SHUTDOWN] = "SHUTDOWN",
 	[LC_LCM_HOTPLUG] = "HOTPLUG", [LC_LCM_SNAPSHOT] = "SNAPSHOT",
-	[LC_LCM_SAVE] = "SAVE",      [LC_LCM_MIGRATE] = "MIGRATE",
+	[LC_LCM_SAVE] = "SAVE",       [LC_LCM_MIGRATE] = "MIGRATE",
 	[LC_LCM_EPILOG] = "EPILOG",
 };
 
 static const char *const lcm_short[LC_LCM_COUNT] = {
-	[LC_LCM_NONE] = "actv",   [LC_LCM_PROLOG] = "prol", [LC_LCM_BOOT] = "boot",
-	[LC_LCM_RUNNING] = "runn", [LC_LCM_PAUSED] = "paus", [LC_LCM_SHUTDOWN] = "shut",
+	[LC_LCM_NONE] = "actv",    [LC_LCM_PROLOG] = "prol",   [LC_LCM_BOOT] = "boot",
+	[LC_LCM_RUNNING] = "runn", [LC_LCM_PAUSED] = "paus",   [LC_LCM_SHUTDOWN] = "shut",
 	[LC_LCM_HOTPLUG] = "hotp", [LC_LCM_SNAPSHOT] = "snap", [LC_LCM_SAVE] = "save",
 	[LC_LCM_MIGRATE] = "migr", [LC_LCM_EPILOG] = "epil",
 };
@@ -78,8 +78,14 @@ typedef struct place {
 	lc_lcm lcm;
 } place;
 
-#define P(s) { LC_##s, LC_LCM_NONE }
-#define A(l) { LC_ACTIVE, LC_LCM_##l }
+#define P(s)                                                                                       \
+	{                                                                                          \
+		LC_##s, LC_LCM_NONE                                                                \
+	}
+#define A(l)                                                                                       \
+	{                                                                                          \
+		LC_ACTIVE, LC_LCM_##l                                                              \
+	}
 #define MAX_PLACES 8
 
 static const struct op_rule {
@@ -87,7 +93,9 @@ static const struct op_rule {
 	place allowed[MAX_PLACES];
 	size_t n;
 } op_rules[LC_OP_COUNT] = {
-	[LC_OP_START] = { "start", { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED) }, 5 },
+	[LC_OP_START] = { "start",
+	                  { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED) },
+	                  5 },
 	[LC_OP_HOLD] = { "hold", { P(PENDING) }, 1 },
 	[LC_OP_RELEASE] = { "release", { P(HOLD) }, 1 },
 	/* BOOT: a restart the policy has pending, which they cancel */
@@ -99,10 +107,20 @@ static const struct op_rule {
 	[LC_OP_SUSPEND] = { "suspend", { A(RUNNING), A(PAUSED) }, 2 },
 	[LC_OP_STOP] = { "stop", { A(RUNNING), A(PAUSED) }, 2 },
 	[LC_OP_UNDEPLOY] = { "undeploy", { A(RUNNING), P(POWEROFF) }, 2 },
-	[LC_OP_RESUME] = { "resume", { P(SUSPENDED), P(STOPPED), P(POWEROFF), P(UNDEPLOYED), A(PAUSED) }, 5 },
-	[LC_OP_DELETE] = { "delete", { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED), P(STOPPED), P(SUSPENDED) }, 7 },
-	[LC_OP_RESIZE_COLD] = { "resize", { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED) }, 5 },
-	[LC_OP_UPDATE] = { "update", { P(PENDING), P(HOLD), P(ACTIVE), P(POWEROFF), P(SUSPENDED), P(STOPPED), P(UNDEPLOYED), P(FAILED) }, 8 },
+	[LC_OP_RESUME] = { "resume",
+	                   { P(SUSPENDED), P(STOPPED), P(POWEROFF), P(UNDEPLOYED), A(PAUSED) },
+	                   5 },
+	[LC_OP_DELETE] = { "delete",
+	                   { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED), P(STOPPED),
+	                     P(SUSPENDED) },
+	                   7 },
+	[LC_OP_RESIZE_COLD] = { "resize",
+	                        { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED) },
+	                        5 },
+	[LC_OP_UPDATE] = { "update",
+	                   { P(PENDING), P(HOLD), P(ACTIVE), P(POWEROFF), P(SUSPENDED), P(STOPPED),
+	                     P(UNDEPLOYED), P(FAILED) },
+	                   8 },
 };
 
 const char *lc_op_name(lc_op op)
@@ -118,8 +136,7 @@ static void place_name(const place *p, char *buf, size_t len)
 		snprintf(buf, len, "%s", lc_state_name(p->state));
 }
 
-int lc_state_check(lc_op op, const char *vm_name, lc_state state, lc_lcm lcm,
-		   util_err *err)
+int lc_state_check(lc_op op, const char *vm_name, lc_state state, lc_lcm lcm, util_err *err)
 {
 	const struct op_rule *rule;
 	char list[512] = "", here[64];
@@ -142,11 +159,14 @@ int lc_state_check(lc_op op, const char *vm_name, lc_state state, lc_lcm lcm,
 
 		place_name(&rule->allowed[i], one, sizeof(one));
 		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
-					 i == 0 ? "" : i + 1 == rule->n ? " or " : ", ", one);
+		                         i == 0             ? ""
+		                         : i + 1 == rule->n ? " or "
+		                                            : ", ",
+		                         one);
 		if (used >= sizeof(list))
 			break;
 	}
 	place_name(&now, here, sizeof(here));
-	return util_err_set(err, -EPERM, "cannot %s '%s': it is %s; %s needs %s",
-			    rule->name, vm_name, here, rule->name, list);
+	return util_err_set(err, -EPERM, "cannot %s '%s': it is %s; %s needs %s", rule->name,
+	                    vm_name, here, rule->name, list);
 }

@@ -22,26 +22,26 @@
 #include "run.h"
 
 #define BOOT_QMP_TIMEOUT_MS 20000
-#define LOG_CAP (1u << 20) /* QEMU's log: enough for any error, bounded */
+#define LOG_CAP             (1u << 20) /* QEMU's log: enough for any error, bounded */
 /* The restart policy: at most RESTARTS_PER_WINDOW restarts within
  * RESTART_WINDOW_MS, each after a backoff of the base (1 s, or
  * QVM_RESTART_BACKOFF_MS for tests) doubled per recent restart up to 4x:
  * a QEMU that dies at once is given up after about half a minute, one that
  * runs a while between crashes gets its short backoff back. */
-#define RESTART_WINDOW_MS 60000
-#define RESTARTS_PER_WINDOW 10
-#define RESTART_BACKOFF_MS 1000
+#define RESTART_WINDOW_MS         60000
+#define RESTARTS_PER_WINDOW       10
+#define RESTART_BACKOFF_MS        1000
 #define RESTART_BACKOFF_DOUBLINGS 2
-#define RESTART_LOCK_RETRY_MS 200 /* a command holds the VM: try again soon */
-#define RESET_DEBOUNCE_MS 3000
+#define RESTART_LOCK_RETRY_MS     200 /* a command holds the VM: try again soon */
+#define RESET_DEBOUNCE_MS         3000
 /* The logs a VM writes for as long as it runs are bounded: each is moved
  * to NAME.1 (the previous .1 goes) when it passes its cap. QEMU writes the
  * console log itself (logappend=on: O_APPEND), so that one is copied and
  * truncated in place, looked at every LOG_CHECK_MS. Tests shrink both
  * with QVM_CONSOLE_LOG_CAP and QVM_LOG_CHECK_MS. */
-#define CONSOLE_LOG_CAP (8u << 20)
+#define CONSOLE_LOG_CAP    (8u << 20)
 #define SUPERVISOR_LOG_CAP (256u << 10)
-#define LOG_CHECK_MS 10000
+#define LOG_CHECK_MS       10000
 
 typedef enum timer_kind { TIMER_NONE, TIMER_SHUTDOWN, TIMER_RESTART } timer_kind;
 
@@ -58,29 +58,29 @@ typedef struct sup {
 	bool qemu_is_child; /* false after adoption: no exit status then */
 	qmp_client *qmp;
 
-	int status_fd;      /* the starter's pipe, until the boot is reported */
-	int lock_fd;        /* the VM lock handed over by `start`, until booted */
-	int log_pipe;       /* read end of QEMU's stdout/stderr */
+	int status_fd; /* the starter's pipe, until the boot is reported */
+	int lock_fd;   /* the VM lock handed over by `start`, until booted */
+	int log_pipe;  /* read end of QEMU's stdout/stderr */
 	int log_file;
 	size_t log_size;
 	char last_log_line[512];
-	char partial[512];  /* the line being read */
+	char partial[512]; /* the line being read */
 	size_t partial_len;
 
 	int timer_fd;
 	timer_kind timer;
-	int house_fd;       /* periodic: the console log's size */
+	int house_fd; /* periodic: the console log's size */
 	uint64_t console_cap;
 	int sig_fd;
 
-	bool shutdown_seen;    /* QEMU said SHUTDOWN: its exit is expected */
-	bool guest_initiated;  /* ... and the guest asked for it */
-	bool user_stop;        /* a qvm command asked for it: never restart */
+	bool shutdown_seen;      /* QEMU said SHUTDOWN: its exit is expected */
+	bool guest_initiated;    /* ... and the guest asked for it */
+	bool user_stop;          /* a qvm command asked for it: never restart */
 	char pending_target[16]; /* the target of the shutdown QEMU was asked for */
-	lc_state final_state;  /* where an expected exit leads */
+	lc_state final_state;    /* where an expected exit leads */
 	char final_reason[256];
 
-	bool own_reset;        /* the next host reset is our soft reboot's */
+	bool own_reset; /* the next host reset is our soft reboot's */
 	int64_t last_reset_ms;
 
 	int64_t restarts[RESTARTS_PER_WINDOW];
@@ -124,7 +124,8 @@ static void rotate_own_log(sup *s)
 	if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= SUPERVISOR_LOG_CAP &&
 	    rename(s->paths.sup_log, old) == 0) {
 		close(fd);
-		fd = open(s->paths.sup_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+		fd = open(s->paths.sup_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
+		          0600);
 	}
 	if (fd >= 0) {
 		dup2(fd, STDERR_FILENO);
@@ -159,7 +160,8 @@ static void rotate_console_log(sup *s)
 		return;
 	}
 	if (truncate(s->paths.serial_log, 0) == 0)
-		note(s, "console.log passed %" PRIu64 " bytes: moved to console.log.1", s->console_cap);
+		note(s, "console.log passed %" PRIu64 " bytes: moved to console.log.1",
+		     s->console_cap);
 }
 
 static void note(sup *s, const char *fmt, ...)
@@ -189,7 +191,7 @@ static void report(sup *s, int code, const char *msg)
 	if (s->status_fd < 0)
 		return;
 	j = code < 0 ? json_pack("{s:b, s:i, s:s}", "ok", 0, "code", code, "error", msg)
-		     : json_pack("{s:b}", "ok", 1);
+	             : json_pack("{s:b}", "ok", 1);
 	text = json_dumps(j, JSON_COMPACT);
 	if (text) {
 		dprintf(s->status_fd, "%s\n", text);
@@ -212,12 +214,12 @@ static json_t *pids_json(sup *s)
 
 	util_proc_starttime(getpid(), &mine, NULL);
 	return json_pack("{s:i, s:I, s:i, s:I}", "qemu_pid", (int)s->qemu_pid, "qemu_starttime",
-			 (json_int_t)s->qemu_starttime, "supervisor_pid", (int)getpid(),
-			 "supervisor_starttime", (json_int_t)mine);
+	                 (json_int_t)s->qemu_starttime, "supervisor_pid", (int)getpid(),
+	                 "supervisor_starttime", (json_int_t)mine);
 }
 
 static int record(sup *s, lc_state state, lc_lcm lcm, const char *reason, const char *error,
-		  json_t *extra)
+                  json_t *extra)
 {
 	util_err err = { 0 };
 	int r = lc_record(s->root, s->id, state, lcm, reason, error, extra, &err);
@@ -258,7 +260,8 @@ static void log_drain(sup *s)
 			return;
 		}
 		if (s->log_file >= 0 && s->log_size < LOG_CAP) {
-			size_t keep = (size_t)n < LOG_CAP - s->log_size ? (size_t)n : LOG_CAP - s->log_size;
+			size_t keep = (size_t)n < LOG_CAP - s->log_size ? (size_t)n
+			                                                : LOG_CAP - s->log_size;
 
 			if (write(s->log_file, buf, keep) == (ssize_t)keep)
 				s->log_size += keep;
@@ -296,8 +299,8 @@ static int qemu_binary(char **ret, util_err *err)
  * until execve closes them, so that while this child does not yet show
  * the VM's uuid in its command line, nobody reconciles the VM (the
  * starter waits for EOF, others for the lock) and mistakes it for gone. */
-static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[2],
-		       const int *taps, size_t n_taps)
+static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[2], const int *taps,
+                       size_t n_taps)
 {
 	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
 	int high[3], high_taps[LC_NICS_MAX], nul;
@@ -363,13 +366,13 @@ static void qemu_exit_reason(sup *s, bool wait, char *buf, size_t len)
 	log_drain(s);
 	if (r > 0 && WIFEXITED(status))
 		snprintf(buf, len, "qemu exited with status %d%s%s", WEXITSTATUS(status),
-			 s->last_log_line[0] ? ": " : "", s->last_log_line);
+		         s->last_log_line[0] ? ": " : "", s->last_log_line);
 	else if (r > 0 && WIFSIGNALED(status))
 		snprintf(buf, len, "qemu was killed by signal %d (%s)", WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
+		         strsignal(WTERMSIG(status)));
 	else if (s->qemu_is_child)
 		snprintf(buf, len, "qemu stopped answering%s%s", s->last_log_line[0] ? ": " : "",
-			 s->last_log_line);
+		         s->last_log_line);
 	else
 		snprintf(buf, len, "qemu exited (its status is unknown: it was adopted)");
 	if (r > 0)
@@ -427,7 +430,8 @@ static int spawn_qemu(sup *s, util_err *err)
 	old_log = util_xasprintf("%s.1", s->paths.qemu_log);
 	rename(s->paths.qemu_log, old_log);
 	close_fd(&s->log_file);
-	s->log_file = open(s->paths.qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	s->log_file =
+	        open(s->paths.qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 	s->log_size = 0;
 	s->last_log_line[0] = '\0';
 	s->partial_len = 0;
@@ -588,9 +592,9 @@ static int adopt_qemu(sup *s, util_err *err)
 		if (vm->lcm == LC_LCM_SHUTDOWN && util_streq(vm->target, "DONE"))
 			s->final_state = LC_DONE;
 		snprintf(s->final_reason, sizeof(s->final_reason), "%s",
-			 s->guest_initiated ? "the guest powered off"
-			 : s->final_state == LC_DONE ? "shut down"
-						     : "powered off");
+		         s->guest_initiated          ? "the guest powered off"
+		         : s->final_state == LC_DONE ? "shut down"
+		                                     : "powered off");
 		/* the journal names us before QEMU goes: another reconciliation
 		 * must not adopt it a second time meanwhile */
 		{
@@ -693,8 +697,8 @@ static void on_shutdown(sup *s, json_t *data)
 		 * means the record is there. */
 		s->own_reset = true;
 		if (qmp_execute(s->qmp, "system_reset", NULL, 0, NULL, &err) == 0 &&
-		    record(s, LC_ACTIVE, LC_LCM_RUNNING, "rebooted (the guest shut down and was reset)",
-			   NULL, NULL) >= 0 &&
+		    record(s, LC_ACTIVE, LC_LCM_RUNNING,
+		           "rebooted (the guest shut down and was reset)", NULL, NULL) >= 0 &&
 		    qmp_execute(s->qmp, "cont", NULL, 0, NULL, &err) == 0)
 			return;
 		note(s, "soft reboot failed: %s", err.msg);
@@ -707,9 +711,9 @@ static void on_shutdown(sup *s, json_t *data)
 	else
 		s->final_state = LC_POWEROFF;
 	snprintf(s->final_reason, sizeof(s->final_reason), "%s",
-		 s->guest_initiated ? "the guest powered off"
-		 : !strcmp(in.target, "DONE") ? "shut down"
-					      : "powered off");
+	         s->guest_initiated           ? "the guest powered off"
+	         : !strcmp(in.target, "DONE") ? "shut down"
+	                                      : "powered off");
 	util_crash_point("supervisor-before-quit");
 	if (!util_streq(reason, "host-qmp-quit"))
 		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
@@ -754,7 +758,8 @@ static void on_reset(sup *s, json_t *data)
 	s->last_reset_ms = now;
 	{
 		_cleanup_(lc_db_closep) lc_db *db = NULL;
-		const char *why = guest ? "the guest rebooted" : "reset by the host (reboot --hard)";
+		const char *why =
+		        guest ? "the guest rebooted" : "reset by the host (reboot --hard)";
 		lc_lcm lcm = LC_LCM_RUNNING;
 		json_t *extra = NULL;
 		lc_vm *vm;
@@ -796,7 +801,8 @@ static void on_shutdown_timeout(sup *s)
 		return;
 	s->pending_target[0] = '\0';
 	if (in.hard_after) {
-		note(s, "the guest ignored the ACPI shutdown for %" PRId64 " ms: quitting", in.timeout_ms);
+		note(s, "the guest ignored the ACPI shutdown for %" PRId64 " ms: quitting",
+		     in.timeout_ms);
 		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
 		return;
 	}
@@ -804,7 +810,8 @@ static void on_shutdown_timeout(sup *s)
 		char reason[128];
 
 		snprintf(reason, sizeof(reason),
-			 "the guest ignored the ACPI shutdown for %" PRId64 " s", in.timeout_ms / 1000);
+		         "the guest ignored the ACPI shutdown for %" PRId64 " s",
+		         in.timeout_ms / 1000);
 		record(s, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL, NULL);
 	}
 }
@@ -831,7 +838,8 @@ static int64_t restart_backoff_ms(size_t recent)
 
 	if (env && *env && util_parse_uint(env, 1, 600000, &base, NULL) < 0)
 		base = RESTART_BACKOFF_MS;
-	return (int64_t)base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent : RESTART_BACKOFF_DOUBLINGS);
+	return (int64_t)base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent
+	                                                            : RESTART_BACKOFF_DOUBLINGS);
 }
 
 /* Whether the policy restarts a QEMU that ended; when the cap says no,
@@ -846,7 +854,7 @@ static bool may_restart(sup *s, bool crashed, char *why_not, size_t len)
 	if (recent_restarts(s) < RESTARTS_PER_WINDOW)
 		return true;
 	snprintf(why_not, len, "restarted %d times within %d s: not again (restart policy %s)",
-		 RESTARTS_PER_WINDOW, RESTART_WINDOW_MS / 1000, lc_restart_name(s->restart));
+	         RESTARTS_PER_WINDOW, RESTART_WINDOW_MS / 1000, lc_restart_name(s->restart));
 	return false;
 }
 
@@ -875,8 +883,9 @@ static void on_qemu_exit(sup *s)
 			crashed = false;
 			s->user_stop = true;
 			s->final_state = !strcmp(in.target, "DONE") ? LC_DONE : LC_POWEROFF;
-			snprintf(s->final_reason, sizeof(s->final_reason), "%s (%.200s during the shutdown)",
-				 s->final_state == LC_DONE ? "shut down" : "powered off", why);
+			snprintf(s->final_reason, sizeof(s->final_reason),
+			         "%s (%.200s during the shutdown)",
+			         s->final_state == LC_DONE ? "shut down" : "powered off", why);
 		}
 	}
 	note(s, "qemu exited: %s", crashed ? why : s->final_reason);
@@ -884,7 +893,7 @@ static void on_qemu_exit(sup *s)
 	/* "target" lets a recovery finish the epilog if we die in it */
 	record(s, LC_ACTIVE, LC_LCM_EPILOG, crashed ? why : s->final_reason, NULL,
 	       json_pack("{s:i, s:i, s:s}", "qemu_pid", 0, "qemu_starttime", 0, "target",
-			 crashed ? "FAILED" : lc_state_name(s->final_state)));
+	                 crashed ? "FAILED" : lc_state_name(s->final_state)));
 	lc_remove_rundir(&s->paths);
 	/* the kernel removed the taps with QEMU's fds; make sure */
 	if (lc_load_vm(s->root, s->id, &db, &vm, &err) == 0)
@@ -896,20 +905,23 @@ static void on_qemu_exit(sup *s)
 		char reason[700];
 
 		s->restarts[s->n_restarts++] = util_now_ms();
-		snprintf(reason, sizeof(reason), "%s; restarting in %" PRId64 ".%01" PRId64 " s (restart policy %s)",
-			 crashed ? why : s->final_reason, backoff / 1000, backoff % 1000 / 100,
-			 lc_restart_name(s->restart));
+		snprintf(reason, sizeof(reason),
+		         "%s; restarting in %" PRId64 ".%01" PRId64 " s (restart policy %s)",
+		         crashed ? why : s->final_reason, backoff / 1000, backoff % 1000 / 100,
+		         lc_restart_name(s->restart));
 		/* no pids and no uptime while it waits: nothing runs */
 		record(s, LC_ACTIVE, LC_LCM_BOOT, reason, crashed ? why : NULL,
-		       json_pack("{s:i, s:i, s:i, s:I}", "qemu_pid", 0, "qemu_starttime", 0, "started", 0,
-				 "restart_at", (json_int_t)(util_realtime_ms() + backoff)));
+		       json_pack("{s:i, s:i, s:i, s:I}", "qemu_pid", 0, "qemu_starttime", 0,
+		                 "started", 0, "restart_at",
+		                 (json_int_t)(util_realtime_ms() + backoff)));
 		s->shutdown_seen = s->guest_initiated = false;
 		s->pending_target[0] = '\0';
 		arm(s, TIMER_RESTART, backoff);
 		return;
 	}
 	util_crash_point("supervisor-before-final");
-	if (!crashed && s->final_state == LC_DONE && lc_load_vm(s->root, s->id, &db, &vm, &err) == 0) {
+	if (!crashed && s->final_state == LC_DONE &&
+	    lc_load_vm(s->root, s->id, &db, &vm, &err) == 0) {
 		/* shut down for good: its disks go, as with delete */
 		if (lc_remove_vm_files(db, vm, false, &err) < 0)
 			note(s, "cannot remove the files of '%s': %s", s->name, err.msg);
@@ -969,12 +981,9 @@ static void loop(sup *s)
 {
 	while (!s->done) {
 		struct pollfd pfd[6] = {
-			{ s->qemu_pidfd, POLLIN, 0 },
-			{ s->qmp ? qmp_fd(s->qmp) : -1, POLLIN, 0 },
-			{ s->sig_fd, POLLIN, 0 },
-			{ s->timer_fd, POLLIN, 0 },
-			{ s->log_pipe, POLLIN, 0 },
-			{ s->house_fd, POLLIN, 0 },
+			{ s->qemu_pidfd, POLLIN, 0 }, { s->qmp ? qmp_fd(s->qmp) : -1, POLLIN, 0 },
+			{ s->sig_fd, POLLIN, 0 },     { s->timer_fd, POLLIN, 0 },
+			{ s->log_pipe, POLLIN, 0 },   { s->house_fd, POLLIN, 0 },
 		};
 		util_err err = { 0 };
 		json_t *ev;
@@ -1034,11 +1043,18 @@ static void loop(sup *s)
 }
 
 int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
-		 util_err *err)
+                 util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	sup s = { .root = root, .id = id, .status_fd = status_fd, .lock_fd = lock_fd,
-		  .qemu_pidfd = -1, .log_pipe = -1, .log_file = -1, .timer_fd = -1, .house_fd = -1,
+	sup s = { .root = root,
+		  .id = id,
+		  .status_fd = status_fd,
+		  .lock_fd = lock_fd,
+		  .qemu_pidfd = -1,
+		  .log_pipe = -1,
+		  .log_file = -1,
+		  .timer_fd = -1,
+		  .house_fd = -1,
 		  .sig_fd = -1 };
 	sigset_t mask;
 	lc_vm *vm;
@@ -1066,7 +1082,8 @@ int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool
 	}
 	{
 		uint64_t every = env_cap("QVM_LOG_CHECK_MS", LOG_CHECK_MS);
-		struct itimerspec its = { .it_value = { (time_t)(every / 1000), (long)(every % 1000) * 1000000L } };
+		struct itimerspec its = { .it_value = { (time_t)(every / 1000),
+			                                (long)(every % 1000) * 1000000L } };
 
 		its.it_interval = its.it_value;
 		timerfd_settime(s.house_fd, 0, &its, NULL);
@@ -1079,7 +1096,7 @@ int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool
 			util_crash_point("supervisor-before-failed");
 			record(&s, LC_FAILED, LC_LCM_NONE, err->msg, err->msg,
 			       json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
-					 "supervisor_pid", 0, "supervisor_starttime", 0));
+			                 "supervisor_pid", 0, "supervisor_starttime", 0));
 		}
 		report(&s, r, err->msg);
 		goto out;

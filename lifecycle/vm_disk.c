@@ -16,8 +16,8 @@
 #define ATTACH_OP "disk-attach"
 #define DETACH_OP "disk-detach"
 #define RESIZE_OP "disk-resize"
-#define CDROM_OP "cdrom"
-#define DSNAP_OP "disk-snapshot"
+#define CDROM_OP  "cdrom"
+#define DSNAP_OP  "disk-snapshot"
 #define PROLOG_OP "disk-prolog"
 
 /* ---- journal helpers ------------------------------------------------------------ */
@@ -37,9 +37,10 @@ static lc_vm *vm_of(lc_db *db, uint64_t id, util_err *err)
 }
 
 static int append_intent(lc_db *db, const char *op, uint64_t id, json_t *data, uint64_t *ret_seq,
-			 util_err *err)
+                         util_err *err)
 {
-	json_t *rec = json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
+	json_t *rec =
+	        json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
 
 	json_object_set_new(rec, "data", data);
 	return lc_db_append(db, rec, ret_seq, err);
@@ -47,16 +48,17 @@ static int append_intent(lc_db *db, const char *op, uint64_t id, json_t *data, u
 
 static int append_done(lc_db *db, uint64_t seq, const char *result, util_err *err)
 {
-	return lc_db_append(db, json_pack("{s:s, s:I, s:s}", "type", "done", "intent",
-					  (json_int_t)seq, "result", result),
-			    NULL, err);
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
+	                              "result", result),
+	                    NULL, err);
 }
 
 /* Finish an intent in one writer transaction: the redefinition (if def is
  * given, it replaces the vm's), the state back to `back` when live, and
  * the done record. */
 static int finish(const char *root, uint64_t id, uint64_t seq, const lc_vmdef *def, bool live,
-		  lc_lcm back, const char *reason, const char *result, util_err *err)
+                  lc_lcm back, const char *reason, const char *result, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	lc_vm *vm = NULL;
@@ -75,7 +77,8 @@ static int finish(const char *root, uint64_t id, uint64_t seq, const lc_vmdef *d
 			return r;
 		util_crash_point("disk-before-done");
 	}
-	if (live && vm->state == LC_ACTIVE && (vm->lcm == LC_LCM_HOTPLUG || vm->lcm == LC_LCM_SNAPSHOT)) {
+	if (live && vm->state == LC_ACTIVE &&
+	    (vm->lcm == LC_LCM_HOTPLUG || vm->lcm == LC_LCM_SNAPSHOT)) {
 		r = lc_db_record_state(db, vm, LC_ACTIVE, back, reason, NULL, err);
 		if (r < 0)
 			return r;
@@ -93,16 +96,17 @@ static bool is_off(lc_state s)
 
 /* Live (ACTIVE/RUNNING, or PAUSED when paused_ok) or off; anything else is
  * refused naming the state. */
-static int op_mode(const lc_vm *vm, const char *what, bool paused_ok, bool *ret_live,
-		   util_err *err)
+static int op_mode(const lc_vm *vm, const char *what, bool paused_ok, bool *ret_live, util_err *err)
 {
 	_cleanup_free_ char *now = lc_state_text(vm);
 
 	if (vm->state == LC_ACTIVE &&
 	    (vm->lcm == LC_LCM_RUNNING || (paused_ok && vm->lcm == LC_LCM_PAUSED))) {
 		if (!lc_vm_supervised(vm))
-			return util_err_set(err, -EAGAIN, "cannot %s '%s': its supervisor is gone; run 'qvm recover %s --retry'",
-					    what, vm->def.name, vm->def.name);
+			return util_err_set(
+			        err, -EAGAIN,
+			        "cannot %s '%s': its supervisor is gone; run 'qvm recover %s --retry'",
+			        what, vm->def.name, vm->def.name);
 		*ret_live = true;
 		return 0;
 	}
@@ -110,9 +114,10 @@ static int op_mode(const lc_vm *vm, const char *what, bool paused_ok, bool *ret_
 		*ret_live = false;
 		return 0;
 	}
-	return util_err_set(err, -EPERM,
-			    "cannot %s '%s': it is %s; this needs ACTIVE/RUNNING%s or a vm that is off (POWEROFF, PENDING, HOLD, UNDEPLOYED, FAILED)",
-			    what, vm->def.name, now, paused_ok ? ", ACTIVE/PAUSED" : "");
+	return util_err_set(
+	        err, -EPERM,
+	        "cannot %s '%s': it is %s; this needs ACTIVE/RUNNING%s or a vm that is off (POWEROFF, PENDING, HOLD, UNDEPLOYED, FAILED)",
+	        what, vm->def.name, now, paused_ok ? ", ACTIVE/PAUSED" : "");
 }
 
 static lc_disk *find_disk(lc_vmdef *def, unsigned id)
@@ -130,9 +135,10 @@ static int no_such_disk(const lc_vmdef *def, unsigned id, util_err *err)
 
 	for (size_t i = 0; i < def->n_disks; i++)
 		len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%u", i ? ", " : "",
-					def->disks[i].id);
-	return util_err_set(err, -ENOENT, "vm '%s' has no disk %u; its disks are: %s (see 'qvm show %s')",
-			    def->name, id, def->n_disks ? ids : "none", def->name);
+		                        def->disks[i].id);
+	return util_err_set(err, -ENOENT,
+	                    "vm '%s' has no disk %u; its disks are: %s (see 'qvm show %s')",
+	                    def->name, id, def->n_disks ? ids : "none", def->name);
 }
 
 /* A copy of def (deep, through JSON: the journal's own form). */
@@ -149,7 +155,8 @@ static void remove_disk_at(lc_vmdef *def, unsigned id)
 		if (def->disks[i].id != id)
 			continue;
 		lc_disk_clear(&def->disks[i]);
-		memmove(&def->disks[i], &def->disks[i + 1], (def->n_disks - i - 1) * sizeof(lc_disk));
+		memmove(&def->disks[i], &def->disks[i + 1],
+		        (def->n_disks - i - 1) * sizeof(lc_disk));
 		def->n_disks--;
 		return;
 	}
@@ -185,7 +192,7 @@ static json_t *disk_json_of(const lc_disk *d)
 /* ---- QMP helpers ------------------------------------------------------------------------ */
 
 static int qmp_run(qmp_client *q, const char *cmd, json_t *args /* stolen */, json_t **ret,
-		   util_err *err)
+                   util_err *err)
 {
 	_cleanup_json_ json_t *a = args;
 
@@ -198,12 +205,13 @@ static int device_exists(qmp_client *q, const char *id, bool *ret, util_err *err
 	_cleanup_json_ json_t *list = NULL;
 	json_t *e;
 	size_t i;
-	int r = qmp_run(q, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list, err);
+	int r = qmp_run(q, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list,
+	                err);
 
 	if (r < 0)
 		return r;
 	*ret = false;
-	json_array_foreach(list, i, e)
+	json_array_foreach (list, i, e)
 		if (util_streq(json_string_value(json_object_get(e, "name")), id))
 			*ret = true;
 	return 0;
@@ -221,7 +229,7 @@ static int find_node(qmp_client *q, const char *node, json_t **ret, util_err *er
 	if (r < 0)
 		return r;
 	*ret = NULL;
-	json_array_foreach(list, i, e)
+	json_array_foreach (list, i, e)
 		if (util_streq(json_string_value(json_object_get(e, "node-name")), node)) {
 			*ret = json_incref(e);
 			break;
@@ -239,8 +247,8 @@ static int free_port(qmp_client *q, const char *vmname, char **ret, util_err *er
 
 	if (r < 0)
 		return r;
-	json_array_foreach(buses, i, bus) {
-		json_array_foreach(json_object_get(bus, "devices"), k, dev) {
+	json_array_foreach (buses, i, bus) {
+		json_array_foreach (json_object_get(bus, "devices"), k, dev) {
 			const char *qid = json_string_value(json_object_get(dev, "qdev_id"));
 			json_t *bridge = json_object_get(dev, "pci_bridge");
 
@@ -251,9 +259,10 @@ static int free_port(qmp_client *q, const char *vmname, char **ret, util_err *er
 			}
 		}
 	}
-	return util_err_set(err, -ENOSPC,
-			    "vm '%s' has no free hotplug slot (a q35 vm has %d); detach a device or attach while it is off",
-			    vmname, LC_HOTPLUG_PORTS);
+	return util_err_set(
+	        err, -ENOSPC,
+	        "vm '%s' has no free hotplug slot (a q35 vm has %d); detach a device or attach while it is off",
+	        vmname, LC_HOTPLUG_PORTS);
 }
 
 int lc_hotplug_device_add(qmp_client *q, const lc_vmdef *def, json_t *dev, util_err *err)
@@ -281,8 +290,8 @@ static int ensure_scsi(qmp_client *q, const lc_vmdef *def, util_err *err)
 
 	if (r < 0 || have)
 		return r;
-	return lc_hotplug_device_add(q, def, json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"),
-			  err);
+	return lc_hotplug_device_add(
+	        q, def, json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"), err);
 }
 
 /* Wait for DEVICE_DELETED of device id until deadline (monotonic ms). */
@@ -298,8 +307,9 @@ static int wait_deleted(qmp_client *q, const char *id, int64_t deadline, util_er
 		r = qmp_wait_event(q, "DEVICE_DELETED", (int)left, &ev, err);
 		if (r < 0)
 			return r;
-		if (util_streq(json_string_value(json_object_get(json_object_get(ev, "data"), "device")),
-			       id))
+		if (util_streq(json_string_value(
+		                       json_object_get(json_object_get(ev, "data"), "device")),
+		               id))
 			return 0;
 	}
 }
@@ -331,13 +341,14 @@ typedef struct disk_op {
 } disk_op;
 
 static int op_hold(disk_op *op, const char *root, const char *name, const lc_disk_opts *o,
-		   util_err *err)
+                   util_err *err)
 {
 	static const lc_disk_opts none = { 0 };
 	int r;
 
-	*op = (disk_op){ .root = root, .o = o ? o : &none, .h = { .lock = -1 },
-			 .back = LC_LCM_RUNNING };
+	*op = (disk_op){
+		.root = root, .o = o ? o : &none, .h = { .lock = -1 }, .back = LC_LCM_RUNNING
+	};
 	r = lc_hold_vm(root, name, &op->o->run, &op->h, err);
 	if (r < 0)
 		return r;
@@ -383,8 +394,8 @@ static int op_check(disk_op *op, const char *what, bool paused_ok, util_err *err
 /* Record the intent (data stolen) and, live, the vm in `during`, which
  * keeps other operations off it; then let the journal go: QMP waits must
  * not hold it. */
-static int op_record(disk_op *op, const char *name, json_t *data, lc_lcm during,
-		     const char *reason, util_err *err)
+static int op_record(disk_op *op, const char *name, json_t *data, lc_lcm during, const char *reason,
+                     util_err *err)
 {
 	int r = append_intent(op->db, name, op->h.id, data, &op->seq, err);
 
@@ -404,10 +415,10 @@ static int op_connect(disk_op *op, util_err *err)
 
 /* Finish the intent; with redefine, the vm takes op->nd. */
 static int op_finish(disk_op *op, bool redefine, const char *reason, const char *result,
-		     util_err *err)
+                     util_err *err)
 {
 	return finish(op->root, op->h.id, op->seq, redefine ? &op->nd : NULL, op->live, op->back,
-		      reason, result, err);
+	              reason, result, err);
 }
 
 /* Close a failed operation's intent as rolled back. Its error stays the
@@ -466,7 +477,7 @@ static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, uti
 }
 
 int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const lc_disk_opts *o,
-		      json_t **ret_json, util_err *err)
+                      json_t **ret_json, util_err *err)
 {
 	_cleanup_json_ json_t *djson = NULL;
 	disk_op op;
@@ -482,14 +493,17 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 	if (r < 0)
 		goto out;
 	if (op.vm->def.n_disks >= LC_DISKS_MAX) {
-		r = util_err_set(err, -ENOSPC, "cannot attach a disk to '%s': it has %d disks, the most a vm may have",
-				 op.h.name, LC_DISKS_MAX);
+		r = util_err_set(
+		        err, -ENOSPC,
+		        "cannot attach a disk to '%s': it has %d disks, the most a vm may have",
+		        op.h.name, LC_DISKS_MAX);
 		goto out;
 	}
 	if (op.live && disk->bus == LC_BUS_IDE) {
-		r = util_err_set(err, -ENOTSUP,
-				 "cannot attach an ide disk to '%s' while it runs (ide has no hotplug); use --bus virtio or scsi, or attach it while the vm is off",
-				 op.h.name);
+		r = util_err_set(
+		        err, -ENOTSUP,
+		        "cannot attach an ide disk to '%s' while it runs (ide has no hotplug); use --bus virtio or scsi, or attach it while the vm is off",
+		        op.h.name);
 		goto out;
 	}
 	for (size_t i = 0; i < op.vm->def.n_disks; i++)
@@ -507,9 +521,9 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 		r = lc_vmdef_validate(&op.nd, err);
 	if (r == 0)
 		r = op_record(&op, ATTACH_OP,
-			      json_pack("{s:O, s:b, s:s}", "disk", djson, "live", op.live, "prev",
-					lc_lcm_name(op.back)),
-			      LC_LCM_HOTPLUG, "attaching a disk", err);
+		              json_pack("{s:O, s:b, s:s}", "disk", djson, "live", op.live, "prev",
+		                        lc_lcm_name(op.back)),
+		              LC_LCM_HOTPLUG, "attaching a disk", err);
 	if (r < 0)
 		goto out;
 	util_crash_point("disk-attach-after-intent");
@@ -531,10 +545,10 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 		goto out; /* recorded as far as it got: the next command settles it */
 	if (ret_json)
 		*ret_json = json_pack("{s:s, s:i, s:b, s:s, s:O}", "vm", op.h.name, "disk", (int)id,
-				      "live", op.live, "path", disk->path, "definition", djson);
+		                      "live", op.live, "path", disk->path, "definition", djson);
 	goto out;
 
-rollback: {
+rollback : {
 	util_err ignored = { 0 };
 
 	if (made)
@@ -548,8 +562,8 @@ out:
 
 /* ---- detach -------------------------------------------------------------------------------- */
 
-int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
-		      const lc_disk_opts *o, json_t **ret_json, util_err *err)
+int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id, const lc_disk_opts *o,
+                      json_t **ret_json, util_err *err)
 {
 	_cleanup_free_ char *path = NULL;
 	disk_op op;
@@ -574,9 +588,9 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 		goto out;
 	remove_disk_at(&op.nd, disk_id);
 	r = op_record(&op, DETACH_OP,
-		      json_pack("{s:o, s:b, s:s, s:i}", "disk", disk_json_of(d), "live", op.live, "prev",
-				lc_lcm_name(op.back), "timeout_s", timeout_s),
-		      LC_LCM_HOTPLUG, "detaching a disk", err);
+	              json_pack("{s:o, s:b, s:s, s:i}", "disk", disk_json_of(d), "live", op.live,
+	                        "prev", lc_lcm_name(op.back), "timeout_s", timeout_s),
+	              LC_LCM_HOTPLUG, "detaching a disk", err);
 	if (r < 0)
 		goto out;
 	util_crash_point("disk-detach-after-intent");
@@ -600,9 +614,10 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 			if (r == 0)
 				r = wait_deleted(op.q, node, util_now_ms() + timeout_s * 1000, err);
 			if (r == -ETIMEDOUT)
-				r = util_err_set(err, -ETIMEDOUT,
-						 "the guest did not release disk %u within %d s, so it stays attached and in the definition (a guest without hotplug support, or one still using it); the request stays pending in the guest: if it lets go later, run disk-detach again",
-						 disk_id, timeout_s);
+				r = util_err_set(
+				        err, -ETIMEDOUT,
+				        "the guest did not release disk %u within %d s, so it stays attached and in the definition (a guest without hotplug support, or one still using it); the request stays pending in the guest: if it lets go later, run disk-detach again",
+				        disk_id, timeout_s);
 		}
 		if (r < 0)
 			goto rollback;
@@ -626,12 +641,13 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id,
 		goto out_detached;
 	if (ret_json)
 		*ret_json = json_pack("{s:s, s:i, s:b, s:o}", "vm", op.h.name, "disk", (int)disk_id,
-				      "live", op.live, "removed", owned ? json_string(path) : json_null());
+		                      "live", op.live, "removed",
+		                      owned ? json_string(path) : json_null());
 	goto out;
 
 out_detached:
-	util_err_prefix(err, "disk %u was detached from '%s' but its file could not be removed", disk_id,
-			op.h.name);
+	util_err_prefix(err, "disk %u was detached from '%s' but its file could not be removed",
+	                disk_id, op.h.name);
 	goto out;
 rollback:
 	op_roll_back(&op, "disk detach failed; nothing changed");
@@ -681,13 +697,13 @@ static int do_resize(qmp_client *q, const lc_disk *d, uint64_t size, bool shrink
 	node_name(node, sizeof(node), d->id);
 	if (q)
 		return qmp_run(q, "block_resize",
-			       json_pack("{s:s, s:I}", "node-name", node, "size", (json_int_t)size), NULL,
-			       err);
+		               json_pack("{s:s, s:I}", "node-name", node, "size", (json_int_t)size),
+		               NULL, err);
 	return stor_resize(d->path, d->format, size, shrink, err);
 }
 
 int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint64_t size,
-		      const lc_disk_opts *o, json_t **ret_json, util_err *err)
+                      const lc_disk_opts *o, json_t **ret_json, util_err *err)
 {
 	disk_op op;
 	lc_disk *d = NULL;
@@ -701,11 +717,13 @@ int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint
 	if (r == 0)
 		r = op_check(&op, "resize a disk of", true, err);
 	if (r == 0 && (size == 0 || size % 512))
-		r = util_err_set(err, -EINVAL, "cannot resize disk %u of '%s': the size must be a non-zero multiple of 512 bytes",
-				 disk_id, op.h.name);
+		r = util_err_set(
+		        err, -EINVAL,
+		        "cannot resize disk %u of '%s': the size must be a non-zero multiple of 512 bytes",
+		        disk_id, op.h.name);
 	if (r == 0 && d->readonly)
-		r = util_err_set(err, -EPERM, "cannot resize disk %u of '%s': it is read-only", disk_id,
-				 op.h.name);
+		r = util_err_set(err, -EPERM, "cannot resize disk %u of '%s': it is read-only",
+		                 disk_id, op.h.name);
 	if (r < 0)
 		goto out;
 	if (op.live)
@@ -717,10 +735,11 @@ int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint
 		goto out;
 	}
 	if (size < cur && !op.o->shrink) {
-		r = util_err_set(err, -EPERM,
-				 "cannot shrink disk %u of '%s' from %s to %s without --shrink (data beyond the new end is lost; shrink the guest's filesystem first)",
-				 disk_id, op.h.name, util_format_size(cur, a, sizeof(a)),
-				 util_format_size(size, b, sizeof(b)));
+		r = util_err_set(
+		        err, -EPERM,
+		        "cannot shrink disk %u of '%s' from %s to %s without --shrink (data beyond the new end is lost; shrink the guest's filesystem first)",
+		        disk_id, op.h.name, util_format_size(cur, a, sizeof(a)),
+		        util_format_size(size, b, sizeof(b)));
 		goto out;
 	}
 	r = copy_def(&op.vm->def, &op.nd, err);
@@ -728,10 +747,10 @@ int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint
 		goto out;
 	find_disk(&op.nd, disk_id)->size = size;
 	r = op_record(&op, RESIZE_OP,
-		      json_pack("{s:i, s:I, s:b, s:b, s:s}", "disk", (int)disk_id, "size",
-				(json_int_t)size, "shrink", op.o->shrink, "live", op.live, "prev",
-				lc_lcm_name(op.back)),
-		      LC_LCM_HOTPLUG, "resizing a disk", err);
+	              json_pack("{s:i, s:I, s:b, s:b, s:s}", "disk", (int)disk_id, "size",
+	                        (json_int_t)size, "shrink", op.o->shrink, "live", op.live, "prev",
+	                        lc_lcm_name(op.back)),
+	              LC_LCM_HOTPLUG, "resizing a disk", err);
 	if (r < 0)
 		goto out;
 	util_crash_point("disk-resize-after-intent");
@@ -744,9 +763,9 @@ int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint
 	util_crash_point("disk-resize-after-resize");
 	r = op_finish(&op, true, "disk resized", "ok", err);
 	if (r == 0 && ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:b, s:I, s:I}", "vm", op.h.name, "disk", (int)disk_id,
-				      "live", op.live, "old_size", (json_int_t)cur, "size",
-				      (json_int_t)size);
+		*ret_json = json_pack("{s:s, s:i, s:b, s:I, s:I}", "vm", op.h.name, "disk",
+		                      (int)disk_id, "live", op.live, "old_size", (json_int_t)cur,
+		                      "size", (json_int_t)size);
 out:
 	return op_end(&op, r);
 }
@@ -757,7 +776,7 @@ out:
  * name, both NULL when the tray is empty; *ret_found false without such a
  * device. */
 static int medium_of(qmp_client *q, const char *dev, char **ret_node, char **ret_file,
-		     bool *ret_found, util_err *err)
+                     bool *ret_found, util_err *err)
 {
 	_cleanup_json_ json_t *list = NULL;
 	json_t *e;
@@ -768,16 +787,18 @@ static int medium_of(qmp_client *q, const char *dev, char **ret_node, char **ret
 		return r;
 	*ret_node = *ret_file = NULL;
 	*ret_found = false;
-	json_array_foreach(list, i, e) {
+	json_array_foreach (list, i, e) {
 		const char *qdev = json_string_value(json_object_get(e, "qdev"));
 		json_t *ins = json_object_get(e, "inserted");
 
-		if (!qdev || !(util_streq(qdev, dev) || (util_startswith(qdev, "/machine/peripheral/") &&
-							   util_streq(qdev + 20, dev))))
+		if (!qdev ||
+		    !(util_streq(qdev, dev) || (util_startswith(qdev, "/machine/peripheral/") &&
+		                                util_streq(qdev + 20, dev))))
 			continue;
 		*ret_found = true;
 		if (ins) {
-			*ret_node = util_xstrdup(json_string_value(json_object_get(ins, "node-name")));
+			*ret_node =
+			        util_xstrdup(json_string_value(json_object_get(ins, "node-name")));
 			*ret_file = util_xstrdup(json_string_value(json_object_get(ins, "file")));
 		}
 	}
@@ -788,9 +809,10 @@ static int medium_of(qmp_client *q, const char *dev, char **ret_node, char **ret
 static int cdrom_node_add(qmp_client *q, const char *node, const char *iso, util_err *err)
 {
 	return qmp_run(q, "blockdev-add",
-		       json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "node-name", node, "driver", "raw",
-				 "read-only", 1, "file", "driver", "file", "filename", iso, "read-only", 1),
-		       NULL, err);
+	               json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "node-name", node, "driver",
+	                         "raw", "read-only", 1, "file", "driver", "file", "filename", iso,
+	                         "read-only", 1),
+	               NULL, err);
 }
 
 /* A fresh node name for a medium: the old medium's may still be in use. */
@@ -804,11 +826,12 @@ static void cdrom_node_name(char *buf, size_t len)
  * crash and failure points apply), not a restore. */
 static int cdrom_put(qmp_client *q, const char *node, bool change, util_err *err)
 {
-	int r = qmp_run(q, "blockdev-open-tray", json_pack("{s:s, s:b}", "id", "cdrom0", "force", 1),
-			NULL, err);
+	int r = qmp_run(q, "blockdev-open-tray",
+	                json_pack("{s:s, s:b}", "id", "cdrom0", "force", 1), NULL, err);
 
 	if (r == 0)
-		r = qmp_run(q, "blockdev-remove-medium", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
+		r = qmp_run(q, "blockdev-remove-medium", json_pack("{s:s}", "id", "cdrom0"), NULL,
+		            err);
 	if (r == 0 && change)
 		util_crash_point("cdrom-after-remove");
 	if (r == 0 && node) {
@@ -816,10 +839,12 @@ static int cdrom_put(qmp_client *q, const char *node, bool change, util_err *err
 			r = util_fail_point("cdrom-before-insert", err);
 		if (r == 0)
 			r = qmp_run(q, "blockdev-insert-medium",
-				    json_pack("{s:s, s:s}", "id", "cdrom0", "node-name", node), NULL, err);
+			            json_pack("{s:s, s:s}", "id", "cdrom0", "node-name", node),
+			            NULL, err);
 	}
 	if (r == 0)
-		r = qmp_run(q, "blockdev-close-tray", json_pack("{s:s}", "id", "cdrom0"), NULL, err);
+		r = qmp_run(q, "blockdev-close-tray", json_pack("{s:s}", "id", "cdrom0"), NULL,
+		            err);
 	return r;
 }
 
@@ -833,12 +858,14 @@ static void cdrom_drop_spare(qmp_client *q, const char *keep)
 	json_t *e;
 	size_t i;
 
-	if (qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list, &ignored) < 0)
+	if (qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list, &ignored) <
+	    0)
 		return;
-	json_array_foreach(list, i, e) {
+	json_array_foreach (list, i, e) {
 		const char *n = json_string_value(json_object_get(e, "node-name"));
 
-		if (!n || util_streq(n, keep) || !(util_streq(n, "cdrom0") || util_startswith(n, "cdrom0-")))
+		if (!n || util_streq(n, keep) ||
+		    !(util_streq(n, "cdrom0") || util_startswith(n, "cdrom0-")))
 			continue;
 		qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", n), NULL, &ignored);
 		util_err_clear(&ignored);
@@ -867,10 +894,11 @@ static int cdrom_restore(qmp_client *q, const char *iso, util_err *err)
 		return 0;
 	}
 	if (iso) {
-		r = qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list, err);
+		r = qmp_run(q, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), &list,
+		            err);
 		if (r < 0)
 			return r;
-		json_array_foreach(list, i, e) {
+		json_array_foreach (list, i, e) {
 			const char *n = json_string_value(json_object_get(e, "node-name"));
 
 			if (n && (util_streq(n, "cdrom0") || util_startswith(n, "cdrom0-")) &&
@@ -896,7 +924,7 @@ static int cdrom_restore(qmp_client *q, const char *iso, util_err *err)
  * part way puts the old medium back (and a crash leaves it for
  * lc_disk_settle() to put back); the new node never outlives a failure. */
 static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, const char *old_iso,
-		      util_err *err)
+                      util_err *err)
 {
 	_cleanup_free_ char *old = NULL, *file = NULL;
 	char node[40];
@@ -906,9 +934,10 @@ static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, const 
 	if (r < 0)
 		return r;
 	if (!found)
-		return util_err_set(err, -ENODEV,
-				    "vm '%s' has no cd-rom drive (it started without an ISO); change the cd-rom while it is off",
-				    vmname);
+		return util_err_set(
+		        err, -ENODEV,
+		        "vm '%s' has no cd-rom drive (it started without an ISO); change the cd-rom while it is off",
+		        vmname);
 	if (iso) {
 		cdrom_node_name(node, sizeof(node));
 		r = cdrom_node_add(q, node, iso, err);
@@ -922,7 +951,8 @@ static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, const 
 		/* the drive back to what the definition says, the new node gone */
 		cdrom_restore(q, old_iso, &ignored);
 		if (iso)
-			qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, &ignored);
+			qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL,
+			        &ignored);
 		return r;
 	}
 	cdrom_drop_spare(q, iso ? node : NULL);
@@ -930,7 +960,7 @@ static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, const 
 }
 
 int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_disk_opts *o,
-		json_t **ret_json, util_err *err)
+                json_t **ret_json, util_err *err)
 {
 	_cleanup_free_ char *real = NULL, *old_iso = NULL;
 	disk_op op;
@@ -947,7 +977,7 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 		r = op_check(&op, iso ? "insert a cd-rom into" : "eject the cd-rom of", true, err);
 	if (r == 0 && op.vm->def.machine == LC_MACHINE_MICROVM)
 		r = util_err_set(err, -ENOTSUP, "vm '%s' is a microvm, which has no cd-rom drive",
-				 op.h.name);
+		                 op.h.name);
 	if (r == 0)
 		r = copy_def(&op.vm->def, &op.nd, err);
 	if (r < 0)
@@ -956,9 +986,9 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 	free(op.nd.cdrom);
 	op.nd.cdrom = real ? util_xstrdup(real) : NULL;
 	r = op_record(&op, CDROM_OP,
-		      json_pack("{s:o, s:b, s:s}", "iso", real ? json_string(real) : json_null(), "live",
-				op.live, "prev", lc_lcm_name(op.back)),
-		      LC_LCM_HOTPLUG, iso ? "inserting a cd-rom" : "ejecting the cd-rom", err);
+	              json_pack("{s:o, s:b, s:s}", "iso", real ? json_string(real) : json_null(),
+	                        "live", op.live, "prev", lc_lcm_name(op.back)),
+	              LC_LCM_HOTPLUG, iso ? "inserting a cd-rom" : "ejecting the cd-rom", err);
 	if (r < 0)
 		goto out;
 	if (op.live) {
@@ -975,7 +1005,7 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 	r = op_finish(&op, true, iso ? "cd-rom inserted" : "cd-rom ejected", "ok", err);
 	if (r == 0 && ret_json)
 		*ret_json = json_pack("{s:s, s:b, s:o}", "vm", op.h.name, "live", op.live, "cdrom",
-				      real ? json_string(real) : json_null());
+		                      real ? json_string(real) : json_null());
 out:
 	return op_end(&op, r);
 }
@@ -988,13 +1018,13 @@ static json_t *snap_list(json_t *snaps)
 	json_t *out = json_array(), *s;
 	size_t i;
 
-	json_array_foreach(snaps, i, s)
-		json_array_append_new(out,
-				      json_pack("{s:O, s:O, s:I, s:I}", "id", json_object_get(s, "id"),
-						"name", json_object_get(s, "name"), "date",
-						json_integer_value(json_object_get(s, "date-sec")),
-						"vm_state_size",
-						json_integer_value(json_object_get(s, "vm-state-size"))));
+	json_array_foreach (snaps, i, s)
+		json_array_append_new(
+		        out, json_pack("{s:O, s:O, s:I, s:I}", "id", json_object_get(s, "id"),
+		                       "name", json_object_get(s, "name"), "date",
+		                       json_integer_value(json_object_get(s, "date-sec")),
+		                       "vm_state_size",
+		                       json_integer_value(json_object_get(s, "vm-state-size"))));
 	return out;
 }
 
@@ -1015,10 +1045,10 @@ static json_t *snap_find(json_t *list, const char *tag)
 	json_t *s;
 	size_t i;
 
-	json_array_foreach(list, i, s)
+	json_array_foreach (list, i, s)
 		if (util_streq(json_string_value(json_object_get(s, "name")), tag))
 			return s;
-	json_array_foreach(list, i, s)
+	json_array_foreach (list, i, s)
 		if (util_streq(json_string_value(json_object_get(s, "id")), tag))
 			return s;
 	return NULL;
@@ -1036,26 +1066,27 @@ static const char *snap_ref(json_t *snap, const char *tag)
 	return n && *n ? n : json_string_value(json_object_get(snap, "id"));
 }
 
-static int snap_live(qmp_client *q, const lc_disk *d, lc_dsnap_op op, json_t *snap,
-		     const char *tag, util_err *err)
+static int snap_live(qmp_client *q, const lc_disk *d, lc_dsnap_op op, json_t *snap, const char *tag,
+                     util_err *err)
 {
 	char node[32];
 
 	node_name(node, sizeof(node), d->id);
 	if (op == LC_DSNAP_CREATE)
 		return qmp_run(q, "blockdev-snapshot-internal-sync",
-			       json_pack("{s:s, s:s}", "device", node, "name", tag), NULL, err);
+		               json_pack("{s:s, s:s}", "device", node, "name", tag), NULL, err);
 	return qmp_run(q, "blockdev-snapshot-delete-internal-sync",
-		       json_pack("{s:s, s:O, s:O}", "device", node, "id", json_object_get(snap, "id"),
-				 "name", json_object_get(snap, "name")),
-		       NULL, err);
+	               json_pack("{s:s, s:O, s:O}", "device", node, "id",
+	                         json_object_get(snap, "id"), "name",
+	                         json_object_get(snap, "name")),
+	               NULL, err);
 }
 
 int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
-			const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err)
+                        const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err)
 {
 	static const char *const what[] = { "create a snapshot of", "list the snapshots of",
-					    "revert", "delete a snapshot of" };
+		                            "revert", "delete a snapshot of" };
 	_cleanup_json_ json_t *list = NULL;
 	lc_disk dcopy = { 0 };
 	disk_op dop;
@@ -1066,8 +1097,10 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	if (op == LC_DSNAP_CREATE) {
 		r = util_validate_name(tag, "snapshot tag", err);
 		if (r == 0 && strspn(tag, "0123456789") == strlen(tag))
-			r = util_err_set(err, -EINVAL, "snapshot tag '%s' is all digits, which would read as a snapshot id; choose a name",
-					 tag);
+			r = util_err_set(
+			        err, -EINVAL,
+			        "snapshot tag '%s' is all digits, which would read as a snapshot id; choose a name",
+			        tag);
 		if (r < 0)
 			return r;
 	}
@@ -1080,9 +1113,10 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	if (op == LC_DSNAP_REVERT && dop.vm->state == LC_ACTIVE) {
 		_cleanup_free_ char *now = lc_state_text(dop.vm);
 
-		r = util_err_set(err, -EBUSY,
-				 "cannot revert disk %u of '%s' while it runs (%s): a disk is reverted with the vm off; poweroff it first",
-				 disk_id, dop.h.name, now);
+		r = util_err_set(
+		        err, -EBUSY,
+		        "cannot revert disk %u of '%s' while it runs (%s): a disk is reverted with the vm off; poweroff it first",
+		        disk_id, dop.h.name, now);
 		goto out;
 	}
 	if (op == LC_DSNAP_LIST && dop.vm->state != LC_ACTIVE)
@@ -1090,9 +1124,10 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	else if ((r = op_check(&dop, what[op], true, err)) < 0)
 		goto out;
 	if (!util_streq(d->format, "qcow2")) {
-		r = util_err_set(err, -ENOTSUP,
-				 "cannot %s disk %u of '%s': it is a %s disk, and internal snapshots need qcow2",
-				 what[op], disk_id, dop.h.name, d->format ? d->format : "?");
+		r = util_err_set(
+		        err, -ENOTSUP,
+		        "cannot %s disk %u of '%s': it is a %s disk, and internal snapshots need qcow2",
+		        what[op], disk_id, dop.h.name, d->format ? d->format : "?");
 		goto out;
 	}
 	dcopy.id = d->id;
@@ -1115,38 +1150,47 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	/* a vm snapshot's part of this disk is the vm snapshot's: its name is
 	 * not taken again, and it goes only with snapshot-delete */
 	if (op == LC_DSNAP_CREATE && (vsnap = lc_snap_of_disk(dop.vm, disk_id, tag))) {
-		r = util_err_set(err, -EEXIST,
-				 "cannot create a snapshot of disk %u of '%s': '%s' is the tag of vm snapshot %" PRId64 ", which disk %u is part of; choose another tag",
-				 disk_id, dop.h.name, tag, (int64_t)json_integer_value(json_object_get(vsnap, "id")),
-				 disk_id);
+		r = util_err_set(
+		        err, -EEXIST,
+		        "cannot create a snapshot of disk %u of '%s': '%s' is the tag of vm snapshot %" PRId64
+		        ", which disk %u is part of; choose another tag",
+		        disk_id, dop.h.name, tag,
+		        (int64_t)json_integer_value(json_object_get(vsnap, "id")), disk_id);
 		goto out;
 	}
 	if (op == LC_DSNAP_DELETE && snap &&
-	    (vsnap = lc_snap_of_disk(dop.vm, disk_id, json_string_value(json_object_get(snap, "name"))))) {
+	    (vsnap = lc_snap_of_disk(dop.vm, disk_id,
+	                             json_string_value(json_object_get(snap, "name"))))) {
 		const char *vtag = json_string_value(json_object_get(vsnap, "tag"));
 
-		r = util_err_set(err, -EPERM,
-				 "cannot delete snapshot '%s' of disk %u of '%s': it is disk %u's part of vm snapshot %" PRId64 " '%s'; delete that with qvm snapshot-delete %s %s",
-				 vtag, disk_id, dop.h.name, disk_id,
-				 (int64_t)json_integer_value(json_object_get(vsnap, "id")), vtag, dop.h.name, vtag);
+		r = util_err_set(
+		        err, -EPERM,
+		        "cannot delete snapshot '%s' of disk %u of '%s': it is disk %u's part of vm snapshot %" PRId64
+		        " '%s'; delete that with qvm snapshot-delete %s %s",
+		        vtag, disk_id, dop.h.name, disk_id,
+		        (int64_t)json_integer_value(json_object_get(vsnap, "id")), vtag, dop.h.name,
+		        vtag);
 		goto out;
 	}
 	if (op == LC_DSNAP_CREATE && snap) {
-		r = util_err_set(err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
-				 disk_id, dop.h.name, tag, json_string_value(json_object_get(snap, "id")));
+		r = util_err_set(
+		        err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
+		        disk_id, dop.h.name, tag, json_string_value(json_object_get(snap, "id")));
 		goto out;
 	}
 	if (op != LC_DSNAP_CREATE && !snap) {
-		r = util_err_set(err, -ENOENT, "disk %u of '%s' has no snapshot '%s' (see 'qvm disk-snapshot-list %s %u')",
-				 disk_id, dop.h.name, tag, dop.h.name, disk_id);
+		r = util_err_set(
+		        err, -ENOENT,
+		        "disk %u of '%s' has no snapshot '%s' (see 'qvm disk-snapshot-list %s %u')",
+		        disk_id, dop.h.name, tag, dop.h.name, disk_id);
 		goto out;
 	}
 	/* off, qemu-img changes the file alone: no intent, nothing to settle */
 	if (dop.live)
 		r = op_record(&dop, DSNAP_OP,
-			      json_pack("{s:i, s:s, s:b, s:s}", "disk", (int)disk_id, "tag", tag, "live",
-					dop.live, "prev", lc_lcm_name(dop.back)),
-			      LC_LCM_SNAPSHOT, "disk snapshot", err);
+		              json_pack("{s:i, s:s, s:b, s:s}", "disk", (int)disk_id, "tag", tag,
+		                        "live", dop.live, "prev", lc_lcm_name(dop.back)),
+		              LC_LCM_SNAPSHOT, "disk snapshot", err);
 	if (r < 0)
 		goto out;
 	lc_db_close(TAKE_PTR(dop.db));
@@ -1154,14 +1198,17 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		util_crash_point("disk-snapshot-after-intent");
 		r = snap_live(dop.q, &dcopy, op, snap, tag, err);
 	} else {
-		r = stor_snapshot(dcopy.path, op == LC_DSNAP_CREATE ? STOR_SNAP_CREATE
-				  : op == LC_DSNAP_REVERT ? STOR_SNAP_APPLY : STOR_SNAP_DELETE,
-				  snap_ref(snap, tag), err);
+		r = stor_snapshot(dcopy.path,
+		                  op == LC_DSNAP_CREATE   ? STOR_SNAP_CREATE
+		                  : op == LC_DSNAP_REVERT ? STOR_SNAP_APPLY
+		                                          : STOR_SNAP_DELETE,
+		                  snap_ref(snap, tag), err);
 	}
 	if (dop.live) {
 		util_err ferr = { 0 };
-		int f = op_finish(&dop, false, r < 0 ? "disk snapshot failed" : "disk snapshot done",
-				  r < 0 ? "failed" : "ok", &ferr);
+		int f = op_finish(&dop, false,
+		                  r < 0 ? "disk snapshot failed" : "disk snapshot done",
+		                  r < 0 ? "failed" : "ok", &ferr);
 
 		if (r == 0 && f < 0) {
 			if (err)
@@ -1176,8 +1223,8 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		goto out;
 	}
 	if (ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:s, s:b}", "vm", dop.h.name, "disk", (int)disk_id,
-				      "tag", tag, "live", dop.live);
+		*ret_json = json_pack("{s:s, s:i, s:s, s:b}", "vm", dop.h.name, "disk",
+		                      (int)disk_id, "tag", tag, "live", dop.live);
 out:
 	lc_disk_clear(&dcopy);
 	return op_end(&dop, r);
@@ -1239,7 +1286,7 @@ static int remove_made(const lc_vmdef *def, const unsigned *ids, size_t n, util_
 }
 
 int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_prolog_disks *ret,
-			 util_err *err)
+                         util_err *err)
 {
 	_cleanup_free_ char *vmdir = vmdir_of(root, id);
 	lc_prolog_disks p = { 0 };
@@ -1259,7 +1306,8 @@ int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_
 
 		r = open_writer(root, &db, err);
 		if (r == 0)
-			r = append_intent(db, PROLOG_OP, id, json_pack("{s:o}", "disks", disks), &p.seq, err);
+			r = append_intent(db, PROLOG_OP, id, json_pack("{s:o}", "disks", disks),
+			                  &p.seq, err);
 		else
 			json_decref(disks);
 		if (r < 0)
@@ -1271,7 +1319,8 @@ int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_
 	for (size_t i = 0; i < p.n && r == 0; i++) {
 		const lc_disk *d = find_disk((lc_vmdef *)def, p.ids[i]);
 
-		r = d ? lc_make_disk(d, err) : util_err_set(err, -ENOENT, "disk %u is gone", p.ids[i]);
+		r = d ? lc_make_disk(d, err)
+		      : util_err_set(err, -ENOENT, "disk %u is gone", p.ids[i]);
 	}
 	if (r < 0) {
 		util_err ignored = { 0 };
@@ -1284,7 +1333,7 @@ int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_
 }
 
 int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
-			const lc_prolog_disks *p, bool ok, util_err *err)
+                        const lc_prolog_disks *p, bool ok, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_free_ char *vmdir = vmdir_of(root, id);
@@ -1307,7 +1356,7 @@ int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
 /* Settle one intent. q is the vm's QEMU when it runs, else NULL. Decides
  * from what is real: the definition, QEMU's devices and nodes, the files. */
 static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent, qmp_client *q,
-		      util_err *err)
+                      util_err *err)
 {
 	const char *op = json_string_value(json_object_get(intent, "op"));
 	json_t *data = json_object_get(intent, "data");
@@ -1342,8 +1391,8 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 		bool in_def = find_disk(&vm->def, d.id) != NULL, present = false;
 
 		if (in_def) {
-			r = finish(root, vm->id, seq, NULL, true, back, "disk attached (finished after a crash)",
-				   "ok", err);
+			r = finish(root, vm->id, seq, NULL, true, back,
+			           "disk attached (finished after a crash)", "ok", err);
 			goto out;
 		}
 		if (live && (r = device_exists(q, node, &present, err)) < 0)
@@ -1353,7 +1402,7 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 			r = add_disk(&nd, dj, err);
 			if (r == 0)
 				r = finish(root, vm->id, seq, &nd, true, back,
-					   "disk attached (finished after a crash)", "ok", err);
+				           "disk attached (finished after a crash)", "ok", err);
 			goto out;
 		}
 		if (live) {
@@ -1361,14 +1410,15 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 
 			r = find_node(q, node, &n, err);
 			if (r == 0 && n)
-				r = qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
+				r = qmp_run(q, "blockdev-del",
+				            json_pack("{s:s}", "node-name", node), NULL, err);
 			if (r < 0)
 				goto out;
 		}
 		if (d.owned && d.path && (r = stor_remove_disk(d.path, false, err)) < 0)
 			goto out;
-		r = finish(root, vm->id, seq, NULL, true, back, "disk attach interrupted; rolled back",
-			   "rolled-back", err);
+		r = finish(root, vm->id, seq, NULL, true, back,
+		           "disk attach interrupted; rolled back", "rolled-back", err);
 	} else if (util_streq(op, DETACH_OP)) {
 		bool in_def = find_disk(&vm->def, d.id) != NULL, present = true;
 		int timeout_s = (int)json_integer_value(json_object_get(data, "timeout_s"));
@@ -1380,19 +1430,22 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 			 * its time; whether it lets go decides the way */
 			util_err ignored = { 0 };
 
-			if (qmp_run(q, "device_del", json_pack("{s:s}", "id", node), NULL, &ignored) == 0 ||
+			if (qmp_run(q, "device_del", json_pack("{s:s}", "id", node), NULL,
+			            &ignored) == 0 ||
 			    util_streq(ignored.qmp_class, "GenericError"))
 				wait_deleted(q, node,
-					     util_now_ms() + (timeout_s > 0 ? timeout_s : LC_DETACH_TIMEOUT_S) * 1000,
-					     &ignored);
+				             util_now_ms() + (timeout_s > 0 ? timeout_s
+				                                            : LC_DETACH_TIMEOUT_S) *
+				                                     1000,
+				             &ignored);
 			if ((r = device_exists(q, node, &present, err)) < 0)
 				goto out;
 		}
 		if (in_def && (!live || present)) {
 			/* nothing was taken away (a pending device_del may still
 			 * be honoured by the guest: detach again then) */
-			r = finish(root, vm->id, seq, NULL, true, back, "disk detach interrupted; rolled back",
-				   "rolled-back", err);
+			r = finish(root, vm->id, seq, NULL, true, back,
+			           "disk detach interrupted; rolled back", "rolled-back", err);
 			goto out;
 		}
 		if (live) {
@@ -1400,11 +1453,12 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 			util_err ignored = { 0 };
 
 			if (find_node(q, node, &n, &ignored) == 0 && n)
-				qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, &ignored);
+				qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node),
+				        NULL, &ignored);
 		}
 		remove_disk_at(&nd, d.id);
 		r = finish(root, vm->id, seq, in_def ? &nd : NULL, true, back,
-			   "disk detached (finished after a crash)", "ok", err);
+		           "disk detached (finished after a crash)", "ok", err);
 		if (r == 0 && d.owned && d.path)
 			r = stor_remove_disk(d.path, false, err);
 	} else if (util_streq(op, RESIZE_OP)) {
@@ -1413,24 +1467,24 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 		uint64_t size = (uint64_t)json_integer_value(json_object_get(data, "size"));
 
 		if (!cur) {
-			r = finish(root, vm->id, seq, NULL, true, back, "disk resize interrupted", "rolled-back",
-				   err);
+			r = finish(root, vm->id, seq, NULL, true, back, "disk resize interrupted",
+			           "rolled-back", err);
 			goto out;
 		}
 		r = do_resize(live ? q : NULL, cur, size,
-			      json_is_true(json_object_get(data, "shrink")), err);
+		              json_is_true(json_object_get(data, "shrink")), err);
 		if (r < 0) {
 			util_err ignored = { 0 };
 
-			finish(root, vm->id, seq, NULL, true, back, "disk resize interrupted", "rolled-back",
-			       &ignored);
+			finish(root, vm->id, seq, NULL, true, back, "disk resize interrupted",
+			       "rolled-back", &ignored);
 			r = 0; /* the definition still tells the old size: consistent */
 			util_err_clear(err);
 			goto out;
 		}
 		cur->size = size;
-		r = finish(root, vm->id, seq, &nd, true, back, "disk resized (finished after a crash)",
-			   "ok", err);
+		r = finish(root, vm->id, seq, &nd, true, back,
+		           "disk resized (finished after a crash)", "ok", err);
 	} else if (util_streq(op, CDROM_OP)) {
 		const char *iso = json_string_value(json_object_get(data, "iso"));
 		_cleanup_free_ char *mnode = NULL, *mfile = NULL;
@@ -1450,8 +1504,9 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 		free(nd.cdrom);
 		nd.cdrom = iso ? util_xstrdup(iso) : NULL;
 		r = finish(root, vm->id, seq, forward ? &nd : NULL, true, back,
-			   forward ? "cd-rom changed (finished after a crash)" : "cd-rom change interrupted; rolled back",
-			   forward ? "ok" : "rolled-back", err);
+		           forward ? "cd-rom changed (finished after a crash)"
+		                   : "cd-rom change interrupted; rolled back",
+		           forward ? "ok" : "rolled-back", err);
 	} else if (util_streq(op, PROLOG_OP)) {
 		/* a start that died in PROLOG (rolled back to its old state by
 		 * then): the disks it made were not there before it */
@@ -1461,7 +1516,7 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 		size_t i;
 		_cleanup_free_ char *vmdir = vmdir_of(root, vm->id);
 
-		json_array_foreach(json_object_get(data, "disks"), i, v)
+		json_array_foreach (json_object_get(data, "disks"), i, v)
 			if (n < LC_DISKS_MAX)
 				ids[n++] = (unsigned)json_integer_value(v);
 		if (vm->state == LC_ACTIVE && vm->lcm != LC_LCM_PROLOG) {
@@ -1476,7 +1531,8 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 			r = finish(root, vm->id, seq, NULL, false, back, NULL, "rolled-back", err);
 	} else {
 		/* a disk snapshot: atomic in qemu, only the state is left */
-		r = finish(root, vm->id, seq, NULL, true, back, "disk snapshot interrupted", "ok", err);
+		r = finish(root, vm->id, seq, NULL, true, back, "disk snapshot interrupted", "ok",
+		           err);
 	}
 out:
 	lc_disk_clear(&d);
@@ -1486,8 +1542,9 @@ out:
 
 static bool our_op(const char *op)
 {
-	return util_streq(op, ATTACH_OP) || util_streq(op, DETACH_OP) || util_streq(op, RESIZE_OP) ||
-	       util_streq(op, CDROM_OP) || util_streq(op, DSNAP_OP) || util_streq(op, PROLOG_OP);
+	return util_streq(op, ATTACH_OP) || util_streq(op, DETACH_OP) ||
+	       util_streq(op, RESIZE_OP) || util_streq(op, CDROM_OP) || util_streq(op, DSNAP_OP) ||
+	       util_streq(op, PROLOG_OP);
 }
 
 int lc_disk_settle(const char *root, uint64_t id, util_err *err)
@@ -1502,7 +1559,7 @@ int lc_disk_settle(const char *root, uint64_t id, util_err *err)
 
 	if (r < 0)
 		return r;
-	json_object_foreach(lc_db_intents(db), key, intent) {
+	json_object_foreach (lc_db_intents(db), key, intent) {
 		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) == id &&
 		    our_op(json_string_value(json_object_get(intent, "op"))))
 			json_object_set(mine, key, intent);
@@ -1518,7 +1575,7 @@ int lc_disk_settle(const char *root, uint64_t id, util_err *err)
 		if (lc_command_qmp(root, id, vm->def.name, &q, &ignored) < 0)
 			return 0;
 	}
-	json_object_foreach(mine, key, intent) {
+	json_object_foreach (mine, key, intent) {
 		_cleanup_db_ lc_db *now = NULL;
 		lc_vm *v;
 
@@ -1530,8 +1587,8 @@ int lc_disk_settle(const char *root, uint64_t id, util_err *err)
 			r = settle_one(root, v, strtoull(key, NULL, 10), intent, q, err);
 		if (r < 0)
 			return util_err_prefix(err, "cannot settle the interrupted %s of '%s'",
-					       json_string_value(json_object_get(intent, "op")),
-					       vm->def.name);
+			                       json_string_value(json_object_get(intent, "op")),
+			                       vm->def.name);
 	}
 	return 1;
 }

@@ -24,9 +24,9 @@ static int make_uuid(char **ret, util_err *err)
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	*ret = util_xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-			      "%02x%02x%02x%02x%02x%02x",
-			      b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-			      b[11], b[12], b[13], b[14], b[15]);
+	                      "%02x%02x%02x%02x%02x%02x",
+	                      b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+	                      b[11], b[12], b[13], b[14], b[15]);
 	return 0;
 }
 
@@ -45,9 +45,10 @@ static int place_store_disk(lc_db *db, lc_disk *d, util_err *err)
 	if (r < 0)
 		return util_err_prefix(err, "disk %u", d->id);
 	if (d->backing_format && strcmp(d->backing_format, img.format))
-		return util_err_set(err, -EINVAL,
-				    "disk %u: image '%s' is %s, not %s as declared; declare it %s or leave the format out (the store knows it)",
-				    d->id, img.name, img.format, d->backing_format, img.format);
+		return util_err_set(
+		        err, -EINVAL,
+		        "disk %u: image '%s' is %s, not %s as declared; declare it %s or leave the format out (the store knows it)",
+		        d->id, img.name, img.format, d->backing_format, img.format);
 	r = stor_inspect(img.file, img.format, NULL, &info, err);
 	if (r < 0)
 		return util_err_prefix(err, "disk %u: image '%s'", d->id, img.name);
@@ -66,7 +67,7 @@ static int place_store_disk(lc_db *db, lc_disk *d, util_err *err)
  * anything: the base images are checked (path policy, inspection) so that
  * a bad one is refused before any intent is recorded. */
 static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const char *const *roots,
-		       util_err *err)
+                       util_err *err)
 {
 	_cleanup_free_ char *vmdir = lc_vm_dir(db, id);
 
@@ -78,15 +79,16 @@ static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const char *const 
 		int r;
 
 		bool blank = d->source && d->source[0] != '/' &&
-			     util_parse_size(d->source, &size, NULL) == 0;
+		             util_parse_size(d->source, &size, NULL) == 0;
 		/* a blank disk may be raw; one made from an image is always a
 		 * qcow2 overlay on it */
 		const char *format = blank && util_streq(d->format, "raw") ? "raw" : "qcow2";
 
 		if (!blank && d->format && !util_streq(d->format, "qcow2"))
-			return util_err_set(err, -EINVAL,
-					    "disk %u: a disk made from an image is a qcow2 overlay on it, never %s; format= names the image's format, or a blank disk's own",
-					    d->id, d->format);
+			return util_err_set(
+			        err, -EINVAL,
+			        "disk %u: a disk made from an image is a qcow2 overlay on it, never %s; format= names the image's format, or a blank disk's own",
+			        d->id, d->format);
 		free(d->path);
 		d->path = util_xasprintf("%s/disk%u.%s", vmdir, d->id, format);
 		free(d->format);
@@ -210,9 +212,10 @@ static int remove_unrecorded(lc_db *db, uint64_t id, util_err *err)
 /* ---- intents -------------------------------------------------------------------- */
 
 static int begin_intent(lc_db *db, const char *op, uint64_t id, json_t *data, uint64_t *ret_seq,
-			util_err *err)
+                        util_err *err)
 {
-	json_t *rec = json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
+	json_t *rec =
+	        json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
 
 	if (data)
 		json_object_set_new(rec, "data", data);
@@ -221,9 +224,10 @@ static int begin_intent(lc_db *db, const char *op, uint64_t id, json_t *data, ui
 
 static int end_intent(lc_db *db, uint64_t seq, const char *result, util_err *err)
 {
-	return lc_db_append(db, json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
-					  "result", result),
-			    NULL, err);
+	return lc_db_append(db,
+	                    json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
+	                              "result", result),
+	                    NULL, err);
 }
 
 /* The VM's sockets must fit sun_path: refused now, never truncated later. */
@@ -239,9 +243,10 @@ static int check_socket_paths(lc_db *db, uint64_t id, util_err *err)
 	if (strlen(p.console) > longest)
 		longest = strlen(p.console);
 	if (longest >= sizeof(sa.sun_path))
-		r = util_err_set(err, -ENAMETOOLONG,
-				 "the vm's socket paths under '%s' would be %zu bytes, more than a unix socket allows (%zu); use a shorter --root",
-				 lc_db_root(db), longest, sizeof(sa.sun_path) - 1);
+		r = util_err_set(
+		        err, -ENAMETOOLONG,
+		        "the vm's socket paths under '%s' would be %zu bytes, more than a unix socket allows (%zu); use a shorter --root",
+		        lc_db_root(db), longest, sizeof(sa.sun_path) - 1);
 	lc_paths_clear(&p);
 	return r;
 }
@@ -249,7 +254,7 @@ static int check_socket_paths(lc_db *db, uint64_t id, util_err *err)
 /* ---- create ---------------------------------------------------------------------- */
 
 int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t *ret_id,
-		 util_err *err)
+                 util_err *err)
 {
 	_cleanup_free_ char *vmdir = NULL;
 	_cleanup_free_ char *images = util_xasprintf("%s/images", lc_db_root(db));
@@ -269,8 +274,9 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 
 		if (o->state != LC_DONE && util_streq(o->def.name, def->name))
 			return util_err_set(err, -EEXIST,
-					    "a vm named '%s' exists already (id %" PRIu64 "); choose another name or delete it",
-					    def->name, o->id);
+			                    "a vm named '%s' exists already (id %" PRIu64
+			                    "); choose another name or delete it",
+			                    def->name, o->id);
 	}
 	id = lc_db_next_id(db);
 	r = check_socket_paths(db, id, err);
@@ -309,7 +315,7 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 		goto rollback;
 	util_crash_point("create-before-define");
 	rec = json_pack("{s:s, s:I, s:s}", "type", "define", "id", (json_int_t)id, "state",
-			opts && opts->hold ? "HOLD" : "PENDING");
+	                opts && opts->hold ? "HOLD" : "PENDING");
 	json_object_update_new(rec, lc_db_def_fields(def));
 	r = lc_db_append(db, rec, NULL, err);
 	if (r < 0)
@@ -317,13 +323,15 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 	util_crash_point("create-before-done");
 	r = end_intent(db, intent, "ok", err);
 	if (r < 0) /* defined; recovery completes the intent */
-		return util_err_prefix(err, "vm '%s' is defined, but its creation could not be closed in the journal (the next command does it)",
-				       def->name);
+		return util_err_prefix(
+		        err,
+		        "vm '%s' is defined, but its creation could not be closed in the journal (the next command does it)",
+		        def->name);
 	lc_vmdef_clear(def);
 	*ret_id = id;
 	return 0;
 
-rollback: {
+rollback : {
 	util_err ignored = { 0 };
 
 	remove_unrecorded(db, id, &ignored);
@@ -347,8 +355,14 @@ static const struct {
 	{ "cdrom", "use cdrom-insert or cdrom-eject" },
 	{ "labels", "give label.KEY=VALUE" },
 	{ "user", "give KEY=VALUE" },
-	{ "machine", NULL }, { "accel", NULL }, { "kernel", NULL }, { "initrd", NULL },
-	{ "append", NULL }, { "cloud_init", NULL }, { "cloud-init", NULL }, { "restart", NULL },
+	{ "machine", NULL },
+	{ "accel", NULL },
+	{ "kernel", NULL },
+	{ "initrd", NULL },
+	{ "append", NULL },
+	{ "cloud_init", NULL },
+	{ "cloud-init", NULL },
+	{ "restart", NULL },
 	{ "autostart", NULL },
 };
 
@@ -396,7 +410,8 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	if (r < 0)
 		return r;
 	if (n == 0)
-		return util_err_set(err, -EINVAL, "nothing to update: give KEY=VALUE or label.KEY=VALUE");
+		return util_err_set(err, -EINVAL,
+		                    "nothing to update: give KEY=VALUE or label.KEY=VALUE");
 	lc_vmdef_init(&nd);
 	for (size_t i = 0; i < n && r == 0; i++) {
 		_cleanup_free_ char *key = util_xstrdup(pairs[i]);
@@ -432,12 +447,14 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 		}
 		for (size_t d = 0; target == user && d < UTIL_ARRAY_SIZE(def_keys); d++)
 			if (util_streq(k, def_keys[d].key))
-				r = util_err_set(err, -EINVAL,
-						 "'%s' is part of the definition, not user data; %s", k,
-						 def_keys[d].how ? def_keys[d].how
-								 : "update changes only memory and vcpus of it: for the rest, "
-								   "qvm dump the vm to a file, edit it, qvm delete the vm and "
-								   "qvm create it --from the file (its disks are made afresh)");
+				r = util_err_set(
+				        err, -EINVAL,
+				        "'%s' is part of the definition, not user data; %s", k,
+				        def_keys[d].how
+				                ? def_keys[d].how
+				                : "update changes only memory and vcpus of it: for the rest, "
+				                  "qvm dump the vm to a file, edit it, qvm delete the vm and "
+				                  "qvm create it --from the file (its disks are made afresh)");
 		if (r == 0 && target == user)
 			r = check_user_value(k, eq + 1, err);
 		if (r == 0)
@@ -447,9 +464,9 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 		goto out;
 	if (!redefine) {
 		r = lc_db_append(db,
-				 json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
-					   (json_int_t)vm->id, "labels", labels, "user", user),
-				 NULL, err);
+		                 json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
+		                           (json_int_t)vm->id, "labels", labels, "user", user),
+		                 NULL, err);
 		goto out;
 	}
 	/* memory and vcpus: what QEMU starts with, so only while it is off;
@@ -458,9 +475,10 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	if (lc_state_check(LC_OP_RESIZE_COLD, vm->def.name, vm->state, vm->lcm, NULL) < 0) {
 		_cleanup_free_ char *state = lc_state_text(vm);
 
-		r = util_err_set(err, -EPERM,
-				 "memory and vcpus change only while the vm is off, and it is %s; power it off first (qvm poweroff %s)",
-				 state, vm->def.name);
+		r = util_err_set(
+		        err, -EPERM,
+		        "memory and vcpus change only while the vm is off, and it is %s; power it off first (qvm poweroff %s)",
+		        state, vm->def.name);
 		goto out;
 	}
 	r = lc_vm_lock(db, vm->id, 0, &lock, err);
@@ -472,7 +490,7 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 		const char *k;
 		json_t *v;
 
-		json_object_foreach(changes, k, v) {
+		json_object_foreach (changes, k, v) {
 			if (json_is_null(v))
 				json_object_del(into, k);
 			else
@@ -483,12 +501,12 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	if (r == 0) {
 		char mem[16];
 		/* history shows the reason of a redefine */
-		_cleanup_free_ char *why = util_xasprintf("update: memory %s, vcpus %u",
-							  util_format_size(nd.memory, mem, sizeof(mem)),
-							  nd.vcpus);
+		_cleanup_free_ char *why =
+		        util_xasprintf("update: memory %s, vcpus %u",
+		                       util_format_size(nd.memory, mem, sizeof(mem)), nd.vcpus);
 
 		rec = json_pack("{s:s, s:I, s:s}", "type", "redefine", "id", (json_int_t)vm->id,
-				"reason", why);
+		                "reason", why);
 		json_object_update_new(rec, lc_db_def_fields(&nd));
 		r = lc_db_append(db, rec, NULL, err);
 	}
@@ -502,12 +520,12 @@ out:
 int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err)
 {
 	int r = lc_state_check(hold ? LC_OP_HOLD : LC_OP_RELEASE, vm->def.name, vm->state, vm->lcm,
-			       err);
+	                       err);
 
 	if (r < 0)
 		return r;
 	return lc_db_record_state(db, vm, hold ? LC_HOLD : LC_PENDING, LC_LCM_NONE,
-				  hold ? "hold" : "release", NULL, err);
+	                          hold ? "hold" : "release", NULL, err);
 }
 
 /* ---- delete ------------------------------------------------------------------------ */
@@ -549,7 +567,7 @@ int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err)
  * empty on their base), no snapshots, PENDING; the end of the recreate
  * intent at seq. FAILED (with why) when the disks cannot be made. */
 static int recreate_disks(lc_db *db, lc_vm *vm, uint64_t intent, const char *done_reason,
-			  util_err *err)
+                          util_err *err)
 {
 	int r = 0;
 
@@ -561,7 +579,8 @@ static int recreate_disks(lc_db *db, lc_vm *vm, uint64_t intent, const char *don
 	if (r < 0) {
 		util_err ignored = { 0 };
 
-		lc_db_record_state(db, vm, LC_FAILED, LC_LCM_NONE, "recreate failed", err->msg, &ignored);
+		lc_db_record_state(db, vm, LC_FAILED, LC_LCM_NONE, "recreate failed", err->msg,
+		                   &ignored);
 		end_intent(db, intent, "failed", &ignored);
 		return util_err_prefix(err, "cannot recreate '%s'", vm->def.name);
 	}
@@ -616,7 +635,8 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 			return end_intent(db, seq, "ok", err);
 		r = remove_unrecorded(db, id, err);
 		if (r < 0)
-			return util_err_prefix(err, "cannot roll back the creation of vm %" PRIu64, id);
+			return util_err_prefix(err, "cannot roll back the creation of vm %" PRIu64,
+			                       id);
 		return end_intent(db, seq, "rolled-back", err);
 	}
 	if (util_streq(op, "delete")) {
@@ -626,9 +646,11 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 			r = lc_remove_vm_files(db, vm, wipe, err);
 			if (r == 0)
 				r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE,
-						       "deleted (finished after a crash)", NULL, err);
+				                       "deleted (finished after a crash)", NULL,
+				                       err);
 			if (r < 0)
-				return util_err_prefix(err, "cannot finish deleting vm %" PRIu64, id);
+				return util_err_prefix(err, "cannot finish deleting vm %" PRIu64,
+				                       id);
 		}
 		return end_intent(db, seq, "ok", err);
 	}
@@ -636,7 +658,8 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		/* its disks may be half removed or half made: make them all
 		 * afresh, as it would have */
 		if (vm && vm->state != LC_DONE)
-			return recreate_disks(db, vm, seq, "recreated (finished after a crash)", err);
+			return recreate_disks(db, vm, seq, "recreated (finished after a crash)",
+			                      err);
 		return end_intent(db, seq, "ok", err);
 	}
 	if (util_startswith(op, "snapshot-"))
@@ -651,7 +674,7 @@ int lc_db_recover(lc_db *db, util_err *err)
 	const char *key;
 	json_t *intent;
 
-	json_object_foreach(open, key, intent) {
+	json_object_foreach (open, key, intent) {
 		uint64_t seq = strtoull(key, NULL, 10);
 		int r = recover_one(db, seq, intent, err);
 
@@ -666,18 +689,19 @@ int lc_db_recover(lc_db *db, util_err *err)
 json_t *lc_vm_to_json(const lc_vm *vm)
 {
 	json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)vm->id, "name",
-			      vm->def.name, "state", lc_state_name(vm->state), "lcm",
-			      lc_lcm_name(vm->lcm), "short", lc_short_name(vm->state, vm->lcm));
+	                      vm->def.name, "state", lc_state_name(vm->state), "lcm",
+	                      lc_lcm_name(vm->lcm), "short", lc_short_name(vm->state, vm->lcm));
 
 	json_object_set_new(j, "created", json_integer(vm->created_ms));
 	json_object_set_new(j, "since", json_integer(vm->state_ms));
 	json_object_set_new(j, "reason", vm->reason ? json_string(vm->reason) : json_null());
 	json_object_set_new(j, "last_error",
-			    vm->last_error ? json_string(vm->last_error) : json_null());
+	                    vm->last_error ? json_string(vm->last_error) : json_null());
 	json_object_set_new(j, "qemu_pid", vm->qemu_pid ? json_integer(vm->qemu_pid) : json_null());
 	json_object_set_new(j, "supervisor_pid",
-			    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
+	                    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
-	json_object_set_new(j, "snapshots", vm->snapshots ? json_deep_copy(vm->snapshots) : json_null());
+	json_object_set_new(j, "snapshots",
+	                    vm->snapshots ? json_deep_copy(vm->snapshots) : json_null());
 	return j;
 }

@@ -52,8 +52,7 @@ char *lc_console_path(const char *root, uint64_t id)
 	return util_xasprintf("%s/run/%" PRIu64 "/console.sock", root, id);
 }
 
-int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_lock,
-		      util_err *err)
+int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_lock, util_err *err)
 {
 	_cleanup_free_ char *path = lc_console_path(root, vm->id);
 	_cleanup_free_ char *lock = util_xasprintf("%s/run/%" PRIu64 "/console.lock", root, vm->id);
@@ -61,13 +60,15 @@ int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_l
 	int r;
 
 	if (vm->state != LC_ACTIVE)
-		return util_err_set(err, -EPERM, "cannot attach to the console of '%s': it is %s, not running",
-				    vm->def.name, lc_state_name(vm->state));
+		return util_err_set(err, -EPERM,
+		                    "cannot attach to the console of '%s': it is %s, not running",
+		                    vm->def.name, lc_state_name(vm->state));
 	r = util_lock_path(lock, true, 0, &held, err);
 	if (r == -EBUSY)
-		return util_err_set(err, -EBUSY,
-				    "cannot attach to the console of '%s': another console is attached; leave that one first (Ctrl-])",
-				    vm->def.name);
+		return util_err_set(
+		        err, -EBUSY,
+		        "cannot attach to the console of '%s': another console is attached; leave that one first (Ctrl-])",
+		        vm->def.name);
 	if (r == 0)
 		r = util_unix_connect(path, &fd, err);
 	if (r < 0)
@@ -78,7 +79,7 @@ int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_l
 }
 
 int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const char *reason,
-	      const char *error, json_t *extra, util_err *err)
+              const char *error, json_t *extra, util_err *err)
 {
 	_cleanup_json_ json_t *more = extra;
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
@@ -90,7 +91,7 @@ int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const c
 	if (!lc_db_vm_by_id(db, id))
 		return util_err_set(err, -ENOENT, "no vm with id %" PRIu64, id);
 	rec = json_pack("{s:s, s:I, s:s, s:s}", "type", "state", "id", (json_int_t)id, "state",
-			lc_state_name(state), "lcm", lc_lcm_name(lcm));
+	                lc_state_name(state), "lcm", lc_lcm_name(lcm));
 	json_object_set_new(rec, "reason", reason ? json_string(reason) : json_null());
 	if (error)
 		json_object_set_new(rec, "error", json_string(error));
@@ -102,7 +103,7 @@ int lc_record(const char *root, uint64_t id, lc_state state, lc_lcm lcm, const c
 json_t *lc_shutdown_intent_json(const lc_vm *vm)
 {
 	json_t *j = json_pack("{s:I, s:b, s:b}", "timeout_ms", (json_int_t)vm->timeout_ms,
-			      "hard_after", vm->hard_after, "sent", vm->request_sent);
+	                      "hard_after", vm->hard_after, "sent", vm->request_sent);
 
 	if (vm->target)
 		json_object_set_new(j, "target", json_string(vm->target));
@@ -117,8 +118,8 @@ int lc_record_sent(const char *root, uint64_t id, util_err *err)
 	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
 
 	if (r == 0)
-		r = lc_db_append(db, json_pack("{s:s, s:I}", "type", "sent", "id", (json_int_t)id), NULL,
-				 err);
+		r = lc_db_append(db, json_pack("{s:s, s:I}", "type", "sent", "id", (json_int_t)id),
+		                 NULL, err);
 	return r;
 }
 
@@ -314,7 +315,7 @@ int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *e
 /* ---- the supervisor ------------------------------------------------------------------- */
 
 int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, bool until_spawned,
-			int timeout_ms, util_err *err)
+                        int timeout_ms, util_err *err)
 {
 	char self[PATH_MAX], idtext[24], buf[4096];
 	int status_pipe[2], status;
@@ -407,9 +408,10 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 
 		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
 			close(status_pipe[0]);
-			return util_err_set(err, -ETIMEDOUT,
-					    "the supervisor did not report within %d s; see 'qvm show'",
-					    timeout_ms / 1000);
+			return util_err_set(
+			        err, -ETIMEDOUT,
+			        "the supervisor did not report within %d s; see 'qvm show'",
+			        timeout_ms / 1000);
 		}
 		n = read(status_pipe[0], buf + len, sizeof(buf) - 1 - len);
 		if (n < 0 && errno == EINTR)
@@ -439,14 +441,15 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 final:
 	close(status_pipe[0]);
 	if (!reply)
-		return util_err_set(err, -EIO,
-				    "the supervisor died before it reported; see %s/vms/%s/supervisor.log",
-				    root, idtext);
+		return util_err_set(
+		        err, -EIO,
+		        "the supervisor died before it reported; see %s/vms/%s/supervisor.log",
+		        root, idtext);
 	if (!json_is_true(json_object_get(reply, "ok"))) {
 		int code = (int)json_integer_value(json_object_get(reply, "code"));
 
 		return util_err_set(err, code < 0 ? code : -EIO, "%s",
-				    json_string_value(json_object_get(reply, "error")));
+		                    json_string_value(json_object_get(reply, "error")));
 	}
 	return 0;
 }
@@ -463,7 +466,7 @@ void lc_held_clear(lc_held *h)
 }
 
 static int vm_lock(const char *root, uint64_t id, const char *name, int timeout_ms, int *ret_fd,
-		   util_err *err)
+                   util_err *err)
 {
 	_cleanup_free_ char *run = util_xasprintf("%s/run", root);
 	_cleanup_free_ char *path = lc_vm_lock_path(root, id);
@@ -472,9 +475,10 @@ static int vm_lock(const char *root, uint64_t id, const char *name, int timeout_
 	if (r == 0)
 		r = util_lock_path(path, true, timeout_ms, ret_fd, err);
 	if (r == -EBUSY)
-		return util_err_set(err, -EBUSY,
-				    "vm '%s' is busy: another qvm command is working on it (waited %d s); try again later",
-				    name, timeout_ms / 1000);
+		return util_err_set(
+		        err, -EBUSY,
+		        "vm '%s' is busy: another qvm command is working on it (waited %d s); try again later",
+		        name, timeout_ms / 1000);
 	return r;
 }
 
@@ -482,8 +486,7 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 
 /* Resolve the name, take the VM lock (bounded), reconcile. The database is
  * not kept open: commands record through short transactions. */
-int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held *h,
-	       util_err *err)
+int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held *h, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	bool settle = true;
@@ -498,8 +501,9 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 		return r;
 	h->id = vm->id;
 	h->name = util_xstrdup(vm->def.name);
-	r = vm_lock(root, h->id, h->name, o && o->lock_timeout_ms ? o->lock_timeout_ms : LC_LOCK_TIMEOUT_MS,
-		    &h->lock, err);
+	r = vm_lock(root, h->id, h->name,
+	            o && o->lock_timeout_ms ? o->lock_timeout_ms : LC_LOCK_TIMEOUT_MS, &h->lock,
+	            err);
 	if (r == 0)
 		r = reconcile_locked(root, h->id, &settle, err);
 	/* then what a crash cut short: a disk operation, a snapshot operation
@@ -522,7 +526,7 @@ static bool has_intents(lc_db *db, uint64_t id)
 	const char *key;
 	json_t *intent;
 
-	json_object_foreach(lc_db_intents(db), key, intent)
+	json_object_foreach (lc_db_intents(db), key, intent)
 		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) == id)
 			return true;
 	return false;
@@ -548,11 +552,13 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 	if (r < 0)
 		return r;
 	if (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_SHUTDOWN && !vm->request_sent &&
-	    vm->prev_state && lc_vm_supervised(vm) && lc_lcm_parse(vm->prev_state, &lcm, NULL) == 0) {
+	    vm->prev_state && lc_vm_supervised(vm) &&
+	    lc_lcm_parse(vm->prev_state, &lcm, NULL) == 0) {
 		/* its qvm died between recording the intent and asking QEMU:
 		 * nothing was asked, so nothing happens — back to where it was */
-		reason = util_xasprintf("the %s request was interrupted before it reached qemu; rolled back",
-					vm->target && !strcmp(vm->target, "REBOOT") ? "reboot" : "shutdown");
+		reason = util_xasprintf(
+		        "the %s request was interrupted before it reached qemu; rolled back",
+		        vm->target && !strcmp(vm->target, "REBOOT") ? "reboot" : "shutdown");
 		lc_db_close(TAKE_PTR(db));
 		r = lc_record(root, id, LC_ACTIVE, lcm, reason, NULL, NULL, err);
 		return r < 0 ? r : 1;
@@ -588,10 +594,10 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 			return 1;
 		/* alive but unreachable: its fate is not known */
 		r = lc_record(root, id, LC_UNKNOWN, LC_LCM_NONE,
-			      "its supervisor died and its qemu cannot be reached", aerr.msg,
-			      json_pack("{s:i, s:I, s:i}", "qemu_pid", (int)qpid, "qemu_starttime",
-					(json_int_t)qstart, "supervisor_pid", 0),
-			      err);
+		              "its supervisor died and its qemu cannot be reached", aerr.msg,
+		              json_pack("{s:i, s:I, s:i}", "qemu_pid", (int)qpid, "qemu_starttime",
+		                        (json_int_t)qstart, "supervisor_pid", 0),
+		              err);
 		return r < 0 ? r : 1;
 	}
 
@@ -604,9 +610,9 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 	    lc_state_parse(prev, &final, NULL) == 0) {
 		reason = util_xstrdup("the start was interrupted before qemu ran; rolled back");
 	} else if ((lcm == LC_LCM_SHUTDOWN || lcm == LC_LCM_EPILOG) && target &&
-		   lc_state_parse(target, &final, NULL) == 0 && final != LC_ACTIVE) {
+	           lc_state_parse(target, &final, NULL) == 0 && final != LC_ACTIVE) {
 		reason = util_xasprintf("%s (finished after its supervisor died)",
-					final == LC_DONE ? "shut down" : lc_state_name(final));
+		                        final == LC_DONE ? "shut down" : lc_state_name(final));
 	} else {
 		final = LC_FAILED;
 		reason = util_xstrdup("its qemu and its supervisor are gone");
@@ -618,9 +624,9 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 	}
 	lc_db_close(TAKE_PTR(db));
 	r = lc_record(root, id, final, LC_LCM_NONE, reason, final == LC_FAILED ? reason : NULL,
-		      json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
-				"supervisor_pid", 0, "supervisor_starttime", 0),
-		      err);
+	              json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+	                        "supervisor_pid", 0, "supervisor_starttime", 0),
+	              err);
 	return r < 0 ? r : 1;
 }
 
@@ -642,8 +648,7 @@ int lc_vm_reconcile(const char *root, uint64_t id, util_err *err)
 
 /* ---- QMP commands from qvm --------------------------------------------------------------- */
 
-int lc_command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret,
-		   util_err *err)
+int lc_command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret, util_err *err)
 {
 	lc_paths p;
 	int r;
@@ -681,7 +686,7 @@ char *lc_state_text(const lc_vm *vm)
  * lc_disk_settle(). A VM with neither skips PROLOG (its stale seed, if
  * any, is removed). */
 static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, const char *prev,
-		  util_err *err)
+                  util_err *err)
 {
 	/* A VM that uses cloud-init and has nics gets their leases as a
 	 * network-config (when the user gave none; see lc_seed_files()),
@@ -706,7 +711,8 @@ static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, cons
 	if (!seed && !n_missing)
 		return lc_seed_build(root, h->id, &vm->def, NULL, err);
 	for (size_t i = 0; i < n_missing; i++) {
-		char *more = util_xasprintf("%s%s%u", list ? list : "", list ? ", " : "", missing[i]);
+		char *more =
+		        util_xasprintf("%s%s%u", list ? list : "", list ? ", " : "", missing[i]);
 
 		free(list);
 		list = more;
@@ -714,12 +720,14 @@ static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, cons
 	if (!n_missing)
 		reason = util_xstrdup("start: preparing the cloud-init seed");
 	else
-		reason = util_xasprintf("start: making missing disk%s %s%s", n_missing > 1 ? "s" : "",
-					list, seed ? " and the cloud-init seed" : "");
+		reason = util_xasprintf("start: making missing disk%s %s%s",
+		                        n_missing > 1 ? "s" : "", list,
+		                        seed ? " and the cloud-init seed" : "");
 	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_PROLOG, reason, NULL,
-		      json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
-				"qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime", 0),
-		      err);
+	              json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
+	                        "qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime",
+	                        0),
+	              err);
 	if (r < 0)
 		return r;
 	r = lc_prolog_disks_make(root, h->id, &vm->def, &made, err);
@@ -738,9 +746,9 @@ static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, cons
 		if (lc_state_parse(prev, &back, NULL) < 0)
 			back = LC_FAILED;
 		lc_record(root, h->id, back, LC_LCM_NONE,
-			  n_missing ? "start failed in PROLOG: its disks or seed could not be made"
-				    : "start failed: no cloud-init seed",
-			  err->msg, NULL, &ignored);
+		          n_missing ? "start failed in PROLOG: its disks or seed could not be made"
+		                    : "start failed: no cloud-init seed",
+		          err->msg, NULL, &ignored);
 		return util_err_prefix(err, "cannot start '%s'", h->name);
 	}
 	return 0;
@@ -766,9 +774,10 @@ static int start_held(const char *root, lc_held *h, bool force, bool no_wait, ut
 		/* never twice: a QEMU of this VM that the journal lost track of */
 		lc_find_qemu(vm, &stray, &stray_start);
 		if (stray > 0)
-			return util_err_set(err, -EEXIST,
-					    "cannot start '%s': a qemu of it still runs (pid %d); use 'qvm boot' to replace it or 'qvm recover --success' to adopt it",
-					    h->name, (int)stray);
+			return util_err_set(
+			        err, -EEXIST,
+			        "cannot start '%s': a qemu of it still runs (pid %d); use 'qvm boot' to replace it or 'qvm recover --success' to adopt it",
+			        h->name, (int)stray);
 	}
 	prev = lc_state_text(vm);
 	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN) {
@@ -781,8 +790,8 @@ static int start_held(const char *root, lc_held *h, bool force, bool no_wait, ut
 	lc_db_close(TAKE_PTR(db));
 	/* no uptime until it runs (not the last boot's) */
 	extra = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
-			  "qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime", 0,
-			  "started", 0);
+	                  "qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime", 0,
+	                  "started", 0);
 	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_BOOT, "start", NULL, extra, err);
 	if (r < 0)
 		return r;
@@ -834,9 +843,13 @@ int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util
 	if (r < 0)
 		return r;
 	r = vm_now(root, h.id, &db, &vm, err);
-	if (r == 0 && !(vm->state == LC_UNKNOWN || (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_BOOT)))
-		r = util_err_set(err, -EPERM, "cannot boot '%s': it is %s; boot needs UNKNOWN or ACTIVE/BOOT (use start)",
-				 h.name, vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : lc_state_name(vm->state));
+	if (r == 0 &&
+	    !(vm->state == LC_UNKNOWN || (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_BOOT)))
+		r = util_err_set(
+		        err, -EPERM,
+		        "cannot boot '%s': it is %s; boot needs UNKNOWN or ACTIVE/BOOT (use start)",
+		        h.name,
+		        vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : lc_state_name(vm->state));
 	if (r == 0) {
 		/* never twice: whatever runs this VM goes first */
 		kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
@@ -863,7 +876,7 @@ static bool restart_pending(const lc_vm *vm)
 /* Cancel a pending restart (with the VM lock held): end the waiting
  * supervisor and record target, POWEROFF or DONE (whose files go). */
 static int cancel_restart(const char *root, const lc_db *db, const lc_vm *vm, lc_state target,
-			  util_err *err)
+                          util_err *err)
 {
 	lc_paths p;
 	int r;
@@ -879,12 +892,12 @@ static int cancel_restart(const char *root, const lc_db *db, const lc_vm *vm, lc
 			return r;
 	}
 	return lc_record(root, vm->id, target, LC_LCM_NONE,
-			 target == LC_DONE ? "shut down; its pending restart was cancelled"
-					   : "powered off; its pending restart was cancelled",
-			 NULL,
-			 json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
-				   "supervisor_pid", 0, "supervisor_starttime", 0),
-			 err);
+	                 target == LC_DONE ? "shut down; its pending restart was cancelled"
+	                                   : "powered off; its pending restart was cancelled",
+	                 NULL,
+	                 json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+	                           "supervisor_pid", 0, "supervisor_starttime", 0),
+	                 err);
 }
 
 /* Wait for the supervisor to finish (QEMU gone, final state recorded). */
@@ -894,7 +907,7 @@ static int wait_supervisor(const lc_vm *vm, int timeout_ms)
 }
 
 int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_run_opts *opts,
-		   util_err *err)
+                   util_err *err)
 {
 	static const lc_run_opts none = { 0 };
 	const lc_run_opts *o = opts ? opts : &none;
@@ -913,7 +926,7 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	r = vm_now(root, h.id, &db, &vm, err);
 	if (r == 0)
 		r = lc_state_check(to_done ? LC_OP_SHUTDOWN : LC_OP_POWEROFF, h.name, vm->state,
-				   vm->lcm, err);
+		                   vm->lcm, err);
 	if (r < 0)
 		goto out;
 	if (restart_pending(vm)) {
@@ -925,12 +938,12 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	r = lc_command_qmp(root, h.id, h.name, &qmp, err);
 	if (r < 0)
 		goto out;
-	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN, o->hard ? "hard stop requested" : "ACPI shutdown requested",
-		      NULL,
-		      json_pack("{s:s, s:I, s:b, s:s}", "target", to_done ? "DONE" : "POWEROFF", "timeout_ms",
-				(json_int_t)timeout_s * 1000, "hard_after", o->hard_after, "prev",
-				lc_lcm_name(vm->lcm)),
-		      err);
+	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN,
+	              o->hard ? "hard stop requested" : "ACPI shutdown requested", NULL,
+	              json_pack("{s:s, s:I, s:b, s:s}", "target", to_done ? "DONE" : "POWEROFF",
+	                        "timeout_ms", (json_int_t)timeout_s * 1000, "hard_after",
+	                        o->hard_after, "prev", lc_lcm_name(vm->lcm)),
+	              err);
 	if (r < 0)
 		goto out;
 	util_crash_point(to_done ? "shutdown-after-intent" : "poweroff-after-intent");
@@ -942,8 +955,8 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	if (r < 0) {
 		util_err ignored = { 0 };
 
-		lc_record(root, h.id, LC_ACTIVE, vm->lcm, "the shutdown request failed", err->msg, NULL,
-			  &ignored);
+		lc_record(root, h.id, LC_ACTIVE, vm->lcm, "the shutdown request failed", err->msg,
+		          NULL, &ignored);
 		goto out;
 	}
 	qmp_close(TAKE_PTR(qmp));
@@ -955,7 +968,7 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	 * ignores ACPI makes it record RUNNING after the timeout instead */
 	lc_db_close(TAKE_PTR(db));
 	wait_supervisor(&(lc_vm){ .supervisor_pid = sup_pid, .supervisor_starttime = sup_start },
-			o->hard ? 15000 : timeout_s * 1000 + 1500);
+	                o->hard ? 15000 : timeout_s * 1000 + 1500);
 	/* a supervisor that died on the way: finish the stop now (a new
 	 * supervisor quits a QEMU that is left, then records the end) */
 	{
@@ -971,10 +984,11 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 		goto out;
 	now = lc_state_text(vm);
 	if (vm->state == LC_ACTIVE)
-		r = util_err_set(err, -ETIMEDOUT,
-				 "cannot %s '%s': the guest did not shut down within %d s and it is %s (%s); use --hard or --hard-after",
-				 to_done ? "shutdown" : "poweroff", h.name, timeout_s, now,
-				 vm->reason ? vm->reason : "");
+		r = util_err_set(
+		        err, -ETIMEDOUT,
+		        "cannot %s '%s': the guest did not shut down within %d s and it is %s (%s); use --hard or --hard-after",
+		        to_done ? "shutdown" : "poweroff", h.name, timeout_s, now,
+		        vm->reason ? vm->reason : "");
 out:
 	lc_held_clear(&h);
 	return r;
@@ -1007,9 +1021,9 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 		goto out;
 	}
 	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN, "ACPI reboot requested", NULL,
-		      json_pack("{s:s, s:I, s:s}", "target", "REBOOT", "timeout_ms",
-				(json_int_t)timeout_s * 1000, "prev", lc_lcm_name(vm->lcm)),
-		      err);
+	              json_pack("{s:s, s:I, s:s}", "target", "REBOOT", "timeout_ms",
+	                        (json_int_t)timeout_s * 1000, "prev", lc_lcm_name(vm->lcm)),
+	              err);
 	util_crash_point("reboot-after-intent");
 	if (r == 0)
 		r = qmp_execute(qmp, "system_powerdown", NULL, 0, NULL, err);
@@ -1020,15 +1034,17 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 	/* the guest shuts down, the supervisor resets and continues it */
 	r = qmp_wait_event(qmp, "RESUME", timeout_s * 1000 + 5000, &ev, err);
 	if (r == -ETIMEDOUT)
-		r = util_err_set(err, -ETIMEDOUT, "cannot reboot '%s': the guest did not reboot within %d s (it ignored the ACPI request); use --hard",
-				 h.name, timeout_s);
+		r = util_err_set(
+		        err, -ETIMEDOUT,
+		        "cannot reboot '%s': the guest did not reboot within %d s (it ignored the ACPI request); use --hard",
+		        h.name, timeout_s);
 out:
 	lc_held_clear(&h);
 	return r;
 }
 
 int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opts *opts,
-		util_err *err)
+                util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_qmp_ qmp_client *qmp = NULL;
@@ -1040,14 +1056,15 @@ int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opt
 		return r;
 	r = vm_now(root, h.id, &db, &vm, err);
 	if (r == 0)
-		r = lc_state_check(pause ? LC_OP_PAUSE : LC_OP_UNPAUSE, h.name, vm->state, vm->lcm, err);
+		r = lc_state_check(pause ? LC_OP_PAUSE : LC_OP_UNPAUSE, h.name, vm->state, vm->lcm,
+		                   err);
 	if (r == 0)
 		r = lc_command_qmp(root, h.id, h.name, &qmp, err);
 	if (r == 0)
 		r = qmp_execute(qmp, pause ? "stop" : "cont", NULL, 0, NULL, err);
 	if (r == 0)
 		r = lc_record(root, h.id, LC_ACTIVE, pause ? LC_LCM_PAUSED : LC_LCM_RUNNING,
-			      pause ? "paused" : "unpaused", NULL, NULL, err);
+		              pause ? "paused" : "unpaused", NULL, NULL, err);
 	lc_held_clear(&h);
 	return r;
 }
@@ -1070,9 +1087,9 @@ static int stop_hard(const char *root, lc_held *h, lc_state target, util_err *er
 	if (restart_pending(vm))
 		return cancel_restart(root, db, vm, target, err);
 	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_SHUTDOWN, "hard stop requested", NULL,
-		      json_pack("{s:s, s:I, s:s}", "target", lc_state_name(target), "timeout_ms",
-				(json_int_t)1000, "prev", lc_lcm_name(vm->lcm)),
-		      err);
+	              json_pack("{s:s, s:I, s:s}", "target", lc_state_name(target), "timeout_ms",
+	                        (json_int_t)1000, "prev", lc_lcm_name(vm->lcm)),
+	              err);
 	if (r < 0)
 		return r;
 	if (lc_command_qmp(root, h->id, h->name, &qmp, NULL) == 0 &&
@@ -1090,7 +1107,7 @@ static int stop_hard(const char *root, lc_held *h, lc_state target, util_err *er
 }
 
 int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
-		 const lc_run_opts *opts, util_err *err)
+                 const lc_run_opts *opts, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_vm *vm;
@@ -1114,8 +1131,8 @@ int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
 	return r;
 }
 
-int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
-		  const lc_run_opts *opts, util_err *err)
+int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const lc_run_opts *opts,
+                  util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_vm *vm;
@@ -1130,8 +1147,10 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 	if (r < 0)
 		goto out;
 	if (vm->state != LC_ACTIVE && vm->state != LC_UNKNOWN && vm->state != LC_FAILED) {
-		r = util_err_set(err, -EPERM, "cannot recover '%s': it is %s; recover needs ACTIVE, UNKNOWN or FAILED",
-				 h.name, lc_state_name(vm->state));
+		r = util_err_set(
+		        err, -EPERM,
+		        "cannot recover '%s': it is %s; recover needs ACTIVE, UNKNOWN or FAILED",
+		        h.name, lc_state_name(vm->state));
 		goto out;
 	}
 	switch (how) {
@@ -1144,9 +1163,10 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 		if (vm->state == LC_ACTIVE && lc_vm_supervised(vm)) {
 			_cleanup_free_ char *now = lc_state_text(vm);
 
-			r = util_err_set(err, -EALREADY,
-					 "cannot recover '%s': it is %s and its supervisor (pid %d) drives it; there is nothing to recover",
-					 h.name, now, (int)vm->supervisor_pid);
+			r = util_err_set(
+			        err, -EALREADY,
+			        "cannot recover '%s': it is %s and its supervisor (pid %d) drives it; there is nothing to recover",
+			        h.name, now, (int)vm->supervisor_pid);
 			break;
 		}
 		lc_find_qemu(vm, &qpid, &qstart);
@@ -1154,8 +1174,10 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 		if (qpid > 0) {
 			r = lc_spawn_supervisor(root, h.id, -1, true, false, SPAWN_TIMEOUT_MS, err);
 		} else {
-			r = lc_record(root, h.id, LC_POWEROFF, LC_LCM_NONE, "recovered: no qemu runs it", NULL,
-				      json_pack("{s:i, s:i}", "qemu_pid", 0, "supervisor_pid", 0), err);
+			r = lc_record(root, h.id, LC_POWEROFF, LC_LCM_NONE,
+			              "recovered: no qemu runs it", NULL,
+			              json_pack("{s:i, s:i}", "qemu_pid", 0, "supervisor_pid", 0),
+			              err);
 		}
 		break;
 	case LC_RECOVER_FAILURE:
@@ -1172,9 +1194,9 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how,
 			lc_paths_clear(&p);
 		}
 		r = lc_record(root, h.id, LC_FAILED, LC_LCM_NONE, "recovered as failed", NULL,
-			      json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
-					"supervisor_pid", 0, "supervisor_starttime", 0),
-			      err);
+		              json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+		                        "supervisor_pid", 0, "supervisor_starttime", 0),
+		              err);
 		if (r == 0 && how == LC_RECOVER_DELETE) {
 			r = lc_db_open(root, LC_DB_WRITE, &db, err);
 			if (r == 0) {

@@ -12,8 +12,8 @@ static const char *const accel_names[] = { "auto", "kvm", "tcg" };
 static const char *const restart_names[] = { "no", "on-failure", "always" };
 static const char *const bus_names[] = { "virtio", "scsi", "ide" };
 
-static int parse_enum(const char *s, const char *const *names, size_t n,
-		      const char *what, int *ret, util_err *err)
+static int parse_enum(const char *s, const char *const *names, size_t n, const char *what, int *ret,
+                      util_err *err)
 {
 	char list[128] = "";
 	size_t used = 0;
@@ -24,23 +24,23 @@ static int parse_enum(const char *s, const char *const *names, size_t n,
 			return 0;
 		}
 	for (size_t i = 0; i < n; i++)
-		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
-					 i ? ", " : "", names[i]);
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
+		                         names[i]);
 	return util_err_set(err, -EINVAL, "unknown %s '%s' (use %s)", what, s ? s : "", list);
 }
 
-#define ENUM_FUNCS(type, lower, what)                                                  \
-	const char *lc_##lower##_name(lc_##type v)                                     \
-	{                                                                              \
-		return (size_t)v < UTIL_ARRAY_SIZE(lower##_names) ? lower##_names[v] : "?"; \
-	}                                                                              \
-	int lc_##lower##_parse(const char *s, lc_##type *ret, util_err *err)           \
-	{                                                                              \
-		int v, r = parse_enum(s, lower##_names, UTIL_ARRAY_SIZE(lower##_names), \
-				      what, &v, err);                                  \
-		if (r == 0)                                                            \
-			*ret = (lc_##type)v;                                           \
-		return r;                                                              \
+#define ENUM_FUNCS(type, lower, what)                                                              \
+	const char *lc_##lower##_name(lc_##type v)                                                 \
+	{                                                                                          \
+		return (size_t)v < UTIL_ARRAY_SIZE(lower##_names) ? lower##_names[v] : "?";        \
+	}                                                                                          \
+	int lc_##lower##_parse(const char *s, lc_##type *ret, util_err *err)                       \
+	{                                                                                          \
+		int v, r = parse_enum(s, lower##_names, UTIL_ARRAY_SIZE(lower##_names), what, &v,  \
+		                      err);                                                        \
+		if (r == 0)                                                                        \
+			*ret = (lc_##type)v;                                                       \
+		return r;                                                                          \
 	}
 
 ENUM_FUNCS(machine, machine, "machine type")
@@ -109,19 +109,19 @@ static json_t *str_or_null(const char *s)
 
 static json_t *disk_to_json(const lc_disk *d)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:s, s:b, s:b}",
-			 "id", (json_int_t)d->id, "path", str_or_null(d->path),
-			 "format", str_or_null(d->format), "backing", str_or_null(d->backing),
-			 "backing_format", str_or_null(d->backing_format),
-			 "source", str_or_null(d->source), "size", (json_int_t)d->size,
-			 "bus", lc_bus_name(d->bus), "readonly", d->readonly, "owned", d->owned);
+	return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:s, s:b, s:b}", "id",
+	                 (json_int_t)d->id, "path", str_or_null(d->path), "format",
+	                 str_or_null(d->format), "backing", str_or_null(d->backing),
+	                 "backing_format", str_or_null(d->backing_format), "source",
+	                 str_or_null(d->source), "size", (json_int_t)d->size, "bus",
+	                 lc_bus_name(d->bus), "readonly", d->readonly, "owned", d->owned);
 }
 
 static json_t *nic_to_json(const lc_nic *n)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:o}", "id", (json_int_t)n->id,
-			 "network", str_or_null(n->network), "mac", str_or_null(n->mac),
-			 "ip", str_or_null(n->ip), "model", str_or_null(n->model));
+	return json_pack("{s:I, s:o, s:o, s:o, s:o}", "id", (json_int_t)n->id, "network",
+	                 str_or_null(n->network), "mac", str_or_null(n->mac), "ip",
+	                 str_or_null(n->ip), "model", str_or_null(n->model));
 }
 
 json_t *lc_vmdef_to_json(const lc_vmdef *def)
@@ -133,32 +133,31 @@ json_t *lc_vmdef_to_json(const lc_vmdef *def)
 	for (size_t i = 0; i < def->n_nics; i++)
 		json_array_append_new(nics, nic_to_json(&def->nics[i]));
 	return json_pack("{s:o, s:o, s:I, s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o,"
-			 " s:{s:o, s:o, s:o}, s:s, s:b, s:o, s:o}",
-			 "name", str_or_null(def->name), "uuid", str_or_null(def->uuid),
-			 "memory", (json_int_t)def->memory, "vcpus", (int)def->vcpus,
-			 "machine", lc_machine_name(def->machine),
-			 "accel", lc_accel_name(def->accel), "disks", disks, "nics", nics,
-			 "cdrom", str_or_null(def->cdrom), "kernel", str_or_null(def->kernel),
-			 "initrd", str_or_null(def->initrd), "append", str_or_null(def->append),
-			 "cloud_init", "user_data", str_or_null(def->ci_user_data),
-			 "meta_data", str_or_null(def->ci_meta_data),
-			 "network_config", str_or_null(def->ci_network_config),
-			 "restart", lc_restart_name(def->restart), "autostart", def->autostart,
-			 /* "o" steals: a reference of ours, or a new empty object */
-			 "labels", def->labels ? json_incref(def->labels) : json_object(),
-			 "user", def->user ? json_incref(def->user) : json_object());
+	                 " s:{s:o, s:o, s:o}, s:s, s:b, s:o, s:o}",
+	                 "name", str_or_null(def->name), "uuid", str_or_null(def->uuid), "memory",
+	                 (json_int_t)def->memory, "vcpus", (int)def->vcpus, "machine",
+	                 lc_machine_name(def->machine), "accel", lc_accel_name(def->accel), "disks",
+	                 disks, "nics", nics, "cdrom", str_or_null(def->cdrom), "kernel",
+	                 str_or_null(def->kernel), "initrd", str_or_null(def->initrd), "append",
+	                 str_or_null(def->append), "cloud_init", "user_data",
+	                 str_or_null(def->ci_user_data), "meta_data",
+	                 str_or_null(def->ci_meta_data), "network_config",
+	                 str_or_null(def->ci_network_config), "restart",
+	                 lc_restart_name(def->restart), "autostart", def->autostart,
+	                 /* "o" steals: a reference of ours, or a new empty object */
+	                 "labels", def->labels ? json_incref(def->labels) : json_object(), "user",
+	                 def->user ? json_incref(def->user) : json_object());
 }
 
 /* ---- from JSON ------------------------------------------------------------------ */
 
 /* Refuse keys outside `known` so that a typo never drops a setting. */
-static int check_keys(json_t *obj, const char *const *known, const char *where,
-		      util_err *err)
+static int check_keys(json_t *obj, const char *const *known, const char *where, util_err *err)
 {
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(obj, key, v) {
+	json_object_foreach (obj, key, v) {
 		bool found = false;
 
 		for (const char *const *k = known; *k; k++)
@@ -210,11 +209,12 @@ static int get_size(json_t *obj, const char *key, uint64_t *ret, util_err *err)
 
 		return r < 0 ? util_err_prefix(err, "'%s'", key) : 0;
 	}
-	return util_err_set(err, -EINVAL, "'%s' must be a size (bytes, or a string like \"512M\")", key);
+	return util_err_set(err, -EINVAL, "'%s' must be a size (bytes, or a string like \"512M\")",
+	                    key);
 }
 
 static int get_uint(json_t *obj, const char *key, uint64_t min, uint64_t max, uint64_t *ret,
-		    util_err *err)
+                    util_err *err)
 {
 	json_t *v = json_object_get(obj, key);
 
@@ -223,22 +223,24 @@ static int get_uint(json_t *obj, const char *key, uint64_t min, uint64_t max, ui
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 	    (uint64_t)json_integer_value(v) < min || (uint64_t)json_integer_value(v) > max)
 		return util_err_set(err, -EINVAL, "'%s' must be a whole number from %llu to %llu",
-				    key, (unsigned long long)min, (unsigned long long)max);
+		                    key, (unsigned long long)min, (unsigned long long)max);
 	*ret = (uint64_t)json_integer_value(v);
 	return 0;
 }
 
-#define TRY(x)                                                                 \
-	do {                                                                   \
-		int r_ = (x);                                                  \
-		if (r_ < 0)                                                    \
-			return r_;                                             \
+#define TRY(x)                                                                                     \
+	do {                                                                                       \
+		int r_ = (x);                                                                      \
+		if (r_ < 0)                                                                        \
+			return r_;                                                                 \
 	} while (0)
 
 static int disk_from_json(json_t *j, unsigned index, lc_disk *d, util_err *err)
 {
-	static const char *const keys[] = { "id", "path", "format", "backing", "backing_format",
-					    "source", "size", "bus", "readonly", "owned", NULL };
+	static const char *const keys[] = {
+		"id",  "path",     "format", "backing", "backing_format", "source", "size",
+		"bus", "readonly", "owned",  NULL
+	};
 	_cleanup_free_ char *bus = NULL;
 	uint64_t id = index;
 
@@ -250,7 +252,8 @@ static int disk_from_json(json_t *j, unsigned index, lc_disk *d, util_err *err)
 		return r;
 	}
 	if (!json_is_object(j))
-		return util_err_set(err, -EINVAL, "a disk must be an object or a --disk spec string");
+		return util_err_set(err, -EINVAL,
+		                    "a disk must be an object or a --disk spec string");
 	TRY(check_keys(j, keys, "a disk", err));
 	memset(d, 0, sizeof(*d));
 	TRY(get_uint(j, "id", 0, LC_DISKS_MAX * 64, &id, err));
@@ -306,7 +309,7 @@ static int string_map_from_json(json_t *j, const char *key, json_t **ret, util_e
 		return 0;
 	if (!json_is_object(v))
 		return util_err_set(err, -EINVAL, "'%s' must be an object of strings", key);
-	json_object_foreach(v, k, x)
+	json_object_foreach (v, k, x)
 		if (!json_is_string(x))
 			return util_err_set(err, -EINVAL, "'%s.%s' must be a string", key, k);
 	json_decref(*ret);
@@ -316,10 +319,11 @@ static int string_map_from_json(json_t *j, const char *key, json_t **ret, util_e
 
 static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 {
-	static const char *const keys[] = { "name", "uuid", "memory", "vcpus", "machine", "accel",
-					    "disks", "nics", "cdrom", "kernel", "initrd", "append",
-					    "cloud_init", "restart", "autostart", "labels", "user",
-					    NULL };
+	static const char *const keys[] = { "name",       "uuid",    "memory",    "vcpus",
+		                            "machine",    "accel",   "disks",     "nics",
+		                            "cdrom",      "kernel",  "initrd",    "append",
+		                            "cloud_init", "restart", "autostart", "labels",
+		                            "user",       NULL };
 	static const char *const ci_keys[] = { "user_data", "meta_data", "network_config", NULL };
 	_cleanup_free_ char *machine = NULL, *accel = NULL, *restart = NULL;
 	json_t *disks, *nics, *ci;
@@ -367,9 +371,9 @@ static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 			return util_err_set(err, -EINVAL, "'disks' must be an array");
 		if (json_array_size(disks) > LC_DISKS_MAX)
 			return util_err_set(err, -EINVAL, "too many disks (%zu, at most %d)",
-					    json_array_size(disks), LC_DISKS_MAX);
+			                    json_array_size(disks), LC_DISKS_MAX);
 		def->disks = util_xcalloc(json_array_size(disks), sizeof(lc_disk));
-		json_array_foreach(disks, i, v) {
+		json_array_foreach (disks, i, v) {
 			if (disk_from_json(v, (unsigned)i, &def->disks[i], err) < 0)
 				return util_err_prefix(err, "disk %zu", i);
 			def->n_disks = i + 1;
@@ -381,9 +385,9 @@ static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 			return util_err_set(err, -EINVAL, "'nics' must be an array");
 		if (json_array_size(nics) > LC_NICS_MAX)
 			return util_err_set(err, -EINVAL, "too many nics (%zu, at most %d)",
-					    json_array_size(nics), LC_NICS_MAX);
+			                    json_array_size(nics), LC_NICS_MAX);
 		def->nics = util_xcalloc(json_array_size(nics), sizeof(lc_nic));
-		json_array_foreach(nics, i, v) {
+		json_array_foreach (nics, i, v) {
 			if (nic_from_json(v, (unsigned)i, &def->nics[i], err) < 0)
 				return util_err_prefix(err, "nic %zu", i);
 			def->n_nics = i + 1;
@@ -452,7 +456,7 @@ static int validate_map(json_t *map, const char *what, util_err *err)
 	const char *k;
 	json_t *v;
 
-	json_object_foreach(map, k, v) {
+	json_object_foreach (map, k, v) {
 		snprintf(kind, sizeof(kind), "%s key", what);
 		TRY(util_validate_name(k, kind, err));
 		snprintf(kind, sizeof(kind), "the value of %s '%s'", what, k);
@@ -464,15 +468,19 @@ static int validate_map(json_t *map, const char *what, util_err *err)
 static int validate_disk(const lc_vmdef *def, const lc_disk *d, util_err *err)
 {
 	if (d->format && !util_streq(d->format, "qcow2") && !util_streq(d->format, "raw"))
-		return util_err_set(err, -EINVAL, "disk %u: format '%s' is not supported (use qcow2 or raw)",
-				    d->id, d->format);
+		return util_err_set(err, -EINVAL,
+		                    "disk %u: format '%s' is not supported (use qcow2 or raw)",
+		                    d->id, d->format);
 	if (d->backing_format && !util_streq(d->backing_format, "qcow2") &&
 	    !util_streq(d->backing_format, "raw"))
-		return util_err_set(err, -EINVAL, "disk %u: image format '%s' is not supported (use qcow2 or raw)",
-				    d->id, d->backing_format);
+		return util_err_set(
+		        err, -EINVAL,
+		        "disk %u: image format '%s' is not supported (use qcow2 or raw)", d->id,
+		        d->backing_format);
 	if (d->bus == LC_BUS_IDE && def->machine == LC_MACHINE_MICROVM)
-		return util_err_set(err, -EINVAL, "disk %u: machine microvm has no ide bus (use virtio or scsi)",
-				    d->id);
+		return util_err_set(err, -EINVAL,
+		                    "disk %u: machine microvm has no ide bus (use virtio or scsi)",
+		                    d->id);
 	if (!d->source && !d->path)
 		return util_err_set(err, -EINVAL, "disk %u has neither a source nor a path", d->id);
 	TRY(check_path(d->path, "disk path", err));
@@ -491,14 +499,16 @@ static int validate_nic(const lc_vmdef *def, const lc_nic *n, util_err *err)
 		return util_err_set(err, -EINVAL, "nic %u has no network", n->id);
 	TRY(util_validate_name(n->network, "network name", err));
 	if (n->mac && !is_mac(n->mac))
-		return util_err_set(err, -EINVAL,
-				    "nic %u: '%s' is not a unicast MAC address like 52:54:00:12:34:56",
-				    n->id, n->mac);
+		return util_err_set(
+		        err, -EINVAL,
+		        "nic %u: '%s' is not a unicast MAC address like 52:54:00:12:34:56", n->id,
+		        n->mac);
 	if (n->ip)
 		TRY(util_validate_printable(n->ip, "nic ip", err));
 	if (n->model && !util_streq(n->model, "virtio") && !util_streq(n->model, "e1000"))
-		return util_err_set(err, -EINVAL, "nic %u: model '%s' is not supported (use virtio or e1000)",
-				    n->id, n->model);
+		return util_err_set(err, -EINVAL,
+		                    "nic %u: model '%s' is not supported (use virtio or e1000)",
+		                    n->id, n->model);
 	for (const lc_nic *o = def->nics; o < n; o++) {
 		if (o->id == n->id)
 			return util_err_set(err, -EINVAL, "nic id %u is used twice", n->id);
@@ -517,36 +527,40 @@ int lc_vmdef_validate(const lc_vmdef *def, util_err *err)
 	TRY(util_validate_name(def->name, "vm name", err));
 	/* all digits would be ambiguous with an id on the command line */
 	if (strspn(def->name, "0123456789") == strlen(def->name))
-		return util_err_set(err, -EINVAL,
-				    "vm name '%s' is all digits and would be read as an id; add a letter",
-				    def->name);
+		return util_err_set(
+		        err, -EINVAL,
+		        "vm name '%s' is all digits and would be read as an id; add a letter",
+		        def->name);
 	if (def->uuid && !is_uuid(def->uuid))
 		return util_err_set(err, -EINVAL, "'%s' is not a uuid", def->uuid);
 	if (def->memory < LC_MEMORY_MIN || def->memory > LC_MEMORY_MAX)
 		return util_err_set(err, -EINVAL, "memory %s is out of range (%s to %s)",
-				    util_format_size(def->memory, a, sizeof(a)),
-				    util_format_size(LC_MEMORY_MIN, b, sizeof(b)), "4T");
+		                    util_format_size(def->memory, a, sizeof(a)),
+		                    util_format_size(LC_MEMORY_MIN, b, sizeof(b)), "4T");
 	if (def->memory % (1u << 20))
 		return util_err_set(err, -EINVAL, "memory must be a whole number of MiB");
 	if (def->vcpus < 1 || def->vcpus > LC_VCPUS_MAX)
 		return util_err_set(err, -EINVAL, "vcpus %u is out of range (1 to %d)", def->vcpus,
-				    LC_VCPUS_MAX);
+		                    LC_VCPUS_MAX);
 	if (def->n_disks > LC_DISKS_MAX || def->n_nics > LC_NICS_MAX)
 		return util_err_set(err, -EINVAL, "too many disks or nics (at most %d each)",
-				    LC_DISKS_MAX);
+		                    LC_DISKS_MAX);
 	for (size_t i = 0; i < def->n_disks; i++)
 		TRY(validate_disk(def, &def->disks[i], err));
 	for (size_t i = 0; i < def->n_nics; i++)
 		TRY(validate_nic(def, &def->nics[i], err));
 	TRY(check_path(def->cdrom, "cdrom", err));
 	if (def->cdrom && def->machine == LC_MACHINE_MICROVM)
-		return util_err_set(err, -EINVAL, "machine microvm has no cdrom drive (use pc or q35)");
+		return util_err_set(err, -EINVAL,
+		                    "machine microvm has no cdrom drive (use pc or q35)");
 	TRY(check_path(def->kernel, "kernel", err));
 	TRY(check_path(def->initrd, "initrd", err));
 	/* -initrd splits multiboot modules at commas: keep the path whole */
 	if (def->initrd && strchr(def->initrd, ','))
-		return util_err_set(err, -EINVAL, "initrd path '%s' contains a comma, which QEMU would split; rename the file",
-				    def->initrd);
+		return util_err_set(
+		        err, -EINVAL,
+		        "initrd path '%s' contains a comma, which QEMU would split; rename the file",
+		        def->initrd);
 	if ((def->initrd || def->append) && !def->kernel)
 		return util_err_set(err, -EINVAL, "--initrd and --append need --kernel");
 	if (def->append)
@@ -644,9 +658,10 @@ static int disk_spec_item(const char *key, const char *value, void *ud, util_err
 	lc_disk *d = ds->d;
 
 	if (!key && looks_like_fractional_size(value))
-		return util_err_set(err, -EINVAL,
-				    "'%s' is neither a valid size (a whole number with K, M, G or T, e.g. 1536M) nor an image name (for an image of that name, write image=%s)",
-				    value, value);
+		return util_err_set(
+		        err, -EINVAL,
+		        "'%s' is neither a valid size (a whole number with K, M, G or T, e.g. 1536M) nor an image name (for an image of that name, write image=%s)",
+		        value, value);
 	if (!key) /* a bare token: a size, an absolute path, or an image name */
 		key = looks_like_size(value) ? "size" : "image";
 	if (!strcmp(key, "size")) {
@@ -666,14 +681,15 @@ static int disk_spec_item(const char *key, const char *value, void *ud, util_err
 		TRY(parse_onoff(value, &d->readonly, err));
 	} else if (!strcmp(key, "format")) {
 		if (strcmp(value, "qcow2") && strcmp(value, "raw"))
-			return util_err_set(err, -EINVAL, "format '%s' is not supported (use qcow2 or raw)",
-					    value);
+			return util_err_set(err, -EINVAL,
+			                    "format '%s' is not supported (use qcow2 or raw)",
+			                    value);
 		free(ds->format);
 		ds->format = util_xstrdup(value);
 	} else {
-		return util_err_set(err, -EINVAL,
-				    "unknown disk option '%s' (use size, image, bus, readonly, format)",
-				    key);
+		return util_err_set(
+		        err, -EINVAL,
+		        "unknown disk option '%s' (use size, image, bus, readonly, format)", key);
 	}
 	return 0;
 }
@@ -716,7 +732,8 @@ static int nic_spec_item(const char *key, const char *value, void *ud, util_err 
 	} else if (!strcmp(key, "model")) {
 		slot = &n->model;
 	} else {
-		return util_err_set(err, -EINVAL, "unknown nic option '%s' (use mac, ip, model)", key);
+		return util_err_set(err, -EINVAL, "unknown nic option '%s' (use mac, ip, model)",
+		                    key);
 	}
 	free(*slot);
 	*slot = util_xstrdup(value);
@@ -731,11 +748,11 @@ int lc_nic_parse(const char *spec, lc_nic *ret_nic, util_err *err)
 	if (r == 0 && !n.network)
 		r = util_err_set(err, -EINVAL, "a nic needs a network");
 	if (r == 0 && n.mac && !is_mac(n.mac))
-		r = util_err_set(err, -EINVAL, "'%s' is not a unicast MAC address like 52:54:00:12:34:56",
-				 n.mac);
+		r = util_err_set(err, -EINVAL,
+		                 "'%s' is not a unicast MAC address like 52:54:00:12:34:56", n.mac);
 	if (r == 0 && n.model && strcmp(n.model, "virtio") && strcmp(n.model, "e1000"))
 		r = util_err_set(err, -EINVAL, "model '%s' is not supported (use virtio or e1000)",
-				 n.model);
+		                 n.model);
 	if (r < 0) {
 		lc_nic_clear(&n);
 		return util_err_prefix(err, "invalid --nic '%s'", spec);

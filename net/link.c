@@ -325,8 +325,8 @@ int net_bridge_create(const char *name, unsigned mtu, int *ret_ifindex, util_err
 	return 0;
 }
 
-int net_vlan_add(const char *name, const char *uplink, unsigned vid, unsigned mtu,
-                 int *ret_ifindex, util_err *err)
+int net_vlan_add(const char *name, const char *uplink, unsigned vid, unsigned mtu, int *ret_ifindex,
+                 util_err *err)
 {
 	_cleanup_sock_ struct nl_sock *s = NULL;
 	_cleanup_link_ struct rtnl_link *l = NULL, *up = NULL;

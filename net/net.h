@@ -95,8 +95,8 @@ int net_bridge_create(const char *name, unsigned mtu, int *ret_ifindex, util_err
 /* Create VLAN interface name (id vid) on uplink, down and enslaved to
  * nothing (net_link_attach does that). *ret_ifindex is its index. -EEXIST
  * when an interface of that name exists (it is left alone). */
-int net_vlan_add(const char *name, const char *uplink, unsigned vid, unsigned mtu,
-                 int *ret_ifindex, util_err *err);
+int net_vlan_add(const char *name, const char *uplink, unsigned vid, unsigned mtu, int *ret_ifindex,
+                 util_err *err);
 
 /* Enslave name to bridge (NULL: release it), set mtu (0: leave) and bring
  * it up. */

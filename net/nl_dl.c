@@ -9,7 +9,7 @@
 
 /* The sonames the -dev packages' libraries carry (libnl-3-200,
  * libnl-route-3-200). */
-#define LIB_NL "libnl-3.so.200"
+#define LIB_NL    "libnl-3.so.200"
 #define LIB_ROUTE "libnl-route-3.so.200"
 
 net_nl_api net_nl;
@@ -29,7 +29,9 @@ static const struct {
 int net_nl_load(util_err *err)
 {
 	static const char *const sonames[] = { [NL] = LIB_NL, [ROUTE] = LIB_ROUTE };
-	static const char *const packages[] = { [NL] = "libnl-3-200", [ROUTE] = "libnl-route-3-200" };
+	static const char *const packages[] = {
+		[NL] = "libnl-3-200", [ROUTE] = "libnl-route-3-200"
+	};
 	static bool loaded;
 	void *libs[2] = { NULL, NULL };
 	net_nl_api api;
@@ -41,8 +43,9 @@ int net_nl_load(util_err *err)
 	for (int i = NL; i <= ROUTE; i++) {
 		libs[i] = dlopen(sonames[i], RTLD_NOW | (i == NL ? RTLD_GLOBAL : RTLD_LOCAL));
 		if (!libs[i]) {
-			util_err_set(err, -ENOENT, "cannot load %s for networks: %s; install the package %s",
-				     sonames[i], dlerror(), packages[i]);
+			util_err_set(err, -ENOENT,
+			             "cannot load %s for networks: %s; install the package %s",
+			             sonames[i], dlerror(), packages[i]);
 			goto fail;
 		}
 	}
@@ -50,9 +53,10 @@ int net_nl_load(util_err *err)
 		void *fn = dlsym(libs[functions[i].lib], functions[i].name);
 
 		if (!fn) {
-			util_err_set(err, -ENOENT, "cannot load %s: it has no %s; install %s 3.5 or later",
-				     sonames[functions[i].lib], functions[i].name,
-				     packages[functions[i].lib]);
+			util_err_set(err, -ENOENT,
+			             "cannot load %s: it has no %s; install %s 3.5 or later",
+			             sonames[functions[i].lib], functions[i].name,
+			             packages[functions[i].lib]);
 			goto fail;
 		}
 		/* POSIX lets dlsym's result be used as a function pointer */

@@ -19,15 +19,15 @@
 struct qmp_client {
 	int fd;
 	qmp_reader rd;
-	json_t *greeting;      /* the greeting's "QMP" member */
-	json_int_t last_id;    /* ids are a counter; 1 is qmp_capabilities */
+	json_t *greeting;   /* the greeting's "QMP" member */
+	json_int_t last_id; /* ids are a counter; 1 is qmp_capabilities */
 	qmp_event_fn cb;
 	void *cb_data;
-	json_t *events;        /* queued events, oldest first */
-	size_t dropped;        /* events dropped because the queue was full */
-	size_t delivered;      /* events delivered, for qmp_dispatch()'s count */
-	bool busy;             /* reading; callbacks may not re-enter */
-	int dead;              /* 0, or the errno that made the connection unusable */
+	json_t *events;   /* queued events, oldest first */
+	size_t dropped;   /* events dropped because the queue was full */
+	size_t delivered; /* events delivered, for qmp_dispatch()'s count */
+	bool busy;        /* reading; callbacks may not re-enter */
+	int dead;         /* 0, or the errno that made the connection unusable */
 	char dead_msg[sizeof(((util_err *)0)->msg)];
 };
 
@@ -55,8 +55,9 @@ static void mark_dead(qmp_client *c, const util_err *err)
  * that killed it. */
 static int fail_dead(const qmp_client *c, util_err *err, const char *what)
 {
-	return util_err_set(err, c->dead, "%s: qmp connection unusable after an earlier failure (%s)",
-			    what, c->dead_msg);
+	return util_err_set(err, c->dead,
+	                    "%s: qmp connection unusable after an earlier failure (%s)", what,
+	                    c->dead_msg);
 }
 
 /* A compact, printable excerpt of a message for error texts. */
@@ -120,7 +121,8 @@ static int handle_message(qmp_client *c, json_t *msg, want *w, util_err *err)
 
 			brief(msg, ex, sizeof(ex));
 			json_decref(msg);
-			return util_err_set(err, -EPROTO, "expected the qmp greeting, got '%s'", ex);
+			return util_err_set(err, -EPROTO, "expected the qmp greeting, got '%s'",
+			                    ex);
 		}
 		w->result = json_incref(v);
 		json_decref(msg);
@@ -226,8 +228,9 @@ static int read_some(qmp_client *c, util_err *err)
 	close_received_fds(&mh);
 	if (n == 0) {
 		if (qmp_reader_pending(&c->rd) > 0)
-			return util_err_set(err, -EPIPE,
-					    "qemu closed the qmp connection in the middle of a message");
+			return util_err_set(
+			        err, -EPIPE,
+			        "qemu closed the qmp connection in the middle of a message");
 		return util_err_set(err, -EPIPE, "qemu closed the qmp connection");
 	}
 	int r = qmp_reader_feed(&c->rd, buf, (size_t)n, err);
@@ -270,7 +273,7 @@ static int pump(qmp_client *c, want *w, int64_t deadline, util_err *err)
 
 /* Write all of data; when fd >= 0 it travels with the first byte. */
 static int send_all(qmp_client *c, const char *data, size_t len, int fd, int64_t deadline,
-		    util_err *err)
+                    util_err *err)
 {
 	size_t off = 0;
 
@@ -284,9 +287,9 @@ static int send_all(qmp_client *c, const char *data, size_t len, int fd, int64_t
 			} ctl;
 			struct iovec iov = { (char *)data, len };
 			struct msghdr mh = { .msg_iov = &iov,
-					     .msg_iovlen = 1,
-					     .msg_control = ctl.b,
-					     .msg_controllen = sizeof(ctl.b) };
+				             .msg_iovlen = 1,
+				             .msg_control = ctl.b,
+				             .msg_controllen = sizeof(ctl.b) };
 			struct cmsghdr *cm;
 
 			memset(&ctl, 0, sizeof(ctl));
@@ -311,7 +314,7 @@ static int send_all(qmp_client *c, const char *data, size_t len, int fd, int64_t
 
 			if (left == 0)
 				return util_err_set(err, -ETIMEDOUT,
-						    "qemu is not reading the qmp socket");
+				                    "qemu is not reading the qmp socket");
 			if (poll(&pfd, 1, left) < 0 && errno != EINTR)
 				return util_err_errno(err, -errno, "cannot poll the qmp socket");
 			continue;
@@ -328,7 +331,7 @@ static int send_all(qmp_client *c, const char *data, size_t len, int fd, int64_t
 /* Send one command and wait for its reply until deadline. Fatal errors mark
  * the client dead; a QMP error reply does not. */
 static int run_command(qmp_client *c, const char *cmd, json_t *args, int fd, int64_t deadline,
-		       int timeout_ms, json_t **ret_return, util_err *err)
+                       int timeout_ms, json_t **ret_return, util_err *err)
 {
 	_cleanup_json_ json_t *req = NULL, *reply = NULL;
 	_cleanup_free_ char *text = NULL, *line = NULL;
@@ -360,8 +363,9 @@ static int run_command(qmp_client *c, const char *cmd, json_t *args, int fd, int
 	r = pump(c, &w, deadline, err);
 	if (r < 0) {
 		if (r == -ETIMEDOUT)
-			util_err_set(err, -ETIMEDOUT, "qmp command '%s': no reply from qemu within %d ms",
-				     cmd, timeout_ms);
+			util_err_set(err, -ETIMEDOUT,
+			             "qmp command '%s': no reply from qemu within %d ms", cmd,
+			             timeout_ms);
 		else
 			util_err_prefix(err, "qmp command '%s'", cmd);
 		mark_dead(c, err);
@@ -382,10 +386,10 @@ static int run_command(qmp_client *c, const char *cmd, json_t *args, int fd, int
 		const char *desc = json_string_value(json_object_get(e, "desc"));
 
 		r = util_err_set(err, -EREMOTEIO, "qmp command '%s' failed: %s", cmd,
-				 desc ? desc : "(no description)");
+		                 desc ? desc : "(no description)");
 		snprintf(err->qmp_class, sizeof(err->qmp_class), "%s", cls ? cls : "");
 		util_trace("qmp <- %s: error %s: %s", cmd, cls ? cls : "?",
-			   desc ? desc : "(no description)");
+		           desc ? desc : "(no description)");
 		return r;
 	}
 	util_trace("qmp <- %s: return", cmd);
@@ -395,13 +399,14 @@ static int run_command(qmp_client *c, const char *cmd, json_t *args, int fd, int
 }
 
 static const char *const quick_cmds[] = {
-	"qmp_capabilities", "cont", "stop", "system_powerdown", "system_reset",
-	"system_wakeup", "quit", "getfd", "closefd", "add-fd", "remove-fd", "qom-get",
-	"qom-list", "qom-set", "set_link", "inject-nmi", "send-key", "balloon",
+	"qmp_capabilities", "cont",     "stop",     "system_powerdown", "system_reset",
+	"system_wakeup",    "quit",     "getfd",    "closefd",          "add-fd",
+	"remove-fd",        "qom-get",  "qom-list", "qom-set",          "set_link",
+	"inject-nmi",       "send-key", "balloon",
 };
 static const char *const job_cmds[] = {
-	"blockdev-create", "block-commit", "block-stream", "drive-mirror", "drive-backup",
-	"blockdev-mirror", "blockdev-backup", "dump-guest-memory",
+	"blockdev-create", "block-commit",    "block-stream",    "drive-mirror",
+	"drive-backup",    "blockdev-mirror", "blockdev-backup", "dump-guest-memory",
 };
 static const char *const job_prefixes[] = { "snapshot-", "migrate", "block-job-", "job-" };
 
@@ -424,7 +429,7 @@ int qmp_default_timeout_ms(const char *cmd)
 }
 
 static int execute_common(qmp_client *c, const char *cmd, json_t *args, int fd, int timeout_ms,
-			  json_t **ret_return, util_err *err)
+                          json_t **ret_return, util_err *err)
 {
 	util_err local;
 	int r;
@@ -435,14 +440,14 @@ static int execute_common(qmp_client *c, const char *cmd, json_t *args, int fd, 
 		return util_err_set(err, -EINVAL, "qmp command without a client or a name");
 	if (args && !json_is_object(args))
 		return util_err_set(err, -EINVAL, "arguments of qmp command '%s' are not an object",
-				    cmd);
+		                    cmd);
 	if (timeout_ms < 0)
 		return util_err_set(err, -EINVAL, "negative timeout for qmp command '%s'", cmd);
 	if (c->busy)
 		return util_err_set(err, -EBUSY,
-				    "qmp command '%s' issued while the client is busy "
-				    "(from an event callback?)",
-				    cmd);
+		                    "qmp command '%s' issued while the client is busy "
+		                    "(from an event callback?)",
+		                    cmd);
 	if (c->dead) {
 		char what[128];
 
@@ -459,19 +464,19 @@ static int execute_common(qmp_client *c, const char *cmd, json_t *args, int fd, 
 }
 
 int qmp_execute(qmp_client *client, const char *cmd, json_t *args, int timeout_ms,
-		json_t **ret_return, util_err *err)
+                json_t **ret_return, util_err *err)
 {
 	return execute_common(client, cmd, args, -1, timeout_ms, ret_return, err);
 }
 
-int qmp_execute_with_fd(qmp_client *client, const char *cmd, json_t *args, int fd,
-			int timeout_ms, json_t **ret_return, util_err *err)
+int qmp_execute_with_fd(qmp_client *client, const char *cmd, json_t *args, int fd, int timeout_ms,
+                        json_t **ret_return, util_err *err)
 {
 	/* Checked here: a bad fd would fail sendmsg() before a byte is sent,
 	 * and should not cost the connection. */
 	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
 		return util_err_set(err, -EBADF, "qmp command '%s': cannot pass fd %d: not open",
-				    cmd ? cmd : "?", fd);
+		                    cmd ? cmd : "?", fd);
 	return execute_common(client, cmd, args, fd, timeout_ms, ret_return, err);
 }
 
@@ -509,18 +514,18 @@ static int handshake(qmp_client *c, int64_t deadline, int timeout_ms, util_err *
 
 	r = pump(c, &w, deadline, err);
 	if (r == -ETIMEDOUT)
-		return util_err_set(err, r,
-				    "no qmp greeting from qemu within %d ms "
-				    "(qemu is hung or overloaded, or another client holds this monitor)",
-				    timeout_ms);
+		return util_err_set(
+		        err, r,
+		        "no qmp greeting from qemu within %d ms "
+		        "(qemu is hung or overloaded, or another client holds this monitor)",
+		        timeout_ms);
 	if (r < 0)
 		return util_err_prefix(err, "cannot read the qmp greeting");
 	c->greeting = w.result;
 	return run_command(c, "qmp_capabilities", NULL, -1, deadline, timeout_ms, NULL, err);
 }
 
-static int adopt(int fd, int64_t deadline, int timeout_ms, qmp_client **ret_client,
-		 util_err *err)
+static int adopt(int fd, int64_t deadline, int timeout_ms, qmp_client **ret_client, util_err *err)
 {
 	qmp_client *c = client_new(fd);
 	int r;
@@ -538,7 +543,7 @@ static int adopt(int fd, int64_t deadline, int timeout_ms, qmp_client **ret_clie
  * is full, and offers no poll() event for room in it. A blocking connect
  * with SO_SNDTIMEO makes the kernel itself wait for room, bounded. */
 static int connect_full_backlog(int fd, const struct sockaddr_un *sa, const char *path,
-				int64_t deadline, int timeout_ms, util_err *err)
+                                int64_t deadline, int timeout_ms, util_err *err)
 {
 	int flags = fcntl(fd, F_GETFL);
 
@@ -550,17 +555,19 @@ static int connect_full_backlog(int fd, const struct sockaddr_un *sa, const char
 
 		if (left == 0)
 			return util_err_set(err, -ETIMEDOUT,
-					    "cannot connect to qmp socket '%s': no room in its "
-					    "backlog within %d ms",
-					    path, timeout_ms);
+			                    "cannot connect to qmp socket '%s': no room in its "
+			                    "backlog within %d ms",
+			                    path, timeout_ms);
 		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
 		    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
-			return util_err_errno(err, -errno, "cannot connect to qmp socket '%s'", path);
+			return util_err_errno(err, -errno, "cannot connect to qmp socket '%s'",
+			                      path);
 		r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
 		e = errno;
 		if (fcntl(fd, F_SETFL, flags) < 0 ||
 		    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof(zero)) < 0)
-			return util_err_errno(err, -errno, "cannot connect to qmp socket '%s'", path);
+			return util_err_errno(err, -errno, "cannot connect to qmp socket '%s'",
+			                      path);
 		if (r == 0)
 			return 0;
 		if (e != EAGAIN && e != EINTR)
@@ -569,7 +576,7 @@ static int connect_full_backlog(int fd, const struct sockaddr_un *sa, const char
 }
 
 static int connect_deadline(int fd, const struct sockaddr_un *sa, const char *path,
-			    int64_t deadline, int timeout_ms, util_err *err)
+                            int64_t deadline, int timeout_ms, util_err *err)
 {
 	struct pollfd pfd = { fd, POLLOUT, 0 };
 	int soerr = 0;
@@ -586,11 +593,12 @@ static int connect_deadline(int fd, const struct sockaddr_un *sa, const char *pa
 
 		if (left == 0)
 			return util_err_set(err, -ETIMEDOUT,
-					    "cannot connect to qmp socket '%s' within %d ms", path,
-					    timeout_ms);
+			                    "cannot connect to qmp socket '%s' within %d ms", path,
+			                    timeout_ms);
 		r = poll(&pfd, 1, left);
 		if (r < 0 && errno != EINTR)
-			return util_err_errno(err, -errno, "cannot connect to qmp socket '%s'", path);
+			return util_err_errno(err, -errno, "cannot connect to qmp socket '%s'",
+			                      path);
 		if (r > 0)
 			break;
 	}
@@ -615,9 +623,9 @@ int qmp_connect_path(const char *path, int timeout_ms, qmp_client **ret_client, 
 		return util_err_set(err, -EINVAL, "no qmp socket path");
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return util_err_set(err, -ENAMETOOLONG,
-				    "qmp socket path '%s' is too long for a unix socket "
-				    "(%zu bytes at most)",
-				    path, sizeof(sa.sun_path) - 1);
+		                    "qmp socket path '%s' is too long for a unix socket "
+		                    "(%zu bytes at most)",
+		                    path, sizeof(sa.sun_path) - 1);
 	if (timeout_ms < 0)
 		return util_err_set(err, -EINVAL, "negative timeout for qmp socket '%s'", path);
 	if (timeout_ms == 0)
@@ -657,7 +665,7 @@ int qmp_connect_fd(int fd, int timeout_ms, qmp_client **ret_client, util_err *er
 		return util_err_errno(err, -errno, "cannot use fd %d for qmp", fd);
 	if (type != SOCK_STREAM)
 		return util_err_set(err, -ENOTSOCK, "cannot use fd %d for qmp: not a stream socket",
-				    fd);
+		                    fd);
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
 	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
@@ -709,7 +717,7 @@ size_t qmp_events_dropped(const qmp_client *client)
 }
 
 int qmp_wait_event(qmp_client *client, const char *name, int timeout_ms, json_t **ret_event,
-		   util_err *err)
+                   util_err *err)
 {
 	want w = { .kind = WANT_EVENT, .event = name };
 	util_err local, drain_err;
@@ -726,10 +734,10 @@ int qmp_wait_event(qmp_client *client, const char *name, int timeout_ms, json_t 
 		return util_err_set(err, -EINVAL, "negative timeout for qmp event '%s'", name);
 	if (client->busy)
 		return util_err_set(err, -EBUSY,
-				    "wait for qmp event '%s' while the client is busy "
-				    "(from an event callback?)",
-				    name);
-	json_array_foreach(client->events, i, ev) {
+		                    "wait for qmp event '%s' while the client is busy "
+		                    "(from an event callback?)",
+		                    name);
+	json_array_foreach (client->events, i, ev) {
 		if (util_streq(json_string_value(json_object_get(ev, "event")), name)) {
 			*ret_event = json_incref(ev);
 			json_array_remove(client->events, i);
@@ -747,7 +755,7 @@ int qmp_wait_event(qmp_client *client, const char *name, int timeout_ms, json_t 
 	client->busy = false;
 	if (r == -ETIMEDOUT)
 		return util_err_set(err, r, "no qmp event '%s' from qemu within %d ms", name,
-				    timeout_ms);
+		                    timeout_ms);
 	if (r < 0) {
 		util_err_prefix(err, "%s", what);
 		mark_dead(client, err);
@@ -779,8 +787,9 @@ int qmp_dispatch(qmp_client *client, util_err *err)
 	if (!client)
 		return util_err_set(err, -EINVAL, "qmp dispatch without a client");
 	if (client->busy)
-		return util_err_set(err, -EBUSY,
-				    "qmp dispatch while the client is busy (from an event callback?)");
+		return util_err_set(
+		        err, -EBUSY,
+		        "qmp dispatch while the client is busy (from an event callback?)");
 	if (client->dead)
 		return fail_dead(client, err, "qmp dispatch");
 

@@ -23,16 +23,16 @@
  * unit test (tests/unit/test_qmp_timeout.c) compiles the client with
  * shorter ones to see each applied; nothing else may define them. */
 #ifndef QMP_TIMEOUT_CONNECT_MS
-#define QMP_TIMEOUT_CONNECT_MS 5000   /* connect + greeting + capabilities */
+#define QMP_TIMEOUT_CONNECT_MS 5000 /* connect + greeting + capabilities */
 #endif
 #ifndef QMP_TIMEOUT_QUICK_MS
-#define QMP_TIMEOUT_QUICK_MS 5000     /* queries, run state, getfd, quit */
+#define QMP_TIMEOUT_QUICK_MS 5000 /* queries, run state, getfd, quit */
 #endif
 #ifndef QMP_TIMEOUT_DEVICE_MS
-#define QMP_TIMEOUT_DEVICE_MS 60000   /* hotplug, blockdev, unknown commands */
+#define QMP_TIMEOUT_DEVICE_MS 60000 /* hotplug, blockdev, unknown commands */
 #endif
 #ifndef QMP_TIMEOUT_JOB_MS
-#define QMP_TIMEOUT_JOB_MS 600000     /* snapshots, migration, block jobs */
+#define QMP_TIMEOUT_JOB_MS 600000 /* snapshots, migration, block jobs */
 #endif
 
 /* A connection to one QEMU monitor. Not thread-safe: use a client from one
@@ -116,13 +116,13 @@ json_t *qmp_greeting(const qmp_client *client);
  * arrive meanwhile go to the callback, or to the queue (check
  * qmp_next_event() afterwards). */
 int qmp_execute(qmp_client *client, const char *cmd, json_t *args, int timeout_ms,
-		json_t **ret_return, util_err *err);
+                json_t **ret_return, util_err *err);
 
 /* Like qmp_execute(), also passing fd (borrowed; QEMU receives its own copy)
  * with SCM_RIGHTS in the same sendmsg() as the command's first byte. Meant
  * for "getfd" ({"fdname": ...}) and "add-fd" ({"fdset-id": ...}). */
-int qmp_execute_with_fd(qmp_client *client, const char *cmd, json_t *args, int fd,
-			int timeout_ms, json_t **ret_return, util_err *err);
+int qmp_execute_with_fd(qmp_client *client, const char *cmd, json_t *args, int fd, int timeout_ms,
+                        json_t **ret_return, util_err *err);
 
 /* The reply timeout used when qmp_execute() is given 0:
  * QMP_TIMEOUT_QUICK_MS for query-*, qmp_capabilities, cont, stop,
@@ -155,7 +155,7 @@ json_t *qmp_next_event(qmp_client *client);
  * -ETIMEDOUT when it does not come (the client stays usable), -EPIPE when
  * QEMU closes the connection first. */
 int qmp_wait_event(qmp_client *client, const char *name, int timeout_ms, json_t **ret_event,
-		   util_err *err);
+                   util_err *err);
 
 /* Number of events dropped because the queue was full. */
 size_t qmp_events_dropped(const qmp_client *client);

@@ -23,7 +23,7 @@ void qmp_reader_free(qmp_reader *r)
 /* Record a sticky error; the buffer is released at once since the stream is
  * dead (it may hold up to the 10 MiB cap). */
 static int reader_fail(qmp_reader *r, util_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 static int reader_fail(qmp_reader *r, util_err *err, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -43,8 +43,7 @@ static int reader_sticky(const qmp_reader *r, util_err *err)
 
 static int too_big(qmp_reader *r, util_err *err)
 {
-	return reader_fail(r, err, -EMSGSIZE, "qmp message larger than the %zu bytes cap",
-			   r->max);
+	return reader_fail(r, err, -EMSGSIZE, "qmp message larger than the %zu bytes cap", r->max);
 }
 
 int qmp_reader_feed(qmp_reader *r, const void *data, size_t n, util_err *err)
@@ -153,14 +152,15 @@ int qmp_reader_next(qmp_reader *r, json_t **ret_msg, util_err *err)
 		msg = json_loadb(line, n, 0, &jerr);
 		if (!msg) {
 			excerpt(line, n, ex, sizeof(ex));
-			return reader_fail(r, err, -EPROTO, "qmp sent a line that is not json: %s ('%s')",
-					   jerr.text, ex);
+			return reader_fail(r, err, -EPROTO,
+			                   "qmp sent a line that is not json: %s ('%s')", jerr.text,
+			                   ex);
 		}
 		if (!json_is_object(msg)) {
 			json_decref(msg);
 			excerpt(line, n, ex, sizeof(ex));
-			return reader_fail(r, err, -EPROTO, "qmp sent json that is not an object ('%s')",
-					   ex);
+			return reader_fail(r, err, -EPROTO,
+			                   "qmp sent json that is not an object ('%s')", ex);
 		}
 		*ret_msg = msg;
 		return 1;

@@ -20,14 +20,14 @@
  * call fails the same way. */
 typedef struct qmp_reader {
 	char *buf;
-	size_t start;     /* first byte not yet handed out */
-	size_t len;       /* end of the buffered bytes */
-	size_t cap;       /* allocated size of buf */
-	size_t scan;      /* no '\n' in [start, scan) */
-	size_t tail;      /* length of the unterminated last line */
-	size_t max;       /* cap on one message, without its line end */
-	bool over;        /* a line over the cap follows the buffered ones */
-	int error;        /* sticky negative errno, 0 while healthy */
+	size_t start; /* first byte not yet handed out */
+	size_t len;   /* end of the buffered bytes */
+	size_t cap;   /* allocated size of buf */
+	size_t scan;  /* no '\n' in [start, scan) */
+	size_t tail;  /* length of the unterminated last line */
+	size_t max;   /* cap on one message, without its line end */
+	bool over;    /* a line over the cap follows the buffered ones */
+	int error;    /* sticky negative errno, 0 while healthy */
 	char errmsg[256];
 } qmp_reader;
 

@@ -93,13 +93,13 @@ static int sync_file(const char *path)
  * mode of a file that already exists (it truncates it), so the disk is
  * never readable by others, whatever the umask. */
 static int create_image(const char *path, const char *format, const char *const *opts,
-			const char *size, util_err *err)
+                        const char *size, util_err *err)
 {
 	_cleanup_free_ char *qemu_img = NULL, *dir = NULL, *tmp = NULL, *errtext = NULL;
 	_cleanup_free_ char *safe = NULL;
-	util_strv argv = {0};
+	util_strv argv = { 0 };
 	_cleanup_strv_ char **av = NULL;
-	util_run_opts ro = {.ret_stderr = &errtext};
+	util_run_opts ro = { .ret_stderr = &errtext };
 	int fd, r;
 
 	r = check_new_path(path, err);
@@ -173,8 +173,8 @@ fail:
 int stor_create_overlay(const char *path, const char *backing_path, const char *backing_format,
                         util_err *err)
 {
-	static const char *const anywhere[] = {"/", NULL};
-	const char *opts[] = {"-F", backing_format, "-b", backing_path, NULL};
+	static const char *const anywhere[] = { "/", NULL };
+	const char *opts[] = { "-F", backing_format, "-b", backing_path, NULL };
 	int r;
 
 	if (!stor_format_supported(backing_format)) {
@@ -242,8 +242,8 @@ static int wipe_fd(int fd, off_t size)
 				end = size;
 		}
 		while (data < end) {
-			size_t n =
-			    (size_t)(end - data) < WIPE_CHUNK ? (size_t)(end - data) : WIPE_CHUNK;
+			size_t n = (size_t)(end - data) < WIPE_CHUNK ? (size_t)(end - data)
+			                                             : WIPE_CHUNK;
 			ssize_t w = pwrite(fd, zeros, n, data);
 
 			if (w < 0 && errno == EINTR)
@@ -274,14 +274,14 @@ int stor_remove_disk(const char *path, bool wipe, util_err *err)
 	}
 	if (S_ISLNK(st.st_mode))
 		return util_err_set(
-		    err, -EINVAL, "'%s' is a symbolic link, not a disk file; refusing to remove it",
-		    safe);
+		        err, -EINVAL,
+		        "'%s' is a symbolic link, not a disk file; refusing to remove it", safe);
 	if (!S_ISREG(st.st_mode))
 		return util_err_set(err, -EINVAL,
 		                    "'%s' is not a regular file; refusing to remove it", safe);
 	if (wipe) {
 		_cleanup_close_ int fd =
-		    open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		        open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
 		if (fd < 0)
 			return util_err_errno(err, -errno, "cannot open '%s' to wipe it", safe);
@@ -293,10 +293,10 @@ int stor_remove_disk(const char *path, bool wipe, util_err *err)
 			                    safe);
 		if (fst.st_nlink > 1)
 			return util_err_set(
-			    err, -EMLINK,
-			    "'%s' has other hard links (%ju); wiping it would destroy "
-			    "their data too: remove the other links first",
-			    safe, (uintmax_t)fst.st_nlink - 1);
+			        err, -EMLINK,
+			        "'%s' has other hard links (%ju); wiping it would destroy "
+			        "their data too: remove the other links first",
+			        safe, (uintmax_t)fst.st_nlink - 1);
 		r = wipe_fd(fd, fst.st_size);
 		if (r < 0)
 			return util_err_errno(err, r, "cannot wipe '%s'", safe);

@@ -15,7 +15,10 @@ static const struct {
 	const char *name;
 	size_t offset;
 } symbols[] = {
-#define SYM(field, name) { name, offsetof(stor_curl_api, field) }
+#define SYM(field, name)                                                                           \
+	{                                                                                          \
+		name, offsetof(stor_curl_api, field)                                               \
+	}
 	SYM(global_init, "curl_global_init"),
 	SYM(global_cleanup, "curl_global_cleanup"),
 	SYM(easy_init, "curl_easy_init"),
@@ -48,16 +51,18 @@ int stor_curl_load(util_err *err)
 	h = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
 
 	if (!h)
-		return util_err_set(err, -ENOENT,
-				    "cannot load libcurl (%s) for downloads: %s; install the package libcurl4",
-				    CURL_SONAME, dlerror());
+		return util_err_set(
+		        err, -ENOENT,
+		        "cannot load libcurl (%s) for downloads: %s; install the package libcurl4",
+		        CURL_SONAME, dlerror());
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(symbols); i++) {
 		void *fn = dlsym(h, symbols[i].name);
 
 		if (!fn) {
-			util_err_set(err, -ENOENT,
-				     "cannot load libcurl (%s): it has no %s; install libcurl4 7.62 or later",
-				     CURL_SONAME, symbols[i].name);
+			util_err_set(
+			        err, -ENOENT,
+			        "cannot load libcurl (%s): it has no %s; install libcurl4 7.62 or later",
+			        CURL_SONAME, symbols[i].name);
 			dlclose(h);
 			return -ENOENT;
 		}

@@ -12,13 +12,14 @@
 /* Run qemu-img with args (NULL-terminated, after the program name). The
  * message on failure is "<what> '<path>': <qemu-img's first line>". */
 static int run_img(const char *const *args, const char *what, const char *path, char **ret_out,
-		   util_err *err)
+                   util_err *err)
 {
 	_cleanup_free_ char *qemu_img = NULL, *errtext = NULL, *out = NULL, *safe = stor_safe(path);
 	_cleanup_strv_ char **av = NULL;
 	util_strv sv = { 0 };
-	util_run_opts ro = { .ret_stderr = &errtext, .ret_stdout = &out,
-			     .timeout_ms = DISK_OP_TIMEOUT_MS };
+	util_run_opts ro = { .ret_stderr = &errtext,
+		             .ret_stdout = &out,
+		             .timeout_ms = DISK_OP_TIMEOUT_MS };
 	int r = stor_qemu_img(&qemu_img, err);
 
 	if (r < 0)
@@ -33,8 +34,8 @@ static int run_img(const char *const *args, const char *what, const char *path, 
 	if (r != 0) {
 		if (errtext && strstr(errtext, "Failed to get \"write\" lock"))
 			return util_err_set(err, -EBUSY,
-					    "%s '%s': another process (a running vm?) has it open",
-					    what, safe);
+			                    "%s '%s': another process (a running vm?) has it open",
+			                    what, safe);
 		return stor_qemu_img_failed(err, errtext, "%s '%s'", what, safe);
 	}
 	if (ret_out)
@@ -43,7 +44,7 @@ static int run_img(const char *const *args, const char *what, const char *path, 
 }
 
 int stor_resize(const char *path, const char *format, uint64_t size_bytes, bool shrink,
-		util_err *err)
+                util_err *err)
 {
 	char size[32];
 	const char *args[8];
@@ -86,7 +87,7 @@ int stor_snapshot(const char *path, stor_snap_op op, const char *tag, util_err *
 {
 	static const char *const flags[] = { "-c", "-a", "-d" };
 	static const char *const what[] = { "cannot create a snapshot of", "cannot revert",
-					    "cannot delete a snapshot of" };
+		                            "cannot delete a snapshot of" };
 	_cleanup_free_ char *opts = NULL;
 	const char *args[8];
 	int r;
@@ -122,8 +123,8 @@ int stor_disk_info(const char *path, const char *format, json_t **ret, util_err 
 	j = json_loads(out ? out : "", 0, NULL);
 	if (!json_is_object(j)) {
 		json_decref(j);
-		return util_err_set(err, -EPROTO, "cannot inspect '%s': qemu-img printed no JSON object",
-				    safe);
+		return util_err_set(err, -EPROTO,
+		                    "cannot inspect '%s': qemu-img printed no JSON object", safe);
 	}
 	*ret = j;
 	return 0;

@@ -18,30 +18,30 @@
 #include "storage/internal.h"
 
 #define DEFAULT_STALL_S 30
-#define MAX_ATTEMPTS 5
-#define HASH_CHUNK (1u << 20)
-#define VALIDATOR_MAX 256
+#define MAX_ATTEMPTS    5
+#define HASH_CHUNK      (1u << 20)
+#define VALIDATOR_MAX   256
 
 typedef struct dl {
 	const stor_import_opts *o;
 	CURL *curl;
 	int fd;
 	util_sha256 sha;
-	uint64_t offset;  /* bytes in the file, all hashed */
-	uint64_t start;   /* where this attempt's body starts */
+	uint64_t offset; /* bytes in the file, all hashed */
+	uint64_t start;  /* where this attempt's body starts */
 	uint64_t max;
-	bool first;       /* no body byte of this attempt yet */
-	bool capped;      /* the size cap was hit */
-	bool range_bad;   /* a 206 for another range than asked */
-	bool restarted;   /* the server ignored the Range: from zero */
-	int werr;         /* errno of a failed write */
-	bool have_cr;     /* Content-Range of the current response */
+	bool first;     /* no body byte of this attempt yet */
+	bool capped;    /* the size cap was hit */
+	bool range_bad; /* a 206 for another range than asked */
+	bool restarted; /* the server ignored the Range: from zero */
+	int werr;       /* errno of a failed write */
+	bool have_cr;   /* Content-Range of the current response */
 	uint64_t cr_start;
-	char etag[VALIDATOR_MAX];  /* ETag of the current response, or "" */
-	char lastmod[VALIDATOR_MAX]; /* Last-Modified of the current response, or "" */
+	char etag[VALIDATOR_MAX];      /* ETag of the current response, or "" */
+	char lastmod[VALIDATOR_MAX];   /* Last-Modified of the current response, or "" */
 	char validator[VALIDATOR_MAX]; /* what the file so far was sent under: the
 	                                * If-Range of a resume; "" when unknown */
-	const char *partial;       /* the partial file's path */
+	const char *partial;           /* the partial file's path */
 } dl;
 
 /* The partial file's validator lives in "<partial>.validator" (see
@@ -192,7 +192,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 }
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-		       curl_off_t ulnow)
+                       curl_off_t ulnow)
 {
 	dl *d = ud;
 
@@ -200,7 +200,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 	(void)ulnow;
 	if (d->o->progress && !d->first)
 		d->o->progress(d->o->progress_ud, d->start + (uint64_t)dlnow,
-			       dltotal > 0 ? d->start + (uint64_t)dltotal : 0);
+		               dltotal > 0 ? d->start + (uint64_t)dltotal : 0);
 	return 0;
 }
 
@@ -228,9 +228,9 @@ static int set_protocols(CURL *c)
 		return -ENOTSUP;
 #else
 	if (curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) !=
-		    CURLE_OK ||
+	            CURLE_OK ||
 	    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS,
-			     (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK)
+	                     (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)) != CURLE_OK)
 		return -ENOTSUP;
 #endif
 	return 0;
@@ -253,7 +253,7 @@ static int hash_existing(dl *d, util_err *err, const char *safe_path)
 			continue;
 		if (n <= 0)
 			return util_err_errno(err, n < 0 ? -errno : -EIO, "cannot read '%s'",
-					      safe_path);
+			                      safe_path);
 		util_sha256_update(&d->sha, buf, (size_t)n);
 		done += (uint64_t)n;
 	}
@@ -337,9 +337,10 @@ static CURLcode transfer(dl *d, const char *url, char *errbuf, long *ret_code)
 }
 
 int stor_download(const char *url, const char *partial, const stor_import_opts *o, int *ret_fd,
-		  char ret_hex[65], uint64_t *ret_size, util_err *err)
+                  char ret_hex[65], uint64_t *ret_size, util_err *err)
 {
-	_cleanup_free_ char *host = NULL, *safe_url = stor_safe(url), *safe_path = stor_safe(partial);
+	_cleanup_free_ char *host = NULL, *safe_url = stor_safe(url),
+	                    *safe_path = stor_safe(partial);
 	char errbuf[CURL_ERROR_SIZE];
 	dl d = { .o = o, .fd = -1, .max = o->max_size, .partial = partial };
 	struct stat st;
@@ -353,9 +354,10 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 	if (d.fd < 0)
 		return util_err_errno(err, -errno, "cannot create '%s'", safe_path);
 	if (flock(d.fd, LOCK_EX | LOCK_NB) < 0) {
-		r = util_err_set(err, -EBUSY,
-				 "another qvm is downloading '%s' as image '%s'; wait for it to finish",
-				 safe_url, o->name);
+		r = util_err_set(
+		        err, -EBUSY,
+		        "another qvm is downloading '%s' as image '%s'; wait for it to finish",
+		        safe_url, o->name);
 		close(d.fd);
 		return r;
 	}
@@ -425,23 +427,29 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 		/* a failure keeps what came (until the image or its partial is
 		 * deleted) for the same import to resume; only the size cap and
 		 * a refused target make the bytes worthless */
-		kept = d.offset > 0 ? util_xasprintf("; the %" PRIu64 " bytes downloaded are kept: run the same import again to resume it, or qvm image delete %s to discard them",
-						     d.offset, o->name)
-				    : util_xstrdup("");
+		kept = d.offset > 0
+		               ? util_xasprintf(
+		                         "; the %" PRIu64
+		                         " bytes downloaded are kept: run the same import again to resume it, or qvm image delete %s to discard them",
+		                         d.offset, o->name)
+		               : util_xstrdup("");
 		if (d.capped) {
-			r = util_err_set(err, -EFBIG,
-					 "cannot download '%s': it is larger than the size cap of %" PRIu64
-					 " bytes; raise --max-size if the image is really that large",
-					 safe_url, d.max);
+			r = util_err_set(
+			        err, -EFBIG,
+			        "cannot download '%s': it is larger than the size cap of %" PRIu64
+			        " bytes; raise --max-size if the image is really that large",
+			        safe_url, d.max);
 			goto out_curl;
 		}
 		if (d.werr) {
 			keep = d.offset > 0;
-			r = util_err_errno(err, -d.werr, "cannot download '%s': cannot write '%s'%s",
-					   safe_url, safe_path, kept);
+			r = util_err_errno(err, -d.werr,
+			                   "cannot download '%s': cannot write '%s'%s", safe_url,
+			                   safe_path, kept);
 			goto out_curl;
 		}
-		if ((d.range_bad || (res == CURLE_HTTP_RETURNED_ERROR && code == 416 && before > 0)) &&
+		if ((d.range_bad ||
+		     (res == CURLE_HTTP_RETURNED_ERROR && code == 416 && before > 0)) &&
 		    attempt < MAX_ATTEMPTS) {
 			/* the server's idea of the file changed: from zero */
 			r = restart(&d);
@@ -453,45 +461,50 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 		}
 		if (res == CURLE_OK) {
 			keep = d.offset > 0;
-			r = util_err_set(err, -EPROTO,
-					 "cannot download '%s': the server at '%s' answered HTTP %ld, not 200%s",
-					 safe_url, host, code, kept);
+			r = util_err_set(
+			        err, -EPROTO,
+			        "cannot download '%s': the server at '%s' answered HTTP %ld, not 200%s",
+			        safe_url, host, code, kept);
 			goto out_curl;
 		}
 		if (res == CURLE_HTTP_RETURNED_ERROR) {
 			keep = d.offset > 0;
-			r = util_err_set(err, -EIO,
-					 "cannot download '%s': the server at '%s' answered HTTP %ld; check the URL%s",
-					 safe_url, host, code, kept);
+			r = util_err_set(
+			        err, -EIO,
+			        "cannot download '%s': the server at '%s' answered HTTP %ld; check the URL%s",
+			        safe_url, host, code, kept);
 			goto out_curl;
 		}
 		if (res == CURLE_UNSUPPORTED_PROTOCOL) {
 			_cleanup_free_ char *safe_eff = stor_safe(eff ? eff : "?");
 
-			r = util_err_set(err, -EPROTONOSUPPORT,
-					 "cannot download '%s': it leads to '%s', which is not http or https (%s); refused",
-					 safe_url, safe_eff, safe_why);
+			r = util_err_set(
+			        err, -EPROTONOSUPPORT,
+			        "cannot download '%s': it leads to '%s', which is not http or https (%s); refused",
+			        safe_url, safe_eff, safe_why);
 			goto out_curl;
 		}
 		if (res == CURLE_TOO_MANY_REDIRECTS) {
 			r = util_err_set(err, -ELOOP,
-					 "cannot download '%s': too many redirects (at '%s')", safe_url,
-					 host);
+			                 "cannot download '%s': too many redirects (at '%s')",
+			                 safe_url, host);
 			goto out_curl;
 		}
 		if (tls_error(res)) {
 			keep = d.offset > 0;
-			r = util_err_set(err, -EACCES,
-					 "cannot download '%s': TLS verification of '%s' failed: %s; give the server's CA certificate with --ca FILE%s",
-					 safe_url, host, safe_why, kept);
+			r = util_err_set(
+			        err, -EACCES,
+			        "cannot download '%s': TLS verification of '%s' failed: %s; give the server's CA certificate with --ca FILE%s",
+			        safe_url, host, safe_why, kept);
 			goto out_curl;
 		}
 		if (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST ||
 		    (res == CURLE_OPERATION_TIMEDOUT && d.first && code == 0)) {
 			keep = d.offset > 0;
-			r = util_err_set(err, -EHOSTUNREACH,
-					 "cannot download '%s': cannot connect to '%s': %s; check the URL and that the server is up%s",
-					 safe_url, host, safe_why, kept);
+			r = util_err_set(
+			        err, -EHOSTUNREACH,
+			        "cannot download '%s': cannot connect to '%s': %s; check the URL and that the server is up%s",
+			        safe_url, host, safe_why, kept);
 			goto out_curl;
 		}
 		if (interrupted(res)) {
@@ -501,24 +514,27 @@ int stor_download(const char *url, const char *partial, const stor_import_opts *
 				continue;
 			keep = d.offset > 0;
 			if (res == CURLE_OPERATION_TIMEDOUT)
-				r = util_err_set(err, -ETIMEDOUT,
-						 "cannot download '%s': the transfer from '%s' stalled (no data for %d s) after %" PRIu64
-						 " bytes%s",
-						 safe_url, host,
-						 o->stall_timeout_s > 0 ? o->stall_timeout_s : DEFAULT_STALL_S,
-						 d.offset,
-						 keep ? "; run the same import again to resume it" : "");
+				r = util_err_set(
+				        err, -ETIMEDOUT,
+				        "cannot download '%s': the transfer from '%s' stalled (no data for %d s) after %" PRIu64
+				        " bytes%s",
+				        safe_url, host,
+				        o->stall_timeout_s > 0 ? o->stall_timeout_s
+				                               : DEFAULT_STALL_S,
+				        d.offset,
+				        keep ? "; run the same import again to resume it" : "");
 			else
-				r = util_err_set(err, -EIO,
-						 "cannot download '%s': the connection to '%s' broke off after %" PRIu64
-						 " bytes (%s)%s",
-						 safe_url, host, d.offset, safe_why,
-						 keep ? "; run the same import again to resume it" : "");
+				r = util_err_set(
+				        err, -EIO,
+				        "cannot download '%s': the connection to '%s' broke off after %" PRIu64
+				        " bytes (%s)%s",
+				        safe_url, host, d.offset, safe_why,
+				        keep ? "; run the same import again to resume it" : "");
 			goto out_curl;
 		}
 		keep = d.offset > 0;
 		r = util_err_set(err, -EIO, "cannot download '%s' from '%s': %s%s", safe_url, host,
-				 safe_why, kept);
+		                 safe_why, kept);
 		goto out_curl;
 	}
 	if (fsync(d.fd) < 0) {

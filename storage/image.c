@@ -19,12 +19,12 @@
 
 #include "storage/internal.h"
 
-#define META_SUFFIX ".image.json"
-#define META_MAX (64u << 10)
-#define COPY_CHUNK (1u << 20)
-#define WRITEBACK_CHUNK (8ull << 20)
+#define META_SUFFIX           ".image.json"
+#define META_MAX              (64u << 10)
+#define COPY_CHUNK            (1u << 20)
+#define WRITEBACK_CHUNK       (8ull << 20)
 #define STORE_LOCK_TIMEOUT_MS 15000
-#define CONVERT_TIMEOUT_MS (6 * 3600 * 1000)
+#define CONVERT_TIMEOUT_MS    (6 * 3600 * 1000)
 
 void stor_image_clear(stor_image *img)
 {
@@ -54,7 +54,7 @@ static int check_root(const char *root, util_err *err)
 {
 	if (!root || root[0] != '/')
 		return util_err_set(err, -EINVAL, "the root '%s' must be an absolute path",
-				    root ? root : "");
+		                    root ? root : "");
 	return 0;
 }
 
@@ -68,10 +68,10 @@ json_t *stor_image_to_json(const stor_image *img)
 	const char *base = img->file ? strrchr(img->file, '/') : NULL;
 
 	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:I}", "name", img->name, "file",
-			 base ? base + 1 : (img->file ? img->file : ""), "format", img->format,
-			 "virtual_size", (json_int_t)img->virtual_size, "actual_size",
-			 (json_int_t)img->actual_size, "sha256", img->sha256, "source",
-			 img->source ? img->source : "", "created", (json_int_t)img->created_ms);
+	                 base ? base + 1 : (img->file ? img->file : ""), "format", img->format,
+	                 "virtual_size", (json_int_t)img->virtual_size, "actual_size",
+	                 (json_int_t)img->actual_size, "sha256", img->sha256, "source",
+	                 img->source ? img->source : "", "created", (json_int_t)img->created_ms);
 }
 
 int stor_image_from_json(json_t *j, const char *images_dir, stor_image *ret_img, util_err *err)
@@ -92,7 +92,8 @@ int stor_image_from_json(json_t *j, const char *images_dir, stor_image *ret_img,
 	if (r < 0)
 		return r;
 	if (!file || !*file || strchr(file, '/') || file[0] == '.')
-		return util_err_set(err, -EINVAL, "image '%s': bad file name in its metadata", name);
+		return util_err_set(err, -EINVAL, "image '%s': bad file name in its metadata",
+		                    name);
 	if (!stor_format_supported(format))
 		return util_err_set(err, -EINVAL, "image '%s': bad format in its metadata", name);
 	if (!util_sha256_valid_hex(sha))
@@ -124,21 +125,22 @@ static int load_meta(const char *dir, const char *name, stor_image *ret, util_er
 	r = util_read_file(path, META_MAX, &data, NULL, NULL);
 	if (r == -ENOENT)
 		return util_err_set(err, -ENOENT,
-				    "no image named '%s' in the image store; see qvm image list", name);
+		                    "no image named '%s' in the image store; see qvm image list",
+		                    name);
 	if (r < 0)
 		return util_err_errno(err, r, "cannot read the metadata of image '%s'", name);
 	j = json_loads(data, 0, &jerr);
 	if (!j)
 		return util_err_set(err, -EINVAL, "the metadata of image '%s' is damaged: %s", name,
-				    jerr.text);
+		                    jerr.text);
 	r = stor_image_from_json(j, dir, &img, err);
 	if (r < 0)
 		return r;
 	if (strcmp(img.name, name)) {
 		stor_image_clear(&img);
 		return util_err_set(err, -EINVAL,
-				    "the metadata of image '%s' names another image; it is damaged",
-				    name);
+		                    "the metadata of image '%s' names another image; it is damaged",
+		                    name);
 	}
 	*ret = img;
 	return 0;
@@ -285,9 +287,11 @@ static void settle_changes(const char *dir)
 			continue;
 		marker = util_xasprintf("%s/%s", dir, e->d_name);
 		meta = meta_path(dir, name);
-		if (access(meta, F_OK) != 0 && util_read_file(marker, 256, &data, NULL, NULL) == 0 &&
+		if (access(meta, F_OK) != 0 &&
+		    util_read_file(marker, 256, &data, NULL, NULL) == 0 &&
 		    util_startswith(data, name) &&
-		    (!strcmp(data + strlen(name), ".qcow2") || !strcmp(data + strlen(name), ".raw"))) {
+		    (!strcmp(data + strlen(name), ".qcow2") ||
+		     !strcmp(data + strlen(name), ".raw"))) {
 			file = util_xasprintf("%s/%s", dir, data);
 			unlink(file);
 		}
@@ -309,8 +313,8 @@ int stor_image_lock(const char *root, int *ret_fd, util_err *err)
 		return r;
 	r = util_lock_path(path, true, STORE_LOCK_TIMEOUT_MS, ret_fd, err);
 	if (r == -EBUSY)
-		return util_err_set(err, r,
-				    "the image store is busy (another qvm holds its lock); try again");
+		return util_err_set(
+		        err, r, "the image store is busy (another qvm holds its lock); try again");
 	if (r == 0)
 		settle_changes(dir);
 	return r;
@@ -337,9 +341,10 @@ static int check_new_name(const char *dir, const char *name, util_err *err)
 	if (r < 0)
 		return r;
 	if (access(meta, F_OK) == 0)
-		return util_err_set(err, -EEXIST,
-				    "an image named '%s' already exists; delete it first or choose another name",
-				    name);
+		return util_err_set(
+		        err, -EEXIST,
+		        "an image named '%s' already exists; delete it first or choose another name",
+		        name);
 	return 0;
 }
 
@@ -347,8 +352,8 @@ static int check_new_name(const char *dir, const char *name, util_err *err)
  * NAME.FORMAT, then write its metadata (the commit point), under the
  * store lock. tmp is removed on failure. */
 static int commit_image(const char *root, const char *name, const char *tmp,
-			const stor_image_info *info, const char *sha, const char *source,
-			stor_image *ret_img, util_err *err)
+                        const stor_image_info *info, const char *sha, const char *source,
+                        stor_image *ret_img, util_err *err)
 {
 	_cleanup_free_ char *dir = stor_images_dir(root);
 	_cleanup_free_ char *file = util_xasprintf("%s/%s.%s", dir, name, info->format);
@@ -372,9 +377,10 @@ static int commit_image(const char *root, const char *name, const char *tmp,
 	if (r < 0)
 		clear_marker(dir, name);
 	if (r == -EEXIST) {
-		r = util_err_set(err, r,
-				 "'%s' exists in the image store folder but is no store image (left by an interrupted import, or put there by hand); remove it or choose another name",
-				 file);
+		r = util_err_set(
+		        err, r,
+		        "'%s' exists in the image store folder but is no store image (left by an interrupted import, or put there by hand); remove it or choose another name",
+		        file);
 		goto fail;
 	}
 	if (r < 0) {
@@ -420,12 +426,12 @@ void stor_writeback(int fd, uint64_t from, uint64_t to)
 	if (to / WRITEBACK_CHUNK == chunk)
 		return;
 	sync_file_range(fd, (off64_t)(chunk * WRITEBACK_CHUNK), WRITEBACK_CHUNK,
-			SYNC_FILE_RANGE_WRITE);
+	                SYNC_FILE_RANGE_WRITE);
 }
 
 /* Hash (and optionally copy to out_fd) everything from in_fd. */
-static int hash_fd(int in_fd, int out_fd, const stor_import_opts *o, uint64_t max,
-		   char hex[65], uint64_t *ret_size)
+static int hash_fd(int in_fd, int out_fd, const stor_import_opts *o, uint64_t max, char hex[65],
+                   uint64_t *ret_size)
 {
 	_cleanup_free_ uint8_t *buf = util_xmalloc(COPY_CHUNK);
 	util_sha256 sha;
@@ -483,7 +489,7 @@ static int make_temp(const char *dir, const char *kind, char **ret_path, util_er
 
 /* Copy a local file into a temporary file of the store, hashing it. */
 static int copy_local(const char *dir, const stor_import_opts *o, uint64_t max, char **ret_tmp,
-		      int *ret_fd, char hex[65], util_err *err)
+                      int *ret_fd, char hex[65], util_err *err)
 {
 	_cleanup_free_ char *tmp = NULL;
 	_cleanup_close_ int in = -1, out = -1;
@@ -493,7 +499,7 @@ static int copy_local(const char *dir, const stor_import_opts *o, uint64_t max, 
 
 	if (o->source[0] != '/')
 		return util_err_set(err, -EINVAL, "'%s' is not an absolute path nor an http(s) URL",
-				    o->source);
+		                    o->source);
 	in = open(o->source, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (in < 0)
 		return util_err_errno(err, -errno, "cannot open '%s'", o->source);
@@ -503,9 +509,9 @@ static int copy_local(const char *dir, const stor_import_opts *o, uint64_t max, 
 		return util_err_set(err, -EINVAL, "'%s' is not a regular file", o->source);
 	if ((uint64_t)st.st_size > max)
 		return util_err_set(err, -EFBIG,
-				    "'%s' is %" PRIu64 " bytes, more than the size cap of %" PRIu64
-				    "; raise --max-size",
-				    o->source, (uint64_t)st.st_size, max);
+		                    "'%s' is %" PRIu64 " bytes, more than the size cap of %" PRIu64
+		                    "; raise --max-size",
+		                    o->source, (uint64_t)st.st_size, max);
 	out = make_temp(dir, "import", &tmp, err);
 	if (out < 0)
 		return out;
@@ -516,7 +522,7 @@ static int copy_local(const char *dir, const stor_import_opts *o, uint64_t max, 
 		unlink(tmp);
 		if (r == -EFBIG)
 			return util_err_set(err, r, "'%s' grew beyond the size cap of %" PRIu64,
-					    o->source, max);
+			                    o->source, max);
 		return util_err_errno(err, r, "cannot copy '%s' into the image store", o->source);
 	}
 	*ret_tmp = TAKE_PTR(tmp);
@@ -582,14 +588,15 @@ static int refuse_vmdk(const char *tmp, const char *source, util_err *err)
 	head[n] = '\0';
 	if ((n >= 4 && !memcmp(head, "KDMV", 4)) || strstr(head, "# Disk DescriptorFile") ||
 	    strstr(head, "createType="))
-		return util_err_set(err, -EPERM,
-				    "'%s' is a VMDK image (a descriptor or an extent of one): its data may live in several extent files; qvm imports only self-contained qcow2 and raw images: check where its extents point, then convert it with qemu-img convert -O qcow2",
-				    source);
+		return util_err_set(
+		        err, -EPERM,
+		        "'%s' is a VMDK image (a descriptor or an extent of one): its data may live in several extent files; qvm imports only self-contained qcow2 and raw images: check where its extents point, then convert it with qemu-img convert -O qcow2",
+		        source);
 	return 0;
 }
 
 int stor_image_import(const char *root, const stor_import_opts *o, stor_image *ret_img,
-		      util_err *err)
+                      util_err *err)
 {
 	_cleanup_free_ char *dir = stor_images_dir(root);
 	_cleanup_free_ char *tmp = NULL;
@@ -606,10 +613,12 @@ int stor_image_import(const char *root, const stor_import_opts *o, stor_image *r
 	if (r < 0)
 		return r;
 	if (o->format && !stor_format_supported(o->format))
-		return util_err_set(err, -EINVAL, "image format '%s' is not supported (use qcow2 or raw)",
-				    o->format);
+		return util_err_set(err, -EINVAL,
+		                    "image format '%s' is not supported (use qcow2 or raw)",
+		                    o->format);
 	if (o->sha256 && !util_sha256_valid_hex(o->sha256))
-		return util_err_set(err, -EINVAL, "'%s' is not a SHA-256 (64 hex digits)", o->sha256);
+		return util_err_set(err, -EINVAL, "'%s' is not a SHA-256 (64 hex digits)",
+		                    o->sha256);
 	r = ensure_dir(dir, err);
 	if (r < 0)
 		return r;
@@ -617,9 +626,10 @@ int stor_image_import(const char *root, const stor_import_opts *o, stor_image *r
 		stor_import_opts oo = *o;
 
 		if (strncasecmp(o->source, "http://", 7) && strncasecmp(o->source, "https://", 8))
-			return util_err_set(err, -EPROTONOSUPPORT,
-					    "cannot import '%s': only http and https URLs are supported (give a local file as a path)",
-					    o->source);
+			return util_err_set(
+			        err, -EPROTONOSUPPORT,
+			        "cannot import '%s': only http and https URLs are supported (give a local file as a path)",
+			        o->source);
 		oo.max_size = max;
 		tmp = partial_path(dir, o->name, o->source);
 		r = stor_download(o->source, tmp, &oo, &tmp_fd, hex, &size, err);
@@ -633,9 +643,10 @@ int stor_image_import(const char *root, const stor_import_opts *o, stor_image *r
 	/* from here on the file is complete: any failure removes it */
 	if (o->sha256 && strcasecmp(o->sha256, hex)) {
 		unlink(tmp);
-		return util_err_set(err, -EBADMSG,
-				    "cannot import '%s': its SHA-256 is %s, not %s as given; nothing was imported (check the URL and the checksum)",
-				    o->source, hex, o->sha256);
+		return util_err_set(
+		        err, -EBADMSG,
+		        "cannot import '%s': its SHA-256 is %s, not %s as given; nothing was imported (check the URL and the checksum)",
+		        o->source, hex, o->sha256);
 	}
 	r = refuse_vmdk(tmp, o->source, err);
 	if (r == 0)
@@ -652,8 +663,8 @@ int stor_image_import(const char *root, const stor_import_opts *o, stor_image *r
 }
 
 int stor_image_save_disk(const char *root, const char *name, const char *disk_path,
-			 const char *disk_format, const char *const *allowed_backing_roots,
-			 const char *source, stor_image *ret_img, util_err *err)
+                         const char *disk_format, const char *const *allowed_backing_roots,
+                         const char *source, stor_image *ret_img, util_err *err)
 {
 	_cleanup_free_ char *dir = stor_images_dir(root);
 	_cleanup_free_ char *tmp = NULL, *qemu_img = NULL, *errtext = NULL;
@@ -681,8 +692,9 @@ int stor_image_save_disk(const char *root, const char *name, const char *disk_pa
 	if (fd < 0)
 		return fd;
 	{
-		char *const argv[] = { qemu_img, "convert", "-f", (char *)disk_format, "-O", "qcow2",
-				       "--", (char *)disk_path, tmp, NULL };
+		char *const argv[] = { qemu_img, "convert", "-f", (char *)disk_format,
+			               "-O",     "qcow2",   "--", (char *)disk_path,
+			               tmp,      NULL };
 
 		r = util_run(argv, &ro, err);
 	}
@@ -757,8 +769,7 @@ static unsigned discard_partials(const char *dir, const char *name)
 	return n;
 }
 
-int stor_image_discard_partials(const char *root, const char *name, unsigned *ret_n,
-				util_err *err)
+int stor_image_discard_partials(const char *root, const char *name, unsigned *ret_n, util_err *err)
 {
 	_cleanup_free_ char *dir = stor_images_dir(root);
 	_cleanup_close_ int lock = -1;
@@ -799,8 +810,9 @@ int stor_image_delete(const char *root, const char *name, util_err *err)
 	}
 	util_crash_point("image-delete");
 	if (unlink(img.file) < 0 && errno != ENOENT)
-		return util_err_errno(err, -errno, "image '%s' is deleted, but its file '%s' is left",
-				      name, img.file);
+		return util_err_errno(err, -errno,
+		                      "image '%s' is deleted, but its file '%s' is left", name,
+		                      img.file);
 	clear_marker(dir, name);
 	discard_partials(dir, name);
 	return util_fsync_dir(dir, err);

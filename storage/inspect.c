@@ -30,7 +30,7 @@ static void layer_done(layer *l)
 {
 	free(l->backing_recorded);
 	free(l->backing_full);
-	*l = (layer){0};
+	*l = (layer){ 0 };
 }
 
 void stor_image_info_free(stor_image_info *info)
@@ -39,7 +39,7 @@ void stor_image_info_free(stor_image_info *info)
 		return;
 	free(info->backing_file);
 	util_strv_free(info->chain);
-	*info = (stor_image_info){0};
+	*info = (stor_image_info){ 0 };
 }
 
 static const char *jstr(json_t *o, const char *key)
@@ -58,14 +58,14 @@ static int run_info(const char *qemu_img, const char *name, const char *format, 
                     util_err *err)
 {
 	_cleanup_free_ char *out = NULL, *errtext = NULL, *safe = stor_safe(name);
-	char *argv[] = {(char *)qemu_img, "info",       "-f", (char *)format, "--output=json",
-	                "--",             (char *)name, NULL};
+	char *argv[] = { (char *)qemu_img, "info", "-f",         (char *)format,
+		         "--output=json",  "--",   (char *)name, NULL };
 	util_run_opts opts = {
-	    .ret_stdout = &out,
-	    .ret_stderr = &errtext,
-	    .timeout_ms = INFO_TIMEOUT_MS,
-	    .rlimit_as = INFO_RLIMIT_AS,
-	    .rlimit_cpu = INFO_RLIMIT_CPU,
+		.ret_stdout = &out,
+		.ret_stderr = &errtext,
+		.timeout_ms = INFO_TIMEOUT_MS,
+		.rlimit_as = INFO_RLIMIT_AS,
+		.rlimit_cpu = INFO_RLIMIT_CPU,
 	};
 	json_error_t jerr;
 	json_t *j;
@@ -101,7 +101,8 @@ static int probe_file(const char *name, stor_probe *ret, util_err *err)
 {
 	_cleanup_free_ char *safe = stor_safe(name);
 	_cleanup_free_ unsigned char *buf = util_xmalloc(STOR_PROBE_LEN);
-	_cleanup_close_ int fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	_cleanup_close_ int fd =
+	        open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	struct stat st;
 	size_t len = 0;
 
@@ -141,11 +142,11 @@ static int check_probe(const stor_probe *p, const char *name, const char *what,
 
 		if (p->extents > 1)
 			return util_err_set(
-			    err, -EPERM,
-			    "%s is a VMDK made of %u extent files (the first is '%s'); qvm opens "
-			    "only self-contained qcow2 and raw images: check where the extents "
-			    "point, then convert it with qemu-img convert -O qcow2",
-			    what, p->extents, first);
+			        err, -EPERM,
+			        "%s is a VMDK made of %u extent files (the first is '%s'); qvm opens "
+			        "only self-contained qcow2 and raw images: check where the extents "
+			        "point, then convert it with qemu-img convert -O qcow2",
+			        what, p->extents, first);
 		return util_err_set(err, -EPERM,
 		                    "%s is a VMDK whose data lives in another file ('%s'); qvm "
 		                    "opens only self-contained qcow2 and raw images: check that "
@@ -163,11 +164,11 @@ static int check_probe(const stor_probe *p, const char *name, const char *what,
 	}
 	if (!stor_format_supported(p->format)) {
 		if (expected)
-			return util_err_set(err, -ENOTSUP,
-			                    "%s is a %s image, not %s as %s; qvm's VMs use only "
-			                    "qcow2 and raw: convert it with qemu-img convert -O qcow2",
-			                    what, p->format, expected,
-			                    recorded_by ? "recorded" : "declared");
+			return util_err_set(
+			        err, -ENOTSUP,
+			        "%s is a %s image, not %s as %s; qvm's VMs use only "
+			        "qcow2 and raw: convert it with qemu-img convert -O qcow2",
+			        what, p->format, expected, recorded_by ? "recorded" : "declared");
 		return util_err_set(err, -ENOTSUP,
 		                    "%s is a %s image; qvm's VMs use only qcow2 and raw: convert "
 		                    "it with qemu-img convert -O qcow2",
@@ -175,11 +176,12 @@ static int check_probe(const stor_probe *p, const char *name, const char *what,
 	}
 	if (expected && strcmp(p->format, expected)) {
 		if (!recorded_by)
-			return util_err_set(err, -EMEDIUMTYPE,
-			                    "'%s' contains a %s image but was declared %s; a disk's "
-			                    "format never follows its content: declare it as %s if "
-			                    "the file is what you expect",
-			                    safe, p->format, expected, p->format);
+			return util_err_set(
+			        err, -EMEDIUMTYPE,
+			        "'%s' contains a %s image but was declared %s; a disk's "
+			        "format never follows its content: declare it as %s if "
+			        "the file is what you expect",
+			        safe, p->format, expected, p->format);
 		return util_err_set(err, -EMEDIUMTYPE,
 		                    "backing file '%s' of '%s' contains a %s image but is recorded "
 		                    "as %s; rebase the image on a backing file of the recorded "
@@ -245,14 +247,14 @@ static int check_layer(const char *name, json_t *j, layer *l, util_err *err)
 
 	if (json_is_array(extents) && json_array_size(extents) > 1) {
 		_cleanup_free_ char *first =
-		    stor_safe(jstr(json_array_get(extents, 0), "filename"));
+		        stor_safe(jstr(json_array_get(extents, 0), "filename"));
 
 		return util_err_set(
-		    err, -EPERM,
-		    "'%s' is a VMDK made of %zu extent files (the first is '%s'); qvm "
-		    "opens only self-contained images: check where the extents "
-		    "point, then convert it with qemu-img convert -O qcow2",
-		    safe, json_array_size(extents), first);
+		        err, -EPERM,
+		        "'%s' is a VMDK made of %zu extent files (the first is '%s'); qvm "
+		        "opens only self-contained images: check where the extents "
+		        "point, then convert it with qemu-img convert -O qcow2",
+		        safe, json_array_size(extents), first);
 	}
 	if (json_is_array(extents) && json_array_size(extents) == 1) {
 		const char *ext = jstr(json_array_get(extents, 0), "filename");
@@ -262,11 +264,11 @@ static int check_layer(const char *name, json_t *j, layer *l, util_err *err)
 			_cleanup_free_ char *safe_ext = stor_safe(ext);
 
 			return util_err_set(
-			    err, -EPERM,
-			    "'%s' is a VMDK whose data lives in another file ('%s'); "
-			    "qvm opens only self-contained images: check that file, "
-			    "then convert it with qemu-img convert -O qcow2",
-			    safe, safe_ext);
+			        err, -EPERM,
+			        "'%s' is a VMDK whose data lives in another file ('%s'); "
+			        "qvm opens only self-contained images: check that file, "
+			        "then convert it with qemu-img convert -O qcow2",
+			        safe, safe_ext);
 		}
 	}
 	if (data_file) {
@@ -280,17 +282,17 @@ static int check_layer(const char *name, json_t *j, layer *l, util_err *err)
 	}
 	if (!stor_format_supported(l->format))
 		return util_err_set(
-		    err, -ENOTSUP,
-		    "'%s' is a %s image; qvm's VMs use only qcow2 and raw: convert it "
-		    "with qemu-img convert -O qcow2",
-		    safe, l->format);
+		        err, -ENOTSUP,
+		        "'%s' is a %s image; qvm's VMs use only qcow2 and raw: convert it "
+		        "with qemu-img convert -O qcow2",
+		        safe, l->format);
 
 	if (jstr(j, "backing-filename")) {
 		const char *bfmt = jstr(j, "backing-filename-format");
 
 		l->backing_recorded = util_xstrdup(jstr(j, "backing-filename"));
 		l->backing_full =
-		    util_xstrdup(jstr(j, "full-backing-filename") ?: l->backing_recorded);
+		        util_xstrdup(jstr(j, "full-backing-filename") ?: l->backing_recorded);
 		if (bfmt && copy_name(l->backing_format, sizeof(l->backing_format), bfmt,
 		                      "backing format", safe, err) < 0)
 			return err ? err->code : -EPROTO;
@@ -309,12 +311,12 @@ static bool strv_contains(char *const *v, const char *s)
 int stor_inspect(const char *path, const char *declared_format,
                  const char *const *allowed_backing_roots, stor_image_info *ret_info, util_err *err)
 {
-	static const char *const anywhere[] = {"/", NULL};
+	static const char *const anywhere[] = { "/", NULL };
 	_cleanup_free_ char *qemu_img = NULL, *safe_top = stor_safe(path), *top_real = NULL;
 	_cleanup_free_ char *name = NULL;   /* the file of the chain being looked at */
 	_cleanup_free_ char *parent = NULL; /* the one recording it as backing file */
-	_cleanup_stor_image_info_ stor_image_info info = {0};
-	util_strv chain = {0};
+	_cleanup_stor_image_info_ stor_image_info info = { 0 };
+	util_strv chain = { 0 };
 	const char *expected = declared_format;
 	char expected_buf[sizeof(info.backing_format)];
 	int r;
@@ -341,13 +343,13 @@ int stor_inspect(const char *path, const char *declared_format,
 	for (unsigned depth = 0;; depth++) {
 		_cleanup_json_ json_t *j = NULL;
 		_cleanup_free_ char *safe = stor_safe(name), *real = NULL;
-		_cleanup_(layer_done) layer l = {0};
+		_cleanup_(layer_done) layer l = { 0 };
 		_cleanup_free_ char *safe_b = NULL;
 
-		_cleanup_(stor_probe_clear) stor_probe p = {.extents = 0};
+		_cleanup_(stor_probe_clear) stor_probe p = { .extents = 0 };
 		_cleanup_free_ char *what =
-		    depth ? util_xasprintf("backing file '%s' of '%s'", safe, parent)
-		          : util_xasprintf("'%s'", safe);
+		        depth ? util_xasprintf("backing file '%s' of '%s'", safe, parent)
+		              : util_xasprintf("'%s'", safe);
 
 		r = probe_file(name, &p, err);
 		if (r == 0)
@@ -383,37 +385,37 @@ int stor_inspect(const char *path, const char *declared_format,
 		safe_b = stor_safe(l.backing_full);
 		if (!allowed_backing_roots || !allowed_backing_roots[0]) {
 			r = util_err_set(
-			    err, -EPERM,
-			    "'%s' has a backing file ('%s'); images with backing files "
-			    "are not accepted here: if you trust it, flatten it with "
-			    "qemu-img convert -O qcow2",
-			    safe, safe_b);
+			        err, -EPERM,
+			        "'%s' has a backing file ('%s'); images with backing files "
+			        "are not accepted here: if you trust it, flatten it with "
+			        "qemu-img convert -O qcow2",
+			        safe, safe_b);
 			goto fail;
 		}
 		if (depth + 1 > STOR_MAX_BACKING_DEPTH) {
 			r = util_err_set(
-			    err, -ELOOP,
-			    "backing chain of '%s' is deeper than %d files; flatten it "
-			    "with qemu-img convert -O qcow2",
-			    safe_top, STOR_MAX_BACKING_DEPTH);
+			        err, -ELOOP,
+			        "backing chain of '%s' is deeper than %d files; flatten it "
+			        "with qemu-img convert -O qcow2",
+			        safe_top, STOR_MAX_BACKING_DEPTH);
 			goto fail;
 		}
 		/* Without a recorded format qemu would probe the backing file:
 		 * exactly the header trust the declared format is there to avoid. */
 		if (!l.backing_format[0]) {
 			r = util_err_set(
-			    err, -EPERM,
-			    "backing file '%s' of '%s' has no recorded format; record it "
-			    "with qemu-img rebase -u -F <format> -b <backing file> <image>",
-			    safe_b, safe);
+			        err, -EPERM,
+			        "backing file '%s' of '%s' has no recorded format; record it "
+			        "with qemu-img rebase -u -F <format> -b <backing file> <image>",
+			        safe_b, safe);
 			goto fail;
 		}
 		if (!stor_format_supported(l.backing_format)) {
 			r = util_err_set(
-			    err, -ENOTSUP,
-			    "backing file '%s' of '%s' is recorded as %s; qvm's VMs use "
-			    "only qcow2 and raw",
-			    safe_b, safe, l.backing_format);
+			        err, -ENOTSUP,
+			        "backing file '%s' of '%s' is recorded as %s; qvm's VMs use "
+			        "only qcow2 and raw",
+			        safe_b, safe, l.backing_format);
 			goto fail;
 		}
 		r = stor_check_under(l.backing_full, allowed_backing_roots, "backing file",
@@ -424,10 +426,10 @@ int stor_inspect(const char *path, const char *declared_format,
 		}
 		if (strv_contains(chain.v, real)) {
 			r = util_err_set(
-			    err, -ELOOP,
-			    "backing chain of '%s' loops: '%s' comes back as the backing "
-			    "file of '%s'",
-			    safe_top, safe_b, safe);
+			        err, -ELOOP,
+			        "backing chain of '%s' loops: '%s' comes back as the backing "
+			        "file of '%s'",
+			        safe_top, safe_b, safe);
 			goto fail;
 		}
 		util_strv_push_take(&chain, TAKE_PTR(real));
@@ -444,7 +446,7 @@ int stor_inspect(const char *path, const char *declared_format,
 	}
 	info.chain = util_strv_steal(&chain);
 	*ret_info = info;
-	info = (stor_image_info){0};
+	info = (stor_image_info){ 0 };
 	return 0;
 fail:
 	util_strv_clear(&chain);

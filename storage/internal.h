@@ -54,7 +54,7 @@ bool stor_format_supported(const char *format);
 /* Set err from a failed qemu-img run: "<context>: <first line qemu-img
  * printed>" (without its "qemu-img: " prefix, made safe). Returns -EIO. */
 int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Next to a partial download, "<partial>" STOR_VALIDATOR_SUFFIX holds
  * the validator (strong ETag, else Last-Modified) of the response its
@@ -71,8 +71,8 @@ int stor_qemu_img_failed(util_err *err, const char *stderr_text, const char *fmt
  * also after redirects. On success *ret_fd is the complete file, still
  * locked (flock) against another download of the same name and URL until
  * the caller closes it. */
-int stor_download(const char *url, const char *partial_path, const stor_import_opts *o,
-                  int *ret_fd, char ret_hex[65], uint64_t *ret_size, util_err *err);
+int stor_download(const char *url, const char *partial_path, const stor_import_opts *o, int *ret_fd,
+                  char ret_hex[65], uint64_t *ret_size, util_err *err);
 
 /* Called as a file being written grows from `from` to `to` bytes: starts
  * the writeback of each 8 MiB chunk once it is complete (not waiting), so

@@ -29,8 +29,8 @@ int stor_check_local(const char *path, const char *what, const char *fix, util_e
 		name = stor_safe(head);
 
 		return util_err_set(
-		    err, -EINVAL, "%s '%s' is a '%s:' pseudo-path, not a local file; %s", what,
-		    safe, name, fix ?: "qvm opens only local files: give an absolute path");
+		        err, -EINVAL, "%s '%s' is a '%s:' pseudo-path, not a local file; %s", what,
+		        safe, name, fix ?: "qvm opens only local files: give an absolute path");
 	}
 	if (path[0] != '/')
 		return util_err_set(err, -EINVAL, "%s '%s' is not absolute; %s", what, safe,
@@ -51,7 +51,7 @@ static bool path_is_under(const char *real, const char *root)
 
 static char *roots_list(const char *const *roots)
 {
-	util_strv parts = {0};
+	util_strv parts = { 0 };
 	_cleanup_strv_ char **v = NULL;
 	size_t len = 1;
 	char *out;
@@ -97,14 +97,14 @@ int stor_check_under(const char *path, const char *const *roots, const char *wha
 		                    safe);
 	if (S_ISBLK(st.st_mode))
 		return util_err_set(
-		    err, -EINVAL,
-		    "%s '%s' is a block device; only regular files are supported for now", what,
-		    safe);
+		        err, -EINVAL,
+		        "%s '%s' is a block device; only regular files are supported for now", what,
+		        safe);
 	if (!S_ISREG(st.st_mode))
 		return util_err_set(
-		    err, -EINVAL,
-		    "%s '%s' is not a regular file; only regular files are supported for now", what,
-		    safe);
+		        err, -EINVAL,
+		        "%s '%s' is not a regular file; only regular files are supported for now",
+		        what, safe);
 	real = realpath(path, NULL);
 	if (!real)
 		return util_err_errno(err, -errno, "cannot resolve %s '%s'", what, safe);
@@ -115,9 +115,9 @@ int stor_check_under(const char *path, const char *const *roots, const char *wha
 		if (roots[i][0] != '/') {
 			safe_root = stor_safe(roots[i]);
 			return util_err_set(
-			    err, -EINVAL,
-			    "allowed folder '%s' is not absolute; fix the configuration",
-			    safe_root);
+			        err, -EINVAL,
+			        "allowed folder '%s' is not absolute; fix the configuration",
+			        safe_root);
 		}
 		root = realpath(roots[i], NULL);
 		if (!root)

@@ -24,17 +24,17 @@
 
 #include "storage/internal.h"
 
-#define SECTOR 2048u
-#define LBA_PVD 16u
-#define LBA_SVD 17u
-#define LBA_TERM 18u
-#define LBA_PATH_L 19u
-#define LBA_PATH_M 20u
+#define SECTOR      2048u
+#define LBA_PVD     16u
+#define LBA_SVD     17u
+#define LBA_TERM    18u
+#define LBA_PATH_L  19u
+#define LBA_PATH_M  20u
 #define LBA_JPATH_L 21u
 #define LBA_JPATH_M 22u
-#define LBA_ROOT 23u
-#define LBA_JROOT 24u
-#define LBA_DATA 25u
+#define LBA_ROOT    23u
+#define LBA_JROOT   24u
+#define LBA_DATA    25u
 
 /* a path table holding the root alone: 8 bytes + a 1-byte name + 1 pad */
 #define PATH_TABLE_SIZE 10u
@@ -124,7 +124,7 @@ static void put_volume_date(uint8_t *p, const struct tm *t)
 
 	if (t)
 		snprintf(buf, sizeof(buf), "%04d%02d%02d%02d%02d%02d00", t->tm_year + 1900,
-			 t->tm_mon + 1, t->tm_mday, t->tm_hour, t->tm_min, t->tm_sec);
+		         t->tm_mon + 1, t->tm_mday, t->tm_hour, t->tm_min, t->tm_sec);
 	else
 		memset(buf, '0', 16);
 	memcpy(p, buf, 16);
@@ -177,9 +177,10 @@ static size_t put_record(uint8_t *p, const record *r, const struct tm *t)
 /* ---- Rock Ridge (SUSP entries in the primary tree) ------------------------------------ */
 
 #define RR_ER_ID "RRIP_1991A" /* Rock Ridge 1.10, what genisoimage -r writes */
-#define RR_ER_DES "THE ROCK RIDGE INTERCHANGE PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS"
+#define RR_ER_DES                                                                                  \
+	"THE ROCK RIDGE INTERCHANGE PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS"
 #define RR_ER_SRC "IEEE P1282"
-#define PX_LEN 36u /* RRIP 1.10's PX: mode, links, uid, gid (no inode number) */
+#define PX_LEN    36u /* RRIP 1.10's PX: mode, links, uid, gid (no inode number) */
 
 typedef struct su_buf {
 	uint8_t b[255];
@@ -255,7 +256,7 @@ static void su_root_dot(su_buf *s)
 typedef struct entry {
 	const stor_seed_file *file;
 	uint32_t extent;
-	char iso[16];    /* level 1 identifier: "USER_DAT.;1" */
+	char iso[16];                        /* level 1 identifier: "USER_DAT.;1" */
 	uint8_t jol[2 * STOR_SEED_NAME_MAX]; /* Joliet: the name in UCS-2BE */
 	size_t jol_len;
 } entry;
@@ -265,16 +266,18 @@ static int check_name(const char *name, util_err *err)
 	size_t n = name ? strlen(name) : 0;
 
 	if (n == 0 || n > STOR_SEED_NAME_MAX)
-		return util_err_set(err, -EINVAL, "seed file name '%.40s' must be 1 to %d characters",
-				    name ? name : "", STOR_SEED_NAME_MAX);
+		return util_err_set(err, -EINVAL,
+		                    "seed file name '%.40s' must be 1 to %d characters",
+		                    name ? name : "", STOR_SEED_NAME_MAX);
 	if (name[0] == '.')
 		return util_err_set(err, -EINVAL, "seed file name '%s' starts with '.'", name);
 	for (const char *p = name; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
-			return util_err_set(err, -EINVAL,
-					    "seed file name '%.40s' has a character other than letters, digits, '-', '_' and '.'",
-					    name);
+			return util_err_set(
+			        err, -EINVAL,
+			        "seed file name '%.40s' has a character other than letters, digits, '-', '_' and '.'",
+			        name);
 	return 0;
 }
 
@@ -384,9 +387,12 @@ static void put_descriptor(uint8_t *p, bool joliet, uint32_t volume_sectors, con
 	le32(p + 140, joliet ? LBA_JPATH_L : LBA_PATH_L);
 	be32(p + 148, joliet ? LBA_JPATH_M : LBA_PATH_M);
 	put_record(root,
-		   &(record){ .extent = joliet ? LBA_JROOT : LBA_ROOT, .size = SECTOR, .dir = true,
-			      .id = &dot, .id_len = 1 },
-		   t);
+	           &(record){ .extent = joliet ? LBA_JROOT : LBA_ROOT,
+	                      .size = SECTOR,
+	                      .dir = true,
+	                      .id = &dot,
+	                      .id_len = 1 },
+	           t);
 	/* volume set, publisher, preparer, application; copyright, abstract
 	 * and bibliographic file ids: empty (spaces) but the application */
 	if (joliet) {
@@ -417,15 +423,18 @@ static void put_descriptor(uint8_t *p, bool joliet, uint32_t volume_sectors, con
  * Fails if it does not fit its one sector (it always does within the
  * limits on names and files; checked anyway). */
 static int put_root(uint8_t *sector, entry **sorted, size_t n, bool joliet, const struct tm *t,
-		    util_err *err)
+                    util_err *err)
 {
 	static const uint8_t dot = 0, dotdot = 1;
 	size_t off = 0;
 
 	for (int d = 0; d < 2; d++) {
 		su_buf su = { .len = 0 };
-		record r = { .extent = joliet ? LBA_JROOT : LBA_ROOT, .size = SECTOR, .dir = true,
-			     .id = d == 0 ? &dot : &dotdot, .id_len = 1 };
+		record r = { .extent = joliet ? LBA_JROOT : LBA_ROOT,
+			     .size = SECTOR,
+			     .dir = true,
+			     .id = d == 0 ? &dot : &dotdot,
+			     .id_len = 1 };
 
 		if (!joliet) {
 			if (d == 0)
@@ -458,15 +467,16 @@ static int put_root(uint8_t *sector, entry **sorted, size_t n, bool joliet, cons
 		}
 		/* a record may not cross a sector boundary */
 		if (off + record_len(&r) > SECTOR)
-			return util_err_set(err, -E2BIG, "the seed's file names do not fit its folder");
+			return util_err_set(err, -E2BIG,
+			                    "the seed's file names do not fit its folder");
 		off += put_record(sector + off, &r, t);
 	}
 	return 0;
 }
 
 /* Build the whole image in memory (at most ~8 MiB within the limits). */
-static int build_image(const stor_seed_file *files, size_t n, uint8_t **ret_img,
-		       size_t *ret_len, util_err *err)
+static int build_image(const stor_seed_file *files, size_t n, uint8_t **ret_img, size_t *ret_len,
+                       util_err *err)
 {
 	_cleanup_free_ entry *ents = NULL;
 	_cleanup_free_ entry **by_iso = NULL, **by_jol = NULL;
@@ -478,7 +488,7 @@ static int build_image(const stor_seed_file *files, size_t n, uint8_t **ret_img,
 
 	if (n == 0 || n > STOR_SEED_FILES_MAX)
 		return util_err_set(err, -EINVAL, "a seed holds 1 to %d files, not %zu",
-				    STOR_SEED_FILES_MAX, n);
+		                    STOR_SEED_FILES_MAX, n);
 	ents = util_xcalloc(n, sizeof(*ents));
 	by_iso = util_xcalloc(n, sizeof(*by_iso));
 	by_jol = util_xcalloc(n, sizeof(*by_jol));
@@ -489,13 +499,15 @@ static int build_image(const stor_seed_file *files, size_t n, uint8_t **ret_img,
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(files[j].name, files[i].name))
 				return util_err_set(err, -EINVAL, "seed file '%s' is given twice",
-						    files[i].name);
+				                    files[i].name);
 		if (files[i].len > STOR_SEED_FILE_MAX)
-			return util_err_set(err, -EFBIG,
-					    "seed file '%s' is %zu bytes, more than the %u a seed file may hold",
-					    files[i].name, files[i].len, STOR_SEED_FILE_MAX);
+			return util_err_set(
+			        err, -EFBIG,
+			        "seed file '%s' is %zu bytes, more than the %u a seed file may hold",
+			        files[i].name, files[i].len, STOR_SEED_FILE_MAX);
 		if (files[i].len && !files[i].data)
-			return util_err_set(err, -EINVAL, "seed file '%s' has no data", files[i].name);
+			return util_err_set(err, -EINVAL, "seed file '%s' has no data",
+			                    files[i].name);
 		ents[i].file = &files[i];
 		/* an empty file has no sector; extent 0 is what libisofs writes */
 		ents[i].extent = files[i].len ? next : 0;

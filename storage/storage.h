@@ -96,9 +96,9 @@ int stor_remove_disk(const char *path, bool wipe, util_err *err);
 
 /* ---- cloud-init seed ------------------------------------------------------ */
 
-#define STOR_SEED_FILE_MAX (1u << 20) /* bytes in one seed file */
+#define STOR_SEED_FILE_MAX  (1u << 20) /* bytes in one seed file */
 #define STOR_SEED_FILES_MAX 8
-#define STOR_SEED_NAME_MAX 32
+#define STOR_SEED_NAME_MAX  32
 
 /* One file of a seed: name (letters, digits, '-', '_', '.', not starting
  * with '.', at most STOR_SEED_NAME_MAX), and len bytes at data (borrowed). */
@@ -121,7 +121,7 @@ int stor_seed_write(const char *path, const stor_seed_file *files, size_t n, uti
 /* Resize the image at path to size_bytes: `qemu-img resize -f FORMAT
  * [--shrink] -- PATH SIZE`. Without shrink qemu-img refuses to shrink. */
 int stor_resize(const char *path, const char *format, uint64_t size_bytes, bool shrink,
-		util_err *err);
+                util_err *err);
 
 /* Internal qcow2 snapshots, `qemu-img snapshot -c|-a|-d TAG --image-opts --
  * driver=qcow2,...` (that command has no -f): create, revert to (apply),
@@ -143,13 +143,13 @@ int stor_disk_info(const char *path, const char *format, json_t **ret, util_err 
 
 typedef struct stor_image {
 	char *name;
-	char *file;              /* absolute path of the image file */
-	char format[16];         /* "qcow2" or "raw" */
-	uint64_t virtual_size;   /* bytes a guest sees */
-	uint64_t actual_size;    /* bytes the file takes on the host */
-	char sha256[65];         /* of the image file, lowercase hex */
-	char *source;            /* URL, path, or "vm 'x' disk N" it came from */
-	int64_t created_ms;      /* wall-clock ms of the import */
+	char *file;            /* absolute path of the image file */
+	char format[16];       /* "qcow2" or "raw" */
+	uint64_t virtual_size; /* bytes a guest sees */
+	uint64_t actual_size;  /* bytes the file takes on the host */
+	char sha256[65];       /* of the image file, lowercase hex */
+	char *source;          /* URL, path, or "vm 'x' disk N" it came from */
+	int64_t created_ms;    /* wall-clock ms of the import */
 } stor_image;
 
 void stor_image_clear(stor_image *img); /* frees members; NULL-safe */
@@ -183,13 +183,13 @@ int stor_image_lock(const char *root, int *ret_fd, util_err *err);
 typedef void (*stor_progress_fn)(void *ud, uint64_t done, uint64_t total);
 
 typedef struct stor_import_opts {
-	const char *name;        /* the new image's name */
-	const char *source;      /* an http(s) URL or a local path */
-	const char *sha256;      /* expected SHA-256 (hex), or NULL */
-	const char *format;      /* declared "qcow2" or "raw", or NULL: probed */
-	const char *ca_file;     /* CA certificates for https, or NULL: system */
-	uint64_t max_size;       /* refuse larger files; 0: STOR_IMPORT_MAX_SIZE */
-	int stall_timeout_s;     /* give up after this long without data; 0: 30 */
+	const char *name;          /* the new image's name */
+	const char *source;        /* an http(s) URL or a local path */
+	const char *sha256;        /* expected SHA-256 (hex), or NULL */
+	const char *format;        /* declared "qcow2" or "raw", or NULL: probed */
+	const char *ca_file;       /* CA certificates for https, or NULL: system */
+	uint64_t max_size;         /* refuse larger files; 0: STOR_IMPORT_MAX_SIZE */
+	int stall_timeout_s;       /* give up after this long without data; 0: 30 */
 	stor_progress_fn progress; /* or NULL */
 	void *progress_ud;
 } stor_import_opts;
@@ -220,6 +220,5 @@ int stor_image_delete(const char *root, const char *name, util_err *err);
 
 /* Remove the partial downloads of image `name` that no download is
  * writing (an import given up); *ret_n says how many went. */
-int stor_image_discard_partials(const char *root, const char *name, unsigned *ret_n,
-                                util_err *err);
+int stor_image_discard_partials(const char *root, const char *name, unsigned *ret_n, util_err *err);
 #endif

@@ -36,8 +36,7 @@ int util_err_errno(util_err *err, int code, const char *fmt, ...)
 	va_end(ap);
 	if (err) {
 		size_t len = strlen(err->msg);
-		snprintf(err->msg + len, sizeof(err->msg) - len, ": %s",
-			 strerror(-code));
+		snprintf(err->msg + len, sizeof(err->msg) - len, ": %s", strerror(-code));
 	}
 	return code;
 }

@@ -56,14 +56,13 @@ int util_write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int util_write_file_atomic(const char *path, const void *data, size_t len,
-			   util_err *err)
+int util_write_file_atomic(const char *path, const void *data, size_t len, util_err *err)
 {
 	return util_write_file_atomic_fp(path, data, len, NULL, err);
 }
 
 int util_write_file_atomic_fp(const char *path, const void *data, size_t len,
-			      const char *fail_point, util_err *err)
+                              const char *fail_point, util_err *err)
 {
 	_cleanup_free_ char *tmp = util_xasprintf("%s.tmp.%d", path, (int)getpid());
 	_cleanup_free_ char *dircopy = util_xstrdup(path);
@@ -95,8 +94,7 @@ int util_write_file_atomic_fp(const char *path, const void *data, size_t len,
 	return util_fsync_dir(dirname(dircopy), err);
 }
 
-int util_read_file(const char *path, size_t max, char **ret_data,
-		   size_t *ret_len, util_err *err)
+int util_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len, util_err *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	_cleanup_free_ char *buf = NULL;
@@ -121,8 +119,8 @@ int util_read_file(const char *path, size_t max, char **ret_data,
 			break;
 		len += (size_t)n;
 		if (len > max)
-			return util_err_set(err, -EFBIG, "'%s' is larger than %zu bytes",
-					    path, max);
+			return util_err_set(err, -EFBIG, "'%s' is larger than %zu bytes", path,
+			                    max);
 	}
 	if (!buf)
 		buf = util_xmalloc(1);
@@ -138,7 +136,8 @@ static int rm_rf_at(int parent, const char *name, const char *path, util_err *er
 	struct stat st;
 
 	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : util_err_errno(err, -errno, "cannot remove '%s'", path);
+		return errno == ENOENT ? 0
+		                       : util_err_errno(err, -errno, "cannot remove '%s'", path);
 	if (S_ISDIR(st.st_mode)) {
 		int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		DIR *d;
@@ -182,8 +181,7 @@ static void lock_alarm(int sig)
 	(void)sig; /* only interrupts flock() */
 }
 
-int util_lock_path(const char *path, bool exclusive, int timeout_ms,
-		   int *ret_fd, util_err *err)
+int util_lock_path(const char *path, bool exclusive, int timeout_ms, int *ret_fd, util_err *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	int op = exclusive ? LOCK_EX : LOCK_SH;
@@ -231,9 +229,8 @@ int util_lock_path(const char *path, bool exclusive, int timeout_ms,
 	timer_delete(timer);
 	sigaction(SIGALRM, &old, NULL);
 	if (r == -EINTR)
-		return util_err_set(err, -EBUSY,
-				    "'%s' is still locked by another qvm after %d ms",
-				    path, timeout_ms);
+		return util_err_set(err, -EBUSY, "'%s' is still locked by another qvm after %d ms",
+		                    path, timeout_ms);
 	if (r < 0)
 		return util_err_errno(err, r, "cannot lock '%s'", path);
 locked:

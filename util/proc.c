@@ -14,9 +14,10 @@ static int fill_addr(const char *path, struct sockaddr_un *sa, util_err *err)
 	memset(sa, 0, sizeof(*sa));
 	sa->sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sa->sun_path))
-		return util_err_set(err, -ENAMETOOLONG,
-				    "socket path '%s' is longer than %zu bytes; use a shorter --root",
-				    path, sizeof(sa->sun_path) - 1);
+		return util_err_set(
+		        err, -ENAMETOOLONG,
+		        "socket path '%s' is longer than %zu bytes; use a shorter --root", path,
+		        sizeof(sa->sun_path) - 1);
 	memcpy(sa->sun_path, path, strlen(path));
 	return 0;
 }

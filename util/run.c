@@ -11,8 +11,8 @@
 
 #include "util.h"
 
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define DEFAULT_TIMEOUT_MS 60000
+#define DEFAULT_PATH        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define DEFAULT_TIMEOUT_MS  60000
 #define DEFAULT_CAPTURE_MAX (1u << 20)
 
 int util_find_program(const char *name, char **ret_path, util_err *err)
@@ -70,8 +70,8 @@ static void capture_read(capture *c)
 	c->buf[c->len] = '\0';
 }
 
-static void child_exec(const char *prog, char *const argv[], const util_run_opts *o,
-		       int out_w, int err_w)
+static void child_exec(const char *prog, char *const argv[], const util_run_opts *o, int out_w,
+                       int err_w)
 {
 	static char *const envp[] = { "PATH=" DEFAULT_PATH, "LC_ALL=C", NULL };
 	int in = open(o->stdin_path ? o->stdin_path : "/dev/null", O_RDONLY);
@@ -131,15 +131,17 @@ int util_run(char *const argv[], const util_run_opts *opts, util_err *err)
 		close(outp[1]);
 	if (errp[1] >= 0)
 		close(errp[1]);
-	cap[0] = (capture){ .fd = outp[0], .max = o->stdout_max ? o->stdout_max : DEFAULT_CAPTURE_MAX };
+	cap[0] = (capture){ .fd = outp[0],
+		            .max = o->stdout_max ? o->stdout_max : DEFAULT_CAPTURE_MAX };
 	cap[1] = (capture){ .fd = errp[0], .max = DEFAULT_CAPTURE_MAX };
 	deadline = util_now_ms() + timeout;
 	/* Poll the child's pidfd with the pipes: the timeout holds even when
 	 * nothing is captured, and no sleeping is needed to notice the exit. */
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	for (;;) {
-		struct pollfd pfd[3] = { { cap[0].fd, POLLIN, 0 }, { cap[1].fd, POLLIN, 0 },
-					 { exited ? -1 : pidfd, POLLIN, 0 } };
+		struct pollfd pfd[3] = { { cap[0].fd, POLLIN, 0 },
+			                 { cap[1].fd, POLLIN, 0 },
+			                 { exited ? -1 : pidfd, POLLIN, 0 } };
 		int64_t left = deadline - util_now_ms();
 
 		if (cap[0].fd < 0 && cap[1].fd < 0 && (exited || pidfd < 0))
@@ -170,10 +172,10 @@ int util_run(char *const argv[], const util_run_opts *opts, util_err *err)
 	}
 	if (timed_out) {
 		r = util_err_set(err, -ETIMEDOUT, "'%s' did not finish within %d ms and was killed",
-				 argv[0], timeout);
+		                 argv[0], timeout);
 	} else if (WIFSIGNALED(status)) {
 		r = util_err_set(err, -ECHILD, "'%s' was killed by signal %d (%s)", argv[0],
-				 WTERMSIG(status), strsignal(WTERMSIG(status)));
+		                 WTERMSIG(status), strsignal(WTERMSIG(status)));
 	} else if (WEXITSTATUS(status) == 127) {
 		r = util_err_set(err, -ENOEXEC, "cannot execute '%s'", prog);
 	} else {

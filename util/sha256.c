@@ -43,7 +43,7 @@ static void compress(uint32_t h[8], const uint8_t *p)
 	a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
 	for (i = 0; i < 64; i++) {
 		uint32_t t1 = hh + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) +
-			      K[i] + w[i];
+		              K[i] + w[i];
 		uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
 
 		hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
@@ -55,31 +55,31 @@ static void compress(uint32_t h[8], const uint8_t *p)
 #if defined(__x86_64__)
 /* The SHA-NI rounds: state as ABEF/CDGH, two rounds per sha256rnds2, the
  * message schedule with sha256msg1/msg2 (after Intel's reference code). */
-__attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani(uint32_t h[8],
-									 const uint8_t *p,
-									 size_t blocks)
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+compress_shani(uint32_t h[8], const uint8_t *p, size_t blocks)
 {
 	const __m128i mask = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
 	__m128i st0, st1, tmp, msg, m[4], abef, cdgh;
 
 	tmp = _mm_loadu_si128((const __m128i *)&h[0]);
 	st1 = _mm_loadu_si128((const __m128i *)&h[4]);
-	tmp = _mm_shuffle_epi32(tmp, 0xB1);         /* CDAB */
-	st1 = _mm_shuffle_epi32(st1, 0x1B);         /* EFGH */
-	st0 = _mm_alignr_epi8(tmp, st1, 8);         /* ABEF */
-	st1 = _mm_blend_epi16(st1, tmp, 0xF0);      /* CDGH */
+	tmp = _mm_shuffle_epi32(tmp, 0xB1);    /* CDAB */
+	st1 = _mm_shuffle_epi32(st1, 0x1B);    /* EFGH */
+	st0 = _mm_alignr_epi8(tmp, st1, 8);    /* ABEF */
+	st1 = _mm_blend_epi16(st1, tmp, 0xF0); /* CDGH */
 	for (; blocks; blocks--, p += 64) {
 		abef = st0;
 		cdgh = st1;
 #pragma GCC unroll 16
 		for (int j = 0; j < 16; j++) {
 			if (j < 4) {
-				m[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * j)),
-							mask);
+				m[j] = _mm_shuffle_epi8(
+				        _mm_loadu_si128((const __m128i *)(p + 16 * j)), mask);
 			} else {
 				__m128i x = _mm_sha256msg1_epu32(m[j & 3], m[(j + 1) & 3]);
 
-				x = _mm_add_epi32(x, _mm_alignr_epi8(m[(j + 3) & 3], m[(j + 2) & 3], 4));
+				x = _mm_add_epi32(
+				        x, _mm_alignr_epi8(m[(j + 3) & 3], m[(j + 2) & 3], 4));
 				m[j & 3] = _mm_sha256msg2_epu32(x, m[(j + 3) & 3]);
 			}
 			msg = _mm_add_epi32(m[j & 3], _mm_loadu_si128((const __m128i *)&K[4 * j]));
@@ -90,10 +90,10 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void compress_shani(uint32_t 
 		st0 = _mm_add_epi32(st0, abef);
 		st1 = _mm_add_epi32(st1, cdgh);
 	}
-	tmp = _mm_shuffle_epi32(st0, 0x1B);         /* FEBA */
-	st1 = _mm_shuffle_epi32(st1, 0xB1);         /* DCHG */
-	st0 = _mm_blend_epi16(tmp, st1, 0xF0);      /* DCBA */
-	st1 = _mm_alignr_epi8(st1, tmp, 8);         /* ABEF */
+	tmp = _mm_shuffle_epi32(st0, 0x1B);    /* FEBA */
+	st1 = _mm_shuffle_epi32(st1, 0xB1);    /* DCHG */
+	st0 = _mm_blend_epi16(tmp, st1, 0xF0); /* DCBA */
+	st1 = _mm_alignr_epi8(st1, tmp, 8);    /* ABEF */
 	_mm_storeu_si128((__m128i *)&h[0], st0);
 	_mm_storeu_si128((__m128i *)&h[4], st1);
 }
@@ -144,7 +144,7 @@ static void compress_blocks(uint32_t h[8], const uint8_t *p, size_t blocks)
 void util_sha256_init(util_sha256 *s)
 {
 	static const uint32_t init[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-					  0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
+		                          0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
 
 	memcpy(s->h, init, sizeof(init));
 	s->len = 0;

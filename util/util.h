@@ -21,23 +21,22 @@
  * the way up with util_err_prefix(); only cli/ prints the final message. */
 
 typedef struct util_err {
-	int code;            /* negative errno, 0 when unset */
-	char qmp_class[64];  /* QMP error class ("GenericError"...), or "" */
-	char msg[2048];      /* "what failed: why", lowercase, no full stop */
+	int code;           /* negative errno, 0 when unset */
+	char qmp_class[64]; /* QMP error class ("GenericError"...), or "" */
+	char msg[2048];     /* "what failed: why", lowercase, no full stop */
 } util_err;
 
 /* Set err (may be NULL) to code and a formatted message; returns code so a
  * failure is one line: return util_err_set(err, -EINVAL, "bad '%s'", s); */
 int util_err_set(util_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Like util_err_set, appending ": strerror(-code)". */
 int util_err_errno(util_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Prepend "context: " to the message; returns err->code (or -EIO if unset). */
-int util_err_prefix(util_err *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int util_err_prefix(util_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void util_err_clear(util_err *err);
 
@@ -85,24 +84,24 @@ static inline void util_strv_freep(char ***v)
 	util_strv_free(*v);
 }
 
-#define _cleanup_free_ _cleanup_(util_freep)
-#define _cleanup_close_ _cleanup_(util_closep)
+#define _cleanup_free_   _cleanup_(util_freep)
+#define _cleanup_close_  _cleanup_(util_closep)
 #define _cleanup_fclose_ _cleanup_(util_fclosep)
-#define _cleanup_json_ _cleanup_(util_json_decrefp)
-#define _cleanup_strv_ _cleanup_(util_strv_freep)
+#define _cleanup_json_   _cleanup_(util_json_decrefp)
+#define _cleanup_strv_   _cleanup_(util_strv_freep)
 
 /* Hand a resource on: returns it and resets the local so cleanup skips it. */
-#define TAKE_PTR(p)                                                            \
-	({                                                                     \
-		__typeof__(p) _tp = (p);                                       \
-		(p) = NULL;                                                    \
-		_tp;                                                           \
+#define TAKE_PTR(p)                                                                                \
+	({                                                                                         \
+		__typeof__(p) _tp = (p);                                                           \
+		(p) = NULL;                                                                        \
+		_tp;                                                                               \
 	})
-#define TAKE_FD(fd)                                                            \
-	({                                                                     \
-		int _tf = (fd);                                                \
-		(fd) = -1;                                                     \
-		_tf;                                                           \
+#define TAKE_FD(fd)                                                                                \
+	({                                                                                         \
+		int _tf = (fd);                                                                    \
+		(fd) = -1;                                                                         \
+		_tf;                                                                               \
 	})
 
 #define UTIL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -122,8 +121,7 @@ typedef struct util_strv {
 	size_t n, cap;
 } util_strv;
 void util_strv_push(util_strv *sv, const char *s);
-void util_strv_pushf(util_strv *sv, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void util_strv_pushf(util_strv *sv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Takes ownership of s. */
 void util_strv_push_take(util_strv *sv, char *s);
 /* Returns the NULL-terminated vector and resets sv; caller frees with
@@ -153,8 +151,7 @@ int util_parse_size(const char *s, uint64_t *ret_bytes, util_err *err);
 const char *util_format_size(uint64_t bytes, char *buf, size_t len);
 
 /* Unsigned decimal in [min, max], the whole string. */
-int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
-		    util_err *err);
+int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret, util_err *err);
 
 /* Escape a value for QEMU's "key=value,..." option syntax: commas are
  * doubled; control characters are refused. Returns a new string. The one
@@ -168,19 +165,17 @@ int util_mkdir_p(const char *path, mode_t mode, util_err *err);
 
 /* Write data durably: path.tmp.<pid> (0600) + fsync + rename + fsync of the
  * directory. Either the old or the new content survives a crash. */
-int util_write_file_atomic(const char *path, const void *data, size_t len,
-			   util_err *err);
+int util_write_file_atomic(const char *path, const void *data, size_t len, util_err *err);
 /* The same with a failure point (util_fail_point) standing for its fsync:
  * tests make that sync fail and see the temporary file go. */
 int util_write_file_atomic_fp(const char *path, const void *data, size_t len,
-			      const char *fail_point, util_err *err);
+                              const char *fail_point, util_err *err);
 
 /* write() all of data, retrying on EINTR and short writes; negative errno. */
 int util_write_all(int fd, const void *data, size_t len);
 
 /* Read a whole file (NUL-terminated, up to max bytes; more is -EFBIG). */
-int util_read_file(const char *path, size_t max, char **ret_data,
-		   size_t *ret_len, util_err *err);
+int util_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len, util_err *err);
 
 int util_fsync_dir(const char *dir, util_err *err);
 
@@ -192,24 +187,23 @@ int util_rm_rf(const char *path, util_err *err);
 /* Take an flock() on path (created 0600) — exclusive or shared — waiting at
  * most timeout_ms (0: try once, <0: forever). The lock dies with the fd and
  * so with its holder. -EBUSY when the wait runs out. */
-int util_lock_path(const char *path, bool exclusive, int timeout_ms,
-		   int *ret_fd, util_err *err);
+int util_lock_path(const char *path, bool exclusive, int timeout_ms, int *ret_fd, util_err *err);
 
 /* ---- time ----------------------------------------------------------------- */
 
-int64_t util_now_ms(void);       /* CLOCK_MONOTONIC */
-int64_t util_realtime_ms(void);  /* CLOCK_REALTIME, for records */
+int64_t util_now_ms(void);      /* CLOCK_MONOTONIC */
+int64_t util_realtime_ms(void); /* CLOCK_REALTIME, for records */
 
 /* ---- child processes ---------------------------------------------------- */
 
 typedef struct util_run_opts {
-	const char *stdin_path;     /* NULL: /dev/null */
-	char **ret_stdout;          /* captured stdout (NUL-terminated), or NULL */
-	size_t stdout_max;          /* cap for captured stdout (default 1 MiB) */
-	char **ret_stderr;          /* captured stderr, or NULL (then /dev/null) */
-	int timeout_ms;             /* 0: default 60 s; the child is killed after */
-	uint64_t rlimit_as;         /* address-space limit in bytes, 0: none */
-	uint64_t rlimit_cpu;        /* CPU seconds, 0: none */
+	const char *stdin_path; /* NULL: /dev/null */
+	char **ret_stdout;      /* captured stdout (NUL-terminated), or NULL */
+	size_t stdout_max;      /* cap for captured stdout (default 1 MiB) */
+	char **ret_stderr;      /* captured stderr, or NULL (then /dev/null) */
+	int timeout_ms;         /* 0: default 60 s; the child is killed after */
+	uint64_t rlimit_as;     /* address-space limit in bytes, 0: none */
+	uint64_t rlimit_cpu;    /* CPU seconds, 0: none */
 } util_run_opts;
 
 /* Run argv[0] (an absolute path or found in PATH) with execve — never a
@@ -262,7 +256,7 @@ int util_random_bytes(void *buf, size_t len, util_err *err);
 
 typedef struct util_sha256 {
 	uint32_t h[8];
-	uint64_t len;   /* bytes hashed */
+	uint64_t len; /* bytes hashed */
 	uint8_t buf[64];
 	size_t fill;
 } util_sha256;

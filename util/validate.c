@@ -17,8 +17,8 @@ int util_validate_name(const char *name, const char *what, util_err *err)
 	len = strlen(name);
 	if (len > NAME_MAX_LEN)
 		return util_err_set(err, -EINVAL,
-				    "%s '%.20s...' is too long (%zu characters, at most %d)",
-				    what, name, len, NAME_MAX_LEN);
+		                    "%s '%.20s...' is too long (%zu characters, at most %d)", what,
+		                    name, len, NAME_MAX_LEN);
 	if (!isalnum((unsigned char)name[0]) || (unsigned char)name[0] > 0x7f)
 		goto bad;
 	for (const char *p = name; *p; p++) {
@@ -30,12 +30,14 @@ int util_validate_name(const char *name, const char *what, util_err *err)
 	return 0;
 bad:
 	if (util_validate_printable(name, what, NULL) < 0)
-		return util_err_set(err, -EINVAL,
-				    "%s contains a control character; use letters, digits, '.', '_' and '-'",
-				    what);
-	return util_err_set(err, -EINVAL,
-			    "invalid %s '%s': use letters, digits, '.', '_' and '-', starting with a letter or digit",
-			    what, name);
+		return util_err_set(
+		        err, -EINVAL,
+		        "%s contains a control character; use letters, digits, '.', '_' and '-'",
+		        what);
+	return util_err_set(
+	        err, -EINVAL,
+	        "invalid %s '%s': use letters, digits, '.', '_' and '-', starting with a letter or digit",
+	        what, name);
 }
 
 int util_validate_printable(const char *s, const char *what, util_err *err)
@@ -43,13 +45,11 @@ int util_validate_printable(const char *s, const char *what, util_err *err)
 	for (const unsigned char *p = (const unsigned char *)s; p && *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
 			return util_err_set(err, -EINVAL,
-					    "%s contains a control character (0x%02x)",
-					    what, *p);
+			                    "%s contains a control character (0x%02x)", what, *p);
 	return 0;
 }
 
-int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
-		    util_err *err)
+int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret, util_err *err)
 {
 	uint64_t v = 0;
 
@@ -63,9 +63,8 @@ int util_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret,
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
 	if (v < min || v > max)
-		return util_err_set(err, -ERANGE,
-				    "%s is out of range (%" PRIu64 "-%" PRIu64 ")",
-				    s, min, max);
+		return util_err_set(err, -ERANGE, "%s is out of range (%" PRIu64 "-%" PRIu64 ")", s,
+		                    min, max);
 	*ret = v;
 	return 0;
 }
@@ -109,8 +108,8 @@ int util_parse_size(const char *s, uint64_t *ret_bytes, util_err *err)
 	return 0;
 bad:
 	return util_err_set(err, -EINVAL,
-			    "invalid size '%s': use a number with an optional K, M, G or T suffix",
-			    s);
+	                    "invalid size '%s': use a number with an optional K, M, G or T suffix",
+	                    s);
 }
 
 const char *util_format_size(uint64_t bytes, char *buf, size_t len)

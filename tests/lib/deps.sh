@@ -9,8 +9,8 @@ PKGS=(
 	# the Makefile's PKGS name
 	build-essential pkg-config
 	# `make check` also compiles everything with clang (SPEC: gcc and
-	# clang clean)
-	clang
+	# clang clean), and checks the format with clang-format first
+	clang clang-format
 	libjansson-dev libnl-3-dev libnl-route-3-dev libcurl4-openssl-dev
 	# the VMs: QEMU under TCG, qemu-img (its Depends bring the firmware:
 	# seabios, ipxe-qemu's option ROMs for virtio-net-pci)

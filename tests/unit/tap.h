@@ -37,20 +37,19 @@ __attribute__((format(printf, 1, 2), unused)) static void diag(const char *fmt, 
 }
 
 /* is_str(got, expected, name): equal strings, NULL-safe, with a diagnosis. */
-#define is_str(got, exp, ...)                                                  \
-	do {                                                                   \
-		const char *g_ = (got), *e_ = (exp);                           \
-		int c_ = (g_ && e_) ? !strcmp(g_, e_) : g_ == e_;              \
-		if (!ok(c_, __VA_ARGS__))                                      \
-			diag("got '%s', expected '%s'", g_ ? g_ : "(null)",    \
-			     e_ ? e_ : "(null)");                              \
+#define is_str(got, exp, ...)                                                                      \
+	do {                                                                                       \
+		const char *g_ = (got), *e_ = (exp);                                               \
+		int c_ = (g_ && e_) ? !strcmp(g_, e_) : g_ == e_;                                  \
+		if (!ok(c_, __VA_ARGS__))                                                          \
+			diag("got '%s', expected '%s'", g_ ? g_ : "(null)", e_ ? e_ : "(null)");   \
 	} while (0)
 
-#define is_int(got, exp, ...)                                                  \
-	do {                                                                   \
-		long long g_ = (long long)(got), e_ = (long long)(exp);        \
-		if (!ok(g_ == e_, __VA_ARGS__))                                \
-			diag("got %lld, expected %lld", g_, e_);               \
+#define is_int(got, exp, ...)                                                                      \
+	do {                                                                                       \
+		long long g_ = (long long)(got), e_ = (long long)(exp);                            \
+		if (!ok(g_ == e_, __VA_ARGS__))                                                    \
+			diag("got %lld, expected %lld", g_, e_);                                   \
 	} while (0)
 
 static inline int done_testing(void)

@@ -69,7 +69,7 @@ int main(void)
 	is_int(s.n, 2, "two files: user-data and meta-data");
 	ok(holds(&s, "user-data", "#cloud-config\n"), "user-data is the copy taken at create");
 	ok(holds(&s, "meta-data",
-		 "instance-id: 0b7e4c1e-2f3a-4d5b-8c6d-7e8f9a0b1c2d\nlocal-hostname: \"web-1\"\n"),
+	         "instance-id: 0b7e4c1e-2f3a-4d5b-8c6d-7e8f9a0b1c2d\nlocal-hostname: \"web-1\"\n"),
 	   "default meta-data: the uuid and the quoted name");
 	lc_seed_set_clear(&s);
 
@@ -80,7 +80,7 @@ int main(void)
 
 	/* a VM without copies (defined before they were taken): the user's files */
 	ok(lc_seed_files(root, 4, &def, NULL, &s, &err) == 0 &&
-	   holds(&s, "user-data", "#cloud-config\nchanged: yes\n"),
+	           holds(&s, "user-data", "#cloud-config\nchanged: yes\n"),
 	   "without a copy, the user's file is read");
 	lc_seed_set_clear(&s);
 
@@ -89,7 +89,8 @@ int main(void)
 	def.ci_network_config = put("nc", "version: 1\n");
 	ok(lc_seed_files(root, 4, &def, gen, &s, &err) == 0, "all three given");
 	ok(holds(&s, "meta-data", "instance-id: mine\n"), "the user's meta-data wins");
-	ok(holds(&s, "network-config", "version: 1\n"), "the user's network-config wins over the generated one");
+	ok(holds(&s, "network-config", "version: 1\n"),
+	   "the user's network-config wins over the generated one");
 	lc_seed_set_clear(&s);
 
 	/* the whole build: seed.iso appears, and goes when no seed is wanted */
@@ -108,7 +109,8 @@ int main(void)
 
 		lc_vmdef_init(&none);
 		none.name = util_xstrdup("plain");
-		ok(lc_seed_build(root, 3, &none, NULL, &err) == 0, "lc_seed_build without cloud-init");
+		ok(lc_seed_build(root, 3, &none, NULL, &err) == 0,
+		   "lc_seed_build without cloud-init");
 		ok(access(seed, F_OK) < 0, "... removes the old seed");
 		lc_vmdef_clear(&none);
 	}
@@ -126,7 +128,8 @@ int main(void)
 
 		free(put("vms/3/console.log", "x"));
 		ok(lc_seed_remove(root, 3, true, &err) == 0, "lc_seed_remove --wipe");
-		ok(access(seed, F_OK) < 0 && access(copy, F_OK) < 0, "... the seed and the copies are gone");
+		ok(access(seed, F_OK) < 0 && access(copy, F_OK) < 0,
+		   "... the seed and the copies are gone");
 		ok(access(other, F_OK) == 0, "... other files stay");
 		ok(lc_seed_remove(root, 3, true, &err) == 0, "... and a second removal is fine");
 	}

@@ -41,7 +41,8 @@ int main(void)
 	curl_easy_cleanup(c);
 	curl_global_cleanup();
 
-	ok(!mapped("libnl-route-3") && !mapped("libnl-3"), "libnl is not loaded at start (not linked)");
+	ok(!mapped("libnl-route-3") && !mapped("libnl-3"),
+	   "libnl is not loaded at start (not linked)");
 	ok(net_nl_load(&err) == 0, "net_nl_load: %s", err.msg[0] ? err.msg : "loaded");
 	ok(mapped("libnl-route-3") && mapped("libnl-3"), "then both libraries are mapped");
 	ok(net_nl_load(&err) == 0, "a second load is a no-op");
@@ -51,7 +52,7 @@ int main(void)
 
 		ok(s && nl_connect(s, NETLINK_ROUTE) == 0, "a route socket through the table");
 		ok(s && rtnl_link_get_kernel(s, 0, "lo", &lo) == 0 && lo &&
-			   rtnl_link_get_ifindex(lo) > 0,
+		           rtnl_link_get_ifindex(lo) > 0,
 		   "the loopback interface looked up through the table");
 		if (lo)
 			rtnl_link_put(lo);

@@ -20,10 +20,9 @@ static void sha(const void *data, size_t len, char hex[65])
 
 static void test_sha256(const char *mode)
 {
-	static const char two_blocks[] =
-		"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	static const char two_blocks[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
 	static const char four_blocks[] =
-		"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+	        "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
 	char hex[65], hex2[65];
 	util_sha256 s;
 	char *a = util_xmalloc(1000000);
@@ -61,15 +60,16 @@ static void test_sha256(const char *mode)
 		if (strcmp(h1, h2))
 			break;
 		if (n == 65)
-			ok(1, "%s: sha256 of 55..65 bytes split in two equals the one-shot hash", mode);
+			ok(1, "%s: sha256 of 55..65 bytes split in two equals the one-shot hash",
+			   mode);
 	}
 	free(a);
 	ok(util_sha256_valid_hex(
-		   "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"),
+	           "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"),
 	   "upper-case hex is a valid checksum");
 	ok(!util_sha256_valid_hex("e3b0"), "a short checksum is not valid");
 	ok(!util_sha256_valid_hex(
-		   "g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+	           "g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
 	   "a non-hex digit is not valid");
 	ok(!util_sha256_valid_hex(NULL), "NULL is not valid");
 }
@@ -123,7 +123,7 @@ static void test_metadata(void)
 	img.virtual_size = 2147483648ull;
 	img.actual_size = 123456789;
 	snprintf(img.sha256, sizeof(img.sha256), "%s",
-		 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	img.source = util_xstrdup("https://example.org/debian-12.qcow2");
 	img.created_ms = 1795334588277;
 	j = stor_image_to_json(&img);
@@ -149,23 +149,28 @@ static void test_metadata(void)
 	json_decref(bad);
 	bad = json_deep_copy(j);
 	json_object_set_new(bad, "file", json_string("../../etc/shadow"));
-	ok(stor_image_from_json(bad, "/r", &back, &err) < 0, "metadata whose file leaves the store is refused");
+	ok(stor_image_from_json(bad, "/r", &back, &err) < 0,
+	   "metadata whose file leaves the store is refused");
 	json_decref(bad);
 	bad = json_deep_copy(j);
 	json_object_set_new(bad, "file", json_string(".qvm-partial-x"));
-	ok(stor_image_from_json(bad, "/r", &back, &err) < 0, "metadata naming a hidden file is refused");
+	ok(stor_image_from_json(bad, "/r", &back, &err) < 0,
+	   "metadata naming a hidden file is refused");
 	json_decref(bad);
 	bad = json_deep_copy(j);
 	json_object_set_new(bad, "format", json_string("vmdk"));
-	ok(stor_image_from_json(bad, "/r", &back, &err) < 0, "metadata with format vmdk is refused");
+	ok(stor_image_from_json(bad, "/r", &back, &err) < 0,
+	   "metadata with format vmdk is refused");
 	json_decref(bad);
 	bad = json_deep_copy(j);
 	json_object_set_new(bad, "sha256", json_string("abc"));
-	ok(stor_image_from_json(bad, "/r", &back, &err) < 0, "metadata with a bad sha256 is refused");
+	ok(stor_image_from_json(bad, "/r", &back, &err) < 0,
+	   "metadata with a bad sha256 is refused");
 	json_decref(bad);
 	bad = json_deep_copy(j);
 	json_object_set_new(bad, "virtual_size", json_integer(-1));
-	ok(stor_image_from_json(bad, "/r", &back, &err) < 0, "metadata with a negative size is refused");
+	ok(stor_image_from_json(bad, "/r", &back, &err) < 0,
+	   "metadata with a negative size is refused");
 	json_decref(bad);
 	json_decref(j);
 	stor_image_clear(&img);
@@ -187,15 +192,19 @@ static void test_names_and_store(void)
 		ok(0, "mkdtemp");
 		return;
 	}
-	static const char *const bad[] = { "", "-x", ".hidden", "a/b", "../x", "a b", "x\ty",
-					   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" };
+	static const char *const bad[] = {
+		"",        "-x",
+		".hidden", "a/b",
+		"../x",    "a b",
+		"x\ty",    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	};
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(bad); i++) {
 		r = stor_image_get(root, bad[i], &img, &err);
 		ok(r == -EINVAL, "image name '%s' is refused", bad[i]);
 	}
 	r = stor_image_get(root, "nosuch", &img, &err);
-	ok(r == -ENOENT && strstr(err.msg, "no image named 'nosuch'"),
-	   "a missing image: %s", err.msg);
+	ok(r == -ENOENT && strstr(err.msg, "no image named 'nosuch'"), "a missing image: %s",
+	   err.msg);
 	r = stor_image_list(root, &v, &n, &err);
 	ok(r == 0 && n == 0, "an empty (absent) store lists nothing");
 
@@ -228,8 +237,8 @@ static void test_names_and_store(void)
 	ok(stat(img.file, &st) == 0 && (st.st_mode & 0777) == 0600, "the image file is 0600");
 	stor_image_clear(&img);
 	r = stor_image_import(root, &o, &img, &err);
-	ok(r == -EEXIST && strstr(err.msg, "already exists"), "a second import of the name is refused: %s",
-	   err.msg);
+	ok(r == -EEXIST && strstr(err.msg, "already exists"),
+	   "a second import of the name is refused: %s", err.msg);
 	o.name = "wrong-sum";
 	o.sha256 = "0000000000000000000000000000000000000000000000000000000000000000";
 	r = stor_image_import(root, &o, &img, &err);
@@ -240,8 +249,7 @@ static void test_names_and_store(void)
 	r = stor_image_import(root, &o, &img, &err);
 	ok(r < 0, "a raw file declared qcow2 is refused: %s", err.msg);
 	r = stor_image_list(root, &v, &n, &err);
-	ok(r == 0 && n == 1 && !strcmp(v[0].name, "four-k"),
-	   "only the good image is in the store");
+	ok(r == 0 && n == 1 && !strcmp(v[0].name, "four-k"), "only the good image is in the store");
 	stor_image_list_free(v, n);
 	r = stor_image_delete(root, "four-k", &err);
 	ok(r == 0, "delete it");
@@ -250,7 +258,8 @@ static void test_names_and_store(void)
 	stor_image_list_free(v, n);
 	{
 		/* nothing but the lock may be left in the folder */
-		char *const argv[] = { "find", img_dir, "-mindepth", "1", "!", "-name", ".lock", NULL };
+		char *const argv[] = { "find", img_dir, "-mindepth", "1",
+			               "!",    "-name", ".lock",     NULL };
 		_cleanup_free_ char *out = NULL;
 		util_run_opts ro = { .ret_stdout = &out };
 

@@ -17,19 +17,19 @@
 #include "tap.h"
 
 /* ok()/check() that show the error object (named err) when they fail. */
-#define ok_e(cond, ...)                                                        \
-	({                                                                     \
-		int c_ = ok(cond, __VA_ARGS__);                                \
-		if (!c_)                                                       \
-			diag("error: %s", err.msg);                            \
-		c_;                                                            \
+#define ok_e(cond, ...)                                                                            \
+	({                                                                                         \
+		int c_ = ok(cond, __VA_ARGS__);                                                    \
+		if (!c_)                                                                           \
+			diag("error: %s", err.msg);                                                \
+		c_;                                                                                \
 	})
-#define check_e(cond, ...)                                                     \
-	({                                                                     \
-		int c_ = check(cond, __VA_ARGS__);                             \
-		if (!c_)                                                       \
-			check(0, "... error: %s", err.msg);                    \
-		c_;                                                            \
+#define check_e(cond, ...)                                                                         \
+	({                                                                                         \
+		int c_ = check(cond, __VA_ARGS__);                                                 \
+		if (!c_)                                                                           \
+			check(0, "... error: %s", err.msg);                                        \
+		c_;                                                                                \
 	})
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -91,8 +91,8 @@ static void in_child(const char *what, void (*fn)(const char *), const char *arg
 static json_t *mkrec(int i)
 {
 	return json_pack("{s:s, s:i, s:s, s:{s:[i,b,n], s:f}}", "type", "test", "i", i, "text",
-			 "a line\nwith \"quotes\", tabs\t, \xc3\xbcnicode and \\ backslashes", "nested",
-			 "list", i * 7, i % 2, "real", i / 4.0);
+	                 "a line\nwith \"quotes\", tabs\t, \xc3\xbcnicode and \\ backslashes",
+	                 "nested", "list", i * 7, i % 2, "real", i / 4.0);
 }
 
 static char *memdup(const char *p, size_t n)
@@ -205,7 +205,7 @@ static bool journal_has(lc_journal *j, json_t *expect, uint64_t first, uint64_t 
 	collected c = { .recs = json_array(), .in_order = true };
 	util_err err = { 0 };
 	bool good = lc_journal_foreach(j, collect_cb, &c, &err) == 0 &&
-		    same_records(&c, expect, first, last);
+	            same_records(&c, expect, first, last);
 
 	json_decref(c.recs);
 	return good;
@@ -215,7 +215,7 @@ static bool history_has(const char *dir, json_t *expect, uint64_t last, util_err
 {
 	collected c = { .recs = json_array(), .in_order = true };
 	bool good = lc_journal_foreach_history(dir, NULL, collect_cb, &c, err) == 0 &&
-		    same_records(&c, expect, 1, last);
+	            same_records(&c, expect, 1, last);
 
 	if (!good)
 		diag("history: %zu records %" PRIu64 "-%" PRIu64 " in order %d: %s", c.n, c.first,
@@ -286,7 +286,8 @@ static void test_basic(const char *base)
 	is_int(lc_journal_count(j), 20, "count is 20");
 	ok(journal_has(j, expect, 1, 20), "the handle iterates what was appended");
 	r = lc_journal_append(j, arr, NULL, &err);
-	ok(r == -EINVAL && strstr(err.msg, "JSON object"), "a non-object record is refused: %s", err.msg);
+	ok(r == -EINVAL && strstr(err.msg, "JSON object"), "a non-object record is refused: %s",
+	   err.msg);
 	r = lc_journal_foreach(j, collect_cb, &c, &err);
 	ok(r == -42 && c.n == 3, "a callback's negative return stops the walk and is returned");
 	json_decref(c.recs);
@@ -298,11 +299,13 @@ static void test_basic(const char *base)
 	for (int w = 0; w <= 1; w++) {
 		r = lc_journal_open(dir, w, 1000, &j, &err);
 		ok(r == 0 && lc_journal_last_seq(j) == 20 && lc_journal_count(j) == 20 &&
-		   journal_has(j, expect, 1, 20) && lc_journal_torn(j) == NULL,
-		   "reopened as %s: the same 20 records with the same seqs", w ? "writer" : "reader");
+		           journal_has(j, expect, 1, 20) && lc_journal_torn(j) == NULL,
+		   "reopened as %s: the same 20 records with the same seqs",
+		   w ? "writer" : "reader");
 		if (!w) {
 			r = lc_journal_append(j, expect, NULL, &err);
-			ok(r == -EBADF && strstr(err.msg, "read-only"), "a reader cannot append: %s", err.msg);
+			ok(r == -EBADF && strstr(err.msg, "read-only"),
+			   "a reader cannot append: %s", err.msg);
 			r = lc_journal_compact(j, state1, NULL, &err);
 			ok(r == -EBADF, "a reader cannot compact: %s", err.msg);
 			lc_journal_close(j);
@@ -311,7 +314,7 @@ static void test_basic(const char *base)
 	r = lc_journal_compact(j, state1, NULL, &err);
 	ok_e(r == 0, "compact");
 	ok(json_equal(lc_journal_state(j), state1) && lc_journal_count(j) == 0 &&
-	   lc_journal_last_seq(j) == 20 && lc_journal_snapshot_seq(j) == 20,
+	           lc_journal_last_seq(j) == 20 && lc_journal_snapshot_seq(j) == 20,
 	   "after compacting: the state, no records, last seq 20");
 	is_int(file_size(log), 0, "the log is empty");
 	ok(append_n(j, expect, 21, 30) == 0, "the next appends get seqs 21-30");
@@ -322,16 +325,18 @@ static void test_basic(const char *base)
 
 	for (int w = 0; w <= 1; w++) {
 		r = lc_journal_open(dir, w, 1000, &j, &err);
-		ok_e(r == 0 && json_equal(lc_journal_state(j), state1) && lc_journal_snapshot_seq(j) == 20 &&
-		   lc_journal_last_seq(j) == 30 && journal_has(j, expect, 21, 30),
-		   "reopened as %s after compaction: the state and records 21-30",
-		   w ? "writer" : "reader");
+		ok_e(r == 0 && json_equal(lc_journal_state(j), state1) &&
+		             lc_journal_snapshot_seq(j) == 20 && lc_journal_last_seq(j) == 30 &&
+		             journal_has(j, expect, 21, 30),
+		     "reopened as %s after compaction: the state and records 21-30",
+		     w ? "writer" : "reader");
 		if (!w)
 			lc_journal_close(j);
 	}
 	ok_e(lc_journal_compact(j, state2, NULL, &err) == 0, "compact again");
 	ok(append_n(j, expect, 31, 35) == 0, "append 31-35");
-	ok(history_has(dir, expect, 35, &err), "history with the writer open in this process: 1-35 in order");
+	ok(history_has(dir, expect, 35, &err),
+	   "history with the writer open in this process: 1-35 in order");
 	lc_journal_close(j);
 	ok(history_has(dir, expect, 35, &err), "history from the files: 1-35 in order");
 	{
@@ -339,10 +344,11 @@ static void test_basic(const char *base)
 		 * archived records without it (3, not 30), the log is handed on */
 		collected h = { .recs = json_array(), .in_order = true };
 		bool good = lc_journal_foreach_history(dir, "\"i\":3", collect_cb, &h, &err) == 0 &&
-			    h.n == 6 && h.first == 3 && h.last == 35;
+		            h.n == 6 && h.first == 3 && h.last == 35;
 
 		for (size_t i = 0; good && i < h.n; i++)
-			good = json_integer_value(json_object_get(json_array_get(h.recs, i), "i")) ==
+			good = json_integer_value(
+			               json_object_get(json_array_get(h.recs, i), "i")) ==
 			       (i == 0 ? 3 : 30 + (json_int_t)i);
 		ok(good, "history with a needle: archived record 3 (not 30), then the log's 31-35");
 		json_decref(h.recs);
@@ -359,12 +365,14 @@ static void test_basic(const char *base)
 
 	/* Compacting an empty log is fine and changes nothing but the state. */
 	r = lc_journal_open(dir, true, 1000, &j, &err);
-	ok(r == 0 && lc_journal_compact(j, state1, NULL, &err) == 0 && lc_journal_compact(j, state2, NULL, &err) == 0,
+	ok(r == 0 && lc_journal_compact(j, state1, NULL, &err) == 0 &&
+	           lc_journal_compact(j, state2, NULL, &err) == 0,
 	   "compacting twice in a row");
 	lc_journal_close(j);
 	r = lc_journal_open(dir, false, 1000, &j, &err);
 	ok(r == 0 && json_equal(lc_journal_state(j), state2) && lc_journal_last_seq(j) == 35 &&
-	   lc_journal_count(j) == 0, "... leaves the last state at seq 35");
+	           lc_journal_count(j) == 0,
+	   "... leaves the last state at seq 35");
 	lc_journal_close(j);
 	ok(history_has(dir, expect, 35, &err), "... and the history whole");
 }
@@ -409,18 +417,22 @@ static void test_torn(const char *base)
 			torn = lc_journal_torn(j) ? slurp(lc_journal_torn(j), &torn_len) : NULL;
 			good = torn && torn_len == cut && !memcmp(torn, orig, cut) &&
 			       util_startswith(lc_journal_torn(j), dir) &&
-			       strstr(lc_journal_torn(j), "/log.torn.") && file_size(log) == (long long)last;
+			       strstr(lc_journal_torn(j), "/log.torn.") &&
+			       file_size(log) == (long long)last;
 		} else if (good) {
-			good = lc_journal_torn(j) == NULL && count_prefix(dir, "log.torn.", false) == 0;
+			good = lc_journal_torn(j) == NULL &&
+			       count_prefix(dir, "log.torn.", false) == 0;
 		}
 		if (good)
-			good = lc_journal_append(j, json_array_get(expect, 4), &seq, &err) == 0 && seq == 5;
+			good = lc_journal_append(j, json_array_get(expect, 4), &seq, &err) == 0 &&
+			       seq == 5;
 		lc_journal_close(j);
 		j = NULL;
 		now = slurp(log, &now_len);
 		good = good && now_len == len && !memcmp(now, orig, len);
 		if (!good && !w_bad++)
-			snprintf(first_fail, sizeof(first_fail), "writer, cut at +%zu: r=%d %s", k, r, err.msg);
+			snprintf(first_fail, sizeof(first_fail), "writer, cut at +%zu: r=%d %s", k,
+			         r, err.msg);
 		count_prefix(dir, "log.torn.", true);
 
 		/* as a reader: the same records, the file untouched */
@@ -435,10 +447,13 @@ static void test_torn(const char *base)
 		good = good && now_len == cut && !memcmp(now, orig, cut) &&
 		       count_prefix(dir, "log.torn.", false) == 0;
 		if (!good && !r_bad++)
-			snprintf(first_fail, sizeof(first_fail), "reader, cut at +%zu: r=%d %s", k, r, err.msg);
+			snprintf(first_fail, sizeof(first_fail), "reader, cut at +%zu: r=%d %s", k,
+			         r, err.msg);
 	}
-	ok(w_bad == 0, "writer, log cut at each of the %zu offsets of the last record: records 1-4 "
-	   "kept, the torn log saved aside, the next append is seq 5", tail);
+	ok(w_bad == 0,
+	   "writer, log cut at each of the %zu offsets of the last record: records 1-4 "
+	   "kept, the torn log saved aside, the next append is seq 5",
+	   tail);
 	ok(r_bad == 0, "reader, log cut at each offset: records 1-4, the file untouched");
 	if (first_fail[0])
 		diag("first failure: %s", first_fail);
@@ -450,11 +465,13 @@ static void test_torn(const char *base)
 		bad[len - 3] ^= 0x01;
 		spit(log, bad, len);
 		r = lc_journal_open(dir, false, 1000, &j, &err);
-		ok(r == 0 && lc_journal_count(j) == 4, "reader: a last line failing its checksum is ignored");
+		ok(r == 0 && lc_journal_count(j) == 4,
+		   "reader: a last line failing its checksum is ignored");
 		lc_journal_close(j);
 		r = lc_journal_open(dir, true, 1000, &j, &err);
 		ok(r == 0 && lc_journal_count(j) == 4 && lc_journal_torn(j) &&
-		   file_size(log) == (long long)last, "writer: ... and cut off");
+		           file_size(log) == (long long)last,
+		   "writer: ... and cut off");
 		lc_journal_close(j);
 		count_prefix(dir, "log.torn.", true);
 	}
@@ -467,7 +484,8 @@ static void test_torn(const char *base)
 		spit(log, z, len + 100);
 		r = lc_journal_open(dir, true, 1000, &j, &err);
 		ok(r == 0 && lc_journal_count(j) == 5 && lc_journal_torn(j) &&
-		   file_size(log) == (long long)len, "writer: zeros after the last record are cut off");
+		           file_size(log) == (long long)len,
+		   "writer: zeros after the last record are cut off");
 		lc_journal_close(j);
 		count_prefix(dir, "log.torn.", true);
 	}
@@ -476,7 +494,7 @@ static void test_torn(const char *base)
 /* ---- 3. corruption in the middle ------------------------------------------------------- */
 
 static void expect_corrupt(const char *dir, const char *file, const char *content, size_t len,
-			   const char *what, const char *needle1, const char *needle2)
+                           const char *what, const char *needle1, const char *needle2)
 {
 	_cleanup_free_ char *path = path_in(dir, file);
 	_cleanup_free_ char *after = NULL;
@@ -488,13 +506,15 @@ static void expect_corrupt(const char *dir, const char *file, const char *conten
 	spit(path, content, len);
 	for (int w = 0; w <= 1; w++) {
 		r = lc_journal_open(dir, w, 1000, &j, &err);
-		ok(r == -EBADMSG && strstr(err.msg, needle1) && (!needle2 || strstr(err.msg, needle2)) &&
-		   strstr(err.msg, file), "%s (%s): -EBADMSG: %s", what, w ? "writer" : "reader", err.msg);
+		ok(r == -EBADMSG && strstr(err.msg, needle1) &&
+		           (!needle2 || strstr(err.msg, needle2)) && strstr(err.msg, file),
+		   "%s (%s): -EBADMSG: %s", what, w ? "writer" : "reader", err.msg);
 		if (r == 0)
 			lc_journal_close(j);
 	}
 	after = slurp(path, &after_len);
-	ok(after_len == len && !memcmp(after, content, len) && count_prefix(dir, "log.torn.", false) == 0,
+	ok(after_len == len && !memcmp(after, content, len) &&
+	           count_prefix(dir, "log.torn.", false) == 0,
 	   "%s: the file is left as it was", what);
 }
 
@@ -530,14 +550,15 @@ static void test_corrupt(const char *base)
 		bad[o3 + 20] ^= 0x04; /* inside the JSON */
 		snprintf(needle, sizeof(needle), "record 3 at offset %ld", o3);
 		expect_corrupt(dir, "log", bad, len, "a flipped byte in record 3", needle,
-			       "valid records follow");
+		               "valid records follow");
 	}
 	{
 		_cleanup_free_ char *bad = memdup(orig, len);
 
 		bad[o3] = '7'; /* the seq: the checksum covers it */
 		snprintf(needle, sizeof(needle), "at offset %ld", o3);
-		expect_corrupt(dir, "log", bad, len, "a flipped seq in record 3", needle, "checksum");
+		expect_corrupt(dir, "log", bad, len, "a flipped seq in record 3", needle,
+		               "checksum");
 	}
 	{
 		_cleanup_free_ char *bad = memdup(orig, len);
@@ -545,7 +566,7 @@ static void test_corrupt(const char *base)
 		bad[o3 + 3] = 'X'; /* the checksum field */
 		snprintf(needle, sizeof(needle), "offset %ld", o3);
 		expect_corrupt(dir, "log", bad, len, "a damaged frame in record 3", needle,
-			       "not a journal record");
+		               "not a journal record");
 	}
 	{
 		_cleanup_free_ char *bad = memdup(orig, len);
@@ -575,7 +596,8 @@ static void test_corrupt(const char *base)
 		n += (size_t)(o3 - o2);
 		memcpy(dup + n, orig + o3, len - (size_t)o3);
 		n += len - (size_t)o3;
-		expect_corrupt(dir, "log", dup, n, "a repeated record", "is 2 where 3 was expected", NULL);
+		expect_corrupt(dir, "log", dup, n, "a repeated record", "is 2 where 3 was expected",
+		               NULL);
 	}
 	spit(log, orig, len);
 
@@ -588,16 +610,16 @@ static void test_corrupt(const char *base)
 		_cleanup_free_ char *bad = memdup(osnap, slen);
 
 		bad[slen - 5] ^= 0x02; /* inside the state */
-		expect_corrupt(dir, "snapshot.json", bad, slen, "a flipped byte in the snapshot's state",
-			       "checksum", NULL);
+		expect_corrupt(dir, "snapshot.json", bad, slen,
+		               "a flipped byte in the snapshot's state", "checksum", NULL);
 		memcpy(bad, osnap, slen);
 		bad[7] = bad[7] == '9' ? '8' : '9'; /* the seq */
-		expect_corrupt(dir, "snapshot.json", bad, slen, "a changed seq in the snapshot", "checksum",
-			       NULL);
-		expect_corrupt(dir, "snapshot.json", osnap, slen - 3, "a truncated snapshot", "incomplete",
-			       NULL);
+		expect_corrupt(dir, "snapshot.json", bad, slen, "a changed seq in the snapshot",
+		               "checksum", NULL);
+		expect_corrupt(dir, "snapshot.json", osnap, slen - 3, "a truncated snapshot",
+		               "incomplete", NULL);
 		expect_corrupt(dir, "snapshot.json", "{}\n", 3, "a snapshot that is not one",
-			       "not a journal snapshot", NULL);
+		               "not a journal snapshot", NULL);
 	}
 	spit(snap, osnap, slen);
 
@@ -609,12 +631,13 @@ static void test_corrupt(const char *base)
 	lc_journal_close(j);
 	orig7 = slurp(log7, &len7);
 	o7 = line_off(orig7, 7);
-	expect_corrupt(dir, "log", orig7 + o7, len7 - (size_t)o7, "a log starting at 7 after a snapshot at 5",
-		       "starts at record 7 but the snapshot ends at record 5", NULL);
+	expect_corrupt(dir, "log", orig7 + o7, len7 - (size_t)o7,
+	               "a log starting at 7 after a snapshot at 5",
+	               "starts at record 7 but the snapshot ends at record 5", NULL);
 	spit(log, "", 0);
 	r = lc_journal_open(dir, false, 1000, &j, &err);
 	ok_e(r == 0 && lc_journal_last_seq(j) == 5 && json_equal(lc_journal_state(j), state),
-	   "repaired: loads again");
+	     "repaired: loads again");
 	lc_journal_close(j);
 
 	/* An archive with a hole: history says which records are missing. */
@@ -626,11 +649,14 @@ static void test_corrupt(const char *base)
 
 		a = slurp(arch, &alen);
 		spit(arch, a + o3, alen - (size_t)o3);
-		r = lc_journal_foreach_history(dir, NULL, collect_cb, &(collected){ .recs = NULL }, &err);
-		ok(r == -EBADMSG && strstr(err.msg, "log.1-5") && strstr(err.msg, "starts at record 3"),
+		r = lc_journal_foreach_history(dir, NULL, collect_cb, &(collected){ .recs = NULL },
+		                               &err);
+		ok(r == -EBADMSG && strstr(err.msg, "log.1-5") &&
+		           strstr(err.msg, "starts at record 3"),
 		   "history: an archive missing its start is an error: %s", err.msg);
 		rename(arch, arch35);
-		r = lc_journal_foreach_history(dir, NULL, collect_cb, &(collected){ .recs = NULL }, &err);
+		r = lc_journal_foreach_history(dir, NULL, collect_cb, &(collected){ .recs = NULL },
+		                               &err);
 		ok(r == -EBADMSG && strstr(err.msg, "missing records 1-2"),
 		   "history: a missing archive is an error: %s", err.msg);
 	}
@@ -695,15 +721,16 @@ static void test_crash(const char *base)
 
 	r = lc_journal_open(dir, false, 1000, &j, &err);
 	ok_e(r == 0 && json_equal(lc_journal_state(j), state) && lc_journal_snapshot_seq(j) == 8 &&
-	   lc_journal_last_seq(j) == 8 && lc_journal_count(j) == 0,
-	   "reader: the new state, no records repeated");
+	             lc_journal_last_seq(j) == 8 && lc_journal_count(j) == 0,
+	     "reader: the new state, no records repeated");
 	lc_journal_close(j);
 	after = slurp(log, &alen);
 	ok(alen == blen && !memcmp(before, after, blen), "the reader left the log alone");
 
 	r = lc_journal_open(dir, true, 1000, &j, &err);
 	ok_e(r == 0 && json_equal(lc_journal_state(j), state) && lc_journal_count(j) == 0 &&
-	   lc_journal_last_seq(j) == 8, "writer: the new state, no records repeated");
+	             lc_journal_last_seq(j) == 8,
+	     "writer: the new state, no records repeated");
 	is_int(file_size(log), 0, "the writer finished the compaction: the log is empty");
 	json_array_append_new(expect, mkrec(9));
 	ok(lc_journal_append(j, json_array_get(expect, 8), &seq, &err) == 0 && seq == 9,
@@ -720,11 +747,12 @@ static void test_crash(const char *base)
 	ok(file_size(arch) > 0, "history/log.9-12 was written");
 	r = lc_journal_open(dir, true, 1000, &j, &err);
 	ok_e(r == 0 && json_equal(lc_journal_state(j), state) && journal_has(j, expect, 9, 12),
-	   "reopened: the old state and records 9-12");
+	     "reopened: the old state and records 9-12");
 	ok_e(append_n(j, expect, 13, 13) == 0 && lc_journal_compact(j, state13, NULL, &err) == 0,
-	   "append 13 and compact (archive 9-13)");
+	     "append 13 and compact (archive 9-13)");
 	lc_journal_close(j);
-	ok(history_has(dir, expect, 13, &err), "history over overlapping archives: 1-13, each once");
+	ok(history_has(dir, expect, 13, &err),
+	   "history over overlapping archives: 1-13, each once");
 }
 
 /* ---- 5. ENOSPC on a tiny tmpfs ------------------------------------------------------------ */
@@ -747,9 +775,9 @@ static void enospc_child(const char *dir)
 		return;
 	if (!check(unshare(CLONE_NEWNS) == 0, "unshare(CLONE_NEWNS): %s", strerror(errno)) ||
 	    !check(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0, "make / rprivate: %s",
-		   strerror(errno)) ||
+	           strerror(errno)) ||
 	    !check(mount("qvm-test", dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0700") == 0,
-		   "mount a 64k tmpfs: %s", strerror(errno)))
+	           "mount a 64k tmpfs: %s", strerror(errno)))
 		return;
 	if (!check_e(lc_journal_open(jdir, true, 1000, &j, &err) == 0, "open on the tmpfs"))
 		return;
@@ -771,7 +799,8 @@ static void enospc_child(const char *dir)
 	}
 	n--; /* the ones that made it */
 	check(r == -ENOSPC, "appending until the disk is full: -ENOSPC after %d records", n);
-	check(strstr(err.msg, "cannot append to journal '") && strstr(err.msg, "/log': No space left on device"),
+	check(strstr(err.msg, "cannot append to journal '") &&
+	              strstr(err.msg, "/log': No space left on device"),
 	      "the message says what failed: %s", err.msg);
 	check(file_size(log) == size_before, "the log is as long as before the failed append");
 	content = slurp(log, &len);
@@ -782,17 +811,19 @@ static void enospc_child(const char *dir)
 	r = lc_journal_append(j, json_array_get(expect, 0), NULL, &err);
 	check(r == -ENOSPC && file_size(log) == size_before, "another append fails the same way");
 	r = lc_journal_compact(j, state, NULL, &err);
-	check(r == -ENOSPC && lc_journal_count(j) == (size_t)n, "compaction fails too: %s", err.msg);
+	check(r == -ENOSPC && lc_journal_count(j) == (size_t)n, "compaction fails too: %s",
+	      err.msg);
 	check(count_prefix(hist, "", false) <= 2 && count_prefix(jdir, "snapshot.json", false) == 0,
 	      "... and leaves no file behind");
 	lc_journal_close(j);
 
 	for (int w = 0; w <= 1; w++) {
 		r = lc_journal_open(jdir, w, 1000, &j, &err);
-		check_e(r == 0 && lc_journal_count(j) == (size_t)n && journal_has(j, expect, 1, (uint64_t)n) &&
-		      lc_journal_torn(j) == NULL,
-		      "reopened as %s: all %d records appended before are there", w ? "writer" : "reader",
-		      n);
+		check_e(r == 0 && lc_journal_count(j) == (size_t)n &&
+		                journal_has(j, expect, 1, (uint64_t)n) &&
+		                lc_journal_torn(j) == NULL,
+		        "reopened as %s: all %d records appended before are there",
+		        w ? "writer" : "reader", n);
 		if (r == 0)
 			lc_journal_close(j);
 	}
@@ -851,7 +882,7 @@ static void test_failed_sync(const char *base)
 	j = NULL;
 	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
 	ok_e(r == 0 && lc_journal_last_seq(j) == 3 && journal_has(j, expect, 1, 3) &&
-		     lc_journal_torn(j) == NULL,
+	             lc_journal_torn(j) == NULL,
 	     "reopened: the three records are there, nothing torn");
 	if (r < 0)
 		return;
@@ -866,7 +897,8 @@ static void test_failed_sync(const char *base)
 	   "the message says what failed: %s", err.msg);
 	ok(file_size(snap) < 0 && count_prefix(dir, "snapshot.json", false) == 0,
 	   "no snapshot and no temporary file of one is left");
-	ok(lc_journal_snapshot_seq(j) == 0 && lc_journal_count(j) == 5 && journal_has(j, expect, 1, 5),
+	ok(lc_journal_snapshot_seq(j) == 0 && lc_journal_count(j) == 5 &&
+	           journal_has(j, expect, 1, 5),
 	   "the journal still holds all five records in its log");
 	ok_e(append_n(j, expect, 6, 6) == 0, "the handle still appends (seq 6)");
 	lc_journal_close(j);
@@ -992,7 +1024,7 @@ static void test_locks(const char *base)
 	close(go_pipe[1]);
 	r = lc_journal_open(dir, true, 0, &j, &err);
 	ok_e(r == 0 && lc_journal_count(j) == 3,
-	   "after SIGKILL the lock is free at once (one try, no wait)");
+	     "after SIGKILL the lock is free at once (one try, no wait)");
 
 	/* In one process: no waiting for a lock we hold ourselves. */
 	r = lc_journal_open(dir, true, 10000, &j2, &err);
@@ -1022,8 +1054,10 @@ static void test_leftovers(const char *base)
 	int r;
 
 	r = lc_journal_open(dir, true, 1000, &j, &err);
-	ok_e(r == 0 && append_n(j, expect, 1, 3) == 0 && lc_journal_compact(j, state, NULL, &err) == 0 &&
-	   append_n(j, expect, 4, 5) == 0, "set up: 3 records, compact, 2 more");
+	ok_e(r == 0 && append_n(j, expect, 1, 3) == 0 &&
+	             lc_journal_compact(j, state, NULL, &err) == 0 &&
+	             append_n(j, expect, 4, 5) == 0,
+	     "set up: 3 records, compact, 2 more");
 	lc_journal_close(j);
 	spit(tmp1, "{\"seq\":9,\"sta", 13);
 	spit(tmp2, "garbage", 7);
@@ -1031,16 +1065,17 @@ static void test_leftovers(const char *base)
 
 	r = lc_journal_open(dir, false, 1000, &j, &err);
 	ok_e(r == 0 && json_equal(lc_journal_state(j), state) && journal_has(j, expect, 4, 5),
-	   "a reader ignores leftover temporary files");
+	     "a reader ignores leftover temporary files");
 	lc_journal_close(j);
 	ok(file_size(tmp1) == 13 && file_size(tmp2) == 7 && file_size(tmp3) == 14,
 	   "... and leaves them alone");
 	ok(history_has(dir, expect, 5, &err), "history ignores them too");
 	r = lc_journal_open(dir, true, 1000, &j, &err);
 	ok_e(r == 0 && json_equal(lc_journal_state(j), state) && journal_has(j, expect, 4, 5),
-	   "a writer opens");
+	     "a writer opens");
 	lc_journal_close(j);
-	ok(file_size(tmp1) < 0 && file_size(tmp2) < 0 && file_size(tmp3) < 0, "... and removes them");
+	ok(file_size(tmp1) < 0 && file_size(tmp2) < 0 && file_size(tmp3) < 0,
+	   "... and removes them");
 	ok(history_has(dir, expect, 5, &err), "the history is whole");
 }
 
@@ -1062,13 +1097,13 @@ static void test_summary(const char *base)
 
 	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
 	ok_e(r == 0 && append_n(j, expect, 1, 3) == 0 &&
-		     lc_journal_compact(j, state, summary, &err) == 0 &&
-		     append_n(j, expect, 4, 5) == 0,
+	             lc_journal_compact(j, state, summary, &err) == 0 &&
+	             append_n(j, expect, 4, 5) == 0,
 	     "compact with a summary, then append");
 	lc_journal_close(j);
 	r = lc_journal_open(dir, LC_JOURNAL_SUMMARY, 1000, &j, &err);
 	ok(r == 0 && lc_journal_state_is_summary(j) && json_equal(lc_journal_state(j), summary) &&
-		   lc_journal_count(j) == 2 && lc_journal_last_seq(j) == 5,
+	           lc_journal_count(j) == 2 && lc_journal_last_seq(j) == 5,
 	   "a summary reader gets the summary and the records after the snapshot");
 	lc_journal_close(j);
 	r = lc_journal_open(dir, 0, 1000, &j, &err);
@@ -1079,7 +1114,8 @@ static void test_summary(const char *base)
 	at = text ? strstr(text, "[1,2]") : NULL;
 	if (ok(at != NULL, "the summary is in the snapshot")) {
 		at[1] = '7';
-		expect_corrupt(dir, "snapshot.json", text, len, "a flipped byte in the summary", "checksum", NULL);
+		expect_corrupt(dir, "snapshot.json", text, len, "a flipped byte in the summary",
+		               "checksum", NULL);
 	}
 }
 

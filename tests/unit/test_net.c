@@ -211,8 +211,8 @@ static void test_stopped_attach_tap_name(void)
 	if (r == 0)
 		r = lc_db_append(db,
 		                 json_pack("{s:s, s:I, s:{s:s, s:s, s:i}}", "type", "net", "id",
-		                           (json_int_t)0, "net", "name", "lan", "bridge", "qbrunit0",
-		                           "prefix", 24),
+		                           (json_int_t)0, "net", "name", "lan", "bridge",
+		                           "qbrunit0", "prefix", 24),
 		                 NULL, &err);
 	lc_vmdef_init(&def);
 	def.name = util_xstrdup("big");

@@ -17,8 +17,8 @@ static void vm_init(lc_vm *vm, const char *name)
 	vm->def.uuid = util_xstrdup("0b7e4c1e-2f3a-4d5b-8c6d-7e8f9a0b1c2d");
 }
 
-static lc_disk *add_disk(lc_vmdef *def, const char *path, const char *fmt,
-			 const char *backing, const char *backing_fmt, lc_bus bus, bool ro)
+static lc_disk *add_disk(lc_vmdef *def, const char *path, const char *fmt, const char *backing,
+                         const char *backing_fmt, lc_bus bus, bool ro)
 {
 	lc_disk *d;
 
@@ -125,10 +125,11 @@ int main(void)
 	vm.def.memory = 2048ull << 20;
 	vm.def.vcpus = 4;
 	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2",
-		 "/var/lib/qvm/images/debian.qcow2", "qcow2", LC_BUS_VIRTIO, false);
-	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk1.qcow2", "qcow2", NULL, NULL, LC_BUS_SCSI, false);
-	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk2.qcow2", "qcow2",
-		 "/var/lib/qvm/images/base.raw", "raw", LC_BUS_IDE, true);
+	         "/var/lib/qvm/images/debian.qcow2", "qcow2", LC_BUS_VIRTIO, false);
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk1.qcow2", "qcow2", NULL, NULL, LC_BUS_SCSI,
+	         false);
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk2.qcow2", "qcow2", "/var/lib/qvm/images/base.raw",
+	         "raw", LC_BUS_IDE, true);
 	add_disk(&vm.def, "/srv/data.raw", "raw", NULL, NULL, LC_BUS_VIRTIO, false);
 	vm.def.cdrom = util_xstrdup("/srv/iso/install.iso");
 	vm.def.kernel = util_xstrdup("/boot/vmlinuz");
@@ -148,7 +149,8 @@ int main(void)
 	/* a VM with a blank raw disk of its own (--disk 1G,format=raw): the
 	 * raw driver straight on the file, no backing key */
 	vm_init(&vm, "rawdisk");
-	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL, LC_BUS_VIRTIO, false);
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL, LC_BUS_VIRTIO,
+	         false);
 	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk1.raw", "raw", NULL, NULL, LC_BUS_VIRTIO, false);
 	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk2.raw", "raw", NULL, NULL, LC_BUS_SCSI, true);
 	rt = base_rt();
@@ -165,7 +167,8 @@ int main(void)
 
 	/* as the supervisor starts a VM with NICs: taps from fd 6 on */
 	vm_init(&vm, "nics");
-	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL, LC_BUS_VIRTIO, false);
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL, LC_BUS_VIRTIO,
+	         false);
 	add_nic(&vm.def, "lan", "52:54:7d:bf:52:fb", "virtio");
 	add_nic(&vm.def, "lan", "52:54:f2:5e:1a:f8", "virtio");
 	add_nic(&vm.def, "dmz", "52:54:00:00:00:03", "e1000");
@@ -179,7 +182,8 @@ int main(void)
 	vm_init(&vm, "micro");
 	vm.def.machine = LC_MACHINE_MICROVM;
 	vm.def.memory = 256ull << 20;
-	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL, LC_BUS_VIRTIO, false);
+	add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL, LC_BUS_VIRTIO,
+	         false);
 	rt = base_rt();
 	check_golden("microvm", &vm, &rt);
 	lc_vmdef_clear(&vm.def);
@@ -188,7 +192,7 @@ int main(void)
 	 * stay inside their JSON string or be doubled, never add an option. */
 	vm_init(&vm, "hostile");
 	add_disk(&vm.def, "/srv/a,b\"c}{,file.driver=nbd.qcow2", "qcow2",
-		 "/srv/base,backing.driver=nbd,host=evil.qcow2", "qcow2", LC_BUS_VIRTIO, false);
+	         "/srv/base,backing.driver=nbd,host=evil.qcow2", "qcow2", LC_BUS_VIRTIO, false);
 	vm.def.kernel = util_xstrdup("/srv/k,ernel");
 	vm.def.append = util_xstrdup("console=ttyS0 -device isa-debugcon,iobase=0x402 \"x\"");
 	vm.def.cdrom = util_xstrdup("/srv/iso/a,b,format=qcow2.iso");
@@ -210,14 +214,16 @@ int main(void)
 	rt.serial_log = "/srv/log\nx";
 	ok(lc_qemu_argv(&vm, &rt, &argv, &err) == -EINVAL && argv == NULL,
 	   "control character in an option value is refused");
-	ok(strstr(err.msg, "control character") != NULL, "... and the message says why: %s", err.msg);
+	ok(strstr(err.msg, "control character") != NULL, "... and the message says why: %s",
+	   err.msg);
 	lc_vmdef_clear(&vm.def);
 
 	/* refusals */
 	vm_init(&vm, "taps");
 	add_nic(&vm.def, "lan", NULL, "virtio");
 	rt = base_rt();
-	ok(lc_qemu_argv(&vm, &rt, &argv, &err) < 0 && argv == NULL, "a nic without a tap is refused");
+	ok(lc_qemu_argv(&vm, &rt, &argv, &err) < 0 && argv == NULL,
+	   "a nic without a tap is refused");
 	rt.n_tap_fds = 1;
 	rt.tap_fds = taps;
 	rt.accel = LC_ACCEL_AUTO;

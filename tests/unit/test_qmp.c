@@ -15,7 +15,7 @@
 #include "qmp/qmp.h"
 #include "tap.h"
 
-#define GREETING                                                                                  \
+#define GREETING                                                                                   \
 	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "          \
 	"\"package\": \"fake\"}, \"capabilities\": [\"oob\"]}}\r\n"
 
@@ -85,9 +85,9 @@ static json_t *srv_read_cmd_fd(int fd, int *ret_fd, char *first, size_t first_le
 		} ctl;
 		struct iovec iov = { line + n, first_read ? sizeof(line) - n - 1 : 1 };
 		struct msghdr mh = { .msg_iov = &iov,
-				     .msg_iovlen = 1,
-				     .msg_control = ctl.b,
-				     .msg_controllen = sizeof(ctl.b) };
+			             .msg_iovlen = 1,
+			             .msg_control = ctl.b,
+			             .msg_controllen = sizeof(ctl.b) };
 		ssize_t r;
 		char *nl;
 
@@ -285,7 +285,7 @@ static void test_basic(void)
 	ok(qmp_alive(c), "connected and alive");
 	json_t *g = qmp_greeting(c);
 	is_int(json_integer_value(json_object_get(
-		       json_object_get(json_object_get(g, "version"), "qemu"), "minor")),
+	               json_object_get(json_object_get(g, "version"), "qemu"), "minor")),
 	       2, "greeting holds the qemu version");
 	ok(json_is_array(json_object_get(g, "capabilities")), "and the capabilities");
 	is_int(fcntl(qmp_fd(c), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC, "the socket is close-on-exec");
@@ -348,14 +348,14 @@ static void srv_caps_refused(int fd)
 {
 	srv_send(fd, GREETING);
 	srv_sendf(fd,
-		  "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Capabilities "
-		  "negotiation is already complete, command ignored\"}, \"id\": %lld}\r\n",
-		  (long long)srv_expect(fd, "qmp_capabilities"));
+	          "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"Capabilities "
+	          "negotiation is already complete, command ignored\"}, \"id\": %lld}\r\n",
+	          (long long)srv_expect(fd, "qmp_capabilities"));
 	srv_wait_eof(fd);
 }
 
 static int connect_fake(server_fn fn, int timeout_ms, util_err *err, int64_t *ret_elapsed,
-			pid_t *ret_pid)
+                        pid_t *ret_pid)
 {
 	qmp_client *c = NULL;
 	int fd, r;
@@ -431,9 +431,10 @@ static void srv_event_before_caps(int fd)
 
 	srv_send(fd, GREETING);
 	id = srv_expect(fd, "qmp_capabilities");
-	srv_send(fd, "{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 0}}\r\n");
+	srv_send(fd,
+	         "{\"event\": \"STOP\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 0}}\r\n");
 	srv_send(fd, "{\"event\": \"RESUME\", \"timestamp\": {\"seconds\": 2, \"microseconds\": 0}}"
-		     "\r\n");
+	             "\r\n");
 	srv_reply(fd, id, "{}");
 	srv_wait_eof(fd);
 }
@@ -451,7 +452,7 @@ static void record_event(qmp_client *client, json_t *event, void *userdata)
 
 	if (s->n < 64)
 		snprintf(s->names[s->n], sizeof(s->names[0]), "%s",
-			 json_string_value(json_object_get(event, "event")));
+		         json_string_value(json_object_get(event, "event")));
 	s->n++;
 	if (s->client == client) {
 		util_err err;
@@ -500,11 +501,13 @@ static void srv_unknown_id(int fd)
 	srv_handshake(fd);
 	id = srv_expect(fd, "query-status");
 	srv_sendf(fd, "{\"return\": {\"which\": \"stale\"}, \"id\": %lld}\r\n", (long long)id - 1);
-	srv_sendf(fd, "{\"return\": {\"which\": \"future\"}, \"id\": %lld}\r\n", (long long)id + 100);
+	srv_sendf(fd, "{\"return\": {\"which\": \"future\"}, \"id\": %lld}\r\n",
+	          (long long)id + 100);
 	srv_sendf(fd, "{\"return\": {\"which\": \"string\"}, \"id\": \"%lld\"}\r\n", (long long)id);
 	srv_send(fd, "{\"return\": {\"which\": \"none\"}}\r\n");
-	srv_sendf(fd, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}, \"id\": %lld}\r\n",
-		  (long long)id + 1);
+	srv_sendf(fd,
+	          "{\"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}, \"id\": %lld}\r\n",
+	          (long long)id + 1);
 	srv_send(fd, "{\"something\": \"else\"}\r\n");
 	usleep(50000);
 	srv_sendf(fd, "{\"return\": {\"which\": \"right\"}, \"id\": %lld}\r\n", (long long)id);
@@ -546,9 +549,9 @@ static void srv_bytewise(int fd)
 	id = srv_expect(fd, "query-version");
 	srv_send_bytewise(fd, "{\"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 1}}\r\n");
 	snprintf(buf, sizeof(buf),
-		 "{\"return\": {\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 0}, "
-		 "\"package\": \"\"}, \"id\": %lld}\r\n",
-		 (long long)id);
+	         "{\"return\": {\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 0}, "
+	         "\"package\": \"\"}, \"id\": %lld}\r\n",
+	         (long long)id);
 	srv_send_bytewise(fd, buf);
 	srv_wait_eof(fd);
 }
@@ -567,8 +570,8 @@ static void test_bytewise(void)
 		ok(1, "greeting and capabilities reply byte by byte");
 		r = qmp_execute(c, "query-version", NULL, 0, &ret, &err);
 		is_int(r, 0, "a reply byte by byte");
-		is_int(json_integer_value(json_object_get(json_object_get(ret, "qemu"), "major")), 7,
-		       "intact");
+		is_int(json_integer_value(json_object_get(json_object_get(ret, "qemu"), "major")),
+		       7, "intact");
 		json_decref(ret);
 		ev = qmp_next_event(c);
 		is_str(json_string_value(json_object_get(ev, "event")), "RTC_CHANGE",
@@ -587,13 +590,13 @@ static void srv_one_write(int fd)
 	srv_handshake(fd);
 	id = srv_expect(fd, "query-status");
 	snprintf(buf, sizeof(buf),
-		 "{\"event\": \"A\"}\r\n"
-		 "{\"return\": {\"which\": \"stale\"}, \"id\": %lld}\r\n"
-		 "{\"return\": {\"which\": \"right\"}, \"id\": %lld}\r\n"
-		 "{\"event\": \"B\"}\r\n"
-		 "{\"return\": {\"which\": \"late\"}, \"id\": %lld}\r\n"
-		 "{\"event\": \"C\"}\n",
-		 (long long)id + 7, (long long)id, (long long)id + 9);
+	         "{\"event\": \"A\"}\r\n"
+	         "{\"return\": {\"which\": \"stale\"}, \"id\": %lld}\r\n"
+	         "{\"return\": {\"which\": \"right\"}, \"id\": %lld}\r\n"
+	         "{\"event\": \"B\"}\r\n"
+	         "{\"return\": {\"which\": \"late\"}, \"id\": %lld}\r\n"
+	         "{\"event\": \"C\"}\n",
+	         (long long)id + 7, (long long)id, (long long)id + 9);
 	srv_send(fd, buf);
 	id = srv_expect(fd, "query-kvm");
 	srv_reply(fd, id, "{\"enabled\": false}");
@@ -638,7 +641,8 @@ static void srv_close_mid_reply(int fd)
 {
 	srv_handshake(fd);
 	srv_expect(fd, "query-status");
-	srv_send(fd, "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false}}\r\n{\"return\": {\"sta");
+	srv_send(fd,
+	         "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": false}}\r\n{\"return\": {\"sta");
 	/* exit closes the socket */
 }
 
@@ -811,9 +815,9 @@ static void srv_error_reply(int fd)
 {
 	srv_handshake(fd);
 	srv_sendf(fd,
-		  "{\"id\": %lld, \"error\": {\"class\": \"DeviceNotFound\", "
-		  "\"desc\": \"Device 'nope' not found\"}}\r\n",
-		  (long long)srv_expect(fd, "device_del"));
+	          "{\"id\": %lld, \"error\": {\"class\": \"DeviceNotFound\", "
+	          "\"desc\": \"Device 'nope' not found\"}}\r\n",
+	          (long long)srv_expect(fd, "device_del"));
 	srv_sendf(fd, "{\"error\": {}, \"id\": %lld}\r\n", (long long)srv_expect(fd, "stop"));
 	srv_reply(fd, srv_expect(fd, "cont"), "{}");
 	srv_wait_eof(fd);
@@ -906,9 +910,9 @@ static void srv_getfd(int fd)
 		_exit(4); /* no fd came with the command's first bytes */
 	if (!util_startswith(first, "{\"execute\":\"getfd\""))
 		_exit(5);
-	if (!util_streq(json_string_value(json_object_get(json_object_get(cmd, "arguments"),
-							  "fdname")),
-			"disk0"))
+	if (!util_streq(
+	            json_string_value(json_object_get(json_object_get(cmd, "arguments"), "fdname")),
+	            "disk0"))
 		_exit(6);
 	if (stat(fd_test_path, &want) < 0 || fstat(passed, &got) < 0)
 		_exit(7);
@@ -925,7 +929,7 @@ static void srv_getfd(int fd)
 	if (fstat(passed, &got) < 0 || want.st_ino != got.st_ino)
 		_exit(10);
 	srv_sendf(fd, "{\"return\": {\"fdset-id\": 1, \"fd\": 42}, \"id\": %lld}\r\n",
-		  (long long)json_integer_value(json_object_get(cmd, "id")));
+	          (long long)json_integer_value(json_object_get(cmd, "id")));
 	json_decref(cmd);
 	srv_wait_eof(fd);
 }
@@ -979,10 +983,11 @@ static void srv_events(int fd)
 	usleep(20000);
 	srv_send(fd, "{\"event\": \"A\"}\r\n");
 	usleep(20000);
-	srv_send(fd, "{\"event\": \"B\"}\r\n{\"event\": \"C\"}\r\n{\"return\": {}, \"id\": 77}\r\n");
+	srv_send(fd,
+	         "{\"event\": \"B\"}\r\n{\"event\": \"C\"}\r\n{\"return\": {}, \"id\": 77}\r\n");
 	usleep(20000);
 	srv_send(fd, "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": "
-		     "\"guest-shutdown\"}}\r\n");
+	             "\"guest-shutdown\"}}\r\n");
 }
 
 static void test_dispatch(void)
@@ -1013,7 +1018,7 @@ static void test_dispatch(void)
 		}
 		is_int(r, -EPIPE, "dispatch returns -EPIPE at the end of the stream");
 		ok(s.n == 4 && !strcmp(s.names[0], "A") && !strcmp(s.names[1], "B") &&
-			   !strcmp(s.names[2], "C") && !strcmp(s.names[3], "SHUTDOWN"),
+		           !strcmp(s.names[2], "C") && !strcmp(s.names[3], "SHUTDOWN"),
 		   "the callback saw every event in order (%d events, %d rounds)", s.n, rounds);
 		ok(total >= 3 && total <= 4, "dispatch counted them (%d)", total);
 		ok(!qmp_alive(c), "the client is dead afterwards");
@@ -1056,7 +1061,7 @@ static void srv_wait(int fd)
 	srv_send(fd, "{\"event\": \"POWERDOWN\"}\r\n");
 	usleep(100000);
 	srv_send(fd, "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": "
-		     "\"guest-shutdown\"}}\r\n");
+	             "\"guest-shutdown\"}}\r\n");
 	srv_reply(fd, srv_expect(fd, "query-status"), "{\"status\": \"shutdown\"}");
 	srv_wait_eof(fd);
 }
@@ -1362,7 +1367,7 @@ static void test_default_timeouts(void)
 		is_int(qmp_default_timeout_ms(t[i].cmd), t[i].ms, "default timeout of %s",
 		       t[i].cmd);
 	ok(QMP_TIMEOUT_QUICK_MS == 5000 && QMP_TIMEOUT_DEVICE_MS == 60000 &&
-		   QMP_TIMEOUT_JOB_MS == 600000,
+	           QMP_TIMEOUT_JOB_MS == 600000,
 	   "classes are 5 s, 60 s, 10 min");
 	is_int(qmp_default_timeout_ms(NULL), QMP_TIMEOUT_DEVICE_MS, "NULL is the middle class");
 }

@@ -81,10 +81,23 @@ static bool wait_qemu_exit(int timeout_ms, int *ret_status)
 static pid_t spawn_qemu(const char *qemu, int lfd)
 {
 	char *argv[] = {
-		(char *)qemu, "-nodefaults", "-no-user-config", "-S", "-display", "none",
-		"-machine", "pc", "-accel", "tcg", "-m", "64",
-		"-chardev", "socket,id=qmp,fd=3,server=on,wait=off",
-		"-mon", "chardev=qmp,mode=control", NULL,
+		(char *)qemu,
+		"-nodefaults",
+		"-no-user-config",
+		"-S",
+		"-display",
+		"none",
+		"-machine",
+		"pc",
+		"-accel",
+		"tcg",
+		"-m",
+		"64",
+		"-chardev",
+		"socket,id=qmp,fd=3,server=on,wait=off",
+		"-mon",
+		"chardev=qmp,mode=control",
+		NULL,
 	};
 	char *envp[] = { "PATH=/usr/bin:/bin", "LC_ALL=C", NULL };
 	pid_t pid = fork();
@@ -155,8 +168,8 @@ static bool run(qmp_client *c)
 	check_inherited_fds();
 	g = qmp_greeting(c);
 	json_t *ver = json_object_get(json_object_get(g, "version"), "qemu");
-	ok(json_integer_value(json_object_get(ver, "major")) >= 7,
-	   "greeting: qemu %lld.%lld.%lld", (long long)json_integer_value(json_object_get(ver, "major")),
+	ok(json_integer_value(json_object_get(ver, "major")) >= 7, "greeting: qemu %lld.%lld.%lld",
+	   (long long)json_integer_value(json_object_get(ver, "major")),
 	   (long long)json_integer_value(json_object_get(ver, "minor")),
 	   (long long)json_integer_value(json_object_get(ver, "micro")));
 
@@ -217,10 +230,10 @@ static bool run(qmp_client *c)
 		json_t *set = json_array_get(ret, 0), *fds = json_object_get(set, "fds");
 
 		ok(r == 0 && json_integer_value(json_object_get(set, "fdset-id")) == 7 &&
-			   json_array_size(fds) == 1 &&
-			   util_streq(json_string_value(
-					      json_object_get(json_array_get(fds, 0), "opaque")),
-				      "qvm-test"),
+		           json_array_size(fds) == 1 &&
+		           util_streq(json_string_value(
+		                              json_object_get(json_array_get(fds, 0), "opaque")),
+		                      "qvm-test"),
 		   "query-fdsets lists the passed fd");
 	}
 	json_decref(ret);

@@ -8,10 +8,10 @@
 #include "tap.h"
 
 static const char stream3[] =
-	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
-	"\"package\": \"Debian 1:7.2+dfsg\"}, \"capabilities\": [\"oob\"]}}\r\n"
-	"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"STOP\"}\r\n"
-	"{\"return\": {\"status\": \"prelaunch\", \"running\": false}, \"id\": 7}\r\n";
+        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
+        "\"package\": \"Debian 1:7.2+dfsg\"}, \"capabilities\": [\"oob\"]}}\r\n"
+        "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"STOP\"}\r\n"
+        "{\"return\": {\"status\": \"prelaunch\", \"running\": false}, \"id\": 7}\r\n";
 
 /* The messages a test pulled out: all counted, the first few kept. */
 typedef struct got {
@@ -37,8 +37,8 @@ static void got_free(got *g)
 
 /* Feed all of data in pieces cut at cuts[] (ascending), pulling messages
  * into g after each piece. Returns 0 or the negative error. */
-static int feed_cuts(qmp_reader *r, const char *data, size_t len, const size_t *cuts,
-		     size_t ncuts, got *g)
+static int feed_cuts(qmp_reader *r, const char *data, size_t len, const size_t *cuts, size_t ncuts,
+                     got *g)
 {
 	size_t pos = 0;
 	util_err err;
@@ -68,14 +68,14 @@ static bool check_stream3(const got *g, int rc)
 
 	if (rc != 0 || g->n != 3)
 		return false;
-	json_t *qemu = json_object_get(json_object_get(json_object_get(m[0], "QMP"), "version"),
-				       "qemu");
+	json_t *qemu =
+	        json_object_get(json_object_get(json_object_get(m[0], "QMP"), "version"), "qemu");
 	return json_integer_value(json_object_get(qemu, "minor")) == 2 &&
 	       util_streq(json_string_value(json_object_get(m[1], "event")), "STOP") &&
 	       json_integer_value(json_object_get(m[2], "id")) == 7 &&
-	       util_streq(json_string_value(json_object_get(json_object_get(m[2], "return"),
-							    "status")),
-			  "prelaunch");
+	       util_streq(json_string_value(
+	                          json_object_get(json_object_get(m[2], "return"), "status")),
+	                  "prelaunch");
 }
 
 static void test_splits(void)
@@ -336,7 +336,8 @@ static void test_cap(void)
 
 		/* Messages before an oversized one, in the same feed and in an
 		 * earlier one, come out first. */
-		static const char s2[] = "{\"a\":1}\r\n{\"b\":2}\n{\"toolong\":\"xxxxxxxxxxxxxxxx\"}\n{}\n";
+		static const char s2[] =
+		        "{\"a\":1}\r\n{\"b\":2}\n{\"toolong\":\"xxxxxxxxxxxxxxxx\"}\n{}\n";
 		got g = { 0 };
 		qmp_reader_init(&r2, 20);
 		rc = feed_cuts(&r2, s2, strlen(s2), NULL, 0, &g);
@@ -380,8 +381,8 @@ static size_t rnd_below(size_t n)
 
 static json_t *random_value(int depth)
 {
-	static const char *const words[] = { "a", "", "déjà", "x\ny", "\"q\"", "\\",
-					     "tab\t", "€", "SHUTDOWN", "\x01" };
+	static const char *const words[] = { "a",  "",      "déjà", "x\ny",     "\"q\"",
+		                             "\\", "tab\t", "€",    "SHUTDOWN", "\x01" };
 
 	switch (depth > 3 ? rnd_below(4) : rnd_below(7)) {
 	case 0:
@@ -457,7 +458,7 @@ static int feed_random(qmp_reader *r, const char *data, size_t len, got *g)
 }
 
 #define FUZZ_ITERS 3000
-#define FUZZ_MSGS 6
+#define FUZZ_MSGS  6
 
 static void test_fuzz(void)
 {
@@ -477,7 +478,8 @@ static void test_fuzz(void)
 			char *s;
 
 			sent[i] = random_message();
-			s = json_dumps(sent[i], JSON_COMPACT | (rnd_below(2) ? JSON_ENSURE_ASCII : 0));
+			s = json_dumps(sent[i],
+			               JSON_COMPACT | (rnd_below(2) ? JSON_ENSURE_ASCII : 0));
 			lens[i] = strlen(s);
 			stream = util_xrealloc(stream, total + lens[i] + 3);
 			memcpy(stream + total, s, lens[i]);
@@ -543,7 +545,7 @@ static void test_fuzz(void)
 
 			for (size_t i = 0; i < blen; i++)
 				bytes[i] = rnd_below(3) ? alphabet[rnd_below(sizeof(alphabet) - 1)]
-							: (char)rnd();
+				                        : (char)rnd();
 			qmp_reader_init(&r, rnd_below(2) ? 0 : 1 + rnd_below(64));
 			rc = feed_random(&r, bytes, blen, &g);
 			if (rc == 0 || rc == -EPROTO || rc == -EMSGSIZE)
@@ -563,7 +565,8 @@ static void test_fuzz(void)
 	is_int(mutated_ok + mutated_err, mutated,
 	       "fuzz: mutated streams give objects then nothing or -EPROTO/-EMSGSIZE (%d/%d)",
 	       mutated_ok, mutated_err);
-	is_int(random_bytes, FUZZ_ITERS, "fuzz: random byte streams end in 0, -EPROTO or -EMSGSIZE");
+	is_int(random_bytes, FUZZ_ITERS,
+	       "fuzz: random byte streams end in 0, -EPROTO or -EMSGSIZE");
 
 	/* Deep nesting is refused by jansson's depth limit, not the stack. */
 	{

@@ -5,9 +5,9 @@
  * behaviour: -ETIMEDOUT, and a message naming the command and the class's
  * timeout. */
 #define QMP_TIMEOUT_CONNECT_MS 150
-#define QMP_TIMEOUT_QUICK_MS 200
-#define QMP_TIMEOUT_DEVICE_MS 300
-#define QMP_TIMEOUT_JOB_MS 400
+#define QMP_TIMEOUT_QUICK_MS   200
+#define QMP_TIMEOUT_DEVICE_MS  300
+#define QMP_TIMEOUT_JOB_MS     400
 #include "qmp/client.c"
 
 #include <signal.h>
@@ -16,7 +16,8 @@
 
 #include "tap.h"
 
-#define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, \"capabilities\": []}}\r\n"
+#define GREETING                                                                                   \
+	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, \"capabilities\": []}}\r\n"
 
 /* One line from the client (the command), or exit: the test decides. */
 static json_t *srv_read_line(int fd)
@@ -49,7 +50,7 @@ static void srv_mute(int fd, bool greet)
 			_exit(0);
 		cmd = srv_read_line(fd);
 		dprintf(fd, "{\"return\": {}, \"id\": %lld}\r\n",
-			(long long)json_integer_value(json_object_get(cmd, "id")));
+		        (long long)json_integer_value(json_object_get(cmd, "id")));
 		json_decref(cmd);
 	}
 	while (read(fd, buf, sizeof(buf)) > 0)
@@ -102,8 +103,8 @@ static void check_class(const char *cmd, int class_ms, const char *class)
 	r = qmp_execute(c, cmd, NULL, 0, NULL, &err);
 	is_int(r, -ETIMEDOUT, "%s with timeout 0 times out (-ETIMEDOUT)", cmd);
 	snprintf(expect, sizeof(expect), "within %d ms", class_ms);
-	ok(strstr(err.msg, cmd) && strstr(err.msg, expect),
-	   "after the %s class's default (%s): %s", class, expect, err.msg);
+	ok(strstr(err.msg, cmd) && strstr(err.msg, expect), "after the %s class's default (%s): %s",
+	   class, expect, err.msg);
 	qmp_close(c);
 	reap(pid);
 }

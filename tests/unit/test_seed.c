@@ -17,12 +17,12 @@ static char root[] = "/tmp/qvm-test-seed-XXXXXX";
 /* ---- a small ISO 9660 reader ---------------------------------------------------- */
 
 typedef struct iso_file {
-	char name[80];   /* Rock Ridge NM or Joliet name; the raw id otherwise */
-	char raw[80];    /* the record's identifier (primary tree: level 1) */
+	char name[80]; /* Rock Ridge NM or Joliet name; the raw id otherwise */
+	char raw[80];  /* the record's identifier (primary tree: level 1) */
 	uint32_t extent, size;
 	bool dir;
 	bool has_px;
-	uint32_t mode;   /* PX mode */
+	uint32_t mode; /* PX mode */
 } iso_file;
 
 typedef struct iso {
@@ -98,8 +98,8 @@ static void parse_su(const uint8_t *su, size_t len, iso_file *f, bool *sp, char 
 
 /* Read the folder at lba: up to max entries besides "." and "..". Returns
  * the count, or -1 on a malformed record. */
-static int read_dir(const iso *o, uint32_t lba, uint32_t size, bool joliet, iso_file *out,
-		    int max, bool *sp, char *er, size_t erlen)
+static int read_dir(const iso *o, uint32_t lba, uint32_t size, bool joliet, iso_file *out, int max,
+                    bool *sp, char *er, size_t erlen)
 {
 	int n = 0;
 
@@ -196,7 +196,8 @@ static bool is_level1(const char *id)
 	if (n == 0 || n > 8 || strcmp(id + n, ".;1"))
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (!((id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '_'))
+		if (!((id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= '0' && id[i] <= '9') ||
+		      id[i] == '_'))
 			return false;
 	return true;
 }
@@ -264,7 +265,8 @@ static void test_three_files(void)
 		ok(0, "seed readable");
 		return;
 	}
-	ok(o.len % SECTOR == 0 && o.len >= 26 * SECTOR, "its size is whole sectors (%zu bytes)", o.len);
+	ok(o.len % SECTOR == 0 && o.len >= 26 * SECTOR, "its size is whole sectors (%zu bytes)",
+	   o.len);
 	pvd = sector(&o, 16);
 	svd = sector(&o, 17);
 	term = sector(&o, 18);
@@ -278,10 +280,11 @@ static void test_three_files(void)
 	   "sector 17 is a Joliet (UCS-2 level 3) descriptor");
 	volume_id(svd, true, label, sizeof(label));
 	is_str(label, "cidata", "... also labelled cidata");
-	ok(term && term[0] == 255 && !memcmp(term + 1, "CD001", 5), "sector 18 ends the descriptors");
+	ok(term && term[0] == 255 && !memcmp(term + 1, "CD001", 5),
+	   "sector 18 ends the descriptors");
 
 	n = read_dir(&o, both32(pvd + 156 + 2), both32(pvd + 156 + 10), false, fs, 8, &sp, er,
-		     sizeof(er));
+	             sizeof(er));
 	is_int(n, 3, "the primary root holds three files");
 	ok(sp, "its '.' opens the SUSP area with SP");
 	is_str(er, "RRIP_1991A", "... and announces Rock Ridge with ER");
@@ -290,8 +293,8 @@ static void test_three_files(void)
 		ok(fs[i].has_px && fs[i].mode == 0100444, "'%s' has PX mode 0444 (%o)", fs[i].name,
 		   fs[i].mode);
 		if (i > 0)
-			ok(strcmp(fs[i - 1].raw, fs[i].raw) < 0, "records sorted: %s < %s", fs[i - 1].raw,
-			   fs[i].raw);
+			ok(strcmp(fs[i - 1].raw, fs[i].raw) < 0, "records sorted: %s < %s",
+			   fs[i - 1].raw, fs[i].raw);
 	}
 	for (size_t i = 0; i < 3; i++) {
 		const iso_file *f = find(fs, n, files[i].name);
@@ -300,13 +303,14 @@ static void test_three_files(void)
 		ok(f && content_is(&o, f, files[i].data, files[i].len), "'%s' content byte-exact",
 		   files[i].name);
 	}
-	nj = read_dir(&o, both32(svd + 156 + 2), both32(svd + 156 + 10), true, js, 8, NULL, NULL, 0);
+	nj = read_dir(&o, both32(svd + 156 + 2), both32(svd + 156 + 10), true, js, 8, NULL, NULL,
+	              0);
 	is_int(nj, 3, "the Joliet root holds three files");
 	for (size_t i = 0; i < 3; i++) {
 		const iso_file *f = find(js, nj, files[i].name);
 
-		ok(f && content_is(&o, f, files[i].data, files[i].len), "Joliet '%s' present, same content",
-		   files[i].name);
+		ok(f && content_is(&o, f, files[i].data, files[i].len),
+		   "Joliet '%s' present, same content", files[i].name);
 	}
 	free(o.img);
 
@@ -315,10 +319,11 @@ static void test_three_files(void)
 	files[1].len = strlen(files[1].data);
 	ok(stor_seed_write(path, files, 2, &err) == 0, "a seed is rewritten in place");
 	if (load(path, &o) == 0) {
-		n = read_dir(&o, both32(o.img + 16 * SECTOR + 158), SECTOR, false, fs, 8, NULL, NULL, 0);
+		n = read_dir(&o, both32(o.img + 16 * SECTOR + 158), SECTOR, false, fs, 8, NULL,
+		             NULL, 0);
 		is_int(n, 2, "... it holds the new two files");
 		ok(n == 2 && find(fs, n, "meta-data") &&
-		   content_is(&o, find(fs, n, "meta-data"), files[1].data, files[1].len),
+		           content_is(&o, find(fs, n, "meta-data"), files[1].data, files[1].len),
 		   "... with the new meta-data");
 		free(o.img);
 	}
@@ -346,20 +351,24 @@ static void test_edges(void)
 		};
 
 		if (!ok(stor_seed_write(path, files, 3, &err) == 0,
-			"a 1 MiB file, an empty file and clashing 8.3 names are accepted"))
+		        "a 1 MiB file, an empty file and clashing 8.3 names are accepted"))
 			diag("%s", err.msg);
 		if (load(path, &o) == 0) {
-			n = read_dir(&o, both32(o.img + 16 * SECTOR + 158), SECTOR, false, fs, 8, NULL, NULL, 0);
+			n = read_dir(&o, both32(o.img + 16 * SECTOR + 158), SECTOR, false, fs, 8,
+			             NULL, NULL, 0);
 			is_int(n, 3, "three files");
-			ok(find(fs, n, "user-data") && content_is(&o, find(fs, n, "user-data"), data, big),
+			ok(find(fs, n, "user-data") &&
+			           content_is(&o, find(fs, n, "user-data"), data, big),
 			   "the 1 MiB binary file is byte-exact");
 			ok(find(fs, n, "meta-data") && find(fs, n, "meta-data")->size == 0,
 			   "the empty file is there, empty");
-			ok(find(fs, n, "user-data-2") && content_is(&o, find(fs, n, "user-data-2"), "x", 1),
+			ok(find(fs, n, "user-data-2") &&
+			           content_is(&o, find(fs, n, "user-data-2"), "x", 1),
 			   "the clashing name is there with its content");
 			ok(n == 3 && strcmp(fs[0].raw, fs[1].raw) && strcmp(fs[1].raw, fs[2].raw) &&
-			   strcmp(fs[0].raw, fs[2].raw),
-			   "level 1 identifiers are unique (%s %s %s)", fs[0].raw, fs[1].raw, fs[2].raw);
+			           strcmp(fs[0].raw, fs[2].raw),
+			   "level 1 identifiers are unique (%s %s %s)", fs[0].raw, fs[1].raw,
+			   fs[2].raw);
 			free(o.img);
 		}
 		unlink(path);
@@ -367,33 +376,40 @@ static void test_edges(void)
 	{
 		stor_seed_file files[] = { { "user-data", data, big + 1 } };
 
-		is_int(stor_seed_write(path, files, 1, &err), -EFBIG, "a file over 1 MiB is refused");
+		is_int(stor_seed_write(path, files, 1, &err), -EFBIG,
+		       "a file over 1 MiB is refused");
 		ok(strstr(err.msg, "user-data") && strstr(err.msg, "more than"),
 		   "... the message names it: %s", err.msg);
 	}
 	{
-		static const char *const bad[] = { "", ".hidden", "a/b", "x y", "tab\tname", "über",
-						   "abcdefghijabcdefghijabcdefghijabc" /* 33 */ };
+		static const char *const bad[] = { "",
+			                           ".hidden",
+			                           "a/b",
+			                           "x y",
+			                           "tab\tname",
+			                           "über",
+			                           "abcdefghijabcdefghijabcdefghijabc" /* 33 */ };
 
 		for (size_t i = 0; i < UTIL_ARRAY_SIZE(bad); i++) {
 			stor_seed_file files[] = { { bad[i], "x", 1 } };
 
-			is_int(stor_seed_write(path, files, 1, &err), -EINVAL, "bad name '%s' refused",
-			       bad[i]);
+			is_int(stor_seed_write(path, files, 1, &err), -EINVAL,
+			       "bad name '%s' refused", bad[i]);
 		}
 	}
 	{
 		stor_seed_file twice[] = { { "user-data", "a", 1 }, { "user-data", "b", 1 } };
 		stor_seed_file many[STOR_SEED_FILES_MAX + 1];
 
-		is_int(stor_seed_write(path, twice, 2, &err), -EINVAL, "a name given twice is refused");
+		is_int(stor_seed_write(path, twice, 2, &err), -EINVAL,
+		       "a name given twice is refused");
 		is_int(stor_seed_write(path, twice, 0, &err), -EINVAL, "no files is refused");
 		for (size_t i = 0; i < UTIL_ARRAY_SIZE(many); i++)
 			many[i] = (stor_seed_file){ util_xasprintf("f%zu", i), "x", 1 };
 		is_int(stor_seed_write(path, many, UTIL_ARRAY_SIZE(many), &err), -EINVAL,
 		       "more than %d files is refused", STOR_SEED_FILES_MAX);
 		if (!ok(stor_seed_write(path, many, STOR_SEED_FILES_MAX, &err) == 0,
-			"%d files are accepted", STOR_SEED_FILES_MAX))
+		        "%d files are accepted", STOR_SEED_FILES_MAX))
 			diag("%s", err.msg);
 		unlink(path);
 		for (size_t i = 0; i < UTIL_ARRAY_SIZE(many); i++)
@@ -402,7 +418,8 @@ static void test_edges(void)
 	{
 		stor_seed_file files[] = { { "user-data", "x", 1 } };
 
-		ok(stor_seed_write("relative.iso", files, 1, &err) < 0, "a relative path is refused");
+		ok(stor_seed_write("relative.iso", files, 1, &err) < 0,
+		   "a relative path is refused");
 	}
 	is_int(count_entries(root), 0, "refusals leave nothing behind");
 	free(data);
@@ -430,14 +447,16 @@ static void test_isoinfo(void)
 	ok(stor_seed_write(path, files, 3, &err) == 0, "seed for isoinfo written");
 	is_int(isoinfo((const char *[]){ "-d", "-i", path, NULL }, &out), 0, "isoinfo -d reads it");
 	ok(out && strstr(out, "Volume id: cidata\n"), "isoinfo: volume id cidata");
-	ok(out && strstr(out, "Rock Ridge signatures version 1 found"), "isoinfo: Rock Ridge found");
+	ok(out && strstr(out, "Rock Ridge signatures version 1 found"),
+	   "isoinfo: Rock Ridge found");
 	ok(out && strstr(out, "Joliet with UCS level 3 found"), "isoinfo: Joliet found");
 	if (!ok(out && strstr(out, "Logical block size is: 2048"), "isoinfo: 2048-byte blocks"))
 		diag("%s", out ? out : "");
 	free(out);
 	out = NULL;
 	is_int(isoinfo((const char *[]){ "-R", "-f", "-i", path, NULL }, &out), 0, "isoinfo -R -f");
-	is_str(out, "/meta-data\n/network-config\n/user-data\n", "isoinfo lists the Rock Ridge names");
+	is_str(out, "/meta-data\n/network-config\n/user-data\n",
+	       "isoinfo lists the Rock Ridge names");
 	free(out);
 	out = NULL;
 	is_int(isoinfo((const char *[]){ "-J", "-f", "-i", path, NULL }, &out), 0, "isoinfo -J -f");

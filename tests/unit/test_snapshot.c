@@ -7,8 +7,9 @@
 
 static json_t *add(int id, int parent, const char *tag)
 {
-	return json_pack("{s:s, s:i, s:{s:i, s:s, s:i, s:b, s:[i]}}", "type", "snapshot-add", "id", 1,
-			 "snap", "id", id, "tag", tag, "parent", parent, "memory", 1, "disks", 0);
+	return json_pack("{s:s, s:i, s:{s:i, s:s, s:i, s:b, s:[i]}}", "type", "snapshot-add", "id",
+	                 1, "snap", "id", id, "tag", tag, "parent", parent, "memory", 1, "disks",
+	                 0);
 }
 
 static json_t *rec(const char *type, int snap)
@@ -33,10 +34,10 @@ static const char *tree(const lc_vm *vm)
 	size_t i, n = 0;
 
 	buf[0] = '\0';
-	json_array_foreach(json_object_get(vm->snapshots, "items"), i, s)
+	json_array_foreach (json_object_get(vm->snapshots, "items"), i, s)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%lld:%lld", i ? " " : "",
-				      (long long)json_integer_value(json_object_get(s, "id")),
-				      (long long)json_integer_value(json_object_get(s, "parent")));
+		                      (long long)json_integer_value(json_object_get(s, "id")),
+		                      (long long)json_integer_value(json_object_get(s, "parent")));
 	return buf;
 }
 
@@ -79,7 +80,8 @@ int main(void)
 
 	/* disks */
 	memset(disks, 0, sizeof(disks));
-	disks[0] = (lc_disk){ .id = 0, .path = (char *)"/x/disk0.qcow2", .format = (char *)"qcow2" };
+	disks[0] =
+	        (lc_disk){ .id = 0, .path = (char *)"/x/disk0.qcow2", .format = (char *)"qcow2" };
 	disks[1] = (lc_disk){ .id = 1, .path = (char *)"/x/data.raw", .format = (char *)"raw" };
 	vm.def.disks = disks;
 	vm.def.n_disks = 1;

@@ -38,11 +38,11 @@ __attribute__((format(printf, 1, 2))) static const char *P(const char *fmt, ...)
  * returns its exit status, printing its stderr as a diagnosis on failure. */
 static int qimg(const char *first, ...)
 {
-	util_strv sv = {0};
+	util_strv sv = { 0 };
 	_cleanup_strv_ char **argv = NULL;
 	_cleanup_free_ char *errtext = NULL;
-	util_run_opts o = {.ret_stderr = &errtext};
-	util_err err = {0};
+	util_run_opts o = { .ret_stderr = &errtext };
+	util_err err = { 0 };
 	va_list ap;
 	int r;
 
@@ -63,11 +63,11 @@ static int qimg(const char *first, ...)
 /* `qemu-img info -f <fmt> --output=json -- path` as a new JSON object. */
 static json_t *qinfo(const char *path, const char *fmt)
 {
-	char *argv[] = {"qemu-img",      "info", "-f",         (char *)fmt,
-	                "--output=json", "--",   (char *)path, NULL};
+	char *argv[] = { "qemu-img",      "info", "-f",         (char *)fmt,
+		         "--output=json", "--",   (char *)path, NULL };
 	_cleanup_free_ char *out = NULL;
-	util_run_opts o = {.ret_stdout = &out};
-	util_err err = {0};
+	util_run_opts o = { .ret_stdout = &out };
+	util_err err = { 0 };
 
 	if (util_run(argv, &o, &err) != 0)
 		return NULL;
@@ -76,7 +76,7 @@ static json_t *qinfo(const char *path, const char *fmt)
 
 static void write_file(const char *path, const char *data)
 {
-	util_err err = {0};
+	util_err err = { 0 };
 
 	if (util_write_file_atomic(path, data, strlen(data), &err) < 0) {
 		diag("%s", err.msg);
@@ -115,7 +115,7 @@ static int has(const util_err *err, const char *needle, const char *name)
 static void path_refused(const char *path, const char *const *roots, const char *needle,
                          const char *name)
 {
-	util_err err = {0};
+	util_err err = { 0 };
 	char *real = (char *)"untouched";
 	int r = stor_check_path(path, roots, &real, &err);
 
@@ -143,9 +143,9 @@ static int temp_files(const char *dir)
 
 static void test_path_policy(void)
 {
-	const char *roots[] = {img_dir, NULL};
-	const char *two_roots[] = {P("img"), P("other"), NULL};
-	util_err err = {0};
+	const char *roots[] = { img_dir, NULL };
+	const char *two_roots[] = { P("img"), P("other"), NULL };
+	util_err err = { 0 };
 	char *real = NULL, *expect = NULL;
 	int r;
 
@@ -174,8 +174,8 @@ static void test_path_policy(void)
 	is_int(r, 0, "'..' that stays inside accepted (realpath compared)");
 
 	{
-		const char *link_roots[] = {P("img-link"), NULL};
-		const char *slash_roots[] = {util_xasprintf("%s/", img_dir), NULL};
+		const char *link_roots[] = { P("img-link"), NULL };
+		const char *slash_roots[] = { util_xasprintf("%s/", img_dir), NULL };
 
 		is_int(stor_check_path(P("img/good.raw"), link_roots, NULL, &err), 0,
 		       "a root given through a symlink is resolved");
@@ -184,7 +184,7 @@ static void test_path_policy(void)
 		free((char *)slash_roots[0]);
 	}
 	{
-		const char *slash[] = {"/", NULL};
+		const char *slash[] = { "/", NULL };
 
 		is_int(stor_check_path(P("out/secret.raw"), slash, NULL, &err), 0,
 		       "root '/' holds everything");
@@ -207,13 +207,13 @@ static void test_path_policy(void)
 	path_refused(P("img/missing.raw"), roots, "does not exist", "missing file");
 	path_refused(P("imgs/disk.raw"), roots, "is not under an allowed folder",
 	             "sibling folder with a common prefix");
-	path_refused("/dev/null", (const char *const[]){"/dev", NULL},
+	path_refused("/dev/null", (const char *const[]){ "/dev", NULL },
 	             "only regular files are supported for now", "character device");
 	path_refused("", roots, "is empty", "empty path");
 	path_refused(P("img/good.raw"), NULL, "none configured", "no roots at all");
-	path_refused(P("img/good.raw"), (const char *const[]){"relative/root", NULL},
+	path_refused(P("img/good.raw"), (const char *const[]){ "relative/root", NULL },
 	             "is not absolute; fix the configuration", "relative root");
-	path_refused(P("img/good.raw"), (const char *const[]){P("does-not-exist"), NULL},
+	path_refused(P("img/good.raw"), (const char *const[]){ P("does-not-exist"), NULL },
 	             "is not under an allowed folder", "only a missing root");
 
 	util_err_clear(&err);
@@ -221,9 +221,9 @@ static void test_path_policy(void)
 	ok(r == -EACCES, "outside two roots refused with -EACCES");
 	{
 		_cleanup_free_ char *want = util_xasprintf(
-		    "path '%s' is not under an allowed folder (%s, %s); add the folder "
-		    "to QVM_DISK_ROOTS or import the file as an image",
-		    P("out/secret.raw"), two_roots[0], two_roots[1]);
+		        "path '%s' is not under an allowed folder (%s, %s); add the folder "
+		        "to QVM_DISK_ROOTS or import the file as an image",
+		        P("out/secret.raw"), two_roots[0], two_roots[1]);
 
 		is_str(err.msg, want, "the full message");
 	}
@@ -233,8 +233,8 @@ static void test_path_policy(void)
 static void inspect_refused(const char *path, const char *declared, const char *const *roots,
                             int code, const char *needle, const char *name)
 {
-	_cleanup_stor_image_info_ stor_image_info info = {0};
-	util_err err = {0};
+	_cleanup_stor_image_info_ stor_image_info info = { 0 };
+	util_err err = { 0 };
 	int r = stor_inspect(path, declared, roots, &info, &err);
 
 	is_int(r, code, "%s: refused", name);
@@ -273,7 +273,7 @@ static void probe_is(const void *buf, size_t len, const char *want, const char *
 
 static void test_probe(void)
 {
-	unsigned char b[512] = {0};
+	unsigned char b[512] = { 0 };
 	stor_probe p;
 	const char *desc = "# Disk DescriptorFile\n   \nversion=1\nCID=1\n"
 	                   "RW 8 SPARSE \"a-s001.vmdk\"\nRW 8 SPARSE \"a-s002.vmdk\"\n";
@@ -307,9 +307,9 @@ static void test_probe(void)
 
 static void test_inspect(void)
 {
-	const char *roots[] = {img_dir, NULL};
-	_cleanup_stor_image_info_ stor_image_info info = {0};
-	util_err err = {0};
+	const char *roots[] = { img_dir, NULL };
+	_cleanup_stor_image_info_ stor_image_info info = { 0 };
+	util_err err = { 0 };
 	int r;
 
 	/* good images */
@@ -383,8 +383,8 @@ static void test_inspect(void)
 		/* qemu-img --backing-chain would connect here: check that
 		 * stor_inspect never does. */
 		int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET,
-		                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		struct sockaddr_in a = { .sin_family = AF_INET,
+			                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 		socklen_t alen = sizeof(a);
 		_cleanup_free_ char *url = NULL;
 
@@ -405,8 +405,8 @@ static void test_inspect(void)
 
 	qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", P("img/base.raw"), "--",
 	     P("img/nofmt.qcow2"), NULL);
-	ok(patch4(P("img/nofmt.qcow2"), (const unsigned char[]){0xe2, 0x79, 0x2a, 0xca},
-	          (const unsigned char[]){0x12, 0x34, 0x56, 0x78}) == 0,
+	ok(patch4(P("img/nofmt.qcow2"), (const unsigned char[]){ 0xe2, 0x79, 0x2a, 0xca },
+	          (const unsigned char[]){ 0x12, 0x34, 0x56, 0x78 }) == 0,
 	   "backing format extension removed by hand");
 	inspect_refused(P("img/nofmt.qcow2"), "qcow2", roots, -EPERM, "has no recorded format",
 	                "backing file without a recorded format");
@@ -422,8 +422,8 @@ static void test_inspect(void)
 	     "--", P("img/wrongtop.qcow2"), "1M", NULL);
 	{
 		_cleanup_free_ char *want = util_xasprintf(
-		    "backing file '%s' of '%s' contains a raw image but is recorded as qcow2",
-		    P("img/base.raw"), P("img/wrongfmt.qcow2"));
+		        "backing file '%s' of '%s' contains a raw image but is recorded as qcow2",
+		        P("img/base.raw"), P("img/wrongfmt.qcow2"));
 
 		inspect_refused(P("img/wrongtop.qcow2"), "qcow2", roots, -EMEDIUMTYPE, want,
 		                "format mismatch further down names the file recording it");
@@ -450,7 +450,7 @@ static void test_inspect(void)
 		     P("img/c%d", i - 1), "--", P("img/c%d", i), NULL);
 	r = stor_inspect(P("img/c%d", STOR_MAX_BACKING_DEPTH), "qcow2", roots, &info, &err);
 	ok(r == 0 && info.chain_depth == STOR_MAX_BACKING_DEPTH &&
-	       util_strv_len(info.chain) == STOR_MAX_BACKING_DEPTH + 1,
+	           util_strv_len(info.chain) == STOR_MAX_BACKING_DEPTH + 1,
 	   "chain of exactly %d backing files accepted", STOR_MAX_BACKING_DEPTH);
 	if (r < 0)
 		diag("%s", err.msg);
@@ -495,11 +495,11 @@ static void test_inspect(void)
 		 * the file is enough to refuse it, and nothing opens the FIFO */
 		const char *fifo = P("img/extent.fifo");
 		_cleanup_free_ char *desc = util_xasprintf(
-		    "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
-		    "createType=\"monolithicFlat\"\nRW 8 FLAT \"%s\" 0\n",
-		    fifo);
+		        "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+		        "createType=\"monolithicFlat\"\nRW 8 FLAT \"%s\" 0\n",
+		        fifo);
 		_cleanup_free_ char *want =
-		    util_xasprintf("VMDK whose data lives in another file ('%s')", fifo);
+		        util_xasprintf("VMDK whose data lives in another file ('%s')", fifo);
 		int wfd;
 
 		ok(mkfifo(fifo, 0600) == 0, "a FIFO for an extent");
@@ -517,7 +517,7 @@ static void test_inspect(void)
 		{
 			_cleanup_free_ char *opt = util_xasprintf("data_file=%s", P("img/df2.raw"));
 			_cleanup_free_ char *want2 = util_xasprintf(
-			    "has an external data file ('%s')", P("img/df2.raw"));
+			        "has an external data file ('%s')", P("img/df2.raw"));
 
 			qimg("create", "-q", "-f", "qcow2", "-o", opt, "--", P("img/df2.qcow2"),
 			     "1M", NULL);
@@ -578,10 +578,9 @@ static void test_inspect(void)
 	{
 		/* every qemu-img info names the format: a stand-in that writes
 		 * its arguments down and answers as qemu-img would */
-		_cleanup_free_ char *script = util_xasprintf(
-		    "#!/bin/sh\necho \"$*\" >>%s\n"
-		    "exec qemu-img \"$@\"\n",
-		    P("args.log"));
+		_cleanup_free_ char *script = util_xasprintf("#!/bin/sh\necho \"$*\" >>%s\n"
+		                                             "exec qemu-img \"$@\"\n",
+		                                             P("args.log"));
 		_cleanup_free_ char *log = NULL, *want = NULL;
 
 		write_file(P("log-qemu-img"), script);
@@ -621,8 +620,8 @@ static void test_inspect(void)
 
 static void test_create(void)
 {
-	_cleanup_stor_image_info_ stor_image_info info = {0};
-	util_err err = {0};
+	_cleanup_stor_image_info_ stor_image_info info = { 0 };
+	util_err err = { 0 };
 	json_t *j;
 	int r;
 
@@ -658,8 +657,8 @@ static void test_create(void)
 	r = stor_create_overlay(P("img/comma.qcow2"), P("img/b,backing_fmt=qcow2,data_file=x.raw"),
 	                        "raw", &err);
 	is_int(r, 0, "overlay on a backing file with commas created");
-	r = stor_inspect(P("img/comma.qcow2"), "qcow2", (const char *const[]){img_dir, NULL}, &info,
-	                 &err);
+	r = stor_inspect(P("img/comma.qcow2"), "qcow2", (const char *const[]){ img_dir, NULL },
+	                 &info, &err);
 	is_int(r, 0, "comma overlay passes inspection (no data file, raw backing)");
 	is_str(info.backing_file, P("img/b,backing_fmt=qcow2,data_file=x.raw"),
 	       "comma overlay: backing name stored verbatim");
@@ -705,12 +704,13 @@ static void test_create(void)
 		struct stat st;
 
 		ok(stat(P("img/blank.raw"), &st) == 0 && st.st_size == 32 << 20 &&
-		       (uint64_t)st.st_blocks * 512 < (1u << 20),
+		           (uint64_t)st.st_blocks * 512 < (1u << 20),
 		   "blank raw: a sparse file of the full size");
 	}
 	is_int(mode_of(P("img/blank.raw")), 0600, "blank raw: mode 0600");
 	j = qinfo(P("img/blank.raw"), "raw");
-	is_str(json_string_value(json_object_get(j, "format")), "raw", "blank raw: qemu-img reads raw");
+	is_str(json_string_value(json_object_get(j, "format")), "raw",
+	       "blank raw: qemu-img reads raw");
 	json_decref(j);
 	is_int(stor_create_blank(P("img/blank.vdi"), "vdi", 1 << 20, &err), -ENOTSUP,
 	       "blank of another format refused");
@@ -748,7 +748,7 @@ static void test_create(void)
 
 static void test_remove(void)
 {
-	util_err err = {0};
+	util_err err = { 0 };
 	char buf[4096];
 	bool all_zero = true, kept = false;
 	int fd, r;
@@ -803,7 +803,7 @@ static void test_remove(void)
 /* resize and internal snapshots of a disk no QEMU has open */
 static void test_disk_ops(void)
 {
-	util_err err = {0};
+	util_err err = { 0 };
 	json_t *j = NULL;
 	const char *d = P("img/ops,disk.qcow2"); /* a comma: --image-opts escaping */
 	int r;
@@ -816,23 +816,27 @@ static void test_disk_ops(void)
 	is_int(json_integer_value(json_object_get(j, "virtual-size")), 16 << 20, "resize: 16M now");
 	json_decref(j);
 	r = stor_resize(d, "qcow2", 4 << 20, false, &err);
-	ok(r < 0 && strstr(err.msg, "cannot resize"), "resize: shrink without --shrink refused by qemu-img");
+	ok(r < 0 && strstr(err.msg, "cannot resize"),
+	   "resize: shrink without --shrink refused by qemu-img");
 	is_int(stor_resize(d, "qcow2", 4 << 20, true, &err), 0, "resize: shrink with --shrink");
-	ok(stor_resize("rel.qcow2", "qcow2", 1 << 20, false, &err) == -EINVAL, "resize: relative path refused");
-	ok(stor_resize(d, "vdi", 1 << 20, false, &err) == -ENOTSUP, "resize: unknown format refused");
+	ok(stor_resize("rel.qcow2", "qcow2", 1 << 20, false, &err) == -EINVAL,
+	   "resize: relative path refused");
+	ok(stor_resize(d, "vdi", 1 << 20, false, &err) == -ENOTSUP,
+	   "resize: unknown format refused");
 
 	is_int(stor_snapshot(d, STOR_SNAP_CREATE, "s1", &err), 0, "snapshot: create s1");
 	is_int(stor_snapshot(d, STOR_SNAP_CREATE, "s2", &err), 0, "snapshot: create s2");
 	r = stor_disk_info(d, "qcow2", &j, &err);
 	ok(r == 0 && json_array_size(json_object_get(j, "snapshots")) == 2, "snapshot: two listed");
-	is_str(json_string_value(json_object_get(json_array_get(json_object_get(j, "snapshots"), 0), "name")),
+	is_str(json_string_value(
+	               json_object_get(json_array_get(json_object_get(j, "snapshots"), 0), "name")),
 	       "s1", "snapshot: the first is s1");
 	json_decref(j);
 	is_int(stor_snapshot(d, STOR_SNAP_APPLY, "s1", &err), 0, "snapshot: revert to s1");
 	is_int(stor_snapshot(d, STOR_SNAP_DELETE, "s2", &err), 0, "snapshot: delete s2");
 	r = stor_snapshot(d, STOR_SNAP_DELETE, "s2", &err);
-	ok(r < 0 && strstr(err.msg, "cannot delete a snapshot of"), "snapshot: deleting it again fails: %s",
-	   err.msg);
+	ok(r < 0 && strstr(err.msg, "cannot delete a snapshot of"),
+	   "snapshot: deleting it again fails: %s", err.msg);
 	r = stor_disk_info(d, "qcow2", &j, &err);
 	ok(r == 0 && json_array_size(json_object_get(j, "snapshots")) == 1, "snapshot: one left");
 	json_decref(j);
@@ -841,7 +845,7 @@ static void test_disk_ops(void)
 
 int main(void)
 {
-	util_err err = {0};
+	util_err err = { 0 };
 
 	if (!mkdtemp(root))
 		abort();

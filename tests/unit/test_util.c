@@ -11,36 +11,58 @@
 
 static void names(void)
 {
-	static const char *const good[] = { "web", "a", "Web-01.prod_x", "0vm",
-		"a23456789012345678901234567890123456789012345678901234567890123" };
-	static const char *const bad[] = { "", "-web", ".web", "_web", "we/b", "we b", "web\n",
-		"we,b", "web;rm", "wéb", "a234567890123456789012345678901234567890123456789012345678901234",
-		"../x", "x=y" };
+	static const char *const good[] = {
+		"web", "a", "Web-01.prod_x", "0vm",
+		"a23456789012345678901234567890123456789012345678901234567890123"
+	};
+	static const char *const bad[] = {
+		"",
+		"-web",
+		".web",
+		"_web",
+		"we/b",
+		"we b",
+		"web\n",
+		"we,b",
+		"web;rm",
+		"wéb",
+		"a234567890123456789012345678901234567890123456789012345678901234",
+		"../x",
+		"x=y"
+	};
 	util_err err = { 0 };
 
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(good); i++)
-		ok(util_validate_name(good[i], "vm name", &err) == 0, "name '%s' accepted", good[i]);
+		ok(util_validate_name(good[i], "vm name", &err) == 0, "name '%s' accepted",
+		   good[i]);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(bad); i++) {
-		ok(util_validate_name(bad[i], "vm name", &err) == -EINVAL, "name '%s' refused", bad[i]);
+		ok(util_validate_name(bad[i], "vm name", &err) == -EINVAL, "name '%s' refused",
+		   bad[i]);
 		ok(strstr(err.msg, "vm name") != NULL, "... naming what: %s", err.msg);
 	}
 }
 
 static void sizes(void)
 {
-	static const struct { const char *s; uint64_t v; } good[] = {
+	static const struct {
+		const char *s;
+		uint64_t v;
+	} good[] = {
 		{ "512M", 512ull << 20 }, { "10G", 10ull << 30 }, { "1T", 1ull << 40 },
-		{ "4096", 4096 }, { "2K", 2048 }, { "1GiB", 1ull << 30 }, { "1gb", 1ull << 30 },
-		{ "3m", 3ull << 20 },
+		{ "4096", 4096 },         { "2K", 2048 },         { "1GiB", 1ull << 30 },
+		{ "1gb", 1ull << 30 },    { "3m", 3ull << 20 },
 	};
-	static const char *const bad[] = { "", "0", "0G", "-1G", "G", "1.5G", "1X", "10GG",
-		"18446744073709551616", "16777216T", " 1G", "1G " };
+	static const char *const bad[] = { "",          "0",    "0G",
+		                           "-1G",       "G",    "1.5G",
+		                           "1X",        "10GG", "18446744073709551616",
+		                           "16777216T", " 1G",  "1G " };
 	util_err err = { 0 };
 	char buf[16];
 	uint64_t v;
 
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(good); i++)
-		ok(util_parse_size(good[i].s, &v, &err) == 0 && v == good[i].v, "size '%s'", good[i].s);
+		ok(util_parse_size(good[i].s, &v, &err) == 0 && v == good[i].v, "size '%s'",
+		   good[i].s);
 	for (size_t i = 0; i < UTIL_ARRAY_SIZE(bad); i++)
 		ok(util_parse_size(bad[i], &v, &err) < 0, "size '%s' refused: %s", bad[i], err.msg);
 	is_str(util_format_size(512ull << 20, buf, sizeof(buf)), "512M", "format 512M");
@@ -79,7 +101,8 @@ static void files_and_locks(void)
 	path = util_xasprintf("%s/f", dir);
 	ok(util_write_file_atomic(path, "hello", 5, &err) == 0, "atomic write");
 	ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "file is 0600");
-	ok(util_read_file(path, 100, &data, NULL, &err) == 0 && !strcmp(data, "hello"), "read back");
+	ok(util_read_file(path, 100, &data, NULL, &err) == 0 && !strcmp(data, "hello"),
+	   "read back");
 	free(data);
 	data = NULL;
 	ok(util_read_file(path, 3, &data, NULL, &err) == -EFBIG, "read cap enforced");
@@ -123,7 +146,8 @@ static void files_and_locks(void)
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
-	ok(util_lock_path(lock, true, 1000, &fd2, &err) == 0, "lock free after its holder was killed");
+	ok(util_lock_path(lock, true, 1000, &fd2, &err) == 0,
+	   "lock free after its holder was killed");
 	close(fd2);
 	ok(util_rm_rf(dir, &err) == 0 && stat(dir, &st) < 0, "rm -rf");
 }
@@ -163,7 +187,8 @@ static void processes(void)
 
 	ok(util_proc_starttime(getpid(), &start, &err) == 0 && start > 0, "own start time");
 	ok(util_proc_alive(getpid(), start), "alive with the right start time");
-	ok(!util_proc_alive(getpid(), start + 1), "not alive with another start time (a reused pid)");
+	ok(!util_proc_alive(getpid(), start + 1),
+	   "not alive with another start time (a reused pid)");
 	ok(!util_proc_alive(0, 0) && !util_proc_alive(-1, 0), "pid 0 and -1 are never alive");
 
 	/* a zombie has exited, whatever kill(pid, 0) says */
@@ -182,13 +207,15 @@ static void processes(void)
 	sock = util_xasprintf("%s/s.sock", dir);
 	ok(util_unix_listen(sock, 4, &fd, &err) == 0, "listen");
 	ok(util_unix_connect(sock, &cfd, &err) == 0, "connect");
-	ok((fcntl(fd, F_GETFD) & FD_CLOEXEC) && (fcntl(cfd, F_GETFD) & FD_CLOEXEC), "both close-on-exec");
+	ok((fcntl(fd, F_GETFD) & FD_CLOEXEC) && (fcntl(cfd, F_GETFD) & FD_CLOEXEC),
+	   "both close-on-exec");
 	close(cfd);
 	close(fd);
 	ok(util_unix_listen(sock, 4, &fd, &err) == 0, "a stale socket file is replaced");
 	close(fd);
 	longpath = util_xasprintf("%s/%0120d.sock", dir, 0);
-	ok(util_unix_listen(longpath, 4, &fd, &err) == -ENAMETOOLONG && strstr(err.msg, "shorter --root"),
+	ok(util_unix_listen(longpath, 4, &fd, &err) == -ENAMETOOLONG &&
+	           strstr(err.msg, "shorter --root"),
 	   "a path too long for sun_path is refused: %s", err.msg);
 	util_rm_rf(dir, NULL);
 }

@@ -34,18 +34,19 @@ int main(void)
 	char *s1, *s2;
 	json_t *j;
 
-	ok(from_text("{\"name\":\"web\",\"memory\":\"1G\",\"vcpus\":2,\"machine\":\"q35\","
-		     "\"disks\":[\"10G\",\"/srv/base.qcow2,bus=scsi,readonly=on\"],"
-		     "\"nics\":[\"lan,mac=52:54:00:00:00:01\"],\"labels\":{\"tier\":\"web\"},"
-		     "\"kernel\":\"/boot/k\",\"append\":\"console=ttyS0\",\"restart\":\"on-failure\"}",
-		     &def, &err) == 0,
+	ok(from_text(
+	           "{\"name\":\"web\",\"memory\":\"1G\",\"vcpus\":2,\"machine\":\"q35\","
+	           "\"disks\":[\"10G\",\"/srv/base.qcow2,bus=scsi,readonly=on\"],"
+	           "\"nics\":[\"lan,mac=52:54:00:00:00:01\"],\"labels\":{\"tier\":\"web\"},"
+	           "\"kernel\":\"/boot/k\",\"append\":\"console=ttyS0\",\"restart\":\"on-failure\"}",
+	           &def, &err) == 0,
 	   "a definition with specs parses: %s", err.msg);
 	ok(def.memory == 1ull << 30 && def.vcpus == 2 && def.machine == LC_MACHINE_Q35, "fields");
-	ok(def.n_disks == 2 && def.disks[0].size == 10ull << 30 && def.disks[1].bus == LC_BUS_SCSI &&
-		   def.disks[1].readonly && def.disks[1].id == 1,
+	ok(def.n_disks == 2 && def.disks[0].size == 10ull << 30 &&
+	           def.disks[1].bus == LC_BUS_SCSI && def.disks[1].readonly && def.disks[1].id == 1,
 	   "disks from specs");
 	ok(def.n_nics == 1 && !strcmp(def.nics[0].mac, "52:54:00:00:00:01") &&
-		   !strcmp(def.nics[0].model, "virtio"),
+	           !strcmp(def.nics[0].model, "virtio"),
 	   "nic from spec");
 	j = lc_vmdef_to_json(&def);
 	s1 = json_dumps(j, JSON_SORT_KEYS);
@@ -72,47 +73,56 @@ int main(void)
 	refused("{\"name\":\"web\",\"kernel\":\"/k\",\"append\":\"a\\nb\"}", "control character");
 	refused("{\"name\":\"web\",\"kernel\":\"/k\",\"initrd\":\"/i,x\"}", "comma");
 	refused("{\"name\":\"web\",\"machine\":\"microvm\",\"cdrom\":\"/x.iso\"}", "no cdrom");
-	refused("{\"name\":\"web\",\"machine\":\"microvm\",\"disks\":[\"1G,bus=ide\"]}", "no ide bus");
+	refused("{\"name\":\"web\",\"machine\":\"microvm\",\"disks\":[\"1G,bus=ide\"]}",
+	        "no ide bus");
 	refused("{\"name\":\"web\",\"nics\":[\"lan,mac=01:00:5e:00:00:01\"]}", "unicast");
 	refused("{\"name\":\"web\",\"nics\":[\"lan,mac=52:54:00:00:00:01\",\"dmz,mac=52:54:00:00:00:01\"]}",
-		"used by two nics");
+	        "used by two nics");
 	refused("{\"name\":\"web\",\"labels\":{\"a b\":\"x\"}}", "label key");
 	refused("{\"name\":\"web\",\"labels\":{\"a\":1}}", "must be a string");
-	refused("{\"name\":\"web\",\"disks\":[{\"source\":\"1G\",\"format\":\"vmdk\"}]}", "not supported");
+	refused("{\"name\":\"web\",\"disks\":[{\"source\":\"1G\",\"format\":\"vmdk\"}]}",
+	        "not supported");
 	refused("[]", "JSON object");
 
 	ok(lc_disk_parse("20G", &d, &err) == 0 && d.size == 20ull << 30 && !d.backing, "disk 20G");
 	lc_disk_clear(&d);
 	ok(lc_disk_parse("/srv/img.raw,format=raw,bus=ide", &d, &err) == 0 &&
-		   !strcmp(d.source, "/srv/img.raw") && !strcmp(d.backing_format, "raw") &&
-		   d.bus == LC_BUS_IDE,
+	           !strcmp(d.source, "/srv/img.raw") && !strcmp(d.backing_format, "raw") &&
+	           d.bus == LC_BUS_IDE,
 	   "disk path with format and bus");
 	lc_disk_clear(&d);
-	ok(lc_disk_parse("debian12", &d, &err) == 0 && !strcmp(d.source, "debian12"), "disk image name");
+	ok(lc_disk_parse("debian12", &d, &err) == 0 && !strcmp(d.source, "debian12"),
+	   "disk image name");
 	lc_disk_clear(&d);
-	ok(lc_disk_parse("size=1G,cache=none", &d, &err) < 0 && strstr(err.msg, "unknown disk option 'cache'"),
+	ok(lc_disk_parse("size=1G,cache=none", &d, &err) < 0 &&
+	           strstr(err.msg, "unknown disk option 'cache'"),
 	   "unknown disk option refused: %s", err.msg);
 	ok(lc_disk_parse("../etc/passwd", &d, &err) < 0, "relative path refused: %s", err.msg);
 	ok(lc_disk_parse("1G,format=raw", &d, &err) == 0 && util_streq(d.format, "raw") &&
-		   !d.backing_format && d.size == 1ull << 30,
+	           !d.backing_format && d.size == 1ull << 30,
 	   "format=raw on a blank disk: the disk's own format");
 	lc_disk_clear(&d);
 	ok(lc_disk_parse("format=raw,size=1G", &d, &err) == 0 && util_streq(d.format, "raw"),
 	   "... whatever the order of the options");
 	lc_disk_clear(&d);
-	ok(lc_disk_parse("2G", &d, &err) == 0 && !d.format, "a blank disk without format= is left to placement (qcow2)");
+	ok(lc_disk_parse("2G", &d, &err) == 0 && !d.format,
+	   "a blank disk without format= is left to placement (qcow2)");
 	lc_disk_clear(&d);
-	ok(lc_disk_parse("format=raw,/srv/a.raw", &d, &err) < 0, "a bare token after an option is refused");
+	ok(lc_disk_parse("format=raw,/srv/a.raw", &d, &err) < 0,
+	   "a bare token after an option is refused");
 	ok(lc_disk_parse("image=/srv/a.raw,format=raw", &d, &err) == 0 && !d.format &&
-		   util_streq(d.backing_format, "raw"),
+	           util_streq(d.backing_format, "raw"),
 	   "format= on an image names the image's format");
 	lc_disk_clear(&d);
-	ok(lc_disk_parse("1G,format=vmdk", &d, &err) < 0 && strstr(err.msg, "'vmdk' is not supported"),
+	ok(lc_disk_parse("1G,format=vmdk", &d, &err) < 0 &&
+	           strstr(err.msg, "'vmdk' is not supported"),
 	   "format=vmdk refused: %s", err.msg);
 	ok(lc_disk_parse("", &d, &err) < 0, "empty disk spec refused");
-	ok(lc_nic_parse("lan,model=rtl8139", &n, &err) < 0 && strstr(err.msg, "rtl8139"), "nic model refused");
+	ok(lc_nic_parse("lan,model=rtl8139", &n, &err) < 0 && strstr(err.msg, "rtl8139"),
+	   "nic model refused");
 	ok(lc_nic_parse("lan,mac=zz:54:00:00:00:01", &n, &err) < 0, "bad mac refused");
-	ok(lc_nic_parse("lan,ip=10.0.0.5", &n, &err) == 0 && !strcmp(n.ip, "10.0.0.5"), "nic with ip");
+	ok(lc_nic_parse("lan,ip=10.0.0.5", &n, &err) == 0 && !strcmp(n.ip, "10.0.0.5"),
+	   "nic with ip");
 	lc_nic_clear(&n);
 	return done_testing();
 }

@@ -78,6 +78,10 @@ int cli_lock_timeout(int *ret_ms, util_err *err);
  * trace (QMP commands, replies and events, journal records) on stderr. */
 void cli_set_verbosity(cli_ctx *ctx, int verbosity);
 
+/* After a command that moves a vm: print "NAME: STATE[/LCM]" (DONE when the
+ * name is gone from the live vms), or hand the vm back as JSON. */
+int cli_report_state(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err);
+
 /* Set a usage error: returns CLI_EUSAGE. */
 int cli_usage(util_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

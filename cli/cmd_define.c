@@ -241,26 +241,6 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 	return r < 0 ? r : c;
 }
 
-/* create --start: the state start reached, as start prints it. */
-static int report_started(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
-{
-	_cleanup_db_ lc_db *db = NULL;
-	lc_vm *vm;
-	int r = cli_open_db(ctx, 0, &db, err);
-
-	if (r == 0)
-		r = lc_db_find(db, name, &vm, err);
-	if (r < 0)
-		return r;
-	if (ctx->json)
-		*ret_json = lc_vm_to_json(vm);
-	else if (ctx->verbosity >= 0)
-		printf("%s: %s%s%s\n", vm->def.name, lc_state_name(vm->state),
-		       vm->state == LC_ACTIVE ? "/" : "",
-		       vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : "");
-	return 0;
-}
-
 int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	static const struct option opts[] = {
@@ -346,7 +326,7 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		fflush(stdout);
 		r = lc_vm_start(ctx->root, name, &run, err);
 		if (r == 0)
-			r = report_started(ctx, name, ret_json, err);
+			r = cli_report_state(ctx, name, ret_json, err);
 	}
 out:
 	lc_vmdef_clear(&def);

@@ -105,8 +105,7 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 	return r;
 }
 
-/* After a command: print the state reached, or hand it back as JSON. */
-static int report(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
+int cli_report_state(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	lc_vm *vm;
@@ -140,7 +139,7 @@ int cli_cmd_start(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 
 	if (r == 0)
 		r = lc_vm_start(ctx->root, a.name, &a.opts, err);
-	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
 }
 
 static int shutdown_cmd(cli_ctx *ctx, bool to_done, int argc, char **argv, json_t **ret_json,
@@ -153,7 +152,7 @@ static int shutdown_cmd(cli_ctx *ctx, bool to_done, int argc, char **argv, json_
 
 	if (r == 0)
 		r = lc_vm_shutdown(ctx->root, a.name, to_done, &a.opts, err);
-	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
 }
 
 int cli_cmd_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -174,7 +173,7 @@ int cli_cmd_reboot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 
 	if (r == 0)
 		r = lc_vm_reboot(ctx->root, a.name, &a.opts, err);
-	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
 }
 
 static int pause_cmd(cli_ctx *ctx, bool pause, int argc, char **argv, json_t **ret_json,
@@ -185,7 +184,7 @@ static int pause_cmd(cli_ctx *ctx, bool pause, int argc, char **argv, json_t **r
 
 	if (r == 0)
 		r = lc_vm_pause(ctx->root, a.name, pause, &a.opts, err);
-	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
 }
 
 int cli_cmd_pause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -209,7 +208,7 @@ int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	if (r == 0)
 		r = lc_vm_remove(ctx->root, a.name, a.wipe, a.recreate, &a.opts, err);
 	if (r == 0 && a.recreate)
-		return report(ctx, a.name, ret_json, err);
+		return cli_report_state(ctx, a.name, ret_json, err);
 	if (r == 0 && ctx->json)
 		*ret_json = json_pack("{s:s, s:s}", "name", a.name, "state", "DONE");
 	return r;
@@ -240,7 +239,7 @@ int cli_cmd_recover(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		how = LC_RECOVER_RETRY;
 	}
 	r = lc_vm_recover(ctx->root, a.name, how, &a.opts, err);
-	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
 }
 
 int cli_cmd_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -250,7 +249,7 @@ int cli_cmd_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 
 	if (r == 0)
 		r = lc_vm_boot(ctx->root, a.name, &a.opts, err);
-	return r < 0 ? r : report(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
 }
 
 /* qvm __supervise ID --status-fd=N [--lock-fd=N] [--adopt]: what `start`

@@ -347,22 +347,27 @@ static int db_load_state(lc_db *db, json_t *state, util_err *err)
 	return 0;
 }
 
+void lc_json_apply_changes(json_t *into, json_t *changes)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach (changes, k, v) {
+		if (json_is_null(v))
+			json_object_del(into, k);
+		else
+			json_object_set(into, k, v);
+	}
+}
+
 static int apply_update(lc_vm *vm, json_t *rec)
 {
 	static const char *const maps[] = { "labels", "user" };
 
 	for (size_t m = 0; m < UTIL_ARRAY_SIZE(maps); m++) {
 		json_t *target = m == 0 ? vm->def.labels : vm->def.user;
-		json_t *changes = json_object_get(rec, maps[m]);
-		const char *k;
-		json_t *v;
 
-		json_object_foreach (changes, k, v) {
-			if (json_is_null(v))
-				json_object_del(target, k);
-			else
-				json_object_set(target, k, v);
-		}
+		lc_json_apply_changes(target, json_object_get(rec, maps[m]));
 	}
 	return 0;
 }

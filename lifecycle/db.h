@@ -24,6 +24,9 @@ json_t *lc_db_def_fields(const lc_vmdef *def);
 
 bool lc_db_writable(const lc_db *db);
 json_t *lc_db_intents(lc_db *db); /* borrowed: "seq" -> intent record */
+/* Labels and user data change by a map of changes: each key set to its
+ * value, or removed where the value is null. Both borrowed. */
+void lc_json_apply_changes(json_t *into, json_t *changes);
 /* Borrowed: "name" -> network object. A "net" record ({"net": OBJ})
  * defines or replaces one, a "net-delete" record ({"name"}) removes it.
  * Not loaded by LC_DB_SUMMARY opens of a compacted journal. */

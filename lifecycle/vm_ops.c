@@ -485,18 +485,8 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	if (r < 0)
 		goto out;
 	/* labels and user data ride in the same record: one transaction */
-	for (int m = 0; m < 2; m++) {
-		json_t *changes = m ? user : labels, *into = m ? nd.user : nd.labels;
-		const char *k;
-		json_t *v;
-
-		json_object_foreach (changes, k, v) {
-			if (json_is_null(v))
-				json_object_del(into, k);
-			else
-				json_object_set(into, k, v);
-		}
-	}
+	lc_json_apply_changes(nd.labels, labels);
+	lc_json_apply_changes(nd.user, user);
 	r = lc_vmdef_validate(&nd, err);
 	if (r == 0) {
 		char mem[16];
@@ -530,19 +520,28 @@ int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err)
 
 /* ---- delete ------------------------------------------------------------------------ */
 
+/* How delete and recreate begin: a state they apply to, the VM lock (kept
+ * in *ret_lock), the intent op with data (stolen) recorded. */
+static int begin_removal(lc_db *db, lc_vm *vm, const char *op, json_t *data, int *ret_lock,
+                         uint64_t *ret_intent, util_err *err)
+{
+	_cleanup_json_ json_t *owned = data;
+	int r = lc_state_check(LC_OP_DELETE, vm->def.name, vm->state, vm->lcm, err);
+
+	if (r == 0)
+		r = lc_vm_lock(db, vm->id, 0, ret_lock, err);
+	if (r < 0)
+		return r;
+	return begin_intent(db, op, vm->id, TAKE_PTR(owned), ret_intent, err);
+}
+
 int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err)
 {
 	_cleanup_close_ int lock = -1;
 	uint64_t intent;
-	int r;
+	int r = begin_removal(db, vm, "delete", json_pack("{s:b}", "wipe", wipe), &lock, &intent,
+	                      err);
 
-	r = lc_state_check(LC_OP_DELETE, vm->def.name, vm->state, vm->lcm, err);
-	if (r < 0)
-		return r;
-	r = lc_vm_lock(db, vm->id, 0, &lock, err);
-	if (r < 0)
-		return r;
-	r = begin_intent(db, "delete", vm->id, json_pack("{s:b}", "wipe", wipe), &intent, err);
 	if (r < 0)
 		return r;
 	util_crash_point("delete-after-intent");
@@ -597,14 +596,8 @@ int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
 {
 	_cleanup_close_ int lock = -1;
 	uint64_t intent;
-	int r;
+	int r = begin_removal(db, vm, "recreate", NULL, &lock, &intent, err);
 
-	r = lc_state_check(LC_OP_DELETE, vm->def.name, vm->state, vm->lcm, err);
-	if (r < 0)
-		return r;
-	r = lc_vm_lock(db, vm->id, 0, &lock, err);
-	if (r == 0)
-		r = begin_intent(db, "recreate", vm->id, NULL, &intent, err);
 	if (r < 0)
 		return r;
 	util_crash_point("recreate-after-intent");

@@ -27,30 +27,8 @@ mkdir -p "$QVM_TEST_ROOT/img"
 # disk ids in the definition: "0 1"
 disk_ids() { "$QVM" show "$1" --json | json '" ".join(str(x["id"]) for x in d["definition"]["disks"])'; }
 disk_size() { "$QVM" show "$1" --json | json "[x['size'] for x in d['definition']['disks'] if x['id'] == $2][0]"; }
-# qmp ID CMD [ARGS_JSON]: the "return" of a command on the vm's command socket, as JSON
-qmp() {
-	python3 - "$QVM_ROOT/run/$1/qmp.sock" "$2" "${3:-}" <<'EOF'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(10)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "return" in m or "error" in m:
-            return m
-f.readline()
-f.write('{"execute":"qmp_capabilities"}\n'); f.flush(); reply()
-cmd = {"execute": sys.argv[2]}
-if sys.argv[3]:
-    cmd["arguments"] = json.loads(sys.argv[3])
-f.write(json.dumps(cmd) + "\n"); f.flush()
-print(json.dumps(reply().get("return")))
-EOF
-}
 # block node names QEMU has (query-named-block-nodes), one line
-nodes() { qmp "$1" query-named-block-nodes '{"flat":true}' | json '" ".join(sorted(n["node-name"] for n in d if n["node-name"].startswith("disk")))'; }
+nodes() { vm_qmp "$1" query-named-block-nodes '{"flat":true}' | json '" ".join(sorted(n["node-name"] for n in d if n["node-name"].startswith("disk")))'; }
 # the last QVM-DEVICES line of a console log after line $2
 devices_line() { wait_for_file_line "$1" "^QVM-DEVICES .*$2" "$3" "${4:-0}"; }
 
@@ -325,7 +303,7 @@ else
 	not_ok "the guest sees the ide disk, the cd-rom and the grown disk"
 	explain g
 fi
-cd_file() { qmp "$gid" query-block | json '[b.get("inserted", {}).get("file", "") for b in d if b.get("qdev", "").endswith("cdrom0")][0]'; }
+cd_file() { vm_qmp "$gid" query-block | json '[b.get("inserted", {}).get("file", "") for b in d if b.get("qdev", "").endswith("cdrom0")][0]'; }
 run "$QVM" cdrom-eject g
 is "$RC" 0 "live cdrom-eject" || diag "$ERR"
 is "$(cd_file)" "" "qemu's cd-rom drive is empty"
@@ -334,7 +312,7 @@ is "$RC" 0 "live cdrom-insert" || diag "$ERR"
 is "$(cd_file)" "$QVM_TEST_ROOT/img/b.iso" "qemu's cd-rom drive holds b.iso"
 like "$("$QVM" show g)" "CDROM +$QVM_TEST_ROOT/img/b.iso" "show: b.iso"
 # a cd-rom change that fails, or that qvm dies in, leaves the old medium in
-cd_nodes() { qmp "$gid" query-named-block-nodes '{"flat":true}' | json 'len([n for n in d if n["node-name"].startswith("cdrom0")])'; }
+cd_nodes() { vm_qmp "$gid" query-named-block-nodes '{"flat":true}' | json 'len([n for n in d if n["node-name"].startswith("cdrom0")])'; }
 is "$(cd_nodes)" 1 "one cd-rom medium node in qemu"
 run env QVM_FAIL_AT=cdrom-before-insert "$QVM" cdrom-insert g "$QVM_TEST_ROOT/img/a.iso"
 is "$RC" 1 "a live cdrom-insert that fails once the old medium is out (QVM_FAIL_AT)"

@@ -56,36 +56,13 @@ wait_no_link() {
 		sleep 0.2
 	done
 }
-# qmp ID CMD [ARGS_JSON]: the "return" of a command on the vm's command
-# socket (free while no qvm command runs on it), as JSON
-qmp() {
-	"$PY" - "$QVM_ROOT/run/$1/qmp.sock" "$2" "${3:-}" <<'EOF'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(10)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-def reply():
-    while True:
-        m = json.loads(f.readline())
-        if "return" in m or "error" in m:
-            return m
-f.readline()
-f.write('{"execute":"qmp_capabilities"}\n'); f.flush(); reply()
-cmd = {"execute": sys.argv[2]}
-if sys.argv[3]:
-    cmd["arguments"] = json.loads(sys.argv[3])
-f.write(json.dumps(cmd) + "\n"); f.flush()
-print(json.dumps(reply().get("return")))
-EOF
-}
 # in_qemu ID: "netdevs=net0,... nics=nic0,...": QEMU's netdevs (info
 # network) and nic devices (/machine/peripheral)
 in_qemu() {
 	local nd dv
-	nd=$(qmp "$1" human-monitor-command '{"command-line":"info network"}' |
+	nd=$(vm_qmp "$1" human-monitor-command '{"command-line":"info network"}' |
 		json '",".join(sorted(set(__import__("re").findall(r"\b(net\d+):", d))))')
-	dv=$(qmp "$1" qom-list '{"path":"/machine/peripheral"}' |
+	dv=$(vm_qmp "$1" qom-list '{"path":"/machine/peripheral"}' |
 		json '",".join(sorted(x["name"] for x in d if x["name"].startswith("nic")))')
 	echo "netdevs=$nd nics=$dv"
 }

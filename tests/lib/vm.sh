@@ -50,6 +50,9 @@
 #                             console.log (EXPLAIN_CONSOLE_LINES, 10), to
 #                             say what went on when a step fails
 #   section TEXT              diag "[SECONDS s] TEXT": where a long test is
+#   vm_qmp ID CMD [ARGS_JSON] the "return" of a QMP command on vm ID's command
+#                             socket (free while no qvm command runs on it),
+#                             as one line of JSON (tests/lib/qmp.py)
 #   open_intents ID           the ops of vm ID's journal intents that no done
 #                             record closed (read from the journal's files:
 #                             snapshot.json's state, then the log)
@@ -62,6 +65,7 @@
 
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+VM_SH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 need_qvm() {
 	QVM=${QVM:?set QVM to the qvm binary}
@@ -185,3 +189,5 @@ for line in open(os.path.join(d, "log")):
 print(" ".join(sorted(v.get("op", "?") for v in pending.values() if v.get("id") == vid)))
 EOF
 }
+
+vm_qmp() { "$PY" "$VM_SH_DIR/qmp.py" "$QVM_ROOT/run/$1/qmp.sock" "$2" ${3:+"$3"}; }

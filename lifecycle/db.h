@@ -18,6 +18,13 @@ int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm, const c
  * lc_db_open() for writers. */
 int lc_db_recover(lc_db *db, util_err *err);
 
+/* Does VM id have an open create, delete or recreate intent? And, for a
+ * writer whose caller holds that VM's lock (which keeps lc_db_recover off
+ * them), finish or roll those back now: no command on the VM may run
+ * before a deletion its crashed qvm left half done. */
+bool lc_db_has_def_intents(lc_db *db, uint64_t id);
+int lc_db_recover_vm(lc_db *db, uint64_t id, util_err *err);
+
 /* The fields a "define" or "redefine" record carries for def: name,
  * memory, vcpus and "def", the definition as JSON text. New reference. */
 json_t *lc_db_def_fields(const lc_vmdef *def);

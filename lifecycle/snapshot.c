@@ -636,6 +636,21 @@ static json_t *state_rec(uint64_t id, lc_lcm lcm, const char *reason, const char
 	return rec;
 }
 
+/* A state record that takes a VM out of ACTIVE/SNAPSHOT (the operation's
+ * end) while the VM is no longer in it: its supervisor recorded meanwhile
+ * that QEMU exited (EPILOG, FAILED, a restart pending), and that stays. */
+static bool stale_restore(lc_db *db, json_t *rec)
+{
+	const lc_vm *vm;
+
+	if (!util_streq(json_string_value(json_object_get(rec, "type")), "state") ||
+	    util_streq(json_string_value(json_object_get(rec, "lcm")),
+	               lc_lcm_name(LC_LCM_SNAPSHOT)))
+		return false;
+	vm = lc_db_vm_by_id(db, (uint64_t)json_integer_value(json_object_get(rec, "id")));
+	return vm && !(vm->state == LC_ACTIVE && vm->lcm == LC_LCM_SNAPSHOT);
+}
+
 /* Append records (stolen, NULL entries skipped) in one short writer
  * transaction; *ret_seq (may be NULL) gets the first one's sequence. */
 static int append(const char *root, uint64_t *ret_seq, util_err *err, json_t *a, json_t *b,
@@ -651,7 +666,7 @@ static int append(const char *root, uint64_t *ret_seq, util_err *err, json_t *a,
 
 		if (!recs[i])
 			continue;
-		if (r < 0) {
+		if (r < 0 || stale_restore(db, recs[i])) {
 			json_decref(recs[i]);
 			continue;
 		}

@@ -959,8 +959,17 @@ static void restart(sup *s)
 	/* still ours to restart? (the lock's last holder may have ended it) */
 	if (lc_load_vm(s->root, s->id, &db, &vm, &err) < 0 || vm->state != LC_ACTIVE ||
 	    vm->lcm != LC_LCM_BOOT) {
+		bool active = err.msg[0] == '\0' && vm->state == LC_ACTIVE;
+
 		note(s, "restart of '%s' given up: %s", s->name,
 		     err.msg[0] ? err.msg : "its state changed meanwhile");
+		lc_db_close(TAKE_PTR(db));
+		/* nothing runs it: an ACTIVE state would be a lie */
+		if (active)
+			record(s, LC_FAILED, LC_LCM_NONE,
+			       "its qemu exited and its restart was given up", NULL,
+			       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime",
+			                 0));
 		s->done = true;
 		release_lock(s);
 		return;

@@ -1355,6 +1355,24 @@ int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
 
 /* Settle one intent. q is the vm's QEMU when it runs, else NULL. Decides
  * from what is real: the definition, QEMU's devices and nodes, the files. */
+/* The node of a device QEMU no longer lists: its DEVICE_DELETED went to
+ * a qvm that died, and the device may still be letting go of the node
+ * (blockdev-del answers "in use" until it has): try for a while. */
+static void delete_node_of_gone_device(qmp_client *q, const char *node)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		_cleanup_json_ json_t *n = NULL;
+		util_err ignored = { 0 };
+
+		if (find_node(q, node, &n, &ignored) < 0 || !n)
+			return;
+		if (qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL,
+		            &ignored) == 0)
+			return;
+		usleep(100 * 1000);
+	}
+}
+
 static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent, qmp_client *q,
                       util_err *err)
 {
@@ -1448,14 +1466,8 @@ static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent,
 			           "disk detach interrupted; rolled back", "rolled-back", err);
 			goto out;
 		}
-		if (live) {
-			_cleanup_json_ json_t *n = NULL;
-			util_err ignored = { 0 };
-
-			if (find_node(q, node, &n, &ignored) == 0 && n)
-				qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node),
-				        NULL, &ignored);
-		}
+		if (live)
+			delete_node_of_gone_device(q, node);
 		remove_disk_at(&nd, d.id);
 		r = finish(root, vm->id, seq, in_def ? &nd : NULL, true, back,
 		           "disk detached (finished after a crash)", "ok", err);

@@ -462,6 +462,14 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	}
 	if (r < 0)
 		goto out;
+	/* The VM lock, for every change: a disk or nic operation under way
+	 * (which rewrites the whole definition when it ends) would otherwise
+	 * overwrite this one. Not waited for: we hold the journal. */
+	r = lc_vm_lock(db, vm->id, 0, &lock, err);
+	if (r < 0) {
+		util_err_prefix(err, "cannot update '%s'", vm->def.name);
+		goto out;
+	}
 	if (!redefine) {
 		r = lc_db_append(db,
 		                 json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
@@ -469,9 +477,7 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 		                 NULL, err);
 		goto out;
 	}
-	/* memory and vcpus: what QEMU starts with, so only while it is off;
-	 * the VM lock keeps a disk or nic operation (which rewrites the whole
-	 * definition) from overwriting the change */
+	/* memory and vcpus: what QEMU starts with, so only while it is off */
 	if (lc_state_check(LC_OP_RESIZE_COLD, vm->def.name, vm->state, vm->lcm, NULL) < 0) {
 		_cleanup_free_ char *state = lc_state_text(vm);
 
@@ -481,9 +487,6 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 		        state, vm->def.name);
 		goto out;
 	}
-	r = lc_vm_lock(db, vm->id, 0, &lock, err);
-	if (r < 0)
-		goto out;
 	/* labels and user data ride in the same record: one transaction */
 	lc_json_apply_changes(nd.labels, labels);
 	lc_json_apply_changes(nd.user, user);
@@ -606,10 +609,11 @@ int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
 
 /* ---- recovery ------------------------------------------------------------------------ */
 
-/* An intent whose VM lock we can take was left by a process that died:
- * its lock died with it. Creation is rolled back unless the definition
- * made it into the journal; deletion is finished. */
-static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+/* An intent whose VM lock we can take (or hold: locked) was left by a
+ * process that died: its lock died with it. Creation is rolled back unless
+ * the definition made it into the journal; deletion and recreation are
+ * finished, unless the VM was started since (then they are moot). */
+static int recover_one(lc_db *db, uint64_t seq, json_t *intent, bool locked, util_err *err)
 {
 	const char *op = json_string_value(json_object_get(intent, "op"));
 	uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
@@ -617,8 +621,13 @@ static int recover_one(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 	_cleanup_close_ int lock = -1;
 	int r;
 
-	if (lc_vm_lock(db, id, 0, &lock, NULL) < 0)
+	if (!locked && lc_vm_lock(db, id, 0, &lock, NULL) < 0)
 		return 0; /* its owner is alive and still working */
+	if ((util_streq(op, "delete") || util_streq(op, "recreate")) && vm &&
+	    (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN))
+		/* never under a running QEMU: the vm was started after the
+		 * crash, so the command that died is superseded */
+		return end_intent(db, seq, "superseded", err);
 	if (util_startswith(op, "net-"))
 		return lc_net_recover(db, seq, intent, err);
 	if (util_startswith(op, "nic-"))
@@ -669,8 +678,45 @@ int lc_db_recover(lc_db *db, util_err *err)
 
 	json_object_foreach (open, key, intent) {
 		uint64_t seq = strtoull(key, NULL, 10);
-		int r = recover_one(db, seq, intent, err);
+		int r = recover_one(db, seq, intent, false, err);
 
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+bool lc_db_has_def_intents(lc_db *db, uint64_t id)
+{
+	const char *key;
+	json_t *intent;
+
+	json_object_foreach (lc_db_intents(db), key, intent) {
+		const char *op = json_string_value(json_object_get(intent, "op"));
+
+		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) == id &&
+		    (util_streq(op, "create") || util_streq(op, "delete") ||
+		     util_streq(op, "recreate")))
+			return true;
+	}
+	return false;
+}
+
+int lc_db_recover_vm(lc_db *db, uint64_t id, util_err *err)
+{
+	_cleanup_json_ json_t *open = json_deep_copy(lc_db_intents(db));
+	const char *key;
+	json_t *intent;
+
+	json_object_foreach (open, key, intent) {
+		const char *op = json_string_value(json_object_get(intent, "op"));
+		int r;
+
+		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) != id ||
+		    !(util_streq(op, "create") || util_streq(op, "delete") ||
+		      util_streq(op, "recreate")))
+			continue;
+		r = recover_one(db, strtoull(key, NULL, 10), intent, true, err);
 		if (r < 0)
 			return r;
 	}

@@ -436,7 +436,7 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 			json_decref(TAKE_PTR(reply));
 		}
 		if (len >= sizeof(buf) - 1)
-			break;
+			len = 0; /* a line longer than any report: not one, drop it */
 	}
 final:
 	close(status_pipe[0]);
@@ -551,6 +551,20 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 
 	if (r < 0)
 		return r;
+	if (lc_db_has_def_intents(db, id)) {
+		/* a delete or recreate its qvm died in: finish it first */
+		lc_db_close(TAKE_PTR(db));
+		r = lc_db_open(root, LC_DB_WRITE, &db, err);
+		if (r == 0)
+			r = lc_db_recover_vm(db, id, err);
+		lc_db_close(TAKE_PTR(db));
+		if (r < 0)
+			return r;
+		r = lc_load_vm(root, id, &db, &vm, err);
+		if (r < 0)
+			return r;
+		changed = 1;
+	}
 	if (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_SHUTDOWN && !vm->request_sent &&
 	    vm->prev_state && lc_vm_supervised(vm) &&
 	    lc_lcm_parse(vm->prev_state, &lcm, NULL) == 0) {
@@ -953,10 +967,18 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	if (r == -EPIPE && o->hard)
 		r = 0; /* quit: QEMU may close before it answers */
 	if (r < 0) {
+		_cleanup_(lc_db_closep) lc_db *now_db = NULL;
 		util_err ignored = { 0 };
+		lc_vm *now_vm;
 
-		lc_record(root, h.id, LC_ACTIVE, vm->lcm, "the shutdown request failed", err->msg,
-		          NULL, &ignored);
+		/* back to where it was, unless its supervisor recorded meanwhile
+		 * that QEMU went (the likely reason the request failed) */
+		if (lc_load_vm(root, h.id, &now_db, &now_vm, &ignored) == 0 &&
+		    now_vm->state == LC_ACTIVE && now_vm->lcm == LC_LCM_SHUTDOWN) {
+			lc_db_close(TAKE_PTR(now_db));
+			lc_record(root, h.id, LC_ACTIVE, vm->lcm, "the shutdown request failed",
+			          err->msg, NULL, &ignored);
+		}
 		goto out;
 	}
 	qmp_close(TAKE_PTR(qmp));

@@ -107,6 +107,16 @@ static void header_value(const char *v, size_t len, char *buf, size_t size)
 	buf[len] = '\0';
 }
 
+/* A 206 sent under another validator than the part we have: a server (or
+ * proxy) that ignored If-Range would splice a changed file onto the old
+ * start. Only what the answer says can be compared. */
+static bool validator_changed(const dl *d)
+{
+	const char *now = d->validator[0] == '"' ? d->etag : d->lastmod;
+
+	return d->validator[0] && now[0] && strcmp(now, d->validator) != 0;
+}
+
 /* Start the file (and its hash) over from zero. */
 static int restart(dl *d)
 {
@@ -154,7 +164,8 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 
 		d->first = false;
 		curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
-		if (code == 206 && (!d->have_cr || d->cr_start != d->offset)) {
+		if (code == 206 &&
+		    (!d->have_cr || d->cr_start != d->offset || validator_changed(d))) {
 			d->range_bad = true;
 			return 0;
 		}

@@ -57,15 +57,28 @@ for point in delete-after-intent delete-before-done; do
 	like "$OUT" "finished after a crash|deleted" "$point: history says so"
 done
 
-# --- delete --recreate: finished by the next writer -----------------------
+# --- a command on the vm itself comes first: the deletion is finished
+# before it runs (not later, under whatever the command did with the vm) --
+"$QVM" create d-self --disk 8M >/dev/null
+id=$("$QVM" list --json | json '[v["id"] for v in d if v["name"] == "d-self"][0]')
+QVM_CRASH_AT=delete-after-intent run "$QVM" delete d-self
+is "$RC" 99 "delete crashed after its intent"
+run "$QVM" disk-attach d-self --size 8M
+is "$RC" 1 "a disk-attach on the vm next is refused ..."
+like "$ERR" "no vm named 'd-self'|it is DONE" "... the vm is deleted first"
+ok "... its folder is gone" test ! -e "$QVM_ROOT/vms/$id"
+is "$(open_intents "$id")" "" "... and no intent is left open"
+
+# --- delete --recreate: finished by the next command on the vm ------------
 "$QVM" create r-crash --disk "$QVM_DISK_ROOTS/base.qcow2" --disk 8M >/dev/null
 id=$("$QVM" list --json | json '[v["id"] for v in d if v["name"] == "r-crash"][0]')
 qemu-io -f qcow2 -c 'write -P 0xcd 0 64k' "$QVM_ROOT/vms/$id/disk1.qcow2" >/dev/null
 QVM_CRASH_AT=recreate-after-intent run "$QVM" delete r-crash --recreate
 is "$RC" 99 "delete --recreate crashed after its intent"
-run "$QVM" update keep touched=recreate
-is "$RC" 0 "the next writer works" || diag "$ERR"
-is "$("$QVM" show r-crash --json | json 'd["state"]')" PENDING "the recreate was finished: PENDING"
+run "$QVM" disk-attach r-crash --size 8M
+is "$RC" 0 "the next command on the vm works" || diag "$ERR"
+is "$("$QVM" show r-crash --json | json 'd["state"]')" PENDING "the recreate was finished first: PENDING"
+is "$("$QVM" show r-crash --json | json 'len(d["definition"]["disks"])')" 3 "... then the disk was attached"
 like "$("$QVM" history r-crash)" "recreated \(finished after a crash\)" "... history says so"
 ok "its disks exist" test -f "$QVM_ROOT/vms/$id/disk0.qcow2" -a -f "$QVM_ROOT/vms/$id/disk1.qcow2"
 ok "... and are fresh" test -z "$(qemu-img map --output=json -f qcow2 "$QVM_ROOT/vms/$id/disk1.qcow2" | grep '"data": true')"
@@ -133,6 +146,8 @@ run "$QVM" create eio --disk 8M
 is "$RC" 0 "once the disk is well, the same create works" || diag "$ERR"
 run "$QVM" delete eio
 
+# records in the log to corrupt, whenever the last compaction was
+for i in 1 2 3 4 5; do "$QVM" update keep pre=$i >/dev/null; done
 cp -a "$QVM_ROOT/journal" "$QVM_TEST_ROOT/journal.good"
 log=$QVM_ROOT/journal/log
 lines=$(wc -l <"$log")

@@ -398,7 +398,17 @@ is "$RC" 0 "start n (a guest without ACPI PCI hotplug)" || diag "$ERR"
 if wait_for_file_line "$QVM_ROOT/vms/$nid/console.log" '^QVM-READY ' $BOOT_S; then
 	run "$QVM" disk-attach n --size 16M
 	is "$RC" 0 "attach to it (qemu has the disk; the guest does not look)" || diag "$ERR"
-	run "$QVM" disk-detach n 1 --timeout 3
+	# an update meanwhile is refused, not lost under the detach's own
+	# rewrite of the definition when it ends
+	"$QVM" disk-detach n 1 --timeout 3 >"$QVM_TEST_ROOT/detach.out" 2>"$QVM_TEST_ROOT/detach.err" &
+	dpid=$!
+	wait_state n ACTIVE/HOTPLUG 10
+	run "$QVM" update n label.during=detach
+	is "$RC" 1 "an update while the detach waits is refused"
+	like "$ERR" "cannot update 'n': .*busy" "... saying the vm is busy"
+	wait "$dpid"
+	RC=$?
+	ERR=$(cat "$QVM_TEST_ROOT/detach.err")
 	is "$RC" 1 "detach: the guest does not release it: an error"
 	like "$ERR" "cannot detach disk 1 from 'n': the guest did not release disk 1 within 3 s, so it stays attached and in the definition" \
 		"... saying it stays attached and in the definition"
@@ -406,6 +416,9 @@ if wait_for_file_line "$QVM_ROOT/vms/$nid/console.log" '^QVM-READY ' $BOOT_S; th
 	is "$(nodes "$nid")" "disk0 disk1" "... and in qemu"
 	ok "... with its file" test -f "$QVM_ROOT/vms/$nid/disk1.qcow2"
 	is "$(state n)" "ACTIVE/RUNNING" "... and the vm is ACTIVE/RUNNING"
+	run "$QVM" update n label.after=detach
+	is "$RC" 0 "an update once the detach ended works" || diag "$ERR"
+	is "$("$QVM" show n --json | json 'd["definition"]["labels"].get("after")')" detach "... and is kept"
 	run "$QVM" poweroff n --hard
 	run "$QVM" disk-detach n 1
 	is "$RC" 0 "once off, the detach is a definition change" || diag "$ERR"

@@ -25,6 +25,9 @@ a few misbehaviours chosen by the path:
     /nolength/FILE         the file with neither Content-Length nor
                            chunking, its end the closed connection
     /novalidator/FILE      the file without ETag and Last-Modified
+    /ifrangeblind/N/FILE   like stallonce, but later requests honour Range
+                           whatever If-Range says (as a careless proxy
+                           would): a changed file comes back spliced
 
 Each request is logged to --log as one line:
 "METHOD PATH range=VALUE if-range=VALUE" ("-" when absent).
@@ -60,7 +63,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def send_file(self, path, data_fn=None, cut=None, stall=None, honour_range=True,
-                  framing="length", validators=True):
+                  framing="length", validators=True, honour_if_range=True):
         full = os.path.join(ARGS.dir, path)
         if "/" in path or not os.path.isfile(full):
             return self.send_error_plain(404)
@@ -71,7 +74,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         start, end = 0, size - 1
         rng = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
-        if rng and if_range and (not validators or if_range.strip() not in (etag, lastmod)):
+        if rng and if_range and honour_if_range and \
+                (not validators or if_range.strip() not in (etag, lastmod)):
             rng = None  # RFC 9110: a stale If-Range gets the whole file
         partial = False
         if rng and honour_range:
@@ -170,6 +174,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 first = self.path not in CUT_DONE
                 CUT_DONE.add(self.path)
             return self.send_file(parts[2], stall=int(parts[1]) if first else None)
+        if kind == "ifrangeblind" and len(parts) == 3:
+            with LOCK:
+                first = self.path not in CUT_DONE
+                CUT_DONE.add(self.path)
+            return self.send_file(parts[2], stall=int(parts[1]) if first else None,
+                                  honour_if_range=False)
         if kind == "stall" and len(parts) == 3:
             return self.send_file(parts[2], stall=int(parts[1]))
         if kind == "redirect" and len(parts) == 2:

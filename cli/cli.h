@@ -65,6 +65,8 @@ void cli_parser_done(cli_parser *p);
  * operands (pointers into argv) and their count (ret_count may be NULL). */
 int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max, char ***ret_operands,
                        int *ret_count, util_err *err);
+/* The long name of option c (a val of opts), for messages; "?" if none. */
+const char *cli_option_name(const struct option *opts, int c);
 /* 0 when option c (a val of opts) is one of allowed (a NULL-terminated
  * list of option names), else a usage error naming it and the command: for
  * a parser shared by commands that take different options. */

@@ -144,15 +144,6 @@ typedef struct create_args {
 	bool hold, start;
 } create_args;
 
-/* The option's name as the user typed it, for messages. */
-static const char *option_name(const cli_parser *p, int c)
-{
-	for (const struct option *o = p->longopts; o->name; o++)
-		if (o->val == c)
-			return o->name;
-	return "?";
-}
-
 static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *err)
 {
 	const char *arg;
@@ -162,7 +153,7 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 		uint64_t n;
 
 		if (c != OPT_HOLD && c != OPT_START && c != OPT_FROM && !a->def_opt)
-			a->def_opt = option_name(p, c);
+			a->def_opt = cli_option_name(p->longopts, c);
 		switch (c) {
 		case OPT_MEMORY:
 			r = parse_memory(arg, &def->memory, err);

@@ -234,15 +234,6 @@ int cli_cmd_net(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err
 
 /* ---- nic-attach, nic-detach ------------------------------------------------------ */
 
-/* An invalid QVM_LOCK_TIMEOUT_MS is passed over here: nic commands have
- * always waited the default then. */
-static void lock_timeout(lc_run_opts *o)
-{
-	util_err ignored = { 0 };
-
-	cli_lock_timeout(&o->lock_timeout_ms, &ignored);
-}
-
 static int print_nics(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
@@ -298,7 +289,9 @@ int cli_cmd_nic_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, u
 		return r;
 	if (!network)
 		return cli_usage(err, "nic-attach needs --network NET");
-	lock_timeout(&o);
+	r = cli_lock_timeout(&o.lock_timeout_ms, err);
+	if (r < 0)
+		return r;
 	r = lc_vm_nic_attach(ctx->root, ops[0], network, mac, ip, model, &o, &id, err);
 	if (r < 0)
 		return r;
@@ -319,7 +312,9 @@ int cli_cmd_nic_detach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, u
 		return r;
 	if (util_parse_uint(ops[1], 0, LC_NICS_MAX * 64, &id, NULL) < 0)
 		return cli_usage(err, "'%s' is not a nic id (see qvm show %s)", ops[1], ops[0]);
-	lock_timeout(&o);
+	r = cli_lock_timeout(&o.lock_timeout_ms, err);
+	if (r < 0)
+		return r;
 	r = lc_vm_nic_detach(ctx->root, ops[0], (unsigned)id, &o, err);
 	if (r < 0)
 		return r;

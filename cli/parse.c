@@ -152,17 +152,21 @@ int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max, ch
 	return 0;
 }
 
+const char *cli_option_name(const struct option *opts, int c)
+{
+	for (const struct option *o = opts; o && o->name; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
 int cli_option_allowed(const cli_ctx *ctx, const struct option *opts, int c,
                        const char *const *allowed, util_err *err)
 {
-	const char *name = NULL;
+	const char *name = cli_option_name(opts, c);
 
-	for (const struct option *o = opts; o->name; o++)
-		if (o->val == c)
-			name = o->name;
-	for (const char *const *x = allowed; x && *x; x++)
-		if (util_streq(*x, name))
-			return 0;
+	if (util_strv_contains(allowed, name))
+		return 0;
 	return cli_usage(err, "option '--%s' does not apply to %s", name, ctx->cmd->name);
 }
 

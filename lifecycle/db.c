@@ -699,6 +699,21 @@ bool lc_db_writable(const lc_db *db)
 	return db->write;
 }
 
+bool lc_db_has_intent(lc_db *db, uint64_t id, const char *const *ops)
+{
+	const char *key;
+	json_t *intent;
+
+	json_object_foreach (db->intents, key, intent) {
+		const char *op = json_string_value(json_object_get(intent, "op"));
+
+		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) == id &&
+		    (!ops || util_strv_contains(ops, op)))
+			return true;
+	}
+	return false;
+}
+
 json_t *lc_db_intents(lc_db *db)
 {
 	return db->intents;

@@ -18,11 +18,17 @@ int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm, const c
  * lc_db_open() for writers. */
 int lc_db_recover(lc_db *db, util_err *err);
 
-/* Does VM id have an open create, delete or recreate intent? And, for a
- * writer whose caller holds that VM's lock (which keeps lc_db_recover off
- * them), finish or roll those back now: no command on the VM may run
- * before a deletion its crashed qvm left half done. */
-bool lc_db_has_def_intents(lc_db *db, uint64_t id);
+/* The ops of intents about a VM's definition itself. */
+#define LC_DEF_OPS ((const char *const[]){ "create", "delete", "recreate", NULL })
+
+/* Does VM id have an open intent whose op is one of ops (NULL-terminated;
+ * NULL: any op)? */
+bool lc_db_has_intent(lc_db *db, uint64_t id, const char *const *ops);
+
+/* For a writer whose caller holds VM id's lock (which keeps lc_db_recover
+ * off them): finish or roll back the VM's LC_DEF_OPS intents now, since no
+ * command on the VM may run before a deletion its crashed qvm left half
+ * done. */
 int lc_db_recover_vm(lc_db *db, uint64_t id, util_err *err);
 
 /* The fields a "define" or "redefine" record carries for def: name,

@@ -78,14 +78,11 @@ typedef struct place {
 	lc_lcm lcm;
 } place;
 
-#define P(s)                                                                                       \
-	{                                                                                          \
-		LC_##s, LC_LCM_NONE                                                                \
-	}
-#define A(l)                                                                                       \
-	{                                                                                          \
-		LC_ACTIVE, LC_LCM_##l                                                              \
-	}
+/* one line each (clang-format would spread them over four) */
+/* clang-format off */
+#define P(s) { LC_##s, LC_LCM_NONE }
+#define A(l) { LC_ACTIVE, LC_LCM_##l }
+/* clang-format on */
 #define MAX_PLACES 8
 
 static const struct op_rule {

@@ -233,6 +233,15 @@ static int record(sup *s, lc_state state, lc_lcm lcm, const char *reason, const 
 	return r;
 }
 
+/* The supervisor's last record: the VM ends in state, QEMU gone and the
+ * supervisor about to go too. */
+static void record_end(sup *s, lc_state state, const char *reason, const char *error)
+{
+	record(s, state, LC_LCM_NONE, reason, error,
+	       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
+	s->done = true;
+}
+
 /* ---- QEMU's log ------------------------------------------------------------------ */
 
 static void line_done(sup *s)
@@ -833,11 +842,8 @@ static size_t recent_restarts(sup *s)
 
 static int64_t restart_backoff_ms(size_t recent)
 {
-	const char *env = getenv("QVM_RESTART_BACKOFF_MS");
-	uint64_t base = RESTART_BACKOFF_MS;
+	uint64_t base = env_cap("QVM_RESTART_BACKOFF_MS", RESTART_BACKOFF_MS);
 
-	if (env && *env && util_parse_uint(env, 1, 600000, &base, NULL) < 0)
-		base = RESTART_BACKOFF_MS;
 	return (int64_t)base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent
 	                                                            : RESTART_BACKOFF_DOUBLINGS);
 }
@@ -911,9 +917,8 @@ static void on_qemu_exit(sup *s)
 		         lc_restart_name(s->restart));
 		/* no pids and no uptime while it waits: nothing runs */
 		record(s, LC_ACTIVE, LC_LCM_BOOT, reason, crashed ? why : NULL,
-		       json_pack("{s:i, s:i, s:i, s:I}", "qemu_pid", 0, "qemu_starttime", 0,
-		                 "started", 0, "restart_at",
-		                 (json_int_t)(util_realtime_ms() + backoff)));
+		       json_pack("{s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0, "started",
+		                 0));
 		s->shutdown_seen = s->guest_initiated = false;
 		s->pending_target[0] = '\0';
 		arm(s, TIMER_RESTART, backoff);
@@ -926,19 +931,14 @@ static void on_qemu_exit(sup *s)
 		if (lc_remove_vm_files(db, vm, false, &err) < 0)
 			note(s, "cannot remove the files of '%s': %s", s->name, err.msg);
 	}
-	if (crashed && why_not[0]) {
+	if (crashed) {
 		char reason[800];
 
-		snprintf(reason, sizeof(reason), "%s; %s", why, why_not);
-		record(s, LC_FAILED, LC_LCM_NONE, reason, why,
-		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
-	} else if (crashed)
-		record(s, LC_FAILED, LC_LCM_NONE, why, why,
-		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
-	else
-		record(s, s->final_state, LC_LCM_NONE, s->final_reason, NULL,
-		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
-	s->done = true;
+		snprintf(reason, sizeof(reason), "%s%s%s", why, why_not[0] ? "; " : "", why_not);
+		record_end(s, LC_FAILED, reason, why);
+	} else {
+		record_end(s, s->final_state, s->final_reason, NULL);
+	}
 }
 
 /* The restart timer fired. A restart is an operation on the VM like any
@@ -966,10 +966,8 @@ static void restart(sup *s)
 		lc_db_close(TAKE_PTR(db));
 		/* nothing runs it: an ACTIVE state would be a lie */
 		if (active)
-			record(s, LC_FAILED, LC_LCM_NONE,
-			       "its qemu exited and its restart was given up", NULL,
-			       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime",
-			                 0));
+			record_end(s, LC_FAILED, "its qemu exited and its restart was given up",
+			           NULL);
 		s->done = true;
 		release_lock(s);
 		return;
@@ -977,9 +975,7 @@ static void restart(sup *s)
 	lc_db_close(TAKE_PTR(db));
 	if (spawn_qemu(s, &err) < 0) {
 		note(s, "restart failed: %s", err.msg);
-		record(s, LC_FAILED, LC_LCM_NONE, err.msg, err.msg,
-		       json_pack("{s:i, s:i}", "supervisor_pid", 0, "supervisor_starttime", 0));
-		s->done = true;
+		record_end(s, LC_FAILED, err.msg, err.msg);
 	}
 	release_lock(s);
 }

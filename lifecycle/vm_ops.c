@@ -466,10 +466,8 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	 * (which rewrites the whole definition when it ends) would otherwise
 	 * overwrite this one. Not waited for: we hold the journal. */
 	r = lc_vm_lock(db, vm->id, 0, &lock, err);
-	if (r < 0) {
-		util_err_prefix(err, "cannot update '%s'", vm->def.name);
+	if (r < 0)
 		goto out;
-	}
 	if (!redefine) {
 		r = lc_db_append(db,
 		                 json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
@@ -686,22 +684,6 @@ int lc_db_recover(lc_db *db, util_err *err)
 	return 0;
 }
 
-bool lc_db_has_def_intents(lc_db *db, uint64_t id)
-{
-	const char *key;
-	json_t *intent;
-
-	json_object_foreach (lc_db_intents(db), key, intent) {
-		const char *op = json_string_value(json_object_get(intent, "op"));
-
-		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) == id &&
-		    (util_streq(op, "create") || util_streq(op, "delete") ||
-		     util_streq(op, "recreate")))
-			return true;
-	}
-	return false;
-}
-
 int lc_db_recover_vm(lc_db *db, uint64_t id, util_err *err)
 {
 	_cleanup_json_ json_t *open = json_deep_copy(lc_db_intents(db));
@@ -713,8 +695,7 @@ int lc_db_recover_vm(lc_db *db, uint64_t id, util_err *err)
 		int r;
 
 		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) != id ||
-		    !(util_streq(op, "create") || util_streq(op, "delete") ||
-		      util_streq(op, "recreate")))
+		    !util_strv_contains(LC_DEF_OPS, op))
 			continue;
 		r = recover_one(db, strtoull(key, NULL, 10), intent, true, err);
 		if (r < 0)

@@ -404,7 +404,7 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 	for (;;) {
 		struct pollfd pfd = { status_pipe[0], POLLIN, 0 };
 		int64_t left = deadline - util_now_ms();
-		char *line, *nl;
+		char *nl;
 
 		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0) {
 			close(status_pipe[0]);
@@ -421,12 +421,13 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 		len += (size_t)n;
 		buf[len] = '\0';
 		while ((nl = strchr(buf, '\n'))) {
+			size_t used = (size_t)(nl + 1 - buf);
+
 			*nl = '\0';
-			line = buf;
 			json_decref(reply);
-			reply = json_loads(line, 0, NULL);
-			memmove(buf, nl + 1, len - (size_t)(nl + 1 - buf) + 1);
-			len -= (size_t)(nl + 1 - line);
+			reply = json_loads(buf, 0, NULL);
+			len -= used;
+			memmove(buf, buf + used, len + 1); /* the rest, and its NUL */
 			if (reply && !json_object_get(reply, "stage"))
 				goto final;
 			if (reply && until_spawned) {
@@ -519,19 +520,6 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 
 /* ---- reconciliation ------------------------------------------------------------------------ */
 
-/* Does the journal hold an open intent of VM id (a disk, snapshot or nic
- * operation a crash may have cut short)? */
-static bool has_intents(lc_db *db, uint64_t id)
-{
-	const char *key;
-	json_t *intent;
-
-	json_object_foreach (lc_db_intents(db), key, intent)
-		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) == id)
-			return true;
-	return false;
-}
-
 /* With the VM lock held: if the journal says ACTIVE but no live supervisor
  * drives the VM, adopt its QEMU or settle what is left. Returns 1 when it
  * changed something. *ret_settle (may be NULL) is false only when nothing
@@ -551,7 +539,7 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 
 	if (r < 0)
 		return r;
-	if (lc_db_has_def_intents(db, id)) {
+	if (lc_db_has_intent(db, id, LC_DEF_OPS)) {
 		/* a delete or recreate its qvm died in: finish it first */
 		lc_db_close(TAKE_PTR(db));
 		r = lc_db_open(root, LC_DB_WRITE, &db, err);
@@ -591,7 +579,7 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 	/* then, whatever the nic recovery did, a QEMU nobody supervises */
 	if (vm->state != LC_ACTIVE || lc_vm_supervised(vm)) {
 		if (ret_settle)
-			*ret_settle = changed || has_intents(db, id);
+			*ret_settle = changed || lc_db_has_intent(db, id, NULL);
 		return changed;
 	}
 	lc_find_qemu(vm, &qpid, &qstart);
@@ -1230,7 +1218,8 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const 
 		break;
 	}
 out:
-	if (r < 0 && r != -EALREADY && r != -EPERM && !util_startswith(err->msg, "cannot recover"))
+	/* what failed on the way (an adoption, a record) says which command */
+	if (r < 0 && !util_startswith(err->msg, "cannot recover"))
 		util_err_prefix(err, "cannot recover '%s'", h.name);
 	lc_held_clear(&h);
 	return r;

@@ -158,11 +158,7 @@ static int check_keys(json_t *obj, const char *const *known, const char *where, 
 	json_t *v;
 
 	json_object_foreach (obj, key, v) {
-		bool found = false;
-
-		for (const char *const *k = known; *k; k++)
-			found = found || !strcmp(*k, key);
-		if (!found)
+		if (!util_strv_contains(known, key))
 			return util_err_set(err, -EINVAL, "unknown key '%s' in %s", key, where);
 	}
 	return 0;

@@ -57,6 +57,14 @@ char *util_xasprintf(const char *fmt, ...)
 	return r < 0 ? oom() : s;
 }
 
+bool util_strv_contains(const char *const *v, const char *s)
+{
+	for (; s && v && *v; v++)
+		if (!strcmp(*v, s))
+			return true;
+	return false;
+}
+
 void util_strv_free(char **v)
 {
 	if (!v)

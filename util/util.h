@@ -79,6 +79,8 @@ static inline void util_json_decrefp(json_t **j)
 	json_decref(*j);
 }
 void util_strv_free(char **v);
+/* Is s (may be NULL: no) one of v's strings? v is NULL-terminated, or NULL. */
+bool util_strv_contains(const char *const *v, const char *s);
 static inline void util_strv_freep(char ***v)
 {
 	util_strv_free(*v);

@@ -405,7 +405,7 @@ if wait_for_file_line "$QVM_ROOT/vms/$nid/console.log" '^QVM-READY ' $BOOT_S; th
 	wait_state n ACTIVE/HOTPLUG 10
 	run "$QVM" update n label.during=detach
 	is "$RC" 1 "an update while the detach waits is refused"
-	like "$ERR" "cannot update 'n': .*busy" "... saying the vm is busy"
+	like "$ERR" "^qvm: cannot update 'n': vm [0-9]+ is busy" "... saying the vm is busy, once"
 	wait "$dpid"
 	RC=$?
 	ERR=$(cat "$QVM_TEST_ROOT/detach.err")

@@ -1,4 +1,4 @@
-/* util: names, sizes, numbers, option escaping, atomic files, locks, util_run. */
+/* util: names, string lists, sizes, numbers, option escaping, atomic files, locks, util_run. */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -220,9 +220,20 @@ static void processes(void)
 	util_rm_rf(dir, NULL);
 }
 
+static void string_lists(void)
+{
+	static const char *const v[] = { "create", "delete", NULL };
+
+	ok(util_strv_contains(v, "delete"), "a list holds one of its strings");
+	ok(!util_strv_contains(v, "del"), "... not a prefix of one");
+	ok(!util_strv_contains(v, NULL), "... nor NULL");
+	ok(!util_strv_contains(NULL, "create"), "a NULL list holds nothing");
+}
+
 int main(void)
 {
 	names();
+	string_lists();
 	sizes();
 	escaping();
 	files_and_locks();

@@ -22,7 +22,6 @@
 #define META_SUFFIX           ".image.json"
 #define META_MAX              (64u << 10)
 #define COPY_CHUNK            (1u << 20)
-#define WRITEBACK_CHUNK       (8ull << 20)
 #define STORE_LOCK_TIMEOUT_MS 15000
 #define CONVERT_TIMEOUT_MS    (6 * 3600 * 1000)
 
@@ -414,19 +413,6 @@ static int commit_image(const char *root, const char *name, const char *tmp,
 fail:
 	unlink(tmp);
 	return r;
-}
-
-void stor_writeback(int fd, uint64_t from, uint64_t to)
-{
-	/* each time the file crosses a WRITEBACK_CHUNK boundary, start
-	 * writing back the chunk before it: the final fsync() then has
-	 * little left to do, and the disk works while the network does */
-	uint64_t chunk = from / WRITEBACK_CHUNK;
-
-	if (to / WRITEBACK_CHUNK == chunk)
-		return;
-	sync_file_range(fd, (off64_t)(chunk * WRITEBACK_CHUNK), WRITEBACK_CHUNK,
-	                SYNC_FILE_RANGE_WRITE);
 }
 
 /* Hash (and optionally copy to out_fd) everything from in_fd. */

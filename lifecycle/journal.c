@@ -144,38 +144,6 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Read all of fd (NUL-terminated). */
-static int read_fd(int fd, const char *path, char **ret, size_t *ret_len, util_err *err)
-{
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0, cap = 0;
-
-	for (;;) {
-		ssize_t n;
-
-		if (cap - len < 4096) {
-			cap = cap ? cap * 2 : 16384;
-			buf = util_xrealloc(buf, cap + 1);
-		}
-		n = pread(fd, buf + len, cap - len, (off_t)len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return util_err_errno(err, -errno, "cannot read '%s'", path);
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > FILE_MAX)
-			return util_err_set(err, -EFBIG, "'%s' is larger than %zu bytes", path,
-			                    FILE_MAX);
-	}
-	buf[len] = '\0';
-	*ret = TAKE_PTR(buf);
-	*ret_len = len;
-	return 0;
-}
-
 /* Read the file at path; a missing one gives *ret = NULL. */
 static int read_optional(const char *path, char **ret, size_t *ret_len, util_err *err)
 {
@@ -188,7 +156,7 @@ static int read_optional(const char *path, char **ret, size_t *ret_len, util_err
 		*ret_len = 0;
 		return 0;
 	}
-	return read_fd(fd, path, ret, ret_len, err);
+	return util_read_fd(fd, path, FILE_MAX, ret, ret_len, err);
 }
 
 static int fsync_parent(const char *path, util_err *err)
@@ -604,7 +572,7 @@ static int load_log(lc_journal *j, util_err *err)
 	}
 	if (fd < 0)
 		return util_err_errno(err, -errno, "cannot open journal '%s'", j->log_path);
-	r = read_fd(fd, j->log_path, &buf, &len, err);
+	r = util_read_fd(fd, j->log_path, FILE_MAX, &buf, &len, err);
 	if (r < 0)
 		return r;
 	r = scan_records(j->log_path, buf, len, true, NULL, load_rec, &ctx, &valid, err);

@@ -1,10 +1,12 @@
 /* storage: small helpers the storage files share — finding qemu-img,
- * message-safe strings, qemu-img error text, the format allow-list and
- * early writeback of files being written. Any storage file may call
- * these; they call no other storage file. */
+ * message-safe strings, qemu-img error text, the format allow-list, early
+ * writeback of files being written, a rename that never replaces. Any
+ * storage file may call these; they call no other storage file. */
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "storage/internal.h"
 
@@ -101,4 +103,17 @@ void stor_writeback(int fd, uint64_t from, uint64_t to)
 		return;
 	sync_file_range(fd, (off64_t)(chunk * WRITEBACK_CHUNK), WRITEBACK_CHUNK,
 	                SYNC_FILE_RANGE_WRITE);
+}
+
+int stor_rename_noreplace(const char *tmp, const char *path)
+{
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	/* A filesystem without RENAME_NOREPLACE: link() never replaces. */
+	if (link(tmp, path) < 0)
+		return -errno;
+	unlink(tmp);
+	return 0;
 }

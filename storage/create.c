@@ -65,20 +65,6 @@ static void replace_all(char **s, const char *from, const char *to)
 	*s = out;
 }
 
-/* Move tmp to path without replacing anything that appeared meanwhile. */
-static int rename_noreplace(const char *tmp, const char *path)
-{
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -errno;
-	/* A filesystem without RENAME_NOREPLACE: link() never replaces. */
-	if (link(tmp, path) < 0)
-		return -errno;
-	unlink(tmp);
-	return 0;
-}
-
 static int sync_file(const char *path)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -155,7 +141,7 @@ static int create_image(const char *path, const char *format, const char *const 
 		util_err_errno(err, r, "cannot sync '%s'", safe);
 		goto fail;
 	}
-	r = rename_noreplace(tmp, path);
+	r = stor_rename_noreplace(tmp, path);
 	if (r == -EEXIST) {
 		util_err_set(err, r, "'%s' already exists; qvm never overwrites a disk", safe);
 		goto fail;

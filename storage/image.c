@@ -319,19 +319,6 @@ int stor_image_lock(const char *root, int *ret_fd, util_err *err)
 	return r;
 }
 
-/* Move tmp to path without replacing anything that appeared meanwhile. */
-static int rename_noreplace(const char *tmp, const char *path)
-{
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -errno;
-	if (link(tmp, path) < 0)
-		return -errno;
-	unlink(tmp);
-	return 0;
-}
-
 static int check_new_name(const char *dir, const char *name, util_err *err)
 {
 	_cleanup_free_ char *meta = meta_path(dir, name);
@@ -372,7 +359,7 @@ static int commit_image(const char *root, const char *name, const char *tmp,
 	r = set_marker(dir, name, file, err);
 	if (r < 0)
 		goto fail;
-	r = rename_noreplace(tmp, file);
+	r = stor_rename_noreplace(tmp, file);
 	if (r < 0)
 		clear_marker(dir, name);
 	if (r == -EEXIST) {

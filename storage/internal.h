@@ -79,4 +79,8 @@ int stor_download(const char *url, const char *partial_path, const stor_import_o
  * that the fsync() before a rename finds little left. */
 void stor_writeback(int fd, uint64_t from, uint64_t to);
 
+/* Move tmp to path without replacing anything that appeared meanwhile
+ * (-EEXIST then, tmp stays). Negative errno, no message. */
+int stor_rename_noreplace(const char *tmp, const char *path);
+
 #endif

@@ -94,14 +94,12 @@ int util_write_file_atomic_fp(const char *path, const void *data, size_t len,
 	return util_fsync_dir(dirname(dircopy), err);
 }
 
-int util_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len, util_err *err)
+int util_read_fd(int fd, const char *path, size_t max, char **ret_data, size_t *ret_len,
+                 util_err *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0, cap = 0;
 
-	if (fd < 0)
-		return util_err_errno(err, -errno, "cannot open '%s'", path);
 	for (;;) {
 		ssize_t n;
 
@@ -122,13 +120,20 @@ int util_read_file(const char *path, size_t max, char **ret_data, size_t *ret_le
 			return util_err_set(err, -EFBIG, "'%s' is larger than %zu bytes", path,
 			                    max);
 	}
-	if (!buf)
-		buf = util_xmalloc(1);
 	buf[len] = '\0';
 	*ret_data = TAKE_PTR(buf);
 	if (ret_len)
 		*ret_len = len;
 	return 0;
+}
+
+int util_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len, util_err *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return util_err_errno(err, -errno, "cannot open '%s'", path);
+	return util_read_fd(fd, path, max, ret_data, ret_len, err);
 }
 
 static int rm_rf_at(int parent, const char *name, const char *path, util_err *err)

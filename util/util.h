@@ -176,8 +176,13 @@ int util_write_file_atomic_fp(const char *path, const void *data, size_t len,
 /* write() all of data, retrying on EINTR and short writes; negative errno. */
 int util_write_all(int fd, const void *data, size_t len);
 
-/* Read a whole file (NUL-terminated, up to max bytes; more is -EFBIG). */
+/* Read a whole file (NUL-terminated, up to max bytes; more is -EFBIG).
+ * The caller frees *ret_data; ret_len may be NULL. */
 int util_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len, util_err *err);
+/* The same from an open fd, from its current offset to its end; path
+ * names it in messages. */
+int util_read_fd(int fd, const char *path, size_t max, char **ret_data, size_t *ret_len,
+                 util_err *err);
 
 int util_fsync_dir(const char *dir, util_err *err);
 

@@ -347,222 +347,281 @@ static CURLcode transfer(dl *d, const char *url, char *errbuf, long *ret_code)
 	return res;
 }
 
+/* One attempt's outcome, for the functions that turn a failed one into a
+ * message (or into another attempt). */
+typedef struct attempt {
+	dl *d;
+	CURLcode res;
+	long code;
+	uint64_t before; /* d->offset when the attempt began */
+	int attempt;     /* 1 for the first */
+	const char *safe_url, *safe_path, *host;
+	const char *eff;      /* the URL it ended at, or NULL */
+	const char *safe_why; /* libcurl's reason, made safe */
+	const char *kept;     /* "; the N bytes downloaded are kept..." or "" */
+	bool keep;            /* out: the partial file stays for a resume */
+} attempt;
+
+#define ATTEMPT_AGAIN 1
+
+/* Open (creating) and lock the partial file into d->fd. On failure d->fd
+ * stays -1 and nothing is removed: the file may be another download's. */
+static int open_partial(dl *d, const char *safe_url, const char *safe_path, util_err *err)
+{
+	int fd = open(d->partial, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0)
+		return util_err_errno(err, -errno, "cannot create '%s'", safe_path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return util_err_set(
+		        err, -EBUSY,
+		        "another qvm is downloading '%s' as image '%s'; wait for it to finish",
+		        safe_url, d->o->name);
+	}
+	d->fd = fd;
+	return 0;
+}
+
+/* Where the locked partial file lets this download begin: at its end,
+ * its bytes hashed, when a validator vouches for them; else from zero. */
+static int resume_point(dl *d, const char *safe_path, util_err *err)
+{
+	struct stat st;
+	int r;
+
+	if (fstat(d->fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return util_err_set(err, -EINVAL, "'%s' is not a regular file", safe_path);
+	d->offset = (uint64_t)st.st_size;
+	if (d->offset > d->max)
+		d->offset = 0;
+	if (d->offset > 0)
+		load_validator(d);
+	/* what was sent under no known validator cannot be resumed safely */
+	if (!d->validator[0])
+		d->offset = 0;
+	if (d->offset > 0)
+		return hash_existing(d, err, safe_path);
+	r = restart(d);
+	if (r < 0)
+		return util_err_errno(err, r, "cannot truncate '%s'", safe_path);
+	return 0;
+}
+
+/* An HTTP-level failure: an answer that is no file, or a target refused.
+ * 0 when a->res is none of these. */
+static int http_failure(attempt *a, util_err *err)
+{
+	if (a->res == CURLE_OK) {
+		a->keep = a->d->offset > 0;
+		return util_err_set(
+		        err, -EPROTO,
+		        "cannot download '%s': the server at '%s' answered HTTP %ld, not 200%s",
+		        a->safe_url, a->host, a->code, a->kept);
+	}
+	if (a->res == CURLE_HTTP_RETURNED_ERROR) {
+		a->keep = a->d->offset > 0;
+		return util_err_set(
+		        err, -EIO,
+		        "cannot download '%s': the server at '%s' answered HTTP %ld; check the URL%s",
+		        a->safe_url, a->host, a->code, a->kept);
+	}
+	if (a->res == CURLE_UNSUPPORTED_PROTOCOL) {
+		_cleanup_free_ char *safe_eff = stor_safe(a->eff ? a->eff : "?");
+
+		return util_err_set(
+		        err, -EPROTONOSUPPORT,
+		        "cannot download '%s': it leads to '%s', which is not http or https (%s); refused",
+		        a->safe_url, safe_eff, a->safe_why);
+	}
+	if (a->res == CURLE_TOO_MANY_REDIRECTS)
+		return util_err_set(err, -ELOOP,
+		                    "cannot download '%s': too many redirects (at '%s')",
+		                    a->safe_url, a->host);
+	return 0;
+}
+
+/* A transfer cut short: resumed at once (ATTEMPT_AGAIN) while it gets
+ * somewhere, else the reason it stopped. */
+static int interrupted_failure(attempt *a, util_err *err)
+{
+	const stor_import_opts *o = a->d->o;
+
+	if (a->res != CURLE_OPERATION_TIMEDOUT && a->d->offset > a->before &&
+	    a->attempt < MAX_ATTEMPTS)
+		return ATTEMPT_AGAIN;
+	if (a->res == CURLE_OPERATION_TIMEDOUT)
+		return util_err_set(
+		        err, -ETIMEDOUT,
+		        "cannot download '%s': the transfer from '%s' stalled (no data for %d s) after %" PRIu64
+		        " bytes%s",
+		        a->safe_url, a->host,
+		        o->stall_timeout_s > 0 ? o->stall_timeout_s : DEFAULT_STALL_S, a->d->offset,
+		        a->keep ? "; run the same import again to resume it" : "");
+	return util_err_set(err, -EIO,
+	                    "cannot download '%s': the connection to '%s' broke off after %" PRIu64
+	                    " bytes (%s)%s",
+	                    a->safe_url, a->host, a->d->offset, a->safe_why,
+	                    a->keep ? "; run the same import again to resume it" : "");
+}
+
+/* A failure on the way to the server or of the connection: the bytes
+ * that came stay for a resume. */
+static int network_failure(attempt *a, util_err *err)
+{
+	a->keep = a->d->offset > 0;
+	if (tls_error(a->res))
+		return util_err_set(
+		        err, -EACCES,
+		        "cannot download '%s': TLS verification of '%s' failed: %s; give the server's CA certificate with --ca FILE%s",
+		        a->safe_url, a->host, a->safe_why, a->kept);
+	if (a->res == CURLE_COULDNT_CONNECT || a->res == CURLE_COULDNT_RESOLVE_HOST ||
+	    (a->res == CURLE_OPERATION_TIMEDOUT && a->d->first && a->code == 0))
+		return util_err_set(
+		        err, -EHOSTUNREACH,
+		        "cannot download '%s': cannot connect to '%s': %s; check the URL and that the server is up%s",
+		        a->safe_url, a->host, a->safe_why, a->kept);
+	if (interrupted(a->res))
+		return interrupted_failure(a, err);
+	return util_err_set(err, -EIO, "cannot download '%s' from '%s': %s%s", a->safe_url, a->host,
+	                    a->safe_why, a->kept);
+}
+
+/* What a failed attempt means: ATTEMPT_AGAIN, or a negative errno with
+ * err set and a->keep telling whether the partial file stays. */
+static int attempt_failed(attempt *a, util_err *err)
+{
+	dl *d = a->d;
+	int r;
+
+	if (d->capped)
+		return util_err_set(
+		        err, -EFBIG,
+		        "cannot download '%s': it is larger than the size cap of %" PRIu64
+		        " bytes; raise --max-size if the image is really that large",
+		        a->safe_url, d->max);
+	if (d->werr) {
+		a->keep = d->offset > 0;
+		return util_err_errno(err, -d->werr, "cannot download '%s': cannot write '%s'%s",
+		                      a->safe_url, a->safe_path, a->kept);
+	}
+	if ((d->range_bad ||
+	     (a->res == CURLE_HTTP_RETURNED_ERROR && a->code == 416 && a->before > 0)) &&
+	    a->attempt < MAX_ATTEMPTS) {
+		/* the server's idea of the file changed: from zero */
+		r = restart(d);
+		if (r < 0)
+			return util_err_errno(err, r, "cannot truncate '%s'", a->safe_path);
+		return ATTEMPT_AGAIN;
+	}
+	r = http_failure(a, err);
+	if (r < 0)
+		return r;
+	return network_failure(a, err);
+}
+
+/* One transfer: 0 when the file is complete, ATTEMPT_AGAIN, or a negative
+ * errno with err set and *ret_keep telling whether the partial stays.
+ * *host follows redirects. */
+static int one_attempt(dl *d, const char *url, int n, const char *safe_url, const char *safe_path,
+                       char **host, bool *ret_keep, util_err *err)
+{
+	char errbuf[CURL_ERROR_SIZE];
+	attempt a = { .d = d, .attempt = n, .safe_url = safe_url, .safe_path = safe_path };
+	_cleanup_free_ char *safe_why = NULL, *kept = NULL;
+	char *eff = NULL;
+	int r;
+
+	if (d->offset > 0 && !d->validator[0] && (r = restart(d)) < 0)
+		return util_err_errno(err, r, "cannot truncate '%s'", safe_path);
+	a.before = d->offset;
+	a.res = transfer(d, url, errbuf, &a.code);
+	safe_why = stor_safe(errbuf[0] ? errbuf : curl_easy_strerror(a.res));
+	curl_easy_getinfo(d->curl, CURLINFO_EFFECTIVE_URL, &eff);
+	if (eff && strcmp(eff, url)) {
+		free(*host);
+		*host = host_of(eff);
+	}
+	if (a.res == CURLE_OK && (a.code == 200 || a.code == 206)) {
+		if (a.code == 200 && d->first && d->offset > 0) {
+			/* a whole, empty file in answer to a Range */
+			r = restart(d);
+			if (r < 0)
+				return util_err_errno(err, r, "cannot truncate '%s'", safe_path);
+		}
+		return 0;
+	}
+	/* a failure keeps what came (until the image or its partial is
+	 * deleted) for the same import to resume; only the size cap and
+	 * a refused target make the bytes worthless */
+	kept = d->offset > 0
+	               ? util_xasprintf(
+	                         "; the %" PRIu64
+	                         " bytes downloaded are kept: run the same import again to resume it, or qvm image delete %s to discard them",
+	                         d->offset, d->o->name)
+	               : util_xstrdup("");
+	a.host = *host;
+	a.eff = eff;
+	a.safe_why = safe_why;
+	a.kept = kept;
+	r = attempt_failed(&a, err);
+	if (r < 0)
+		*ret_keep = a.keep;
+	return r;
+}
+
+/* Attempts until the file is complete or an attempt fails for good. */
+static int fetch_all(dl *d, const char *url, const char *safe_url, const char *safe_path,
+                     bool *ret_keep, util_err *err)
+{
+	_cleanup_free_ char *host = host_of(url);
+	int r;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return util_err_set(err, -ENOMEM, "cannot initialise libcurl");
+	d->curl = curl_easy_init();
+	if (!d->curl) {
+		r = util_err_set(err, -ENOMEM, "cannot initialise libcurl");
+		goto out;
+	}
+	for (int n = 1;; n++) {
+		r = one_attempt(d, url, n, safe_url, safe_path, &host, ret_keep, err);
+		if (r != ATTEMPT_AGAIN)
+			break;
+	}
+	if (r == 0 && fsync(d->fd) < 0)
+		r = util_err_errno(err, -errno, "cannot sync '%s'", safe_path);
+out:
+	curl_easy_cleanup(d->curl);
+	curl_global_cleanup();
+	return r;
+}
+
 int stor_download(const char *url, const char *partial, const stor_import_opts *o, int *ret_fd,
                   char ret_hex[65], uint64_t *ret_size, util_err *err)
 {
-	_cleanup_free_ char *host = NULL, *safe_url = stor_safe(url),
-	                    *safe_path = stor_safe(partial);
-	char errbuf[CURL_ERROR_SIZE];
+	_cleanup_free_ char *safe_url = stor_safe(url), *safe_path = stor_safe(partial);
 	dl d = { .o = o, .fd = -1, .max = o->max_size, .partial = partial };
-	struct stat st;
 	bool keep = false;
 	int r = stor_curl_load(err);
 
 	if (r < 0)
 		return r;
-	host = host_of(url);
-	d.fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (d.fd < 0)
-		return util_err_errno(err, -errno, "cannot create '%s'", safe_path);
-	if (flock(d.fd, LOCK_EX | LOCK_NB) < 0) {
-		r = util_err_set(
-		        err, -EBUSY,
-		        "another qvm is downloading '%s' as image '%s'; wait for it to finish",
-		        safe_url, o->name);
-		close(d.fd);
+	r = open_partial(&d, safe_url, safe_path, err);
+	if (r < 0)
 		return r;
+	r = resume_point(&d, safe_path, err);
+	if (r >= 0)
+		r = fetch_all(&d, url, safe_url, safe_path, &keep, err);
+	if (r >= 0) {
+		util_sha256_final(&d.sha, ret_hex);
+		*ret_size = d.offset;
+		*ret_fd = TAKE_FD(d.fd);
+		r = 0;
+		keep = true;
+		/* complete: nothing is left to resume */
+		drop_validator(partial);
 	}
-	if (fstat(d.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		r = util_err_set(err, -EINVAL, "'%s' is not a regular file", safe_path);
-		goto out;
-	}
-	d.offset = (uint64_t)st.st_size;
-	if (d.offset > d.max)
-		d.offset = 0;
-	if (d.offset > 0)
-		load_validator(&d);
-	/* what was sent under no known validator cannot be resumed safely */
-	if (!d.validator[0])
-		d.offset = 0;
-	if (d.offset == 0) {
-		r = restart(&d);
-		if (r < 0) {
-			util_err_errno(err, r, "cannot truncate '%s'", safe_path);
-			goto out;
-		}
-	} else {
-		r = hash_existing(&d, err, safe_path);
-		if (r < 0)
-			goto out;
-	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		r = util_err_set(err, -ENOMEM, "cannot initialise libcurl");
-		goto out;
-	}
-	d.curl = curl_easy_init();
-	if (!d.curl) {
-		r = util_err_set(err, -ENOMEM, "cannot initialise libcurl");
-		goto out_curl;
-	}
-	for (int attempt = 1;; attempt++) {
-		uint64_t before;
-		long code;
-		CURLcode res;
-
-		if (d.offset > 0 && !d.validator[0] && (r = restart(&d)) < 0) {
-			util_err_errno(err, r, "cannot truncate '%s'", safe_path);
-			goto out_curl;
-		}
-		before = d.offset;
-		res = transfer(&d, url, errbuf, &code);
-		const char *why = errbuf[0] ? errbuf : curl_easy_strerror(res);
-		_cleanup_free_ char *safe_why = stor_safe(why), *kept = NULL;
-		char *eff = NULL;
-
-		curl_easy_getinfo(d.curl, CURLINFO_EFFECTIVE_URL, &eff);
-		if (eff && strcmp(eff, url)) {
-			free(host);
-			host = host_of(eff);
-		}
-		if (res == CURLE_OK && (code == 200 || code == 206)) {
-			if (code == 200 && d.first && d.offset > 0) {
-				/* a whole, empty file in answer to a Range */
-				r = restart(&d);
-				if (r < 0) {
-					util_err_errno(err, r, "cannot truncate '%s'", safe_path);
-					goto out_curl;
-				}
-			}
-			break;
-		}
-		/* a failure keeps what came (until the image or its partial is
-		 * deleted) for the same import to resume; only the size cap and
-		 * a refused target make the bytes worthless */
-		kept = d.offset > 0
-		               ? util_xasprintf(
-		                         "; the %" PRIu64
-		                         " bytes downloaded are kept: run the same import again to resume it, or qvm image delete %s to discard them",
-		                         d.offset, o->name)
-		               : util_xstrdup("");
-		if (d.capped) {
-			r = util_err_set(
-			        err, -EFBIG,
-			        "cannot download '%s': it is larger than the size cap of %" PRIu64
-			        " bytes; raise --max-size if the image is really that large",
-			        safe_url, d.max);
-			goto out_curl;
-		}
-		if (d.werr) {
-			keep = d.offset > 0;
-			r = util_err_errno(err, -d.werr,
-			                   "cannot download '%s': cannot write '%s'%s", safe_url,
-			                   safe_path, kept);
-			goto out_curl;
-		}
-		if ((d.range_bad ||
-		     (res == CURLE_HTTP_RETURNED_ERROR && code == 416 && before > 0)) &&
-		    attempt < MAX_ATTEMPTS) {
-			/* the server's idea of the file changed: from zero */
-			r = restart(&d);
-			if (r < 0) {
-				util_err_errno(err, r, "cannot truncate '%s'", safe_path);
-				goto out_curl;
-			}
-			continue;
-		}
-		if (res == CURLE_OK) {
-			keep = d.offset > 0;
-			r = util_err_set(
-			        err, -EPROTO,
-			        "cannot download '%s': the server at '%s' answered HTTP %ld, not 200%s",
-			        safe_url, host, code, kept);
-			goto out_curl;
-		}
-		if (res == CURLE_HTTP_RETURNED_ERROR) {
-			keep = d.offset > 0;
-			r = util_err_set(
-			        err, -EIO,
-			        "cannot download '%s': the server at '%s' answered HTTP %ld; check the URL%s",
-			        safe_url, host, code, kept);
-			goto out_curl;
-		}
-		if (res == CURLE_UNSUPPORTED_PROTOCOL) {
-			_cleanup_free_ char *safe_eff = stor_safe(eff ? eff : "?");
-
-			r = util_err_set(
-			        err, -EPROTONOSUPPORT,
-			        "cannot download '%s': it leads to '%s', which is not http or https (%s); refused",
-			        safe_url, safe_eff, safe_why);
-			goto out_curl;
-		}
-		if (res == CURLE_TOO_MANY_REDIRECTS) {
-			r = util_err_set(err, -ELOOP,
-			                 "cannot download '%s': too many redirects (at '%s')",
-			                 safe_url, host);
-			goto out_curl;
-		}
-		if (tls_error(res)) {
-			keep = d.offset > 0;
-			r = util_err_set(
-			        err, -EACCES,
-			        "cannot download '%s': TLS verification of '%s' failed: %s; give the server's CA certificate with --ca FILE%s",
-			        safe_url, host, safe_why, kept);
-			goto out_curl;
-		}
-		if (res == CURLE_COULDNT_CONNECT || res == CURLE_COULDNT_RESOLVE_HOST ||
-		    (res == CURLE_OPERATION_TIMEDOUT && d.first && code == 0)) {
-			keep = d.offset > 0;
-			r = util_err_set(
-			        err, -EHOSTUNREACH,
-			        "cannot download '%s': cannot connect to '%s': %s; check the URL and that the server is up%s",
-			        safe_url, host, safe_why, kept);
-			goto out_curl;
-		}
-		if (interrupted(res)) {
-			/* resume at once while the transfer gets somewhere */
-			if (res != CURLE_OPERATION_TIMEDOUT && d.offset > before &&
-			    attempt < MAX_ATTEMPTS)
-				continue;
-			keep = d.offset > 0;
-			if (res == CURLE_OPERATION_TIMEDOUT)
-				r = util_err_set(
-				        err, -ETIMEDOUT,
-				        "cannot download '%s': the transfer from '%s' stalled (no data for %d s) after %" PRIu64
-				        " bytes%s",
-				        safe_url, host,
-				        o->stall_timeout_s > 0 ? o->stall_timeout_s
-				                               : DEFAULT_STALL_S,
-				        d.offset,
-				        keep ? "; run the same import again to resume it" : "");
-			else
-				r = util_err_set(
-				        err, -EIO,
-				        "cannot download '%s': the connection to '%s' broke off after %" PRIu64
-				        " bytes (%s)%s",
-				        safe_url, host, d.offset, safe_why,
-				        keep ? "; run the same import again to resume it" : "");
-			goto out_curl;
-		}
-		keep = d.offset > 0;
-		r = util_err_set(err, -EIO, "cannot download '%s' from '%s': %s%s", safe_url, host,
-		                 safe_why, kept);
-		goto out_curl;
-	}
-	if (fsync(d.fd) < 0) {
-		r = util_err_errno(err, -errno, "cannot sync '%s'", safe_path);
-		goto out_curl;
-	}
-	util_sha256_final(&d.sha, ret_hex);
-	*ret_size = d.offset;
-	*ret_fd = TAKE_FD(d.fd);
-	r = 0;
-	keep = true;
-	/* complete: nothing is left to resume */
-	drop_validator(partial);
-out_curl:
-	curl_easy_cleanup(d.curl);
-	curl_global_cleanup();
-out:
 	if (!keep) {
 		unlink(partial);
 		drop_validator(partial);

@@ -300,12 +300,84 @@ static int check_layer(const char *name, json_t *j, layer *l, util_err *err)
 	return 0;
 }
 
-static bool strv_contains(char *const *v, const char *s)
+/* Look at one file of a chain as `expected` (NULL: as its own probe says)
+ * into *l; `parent` is the file recording it as backing file (NULL for
+ * the top one). */
+static int inspect_layer(const char *qemu_img, const char *name, const char *expected,
+                         const char *parent, layer *l, util_err *err)
 {
-	for (size_t i = 0; v && v[i]; i++)
-		if (!strcmp(v[i], s))
-			return true;
-	return false;
+	_cleanup_json_ json_t *j = NULL;
+	_cleanup_free_ char *safe = stor_safe(name);
+	_cleanup_(stor_probe_clear) stor_probe p = { .extents = 0 };
+	_cleanup_free_ char *what =
+	        parent ? util_xasprintf("backing file '%s' of '%s'", safe, parent)
+	               : util_xasprintf("'%s'", safe);
+	int r = probe_file(name, &p, err);
+
+	if (r == 0)
+		r = check_probe(&p, name, what, expected, parent, err);
+	if (r < 0)
+		return r;
+	/* what was declared (or recorded), or a fresh file's probe */
+	r = run_info(qemu_img, name, expected ? expected : p.format, &j, err);
+	if (r < 0)
+		return r;
+	r = check_layer(name, j, l, err);
+	if (r < 0)
+		return r;
+	if (strcmp(l->format, p.format))
+		return util_err_set(err, -EPROTO,
+		                    "cannot inspect '%s': qemu-img reported it as %s when "
+		                    "asked to open it as %s",
+		                    safe, l->format, p.format);
+	return 0;
+}
+
+/* May the chain go on from layer l (of file `safe`, at depth) to its
+ * backing file? *ret_real is that file's realpath, not yet in chain. */
+static int check_backing(const layer *l, unsigned depth, const char *safe, const char *safe_top,
+                         const char *const *allowed_backing_roots, const util_strv *chain,
+                         char **ret_real, util_err *err)
+{
+	_cleanup_free_ char *safe_b = stor_safe(l->backing_full), *real = NULL;
+	int r;
+
+	if (!allowed_backing_roots || !allowed_backing_roots[0])
+		return util_err_set(err, -EPERM,
+		                    "'%s' has a backing file ('%s'); images with backing files "
+		                    "are not accepted here: if you trust it, flatten it with "
+		                    "qemu-img convert -O qcow2",
+		                    safe, safe_b);
+	if (depth + 1 > STOR_MAX_BACKING_DEPTH)
+		return util_err_set(err, -ELOOP,
+		                    "backing chain of '%s' is deeper than %d files; flatten it "
+		                    "with qemu-img convert -O qcow2",
+		                    safe_top, STOR_MAX_BACKING_DEPTH);
+	/* Without a recorded format qemu would probe the backing file:
+	 * exactly the header trust the declared format is there to avoid. */
+	if (!l->backing_format[0])
+		return util_err_set(err, -EPERM,
+		                    "backing file '%s' of '%s' has no recorded format; record it "
+		                    "with qemu-img rebase -u -F <format> -b <backing file> <image>",
+		                    safe_b, safe);
+	if (!stor_format_supported(l->backing_format))
+		return util_err_set(err, -ENOTSUP,
+		                    "backing file '%s' of '%s' is recorded as %s; qvm's VMs use "
+		                    "only qcow2 and raw",
+		                    safe_b, safe, l->backing_format);
+	r = stor_check_under(l->backing_full, allowed_backing_roots, "backing file", BACKING_FIX,
+	                     BACKING_FIX, &real, err);
+	if (r < 0) {
+		util_err_prefix(err, "cannot accept '%s'", safe_top);
+		return r;
+	}
+	if (util_strv_contains((const char *const *)chain->v, real))
+		return util_err_set(err, -ELOOP,
+		                    "backing chain of '%s' loops: '%s' comes back as the backing "
+		                    "file of '%s'",
+		                    safe_top, safe_b, safe);
+	*ret_real = TAKE_PTR(real);
+	return 0;
 }
 
 int stor_inspect(const char *path, const char *declared_format,
@@ -341,35 +413,12 @@ int stor_inspect(const char *path, const char *declared_format,
 	name = util_xstrdup(path);
 	util_strv_push_take(&chain, TAKE_PTR(top_real));
 	for (unsigned depth = 0;; depth++) {
-		_cleanup_json_ json_t *j = NULL;
 		_cleanup_free_ char *safe = stor_safe(name), *real = NULL;
 		_cleanup_(layer_done) layer l = { 0 };
-		_cleanup_free_ char *safe_b = NULL;
 
-		_cleanup_(stor_probe_clear) stor_probe p = { .extents = 0 };
-		_cleanup_free_ char *what =
-		        depth ? util_xasprintf("backing file '%s' of '%s'", safe, parent)
-		              : util_xasprintf("'%s'", safe);
-
-		r = probe_file(name, &p, err);
-		if (r == 0)
-			r = check_probe(&p, name, what, expected, depth ? parent : NULL, err);
+		r = inspect_layer(qemu_img, name, expected, depth ? parent : NULL, &l, err);
 		if (r < 0)
 			goto fail;
-		/* what was declared (or recorded), or a fresh file's probe */
-		r = run_info(qemu_img, name, expected ? expected : p.format, &j, err);
-		if (r < 0)
-			goto fail;
-		r = check_layer(name, j, &l, err);
-		if (r < 0)
-			goto fail;
-		if (strcmp(l.format, p.format)) {
-			r = util_err_set(err, -EPROTO,
-			                 "cannot inspect '%s': qemu-img reported it as %s when "
-			                 "asked to open it as %s",
-			                 safe, l.format, p.format);
-			goto fail;
-		}
 		if (depth == 0) {
 			strcpy(info.format, l.format);
 			info.virtual_size = l.virtual_size;
@@ -381,57 +430,10 @@ int stor_inspect(const char *path, const char *declared_format,
 		}
 		if (!l.backing_recorded)
 			break;
-
-		safe_b = stor_safe(l.backing_full);
-		if (!allowed_backing_roots || !allowed_backing_roots[0]) {
-			r = util_err_set(
-			        err, -EPERM,
-			        "'%s' has a backing file ('%s'); images with backing files "
-			        "are not accepted here: if you trust it, flatten it with "
-			        "qemu-img convert -O qcow2",
-			        safe, safe_b);
+		r = check_backing(&l, depth, safe, safe_top, allowed_backing_roots, &chain, &real,
+		                  err);
+		if (r < 0)
 			goto fail;
-		}
-		if (depth + 1 > STOR_MAX_BACKING_DEPTH) {
-			r = util_err_set(
-			        err, -ELOOP,
-			        "backing chain of '%s' is deeper than %d files; flatten it "
-			        "with qemu-img convert -O qcow2",
-			        safe_top, STOR_MAX_BACKING_DEPTH);
-			goto fail;
-		}
-		/* Without a recorded format qemu would probe the backing file:
-		 * exactly the header trust the declared format is there to avoid. */
-		if (!l.backing_format[0]) {
-			r = util_err_set(
-			        err, -EPERM,
-			        "backing file '%s' of '%s' has no recorded format; record it "
-			        "with qemu-img rebase -u -F <format> -b <backing file> <image>",
-			        safe_b, safe);
-			goto fail;
-		}
-		if (!stor_format_supported(l.backing_format)) {
-			r = util_err_set(
-			        err, -ENOTSUP,
-			        "backing file '%s' of '%s' is recorded as %s; qvm's VMs use "
-			        "only qcow2 and raw",
-			        safe_b, safe, l.backing_format);
-			goto fail;
-		}
-		r = stor_check_under(l.backing_full, allowed_backing_roots, "backing file",
-		                     BACKING_FIX, BACKING_FIX, &real, err);
-		if (r < 0) {
-			util_err_prefix(err, "cannot accept '%s'", safe_top);
-			goto fail;
-		}
-		if (strv_contains(chain.v, real)) {
-			r = util_err_set(
-			        err, -ELOOP,
-			        "backing chain of '%s' loops: '%s' comes back as the backing "
-			        "file of '%s'",
-			        safe_top, safe_b, safe);
-			goto fail;
-		}
 		util_strv_push_take(&chain, TAKE_PTR(real));
 		/* The next file must be what this one records it to be. */
 		strcpy(expected_buf, l.backing_format);

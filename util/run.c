@@ -98,43 +98,16 @@ static void child_exec(const char *prog, char *const argv[], const util_run_opts
 	_exit(127);
 }
 
-int util_run(char *const argv[], const util_run_opts *opts, util_err *err)
+/* Read the child's output into cap until it has exited and closed both
+ * pipes, or timeout_ms have passed (then it is killed: returns true). The
+ * pipes are closed on return; the child is not reaped. */
+static bool collect(pid_t pid, capture cap[2], int timeout_ms)
 {
-	static const util_run_opts none = { 0 };
-	const util_run_opts *o = opts ? opts : &none;
-	_cleanup_free_ char *prog = NULL;
-	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
-	capture cap[2] = { { .fd = -1 }, { .fd = -1 } };
-	int timeout = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 	int64_t deadline;
-	int status, r;
 	bool timed_out = false, exited = false;
 	int pidfd;
-	pid_t pid;
 
-	r = util_find_program(argv[0], &prog, err);
-	if (r < 0)
-		return r;
-	if ((o->ret_stdout && pipe2(outp, O_CLOEXEC) < 0) ||
-	    (o->ret_stderr && pipe2(errp, O_CLOEXEC) < 0)) {
-		r = -errno;
-		goto fail_pipes;
-	}
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		goto fail_pipes;
-	}
-	if (pid == 0)
-		child_exec(prog, argv, o, outp[1], errp[1]);
-	if (outp[1] >= 0)
-		close(outp[1]);
-	if (errp[1] >= 0)
-		close(errp[1]);
-	cap[0] = (capture){ .fd = outp[0],
-		            .max = o->stdout_max ? o->stdout_max : DEFAULT_CAPTURE_MAX };
-	cap[1] = (capture){ .fd = errp[0], .max = DEFAULT_CAPTURE_MAX };
-	deadline = util_now_ms() + timeout;
+	deadline = util_now_ms() + timeout_ms;
 	/* Poll the child's pidfd with the pipes: the timeout holds even when
 	 * nothing is captured, and no sleeping is needed to notice the exit. */
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -164,6 +137,44 @@ int util_run(char *const argv[], const util_run_opts *opts, util_err *err)
 	for (int i = 0; i < 2; i++)
 		if (cap[i].fd >= 0)
 			close(cap[i].fd);
+	return timed_out;
+}
+
+int util_run(char *const argv[], const util_run_opts *opts, util_err *err)
+{
+	static const util_run_opts none = { 0 };
+	const util_run_opts *o = opts ? opts : &none;
+	_cleanup_free_ char *prog = NULL;
+	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	capture cap[2] = { { .fd = -1 }, { .fd = -1 } };
+	int timeout = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	int status, r;
+	bool timed_out;
+	pid_t pid;
+
+	r = util_find_program(argv[0], &prog, err);
+	if (r < 0)
+		return r;
+	if ((o->ret_stdout && pipe2(outp, O_CLOEXEC) < 0) ||
+	    (o->ret_stderr && pipe2(errp, O_CLOEXEC) < 0)) {
+		r = -errno;
+		goto fail_pipes;
+	}
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		goto fail_pipes;
+	}
+	if (pid == 0)
+		child_exec(prog, argv, o, outp[1], errp[1]);
+	if (outp[1] >= 0)
+		close(outp[1]);
+	if (errp[1] >= 0)
+		close(errp[1]);
+	cap[0] = (capture){ .fd = outp[0],
+		            .max = o->stdout_max ? o->stdout_max : DEFAULT_CAPTURE_MAX };
+	cap[1] = (capture){ .fd = errp[0], .max = DEFAULT_CAPTURE_MAX };
+	timed_out = collect(pid, cap, timeout);
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR) {
 			r = util_err_errno(err, -errno, "cannot wait for '%s'", argv[0]);

@@ -273,6 +273,8 @@ int cli_main(int argc, char **argv)
 
 	if (!ctx.root || !*ctx.root)
 		ctx.root = DEFAULT_ROOT;
+	/* lifecycle re-executes qvm with this verb to supervise a VM */
+	lc_set_supervisor_verb(hidden_supervise.name);
 	opterr = 0;
 	/* '+': stop at the command name; its options are its own */
 	while ((c = getopt_long(argc, argv, "+:qvh", opts, NULL)) != -1) {

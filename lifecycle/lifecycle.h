@@ -377,7 +377,14 @@ int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_l
  * memory of a running VM's QEMU; -ESRCH if none. */
 int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err);
 
-/* The supervisor's main (qvm __supervise): returns when QEMU is gone (or on
+/* The command verb that runs lc_supervise() in a fresh qvm; the CLI owns
+ * its name and sets it once at start-up, before any operation that starts
+ * or adopts a VM. Those re-execute qvm as `qvm --root ROOT VERB ID
+ * --status-fd=3 [--lock-fd=4] [--adopt]`; unset, they fail. verb is
+ * borrowed and must stay valid. */
+void lc_set_supervisor_verb(const char *verb);
+
+/* The supervisor's main (the CLI's supervisor verb): returns when QEMU is gone (or on
  * SIGTERM, leaving QEMU to be adopted). status_fd gets the boot report;
  * lock_fd is the VM lock to release after boot (-1: none). */
 int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,

@@ -47,7 +47,8 @@ void lc_remove_rundir(const lc_paths *p);
  * delete and shutdown-to-DONE do. wipe zeroes owned disks first. */
 int lc_remove_vm_files(const lc_db *db, const lc_vm *vm, bool wipe, util_err *err);
 
-/* Spawn a detached supervisor for VM id: `qvm __supervise`, re-executed from
+/* Spawn a detached supervisor for VM id: qvm with the verb of
+ * lc_set_supervisor_verb(), re-executed from
  * /proc/self/exe in its own session, outliving the caller. lock_fd (may be
  * -1) is the VM lock it inherits and releases once the VM has booted; adopt
  * makes it take over a QEMU that is already running. Waits (up to

@@ -314,6 +314,14 @@ int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *e
 
 /* ---- the supervisor ------------------------------------------------------------------- */
 
+/* The CLI's verb for the supervisor (lc_set_supervisor_verb). */
+static const char *supervisor_verb;
+
+void lc_set_supervisor_verb(const char *verb)
+{
+	supervisor_verb = verb;
+}
+
 int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, bool until_spawned,
                         int timeout_ms, util_err *err)
 {
@@ -327,6 +335,11 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 	int64_t deadline;
 	_cleanup_json_ json_t *reply = NULL;
 
+	if (!supervisor_verb)
+		return util_err_set(err, -ENOSYS,
+		                    "cannot start a supervisor for vm %" PRIu64
+		                    ": no supervisor command is set (lc_set_supervisor_verb)",
+		                    id);
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n < 0)
 		return util_err_errno(err, -errno, "cannot find qvm's own binary");
@@ -381,7 +394,7 @@ int lc_spawn_supervisor(const char *root, uint64_t id, int lock_fd, bool adopt, 
 		argv[i++] = "qvm";
 		argv[i++] = "--root";
 		argv[i++] = (char *)root;
-		argv[i++] = "__supervise";
+		argv[i++] = (char *)supervisor_verb;
 		argv[i++] = idtext;
 		argv[i++] = "--status-fd=3";
 		if (lock_fd >= 0)

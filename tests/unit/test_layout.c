@@ -1,0 +1,285 @@
+/* Unit tests for the layout of the sources themselves (STYLE.md 1 and the
+ * small-function rule): within storage/ the calls between files go one
+ * way, the lower folders have no function over 100 lines and no function
+ * twice, and lifecycle/ does not know the CLI's supervisor verb. Reads
+ * the tree at $QVM_SOURCE. */
+#include <dirent.h>
+#include <string.h>
+
+#include "tap.h"
+#include "util/util.h"
+
+#define MAX_LINES 100
+
+static const char *src;
+
+/* One function of a file: where it is, its name and its body. */
+typedef struct fn {
+	char *file, *name, *body; /* body: lines stripped of their indent */
+	unsigned line, lines;     /* line of its signature, lines up to its '}' */
+	util_strv calls;          /* the stor_* names its body calls */
+} fn;
+
+static fn *fns;
+static size_t nfns;
+
+/* The identifier just before the first '(' of a signature line. */
+static char *fn_name(const char *sig)
+{
+	const char *paren = strchr(sig, '('), *b = paren;
+
+	while (b > sig && (b[-1] == '_' || (b[-1] >= 'a' && b[-1] <= 'z') ||
+	                   (b[-1] >= 'A' && b[-1] <= 'Z') || (b[-1] >= '0' && b[-1] <= '9')))
+		b--;
+	return strndup(b, (size_t)(paren - b));
+}
+
+/* Braces that count: not in comments, strings or character constants. */
+static int brace_delta(const char *l, bool *in_comment)
+{
+	int d = 0;
+
+	for (const char *p = l; *p; p++) {
+		if (*in_comment) {
+			if (p[0] == '*' && p[1] == '/')
+				*in_comment = false, p++;
+			continue;
+		}
+		if (p[0] == '/' && p[1] == '*')
+			*in_comment = true, p++;
+		else if (p[0] == '/' && p[1] == '/')
+			break;
+		else if (*p == '"' || *p == '\'') {
+			char q = *p;
+
+			for (p++; *p && *p != q; p++)
+				if (*p == '\\' && p[1])
+					p++;
+			if (!*p)
+				break;
+		} else if (*p == '{')
+			d++;
+		else if (*p == '}')
+			d--;
+	}
+	return d;
+}
+
+static void add_calls(fn *f, const char *l)
+{
+	for (const char *p = strstr(l, "stor_"); p; p = strstr(p + 1, "stor_")) {
+		size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_");
+		char *name;
+
+		if (p[n] != '(' || (p > l && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z'))))
+			continue;
+		name = strndup(p, n);
+		if (!util_strv_contains((const char *const *)f->calls.v, name))
+			util_strv_push(&f->calls, name);
+		free(name);
+	}
+}
+
+/* Split one file into its functions: a signature line at depth 0, a '{'
+ * opening a line, the '}' closing it at depth 0 (the tree's format). */
+static void scan_file(const char *rel)
+{
+	_cleanup_free_ char *path = util_xasprintf("%s/%s", src, rel), *text = NULL;
+	char *save = NULL, *sig = NULL;
+	unsigned no = 0, sig_line = 0;
+	bool in_comment = false, was_in_comment;
+	fn *cur = NULL;
+	int depth = 0;
+	size_t blen = 0;
+
+	if (util_read_file(path, 1 << 22, &text, NULL, NULL) < 0) {
+		ok(0, "read %s", rel);
+		return;
+	}
+	for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		/* strtok_r skips empty lines: count them back */
+		no = 1;
+		for (const char *p = text; p < l; p++)
+			no += *p == '\n' || *p == '\0';
+		if (depth == 0 && !cur && strchr(l, '(') && l[0] != '#' && l[0] != ' ' &&
+		    l[0] != '\t' && l[0] != '/' && l[0] != '*' && l[strlen(l) - 1] != ';') {
+			free(sig);
+			sig = strdup(l);
+			sig_line = no;
+		}
+		if (depth == 0 && l[0] == '{' && sig) {
+			fns = util_xrealloc(fns, (nfns + 1) * sizeof(*fns));
+			cur = &fns[nfns++];
+			*cur = (fn){ .file = strdup(rel), .name = fn_name(sig), .line = sig_line };
+			cur->body = util_xstrdup("");
+			blen = 0;
+		}
+		was_in_comment = in_comment;
+		depth += brace_delta(l, &in_comment);
+		/* comments are no part of a body: a copy with one is a copy */
+		if (cur && !was_in_comment && strncmp(l + strspn(l, " \t"), "/*", 2)) {
+			const char *t = l + strspn(l, " \t");
+			size_t n = strlen(t);
+
+			cur->body = util_xrealloc(cur->body, blen + n + 2);
+			memcpy(cur->body + blen, t, n);
+			blen += n;
+			cur->body[blen++] = '\n';
+			cur->body[blen] = '\0';
+		}
+		if (cur)
+			add_calls(cur, l);
+		if (cur && depth == 0 && l[0] == '}') {
+			cur->lines = no - cur->line + 1;
+			cur = NULL;
+			free(sig);
+			sig = NULL;
+		}
+	}
+	free(sig);
+}
+
+static void scan_folder(const char *folder)
+{
+	_cleanup_free_ char *dir = util_xasprintf("%s/%s", src, folder);
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+
+	if (!ok(n > 0, "%s/ has sources", folder))
+		return;
+	for (int i = 0; i < n; i++) {
+		size_t len = strlen(names[i]->d_name);
+
+		if (len > 2 && !strcmp(names[i]->d_name + len - 2, ".c")) {
+			_cleanup_free_ char *rel =
+			        util_xasprintf("%s/%s", folder, names[i]->d_name);
+
+			scan_file(rel);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+static const char *defined_in(const char *name)
+{
+	for (size_t i = 0; i < nfns; i++)
+		if (!strcmp(fns[i].name, name))
+			return fns[i].file;
+	return NULL;
+}
+
+/* Does a storage file reach `to` through calls into other files,
+ * starting from `from`? seen guards against walking a loop forever. */
+static bool reaches(const char *from, const char *to, util_strv *seen)
+{
+	if (util_strv_contains((const char *const *)seen->v, from))
+		return false;
+	util_strv_push(seen, from);
+	for (size_t i = 0; i < nfns; i++) {
+		if (strcmp(fns[i].file, from))
+			continue;
+		for (size_t c = 0; c < fns[i].calls.n; c++) {
+			const char *def = defined_in(fns[i].calls.v[c]);
+
+			if (!def || !strcmp(def, from))
+				continue;
+			if (!strcmp(def, to) || reaches(def, to, seen))
+				return true;
+		}
+	}
+	return false;
+}
+
+static void test_storage_calls_one_way(void)
+{
+	int cycles = 0;
+
+	for (size_t i = 0; i < nfns; i++) {
+		if (strncmp(fns[i].file, "storage/", 8))
+			continue;
+		for (size_t c = 0; c < fns[i].calls.n; c++) {
+			const char *def = defined_in(fns[i].calls.v[c]);
+			util_strv seen = { 0 };
+
+			if (def && strcmp(def, fns[i].file) && reaches(def, fns[i].file, &seen)) {
+				diag("%s (%s) calls %s in %s, which calls back into %s",
+				     fns[i].file, fns[i].name, fns[i].calls.v[c], def, fns[i].file);
+				cycles++;
+			}
+			util_strv_clear(&seen);
+		}
+	}
+	is_int(cycles, 0, "the storage files call each other one way only");
+	ok(defined_in("stor_download") && defined_in("stor_writeback") &&
+	           defined_in("stor_inspect"),
+	   "the scan found storage's functions");
+}
+
+static void test_short_functions(void)
+{
+	int long_ones = 0;
+
+	for (size_t i = 0; i < nfns; i++)
+		if (fns[i].lines > MAX_LINES) {
+			diag("%s:%u: %s is %u lines", fns[i].file, fns[i].line, fns[i].name,
+			     fns[i].lines);
+			long_ones++;
+		}
+	is_int(long_ones, 0, "no function in storage/, qmp/, net/, util/ is over %d lines",
+	       MAX_LINES);
+}
+
+static void test_no_copies(void)
+{
+	int copies = 0;
+
+	for (size_t i = 0; i < nfns; i++)
+		for (size_t k = i + 1; k < nfns; k++) {
+			/* the same body (of some length, comments aside), whatever
+			 * its name: the same name alone may be a reader and a writer */
+			if (fns[i].lines > 5 && !strcmp(fns[i].body, fns[k].body)) {
+				diag("%s:%u %s and %s:%u %s are copies", fns[i].file, fns[i].line,
+				     fns[i].name, fns[k].file, fns[k].line, fns[k].name);
+				copies++;
+			}
+		}
+	is_int(copies, 0, "each function of storage/, qmp/, net/, util/ exists once");
+}
+
+static void test_lifecycle_knows_no_verb(void)
+{
+	_cleanup_free_ char *dir = util_xasprintf("%s/lifecycle", src);
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort), hits = 0;
+
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *path = util_xasprintf("%s/%s", dir, names[i]->d_name);
+		_cleanup_free_ char *text = NULL;
+
+		if (names[i]->d_name[0] != '.' &&
+		    util_read_file(path, 1 << 22, &text, NULL, NULL) == 0 &&
+		    strstr(text, "__supervise")) {
+			diag("lifecycle/%s names the CLI's supervisor verb", names[i]->d_name);
+			hits++;
+		}
+		free(names[i]);
+	}
+	free(names);
+	ok(n > 0, "lifecycle/ has sources");
+	is_int(hits, 0, "lifecycle/ leaves the supervisor verb's name to cli/");
+}
+
+int main(void)
+{
+	src = getenv("QVM_SOURCE") ? getenv("QVM_SOURCE") : ".";
+	scan_folder("storage");
+	scan_folder("qmp");
+	scan_folder("net");
+	scan_folder("util");
+	test_storage_calls_one_way();
+	test_short_functions();
+	test_no_copies();
+	test_lifecycle_knows_no_verb();
+	return done_testing();
+}

@@ -230,9 +230,39 @@ static void string_lists(void)
 	ok(!util_strv_contains(NULL, "create"), "a NULL list holds nothing");
 }
 
+/* util_read_fd: the whole-file reader the journal shares with
+ * util_read_file, on an fd the caller opened (one it also writes). */
+static void reading_fds(void)
+{
+	char path[] = "/tmp/qvm-unit-read.XXXXXX";
+	_cleanup_free_ char *data = NULL;
+	util_err err = { 0 };
+	size_t len = 0;
+	int fd = mkstemp(path);
+
+	ok(fd >= 0 && util_write_all(fd, "0123456789", 10) == 0, "a file of 10 bytes");
+	lseek(fd, 0, SEEK_SET);
+	ok(util_read_fd(fd, path, 10, &data, &len, &err) == 0 && len == 10 &&
+	           !strcmp(data, "0123456789"),
+	   "util_read_fd reads it all, NUL-terminated");
+	free(data);
+	data = NULL;
+	lseek(fd, 0, SEEK_SET);
+	ok(util_read_fd(fd, path, 9, &data, &len, &err) == -EFBIG && !data && len == 10,
+	   "one byte over the cap is -EFBIG, nothing returned");
+	ok(strstr(err.msg, "larger than 9 bytes") != NULL, "... and says the cap: %s", err.msg);
+	ftruncate(fd, 0);
+	lseek(fd, 0, SEEK_SET);
+	ok(util_read_fd(fd, path, 9, &data, NULL, &err) == 0 && data && !*data,
+	   "an empty file is an empty string");
+	close(fd);
+	unlink(path);
+}
+
 int main(void)
 {
 	names();
+	reading_fds();
 	string_lists();
 	sizes();
 	escaping();

@@ -1,11 +1,13 @@
-/* Unit tests for the layout of the sources themselves (STYLE.md 1 and the
- * small-function rule): within storage/ the calls between files go one
+/* Unit tests for the layout of the sources themselves (dependencies one
+ * way, small functions): within storage/ the calls between files go one
  * way, the lower folders have no function over 100 lines and no function
  * twice, and lifecycle/ does not know the CLI's supervisor verb. Reads
  * the tree at $QVM_SOURCE. */
 #include <dirent.h>
 #include <string.h>
 
+#include "lifecycle/lifecycle.h"
+#include "lifecycle/run.h"
 #include "tap.h"
 #include "util/util.h"
 
@@ -270,6 +272,20 @@ static void test_lifecycle_knows_no_verb(void)
 	is_int(hits, 0, "lifecycle/ leaves the supervisor verb's name to cli/");
 }
 
+/* Without the CLI's verb lifecycle starts no supervisor (it has no name
+ * of its own to fall back on). */
+static void test_spawn_needs_a_verb(void)
+{
+	char root[] = "/tmp/qvm-unit-layout.XXXXXX";
+	util_err err = { 0 };
+
+	ok(mkdtemp(root) != NULL, "a temp root");
+	is_int(lc_spawn_supervisor(root, 1, -1, false, false, 1000, &err), -ENOSYS,
+	       "no verb set: lc_spawn_supervisor refuses");
+	ok(strstr(err.msg, "no supervisor command is set") != NULL, "... saying why: %s", err.msg);
+	util_rm_rf(root, NULL);
+}
+
 int main(void)
 {
 	src = getenv("QVM_SOURCE") ? getenv("QVM_SOURCE") : ".";
@@ -281,5 +297,6 @@ int main(void)
 	test_short_functions();
 	test_no_copies();
 	test_lifecycle_knows_no_verb();
+	test_spawn_needs_a_verb();
 	return done_testing();
 }

@@ -5,12 +5,12 @@
 
 #include "cli.h"
 
-enum { OPT_NO_MEMORY = 0x300 };
+enum { OPT_NO_MEMORY = 0x300, OPT_RUNNING };
 
-/* NAME [ARG] with the options of opts; QVM_LOCK_TIMEOUT_MS as the run
- * commands read it. */
+/* NAME [ARG] with the options of opts (at most one, a flag: *ret_flag);
+ * QVM_LOCK_TIMEOUT_MS as the run commands read it. */
 static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts, int min, int max,
-                 bool *ret_no_memory, char ***ret_ops, int *ret_n, lc_run_opts *ro, util_err *err)
+                 bool *ret_flag, char ***ret_ops, int *ret_n, lc_run_opts *ro, util_err *err)
 {
 	cli_parser p;
 	const char *arg;
@@ -19,8 +19,8 @@ static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts,
 	memset(ro, 0, sizeof(*ro));
 	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
 	while ((c = cli_parser_next(&p, &arg, err)) > 0)
-		if (c == OPT_NO_MEMORY && ret_no_memory)
-			*ret_no_memory = true;
+		if ((c == OPT_NO_MEMORY || c == OPT_RUNNING) && ret_flag)
+			*ret_flag = true;
 	if (c < 0)
 		r = c;
 	if (r == 0)
@@ -59,18 +59,34 @@ int cli_cmd_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 
 int cli_cmd_snapshot_revert(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
+	static const struct option opts[] = { { "running", no_argument, NULL, OPT_RUNNING },
+		                              { NULL, 0, NULL, 0 } };
+	_cleanup_json_ json_t *res = NULL;
+	bool start = false;
 	lc_run_opts ro;
 	char **ops;
-	int n, r = parse(ctx, argc, argv, NULL, 2, 2, NULL, &ops, &n, &ro, err);
+	int n, r = parse(ctx, argc, argv, opts, 2, 2, &start, &ops, &n, &ro, err);
 
 	if (r == 0)
-		r = lc_vm_snapshot_revert(ctx->root, ops[0], ops[1], &ro, err);
+		r = lc_vm_snapshot_revert(ctx->root, ops[0], ops[1], start, &ro, &res, err);
 	if (r < 0)
 		return r;
-	if (ctx->json)
-		*ret_json = json_pack("{s:s, s:s}", "vm", ops[0], "reverted", ops[1]);
-	else if (ctx->verbosity >= 0)
-		printf("%s: reverted to snapshot '%s'\n", ops[0], ops[1]);
+	if (ctx->json) {
+		*ret_json = TAKE_PTR(res);
+		return 0;
+	}
+	if (ctx->verbosity < 0)
+		return 0;
+	/* say what came back: an off vm gets the disks, not the memory */
+	if (json_is_true(json_object_get(res, "memory")))
+		printf("%s: reverted to snapshot '%s' (memory and disks)%s\n", ops[0], ops[1],
+		       json_is_true(json_object_get(res, "started")) ? "; started from it" : "");
+	else if (json_is_true(json_object_get(res, "snapshot_memory")))
+		printf("%s: reverted to snapshot '%s' (disks only: the vm is off, so its memory state was not loaded; qvm snapshot-revert %s %s --running starts it from there)\n",
+		       ops[0], ops[1], ops[0], ops[1]);
+	else
+		printf("%s: reverted to snapshot '%s' (disks)%s\n", ops[0], ops[1],
+		       json_is_true(json_object_get(res, "started")) ? "; started" : "");
 	return 0;
 }
 

@@ -138,9 +138,13 @@ static const cli_command commands[] = {
 	  "At most 10 snapshots per vm, or snapshots.max (qvm update NAME snapshots.max=N);\n"
 	  "once a new one is taken past it, the oldest is deleted. Every disk must be qcow2;\n"
 	  "a TAG a disk already holds (a disk snapshot) is refused.\n" },
-	{ "snapshot-revert", cli_cmd_snapshot_revert, "NAME SNAP",
+	{ "snapshot-revert", cli_cmd_snapshot_revert, "NAME SNAP [--running]",
 	  "go back to a snapshot (id or tag): a running vm continues from the saved moment",
-	  "A snapshot without memory is reverted with the vm off; a stopped vm gets its disks back.\n" },
+	  "  --running     a vm that is off: start it, from the snapshot's memory state if it has one\n"
+	  "A snapshot without memory is reverted with the vm off; a stopped vm gets its disks back\n"
+	  "(not its memory, unless --running). The definition goes back too: memory, vcpus, disk\n"
+	  "sizes and (off) the cdrom. Refused while a disk was attached or detached since the\n"
+	  "snapshot: detach or attach it first.\n" },
 	{ "snapshot-delete", cli_cmd_snapshot_delete, "NAME SNAP",
 	  "delete a snapshot from the disks and the tree; its children move to its parent", NULL },
 	{ "snapshot-list", cli_cmd_snapshot_list, "NAME",

@@ -582,11 +582,15 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id, cons
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag, bool no_memory,
                           const lc_run_opts *opts, json_t **ret_snap, util_err *err);
 
-/* Bring the VM back to snapshot snap (its id or tag): a running VM
+/* Bring the VM back to snapshot snap (its id or tag) and to the memory,
+ * vcpus, disk sizes and (off) cdrom it was taken with: a running VM
  * continues from the saved moment (snapshot-load); a stopped one gets its
- * disks back. */
-int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap,
-                          const lc_run_opts *opts, util_err *err);
+ * disks back, and with start is started and (a memory snapshot) loaded.
+ * Refused while the disk set differs from the snapshot's. *ret_result
+ * (may be NULL): {vm, reverted (tag), id, snapshot_memory, memory (loaded),
+ * disks, definition (restored), started}. */
+int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap, bool start,
+                          const lc_run_opts *opts, json_t **ret_result, util_err *err);
 
 /* Delete snapshot snap (id or tag) from the disks and the tree; its
  * children move to its parent. */

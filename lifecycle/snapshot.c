@@ -288,6 +288,111 @@ static int target_of(const lc_vm *vm, json_t *snap, bool strict, target *t, util
 	return 0;
 }
 
+/* ---- the definition a snapshot was taken with ------------------------------------- */
+
+/* What of the definition a VM snapshot holds: the machine its disks and
+ * memory state belong to (memory, vcpus, the cdrom, each disk and its
+ * size). The NICs (their addresses are leases of the network's), labels,
+ * user data and the restart policy are the VM's and stay as they are. */
+static json_t *hw_of(const lc_vmdef *def)
+{
+	json_t *disks = json_array();
+
+	for (size_t i = 0; i < def->n_disks; i++)
+		json_array_append_new(disks,
+		                      json_pack("{s:I, s:I}", "id", (json_int_t)def->disks[i].id,
+		                                "size", (json_int_t)def->disks[i].size));
+	return json_pack("{s:I, s:i, s:o, s:o}", "memory", (json_int_t)def->memory, "vcpus",
+	                 (int)def->vcpus, "cdrom",
+	                 def->cdrom ? json_string(def->cdrom) : json_null(), "disks", disks);
+}
+
+/* Is disk id one of snapshot s's disk set? That of its stored definition;
+ * a record from before the definition was stored lists only the writable
+ * disks it holds. */
+static bool snap_has_disk(json_t *s, unsigned id)
+{
+	json_t *hw = json_object_get(s, "definition"), *v;
+	size_t i;
+
+	json_array_foreach (json_object_get(hw, "disks"), i, v)
+		if (jint(v, "id") == (json_int_t)id)
+			return true;
+	if (hw)
+		return false;
+	json_array_foreach (json_object_get(s, "disks"), i, v)
+		if (json_integer_value(v) == (json_int_t)id)
+			return true;
+	return false;
+}
+
+/* A revert needs the disk set the snapshot was taken with: a disk
+ * attached since holds no part of it (its guest would lose it under a
+ * running revert, and the definition would keep it), and one detached
+ * since cannot be brought back. Refused, as CloudStack does, before
+ * anything changes: the user detaches it (or attaches it back) first. */
+int lc_snap_check_disk_set(const lc_vm *vm, json_t *s, util_err *err)
+{
+	json_t *hw = json_object_get(s, "definition"), *v;
+	size_t i;
+
+	for (size_t k = 0; k < vm->def.n_disks; k++) {
+		const lc_disk *d = &vm->def.disks[k];
+
+		if (!hw && (d->readonly || !d->path))
+			continue;
+		if (!snap_has_disk(s, d->id))
+			return util_err_set(
+			        err, -EBUSY,
+			        "disk %u was attached to '%s' after snapshot '%s' was taken and holds no part of it; detach it first (qvm disk-detach %s %u), then revert",
+			        d->id, vm->def.name, jstr(s, "tag"), vm->def.name, d->id);
+	}
+	json_array_foreach (json_object_get(hw, "disks"), i, v) {
+		bool there = false;
+
+		for (size_t k = 0; k < vm->def.n_disks; k++)
+			there = there || vm->def.disks[k].id == (unsigned)jint(v, "id");
+		if (!there)
+			return util_err_set(
+			        err, -ENOENT,
+			        "disk %u of snapshot '%s' is no longer attached to '%s', so the vm cannot go back to it",
+			        (unsigned)jint(v, "id"), jstr(s, "tag"), vm->def.name);
+	}
+	return 0;
+}
+
+/* The "redefine" record that gives vm back what of its definition hw (a
+ * snapshot's) holds, or NULL when nothing differs (or hw is from a record
+ * that stored none). A running VM keeps the medium its QEMU has in the
+ * cdrom drive (snapshot-load does not change it), so its cdrom stays. */
+static json_t *restore_rec(const lc_vm *vm, json_t *hw, bool running, const char *reason)
+{
+	_cleanup_json_ json_t *now = lc_vmdef_to_json(&vm->def);
+	_cleanup_json_ json_t *j = json_deep_copy(now);
+	util_err ignored = { 0 };
+	json_t *d, *h, *rec;
+	lc_vmdef nd;
+	size_t i, k;
+
+	if (!json_is_object(hw))
+		return NULL;
+	json_object_set(j, "memory", json_object_get(hw, "memory"));
+	json_object_set(j, "vcpus", json_object_get(hw, "vcpus"));
+	if (!running)
+		json_object_set(j, "cdrom", json_object_get(hw, "cdrom"));
+	json_array_foreach (json_object_get(j, "disks"), i, d)
+		json_array_foreach (json_object_get(hw, "disks"), k, h)
+			if (jint(h, "id") == jint(d, "id"))
+				json_object_set(d, "size", json_object_get(h, "size"));
+	if (json_equal(j, now) || lc_vmdef_from_json(j, &nd, &ignored) < 0)
+		return NULL;
+	rec = json_pack("{s:s, s:I, s:s}", "type", "redefine", "id", (json_int_t)vm->id, "reason",
+	                reason);
+	json_object_update_new(rec, lc_db_def_fields(&nd));
+	lc_vmdef_clear(&nd);
+	return rec;
+}
+
 /* ---- QMP jobs ----------------------------------------------------------------------- */
 
 static json_t *find_job(json_t *jobs, const char *id)
@@ -751,6 +856,13 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 			                           (json_int_t)jint(data, "snap"), "tag", tag,
 			                           "reason", "reverted (finished after a crash)"),
 			                 NULL, err);
+		if (r == 0) {
+			json_t *redef =
+			        restore_rec(vm, json_object_get(data, "definition"), t.qmp != NULL,
+			                    "reverted (finished after a crash)");
+
+			r = redef ? lc_db_append(db, redef, NULL, err) : 0;
+		}
 		result = r < 0 ? "failed" : "ok";
 	} else {
 		return 0; /* unknown to this version */
@@ -1036,6 +1148,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	                 ids_json(&t), "created", (json_int_t)util_realtime_ms(), "state",
 	                 running ? lc_lcm_name(lcm) : lc_state_name(x.vm->state));
 	json_object_set_new(snap, "vmstate", memory ? json_integer(t.ids[0]) : json_null());
+	json_object_set_new(snap, "definition", hw_of(&x.vm->def));
 	/* "fresh": no disk held the tag before this intent, so what a
 	 * rollback finds under it is this operation's own */
 	r = append(root, &intent, err,
@@ -1083,17 +1196,73 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	return 0;
 }
 
-int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_arg,
-                          const lc_run_opts *opts, util_err *err)
+/* Revert a held VM to snapshot s (borrowed from x->vm): its disks, with
+ * QEMU its memory, and what of its definition the snapshot holds. */
+static int revert_held(const char *root, held_vm *x, json_t *s, bool running, bool *ret_redefined,
+                       util_err *err)
+{
+	_cleanup_(target_clear) target t = { 0 };
+	_cleanup_free_ char *tag = util_xstrdup(jstr(s, "tag")), *reason = NULL;
+	json_t *hw = json_object_get(s, "definition"), *redef;
+	bool memory = json_is_true(json_object_get(s, "memory"));
+	unsigned vmstate = (unsigned)jint(s, "vmstate");
+	int64_t sid = jint(s, "id");
+	uint64_t intent;
+	json_t *data;
+	int r = lc_snap_check_disk_set(x->vm, s, err);
+
+	if (r == 0)
+		r = target_of(x->vm, s, true, &t, err);
+	if (r == 0 && running)
+		r = lc_command_qmp(root, x->h.id, x->h.name, &t.qmp, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot revert '%s' to snapshot '%s'", x->h.name, tag);
+	data = json_pack("{s:I, s:s, s:o, s:b, s:I}", "snap", (json_int_t)sid, "tag", tag, "disks",
+	                 ids_json(&t), "memory", memory, "vmstate", (json_int_t)vmstate);
+	/* a recovery that finishes the revert restores the definition too */
+	if (hw)
+		json_object_set(data, "definition", hw);
+	r = append(root, &intent, err, intent_rec("snapshot-revert", x->h.id, data),
+	           running ? state_rec(x->h.id, LC_LCM_SNAPSHOT, "reverting to a snapshot",
+	                               lc_lcm_name(x->vm->lcm))
+	                   : NULL,
+	           NULL, NULL);
+	if (r < 0)
+		return r;
+	util_crash_point("snapshot-revert-after-intent");
+	r = target_revert(&t, x->h.name, tag, vmstate, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		append(root, NULL, &ignored,
+		       running ? state_rec(x->h.id, x->vm->lcm, "snapshot revert failed", NULL)
+		               : NULL,
+		       done_rec(intent, "failed", err->msg), NULL, NULL);
+		return util_err_prefix(err, "cannot revert '%s' to snapshot '%s'", x->h.name, tag);
+	}
+	util_crash_point("snapshot-revert-before-record");
+	reason = util_xasprintf(
+	        "reverted to snapshot %" PRId64 " '%s' (%s)", sid, tag,
+	        running  ? "memory and disks"
+	        : memory ? "disks only: the vm is off, its memory state was not loaded"
+	                 : "disks");
+	redef = restore_rec(x->vm, hw, running, reason);
+	*ret_redefined = redef != NULL;
+	return append(root, NULL, err,
+	              json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-current", "id",
+	                        (json_int_t)x->h.id, "snap", (json_int_t)sid, "tag", tag, "reason",
+	                        reason),
+	              redef, running ? state_rec(x->h.id, x->vm->lcm, reason, NULL) : NULL,
+	              done_rec(intent, "ok", NULL));
+}
+
+/* The VM, held, reverted to snap_arg; *ret_result says what came back. */
+static int revert_once(const char *root, const char *name, const char *snap_arg,
+                       const lc_run_opts *opts, json_t **ret_result, util_err *err)
 {
 	_cleanup_(held_vm_clear) held_vm x = { 0 };
-	_cleanup_(target_clear) target t = { 0 };
-	_cleanup_free_ char *tag = NULL, *reason = NULL;
 	json_t *s = NULL;
-	bool running = false, memory;
-	unsigned vmstate;
-	int64_t sid;
-	uint64_t intent;
+	bool running = false, redefined = false;
 	int r = hold(root, name, opts, &x, err);
 
 	if (r == 0)
@@ -1102,50 +1271,54 @@ int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_a
 		r = check_state(x.vm, "revert", &running, err);
 	if (r < 0)
 		return r;
-	tag = util_xstrdup(jstr(s, "tag"));
-	sid = jint(s, "id");
-	memory = json_is_true(json_object_get(s, "memory"));
-	vmstate = (unsigned)jint(s, "vmstate");
-	if (running && !memory)
+	if (running && !json_is_true(json_object_get(s, "memory")))
 		return util_err_set(
 		        err, -EINVAL,
 		        "cannot revert '%s' to snapshot '%s' while it runs: the snapshot holds no memory (taken with --no-memory or while the vm was off); power it off (qvm poweroff %s) and revert then",
-		        x.h.name, tag, x.h.name);
-	r = target_of(x.vm, s, true, &t, err);
-	if (r == 0 && running)
-		r = lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, err);
-	if (r < 0)
-		return util_err_prefix(err, "cannot revert '%s'", x.h.name);
-	r = append(root, &intent, err,
-	           intent_rec("snapshot-revert", x.h.id,
-	                      json_pack("{s:I, s:s, s:o, s:b, s:I}", "snap", (json_int_t)sid, "tag",
-	                                tag, "disks", ids_json(&t), "memory", memory, "vmstate",
-	                                (json_int_t)vmstate)),
-	           running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "reverting to a snapshot",
-	                               lc_lcm_name(x.vm->lcm))
-	                   : NULL,
-	           NULL, NULL);
+		        x.h.name, jstr(s, "tag"), x.h.name);
+	r = revert_held(root, &x, s, running, &redefined, err);
 	if (r < 0)
 		return r;
-	util_crash_point("snapshot-revert-after-intent");
-	r = target_revert(&t, x.h.name, tag, vmstate, err);
-	if (r < 0) {
-		util_err ignored = { 0 };
+	*ret_result = json_pack("{s:s, s:s, s:I, s:b, s:b, s:O?, s:b}", "vm", x.h.name, "reverted",
+	                        jstr(s, "tag"), "id", (json_int_t)jint(s, "id"), "snapshot_memory",
+	                        json_is_true(json_object_get(s, "memory")), "memory", running,
+	                        "disks", json_object_get(s, "disks"), "definition", redefined);
+	return 0;
+}
 
-		append(root, NULL, &ignored,
-		       running ? state_rec(x.h.id, x.vm->lcm, "snapshot revert failed", NULL)
-		               : NULL,
-		       done_rec(intent, "failed", err->msg), NULL, NULL);
-		return util_err_prefix(err, "cannot revert '%s' to snapshot '%s'", x.h.name, tag);
+int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_arg, bool start,
+                          const lc_run_opts *opts, json_t **ret_result, util_err *err)
+{
+	_cleanup_json_ json_t *first = NULL, *second = NULL;
+	json_t *res;
+	int r = revert_once(root, name, snap_arg, opts, &first, err);
+
+	if (r < 0)
+		return r;
+	res = first;
+	if (start && !json_is_true(json_object_get(first, "memory"))) {
+		/* --running on a VM that is off: start it, and load the memory
+		 * state into the running QEMU, as virsh snapshot-revert
+		 * --running does (a snapshot of disks only just boots) */
+		r = lc_vm_start(root, name, opts, err);
+		if (r == 0 && json_is_true(json_object_get(first, "snapshot_memory")))
+			r = revert_once(root, name, snap_arg, opts, &second, err);
+		if (r < 0)
+			return util_err_prefix(
+			        err,
+			        "'%s' was reverted to the disks of snapshot '%s', but not started from it",
+			        name, snap_arg);
+		if (second) {
+			json_object_set(second, "definition", json_object_get(first, "definition"));
+			res = second;
+		}
+		json_object_set_new(res, "started", json_true());
 	}
-	util_crash_point("snapshot-revert-before-record");
-	reason = util_xasprintf("reverted to snapshot %" PRId64 " '%s'", sid, tag);
-	return append(root, NULL, err,
-	              json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-current", "id",
-	                        (json_int_t)x.h.id, "snap", (json_int_t)sid, "tag", tag, "reason",
-	                        reason),
-	              running ? state_rec(x.h.id, x.vm->lcm, reason, NULL) : NULL,
-	              done_rec(intent, "ok", NULL), NULL);
+	if (!json_object_get(res, "started"))
+		json_object_set_new(res, "started", json_false());
+	if (ret_result)
+		*ret_result = json_incref(res);
+	return 0;
 }
 
 int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap_arg,

@@ -34,4 +34,10 @@ json_t *lc_snap_of_disk(const lc_vm *vm, unsigned disk_id, const char *name);
  * least writable; the refusal names the disk and what to do. */
 int lc_snap_check_disks(const lc_vm *vm, util_err *err);
 
+/* May vm be reverted to snapshot s (one of its tree)? Only with the disk
+ * set s was taken with: that of its stored definition, or for a record
+ * that stored none, the writable disks it holds. A disk attached or
+ * detached since is refused, naming it and what to do. */
+int lc_snap_check_disk_set(const lc_vm *vm, json_t *s, util_err *err);
+
 #endif

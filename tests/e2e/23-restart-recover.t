@@ -12,6 +12,7 @@ export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg QVM_DISK_ROOTS=$G:$QVM_TEST_RO
 mkdir -p "$QVM_TEST_ROOT/img"
 unset QVM_CRASH_AT QVM_QEMU QVM_LOCK_TIMEOUT_MS QVM_RESTART_BACKOFF_MS
 NL=$'\n'
+count_lines() { tr -d '\r' <"$1" 2>/dev/null | grep -a -c -E -- "$2"; }
 
 console_log() { echo "$QVM_ROOT/vms/$(vm_id "$1")/console.log"; }
 wait_ready() { wait_for_file_line "$(console_log "$1")" '^QVM-READY ' "$BOOT_S" "${2:-0}"; }
@@ -58,6 +59,24 @@ like "$OUT" "REASON +.*restarted 10 times within 60 s" "show says why it is not 
 is "$(reasons r | grep -c 'restarting in')" 10 "history: ten restart decisions"
 ok "no qemu of r is left" wait_pid_gone "$last" 5
 is "$(sup_of "$rid")" "" "no supervisor of r is left"
+
+# A guest that powers itself off counts against the cap under "always"
+# too, and ends the same way: FAILED, with the cap's reason. The window is
+# widened so that slow boots all count.
+section "restart policy always: the cap on a guest that powers itself off"
+export QVM_RESTART_BACKOFF_MS=100 QVM_RESTART_WINDOW_MS=3600000
+define po "qvm.poweroff=0" --restart always
+run "$QVM" start po
+is "$RC" 0 "start po (--restart always, powers itself off at once)" || diag "$ERR"
+wait_state po "FAILED|POWEROFF" $((BOOT_S * 11))
+is "$STATE" FAILED "after 10 restarts, its next poweroff leaves po FAILED, as for a crash"
+run "$QVM" show po
+like "$OUT" "REASON +the guest powered off; restarted 10 times within 3600 s: not again \(restart policy always\)" \
+	"show says the guest powered off and why it is not restarted again"
+is "$(reasons po | grep -c 'restarting in')" 10 "history: ten restart decisions"
+is "$(count_lines "$(console_log po)" '^QVM-POWEROFF self$')" 11 "the guest powered off 11 times"
+is "$(sup_of "$(vm_id po)")" "" "no supervisor of po is left"
+unset QVM_RESTART_BACKOFF_MS QVM_RESTART_WINDOW_MS
 
 # ============================================================================
 section "a pending restart is cancelled by poweroff and by delete"

@@ -352,12 +352,95 @@ for point in snapshot-create-after-intent snapshot-delete-after-intent snapshot-
 	ok "$point (running): the guest counts on" counter_after "$at"
 done
 
+# a disk attached after a snapshot holds no part of it: a revert is refused
+# until it is detached (the guest would lose it, the definition keep it)
+run "$QVM" snapshot-create sn Mem
+is "$RC" 0 "snapshot Mem of the running vm" || diag "$ERR"
+NM=$(last_counter)
+run "$QVM" disk-attach sn --size 8M
+is "$RC" 0 "disk-attach after Mem (hot-plugged)" || diag "$ERR"
+run "$QVM" snapshot-revert sn Mem
+is "$RC" 1 "revert to Mem with a disk attached since is refused"
+like "$ERR" "disk 2 was attached to 'sn' after snapshot 'Mem' was taken and holds no part of it; detach it first \(qvm disk-detach sn 2\)" \
+	"... naming the disk and what to do"
+is "$(state sn)" "ACTIVE/RUNNING" "... and the vm runs on"
+run "$QVM" disk-detach sn 2
+is "$RC" 0 "disk-detach it" || diag "$ERR"
+
+# a memory snapshot reverted while off: the disks only, and it says so;
+# --running starts the vm from the saved moment
+run "$QVM" poweroff sn --hard
+is "$RC" 0 "poweroff" || diag "$ERR"
+run "$QVM" snapshot-revert sn Mem
+is "$RC" 0 "revert to Mem while off" || diag "$ERR"
+like "$OUT" "^sn: reverted to snapshot 'Mem' \(disks only: the vm is off, so its memory state was not loaded; qvm snapshot-revert sn Mem --running starts it from there\)$" \
+	"... says the memory state was not loaded"
+run "$QVM" --json snapshot-revert sn Mem
+is "$(json 'str(d["memory"]) + str(d["snapshot_memory"]) + str(d["started"])' <<<"$OUT")" "FalseTrueFalse" \
+	"--json: memory not loaded (the snapshot has it), not started"
+is "$(state sn)" POWEROFF "... and the vm stays off"
+at=$(line_count "$LOG")
+run "$QVM" snapshot-revert sn Mem --running
+is "$RC" 0 "revert --running to Mem while off" || diag "$ERR"
+like "$OUT" "^sn: reverted to snapshot 'Mem' \(memory and disks\); started from it$" "... memory and disks, started"
+is "$(state sn)" "ACTIVE/RUNNING" "... ACTIVE/RUNNING"
+V=$(counter_after "$at")
+diag "counter at Mem: $NM; first after revert --running: $V"
+ok "the guest continues from Mem's moment (counter $V, about $NM), not from a boot" \
+	test -n "$V" -a "${V:-0}" -ge "$NM" -a "${V:-99}" -le $((NM + 2))
+run "$QVM" snapshot-delete sn Mem
+
 # fresh disks hold no snapshots
 run "$QVM" delete sn --recreate
 is "$RC" 0 "delete --recreate of the running vm" || diag "$ERR"
 run "$QVM" snapshot-list sn
 like "$OUT" "sn has no snapshots" "... its tree is empty"
 is "$(disk_tags "$D0")|$(disk_tags "$D1")" "|" "... as its new disks"
+
+# ---- a revert brings the definition back: memory, vcpus, disk sizes, cdrom -----------
+define dv "" --machine pc --disk 16M --disk 8M
+dd if=/dev/zero of="$QVM_TEST_ROOT/a.iso" bs=1M count=1 status=none
+dd if=/dev/zero of="$QVM_TEST_ROOT/b.iso" bs=1M count=1 status=none
+export QVM_DISK_ROOTS=$G:$QVM_TEST_ROOT
+run "$QVM" cdrom-insert dv "$QVM_TEST_ROOT/a.iso"
+is "$RC" 0 "cdrom-insert a.iso" || diag "$ERR"
+def_of() { "$QVM" show dv --json | json 'd["definition"]'"$1"; }
+hw() { echo "$(def_of '["memory"]') $(def_of '["vcpus"]') $(def_of '["cdrom"]') $(def_of '["disks"][1]["size"]')"; }
+before=$(hw)
+run "$QVM" snapshot-create dv H
+is "$RC" 0 "snapshot H of dv (off)" || diag "$ERR"
+run "$QVM" update dv memory=384M vcpus=2
+is "$RC" 0 "memory and vcpus changed after H" || diag "$ERR"
+run "$QVM" disk-resize dv 1 24M
+is "$RC" 0 "disk 1 grown after H" || diag "$ERR"
+run "$QVM" cdrom-insert dv "$QVM_TEST_ROOT/b.iso"
+is "$RC" 0 "another cdrom after H" || diag "$ERR"
+ok "the definition differs from H's" test "$(hw)" != "$before"
+run "$QVM" disk-attach dv --size 8M
+is "$RC" 0 "a disk attached after H" || diag "$ERR"
+run "$QVM" snapshot-revert dv H
+is "$RC" 1 "revert to H with a disk attached since is refused"
+like "$ERR" "disk 2 was attached to 'dv' after snapshot 'H' was taken" "... naming the disk"
+is "$(def_of '["disks"].__len__()')" 3 "... and nothing changed"
+run "$QVM" disk-detach dv 2
+is "$RC" 0 "disk-detach it" || diag "$ERR"
+run "$QVM" snapshot-revert dv H
+is "$RC" 0 "revert to H" || diag "$ERR"
+is "$(hw)" "$before" "the definition is H's again: memory, vcpus, cdrom, disk 1's size"
+is "$(qemu-img info -f qcow2 --output=json "$QVM_ROOT/vms/$(vm_id dv)/disk1.qcow2" | json 'd["virtual-size"]')" \
+	"$(def_of '["disks"][1]["size"]')" "... and disk 1's file agrees with it"
+run "$QVM" history dv
+like "$OUT" "reverted to snapshot [0-9]+ 'H'" "history: the revert"
+# a revert a crash cut short is finished with the definition too
+run "$QVM" update dv memory=384M vcpus=2
+run "$QVM" disk-resize dv 1 24M
+run env QVM_CRASH_AT=snapshot-revert-disk "$QVM" snapshot-revert dv H
+is "$RC" 99 "crash point snapshot-revert-disk (dv)"
+run "$QVM" snapshot-list dv
+is "$RC" 0 "the next command finishes the revert" || diag "$ERR"
+is "$(hw)" "$before" "... the definition is H's again"
+run "$QVM" delete dv
+is "$RC" 0 "delete dv" || diag "$ERR"
 
 run "$QVM" delete sn
 is "$RC" 0 "delete the vm" || diag "$ERR"

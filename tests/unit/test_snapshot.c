@@ -99,5 +99,38 @@ int main(void)
 	vm.def.n_disks = 0;
 	ok(lc_snap_check_disks(&vm, &err) == -EOPNOTSUPP, "no disk: refused");
 
+	/* the disk set of a revert */
+	{
+		json_t *old_rec = json_pack("{s:s, s:[i]}", "tag", "old", "disks", 0);
+		json_t *new_rec = json_pack("{s:s, s:[i], s:{s:[{s:i, s:i}, {s:i, s:i}]}}", "tag",
+		                            "new", "disks", 0, "definition", "disks", "id", 0,
+		                            "size", 1, "id", 1, "size", 1);
+
+		disks[0].readonly = false;
+		disks[1].readonly = true; /* not in an old record's writable disks */
+		vm.def.n_disks = 2;
+		ok(lc_snap_check_disk_set(&vm, old_rec, &err) == 0,
+		   "old record: the same writable disks, a read-only one beside: fine");
+		disks[1].readonly = false;
+		ok(lc_snap_check_disk_set(&vm, old_rec, &err) == -EBUSY,
+		   "old record: a writable disk attached since is refused");
+		is_str(err.msg,
+		       "disk 1 was attached to 'web' after snapshot 'old' was taken and holds no part of it; detach it first (qvm disk-detach web 1), then revert",
+		       "... naming it and what to do");
+		ok(lc_snap_check_disk_set(&vm, new_rec, &err) == 0,
+		   "stored definition: the same disks: fine");
+		vm.def.n_disks = 1;
+		ok(lc_snap_check_disk_set(&vm, new_rec, &err) == -ENOENT,
+		   "stored definition: a disk detached since is refused");
+		is_str(err.msg,
+		       "disk 1 of snapshot 'new' is no longer attached to 'web', so the vm cannot go back to it",
+		       "... naming it");
+		disks[0].id = 2;
+		ok(lc_snap_check_disk_set(&vm, new_rec, &err) == -EBUSY,
+		   "stored definition: another disk in place of one is refused");
+		json_decref(old_rec);
+		json_decref(new_rec);
+	}
+
 	return done_testing();
 }

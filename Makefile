@@ -61,7 +61,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 GUEST   := build/guest
 
-.PHONY: all deps check unit unit-build clang e2e guest install demo format format-check bench clean help
+.PHONY: deps-check all deps check unit unit-build clang e2e guest install demo format format-check bench clean help
 .DEFAULT_GOAL := all
 
 all: $(QVM) build/qvm
@@ -89,6 +89,11 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIBQVM)
 deps:
 	@tests/lib/deps.sh
 
+deps-check:
+	@command -v clang-format >/dev/null && command -v clang >/dev/null && \
+		command -v qemu-system-x86_64 >/dev/null && command -v prove >/dev/null || \
+		{ echo "check: packages are missing: run ./setup (or make deps) first" >&2; exit 1; }
+
 guest: deps
 	@tests/guest/build.sh $(GUEST)
 
@@ -108,10 +113,11 @@ e2e: all guest
 		QVM_TEST_SINCE=$$(date +%s) \
 		prove -f --timer tests/e2e/*.t
 
-# The README's test command: installs what is missing, checks the format,
-# builds (with gcc, and with clang to keep both clean), runs every unit and
-# end-to-end test, then the unit suite again under ASan/UBSan.
-check: deps
+# The README's test command (./setup --check runs it after `make deps`):
+# checks the format, builds (with gcc, and with clang to keep both clean),
+# runs every unit and end-to-end test, then the unit suite again under
+# ASan/UBSan. It installs nothing; deps-check names what is missing.
+check: deps-check
 	$(MAKE) format-check
 	$(MAKE) clang
 	$(MAKE) all

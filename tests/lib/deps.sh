@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
 	# build: compiler, make, libc headers; pkg-config and the libraries
 	# the Makefile's PKGS name
-	build-essential pkg-config
+	build-essential make pkg-config
 	# `make check` also compiles everything with clang (SPEC: gcc and
 	# clang clean), and checks the format with clang-format first
 	clang clang-format

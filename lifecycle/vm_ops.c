@@ -469,10 +469,22 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	if (r < 0)
 		goto out;
 	if (!redefine) {
-		r = lc_db_append(db,
-		                 json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
-		                           (json_int_t)vm->id, "labels", labels, "user", user),
-		                 NULL, err);
+		/* the bounds on labels and user data hold for the result */
+		_cleanup_json_ json_t *cur = lc_vmdef_to_json(&vm->def);
+
+		lc_vmdef_clear(&nd);
+		r = lc_vmdef_from_json(cur, &nd, err);
+		if (r == 0) {
+			lc_json_apply_changes(nd.labels, labels);
+			lc_json_apply_changes(nd.user, user);
+			r = lc_vmdef_validate(&nd, err);
+		}
+		if (r == 0)
+			r = lc_db_append(db,
+			                 json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
+			                           (json_int_t)vm->id, "labels", labels, "user",
+			                           user),
+			                 NULL, err);
 		goto out;
 	}
 	/* memory and vcpus: what QEMU starts with, so only while it is off */

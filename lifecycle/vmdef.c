@@ -445,6 +445,10 @@ static bool is_uuid(const char *s)
 	return true;
 }
 
+/* Bounds on labels and user data (documented in qvm(8)). */
+#define VMDEF_MAP_MAX   64
+#define VMDEF_VALUE_MAX 1024
+
 /* what: "label" or "user data" */
 static int validate_map(json_t *map, const char *what, util_err *err)
 {
@@ -452,7 +456,15 @@ static int validate_map(json_t *map, const char *what, util_err *err)
 	const char *k;
 	json_t *v;
 
+	/* Each update journals the whole definition: keep it small. */
+	if (json_object_size(map) > VMDEF_MAP_MAX)
+		return util_err_set(err, -EINVAL, "too many %s entries: %zu (at most %d)", what,
+		                    json_object_size(map), VMDEF_MAP_MAX);
 	json_object_foreach (map, k, v) {
+		if (json_is_string(v) && strlen(json_string_value(v)) > VMDEF_VALUE_MAX)
+			return util_err_set(err, -EINVAL,
+			                    "the value of %s '%s' is too long (at most %d bytes)",
+			                    what, k, VMDEF_VALUE_MAX);
 		snprintf(kind, sizeof(kind), "%s key", what);
 		TRY(util_validate_name(k, kind, err));
 		snprintf(kind, sizeof(kind), "the value of %s '%s'", what, k);

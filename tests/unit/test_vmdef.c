@@ -83,6 +83,22 @@ int main(void)
 	refused("{\"name\":\"web\",\"disks\":[{\"source\":\"1G\",\"format\":\"vmdk\"}]}",
 	        "not supported");
 	refused("[]", "JSON object");
+	{
+		char big[2048], many[4096];
+		size_t m = 0;
+
+		memset(big, 0, sizeof(big));
+		snprintf(big, sizeof(big), "{\"name\":\"web\",\"labels\":{\"a\":\"");
+		memset(big + strlen(big), 'x', 1100);
+		strcat(big, "\"}}");
+		refused(big, "too long");
+		m = (size_t)snprintf(many, sizeof(many), "{\"name\":\"web\",\"user\":{");
+		for (int i = 0; i < 65; i++)
+			m += (size_t)snprintf(many + m, sizeof(many) - m, "%s\"k%d\":\"v\"",
+			                      i ? "," : "", i);
+		snprintf(many + m, sizeof(many) - m, "}}");
+		refused(many, "too many user data");
+	}
 
 	ok(lc_disk_parse("20G", &d, &err) == 0 && d.size == 20ull << 30 && !d.backing, "disk 20G");
 	lc_disk_clear(&d);

@@ -113,7 +113,10 @@ static int read_definition(const char *file, const char *name, lc_vmdef *def, ut
 	lc_vmdef_clear(def);
 	if (lc_vmdef_from_json(j, def, err) < 0) {
 		lc_vmdef_init(def);
-		return util_err_prefix(err, "invalid definition in '%s'", file);
+		/* a definition the checks refuse is a usage error, as the
+		 * same values given as flags are */
+		util_err_prefix(err, "invalid definition in '%s'", file);
+		return cli_usage(err, "%s", err->msg);
 	}
 	return 0;
 }

@@ -11,8 +11,11 @@
 #include "snapshot.h"
 
 /* Compact when this many records follow the snapshot: keeps loads fast. */
-#define COMPACT_AFTER   128
-#define LOCK_TIMEOUT_MS 10000
+#define COMPACT_AFTER 128
+/* Compact by size too: a few large redefine records must not make every
+ * command load megabytes (or, past the reader's limit, fail). */
+#define COMPACT_BYTES_MAX ((uint64_t)1 << 20)
+#define LOCK_TIMEOUT_MS   10000
 
 struct lc_db {
 	char *root;
@@ -480,6 +483,30 @@ static int apply_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
 }
 
 /* Append a record (a new reference, consumed) and apply it to the model. */
+static uint64_t compact_bytes(void)
+{
+	uint64_t eighth = lc_journal_max_bytes() / 8;
+
+	return eighth < COMPACT_BYTES_MAX ? eighth : COMPACT_BYTES_MAX;
+}
+
+static bool db_log_is_long(const lc_db *db)
+{
+	return lc_journal_count(db->journal) >= COMPACT_AFTER ||
+	       lc_journal_log_size(db->journal) >= compact_bytes();
+}
+
+/* Fold the log into the snapshot. Compaction only shortens loading:
+ * failing it loses nothing, and an append that then cannot fit says so. */
+static void db_compact(lc_db *db)
+{
+	_cleanup_json_ json_t *state = db_state_json(db);
+	_cleanup_json_ json_t *summary = db_summary_json(db);
+	util_err ignored = { 0 };
+
+	lc_journal_compact(db->journal, state, summary, &ignored);
+}
+
 int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err)
 {
 	_cleanup_json_ json_t *owned = rec;
@@ -489,6 +516,8 @@ int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err)
 	if (!db->write)
 		return util_err_set(err, -EPERM, "the database was opened read-only");
 	json_object_set_new(rec, "time", json_integer(util_realtime_ms()));
+	if (lc_journal_log_size(db->journal) >= compact_bytes())
+		db_compact(db);
 	r = lc_journal_append(db->journal, rec, &seq, err);
 	if (r < 0)
 		return r;
@@ -665,14 +694,8 @@ void lc_db_close(lc_db *db)
 {
 	if (!db)
 		return;
-	if (db->journal && lc_journal_count(db->journal) >= COMPACT_AFTER) {
-		_cleanup_json_ json_t *state = db_state_json(db);
-		_cleanup_json_ json_t *summary = db_summary_json(db);
-		util_err ignored = { 0 };
-
-		/* Compaction only shortens loading; failing it loses nothing. */
-		lc_journal_compact(db->journal, state, summary, &ignored);
-	}
+	if (db->journal && db_log_is_long(db))
+		db_compact(db);
 	lc_journal_close(db->journal);
 	for (size_t i = 0; i < db->n_vms; i++)
 		vm_free(db->vms[i]);

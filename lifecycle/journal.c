@@ -14,11 +14,28 @@
 
 /* The largest log, snapshot or archive we read into memory. */
 #define FILE_MAX ((size_t)256 << 20)
+/* The least a test may lower it to (QVM_JOURNAL_MAX_BYTES). */
+#define FILE_MAX_FLOOR ((size_t)64 << 10)
 /* The largest record we write: a line must stay far below FILE_MAX. */
 #define RECORD_MAX              ((size_t)16 << 20)
 #define HISTORY_LOCK_TIMEOUT_MS 10000
 #define SNAPSHOT_NAME           "snapshot.json"
 #define REPAIR_HINT             "; copy the journal folder aside and repair or restore it by hand"
+
+size_t lc_journal_max_bytes(void)
+{
+	const char *v = getenv("QVM_JOURNAL_MAX_BYTES");
+	unsigned long long n;
+	char *end;
+
+	if (!v || !*v)
+		return FILE_MAX;
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno || *end || n < FILE_MAX_FLOOR || n > FILE_MAX)
+		return FILE_MAX;
+	return (size_t)n;
+}
 
 typedef struct jrec {
 	uint64_t seq;
@@ -156,7 +173,7 @@ static int read_optional(const char *path, char **ret, size_t *ret_len, util_err
 		*ret_len = 0;
 		return 0;
 	}
-	return util_read_fd(fd, path, FILE_MAX, ret, ret_len, err);
+	return util_read_fd(fd, path, lc_journal_max_bytes(), ret, ret_len, err);
 }
 
 static int fsync_parent(const char *path, util_err *err)
@@ -572,7 +589,7 @@ static int load_log(lc_journal *j, util_err *err)
 	}
 	if (fd < 0)
 		return util_err_errno(err, -errno, "cannot open journal '%s'", j->log_path);
-	r = util_read_fd(fd, j->log_path, FILE_MAX, &buf, &len, err);
+	r = util_read_fd(fd, j->log_path, lc_journal_max_bytes(), &buf, &len, err);
 	if (r < 0)
 		return r;
 	r = scan_records(j->log_path, buf, len, true, NULL, load_rec, &ctx, &valid, err);
@@ -759,6 +776,11 @@ size_t lc_journal_count(const lc_journal *j)
 	return j->n;
 }
 
+uint64_t lc_journal_log_size(const lc_journal *j)
+{
+	return j->log_size;
+}
+
 const char *lc_journal_torn(const lc_journal *j)
 {
 	return j->torn;
@@ -850,6 +872,13 @@ int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *e
 	line = util_xasprintf("%s %08" PRIx32 " %s\n", seq_text,
 	                      frame_crc(seq_text, (size_t)seq_len, body, body_len), body);
 	line_len = seq_len + 10 + (int)body_len + 1;
+	/* A log the reader would refuse makes every command fail for every
+	 * VM: never write one. The caller compacts well before this. */
+	if (j->log_size + (uint64_t)line_len > lc_journal_max_bytes())
+		return util_err_set(err, -E2BIG,
+		                    "cannot append to journal '%s': the log would pass %zu bytes, "
+		                    "the most qvm reads back; nothing was written",
+		                    j->log_path, lc_journal_max_bytes());
 
 	/* Under the exclusive lock nobody else writes: a log of another
 	 * length was changed behind our back, and appending would bury it. */
@@ -940,6 +969,13 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 	           : util_xasprintf("\"state\":%s", text);
 	free(text);
 	text = NULL;
+	/* The snapshot is read back with the same limit as the log. */
+	if (strlen(body) + 64 > lc_journal_max_bytes())
+		return util_err_set(
+		        err, -E2BIG,
+		        "cannot compact journal '%s': the state is %zu bytes, more than "
+		        "the %zu qvm reads back",
+		        j->dir, strlen(body), lc_journal_max_bytes());
 
 	/* 1. History first: whatever the snapshot folds in is archived. A
 	 *    crash after this leaves an archive that the next one overlaps. */

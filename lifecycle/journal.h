@@ -86,6 +86,12 @@ uint64_t lc_journal_last_seq(const lc_journal *j);
 
 /* How many records follow the snapshot: what a compaction would fold in. */
 size_t lc_journal_count(const lc_journal *j);
+/* Bytes of valid records in the log (what the next reader loads). */
+uint64_t lc_journal_log_size(const lc_journal *j);
+/* The largest log or snapshot a reader accepts, which an append or a
+ * compaction never passes: 256 MiB, or QVM_JOURNAL_MAX_BYTES (tests; at
+ * least 64 KiB). */
+size_t lc_journal_max_bytes(void);
 
 /* The file this open saved a torn log to, for a warning; NULL if none. */
 const char *lc_journal_torn(const lc_journal *j);

@@ -139,6 +139,10 @@ typedef struct lc_vmdef {
 #define LC_VCPUS_MAX      255
 #define LC_DISKS_MAX      16
 #define LC_NICS_MAX       16
+/* The whole definition as JSON, and the kernel command line (Linux takes
+ * 2 KiB on x86): every redefine record holds the whole definition. */
+#define LC_VMDEF_JSON_MAX (128 << 10)
+#define LC_APPEND_MAX     4096
 
 void lc_vmdef_init(lc_vmdef *def);
 void lc_vmdef_clear(lc_vmdef *def); /* frees members; def itself is the caller's */

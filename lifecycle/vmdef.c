@@ -526,6 +526,32 @@ static int validate_nic(const lc_vmdef *def, const lc_nic *n, util_err *err)
 	return 0;
 }
 
+/* Every redefine record carries the whole definition, and the journal
+ * reads back what it wrote: a bound on the whole keeps every command's cost
+ * and the journal's size in proportion, whatever field grew. */
+static int check_def_size(const lc_vmdef *def, util_err *err)
+{
+	_cleanup_json_ json_t *obj = NULL;
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+
+	if (def->append && strlen(def->append) > LC_APPEND_MAX)
+		return util_err_set(err, -EINVAL,
+		                    "the kernel command line is %zu bytes, more than %d",
+		                    strlen(def->append), LC_APPEND_MAX);
+	obj = lc_vmdef_to_json(def);
+	text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	if (!text)
+		return util_err_set(err, -EINVAL, "the definition cannot be encoded as JSON");
+	len = strlen(text);
+	if (len > LC_VMDEF_JSON_MAX)
+		return util_err_set(err, -EINVAL,
+		                    "the definition is %zu bytes as JSON, more than %d; "
+		                    "shorten its labels, user data or paths",
+		                    len, LC_VMDEF_JSON_MAX);
+	return 0;
+}
+
 int lc_vmdef_validate(const lc_vmdef *def, util_err *err)
 {
 	char a[16], b[16];
@@ -580,7 +606,7 @@ int lc_vmdef_validate(const lc_vmdef *def, util_err *err)
 		return util_err_set(err, -EINVAL, "--cloud-init needs user-data=FILE");
 	TRY(validate_map(def->labels, "label", err));
 	TRY(validate_map(def->user, "user data", err));
-	return 0;
+	return check_def_size(def, err);
 }
 
 /* ---- --disk and --nic specs ------------------------------------------------------- */

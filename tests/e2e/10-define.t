@@ -71,7 +71,7 @@ like "$isnt_same_disk" "/vms/2/disk0.qcow2" "... and disks of its own"
 run "$QVM" create web3 --from - <<<'{"name":"x","memory":"256M","disks":["16M"],"labels":{"a":"b"}}'
 is "$RC" 0 "create --from stdin with --disk specs in the file" || diag "$ERR"
 run "$QVM" create web4 --from - <<<'{"name":"x","memroy":"256M"}'
-is "$RC" 1 "a misspelt key in --from is refused"
+is "$RC" 2 "a misspelt key in --from is refused"
 like "$ERR" "unknown key 'memroy'" "... naming the key"
 before=$(vm_dirs)
 for flag in "--memory 1G" "--vcpus 2" "--disk 1G" "--label a=b" "--machine q35" "--autostart"; do
@@ -89,7 +89,7 @@ is "$ERR" "qvm: cannot read '/nonexistent/web.json': No such file or directory" 
 run "$QVM" create web4 --from - <<<'{"vcpus": 0}'
 like "$ERR" "'vcpus' must be a whole number from 1 to 255" "vcpus in a file: the real range"
 run "$QVM" create web4 --from - <<<'{"memory": "256M", "labels": {"k": "a\u0001b"}}'
-is "$RC" 1 "a file without a name takes the command line's; its bad label is refused"
+is "$RC" 2 "a file without a name takes the command line's; its bad label is refused"
 like "$ERR" "the value of label 'k' contains a control character" \
 	"a control character in a label value is reported as in the value"
 run "$QVM" create web4 --label "k=$(printf 'a\001b')"

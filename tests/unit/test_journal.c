@@ -1119,6 +1119,54 @@ static void test_summary(const char *base)
 	}
 }
 
+/* An append never writes a log the reader would refuse, a compaction never
+ * writes a snapshot it would refuse, and the journal stays readable. */
+static void test_size_bounds(const char *base)
+{
+	_cleanup_free_ char *dir = path_in(base, "bounds/journal");
+	_cleanup_free_ char *pad = malloc(10000);
+	util_err err = { 0 };
+	lc_journal *j = NULL;
+	size_t appended = 0;
+	int r = 0;
+
+	memset(pad, 'x', 9999);
+	pad[9999] = '\0';
+	setenv("QVM_JOURNAL_MAX_BYTES", "65536", 1);
+	is_int((int)lc_journal_max_bytes(), 65536, "QVM_JOURNAL_MAX_BYTES lowers the read limit");
+	if (!ok_e(lc_journal_open(dir, true, 1000, &j, &err) == 0, "a writer opens"))
+		goto out;
+	while (appended < 100) {
+		_cleanup_json_ json_t *rec = json_pack("{s:s, s:s}", "type", "pad", "pad", pad);
+
+		r = lc_journal_append(j, rec, NULL, &err);
+		if (r < 0)
+			break;
+		appended++;
+	}
+	ok(r == -E2BIG && appended == 6, "the 7th record of 10 KB is refused: %s", err.msg);
+	ok(strstr(err.msg, "would pass 65536 bytes") != NULL, "... saying why");
+	ok(lc_journal_log_size(j) <= 65536, "the log stayed within the limit");
+	{
+		_cleanup_json_ json_t *big =
+		        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "a", pad, "b", pad, "c",
+		                  pad, "d", pad, "e", pad, "f", pad, "g", pad);
+
+		r = lc_journal_compact(j, big, NULL, &err);
+		ok(r == -E2BIG && strstr(err.msg, "more than the 65536"),
+		   "a snapshot over the limit is not written: %s", err.msg);
+	}
+	lc_journal_close(j);
+	j = NULL;
+	r = lc_journal_open(dir, false, 1000, &j, &err);
+	ok(r == 0 && lc_journal_count(j) == appended, "a reader reads all %zu records back: %s",
+	   appended, r < 0 ? err.msg : "");
+	lc_journal_close(j);
+out:
+	unsetenv("QVM_JOURNAL_MAX_BYTES");
+	is_int((int)lc_journal_max_bytes(), 256 << 20, "unset, the limit is 256 MiB");
+}
+
 int main(void)
 {
 	char base[] = "/tmp/qvm-test-journal.XXXXXX";
@@ -1137,6 +1185,7 @@ int main(void)
 	test_locks(base);
 	test_leftovers(base);
 	test_summary(base);
+	test_size_bounds(base);
 	if (util_rm_rf(base, &err) < 0)
 		diag("%s", err.msg);
 	return done_testing();

@@ -100,6 +100,12 @@ char **cli_disk_roots(const cli_ctx *ctx);
 
 /* Open the database (LC_DB_* flags) with the error prefixed. */
 int cli_open_db(const cli_ctx *ctx, unsigned flags, lc_db **ret_db, util_err *err);
+/* Open the database to read one VM (show, history, dump, argv): a name no
+ * live VM has finds the newest DONE one of that name, and an ACTIVE VM that
+ * nothing drives is settled first (as list does), so no read shows a ghost.
+ * On success *ret_db is the caller's to close. */
+int cli_open_vm_to_read(cli_ctx *ctx, const char *name_or_id, lc_db **ret_db, lc_vm **ret_vm,
+                        util_err *err);
 
 /* ---- the commands (cli/cmd_*.c) ------------------------------------------ */
 

@@ -343,9 +343,11 @@ static int open_one(cli_ctx *ctx, int argc, char **argv, const struct option *op
 		r = cli_usage(err, "unexpected option");
 	if (r == 0)
 		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
-	if (r == 0)
-		r = cli_open_db(ctx, write ? LC_DB_WRITE : 0, &db, err);
-	if (r == 0)
+	if (r == 0 && !write)
+		r = cli_open_vm_to_read(ctx, ops[0], &db, ret_vm, err);
+	else if (r == 0)
+		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
+	if (r == 0 && write)
 		r = lc_db_find(db, ops[0], ret_vm, err);
 	cli_parser_done(&p);
 	if (r < 0) {

@@ -1,4 +1,6 @@
 /* Commands that look: list, show, history, argv, host. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
@@ -7,18 +9,50 @@ static int open_named(cli_ctx *ctx, int argc, char **argv, lc_db **ret_db, lc_vm
                       util_err *err)
 {
 	char **ops;
-	lc_db *db = NULL;
 	int r = cli_parse_operands(ctx, argc, argv, 1, 1, &ops, NULL, err);
 
-	if (r == 0)
-		r = cli_open_db(ctx, 0, &db, err);
-	if (r == 0)
-		r = lc_db_find(db, ops[0], ret_vm, err);
+	return r < 0 ? r : cli_open_vm_to_read(ctx, ops[0], ret_db, ret_vm, err);
+}
+
+/* An ACTIVE VM nothing may be driving: its supervisor is dead, or it is in
+ * a shutdown, hotplug or snapshot its qvm may have abandoned. */
+static bool may_be_ghost(const lc_vm *vm)
+{
+	return vm->state == LC_ACTIVE && (!lc_vm_supervised(vm) || vm->lcm == LC_LCM_SHUTDOWN ||
+	                                  vm->lcm == LC_LCM_HOTPLUG || vm->lcm == LC_LCM_SNAPSHOT);
+}
+
+int cli_open_vm_to_read(cli_ctx *ctx, const char *name_or_id, lc_db **ret_db, lc_vm **ret_vm,
+                        util_err *err)
+{
+	lc_db *db = NULL;
+	lc_vm *vm = NULL;
+	int r = cli_open_db(ctx, 0, &db, err);
+
+	if (r == 0 && lc_db_find_any(db, name_or_id, &vm, err) < 0)
+		r = lc_db_find(db, name_or_id, &vm, err); /* its message */
+	if (r == 0 && may_be_ghost(vm)) {
+		/* settle it as list does, so that no read shows a ghost */
+		util_err rerr = { 0 };
+		uint64_t id = vm->id;
+
+		if (lc_vm_reconcile(ctx->root, id, &rerr) > 0) {
+			lc_db_close(db);
+			db = NULL;
+			r = cli_open_db(ctx, 0, &db, err);
+			vm = r == 0 ? lc_db_vm_by_id(db, id) : NULL;
+			if (r == 0 && !vm)
+				r = util_err_set(err, -ENOENT, "vm %" PRIu64 " is gone", id);
+		} else if (rerr.msg[0] && ctx->verbosity >= 0) {
+			fprintf(stderr, "qvm: cannot reconcile '%s': %s\n", vm->def.name, rerr.msg);
+		}
+	}
 	if (r < 0) {
 		lc_db_close(db);
 		return r;
 	}
 	*ret_db = db;
+	*ret_vm = vm;
 	return 0;
 }
 
@@ -42,9 +76,7 @@ static bool reconcile_dead(cli_ctx *ctx, lc_db *db)
 
 		/* a dead supervisor, or a shutdown, hotplug or snapshot its qvm
 		 * may have abandoned */
-		if (vm->state != LC_ACTIVE ||
-		    (lc_vm_supervised(vm) && vm->lcm != LC_LCM_SHUTDOWN &&
-		     vm->lcm != LC_LCM_HOTPLUG && vm->lcm != LC_LCM_SNAPSHOT))
+		if (!may_be_ghost(vm))
 			continue;
 		r = lc_vm_reconcile(ctx->root, vm->id, &err);
 		if (r < 0 && ctx->verbosity >= 0)

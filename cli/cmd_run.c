@@ -20,6 +20,7 @@ enum {
 	OPT_ADOPT,
 	OPT_WIPE,
 	OPT_RECREATE,
+	OPT_FORCE,
 };
 
 static const struct option run_opts[] = {
@@ -34,6 +35,7 @@ static const struct option run_opts[] = {
 	{ "delete", no_argument, NULL, OPT_DELETE },
 	{ "wipe", no_argument, NULL, OPT_WIPE },
 	{ "recreate", no_argument, NULL, OPT_RECREATE },
+	{ "force", no_argument, NULL, OPT_FORCE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -85,6 +87,9 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 			break;
 		case OPT_RECREATE:
 			a->recreate = true;
+			break;
+		case OPT_FORCE:
+			a->opts.force = true;
 			break;
 		default:
 			if (a->recover)
@@ -216,7 +221,8 @@ int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 
 int cli_cmd_recover(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
-	static const char *const allowed[] = { "success", "failure", "retry", "delete", NULL };
+	static const char *const allowed[] = { "success", "failure", "retry",
+		                               "delete",  "force",   NULL };
 	run_args a;
 	lc_recover_how how = LC_RECOVER_RETRY;
 	int r = parse_run(ctx, argc, argv, allowed, &a, err);

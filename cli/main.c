@@ -75,12 +75,13 @@ static const cli_command commands[] = {
 	  "delete a vm in any state (a running one is stopped hard): its disks and files go, it is kept as DONE for history",
 	  "  --wipe       overwrite the vm's disks with zeros before removing them\n"
 	  "  --recreate   keep the vm, back in PENDING with fresh disks\n" },
-	{ "recover", cli_cmd_recover, "NAME --success|--failure|--retry|--delete",
+	{ "recover", cli_cmd_recover, "NAME --success|--failure|--retry|--delete [--force]",
 	  "settle a vm stuck in UNKNOWN or an ACTIVE state nothing drives",
 	  "  --success   its qemu is adopted if it runs, else POWEROFF\n"
 	  "  --failure   any qemu is killed, FAILED\n"
 	  "  --retry     look again: adopt a live qemu or clean up\n"
-	  "  --delete    any qemu is killed and the vm deleted\n" },
+	  "  --delete    any qemu is killed and the vm deleted\n"
+	  "  --force     with --failure or --delete: also when a supervisor drives the vm\n" },
 	{ "boot", cli_cmd_boot, "NAME",
 	  "force a start from UNKNOWN or ACTIVE/BOOT (any qemu of it is killed first)", NULL },
 	{ "console", cli_cmd_console, "NAME",

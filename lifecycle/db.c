@@ -789,8 +789,28 @@ int lc_db_find(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err)
 			return 0;
 		}
 	}
-	return util_err_set(err, -ENOENT, "no vm named '%s' (see qvm list)",
+	return util_err_set(err, -ENOENT, "no vm named '%s' (see qvm list --all)",
 	                    name_or_id ? name_or_id : "");
+}
+
+int lc_db_find_any(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err)
+{
+	lc_vm *done = NULL;
+
+	if (lc_db_find(db, name_or_id, ret_vm, err) == 0)
+		return 0;
+	/* a DONE name is free for reuse: the newest of them is the one meant */
+	for (size_t i = 0; i < db->n_vms; i++) {
+		lc_vm *vm = db->vms[i];
+
+		if (vm->state == LC_DONE && util_streq(vm->def.name, name_or_id) &&
+		    (!done || vm->id > done->id))
+			done = vm;
+	}
+	if (!done)
+		return -ENOENT;
+	*ret_vm = done;
+	return 0;
 }
 
 char *lc_vm_dir(const lc_db *db, uint64_t id)

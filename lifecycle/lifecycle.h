@@ -67,6 +67,9 @@ typedef enum lc_op {
 	LC_OP_DELETE,
 	LC_OP_RESIZE_COLD,
 	LC_OP_UPDATE,
+	/* the delete command: DELETE's states, and a running VM, which it
+	 * stops first */
+	LC_OP_REMOVE,
 	LC_OP_COUNT
 } lc_op;
 
@@ -257,6 +260,9 @@ lc_vm *lc_db_vm_by_id(lc_db *db, uint64_t id);
 /* Find a VM by name or numeric id. DONE VMs are found only by id (their
  * names may be reused). -ENOENT with "no vm named 'x'" otherwise. */
 int lc_db_find(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err);
+/* For commands that only look (show, history, dump, argv): as lc_db_find,
+ * but a name no live VM has resolves to the newest DONE VM of that name. */
+int lc_db_find_any(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err);
 
 /* Per-VM folders under the root. Returned strings are new. */
 char *lc_vm_dir(const lc_db *db, uint64_t id);
@@ -312,6 +318,7 @@ typedef struct lc_run_opts {
 	int timeout_s;       /* how long the guest has for an ACPI shutdown */
 	bool no_wait;        /* return once the request is made */
 	int lock_timeout_ms; /* how long to wait for another qvm on this VM */
+	bool force;          /* recover --failure/--delete of a VM a supervisor drives */
 } lc_run_opts;
 
 #define LC_SHUTDOWN_TIMEOUT_S 60

@@ -118,6 +118,10 @@ static const struct op_rule {
 	                   { P(PENDING), P(HOLD), P(ACTIVE), P(POWEROFF), P(SUSPENDED), P(STOPPED),
 	                     P(UNDEPLOYED), P(FAILED) },
 	                   8 },
+	[LC_OP_REMOVE] = { "delete",
+	                   { P(PENDING), P(HOLD), P(ACTIVE), P(POWEROFF), P(UNDEPLOYED), P(FAILED),
+	                     P(STOPPED), P(SUSPENDED) },
+	                   8 },
 };
 
 const char *lc_op_name(lc_op op)

@@ -1139,7 +1139,13 @@ int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
 
 	if (r < 0)
 		return r;
-	r = stop_hard(root, &h, LC_POWEROFF, err);
+	/* the states delete accepts, from the table, before anything is done */
+	r = vm_now(root, h.id, &db, &vm, err);
+	if (r == 0)
+		r = lc_state_check(LC_OP_REMOVE, h.name, vm->state, vm->lcm, err);
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0)
+		r = stop_hard(root, &h, LC_POWEROFF, err);
 	if (r == 0)
 		r = lc_db_open(root, LC_DB_WRITE, &db, err);
 	if (r == 0 && !(vm = lc_db_vm_by_id(db, h.id)))
@@ -1205,6 +1211,17 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const 
 		break;
 	case LC_RECOVER_FAILURE:
 	case LC_RECOVER_DELETE:
+		/* recover is for a VM nothing drives: killing a healthy one
+		 * takes the user saying so */
+		if (vm->state == LC_ACTIVE && lc_vm_supervised(vm) && !opts->force) {
+			_cleanup_free_ char *now = lc_state_text(vm);
+
+			r = util_err_set(
+			        err, -EALREADY,
+			        "cannot recover '%s': it is %s and its supervisor (pid %d) drives it; recover is for a vm nothing drives (use poweroff --hard or delete, or add --force to kill it anyway)",
+			        h.name, now, (int)vm->supervisor_pid);
+			break;
+		}
 		kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
 		lc_find_qemu(vm, &qpid, &qstart);
 		kill_and_wait(qpid, qstart);

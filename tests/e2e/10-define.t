@@ -253,8 +253,16 @@ run "$QVM" show 1
 like "$OUT" "STATE +DONE" "show by id finds the DONE vm"
 run "$QVM" history 1
 like "$OUT" "DONE +deleted" "history records the deletion"
+run "$QVM" show web
+like "$OUT" "STATE +DONE" "show by name finds the DONE vm while no live one has the name"
+run "$QVM" delete 1
+is "$RC" 1 "delete of a DONE vm is refused"
+is "$ERR" "qvm: cannot delete 'web': it is DONE; delete needs PENDING, HOLD, ACTIVE, POWEROFF, UNDEPLOYED, FAILED, STOPPED or SUSPENDED" \
+	"... listing the states delete really takes (a running vm too), from the state table"
 run "$QVM" create web --memory 256M
 is "$RC" 0 "the name can be used again"
+run "$QVM" show web
+like "$OUT" "STATE +PENDING" "show by name finds the live vm before the DONE one"
 run "$QVM" delete nosuchvm
 is "$RC" 1 "delete of a missing vm fails"
 like "$ERR" "no vm named 'nosuchvm'" "... naming it"

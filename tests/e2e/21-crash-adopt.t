@@ -23,8 +23,8 @@ retire() {
 	"$QVM" delete "$1" >/dev/null 2>&1
 }
 # recorded NAME|ID FIELD: the latest value of a runtime field the journal
-# holds for the vm (qemu_pid, supervisor_pid, ...); like show and history,
-# it does not reconcile
+# holds for the vm (qemu_pid, supervisor_pid, ...); history, like every
+# read, first settles a vm nothing drives
 recorded() {
 	"$QVM" history "$1" --json |
 		json '([r["'"$2"'"] for r in d if "'"$2"'" in r] or [0])[-1]'
@@ -64,10 +64,10 @@ wait_ready "$id" 0 || not_ok "a1 boots" || diag_file "$QVM_ROOT/vms/$id/console.
 sup=$(recorded a1 supervisor_pid)
 q=$(recorded a1 qemu_pid)
 like "$(cmdline "$sup")" "__supervise $id " "a1 has a supervisor (pid $sup)"
+seq=$(last_seq a1)
 kill -9 "$sup"
 ok "its supervisor is killed" wait_pid_gone "$sup" 5
 ok "its qemu keeps running" alive "$q"
-seq=$(last_seq a1)
 run "$QVM" list
 is "$RC" 0 "list after the supervisor died" || diag "$ERR"
 like "$OUT" " a1 +runn " "list shows a1 running"
@@ -97,6 +97,13 @@ run "$QVM" shutdown a1
 is "$RC" 0 "shutdown of the adopted vm" || diag "$ERR"
 is "$OUT" "a1: DONE" "... says DONE"
 is "$(state "$id")" DONE "the journal says DONE"
+run "$QVM" show a1
+is "$RC" 0 "show finds a1 by name once it is DONE" || diag "$ERR"
+like "$OUT" "DONE" "... and says DONE"
+run "$QVM" history a1
+is "$RC" 0 "history finds a1 by name too" || diag "$ERR"
+run "$QVM" show no-such-vm
+like "$ERR" "no vm named 'no-such-vm' \(see qvm list --all\)" "a name nobody has points at list --all"
 like "$(reasons "$id" "$seq" | tail -1)" "^DONE shut down" "... recorded by the new supervisor"
 ok "the adopted qemu is gone" wait_pid_gone "$q" 5
 ok "the new supervisor is gone" wait_pid_gone "$sup2" 5
@@ -115,6 +122,11 @@ q=$(recorded a2 qemu_pid)
 kill -9 "$sup" "$q"
 ok "supervisor and qemu of a2 killed together" wait_pid_gone "$sup" 5
 wait_pid_gone "$q" 5
+# every read settles it first: none shows the dead vm as running
+run "$QVM" show a2 --json
+is "$(json 'd["state"]' <<<"$OUT")" FAILED "show --json after both died: FAILED, not a ghost"
+is "$(json 'd["qemu_pid"]' <<<"$OUT")" None "... with no qemu pid"
+like "$("$QVM" show a2)" "FAILED" "show (text) says FAILED"
 run "$QVM" list
 is "$RC" 0 "list after both died" || diag "$ERR"
 like "$OUT" " a2 +fail " "list shows a2 failed"

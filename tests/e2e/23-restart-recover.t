@@ -278,8 +278,16 @@ is "$(state u)" ACTIVE/RUNNING "... RUNNING"
 run "$QVM" recover u --retry
 is "$RC" 0 "recover --retry of a healthy vm changes nothing" || diag "$ERR"
 is "$(qemu_of "$uuuid")" "$q" "... the same qemu runs it"
-run "$QVM" recover u --delete
-is "$RC" 0 "recover --delete" || diag "$ERR"
+for how in --failure --delete; do
+	run "$QVM" recover u $how
+	is "$RC" 1 "recover $how of a vm its supervisor drives is refused"
+	like "$ERR" "cannot recover 'u': it is ACTIVE/RUNNING and its supervisor \(pid [0-9]+\) drives it.*--force" \
+		"... saying why and how to insist"
+	is "$(state u)" ACTIVE/RUNNING "... u keeps RUNNING"
+	is "$(qemu_of "$uuuid")" "$q" "... under the same qemu"
+done
+run "$QVM" recover u --delete --force
+is "$RC" 0 "recover --delete --force" || diag "$ERR"
 run "$QVM" list --all
 like "$OUT" "(^|$NL) +$uid +u +done " "... u is DONE"
 ok "... its qemu is gone" wait_pid_gone "$q" 5

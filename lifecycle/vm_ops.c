@@ -2,6 +2,7 @@
  * hold/release, delete, and the recovery of those interrupted by a crash.
  * Each is one transaction under the journal's exclusive lock: an intent is
  * recorded before the first file is touched and a completion after. */
+#include <ctype.h>
 #include <inttypes.h>
 #include <string.h>
 #include <sys/un.h>
@@ -42,6 +43,12 @@ static int place_store_disk(lc_db *db, lc_disk *d, util_err *err)
 	char *real;
 	int r = stor_image_get(lc_db_root(db), d->source, &img, err);
 
+	/* "10X" was most likely meant as a size: say both readings failed */
+	if (r == -ENOENT && isdigit((unsigned char)d->source[0]))
+		return util_err_set(err, -ENOENT,
+		                    "disk %u: '%s' is neither a size (such as 512M or 10G) nor an "
+		                    "image in the store; see qvm image list",
+		                    d->id, d->source);
 	if (r < 0)
 		return util_err_prefix(err, "disk %u", d->id);
 	if (d->backing_format && strcmp(d->backing_format, img.format))

@@ -263,6 +263,9 @@ run "$QVM" create web --memory 256M
 is "$RC" 0 "the name can be used again"
 run "$QVM" show web
 like "$OUT" "STATE +PENDING" "show by name finds the live vm before the DONE one"
+run "$QVM" create tenx --disk 10X
+is "$RC" 1 "--disk 10X is refused"
+like "$ERR" "disk 0: '10X' is neither a size \(such as 512M or 10G\) nor an image in the store" "... as neither a size nor an image"
 run "$QVM" delete nosuchvm
 is "$RC" 1 "delete of a missing vm fails"
 like "$ERR" "no vm named 'nosuchvm'" "... naming it"

@@ -380,8 +380,28 @@ int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	return 0;
 }
 
+/* Wait for the VM lock of name_or_id as every command does (before the
+ * journal's writer lock, which its holder may need). */
+static int lock_named(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm;
+	int timeout_ms;
+	int r = cli_lock_timeout(&timeout_ms, err);
+
+	if (r == 0)
+		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
+	if (r == 0)
+		r = lc_db_find(db, name_or_id, &vm, err);
+	if (r == 0)
+		r = lc_vm_lock_wait(ctx->root, vm->id, vm->def.name,
+		                    timeout_ms ? timeout_ms : LC_LOCK_TIMEOUT_MS, ret_lock, err);
+	return r;
+}
+
 int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
+	_cleanup_close_ int lock = -1;
 	_cleanup_db_ lc_db *db = NULL;
 	char **ops;
 	int nops, r;
@@ -389,11 +409,13 @@ int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 
 	r = cli_parse_operands(ctx, argc, argv, 2, -1, &ops, &nops, err);
 	if (r == 0)
+		r = lock_named(ctx, ops[0], &lock, err);
+	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r == 0)
 		r = lc_db_find(db, ops[0], &vm, err);
 	if (r == 0)
-		r = lc_vm_update(db, vm, ops + 1, (size_t)nops - 1, err);
+		r = lc_vm_update(db, vm, TAKE_FD(lock), ops + 1, (size_t)nops - 1, err);
 	if (r == 0 && ctx->json)
 		*ret_json = lc_vm_to_json(vm);
 	return r;

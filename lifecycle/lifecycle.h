@@ -291,14 +291,23 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
  * other keys of a definition ("disks", "machine"...) are refused, saying
  * which command changes them, and so is a "snapshots.max" that is not a
  * number from 1 to LC_SNAPSHOTS_MAX_LIMIT. All pairs or none are recorded. */
-int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *err);
+/* held_lock, here and below: the VM lock the caller took with
+ * lc_vm_lock_wait() before it opened db, handed over (closed here); or -1:
+ * it is taken now without waiting, as db holds the journal. */
+int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err);
 
 /* Remove a VM that is not running: its disks and folders go, the VM moves
  * to DONE (kept for history). wipe overwrites owned disks first. */
-int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err);
+int lc_vm_delete(lc_db *db, lc_vm *vm, int held_lock, bool wipe, util_err *err);
 
 /* Back to PENDING with fresh disks (delete --recreate), not running. */
-int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err);
+int lc_vm_recreate(lc_db *db, lc_vm *vm, int held_lock, util_err *err);
+
+/* The one way a command waits for a VM's lock: up to timeout_ms, then
+ * -EBUSY "vm 'NAME' is busy: ...". Take it before opening the journal for
+ * writing (its holder may need the journal to finish). */
+int lc_vm_lock_wait(const char *root, uint64_t id, const char *name, int timeout_ms, int *ret_fd,
+                    util_err *err);
 
 /* hold / release: PENDING <-> HOLD. */
 int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err);

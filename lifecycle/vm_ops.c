@@ -404,10 +404,10 @@ static int set_def_field(lc_vmdef *def, const char *key, const char *value, util
 	return 0;
 }
 
-int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *err)
+int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err)
 {
 	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
-	_cleanup_close_ int lock = -1;
+	_cleanup_close_ int lock = held_lock;
 	lc_vmdef nd;
 	bool redefine = false;
 	json_t *rec;
@@ -472,7 +472,8 @@ int lc_vm_update(lc_db *db, lc_vm *vm, char *const *pairs, size_t n, util_err *e
 	/* The VM lock, for every change: a disk or nic operation under way
 	 * (which rewrites the whole definition when it ends) would otherwise
 	 * overwrite this one. Not waited for: we hold the journal. */
-	r = lc_vm_lock(db, vm->id, 0, &lock, err);
+	if (lock < 0)
+		r = lc_vm_lock(db, vm->id, 0, &lock, err);
 	if (r < 0)
 		goto out;
 	if (!redefine) {
@@ -548,16 +549,16 @@ static int begin_removal(lc_db *db, lc_vm *vm, const char *op, json_t *data, int
 	_cleanup_json_ json_t *owned = data;
 	int r = lc_state_check(LC_OP_DELETE, vm->def.name, vm->state, vm->lcm, err);
 
-	if (r == 0)
+	if (r == 0 && *ret_lock < 0)
 		r = lc_vm_lock(db, vm->id, 0, ret_lock, err);
 	if (r < 0)
 		return r;
 	return begin_intent(db, op, vm->id, TAKE_PTR(owned), ret_intent, err);
 }
 
-int lc_vm_delete(lc_db *db, lc_vm *vm, bool wipe, util_err *err)
+int lc_vm_delete(lc_db *db, lc_vm *vm, int held_lock, bool wipe, util_err *err)
 {
-	_cleanup_close_ int lock = -1;
+	_cleanup_close_ int lock = held_lock;
 	uint64_t intent;
 	int r = begin_removal(db, vm, "delete", json_pack("{s:b}", "wipe", wipe), &lock, &intent,
 	                      err);
@@ -612,9 +613,9 @@ static int recreate_disks(lc_db *db, lc_vm *vm, uint64_t intent, const char *don
 	return r;
 }
 
-int lc_vm_recreate(lc_db *db, lc_vm *vm, util_err *err)
+int lc_vm_recreate(lc_db *db, lc_vm *vm, int held_lock, util_err *err)
 {
-	_cleanup_close_ int lock = -1;
+	_cleanup_close_ int lock = held_lock;
 	uint64_t intent;
 	int r = begin_removal(db, vm, "recreate", NULL, &lock, &intent, err);
 

@@ -479,8 +479,8 @@ void lc_held_clear(lc_held *h)
 	h->name = NULL;
 }
 
-static int vm_lock(const char *root, uint64_t id, const char *name, int timeout_ms, int *ret_fd,
-                   util_err *err)
+int lc_vm_lock_wait(const char *root, uint64_t id, const char *name, int timeout_ms, int *ret_fd,
+                    util_err *err)
 {
 	_cleanup_free_ char *run = util_xasprintf("%s/run", root);
 	_cleanup_free_ char *path = lc_vm_lock_path(root, id);
@@ -515,9 +515,9 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 		return r;
 	h->id = vm->id;
 	h->name = util_xstrdup(vm->def.name);
-	r = vm_lock(root, h->id, h->name,
-	            o && o->lock_timeout_ms ? o->lock_timeout_ms : LC_LOCK_TIMEOUT_MS, &h->lock,
-	            err);
+	r = lc_vm_lock_wait(root, h->id, h->name,
+	                    o && o->lock_timeout_ms ? o->lock_timeout_ms : LC_LOCK_TIMEOUT_MS,
+	                    &h->lock, err);
 	if (r == 0)
 		r = reconcile_locked(root, h->id, &settle, err);
 	/* then what a crash cut short: a disk operation, a snapshot operation
@@ -1150,11 +1150,13 @@ int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
 		r = lc_db_open(root, LC_DB_WRITE, &db, err);
 	if (r == 0 && !(vm = lc_db_vm_by_id(db, h.id)))
 		r = util_err_set(err, -ENOENT, "vm '%s' vanished", h.name);
-	/* the lock we hold is the one delete takes: hand it over */
+	/* the lock we hold is the one delete takes: hand it over (released
+	 * in between, a queued command could take it and make us "busy") */
 	if (r == 0) {
-		close(h.lock);
-		h.lock = -1;
-		r = recreate ? lc_vm_recreate(db, vm, err) : lc_vm_delete(db, vm, wipe, err);
+		int lock = TAKE_FD(h.lock);
+
+		r = recreate ? lc_vm_recreate(db, vm, lock, err)
+		             : lc_vm_delete(db, vm, lock, wipe, err);
 	}
 	lc_held_clear(&h);
 	return r;
@@ -1239,11 +1241,9 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const 
 		              err);
 		if (r == 0 && how == LC_RECOVER_DELETE) {
 			r = lc_db_open(root, LC_DB_WRITE, &db, err);
-			if (r == 0) {
-				close(h.lock);
-				h.lock = -1;
-				r = lc_vm_delete(db, lc_db_vm_by_id(db, h.id), false, err);
-			}
+			if (r == 0)
+				r = lc_vm_delete(db, lc_db_vm_by_id(db, h.id), TAKE_FD(h.lock),
+				                 false, err);
 		}
 		break;
 	}

@@ -325,4 +325,32 @@ like "$OUT" "ACCEL +(kvm|tcg) \\(" "host says which accelerator and why"
 QVM_ACCEL=tcg run "$QVM" host --json
 is "$(json 'd["accel"], d["accel_reason"]' <<<"$OUT")" "tcg set by QVM_ACCEL" "QVM_ACCEL overrides auto"
 
+# --- every command waits for the vm lock the same way (QVM_LOCK_TIMEOUT_MS) --
+run "$QVM" create lockme --memory 64M
+lid=$(vm_id lockme)
+lockfile=$QVM_ROOT/run/vm-$lid.lock
+for cmd in "update lockme label.a=1" "hold lockme" "delete lockme"; do
+	flock "$lockfile" sleep 1.5 &
+	holder=$!
+	for _ in $(seq 50); do flock -n "$lockfile" true 2>/dev/null || break; sleep 0.02; done
+	# shellcheck disable=SC2086
+	run "$QVM" $cmd
+	is "$RC" 0 "'$cmd' waits for another command's vm lock, then works" || diag "$ERR"
+	wait "$holder"
+done
+run "$QVM" create lockme2 --memory 64M
+lockfile=$QVM_ROOT/run/vm-$(vm_id lockme2).lock
+for cmd in "update lockme2 label.a=1" "delete lockme2"; do
+	flock "$lockfile" sleep 3 &
+	holder=$!
+	for _ in $(seq 50); do flock -n "$lockfile" true 2>/dev/null || break; sleep 0.02; done
+	# shellcheck disable=SC2086
+	QVM_LOCK_TIMEOUT_MS=300 run "$QVM" $cmd
+	is "$RC" 1 "'$cmd' gives up after QVM_LOCK_TIMEOUT_MS"
+	like "$ERR" "vm 'lockme2' is busy: another qvm command is working on it" "... with the busy message every command gives"
+	kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
+done
+run "$QVM" delete lockme2
+is "$RC" 0 "once free, delete works"
+
 done_testing

@@ -1162,6 +1162,17 @@ int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
 	return r;
 }
 
+/* recover of a VM whose live supervisor drives it: -EALREADY, and why */
+static int refuse_driven(const lc_vm *vm, const char *name, const char *why, util_err *err)
+{
+	_cleanup_free_ char *now = lc_state_text(vm);
+
+	return util_err_set(
+	        err, -EALREADY,
+	        "cannot recover '%s': it is %s and its supervisor (pid %d) drives it; %s", name,
+	        now, (int)vm->supervisor_pid, why);
+}
+
 int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const lc_run_opts *opts,
                   util_err *err)
 {
@@ -1192,12 +1203,7 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const 
 		break;
 	case LC_RECOVER_SUCCESS:
 		if (vm->state == LC_ACTIVE && lc_vm_supervised(vm)) {
-			_cleanup_free_ char *now = lc_state_text(vm);
-
-			r = util_err_set(
-			        err, -EALREADY,
-			        "cannot recover '%s': it is %s and its supervisor (pid %d) drives it; there is nothing to recover",
-			        h.name, now, (int)vm->supervisor_pid);
+			r = refuse_driven(vm, h.name, "there is nothing to recover", err);
 			break;
 		}
 		lc_find_qemu(vm, &qpid, &qstart);
@@ -1216,12 +1222,11 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const 
 		/* recover is for a VM nothing drives: killing a healthy one
 		 * takes the user saying so */
 		if (vm->state == LC_ACTIVE && lc_vm_supervised(vm) && !opts->force) {
-			_cleanup_free_ char *now = lc_state_text(vm);
-
-			r = util_err_set(
-			        err, -EALREADY,
-			        "cannot recover '%s': it is %s and its supervisor (pid %d) drives it; recover is for a vm nothing drives (use poweroff --hard or delete, or add --force to kill it anyway)",
-			        h.name, now, (int)vm->supervisor_pid);
+			r = refuse_driven(
+			        vm, h.name,
+			        "recover is for a vm nothing drives (use poweroff --hard or "
+			        "delete, or add --force to kill it anyway)",
+			        err);
 			break;
 		}
 		kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);

@@ -117,13 +117,67 @@ int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err)
 	}
 }
 
+/* The name the usage line gives the operand at index (0-based), as
+ * "NAME" in "NAME DISK_ID [--force]": words in brackets, options and the
+ * word after an option are not operands. Empty when it names none. */
+static void operand_name(const char *usage, int index, char *buf, size_t len)
+{
+	int depth = 0, seen = 0;
+	bool after_option = false;
+
+	buf[0] = '\0';
+	for (const char *w = usage ? usage : ""; *w;) {
+		size_t n = strcspn(w, " ");
+		bool option = w[0] == '-';
+
+		if (depth == 0 && !option && !after_option && w[0] != '|' && w[0] != '[' &&
+		    seen++ == index) {
+			snprintf(buf, len, "%.*s", (int)n, w);
+			return;
+		}
+		for (size_t i = 0; i < n; i++)
+			depth += w[i] == '[' ? 1 : w[i] == ']' ? -1 : 0;
+		after_option = option && depth == 0 && !memchr(w, '|', n);
+		w += n;
+		w += strspn(w, " ");
+	}
+}
+
+/* The command's usage line, or for a subcommand ("net create", whose
+ * argv[0] is "create") its own alternative, without its name. */
+static const char *usage_of(const cli_parser *p, char *buf, size_t len)
+{
+	const char *u = p->ctx && p->ctx->cmd ? p->ctx->cmd->usage : NULL;
+	size_t name_len = p->argc > 0 ? strlen(p->argv[0]) : 0;
+
+	if (!u || !strstr(u, " | "))
+		return u;
+	for (const char *alt = u; alt; alt = strstr(alt, " | ") ? strstr(alt, " | ") + 3 : NULL) {
+		const char *end = strstr(alt, " | ");
+		size_t n = end ? (size_t)(end - alt) : strlen(alt);
+
+		if (name_len && n > name_len && strncmp(alt, p->argv[0], name_len) == 0 &&
+		    alt[name_len] == ' ') {
+			snprintf(buf, len, "%.*s", (int)(n - name_len - 1), alt + name_len + 1);
+			return buf;
+		}
+	}
+	return u; /* alternatives of options, as "--size S | --image I" */
+}
+
 int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands, int *ret_count,
                         util_err *err)
 {
 	int n = p->argc - optind;
+	char usage[512];
 
-	if (n < min)
-		return cli_usage(err, "missing argument");
+	if (n < min) {
+		char name[64];
+
+		operand_name(usage_of(p, usage, sizeof(usage)), n, name, sizeof(name));
+		return name[0] ? cli_usage(err, "missing argument %s", name)
+		               : cli_usage(err, "missing argument");
+	}
 	if (max >= 0 && n > max)
 		return cli_usage(err, "unexpected argument '%s'", p->argv[optind + max]);
 	*ret_operands = p->argv + optind;

@@ -325,6 +325,23 @@ like "$OUT" "ACCEL +(kvm|tcg) \\(" "host says which accelerator and why"
 QVM_ACCEL=tcg run "$QVM" host --json
 is "$(json 'd["accel"], d["accel_reason"]' <<<"$OUT")" "tcg set by QVM_ACCEL" "QVM_ACCEL overrides auto"
 
+# --- a missing argument is named, from the command's usage line --------------
+while read -r want cmd; do
+	# shellcheck disable=SC2086
+	run "$QVM" $cmd
+	is "$RC" 2 "'qvm $cmd' is a usage error"
+	like "$ERR" "missing argument $want"$'\n' "... naming $want"
+done <<'EOF_CASES'
+NAME show
+NAME disk-attach
+DISK_ID disk-resize x
+SIZE disk-resize x 1
+NIC_ID nic-detach x
+KEY=VALUE... update x
+NAME net create
+N image show
+EOF_CASES
+
 # --- every command waits for the vm lock the same way (QVM_LOCK_TIMEOUT_MS) --
 run "$QVM" create lockme --memory 64M
 lid=$(vm_id lockme)

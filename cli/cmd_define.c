@@ -416,8 +416,15 @@ int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		r = lc_db_find(db, ops[0], &vm, err);
 	if (r == 0)
 		r = lc_vm_update(db, vm, TAKE_FD(lock), ops + 1, (size_t)nops - 1, err);
-	if (r == 0 && ctx->json)
+	if (r == 0 && ctx->json) {
 		*ret_json = lc_vm_to_json(vm);
+	} else if (r == 0 && ctx->verbosity >= 0) {
+		/* what was changed, by key, as the user wrote them */
+		printf("%s: updated", vm->def.name);
+		for (int i = 1; i < nops; i++)
+			printf("%s%.*s", i == 1 ? " " : ", ", (int)strcspn(ops[i], "="), ops[i]);
+		printf("\n");
+	}
 	return r;
 }
 

@@ -216,6 +216,8 @@ int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		return cli_report_state(ctx, a.name, ret_json, err);
 	if (r == 0 && ctx->json)
 		*ret_json = json_pack("{s:s, s:s}", "name", a.name, "state", "DONE");
+	else if (r == 0 && ctx->verbosity >= 0)
+		printf("%s: DONE (deleted%s)\n", a.name, a.wipe ? ", disks wiped" : "");
 	return r;
 }
 

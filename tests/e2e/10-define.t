@@ -99,6 +99,7 @@ like "$ERR" "the value of label 'k' contains a control character" "... with the 
 # update, hold, release
 run "$QVM" update web owner=alice label.tier=db label.team=
 is "$RC" 0 "update user data and labels"
+is "$OUT" "web: updated owner, label.tier, label.team" "update says what it changed"
 run "$QVM" show web --json
 is "$(json 'd["definition"]["user"]["owner"], d["definition"]["labels"]' <<<"$OUT")" "alice {'tier': 'db'}" \
 	"update set, changed and removed keys"
@@ -243,6 +244,7 @@ like "$ERR" "a vm named 'web' exists already \\(id 1\\)" "... saying which"
 disk=$QVM_ROOT/vms/1/disk0.qcow2
 run "$QVM" delete web --wipe
 is "$RC" 0 "delete --wipe"
+is "$OUT" "web: DONE (deleted, disks wiped)" "delete says what it did"
 ok "its disks and folder are gone" test ! -e "$disk" -a ! -e "$QVM_ROOT/vms/1"
 ok "its lock file is gone" test ! -e "$QVM_ROOT/run/vm-1.lock"
 run "$QVM" list

@@ -27,9 +27,9 @@ static const cli_command commands[] = {
 	  "  --accel auto|kvm|tcg   accelerator (default auto: kvm where it works)\n"
 	  "  --cloud-init user-data=F[,meta-data=F][,network-config=F]\n"
 	  "  --restart no|on-failure|always     restart policy (default no)\n"
-	  "  --autostart            start with the host's scheduler\n"
+	  "  --autostart            recorded for a host scheduler (none is built yet: nothing acts on it)\n"
 	  "  --label K=V            a label, repeatable\n"
-	  "  --hold                 define in HOLD: scheduled starts skip it\n"
+	  "  --hold                 define in HOLD (start still works; with no scheduler built yet, HOLD acts as PENDING)\n"
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
@@ -48,7 +48,8 @@ static const cli_command commands[] = {
 	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history",
 	  NULL },
 	{ "history", cli_cmd_history, "NAME", "print every journal record of a vm", NULL },
-	{ "hold", cli_cmd_hold, "NAME", "PENDING -> HOLD: scheduled and automatic starts skip it",
+	{ "hold", cli_cmd_hold, "NAME",
+	  "PENDING -> HOLD (start still works; no scheduler is built yet, so it acts like PENDING)",
 	  NULL },
 	{ "release", cli_cmd_release, "NAME", "HOLD -> PENDING", NULL },
 	{ "start", cli_cmd_start, "NAME [--wait | --no-wait]",

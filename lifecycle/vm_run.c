@@ -1006,12 +1006,16 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	if (r < 0)
 		goto out;
 	now = lc_state_text(vm);
-	if (vm->state == LC_ACTIVE)
+	/* the supervisor's reason, unless it only says the same again */
+	if (vm->state == LC_ACTIVE) {
+		bool same = !vm->reason || strstr(vm->reason, "ignored the ACPI shutdown");
+
 		r = util_err_set(
 		        err, -ETIMEDOUT,
-		        "cannot %s '%s': the guest did not shut down within %d s and it is %s (%s); use --hard or --hard-after",
-		        to_done ? "shutdown" : "poweroff", h.name, timeout_s, now,
-		        vm->reason ? vm->reason : "");
+		        "cannot %s '%s': the guest did not shut down within %d s, so it is %s again%s%s%s; use --hard or --hard-after",
+		        to_done ? "shutdown" : "poweroff", h.name, timeout_s, now, same ? "" : " (",
+		        same ? "" : vm->reason, same ? "" : ")");
+	}
 out:
 	lc_held_clear(&h);
 	return r;

@@ -265,6 +265,7 @@ wait_for_file_line "$dlog" '^QVM-READY ' $BOOT_S || explain deaf
 run "$QVM" poweroff deaf --timeout 2
 is "$RC" 1 "poweroff --timeout 2 of a guest that ignores ACPI fails"
 like "$ERR" "cannot poweroff 'deaf': the guest did not shut down within 2 s" "... saying so"
+is "$(grep -o 'ignored the ACPI\|did not shut down' <<<"$ERR" | wc -l)" 1 "... once, not again in the reason"
 like "$ERR" "--hard" "... and what to do"
 wait_state deaf "ACTIVE/RUNNING" 10
 is "$STATE" "ACTIVE/RUNNING" "it is back to ACTIVE/RUNNING"

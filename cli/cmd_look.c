@@ -254,8 +254,12 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	print_map("LABELS", def->labels);
 	print_map("USER", def->user);
 
-	printf("\nDISKS\n%3s %-6s %-6s %8s %-9s %s\n", "ID", "BUS", "FORMAT", "SIZE", "MODE",
-	       "PATH");
+	/* a section with no rows says so rather than showing bare headers */
+	if (def->n_disks == 0)
+		printf("\nDISKS       none\n");
+	else
+		printf("\nDISKS\n%3s %-6s %-6s %8s %-9s %s\n", "ID", "BUS", "FORMAT", "SIZE",
+		       "MODE", "PATH");
 	for (i = 0; i < def->n_disks; i++) {
 		const lc_disk *d = &def->disks[i];
 
@@ -266,11 +270,15 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 			printf("%3s %-6s %-6s %8s %-9s backing: %s (%s)\n", "", "", "", "", "",
 			       d->backing, d->backing_format);
 	}
-	printf("\nNICS\n%3s %-16s %-15s %-15s %-17s %-15s %s\n", "ID", "NETWORK", "BRIDGE", "TAP",
-	       "MAC", "IP", "MODEL");
 	{
 		_cleanup_json_ json_t *nics = lc_vm_nics_json(db, vm);
 		json_t *n;
+
+		if (json_array_size(nics) == 0)
+			printf("\nNICS        none\n");
+		else
+			printf("\nNICS\n%3s %-16s %-15s %-15s %-17s %-15s %s\n", "ID", "NETWORK",
+			       "BRIDGE", "TAP", "MAC", "IP", "MODEL");
 
 		json_array_foreach (nics, i, n) {
 			const char *v[6] = { "network", "bridge", "tap", "mac", "ip", "model" };

@@ -265,6 +265,12 @@ run "$QVM" create web --memory 256M
 is "$RC" 0 "the name can be used again"
 run "$QVM" show web
 like "$OUT" "STATE +PENDING" "show by name finds the live vm before the DONE one"
+run "$QVM" create bare --memory 64M
+run "$QVM" show bare
+like "$OUT" "DISKS +none" "show: a vm without disks says DISKS none, not a bare header"
+like "$OUT" "NICS +none" "... and NICS none"
+ok "... with no column header left" test "$(grep -c 'ID BUS\|ID NETWORK' <<<"$OUT")" = 0
+run "$QVM" delete bare
 run "$QVM" create tenx --disk 10X
 is "$RC" 1 "--disk 10X is refused"
 like "$ERR" "disk 0: '10X' is neither a size \(such as 512M or 10G\) nor an image in the store" "... as neither a size nor an image"

@@ -138,7 +138,7 @@ section "qvm dies in PROLOG: the next command rolls the start back"
 for point in start-prolog-before-seed start-prolog-after-seed; do
 	run env QVM_CRASH_AT=$point "$QVM" start c1
 	is "$RC" 99 "$point: qvm died there"
-	is "$(state c1)" ACTIVE/PROLOG "$point: the journal says ACTIVE/PROLOG"
+	is "$(journal_state "$id1")" ACTIVE/PROLOG "$point: the journal says ACTIVE/PROLOG"
 	run "$QVM" list
 	is "$RC" 0 "$point: list afterwards" || diag "$ERR"
 	settled c1 "$id1" "$uuid1" POWEROFF "$point: rolled back"
@@ -183,7 +183,7 @@ is "$(open_intents "$idp")" "" "... and no intent is left open"
 for point in create-disk start-prolog-before-seed start-prolog-after-seed; do
 	run env QVM_CRASH_AT=$point "$QVM" start p
 	is "$RC" 99 "$point (missing disks): qvm died there"
-	is "$(state p)" ACTIVE/PROLOG "$point: the journal says ACTIVE/PROLOG"
+	is "$(journal_state "$idp")" ACTIVE/PROLOG "$point: the journal says ACTIVE/PROLOG"
 	run "$QVM" list
 	is "$RC" 0 "$point: list afterwards" || diag "$ERR"
 	settled p "$idp" "$uuidp" PENDING "$point: rolled back"

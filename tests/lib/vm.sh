@@ -53,6 +53,8 @@
 #   vm_qmp ID CMD [ARGS_JSON] the "return" of a QMP command on vm ID's command
 #                             socket (free while no qvm command runs on it),
 #                             as one line of JSON (tests/lib/qmp.py)
+#   journal_state ID          its state as the journal's files hold it, read
+#                             without qvm (whose reads settle a crashed vm)
 #   open_intents ID           the ops of vm ID's journal intents that no done
 #                             record closed (read from the journal's files:
 #                             snapshot.json's state, then the log)
@@ -165,6 +167,32 @@ runtime_left() {
 		flock -n "$f" true || out+="held lock $f "
 	done
 	echo "$out"
+}
+
+# journal_state ID: the vm's state as its journal's files hold it
+# ("ACTIVE/PROLOG", ...), read without qvm: every qvm read first settles a
+# vm that nothing drives, which a test of what a crash left must not do
+journal_state() {
+	"$PY" - "$QVM_ROOT/journal" "$1" <<'EOF'
+import json, os, sys
+d, vid = sys.argv[1], int(sys.argv[2])
+st = None
+snap = os.path.join(d, "snapshot.json")
+if os.path.exists(snap):
+    for v in json.load(open(snap)).get("state", {}).get("vms", []):
+        if v.get("id") == vid:
+            st = (v.get("state"), v.get("lcm"))
+for line in open(os.path.join(d, "log")):
+    parts = line.split(" ", 2)
+    try:
+        rec = json.loads(parts[2])
+    except (ValueError, IndexError):
+        continue
+    if rec.get("id") == vid and "state" in rec and rec.get("type") in ("state", "define"):
+        st = (rec["state"], rec.get("lcm"))
+if st:
+    print(st[0] + ("/" + st[1] if st[0] == "ACTIVE" and st[1] else ""))
+EOF
 }
 
 open_intents() {

@@ -408,8 +408,8 @@ int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	lc_vm *vm;
 
 	r = cli_parse_operands(ctx, argc, argv, 2, -1, &ops, &nops, err);
-	if (r == 0)
-		r = lock_named(ctx, ops[0], &lock, err);
+	if (r == 0 && lock_named(ctx, ops[0], &lock, err) < 0)
+		r = util_err_prefix(err, "cannot update '%s'", ops[0]);
 	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r == 0)

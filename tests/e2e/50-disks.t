@@ -140,7 +140,7 @@ ok "the file is gone" test ! -e "$gdir/disk1.qcow2"
 after=$(line_count "$glog")
 QVM_CRASH_AT=disk-attach-after-device "$QVM" disk-attach g --size 24M 2>/dev/null
 is "$?" 99 "crash in disk-attach after device_add"
-is "$(state g)" "ACTIVE/HOTPLUG" "... left ACTIVE/HOTPLUG"
+is "$(journal_state "$gid")" "ACTIVE/HOTPLUG" "... left ACTIVE/HOTPLUG"
 "$QVM" list >/dev/null 2>&1
 is "$(state g)" "ACTIVE/RUNNING" "the next command (list) settles it: ACTIVE/RUNNING"
 is "$(disk_ids g)" "0 1" "... completed: disk 1 is in the definition"
@@ -398,14 +398,16 @@ is "$RC" 0 "start n (a guest without ACPI PCI hotplug)" || diag "$ERR"
 if wait_for_file_line "$QVM_ROOT/vms/$nid/console.log" '^QVM-READY ' $BOOT_S; then
 	run "$QVM" disk-attach n --size 16M
 	is "$RC" 0 "attach to it (qemu has the disk; the guest does not look)" || diag "$ERR"
-	# an update meanwhile is refused, not lost under the detach's own
-	# rewrite of the definition when it ends
+	# an update meanwhile waits for the vm lock, as every command does, and
+	# is not lost under the detach's own rewrite of the definition
 	"$QVM" disk-detach n 1 --timeout 3 >"$QVM_TEST_ROOT/detach.out" 2>"$QVM_TEST_ROOT/detach.err" &
 	dpid=$!
 	wait_state n ACTIVE/HOTPLUG 10
+	QVM_LOCK_TIMEOUT_MS=500 run "$QVM" update n label.during=detach
+	is "$RC" 1 "an update with a short lock timeout while the detach waits gives up"
+	like "$ERR" "^qvm: cannot update 'n': vm 'n' is busy: another qvm command is working on it" "... saying the vm is busy, once"
 	run "$QVM" update n label.during=detach
-	is "$RC" 1 "an update while the detach waits is refused"
-	like "$ERR" "^qvm: cannot update 'n': vm [0-9]+ is busy" "... saying the vm is busy, once"
+	is "$RC" 0 "an update with the default timeout waits for the detach, then works" || diag "$ERR"
 	wait "$dpid"
 	RC=$?
 	ERR=$(cat "$QVM_TEST_ROOT/detach.err")
@@ -419,6 +421,7 @@ if wait_for_file_line "$QVM_ROOT/vms/$nid/console.log" '^QVM-READY ' $BOOT_S; th
 	run "$QVM" update n label.after=detach
 	is "$RC" 0 "an update once the detach ended works" || diag "$ERR"
 	is "$("$QVM" show n --json | json 'd["definition"]["labels"].get("after")')" detach "... and is kept"
+	is "$("$QVM" show n --json | json 'd["definition"]["labels"].get("during")')" detach "... as is the one that waited for the detach"
 	run "$QVM" poweroff n --hard
 	run "$QVM" disk-detach n 1
 	is "$RC" 0 "once off, the detach is a definition change" || diag "$ERR"

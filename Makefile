@@ -50,11 +50,16 @@ LIBS    := $(PKG_LIBS) -lrt
 
 # Every folder's sources except the CLI entry point go into one static
 # library that the binary and the unit tests link.
-LIB_SRC := $(sort $(wildcard util/*.c qmp/*.c net/*.c storage/*.c lifecycle/*.c))
+LIB_SRC := $(sort $(wildcard util/*.c qmp/*.c net/*.c storage/*.c lifecycle/*.c lifecycle/store/*.c))
 CLI_SRC := $(sort $(wildcard cli/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 LIBQVM  := $(BUILD)/libqvm.a
+# Whole for the binary: the operations register their handlers with the
+# store from constructors, which a plain archive link drops with an object
+# nothing else calls. Unit tests link the plain archive (some include the
+# file they test), so each gets the handlers of the operations it uses.
+LINK_LIBQVM := -Wl,--whole-archive $(LIBQVM) -Wl,--no-whole-archive
 QVM     := $(BUILD)/qvm
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -71,7 +76,7 @@ build/qvm: $(QVM)
 	@ln -sfn $(patsubst build/%,%,$(QVM)) $@
 
 $(QVM): $(CLI_OBJ) $(LIBQVM)
-	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(LIBQVM) $(LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(LINK_LIBQVM) $(LIBS)
 
 $(LIBQVM): $(LIB_OBJ)
 	@rm -f $@

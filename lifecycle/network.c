@@ -884,3 +884,8 @@ int lc_nics_open_taps(lc_db *db, const lc_vm *vm, int **ret_fds, util_err *err)
 	*ret_fds = fds;
 	return 0;
 }
+
+__attribute__((constructor)) static void register_network_recovery(void)
+{
+	lc_store_on_intent("net-", lc_net_recover);
+}

@@ -754,3 +754,8 @@ out:
 	lc_held_clear(&h);
 	return r < 0 ? r : 0;
 }
+
+__attribute__((constructor)) static void register_nic_recovery(void)
+{
+	lc_store_on_intent("nic-", lc_nic_recover);
+}

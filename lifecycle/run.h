@@ -3,7 +3,7 @@
 #ifndef QVM_LC_RUN_H
 #define QVM_LC_RUN_H
 
-#include "db.h"
+#include "lifecycle.h"
 #include "qmp/qmp.h"
 
 /* Where a VM's runtime files live. */

@@ -1352,3 +1352,9 @@ int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_e
 	                 "snapshots", items ? json_deep_copy(items) : json_array());
 	return 0;
 }
+
+__attribute__((constructor)) static void register_snapshot_handlers(void)
+{
+	lc_store_on_record("snapshot-", lc_snap_apply);
+	lc_store_on_intent("snapshot-", lc_snap_recover);
+}

@@ -3,7 +3,7 @@
 #ifndef QVM_LC_SNAPSHOT_H
 #define QVM_LC_SNAPSHOT_H
 
-#include "db.h"
+#include "lifecycle.h"
 
 /* Apply a "snapshot-add", "snapshot-del" or "snapshot-current" record to
  * vm's tree (db.c's db_apply). */

@@ -627,101 +627,66 @@ int lc_vm_recreate(lc_db *db, lc_vm *vm, int held_lock, util_err *err)
 
 /* ---- recovery ------------------------------------------------------------------------ */
 
-/* An intent whose VM lock we can take (or hold: locked) was left by a
- * process that died: its lock died with it. Creation is rolled back unless
- * the definition made it into the journal; deletion and recreation are
- * finished, unless the VM was started since (then they are moot). */
-static int recover_one(lc_db *db, uint64_t seq, json_t *intent, bool locked, util_err *err)
+/* The VM lock of the intent's VM is held (its owner died with it).
+ * Deletion and recreation are finished, unless the VM was started since:
+ * then the command that died is superseded. */
+static bool superseded(lc_vm *vm)
 {
-	const char *op = json_string_value(json_object_get(intent, "op"));
+	return vm && (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN);
+}
+
+/* Creation is rolled back unless the definition made it into the journal. */
+static int recover_create(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
 	uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
-	lc_vm *vm = lc_db_vm_by_id(db, id);
-	_cleanup_close_ int lock = -1;
 	int r;
 
-	if (!locked && lc_vm_lock(db, id, 0, &lock, NULL) < 0)
-		return 0; /* its owner is alive and still working */
-	if ((util_streq(op, "delete") || util_streq(op, "recreate")) && vm &&
-	    (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN))
-		/* never under a running QEMU: the vm was started after the
-		 * crash, so the command that died is superseded */
+	if (lc_db_vm_by_id(db, id))
+		return end_intent(db, seq, "ok", err);
+	r = remove_unrecorded(db, id, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot roll back the creation of vm %" PRIu64, id);
+	return end_intent(db, seq, "rolled-back", err);
+}
+
+static int recover_delete(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
+	bool wipe = json_is_true(json_object_get(json_object_get(intent, "data"), "wipe"));
+	lc_vm *vm = lc_db_vm_by_id(db, id);
+	int r;
+
+	if (superseded(vm))
 		return end_intent(db, seq, "superseded", err);
-	if (util_startswith(op, "net-"))
-		return lc_net_recover(db, seq, intent, err);
-	if (util_startswith(op, "nic-"))
-		return lc_nic_recover(db, seq, intent, err);
-	if (util_streq(op, "create")) {
-		if (vm)
-			return end_intent(db, seq, "ok", err);
-		r = remove_unrecorded(db, id, err);
+	if (vm && vm->state != LC_DONE) {
+		r = lc_remove_vm_files(db, vm, wipe, err);
+		if (r == 0)
+			r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE,
+			                       "deleted (finished after a crash)", NULL, err);
 		if (r < 0)
-			return util_err_prefix(err, "cannot roll back the creation of vm %" PRIu64,
-			                       id);
-		return end_intent(db, seq, "rolled-back", err);
+			return util_err_prefix(err, "cannot finish deleting vm %" PRIu64, id);
 	}
-	if (util_streq(op, "delete")) {
-		bool wipe = json_is_true(json_object_get(json_object_get(intent, "data"), "wipe"));
-
-		if (vm && vm->state != LC_DONE) {
-			r = lc_remove_vm_files(db, vm, wipe, err);
-			if (r == 0)
-				r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE,
-				                       "deleted (finished after a crash)", NULL,
-				                       err);
-			if (r < 0)
-				return util_err_prefix(err, "cannot finish deleting vm %" PRIu64,
-				                       id);
-		}
-		return end_intent(db, seq, "ok", err);
-	}
-	if (util_streq(op, "recreate")) {
-		/* its disks may be half removed or half made: make them all
-		 * afresh, as it would have */
-		if (vm && vm->state != LC_DONE)
-			return recreate_disks(db, vm, seq, "recreated (finished after a crash)",
-			                      err);
-		return end_intent(db, seq, "ok", err);
-	}
-	if (util_startswith(op, "snapshot-"))
-		return lc_snap_recover(db, seq, intent, err);
-	/* Unknown to this version: leave it for the code that wrote it. */
-	return 0;
+	return end_intent(db, seq, "ok", err);
 }
 
-int lc_db_recover(lc_db *db, util_err *err)
+/* Its disks may be half removed or half made: make them all afresh, as it
+ * would have. */
+static int recover_recreate(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 {
-	_cleanup_json_ json_t *open = json_deep_copy(lc_db_intents(db));
-	const char *key;
-	json_t *intent;
+	lc_vm *vm = lc_db_vm_by_id(db, (uint64_t)json_integer_value(json_object_get(intent, "id")));
 
-	json_object_foreach (open, key, intent) {
-		uint64_t seq = strtoull(key, NULL, 10);
-		int r = recover_one(db, seq, intent, false, err);
-
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	if (superseded(vm))
+		return end_intent(db, seq, "superseded", err);
+	if (vm && vm->state != LC_DONE)
+		return recreate_disks(db, vm, seq, "recreated (finished after a crash)", err);
+	return end_intent(db, seq, "ok", err);
 }
 
-int lc_db_recover_vm(lc_db *db, uint64_t id, util_err *err)
+__attribute__((constructor)) static void register_definition_recovery(void)
 {
-	_cleanup_json_ json_t *open = json_deep_copy(lc_db_intents(db));
-	const char *key;
-	json_t *intent;
-
-	json_object_foreach (open, key, intent) {
-		const char *op = json_string_value(json_object_get(intent, "op"));
-		int r;
-
-		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) != id ||
-		    !util_strv_contains(LC_DEF_OPS, op))
-			continue;
-		r = recover_one(db, strtoull(key, NULL, 10), intent, true, err);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+	lc_store_on_intent("create", recover_create);
+	lc_store_on_intent("delete", recover_delete);
+	lc_store_on_intent("recreate", recover_recreate);
 }
 
 /* ---- show ------------------------------------------------------------------------------ */

@@ -557,7 +557,7 @@ static int reconcile_locked(const char *root, uint64_t id, bool *ret_settle, uti
 		lc_db_close(TAKE_PTR(db));
 		r = lc_db_open(root, LC_DB_WRITE, &db, err);
 		if (r == 0)
-			r = lc_db_recover_vm(db, id, err);
+			r = lc_db_recover_vm(db, id, LC_DEF_OPS, err);
 		lc_db_close(TAKE_PTR(db));
 		if (r < 0)
 			return r;

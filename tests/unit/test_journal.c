@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "lifecycle/journal.h"
+#include "lifecycle/store/journal.h"
 #include "tap.h"
 
 /* ok()/check() that show the error object (named err) when they fail. */

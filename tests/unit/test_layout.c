@@ -1,7 +1,8 @@
 /* Unit tests for the layout of the sources themselves (dependencies one
  * way, small functions): within storage/ the calls between files go one
  * way, the lower folders have no function over 100 lines and no function
- * twice, and lifecycle/ does not know the CLI's supervisor verb. Reads
+ * twice, the store (lifecycle/store/) calls nothing above it, and
+ * lifecycle/ does not know the CLI's supervisor verb. Reads
  * the tree at $QVM_SOURCE. */
 #include <dirent.h>
 #include <string.h>
@@ -19,7 +20,8 @@ static const char *src;
 typedef struct fn {
 	char *file, *name, *body; /* body: lines stripped of their indent */
 	unsigned line, lines;     /* line of its signature, lines up to its '}' */
-	util_strv calls;          /* the stor_* names its body calls */
+	util_strv calls;          /* the stor_* and lc_* names its body calls */
+	bool strict;              /* of a folder held to the length and copy rules */
 } fn;
 
 static fn *fns;
@@ -67,9 +69,9 @@ static int brace_delta(const char *l, bool *in_comment)
 	return d;
 }
 
-static void add_calls(fn *f, const char *l)
+static void add_prefixed_calls(fn *f, const char *l, const char *prefix)
 {
-	for (const char *p = strstr(l, "stor_"); p; p = strstr(p + 1, "stor_")) {
+	for (const char *p = strstr(l, prefix); p; p = strstr(p + 1, prefix)) {
 		size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_");
 		char *name;
 
@@ -82,9 +84,15 @@ static void add_calls(fn *f, const char *l)
 	}
 }
 
+static void add_calls(fn *f, const char *l)
+{
+	add_prefixed_calls(f, l, "stor_");
+	add_prefixed_calls(f, l, "lc_");
+}
+
 /* Split one file into its functions: a signature line at depth 0, a '{'
  * opening a line, the '}' closing it at depth 0 (the tree's format). */
-static void scan_file(const char *rel)
+static void scan_file(const char *rel, bool strict)
 {
 	_cleanup_free_ char *path = util_xasprintf("%s/%s", src, rel), *text = NULL;
 	char *save = NULL, *sig = NULL;
@@ -112,7 +120,10 @@ static void scan_file(const char *rel)
 		if (depth == 0 && l[0] == '{' && sig) {
 			fns = util_xrealloc(fns, (nfns + 1) * sizeof(*fns));
 			cur = &fns[nfns++];
-			*cur = (fn){ .file = strdup(rel), .name = fn_name(sig), .line = sig_line };
+			*cur = (fn){ .file = strdup(rel),
+				     .name = fn_name(sig),
+				     .line = sig_line,
+				     .strict = strict };
 			cur->body = util_xstrdup("");
 			blen = 0;
 		}
@@ -141,7 +152,7 @@ static void scan_file(const char *rel)
 	free(sig);
 }
 
-static void scan_folder(const char *folder)
+static void scan_folder(const char *folder, bool strict)
 {
 	_cleanup_free_ char *dir = util_xasprintf("%s/%s", src, folder);
 	struct dirent **names;
@@ -156,7 +167,7 @@ static void scan_folder(const char *folder)
 			_cleanup_free_ char *rel =
 			        util_xasprintf("%s/%s", folder, names[i]->d_name);
 
-			scan_file(rel);
+			scan_file(rel, strict);
 		}
 		free(names[i]);
 	}
@@ -223,7 +234,7 @@ static void test_short_functions(void)
 	int long_ones = 0;
 
 	for (size_t i = 0; i < nfns; i++)
-		if (fns[i].lines > MAX_LINES) {
+		if (fns[i].strict && fns[i].lines > MAX_LINES) {
 			diag("%s:%u: %s is %u lines", fns[i].file, fns[i].line, fns[i].name,
 			     fns[i].lines);
 			long_ones++;
@@ -240,13 +251,69 @@ static void test_no_copies(void)
 		for (size_t k = i + 1; k < nfns; k++) {
 			/* the same body (of some length, comments aside), whatever
 			 * its name: the same name alone may be a reader and a writer */
-			if (fns[i].lines > 5 && !strcmp(fns[i].body, fns[k].body)) {
+			if (fns[i].strict && fns[k].strict && fns[i].lines > 5 &&
+			    !strcmp(fns[i].body, fns[k].body)) {
 				diag("%s:%u %s and %s:%u %s are copies", fns[i].file, fns[i].line,
 				     fns[i].name, fns[k].file, fns[k].line, fns[k].name);
 				copies++;
 			}
 		}
 	is_int(copies, 0, "each function of storage/, qmp/, net/, util/ exists once");
+}
+
+static bool in_store(const char *file)
+{
+	return !strncmp(file, "lifecycle/store/", 16);
+}
+
+/* The store is the floor under the operations: its files call no
+ * lifecycle function defined outside lifecycle/store/ (what operations add
+ * they register), and include no lifecycle header from outside it. */
+static void test_store_calls_nothing_above(void)
+{
+	_cleanup_free_ char *dir = util_xasprintf("%s/lifecycle/store", src);
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort), up = 0, includes = 0;
+
+	for (size_t i = 0; i < nfns; i++) {
+		if (!in_store(fns[i].file))
+			continue;
+		for (size_t c = 0; c < fns[i].calls.n; c++) {
+			const char *def = defined_in(fns[i].calls.v[c]);
+
+			if (def && !in_store(def) && !strncmp(def, "lifecycle/", 10)) {
+				diag("%s (%s) calls %s in %s", fns[i].file, fns[i].name,
+				     fns[i].calls.v[c], def);
+				up++;
+			}
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *path = util_xasprintf("%s/%s", dir, names[i]->d_name);
+		_cleanup_free_ char *text = NULL;
+
+		if (names[i]->d_name[0] != '.' &&
+		    util_read_file(path, 1 << 22, &text, NULL, NULL) == 0)
+			for (const char *p = strstr(text, "#include \""); p;
+			     p = strstr(p + 1, "#include \"")) {
+				const char *h = p + 10;
+
+				if ((!strncmp(h, "lifecycle/", 10) &&
+				     strncmp(h, "lifecycle/store/", 16)) ||
+				    !strncmp(h, "../", 3)) {
+					diag("lifecycle/store/%s includes %.40s", names[i]->d_name,
+					     h);
+					includes++;
+				}
+			}
+		free(names[i]);
+	}
+	free(names);
+	ok(n > 2, "lifecycle/store/ has sources");
+	ok(defined_in("lc_db_open") && in_store(defined_in("lc_db_open")),
+	   "the scan found the store's functions");
+	is_int(up, 0, "the store calls no lifecycle function above it");
+	is_int(includes, 0, "the store includes no lifecycle header above it");
 }
 
 static void test_lifecycle_knows_no_verb(void)
@@ -289,13 +356,16 @@ static void test_spawn_needs_a_verb(void)
 int main(void)
 {
 	src = getenv("QVM_SOURCE") ? getenv("QVM_SOURCE") : ".";
-	scan_folder("storage");
-	scan_folder("qmp");
-	scan_folder("net");
-	scan_folder("util");
+	scan_folder("storage", true);
+	scan_folder("qmp", true);
+	scan_folder("net", true);
+	scan_folder("util", true);
+	scan_folder("lifecycle", false);
+	scan_folder("lifecycle/store", false);
 	test_storage_calls_one_way();
 	test_short_functions();
 	test_no_copies();
+	test_store_calls_nothing_above();
 	test_lifecycle_knows_no_verb();
 	test_spawn_needs_a_verb();
 	return done_testing();

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lifecycle/db.h"
+#include "lifecycle/store/store.h"
 #include "lifecycle/lifecycle.h"
 #include "net/net.h"
 #include "tap.h"

@@ -3,7 +3,7 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "lifecycle.h"
+#include "store.h"
 
 /* ---- enum names ------------------------------------------------------------ */
 

@@ -2,7 +2,7 @@
  * operations each state allows (SPEC "VM states"; OpenNebula's model). */
 #include <string.h>
 
-#include "lifecycle.h"
+#include "store.h"
 
 static const char *const state_names[LC_STATE_COUNT] = {
 	[LC_PENDING] = "PENDING",       [LC_HOLD] = "HOLD",

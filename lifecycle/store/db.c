@@ -6,9 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "db.h"
+#include "store.h"
 #include "journal.h"
-#include "snapshot.h"
 
 /* Compact when this many records follow the snapshot: keeps loads fast. */
 #define COMPACT_AFTER 128
@@ -375,6 +374,103 @@ static int apply_update(lc_vm *vm, json_t *rec)
 	return 0;
 }
 
+/* ---- handlers the operations register -------------------------------------------- */
+
+static struct {
+	const char *match;
+	lc_replay_fn fn;
+} replays[LC_STORE_HANDLERS];
+static size_t n_replays;
+
+static struct {
+	const char *match;
+	lc_recover_fn fn;
+} recoveries[LC_STORE_HANDLERS];
+static size_t n_recoveries;
+
+static bool handler_matches(const char *match, const char *name)
+{
+	size_t n = strlen(match);
+
+	if (!name)
+		return false;
+	if (n > 0 && match[n - 1] == '-')
+		return strncmp(name, match, n) == 0;
+	return strcmp(name, match) == 0;
+}
+
+/* Constructors run before main, so a full table is a programming error
+ * that must show at once rather than drop a handler. */
+void lc_store_on_record(const char *match, lc_replay_fn fn)
+{
+	if (n_replays == LC_STORE_HANDLERS)
+		abort();
+	replays[n_replays].match = match;
+	replays[n_replays++].fn = fn;
+}
+
+void lc_store_on_intent(const char *match, lc_recover_fn fn)
+{
+	if (n_recoveries == LC_STORE_HANDLERS)
+		abort();
+	recoveries[n_recoveries].match = match;
+	recoveries[n_recoveries++].fn = fn;
+}
+
+static lc_recover_fn recovery_of(const char *op)
+{
+	for (size_t i = 0; i < n_recoveries; i++)
+		if (handler_matches(recoveries[i].match, op))
+			return recoveries[i].fn;
+	return NULL;
+}
+
+/* The open intents of processes that died: their VM locks died with them.
+ * An intent whose lock is held belongs to a live command (or to the
+ * caller, who settles it with lc_db_recover_vm); one no handler knows was
+ * written by another version of qvm and is left to it. */
+static int db_recover(lc_db *db, util_err *err)
+{
+	_cleanup_json_ json_t *open = json_deep_copy(lc_db_intents(db));
+	const char *key;
+	json_t *intent;
+
+	json_object_foreach (open, key, intent) {
+		lc_recover_fn fn = recovery_of(json_string_value(json_object_get(intent, "op")));
+		uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
+		_cleanup_close_ int lock = -1;
+		int r;
+
+		if (!fn || lc_vm_lock(db, id, 0, &lock, NULL) < 0)
+			continue;
+		r = fn(db, strtoull(key, NULL, 10), intent, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int lc_db_recover_vm(lc_db *db, uint64_t id, const char *const *ops, util_err *err)
+{
+	_cleanup_json_ json_t *open = json_deep_copy(lc_db_intents(db));
+	const char *key;
+	json_t *intent;
+
+	json_object_foreach (open, key, intent) {
+		const char *op = json_string_value(json_object_get(intent, "op"));
+		lc_recover_fn fn = recovery_of(op);
+		int r;
+
+		if ((uint64_t)json_integer_value(json_object_get(intent, "id")) != id ||
+		    !util_strv_contains(ops, op) || !fn)
+			continue;
+		r = fn(db, strtoull(key, NULL, 10), intent, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* Apply one record to the model. Records were validated when written; a
  * record that does not fit the model means the journal is corrupt. */
 static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
@@ -461,8 +557,6 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		vm->request_sent = true;
 		return 0;
 	}
-	if (util_startswith(type, "snapshot-"))
-		return lc_snap_apply(vm, seq, rec, err);
 	if (util_streq(type, "redefine")) {
 		lc_vmdef def;
 		int r = def_from_fields(rec, db->summary, &def, err);
@@ -473,6 +567,9 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		vm->def = def;
 		return 0;
 	}
+	for (size_t i = 0; i < n_replays; i++)
+		if (handler_matches(replays[i].match, type))
+			return replays[i].fn(vm, seq, rec, err);
 	return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " has unknown type '%s'", seq,
 	                    type ? type : "");
 }
@@ -677,7 +774,7 @@ static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret
 			db->notice = util_xasprintf(
 			        "the journal's last record was torn by a crash and dropped; the damaged log was kept as '%s'",
 			        lc_journal_torn(j));
-		r = lc_db_recover(db, err);
+		r = db_recover(db, err);
 		if (r < 0) {
 			lc_db_close(db);
 			return r;

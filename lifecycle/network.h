@@ -28,10 +28,6 @@ int lc_nics_open_taps(lc_db *db, const lc_vm *vm, int **ret_fds, util_err *err);
 /* Settle a nic-attach/nic-detach intent of a crashed qvm (nic_ops.c). */
 int lc_nic_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err);
 
-/* With the VM lock held: settle the open nic intents of VM id (1 if
- * there were some). */
-int lc_nic_recover_vm(const char *root, uint64_t id, util_err *err);
-
 /* Delete whatever taps of vm's nics still exist (only taps). */
 void lc_nics_remove_taps(const lc_vm *vm);
 

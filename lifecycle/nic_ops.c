@@ -295,7 +295,7 @@ static bool nic_op(const char *op)
 
 /* From the journal's recovery, with the writer and the VM lock held: what
  * can be settled without waiting on the guest is; the rest is left to the
- * VM's reconciliation (lc_nic_recover_vm: its next command, qvm list). */
+ * VM's reconciliation (settle_nics: its next command, qvm list). */
 int lc_nic_recover(lc_db *db, uint64_t seq, json_t *in, util_err *err)
 {
 	const char *op = json_string_value(json_object_get(in, "op"));
@@ -319,7 +319,9 @@ int lc_nic_recover(lc_db *db, uint64_t seq, json_t *in, util_err *err)
 	return r;
 }
 
-int lc_nic_recover_vm(const char *root, uint64_t id, util_err *err)
+/* With the VM lock held, while it is ACTIVE/HOTPLUG: settle the open nic
+ * intents of VM id (1 if there were some). */
+static int settle_nics(const char *root, uint64_t id, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *rdb = NULL;
 	_cleanup_json_ json_t *mine = json_object();
@@ -758,4 +760,5 @@ out:
 __attribute__((constructor)) static void register_nic_recovery(void)
 {
 	lc_store_on_intent("nic-", lc_nic_recover);
+	lc_on_settle(LC_SETTLE_ON_HOTPLUG, 0, settle_nics);
 }

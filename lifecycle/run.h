@@ -76,6 +76,38 @@ typedef struct lc_held {
 int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held *h, util_err *err);
 void lc_held_clear(lc_held *h);
 
+/* With VM id's lock held: if the journal says ACTIVE but no live
+ * supervisor drives the VM, adopt its QEMU or settle what is left (see
+ * vm_hold.c). Returns 1 when it changed something. *ret_settle (may be
+ * NULL) is false only when nothing changed and the VM has no open intent. */
+int lc_reconcile_locked(const char *root, uint64_t id, bool *ret_settle, util_err *err);
+
+/* What an operation registers so that the next command holding a VM
+ * settles what a crashed command of its kind left on it: fn runs with the
+ * VM lock held and returns 1 when it changed something. when is a set of
+ * LC_SETTLE_ON_*; handlers of one moment run in ascending order. Called
+ * from the operation file's constructor; at most LC_SETTLE_HANDLERS. */
+typedef int (*lc_settle_fn)(const char *root, uint64_t id, util_err *err);
+enum {
+	/* while the VM is ACTIVE/HOTPLUG, before a QEMU nobody supervises is
+	 * adopted: the device must be settled with QEMU first */
+	LC_SETTLE_ON_HOTPLUG = 1 << 0,
+	/* after reconciliation, by every command that holds the VM */
+	LC_SETTLE_ON_HOLD = 1 << 1,
+	/* by lc_vm_reconcile, which the reads (list, show) run */
+	LC_SETTLE_ON_READ = 1 << 2,
+};
+#define LC_SETTLE_HANDLERS 8
+void lc_on_settle(unsigned when, int order, lc_settle_fn fn);
+
+/* How long a command waits for a supervisor it spawned to report. */
+#define LC_SPAWN_TIMEOUT_MS 60000
+
+/* Kill pid (if it still is the process that started at starttime) and
+ * reap or wait for it; wait up to timeout_ms for pid to exit (-ETIMEDOUT). */
+void lc_kill_and_wait(pid_t pid, uint64_t starttime);
+int lc_wait_pid_exit(pid_t pid, uint64_t starttime, int timeout_ms);
+
 /* Connect to the command QMP socket of running VM id (held). */
 int lc_command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret,
                    util_err *err);
@@ -117,7 +149,7 @@ typedef struct lc_prolog_disks {
 size_t lc_prolog_missing(const lc_vmdef *def, unsigned ids[LC_DISKS_MAX]);
 
 /* Make the missing disks of VM id (definition def) under a "disk-prolog"
- * intent, which lc_disk_settle() rolls back after a crash (the files made
+ * intent, which the disks' settling rolls back after a crash (the files made
  * are removed: they were not there before the start). On failure what was
  * made is removed and the intent closed. *ret is what to pass to
  * lc_prolog_disks_end(). */
@@ -128,10 +160,5 @@ int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_
  * removed, as after a crash). A NULL or empty p is a no-op. */
 int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
                         const lc_prolog_disks *p, bool ok, util_err *err);
-
-/* Complete or roll back the disk operations (disk-*, cdrom, disk-prolog)
- * a crashed qvm left on VM id. With the VM lock held; the journal is
- * opened as needed. */
-int lc_disk_settle(const char *root, uint64_t id, util_err *err);
 
 #endif

@@ -14,13 +14,6 @@
 #define JOB_PREFIX       "qvm-snap-"
 #define QUERY_TIMEOUT_MS 10000
 
-/* ---- the tree in the model ---------------------------------------------------------- */
-
-static json_t *items_of(const lc_vm *vm)
-{
-	return vm->snapshots ? json_object_get(vm->snapshots, "items") : NULL;
-}
-
 static int64_t jint(json_t *o, const char *key)
 {
 	return json_integer_value(json_object_get(o, key));
@@ -29,136 +22,6 @@ static int64_t jint(json_t *o, const char *key)
 static const char *jstr(json_t *o, const char *key)
 {
 	return json_string_value(json_object_get(o, key));
-}
-
-static json_t *find_by_id(const lc_vm *vm, int64_t id, size_t *ret_index)
-{
-	json_t *s;
-	size_t i;
-
-	json_array_foreach (items_of(vm), i, s) {
-		if (jint(s, "id") == id) {
-			if (ret_index)
-				*ret_index = i;
-			return s;
-		}
-	}
-	return NULL;
-}
-
-static json_t *find_by_tag(const lc_vm *vm, const char *tag)
-{
-	json_t *s;
-	size_t i;
-
-	json_array_foreach (items_of(vm), i, s)
-		if (util_streq(jstr(s, "tag"), tag))
-			return s;
-	return NULL;
-}
-
-static bool all_digits(const char *s)
-{
-	return *s && strspn(s, "0123456789") == strlen(s);
-}
-
-/* SNAP as the user gives it: an id or a tag. Borrowed. */
-static int find_snap(const lc_vm *vm, const char *snap, json_t **ret, util_err *err)
-{
-	json_t *s = NULL;
-	uint64_t id;
-
-	if (all_digits(snap) && util_parse_uint(snap, 1, INT32_MAX, &id, NULL) == 0)
-		s = find_by_id(vm, (int64_t)id, NULL);
-	if (!s)
-		s = find_by_tag(vm, snap);
-	if (!s)
-		return util_err_set(err, -ENOENT,
-		                    "vm '%s' has no snapshot '%s'; see qvm snapshot-list %s",
-		                    vm->def.name, snap, vm->def.name);
-	*ret = s;
-	return 0;
-}
-
-static int64_t current_of(const lc_vm *vm)
-{
-	return vm->snapshots ? jint(vm->snapshots, "current") : 0;
-}
-
-int lc_snap_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err)
-{
-	const char *type = jstr(rec, "type");
-	json_t *items;
-
-	if (!vm->snapshots)
-		vm->snapshots = json_pack("{s:i, s:i, s:[]}", "next", 1, "current", 0, "items");
-	items = json_object_get(vm->snapshots, "items");
-	if (util_streq(type, "snapshot-add")) {
-		json_t *s = json_object_get(rec, "snap");
-		int64_t id = jint(s, "id");
-
-		if (!json_is_object(s) || id <= 0)
-			return util_err_set(err, -EBADMSG,
-			                    "journal record %" PRIu64 ": bad snapshot", seq);
-		json_array_append_new(items, json_deep_copy(s));
-		json_object_set_new(vm->snapshots, "current", json_integer(id));
-		if (id >= jint(vm->snapshots, "next"))
-			json_object_set_new(vm->snapshots, "next", json_integer(id + 1));
-		return 0;
-	}
-	if (util_streq(type, "snapshot-del")) {
-		int64_t id = jint(rec, "snap"), parent;
-		json_t *s, *o;
-		size_t at, i;
-
-		/* a summary load knows no tree: nothing to remove */
-		if (!(s = find_by_id(vm, id, &at)))
-			return 0;
-		parent = jint(s, "parent");
-		json_array_foreach (items, i, o)
-			if (jint(o, "parent") == id)
-				json_object_set_new(o, "parent", json_integer(parent));
-		if (current_of(vm) == id)
-			json_object_set_new(vm->snapshots, "current", json_integer(parent));
-		json_array_remove(items, at);
-		return 0;
-	}
-	if (util_streq(type, "snapshot-current")) {
-		json_object_set_new(vm->snapshots, "current", json_integer(jint(rec, "snap")));
-		return 0;
-	}
-	return util_err_set(err, -EBADMSG, "journal record %" PRIu64 " has unknown type '%s'", seq,
-	                    type ? type : "");
-}
-
-int lc_snap_forget_all(lc_db *db, lc_vm *vm, util_err *err)
-{
-	_cleanup_json_ json_t *items = json_deep_copy(items_of(vm));
-	json_t *s;
-	size_t i;
-
-	json_array_foreach (items, i, s) {
-		int r = lc_db_append(db,
-		                     json_pack("{s:s, s:I, s:I, s:s, s:s}", "type", "snapshot-del",
-		                               "id", (json_int_t)vm->id, "snap",
-		                               (json_int_t)jint(s, "id"), "tag", jstr(s, "tag"),
-		                               "reason", "snapshot gone with the vm's disks"),
-		                     NULL, err);
-
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-unsigned lc_vm_snapshots_max(const lc_vm *vm)
-{
-	const char *v = json_string_value(json_object_get(vm->def.user, "snapshots.max"));
-	uint64_t n;
-
-	if (v && util_parse_uint(v, 1, 1000, &n, NULL) == 0)
-		return (unsigned)n;
-	return LC_SNAPSHOTS_MAX_DEFAULT;
 }
 
 /* ---- the disks a snapshot covers ---------------------------------------------------- */
@@ -232,21 +95,6 @@ static int target_all(const lc_vm *vm, target *t, util_err *err)
 		        "'%s' has no writable disk: a vm snapshot is kept in its qcow2 disks",
 		        vm->def.name);
 	return 0;
-}
-
-json_t *lc_snap_of_disk(const lc_vm *vm, unsigned disk_id, const char *name)
-{
-	json_t *s, *v;
-	size_t i, k;
-
-	json_array_foreach (items_of(vm), i, s) {
-		if (!util_streq(jstr(s, "tag"), name))
-			continue;
-		json_array_foreach (json_object_get(s, "disks"), k, v)
-			if (json_integer_value(v) == (json_int_t)disk_id)
-				return s;
-	}
-	return NULL;
 }
 
 int lc_snap_check_disks(const lc_vm *vm, util_err *err)
@@ -817,7 +665,7 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 	/* the disks the intent named */
 	target_of(vm, data, false, &t, &why);
 	if (util_streq(op, "snapshot-create")) {
-		json_t *s = find_by_id(vm, jint(data, "snap"), NULL);
+		json_t *s = lc_snap_by_id(vm, jint(data, "snap"), NULL);
 
 		if (!(s && util_streq(jstr(s, "tag"), tag))) {
 			/* not recorded: the internal snapshots it made go. Only an
@@ -831,7 +679,7 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		}
 	} else if (util_streq(op, "snapshot-delete")) {
 		r = target_remove(&t, vm->def.name, tag, NULL, &why);
-		if (r == 0 && find_by_id(vm, jint(data, "snap"), NULL))
+		if (r == 0 && lc_snap_by_id(vm, jint(data, "snap"), NULL))
 			r = lc_db_append(db,
 			                 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type",
 			                           "snapshot-del", "id", (json_int_t)id, "snap",
@@ -849,7 +697,7 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 		else
 			r = target_revert(&t, vm->def.name, tag, (unsigned)jint(data, "vmstate"),
 			                  &why);
-		if (r == 0 && find_by_id(vm, jint(data, "snap"), NULL))
+		if (r == 0 && lc_snap_by_id(vm, jint(data, "snap"), NULL))
 			r = lc_db_append(db,
 			                 json_pack("{s:s, s:I, s:I, s:s, s:s}", "type",
 			                           "snapshot-current", "id", (json_int_t)id, "snap",
@@ -890,7 +738,9 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 	                    NULL, err);
 }
 
-int lc_snap_settle(const char *root, uint64_t id, util_err *err)
+/* With the VM lock held: settle the VM's own interrupted snapshot
+ * intents, which the journal's recovery skips while the lock is held. */
+static int settle_snapshots(const char *root, uint64_t id, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_json_ json_t *open = NULL;
@@ -1023,7 +873,7 @@ static json_t *oldest(const lc_vm *vm)
 	json_t *best = NULL, *s;
 	size_t i;
 
-	json_array_foreach (items_of(vm), i, s)
+	json_array_foreach (lc_snap_items(vm), i, s)
 		if (!best || jint(s, "created") < jint(best, "created") ||
 		    (jint(s, "created") == jint(best, "created") &&
 		     jint(s, "id") < jint(best, "id")))
@@ -1038,12 +888,12 @@ static int pick_tag(const lc_vm *vm, const char *tag, char **ret, util_err *err)
 
 	if (r < 0)
 		return r;
-	if (all_digits(tag))
+	if (util_all_digits(tag))
 		return util_err_set(
 		        err, -EINVAL,
 		        "snapshot tag '%s' is all digits, which names snapshots by id; add a letter",
 		        tag);
-	if (find_by_tag(vm, tag))
+	if (lc_snap_by_tag(vm, tag))
 		return util_err_set(
 		        err, -EEXIST,
 		        "vm '%s' has a snapshot tagged '%s' already; choose another tag or delete it",
@@ -1080,7 +930,7 @@ static int choose_tag(const lc_vm *vm, target *t, const char *tag_arg, int64_t s
 		free(tag);
 		tag = n == 1 ? util_xasprintf("snap-%" PRId64, sid)
 		             : util_xasprintf("snap-%" PRId64 "-%u", sid, n);
-		if (find_by_tag(vm, tag))
+		if (lc_snap_by_tag(vm, tag))
 			continue;
 		r = target_free(t, tag, &free_on_disks, &disk, err);
 		if (r < 0)
@@ -1101,7 +951,7 @@ static int prune(const char *root, held_vm *x, bool running, util_err *err)
 	json_t *old;
 	int r = 0;
 
-	while (json_array_size(items_of(x->vm)) > lc_vm_snapshots_max(x->vm) &&
+	while (json_array_size(lc_snap_items(x->vm)) > lc_vm_snapshots_max(x->vm) &&
 	       (old = oldest(x->vm))) {
 		_cleanup_free_ char *why = util_xasprintf(" (pruned: at most %u snapshots)",
 		                                          lc_vm_snapshots_max(x->vm));
@@ -1144,7 +994,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	lcm = x.vm->lcm;
 	prev = util_xstrdup(lc_lcm_name(lcm));
 	snap = json_pack("{s:I, s:s, s:I, s:b, s:o, s:I, s:s}", "id", (json_int_t)sid, "tag", tag,
-	                 "parent", (json_int_t)current_of(x.vm), "memory", memory, "disks",
+	                 "parent", (json_int_t)lc_snap_current(x.vm), "memory", memory, "disks",
 	                 ids_json(&t), "created", (json_int_t)util_realtime_ms(), "state",
 	                 running ? lc_lcm_name(lcm) : lc_state_name(x.vm->state));
 	json_object_set_new(snap, "vmstate", memory ? json_integer(t.ids[0]) : json_null());
@@ -1266,7 +1116,7 @@ static int revert_once(const char *root, const char *name, const char *snap_arg,
 	int r = hold(root, name, opts, &x, err);
 
 	if (r == 0)
-		r = find_snap(x.vm, snap_arg, &s, err);
+		r = lc_snap_find(x.vm, snap_arg, &s, err);
 	if (r == 0)
 		r = check_state(x.vm, "revert", &running, err);
 	if (r < 0)
@@ -1330,7 +1180,7 @@ int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap_a
 	int r = hold(root, name, opts, &x, err);
 
 	if (r == 0)
-		r = find_snap(x.vm, snap_arg, &s, err);
+		r = lc_snap_find(x.vm, snap_arg, &s, err);
 	if (r == 0)
 		r = check_state(x.vm, "delete a snapshot of", &running, err);
 	if (r == 0)
@@ -1346,15 +1196,15 @@ int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_e
 
 	if (r < 0)
 		return r;
-	items = items_of(x.vm);
+	items = lc_snap_items(x.vm);
 	*ret = json_pack("{s:s, s:I, s:i, s:o}", "vm", x.h.name, "current",
-	                 (json_int_t)current_of(x.vm), "max", (int)lc_vm_snapshots_max(x.vm),
+	                 (json_int_t)lc_snap_current(x.vm), "max", (int)lc_vm_snapshots_max(x.vm),
 	                 "snapshots", items ? json_deep_copy(items) : json_array());
 	return 0;
 }
 
 __attribute__((constructor)) static void register_snapshot_handlers(void)
 {
-	lc_store_on_record("snapshot-", lc_snap_apply);
 	lc_store_on_intent("snapshot-", lc_snap_recover);
+	lc_on_settle(LC_SETTLE_ON_HOLD, 20, settle_snapshots);
 }

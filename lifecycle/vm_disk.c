@@ -1,7 +1,7 @@
 /* The disks of an existing vm: attach, detach, resize, cd-rom media and
  * internal disk snapshots — live over the command QMP socket when the vm
  * runs, on the definition and files when it is off. Each operation records
- * an intent before its first step; lc_disk_settle() completes or rolls back
+ * an intent before its first step; the disks' settling (settle_disks) completes or rolls back
  * one a crashed qvm left behind, looking at what QEMU, the definition and
  * the files really hold. */
 #include <dirent.h>
@@ -922,7 +922,7 @@ static int cdrom_restore(qmp_client *q, const char *iso, util_err *err)
 /* Change the medium of a running vm's drive to iso (NULL: eject). The new
  * node is added first and the old one deleted last, so that a failure
  * part way puts the old medium back (and a crash leaves it for
- * lc_disk_settle() to put back); the new node never outlives a failure. */
+ * the disks' settling (settle_disks) to put back); the new node never outlives a failure. */
 static int cdrom_live(qmp_client *q, const char *vmname, const char *iso, const char *old_iso,
                       util_err *err)
 {
@@ -1082,6 +1082,91 @@ static int snap_live(qmp_client *q, const lc_disk *d, lc_dsnap_op op, json_t *sn
 	               NULL, err);
 }
 
+/* May op go on with tag on disk disk_id (list: the disk's snapshots)?
+ * *ret_snap (borrowed from list) is the disk snapshot tag names, or NULL. */
+static int check_tag(const disk_op *dop, unsigned disk_id, lc_dsnap_op op, const char *tag,
+                     json_t *list, json_t **ret_snap, util_err *err)
+{
+	json_t *snap = snap_find(list, tag), *vsnap;
+
+	/* a vm snapshot's part of this disk is the vm snapshot's: its name is
+	 * not taken again, and it goes only with snapshot-delete */
+	if (op == LC_DSNAP_CREATE && (vsnap = lc_snap_of_disk(dop->vm, disk_id, tag))) {
+		return util_err_set(
+		        err, -EEXIST,
+		        "cannot create a snapshot of disk %u of '%s': '%s' is the tag of vm snapshot %" PRId64
+		        ", which disk %u is part of; choose another tag",
+		        disk_id, dop->h.name, tag,
+		        (int64_t)json_integer_value(json_object_get(vsnap, "id")), disk_id);
+	}
+	if (op == LC_DSNAP_DELETE && snap &&
+	    (vsnap = lc_snap_of_disk(dop->vm, disk_id,
+	                             json_string_value(json_object_get(snap, "name"))))) {
+		const char *vtag = json_string_value(json_object_get(vsnap, "tag"));
+
+		return util_err_set(
+		        err, -EPERM,
+		        "cannot delete snapshot '%s' of disk %u of '%s': it is disk %u's part of vm snapshot %" PRId64
+		        " '%s'; delete that with qvm snapshot-delete %s %s",
+		        vtag, disk_id, dop->h.name, disk_id,
+		        (int64_t)json_integer_value(json_object_get(vsnap, "id")), vtag,
+		        dop->h.name, vtag);
+	}
+	if (op == LC_DSNAP_CREATE && snap)
+		return util_err_set(
+		        err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
+		        disk_id, dop->h.name, tag, json_string_value(json_object_get(snap, "id")));
+	if (op != LC_DSNAP_CREATE && !snap)
+		return util_err_set(
+		        err, -ENOENT,
+		        "disk %u of '%s' has no snapshot '%s' (see 'qvm disk-snapshot-list %s %u')",
+		        disk_id, dop->h.name, tag, dop->h.name, disk_id);
+	*ret_snap = snap;
+	return 0;
+}
+
+/* Do op on the disk (dcopy): live through QEMU under an intent, else with
+ * qemu-img on the file. */
+static int run_disk_snapshot(disk_op *dop, const lc_disk *dcopy, lc_dsnap_op op, json_t *snap,
+                             const char *tag, util_err *err)
+{
+	int r = 0;
+
+	/* off, qemu-img changes the file alone: no intent, nothing to settle */
+	if (dop->live)
+		r = op_record(dop, DSNAP_OP,
+		              json_pack("{s:i, s:s, s:b, s:s}", "disk", (int)dcopy->id, "tag", tag,
+		                        "live", dop->live, "prev", lc_lcm_name(dop->back)),
+		              LC_LCM_SNAPSHOT, "disk snapshot", err);
+	if (r < 0)
+		return r;
+	lc_db_close(TAKE_PTR(dop->db));
+	if (dop->live) {
+		util_crash_point("disk-snapshot-after-intent");
+		r = snap_live(dop->q, dcopy, op, snap, tag, err);
+	} else {
+		r = stor_snapshot(dcopy->path,
+		                  op == LC_DSNAP_CREATE   ? STOR_SNAP_CREATE
+		                  : op == LC_DSNAP_REVERT ? STOR_SNAP_APPLY
+		                                          : STOR_SNAP_DELETE,
+		                  snap_ref(snap, tag), err);
+	}
+	if (dop->live) {
+		util_err ferr = { 0 };
+		int f = op_finish(dop, false, r < 0 ? "disk snapshot failed" : "disk snapshot done",
+		                  r < 0 ? "failed" : "ok", &ferr);
+
+		if (r == 0 && f < 0) {
+			if (err)
+				*err = ferr;
+			r = f;
+		} else {
+			util_err_clear(&ferr);
+		}
+	}
+	return r;
+}
+
 int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
                         const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err)
 {
@@ -1091,7 +1176,7 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	lc_disk dcopy = { 0 };
 	disk_op dop;
 	lc_disk *d = NULL;
-	json_t *snap = NULL, *vsnap = NULL;
+	json_t *snap = NULL;
 	int r;
 
 	if (op == LC_DSNAP_CREATE) {
@@ -1146,78 +1231,9 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 			*ret_json = TAKE_PTR(list);
 		goto out;
 	}
-	snap = snap_find(list, tag);
-	/* a vm snapshot's part of this disk is the vm snapshot's: its name is
-	 * not taken again, and it goes only with snapshot-delete */
-	if (op == LC_DSNAP_CREATE && (vsnap = lc_snap_of_disk(dop.vm, disk_id, tag))) {
-		r = util_err_set(
-		        err, -EEXIST,
-		        "cannot create a snapshot of disk %u of '%s': '%s' is the tag of vm snapshot %" PRId64
-		        ", which disk %u is part of; choose another tag",
-		        disk_id, dop.h.name, tag,
-		        (int64_t)json_integer_value(json_object_get(vsnap, "id")), disk_id);
-		goto out;
-	}
-	if (op == LC_DSNAP_DELETE && snap &&
-	    (vsnap = lc_snap_of_disk(dop.vm, disk_id,
-	                             json_string_value(json_object_get(snap, "name"))))) {
-		const char *vtag = json_string_value(json_object_get(vsnap, "tag"));
-
-		r = util_err_set(
-		        err, -EPERM,
-		        "cannot delete snapshot '%s' of disk %u of '%s': it is disk %u's part of vm snapshot %" PRId64
-		        " '%s'; delete that with qvm snapshot-delete %s %s",
-		        vtag, disk_id, dop.h.name, disk_id,
-		        (int64_t)json_integer_value(json_object_get(vsnap, "id")), vtag, dop.h.name,
-		        vtag);
-		goto out;
-	}
-	if (op == LC_DSNAP_CREATE && snap) {
-		r = util_err_set(
-		        err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
-		        disk_id, dop.h.name, tag, json_string_value(json_object_get(snap, "id")));
-		goto out;
-	}
-	if (op != LC_DSNAP_CREATE && !snap) {
-		r = util_err_set(
-		        err, -ENOENT,
-		        "disk %u of '%s' has no snapshot '%s' (see 'qvm disk-snapshot-list %s %u')",
-		        disk_id, dop.h.name, tag, dop.h.name, disk_id);
-		goto out;
-	}
-	/* off, qemu-img changes the file alone: no intent, nothing to settle */
-	if (dop.live)
-		r = op_record(&dop, DSNAP_OP,
-		              json_pack("{s:i, s:s, s:b, s:s}", "disk", (int)disk_id, "tag", tag,
-		                        "live", dop.live, "prev", lc_lcm_name(dop.back)),
-		              LC_LCM_SNAPSHOT, "disk snapshot", err);
-	if (r < 0)
-		goto out;
-	lc_db_close(TAKE_PTR(dop.db));
-	if (dop.live) {
-		util_crash_point("disk-snapshot-after-intent");
-		r = snap_live(dop.q, &dcopy, op, snap, tag, err);
-	} else {
-		r = stor_snapshot(dcopy.path,
-		                  op == LC_DSNAP_CREATE   ? STOR_SNAP_CREATE
-		                  : op == LC_DSNAP_REVERT ? STOR_SNAP_APPLY
-		                                          : STOR_SNAP_DELETE,
-		                  snap_ref(snap, tag), err);
-	}
-	if (dop.live) {
-		util_err ferr = { 0 };
-		int f = op_finish(&dop, false,
-		                  r < 0 ? "disk snapshot failed" : "disk snapshot done",
-		                  r < 0 ? "failed" : "ok", &ferr);
-
-		if (r == 0 && f < 0) {
-			if (err)
-				*err = ferr;
-			r = f;
-		} else {
-			util_err_clear(&ferr);
-		}
-	}
+	r = check_tag(&dop, disk_id, op, tag, list, &snap, err);
+	if (r == 0)
+		r = run_disk_snapshot(&dop, &dcopy, op, snap, tag, err);
 	if (r < 0) {
 		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, dop.h.name);
 		goto out;
@@ -1373,182 +1389,226 @@ static void delete_node_of_gone_device(qmp_client *q, const char *node)
 	}
 }
 
+/* What settling one interrupted disk operation works with. */
+typedef struct settle_ctx {
+	const char *root;
+	lc_vm *vm;
+	uint64_t seq;
+	json_t *data;  /* the intent's data (borrowed) */
+	json_t *dj;    /* its "disk" (borrowed) */
+	qmp_client *q; /* the VM's QEMU, when the operation was live */
+	lc_lcm back;   /* the LCM state the VM returns to */
+	lc_disk d;     /* attach, detach: the disk */
+	lc_vmdef nd;   /* a copy of the definition, to record changed */
+	char node[32];
+} settle_ctx;
+
+static int settle_attach(settle_ctx *c, util_err *err)
+{
+	bool present = false;
+	int r;
+
+	if (find_disk(&c->vm->def, c->d.id))
+		return finish(c->root, c->vm->id, c->seq, NULL, true, c->back,
+		              "disk attached (finished after a crash)", "ok", err);
+	if (c->q && (r = device_exists(c->q, c->node, &present, err)) < 0)
+		return r;
+	if (present) {
+		/* QEMU has it and the guest may use it: keep it */
+		r = add_disk(&c->nd, c->dj, err);
+		if (r == 0)
+			r = finish(c->root, c->vm->id, c->seq, &c->nd, true, c->back,
+			           "disk attached (finished after a crash)", "ok", err);
+		return r;
+	}
+	if (c->q) {
+		_cleanup_json_ json_t *n = NULL;
+
+		r = find_node(c->q, c->node, &n, err);
+		if (r == 0 && n)
+			r = qmp_run(c->q, "blockdev-del", json_pack("{s:s}", "node-name", c->node),
+			            NULL, err);
+		if (r < 0)
+			return r;
+	}
+	if (c->d.owned && c->d.path && (r = stor_remove_disk(c->d.path, false, err)) < 0)
+		return r;
+	return finish(c->root, c->vm->id, c->seq, NULL, true, c->back,
+	              "disk attach interrupted; rolled back", "rolled-back", err);
+}
+
+static int settle_detach(settle_ctx *c, util_err *err)
+{
+	bool in_def = find_disk(&c->vm->def, c->d.id) != NULL, present = true;
+	int timeout_s = (int)json_integer_value(json_object_get(c->data, "timeout_s"));
+	int r;
+
+	if (in_def && c->q && (r = device_exists(c->q, c->node, &present, err)) < 0)
+		return r;
+	if (in_def && c->q && present) {
+		/* the detach was asked for: ask (again) and give the guest
+		 * its time; whether it lets go decides the way */
+		util_err ignored = { 0 };
+
+		if (qmp_run(c->q, "device_del", json_pack("{s:s}", "id", c->node), NULL,
+		            &ignored) == 0 ||
+		    util_streq(ignored.qmp_class, "GenericError"))
+			wait_deleted(c->q, c->node,
+			             util_now_ms() +
+			                     (timeout_s > 0 ? timeout_s : LC_DETACH_TIMEOUT_S) *
+			                             1000,
+			             &ignored);
+		if ((r = device_exists(c->q, c->node, &present, err)) < 0)
+			return r;
+	}
+	if (in_def && (!c->q || present))
+		/* nothing was taken away (a pending device_del may still be
+		 * honoured by the guest: detach again then) */
+		return finish(c->root, c->vm->id, c->seq, NULL, true, c->back,
+		              "disk detach interrupted; rolled back", "rolled-back", err);
+	if (c->q)
+		delete_node_of_gone_device(c->q, c->node);
+	remove_disk_at(&c->nd, c->d.id);
+	r = finish(c->root, c->vm->id, c->seq, in_def ? &c->nd : NULL, true, c->back,
+	           "disk detached (finished after a crash)", "ok", err);
+	if (r == 0 && c->d.owned && c->d.path)
+		r = stor_remove_disk(c->d.path, false, err);
+	return r;
+}
+
+/* Idempotent: do it (again) and record it. */
+static int settle_resize(settle_ctx *c, util_err *err)
+{
+	lc_disk *cur = find_disk(&c->nd, (unsigned)json_integer_value(c->dj));
+	uint64_t size = (uint64_t)json_integer_value(json_object_get(c->data, "size"));
+	int r;
+
+	if (!cur)
+		return finish(c->root, c->vm->id, c->seq, NULL, true, c->back,
+		              "disk resize interrupted", "rolled-back", err);
+	r = do_resize(c->q, cur, size, json_is_true(json_object_get(c->data, "shrink")), err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		finish(c->root, c->vm->id, c->seq, NULL, true, c->back, "disk resize interrupted",
+		       "rolled-back", &ignored);
+		util_err_clear(err);
+		return 0; /* the definition still tells the old size: consistent */
+	}
+	cur->size = size;
+	return finish(c->root, c->vm->id, c->seq, &c->nd, true, c->back,
+	              "disk resized (finished after a crash)", "ok", err);
+}
+
+static int settle_cdrom(settle_ctx *c, util_err *err)
+{
+	const char *iso = json_string_value(json_object_get(c->data, "iso"));
+	_cleanup_free_ char *mnode = NULL, *mfile = NULL;
+	bool found = false, forward = !c->q;
+	int r;
+
+	if (c->q && (r = medium_of(c->q, "cdrom0", &mnode, &mfile, &found, err)) < 0)
+		return r;
+	/* live: the change is finished if the drive holds what was asked
+	 * for; otherwise the old medium goes back in (its node is still
+	 * there: a change deletes it last), as the definition says */
+	if (c->q)
+		forward = iso ? util_streq(mfile, iso) : !mfile;
+	if (c->q && forward)
+		cdrom_drop_spare(c->q, mnode);
+	if (c->q && !forward && (r = cdrom_restore(c->q, c->vm->def.cdrom, err)) < 0)
+		return r;
+	free(c->nd.cdrom);
+	c->nd.cdrom = iso ? util_xstrdup(iso) : NULL;
+	return finish(c->root, c->vm->id, c->seq, forward ? &c->nd : NULL, true, c->back,
+	              forward ? "cd-rom changed (finished after a crash)"
+	                      : "cd-rom change interrupted; rolled back",
+	              forward ? "ok" : "rolled-back", err);
+}
+
+/* A start that died in PROLOG (rolled back to its old state by then): the
+ * disks it made were not there before it. */
+static int settle_prolog(settle_ctx *c, util_err *err)
+{
+	_cleanup_free_ char *vmdir = vmdir_of(c->root, c->vm->id);
+	unsigned ids[LC_DISKS_MAX];
+	size_t n = 0, i;
+	json_t *v;
+	int r;
+
+	json_array_foreach (json_object_get(c->data, "disks"), i, v)
+		if (n < LC_DISKS_MAX)
+			ids[n++] = (unsigned)json_integer_value(v);
+	if (c->vm->state == LC_ACTIVE && c->vm->lcm != LC_LCM_PROLOG)
+		/* it went on to run: what it made is in use */
+		return finish(c->root, c->vm->id, c->seq, NULL, false, c->back, NULL, "ok", err);
+	r = remove_made(&c->vm->def, ids, n, err);
+	if (r == 0)
+		drop_create_temps(vmdir);
+	if (r == 0)
+		r = finish(c->root, c->vm->id, c->seq, NULL, false, c->back, NULL, "rolled-back",
+		           err);
+	return r;
+}
+
+/* The disk an attach or detach intent carries, read as the definition
+ * reads disks. */
+static int intent_disk(const lc_vm *vm, json_t *dj, lc_disk *ret, util_err *err)
+{
+	_cleanup_json_ json_t *wrap = lc_vmdef_to_json(&vm->def);
+	lc_vmdef one;
+	int r;
+
+	json_object_set_new(wrap, "disks", json_pack("[O]", dj));
+	r = lc_vmdef_from_json(wrap, &one, err);
+	if (r < 0)
+		return r;
+	*ret = one.disks[0];
+	memset(&one.disks[0], 0, sizeof(lc_disk));
+	lc_vmdef_clear(&one);
+	return 0;
+}
+
+static const struct {
+	const char *op;
+	int (*fn)(settle_ctx *c, util_err *err);
+} settlers[] = {
+	{ ATTACH_OP, settle_attach }, { DETACH_OP, settle_detach }, { RESIZE_OP, settle_resize },
+	{ CDROM_OP, settle_cdrom },   { PROLOG_OP, settle_prolog },
+};
+
 static int settle_one(const char *root, lc_vm *vm, uint64_t seq, json_t *intent, qmp_client *q,
                       util_err *err)
 {
 	const char *op = json_string_value(json_object_get(intent, "op"));
 	json_t *data = json_object_get(intent, "data");
-	bool live = json_is_true(json_object_get(data, "live")) && q;
-	lc_lcm back = LC_LCM_RUNNING;
-	json_t *dj = json_object_get(data, "disk");
-	lc_vmdef nd = { 0 };
-	lc_disk d = { 0 };
-	char node[32];
-	int r;
+	settle_ctx c = { .root = root,
+		         .vm = vm,
+		         .seq = seq,
+		         .data = data,
+		         .dj = json_object_get(data, "disk"),
+		         .back = LC_LCM_RUNNING };
+	int (*fn)(settle_ctx *, util_err *) = NULL;
+	int r = 0;
 
-	lc_lcm_parse(json_string_value(json_object_get(data, "prev")), &back, NULL);
-	if (util_streq(op, ATTACH_OP) || util_streq(op, DETACH_OP)) {
-		_cleanup_json_ json_t *wrap = lc_vmdef_to_json(&vm->def);
-		lc_vmdef one;
-
-		json_object_set_new(wrap, "disks", json_pack("[O]", dj));
-
-		r = lc_vmdef_from_json(wrap, &one, err);
-		if (r < 0)
-			return r;
-		d = one.disks[0];
-		memset(&one.disks[0], 0, sizeof(lc_disk));
-		lc_vmdef_clear(&one);
-	}
-	node_name(node, sizeof(node), d.id);
-	r = copy_def(&vm->def, &nd, err);
-	if (r < 0)
-		goto out;
-
-	if (util_streq(op, ATTACH_OP)) {
-		bool in_def = find_disk(&vm->def, d.id) != NULL, present = false;
-
-		if (in_def) {
-			r = finish(root, vm->id, seq, NULL, true, back,
-			           "disk attached (finished after a crash)", "ok", err);
-			goto out;
-		}
-		if (live && (r = device_exists(q, node, &present, err)) < 0)
-			goto out;
-		if (present) {
-			/* QEMU has it and the guest may use it: keep it */
-			r = add_disk(&nd, dj, err);
-			if (r == 0)
-				r = finish(root, vm->id, seq, &nd, true, back,
-				           "disk attached (finished after a crash)", "ok", err);
-			goto out;
-		}
-		if (live) {
-			_cleanup_json_ json_t *n = NULL;
-
-			r = find_node(q, node, &n, err);
-			if (r == 0 && n)
-				r = qmp_run(q, "blockdev-del",
-				            json_pack("{s:s}", "node-name", node), NULL, err);
-			if (r < 0)
-				goto out;
-		}
-		if (d.owned && d.path && (r = stor_remove_disk(d.path, false, err)) < 0)
-			goto out;
-		r = finish(root, vm->id, seq, NULL, true, back,
-		           "disk attach interrupted; rolled back", "rolled-back", err);
-	} else if (util_streq(op, DETACH_OP)) {
-		bool in_def = find_disk(&vm->def, d.id) != NULL, present = true;
-		int timeout_s = (int)json_integer_value(json_object_get(data, "timeout_s"));
-
-		if (in_def && live && (r = device_exists(q, node, &present, err)) < 0)
-			goto out;
-		if (in_def && live && present) {
-			/* the detach was asked for: ask (again) and give the guest
-			 * its time; whether it lets go decides the way */
-			util_err ignored = { 0 };
-
-			if (qmp_run(q, "device_del", json_pack("{s:s}", "id", node), NULL,
-			            &ignored) == 0 ||
-			    util_streq(ignored.qmp_class, "GenericError"))
-				wait_deleted(q, node,
-				             util_now_ms() + (timeout_s > 0 ? timeout_s
-				                                            : LC_DETACH_TIMEOUT_S) *
-				                                     1000,
-				             &ignored);
-			if ((r = device_exists(q, node, &present, err)) < 0)
-				goto out;
-		}
-		if (in_def && (!live || present)) {
-			/* nothing was taken away (a pending device_del may still
-			 * be honoured by the guest: detach again then) */
-			r = finish(root, vm->id, seq, NULL, true, back,
-			           "disk detach interrupted; rolled back", "rolled-back", err);
-			goto out;
-		}
-		if (live)
-			delete_node_of_gone_device(q, node);
-		remove_disk_at(&nd, d.id);
-		r = finish(root, vm->id, seq, in_def ? &nd : NULL, true, back,
-		           "disk detached (finished after a crash)", "ok", err);
-		if (r == 0 && d.owned && d.path)
-			r = stor_remove_disk(d.path, false, err);
-	} else if (util_streq(op, RESIZE_OP)) {
-		/* idempotent: do it (again) and record it */
-		lc_disk *cur = find_disk(&nd, (unsigned)json_integer_value(dj));
-		uint64_t size = (uint64_t)json_integer_value(json_object_get(data, "size"));
-
-		if (!cur) {
-			r = finish(root, vm->id, seq, NULL, true, back, "disk resize interrupted",
-			           "rolled-back", err);
-			goto out;
-		}
-		r = do_resize(live ? q : NULL, cur, size,
-		              json_is_true(json_object_get(data, "shrink")), err);
-		if (r < 0) {
-			util_err ignored = { 0 };
-
-			finish(root, vm->id, seq, NULL, true, back, "disk resize interrupted",
-			       "rolled-back", &ignored);
-			r = 0; /* the definition still tells the old size: consistent */
-			util_err_clear(err);
-			goto out;
-		}
-		cur->size = size;
-		r = finish(root, vm->id, seq, &nd, true, back,
-		           "disk resized (finished after a crash)", "ok", err);
-	} else if (util_streq(op, CDROM_OP)) {
-		const char *iso = json_string_value(json_object_get(data, "iso"));
-		_cleanup_free_ char *mnode = NULL, *mfile = NULL;
-		bool found = false, forward = !live;
-
-		if (live && (r = medium_of(q, "cdrom0", &mnode, &mfile, &found, err)) < 0)
-			goto out;
-		/* live: the change is finished if the drive holds what was
-		 * asked for; otherwise the old medium goes back in (its node is
-		 * still there: a change deletes it last), as the definition says */
-		if (live)
-			forward = iso ? util_streq(mfile, iso) : !mfile;
-		if (live && forward)
-			cdrom_drop_spare(q, mnode);
-		if (live && !forward && (r = cdrom_restore(q, vm->def.cdrom, err)) < 0)
-			goto out;
-		free(nd.cdrom);
-		nd.cdrom = iso ? util_xstrdup(iso) : NULL;
-		r = finish(root, vm->id, seq, forward ? &nd : NULL, true, back,
-		           forward ? "cd-rom changed (finished after a crash)"
-		                   : "cd-rom change interrupted; rolled back",
-		           forward ? "ok" : "rolled-back", err);
-	} else if (util_streq(op, PROLOG_OP)) {
-		/* a start that died in PROLOG (rolled back to its old state by
-		 * then): the disks it made were not there before it */
-		unsigned ids[LC_DISKS_MAX];
-		size_t n = 0;
-		json_t *v;
-		size_t i;
-		_cleanup_free_ char *vmdir = vmdir_of(root, vm->id);
-
-		json_array_foreach (json_object_get(data, "disks"), i, v)
-			if (n < LC_DISKS_MAX)
-				ids[n++] = (unsigned)json_integer_value(v);
-		if (vm->state == LC_ACTIVE && vm->lcm != LC_LCM_PROLOG) {
-			/* it went on to run: what it made is in use */
-			r = finish(root, vm->id, seq, NULL, false, back, NULL, "ok", err);
-			goto out;
-		}
-		r = remove_made(&vm->def, ids, n, err);
-		if (r == 0)
-			drop_create_temps(vmdir);
-		if (r == 0)
-			r = finish(root, vm->id, seq, NULL, false, back, NULL, "rolled-back", err);
-	} else {
-		/* a disk snapshot: atomic in qemu, only the state is left */
-		r = finish(root, vm->id, seq, NULL, true, back, "disk snapshot interrupted", "ok",
+	if (json_is_true(json_object_get(data, "live")))
+		c.q = q;
+	lc_lcm_parse(json_string_value(json_object_get(data, "prev")), &c.back, NULL);
+	if (util_streq(op, ATTACH_OP) || util_streq(op, DETACH_OP))
+		r = intent_disk(vm, c.dj, &c.d, err);
+	node_name(c.node, sizeof(c.node), c.d.id);
+	if (r == 0)
+		r = copy_def(&vm->def, &c.nd, err);
+	for (size_t i = 0; r == 0 && i < sizeof(settlers) / sizeof(settlers[0]); i++)
+		if (util_streq(op, settlers[i].op))
+			fn = settlers[i].fn;
+	if (r == 0 && fn)
+		r = fn(&c, err);
+	else if (r == 0) /* a disk snapshot: atomic in qemu, only the state is left */
+		r = finish(root, vm->id, seq, NULL, true, c.back, "disk snapshot interrupted", "ok",
 		           err);
-	}
-out:
-	lc_disk_clear(&d);
-	lc_vmdef_clear(&nd);
+	lc_disk_clear(&c.d);
+	lc_vmdef_clear(&c.nd);
 	return r;
 }
 
@@ -1559,7 +1619,10 @@ static bool our_op(const char *op)
 	       util_streq(op, PROLOG_OP);
 }
 
-int lc_disk_settle(const char *root, uint64_t id, util_err *err)
+/* Complete or roll back the disk operations (disk-*, cdrom, disk-prolog)
+ * a crashed qvm left on VM id. With the VM lock held; the journal is
+ * opened as needed. */
+static int settle_disks(const char *root, uint64_t id, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_json_ json_t *mine = json_object();
@@ -1603,4 +1666,9 @@ int lc_disk_settle(const char *root, uint64_t id, util_err *err)
 			                       vm->def.name);
 	}
 	return 1;
+}
+
+__attribute__((constructor)) static void register_disk_settling(void)
+{
+	lc_on_settle(LC_SETTLE_ON_HOLD | LC_SETTLE_ON_READ, 10, settle_disks);
 }

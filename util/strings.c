@@ -128,6 +128,11 @@ void util_strv_clear(util_strv *sv)
 	sv->n = sv->cap = 0;
 }
 
+bool util_all_digits(const char *s)
+{
+	return *s && strspn(s, "0123456789") == strlen(s);
+}
+
 bool util_streq(const char *a, const char *b)
 {
 	if (!a || !b)

@@ -133,6 +133,8 @@ void util_strv_clear(util_strv *sv);
 size_t util_strv_len(char *const *v);
 
 bool util_streq(const char *a, const char *b); /* NULL-safe */
+/* Is s not empty and made of ASCII digits only? */
+bool util_all_digits(const char *s);
 bool util_startswith(const char *s, const char *prefix);
 
 /* ---- validation at the edge -------------------------------------------- */

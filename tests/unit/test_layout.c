@@ -1,7 +1,8 @@
 /* Unit tests for the layout of the sources themselves (dependencies one
  * way, small functions): within storage/ the calls between files go one
  * way, the lower folders have no function over 100 lines and no function
- * twice, the store (lifecycle/store/) calls nothing above it, and
+ * twice, the store (lifecycle/store/) calls nothing above it, the
+ * lifecycle files call each other one way, and
  * lifecycle/ does not know the CLI's supervisor verb. Reads
  * the tree at $QVM_SOURCE. */
 #include <dirent.h>
@@ -182,7 +183,7 @@ static const char *defined_in(const char *name)
 	return NULL;
 }
 
-/* Does a storage file reach `to` through calls into other files,
+/* Does a file reach `to` through calls into other files,
  * starting from `from`? seen guards against walking a loop forever. */
 static bool reaches(const char *from, const char *to, util_strv *seen)
 {
@@ -204,12 +205,14 @@ static bool reaches(const char *from, const char *to, util_strv *seen)
 	return false;
 }
 
-static void test_storage_calls_one_way(void)
+/* The files of folder (a prefix such as "storage/") call each other one
+ * way: no file reaches itself through calls into the others. */
+static void test_calls_one_way(const char *folder)
 {
 	int cycles = 0;
 
 	for (size_t i = 0; i < nfns; i++) {
-		if (strncmp(fns[i].file, "storage/", 8))
+		if (strncmp(fns[i].file, folder, strlen(folder)))
 			continue;
 		for (size_t c = 0; c < fns[i].calls.n; c++) {
 			const char *def = defined_in(fns[i].calls.v[c]);
@@ -223,10 +226,24 @@ static void test_storage_calls_one_way(void)
 			util_strv_clear(&seen);
 		}
 	}
-	is_int(cycles, 0, "the storage files call each other one way only");
+	is_int(cycles, 0, "the %s files call each other one way only", folder);
+}
+
+static void test_storage_calls_one_way(void)
+{
+	test_calls_one_way("storage/");
 	ok(defined_in("stor_download") && defined_in("stor_writeback") &&
 	           defined_in("stor_inspect"),
 	   "the scan found storage's functions");
+}
+
+/* The operations stand on the store and on each other one way: adding one
+ * never means two files that need each other. */
+static void test_lifecycle_calls_one_way(void)
+{
+	test_calls_one_way("lifecycle/");
+	ok(defined_in("lc_vm_start") && defined_in("lc_hold_vm") && defined_in("lc_vm_disk_attach"),
+	   "the scan found lifecycle's functions");
 }
 
 static void test_short_functions(void)
@@ -366,6 +383,7 @@ int main(void)
 	test_short_functions();
 	test_no_copies();
 	test_store_calls_nothing_above();
+	test_lifecycle_calls_one_way();
 	test_lifecycle_knows_no_verb();
 	test_spawn_needs_a_verb();
 	return done_testing();

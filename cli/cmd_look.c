@@ -5,6 +5,9 @@
 
 #include "cli.h"
 
+/* The history rows show prints (the newest). */
+#define SHOW_HISTORY_ROWS 10
+
 static int open_named(cli_ctx *ctx, int argc, char **argv, lc_db **ret_db, lc_vm **ret_vm,
                       util_err *err)
 {
@@ -27,25 +30,22 @@ int cli_open_vm_to_read(cli_ctx *ctx, const char *name_or_id, lc_db **ret_db, lc
 {
 	lc_db *db = NULL;
 	lc_vm *vm = NULL;
-	int r = cli_open_db(ctx, 0, &db, err);
+	int r = lc_db_open_vm(ctx->root, name_or_id, &db, &vm, err);
 
-	if (r == 0 && lc_db_find_any(db, name_or_id, &vm, err) < 0)
-		r = lc_db_find(db, name_or_id, &vm, err); /* its message */
 	if (r == 0 && may_be_ghost(vm)) {
-		/* settle it as list does, so that no read shows a ghost */
-		util_err rerr = { 0 };
+		/* settle it as list does, so that no read shows a ghost (with
+		 * the read closed: the settling writes) */
+		_cleanup_free_ char *name = util_xstrdup(vm->def.name);
 		uint64_t id = vm->id;
+		util_err rerr = { 0 };
+		char idtext[24];
 
-		if (lc_vm_reconcile(ctx->root, id, &rerr) > 0) {
-			lc_db_close(db);
-			db = NULL;
-			r = cli_open_db(ctx, 0, &db, err);
-			vm = r == 0 ? lc_db_vm_by_id(db, id) : NULL;
-			if (r == 0 && !vm)
-				r = util_err_set(err, -ENOENT, "vm %" PRIu64 " is gone", id);
-		} else if (rerr.msg[0] && ctx->verbosity >= 0) {
-			fprintf(stderr, "qvm: cannot reconcile '%s': %s\n", vm->def.name, rerr.msg);
-		}
+		snprintf(idtext, sizeof(idtext), "%" PRIu64, id);
+		lc_db_close(db);
+		db = NULL;
+		if (lc_vm_reconcile(ctx->root, id, &rerr) < 0 && ctx->verbosity >= 0)
+			fprintf(stderr, "qvm: cannot reconcile '%s': %s\n", name, rerr.msg);
+		r = lc_db_open_vm(ctx->root, idtext, &db, &vm, err);
 	}
 	if (r < 0) {
 		lc_db_close(db);
@@ -215,8 +215,11 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	json_t *rec;
 	int r = open_named(ctx, argc, argv, &db, &vm, err);
 
-	if (r == 0)
+	/* --json carries the whole history, the text its last rows */
+	if (r == 0 && ctx->json)
 		r = lc_vm_history(db, vm, &history, err);
+	else if (r == 0)
+		r = lc_vm_history_tail(db, vm, SHOW_HISTORY_ROWS, &history, err);
 	if (r < 0)
 		return r;
 	if (ctx->json) {
@@ -299,7 +302,9 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		                    json_integer_value(json_object_get(vm->snapshots, "current")));
 	}
 	printf("\nHISTORY (latest %d)\n", 10);
-	from = json_array_size(history) > 10 ? json_array_size(history) - 10 : 0;
+	from = json_array_size(history) > SHOW_HISTORY_ROWS
+	               ? json_array_size(history) - SHOW_HISTORY_ROWS
+	               : 0;
 	json_array_foreach (history, i, rec)
 		if (i >= from)
 			print_history_row(rec);

@@ -199,6 +199,9 @@ static void report(sup *s, int code, const char *msg)
 	}
 	close(s->status_fd);
 	s->status_fd = -1;
+	/* from here it waits on its VM: what it read of the journal would
+	 * only sit in its memory, for each VM the host runs */
+	lc_db_forget();
 }
 
 static void release_lock(sup *s)

@@ -189,6 +189,19 @@ static void lock_alarm(int sig)
 int util_lock_path(const char *path, bool exclusive, int timeout_ms, int *ret_fd, util_err *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	int r;
+
+	if (fd < 0)
+		return util_err_errno(err, -errno, "cannot open lock '%s'", path);
+	r = util_lock_fd(fd, path, exclusive, timeout_ms, err);
+	if (r < 0)
+		return r;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+int util_lock_fd(int fd, const char *path, bool exclusive, int timeout_ms, util_err *err)
+{
 	int op = exclusive ? LOCK_EX : LOCK_SH;
 	struct sigaction sa = { .sa_handler = lock_alarm }, old;
 	timer_t timer;
@@ -196,10 +209,8 @@ int util_lock_path(const char *path, bool exclusive, int timeout_ms, int *ret_fd
 	struct itimerspec its = { 0 };
 	int r;
 
-	if (fd < 0)
-		return util_err_errno(err, -errno, "cannot open lock '%s'", path);
 	if (flock(fd, op | LOCK_NB) == 0)
-		goto locked;
+		return 0;
 	if (errno != EWOULDBLOCK)
 		return util_err_errno(err, -errno, "cannot lock '%s'", path);
 	if (timeout_ms == 0)
@@ -209,7 +220,7 @@ int util_lock_path(const char *path, bool exclusive, int timeout_ms, int *ret_fd
 			;
 		if (r < 0)
 			return util_err_errno(err, -errno, "cannot lock '%s'", path);
-		goto locked;
+		return 0;
 	}
 	/* A blocking flock() bounded by a one-shot timer signal: the kernel
 	 * wakes us the moment the holder lets go, no polling. */
@@ -238,7 +249,5 @@ int util_lock_path(const char *path, bool exclusive, int timeout_ms, int *ret_fd
 		                    path, timeout_ms);
 	if (r < 0)
 		return util_err_errno(err, r, "cannot lock '%s'", path);
-locked:
-	*ret_fd = TAKE_FD(fd);
 	return 0;
 }

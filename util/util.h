@@ -197,6 +197,8 @@ int util_rm_rf(const char *path, util_err *err);
  * most timeout_ms (0: try once, <0: forever). The lock dies with the fd and
  * so with its holder. -EBUSY when the wait runs out. */
 int util_lock_path(const char *path, bool exclusive, int timeout_ms, int *ret_fd, util_err *err);
+/* The same on an open lock file fd (path names it in messages). */
+int util_lock_fd(int fd, const char *path, bool exclusive, int timeout_ms, util_err *err);
 
 /* ---- time ----------------------------------------------------------------- */
 

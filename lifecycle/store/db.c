@@ -21,6 +21,7 @@ struct lc_db {
 	bool write;
 	bool summary;        /* definitions hold only name, memory, vcpus */
 	lc_journal *journal; /* writers keep it (and its exclusive lock) open */
+	lc_journal *reader;  /* a one-VM read keeps its shared lock: its history walk */
 	uint64_t next_id;
 	lc_vm **vms; /* sorted by id */
 	size_t n_vms, cap_vms;
@@ -170,9 +171,13 @@ static int def_from_fields(json_t *j, bool summary, lc_vmdef *ret, util_err *err
 	return lc_vmdef_from_json(obj, ret, err);
 }
 
+static void note_recent(lc_vm *vm, uint64_t seq);
+
 static int vm_from_json(json_t *j, bool summary, lc_vm **ret, util_err *err)
 {
 	lc_vm *vm = util_xcalloc(1, sizeof(*vm));
+	json_t *v;
+	size_t i;
 	int r;
 
 	vm->id = (uint64_t)int_of(j, "id");
@@ -185,6 +190,8 @@ static int vm_from_json(json_t *j, bool summary, lc_vm **ret, util_err *err)
 	vm->state_ms = int_of(j, "time");
 	if (json_is_object(json_object_get(j, "snapshots")))
 		vm->snapshots = json_deep_copy(json_object_get(j, "snapshots"));
+	json_array_foreach (json_object_get(j, "recent"), i, v)
+		note_recent(vm, (uint64_t)json_integer_value(v));
 	r = apply_state_fields(vm, j, err);
 	if (r < 0) {
 		vm_free(vm);
@@ -220,7 +227,25 @@ static json_t *vm_state_json(const lc_vm *vm)
 		json_object_set_new(j, "sent", json_true());
 	if (vm->snapshots)
 		json_object_set_new(j, "snapshots", json_deep_copy(vm->snapshots));
+	if (vm->n_recent) {
+		json_t *recent = json_array();
+
+		for (size_t i = 0; i < vm->n_recent; i++)
+			json_array_append_new(recent, json_integer((json_int_t)vm->recent[i]));
+		json_object_set_new(j, "recent", recent);
+	}
 	return j;
+}
+
+/* The index key of a VM's record in the snapshot: "<id> <STATE> <name>",
+ * what resolving a name needs (lc_db_find_any). */
+static char *vm_key(const char *member, json_t *elem)
+{
+	if (strcmp(member, "vms") != 0)
+		return NULL;
+	return util_xasprintf("%" PRIu64 " %s %s", (uint64_t)int_of(elem, "id"),
+	                      json_string_value(json_object_get(elem, "state")),
+	                      json_string_value(json_object_get(elem, "name")));
 }
 
 static json_t *db_state_json(const lc_db *db)
@@ -473,6 +498,27 @@ int lc_db_recover_vm(lc_db *db, uint64_t id, const char *const *ops, util_err *e
 
 /* Apply one record to the model. Records were validated when written; a
  * record that does not fit the model means the journal is corrupt. */
+static void note_recent(lc_vm *vm, uint64_t seq)
+{
+	if (vm->n_recent && vm->recent[vm->n_recent - 1] >= seq)
+		return; /* seen (a replay), or out of order: keep it ascending */
+	if (vm->n_recent == LC_VM_RECENT)
+		memmove(vm->recent, vm->recent + 1, --vm->n_recent * sizeof(vm->recent[0]));
+	vm->recent[vm->n_recent++] = seq;
+}
+
+/* A new VM's history starts at the intent that created it. */
+static void note_create_intent(lc_db *db, lc_vm *vm)
+{
+	const char *key;
+	json_t *in;
+
+	json_object_foreach (db->intents, key, in)
+		if ((uint64_t)int_of(in, "id") == vm->id &&
+		    util_streq(json_string_value(json_object_get(in, "op")), "create"))
+			note_recent(vm, strtoull(key, NULL, 10));
+}
+
 static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 {
 	const char *type = json_string_value(json_object_get(rec, "type"));
@@ -480,6 +526,8 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 	lc_vm *vm = db_vm_by_id(db, id);
 	char key[32];
 
+	if (vm && !util_streq(type, "done"))
+		note_recent(vm, seq);
 	if (util_streq(type, "intent")) {
 		snprintf(key, sizeof(key), "%" PRIu64, seq);
 		json_object_set(db->intents, key, rec);
@@ -540,6 +588,8 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 			return util_err_prefix(err, "journal record %" PRIu64, seq);
 		nvm->created_ms = int_of(rec, "time");
 		nvm->state_ms = nvm->created_ms;
+		note_create_intent(db, nvm);
+		note_recent(nvm, seq);
 		db_insert(db, nvm);
 		return 0;
 	}
@@ -770,6 +820,7 @@ static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret
 	}
 	if (write) {
 		db->journal = j;
+		lc_journal_set_key_fn(j, vm_key);
 		if (lc_journal_torn(j))
 			db->notice = util_xasprintf(
 			        "the journal's last record was torn by a crash and dropped; the damaged log was kept as '%s'",
@@ -787,6 +838,279 @@ static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret
 	return 0;
 }
 
+/* ---- one VM's read ---------------------------------------------------------------- */
+
+typedef struct part_at {
+	uint64_t id, off, len;
+	uint32_t crc;
+} part_at;
+
+/* One index line: the member, its element, where, and the key's fields. */
+/* The next space-separated field of *p (cut at the space, which *p then
+ * passes), or NULL at the end. The index is scanned by hand: sscanf was
+ * a tenth of a show among a thousand VMs. */
+static char *next_field(char **p)
+{
+	char *f = *p, *sp;
+
+	if (!f || !*f)
+		return NULL;
+	sp = strchr(f, ' ');
+	if (sp) {
+		*sp = '\0';
+		*p = sp + 1;
+	} else {
+		*p = f + strlen(f);
+	}
+	return f;
+}
+
+static bool field_u64(char **p, int base, uint64_t *ret)
+{
+	char *f = next_field(p), *end;
+
+	if (!f || !*f)
+		return false;
+	errno = 0;
+	*ret = strtoull(f, &end, base);
+	return !errno && !*end;
+}
+
+/* One index line (changed in place): "<member> <i> <off> <len> <crc>
+ * <key>", where a VM's key is "<id> <STATE> <name>". *ret_member and
+ * *ret_name (NULL but for a VM's) point into line. */
+static int parse_index_line(char *line, const char **ret_member, part_at *at, lc_state *ret_state,
+                            const char **ret_name)
+{
+	char *p = line, *member = next_field(&p), *elem = next_field(&p), *state;
+	uint64_t crc;
+
+	if (!member || !elem || !field_u64(&p, 10, &at->off) || !field_u64(&p, 10, &at->len) ||
+	    !field_u64(&p, 16, &crc) || crc > UINT32_MAX)
+		return -EBADMSG;
+	at->crc = (uint32_t)crc;
+	at->id = 0;
+	*ret_member = member;
+	*ret_name = NULL;
+	if (strcmp(member, "vms") == 0 && strcmp(elem, "-1") != 0) {
+		if (!field_u64(&p, 10, &at->id) || !(state = next_field(&p)) || !*p ||
+		    lc_state_parse(state, ret_state, NULL) < 0)
+			return -EBADMSG;
+		*ret_name = p;
+	}
+	return 0;
+}
+
+/* From the index alone: a stub of every VM of the snapshot (id, name,
+ * state), where each one's record is, and the small members in full. */
+static int load_index(lc_db *db, lc_journal *j, part_at **ret_parts, size_t *ret_n, util_err *err)
+{
+	_cleanup_free_ char *copy = util_xstrdup(lc_journal_index(j));
+	part_at *parts = NULL;
+	size_t n = 0, cap = 0;
+	char *save = NULL;
+	int r = 0;
+
+	for (char *l = strtok_r(copy, "\n", &save); l && r == 0; l = strtok_r(NULL, "\n", &save)) {
+		const char *member, *name;
+		lc_state state;
+		part_at at;
+		json_t *v;
+
+		if (parse_index_line(l, &member, &at, &state, &name) < 0) {
+			r = util_err_set(err, -EBADMSG, "journal snapshot: bad index line '%.60s'",
+			                 l);
+			break;
+		}
+		if (name) {
+			lc_vm *vm = util_xcalloc(1, sizeof(*vm));
+
+			vm->id = at.id;
+			vm->def.name = util_xstrdup(name);
+			vm->state = state;
+			db_insert(db, vm);
+			if (n == cap) {
+				cap = cap ? cap * 2 : 256;
+				parts = util_xrealloc(parts, cap * sizeof(*parts));
+			}
+			parts[n++] = at;
+			continue;
+		}
+		if (strcmp(member, "next_id") && strcmp(member, "intents") &&
+		    strcmp(member, "networks"))
+			continue;
+		v = lc_journal_part(j, at.off, at.len, at.crc, err);
+		if (!v) {
+			r = -EBADMSG;
+			break;
+		}
+		if (strcmp(member, "next_id") == 0)
+			db->next_id = (uint64_t)json_integer_value(v);
+		else
+			json_object_update(strcmp(member, "intents") ? db->networks : db->intents,
+			                   v);
+		json_decref(v);
+	}
+	if (r < 0) {
+		free(parts);
+		return r;
+	}
+	*ret_parts = parts;
+	*ret_n = n;
+	return 0;
+}
+
+typedef struct replay_one {
+	lc_db *db;
+	uint64_t id;
+	uint64_t create_intent; /* its create intent's seq, seen before it existed */
+} replay_one;
+
+/* The records of one VM, onto its full model: those about the database
+ * (intents, networks) were applied with the stubs. */
+static int replay_one_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
+{
+	static const char *const db_types[] = {
+		"intent", "done", "step", "net", "net-delete", NULL
+	};
+	replay_one *o = ud;
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	lc_vm *vm = db_vm_by_id(o->db, o->id);
+	int r;
+
+	if ((uint64_t)int_of(rec, "id") != o->id)
+		return 0;
+	if (util_strv_contains(db_types, type)) {
+		/* applied with the stubs; only its place in the history is new */
+		if (vm && !util_streq(type, "done"))
+			note_recent(vm, seq);
+		else if (!vm && util_streq(type, "intent"))
+			o->create_intent = seq;
+		return 0;
+	}
+	r = db_apply(o->db, seq, rec, err);
+	vm = db_vm_by_id(o->db, o->id);
+	if (r == 0 && vm && o->create_intent && util_streq(type, "define") &&
+	    vm->recent[0] != o->create_intent && vm->n_recent < LC_VM_RECENT) {
+		memmove(vm->recent + 1, vm->recent, vm->n_recent++ * sizeof(vm->recent[0]));
+		vm->recent[0] = o->create_intent;
+	}
+	return r;
+}
+
+/* Make VM id of db (a stub, with its record at parts) whole: its snapshot
+ * record in full, then its own records of the log. */
+static int make_whole(lc_db *db, lc_journal *j, uint64_t id, const part_at *parts, size_t n,
+                      util_err *err)
+{
+	replay_one o = { .db = db, .id = id };
+	lc_vm *full = NULL;
+	size_t at = 0;
+	int r = 0;
+
+	while (db->vms[at]->id != id)
+		at++;
+	for (size_t i = 0; i < n && !full && r == 0; i++) {
+		_cleanup_json_ json_t *v = NULL;
+
+		if (parts[i].id != id)
+			continue;
+		v = lc_journal_part(j, parts[i].off, parts[i].len, parts[i].crc, err);
+		r = v ? vm_from_json(v, false, &full, err) : -EBADMSG;
+	}
+	if (r < 0)
+		return util_err_prefix(err, "journal snapshot");
+	vm_free(db->vms[at]);
+	if (full) {
+		db->vms[at] = full;
+	} else {
+		/* defined after the snapshot: its define record makes it */
+		memmove(&db->vms[at], &db->vms[at + 1], (db->n_vms - at - 1) * sizeof(lc_vm *));
+		db->n_vms--;
+	}
+	db->summary = false;
+	r = lc_journal_foreach(j, replay_one_cb, &o, err);
+	db->summary = true;
+	return r;
+}
+
+/* lc_db_find_any, failing with lc_db_find's message (which points at the
+ * live VMs). */
+static int find_to_read(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err)
+{
+	if (lc_db_find_any(db, name_or_id, ret_vm, NULL) == 0)
+		return 0;
+	return lc_db_find(db, name_or_id, ret_vm, err);
+}
+
+/* For show: the model of one VM in full and of the others only their
+ * name and state, from the snapshot's index and the one record the VM has
+ * there (parsing a thousand definitions to print one is what it saves). A
+ * snapshot without an index, or an open net intent, reads everything. */
+int lc_db_open_vm(const char *root, const char *name_or_id, lc_db **ret_db, lc_vm **ret_vm,
+                  util_err *err)
+{
+	_cleanup_free_ char *jdir = journal_dir(root);
+	_cleanup_journal_ lc_journal *j = NULL;
+	_cleanup_free_ part_at *parts = NULL;
+	_cleanup_db_ lc_db *db = NULL;
+	size_t n = 0;
+	uint64_t id = 0;
+	lc_vm *vm;
+	struct stat st;
+	int r;
+
+	if (root[0] != '/' || stat(jdir, &st) < 0 ||
+	    lc_journal_open(jdir, LC_JOURNAL_PARTS, LOCK_TIMEOUT_MS, &j, NULL) < 0 ||
+	    !lc_journal_index(j))
+		goto whole;
+	db = util_xcalloc(1, sizeof(*db));
+	db->root = util_xstrdup(root);
+	db->summary = true;
+	db->next_id = 1;
+	db->intents = json_object();
+	db->networks = json_object();
+	r = load_index(db, j, &parts, &n, err);
+	if (r == 0)
+		r = lc_journal_foreach(j, apply_cb, db, err);
+	if (r < 0)
+		return r;
+	if (net_intent_open(db))
+		goto whole;
+	r = find_to_read(db, name_or_id, &vm, err);
+	if (r == 0)
+		id = vm->id; /* the stub goes */
+	if (r == 0)
+		r = make_whole(db, j, id, parts, n, err);
+	if (r == 0 && !(vm = db_vm_by_id(db, id)))
+		r = util_err_set(err, -EBADMSG, "journal: vm '%s' vanished in its replay",
+		                 name_or_id);
+	if (r < 0)
+		return r;
+	/* kept (with its shared lock) until lc_db_close: the history walk
+	 * of the same VM reads the same files, without loading them again */
+	db->reader = TAKE_PTR(j);
+	*ret_vm = vm;
+	*ret_db = TAKE_PTR(db);
+	return 0;
+whole:
+	lc_db_close(TAKE_PTR(db));
+	lc_journal_close(TAKE_PTR(j));
+	r = lc_db_open(root, 0, &db, err);
+	if (r == 0)
+		r = find_to_read(db, name_or_id, &vm, err);
+	if (r < 0)
+		return r;
+	*ret_vm = vm;
+	*ret_db = TAKE_PTR(db);
+	return 0;
+}
+
+void lc_db_forget(void)
+{
+	lc_journal_forget();
+}
+
 void lc_db_close(lc_db *db)
 {
 	if (!db)
@@ -794,6 +1118,7 @@ void lc_db_close(lc_db *db)
 	if (db->journal && db_log_is_long(db))
 		db_compact(db);
 	lc_journal_close(db->journal);
+	lc_journal_close(db->reader);
 	for (size_t i = 0; i < db->n_vms; i++)
 		vm_free(db->vms[i]);
 	free(db->vms);
@@ -958,6 +1283,25 @@ static int history_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
 	/* the full definition is noise in a history line */
 	json_object_del(copy, "def");
 	json_array_append_new(h->out, copy);
+	return 0;
+}
+
+int lc_vm_history_tail(lc_db *db, const lc_vm *vm, size_t n, json_t **ret_array, util_err *err)
+{
+	_cleanup_free_ char *jdir = journal_dir(db->root);
+	_cleanup_free_ char *needle = util_xasprintf("\"id\":%" PRIu64, vm->id);
+	history_ctx h = { vm->id, json_array() };
+	/* a VM that knows none (from a journal older than them): all of it */
+	int r = lc_journal_foreach_history_of(jdir, needle, vm->n_recent ? vm->recent : NULL,
+	                                      vm->n_recent, history_cb, &h, err);
+
+	if (r < 0) {
+		json_decref(h.out);
+		return r;
+	}
+	while (json_array_size(h.out) > n)
+		json_array_remove(h.out, 0);
+	*ret_array = h.out;
 	return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -48,18 +49,35 @@ struct lc_journal {
 	bool write;
 	bool broken; /* a write or sync failed: no more appends */
 	int lock_fd;
-	int log_fd;        /* O_APPEND, writers only */
-	json_t *state;     /* the snapshot's (or its summary), or NULL */
-	bool want_summary; /* opened with LC_JOURNAL_SUMMARY */
-	bool is_summary;   /* state holds the snapshot's summary */
-	uint64_t snap_seq; /* the seq the snapshot covers */
+	int log_fd;               /* O_APPEND, writers only */
+	json_t *state;            /* the snapshot's (or its summary), or NULL */
+	bool want_summary;        /* opened with LC_JOURNAL_SUMMARY */
+	bool want_parts;          /* opened with LC_JOURNAL_PARTS */
+	int snap_fd;              /* a parts open with an index: the snapshot, to read parts */
+	uint64_t body_off;        /* where the index's offsets count from, in the file */
+	uint64_t body_len;        /* how far they may reach: to the index */
+	char *index;              /* a parts open: the snapshot's index, or NULL */
+	lc_journal_key_fn key_fn; /* names the parts of the next snapshot */
+	bool is_summary;          /* state holds the snapshot's summary */
+	uint64_t snap_seq;        /* the seq the snapshot covers */
 	uint64_t last_seq;
 	jrec *recs; /* the records after the snapshot */
 	size_t n, cap;
 	uint64_t log_size; /* bytes of valid records in the log */
 	uint64_t keep_off; /* where the records after the snapshot start */
 	char *torn;        /* where this open saved a torn log */
-	dev_t dev;         /* of dir, to find handles open in this process */
+	/* What a closed handle keeps for the next open (see park_journal):
+	 * the snapshot as read and its identity, the log's last line */
+	char *snap_text; /* NULL when there is no snapshot */
+	size_t snap_len;
+	struct stat snap_st;
+	bool snap_known;   /* snap_text (or its absence) was read */
+	bool log_rw;       /* log_fd may be written (a writer may reuse it) */
+	pid_t pid;         /* the process that opened it: a child forked since opens afresh */
+	uint64_t last_off; /* where the log's last record line starts */
+	char *last_line;   /* that line, to recognise the log by */
+	size_t last_len;
+	dev_t dev; /* of dir, to find handles open in this process */
 	ino_t ino;
 	lc_journal *next;
 };
@@ -401,19 +419,211 @@ static bool eat(const char **p, const char *end, const char *lit)
 }
 
 /* {"seq":N,"crc32c":"xxxxxxxx","state":<json>}\n, exactly as written. */
+/* The index as the writer wrote it: a JSON string of printable ASCII
+ * whose only escape is "\\n" (see put_part), which is read here without a
+ * JSON parser; p is its opening '"', end just past its closing one. NULL
+ * for anything else. */
+static char *index_text(const char *p, const char *end)
+{
+	char *out, *o;
+
+	if (p >= end || *p != '"' || end[-1] != '"')
+		return NULL;
+	out = o = util_xmalloc((size_t)(end - p));
+	for (p++; p < end - 1; p++) {
+		if (*p == '\\' && p + 1 < end - 1 && p[1] == 'n') {
+			*o++ = '\n';
+			p++;
+		} else if (*p == '\\' || *p == '"' || (unsigned char)*p < 0x20) {
+			free(out);
+			return NULL;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* ---- a parts open: the head, the index, and the parts asked for ------------------------ */
+
+/* The snapshot ends in ',"index":"<lines>","index_crc":"xxxxxxxx"}\n', the
+ * CRC-32C over "<seq> " and the index's JSON text (quotes included). */
+#define INDEX_CRC_TAIL ",\"index_crc\":\"xxxxxxxx\"}\n"
+#define INDEX_LEAD     ",\"index\":"
+
+/* The snapshot's head, '{"seq":N,"crc32c":"xxxxxxxx",': its seq (as
+ * text) and where the body starts. */
+static bool read_head(int fd, char seq_text[24], uint64_t *ret_body_off)
+{
+	char head[64];
+	const char *p = head, *end;
+	ssize_t n = pread(fd, head, sizeof(head), 0);
+	uint64_t seq;
+	size_t ds;
+
+	if (n <= 0)
+		return false;
+	end = head + n;
+	if (!eat(&p, end, "{\"seq\":") || !(ds = parse_u64(p, (size_t)(end - p), &seq)) || ds >= 24)
+		return false;
+	memcpy(seq_text, p, ds);
+	seq_text[ds] = '\0';
+	p += ds;
+	if (!eat(&p, end, ",\"crc32c\":\"") || end - p < 10)
+		return false;
+	p += 8;
+	if (!eat(&p, end, "\","))
+		return false;
+	*ret_body_off = (uint64_t)(p - head);
+	return true;
+}
+
+/* Read the index from the snapshot's tail (more of it while the index's
+ * start is not in what was read), checked by its own CRC. 1 when loaded,
+ * 0 when the snapshot has no index of that form. */
+static int read_index(lc_journal *j, int fd, uint64_t size, const char *seq_text)
+{
+	const size_t tail_len = sizeof(INDEX_CRC_TAIL) - 1;
+
+	for (uint64_t want = 65536;; want *= 2) {
+		uint64_t n = want < size ? want : size;
+		_cleanup_free_ char *buf = util_xmalloc((size_t)n + 1);
+		const char *crc_at, *at = NULL, *end;
+		uint32_t crc;
+
+		if (pread_all(fd, buf, (size_t)n, size - n) < 0 || n < tail_len)
+			return 0;
+		buf[n] = '\0';
+		crc_at = buf + n - tail_len;
+		end = crc_at;
+		if (memcmp(crc_at, ",\"index_crc\":\"", 14) || !parse_hex8(crc_at + 14, &crc) ||
+		    memcmp(crc_at + 22, "\"}\n", 3))
+			return 0;
+		for (const char *p = buf;
+		     (p = memmem(p, (size_t)(end - p), INDEX_LEAD, sizeof(INDEX_LEAD) - 1)); p++)
+			at = p;
+		if (!at && n < size)
+			continue; /* the index starts further back */
+		if (!at)
+			return 0;
+		at += sizeof(INDEX_LEAD) - 1;
+		if (frame_crc(seq_text, strlen(seq_text), at, (size_t)(end - at)) != crc)
+			return 0;
+		j->index = index_text(at, end);
+		if (!j->index)
+			return 0;
+		j->body_len = size - n + (uint64_t)(at - buf) - (sizeof(INDEX_LEAD) - 1);
+		return 1;
+	}
+}
+
+/* A parts open reads the head and the index only: the parts it needs it
+ * reads later, each checked by its CRC in the index. Without an index (a
+ * snapshot written before them) 0: it is loaded whole instead. */
+static int load_snapshot_parts(lc_journal *j, util_err *err)
+{
+	_cleanup_free_ char *path = util_xasprintf("%s/" SNAPSHOT_NAME, j->dir);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char seq_text[24];
+	struct stat st;
+	uint64_t seq;
+
+	if (fd < 0)
+		return errno == ENOENT ? 1 : util_err_errno(err, -errno, "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || !read_head(fd, seq_text, &j->body_off) ||
+	    read_index(j, fd, (uint64_t)st.st_size, seq_text) <= 0 || j->body_len < j->body_off) {
+		free(j->index);
+		j->index = NULL;
+		return 0;
+	}
+	j->body_len -= j->body_off;
+	parse_u64(seq_text, strlen(seq_text), &seq);
+	j->snap_seq = j->last_seq = seq;
+	j->snap_fd = TAKE_FD(fd);
+	return 1;
+}
+
+/* Parse the state (or, for a summary open, the summary) out of the
+ * snapshot text this handle holds, already checked. */
+static int parse_snapshot(lc_journal *j, util_err *err)
+{
+	_cleanup_free_ char *path = util_xasprintf("%s/" SNAPSHOT_NAME, j->dir);
+	const char *p = j->snap_text, *end = j->snap_text + j->snap_len - 2;
+	const char *why = "it is not a journal snapshot";
+	json_error_t jerr;
+
+	json_decref(j->state);
+	j->state = NULL;
+	j->is_summary = false;
+	/* the head was checked when the text was read */
+	p = memchr(p, ',', (size_t)(end - p));
+	p = p ? memchr(p + 1, ',', (size_t)(end - p - 1)) : NULL;
+	if (!p)
+		goto bad;
+	p++;
+	if (eat(&p, end, "\"summary\":")) {
+		/* The summary comes first so that a summary load parses only it. */
+		json_t *summary = json_loadb(p, (size_t)(end - p), JSON_DISABLE_EOF_CHECK, &jerr);
+
+		if (!summary) {
+			why = "its summary is not JSON";
+			goto bad;
+		}
+		p += jerr.position;
+		if (j->want_summary) {
+			j->state = summary;
+			j->is_summary = true;
+			return 0;
+		}
+		json_decref(summary);
+		if (!eat(&p, end, ","))
+			goto bad;
+	}
+	if (!eat(&p, end, "\"state\":") || p == end)
+		goto bad;
+	/* the index (when there is one) follows the state */
+	j->state =
+	        json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &jerr);
+	if (!j->state) {
+		why = "its state is not JSON";
+		goto bad;
+	}
+	return 0;
+bad:
+	return util_err_set(err, -EBADMSG, "journal snapshot '%s' is corrupt: %s" REPAIR_HINT, path,
+	                    why);
+}
+
+/* Read the snapshot file (none is an empty state), check its head and
+ * checksum, and keep its text and identity: a later open by this process
+ * that finds the file unchanged parses the text again without reading it. */
 static int load_snapshot(lc_journal *j, util_err *err)
 {
 	_cleanup_free_ char *path = util_xasprintf("%s/" SNAPSHOT_NAME, j->dir);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	_cleanup_free_ char *buf = NULL;
 	const char *p, *end, *seq_text, *body;
 	size_t len, ds;
 	uint64_t seq;
 	uint32_t crc;
-	json_error_t jerr;
 	const char *why;
-	int r = read_optional(path, &buf, &len, err);
+	int r;
 
-	if (r < 0 || !buf)
+	free(j->snap_text);
+	j->snap_text = NULL;
+	memset(&j->snap_st, 0, sizeof(j->snap_st));
+	j->snap_known = false;
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return util_err_errno(err, -errno, "cannot open '%s'", path);
+		j->snap_known = true; /* none */
+		return 0;
+	}
+	if (fstat(fd, &j->snap_st) < 0)
+		return util_err_errno(err, -errno, "cannot open '%s'", path);
+	r = util_read_fd(fd, path, lc_journal_max_bytes(), &buf, &len, err);
+	if (r < 0)
 		return r;
 	p = buf;
 	end = buf + len;
@@ -440,35 +650,12 @@ static int load_snapshot(lc_journal *j, util_err *err)
 		why = "it fails its checksum";
 		goto bad;
 	}
-	if (eat(&p, end, "\"summary\":")) {
-		/* The summary comes first so that a summary load parses only it. */
-		json_t *summary = json_loadb(p, (size_t)(end - p), JSON_DISABLE_EOF_CHECK, &jerr);
-
-		if (!summary) {
-			why = "its summary is not JSON";
-			goto bad;
-		}
-		p += jerr.position;
-		if (j->want_summary) {
-			j->state = summary;
-			j->is_summary = true;
-			goto done;
-		}
-		json_decref(summary);
-		if (!eat(&p, end, ","))
-			goto bad;
-	}
-	if (!eat(&p, end, "\"state\":") || p == end)
-		goto bad;
-	j->state = json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY, &jerr);
-	if (!j->state) {
-		why = "its state is not JSON";
-		goto bad;
-	}
-done:
+	j->snap_text = TAKE_PTR(buf);
+	j->snap_len = len;
+	j->snap_known = true;
 	j->snap_seq = seq;
 	j->last_seq = seq;
-	return 0;
+	return parse_snapshot(j, err);
 bad:
 	return util_err_set(err, -EBADMSG, "journal snapshot '%s' is corrupt: %s" REPAIR_HINT, path,
 	                    why);
@@ -497,8 +684,10 @@ static void free_recs(lc_journal *j)
 
 typedef struct load_ctx {
 	lc_journal *j;
-	bool seen; /* a record was seen */
-	bool kept; /* a record after the snapshot was seen */
+	bool seen;     /* a record was seen */
+	bool kept;     /* a record after the snapshot was seen */
+	uint64_t base; /* the log offset the buffer starts at */
+	size_t last;   /* the buffer offset of the last record line */
 } load_ctx;
 
 static int load_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *err)
@@ -506,6 +695,7 @@ static int load_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *e
 	load_ctx *c = ud;
 	lc_journal *j = c->j;
 
+	c->last = off;
 	if (!c->seen && seq > j->snap_seq + 1) {
 		json_decref(rec);
 		return util_err_set(err, -EBADMSG,
@@ -521,7 +711,7 @@ static int load_rec(void *ud, uint64_t seq, json_t *rec, size_t off, util_err *e
 		return 0;
 	}
 	if (!c->kept) {
-		j->keep_off = off;
+		j->keep_off = c->base + off;
 		c->kept = true;
 	}
 	push_rec(j, seq, rec);
@@ -565,6 +755,19 @@ static int cut_torn(lc_journal *j, int fd, const char *buf, size_t len, size_t v
 	return 0;
 }
 
+/* Remember the last record line of buf (valid bytes, from log offset
+ * base; ctx->last where it starts), by which a reopen recognises the log. */
+static void keep_last_line(lc_journal *j, const load_ctx *ctx, const char *buf, size_t valid)
+{
+	if (!ctx->seen)
+		return;
+	free(j->last_line);
+	j->last_len = valid - ctx->last;
+	j->last_line = util_xmalloc(j->last_len + 1);
+	memcpy(j->last_line, buf + ctx->last, j->last_len);
+	j->last_off = ctx->base + ctx->last;
+}
+
 static int load_log(lc_journal *j, util_err *err)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -573,19 +776,20 @@ static int load_log(lc_journal *j, util_err *err)
 	size_t len, valid;
 	int r;
 
-	if (j->write) {
-		fd = open(j->log_path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 && errno == ENOENT) {
-			fd = open(j->log_path,
-			          O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-			          0600);
-			if (fd >= 0 && (r = util_fsync_dir(j->dir, err)) < 0)
-				return r;
-		}
-	} else {
-		fd = open(j->log_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 && errno == ENOENT)
+	/* read-write for readers too (not created): a later writer of this
+	 * process reuses the descriptor */
+	fd = open(j->log_path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	j->log_rw = fd >= 0;
+	if (fd < 0 && errno == ENOENT && j->write) {
+		fd = open(j->log_path,
+		          O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		j->log_rw = fd >= 0;
+		if (fd >= 0 && (r = util_fsync_dir(j->dir, err)) < 0)
+			return r;
+	} else if (fd < 0 && !j->write) {
+		if (errno == ENOENT)
 			return 0;
+		fd = open(j->log_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd < 0)
 		return util_err_errno(err, -errno, "cannot open journal '%s'", j->log_path);
@@ -597,20 +801,23 @@ static int load_log(lc_journal *j, util_err *err)
 		return r;
 	j->log_size = valid;
 	j->keep_off = ctx.kept ? j->keep_off : valid;
-	if (!j->write)
-		return 0; /* a reader ignores a torn tail and changes nothing */
-	if (valid < len) {
+	keep_last_line(j, &ctx, buf, valid);
+	if (j->write && valid < len) {
 		r = cut_torn(j, fd, buf, len, valid, err);
 		if (r < 0)
 			return r;
 	}
-	if (j->n == 0 && valid > 0) {
+	if (j->write && j->n == 0 && valid > 0) {
 		/* Only records the snapshot holds: finish that compaction. */
 		if (ftruncate(fd, 0) < 0 || fsync(fd) < 0)
 			return util_err_errno(err, -errno, "cannot empty journal '%s'",
 			                      j->log_path);
 		j->log_size = j->keep_off = 0;
+		free(j->last_line);
+		j->last_line = NULL;
+		j->last_len = 0;
 	}
+	/* a reader ignores a torn tail and changes nothing */
 	j->log_fd = TAKE_FD(fd);
 	return 0;
 }
@@ -664,6 +871,11 @@ static void journal_free(lc_journal *j)
 		close(j->lock_fd);
 	free_recs(j);
 	json_decref(j->state);
+	if (j->snap_fd >= 0)
+		close(j->snap_fd);
+	free(j->index);
+	free(j->snap_text);
+	free(j->last_line);
 	free(j->torn);
 	free(j->log_path);
 	free(j->dir);
@@ -673,6 +885,180 @@ static void journal_free(lc_journal *j)
 static inline void journal_freep(lc_journal **j)
 {
 	journal_free(*j);
+}
+
+/* ---- what a process keeps between opens ---------------------------------------------- */
+
+/* A closed handle is parked rather than freed: its files stay open (its
+ * lock released) and what it loaded stays in memory, so that the next
+ * open of the same journal by this process, one command's many, reads
+ * only what changed since: usually nothing, or the log's new records. It
+ * is recognised under the new open's lock: the same snapshot file (inode,
+ * size, time) and a log that still holds its last record line where it
+ * was. Anything else (a compaction, a torn tail cut) is a fresh open. */
+static lc_journal *parked_journals;
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The parked handle of this journal, or NULL. A forked child shares its
+ * descriptors' locks with its parent (flock locks belong to the open file
+ * description): it drops the parent's handles and opens its own. */
+static lc_journal *take_parked(dev_t dev, ino_t ino)
+{
+	for (lc_journal **p = &parked_journals; *p;) {
+		lc_journal *j = *p;
+
+		if (j->pid != getpid()) {
+			*p = j->next;
+			journal_free(j);
+			continue;
+		}
+		if (j->dev == dev && j->ino == ino) {
+			*p = j->next;
+			j->next = NULL;
+			return j;
+		}
+		p = &j->next;
+	}
+	return NULL;
+}
+
+void lc_journal_forget(void)
+{
+	while (parked_journals) {
+		lc_journal *j = parked_journals;
+
+		parked_journals = j->next;
+		journal_free(j);
+	}
+}
+
+static bool snapshot_unchanged(const lc_journal *j)
+{
+	_cleanup_free_ char *path = util_xasprintf("%s/" SNAPSHOT_NAME, j->dir);
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return errno == ENOENT && !j->snap_text;
+	return j->snap_text && same_file(&st, &j->snap_st);
+}
+
+/* Read the records appended since (the log grew from log_size to size).
+ * 0 when caught up; 1 when the handle cannot be brought up to date (a
+ * torn tail a writer must cut, a log of another file): open afresh. */
+static int read_new_records(lc_journal *j, uint64_t size, util_err *err)
+{
+	_cleanup_free_ char *buf = NULL;
+	load_ctx ctx = { .j = j, .seen = j->log_size > 0 || j->n > 0, .kept = j->n > 0 };
+	size_t len = (size_t)(size - j->log_size), valid;
+	int r;
+
+	if (size > lc_journal_max_bytes())
+		return 1;
+	buf = util_xmalloc(len + 1);
+	ctx.base = j->log_size;
+	if (pread_all(j->log_fd, buf, len, j->log_size) < 0)
+		return 1;
+	r = scan_records(j->log_path, buf, len, true, NULL, load_rec, &ctx, &valid, err);
+	if (r < 0)
+		return r;
+	if (valid < len && j->write)
+		return 1;
+	if (valid > 0) {
+		keep_last_line(j, &ctx, buf, valid);
+		j->log_size += valid;
+		if (j->n == 0)
+			j->keep_off = j->log_size;
+	}
+	return 0;
+}
+
+/* Is the log the one this handle read, with at most records appended? */
+static int log_caught_up(lc_journal *j, util_err *err)
+{
+	struct stat st, path_st;
+	_cleanup_free_ char *line = NULL;
+
+	if (j->log_fd < 0)
+		return access(j->log_path, F_OK) == 0 ? 1 : 0;
+	if (fstat(j->log_fd, &st) < 0 || stat(j->log_path, &path_st) < 0 ||
+	    st.st_ino != path_st.st_ino || (uint64_t)st.st_size < j->log_size)
+		return 1;
+	if (j->last_len) {
+		line = util_xmalloc(j->last_len);
+		if (pread_all(j->log_fd, line, j->last_len, j->last_off) < 0 ||
+		    memcmp(line, j->last_line, j->last_len))
+			return 1;
+	} else if (j->log_size > 0) {
+		return 1;
+	}
+	if ((uint64_t)st.st_size > j->log_size)
+		return read_new_records(j, (uint64_t)st.st_size, err);
+	return 0;
+}
+
+/* Bring a parked handle back for an open with flags: lock it, check it is
+ * current, parse what the mode wants. 0 when reused; 1 when it must be
+ * opened afresh (the handle is then released); < 0 an error. */
+static int reuse_parked(lc_journal *j, unsigned flags, int timeout_ms, util_err *err)
+{
+	_cleanup_free_ char *lock = util_xasprintf("%s/lock", j->dir);
+	bool write = flags & LC_JOURNAL_WRITE;
+	bool summary = !write && (flags & LC_JOURNAL_SUMMARY);
+	int r;
+
+	if (write && !j->log_rw && j->log_fd >= 0)
+		return 1;
+	r = util_lock_fd(j->lock_fd, lock, write, timeout_ms, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot open journal '%s'", j->dir);
+	j->write = write;
+	if (!snapshot_unchanged(j) || (r = log_caught_up(j, err)) != 0)
+		goto fresh;
+	/* a writer finishes what a crash left: do that in a fresh open */
+	if (write && ((j->n == 0 && j->log_size > 0) || j->log_fd < 0)) {
+		r = 1;
+		goto fresh;
+	}
+	if (write && (r = remove_tmp_files(j->dir, SNAPSHOT_NAME ".tmp.", err)) == 0) {
+		_cleanup_free_ char *hist = util_xasprintf("%s/history", j->dir);
+
+		r = remove_tmp_files(hist, NULL, err);
+	}
+	if (r == 0 && (summary != j->want_summary || !j->state) && j->snap_text) {
+		j->want_summary = summary;
+		r = parse_snapshot(j, err);
+	}
+	j->want_summary = summary;
+	if (r < 0)
+		goto fresh;
+	return 0;
+fresh:
+	flock(j->lock_fd, LOCK_UN);
+	j->write = false;
+	return r < 0 ? r : 1;
+}
+
+static void park_journal(lc_journal *j)
+{
+	lc_journal *old;
+
+	if (j->broken || j->want_parts || !j->snap_known || j->lock_fd < 0) {
+		journal_free(j);
+		return;
+	}
+	flock(j->lock_fd, LOCK_UN);
+	j->write = false;
+	free(j->torn);
+	j->torn = NULL;
+	old = take_parked(j->dev, j->ino);
+	journal_free(old);
+	j->next = parked_journals;
+	parked_journals = j;
 }
 
 int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal **ret,
@@ -704,13 +1090,23 @@ int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal 
 	if (o && (write || o->write))
 		return util_err_set(err, -EBUSY, "journal '%s' is already open%s in this process",
 		                    dir, o->write ? " for writing" : "");
+	if (!(flags & LC_JOURNAL_PARTS) && (j = take_parked(st.st_dev, st.st_ino))) {
+		r = reuse_parked(j, flags, timeout_ms, err);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			goto opened;
+		journal_free(TAKE_PTR(j));
+	}
 
 	j = util_xcalloc(1, sizeof(*j));
 	j->dir = util_xstrdup(dir);
 	j->log_path = util_xasprintf("%s/log", dir);
 	j->write = write;
 	j->want_summary = !write && (flags & LC_JOURNAL_SUMMARY);
-	j->lock_fd = j->log_fd = -1;
+	j->want_parts = !write && (flags & LC_JOURNAL_PARTS);
+	j->lock_fd = j->log_fd = j->snap_fd = -1;
+	j->pid = getpid();
 	j->dev = st.st_dev;
 	j->ino = st.st_ino;
 
@@ -726,12 +1122,15 @@ int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal 
 		if (r < 0)
 			return r;
 	}
-	r = load_snapshot(j, err);
+	r = j->want_parts ? load_snapshot_parts(j, err) : 0;
+	if (r == 0)
+		r = load_snapshot(j, err);
 	if (r < 0)
 		return r;
 	r = load_log(j, err);
 	if (r < 0)
 		return r;
+opened:
 	j->next = open_journals;
 	open_journals = j;
 	*ret = TAKE_PTR(j);
@@ -748,7 +1147,8 @@ void lc_journal_close(lc_journal *j)
 			break;
 		}
 	}
-	journal_free(j);
+	j->next = NULL;
+	park_journal(j);
 }
 
 json_t *lc_journal_state(lc_journal *j)
@@ -911,6 +1311,10 @@ int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *e
 		return util_err_errno(err, r, "cannot append to journal '%s': cannot sync it",
 		                      j->log_path);
 	}
+	free(j->last_line);
+	j->last_line = TAKE_PTR(line);
+	j->last_len = (size_t)line_len;
+	j->last_off = j->log_size;
 	j->log_size += (uint64_t)line_len;
 	push_rec(j, seq, json_xcopy(rec));
 	trace_record(seq, rec);
@@ -942,6 +1346,152 @@ static int archive_records(lc_journal *j, util_err *err)
 	return util_write_file_atomic(path, buf, len, err);
 }
 
+/* ---- the snapshot's state, in parts ---------------------------------------------------- */
+
+void lc_journal_set_key_fn(lc_journal *j, lc_journal_key_fn fn)
+{
+	j->key_fn = fn;
+}
+
+/* What an index key may hold: printable ASCII but '"' and '\\', so that
+ * the index's JSON text needs no escape but the newlines'. */
+static bool key_is_plain(const char *key)
+{
+	for (const char *p = key; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e || *p == '"' || *p == '\\')
+			return false;
+	return true;
+}
+
+/* Write value at the stream's end, and its index line (key may be NULL). */
+static void put_part(FILE *f, FILE *index, long base, const char *member, long i, json_t *value,
+                     const char *key)
+{
+	long off = ftell(f) + base;
+	char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	if (!text)
+		abort(); /* only on allocation failure: values come from the model */
+	fputs(text, f);
+	if (index)
+		fprintf(index, "%s %ld %ld %zu %08" PRIx32 " %s\n", member, i, off, strlen(text),
+		        crc32c(0, text, strlen(text)), key && key_is_plain(key) ? key : "");
+	free(text);
+}
+
+/* A member name the index can carry: no space or newline in it. */
+static bool indexable(const char *member)
+{
+	return *member && !strpbrk(member, " \n");
+}
+
+/* The state's text, as json_dumps() would write it, with an index of its
+ * parts when it is an object: a line per member, and for a member that is
+ * an array a line per element instead (i counts them, -1 for a whole
+ * member), named by key_fn. Offsets count base bytes before the state. */
+static char *encode_state(json_t *state, lc_journal_key_fn key_fn, long base, char **ret_index)
+{
+	char *text = NULL, *index = NULL;
+	size_t tlen = 0, ilen = 0;
+	FILE *f = open_memstream(&text, &tlen), *x = open_memstream(&index, &ilen);
+	const char *member;
+	json_t *value;
+	bool first = true;
+
+	if (!f || !x)
+		abort();
+	if (!json_is_object(state)) {
+		put_part(f, NULL, base, "-", -1, state, NULL);
+	} else {
+		fputc('{', f);
+		json_object_foreach (state, member, value) {
+			_cleanup_json_ json_t *name = json_string(member);
+			_cleanup_free_ char *quoted = json_dumps(name, JSON_ENCODE_ANY);
+			FILE *xi = indexable(member) ? x : NULL;
+			json_t *e;
+			size_t i;
+
+			fprintf(f, "%s%s:", first ? "" : ",", quoted);
+			first = false;
+			if (!json_is_array(value)) {
+				put_part(f, xi, base, member, -1, value, NULL);
+				continue;
+			}
+			fputc('[', f);
+			json_array_foreach (value, i, e) {
+				_cleanup_free_ char *key = key_fn && xi ? key_fn(member, e) : NULL;
+
+				if (i)
+					fputc(',', f);
+				put_part(f, xi, base, member, (long)i, e, key);
+			}
+			fputc(']', f);
+		}
+		fputc('}', f);
+	}
+	fclose(f);
+	fclose(x);
+	*ret_index = index;
+	return text;
+}
+
+/* What follows the seq and checksum: the summary (if any) first, so that
+ * a summary load parses only it; the state; its index last, where a parts
+ * load finds it from the end and a full load stops at the state's end. */
+static char *snapshot_body(lc_journal *j, json_t *state, const char *sum, const char *seq_text)
+{
+	_cleanup_free_ char *head =
+	        sum ? util_xasprintf("\"summary\":%s,\"state\":", sum) : util_xstrdup("\"state\":");
+	_cleanup_free_ char *index = NULL, *quoted = NULL, *text = NULL;
+	_cleanup_json_ json_t *index_json = NULL;
+
+	text = encode_state(state, j->key_fn, (long)strlen(head), &index);
+	index_json = json_string(index);
+	quoted = json_dumps(index_json, JSON_ENCODE_ANY);
+	if (!quoted)
+		abort(); /* only on allocation failure */
+	return util_xasprintf("%s%s" INDEX_LEAD "%s,\"index_crc\":\"%08" PRIx32 "\"", head, text,
+	                      quoted,
+	                      frame_crc(seq_text, strlen(seq_text), quoted, strlen(quoted)));
+}
+
+const char *lc_journal_index(const lc_journal *j)
+{
+	return j->index;
+}
+
+json_t *lc_journal_part(const lc_journal *j, uint64_t off, uint64_t len, uint32_t crc,
+                        util_err *err)
+{
+	_cleanup_free_ char *buf = NULL;
+	json_error_t jerr;
+	json_t *v;
+
+	if (j->snap_fd < 0 || off > j->body_len || len > j->body_len - off) {
+		util_err_set(
+		        err, -EBADMSG,
+		        "journal snapshot in '%s' is corrupt: its index points outside it" REPAIR_HINT,
+		        j->dir);
+		return NULL;
+	}
+	buf = util_xmalloc((size_t)len + 1);
+	if (pread_all(j->snap_fd, buf, (size_t)len, j->body_off + off) < 0 ||
+	    crc32c(0, buf, (size_t)len) != crc) {
+		util_err_set(err, -EBADMSG,
+		             "journal snapshot in '%s' is corrupt: a part of its state at %" PRIu64
+		             " fails its checksum" REPAIR_HINT,
+		             j->dir, off);
+		return NULL;
+	}
+	v = json_loadb(buf, (size_t)len, JSON_DECODE_ANY, &jerr);
+	if (!v)
+		util_err_set(
+		        err, -EBADMSG,
+		        "journal snapshot in '%s' is corrupt: a part of its state is not JSON (%s)" REPAIR_HINT,
+		        j->dir, jerr.text);
+	return v;
+}
+
 int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *err)
 {
 	_cleanup_free_ char *path = NULL, *body = NULL, *text = NULL, *sum = NULL;
@@ -960,15 +1510,12 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 		        j->dir);
 	if (summary)
 		sum = json_dumps(summary, JSON_COMPACT);
-	text = json_dumps(state, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (!text || (summary && !sum))
+	if (summary && !sum)
 		return util_err_set(err, -EINVAL,
 		                    "cannot compact journal '%s': the state cannot be encoded",
 		                    j->dir);
-	body = sum ? util_xasprintf("\"summary\":%s,\"state\":%s", sum, text)
-	           : util_xasprintf("\"state\":%s", text);
-	free(text);
-	text = NULL;
+	seq_len = snprintf(seq_text, sizeof(seq_text), "%" PRIu64, j->last_seq);
+	body = snapshot_body(j, state, sum, seq_text);
 	/* The snapshot is read back with the same limit as the log. */
 	if (strlen(body) + 64 > lc_journal_max_bytes())
 		return util_err_set(
@@ -988,7 +1535,6 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 
 	/* 2. The snapshot, atomically. From here on, records <= its seq still
 	 *    in the log are skipped when loading. */
-	seq_len = snprintf(seq_text, sizeof(seq_text), "%" PRIu64, j->last_seq);
 	text = util_xasprintf("{\"seq\":%s,\"crc32c\":\"%08" PRIx32 "\",%s}\n", seq_text,
 	                      frame_crc(seq_text, (size_t)seq_len, body, strlen(body)), body);
 	path = util_xasprintf("%s/" SNAPSHOT_NAME, j->dir);
@@ -1001,9 +1547,15 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 
 	json_decref(j->state);
 	j->state = json_xcopy(state);
+	j->want_summary = false;
 	j->snap_seq = j->last_seq;
 	free_recs(j);
 	j->keep_off = j->log_size;
+	/* what a later open of this process recognises the snapshot by */
+	free(j->snap_text);
+	j->snap_len = strlen(text);
+	j->snap_text = TAKE_PTR(text);
+	j->snap_known = stat(path, &j->snap_st) == 0;
 
 	/* 3. Empty the log. Failing leaves only records the snapshot holds,
 	 *    which the next writer drops; this handle stops writing. */
@@ -1013,6 +1565,9 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
 		                      j->dir, j->log_path);
 	}
 	j->log_size = j->keep_off = 0;
+	free(j->last_line);
+	j->last_line = NULL;
+	j->last_len = 0;
 	return 0;
 }
 
@@ -1145,8 +1700,19 @@ static int missing_error(const char *dir, uint64_t from, uint64_t to, util_err *
 	                    dir, from, to, dir);
 }
 
-static int walk_history(lc_journal *j, const char *needle, lc_journal_cb cb, void *ud,
-                        util_err *err)
+/* Does archive a hold one of the n seqs (all of them when seqs is NULL)? */
+static bool archive_wanted(const archive *a, const uint64_t *seqs, size_t n)
+{
+	if (!seqs)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (seqs[i] >= a->first && seqs[i] <= a->last)
+			return true;
+	return false;
+}
+
+static int walk_history(lc_journal *j, const char *needle, const uint64_t *seqs, size_t n_seqs,
+                        lc_journal_cb cb, void *ud, util_err *err)
 {
 	_cleanup_free_ char *hist = util_xasprintf("%s/history", j->dir);
 	_cleanup_(archive_list_clear) archive_list l = { 0 };
@@ -1156,6 +1722,12 @@ static int walk_history(lc_journal *j, const char *needle, lc_journal_cb cb, voi
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < l.n; i++) {
+		if (!archive_wanted(&l.v[i], seqs, n_seqs)) {
+			/* none of what was asked for: not read */
+			if (l.v[i].last > h.emitted && l.v[i].first <= h.emitted + 1)
+				h.emitted = l.v[i].last;
+			continue;
+		}
 		_cleanup_free_ char *path = util_xasprintf("%s/%s", hist, l.v[i].name);
 		_cleanup_free_ char *buf = NULL;
 		size_t len, valid;
@@ -1194,6 +1766,12 @@ static int walk_history(lc_journal *j, const char *needle, lc_journal_cb cb, voi
 int lc_journal_foreach_history(const char *dir, const char *needle, lc_journal_cb cb, void *ud,
                                util_err *err)
 {
+	return lc_journal_foreach_history_of(dir, needle, NULL, 0, cb, ud, err);
+}
+
+int lc_journal_foreach_history_of(const char *dir, const char *needle, const uint64_t *seqs,
+                                  size_t n_seqs, lc_journal_cb cb, void *ud, util_err *err)
+{
 	_cleanup_journal_ lc_journal *owned = NULL;
 	lc_journal *j = NULL;
 	struct stat st;
@@ -1209,5 +1787,5 @@ int lc_journal_foreach_history(const char *dir, const char *needle, lc_journal_c
 			return r;
 		j = owned;
 	}
-	return walk_history(j, needle, cb, ud, err);
+	return walk_history(j, needle, seqs, n_seqs, cb, ud, err);
 }

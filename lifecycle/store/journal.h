@@ -3,12 +3,23 @@
  *
  * A journal is a folder (0700) holding:
  *   lock            flock(): shared for readers, exclusive for the writer
- *   snapshot.json   {"seq":N,"crc32c":"xxxxxxxx","summary":<json>,"state":<json>}\n
+ *   snapshot.json   {"seq":N,"crc32c":"xxxxxxxx","summary":<json>,"state":<json>,
+ *                    "index":"<lines>","index_crc":"xxxxxxxx"}\n
  *                   — the compacted state up to record N, and optionally
  *                   before it a summary (a small digest of the state that
  *                   some readers load instead of it); the CRC-32C covers
  *                   "<N> " followed by everything between '"crc32c":"...",'
- *                   and the final '}'. Replaced tmp+fsync+rename.
+ *                   and the final '}'. Replaced tmp+fsync+rename. The
+ *                   index locates the state's parts, a line each:
+ *                   "<member> <i> <offset> <length> <crc32c> <key>\n", i
+ *                   the element of an array member (-1: the whole
+ *                   member), the offset counted from the '"' that opens
+ *                   "summary" (or "state"), key what the writer's
+ *                   lc_journal_key_fn named it. It is followed by
+ *                   "index_crc", the CRC-32C of "<N> " and the index's
+ *                   JSON text. A parts reader reads the head, the index
+ *                   from the end, and the parts it wants, each checked by
+ *                   its own CRC: not the rest of the file.
  *   log             the records after the snapshot, one per line:
  *                   "<seq> <crc32c as 8 hex> <compact json object>\n", the
  *                   CRC-32C covering "<seq> <json>"; seqs go up by one over
@@ -51,6 +62,10 @@ typedef int (*lc_journal_cb)(uint64_t seq, json_t *rec, void *ud, util_err *err)
 enum {
 	LC_JOURNAL_WRITE = 1 << 0,   /* the writer (see lc_journal_open) */
 	LC_JOURNAL_SUMMARY = 1 << 1, /* a reader that loads the snapshot's summary */
+	/* a reader that loads the snapshot's index and no state: the parts it
+	 * needs it parses with lc_journal_part (a snapshot without an index
+	 * loads whole, as without this flag) */
+	LC_JOURNAL_PARTS = 1 << 2,
 };
 
 /* Open the journal in dir and load its snapshot and records.
@@ -63,8 +78,14 @@ enum {
 int lc_journal_open(const char *dir, unsigned flags, int timeout_ms, lc_journal **ret,
                     util_err *err);
 
-/* Release the lock and free everything; accepts NULL. */
+/* Release the lock; accepts NULL. The process keeps the files open and
+ * what was loaded, so that its next open of the journal reads only what
+ * changed since (checked under that open's lock). */
 void lc_journal_close(lc_journal *j);
+
+/* Free what closed handles keep (a long-lived process that is done with
+ * the journal for a while: the supervisor once its VM runs). */
+void lc_journal_forget(void);
 
 static inline void lc_journal_closep(lc_journal **j)
 {
@@ -95,6 +116,21 @@ size_t lc_journal_max_bytes(void);
 
 /* The file this open saved a torn log to, for a warning; NULL if none. */
 const char *lc_journal_torn(const lc_journal *j);
+
+/* The key of one element of the state's array member for the index of the
+ * next snapshot: a new string without newlines, or NULL. */
+typedef char *(*lc_journal_key_fn)(const char *member, json_t *elem);
+void lc_journal_set_key_fn(lc_journal *j, lc_journal_key_fn fn);
+
+/* A parts open: the snapshot's index (borrowed), or NULL when it has none
+ * (then lc_journal_state() holds the whole state). */
+const char *lc_journal_index(const lc_journal *j);
+
+/* Read and parse one part of the snapshot's state, as its index line
+ * gives it (where, how long, its CRC-32C): a new reference, or NULL with
+ * err set. */
+json_t *lc_journal_part(const lc_journal *j, uint64_t off, uint64_t len, uint32_t crc,
+                        util_err *err);
 
 /* Walk the records after the snapshot in seq order. */
 int lc_journal_foreach(lc_journal *j, lc_journal_cb cb, void *ud, util_err *err);
@@ -127,5 +163,10 @@ int lc_journal_compact(lc_journal *j, json_t *state, json_t *summary, util_err *
  * still check what it gets. */
 int lc_journal_foreach_history(const char *dir, const char *needle, lc_journal_cb cb, void *ud,
                                util_err *err);
+/* The same, reading only the archives that hold one of the n_seqs seqs
+ * (NULL: all), and the log: the others are neither read nor checked. cb
+ * may still get records other than those. */
+int lc_journal_foreach_history_of(const char *dir, const char *needle, const uint64_t *seqs,
+                                  size_t n_seqs, lc_journal_cb cb, void *ud, util_err *err);
 
 #endif

@@ -186,6 +186,8 @@ void lc_nic_clear(lc_nic *n);
 
 /* ---- a VM in the database ------------------------------------------------- */
 
+#define LC_VM_RECENT 10
+
 typedef struct lc_vm {
 	uint64_t id;
 	lc_vmdef def;
@@ -215,6 +217,10 @@ typedef struct lc_vm {
 	 * "current": id or 0, "items": [{"id", "tag", "parent", "memory",
 	 * "vmstate", "disks", "created", "state"}...]}, owned */
 	json_t *snapshots;
+	/* the seqs of its last records (history's, "done" aside), oldest
+	 * first: where `show` starts reading the history */
+	uint64_t recent[LC_VM_RECENT];
+	size_t n_recent;
 } lc_vm;
 
 /* ---- the database: a model of all VMs kept in the journal ---------------- */
@@ -238,6 +244,12 @@ enum {
 /* Open the database under root with LC_DB_* flags. */
 int lc_db_open(const char *root, unsigned flags, lc_db **ret_db, util_err *err);
 void lc_db_close(lc_db *db); /* accepts NULL; compacts if the log is long */
+
+/* A process keeps what its opens read of the journal (see journal.c's
+ * parked handles), so that its next open reads only what changed: a
+ * long-lived one frees that while it waits (the supervisor, once its VM
+ * has booted). */
+void lc_db_forget(void);
 
 static inline void lc_db_closep(lc_db **db)
 {
@@ -265,6 +277,14 @@ int lc_db_find(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err)
  * but a name no live VM has resolves to the newest DONE VM of that name. */
 int lc_db_find_any(lc_db *db, const char *name_or_id, lc_vm **ret_vm, util_err *err);
 
+/* A reader's copy for a command that looks at one VM (show): vm (found
+ * as lc_db_find_any finds it) is loaded in full, the others hold only
+ * their id, name and state. Far cheaper than lc_db_open() with many VMs.
+ * It keeps the journal's shared lock until lc_db_close(), so that the VM's
+ * history reads the same files: close it before a writer's open. */
+int lc_db_open_vm(const char *root, const char *name_or_id, lc_db **ret_db, lc_vm **ret_vm,
+                  util_err *err);
+
 /* Per-VM folders under the root. Returned strings are new. */
 char *lc_vm_dir(const lc_db *db, uint64_t id);
 char *lc_vm_run_dir(const lc_db *db, uint64_t id);
@@ -272,6 +292,10 @@ char *lc_vm_run_dir(const lc_db *db, uint64_t id);
 /* Journal records about one VM, oldest first: a new array of objects
  * {"seq","time","type","state","lcm","reason",...}. */
 int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err);
+
+/* The last n (at most LC_VM_RECENT) of lc_vm_history's records, reading
+ * only the history from the first of them on. */
+int lc_vm_history_tail(lc_db *db, const lc_vm *vm, size_t n, json_t **ret_array, util_err *err);
 
 /* ---- what operations register ------------------------------------------------------ */
 

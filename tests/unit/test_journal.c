@@ -504,6 +504,10 @@ static void expect_corrupt(const char *dir, const char *file, const char *conten
 	int r;
 
 	spit(path, content, len);
+	/* a process trusts what it read and checks only that the files are
+	 * the ones it read: changed behind qvm's back, they are read afresh
+	 * by the next process */
+	lc_journal_forget();
 	for (int w = 0; w <= 1; w++) {
 		r = lc_journal_open(dir, w, 1000, &j, &err);
 		ok(r == -EBADMSG && strstr(err.msg, needle1) &&
@@ -1167,6 +1171,229 @@ out:
 	is_int((int)lc_journal_max_bytes(), 256 << 20, "unset, the limit is 256 MiB");
 }
 
+static char *unit_key(const char *member, json_t *elem)
+{
+	return util_xasprintf("%s:%s", member, json_string_value(json_object_get(elem, "k")));
+}
+
+/* A flipped byte in a part fails that part's checksum for a parts reader
+ * (the others still read) and the file's for everyone else; one in the
+ * index makes a parts reader load the file whole, which fails. */
+static void test_parts_corrupt(const char *dir)
+{
+	_cleanup_free_ char *snap = path_in(dir, "snapshot.json");
+	_cleanup_free_ char *text = NULL;
+	util_err err = { 0 };
+	lc_journal *j = NULL;
+	size_t len;
+	char *at;
+	int r;
+
+	text = slurp(snap, &len);
+	at = text ? strstr(text, "{\"k\":\"v\"}") : NULL;
+	if (!ok(at != NULL, "the meta part is in the snapshot"))
+		return;
+	at[6] = 'w';
+	spit(snap, text, len);
+	r = lc_journal_open(dir, LC_JOURNAL_PARTS, 1000, &j, &err);
+	ok(r == 0 && lc_journal_index(j), "a flipped byte in a part: the parts reader opens: %s",
+	   err.msg);
+	if (r == 0) {
+		_cleanup_free_ char *copy = util_xstrdup(lc_journal_index(j));
+		unsigned long long off = 0, plen = 0;
+		unsigned crc = 0;
+		char *meta = strstr(copy, "meta ");
+
+		ok(meta && sscanf(meta, "meta -1 %llu %llu %x", &off, &plen, &crc) == 3 &&
+		           lc_journal_part(j, off, plen, crc, &err) == NULL &&
+		           strstr(err.msg, "fails its checksum"),
+		   "... and refuses that part: %s", err.msg);
+		lc_journal_close(j);
+	}
+	r = lc_journal_open(dir, 0, 1000, &j, &err);
+	ok(r == -EBADMSG && strstr(err.msg, "checksum"), "... a full reader refuses the file: %s",
+	   err.msg);
+	at[6] = 'v';
+	at = strstr(text, "\"index\":\"n -1");
+	if (!ok(at != NULL, "the index is in the snapshot"))
+		return;
+	at[9] = 'm';
+	spit(snap, text, len);
+	r = lc_journal_open(dir, LC_JOURNAL_PARTS, 1000, &j, &err);
+	ok(r == -EBADMSG && strstr(err.msg, "checksum"),
+	   "a flipped byte in the index: the parts reader refuses the file: %s", err.msg);
+}
+
+/* A parts reader gets the index and parses one part alone: each element
+ * of an array member and each other member are where the index says,
+ * named by the writer's key function. A journal never compacted has no
+ * index; a full reader still gets the whole state. */
+static void test_parts(const char *base)
+{
+	_cleanup_free_ char *dir = path_in(base, "parts/journal");
+	_cleanup_json_ json_t *state =
+	        json_pack("{s:i, s:[{s:s}, {s:s, s:[i]}], s:{s:s}}", "n", 7, "items", "k", "a", "k",
+	                  "b\"q", "x", 1, "meta", "k", "v");
+	_cleanup_json_ json_t *summary = json_pack("[i]", 1);
+	_cleanup_json_ json_t *expect = json_array();
+	util_err err = { 0 };
+	lc_journal *j = NULL;
+	int r, found = 0;
+
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	ok_e(r == 0 && append_n(j, expect, 1, 2) == 0, "a journal with records");
+	lc_journal_close(j);
+	r = lc_journal_open(dir, LC_JOURNAL_PARTS, 1000, &j, &err);
+	ok(r == 0 && !lc_journal_index(j) && lc_journal_count(j) == 2,
+	   "never compacted: no index, the records");
+	lc_journal_close(j);
+
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	if (r == 0)
+		lc_journal_set_key_fn(j, unit_key);
+	ok_e(r == 0 && lc_journal_compact(j, state, summary, &err) == 0,
+	     "compact with a key function");
+	lc_journal_close(j);
+	r = lc_journal_open(dir, LC_JOURNAL_PARTS, 1000, &j, &err);
+	ok(r == 0 && lc_journal_index(j) && !lc_journal_state(j),
+	   "a parts reader gets the index, not the state");
+	if (r == 0 && lc_journal_index(j)) {
+		_cleanup_free_ char *copy = util_xstrdup(lc_journal_index(j));
+		char *save = NULL;
+
+		for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+			char member[32], key[64] = "";
+			long i;
+			unsigned long long off, len;
+			unsigned crc;
+			json_t *part, *want;
+
+			if (sscanf(l, "%31s %ld %llu %llu %x %63s", member, &i, &off, &len, &crc,
+			           key) < 5) {
+				ok(0, "index line '%s' reads", l);
+				continue;
+			}
+			part = lc_journal_part(j, off, len, crc, &err);
+			want = json_object_get(state, member);
+			if (i >= 0)
+				want = json_array_get(want, (size_t)i);
+			ok(part && json_equal(part, want), "the part at '%s' is %s", l, member);
+			/* a key the index cannot carry plain ('"') is left out */
+			if (i >= 0)
+				is_str(key, i == 0 ? "items:a" : "",
+				       "... named by the key function");
+			json_decref(part);
+			found++;
+		}
+	}
+	is_int(found, 4, "the index has the 2 elements and the 2 other members");
+	ok(lc_journal_part(j, 1u << 30, 2, 0, &err) == NULL && strstr(err.msg, "outside"),
+	   "a part outside the snapshot is refused: %s", err.msg);
+	lc_journal_close(j);
+	r = lc_journal_open(dir, 0, 1000, &j, &err);
+	ok(r == 0 && json_equal(lc_journal_state(j), state),
+	   "a full reader still gets the whole state");
+	lc_journal_close(j);
+	test_parts_corrupt(dir);
+}
+
+/* Another process's turn at the journal, between this one's opens. */
+static int parked_child(const char *dir, int step)
+{
+	_cleanup_json_ json_t *expect = json_array();
+	_cleanup_json_ json_t *state = json_pack("{s:i}", "s", 1);
+	_cleanup_free_ char *log = path_in(dir, "log");
+	util_err err = { 0 };
+	lc_journal *j = NULL;
+	json_t *rec;
+	int r = 0;
+
+	if (step == 3 && truncate(log, 0) < 0) /* record 6 gone, as a torn cut */
+		return 1;
+	if (lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err) < 0)
+		return 1;
+	if (step == 1)
+		r = append_n(j, expect, 4, 5);
+	if (step == 2 && (r = lc_journal_compact(j, state, NULL, &err)) == 0)
+		r = append_n(j, expect, 6, 6);
+	if (step == 3) {
+		/* another record 6, as long as the one it replaces */
+		rec = mkrec(6);
+		json_object_set_new(
+		        rec, "text",
+		        json_string(
+		                "b line\nwith \"quotes\", tabs\t, \xc3\xbcnicode and \\ backslashes"));
+		r = lc_journal_append(j, rec, NULL, &err);
+		json_decref(rec);
+	}
+	lc_journal_close(j);
+	return r < 0;
+}
+
+static bool run_child(const char *dir, int step)
+{
+	int status = 0;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(parked_child(dir, step));
+	return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	       WEXITSTATUS(status) == 0;
+}
+
+/* A closed handle stays with the process (its lock released), and the
+ * next open reuses it only while the files are what it read: another
+ * process's appends are read, its compaction and a record it replaced
+ * (a torn tail cut, then a new record as long) make a fresh open. */
+static void test_parked(const char *base)
+{
+	_cleanup_free_ char *dir = path_in(base, "parked/journal");
+	_cleanup_json_ json_t *expect = json_array();
+	_cleanup_json_ json_t *state = json_pack("{s:i}", "s", 1);
+	util_err err = { 0 };
+	lc_journal *j = NULL;
+	collected c = { .recs = json_array(), .in_order = true };
+	int r;
+
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	ok_e(r == 0 && append_n(j, expect, 1, 3) == 0, "records 1-3");
+	lc_journal_close(j);
+	r = lc_journal_open(dir, 0, 1000, &j, &err);
+	ok(r == 0 && journal_has(j, expect, 1, 3), "reopened (kept by the process): records 1-3");
+	lc_journal_close(j);
+
+	ok(run_child(dir, 1), "another process appends 4-5");
+	for (int i = 4; i <= 5; i++)
+		json_array_append_new(expect, mkrec(i));
+	r = lc_journal_open(dir, 0, 1000, &j, &err);
+	ok(r == 0 && journal_has(j, expect, 1, 5), "reopened: its records are read too");
+	lc_journal_close(j);
+
+	ok(run_child(dir, 2), "another process compacts and appends 6");
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	ok(r == 0 && json_equal(lc_journal_state(j), state) && lc_journal_count(j) == 1 &&
+	           lc_journal_last_seq(j) == 6,
+	   "reopened for writing: its snapshot and record 6: %s", err.msg);
+	lc_journal_close(j);
+
+	ok(run_child(dir, 3), "another process replaces record 6 by one as long");
+	r = lc_journal_open(dir, 0, 1000, &j, &err);
+	if (r == 0)
+		r = lc_journal_foreach(j, collect_cb, &c, &err);
+	ok(r == 0 && c.n == 1 &&
+	           util_streq(json_string_value(json_object_get(json_array_get(c.recs, 0), "text")),
+	                      "b line\nwith \"quotes\", tabs\t, \xc3\xbcnicode and \\ backslashes"),
+	   "reopened: the new record 6, not the one it kept: %s", err.msg);
+	lc_journal_close(j);
+	json_decref(c.recs);
+	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
+	ok(r == 0 && lc_journal_append(j, mkrec(7), NULL, &err) == 0 && lc_journal_last_seq(j) == 7,
+	   "and written on after it: %s", err.msg);
+	lc_journal_close(j);
+}
+
 int main(void)
 {
 	char base[] = "/tmp/qvm-test-journal.XXXXXX";
@@ -1185,6 +1412,8 @@ int main(void)
 	test_locks(base);
 	test_leftovers(base);
 	test_summary(base);
+	test_parts(base);
+	test_parked(base);
 	test_size_bounds(base);
 	if (util_rm_rf(base, &err) < 0)
 		diag("%s", err.msg);

@@ -445,6 +445,22 @@ static int op_end(disk_op *op, int r)
 
 /* ---- attach ------------------------------------------------------------------------------- */
 
+/* A node of that name with no device: left by a detach whose blockdev-del
+ * QEMU refused. A disk attached under its name would be refused as a
+ * duplicate: delete it first. */
+static int drop_stale_node(qmp_client *q, const char *node, util_err *err)
+{
+	_cleanup_json_ json_t *n = NULL;
+	bool present = false;
+	int r = find_node(q, node, &n, err);
+
+	if (r == 0 && n)
+		r = device_exists(q, node, &present, err);
+	if (r == 0 && n && !present)
+		r = qmp_run(q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
+	return r;
+}
+
 /* QEMU side of an attach: blockdev-add, then device_add; undone on failure. */
 static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, util_err *err)
 {
@@ -459,7 +475,11 @@ static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, uti
 		json_decref(dev);
 		return r;
 	}
-	r = qmp_run(q, "blockdev-add", bd, NULL, err);
+	r = drop_stale_node(q, node, err);
+	if (r == 0)
+		r = qmp_run(q, "blockdev-add", bd, NULL, err);
+	else
+		json_decref(bd);
 	if (r < 0) {
 		json_decref(dev);
 		return r;
@@ -474,6 +494,36 @@ static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, uti
 	}
 	util_crash_point("disk-attach-after-device");
 	return 0;
+}
+
+/* After a QMP failure that leaves QEMU's side unknown (the connection
+ * closed, or no reply in time: QEMU may have done it all the same), take
+ * out on a fresh connection whatever of the attach QEMU holds. On failure
+ * the intent stays open for the next command to settle. */
+static int attach_undo_unknown(disk_op *op, const lc_disk *d, util_err *err)
+{
+	_cleanup_json_ json_t *n = NULL;
+	bool present = false;
+	char node[32];
+	int r;
+
+	qmp_close(TAKE_PTR(op->q));
+	node_name(node, sizeof(node), d->id);
+	r = op_connect(op, err);
+	if (r == 0)
+		r = device_exists(op->q, node, &present, err);
+	if (r == 0 && present) {
+		r = qmp_run(op->q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
+		if (r == 0)
+			r = wait_deleted(op->q, node, util_now_ms() + LC_DETACH_TIMEOUT_S * 1000,
+			                 err);
+	}
+	if (r == 0)
+		r = find_node(op->q, node, &n, err);
+	if (r == 0 && n)
+		r = qmp_run(op->q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL,
+		            err);
+	return r;
 }
 
 int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const lc_disk_opts *o,
@@ -534,9 +584,13 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 	made = true;
 	util_crash_point("disk-attach-after-file");
 	if (op.live) {
+		util_err uerr = { 0 };
+
 		r = op_connect(&op, err);
 		if (r == 0)
 			r = attach_live(op.q, &op.nd, disk, err);
+		if (r < 0 && op.q && !qmp_alive(op.q) && attach_undo_unknown(&op, disk, &uerr) < 0)
+			goto out; /* QEMU's side unknown: the next command settles it */
 		if (r < 0)
 			goto rollback;
 	}
@@ -619,16 +673,36 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id, cons
 				        "the guest did not release disk %u within %d s, so it stays attached and in the definition (a guest without hotplug support, or one still using it); the request stays pending in the guest: if it lets go later, run disk-detach again",
 				        disk_id, timeout_s);
 		}
+		if (r < 0 && !qmp_alive(op.q)) {
+			/* no answer, or none in time: QEMU may have done it
+			 * all the same; ask again on a fresh connection */
+			util_err aerr = { 0 };
+
+			qmp_close(TAKE_PTR(op.q));
+			if (op_connect(&op, &aerr) < 0 ||
+			    device_exists(op.q, node, &present, &aerr) < 0)
+				goto out; /* unknown: the next command settles it */
+			if (!present) {
+				util_err_clear(err);
+				r = 0;
+			}
+		}
 		if (r < 0)
 			goto rollback;
 		util_crash_point("disk-detach-after-device");
 		r = qmp_run(op.q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
-		if (r < 0) {
-			/* the device is gone: the detach goes on, the node is
-			 * left to qemu until it stops */
-			util_err_clear(err);
-			r = 0;
+		if (r < 0 && !qmp_alive(op.q)) {
+			/* once more on a fresh connection */
+			qmp_close(TAKE_PTR(op.q));
+			if (op_connect(&op, NULL) == 0 &&
+			    qmp_run(op.q, "blockdev-del", json_pack("{s:s}", "node-name", node),
+			            NULL, NULL) == 0)
+				r = 0;
 		}
+		/* the device is gone: the detach goes on, a node qemu would
+		 * not delete is left to it until it stops */
+		util_err_clear(err);
+		r = 0;
 	}
 	util_crash_point("disk-detach-before-define");
 	r = op_finish(&op, true, "disk detached", "ok", err);

@@ -422,6 +422,8 @@ int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opt
 	if (r == 0)
 		r = lc_record(root, h.id, LC_ACTIVE, pause ? LC_LCM_PAUSED : LC_LCM_RUNNING,
 		              pause ? "paused" : "unpaused", NULL, NULL, err);
+	if (r < 0 && !util_startswith(err->msg, "cannot "))
+		util_err_prefix(err, "cannot %s '%s'", pause ? "pause" : "unpause", h.name);
 	lc_held_clear(&h);
 	return r;
 }

@@ -461,6 +461,55 @@ static int made(lc_db *db, uint64_t intent, json_t *net, const char *flag, const
 	                    NULL, err);
 }
 
+/* What exists of the network's interfaces (br, and vl when it has a vlan
+ * interface vif) and may be used as it is: the admin's are never changed. */
+static int check_links(const lc_net_opts *o, const char *vif, net_link_info *br, net_link_info *vl,
+                       util_err *err)
+{
+	int r = net_link_get(o->bridge, br, err);
+
+	if (r == 0 && vif)
+		r = net_link_get(vif, vl, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot create network '%s'", o->name);
+	if (br->kind != NET_KIND_NONE && br->kind != NET_KIND_BRIDGE)
+		return util_err_set(err, -EEXIST,
+		                    "cannot create network '%s': interface '%s' exists and is a %s "
+		                    "interface, not a bridge; choose another --bridge",
+		                    o->name, o->bridge, br->type[0] ? br->type : "physical");
+	if (vif && vl->kind != NET_KIND_NONE &&
+	    (vl->kind != NET_KIND_VLAN || vl->vlan_id != o->vlan ||
+	     !util_streq(vl->vlan_link, o->uplink)))
+		return util_err_set(err, -EEXIST,
+		                    "cannot create network '%s': interface '%s' exists and is not "
+		                    "vlan %u on '%s'",
+		                    o->name, vif, o->vlan, o->uplink);
+	/* what is the admin's is used as it is, never changed */
+	if (br->kind == NET_KIND_BRIDGE && o->mtu && br->mtu != o->mtu)
+		return util_err_set(err, -EEXIST,
+		                    "cannot create network '%s': bridge '%s' exists (not made by "
+		                    "qvm) with MTU %u; leave out --mtu or change its MTU yourself",
+		                    o->name, o->bridge, br->mtu);
+	if (vif && vl->kind == NET_KIND_VLAN && !util_streq(vl->master, o->bridge))
+		return util_err_set(
+		        err, -EEXIST,
+		        "cannot create network '%s': vlan interface '%s' exists (not made by qvm) "
+		        "and is not enslaved to bridge '%s'; enslave it yourself or delete it",
+		        o->name, vif, o->bridge);
+	if (vif && vl->kind == NET_KIND_NONE) {
+		net_link_info up;
+
+		r = net_link_get(o->uplink, &up, err);
+		if (r < 0)
+			return r;
+		if (up.kind == NET_KIND_NONE)
+			return util_err_set(err, -ENODEV,
+			                    "cannot create network '%s': no uplink interface '%s'",
+			                    o->name, o->uplink);
+	}
+	return 0;
+}
+
 int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 {
 	_cleanup_json_ json_t *net = NULL;
@@ -473,46 +522,9 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 	if (r < 0)
 		return r;
 	vif = jstr(net, "vlan_if");
-	r = net_link_get(o->bridge, &br, err);
-	if (r == 0 && vif)
-		r = net_link_get(vif, &vl, err);
+	r = check_links(o, vif, &br, &vl, err);
 	if (r < 0)
-		return util_err_prefix(err, "cannot create network '%s'", o->name);
-	if (br.kind != NET_KIND_NONE && br.kind != NET_KIND_BRIDGE)
-		return util_err_set(err, -EEXIST,
-		                    "cannot create network '%s': interface '%s' exists and is a %s "
-		                    "interface, not a bridge; choose another --bridge",
-		                    o->name, o->bridge, br.type[0] ? br.type : "physical");
-	if (vif && vl.kind != NET_KIND_NONE &&
-	    (vl.kind != NET_KIND_VLAN || vl.vlan_id != o->vlan ||
-	     !util_streq(vl.vlan_link, o->uplink)))
-		return util_err_set(err, -EEXIST,
-		                    "cannot create network '%s': interface '%s' exists and is not "
-		                    "vlan %u on '%s'",
-		                    o->name, vif, o->vlan, o->uplink);
-	/* what is the admin's is used as it is, never changed */
-	if (br.kind == NET_KIND_BRIDGE && o->mtu && br.mtu != o->mtu)
-		return util_err_set(err, -EEXIST,
-		                    "cannot create network '%s': bridge '%s' exists (not made by "
-		                    "qvm) with MTU %u; leave out --mtu or change its MTU yourself",
-		                    o->name, o->bridge, br.mtu);
-	if (vif && vl.kind == NET_KIND_VLAN && !util_streq(vl.master, o->bridge))
-		return util_err_set(
-		        err, -EEXIST,
-		        "cannot create network '%s': vlan interface '%s' exists (not made by qvm) "
-		        "and is not enslaved to bridge '%s'; enslave it yourself or delete it",
-		        o->name, vif, o->bridge);
-	if (vif && vl.kind == NET_KIND_NONE) {
-		net_link_info up;
-
-		r = net_link_get(o->uplink, &up, err);
-		if (r < 0)
-			return r;
-		if (up.kind == NET_KIND_NONE)
-			return util_err_set(err, -ENODEV,
-			                    "cannot create network '%s': no uplink interface '%s'",
-			                    o->name, o->uplink);
-	}
+		return r;
 	/* Only what qvm made is its own, and it is recorded only once it
 	 * exists (a "step" of the intent with its ifindex): an interface
 	 * someone else made meanwhile under that name (the add fails with

@@ -11,8 +11,8 @@
 #include "snapshot.h"
 #include "storage/storage.h"
 
-#define JOB_PREFIX       "qvm-snap-"
-#define QUERY_TIMEOUT_MS 10000
+/* Queries and job-dismiss use the QMP client's default timeouts (timeout 0). */
+#define JOB_PREFIX "qvm-snap-"
 
 static int64_t jint(json_t *o, const char *key)
 {
@@ -267,7 +267,7 @@ static int wait_job(qmp_client *q, const char *id, util_err *err)
 		json_t *job;
 		int64_t left = deadline - util_now_ms();
 
-		r = qmp_execute(q, "query-jobs", NULL, QUERY_TIMEOUT_MS, &jobs, err);
+		r = qmp_execute(q, "query-jobs", NULL, 0, &jobs, err);
 		if (r < 0)
 			return r;
 		job = find_job(jobs, id);
@@ -291,7 +291,7 @@ static int wait_job(qmp_client *q, const char *id, util_err *err)
 	{
 		_cleanup_json_ json_t *args = json_pack("{s:s}", "id", id);
 
-		r = qmp_execute(q, "job-dismiss", args, QUERY_TIMEOUT_MS, NULL, err);
+		r = qmp_execute(q, "job-dismiss", args, 0, NULL, err);
 	}
 	if (r < 0)
 		return r;
@@ -316,7 +316,7 @@ static int settle_jobs(qmp_client *q, util_err *err)
 	_cleanup_json_ json_t *jobs = NULL;
 	json_t *j;
 	size_t i;
-	int r = qmp_execute(q, "query-jobs", NULL, QUERY_TIMEOUT_MS, &jobs, err);
+	int r = qmp_execute(q, "query-jobs", NULL, 0, &jobs, err);
 
 	if (r < 0)
 		return r;
@@ -344,8 +344,7 @@ static int target_count(target *t, const char *tag, unsigned count[], util_err *
 		json_t *n;
 		size_t i;
 		_cleanup_json_ json_t *args = json_pack("{s:b}", "flat", 1);
-		int r = qmp_execute(t->qmp, "query-named-block-nodes", args, QUERY_TIMEOUT_MS,
-		                    &nodes, err);
+		int r = qmp_execute(t->qmp, "query-named-block-nodes", args, 0, &nodes, err);
 
 		if (r < 0)
 			return r;
@@ -989,7 +988,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		return r;
 	r = choose_tag(x.vm, &t, tag_arg, sid, &tag, err);
 	if (r < 0)
-		return r;
+		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	memory = running && !no_memory;
 	lcm = x.vm->lcm;
 	prev = util_xstrdup(lc_lcm_name(lcm));
@@ -1011,6 +1010,18 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		return r;
 	util_crash_point("snapshot-create-after-intent");
 	r = target_create(&t, tag, memory, err);
+	if (r < 0 && t.qmp && !qmp_alive(t.qmp)) {
+		/* no answer, or none in time: QEMU may have taken it all the
+		 * same. Roll back on a fresh connection, once our jobs ended;
+		 * if QEMU cannot be reached the intent stays for the next
+		 * command to settle */
+		util_err ignored = { 0 };
+
+		qmp_close(TAKE_PTR(t.qmp));
+		if (lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, &ignored) < 0 ||
+		    settle_jobs(t.qmp, &ignored) < 0)
+			return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
+	}
 	if (r < 0) {
 		util_err ignored = { 0 };
 

@@ -616,6 +616,68 @@ out:
 
 /* ---- detach -------------------------------------------------------------------------------- */
 
+/* QEMU's side of a detach: device_del, the guest's release, blockdev-del.
+ * < 0 when the disk stays (the caller rolls back), 1 when QEMU's side is
+ * unknown (the intent stays for the next command). */
+static int detach_live(disk_op *op, unsigned disk_id, int timeout_s, util_err *err)
+{
+	char node[32];
+	bool present = true;
+	int r;
+
+	node_name(node, sizeof(node), disk_id);
+	r = op_connect(op, err);
+	if (r == 0)
+		r = device_exists(op->q, node, &present, err);
+	/* gone already: a guest that released it after an earlier
+	 * detach gave up waiting */
+	if (r == 0 && present) {
+		r = qmp_run(op->q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
+		/* asked before (a detach that gave up waiting): wait again */
+		if (r == -EREMOTEIO && strstr(err->msg, "in the process of unplug")) {
+			util_err_clear(err);
+			r = 0;
+		}
+		util_crash_point("disk-detach-after-device-del");
+		if (r == 0)
+			r = wait_deleted(op->q, node, util_now_ms() + timeout_s * 1000, err);
+		if (r == -ETIMEDOUT)
+			r = util_err_set(
+			        err, -ETIMEDOUT,
+			        "the guest did not release disk %u within %d s, so it stays attached and in the definition (a guest without hotplug support, or one still using it); the request stays pending in the guest: if it lets go later, run disk-detach again",
+			        disk_id, timeout_s);
+	}
+	if (r < 0 && !qmp_alive(op->q)) {
+		/* no answer, or none in time: QEMU may have done it
+		 * all the same; ask again on a fresh connection */
+		util_err aerr = { 0 };
+
+		qmp_close(TAKE_PTR(op->q));
+		if (op_connect(op, &aerr) < 0 || device_exists(op->q, node, &present, &aerr) < 0)
+			return 1; /* unknown: the next command settles it */
+		if (!present) {
+			util_err_clear(err);
+			r = 0;
+		}
+	}
+	if (r < 0)
+		return r;
+	util_crash_point("disk-detach-after-device");
+	r = qmp_run(op->q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
+	if (r < 0 && !qmp_alive(op->q)) {
+		/* once more on a fresh connection */
+		qmp_close(TAKE_PTR(op->q));
+		if (op_connect(op, NULL) == 0)
+			qmp_run(op->q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL,
+			        NULL);
+	}
+	/* the device is gone: the detach goes on, a node qemu would not
+	 * delete is left to it until it stops (an attach of its name drops
+	 * it first) */
+	util_err_clear(err);
+	return 0;
+}
+
 int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id, const lc_disk_opts *o,
                       json_t **ret_json, util_err *err)
 {
@@ -650,59 +712,11 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id, cons
 	util_crash_point("disk-detach-after-intent");
 
 	if (op.live) {
-		bool present = true;
-
-		r = op_connect(&op, err);
-		if (r == 0)
-			r = device_exists(op.q, node, &present, err);
-		/* gone already: a guest that released it after an earlier
-		 * detach gave up waiting */
-		if (r == 0 && present) {
-			r = qmp_run(op.q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
-			/* asked before (a detach that gave up waiting): wait again */
-			if (r == -EREMOTEIO && strstr(err->msg, "in the process of unplug")) {
-				util_err_clear(err);
-				r = 0;
-			}
-			util_crash_point("disk-detach-after-device-del");
-			if (r == 0)
-				r = wait_deleted(op.q, node, util_now_ms() + timeout_s * 1000, err);
-			if (r == -ETIMEDOUT)
-				r = util_err_set(
-				        err, -ETIMEDOUT,
-				        "the guest did not release disk %u within %d s, so it stays attached and in the definition (a guest without hotplug support, or one still using it); the request stays pending in the guest: if it lets go later, run disk-detach again",
-				        disk_id, timeout_s);
-		}
-		if (r < 0 && !qmp_alive(op.q)) {
-			/* no answer, or none in time: QEMU may have done it
-			 * all the same; ask again on a fresh connection */
-			util_err aerr = { 0 };
-
-			qmp_close(TAKE_PTR(op.q));
-			if (op_connect(&op, &aerr) < 0 ||
-			    device_exists(op.q, node, &present, &aerr) < 0)
-				goto out; /* unknown: the next command settles it */
-			if (!present) {
-				util_err_clear(err);
-				r = 0;
-			}
-		}
+		r = detach_live(&op, disk_id, timeout_s, err);
+		if (r > 0)
+			goto out;
 		if (r < 0)
 			goto rollback;
-		util_crash_point("disk-detach-after-device");
-		r = qmp_run(op.q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
-		if (r < 0 && !qmp_alive(op.q)) {
-			/* once more on a fresh connection */
-			qmp_close(TAKE_PTR(op.q));
-			if (op_connect(&op, NULL) == 0 &&
-			    qmp_run(op.q, "blockdev-del", json_pack("{s:s}", "node-name", node),
-			            NULL, NULL) == 0)
-				r = 0;
-		}
-		/* the device is gone: the detach goes on, a node qemu would
-		 * not delete is left to it until it stops */
-		util_err_clear(err);
-		r = 0;
 	}
 	util_crash_point("disk-detach-before-define");
 	r = op_finish(&op, true, "disk detached", "ok", err);

@@ -519,27 +519,12 @@ static void note_create_intent(lc_db *db, lc_vm *vm)
 			note_recent(vm, strtoull(key, NULL, 10));
 }
 
-static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
+/* A "step" of an open intent, or a network's record: about the database,
+ * no VM. */
+static int apply_step_or_net(lc_db *db, uint64_t seq, json_t *rec, const char *type, util_err *err)
 {
-	const char *type = json_string_value(json_object_get(rec, "type"));
-	uint64_t id = (uint64_t)int_of(rec, "id");
-	lc_vm *vm = db_vm_by_id(db, id);
 	char key[32];
 
-	if (vm && !util_streq(type, "done"))
-		note_recent(vm, seq);
-	if (util_streq(type, "intent")) {
-		snprintf(key, sizeof(key), "%" PRIu64, seq);
-		json_object_set(db->intents, key, rec);
-		if (id >= db->next_id)
-			db->next_id = id + 1; /* the id is reserved by the intent */
-		return 0;
-	}
-	if (util_streq(type, "done")) {
-		snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)int_of(rec, "intent"));
-		json_object_del(db->intents, key);
-		return 0;
-	}
 	if (util_streq(type, "step")) {
 		/* what an open intent has done so far (net create: each
 		 * interface it made), merged into its data for recovery */
@@ -571,10 +556,34 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 		json_object_set(db->networks, name, net);
 		return 0;
 	}
-	if (util_streq(type, "net-delete")) {
-		json_object_del(db->networks, json_string_value(json_object_get(rec, "name")));
+	/* net-delete */
+	json_object_del(db->networks, json_string_value(json_object_get(rec, "name")));
+	return 0;
+}
+
+static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
+{
+	const char *type = json_string_value(json_object_get(rec, "type"));
+	uint64_t id = (uint64_t)int_of(rec, "id");
+	lc_vm *vm = db_vm_by_id(db, id);
+	char key[32];
+
+	if (vm && !util_streq(type, "done"))
+		note_recent(vm, seq);
+	if (util_streq(type, "intent")) {
+		snprintf(key, sizeof(key), "%" PRIu64, seq);
+		json_object_set(db->intents, key, rec);
+		if (id >= db->next_id)
+			db->next_id = id + 1; /* the id is reserved by the intent */
 		return 0;
 	}
+	if (util_streq(type, "done")) {
+		snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)int_of(rec, "intent"));
+		json_object_del(db->intents, key);
+		return 0;
+	}
+	if (util_streq(type, "step") || util_streq(type, "net") || util_streq(type, "net-delete"))
+		return apply_step_or_net(db, seq, rec, type, err);
 	if (util_streq(type, "define")) {
 		lc_vm *nvm;
 		int r;

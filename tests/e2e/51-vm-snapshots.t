@@ -137,7 +137,7 @@ is "$RC" 0 "disk-snapshot-create t 0 A" || diag "$ERR"
 qemu-io -f qcow2 -c "write -q -P 0x11 0 64k" "$T0" >/dev/null
 run "$QVM" snapshot-create t A
 is "$RC" 1 "snapshot-create with the tag of a disk snapshot is refused"
-like "$ERR" "^qvm: disk 0 of 't' holds an internal snapshot named 'A' already \(a disk snapshot: see qvm disk-snapshot-list t 0\)" \
+like "$ERR" "^qvm: cannot snapshot 't': disk 0 of 't' holds an internal snapshot named 'A' already \(a disk snapshot: see qvm disk-snapshot-list t 0\)" \
 	"... naming the disk and the disk snapshot"
 is "$(tags t)|$(dtags)" "|A|" "... no vm snapshot, the disk snapshot alone on disk 0"
 ok "... and disk 0 was not touched (still 0x11)" reads "$T0" 0x11

@@ -1389,8 +1389,13 @@ static void test_parked(const char *base)
 	lc_journal_close(j);
 	json_decref(c.recs);
 	r = lc_journal_open(dir, LC_JOURNAL_WRITE, 1000, &j, &err);
-	ok(r == 0 && lc_journal_append(j, mkrec(7), NULL, &err) == 0 && lc_journal_last_seq(j) == 7,
-	   "and written on after it: %s", err.msg);
+	{
+		_cleanup_json_ json_t *rec7 = mkrec(7);
+
+		ok(r == 0 && lc_journal_append(j, rec7, NULL, &err) == 0 &&
+		           lc_journal_last_seq(j) == 7,
+		   "and written on after it: %s", err.msg);
+	}
 	lc_journal_close(j);
 }
 

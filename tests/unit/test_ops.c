@@ -9,6 +9,7 @@
  * old one, and what was added to QEMU was taken out again. */
 #define QMP_TIMEOUT_QUICK_MS  400
 #define QMP_TIMEOUT_DEVICE_MS 400
+#define QMP_TIMEOUT_JOB_MS    400
 #include "qmp/client.c"
 
 #include <dirent.h>
@@ -19,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "lifecycle/run.h"
+#include "lifecycle/snapshot.h"
 #include "tap.h"
 
 #define GREETING                                                                                   \
@@ -31,8 +33,9 @@ static const char *const fault_names[] = { "none", "an error reply", "EOF", "sil
 
 static const char *root;
 static uint64_t vm_id;
-/* What the fake QEMU holds, across the runs: node and device names. */
-static util_strv held;
+/* What the fake QEMU holds, across the runs: node and device names; and
+ * the internal snapshots its disks hold. */
+static util_strv held, tags;
 
 /* ---- the fake QEMU (child side) -------------------------------------------------------- */
 
@@ -64,7 +67,7 @@ static void fake_write(int fd, const char *s)
 
 /* What the fake QEMU holds (in the child): block nodes and devices, as
  * the test set them up before it forked and as commands change them. */
-static json_t *fake_nodes, *fake_devices;
+static json_t *fake_nodes, *fake_devices, *fake_jobs, *fake_tags;
 
 /* Apply a command to what QEMU holds, and tell report ("+name" or
  * "-name", a line each) so that the test keeps count across runs. */
@@ -87,6 +90,22 @@ static void note_held(int report, const char *cmd, json_t *args)
 	} else if (!strcmp(cmd, "device_del") && dev && json_object_get(fake_devices, dev)) {
 		json_object_del(fake_devices, dev);
 		dprintf(report, "-dev:%s\n", dev);
+	} else if (!strncmp(cmd, "snapshot-", 9) && json_object_get(args, "job-id")) {
+		/* a snapshot job that ends at once, and well: every disk gets
+		 * (or loses) the internal snapshot */
+		const char *tag = json_string_value(json_object_get(args, "tag"));
+
+		json_object_set_new(fake_jobs, json_string_value(json_object_get(args, "job-id")),
+		                    json_string(cmd));
+		if (tag && !strcmp(cmd, "snapshot-save")) {
+			json_object_set_new(fake_tags, tag, json_true());
+			dprintf(report, "+tag:%s\n", tag);
+		} else if (tag && !strcmp(cmd, "snapshot-delete")) {
+			json_object_del(fake_tags, tag);
+			dprintf(report, "-tag:%s\n", tag);
+		}
+	} else if (!strcmp(cmd, "job-dismiss") && dev) {
+		json_object_del(fake_jobs, dev);
 	}
 }
 
@@ -114,8 +133,21 @@ static char *held_reply(const char *cmd)
 			json_array_append_new(list, json_pack("{s:s, s:s}", "name", k, "type",
 			                                      "child<virtio-blk-pci>"));
 	else if (!strcmp(cmd, "query-named-block-nodes"))
-		json_object_foreach (fake_nodes, k, v)
-			json_array_append_new(list, json_pack("{s:s}", "node-name", k));
+		json_object_foreach (fake_nodes, k, v) {
+			json_t *snaps = json_array(), *tv;
+			const char *tag;
+
+			json_object_foreach (fake_tags, tag, tv)
+				json_array_append_new(snaps, json_pack("{s:s, s:i}", "name", tag,
+				                                       "vm-state-size", 4096));
+			json_array_append_new(list, json_pack("{s:s, s:{s:o}}", "node-name", k,
+			                                      "image", "snapshots", snaps));
+		}
+	else if (!strcmp(cmd, "query-jobs"))
+		json_object_foreach (fake_jobs, k, v)
+			json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "id", k, "type",
+			                                      json_string_value(v), "status",
+			                                      "concluded"));
 	else {
 		json_decref(list);
 		return NULL;
@@ -245,6 +277,10 @@ static int fake_start(fake *f, int fault_at, fault how)
 		 * device are both "disk<id>" */
 		fake_nodes = json_object();
 		fake_devices = json_object();
+		fake_jobs = json_object();
+		fake_tags = json_object();
+		for (size_t i = 0; i < tags.n; i++)
+			json_object_set_new(fake_tags, tags.v[i], json_true());
 		for (size_t i = 0; i < held.n; i++)
 			json_object_set_new(!strncmp(held.v[i], "node:", 5) ? fake_nodes
 			                                                    : fake_devices,
@@ -290,7 +326,18 @@ static char *fake_stop(fake *f)
 	close(f->report);
 	buf[n] = '\0';
 	for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		if (l[0] == '+') {
+		if (!strncmp(l, "+tag:", 5)) {
+			if (!util_strv_contains((const char *const *)tags.v, l + 5))
+				util_strv_push(&tags, l + 5);
+		} else if (!strncmp(l, "-tag:", 5)) {
+			for (size_t i = 0; i < tags.n; i++)
+				if (!strcmp(tags.v[i], l + 5)) {
+					free(tags.v[i]);
+					tags.v[i] = tags.v[--tags.n];
+					tags.v[tags.n] = NULL;
+					break;
+				}
+		} else if (l[0] == '+') {
 			util_strv_push(&held, l + 1);
 		} else if (l[0] == '-') {
 			for (size_t i = 0; i < held.n; i++)
@@ -312,6 +359,31 @@ static char *fake_stop(fake *f)
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The internal snapshots the fake's disks hold, and those vm's tree says
+ * they hold, as "a b". */
+static char *tags_held(void)
+{
+	if (tags.n)
+		qsort(tags.v, tags.n, sizeof(char *), cmp_str);
+	return join(&tags);
+}
+
+static char *tags_by_tree(const lc_vm *vm)
+{
+	util_strv v = { 0 };
+	json_t *s;
+	size_t i;
+	char *t;
+
+	json_array_foreach (json_object_get(vm->snapshots, "items"), i, s)
+		util_strv_push(&v, json_string_value(json_object_get(s, "tag")));
+	if (v.n)
+		qsort(v.v, v.n, sizeof(char *), cmp_str);
+	t = join(&v);
+	util_strv_clear(&v);
+	return t;
 }
 
 /* What QEMU should hold for vm: each disk's node and device. */
@@ -450,6 +522,39 @@ static int run_disk_detach(util_err *err)
 	return lc_vm_disk_detach(root, "fake", vm->def.disks[0].id, &o, NULL, err);
 }
 
+static bool no_disk(const lc_vm *vm)
+{
+	return vm->def.n_disks == 0;
+}
+
+static int run_snapshot_create(util_err *err)
+{
+	return lc_vm_snapshot_create(root, "fake", "s1", false, NULL, NULL, err);
+}
+
+static size_t n_snapshots(const lc_vm *vm)
+{
+	return json_array_size(json_object_get(vm->snapshots, "items"));
+}
+
+static bool has_snapshot(const lc_vm *vm)
+{
+	return n_snapshots(vm) == 1;
+}
+
+static int run_snapshot_revert(util_err *err)
+{
+	return lc_vm_snapshot_revert(root, "fake", "s1", false, NULL, NULL, err);
+}
+
+static bool reverted(const lc_vm *vm)
+{
+	json_t *s = json_array_get(json_object_get(vm->snapshots, "items"), 0);
+
+	return s && json_integer_value(json_object_get(vm->snapshots, "current")) ==
+	                    json_integer_value(json_object_get(s, "id"));
+}
+
 /* Each disk run starts with the disk it expects, or without. */
 static int with_no_disk(util_err *err)
 {
@@ -467,9 +572,42 @@ static int with_a_disk(util_err *err)
 	return vm && vm->def.n_disks ? 0 : run_disk_attach(err);
 }
 
-static bool no_disk(const lc_vm *vm)
+/* A disk and no snapshot: the tree emptied in the journal, and the disks
+ * the fake QEMU gets emptied too. */
+static int with_a_disk_no_snapshot(util_err *err)
 {
-	return vm->def.n_disks == 0;
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm;
+	int r = with_a_disk(err);
+
+	if (r == 0)
+		r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	if (r == 0 && !(vm = lc_db_vm_by_id(db, vm_id)))
+		r = util_err_set(err, -ENOENT, "no vm");
+	if (r == 0)
+		r = lc_snap_forget_all(db, vm, err);
+	util_strv_clear(&tags);
+	return r;
+}
+
+/* A disk and snapshot s1, not the current one (a revert makes it so). */
+static int with_a_snapshot(util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm;
+	int r = with_a_disk(err);
+
+	if (r == 0 && (vm = vm_now(&db)) && n_snapshots(vm) == 0)
+		r = run_snapshot_create(err);
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0)
+		r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	if (r == 0)
+		r = lc_db_append(db,
+		                 json_pack("{s:s, s:I, s:i}", "type", "snapshot-current", "id",
+		                           (json_int_t)vm_id, "snap", 0),
+		                 NULL, err);
+	return r;
 }
 
 /* The VM's definition and the files of its folder: what a refused
@@ -594,6 +732,13 @@ static void test_case(const op_case *c)
 				held_now = util_xstrdup(want_held);
 			}
 			is_str(held_now, want_held, "... qemu holds what its definition says");
+			{
+				_cleanup_free_ char *th = tags_held(),
+				                    *tt = vm ? tags_by_tree(vm) : NULL;
+
+				is_str(th, tt ? tt : "?",
+				       "... its disks hold the snapshots its tree has");
+			}
 			is_int((int)open_intents(), 0, "... no intent left open");
 		}
 	}
@@ -622,6 +767,10 @@ int main(void)
 	                      with_no_disk });
 	test_case(
 	        &(op_case){ "disk-detach", run_disk_detach, no_disk, LC_LCM_RUNNING, with_a_disk });
+	test_case(&(op_case){ "snapshot-create", run_snapshot_create, has_snapshot, LC_LCM_RUNNING,
+	                      with_a_disk_no_snapshot });
+	test_case(&(op_case){ "snapshot-revert", run_snapshot_revert, reverted, LC_LCM_RUNNING,
+	                      with_a_snapshot });
 	util_rm_rf(root, NULL);
 	return done_testing();
 }

@@ -515,7 +515,20 @@ int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err)
 
 	if (!db->write)
 		return util_err_set(err, -EPERM, "the database was opened read-only");
-	json_object_set_new(rec, "time", json_integer(util_realtime_ms()));
+	if (!json_object_get(rec, "time"))
+		json_object_set_new(rec, "time", json_integer(util_realtime_ms()));
+	if (util_streq(json_string_value(json_object_get(rec, "type")), "done") &&
+	    !json_object_get(rec, "id")) {
+		/* the vm's id, so that a reader of its history finds the end of
+		 * its intent as it finds the intent */
+		char key[32];
+		json_t *intent;
+
+		snprintf(key, sizeof(key), "%" PRId64, int_of(rec, "intent"));
+		intent = json_object_get(db->intents, key);
+		if (intent)
+			json_object_set_new(rec, "id", json_integer(int_of(intent, "id")));
+	}
 	if (lc_journal_log_size(db->journal) >= compact_bytes())
 		db_compact(db);
 	r = lc_journal_append(db->journal, rec, &seq, err);
@@ -844,23 +857,109 @@ int lc_vm_lock(const lc_db *db, uint64_t id, int timeout_ms, int *ret_fd, util_e
 
 typedef struct history_ctx {
 	uint64_t id;
+	json_t *ops; /* the ops of this vm's intents, by their seq */
 	json_t *out;
 } history_ctx;
+
+static const char *str_of(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+/* "labels tier=web, -old" for the changes of one map in an update record */
+static void append_changes(char **text, const char *title, json_t *changes)
+{
+	const char *k;
+	json_t *v;
+	const char *sep = *text ? "; " : "";
+
+	if (json_object_size(changes) == 0)
+		return;
+	util_append(text, "%s%s", sep, title);
+	sep = " ";
+	json_object_foreach (changes, k, v) {
+		if (json_is_null(v))
+			util_append(text, "%s-%s", sep, k);
+		else
+			util_append(text, "%s%s=%s", sep, k, json_string_value(v));
+		sep = ", ";
+	}
+}
+
+/* What a record did, in words, for the records whose state and reason do
+ * not say it; NULL for a state record. A new string. */
+static char *history_detail(const history_ctx *h, json_t *rec)
+{
+	const char *type = str_of(rec, "type");
+	char *text = NULL, size[16];
+
+	if (util_streq(type, "intent"))
+		return util_xstrdup(str_of(rec, "op") ?: "?");
+	if (util_streq(type, "done")) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "%" PRId64, int_of(rec, "intent"));
+		return util_xasprintf("%s %s", str_of(h->ops, key) ?: "?",
+		                      str_of(rec, "result") ?: "?");
+	}
+	if (util_streq(type, "define"))
+		return util_xasprintf(
+		        "'%s', memory %s, vcpus %" PRId64, str_of(rec, "name") ?: "?",
+		        util_format_size((uint64_t)int_of(rec, "memory"), size, sizeof(size)),
+		        int_of(rec, "vcpus"));
+	if (util_streq(type, "sent"))
+		/* older records, from before the field, were all this one */
+		return util_xasprintf("%s (the ACPI power button)",
+		                      str_of(rec, "command") ?: "system_powerdown");
+	if (util_streq(type, "update")) {
+		append_changes(&text, "labels", json_object_get(rec, "labels"));
+		append_changes(&text, "user", json_object_get(rec, "user"));
+		return text ? text : util_xstrdup("nothing changed");
+	}
+	if (util_streq(type, "state"))
+		return NULL;
+	if (str_of(rec, "reason"))
+		return util_xstrdup(str_of(rec, "reason"));
+	if (util_streq(type, "redefine"))
+		return util_xstrdup("definition changed");
+	if (str_of(rec, "tag"))
+		return util_xasprintf("snapshot '%s'", str_of(rec, "tag"));
+	return NULL;
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s && *s ? json_string(s) : json_null();
+}
 
 static int history_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
 {
 	history_ctx *h = ud;
-	json_t *copy;
+	const char *type = str_of(rec, "type");
+	char key[32];
+	char *detail;
+	json_t *pub;
 
 	(void)err;
-	if ((uint64_t)int_of(rec, "id") != h->id ||
-	    util_streq(json_string_value(json_object_get(rec, "type")), "done"))
+	snprintf(key, sizeof(key), "%" PRId64, int_of(rec, "intent"));
+	/* a done record older than its "id" names only its intent */
+	if ((uint64_t)int_of(rec, "id") != h->id &&
+	    !(util_streq(type, "done") && json_object_get(h->ops, key)))
 		return 0;
-	copy = json_pack("{s:I}", "seq", (json_int_t)seq);
-	json_object_update(copy, rec);
-	/* the full definition is noise in a history line */
-	json_object_del(copy, "def");
-	json_array_append_new(h->out, copy);
+	if (util_streq(type, "intent")) {
+		snprintf(key, sizeof(key), "%" PRIu64, seq);
+		json_object_set_new(h->ops, key, str_or_null(str_of(rec, "op")));
+	}
+	detail = history_detail(h, rec);
+	pub = json_pack("{s:I, s:I, s:s}", "seq", (json_int_t)seq, "time_ms",
+	                (json_int_t)int_of(rec, "time"), "type", type ?: "?");
+	json_object_set_new(pub, "state", str_or_null(str_of(rec, "state")));
+	json_object_set_new(pub, "lcm", str_or_null(str_of(rec, "lcm")));
+	json_object_set_new(pub, "reason", str_or_null(str_of(rec, "reason")));
+	json_object_set_new(pub, "error", str_or_null(str_of(rec, "error")));
+	json_object_set_new(pub, "detail", str_or_null(detail));
+	free(detail);
+	json_array_append_new(h->out, pub);
 	return 0;
 }
 
@@ -868,8 +967,10 @@ int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
 {
 	_cleanup_free_ char *jdir = journal_dir(db->root);
 	_cleanup_free_ char *needle = util_xasprintf("\"id\":%" PRIu64, vm->id);
-	history_ctx h = { vm->id, json_array() };
+	history_ctx h = { vm->id, json_object(), json_array() };
 	int r = lc_journal_foreach_history(jdir, needle, history_cb, &h, err);
+
+	json_decref(h.ops);
 
 	if (r < 0) {
 		json_decref(h.out);

@@ -6,7 +6,8 @@
 #include "lifecycle.h"
 
 /* Append a record (new reference, consumed: "type", "id" and the fields of
- * its type; "time" is added) under the writer's lock, fsync'd, then apply it
+ * its type; "time" is added unless the caller set it, a "done" gets its
+ * intent's "id") under the writer's lock, fsync'd, then apply it
  * to the model. ret_seq (may be NULL) gets its sequence number. */
 int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err);
 

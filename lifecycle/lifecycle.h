@@ -45,6 +45,7 @@ typedef enum lc_lcm {
 
 const char *lc_state_name(lc_state s); /* "PENDING" */
 const char *lc_lcm_name(lc_lcm l);     /* "RUNNING", "" for NONE */
+json_t *lc_lcm_json(lc_lcm l);         /* "RUNNING", null for NONE (new reference) */
 /* The four-letter name `list` prints: "pend", "runn"... */
 const char *lc_short_name(lc_state s, lc_lcm l);
 int lc_state_parse(const char *name, lc_state *ret, util_err *err);
@@ -212,7 +213,8 @@ typedef struct lc_vm {
 	bool request_sent;
 	/* VM snapshots (snapshot.c), NULL before the first: {"next": id,
 	 * "current": id or 0, "items": [{"id", "tag", "parent", "memory",
-	 * "vmstate", "disks", "created", "state"}...]}, owned */
+	 * "vmstate" (its disk), "vmstate_size", "disks", "created", "state"}...]},
+	 * owned; lc_vm_snapshots_json() is what commands print */
 	json_t *snapshots;
 } lc_vm;
 
@@ -312,8 +314,11 @@ int lc_vm_lock_wait(const char *root, uint64_t id, const char *name, int timeout
 /* hold / release: PENDING <-> HOLD. */
 int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err);
 
-/* Journal records about one VM, oldest first: a new array of objects
- * {"seq","time","type","state","lcm","reason",...}. */
+/* Journal records about one VM, oldest first, each one of them: a new
+ * array of {"seq", "time_ms", "type", "state", "lcm", "reason", "error",
+ * "detail"} (null when a record has none; detail says in words what a
+ * record without a state did: "system_powerdown (the ACPI power button)",
+ * "labels tier=web, -old", "start ok"). */
 int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err);
 
 /* The VM as `show --json` prints it (new reference). */
@@ -529,15 +534,15 @@ typedef enum lc_dsnap_op {
 
 /* Internal qcow2 snapshots of one disk. tag: a new name (create) or a
  * name or id (revert, delete); NULL for list, whose *ret_json is an array
- * of {"id", "name", "date", "vm_state_size"}. */
+ * of {"id", "name", "date_ms", "vm_state_size"}. */
 int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
                         const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err);
 /* ---- the image store (image_ops.c) -----------------------------------------
  * What cli/ needs of storage/'s image store. An image is handed out as the
  * object `image show --json` prints (a new reference): {"name", "file"
  * (its file's name in the store folder), "format", "virtual_size",
- * "actual_size", "sha256", "source", "created", "path" (the file,
- * absolute)}. */
+ * "actual_size", "sha256", "source" (null for none), "created_ms", "path"
+ * (the file, absolute)}. */
 
 /* Progress of an import: bytes done of total (0 when unknown). */
 typedef void (*lc_progress_fn)(void *ud, uint64_t done, uint64_t total);
@@ -618,9 +623,15 @@ int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap,
                           const lc_run_opts *opts, util_err *err);
 
 /* The VM's snapshots, after finishing or rolling back any snapshot
- * operation a crash interrupted: {"vm", "current", "max", "snapshots":
- * [...]} (new reference). */
+ * operation a crash interrupted: {"vm", lc_vm_snapshots_json()'s fields}
+ * (new reference). */
 int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_err *err);
+
+/* vm's snapshots as the commands print them (new reference): {"current":
+ * id or null, "max", "snapshots": [{"id", "tag", "parent", "memory",
+ * "disks", "state", "definition", "created_ms" (when it was complete),
+ * "vmstate_disk", "vmstate_size" (bytes; both null without memory)}]}. */
+json_t *lc_vm_snapshots_json(const lc_vm *vm);
 
 /* The per-VM maximum of snapshots of vm. */
 unsigned lc_vm_snapshots_max(const lc_vm *vm);

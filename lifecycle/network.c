@@ -729,9 +729,10 @@ json_t *lc_net_to_json(lc_db *db, json_t *net)
 			if (n->ip)
 				json_array_append_new(
 				        leases,
-				        json_pack("{s:s, s:s, s:I, s:i, s:s}", "ip", n->ip, "vm",
+				        json_pack("{s:s, s:s, s:I, s:i, s:o}", "ip", n->ip, "vm",
 				                  vm->def.name, "vm_id", (json_int_t)vm->id, "nic",
-				                  (int)n->id, "mac", n->mac ? n->mac : ""));
+				                  (int)n->id, "mac",
+				                  n->mac ? json_string(n->mac) : json_null()));
 		}
 		if (uses)
 			json_array_append_new(users, json_string(vm->def.name));

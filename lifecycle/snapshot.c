@@ -31,6 +31,38 @@ static const char *jstr(json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
+/* A snapshot as the commands print it: times in *_ms, and for a memory
+ * snapshot the disk that holds its state and that state's size (null
+ * when unknown), none of it for a disks-only one. */
+static json_t *snap_public(json_t *s)
+{
+	json_t *p = json_deep_copy(s);
+	bool memory = json_is_true(json_object_get(s, "memory"));
+	json_t *size = json_object_get(s, "vmstate_size");
+
+	json_object_del(p, "created");
+	json_object_del(p, "vmstate");
+	json_object_del(p, "vmstate_size");
+	json_object_set_new(p, "created_ms", json_integer(jint(s, "created")));
+	json_object_set_new(p, "vmstate_disk",
+	                    memory ? json_integer(jint(s, "vmstate")) : json_null());
+	json_object_set_new(p, "vmstate_size", memory && size ? json_copy(size) : json_null());
+	return p;
+}
+
+json_t *lc_vm_snapshots_json(const lc_vm *vm)
+{
+	json_t *items = json_array(), *s;
+	size_t i;
+	int64_t current = vm->snapshots ? jint(vm->snapshots, "current") : 0;
+
+	json_array_foreach (items_of(vm), i, s)
+		json_array_append_new(items, snap_public(s));
+	return json_pack("{s:o, s:i, s:o}", "current",
+	                 current ? json_integer(current) : json_null(), "max",
+	                 (int)lc_vm_snapshots_max(vm), "snapshots", items);
+}
+
 static json_t *find_by_id(const lc_vm *vm, int64_t id, size_t *ret_index)
 {
 	json_t *s;
@@ -627,6 +659,29 @@ static int qmp_status(qmp_client *q, bool *ret_running, util_err *err)
 	return r;
 }
 
+/* The size of the memory state snapshot tag holds on disk_id, as QEMU
+ * reports it; -1 when it cannot say. */
+static json_int_t vmstate_size(qmp_client *q, unsigned disk_id, const char *tag)
+{
+	_cleanup_json_ json_t *args = json_pack("{s:b}", "flat", 1);
+	_cleanup_json_ json_t *nodes = NULL;
+	char node[32];
+	json_t *n, *s;
+	size_t i, k;
+
+	node_of(disk_id, node, sizeof(node));
+	if (qmp_execute(q, "query-named-block-nodes", args, QUERY_TIMEOUT_MS, &nodes, NULL) < 0)
+		return -1;
+	json_array_foreach (nodes, i, n) {
+		if (!util_streq(jstr(n, "node-name"), node))
+			continue;
+		json_array_foreach (json_object_get(json_object_get(n, "image"), "snapshots"), k, s)
+			if (util_streq(jstr(s, "name"), tag))
+				return jint(s, "vm-state-size");
+	}
+	return -1;
+}
+
 /* Take tag on every disk of t. With QEMU: memory (vmstate on the first
  * disk) unless no_memory, then disk by disk with the guest paused so the
  * disks agree with each other. */
@@ -1122,7 +1177,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	_cleanup_json_ json_t *snap = NULL;
 	bool running = false, memory;
 	lc_lcm lcm;
-	int64_t sid;
+	int64_t sid, done_ms;
 	uint64_t intent;
 	int r = hold(root, name, opts, &x, err);
 
@@ -1171,11 +1226,21 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	}
 	util_crash_point("snapshot-create-before-record");
+	if (memory) {
+		json_int_t size = vmstate_size(t.qmp, t.ids[0], tag);
+
+		json_object_set_new(snap, "vmstate_size",
+		                    size >= 0 ? json_integer(size) : json_null());
+	}
+	/* its time is the moment it was complete, in the tree and in history */
+	done_ms = util_realtime_ms();
+	json_object_set_new(snap, "created", json_integer(done_ms));
 	reason = util_xasprintf("snapshot %" PRId64 " '%s' taken (%s)", sid, tag,
 	                        memory ? "memory and disks" : "disks");
 	r = append(root, NULL, err,
-	           json_pack("{s:s, s:I, s:O, s:s, s:s}", "type", "snapshot-add", "id",
-	                     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason),
+	           json_pack("{s:s, s:I, s:O, s:s, s:s, s:I}", "type", "snapshot-add", "id",
+	                     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason, "time",
+	                     (json_int_t)done_ms),
 	           running ? state_rec(x.h.id, lcm, "snapshot taken", NULL) : NULL,
 	           done_rec(intent, "ok", NULL), NULL);
 	if (r < 0)
@@ -1192,7 +1257,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		        " '%s' of '%s' was taken, but the oldest could not be pruned to keep at most %u",
 		        sid, tag, x.h.name, lc_vm_snapshots_max(x.vm));
 	if (ret_snap)
-		*ret_snap = TAKE_PTR(snap);
+		*ret_snap = snap_public(snap);
 	return 0;
 }
 
@@ -1341,14 +1406,11 @@ int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap_a
 int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_err *err)
 {
 	_cleanup_(held_vm_clear) held_vm x = { 0 };
-	json_t *items;
 	int r = hold(root, name, NULL, &x, err);
 
 	if (r < 0)
 		return r;
-	items = items_of(x.vm);
-	*ret = json_pack("{s:s, s:I, s:i, s:o}", "vm", x.h.name, "current",
-	                 (json_int_t)current_of(x.vm), "max", (int)lc_vm_snapshots_max(x.vm),
-	                 "snapshots", items ? json_deep_copy(items) : json_array());
+	*ret = json_pack("{s:s}", "vm", x.h.name);
+	json_object_update_new(*ret, lc_vm_snapshots_json(x.vm));
 	return 0;
 }

@@ -1021,8 +1021,10 @@ static json_t *snap_list(json_t *snaps)
 	json_array_foreach (snaps, i, s)
 		json_array_append_new(
 		        out, json_pack("{s:O, s:O, s:I, s:I}", "id", json_object_get(s, "id"),
-		                       "name", json_object_get(s, "name"), "date",
-		                       json_integer_value(json_object_get(s, "date-sec")),
+		                       "name", json_object_get(s, "name"), "date_ms",
+		                       json_integer_value(json_object_get(s, "date-sec")) * 1000 +
+		                               json_integer_value(json_object_get(s, "date-nsec")) /
+		                                       1000000,
 		                       "vm_state_size",
 		                       json_integer_value(json_object_get(s, "vm-state-size"))));
 	return out;

@@ -404,6 +404,32 @@ static int set_def_field(lc_vmdef *def, const char *key, const char *value, util
 	return 0;
 }
 
+/* "update: memory 256M→512M, labels" — the keys an update changes */
+static char *update_reason(const lc_vmdef *old, const lc_vmdef *nd, json_t *labels, json_t *user)
+{
+	char *why = util_xstrdup("update:");
+	const char *sep = " ";
+	char a[16], b[16];
+
+	if (old->memory != nd->memory) {
+		util_append(&why, "%smemory %s→%s", sep,
+		            util_format_size(old->memory, a, sizeof(a)),
+		            util_format_size(nd->memory, b, sizeof(b)));
+		sep = ", ";
+	}
+	if (old->vcpus != nd->vcpus) {
+		util_append(&why, "%svcpus %u→%u", sep, old->vcpus, nd->vcpus);
+		sep = ", ";
+	}
+	if (json_object_size(labels)) {
+		util_append(&why, "%slabels", sep);
+		sep = ", ";
+	}
+	if (json_object_size(user))
+		util_append(&why, "%suser data", sep);
+	return why;
+}
+
 int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err)
 {
 	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
@@ -510,11 +536,8 @@ int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t
 	lc_json_apply_changes(nd.user, user);
 	r = lc_vmdef_validate(&nd, err);
 	if (r == 0) {
-		char mem[16];
-		/* history shows the reason of a redefine */
-		_cleanup_free_ char *why =
-		        util_xasprintf("update: memory %s, vcpus %u",
-		                       util_format_size(nd.memory, mem, sizeof(mem)), nd.vcpus);
+		/* history shows the reason of a redefine: what changed */
+		_cleanup_free_ char *why = update_reason(&vm->def, &nd, labels, user);
 
 		rec = json_pack("{s:s, s:I, s:s}", "type", "redefine", "id", (json_int_t)vm->id,
 		                "reason", why);
@@ -728,12 +751,12 @@ int lc_db_recover_vm(lc_db *db, uint64_t id, util_err *err)
 
 json_t *lc_vm_to_json(const lc_vm *vm)
 {
-	json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)vm->id, "name",
+	json_t *j = json_pack("{s:I, s:s, s:s, s:o, s:s}", "id", (json_int_t)vm->id, "name",
 	                      vm->def.name, "state", lc_state_name(vm->state), "lcm",
-	                      lc_lcm_name(vm->lcm), "short", lc_short_name(vm->state, vm->lcm));
+	                      lc_lcm_json(vm->lcm), "short", lc_short_name(vm->state, vm->lcm));
 
-	json_object_set_new(j, "created", json_integer(vm->created_ms));
-	json_object_set_new(j, "since", json_integer(vm->state_ms));
+	json_object_set_new(j, "created_ms", json_integer(vm->created_ms));
+	json_object_set_new(j, "since_ms", json_integer(vm->state_ms));
 	json_object_set_new(j, "reason", vm->reason ? json_string(vm->reason) : json_null());
 	json_object_set_new(j, "last_error",
 	                    vm->last_error ? json_string(vm->last_error) : json_null());
@@ -741,7 +764,6 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "supervisor_pid",
 	                    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
-	json_object_set_new(j, "snapshots",
-	                    vm->snapshots ? json_deep_copy(vm->snapshots) : json_null());
+	json_object_set_new(j, "snapshots", lc_vm_snapshots_json(vm));
 	return j;
 }

@@ -259,9 +259,20 @@ static void reading_fds(void)
 	unlink(path);
 }
 
+static void errno_names(void)
+{
+	char buf[16];
+
+	is_str(util_errno_name(-ENOENT, buf, sizeof(buf)), "ENOENT", "-ENOENT is 'ENOENT'");
+	is_str(util_errno_name(EBUSY, buf, sizeof(buf)), "EBUSY", "EBUSY is 'EBUSY'");
+	is_str(util_errno_name(-4095, buf, sizeof(buf)), "4095",
+	       "a code with no name is its number");
+}
+
 int main(void)
 {
 	names();
+	errno_names();
 	reading_fds();
 	string_lists();
 	sizes();

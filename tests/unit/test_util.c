@@ -269,10 +269,21 @@ static void errno_names(void)
 	       "a code with no name is its number");
 }
 
+static void appending(void)
+{
+	char *s = NULL;
+
+	util_append(&s, "labels");
+	util_append(&s, " %s=%d", "a", 1);
+	is_str(s, "labels a=1", "util_append starts from NULL and appends");
+	free(s);
+}
+
 int main(void)
 {
 	names();
 	errno_names();
+	appending();
 	reading_fds();
 	string_lists();
 	sizes();

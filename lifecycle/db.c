@@ -858,6 +858,7 @@ int lc_vm_lock(const lc_db *db, uint64_t id, int timeout_ms, int *ret_fd, util_e
 typedef struct history_ctx {
 	uint64_t id;
 	json_t *ops; /* the ops of this vm's intents, by their seq */
+	json_t *def; /* the definition so far (define, redefine, update), or NULL */
 	json_t *out;
 } history_ctx;
 
@@ -886,13 +887,97 @@ static void append_changes(char **text, const char *title, json_t *changes)
 	}
 }
 
+/* "disk 1 added", "disk 1 removed", "disk 1 resized" to text: how the
+ * disks or nics (kind) of two definitions differ, matched by id */
+static void append_items(char **text, const char *kind, json_t *old, json_t *new)
+{
+	const char *sep = *text ? ", " : "";
+	json_t *a, *b;
+	size_t i, k;
+
+	json_array_foreach (new, i, b) {
+		json_t *match = NULL;
+
+		json_array_foreach (old, k, a)
+			if (json_equal(json_object_get(a, "id"), json_object_get(b, "id")))
+				match = a;
+		if (!match || !json_equal(match, b))
+			util_append(text, "%s%s %" PRId64 " %s", sep, kind, int_of(b, "id"),
+			            !match ? "added"
+			            : json_equal(json_object_get(match, "size"),
+			                         json_object_get(b, "size"))
+			                    ? "changed"
+			                    : "resized");
+		sep = *text ? ", " : "";
+	}
+	json_array_foreach (old, k, a) {
+		bool kept = false;
+
+		json_array_foreach (new, i, b)
+			kept = kept ||
+			       json_equal(json_object_get(a, "id"), json_object_get(b, "id"));
+		if (!kept)
+			util_append(text, "%s%s %" PRId64 " removed", sep, kind, int_of(a, "id"));
+		sep = *text ? ", " : "";
+	}
+}
+
+/* What a redefine changed from old to new: "disk 1 added", "cdrom". A
+ * new string, or NULL when it cannot tell. */
+static char *def_changes(json_t *old, json_t *new)
+{
+	char *text = NULL;
+	const char *k;
+	json_t *v;
+
+	if (!old || !new)
+		return NULL;
+	json_object_foreach (new, k, v) {
+		if (json_equal(json_object_get(old, k), v))
+			continue;
+		if (util_streq(k, "disks") || util_streq(k, "nics"))
+			append_items(&text, util_streq(k, "disks") ? "disk" : "nic",
+			             json_object_get(old, k), v);
+		else
+			util_append(&text, "%s%s", text ? ", " : "", k);
+	}
+	return text ? text : util_xstrdup("nothing changed");
+}
+
+/* Follow the definition through define, redefine and update records;
+ * returns what a redefine changed (a new string, or NULL). */
+static char *follow_def(history_ctx *h, json_t *rec, const char *type)
+{
+	json_t *nd;
+	char *changes;
+
+	if (util_streq(type, "update") && h->def) {
+		lc_json_apply_changes(json_object_get(h->def, "labels"),
+		                      json_object_get(rec, "labels"));
+		lc_json_apply_changes(json_object_get(h->def, "user"),
+		                      json_object_get(rec, "user"));
+		return NULL;
+	}
+	if (!str_of(rec, "def") || !(util_streq(type, "define") || util_streq(type, "redefine")))
+		return NULL;
+	nd = json_loads(str_of(rec, "def"), 0, NULL);
+	changes = util_streq(type, "redefine") ? def_changes(h->def, nd) : NULL;
+	json_decref(h->def);
+	h->def = nd;
+	return changes;
+}
+
 /* What a record did, in words, for the records whose state and reason do
  * not say it; NULL for a state record. A new string. */
-static char *history_detail(const history_ctx *h, json_t *rec)
+static char *history_detail(history_ctx *h, json_t *rec)
 {
 	const char *type = str_of(rec, "type");
-	char *text = NULL, size[16];
+	char *text = follow_def(h, rec, type), size[16];
 
+	if (util_streq(type, "redefine") && !str_of(rec, "reason"))
+		return text ? text : util_xstrdup("definition changed");
+	free(text);
+	text = NULL;
 	if (util_streq(type, "intent"))
 		return util_xstrdup(str_of(rec, "op") ?: "?");
 	if (util_streq(type, "done")) {
@@ -920,8 +1005,6 @@ static char *history_detail(const history_ctx *h, json_t *rec)
 		return NULL;
 	if (str_of(rec, "reason"))
 		return util_xstrdup(str_of(rec, "reason"));
-	if (util_streq(type, "redefine"))
-		return util_xstrdup("definition changed");
 	if (str_of(rec, "tag"))
 		return util_xasprintf("snapshot '%s'", str_of(rec, "tag"));
 	return NULL;
@@ -967,10 +1050,11 @@ int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
 {
 	_cleanup_free_ char *jdir = journal_dir(db->root);
 	_cleanup_free_ char *needle = util_xasprintf("\"id\":%" PRIu64, vm->id);
-	history_ctx h = { vm->id, json_object(), json_array() };
+	history_ctx h = { vm->id, json_object(), NULL, json_array() };
 	int r = lc_journal_foreach_history(jdir, needle, history_cb, &h, err);
 
 	json_decref(h.ops);
+	json_decref(h.def);
 
 	if (r < 0) {
 		json_decref(h.out);

@@ -134,6 +134,8 @@ like "$OUT" "(^|$NL) +[0-9]+ [-0-9]+ [:0-9]+ +update +- +labels -gone($NL|$)" \
 	"... and which it removed"
 like "$OUT" "(^|$NL) +[0-9]+ [-0-9]+ [:0-9]+ +redefine +- +update: memory 256M→512M($NL|$)" \
 	"history: a memory update says from what to what"
+is "$(grep -E -o ' redefine +- +disk 1 [a-z]+$' <<<"$OUT" | awk '{print $NF}' | tr '\n' ' ')" \
+	"added resized removed " "history: a redefine without a reason says what changed (disk 1 added, resized, removed)"
 like "$OUT" "(^|$NL) +[0-9]+ [-0-9]+ [:0-9]+ +done +- +create ok($NL|$)" \
 	"history: the end of an intent, with its operation and result"
 like "$OUT" "(^|$NL) +[0-9]+ [-0-9]+ [:0-9]+ +snapshot-current +- " \

@@ -318,7 +318,7 @@ int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err);
  * array of {"seq", "time_ms", "type", "state", "lcm", "reason", "error",
  * "detail"} (null when a record has none; detail says in words what a
  * record without a state did: "system_powerdown (the ACPI power button)",
- * "labels tier=web, -old", "start ok"). */
+ * "labels tier=web, -old", "create ok"). */
 int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err);
 
 /* The VM as `show --json` prints it (new reference). */

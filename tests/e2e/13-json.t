@@ -15,26 +15,10 @@ export QVM_DISK_ROOTS=$G:$QVM_TEST_ROOT/img
 mkdir -p "$QVM_TEST_ROOT/img"
 NL=$'\n'
 
-# What breaks the schema in a JSON value, one line each: a time key that
-# does not end in _ms, a *_ms that is not a number, an empty string
-# (labels and user data are the user's: left out).
-SCHEMA_JQ='
-  paths as $p
-  | select(($p | map(tostring) | index("labels") or index("user")) | not)
-  | getpath($p) as $v
-  | ($p | map(tostring) | join(".")) as $at
-  | ($p[-1] | tostring) as $k
-  | if ($p[-1] | type) == "string" and ($k | test("(^|_)(time|created|since|date|started|expires|when|at|uptime)$"))
-    and ($v | type) == "number"
-    then "\($at): a time key without _ms"
-    elif ($p[-1] | type) == "string" and ($k | endswith("_ms")) and ($v | type) != "number"
-    then "\($at): \($v | tojson) is not a number of ms"
-    elif $v == "" then "\($at): an empty string instead of null"
-    else empty end'
 # schema LABEL JSON: one check that JSON is JSON and breaks none of the rules
 schema() {
 	local bad
-	if ! bad=$(jq -r "$SCHEMA_JQ" <<<"$2" 2>&1); then
+	if ! bad=$(schema_violations <<<"$2" 2>&1); then
 		not_ok "$1: --json prints JSON"
 		diag "$2"
 		return

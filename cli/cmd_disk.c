@@ -273,7 +273,7 @@ static int snapshot_cmd(cli_ctx *ctx, lc_dsnap_op op, int argc, char **argv, jso
 
 		printf("%-4s %-24s %-19s %s\n", json_string_value(json_object_get(s, "id")),
 		       json_string_value(json_object_get(s, "name")),
-		       cli_format_time(json_integer_value(json_object_get(s, "date")) * 1000, t,
+		       cli_format_time(json_integer_value(json_object_get(s, "date_ms")), t,
 		                       sizeof(t)),
 		       util_format_size(
 		               (uint64_t)json_integer_value(json_object_get(s, "vm_state_size")), b,

@@ -125,7 +125,7 @@ static void print_image(json_t *img)
 	printf("sha256:        %s\n", jstr(img, "sha256"));
 	printf("source:        %s\n", jstr(img, "source"));
 	printf("created:       %s\n",
-	       cli_format_time(json_integer_value(json_object_get(img, "created")), when,
+	       cli_format_time(json_integer_value(json_object_get(img, "created_ms")), when,
 	                       sizeof(when)));
 }
 
@@ -265,7 +265,7 @@ static int image_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 		printf("%-24s %-6s %8s %8s %-19s %s\n", jstr(img, "name"), jstr(img, "format"),
 		       util_format_size(jsize(img, "virtual_size"), vs, sizeof(vs)),
 		       util_format_size(jsize(img, "actual_size"), as, sizeof(as)),
-		       cli_format_time(json_integer_value(json_object_get(img, "created")), when,
+		       cli_format_time(json_integer_value(json_object_get(img, "created_ms")), when,
 		                       sizeof(when)),
 		       jstr(img, "source"));
 	}

@@ -135,9 +135,9 @@ int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 			snprintf(cpu, sizeof(cpu), "%.0f%%", pct);
 		if (out) {
 			json_t *j =
-			        json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:i, s:I}", "id",
+			        json_pack("{s:I, s:s, s:s, s:o, s:s, s:I, s:i, s:I}", "id",
 			                  (json_int_t)vm->id, "name", vm->def.name, "state",
-			                  lc_state_name(vm->state), "lcm", lc_lcm_name(vm->lcm),
+			                  lc_state_name(vm->state), "lcm", lc_lcm_json(vm->lcm),
 			                  "short", lc_short_name(vm->state, vm->lcm), "memory",
 			                  (json_int_t)vm->def.memory, "vcpus", (int)vm->def.vcpus,
 			                  "uptime_ms", (json_int_t)uptime_ms(vm));
@@ -179,29 +179,55 @@ static void print_opt(const char *title, const char *value)
 		printf("%-11s %s\n", title, value);
 }
 
-static void print_history_row(json_t *rec)
+/* The STATE column of a history record: STATE[/LCM], or "-" for a record
+ * that changes no state. */
+static void history_state(json_t *rec, char *buf, size_t len)
 {
-	char when[32];
-	const char *type = json_string_value(json_object_get(rec, "type"));
 	const char *state = json_string_value(json_object_get(rec, "state"));
 	const char *lcm = json_string_value(json_object_get(rec, "lcm"));
-	const char *reason = json_string_value(json_object_get(rec, "reason"));
-	const char *op = json_string_value(json_object_get(rec, "op"));
-	char what[64];
 
-	if (util_streq(type, "intent"))
-		snprintf(what, sizeof(what), "%s", op ? op : "?");
-	else if (type && util_startswith(type, "snapshot-") && json_object_get(rec, "tag"))
-		snprintf(what, sizeof(what), "%s", json_string_value(json_object_get(rec, "tag")));
-	else if (state && lcm && *lcm)
-		snprintf(what, sizeof(what), "%s/%s", state, lcm);
-	else
-		snprintf(what, sizeof(what), "%s", state ? state : type ? type : "?");
-	printf("%6lld %-19s %-8s %-20s %s\n",
-	       (long long)json_integer_value(json_object_get(rec, "seq")),
-	       cli_format_time(json_integer_value(json_object_get(rec, "time")), when,
-	                       sizeof(when)),
-	       type ? type : "?", what, reason ? reason : "");
+	snprintf(buf, len, "%s%s%s", state ? state : "-", lcm ? "/" : "", lcm ? lcm : "");
+}
+
+/* History records from index from on, in columns as wide as their
+ * widest value: SEQ TIME TYPE STATE DETAIL (the detail, or the reason and
+ * error of a state change). */
+static void print_history(json_t *history, size_t from)
+{
+	int type_w = 4, state_w = 5;
+	char state[64], when[32];
+	size_t i;
+	json_t *rec;
+
+	json_array_foreach (history, i, rec) {
+		int n = (int)strlen(json_string_value(json_object_get(rec, "type")) ?: "");
+
+		if (i < from)
+			continue;
+		history_state(rec, state, sizeof(state));
+		type_w = n > type_w ? n : type_w;
+		state_w = (int)strlen(state) > state_w ? (int)strlen(state) : state_w;
+	}
+	printf("%6s %-19s %-*s %-*s %s\n", "SEQ", "TIME", type_w, "TYPE", state_w, "STATE",
+	       "DETAIL");
+	json_array_foreach (history, i, rec) {
+		const char *detail = json_string_value(json_object_get(rec, "detail"));
+		const char *reason = json_string_value(json_object_get(rec, "reason"));
+		const char *error = json_string_value(json_object_get(rec, "error"));
+
+		if (i < from)
+			continue;
+		history_state(rec, state, sizeof(state));
+		printf("%6lld %-19s %-*s %-*s %s%s%s\n",
+		       (long long)json_integer_value(json_object_get(rec, "seq")),
+		       cli_format_time(json_integer_value(json_object_get(rec, "time_ms")), when,
+		                       sizeof(when)),
+		       type_w, json_string_value(json_object_get(rec, "type")), state_w, state,
+		       detail   ? detail
+		       : reason ? reason
+		                : "",
+		       error ? "; error: " : "", error ? error : "");
+	}
 }
 
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -212,7 +238,6 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	char a[32], b[32];
 	lc_vm *vm;
 	size_t i, from;
-	json_t *rec;
 	int r = open_named(ctx, argc, argv, &db, &vm, err);
 
 	/* --json carries the whole history, the text its last rows */
@@ -297,26 +322,25 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		}
 	}
 	if (json_array_size(json_object_get(vm->snapshots, "items"))) {
+		_cleanup_json_ json_t *snaps = lc_vm_snapshots_json(vm);
+
 		printf("\nSNAPSHOTS (at most %u)\n", lc_vm_snapshots_max(vm));
-		cli_print_snapshots(json_object_get(vm->snapshots, "items"),
-		                    json_integer_value(json_object_get(vm->snapshots, "current")));
+		cli_print_snapshots(json_object_get(snaps, "snapshots"),
+		                    json_integer_value(json_object_get(snaps, "current")));
 	}
 	printf("\nHISTORY (latest %d)\n", 10);
 	from = json_array_size(history) > SHOW_HISTORY_ROWS
 	               ? json_array_size(history) - SHOW_HISTORY_ROWS
 	               : 0;
-	json_array_foreach (history, i, rec)
-		if (i >= from)
-			print_history_row(rec);
+	print_history(history, from);
 	return 0;
 }
 
 int cli_cmd_history(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	json_t *history = NULL, *rec;
+	json_t *history = NULL;
 	lc_vm *vm;
-	size_t i;
 	int r = open_named(ctx, argc, argv, &db, &vm, err);
 
 	if (r == 0)
@@ -327,9 +351,7 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		*ret_json = history;
 		return 0;
 	}
-	printf("%6s %-19s %-8s %-20s %s\n", "SEQ", "TIME", "TYPE", "STATE", "REASON");
-	json_array_foreach (history, i, rec)
-		print_history_row(rec);
+	print_history(history, 0);
 	json_decref(history);
 	return 0;
 }

@@ -131,7 +131,7 @@ static void print_children(json_t *items, json_int_t parent, json_int_t current,
 		       json_string_value(json_object_get(s, "tag")),
 		       json_is_true(json_object_get(s, "memory")) ? "memory" : "disks only",
 		       json_string_value(json_object_get(s, "state")),
-		       cli_format_time(json_integer_value(json_object_get(s, "created")), when,
+		       cli_format_time(json_integer_value(json_object_get(s, "created_ms")), when,
 		                       sizeof(when)),
 		       id == current ? "  <- current" : "");
 		next = util_xasprintf("%s%s", indent, depth ? (last ? "    " : "|   ") : "");

@@ -47,7 +47,8 @@ static const cli_command commands[] = {
 	  "  --all, -a   include DONE vms\n" },
 	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history",
 	  NULL },
-	{ "history", cli_cmd_history, "NAME", "print every journal record of a vm", NULL },
+	{ "history", cli_cmd_history, "NAME",
+	  "print every journal record of a vm: SEQ TIME TYPE STATE DETAIL", NULL },
 	{ "hold", cli_cmd_hold, "NAME",
 	  "PENDING -> HOLD (start still works; no scheduler is built yet, so it acts like PENDING)",
 	  NULL },
@@ -230,7 +231,8 @@ static int print_json(json_t *j)
 
 /* An error on stderr: "qvm: MSG" (usage errors: "qvm CMD: MSG" and the
  * usage line), or with --json one object: {"error": MSG} with "usage" for
- * usage errors, "errno" and, for an error QEMU reported, its QMP "class". */
+ * usage errors, "errno" (its symbolic name, "ENOENT") and, for an error QEMU
+ * reported, its QMP "class". */
 static void print_error(const cli_ctx *ctx, const cli_command *cmd, int r, const util_err *err)
 {
 	const char *msg = err->msg[0] ? err->msg : strerror(r == CLI_EUSAGE ? EINVAL : -r);
@@ -244,7 +246,10 @@ static void print_error(const cli_ctx *ctx, const cli_command *cmd, int r, const
 		if (r == CLI_EUSAGE) {
 			json_object_set_new(e, "usage", json_string(usage));
 		} else {
-			json_object_set_new(e, "errno", json_string(strerror(-r)));
+			char num[16];
+
+			json_object_set_new(e, "errno",
+			                    json_string(util_errno_name(r, num, sizeof(num))));
 			if (err->qmp_class[0])
 				json_object_set_new(e, "class", json_string(err->qmp_class));
 		}

@@ -7,10 +7,16 @@
 #include "run.h"
 #include "storage/storage.h"
 
+/* The metadata as the commands print it: the time in *_ms, null for no
+ * source. */
 static json_t *image_json(const stor_image *img)
 {
 	json_t *j = stor_image_to_json(img);
 
+	json_object_del(j, "created");
+	json_object_set_new(j, "created_ms", json_integer(img->created_ms));
+	json_object_set_new(j, "source",
+	                    img->source && *img->source ? json_string(img->source) : json_null());
 	json_object_set_new(j, "path", json_string(img->file));
 	return j;
 }

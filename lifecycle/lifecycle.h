@@ -276,15 +276,15 @@ typedef enum lc_dsnap_op {
 
 /* Internal qcow2 snapshots of one disk. tag: a new name (create) or a
  * name or id (revert, delete); NULL for list, whose *ret_json is an array
- * of {"id", "name", "date", "vm_state_size"}. */
+ * of {"id", "name", "date_ms", "vm_state_size"}. */
 int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc_dsnap_op op,
                         const char *tag, const lc_disk_opts *o, json_t **ret_json, util_err *err);
 /* ---- the image store (image_ops.c) -----------------------------------------
  * What cli/ needs of storage/'s image store. An image is handed out as the
  * object `image show --json` prints (a new reference): {"name", "file"
  * (its file's name in the store folder), "format", "virtual_size",
- * "actual_size", "sha256", "source", "created", "path" (the file,
- * absolute)}. */
+ * "actual_size", "sha256", "source" (null for none), "created_ms", "path"
+ * (the file, absolute)}. */
 
 /* Progress of an import: bytes done of total (0 when unknown). */
 typedef void (*lc_progress_fn)(void *ud, uint64_t done, uint64_t total);
@@ -365,9 +365,15 @@ int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap,
                           const lc_run_opts *opts, util_err *err);
 
 /* The VM's snapshots, after finishing or rolling back any snapshot
- * operation a crash interrupted: {"vm", "current", "max", "snapshots":
- * [...]} (new reference). */
+ * operation a crash interrupted: {"vm", lc_vm_snapshots_json()'s fields}
+ * (new reference). */
 int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_err *err);
+
+/* vm's snapshots as the commands print them (new reference): {"current":
+ * id or null, "max", "snapshots": [{"id", "tag", "parent", "memory",
+ * "disks", "state", "definition", "created_ms" (when it was complete),
+ * "vmstate_disk", "vmstate_size" (bytes; both null without memory)}]}. */
+json_t *lc_vm_snapshots_json(const lc_vm *vm);
 
 /* The per-VM maximum of snapshots of vm. */
 unsigned lc_vm_snapshots_max(const lc_vm *vm);

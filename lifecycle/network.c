@@ -14,22 +14,6 @@
 
 /* ---- journal helpers -------------------------------------------------------- */
 
-static int net_intent(lc_db *db, const char *op, json_t *data, uint64_t *ret_seq, util_err *err)
-{
-	return lc_db_append(db,
-	                    json_pack("{s:s, s:s, s:I, s:o}", "type", "intent", "op", op, "id",
-	                              (json_int_t)0, "data", data),
-	                    ret_seq, err);
-}
-
-static int net_done(lc_db *db, uint64_t seq, const char *result, util_err *err)
-{
-	return lc_db_append(db,
-	                    json_pack("{s:s, s:I, s:I, s:s}", "type", "done", "id", (json_int_t)0,
-	                              "intent", (json_int_t)seq, "result", result),
-	                    NULL, err);
-}
-
 static const char *jstr(json_t *o, const char *k)
 {
 	return json_string_value(json_object_get(o, k));
@@ -533,7 +517,7 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 	 * interface unrecorded, so kept: the safe way round.) */
 	json_object_set_new(net, "created_bridge", json_false());
 	json_object_set_new(net, "created_vlan", json_false());
-	r = net_intent(db, "net-create", json_deep_copy(net), &intent, err);
+	r = lc_db_intent(db, "net-create", 0, json_deep_copy(net), &intent, err);
 	if (r < 0)
 		return r;
 	util_crash_point("net-create-after-intent");
@@ -573,7 +557,7 @@ int lc_net_create(lc_db *db, const lc_net_opts *o, util_err *err)
 	        NULL, err);
 	if (r < 0)
 		goto rollback;
-	return net_done(db, intent, "ok", err);
+	return lc_db_done(db, intent, "ok", err);
 
 rollback : {
 	util_err ignored = { 0 };
@@ -582,7 +566,7 @@ rollback : {
 		net_link_delete_own(vif, vl_index, NET_KIND_VLAN, &ignored);
 	if (br_index)
 		net_link_delete_own(o->bridge, br_index, NET_KIND_BRIDGE, &ignored);
-	net_done(db, intent, "rolled-back", &ignored);
+	lc_db_done(db, intent, "rolled-back", &ignored);
 	return util_err_prefix(err, "cannot create network '%s'", o->name);
 }
 }
@@ -665,7 +649,7 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 			        "cannot delete network '%s': a nic is being attached on it; try again",
 			        name);
 	}
-	r = net_intent(db, "net-delete", json_pack("{s:s}", "name", name), &intent, err);
+	r = lc_db_intent(db, "net-delete", 0, json_pack("{s:s}", "name", name), &intent, err);
 	if (r < 0)
 		return r;
 	util_crash_point("net-delete-after-intent");
@@ -673,7 +657,7 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 	if (r < 0) {
 		util_err ignored = { 0 };
 
-		net_done(db, intent, "failed", &ignored);
+		lc_db_done(db, intent, "failed", &ignored);
 		return util_err_prefix(err, "cannot delete network '%s'", name);
 	}
 	r = lc_db_append(db,
@@ -681,7 +665,7 @@ int lc_net_delete(lc_db *db, const char *name, util_err *err)
 	                           "name", name),
 	                 NULL, err);
 	if (r == 0)
-		r = net_done(db, intent, "ok", err);
+		r = lc_db_done(db, intent, "ok", err);
 	return r;
 }
 
@@ -695,9 +679,9 @@ int lc_net_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 
 	if (util_streq(op, "net-create")) {
 		if (json_object_get(lc_db_networks(db), jstr(data, "name")))
-			return net_done(db, seq, "ok", err);
+			return lc_db_done(db, seq, "ok", err);
 		remove_made(data, &ignored);
-		return net_done(db, seq, "rolled-back", err);
+		return lc_db_done(db, seq, "rolled-back", err);
 	}
 	if (util_streq(op, "net-delete")) {
 		json_t *net = json_object_get(lc_db_networks(db), jstr(data, "name"));
@@ -715,7 +699,7 @@ int lc_net_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 				return util_err_prefix(err, "cannot finish deleting network '%s'",
 				                       jstr(data, "name"));
 		}
-		return net_done(db, seq, "ok", err);
+		return lc_db_done(db, seq, "ok", err);
 	}
 	return 0;
 }
@@ -741,9 +725,10 @@ json_t *lc_net_to_json(lc_db *db, json_t *net)
 			if (n->ip)
 				json_array_append_new(
 				        leases,
-				        json_pack("{s:s, s:s, s:I, s:i, s:s}", "ip", n->ip, "vm",
+				        json_pack("{s:s, s:s, s:I, s:i, s:o}", "ip", n->ip, "vm",
 				                  vm->def.name, "vm_id", (json_int_t)vm->id, "nic",
-				                  (int)n->id, "mac", n->mac ? n->mac : ""));
+				                  (int)n->id, "mac",
+				                  n->mac ? json_string(n->mac) : json_null()));
 		}
 		if (uses)
 			json_array_append_new(users, json_string(vm->def.name));

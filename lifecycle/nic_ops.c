@@ -85,23 +85,6 @@ static int redefine(lc_db *db, lc_vm *vm, const lc_nic *add, int remove_id, util
 	return r;
 }
 
-static int intent(lc_db *db, const char *op, uint64_t id, const lc_nic *n, uint64_t *ret_seq,
-                  util_err *err)
-{
-	return lc_db_append(db,
-	                    json_pack("{s:s, s:s, s:I, s:{s:o}}", "type", "intent", "op", op, "id",
-	                              (json_int_t)id, "data", "nic", nic_json(n)),
-	                    ret_seq, err);
-}
-
-static int done(lc_db *db, uint64_t id, uint64_t seq, const char *result, util_err *err)
-{
-	return lc_db_append(db,
-	                    json_pack("{s:s, s:I, s:I, s:s}", "type", "done", "id", (json_int_t)id,
-	                              "intent", (json_int_t)seq, "result", result),
-	                    NULL, err);
-}
-
 static bool running(const lc_vm *vm)
 {
 	/* a paused guest cannot take part in an ACPI hotplug */
@@ -272,7 +255,7 @@ static int settle_record(lc_db *db, uint64_t seq, uint64_t id, bool attach, cons
 	int r = 0;
 
 	if (!vm)
-		return done(db, id, seq, "rolled-back", err);
+		return lc_db_done(db, seq, "rolled-back", err);
 	/* a crash after the redefinition: it is there already */
 	if (attach && present && !has_nic(vm, n->id))
 		r = redefine(db, vm, n, -1, err);
@@ -284,7 +267,7 @@ static int settle_record(lc_db *db, uint64_t seq, uint64_t id, bool attach, cons
 		                                 : "an interrupted nic hotplug was rolled back",
 		                       NULL, err);
 	if (r == 0)
-		r = done(db, id, seq, completed ? "ok" : attach ? "rolled-back" : "failed", err);
+		r = lc_db_done(db, seq, completed ? "ok" : attach ? "rolled-back" : "failed", err);
 	return r;
 }
 
@@ -308,7 +291,7 @@ int lc_nic_recover(lc_db *db, uint64_t seq, json_t *in, util_err *err)
 	if (!nic_op(op))
 		return 0;
 	if (!vm)
-		return done(db, id, seq, "rolled-back", err);
+		return lc_db_done(db, seq, "rolled-back", err);
 	nic_from(json_object_get(json_object_get(in, "data"), "nic"), &n);
 	r = settle_qemu(lc_db_root(db), vm, attach, &n, false, &present);
 	if (r == 0)
@@ -508,7 +491,7 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 	pid_t qemu_pid = vm->qemu_pid;
 	uint64_t qemu_start = vm->qemu_starttime;
 	bool same_qemu;
-	int r = intent(*db, c->op, vm->id, n, &seq, err);
+	int r = lc_db_intent(*db, c->op, vm->id, json_pack("{s:o}", "nic", nic_json(n)), &seq, err);
 
 	if (r == 0)
 		r = lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, c->op, NULL, err);
@@ -535,7 +518,7 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 		if (still_hotplug(vm))
 			lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL,
 			                   &ignored);
-		done(*db, vm->id, seq, c->result, &ignored);
+		lc_db_done(*db, seq, c->result, &ignored);
 		util_err_prefix(err, "%s", what);
 		if (!same_qemu) {
 			char cause[sizeof(err->msg)];
@@ -551,7 +534,7 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 	if (!same_qemu && !stopped(vm)) {
 		/* QEMU exited and is being restarted (EPILOG, BOOT): the new one
 		 * is made from the definition as it was */
-		done(*db, vm->id, seq, c->result, &ignored);
+		lc_db_done(*db, seq, c->result, &ignored);
 		return util_err_set(err, -EAGAIN,
 		                    "%s: its qemu exited meanwhile and it is %s now; nothing was "
 		                    "changed: run the command again",
@@ -565,7 +548,7 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 	if (r == 0 && still_hotplug(vm))
 		r = lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, c->ok, NULL, err);
 	if (r == 0)
-		r = done(*db, vm->id, seq, "ok", err);
+		r = lc_db_done(*db, seq, "ok", err);
 	if (r < 0 && same_qemu)
 		util_err_prefix(err,
 		                "%s: qemu has the change but it could not be recorded (the next "

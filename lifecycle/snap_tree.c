@@ -160,6 +160,37 @@ json_t *lc_snap_of_disk(const lc_vm *vm, unsigned disk_id, const char *name)
 	return NULL;
 }
 
+json_t *lc_snap_public(json_t *s)
+{
+	json_t *p = json_deep_copy(s);
+	bool memory = json_is_true(json_object_get(s, "memory"));
+	json_t *size = json_object_get(s, "vmstate_size");
+
+	json_object_del(p, "created");
+	json_object_del(p, "vmstate");
+	json_object_del(p, "vmstate_size");
+	json_object_set_new(p, "created_ms",
+	                    json_integer(json_integer_value(json_object_get(s, "created"))));
+	json_object_set_new(p, "vmstate_disk",
+	                    memory ? json_integer(json_integer_value(json_object_get(s, "vmstate")))
+	                           : json_null());
+	json_object_set_new(p, "vmstate_size", memory && size ? json_copy(size) : json_null());
+	return p;
+}
+
+json_t *lc_vm_snapshots_json(const lc_vm *vm)
+{
+	json_t *items = json_array(), *s;
+	size_t i;
+	int64_t current = lc_snap_current(vm);
+
+	json_array_foreach (lc_snap_items(vm), i, s)
+		json_array_append_new(items, lc_snap_public(s));
+	return json_pack("{s:o, s:i, s:o}", "current",
+	                 current ? json_integer(current) : json_null(), "max",
+	                 (int)lc_vm_snapshots_max(vm), "snapshots", items);
+}
+
 __attribute__((constructor)) static void register_snapshot_records(void)
 {
 	lc_store_on_record("snapshot-", lc_snap_apply);

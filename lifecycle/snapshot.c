@@ -474,6 +474,29 @@ static int qmp_status(qmp_client *q, bool *ret_running, util_err *err)
 	return r;
 }
 
+/* The size of the memory state snapshot tag holds on disk_id, as QEMU
+ * reports it; -1 when it cannot say. */
+static json_int_t vmstate_size(qmp_client *q, unsigned disk_id, const char *tag)
+{
+	_cleanup_json_ json_t *args = json_pack("{s:b}", "flat", 1);
+	_cleanup_json_ json_t *nodes = NULL;
+	char node[32];
+	json_t *n, *s;
+	size_t i, k;
+
+	node_of(disk_id, node, sizeof(node));
+	if (qmp_execute(q, "query-named-block-nodes", args, 0, &nodes, NULL) < 0)
+		return -1;
+	json_array_foreach (nodes, i, n) {
+		if (!util_streq(jstr(n, "node-name"), node))
+			continue;
+		json_array_foreach (json_object_get(json_object_get(n, "image"), "snapshots"), k, s)
+			if (util_streq(jstr(s, "name"), tag))
+				return jint(s, "vm-state-size");
+	}
+	return -1;
+}
+
 /* Take tag on every disk of t. With QEMU: memory (vmstate on the first
  * disk) unless no_memory, then disk by disk with the guest paused so the
  * disks agree with each other. */
@@ -561,22 +584,6 @@ static int target_revert(target *t, const char *vmname, const char *tag, unsigne
 
 /* ---- journal --------------------------------------------------------------------------- */
 
-static json_t *intent_rec(const char *op, uint64_t id, json_t *data)
-{
-	return json_pack("{s:s, s:s, s:I, s:o}", "type", "intent", "op", op, "id", (json_int_t)id,
-	                 "data", data);
-}
-
-static json_t *done_rec(uint64_t seq, const char *result, const char *error)
-{
-	json_t *rec = json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
-	                        "result", result);
-
-	if (error)
-		json_object_set_new(rec, "error", json_string(error));
-	return rec;
-}
-
 static json_t *state_rec(uint64_t id, lc_lcm lcm, const char *reason, const char *prev)
 {
 	json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s}", "type", "state", "id", (json_int_t)id,
@@ -656,7 +663,7 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 	int r;
 
 	if (!vm || vm->state == LC_DONE || !tag)
-		return lc_db_append(db, done_rec(seq, "rolled-back", NULL), NULL, err);
+		return lc_db_append(db, lc_done_rec(seq, "rolled-back", NULL), NULL, err);
 	if (reach(lc_db_root(db), vm, &t.qmp, &why) == -EAGAIN)
 		return 0;
 	if (t.qmp)
@@ -733,7 +740,7 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 	/* a failure is kept in the done record: it must not block every
 	 * later writer of the journal */
 	return lc_db_append(db,
-	                    done_rec(seq, result, util_streq(result, "failed") ? why.msg : NULL),
+	                    lc_done_rec(seq, result, util_streq(result, "failed") ? why.msg : NULL),
 	                    NULL, err);
 }
 
@@ -835,9 +842,9 @@ static int delete_held(const char *root, held_vm *x, json_t *s, bool running, co
 		return r;
 	target_of(x->vm, s, false, &t, err);
 	r = append(root, &intent, err,
-	           intent_rec("snapshot-delete", x->h.id,
-	                      json_pack("{s:I, s:s, s:o}", "snap", (json_int_t)sid, "tag", tag,
-	                                "disks", ids_json(&t))),
+	           lc_intent_rec("snapshot-delete", x->h.id,
+	                         json_pack("{s:I, s:s, s:o}", "snap", (json_int_t)sid, "tag", tag,
+	                                   "disks", ids_json(&t))),
 	           running ? state_rec(x->h.id, LC_LCM_SNAPSHOT, "deleting a snapshot", prev)
 	                   : NULL,
 	           NULL, NULL);
@@ -851,7 +858,7 @@ static int delete_held(const char *root, held_vm *x, json_t *s, bool running, co
 		append(root, NULL, &ignored,
 		       running ? state_rec(x->h.id, x->vm->lcm, "snapshot deletion failed", NULL)
 		               : NULL,
-		       done_rec(intent, "failed", err->msg), NULL, NULL);
+		       lc_done_rec(intent, "failed", err->msg), NULL, NULL);
 		return util_err_prefix(err, "cannot delete snapshot '%s' of '%s'", tag, x->h.name);
 	}
 	util_crash_point("snapshot-delete-before-record");
@@ -861,7 +868,7 @@ static int delete_held(const char *root, held_vm *x, json_t *s, bool running, co
 	                     (json_int_t)x->h.id, "snap", (json_int_t)sid, "tag", tag, "reason",
 	                     reason),
 	           running ? state_rec(x->h.id, x->vm->lcm, "snapshot deleted", NULL) : NULL,
-	           done_rec(intent, "ok", NULL), NULL);
+	           lc_done_rec(intent, "ok", NULL), NULL);
 	if (r == 0)
 		r = reload(root, x, err);
 	return r;
@@ -971,7 +978,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	_cleanup_json_ json_t *snap = NULL;
 	bool running = false, memory;
 	lc_lcm lcm;
-	int64_t sid;
+	int64_t sid, done_ms;
 	uint64_t intent;
 	int r = hold(root, name, opts, &x, err);
 
@@ -1000,12 +1007,13 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	json_object_set_new(snap, "definition", hw_of(&x.vm->def));
 	/* "fresh": no disk held the tag before this intent, so what a
 	 * rollback finds under it is this operation's own */
-	r = append(root, &intent, err,
-	           intent_rec("snapshot-create", x.h.id,
+	r = append(
+	        root, &intent, err,
+	        lc_intent_rec("snapshot-create", x.h.id,
 	                      json_pack("{s:I, s:s, s:o, s:b, s:b}", "snap", (json_int_t)sid, "tag",
 	                                tag, "disks", ids_json(&t), "memory", memory, "fresh", 1)),
-	           running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL,
-	           NULL, NULL);
+	        running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL,
+	        NULL, NULL);
 	if (r < 0)
 		return r;
 	util_crash_point("snapshot-create-after-intent");
@@ -1028,17 +1036,27 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		target_remove(&t, x.h.name, tag, NULL, &ignored);
 		append(root, NULL, &ignored,
 		       running ? state_rec(x.h.id, lcm, "snapshot failed", NULL) : NULL,
-		       done_rec(intent, "rolled-back", err->msg), NULL, NULL);
+		       lc_done_rec(intent, "rolled-back", err->msg), NULL, NULL);
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	}
 	util_crash_point("snapshot-create-before-record");
+	if (memory) {
+		json_int_t size = vmstate_size(t.qmp, t.ids[0], tag);
+
+		json_object_set_new(snap, "vmstate_size",
+		                    size >= 0 ? json_integer(size) : json_null());
+	}
+	/* its time is the moment it was complete, in the tree and in history */
+	done_ms = util_realtime_ms();
+	json_object_set_new(snap, "created", json_integer(done_ms));
 	reason = util_xasprintf("snapshot %" PRId64 " '%s' taken (%s)", sid, tag,
 	                        memory ? "memory and disks" : "disks");
 	r = append(root, NULL, err,
-	           json_pack("{s:s, s:I, s:O, s:s, s:s}", "type", "snapshot-add", "id",
-	                     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason),
+	           json_pack("{s:s, s:I, s:O, s:s, s:s, s:I}", "type", "snapshot-add", "id",
+	                     (json_int_t)x.h.id, "snap", snap, "tag", tag, "reason", reason, "time",
+	                     (json_int_t)done_ms),
 	           running ? state_rec(x.h.id, lcm, "snapshot taken", NULL) : NULL,
-	           done_rec(intent, "ok", NULL), NULL);
+	           lc_done_rec(intent, "ok", NULL), NULL);
 	if (r < 0)
 		return r;
 	/* the command socket takes one client: delete_held connects anew */
@@ -1053,7 +1071,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		        " '%s' of '%s' was taken, but the oldest could not be pruned to keep at most %u",
 		        sid, tag, x.h.name, lc_vm_snapshots_max(x.vm));
 	if (ret_snap)
-		*ret_snap = TAKE_PTR(snap);
+		*ret_snap = lc_snap_public(snap);
 	return 0;
 }
 
@@ -1083,7 +1101,7 @@ static int revert_held(const char *root, held_vm *x, json_t *s, bool running, bo
 	/* a recovery that finishes the revert restores the definition too */
 	if (hw)
 		json_object_set(data, "definition", hw);
-	r = append(root, &intent, err, intent_rec("snapshot-revert", x->h.id, data),
+	r = append(root, &intent, err, lc_intent_rec("snapshot-revert", x->h.id, data),
 	           running ? state_rec(x->h.id, LC_LCM_SNAPSHOT, "reverting to a snapshot",
 	                               lc_lcm_name(x->vm->lcm))
 	                   : NULL,
@@ -1098,7 +1116,7 @@ static int revert_held(const char *root, held_vm *x, json_t *s, bool running, bo
 		append(root, NULL, &ignored,
 		       running ? state_rec(x->h.id, x->vm->lcm, "snapshot revert failed", NULL)
 		               : NULL,
-		       done_rec(intent, "failed", err->msg), NULL, NULL);
+		       lc_done_rec(intent, "failed", err->msg), NULL, NULL);
 		return util_err_prefix(err, "cannot revert '%s' to snapshot '%s'", x->h.name, tag);
 	}
 	util_crash_point("snapshot-revert-before-record");
@@ -1114,7 +1132,7 @@ static int revert_held(const char *root, held_vm *x, json_t *s, bool running, bo
 	                        (json_int_t)x->h.id, "snap", (json_int_t)sid, "tag", tag, "reason",
 	                        reason),
 	              redef, running ? state_rec(x->h.id, x->vm->lcm, reason, NULL) : NULL,
-	              done_rec(intent, "ok", NULL));
+	              lc_done_rec(intent, "ok", NULL));
 }
 
 /* The VM, held, reverted to snap_arg; *ret_result says what came back. */
@@ -1202,15 +1220,12 @@ int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap_a
 int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_err *err)
 {
 	_cleanup_(held_vm_clear) held_vm x = { 0 };
-	json_t *items;
 	int r = hold(root, name, NULL, &x, err);
 
 	if (r < 0)
 		return r;
-	items = lc_snap_items(x.vm);
-	*ret = json_pack("{s:s, s:I, s:i, s:o}", "vm", x.h.name, "current",
-	                 (json_int_t)lc_snap_current(x.vm), "max", (int)lc_vm_snapshots_max(x.vm),
-	                 "snapshots", items ? json_deep_copy(items) : json_array());
+	*ret = json_pack("{s:s}", "vm", x.h.name);
+	json_object_update_new(*ret, lc_vm_snapshots_json(x.vm));
 	return 0;
 }
 

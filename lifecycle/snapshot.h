@@ -18,6 +18,12 @@ json_t *lc_snap_by_id(const lc_vm *vm, int64_t id, size_t *ret_index);
 json_t *lc_snap_by_tag(const lc_vm *vm, const char *tag);
 int64_t lc_snap_current(const lc_vm *vm);
 
+/* A snapshot of the tree as the commands print it (a new reference):
+ * times in *_ms, and for a memory snapshot the disk that holds its state
+ * and that state's size (null when unknown), none of it for a disks-only
+ * one. */
+json_t *lc_snap_public(json_t *s);
+
 /* SNAP as the user gives it: an id or a tag (borrowed); -ENOENT naming
  * the vm and pointing at snapshot-list. */
 int lc_snap_find(const lc_vm *vm, const char *snap, json_t **ret, util_err *err);

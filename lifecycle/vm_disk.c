@@ -36,24 +36,6 @@ static lc_vm *vm_of(lc_db *db, uint64_t id, util_err *err)
 	return vm;
 }
 
-static int append_intent(lc_db *db, const char *op, uint64_t id, json_t *data, uint64_t *ret_seq,
-                         util_err *err)
-{
-	json_t *rec =
-	        json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
-
-	json_object_set_new(rec, "data", data);
-	return lc_db_append(db, rec, ret_seq, err);
-}
-
-static int append_done(lc_db *db, uint64_t seq, const char *result, util_err *err)
-{
-	return lc_db_append(db,
-	                    json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
-	                              "result", result),
-	                    NULL, err);
-}
-
 /* Finish an intent in one writer transaction: the redefinition (if def is
  * given, it replaces the vm's), the state back to `back` when live, and
  * the done record. */
@@ -83,7 +65,7 @@ static int finish(const char *root, uint64_t id, uint64_t seq, const lc_vmdef *d
 		if (r < 0)
 			return r;
 	}
-	return append_done(db, seq, result, err);
+	return lc_db_done(db, seq, result, err);
 }
 
 /* ---- what state allows what --------------------------------------------------------- */
@@ -397,7 +379,7 @@ static int op_check(disk_op *op, const char *what, bool paused_ok, util_err *err
 static int op_record(disk_op *op, const char *name, json_t *data, lc_lcm during, const char *reason,
                      util_err *err)
 {
-	int r = append_intent(op->db, name, op->h.id, data, &op->seq, err);
+	int r = lc_db_intent(op->db, name, op->h.id, data, &op->seq, err);
 
 	if (r == 0 && op->live)
 		r = lc_db_record_state(op->db, op->vm, LC_ACTIVE, during, reason, NULL, err);
@@ -1109,8 +1091,10 @@ static json_t *snap_list(json_t *snaps)
 	json_array_foreach (snaps, i, s)
 		json_array_append_new(
 		        out, json_pack("{s:O, s:O, s:I, s:I}", "id", json_object_get(s, "id"),
-		                       "name", json_object_get(s, "name"), "date",
-		                       json_integer_value(json_object_get(s, "date-sec")),
+		                       "name", json_object_get(s, "name"), "date_ms",
+		                       json_integer_value(json_object_get(s, "date-sec")) * 1000 +
+		                               json_integer_value(json_object_get(s, "date-nsec")) /
+		                                       1000000,
 		                       "vm_state_size",
 		                       json_integer_value(json_object_get(s, "vm-state-size"))));
 	return out;
@@ -1410,8 +1394,8 @@ int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_
 
 		r = open_writer(root, &db, err);
 		if (r == 0)
-			r = append_intent(db, PROLOG_OP, id, json_pack("{s:o}", "disks", disks),
-			                  &p.seq, err);
+			r = lc_db_intent(db, PROLOG_OP, id, json_pack("{s:o}", "disks", disks),
+			                 &p.seq, err);
 		else
 			json_decref(disks);
 		if (r < 0)
@@ -1452,7 +1436,7 @@ int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
 		drop_create_temps(vmdir);
 	}
 	r = open_writer(root, &db, err);
-	return r < 0 ? r : append_done(db, p->seq, ok ? "ok" : "rolled-back", err);
+	return r < 0 ? r : lc_db_done(db, p->seq, ok ? "ok" : "rolled-back", err);
 }
 
 /* ---- recovery -------------------------------------------------------------------------------- */

@@ -218,25 +218,6 @@ static int remove_unrecorded(lc_db *db, uint64_t id, util_err *err)
 
 /* ---- intents -------------------------------------------------------------------- */
 
-static int begin_intent(lc_db *db, const char *op, uint64_t id, json_t *data, uint64_t *ret_seq,
-                        util_err *err)
-{
-	json_t *rec =
-	        json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
-
-	if (data)
-		json_object_set_new(rec, "data", data);
-	return lc_db_append(db, rec, ret_seq, err);
-}
-
-static int end_intent(lc_db *db, uint64_t seq, const char *result, util_err *err)
-{
-	return lc_db_append(db,
-	                    json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
-	                              "result", result),
-	                    NULL, err);
-}
-
 /* The VM's sockets must fit sun_path: refused now, never truncated later. */
 static int check_socket_paths(lc_db *db, uint64_t id, util_err *err)
 {
@@ -308,7 +289,7 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 		return r;
 
 	/* The intent names the folder that recovery removes if we die. */
-	r = begin_intent(db, "create", id, json_pack("{s:s}", "name", def->name), &intent, err);
+	r = lc_db_intent(db, "create", id, json_pack("{s:s}", "name", def->name), &intent, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot create vm '%s'", def->name);
 	util_crash_point("create-after-intent");
@@ -328,7 +309,7 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 	if (r < 0)
 		goto rollback;
 	util_crash_point("create-before-done");
-	r = end_intent(db, intent, "ok", err);
+	r = lc_db_done(db, intent, "ok", err);
 	if (r < 0) /* defined; recovery completes the intent */
 		return util_err_prefix(
 		        err,
@@ -342,7 +323,7 @@ rollback : {
 	util_err ignored = { 0 };
 
 	remove_unrecorded(db, id, &ignored);
-	end_intent(db, intent, "rolled-back", &ignored);
+	lc_db_done(db, intent, "rolled-back", &ignored);
 	return util_err_prefix(err, "cannot create vm '%s'", def->name);
 }
 }
@@ -402,6 +383,32 @@ static int set_def_field(lc_vmdef *def, const char *key, const char *value, util
 		return util_err_prefix(err, "invalid memory");
 	def->memory = n;
 	return 0;
+}
+
+/* "update: memory 256M→512M, labels" — the keys an update changes */
+static char *update_reason(const lc_vmdef *old, const lc_vmdef *nd, json_t *labels, json_t *user)
+{
+	char *why = util_xstrdup("update:");
+	const char *sep = " ";
+	char a[16], b[16];
+
+	if (old->memory != nd->memory) {
+		util_append(&why, "%smemory %s→%s", sep,
+		            util_format_size(old->memory, a, sizeof(a)),
+		            util_format_size(nd->memory, b, sizeof(b)));
+		sep = ", ";
+	}
+	if (old->vcpus != nd->vcpus) {
+		util_append(&why, "%svcpus %u→%u", sep, old->vcpus, nd->vcpus);
+		sep = ", ";
+	}
+	if (json_object_size(labels)) {
+		util_append(&why, "%slabels", sep);
+		sep = ", ";
+	}
+	if (json_object_size(user))
+		util_append(&why, "%suser data", sep);
+	return why;
 }
 
 int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err)
@@ -510,11 +517,8 @@ int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t
 	lc_json_apply_changes(nd.user, user);
 	r = lc_vmdef_validate(&nd, err);
 	if (r == 0) {
-		char mem[16];
-		/* history shows the reason of a redefine */
-		_cleanup_free_ char *why =
-		        util_xasprintf("update: memory %s, vcpus %u",
-		                       util_format_size(nd.memory, mem, sizeof(mem)), nd.vcpus);
+		/* history shows the reason of a redefine: what changed */
+		_cleanup_free_ char *why = update_reason(&vm->def, &nd, labels, user);
 
 		rec = json_pack("{s:s, s:I, s:s}", "type", "redefine", "id", (json_int_t)vm->id,
 		                "reason", why);
@@ -553,7 +557,7 @@ static int begin_removal(lc_db *db, lc_vm *vm, const char *op, json_t *data, int
 		r = lc_vm_lock(db, vm->id, 0, ret_lock, err);
 	if (r < 0)
 		return r;
-	return begin_intent(db, op, vm->id, TAKE_PTR(owned), ret_intent, err);
+	return lc_db_intent(db, op, vm->id, TAKE_PTR(owned), ret_intent, err);
 }
 
 int lc_vm_delete(lc_db *db, lc_vm *vm, int held_lock, bool wipe, util_err *err)
@@ -571,13 +575,13 @@ int lc_vm_delete(lc_db *db, lc_vm *vm, int held_lock, bool wipe, util_err *err)
 		util_err ignored = { 0 };
 
 		/* Files may be half gone: keep the VM, but say what is left. */
-		end_intent(db, intent, "failed", &ignored);
+		lc_db_done(db, intent, "failed", &ignored);
 		return util_err_prefix(err, "cannot delete '%s'", vm->def.name);
 	}
 	util_crash_point("delete-before-done");
 	r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE, "deleted", NULL, err);
 	if (r == 0)
-		r = end_intent(db, intent, "ok", err);
+		r = lc_db_done(db, intent, "ok", err);
 	return r;
 }
 
@@ -601,7 +605,7 @@ static int recreate_disks(lc_db *db, lc_vm *vm, uint64_t intent, const char *don
 
 		lc_db_record_state(db, vm, LC_FAILED, LC_LCM_NONE, "recreate failed", err->msg,
 		                   &ignored);
-		end_intent(db, intent, "failed", &ignored);
+		lc_db_done(db, intent, "failed", &ignored);
 		return util_err_prefix(err, "cannot recreate '%s'", vm->def.name);
 	}
 	/* fresh disks hold no snapshots */
@@ -609,7 +613,7 @@ static int recreate_disks(lc_db *db, lc_vm *vm, uint64_t intent, const char *don
 	if (r == 0)
 		r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, done_reason, NULL, err);
 	if (r == 0)
-		r = end_intent(db, intent, "ok", err);
+		r = lc_db_done(db, intent, "ok", err);
 	return r;
 }
 
@@ -642,11 +646,11 @@ static int recover_create(lc_db *db, uint64_t seq, json_t *intent, util_err *err
 	int r;
 
 	if (lc_db_vm_by_id(db, id))
-		return end_intent(db, seq, "ok", err);
+		return lc_db_done(db, seq, "ok", err);
 	r = remove_unrecorded(db, id, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot roll back the creation of vm %" PRIu64, id);
-	return end_intent(db, seq, "rolled-back", err);
+	return lc_db_done(db, seq, "rolled-back", err);
 }
 
 static int recover_delete(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
@@ -657,7 +661,7 @@ static int recover_delete(lc_db *db, uint64_t seq, json_t *intent, util_err *err
 	int r;
 
 	if (superseded(vm))
-		return end_intent(db, seq, "superseded", err);
+		return lc_db_done(db, seq, "superseded", err);
 	if (vm && vm->state != LC_DONE) {
 		r = lc_remove_vm_files(db, vm, wipe, err);
 		if (r == 0)
@@ -666,7 +670,7 @@ static int recover_delete(lc_db *db, uint64_t seq, json_t *intent, util_err *err
 		if (r < 0)
 			return util_err_prefix(err, "cannot finish deleting vm %" PRIu64, id);
 	}
-	return end_intent(db, seq, "ok", err);
+	return lc_db_done(db, seq, "ok", err);
 }
 
 /* Its disks may be half removed or half made: make them all afresh, as it
@@ -676,10 +680,10 @@ static int recover_recreate(lc_db *db, uint64_t seq, json_t *intent, util_err *e
 	lc_vm *vm = lc_db_vm_by_id(db, (uint64_t)json_integer_value(json_object_get(intent, "id")));
 
 	if (superseded(vm))
-		return end_intent(db, seq, "superseded", err);
+		return lc_db_done(db, seq, "superseded", err);
 	if (vm && vm->state != LC_DONE)
 		return recreate_disks(db, vm, seq, "recreated (finished after a crash)", err);
-	return end_intent(db, seq, "ok", err);
+	return lc_db_done(db, seq, "ok", err);
 }
 
 __attribute__((constructor)) static void register_definition_recovery(void)
@@ -693,12 +697,12 @@ __attribute__((constructor)) static void register_definition_recovery(void)
 
 json_t *lc_vm_to_json(const lc_vm *vm)
 {
-	json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)vm->id, "name",
+	json_t *j = json_pack("{s:I, s:s, s:s, s:o, s:s}", "id", (json_int_t)vm->id, "name",
 	                      vm->def.name, "state", lc_state_name(vm->state), "lcm",
-	                      lc_lcm_name(vm->lcm), "short", lc_short_name(vm->state, vm->lcm));
+	                      lc_lcm_json(vm->lcm), "short", lc_short_name(vm->state, vm->lcm));
 
-	json_object_set_new(j, "created", json_integer(vm->created_ms));
-	json_object_set_new(j, "since", json_integer(vm->state_ms));
+	json_object_set_new(j, "created_ms", json_integer(vm->created_ms));
+	json_object_set_new(j, "since_ms", json_integer(vm->state_ms));
 	json_object_set_new(j, "reason", vm->reason ? json_string(vm->reason) : json_null());
 	json_object_set_new(j, "last_error",
 	                    vm->last_error ? json_string(vm->last_error) : json_null());
@@ -706,7 +710,6 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "supervisor_pid",
 	                    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
-	json_object_set_new(j, "snapshots",
-	                    vm->snapshots ? json_deep_copy(vm->snapshots) : json_null());
+	json_object_set_new(j, "snapshots", lc_vm_snapshots_json(vm));
 	return j;
 }

@@ -116,7 +116,9 @@ int lc_record_sent(const char *root, uint64_t id, util_err *err)
 	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
 
 	if (r == 0)
-		r = lc_db_append(db, json_pack("{s:s, s:I}", "type", "sent", "id", (json_int_t)id),
+		r = lc_db_append(db,
+		                 json_pack("{s:s, s:I, s:s}", "type", "sent", "id", (json_int_t)id,
+		                           "command", "system_powerdown"),
 		                 NULL, err);
 	return r;
 }

@@ -1,6 +1,7 @@
 /* The error object: one message with its cause, built on the way up; and
  * the trace sink -v sets. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -39,6 +40,19 @@ int util_err_errno(util_err *err, int code, const char *fmt, ...)
 		snprintf(err->msg + len, sizeof(err->msg) - len, ": %s", strerror(-code));
 	}
 	return code;
+}
+
+const char *util_errno_name(int code, char *buf, size_t len)
+{
+	const char *name;
+
+	if (code < 0)
+		code = -code;
+	name = code ? strerrorname_np(code) : NULL;
+	if (name)
+		return name;
+	snprintf(buf, len, "%d", code);
+	return buf;
 }
 
 int util_err_prefix(util_err *err, const char *fmt, ...)

@@ -57,6 +57,21 @@ char *util_xasprintf(const char *fmt, ...)
 	return r < 0 ? oom() : s;
 }
 
+void util_append(char **s, const char *fmt, ...)
+{
+	va_list ap;
+	char *more, *all;
+
+	va_start(ap, fmt);
+	if (vasprintf(&more, fmt, ap) < 0)
+		oom();
+	va_end(ap);
+	all = util_xasprintf("%s%s", *s ? *s : "", more);
+	free(more);
+	free(*s);
+	*s = all;
+}
+
 bool util_strv_contains(const char *const *v, const char *s)
 {
 	for (; s && v && *v; v++)

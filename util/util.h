@@ -40,6 +40,11 @@ int util_err_prefix(util_err *err, const char *fmt, ...) __attribute__((format(p
 
 void util_err_clear(util_err *err);
 
+/* The symbolic name of an errno value, positive or negative ("ENOENT"), or
+ * its number as text when it has none; buf (at least 16 bytes) holds that
+ * text. */
+const char *util_errno_name(int code, char *buf, size_t len);
+
 /* ---- tracing (qvm -v) ----------------------------------------------------
  * Layers below cli/ say what they do (QMP commands and replies, events,
  * journal records) through util_trace(); cli/ sets the sink with -v and
@@ -116,6 +121,8 @@ void *util_xcalloc(size_t n, size_t size);
 void *util_xrealloc(void *p, size_t n);
 char *util_xstrdup(const char *s);
 char *util_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Append formatted text to *s (a malloc'd string, or NULL for none yet). */
+void util_append(char **s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* A growable NULL-terminated string vector (an argv). */
 typedef struct util_strv {

@@ -568,7 +568,7 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 	lc_vm *vm = db_vm_by_id(db, id);
 	char key[32];
 
-	if (vm && !util_streq(type, "done"))
+	if (vm)
 		note_recent(vm, seq);
 	if (util_streq(type, "intent")) {
 		snprintf(key, sizeof(key), "%" PRIu64, seq);
@@ -671,7 +671,20 @@ int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err)
 
 	if (!db->write)
 		return util_err_set(err, -EPERM, "the database was opened read-only");
-	json_object_set_new(rec, "time", json_integer(util_realtime_ms()));
+	if (!json_object_get(rec, "time"))
+		json_object_set_new(rec, "time", json_integer(util_realtime_ms()));
+	if (util_streq(json_string_value(json_object_get(rec, "type")), "done") &&
+	    !json_object_get(rec, "id")) {
+		/* the vm's id, so that a reader of its history finds the end of
+		 * its intent as it finds the intent */
+		char key[32];
+		json_t *intent;
+
+		snprintf(key, sizeof(key), "%" PRId64, int_of(rec, "intent"));
+		intent = json_object_get(db->intents, key);
+		if (intent)
+			json_object_set_new(rec, "id", json_integer(int_of(intent, "id")));
+	}
 	if (lc_journal_log_size(db->journal) >= compact_bytes())
 		db_compact(db);
 	r = lc_journal_append(db->journal, rec, &seq, err);
@@ -991,7 +1004,7 @@ static int replay_one_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
 		return 0;
 	if (util_strv_contains(db_types, type)) {
 		/* applied with the stubs; only its place in the history is new */
-		if (vm && !util_streq(type, "done"))
+		if (vm)
 			note_recent(vm, seq);
 		else if (!vm && util_streq(type, "intent"))
 			o->create_intent = seq;
@@ -1113,6 +1126,37 @@ whole:
 	*ret_vm = vm;
 	*ret_db = TAKE_PTR(db);
 	return 0;
+}
+
+json_t *lc_intent_rec(const char *op, uint64_t id, json_t *data)
+{
+	json_t *rec =
+	        json_pack("{s:s, s:s, s:I}", "type", "intent", "op", op, "id", (json_int_t)id);
+
+	if (data)
+		json_object_set_new(rec, "data", data);
+	return rec;
+}
+
+json_t *lc_done_rec(uint64_t seq, const char *result, const char *error)
+{
+	json_t *rec = json_pack("{s:s, s:I, s:s}", "type", "done", "intent", (json_int_t)seq,
+	                        "result", result);
+
+	if (error)
+		json_object_set_new(rec, "error", json_string(error));
+	return rec;
+}
+
+int lc_db_intent(lc_db *db, const char *op, uint64_t id, json_t *data, uint64_t *ret_seq,
+                 util_err *err)
+{
+	return lc_db_append(db, lc_intent_rec(op, id, data), ret_seq, err);
+}
+
+int lc_db_done(lc_db *db, uint64_t seq, const char *result, util_err *err)
+{
+	return lc_db_append(db, lc_done_rec(seq, result, NULL), NULL, err);
 }
 
 void lc_db_forget(void)
@@ -1275,23 +1319,192 @@ int lc_vm_lock(const lc_db *db, uint64_t id, int timeout_ms, int *ret_fd, util_e
 
 typedef struct history_ctx {
 	uint64_t id;
+	json_t *ops; /* the ops of this vm's intents, by their seq */
+	json_t *def; /* the definition so far (define, redefine, update), or NULL */
 	json_t *out;
 } history_ctx;
+
+static const char *str_of(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+/* "labels tier=web, -old" for the changes of one map in an update record */
+static void append_changes(char **text, const char *title, json_t *changes)
+{
+	const char *k;
+	json_t *v;
+	const char *sep = *text ? "; " : "";
+
+	if (json_object_size(changes) == 0)
+		return;
+	util_append(text, "%s%s", sep, title);
+	sep = " ";
+	json_object_foreach (changes, k, v) {
+		if (json_is_null(v))
+			util_append(text, "%s-%s", sep, k);
+		else
+			util_append(text, "%s%s=%s", sep, k, json_string_value(v));
+		sep = ", ";
+	}
+}
+
+/* "disk 1 added", "disk 1 removed", "disk 1 resized" to text: how the
+ * disks or nics (kind) of two definitions differ, matched by id */
+static void append_items(char **text, const char *kind, json_t *old, json_t *new)
+{
+	const char *sep = *text ? ", " : "";
+	json_t *a, *b;
+	size_t i, k;
+
+	json_array_foreach (new, i, b) {
+		json_t *match = NULL;
+
+		json_array_foreach (old, k, a)
+			if (json_equal(json_object_get(a, "id"), json_object_get(b, "id")))
+				match = a;
+		if (!match || !json_equal(match, b))
+			util_append(text, "%s%s %" PRId64 " %s", sep, kind, int_of(b, "id"),
+			            !match ? "added"
+			            : json_equal(json_object_get(match, "size"),
+			                         json_object_get(b, "size"))
+			                    ? "changed"
+			                    : "resized");
+		sep = *text ? ", " : "";
+	}
+	json_array_foreach (old, k, a) {
+		bool kept = false;
+
+		json_array_foreach (new, i, b)
+			kept = kept ||
+			       json_equal(json_object_get(a, "id"), json_object_get(b, "id"));
+		if (!kept)
+			util_append(text, "%s%s %" PRId64 " removed", sep, kind, int_of(a, "id"));
+		sep = *text ? ", " : "";
+	}
+}
+
+/* What a redefine changed from old to new: "disk 1 added", "cdrom". A
+ * new string, or NULL when it cannot tell. */
+static char *def_changes(json_t *old, json_t *new)
+{
+	char *text = NULL;
+	const char *k;
+	json_t *v;
+
+	if (!old || !new)
+		return NULL;
+	json_object_foreach (new, k, v) {
+		if (json_equal(json_object_get(old, k), v))
+			continue;
+		if (util_streq(k, "disks") || util_streq(k, "nics"))
+			append_items(&text, util_streq(k, "disks") ? "disk" : "nic",
+			             json_object_get(old, k), v);
+		else
+			util_append(&text, "%s%s", text ? ", " : "", k);
+	}
+	return text ? text : util_xstrdup("nothing changed");
+}
+
+/* Follow the definition through define, redefine and update records;
+ * returns what a redefine changed (a new string, or NULL). */
+static char *follow_def(history_ctx *h, json_t *rec, const char *type)
+{
+	json_t *nd;
+	char *changes;
+
+	if (util_streq(type, "update") && h->def) {
+		lc_json_apply_changes(json_object_get(h->def, "labels"),
+		                      json_object_get(rec, "labels"));
+		lc_json_apply_changes(json_object_get(h->def, "user"),
+		                      json_object_get(rec, "user"));
+		return NULL;
+	}
+	if (!str_of(rec, "def") || !(util_streq(type, "define") || util_streq(type, "redefine")))
+		return NULL;
+	nd = json_loads(str_of(rec, "def"), 0, NULL);
+	changes = util_streq(type, "redefine") ? def_changes(h->def, nd) : NULL;
+	json_decref(h->def);
+	h->def = nd;
+	return changes;
+}
+
+/* What a record did, in words, for the records whose state and reason do
+ * not say it; NULL for a state record. A new string. */
+static char *history_detail(history_ctx *h, json_t *rec)
+{
+	const char *type = str_of(rec, "type");
+	char *text = follow_def(h, rec, type), size[16];
+
+	if (util_streq(type, "redefine") && !str_of(rec, "reason"))
+		return text ? text : util_xstrdup("definition changed");
+	free(text);
+	text = NULL;
+	if (util_streq(type, "intent"))
+		return util_xstrdup(str_of(rec, "op") ?: "?");
+	if (util_streq(type, "done")) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "%" PRId64, int_of(rec, "intent"));
+		return util_xasprintf("%s %s", str_of(h->ops, key) ?: "?",
+		                      str_of(rec, "result") ?: "?");
+	}
+	if (util_streq(type, "define"))
+		return util_xasprintf(
+		        "'%s', memory %s, vcpus %" PRId64, str_of(rec, "name") ?: "?",
+		        util_format_size((uint64_t)int_of(rec, "memory"), size, sizeof(size)),
+		        int_of(rec, "vcpus"));
+	if (util_streq(type, "sent"))
+		/* older records, from before the field, were all this one */
+		return util_xasprintf("%s (the ACPI power button)",
+		                      str_of(rec, "command") ?: "system_powerdown");
+	if (util_streq(type, "update")) {
+		append_changes(&text, "labels", json_object_get(rec, "labels"));
+		append_changes(&text, "user", json_object_get(rec, "user"));
+		return text ? text : util_xstrdup("nothing changed");
+	}
+	if (util_streq(type, "state"))
+		return NULL;
+	if (str_of(rec, "reason"))
+		return util_xstrdup(str_of(rec, "reason"));
+	if (str_of(rec, "tag"))
+		return util_xasprintf("snapshot '%s'", str_of(rec, "tag"));
+	return NULL;
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s && *s ? json_string(s) : json_null();
+}
 
 static int history_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
 {
 	history_ctx *h = ud;
-	json_t *copy;
+	const char *type = str_of(rec, "type");
+	char key[32];
+	char *detail;
+	json_t *pub;
 
 	(void)err;
-	if ((uint64_t)int_of(rec, "id") != h->id ||
-	    util_streq(json_string_value(json_object_get(rec, "type")), "done"))
+	snprintf(key, sizeof(key), "%" PRId64, int_of(rec, "intent"));
+	/* a done record older than its "id" names only its intent */
+	if ((uint64_t)int_of(rec, "id") != h->id &&
+	    !(util_streq(type, "done") && json_object_get(h->ops, key)))
 		return 0;
-	copy = json_pack("{s:I}", "seq", (json_int_t)seq);
-	json_object_update(copy, rec);
-	/* the full definition is noise in a history line */
-	json_object_del(copy, "def");
-	json_array_append_new(h->out, copy);
+	if (util_streq(type, "intent")) {
+		snprintf(key, sizeof(key), "%" PRIu64, seq);
+		json_object_set_new(h->ops, key, str_or_null(str_of(rec, "op")));
+	}
+	detail = history_detail(h, rec);
+	pub = json_pack("{s:I, s:I, s:s}", "seq", (json_int_t)seq, "time_ms",
+	                (json_int_t)int_of(rec, "time"), "type", type ?: "?");
+	json_object_set_new(pub, "state", str_or_null(str_of(rec, "state")));
+	json_object_set_new(pub, "lcm", str_or_null(str_of(rec, "lcm")));
+	json_object_set_new(pub, "reason", str_or_null(str_of(rec, "reason")));
+	json_object_set_new(pub, "error", str_or_null(str_of(rec, "error")));
+	json_object_set_new(pub, "detail", str_or_null(detail));
+	free(detail);
+	json_array_append_new(h->out, pub);
 	return 0;
 }
 
@@ -1299,11 +1512,13 @@ int lc_vm_history_tail(lc_db *db, const lc_vm *vm, size_t n, json_t **ret_array,
 {
 	_cleanup_free_ char *jdir = journal_dir(db->root);
 	_cleanup_free_ char *needle = util_xasprintf("\"id\":%" PRIu64, vm->id);
-	history_ctx h = { vm->id, json_array() };
+	history_ctx h = { vm->id, json_object(), NULL, json_array() };
 	/* a VM that knows none (from a journal older than them): all of it */
 	int r = lc_journal_foreach_history_of(jdir, needle, vm->n_recent ? vm->recent : NULL,
 	                                      vm->n_recent, history_cb, &h, err);
 
+	json_decref(h.ops);
+	json_decref(h.def);
 	if (r < 0) {
 		json_decref(h.out);
 		return r;
@@ -1318,8 +1533,11 @@ int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
 {
 	_cleanup_free_ char *jdir = journal_dir(db->root);
 	_cleanup_free_ char *needle = util_xasprintf("\"id\":%" PRIu64, vm->id);
-	history_ctx h = { vm->id, json_array() };
+	history_ctx h = { vm->id, json_object(), NULL, json_array() };
 	int r = lc_journal_foreach_history(jdir, needle, history_cb, &h, err);
+
+	json_decref(h.ops);
+	json_decref(h.def);
 
 	if (r < 0) {
 		json_decref(h.out);

@@ -45,6 +45,11 @@ const char *lc_lcm_name(lc_lcm l)
 	return l < LC_LCM_COUNT ? lcm_names[l] : "?";
 }
 
+json_t *lc_lcm_json(lc_lcm l)
+{
+	return l == LC_LCM_NONE ? json_null() : json_string(lc_lcm_name(l));
+}
+
 const char *lc_short_name(lc_state s, lc_lcm l)
 {
 	if (s == LC_ACTIVE)

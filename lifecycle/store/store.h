@@ -52,6 +52,7 @@ typedef enum lc_lcm {
 
 const char *lc_state_name(lc_state s); /* "PENDING" */
 const char *lc_lcm_name(lc_lcm l);     /* "RUNNING", "" for NONE */
+json_t *lc_lcm_json(lc_lcm l);         /* "RUNNING", null for NONE (new reference) */
 /* The four-letter name `list` prints: "pend", "runn"... */
 const char *lc_short_name(lc_state s, lc_lcm l);
 int lc_state_parse(const char *name, lc_state *ret, util_err *err);
@@ -215,9 +216,10 @@ typedef struct lc_vm {
 	bool request_sent;
 	/* VM snapshots (snapshot.c), NULL before the first: {"next": id,
 	 * "current": id or 0, "items": [{"id", "tag", "parent", "memory",
-	 * "vmstate", "disks", "created", "state"}...]}, owned */
+	 * "vmstate" (its disk), "vmstate_size", "disks", "created", "state"}...]},
+	 * owned; lc_vm_snapshots_json() is what commands print */
 	json_t *snapshots;
-	/* the seqs of its last records (history's, "done" aside), oldest
+	/* the seqs of its last records (those history shows), oldest
 	 * first: where `show` starts reading the history */
 	uint64_t recent[LC_VM_RECENT];
 	size_t n_recent;
@@ -289,8 +291,11 @@ int lc_db_open_vm(const char *root, const char *name_or_id, lc_db **ret_db, lc_v
 char *lc_vm_dir(const lc_db *db, uint64_t id);
 char *lc_vm_run_dir(const lc_db *db, uint64_t id);
 
-/* Journal records about one VM, oldest first: a new array of objects
- * {"seq","time","type","state","lcm","reason",...}. */
+/* Journal records about one VM, oldest first, each one of them: a new
+ * array of {"seq", "time_ms", "type", "state", "lcm", "reason", "error",
+ * "detail"} (null when a record has none; detail says in words what a
+ * record without a state did: "system_powerdown (the ACPI power button)",
+ * "labels tier=web, -old", "create ok"). */
 int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err);
 
 /* The last n (at most LC_VM_RECENT) of lc_vm_history's records, reading
@@ -318,7 +323,8 @@ void lc_store_on_intent(const char *match, lc_recover_fn fn);
 
 /* ---- the write side, for lifecycle/'s operations ---------------------------------- */
 /* Append a record (new reference, consumed: "type", "id" and the fields of
- * its type; "time" is added) under the writer's lock, fsync'd, then apply it
+ * its type; "time" is added unless the caller set it, a "done" gets its
+ * intent's "id") under the writer's lock, fsync'd, then apply it
  * to the model. ret_seq (may be NULL) gets its sequence number. */
 int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err);
 
@@ -339,6 +345,16 @@ bool lc_db_has_intent(lc_db *db, uint64_t id, const char *const *ops);
  * handlers; e.g. LC_DEF_OPS, since no command on the VM may run before a
  * deletion its crashed qvm left half done. */
 int lc_db_recover_vm(lc_db *db, uint64_t id, const char *const *ops, util_err *err);
+
+/* An "intent" record of op on VM id (0: none) with data (stolen; NULL:
+ * none), and the "done" record that closes intent seq with its result
+ * ("ok", "rolled-back"...) and error (may be NULL): new references, to
+ * append. lc_db_intent and lc_db_done append them. */
+json_t *lc_intent_rec(const char *op, uint64_t id, json_t *data);
+json_t *lc_done_rec(uint64_t seq, const char *result, const char *error);
+int lc_db_intent(lc_db *db, const char *op, uint64_t id, json_t *data, uint64_t *ret_seq,
+                 util_err *err);
+int lc_db_done(lc_db *db, uint64_t seq, const char *result, util_err *err);
 
 /* The fields a "define" or "redefine" record carries for def: name,
  * memory, vcpus and "def", the definition as JSON text. New reference. */

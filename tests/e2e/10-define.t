@@ -49,8 +49,8 @@ like "$OUT" "MACHINE +q35" "show: machine"
 like "$OUT" "LABELS +team=ops tier=web|LABELS +tier=web team=ops" "show: labels"
 like "$OUT" "1 +scsi +qcow2 +2G" "show: the scsi disk"
 run "$QVM" show web --json
-is "$(json 'd["definition"]["disks"][2]["readonly"], d["definition"]["restart"], d["history"][-1]["type"]' <<<"$OUT")" \
-	"True on-failure define" "show --json: definition and history"
+is "$(json 'd["definition"]["disks"][2]["readonly"], d["definition"]["restart"], d["history"][-2]["type"], d["history"][-1]["detail"]' <<<"$OUT")" \
+	"True on-failure define create ok" "show --json: definition and history, the create's end too"
 run "$QVM" argv web
 like "$OUT" "-machine q35" "argv: machine"
 like "$OUT" '"driver":"raw","read-only":true' "argv: the raw base opened read-only with its format"
@@ -279,8 +279,8 @@ is "$RC" 1 "delete of a missing vm fails"
 like "$ERR" "no vm named 'nosuchvm'" "... naming it"
 run "$QVM" --json show nosuchvm
 like "$ERR" '"error": ?"no vm named' "errors are JSON with --json"
-is "$(json 'd["errno"], "usage" in d, "class" in d' <<<"$ERR")" "No such file or directory False False" \
-	"... with errno, and no usage or class for a failed operation"
+is "$(json 'd["errno"], "usage" in d, "class" in d' <<<"$ERR")" "ENOENT False False" \
+	"... with errno's symbolic name, and no usage or class for a failed operation"
 run "$QVM" --json create d1 --bogus
 is "$RC" 2 "a usage error with --json is still status 2"
 is "$(json 'd["error"], d["usage"].startswith("qvm create NAME")' <<<"$ERR")" "unknown option '--bogus' True" \
@@ -296,7 +296,7 @@ run "$QVM" -v create traced --memory 256M
 is "$RC" 0 "create -v" || diag "$ERR"
 like "$ERR" "qvm: trace: journal: record [0-9]+ type=intent id=[0-9]+ op=create" "-v traces the intent"
 like "$ERR" "qvm: trace: journal: record [0-9]+ type=define id=[0-9]+ state=PENDING" "... the definition with its state"
-like "$ERR" "qvm: trace: journal: record [0-9]+ type=done intent=[0-9]+ result=ok" "... and the completion"
+like "$ERR" "qvm: trace: journal: record [0-9]+ type=done id=[0-9]+ intent=[0-9]+ result=ok" "... and the completion, with the vm's id"
 run "$QVM" hold traced -v
 like "$ERR" "type=state id=[0-9]+ state=HOLD reason=hold" "-v after the command traces too"
 run "$QVM" release traced

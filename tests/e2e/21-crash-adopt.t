@@ -22,12 +22,11 @@ retire() {
 	"$QVM" poweroff --hard "$1" >/dev/null 2>&1
 	"$QVM" delete "$1" >/dev/null 2>&1
 }
-# recorded NAME|ID FIELD: the latest value of a runtime field the journal
-# holds for the vm (qemu_pid, supervisor_pid, ...); history, like every
-# read, first settles a vm nothing drives
+# recorded NAME|ID FIELD: a runtime field the journal holds for the vm
+# (qemu_pid, supervisor_pid, ...; 0 for none), as show prints it; show, like
+# every read, first settles a vm nothing drives
 recorded() {
-	"$QVM" history "$1" --json |
-		json '([r["'"$2"'"] for r in d if "'"$2"'" in r] or [0])[-1]'
+	"$QVM" show "$1" --json | json 'd["'"$2"'"] or 0'
 }
 alive() { [ -d "/proc/$1" ] && ! wait_pid_gone "$1" 0; }
 cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null; }

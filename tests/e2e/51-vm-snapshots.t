@@ -246,6 +246,17 @@ diag "counter when A was taken: $NB..$N"
 is "$(state sn)" "ACTIVE/RUNNING" "ACTIVE/RUNNING again after the snapshot"
 run "$QVM" history sn
 like "$OUT" "ACTIVE/SNAPSHOT +taking a snapshot" "history: ACTIVE/SNAPSHOT while it was taken"
+# the memory state's size, as the disk's snapshot table has it (VM SIZE),
+# and one time for A: when it was complete, in the tree and in history
+a_json=$("$QVM" snapshot-list sn --json | json 'json.dumps([s for s in d["snapshots"] if s["tag"] == "A"][0])')
+vm_size=$(qemu-img info -U -f qcow2 --output=json -- "$D0" |
+	json '[s["vm-state-size"] for s in d.get("snapshots", []) if s["name"] == "A"][0]')
+is "$(json 'd["memory"], d["vmstate_disk"], d["vmstate_size"]' <<<"$a_json")" "True 0 $vm_size" \
+	"A: memory, its state on disk 0 with the size qemu-img lists (no vmstate 0 beside memory true)"
+ok "... a size above nothing ($vm_size)" test "${vm_size:-0}" -gt 0
+is "$(json 'd["created_ms"]' <<<"$a_json")" \
+	"$("$QVM" history sn --json | json '[r["time_ms"] for r in d if r["type"] == "snapshot-add"][-1]')" \
+	"A's time in snapshot-list is its history record's (the end of the snapshot)"
 ok "the guest counts on: $((N + 5)) printed" wait_for_file_line "$LOG" "^QVM-COUNTER $((N + 5))$" 60
 run "$QVM" snapshot-revert sn A
 is "$RC" 0 "snapshot-revert of a running vm" || diag "$ERR"

@@ -324,6 +324,8 @@ vm_create e "" --nic nowhere
 is "$RC" 1 "a nic on an unknown network is refused"
 like "$ERR" "no network named 'nowhere'" "... naming it"
 is "$(lease_count lan)" 3 "net show lists three leases"
+is "$({ "${Q[@]}" net show lan --json; "${Q[@]}" net list --json; "${Q[@]}" show b --json; } |
+	schema_violations 2>&1)" "" "net show, net list and show of a vm with a nic: --json follows the schema"
 run "${Q[@]}" net delete lan
 is "$RC" 1 "net delete of a network in use is refused"
 like "$ERR" "vms 'a', 'b', 'c'" "... naming the vms"

@@ -28,6 +28,8 @@ PKGS=(
 	genisoimage
 	# e2e: groff renders the man page to check it lists every command
 	groff-base
+	# e2e: jq checks every command's --json against qvm.8's schema (13-json.t)
+	jq
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

@@ -58,6 +58,12 @@
 #   open_intents ID           the ops of vm ID's journal intents that no done
 #                             record closed (read from the journal's files:
 #                             snapshot.json's state, then the log)
+#   schema_violations         what breaks qvm.8's JSON OUTPUT rules in the
+#                             JSON on stdin (jq), one line each: a time key
+#                             without _ms, a *_ms that is not a number, an
+#                             empty string (labels and user data left out);
+#                             nothing when it follows them, failure when it
+#                             is not JSON
 #   runtime_left              what of QVM_ROOT's runtime state outlived its
 #                             vms: sockets under ROOT/run and lock files that
 #                             some process still holds; empty when nothing
@@ -172,6 +178,22 @@ runtime_left() {
 # journal_state ID: the vm's state as its journal's files hold it
 # ("ACTIVE/PROLOG", ...), read without qvm: every qvm read first settles a
 # vm that nothing drives, which a test of what a crash left must not do
+schema_violations() {
+	jq -r '
+	  paths as $p
+	  | select(($p | map(tostring) | index("labels") or index("user")) | not)
+	  | getpath($p) as $v
+	  | ($p | map(tostring) | join(".")) as $at
+	  | ($p[-1] | tostring) as $k
+	  | if ($p[-1] | type) == "string" and ($v | type) == "number" and
+	       ($k | test("(^|_)(time|created|since|date|started|expires|when|at|uptime)$"))
+	    then "\($at): a time key without _ms"
+	    elif ($p[-1] | type) == "string" and ($k | endswith("_ms")) and ($v | type) != "number"
+	    then "\($at): \($v | tojson) is not a number of ms"
+	    elif $v == "" then "\($at): an empty string instead of null"
+	    else empty end'
+}
+
 journal_state() {
 	"$PY" - "$QVM_ROOT/journal" "$1" <<'EOF'
 import json, os, sys

@@ -259,9 +259,31 @@ static void reading_fds(void)
 	unlink(path);
 }
 
+static void errno_names(void)
+{
+	char buf[16];
+
+	is_str(util_errno_name(-ENOENT, buf, sizeof(buf)), "ENOENT", "-ENOENT is 'ENOENT'");
+	is_str(util_errno_name(EBUSY, buf, sizeof(buf)), "EBUSY", "EBUSY is 'EBUSY'");
+	is_str(util_errno_name(-4095, buf, sizeof(buf)), "4095",
+	       "a code with no name is its number");
+}
+
+static void appending(void)
+{
+	char *s = NULL;
+
+	util_append(&s, "labels");
+	util_append(&s, " %s=%d", "a", 1);
+	is_str(s, "labels a=1", "util_append starts from NULL and appends");
+	free(s);
+}
+
 int main(void)
 {
 	names();
+	errno_names();
+	appending();
 	reading_fds();
 	string_lists();
 	sizes();

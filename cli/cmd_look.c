@@ -230,14 +230,63 @@ static void print_history(json_t *history, size_t from)
 	}
 }
 
+/* show's DISKS section; a section with no rows says so rather than
+ * showing bare headers (as NICS does). */
+static void print_disks(const lc_vmdef *def)
+{
+	char b[32];
+
+	if (def->n_disks == 0)
+		printf("\nDISKS       none\n");
+	else
+		printf("\nDISKS\n%3s %-6s %-6s %8s %-9s %s\n", "ID", "BUS", "FORMAT", "SIZE",
+		       "MODE", "PATH");
+	for (size_t i = 0; i < def->n_disks; i++) {
+		const lc_disk *d = &def->disks[i];
+
+		printf("%3u %-6s %-6s %8s %-9s %s\n", d->id, lc_bus_name(d->bus), d->format,
+		       d->size ? util_format_size(d->size, b, sizeof(b)) : "-",
+		       d->readonly ? "ro" : "rw", d->path ? d->path : "-");
+		if (d->backing)
+			printf("%3s %-6s %-6s %8s %-9s backing: %s (%s)\n", "", "", "", "", "",
+			       d->backing, d->backing_format);
+	}
+}
+
+static void print_nics(lc_db *db, const lc_vm *vm)
+{
+	_cleanup_json_ json_t *nics = lc_vm_nics_json(db, vm);
+	json_t *n;
+	size_t i;
+
+	if (json_array_size(nics) == 0)
+		printf("\nNICS        none\n");
+	else
+		printf("\nNICS\n%3s %-16s %-15s %-15s %-17s %-15s %s\n", "ID", "NETWORK", "BRIDGE",
+		       "TAP", "MAC", "IP", "MODEL");
+
+	json_array_foreach (nics, i, n) {
+		const char *v[6] = { "network", "bridge", "tap", "mac", "ip", "model" };
+
+		for (size_t k = 0; k < 6; k++) {
+			v[k] = json_string_value(json_object_get(n, v[k]));
+			if (!v[k])
+				v[k] = "-";
+		}
+		printf("%3lld %-16s %-15s %-15s %-17s %-15s %s\n",
+		       (long long)json_integer_value(json_object_get(n, "id")), v[0], v[1], v[2],
+		       v[3], v[4], v[5]);
+	}
+}
+
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_json_ json_t *history = NULL;
 	const lc_vmdef *def;
-	char a[32], b[32];
+	char a[32];
 	lc_vm *vm;
-	size_t i, from;
+	size_t from;
 	int r = open_named(ctx, argc, argv, &db, &vm, err);
 
 	/* --json carries the whole history, the text its last rows */
@@ -282,45 +331,8 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	print_map("LABELS", def->labels);
 	print_map("USER", def->user);
 
-	/* a section with no rows says so rather than showing bare headers */
-	if (def->n_disks == 0)
-		printf("\nDISKS       none\n");
-	else
-		printf("\nDISKS\n%3s %-6s %-6s %8s %-9s %s\n", "ID", "BUS", "FORMAT", "SIZE",
-		       "MODE", "PATH");
-	for (i = 0; i < def->n_disks; i++) {
-		const lc_disk *d = &def->disks[i];
-
-		printf("%3u %-6s %-6s %8s %-9s %s\n", d->id, lc_bus_name(d->bus), d->format,
-		       d->size ? util_format_size(d->size, b, sizeof(b)) : "-",
-		       d->readonly ? "ro" : "rw", d->path ? d->path : "-");
-		if (d->backing)
-			printf("%3s %-6s %-6s %8s %-9s backing: %s (%s)\n", "", "", "", "", "",
-			       d->backing, d->backing_format);
-	}
-	{
-		_cleanup_json_ json_t *nics = lc_vm_nics_json(db, vm);
-		json_t *n;
-
-		if (json_array_size(nics) == 0)
-			printf("\nNICS        none\n");
-		else
-			printf("\nNICS\n%3s %-16s %-15s %-15s %-17s %-15s %s\n", "ID", "NETWORK",
-			       "BRIDGE", "TAP", "MAC", "IP", "MODEL");
-
-		json_array_foreach (nics, i, n) {
-			const char *v[6] = { "network", "bridge", "tap", "mac", "ip", "model" };
-
-			for (size_t k = 0; k < 6; k++) {
-				v[k] = json_string_value(json_object_get(n, v[k]));
-				if (!v[k])
-					v[k] = "-";
-			}
-			printf("%3lld %-16s %-15s %-15s %-17s %-15s %s\n",
-			       (long long)json_integer_value(json_object_get(n, "id")), v[0], v[1],
-			       v[2], v[3], v[4], v[5]);
-		}
-	}
+	print_disks(def);
+	print_nics(db, vm);
 	if (json_array_size(json_object_get(vm->snapshots, "items"))) {
 		_cleanup_json_ json_t *snaps = lc_vm_snapshots_json(vm);
 
@@ -328,7 +340,7 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		cli_print_snapshots(json_object_get(snaps, "snapshots"),
 		                    json_integer_value(json_object_get(snaps, "current")));
 	}
-	printf("\nHISTORY (latest %d)\n", 10);
+	printf("\nHISTORY (latest %d)\n", SHOW_HISTORY_ROWS);
 	from = json_array_size(history) > SHOW_HISTORY_ROWS
 	               ? json_array_size(history) - SHOW_HISTORY_ROWS
 	               : 0;

@@ -969,6 +969,21 @@ static int prune(const char *root, held_vm *x, bool running, util_err *err)
 	return r;
 }
 
+/* After a failure that left t's connection dead (no answer, or none in
+ * time: QEMU may have done it all the same), a fresh one for the
+ * rollback, once qvm's jobs ended. False when QEMU cannot be reached: the
+ * intent then stays for the next command to settle. */
+static bool reconnect_for_rollback(const char *root, const lc_held *h, target *t)
+{
+	util_err ignored = { 0 };
+
+	if (!t->qmp || qmp_alive(t->qmp))
+		return true;
+	qmp_close(TAKE_PTR(t->qmp));
+	return lc_command_qmp(root, h->id, h->name, &t->qmp, &ignored) == 0 &&
+	       settle_jobs(t->qmp, &ignored) == 0;
+}
+
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_arg, bool no_memory,
                           const lc_run_opts *opts, json_t **ret_snap, util_err *err)
 {
@@ -1018,18 +1033,8 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		return r;
 	util_crash_point("snapshot-create-after-intent");
 	r = target_create(&t, tag, memory, err);
-	if (r < 0 && t.qmp && !qmp_alive(t.qmp)) {
-		/* no answer, or none in time: QEMU may have taken it all the
-		 * same. Roll back on a fresh connection, once our jobs ended;
-		 * if QEMU cannot be reached the intent stays for the next
-		 * command to settle */
-		util_err ignored = { 0 };
-
-		qmp_close(TAKE_PTR(t.qmp));
-		if (lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, &ignored) < 0 ||
-		    settle_jobs(t.qmp, &ignored) < 0)
-			return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
-	}
+	if (r < 0 && !reconnect_for_rollback(root, &x.h, &t))
+		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	if (r < 0) {
 		util_err ignored = { 0 };
 

@@ -74,11 +74,15 @@ brun "$QVM" unpause a
 is "$RC:$ERR" "0:" "without -v, unpause prints nothing on stderr"
 
 # ---- a QMP error's class in --json ------------------------------------------
-# A node named as qvm names a new disk's, made behind qvm's back: QEMU
-# refuses qvm's blockdev-add (a real QMP error, GenericError).
+# A device named as qvm names a new disk's, made behind qvm's back: QEMU
+# refuses qvm's device_add (a real QMP error, GenericError). (A lone node of
+# that name would not do: qvm takes it for one a refused detach left, and
+# drops it.)
 "$PY" "$qmp" "$QVM_ROOT/run/$aid/qmp.sock" blockdev-add \
-	'{"driver": "null-co", "node-name": "disk0", "size": 1048576}' >/dev/null
-ok "a node disk0 was added behind qvm's back" test $? = 0
+	'{"driver": "null-co", "node-name": "intruder", "size": 1048576}' >/dev/null &&
+	"$PY" "$qmp" "$QVM_ROOT/run/$aid/qmp.sock" device_add \
+		'{"driver": "virtio-blk-pci", "drive": "intruder", "id": "disk0"}' >/dev/null
+ok "a device disk0 was added behind qvm's back" test $? = 0
 brun "$QVM" --json disk-attach a --size 16M
 is "$RC" 1 "disk-attach fails on qemu's refusal"
 is "$(json 'd["class"], "error" in d' <<<"$ERR" 2>/dev/null)" "GenericError True" \

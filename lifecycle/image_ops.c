@@ -139,24 +139,21 @@ int lc_image_users(lc_db *db, const char *image_file, char **ret_names, util_err
 int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id, const char *image_name,
                       const lc_run_opts *opts, json_t **ret_image, util_err *err)
 {
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_free_ char *images = stor_images_dir(root), *source = NULL, *state = NULL;
 	_cleanup_free_ char *backing_dir = NULL;
 	_cleanup_stor_image_ stor_image img = { 0 };
 	const lc_disk *d = NULL;
 	lc_vm *vm;
-	lc_held h;
+	lc_cmd c;
 	int r = util_validate_name(image_name, "image name", err);
 
 	if (r < 0)
 		return r;
 	/* the VM lock keeps it from starting while its disk is read */
-	r = lc_hold_vm(root, name, opts, &h, err);
+	r = lc_cmd_hold(&c, root, name, opts, err);
 	if (r < 0)
 		return r;
-	r = lc_load_vm(root, h.id, &db, &vm, err);
-	if (r < 0)
-		goto out;
+	vm = c.vm;
 	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN || vm->state == LC_DONE) {
 		state = lc_state_text(vm);
 		r = util_err_set(
@@ -164,15 +161,15 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id, cons
 		        vm->state == LC_DONE
 		                ? "cannot save a disk of vm '%s': it is %s and has no disks left"
 		                : "cannot save a disk of vm '%s' while it is %s: its disk is in use; power it off first (qvm poweroff %s)",
-		        h.name, state, h.name);
+		        c.h.name, state, c.h.name);
 		goto out;
 	}
 	for (size_t i = 0; i < vm->def.n_disks; i++)
 		if (vm->def.disks[i].id == disk_id)
 			d = &vm->def.disks[i];
 	if (!d) {
-		r = util_err_set(err, -ENOENT, "vm '%s' has no disk %u; see qvm show %s", h.name,
-		                 disk_id, h.name);
+		r = util_err_set(err, -ENOENT, "vm '%s' has no disk %u; see qvm show %s", c.h.name,
+		                 disk_id, c.h.name);
 		goto out;
 	}
 	if (d->backing) {
@@ -186,16 +183,15 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id, cons
 	{
 		const char *roots[] = { images, backing_dir, NULL };
 
-		source = util_xasprintf("vm '%s' disk %u", h.name, disk_id);
+		source = util_xasprintf("vm '%s' disk %u", c.h.name, disk_id);
 		r = stor_image_save_disk(root, image_name, d->path, d->format, roots, source, &img,
 		                         err);
 	}
 	if (r < 0)
 		util_err_prefix(err, "cannot save disk %u of vm '%s' as image '%s'", disk_id,
-		                h.name, image_name);
+		                c.h.name, image_name);
 	else if (ret_image)
 		*ret_image = image_json(&img);
 out:
-	lc_held_clear(&h);
-	return r;
+	return lc_cmd_end(&c, r);
 }

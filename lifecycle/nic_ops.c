@@ -437,23 +437,20 @@ undo:
 
 /* Hold the vm and open the journal's writer with it in: how attach and
  * detach start. Nothing is held on failure. */
-static int hold_open(const char *root, const char *name, const lc_run_opts *opts, lc_held *ret_h,
+static int hold_open(lc_cmd *c, const char *root, const char *name, const lc_run_opts *opts,
                      lc_db **ret_db, lc_vm **ret_vm, util_err *err)
 {
 	lc_db *db = NULL;
-	lc_held h;
-	int r = lc_hold_vm(root, name, opts, &h, err);
+	int r = lc_cmd_hold(c, root, name, opts, err);
 
 	if (r < 0)
 		return r;
+	lc_cmd_let_go(c);
 	r = lc_db_open(root, LC_DB_WRITE, &db, err);
-	if (r < 0) {
-		lc_held_clear(&h);
-		return r;
-	}
-	*ret_vm = lc_db_vm_by_id(db, h.id);
+	if (r < 0)
+		return lc_cmd_end(c, r);
+	*ret_vm = lc_db_vm_by_id(db, c->h.id);
 	*ret_db = db;
-	*ret_h = h;
 	return 0;
 }
 
@@ -491,10 +488,15 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 	pid_t qemu_pid = vm->qemu_pid;
 	uint64_t qemu_start = vm->qemu_starttime;
 	bool same_qemu;
-	int r = lc_db_intent(*db, c->op, vm->id, json_pack("{s:o}", "nic", nic_json(n)), &seq, err);
+	int r;
 
+	/* the intent and the state it puts the vm in: one sync */
+	lc_db_group_begin(*db);
+	r = lc_db_intent(*db, c->op, vm->id, json_pack("{s:o}", "nic", nic_json(n)), &seq, err);
 	if (r == 0)
 		r = lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_HOTPLUG, c->op, NULL, err);
+	if (r == 0)
+		r = lc_db_group_commit(*db, err);
 	if (r < 0)
 		return r;
 	snprintf(point, sizeof(point), "%s-after-intent", c->op);
@@ -543,12 +545,17 @@ static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, 
 	/* (a vm stopped meanwhile: the change holds for its definition, as
 	 * it would have on a stopped vm) */
 	r = util_fail_point(point, err);
+	/* the new definition, the state back and the done: one sync (not
+	 * committed, none is written, and the open intent is settled) */
+	lc_db_group_begin(*db);
 	if (r == 0)
 		r = redefine(*db, vm, c->add, c->remove_id, err);
 	if (r == 0 && still_hotplug(vm))
 		r = lc_db_record_state(*db, vm, LC_ACTIVE, LC_LCM_RUNNING, c->ok, NULL, err);
 	if (r == 0)
 		r = lc_db_done(*db, seq, "ok", err);
+	if (r == 0)
+		r = lc_db_group_commit(*db, err);
 	if (r < 0 && same_qemu)
 		util_err_prefix(err,
 		                "%s: qemu has the change but it could not be recorded (the next "
@@ -565,10 +572,10 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_nic n = { 0 };
-	lc_held h;
+	lc_cmd c;
 	lc_vm *vm;
 	bool hot;
-	int r = hold_open(root, name, opts, &h, &db, &vm, err);
+	int r = hold_open(&c, root, name, opts, &db, &vm, err);
 
 	if (r < 0)
 		return r;
@@ -580,7 +587,7 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 	if (vm->def.n_nics >= LC_NICS_MAX) {
 		r = util_err_set(err, -ENOSPC,
 		                 "cannot attach a nic to '%s': it has %d, the most a vm may have",
-		                 h.name, LC_NICS_MAX);
+		                 c.h.name, LC_NICS_MAX);
 		goto out;
 	}
 	if (model && !util_streq(model, "virtio") && !util_streq(model, "e1000")) {
@@ -601,7 +608,7 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 		r = net_tap_name(vm->id, n.id, tap, sizeof(tap), err);
 	}
 	if (r < 0) {
-		util_err_prefix(err, "cannot attach a nic to '%s'", h.name);
+		util_err_prefix(err, "cannot attach a nic to '%s'", c.h.name);
 		goto out;
 	}
 	if (!hot) {
@@ -619,15 +626,15 @@ int lc_vm_nic_attach(const char *root, const char *name, const char *network, co
 			.result = "rolled-back",
 			.ok = "nic attached",
 		};
-		_cleanup_free_ char *what = util_xasprintf("cannot attach a nic to '%s'", h.name);
+		_cleanup_free_ char *what = util_xasprintf("cannot attach a nic to '%s'", c.h.name);
 
-		r = hot_change_run(root, h.id, &db, vm, &n, &attach, what, err);
+		r = hot_change_run(root, c.h.id, &db, vm, &n, &attach, what, err);
 	}
 out:
 	if (r == 0 && ret_nic_id)
 		*ret_nic_id = n.id;
 	lc_nic_clear(&n);
-	lc_held_clear(&h);
+	lc_cmd_end(&c, 0);
 	return r < 0 ? r : 0;
 }
 
@@ -688,10 +695,10 @@ int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id, const 
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_nic n = { 0 };
 	const lc_nic *found = NULL;
-	lc_held h;
+	lc_cmd c;
 	lc_vm *vm;
 	bool hot;
-	int r = hold_open(root, name, opts, &h, &db, &vm, err);
+	int r = hold_open(&c, root, name, opts, &db, &vm, err);
 
 	if (r < 0)
 		return r;
@@ -701,7 +708,7 @@ int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id, const 
 	if (!found) {
 		r = util_err_set(err, -ENOENT,
 		                 "cannot detach nic %u of '%s': it has no nic %u (see qvm show %s)",
-		                 nic_id, h.name, nic_id, h.name);
+		                 nic_id, c.h.name, nic_id, c.h.name);
 		goto out;
 	}
 	hot = running(vm);
@@ -730,13 +737,13 @@ int lc_vm_nic_detach(const char *root, const char *name, unsigned nic_id, const 
 			.ok = "nic detached",
 		};
 		_cleanup_free_ char *what =
-		        util_xasprintf("cannot detach nic %u of '%s'", nic_id, h.name);
+		        util_xasprintf("cannot detach nic %u of '%s'", nic_id, c.h.name);
 
-		r = hot_change_run(root, h.id, &db, vm, &n, &detach, what, err);
+		r = hot_change_run(root, c.h.id, &db, vm, &n, &detach, what, err);
 	}
 out:
 	lc_nic_clear(&n);
-	lc_held_clear(&h);
+	lc_cmd_end(&c, 0);
 	return r < 0 ? r : 0;
 }
 

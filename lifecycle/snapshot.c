@@ -620,6 +620,8 @@ static int append(const char *root, uint64_t *ret_seq, util_err *err, json_t *a,
 	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
 	size_t i;
 
+	if (r == 0)
+		lc_db_group_begin(db); /* one sync for all */
 	for (i = 0; i < UTIL_ARRAY_SIZE(recs); i++) {
 		uint64_t seq;
 
@@ -633,7 +635,7 @@ static int append(const char *root, uint64_t *ret_seq, util_err *err, json_t *a,
 		if (r == 0 && ret_seq && i == 0)
 			*ret_seq = seq;
 	}
-	return r;
+	return r < 0 ? r : lc_db_group_commit(db, err);
 }
 
 /* ---- recovery ---------------------------------------------------------------------------- */
@@ -792,42 +794,8 @@ static int check_state(const lc_vm *vm, const char *what, bool *ret_running, uti
 	        what, vm->def.name, text);
 }
 
-/* A command's view of a held VM: a reader's copy of the journal. */
-typedef struct held_vm {
-	lc_held h;
-	lc_db *db;
-	lc_vm *vm;
-} held_vm;
-
-static void held_vm_clear(held_vm *x)
-{
-	lc_db_close(x->db);
-	x->db = NULL;
-	x->vm = NULL;
-	lc_held_clear(&x->h);
-}
-
-static int reload(const char *root, held_vm *x, util_err *err)
-{
-	lc_db_close(x->db);
-	x->db = NULL;
-	return lc_load_vm(root, x->h.id, &x->db, &x->vm, err);
-}
-
-static int hold(const char *root, const char *name, const lc_run_opts *opts, held_vm *x,
-                util_err *err)
-{
-	int r;
-
-	memset(x, 0, sizeof(*x));
-	x->h.lock = -1;
-	/* lc_hold_vm settles interrupted snapshot operations too */
-	r = lc_hold_vm(root, name, opts, &x->h, err);
-	return r < 0 ? r : reload(root, x, err);
-}
-
 /* Delete snapshot s (borrowed from x->vm) of a held VM. */
-static int delete_held(const char *root, held_vm *x, json_t *s, bool running, const char *why,
+static int delete_held(const char *root, lc_cmd *x, json_t *s, bool running, const char *why,
                        util_err *err)
 {
 	_cleanup_(target_clear) target t = { 0 };
@@ -870,7 +838,7 @@ static int delete_held(const char *root, held_vm *x, json_t *s, bool running, co
 	           running ? state_rec(x->h.id, x->vm->lcm, "snapshot deleted", NULL) : NULL,
 	           lc_done_rec(intent, "ok", NULL), NULL);
 	if (r == 0)
-		r = reload(root, x, err);
+		r = lc_cmd_reload(x, err);
 	return r;
 }
 
@@ -952,7 +920,7 @@ static int choose_tag(const lc_vm *vm, target *t, const char *tag_arg, int64_t s
 /* Delete the oldest snapshots of a held VM while it has more than its
  * maximum. Runs once a new snapshot is recorded, never before: a new one
  * that fails must not cost an old one. */
-static int prune(const char *root, held_vm *x, bool running, util_err *err)
+static int prune(const char *root, lc_cmd *x, bool running, util_err *err)
 {
 	json_t *old;
 	int r = 0;
@@ -987,7 +955,7 @@ static bool reconnect_for_rollback(const char *root, const lc_held *h, target *t
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_arg, bool no_memory,
                           const lc_run_opts *opts, json_t **ret_snap, util_err *err)
 {
-	_cleanup_(held_vm_clear) held_vm x = { 0 };
+	_cleanup_(lc_cmd_endp) lc_cmd x = { .h = { .lock = -1 } };
 	_cleanup_(target_clear) target t = { 0 };
 	_cleanup_free_ char *tag = NULL, *reason = NULL, *prev = NULL;
 	_cleanup_json_ json_t *snap = NULL;
@@ -995,7 +963,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	lc_lcm lcm;
 	int64_t sid, done_ms;
 	uint64_t intent;
-	int r = hold(root, name, opts, &x, err);
+	int r = lc_cmd_hold(&x, root, name, opts, err);
 
 	if (r == 0)
 		r = check_state(x.vm, "snapshot", &running, err);
@@ -1066,7 +1034,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		return r;
 	/* the command socket takes one client: delete_held connects anew */
 	qmp_close(TAKE_PTR(t.qmp));
-	r = reload(root, &x, err);
+	r = lc_cmd_reload(&x, err);
 	if (r == 0)
 		r = prune(root, &x, running, err);
 	if (r < 0)
@@ -1082,7 +1050,7 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 
 /* Revert a held VM to snapshot s (borrowed from x->vm): its disks, with
  * QEMU its memory, and what of its definition the snapshot holds. */
-static int revert_held(const char *root, held_vm *x, json_t *s, bool running, bool *ret_redefined,
+static int revert_held(const char *root, lc_cmd *x, json_t *s, bool running, bool *ret_redefined,
                        util_err *err)
 {
 	_cleanup_(target_clear) target t = { 0 };
@@ -1144,10 +1112,10 @@ static int revert_held(const char *root, held_vm *x, json_t *s, bool running, bo
 static int revert_once(const char *root, const char *name, const char *snap_arg,
                        const lc_run_opts *opts, json_t **ret_result, util_err *err)
 {
-	_cleanup_(held_vm_clear) held_vm x = { 0 };
+	_cleanup_(lc_cmd_endp) lc_cmd x = { .h = { .lock = -1 } };
 	json_t *s = NULL;
 	bool running = false, redefined = false;
-	int r = hold(root, name, opts, &x, err);
+	int r = lc_cmd_hold(&x, root, name, opts, err);
 
 	if (r == 0)
 		r = lc_snap_find(x.vm, snap_arg, &s, err);
@@ -1208,10 +1176,10 @@ int lc_vm_snapshot_revert(const char *root, const char *name, const char *snap_a
 int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap_arg,
                           const lc_run_opts *opts, util_err *err)
 {
-	_cleanup_(held_vm_clear) held_vm x = { 0 };
+	_cleanup_(lc_cmd_endp) lc_cmd x = { .h = { .lock = -1 } };
 	json_t *s = NULL;
 	bool running = false;
-	int r = hold(root, name, opts, &x, err);
+	int r = lc_cmd_hold(&x, root, name, opts, err);
 
 	if (r == 0)
 		r = lc_snap_find(x.vm, snap_arg, &s, err);
@@ -1224,8 +1192,8 @@ int lc_vm_snapshot_delete(const char *root, const char *name, const char *snap_a
 
 int lc_vm_snapshot_list(const char *root, const char *name, json_t **ret, util_err *err)
 {
-	_cleanup_(held_vm_clear) held_vm x = { 0 };
-	int r = hold(root, name, NULL, &x, err);
+	_cleanup_(lc_cmd_endp) lc_cmd x = { .h = { .lock = -1 } };
+	int r = lc_cmd_hold(&x, root, name, NULL, err);
 
 	if (r < 0)
 		return r;

@@ -50,6 +50,9 @@ static int finish(const char *root, uint64_t id, uint64_t seq, const lc_vmdef *d
 		return r;
 	if (!(vm = vm_of(db, id, err)))
 		return err->code;
+	/* one sync for all three; not committed, none is written and the
+	 * intent stays open for the disks' settling */
+	lc_db_group_begin(db);
 	if (def) {
 		json_t *rec = json_pack("{s:s, s:I}", "type", "redefine", "id", (json_int_t)id);
 
@@ -65,7 +68,8 @@ static int finish(const char *root, uint64_t id, uint64_t seq, const lc_vmdef *d
 		if (r < 0)
 			return r;
 	}
-	return lc_db_done(db, seq, result, err);
+	r = lc_db_done(db, seq, result, err);
+	return r < 0 ? r : lc_db_group_commit(db, err);
 }
 
 /* ---- what state allows what --------------------------------------------------------- */
@@ -308,12 +312,10 @@ static void node_name(char *buf, size_t len, unsigned id)
  * record the intent, let the journal go, talk to QEMU, finish or roll
  * back), and these are those steps. */
 typedef struct disk_op {
-	const char *root;
-	const lc_disk_opts *o; /* never NULL */
-	lc_held h;
+	lc_cmd c;                     /* the held vm and its QEMU (c.qmp, when live) */
+	const lc_disk_opts *o;        /* never NULL */
 	lc_db *db;                    /* the writer, until the intent is recorded */
 	lc_vm *vm;                    /* the vm in db */
-	qmp_client *q;                /* its QEMU, when live */
 	lc_vmdef nd;                  /* the definition the operation leads to */
 	char *images;                 /* the image store */
 	const char *default_roots[2]; /* { images, NULL }: unless o names disk roots */
@@ -328,12 +330,11 @@ static int op_hold(disk_op *op, const char *root, const char *name, const lc_dis
 	static const lc_disk_opts none = { 0 };
 	int r;
 
-	*op = (disk_op){
-		.root = root, .o = o ? o : &none, .h = { .lock = -1 }, .back = LC_LCM_RUNNING
-	};
-	r = lc_hold_vm(root, name, &op->o->run, &op->h, err);
+	*op = (disk_op){ .o = o ? o : &none, .back = LC_LCM_RUNNING };
+	r = lc_cmd_hold(&op->c, root, name, &op->o->run, err);
 	if (r < 0)
 		return r;
+	lc_cmd_let_go(&op->c); /* op_open() reads it as the journal's writer */
 	op->images = util_xasprintf("%s/images", root);
 	op->default_roots[0] = op->images;
 	return 0;
@@ -349,11 +350,11 @@ static const char *const *op_roots(const disk_op *op)
 static int op_open(disk_op *op, const unsigned *disk_id, lc_disk **ret_disk, util_err *err)
 {
 	lc_disk *d;
-	int r = open_writer(op->root, &op->db, err);
+	int r = open_writer(op->c.root, &op->db, err);
 
 	if (r < 0)
 		return r;
-	if (!(op->vm = vm_of(op->db, op->h.id, err)))
+	if (!(op->vm = vm_of(op->db, op->c.h.id, err)))
 		return err->code;
 	if (disk_id) {
 		if (!(d = find_disk(&op->vm->def, *disk_id)))
@@ -379,10 +380,14 @@ static int op_check(disk_op *op, const char *what, bool paused_ok, util_err *err
 static int op_record(disk_op *op, const char *name, json_t *data, lc_lcm during, const char *reason,
                      util_err *err)
 {
-	int r = lc_db_intent(op->db, name, op->h.id, data, &op->seq, err);
+	int r;
 
+	lc_db_group_begin(op->db); /* one sync for both */
+	r = lc_db_intent(op->db, name, op->c.h.id, data, &op->seq, err);
 	if (r == 0 && op->live)
 		r = lc_db_record_state(op->db, op->vm, LC_ACTIVE, during, reason, NULL, err);
+	if (r == 0)
+		r = lc_db_group_commit(op->db, err);
 	if (r < 0)
 		return r;
 	lc_db_close(TAKE_PTR(op->db));
@@ -392,15 +397,15 @@ static int op_record(disk_op *op, const char *name, json_t *data, lc_lcm during,
 
 static int op_connect(disk_op *op, util_err *err)
 {
-	return lc_command_qmp(op->root, op->h.id, op->h.name, &op->q, err);
+	return lc_cmd_qmp(&op->c, err);
 }
 
 /* Finish the intent; with redefine, the vm takes op->nd. */
 static int op_finish(disk_op *op, bool redefine, const char *reason, const char *result,
                      util_err *err)
 {
-	return finish(op->root, op->h.id, op->seq, redefine ? &op->nd : NULL, op->live, op->back,
-	              reason, result, err);
+	return finish(op->c.root, op->c.h.id, op->seq, redefine ? &op->nd : NULL, op->live,
+	              op->back, reason, result, err);
 }
 
 /* Close a failed operation's intent as rolled back. Its error stays the
@@ -418,9 +423,8 @@ static void op_roll_back(disk_op *op, const char *reason)
 static int op_end(disk_op *op, int r)
 {
 	lc_vmdef_clear(&op->nd);
-	lc_held_clear(&op->h);
-	qmp_close(TAKE_PTR(op->q));
 	lc_db_close(TAKE_PTR(op->db));
+	lc_cmd_end(&op->c, r);
 	free(TAKE_PTR(op->images));
 	return r;
 }
@@ -489,21 +493,21 @@ static int attach_undo_unknown(disk_op *op, const lc_disk *d, util_err *err)
 	char node[32];
 	int r;
 
-	qmp_close(TAKE_PTR(op->q));
+	qmp_close(TAKE_PTR(op->c.qmp));
 	node_name(node, sizeof(node), d->id);
 	r = op_connect(op, err);
 	if (r == 0)
-		r = device_exists(op->q, node, &present, err);
+		r = device_exists(op->c.qmp, node, &present, err);
 	if (r == 0 && present) {
-		r = qmp_run(op->q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
+		r = qmp_run(op->c.qmp, "device_del", json_pack("{s:s}", "id", node), NULL, err);
 		if (r == 0)
-			r = wait_deleted(op->q, node, util_now_ms() + LC_DETACH_TIMEOUT_S * 1000,
-			                 err);
+			r = wait_deleted(op->c.qmp, node,
+			                 util_now_ms() + LC_DETACH_TIMEOUT_S * 1000, err);
 	}
 	if (r == 0)
-		r = find_node(op->q, node, &n, err);
+		r = find_node(op->c.qmp, node, &n, err);
 	if (r == 0 && n)
-		r = qmp_run(op->q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL,
+		r = qmp_run(op->c.qmp, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL,
 		            err);
 	return r;
 }
@@ -528,21 +532,21 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 		r = util_err_set(
 		        err, -ENOSPC,
 		        "cannot attach a disk to '%s': it has %d disks, the most a vm may have",
-		        op.h.name, LC_DISKS_MAX);
+		        op.c.h.name, LC_DISKS_MAX);
 		goto out;
 	}
 	if (op.live && disk->bus == LC_BUS_IDE) {
 		r = util_err_set(
 		        err, -ENOTSUP,
 		        "cannot attach an ide disk to '%s' while it runs (ide has no hotplug); use --bus virtio or scsi, or attach it while the vm is off",
-		        op.h.name);
+		        op.c.h.name);
 		goto out;
 	}
 	for (size_t i = 0; i < op.vm->def.n_disks; i++)
 		if (op.vm->def.disks[i].id >= id)
 			id = op.vm->def.disks[i].id + 1;
 	disk->id = id;
-	r = lc_place_disk(op.db, op.h.id, disk, op_roots(&op), err);
+	r = lc_place_disk(op.db, op.c.h.id, disk, op_roots(&op), err);
 	if (r < 0)
 		goto out;
 	djson = disk_json_of(disk);
@@ -570,8 +574,9 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 
 		r = op_connect(&op, err);
 		if (r == 0)
-			r = attach_live(op.q, &op.nd, disk, err);
-		if (r < 0 && op.q && !qmp_alive(op.q) && attach_undo_unknown(&op, disk, &uerr) < 0)
+			r = attach_live(op.c.qmp, &op.nd, disk, err);
+		if (r < 0 && op.c.qmp && !qmp_alive(op.c.qmp) &&
+		    attach_undo_unknown(&op, disk, &uerr) < 0)
 			goto out; /* QEMU's side unknown: the next command settles it */
 		if (r < 0)
 			goto rollback;
@@ -580,8 +585,9 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 	if (r < 0)
 		goto out; /* recorded as far as it got: the next command settles it */
 	if (ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:b, s:s, s:O}", "vm", op.h.name, "disk", (int)id,
-		                      "live", op.live, "path", disk->path, "definition", djson);
+		*ret_json =
+		        json_pack("{s:s, s:i, s:b, s:s, s:O}", "vm", op.c.h.name, "disk", (int)id,
+		                  "live", op.live, "path", disk->path, "definition", djson);
 	goto out;
 
 rollback : {
@@ -590,7 +596,7 @@ rollback : {
 	if (made)
 		stor_remove_disk(disk->path, false, &ignored);
 	op_roll_back(&op, "disk attach failed; rolled back");
-	util_err_prefix(err, "cannot attach disk %u to '%s'", id, op.h.name);
+	util_err_prefix(err, "cannot attach disk %u to '%s'", id, op.c.h.name);
 }
 out:
 	return op_end(&op, r);
@@ -610,11 +616,11 @@ static int detach_live(disk_op *op, unsigned disk_id, int timeout_s, util_err *e
 	node_name(node, sizeof(node), disk_id);
 	r = op_connect(op, err);
 	if (r == 0)
-		r = device_exists(op->q, node, &present, err);
+		r = device_exists(op->c.qmp, node, &present, err);
 	/* gone already: a guest that released it after an earlier
 	 * detach gave up waiting */
 	if (r == 0 && present) {
-		r = qmp_run(op->q, "device_del", json_pack("{s:s}", "id", node), NULL, err);
+		r = qmp_run(op->c.qmp, "device_del", json_pack("{s:s}", "id", node), NULL, err);
 		/* asked before (a detach that gave up waiting): wait again */
 		if (r == -EREMOTEIO && strstr(err->msg, "in the process of unplug")) {
 			util_err_clear(err);
@@ -622,20 +628,21 @@ static int detach_live(disk_op *op, unsigned disk_id, int timeout_s, util_err *e
 		}
 		util_crash_point("disk-detach-after-device-del");
 		if (r == 0)
-			r = wait_deleted(op->q, node, util_now_ms() + timeout_s * 1000, err);
+			r = wait_deleted(op->c.qmp, node, util_now_ms() + timeout_s * 1000, err);
 		if (r == -ETIMEDOUT)
 			r = util_err_set(
 			        err, -ETIMEDOUT,
 			        "the guest did not release disk %u within %d s, so it stays attached and in the definition (a guest without hotplug support, or one still using it); the request stays pending in the guest: if it lets go later, run disk-detach again",
 			        disk_id, timeout_s);
 	}
-	if (r < 0 && !qmp_alive(op->q)) {
+	if (r < 0 && !qmp_alive(op->c.qmp)) {
 		/* no answer, or none in time: QEMU may have done it
 		 * all the same; ask again on a fresh connection */
 		util_err aerr = { 0 };
 
-		qmp_close(TAKE_PTR(op->q));
-		if (op_connect(op, &aerr) < 0 || device_exists(op->q, node, &present, &aerr) < 0)
+		qmp_close(TAKE_PTR(op->c.qmp));
+		if (op_connect(op, &aerr) < 0 ||
+		    device_exists(op->c.qmp, node, &present, &aerr) < 0)
 			return 1; /* unknown: the next command settles it */
 		if (!present) {
 			util_err_clear(err);
@@ -645,13 +652,13 @@ static int detach_live(disk_op *op, unsigned disk_id, int timeout_s, util_err *e
 	if (r < 0)
 		return r;
 	util_crash_point("disk-detach-after-device");
-	r = qmp_run(op->q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
-	if (r < 0 && !qmp_alive(op->q)) {
+	r = qmp_run(op->c.qmp, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL, err);
+	if (r < 0 && !qmp_alive(op->c.qmp)) {
 		/* once more on a fresh connection */
-		qmp_close(TAKE_PTR(op->q));
+		qmp_close(TAKE_PTR(op->c.qmp));
 		if (op_connect(op, NULL) == 0)
-			qmp_run(op->q, "blockdev-del", json_pack("{s:s}", "node-name", node), NULL,
-			        NULL);
+			qmp_run(op->c.qmp, "blockdev-del", json_pack("{s:s}", "node-name", node),
+			        NULL, NULL);
 	}
 	/* the device is gone: the detach goes on, a node qemu would not
 	 * delete is left to it until it stops (an attach of its name drops
@@ -710,18 +717,18 @@ int lc_vm_disk_detach(const char *root, const char *name, unsigned disk_id, cons
 	if (owned && stor_remove_disk(path, false, err) < 0)
 		goto out_detached;
 	if (ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:b, s:o}", "vm", op.h.name, "disk", (int)disk_id,
-		                      "live", op.live, "removed",
+		*ret_json = json_pack("{s:s, s:i, s:b, s:o}", "vm", op.c.h.name, "disk",
+		                      (int)disk_id, "live", op.live, "removed",
 		                      owned ? json_string(path) : json_null());
 	goto out;
 
 out_detached:
 	util_err_prefix(err, "disk %u was detached from '%s' but its file could not be removed",
-	                disk_id, op.h.name);
+	                disk_id, op.c.h.name);
 	goto out;
 rollback:
 	op_roll_back(&op, "disk detach failed; nothing changed");
-	util_err_prefix(err, "cannot detach disk %u from '%s'", disk_id, op.h.name);
+	util_err_prefix(err, "cannot detach disk %u from '%s'", disk_id, op.c.h.name);
 out:
 	return op_end(&op, r);
 }
@@ -790,25 +797,25 @@ int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint
 		r = util_err_set(
 		        err, -EINVAL,
 		        "cannot resize disk %u of '%s': the size must be a non-zero multiple of 512 bytes",
-		        disk_id, op.h.name);
+		        disk_id, op.c.h.name);
 	if (r == 0 && d->readonly)
 		r = util_err_set(err, -EPERM, "cannot resize disk %u of '%s': it is read-only",
-		                 disk_id, op.h.name);
+		                 disk_id, op.c.h.name);
 	if (r < 0)
 		goto out;
 	if (op.live)
 		r = op_connect(&op, err);
 	if (r == 0)
-		r = current_size(op.q, d, &cur, err);
+		r = current_size(op.c.qmp, d, &cur, err);
 	if (r < 0) {
-		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, op.h.name);
+		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, op.c.h.name);
 		goto out;
 	}
 	if (size < cur && !op.o->shrink) {
 		r = util_err_set(
 		        err, -EPERM,
 		        "cannot shrink disk %u of '%s' from %s to %s without --shrink (data beyond the new end is lost; shrink the guest's filesystem first)",
-		        disk_id, op.h.name, util_format_size(cur, a, sizeof(a)),
+		        disk_id, op.c.h.name, util_format_size(cur, a, sizeof(a)),
 		        util_format_size(size, b, sizeof(b)));
 		goto out;
 	}
@@ -824,16 +831,16 @@ int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint
 	if (r < 0)
 		goto out;
 	util_crash_point("disk-resize-after-intent");
-	r = do_resize(op.q, find_disk(&op.nd, disk_id), size, op.o->shrink, err);
+	r = do_resize(op.c.qmp, find_disk(&op.nd, disk_id), size, op.o->shrink, err);
 	if (r < 0) {
 		op_roll_back(&op, "disk resize failed");
-		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, op.h.name);
+		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, op.c.h.name);
 		goto out;
 	}
 	util_crash_point("disk-resize-after-resize");
 	r = op_finish(&op, true, "disk resized", "ok", err);
 	if (r == 0 && ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:b, s:I, s:I}", "vm", op.h.name, "disk",
+		*ret_json = json_pack("{s:s, s:i, s:b, s:I, s:I}", "vm", op.c.h.name, "disk",
 		                      (int)disk_id, "live", op.live, "old_size", (json_int_t)cur,
 		                      "size", (json_int_t)size);
 out:
@@ -1039,7 +1046,7 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 	if (r < 0)
 		return r;
 	if (iso && (r = stor_check_path(iso, op_roots(&op), &real, err)) < 0) {
-		util_err_prefix(err, "cannot insert into the cd-rom of '%s'", op.h.name);
+		util_err_prefix(err, "cannot insert into the cd-rom of '%s'", op.c.h.name);
 		goto out;
 	}
 	r = op_open(&op, NULL, NULL, err);
@@ -1047,7 +1054,7 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 		r = op_check(&op, iso ? "insert a cd-rom into" : "eject the cd-rom of", true, err);
 	if (r == 0 && op.vm->def.machine == LC_MACHINE_MICROVM)
 		r = util_err_set(err, -ENOTSUP, "vm '%s' is a microvm, which has no cd-rom drive",
-		                 op.h.name);
+		                 op.c.h.name);
 	if (r == 0)
 		r = copy_def(&op.vm->def, &op.nd, err);
 	if (r < 0)
@@ -1064,18 +1071,18 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 	if (op.live) {
 		r = op_connect(&op, err);
 		if (r == 0)
-			r = cdrom_live(op.q, op.h.name, real, old_iso, err);
+			r = cdrom_live(op.c.qmp, op.c.h.name, real, old_iso, err);
 		if (r < 0) {
 			op_roll_back(&op, "cd-rom change failed");
-			util_err_prefix(err, "cannot change the cd-rom of '%s'", op.h.name);
+			util_err_prefix(err, "cannot change the cd-rom of '%s'", op.c.h.name);
 			goto out;
 		}
 	}
 	util_crash_point("cdrom-before-define");
 	r = op_finish(&op, true, iso ? "cd-rom inserted" : "cd-rom ejected", "ok", err);
 	if (r == 0 && ret_json)
-		*ret_json = json_pack("{s:s, s:b, s:o}", "vm", op.h.name, "live", op.live, "cdrom",
-		                      real ? json_string(real) : json_null());
+		*ret_json = json_pack("{s:s, s:b, s:o}", "vm", op.c.h.name, "live", op.live,
+		                      "cdrom", real ? json_string(real) : json_null());
 out:
 	return op_end(&op, r);
 }
@@ -1168,7 +1175,7 @@ static int check_tag(const disk_op *dop, unsigned disk_id, lc_dsnap_op op, const
 		        err, -EEXIST,
 		        "cannot create a snapshot of disk %u of '%s': '%s' is the tag of vm snapshot %" PRId64
 		        ", which disk %u is part of; choose another tag",
-		        disk_id, dop->h.name, tag,
+		        disk_id, dop->c.h.name, tag,
 		        (int64_t)json_integer_value(json_object_get(vsnap, "id")), disk_id);
 	}
 	if (op == LC_DSNAP_DELETE && snap &&
@@ -1180,19 +1187,20 @@ static int check_tag(const disk_op *dop, unsigned disk_id, lc_dsnap_op op, const
 		        err, -EPERM,
 		        "cannot delete snapshot '%s' of disk %u of '%s': it is disk %u's part of vm snapshot %" PRId64
 		        " '%s'; delete that with qvm snapshot-delete %s %s",
-		        vtag, disk_id, dop->h.name, disk_id,
+		        vtag, disk_id, dop->c.h.name, disk_id,
 		        (int64_t)json_integer_value(json_object_get(vsnap, "id")), vtag,
-		        dop->h.name, vtag);
+		        dop->c.h.name, vtag);
 	}
 	if (op == LC_DSNAP_CREATE && snap)
-		return util_err_set(
-		        err, -EEXIST, "disk %u of '%s' has a snapshot named '%s' already (id %s)",
-		        disk_id, dop->h.name, tag, json_string_value(json_object_get(snap, "id")));
+		return util_err_set(err, -EEXIST,
+		                    "disk %u of '%s' has a snapshot named '%s' already (id %s)",
+		                    disk_id, dop->c.h.name, tag,
+		                    json_string_value(json_object_get(snap, "id")));
 	if (op != LC_DSNAP_CREATE && !snap)
 		return util_err_set(
 		        err, -ENOENT,
 		        "disk %u of '%s' has no snapshot '%s' (see 'qvm disk-snapshot-list %s %u')",
-		        disk_id, dop->h.name, tag, dop->h.name, disk_id);
+		        disk_id, dop->c.h.name, tag, dop->c.h.name, disk_id);
 	*ret_snap = snap;
 	return 0;
 }
@@ -1215,7 +1223,7 @@ static int run_disk_snapshot(disk_op *dop, const lc_disk *dcopy, lc_dsnap_op op,
 	lc_db_close(TAKE_PTR(dop->db));
 	if (dop->live) {
 		util_crash_point("disk-snapshot-after-intent");
-		r = snap_live(dop->q, dcopy, op, snap, tag, err);
+		r = snap_live(dop->c.qmp, dcopy, op, snap, tag, err);
 	} else {
 		r = stor_snapshot(dcopy->path,
 		                  op == LC_DSNAP_CREATE   ? STOR_SNAP_CREATE
@@ -1273,7 +1281,7 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		r = util_err_set(
 		        err, -EBUSY,
 		        "cannot revert disk %u of '%s' while it runs (%s): a disk is reverted with the vm off; poweroff it first",
-		        disk_id, dop.h.name, now);
+		        disk_id, dop.c.h.name, now);
 		goto out;
 	}
 	if (op == LC_DSNAP_LIST && dop.vm->state != LC_ACTIVE)
@@ -1284,7 +1292,7 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		r = util_err_set(
 		        err, -ENOTSUP,
 		        "cannot %s disk %u of '%s': it is a %s disk, and internal snapshots need qcow2",
-		        what[op], disk_id, dop.h.name, d->format ? d->format : "?");
+		        what[op], disk_id, dop.c.h.name, d->format ? d->format : "?");
 		goto out;
 	}
 	dcopy.id = d->id;
@@ -1293,9 +1301,9 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	if (dop.live)
 		r = op_connect(&dop, err);
 	if (r == 0)
-		r = list_snaps(dop.q, &dcopy, &list, err);
+		r = list_snaps(dop.c.qmp, &dcopy, &list, err);
 	if (r < 0) {
-		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, dop.h.name);
+		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, dop.c.h.name);
 		goto out;
 	}
 	if (op == LC_DSNAP_LIST) {
@@ -1307,11 +1315,11 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 	if (r == 0)
 		r = run_disk_snapshot(&dop, &dcopy, op, snap, tag, err);
 	if (r < 0) {
-		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, dop.h.name);
+		util_err_prefix(err, "cannot %s disk %u of '%s'", what[op], disk_id, dop.c.h.name);
 		goto out;
 	}
 	if (ret_json)
-		*ret_json = json_pack("{s:s, s:i, s:s, s:b}", "vm", dop.h.name, "disk",
+		*ret_json = json_pack("{s:s, s:i, s:s, s:b}", "vm", dop.c.h.name, "disk",
 		                      (int)disk_id, "tag", tag, "live", dop.live);
 out:
 	lc_disk_clear(&dcopy);

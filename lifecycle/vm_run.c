@@ -30,8 +30,7 @@
  * and the disks' intent is settled (their files removed) by
  * the disks' settling. A VM with neither skips PROLOG (its stale seed, if
  * any, is removed). */
-static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, const char *prev,
-                  util_err *err)
+static int prolog(lc_cmd *c, const char *prev, util_err *err)
 {
 	/* A VM that uses cloud-init and has nics gets their leases as a
 	 * network-config (when the user gave none; see lc_seed_files()),
@@ -46,15 +45,15 @@ static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, cons
 	lc_state back;
 	int r;
 
-	if (vm->def.ci_user_data && vm->def.n_nics) {
-		_cleanup_json_ json_t *nics = lc_vm_nics_json(db, vm);
+	if (c->vm->def.ci_user_data && c->vm->def.n_nics) {
+		_cleanup_json_ json_t *nics = lc_vm_nics_json(c->db, c->vm);
 
 		generated_network_config = lc_nics_network_config(nics);
 	}
-	seed = lc_seed_wanted(&vm->def, generated_network_config);
-	n_missing = lc_prolog_missing(&vm->def, missing);
+	seed = lc_seed_wanted(&c->vm->def, generated_network_config);
+	n_missing = lc_prolog_missing(&c->vm->def, missing);
 	if (!seed && !n_missing)
-		return lc_seed_build(root, h->id, &vm->def, NULL, err);
+		return lc_seed_build(c->root, c->h.id, &c->vm->def, NULL, err);
 	for (size_t i = 0; i < n_missing; i++) {
 		char *more =
 		        util_xasprintf("%s%s%u", list ? list : "", list ? ", " : "", missing[i]);
@@ -68,143 +67,133 @@ static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, cons
 		reason = util_xasprintf("start: making missing disk%s %s%s",
 		                        n_missing > 1 ? "s" : "", list,
 		                        seed ? " and the cloud-init seed" : "");
-	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_PROLOG, reason, NULL,
-	              json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
-	                        "qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime",
-	                        0),
-	              err);
+	r = lc_cmd_record(c, LC_ACTIVE, LC_LCM_PROLOG, reason, NULL,
+	                  json_pack("{s:s, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
+	                            "qemu_starttime", 0, "supervisor_pid", 0,
+	                            "supervisor_starttime", 0),
+	                  err);
 	if (r < 0)
 		return r;
-	r = lc_prolog_disks_make(root, h->id, &vm->def, &made, err);
+	r = lc_prolog_disks_make(c->root, c->h.id, &c->vm->def, &made, err);
 	if (r == 0) {
 		util_crash_point("start-prolog-before-seed");
-		r = lc_seed_build(root, h->id, &vm->def, generated_network_config, err);
+		r = lc_seed_build(c->root, c->h.id, &c->vm->def, generated_network_config, err);
 	}
 	if (r == 0) {
 		util_crash_point("start-prolog-after-seed");
-		r = lc_prolog_disks_end(root, h->id, &vm->def, &made, true, err);
+		r = lc_prolog_disks_end(c->root, c->h.id, &c->vm->def, &made, true, err);
 	}
 	if (r < 0) {
 		util_err ignored = { 0 };
 
-		lc_prolog_disks_end(root, h->id, &vm->def, &made, false, &ignored);
+		lc_prolog_disks_end(c->root, c->h.id, &c->vm->def, &made, false, &ignored);
 		if (lc_state_parse(prev, &back, NULL) < 0)
 			back = LC_FAILED;
-		lc_record(root, h->id, back, LC_LCM_NONE,
-		          n_missing ? "start failed in PROLOG: its disks or seed could not be made"
-		                    : "start failed: no cloud-init seed",
-		          err->msg, NULL, &ignored);
-		return util_err_prefix(err, "cannot start '%s'", h->name);
+		lc_cmd_record(
+		        c, back, LC_LCM_NONE,
+		        n_missing ? "start failed in PROLOG: its disks or seed could not be made"
+		                  : "start failed: no cloud-init seed",
+		        err->msg, NULL, &ignored);
+		return util_err_prefix(err, "cannot start '%s'", c->h.name);
 	}
 	return 0;
 }
 
-static int start_held(const char *root, lc_held *h, bool force, bool no_wait, util_err *err)
+/* A start whose supervisor failed: one that died without recording is
+ * settled now, once it is gone for good (its pipe closes a little before
+ * it exits). If its QEMU was adopted and runs, the start did happen. */
+static int start_failed(lc_cmd *c, util_err *err)
 {
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	_cleanup_free_ char *prev = NULL;
-	lc_vm *vm;
-	json_t *extra;
-	int r = lc_load_vm(root, h->id, &db, &vm, err);
+	util_err ignored = { 0 };
 
-	if (r < 0)
-		return r;
-	if (!force) {
-		pid_t stray;
-		uint64_t stray_start;
-
-		r = lc_state_check(LC_OP_START, h->name, vm->state, vm->lcm, err);
-		if (r < 0)
-			return r;
-		/* never twice: a QEMU of this VM that the journal lost track of */
-		lc_find_qemu(vm, &stray, &stray_start);
-		if (stray > 0)
-			return util_err_set(
-			        err, -EEXIST,
-			        "cannot start '%s': a qemu of it still runs (pid %d); use 'qvm boot' to replace it or 'qvm recover --success' to adopt it",
-			        h->name, (int)stray);
+	if (lc_cmd_reload(c, &ignored) == 0)
+		lc_wait_pid_exit(c->vm->supervisor_pid, c->vm->supervisor_starttime, 5000);
+	lc_cmd_let_go(c);
+	if (lc_reconcile_locked(c->root, c->h.id, NULL, &ignored) > 0 &&
+	    lc_cmd_reload(c, &ignored) == 0 && c->vm->state == LC_ACTIVE &&
+	    c->vm->lcm == LC_LCM_RUNNING && lc_vm_supervised(c->vm)) {
+		util_err_clear(err);
+		return 0;
 	}
-	prev = lc_state_text(vm);
-	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN) {
+	return util_err_prefix(err, "cannot start '%s'", c->h.name);
+}
+
+/* The start of a held VM whose state was checked: PROLOG, the BOOT
+ * record, the supervisor. */
+static int start_checked(lc_cmd *c, util_err *err)
+{
+	_cleanup_free_ char *prev = lc_state_text(c->vm);
+	json_t *extra;
+	int r;
+
+	if (c->vm->state == LC_ACTIVE || c->vm->state == LC_UNKNOWN) {
 		free(prev);
 		prev = util_xstrdup("FAILED");
 	}
-	r = prolog(root, db, h, vm, prev, err);
+	r = prolog(c, prev, err);
 	if (r < 0)
 		return r;
-	lc_db_close(TAKE_PTR(db));
 	/* no uptime until it runs (not the last boot's) */
 	extra = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "prev", prev, "qemu_pid", 0,
 	                  "qemu_starttime", 0, "supervisor_pid", 0, "supervisor_starttime", 0,
 	                  "started", 0);
-	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_BOOT, "start", NULL, extra, err);
+	r = lc_cmd_record(c, LC_ACTIVE, LC_LCM_BOOT, "start", NULL, extra, err);
 	if (r < 0)
 		return r;
 	util_crash_point("start-after-intent");
+	lc_cmd_let_go(c);
 	/* The supervisor inherits the VM lock and lets go once QEMU runs, so
 	 * no reconciliation can mistake a start in flight for a dead one. */
-	r = lc_spawn_supervisor(root, h->id, h->lock, false, no_wait, LC_SPAWN_TIMEOUT_MS, err);
-	if (r < 0) {
-		util_err ignored = { 0 };
-
-		/* a supervisor that died without recording: settle it now,
-		 * once it is gone for good (its pipe closes a little before it
-		 * exits). If its QEMU was adopted and runs, the start did happen. */
-		if (lc_load_vm(root, h->id, &db, &vm, &ignored) == 0)
-			lc_wait_pid_exit(vm->supervisor_pid, vm->supervisor_starttime, 5000);
-		lc_db_close(TAKE_PTR(db));
-		if (lc_reconcile_locked(root, h->id, NULL, &ignored) > 0 &&
-		    lc_load_vm(root, h->id, &db, &vm, &ignored) == 0 && vm->state == LC_ACTIVE &&
-		    vm->lcm == LC_LCM_RUNNING && lc_vm_supervised(vm)) {
-			util_err_clear(err);
-			return 0;
-		}
-		return util_err_prefix(err, "cannot start '%s'", h->name);
-	}
-	return 0;
+	r = lc_spawn_supervisor(c->root, c->h.id, c->h.lock, false, c->o->no_wait,
+	                        LC_SPAWN_TIMEOUT_MS, err);
+	return r < 0 ? start_failed(c, err) : 0;
 }
+
+static int start_act(lc_cmd *c, void *arg, util_err *err)
+{
+	pid_t stray;
+	uint64_t stray_start;
+
+	(void)arg;
+	/* never twice: a QEMU of this VM that the journal lost track of */
+	lc_find_qemu(c->vm, &stray, &stray_start);
+	if (stray > 0)
+		return util_err_set(
+		        err, -EEXIST,
+		        "cannot start '%s': a qemu of it still runs (pid %d); use 'qvm boot' to replace it or 'qvm recover --success' to adopt it",
+		        c->h.name, (int)stray);
+	return start_checked(c, err);
+}
+
+static const lc_cmd_kind start_kind = { "start", LC_OP_START, false, start_act };
 
 int lc_vm_start(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
 {
-	lc_held h;
-	int r = lc_hold_vm(root, name, opts, &h, err);
-
-	if (r < 0)
-		return r;
-	r = start_held(root, &h, false, opts && opts->no_wait, err);
-	lc_held_clear(&h);
-	return r;
+	return lc_cmd_run(&start_kind, root, name, opts, NULL, err);
 }
+
+static int boot_act(lc_cmd *c, void *arg, util_err *err)
+{
+	pid_t qpid;
+	uint64_t qstart;
+
+	(void)arg;
+	/* never twice: whatever runs this VM goes first */
+	lc_kill_and_wait(c->vm->supervisor_pid, c->vm->supervisor_starttime);
+	lc_find_qemu(c->vm, &qpid, &qstart);
+	lc_kill_and_wait(qpid, qstart);
+	return start_checked(c, err);
+}
+
+static const lc_cmd_kind boot_kind = { "boot", LC_OP_BOOT, false, boot_act };
 
 int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
 {
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	lc_vm *vm;
-	pid_t qpid;
-	uint64_t qstart;
-	lc_held h;
-	int r = lc_hold_vm(root, name, opts, &h, err);
+	static const lc_run_opts blocking = { 0 };
+	lc_run_opts o = opts ? *opts : blocking;
 
-	if (r < 0)
-		return r;
-	r = lc_load_vm(root, h.id, &db, &vm, err);
-	if (r == 0 &&
-	    !(vm->state == LC_UNKNOWN || (vm->state == LC_ACTIVE && vm->lcm == LC_LCM_BOOT)))
-		r = util_err_set(
-		        err, -EPERM,
-		        "cannot boot '%s': it is %s; boot needs UNKNOWN or ACTIVE/BOOT (use start)",
-		        h.name,
-		        vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : lc_state_name(vm->state));
-	if (r == 0) {
-		/* never twice: whatever runs this VM goes first */
-		lc_kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
-		lc_find_qemu(vm, &qpid, &qstart);
-		lc_kill_and_wait(qpid, qstart);
-		lc_db_close(TAKE_PTR(db));
-		r = start_held(root, &h, true, false, err);
-	}
-	lc_held_clear(&h);
-	return r;
+	o.no_wait = false; /* boot always waits for the guest */
+	return lc_cmd_run(&boot_kind, root, name, &o, NULL, err);
 }
 
 /* ---- shutdown, poweroff, reboot, pause ------------------------------------------------------ */
@@ -220,282 +209,251 @@ static bool restart_pending(const lc_vm *vm)
 
 /* Cancel a pending restart (with the VM lock held): end the waiting
  * supervisor and record target, POWEROFF or DONE (whose files go). */
-static int cancel_restart(const char *root, const lc_db *db, const lc_vm *vm, lc_state target,
-                          util_err *err)
+static int cancel_restart(lc_cmd *c, lc_state target, util_err *err)
 {
 	lc_paths p;
 	int r;
 
-	lc_kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
-	lc_paths_init(&p, root, vm->id);
+	lc_kill_and_wait(c->vm->supervisor_pid, c->vm->supervisor_starttime);
+	lc_paths_init(&p, c->root, c->h.id);
 	lc_remove_rundir(&p);
 	lc_paths_clear(&p);
-	lc_nics_remove_taps(vm);
+	lc_nics_remove_taps(c->vm);
 	if (target == LC_DONE) {
-		r = lc_remove_vm_files(db, vm, false, err);
+		r = lc_remove_vm_files(c->db, c->vm, false, err);
 		if (r < 0)
 			return r;
 	}
-	return lc_record(root, vm->id, target, LC_LCM_NONE,
-	                 target == LC_DONE ? "shut down; its pending restart was cancelled"
-	                                   : "powered off; its pending restart was cancelled",
-	                 NULL,
-	                 json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
-	                           "supervisor_pid", 0, "supervisor_starttime", 0),
-	                 err);
+	return lc_cmd_record(c, target, LC_LCM_NONE,
+	                     target == LC_DONE ? "shut down; its pending restart was cancelled"
+	                                       : "powered off; its pending restart was cancelled",
+	                     NULL,
+	                     json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+	                               "supervisor_pid", 0, "supervisor_starttime", 0),
+	                     err);
 }
 
-/* Wait for the supervisor to finish (QEMU gone, final state recorded). */
-static int wait_supervisor(const lc_vm *vm, int timeout_ms)
+/* After a shutdown's request reached QEMU: wait for the supervisor to
+ * record the end (it exits then; a guest that ignores ACPI makes it record
+ * RUNNING after the timeout instead), and say what the wait ended in. */
+static int shutdown_wait(lc_cmd *c, bool to_done, int timeout_s, pid_t sup_pid, uint64_t sup_start,
+                         util_err *err)
 {
-	return lc_wait_pid_exit(vm->supervisor_pid, vm->supervisor_starttime, timeout_ms);
+	_cleanup_free_ char *now = NULL;
+	util_err ignored = { 0 };
+	bool same;
+	int r;
+
+	lc_cmd_let_go(c);
+	lc_wait_pid_exit(sup_pid, sup_start, c->o->hard ? 15000 : timeout_s * 1000 + 1500);
+	/* a supervisor that died on the way: finish the stop now (a new
+	 * supervisor quits a QEMU that is left, then records the end) */
+	if (lc_reconcile_locked(c->root, c->h.id, NULL, &ignored) > 0 &&
+	    lc_cmd_reload(c, &ignored) == 0 && c->vm->state == LC_ACTIVE)
+		lc_wait_pid_exit(c->vm->supervisor_pid, c->vm->supervisor_starttime, 15000);
+	r = lc_cmd_reload(c, err);
+	if (r < 0 || c->vm->state != LC_ACTIVE)
+		return r;
+	now = lc_state_text(c->vm);
+	/* the supervisor's reason, unless it only says the same again */
+	same = !c->vm->reason || strstr(c->vm->reason, "ignored the ACPI shutdown");
+
+	return util_err_set(
+	        err, -ETIMEDOUT,
+	        "cannot %s '%s': the guest did not shut down within %d s, so it is %s again%s%s%s; use --hard or --hard-after",
+	        to_done ? "shutdown" : "poweroff", c->h.name, timeout_s, now, same ? "" : " (",
+	        same ? "" : c->vm->reason, same ? "" : ")");
 }
+
+static int shutdown_act(lc_cmd *c, void *arg, util_err *err)
+{
+	bool to_done = *(const bool *)arg;
+	const lc_run_opts *o = c->o;
+	int timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
+	pid_t sup_pid = c->vm->supervisor_pid;
+	uint64_t sup_start = c->vm->supervisor_starttime;
+	lc_lcm was = c->vm->lcm;
+	int r;
+
+	if (restart_pending(c->vm))
+		return cancel_restart(c, to_done ? LC_DONE : LC_POWEROFF, err);
+	r = lc_cmd_qmp(c, err);
+	if (r == 0)
+		r = lc_cmd_record(c, LC_ACTIVE, LC_LCM_SHUTDOWN,
+		                  o->hard ? "hard stop requested" : "ACPI shutdown requested", NULL,
+		                  json_pack("{s:s, s:I, s:b, s:s}", "target",
+		                            to_done ? "DONE" : "POWEROFF", "timeout_ms",
+		                            (json_int_t)timeout_s * 1000, "hard_after",
+		                            o->hard_after, "prev", lc_lcm_name(was)),
+		                  err);
+	if (r < 0)
+		return r;
+	util_crash_point(to_done ? "shutdown-after-intent" : "poweroff-after-intent");
+	if (was == LC_LCM_PAUSED && !o->hard)
+		qmp_execute(c->qmp, "cont", NULL, 0, NULL,
+		            NULL); /* a paused guest cannot hear ACPI */
+	r = qmp_execute(c->qmp, o->hard ? "quit" : "system_powerdown", NULL, 0, NULL, err);
+	if (r == -EPIPE && o->hard)
+		r = 0; /* quit: QEMU may close before it answers */
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		/* back to where it was, unless its supervisor recorded meanwhile
+		 * that QEMU went (the likely reason the request failed) */
+		if (lc_cmd_reload(c, &ignored) == 0 && c->vm->state == LC_ACTIVE &&
+		    c->vm->lcm == LC_LCM_SHUTDOWN)
+			lc_cmd_record(c, LC_ACTIVE, was, "the shutdown request failed", err->msg,
+			              NULL, &ignored);
+		return r;
+	}
+	lc_cmd_qmp_close(c);
+	util_crash_point(to_done ? "shutdown-after-send" : "poweroff-after-send");
+	lc_record_sent(c->root, c->h.id, NULL);
+	if (o->no_wait)
+		return 0;
+	return shutdown_wait(c, to_done, timeout_s, sup_pid, sup_start, err);
+}
+
+static const lc_cmd_kind shutdown_kind = { "shutdown", LC_OP_SHUTDOWN, false, shutdown_act };
+static const lc_cmd_kind poweroff_kind = { "poweroff", LC_OP_POWEROFF, false, shutdown_act };
 
 int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_run_opts *opts,
                    util_err *err)
 {
-	static const lc_run_opts none = { 0 };
-	const lc_run_opts *o = opts ? opts : &none;
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *qmp = NULL;
-	_cleanup_free_ char *now = NULL;
-	int timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
-	pid_t sup_pid;
-	uint64_t sup_start;
-	lc_vm *vm;
-	lc_held h;
-	int r = lc_hold_vm(root, name, opts, &h, err);
-
-	if (r < 0)
-		return r;
-	r = lc_load_vm(root, h.id, &db, &vm, err);
-	if (r == 0)
-		r = lc_state_check(to_done ? LC_OP_SHUTDOWN : LC_OP_POWEROFF, h.name, vm->state,
-		                   vm->lcm, err);
-	if (r < 0)
-		goto out;
-	if (restart_pending(vm)) {
-		r = cancel_restart(root, db, vm, to_done ? LC_DONE : LC_POWEROFF, err);
-		goto out;
-	}
-	sup_pid = vm->supervisor_pid;
-	sup_start = vm->supervisor_starttime;
-	r = lc_command_qmp(root, h.id, h.name, &qmp, err);
-	if (r < 0)
-		goto out;
-	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN,
-	              o->hard ? "hard stop requested" : "ACPI shutdown requested", NULL,
-	              json_pack("{s:s, s:I, s:b, s:s}", "target", to_done ? "DONE" : "POWEROFF",
-	                        "timeout_ms", (json_int_t)timeout_s * 1000, "hard_after",
-	                        o->hard_after, "prev", lc_lcm_name(vm->lcm)),
-	              err);
-	if (r < 0)
-		goto out;
-	util_crash_point(to_done ? "shutdown-after-intent" : "poweroff-after-intent");
-	if (vm->lcm == LC_LCM_PAUSED && !o->hard)
-		qmp_execute(qmp, "cont", NULL, 0, NULL, NULL); /* a paused guest cannot hear ACPI */
-	r = qmp_execute(qmp, o->hard ? "quit" : "system_powerdown", NULL, 0, NULL, err);
-	if (r == -EPIPE && o->hard)
-		r = 0; /* quit: QEMU may close before it answers */
-	if (r < 0) {
-		_cleanup_(lc_db_closep) lc_db *now_db = NULL;
-		util_err ignored = { 0 };
-		lc_vm *now_vm;
-
-		/* back to where it was, unless its supervisor recorded meanwhile
-		 * that QEMU went (the likely reason the request failed) */
-		if (lc_load_vm(root, h.id, &now_db, &now_vm, &ignored) == 0 &&
-		    now_vm->state == LC_ACTIVE && now_vm->lcm == LC_LCM_SHUTDOWN) {
-			lc_db_close(TAKE_PTR(now_db));
-			lc_record(root, h.id, LC_ACTIVE, vm->lcm, "the shutdown request failed",
-			          err->msg, NULL, &ignored);
-		}
-		goto out;
-	}
-	qmp_close(TAKE_PTR(qmp));
-	util_crash_point(to_done ? "shutdown-after-send" : "poweroff-after-send");
-	lc_record_sent(root, h.id, NULL);
-	if (o->no_wait)
-		goto out;
-	/* the supervisor exits once the final state is recorded; a guest that
-	 * ignores ACPI makes it record RUNNING after the timeout instead */
-	lc_db_close(TAKE_PTR(db));
-	wait_supervisor(&(lc_vm){ .supervisor_pid = sup_pid, .supervisor_starttime = sup_start },
-	                o->hard ? 15000 : timeout_s * 1000 + 1500);
-	/* a supervisor that died on the way: finish the stop now (a new
-	 * supervisor quits a QEMU that is left, then records the end) */
-	{
-		util_err ignored = { 0 };
-
-		if (lc_reconcile_locked(root, h.id, NULL, &ignored) > 0 &&
-		    lc_load_vm(root, h.id, &db, &vm, &ignored) == 0 && vm->state == LC_ACTIVE)
-			wait_supervisor(vm, 15000);
-		lc_db_close(TAKE_PTR(db));
-	}
-	r = lc_load_vm(root, h.id, &db, &vm, err);
-	if (r < 0)
-		goto out;
-	now = lc_state_text(vm);
-	/* the supervisor's reason, unless it only says the same again */
-	if (vm->state == LC_ACTIVE) {
-		bool same = !vm->reason || strstr(vm->reason, "ignored the ACPI shutdown");
-
-		r = util_err_set(
-		        err, -ETIMEDOUT,
-		        "cannot %s '%s': the guest did not shut down within %d s, so it is %s again%s%s%s; use --hard or --hard-after",
-		        to_done ? "shutdown" : "poweroff", h.name, timeout_s, now, same ? "" : " (",
-		        same ? "" : vm->reason, same ? "" : ")");
-	}
-out:
-	lc_held_clear(&h);
-	return r;
+	return lc_cmd_run(to_done ? &shutdown_kind : &poweroff_kind, root, name, opts, &to_done,
+	                  err);
 }
 
-int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
+static int reboot_act(lc_cmd *c, void *arg, util_err *err)
 {
-	static const lc_run_opts none = { 0 };
-	const lc_run_opts *o = opts ? opts : &none;
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *qmp = NULL;
 	_cleanup_json_ json_t *ev = NULL;
-	int timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
-	lc_vm *vm;
-	lc_held h;
-	int r = lc_hold_vm(root, name, opts, &h, err);
+	int timeout_s = c->o->timeout_s > 0 ? c->o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
+	int r;
 
-	if (r < 0)
-		return r;
-	r = lc_load_vm(root, h.id, &db, &vm, err);
-	if (r == 0)
-		r = lc_state_check(LC_OP_REBOOT, h.name, vm->state, vm->lcm, err);
-	if (r == 0)
-		r = lc_command_qmp(root, h.id, h.name, &qmp, err);
-	if (r < 0)
-		goto out;
-	if (o->hard) {
-		/* the supervisor records the reset from QEMU's RESET event */
-		r = qmp_execute(qmp, "system_reset", NULL, 0, NULL, err);
-		goto out;
-	}
-	r = lc_record(root, h.id, LC_ACTIVE, LC_LCM_SHUTDOWN, "ACPI reboot requested", NULL,
-	              json_pack("{s:s, s:I, s:s}", "target", "REBOOT", "timeout_ms",
-	                        (json_int_t)timeout_s * 1000, "prev", lc_lcm_name(vm->lcm)),
-	              err);
+	(void)arg;
+	if (c->o->hard) /* the supervisor records the reset from QEMU's RESET event */
+		return qmp_execute(c->qmp, "system_reset", NULL, 0, NULL, err);
+	r = lc_cmd_record(c, LC_ACTIVE, LC_LCM_SHUTDOWN, "ACPI reboot requested", NULL,
+	                  json_pack("{s:s, s:I, s:s}", "target", "REBOOT", "timeout_ms",
+	                            (json_int_t)timeout_s * 1000, "prev", lc_lcm_name(c->vm->lcm)),
+	                  err);
 	util_crash_point("reboot-after-intent");
 	if (r == 0)
-		r = qmp_execute(qmp, "system_powerdown", NULL, 0, NULL, err);
+		r = qmp_execute(c->qmp, "system_powerdown", NULL, 0, NULL, err);
 	if (r == 0)
-		lc_record_sent(root, h.id, NULL);
-	if (r < 0 || o->no_wait)
-		goto out;
+		lc_record_sent(c->root, c->h.id, NULL);
+	if (r < 0 || c->o->no_wait)
+		return r;
 	/* the guest shuts down, the supervisor resets and continues it */
-	r = qmp_wait_event(qmp, "RESUME", timeout_s * 1000 + 5000, &ev, err);
+	lc_cmd_let_go(c);
+	r = qmp_wait_event(c->qmp, "RESUME", timeout_s * 1000 + 5000, &ev, err);
 	if (r == -ETIMEDOUT)
 		r = util_err_set(
 		        err, -ETIMEDOUT,
 		        "cannot reboot '%s': the guest did not reboot within %d s (it ignored the ACPI request); use --hard",
-		        h.name, timeout_s);
-out:
-	lc_held_clear(&h);
+		        c->h.name, timeout_s);
 	return r;
 }
+
+static const lc_cmd_kind reboot_kind = { "reboot", LC_OP_REBOOT, true, reboot_act };
+
+int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
+{
+	return lc_cmd_run(&reboot_kind, root, name, opts, NULL, err);
+}
+
+static int pause_act(lc_cmd *c, void *arg, util_err *err)
+{
+	bool pause = *(const bool *)arg;
+	int r = qmp_execute(c->qmp, pause ? "stop" : "cont", NULL, 0, NULL, err);
+
+	if (r == 0)
+		r = lc_cmd_record(c, LC_ACTIVE, pause ? LC_LCM_PAUSED : LC_LCM_RUNNING,
+		                  pause ? "paused" : "unpaused", NULL, NULL, err);
+	return r;
+}
+
+static const lc_cmd_kind pause_kind = { "pause", LC_OP_PAUSE, true, pause_act };
+static const lc_cmd_kind unpause_kind = { "unpause", LC_OP_UNPAUSE, true, pause_act };
 
 int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opts *opts,
                 util_err *err)
 {
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *qmp = NULL;
-	lc_vm *vm;
-	lc_held h;
-	int r = lc_hold_vm(root, name, opts, &h, err);
-
-	if (r < 0)
-		return r;
-	r = lc_load_vm(root, h.id, &db, &vm, err);
-	if (r == 0)
-		r = lc_state_check(pause ? LC_OP_PAUSE : LC_OP_UNPAUSE, h.name, vm->state, vm->lcm,
-		                   err);
-	if (r == 0)
-		r = lc_command_qmp(root, h.id, h.name, &qmp, err);
-	if (r == 0)
-		r = qmp_execute(qmp, pause ? "stop" : "cont", NULL, 0, NULL, err);
-	if (r == 0)
-		r = lc_record(root, h.id, LC_ACTIVE, pause ? LC_LCM_PAUSED : LC_LCM_RUNNING,
-		              pause ? "paused" : "unpaused", NULL, NULL, err);
-	if (r < 0 && !util_startswith(err->msg, "cannot "))
-		util_err_prefix(err, "cannot %s '%s'", pause ? "pause" : "unpause", h.name);
-	lc_held_clear(&h);
-	return r;
+	return lc_cmd_run(pause ? &pause_kind : &unpause_kind, root, name, opts, &pause, err);
 }
 
 /* ---- delete, recover ------------------------------------------------------------------------- */
 
 /* Stop whatever runs the VM, hard, and wait until the supervisor recorded
  * the end. With the VM lock held. */
-static int stop_hard(const char *root, lc_held *h, lc_state target, util_err *err)
+static int stop_hard(lc_cmd *c, lc_state target, util_err *err)
 {
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	_cleanup_qmp_ qmp_client *qmp = NULL;
-	lc_vm *vm;
-	pid_t qpid;
-	uint64_t qstart;
-	int r = lc_load_vm(root, h->id, &db, &vm, err);
+	pid_t sup_pid = c->vm->supervisor_pid, qpid;
+	uint64_t sup_start = c->vm->supervisor_starttime, qstart;
+	bool unknown = c->vm->state == LC_UNKNOWN;
+	int r;
 
-	if (r < 0 || (vm->state != LC_ACTIVE && vm->state != LC_UNKNOWN))
-		return r;
-	if (restart_pending(vm))
-		return cancel_restart(root, db, vm, target, err);
-	r = lc_record(root, h->id, LC_ACTIVE, LC_LCM_SHUTDOWN, "hard stop requested", NULL,
-	              json_pack("{s:s, s:I, s:s}", "target", lc_state_name(target), "timeout_ms",
-	                        (json_int_t)1000, "prev", lc_lcm_name(vm->lcm)),
-	              err);
+	if (c->vm->state != LC_ACTIVE && !unknown)
+		return 0;
+	if (restart_pending(c->vm))
+		return cancel_restart(c, target, err);
+	r = lc_cmd_record(c, LC_ACTIVE, LC_LCM_SHUTDOWN, "hard stop requested", NULL,
+	                  json_pack("{s:s, s:I, s:s}", "target", lc_state_name(target),
+	                            "timeout_ms", (json_int_t)1000, "prev",
+	                            lc_lcm_name(c->vm->lcm)),
+	                  err);
 	if (r < 0)
 		return r;
-	if (lc_command_qmp(root, h->id, h->name, &qmp, NULL) == 0 &&
-	    qmp_execute(qmp, "quit", NULL, 0, NULL, NULL) != -EREMOTEIO)
-		lc_record_sent(root, h->id, NULL);
-	qmp_close(TAKE_PTR(qmp));
-	if (wait_supervisor(vm, 15000) < 0 || vm->state == LC_UNKNOWN) {
+	if (lc_cmd_qmp(c, NULL) == 0 &&
+	    qmp_execute(c->qmp, "quit", NULL, 0, NULL, NULL) != -EREMOTEIO)
+		lc_record_sent(c->root, c->h.id, NULL);
+	lc_cmd_qmp_close(c);
+	if (lc_wait_pid_exit(sup_pid, sup_start, 15000) < 0 || unknown) {
 		/* unreachable or stuck: kill both and settle it ourselves */
-		lc_kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
-		lc_find_qemu(vm, &qpid, &qstart);
+		lc_kill_and_wait(sup_pid, sup_start);
+		lc_find_qemu(c->vm, &qpid, &qstart);
 		lc_kill_and_wait(qpid, qstart);
 	}
-	lc_db_close(TAKE_PTR(db));
-	return lc_reconcile_locked(root, h->id, NULL, err) < 0 ? err->code : 0;
+	lc_cmd_let_go(c);
+	return lc_reconcile_locked(c->root, c->h.id, NULL, err) < 0 ? err->code : 0;
 }
+/* How delete goes: wipe the owned disks, or keep the VM and recreate it. */
+typedef struct remove_how {
+	bool wipe, recreate;
+} remove_how;
+
+static int remove_act(lc_cmd *c, void *arg, util_err *err)
+{
+	const remove_how *how = arg;
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm = NULL;
+	int r = stop_hard(c, LC_POWEROFF, err);
+
+	lc_cmd_let_go(c);
+	if (r == 0)
+		r = lc_db_open(c->root, LC_DB_WRITE, &db, err);
+	if (r == 0 && !(vm = lc_db_vm_by_id(db, c->h.id)))
+		r = util_err_set(err, -ENOENT, "vm '%s' vanished", c->h.name);
+	/* the lock we hold is the one delete takes: hand it over (released
+	 * in between, a queued command could take it and make us "busy") */
+	if (r == 0) {
+		int lock = TAKE_FD(c->h.lock);
+
+		r = how->recreate ? lc_vm_recreate(db, vm, lock, err)
+		                  : lc_vm_delete(db, vm, lock, how->wipe, err);
+	}
+	return r;
+}
+
+/* the states delete accepts, from the table, before anything is done */
+static const lc_cmd_kind remove_kind = { "delete", LC_OP_REMOVE, false, remove_act };
 
 int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
                  const lc_run_opts *opts, util_err *err)
 {
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	lc_vm *vm;
-	lc_held h;
-	int r = lc_hold_vm(root, name, opts, &h, err);
+	remove_how how = { wipe, recreate };
 
-	if (r < 0)
-		return r;
-	/* the states delete accepts, from the table, before anything is done */
-	r = lc_load_vm(root, h.id, &db, &vm, err);
-	if (r == 0)
-		r = lc_state_check(LC_OP_REMOVE, h.name, vm->state, vm->lcm, err);
-	lc_db_close(TAKE_PTR(db));
-	if (r == 0)
-		r = stop_hard(root, &h, LC_POWEROFF, err);
-	if (r == 0)
-		r = lc_db_open(root, LC_DB_WRITE, &db, err);
-	if (r == 0 && !(vm = lc_db_vm_by_id(db, h.id)))
-		r = util_err_set(err, -ENOENT, "vm '%s' vanished", h.name);
-	/* the lock we hold is the one delete takes: hand it over (released
-	 * in between, a queued command could take it and make us "busy") */
-	if (r == 0) {
-		int lock = TAKE_FD(h.lock);
-
-		r = recreate ? lc_vm_recreate(db, vm, lock, err)
-		             : lc_vm_delete(db, vm, lock, wipe, err);
-	}
-	lc_held_clear(&h);
-	return r;
+	return lc_cmd_run(&remove_kind, root, name, opts, &how, err);
 }
 
 /* recover of a VM whose live supervisor drives it: -EALREADY, and why */
@@ -509,90 +467,81 @@ static int refuse_driven(const lc_vm *vm, const char *name, const char *why, uti
 	        now, (int)vm->supervisor_pid, why);
 }
 
+/* recover --success: adopt the QEMU that runs, or say none does */
+static int recover_success(lc_cmd *c, util_err *err)
+{
+	pid_t qpid;
+	uint64_t qstart;
+
+	if (c->vm->state == LC_ACTIVE && lc_vm_supervised(c->vm))
+		return refuse_driven(c->vm, c->h.name, "there is nothing to recover", err);
+	lc_find_qemu(c->vm, &qpid, &qstart);
+	lc_cmd_let_go(c);
+	if (qpid > 0)
+		return lc_spawn_supervisor(c->root, c->h.id, -1, true, false, LC_SPAWN_TIMEOUT_MS,
+		                           err);
+	return lc_cmd_record(c, LC_POWEROFF, LC_LCM_NONE, "recovered: no qemu runs it", NULL,
+	                     json_pack("{s:i, s:i}", "qemu_pid", 0, "supervisor_pid", 0), err);
+}
+
+/* recover --failure, --delete: kill what is left, FAILED (then deleted) */
+static int recover_failure(lc_cmd *c, bool delete, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	pid_t qpid;
+	uint64_t qstart;
+	lc_paths p;
+	int r;
+
+	/* recover is for a VM nothing drives: killing a healthy one takes
+	 * the user saying so */
+	if (c->vm->state == LC_ACTIVE && lc_vm_supervised(c->vm) && !c->o->force)
+		return refuse_driven(c->vm, c->h.name,
+		                     "recover is for a vm nothing drives (use poweroff --hard or "
+		                     "delete, or add --force to kill it anyway)",
+		                     err);
+	lc_kill_and_wait(c->vm->supervisor_pid, c->vm->supervisor_starttime);
+	lc_find_qemu(c->vm, &qpid, &qstart);
+	lc_kill_and_wait(qpid, qstart);
+	lc_paths_init(&p, c->root, c->h.id);
+	lc_remove_rundir(&p);
+	lc_paths_clear(&p);
+	r = lc_cmd_record(c, LC_FAILED, LC_LCM_NONE, "recovered as failed", NULL,
+	                  json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
+	                            "supervisor_pid", 0, "supervisor_starttime", 0),
+	                  err);
+	if (r < 0 || !delete)
+		return r;
+	lc_cmd_let_go(c);
+	r = lc_db_open(c->root, LC_DB_WRITE, &db, err);
+	if (r == 0)
+		r = lc_vm_delete(db, lc_db_vm_by_id(db, c->h.id), TAKE_FD(c->h.lock), false, err);
+	return r;
+}
+
+static int recover_act(lc_cmd *c, void *arg, util_err *err)
+{
+	lc_recover_how how = *(const lc_recover_how *)arg;
+	int r;
+
+	switch (how) {
+	case LC_RECOVER_RETRY:
+		lc_cmd_let_go(c);
+		r = lc_reconcile_locked(c->root, c->h.id, NULL, err);
+		return r < 0 ? r : 0;
+	case LC_RECOVER_SUCCESS:
+		return recover_success(c, err);
+	case LC_RECOVER_FAILURE:
+	case LC_RECOVER_DELETE:
+		break;
+	}
+	return recover_failure(c, how == LC_RECOVER_DELETE, err);
+}
+
+static const lc_cmd_kind recover_kind = { "recover", LC_OP_RECOVER, false, recover_act };
+
 int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const lc_run_opts *opts,
                   util_err *err)
 {
-	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	lc_vm *vm;
-	pid_t qpid;
-	uint64_t qstart;
-	lc_held h;
-	int r = lc_hold_vm(root, name, opts, &h, err);
-
-	if (r < 0)
-		return r;
-	r = lc_load_vm(root, h.id, &db, &vm, err);
-	if (r < 0)
-		goto out;
-	if (vm->state != LC_ACTIVE && vm->state != LC_UNKNOWN && vm->state != LC_FAILED) {
-		r = util_err_set(
-		        err, -EPERM,
-		        "cannot recover '%s': it is %s; recover needs ACTIVE, UNKNOWN or FAILED",
-		        h.name, lc_state_name(vm->state));
-		goto out;
-	}
-	switch (how) {
-	case LC_RECOVER_RETRY:
-		lc_db_close(TAKE_PTR(db));
-		r = lc_reconcile_locked(root, h.id, NULL, err);
-		r = r < 0 ? r : 0;
-		break;
-	case LC_RECOVER_SUCCESS:
-		if (vm->state == LC_ACTIVE && lc_vm_supervised(vm)) {
-			r = refuse_driven(vm, h.name, "there is nothing to recover", err);
-			break;
-		}
-		lc_find_qemu(vm, &qpid, &qstart);
-		lc_db_close(TAKE_PTR(db));
-		if (qpid > 0) {
-			r = lc_spawn_supervisor(root, h.id, -1, true, false, LC_SPAWN_TIMEOUT_MS,
-			                        err);
-		} else {
-			r = lc_record(root, h.id, LC_POWEROFF, LC_LCM_NONE,
-			              "recovered: no qemu runs it", NULL,
-			              json_pack("{s:i, s:i}", "qemu_pid", 0, "supervisor_pid", 0),
-			              err);
-		}
-		break;
-	case LC_RECOVER_FAILURE:
-	case LC_RECOVER_DELETE:
-		/* recover is for a VM nothing drives: killing a healthy one
-		 * takes the user saying so */
-		if (vm->state == LC_ACTIVE && lc_vm_supervised(vm) && !opts->force) {
-			r = refuse_driven(
-			        vm, h.name,
-			        "recover is for a vm nothing drives (use poweroff --hard or "
-			        "delete, or add --force to kill it anyway)",
-			        err);
-			break;
-		}
-		lc_kill_and_wait(vm->supervisor_pid, vm->supervisor_starttime);
-		lc_find_qemu(vm, &qpid, &qstart);
-		lc_kill_and_wait(qpid, qstart);
-		lc_db_close(TAKE_PTR(db));
-		{
-			lc_paths p;
-
-			lc_paths_init(&p, root, h.id);
-			lc_remove_rundir(&p);
-			lc_paths_clear(&p);
-		}
-		r = lc_record(root, h.id, LC_FAILED, LC_LCM_NONE, "recovered as failed", NULL,
-		              json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
-		                        "supervisor_pid", 0, "supervisor_starttime", 0),
-		              err);
-		if (r == 0 && how == LC_RECOVER_DELETE) {
-			r = lc_db_open(root, LC_DB_WRITE, &db, err);
-			if (r == 0)
-				r = lc_vm_delete(db, lc_db_vm_by_id(db, h.id), TAKE_FD(h.lock),
-				                 false, err);
-		}
-		break;
-	}
-out:
-	/* what failed on the way (an adoption, a record) says which command */
-	if (r < 0 && !util_startswith(err->msg, "cannot recover"))
-		util_err_prefix(err, "cannot recover '%s'", h.name);
-	lc_held_clear(&h);
-	return r;
+	return lc_cmd_run(&recover_kind, root, name, opts, &how, err);
 }

@@ -28,6 +28,7 @@ struct lc_db {
 	json_t *intents;  /* open intents: "seq" -> record */
 	json_t *networks; /* "name" -> network object (lifecycle/network.c) */
 	char *notice;     /* what opening repaired, for the user */
+	bool group;       /* a group of appends is open (lc_db_group_begin) */
 };
 
 /* ---- the model ------------------------------------------------------------- */
@@ -685,7 +686,7 @@ int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err)
 		if (intent)
 			json_object_set_new(rec, "id", json_integer(int_of(intent, "id")));
 	}
-	if (lc_journal_log_size(db->journal) >= compact_bytes())
+	if (!db->group && lc_journal_log_size(db->journal) >= compact_bytes())
 		db_compact(db);
 	r = lc_journal_append(db->journal, rec, &seq, err);
 	if (r < 0)
@@ -696,6 +697,21 @@ int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err)
 	if (ret_seq)
 		*ret_seq = seq;
 	return 0;
+}
+
+void lc_db_group_begin(lc_db *db)
+{
+	/* a compaction rewrites the log: not in the middle of a group */
+	if (lc_journal_log_size(db->journal) >= compact_bytes())
+		db_compact(db);
+	db->group = true;
+	lc_journal_group_begin(db->journal);
+}
+
+int lc_db_group_commit(lc_db *db, util_err *err)
+{
+	db->group = false;
+	return lc_journal_group_commit(db->journal, err);
 }
 
 int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm, const char *reason,
@@ -1168,7 +1184,9 @@ void lc_db_close(lc_db *db)
 {
 	if (!db)
 		return;
-	if (db->journal && db_log_is_long(db))
+	if (db->group) /* never committed: its records were not written */
+		lc_journal_group_abort(db->journal);
+	else if (db->journal && db_log_is_long(db))
 		db_compact(db);
 	lc_journal_close(db->journal);
 	lc_journal_close(db->reader);

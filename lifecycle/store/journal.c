@@ -47,7 +47,9 @@ struct lc_journal {
 	char *dir;
 	char *log_path;
 	bool write;
-	bool broken; /* a write or sync failed: no more appends */
+	bool broken;          /* a write or sync failed: no more appends */
+	bool group;           /* appends wait for lc_journal_group_commit() to sync */
+	uint64_t group_start; /* the log's size when the group began */
 	int lock_fd;
 	int log_fd;               /* O_APPEND, writers only */
 	json_t *state;            /* the snapshot's (or its summary), or NULL */
@@ -1148,6 +1150,7 @@ void lc_journal_close(lc_journal *j)
 		}
 	}
 	j->next = NULL;
+	lc_journal_group_abort(j);
 	park_journal(j);
 }
 
@@ -1240,6 +1243,57 @@ static void trace_record(uint64_t seq, json_t *rec)
 	           json_string_value(json_object_get(rec, "type")) ?: "?", fields);
 }
 
+/* Make the log durable up to its end. On failure the kernel may have
+ * dropped the dirty pages: a retry could "succeed" without the data.
+ * Refuse further appends; take the log back to `back` (the records not
+ * yet durable) as far as we still can. */
+static int sync_log(lc_journal *j, uint64_t back, util_err *err)
+{
+	/* tests make the sync fail (EIO) at this point */
+	int r = util_fail_point("journal-append-fdatasync", NULL);
+
+	if (r == 0 && fdatasync(j->log_fd) < 0)
+		r = -errno;
+	if (r == 0)
+		return 0;
+	j->broken = true;
+	if (ftruncate(j->log_fd, (off_t)back) == 0)
+		(void)fdatasync(j->log_fd);
+	return util_err_errno(err, r, "cannot append to journal '%s': cannot sync it", j->log_path);
+}
+
+void lc_journal_group_begin(lc_journal *j)
+{
+	j->group = true;
+	j->group_start = j->log_size;
+}
+
+int lc_journal_group_commit(lc_journal *j, util_err *err)
+{
+	if (!j->group)
+		return 0;
+	j->group = false;
+	if (j->log_size == j->group_start)
+		return 0;
+	return sync_log(j, j->group_start, err);
+}
+
+/* The records of the group are taken back from the file; those kept in
+ * memory can't be, so the handle takes no more appends (and is not
+ * parked for reuse). */
+void lc_journal_group_abort(lc_journal *j)
+{
+	if (!j->group)
+		return;
+	j->group = false;
+	if (j->log_size == j->group_start)
+		return;
+	j->broken = true;
+	if (ftruncate(j->log_fd, (off_t)j->group_start) == 0)
+		(void)fdatasync(j->log_fd);
+	j->log_size = j->group_start;
+}
+
 int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *err)
 {
 	_cleanup_free_ char *body = NULL, *line = NULL;
@@ -1297,20 +1351,9 @@ int lc_journal_append(lc_journal *j, json_t *rec, uint64_t *ret_seq, util_err *e
 			j->broken = true;
 		return util_err_errno(err, r, "cannot append to journal '%s'", j->log_path);
 	}
-	/* tests make the sync fail (EIO) at this point */
-	r = util_fail_point("journal-append-fdatasync", NULL);
-	if (r == 0 && fdatasync(j->log_fd) < 0)
-		r = -errno;
-	if (r < 0) {
-		/* The kernel may have dropped the dirty pages: a retry could
-		 * "succeed" without the data. Refuse further appends; take the
-		 * record back as far as we still can. */
-		j->broken = true;
-		if (ftruncate(j->log_fd, (off_t)j->log_size) == 0)
-			(void)fdatasync(j->log_fd);
-		return util_err_errno(err, r, "cannot append to journal '%s': cannot sync it",
-		                      j->log_path);
-	}
+	r = j->group ? 0 : sync_log(j, j->log_size, err);
+	if (r < 0)
+		return r;
 	free(j->last_line);
 	j->last_line = TAKE_PTR(line);
 	j->last_len = (size_t)line_len;

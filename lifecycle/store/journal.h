@@ -109,6 +109,14 @@ uint64_t lc_journal_last_seq(const lc_journal *j);
 size_t lc_journal_count(const lc_journal *j);
 /* Bytes of valid records in the log (what the next reader loads). */
 uint64_t lc_journal_log_size(const lc_journal *j);
+
+/* A group of appends made durable together: after begin, appends write
+ * their lines but do not sync; commit syncs once (the records are
+ * durable when it returns 0), abort takes them back out of the file. A
+ * handle closed with a group open aborts it. */
+void lc_journal_group_begin(lc_journal *j);
+int lc_journal_group_commit(lc_journal *j, util_err *err);
+void lc_journal_group_abort(lc_journal *j);
 /* The largest log or snapshot a reader accepts, which an append or a
  * compaction never passes: 256 MiB, or QVM_JOURNAL_MAX_BYTES (tests; at
  * least 64 KiB). */

@@ -127,6 +127,8 @@ static const struct op_rule {
 	                   { P(PENDING), P(HOLD), P(ACTIVE), P(POWEROFF), P(UNDEPLOYED), P(FAILED),
 	                     P(STOPPED), P(SUSPENDED) },
 	                   8 },
+	[LC_OP_BOOT] = { "boot", { P(UNKNOWN), A(BOOT) }, 2 },
+	[LC_OP_RECOVER] = { "recover", { P(ACTIVE), P(UNKNOWN), P(FAILED) }, 3 },
 };
 
 const char *lc_op_name(lc_op op)

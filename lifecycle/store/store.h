@@ -78,6 +78,10 @@ typedef enum lc_op {
 	/* the delete command: DELETE's states, and a running VM, which it
 	 * stops first */
 	LC_OP_REMOVE,
+	/* boot: a start whose QEMU is replaced (UNKNOWN, or a BOOT in doubt) */
+	LC_OP_BOOT,
+	/* recover: a VM nothing may drive any more */
+	LC_OP_RECOVER,
 	LC_OP_COUNT
 } lc_op;
 
@@ -327,6 +331,16 @@ void lc_store_on_intent(const char *match, lc_recover_fn fn);
  * intent's "id") under the writer's lock, fsync'd, then apply it
  * to the model. ret_seq (may be NULL) gets its sequence number. */
 int lc_db_append(lc_db *db, json_t *rec, uint64_t *ret_seq, util_err *err);
+
+/* Appends made durable together, with one sync: between begin and commit
+ * each append is written (and applied to db) but not yet durable, so no
+ * side effect that outlives a crash may come between them. Commit returns
+ * once all are durable. A writer closed before its commit takes the
+ * group's records back out of the journal (its copy in memory is not
+ * used again). For a command's several records at one step: an intent
+ * and its state, or a redefinition, a state and a done. */
+void lc_db_group_begin(lc_db *db);
+int lc_db_group_commit(lc_db *db, util_err *err);
 
 /* Append a "state" transition of vm. reason and error may be NULL. */
 int lc_db_record_state(lc_db *db, lc_vm *vm, lc_state state, lc_lcm lcm, const char *reason,

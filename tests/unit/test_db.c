@@ -1,8 +1,11 @@
 /* Unit tests for the store's one-VM read (lc_db_open_vm): with hundreds of
  * VMs, some defined after the last snapshot and a name that a DONE VM and
  * a live one share, it finds the VM lc_db_find_any finds and loads it as
- * the full read does, and its short history is the full one's last rows. */
+ * the full read does, and its short history is the full one's last rows.
+ * And its groups of appends: committed, all are there; closed before the
+ * commit, none is. */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lifecycle/lifecycle.h"
 #include "lifecycle/store/journal.h"
@@ -101,6 +104,65 @@ static void same_as_full(const char *root, const char *name)
 	   json_array_size(tail), n);
 }
 
+
+static size_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* Two records of one group: a hold and a release of vm */
+static int hold_and_release(const char *root, const char *name, bool commit, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm;
+	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
+
+	if (r < 0)
+		return r;
+	lc_db_group_begin(db);
+	r = lc_db_find(db, name, &vm, err);
+	if (r == 0)
+		r = lc_db_record_state(db, vm, LC_HOLD, LC_LCM_NONE, "held", NULL, err);
+	if (r == 0)
+		r = lc_db_record_state(db, vm, LC_PENDING, LC_LCM_NONE, "released", NULL, err);
+	if (r == 0 && commit)
+		r = lc_db_group_commit(db, err);
+	return r;
+}
+
+static void groups(const char *root)
+{
+	_cleanup_free_ char *log = util_xasprintf("%s/journal/log", root);
+	_cleanup_db_ lc_db *db = NULL;
+	util_err err = { 0 };
+	size_t before = file_size(log), n_before = 0, n_after = 0;
+	json_t *hist = NULL;
+	lc_vm *vm;
+
+	ok(lc_db_open_vm(root, "vm3", &db, &vm, &err) == 0 &&
+	           lc_vm_history(db, vm, &hist, &err) == 0,
+	   "vm3's history: %s", err.msg);
+	n_before = json_array_size(hist);
+	json_decref(TAKE_PTR(hist));
+	lc_db_close(TAKE_PTR(db));
+	ok(hold_and_release(root, "vm3", false, &err) == 0, "a group left uncommitted: %s",
+	   err.msg);
+	ok(file_size(log) == before, "... its records are taken back out of the log (%zu, %zu)",
+	   file_size(log), before);
+	ok(hold_and_release(root, "vm3", true, &err) == 0, "a group committed: %s", err.msg);
+	ok(file_size(log) > before, "... is in the log");
+	ok(lc_db_open_vm(root, "vm3", &db, &vm, &err) == 0 &&
+	           lc_vm_history(db, vm, &hist, &err) == 0,
+	   "vm3's history again: %s", err.msg);
+	n_after = json_array_size(hist);
+	ok(n_after == n_before + 2 && vm->state == LC_PENDING,
+	   "... has the committed group's two records, not the other's (%zu -> %zu)", n_before,
+	   n_after);
+	json_decref(hist);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/qvm-unit-db.XXXXXX";
@@ -129,6 +191,7 @@ int main(void)
 	same_as_full(root, "vm9");
 	same_as_full(root, "late");
 	same_as_full(root, "7"); /* by id: the DONE vm7 */
+	groups(root);
 	ok(lc_db_open_vm(root, "nosuch", &db, &vm, &err) == -ENOENT &&
 	           strstr(err.msg, "no vm named 'nosuch'"),
 	   "a name no vm has: %s", err.msg);

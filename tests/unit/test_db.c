@@ -104,7 +104,6 @@ static void same_as_full(const char *root, const char *name)
 	   json_array_size(tail), n);
 }
 
-
 static size_t file_size(const char *path)
 {
 	struct stat st;

@@ -12,8 +12,14 @@
 
 int util_mkdir_p(const char *path, mode_t mode, util_err *err)
 {
-	_cleanup_free_ char *copy = util_xstrdup(path);
+	_cleanup_free_ char *copy = NULL;
 
+	/* the common case, one call: the parents are there */
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT)
+		return util_err_errno(err, -errno, "cannot create folder '%s'", path);
+	copy = util_xstrdup(path);
 	for (char *p = copy + 1; *p; p++) {
 		if (*p != '/')
 			continue;

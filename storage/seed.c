@@ -356,6 +356,22 @@ static void put_path_tables(uint8_t *img, uint32_t lba_l, uint32_t lba_m, uint32
 	be16(m + 6, 1);
 }
 
+/* A volume descriptor's identifiers: where, how long, what. */
+typedef struct volume_id {
+	unsigned off, len;
+	const char *text;
+} volume_id;
+
+static const volume_id volume_ids[] = {
+	{ 190, 128, "" },                    /* volume set */
+	{ 318, 128, "" },                    /* publisher */
+	{ 446, 128, "" },                    /* preparer */
+	{ 574, 128, "QVM CLOUD-INIT SEED" }, /* application */
+	{ 702, 37, "" },                     /* copyright file */
+	{ 739, 37, "" },                     /* abstract file */
+	{ 776, 37, "" },                     /* bibliographic file */
+};
+
 static void put_descriptor(uint8_t *p, bool joliet, uint32_t volume_sectors, const struct tm *t)
 {
 	static const uint8_t dot = 0;
@@ -395,22 +411,13 @@ static void put_descriptor(uint8_t *p, bool joliet, uint32_t volume_sectors, con
 	           t);
 	/* volume set, publisher, preparer, application; copyright, abstract
 	 * and bibliographic file ids: empty (spaces) but the application */
-	if (joliet) {
-		put_ucs2(p + 190, 128, "");
-		put_ucs2(p + 318, 128, "");
-		put_ucs2(p + 446, 128, "");
-		put_ucs2(p + 574, 128, "QVM CLOUD-INIT SEED");
-		put_ucs2(p + 702, 36, "");
-		put_ucs2(p + 739, 36, "");
-		put_ucs2(p + 776, 36, "");
-	} else {
-		put_text(p + 190, 128, "");
-		put_text(p + 318, 128, "");
-		put_text(p + 446, 128, "");
-		put_text(p + 574, 128, "QVM CLOUD-INIT SEED");
-		put_text(p + 702, 37, "");
-		put_text(p + 739, 37, "");
-		put_text(p + 776, 37, "");
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(volume_ids); i++) {
+		const volume_id *v = &volume_ids[i];
+
+		if (joliet) /* UCS-2: whole characters only */
+			put_ucs2(p + v->off, v->len & ~1u, v->text);
+		else
+			put_text(p + v->off, v->len, v->text);
 	}
 	put_volume_date(p + 813, t);    /* created */
 	put_volume_date(p + 830, t);    /* modified */

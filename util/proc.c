@@ -22,17 +22,27 @@ static int fill_addr(const char *path, struct sockaddr_un *sa, util_err *err)
 	return 0;
 }
 
+/* A new stream socket for path, with its address in *sa. */
+static int unix_socket(const char *path, struct sockaddr_un *sa, int *ret_fd, util_err *err)
+{
+	int r = fill_addr(path, sa, err);
+
+	if (r < 0)
+		return r;
+	*ret_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*ret_fd < 0)
+		return util_err_errno(err, -errno, "cannot create a socket for '%s'", path);
+	return 0;
+}
+
 int util_unix_listen(const char *path, int backlog, int *ret_fd, util_err *err)
 {
 	struct sockaddr_un sa;
 	_cleanup_close_ int fd = -1;
-	int r = fill_addr(path, &sa, err);
+	int r = unix_socket(path, &sa, &fd, err);
 
 	if (r < 0)
 		return r;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return util_err_errno(err, -errno, "cannot create socket '%s'", path);
 	if (unlink(path) < 0 && errno != ENOENT)
 		return util_err_errno(err, -errno, "cannot replace socket '%s'", path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
@@ -50,13 +60,10 @@ int util_unix_connect(const char *path, int *ret_fd, util_err *err)
 {
 	struct sockaddr_un sa;
 	_cleanup_close_ int fd = -1;
-	int r = fill_addr(path, &sa, err);
+	int r = unix_socket(path, &sa, &fd, err);
 
 	if (r < 0)
 		return r;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return util_err_errno(err, -errno, "cannot create a socket for '%s'", path);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return util_err_errno(err, -errno, "cannot connect to '%s'", path);
 	*ret_fd = TAKE_FD(fd);

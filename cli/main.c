@@ -277,6 +277,7 @@ int cli_main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	cli_ctx ctx = { .root = getenv("QVM_ROOT") };
+	_cleanup_strv_ char **roots = NULL;
 	const cli_command *cmd;
 	util_err err = { 0 };
 	json_t *result = NULL;
@@ -335,6 +336,8 @@ int cli_main(int argc, char **argv)
 		return 2;
 	}
 	ctx.cmd = cmd;
+	roots = cli_disk_roots(&ctx);
+	ctx.disk_roots = (const char *const *)roots;
 	/* The supervisor prints nothing for people: it skips the locale's
 	 * tables (~150 KiB resident for each running VM). */
 	if (cmd != &hidden_supervise)

@@ -25,6 +25,8 @@ int lc_image_import(const char *root, const lc_image_import_opts *o, json_t **re
                     util_err *err)
 {
 	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_free_ char *images = util_xasprintf("%s/images", root);
+	const char *default_roots[] = { images, NULL };
 	stor_import_opts so = {
 		.name = o->name,
 		.source = o->source,
@@ -35,6 +37,7 @@ int lc_image_import(const char *root, const lc_image_import_opts *o, json_t **re
 		.stall_timeout_s = o->stall_timeout_s,
 		.progress = o->progress,
 		.progress_ud = o->progress_ud,
+		.allowed_roots = o->disk_roots ? o->disk_roots : default_roots,
 	};
 	int r = stor_image_import(root, &so, &img, err);
 

@@ -49,6 +49,7 @@ typedef struct sup {
 	const char *root;
 	uint64_t id;
 	char *name;
+	const char *const *disk_roots; /* checked again before each restart */
 	lc_paths paths;
 	lc_restart restart;
 
@@ -986,8 +987,11 @@ static void restart(sup *s)
 		release_lock(s);
 		return;
 	}
+	/* the files may have changed since start checked them */
+	if (lc_check_vm_files(s->root, s->id, &vm->def, s->disk_roots, &err) < 0)
+		util_err_prefix(&err, "cannot restart '%s'", s->name);
 	lc_db_close(TAKE_PTR(db));
-	if (spawn_qemu(s, &err) < 0) {
+	if (err.msg[0] || spawn_qemu(s, &err) < 0) {
 		note(s, "restart failed: %s", err.msg);
 		record_end(s, LC_FAILED, err.msg, err.msg);
 	}
@@ -1062,11 +1066,12 @@ static void loop(sup *s)
 }
 
 int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
-                 util_err *err)
+                 const char *const *disk_roots, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	sup s = { .root = root,
 		  .id = id,
+		  .disk_roots = disk_roots,
 		  .status_fd = status_fd,
 		  .lock_fd = lock_fd,
 		  .qemu_pidfd = -1,

@@ -565,6 +565,11 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 		goto rollback;
 	made = true;
 	util_crash_point("disk-attach-after-file");
+	/* placing checked the source; it may have been swapped while the
+	 * overlay was made: checked again right before QEMU opens it */
+	r = lc_check_disk_files(root, op.h.id, disk, op_roots(&op), err);
+	if (r < 0)
+		goto rollback;
 	if (op.live) {
 		util_err uerr = { 0 };
 
@@ -1063,6 +1068,9 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 		goto out;
 	if (op.live) {
 		r = op_connect(&op, err);
+		/* checked again right before QEMU opens it */
+		if (r == 0 && real && (r = stor_check_path(real, op_roots(&op), NULL, err)) < 0)
+			util_err_prefix(err, "cdrom");
 		if (r == 0)
 			r = cdrom_live(op.q, op.h.name, real, old_iso, err);
 		if (r < 0) {

@@ -99,8 +99,10 @@ static int prolog(const char *root, lc_db *db, lc_held *h, const lc_vm *vm, cons
 	return 0;
 }
 
-static int start_held(const char *root, lc_held *h, bool force, bool no_wait, util_err *err)
+static int start_held(const char *root, lc_held *h, bool force, const lc_run_opts *opts,
+                      util_err *err)
 {
+	bool no_wait = opts && opts->no_wait;
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	_cleanup_free_ char *prev = NULL;
 	lc_vm *vm;
@@ -124,6 +126,13 @@ static int start_held(const char *root, lc_held *h, bool force, bool no_wait, ut
 			        "cannot start '%s': a qemu of it still runs (pid %d); use 'qvm boot' to replace it or 'qvm recover --success' to adopt it",
 			        h->name, (int)stray);
 	}
+	/* what create checked may have been swapped since: checked again
+	 * before anything is recorded or made, so a refusal leaves the vm
+	 * as it was (see SECURITY in qvm(8) for the window that remains) */
+	r = lc_check_vm_files(root, h->id, &vm->def, opts ? opts->disk_roots : NULL, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot start '%s' (it stays %s)", h->name,
+		                       lc_state_name(vm->state));
 	prev = lc_state_text(vm);
 	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN) {
 		free(prev);
@@ -171,7 +180,7 @@ int lc_vm_start(const char *root, const char *name, const lc_run_opts *opts, uti
 
 	if (r < 0)
 		return r;
-	r = start_held(root, &h, false, opts && opts->no_wait, err);
+	r = start_held(root, &h, false, opts, err);
 	lc_held_clear(&h);
 	return r;
 }
@@ -201,7 +210,9 @@ int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util
 		lc_find_qemu(vm, &qpid, &qstart);
 		lc_kill_and_wait(qpid, qstart);
 		lc_db_close(TAKE_PTR(db));
-		r = start_held(root, &h, true, false, err);
+		lc_run_opts bopts = { .disk_roots = opts ? opts->disk_roots : NULL };
+
+		r = start_held(root, &h, true, &bopts, err);
 	}
 	lc_held_clear(&h);
 	return r;

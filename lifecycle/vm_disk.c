@@ -543,8 +543,10 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 			id = op.vm->def.disks[i].id + 1;
 	disk->id = id;
 	r = lc_place_disk(op.db, op.h.id, disk, op_roots(&op), err);
-	if (r < 0)
+	if (r < 0) {
+		util_err_prefix(err, "cannot attach a disk to '%s'", op.h.name);
 		goto out;
+	}
 	djson = disk_json_of(disk);
 	r = copy_def(&op.vm->def, &op.nd, err);
 	if (r == 0)

@@ -33,7 +33,8 @@ static const cli_command commands[] = {
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
-	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS.\n" },
+	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS,\n"
+	  "reached through no symbolic link; start checks them again.\n" },
 	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)",
 	  NULL },
 	{ "update", cli_cmd_update, "NAME KEY=VALUE...",

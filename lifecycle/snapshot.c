@@ -797,6 +797,7 @@ typedef struct held_vm {
 	lc_held h;
 	lc_db *db;
 	lc_vm *vm;
+	const char *const *roots; /* the caller's disk roots (NULL: ROOT/images) */
 } held_vm;
 
 static void held_vm_clear(held_vm *x)
@@ -805,6 +806,22 @@ static void held_vm_clear(held_vm *x)
 	x->db = NULL;
 	x->vm = NULL;
 	lc_held_clear(&x->h);
+}
+
+/* With the VM off qemu-img opens each disk's whole chain, its base image
+ * too: checked again first, as start does. */
+static int target_trusted(const char *root, const held_vm *x, const target *t, util_err *err)
+{
+	for (size_t i = 0; i < t->n && !t->qmp; i++)
+		for (size_t k = 0; k < x->vm->def.n_disks; k++) {
+			const lc_disk *d = &x->vm->def.disks[k];
+			int r;
+
+			if (d->id == t->ids[i] &&
+			    (r = lc_check_disk_files(root, x->h.id, d, x->roots, err)) < 0)
+				return r;
+		}
+	return 0;
 }
 
 static int reload(const char *root, held_vm *x, util_err *err)
@@ -821,6 +838,7 @@ static int hold(const char *root, const char *name, const lc_run_opts *opts, hel
 
 	memset(x, 0, sizeof(*x));
 	x->h.lock = -1;
+	x->roots = opts ? opts->disk_roots : NULL;
 	/* lc_hold_vm settles interrupted snapshot operations too */
 	r = lc_hold_vm(root, name, opts, &x->h, err);
 	return r < 0 ? r : reload(root, x, err);
@@ -841,6 +859,9 @@ static int delete_held(const char *root, held_vm *x, json_t *s, bool running, co
 	if (running && (r = lc_command_qmp(root, x->h.id, x->h.name, &t.qmp, err)) < 0)
 		return r;
 	target_of(x->vm, s, false, &t, err);
+	r = target_trusted(root, x, &t, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot delete snapshot '%s' of '%s'", tag, x->h.name);
 	r = append(root, &intent, err,
 	           lc_intent_rec("snapshot-delete", x->h.id,
 	                         json_pack("{s:I, s:s, s:o}", "snap", (json_int_t)sid, "tag", tag,
@@ -1008,6 +1029,8 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		sid = 1;
 	if (running && (r = lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, err)) < 0)
 		return r;
+	if ((r = target_trusted(root, &x, &t, err)) < 0)
+		return util_err_prefix(err, "cannot snapshot '%s'", x.vm->def.name);
 	r = choose_tag(x.vm, &t, tag_arg, sid, &tag, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
@@ -1099,6 +1122,8 @@ static int revert_held(const char *root, held_vm *x, json_t *s, bool running, bo
 		r = target_of(x->vm, s, true, &t, err);
 	if (r == 0 && running)
 		r = lc_command_qmp(root, x->h.id, x->h.name, &t.qmp, err);
+	if (r == 0)
+		r = target_trusted(root, x, &t, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot revert '%s' to snapshot '%s'", x->h.name, tag);
 	data = json_pack("{s:I, s:s, s:o, s:b, s:I}", "snap", (json_int_t)sid, "tag", tag, "disks",

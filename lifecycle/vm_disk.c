@@ -801,6 +801,10 @@ int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint
 	if (r == 0 && d->readonly)
 		r = util_err_set(err, -EPERM, "cannot resize disk %u of '%s': it is read-only",
 		                 disk_id, op.h.name);
+	/* off, qemu-img opens the disk's whole chain (its base image too) */
+	if (r == 0 && !op.live &&
+	    (r = lc_check_disk_files(root, op.h.id, d, op_roots(&op), err)) < 0)
+		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, op.h.name);
 	if (r < 0)
 		goto out;
 	if (op.live)
@@ -1314,6 +1318,9 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		goto out;
 	}
 	r = check_tag(&dop, disk_id, op, tag, list, &snap, err);
+	/* qemu-img opens the disk's whole chain (its base image too) */
+	if (r == 0 && !dop.live)
+		r = lc_check_disk_files(root, dop.h.id, d, op_roots(&dop), err);
 	if (r == 0)
 		r = run_disk_snapshot(&dop, &dcopy, op, snap, tag, err);
 	if (r < 0) {

@@ -130,9 +130,16 @@ static int start_held(const char *root, lc_held *h, bool force, const lc_run_opt
 	 * before anything is recorded or made, so a refusal leaves the vm
 	 * as it was (see SECURITY in qvm(8) for the window that remains) */
 	r = lc_check_vm_files(root, h->id, &vm->def, opts ? opts->disk_roots : NULL, err);
-	if (r < 0)
-		return util_err_prefix(err, "cannot start '%s' (it stays %s)", h->name,
-		                       lc_state_name(vm->state));
+	if (r < 0) {
+		char why[sizeof(err->msg)];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return util_err_set(
+		        err, r,
+		        "cannot start '%s' (it stays %s): %s (files are checked again "
+		        "at each start: restore the file or change the vm's definition)",
+		        h->name, lc_state_name(vm->state), why);
+	}
 	prev = lc_state_text(vm);
 	if (vm->state == LC_ACTIVE || vm->state == LC_UNKNOWN) {
 		free(prev);

@@ -62,6 +62,20 @@ qcow2 -o data_file="$FAR/data.raw" "$IMG/df.new" 16M
 mv "$IMG/df.new" "$IMG/df.qcow2"
 refused_start df "disk 0: base image: '$IMG/df.qcow2' has an external data file \('$FAR/data.raw'\); qvm opens only self-contained images" \
 	"base swapped for a data-file qcow2"
+# qemu-img opens the whole chain of a disk of a vm that is off
+dfid=$(vm_id df)
+dffiles=$(vm_files "$dfid")
+for cmd in "disk-resize df 0 32M" "disk-snapshot-create df 0 s1" "snapshot-create df s1"; do
+	# shellcheck disable=SC2086 # the command and its arguments
+	run "$QVM" $cmd
+	is "$RC" 1 "qvm $cmd refused"
+	like "$ERR" "^qvm: cannot [a-z]+ .*'df'.*: disk 0: base image: '$IMG/df.qcow2' has an external data file" \
+		"... saying which file and why"
+done
+is "$(state df)" PENDING "... df stays PENDING"
+is "$(vm_files "$dfid")" "$dffiles" "... its files unchanged"
+is "$(qemu-img snapshot -l "$QVM_ROOT/vms/$dfid/disk0.qcow2" -U 2>&1)" "" "... no snapshot in its disk"
+is "$(open_intents "$dfid")" "" "... no open intent"
 
 # ---- a base image that now has a backing file outside the roots ----------
 qcow2 "$IMG/bk.qcow2" 16M

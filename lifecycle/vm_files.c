@@ -23,16 +23,17 @@ static int check_base(const lc_disk *d, const char *const *roots, util_err *err)
 }
 
 /* The disk file itself (for an owned disk, the overlay qvm made in the
- * vm's folder): a plain file where it was, reached through no link; a
+ * vm's folder): a plain file where it was, no link; a
  * qcow2 one self-contained and recording exactly the defined backing file
  * and format, so that what qemu-img and QEMU read from its header is what
  * the definition says. A raw disk's content is the guest's own (it may
  * well look like qcow2): QEMU opens it as raw, never probing it. */
-static int check_top(const lc_disk *d, const char *const *top_roots,
-                     const char *const *backing_roots, util_err *err)
+static int check_top(const lc_disk *d, const char *vmdir, const char *const *backing_roots,
+                     util_err *err)
 {
 	_cleanup_stor_image_info_ stor_image_info info = { 0 };
-	int r = stor_check_path(d->path, top_roots, NULL, err);
+	int r = d->owned ? stor_check_own(d->path, vmdir, err)
+	                 : stor_check_path(d->path, backing_roots, NULL, err);
 
 	if (r < 0 || !util_streq(d->format, "qcow2"))
 		return r;
@@ -50,7 +51,6 @@ static int check_top(const lc_disk *d, const char *const *top_roots,
 
 static int check_disk(const lc_disk *d, const char *vmdir, const char *const *roots, util_err *err)
 {
-	const char *own[] = { vmdir, NULL };
 	struct stat st;
 	int r = 0;
 
@@ -58,7 +58,7 @@ static int check_disk(const lc_disk *d, const char *vmdir, const char *const *ro
 		r = check_base(d, roots, err);
 	/* an owned disk that is missing is made again (PROLOG) from its base */
 	if (r == 0 && d->path && !(d->owned && lstat(d->path, &st) < 0 && errno == ENOENT))
-		r = check_top(d, d->owned ? own : roots, roots, err);
+		r = check_top(d, vmdir, roots, err);
 	return r < 0 ? util_err_prefix(err, "disk %u", d->id) : 0;
 }
 

@@ -206,6 +206,24 @@ int stor_check_policy(const char *path, const char *const *allowed_roots, const 
 	return stor_check_under(path, allowed_roots, "path", NULL, hint, ret_realpath, err);
 }
 
+int stor_check_own(const char *path, const char *dir, util_err *err)
+{
+	const char *own[] = { dir, NULL };
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		_cleanup_free_ char *safe = stor_safe(path);
+
+		return util_err_set(
+		        err, -ELOOP,
+		        "'%s' is a symbolic link, not the file qvm made; remove the link "
+		        "(the disk is made again at the next start) or restore the file",
+		        safe);
+	}
+	return stor_check_under(path, own, "disk file", NULL, "qvm keeps it in the vm's folder",
+	                        NULL, err);
+}
+
 int stor_check_path(const char *path, const char *const *allowed_roots, char **ret_realpath,
                     util_err *err)
 {

@@ -30,6 +30,11 @@
 int stor_check_path(const char *path, const char *const *allowed_roots, char **ret_realpath,
                     util_err *err);
 
+/* A file qvm made in its own folder dir (a vm's disk): a regular file, not
+ * a symbolic link, whose realpath is under dir's. Links in dir's own path
+ * (a root given through one) are the administrator's and are followed. */
+int stor_check_own(const char *path, const char *dir, util_err *err);
+
 /* ---- image inspection ---------------------------------------------------- */
 
 typedef struct stor_image_info {

@@ -99,6 +99,11 @@ qcow2 -o data_file="$FAR/own-data.raw" "$QVM_ROOT/vms/$oid/own.new" 16M
 mv "$QVM_ROOT/vms/$oid/own.new" "$QVM_ROOT/vms/$oid/disk0.qcow2"
 refused_start own "disk 0: '$QVM_ROOT/vms/$oid/disk0.qcow2' has an external data file" \
 	"the vm's own disk swapped for a data-file qcow2"
+offvm own2 --disk 16M
+o2id=$(vm_id own2)
+ln -sf /etc/shadow "$QVM_ROOT/vms/$o2id/disk0.qcow2"
+refused_start own2 "disk 0: '$QVM_ROOT/vms/$o2id/disk0.qcow2' is a symbolic link, not the file qvm made" \
+	"the vm's own disk replaced by a link to /etc/shadow"
 
 # ---- an ISO replaced by a link to /etc/shadow ----------------------------
 section "start: files that became links or left the roots"

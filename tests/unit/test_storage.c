@@ -926,8 +926,19 @@ static void test_recheck(void)
 	rename(top, P("qvm/vms/1/real.qcow2"));
 	if (symlink(P("qvm/vms/1/real.qcow2"), top) < 0)
 		abort();
-	check_refused(&def, roots, "disk 0: path '", "overlay replaced by a link");
-	check_refused(&def, roots, "is a symbolic link", "... why");
+	check_refused(&def, roots, "disk 0: '", "overlay replaced by a link");
+	check_refused(&def, roots, "is a symbolic link, not the file qvm made", "... why");
+	unlink(top);
+	rename(P("qvm/vms/1/real.qcow2"), top);
+	d.backing = (char *)base;
+	d.backing_format = "qcow2";
+	qimg("rebase", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", base, top, NULL);
+	if (symlink(P("qvm"), P("qvm-link")) < 0)
+		abort();
+	d.path = (char *)P("qvm-link/vms/1/disk0.qcow2");
+	is_int(lc_check_vm_files(P("qvm-link"), 1, &def, roots, &err), 0,
+	       "a qvm root given through a link is the administrator's: its disks pass");
+	d.path = (char *)top;
 	unlink(top);
 	{
 		_cleanup_free_ char *o = util_xasprintf("data_file=%s", P("out/rc-data2.raw"));

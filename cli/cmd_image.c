@@ -353,7 +353,7 @@ int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_json_ json_t *img = NULL;
-	lc_run_opts ro = { .lock_timeout_ms = LC_LOCK_TIMEOUT_MS };
+	lc_run_opts ro = { .lock_timeout_ms = LC_LOCK_TIMEOUT_MS, .disk_roots = ctx->disk_roots };
 	char **ops;
 	uint64_t id = 0;
 	int r;

@@ -178,6 +178,13 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id, cons
 		                 disk_id, h.name);
 		goto out;
 	}
+	/* qemu-img reads the whole chain: checked again as start does */
+	r = lc_check_disk_files(root, h.id, d, opts ? opts->disk_roots : NULL, err);
+	if (r < 0) {
+		util_err_prefix(err, "cannot save disk %u of vm '%s' as image '%s'", disk_id,
+		                h.name, image_name);
+		goto out;
+	}
 	if (d->backing) {
 		char *slash;
 

@@ -62,10 +62,11 @@ qcow2 -o data_file="$FAR/data.raw" "$IMG/df.new" 16M
 mv "$IMG/df.new" "$IMG/df.qcow2"
 refused_start df "disk 0: base image: '$IMG/df.qcow2' has an external data file \('$FAR/data.raw'\); qvm opens only self-contained images" \
 	"base swapped for a data-file qcow2"
-# qemu-img opens the whole chain of a disk of a vm that is off
+# qemu-img opens the whole chain of a disk of a vm that is off (resize,
+# snapshots, disk-saveas): refused the same way
 dfid=$(vm_id df)
 dffiles=$(vm_files "$dfid")
-for cmd in "disk-resize df 0 32M" "disk-snapshot-create df 0 s1" "snapshot-create df s1"; do
+for cmd in "disk-resize df 0 32M" "disk-snapshot-create df 0 s1" "snapshot-create df s1" "disk-saveas df 0 saved"; do
 	# shellcheck disable=SC2086 # the command and its arguments
 	run "$QVM" $cmd
 	is "$RC" 1 "qvm $cmd refused"

@@ -167,8 +167,8 @@ static char *lexical_path(const char *path)
 }
 
 /* A path is taken only as it is: no symbolic link anywhere on it (its
- * realpath is itself, once "." and ".." are read as text). qvm records that path and checks it
- * again each time QEMU is to open the file: a link made meanwhile (an ISO
+ * realpath is itself, once "." and ".." are read as text). qvm records
+ * that path and checks it again each time QEMU is to open the file: a link made meanwhile (an ISO
  * swapped for a link to /etc/shadow) fails the same test, whatever it
  * points to. */
 static int check_no_link(const char *path, util_err *err)
@@ -180,6 +180,13 @@ static int check_no_link(const char *path, util_err *err)
 	if (lstat(path, &st) < 0)
 		return 0; /* stor_check_under() says what is wrong */
 	real = realpath(path, NULL);
+	if (!real && S_ISLNK(st.st_mode)) {
+		char target[PATH_MAX];
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+
+		target[n > 0 ? n : 0] = '\0';
+		real = util_xstrdup(target); /* a dangling link: where it points */
+	}
 	if (!real || !strcmp(real, plain))
 		return 0;
 	safe_real = stor_safe(real);

@@ -174,6 +174,12 @@ static void test_path_policy(void)
 	has(&err, "give the real file's path", "... and what to do");
 	ok(real == NULL, "... and no path returned");
 	util_err_clear(&err);
+	if (symlink(P("img/nothing.raw"), P("img/dangling.raw")) < 0)
+		abort();
+	r = stor_check_path(P("img/dangling.raw"), roots, NULL, &err);
+	is_int(r, -ELOOP, "a dangling link refused as a link");
+	has(&err, "nothing.raw'); qvm opens no file through a link", "... naming its target");
+	util_err_clear(&err);
 	r = stor_check_path(P("img-link/good.raw"), roots, NULL, &err);
 	is_int(r, -ELOOP, "a path through a linked folder refused");
 	has(&err, "goes through a symbolic link (it is really '", "... naming the real path");

@@ -121,7 +121,8 @@ static const cli_command commands[] = {
 	{ "image", cli_cmd_image, "import PATH|URL --name N [options] | list | show N | delete N",
 	  "the image store: import (http/https or a file), list, show, delete",
 	  "  import PATH|URL --name N   copy a file or download an http(s) URL into the store;\n"
-	  "                             an interrupted download resumes when run again\n"
+	  "                             an interrupted download resumes when run again; a file\n"
+	  "                             must lie under ROOT/images or QVM_DISK_ROOTS, no link\n"
 	  "    --sha256 HEX             the expected SHA-256, checked before the image is stored\n"
 	  "    --format qcow2|raw       the declared format (default: the probed one)\n"
 	  "    --ca FILE                CA certificates for an https server with a private CA\n"

@@ -21,6 +21,8 @@ typedef struct cli_ctx {
 	const char *root;       /* --root, QVM_ROOT, or /var/lib/qvm */
 	bool json;              /* --json: print the command's JSON result */
 	int verbosity;          /* -1 with -q, 0, 1 with -v */
+	/* cli_disk_roots(), for the commands that start QEMU */
+	const char *const *disk_roots;
 } cli_ctx;
 
 /* A command's handler: parses its own options with cli_parser, does the
@@ -97,6 +99,13 @@ const char *cli_format_time(int64_t ms, char *buf, size_t len);
 /* Allowed folders for disk, kernel and ISO paths: <root>/images plus
  * QVM_DISK_ROOTS (colon-separated). A new NULL-terminated vector. */
 char **cli_disk_roots(const cli_ctx *ctx);
+
+/* A user-typed path: made absolute against the current folder, so that
+ * `--kernel ./vmlinuz` works; the policy check happens in lifecycle/. A
+ * pseudo-path (nbd:..., json:...) is refused first: made absolute it would
+ * be refused as a missing file, which hides the reason. *ret is new; a relative path is joined to
+ * the current folder as text (no link on the way is resolved: the path policy refuses links). */
+int cli_absolute_path(const char *path, const char *what, char **ret, util_err *err);
 
 /* Open the database (LC_DB_* flags) with the error prefixed. */
 int cli_open_db(const cli_ctx *ctx, unsigned flags, lc_db **ret_db, util_err *err);

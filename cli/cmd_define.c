@@ -5,33 +5,11 @@
 
 #include "cli.h"
 
-/* A user-typed path: made absolute against the current folder, so that
- * `--kernel ./vmlinuz` works; the policy check happens in lifecycle/. A
- * pseudo-path (nbd:..., json:...) is refused first: made absolute it would
- * be refused as a missing file, which hides the reason. */
-static int absolute_path(const char *path, const char *what, char **ret, util_err *err)
-{
-	char cwd[PATH_MAX];
-
-	if (!*path)
-		return cli_usage(err, "%s is empty", what);
-	if (lc_path_check_protocol(path, what, err) < 0)
-		return cli_usage(err, "%s", err->msg);
-	if (path[0] == '/') {
-		*ret = util_xstrdup(path);
-		return 0;
-	}
-	if (!getcwd(cwd, sizeof(cwd)))
-		return util_err_errno(err, -errno, "cannot resolve %s '%s'", what, path);
-	*ret = util_xasprintf("%s/%s", cwd, path);
-	return 0;
-}
-
 static int set_path(char **slot, const char *arg, const char *what, util_err *err)
 {
 	free(*slot);
 	*slot = NULL;
-	return absolute_path(arg, what, slot, err);
+	return cli_absolute_path(arg, what, slot, err);
 }
 
 static int parse_memory(const char *arg, uint64_t *ret, util_err *err)
@@ -260,7 +238,7 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_strv_ char **roots = NULL;
 	_cleanup_free_ char *name = NULL;
-	lc_run_opts run = { 0 };
+	lc_run_opts run = { .disk_roots = ctx->disk_roots };
 	create_args a = { 0 };
 	lc_vmdef def;
 	cli_parser p;

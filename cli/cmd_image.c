@@ -142,7 +142,8 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 	};
 	_cleanup_json_ json_t *img = NULL;
 	_cleanup_free_ char *abs_source = NULL, *abs_ca = NULL;
-	lc_image_import_opts o = { 0 };
+	_cleanup_strv_ char **roots = cli_disk_roots(ctx);
+	lc_image_import_opts o = { .disk_roots = (const char *const *)roots };
 	bar b = { 0 };
 	cli_parser p;
 	const char *arg;
@@ -191,9 +192,7 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		r = cli_usage(err, "--sha256 needs 64 hex digits");
 	if (r == 0 && !strstr(o.source, "://") && o.source[0] != '/') {
 		/* a relative path means the caller's folder */
-		abs_source = realpath(o.source, NULL);
-		if (!abs_source)
-			r = util_err_errno(err, -errno, "cannot import '%s'", o.source);
+		r = cli_absolute_path(o.source, "image source", &abs_source, err);
 		o.source = abs_source;
 	}
 	if (r == 0 && o.ca_file && o.ca_file[0] != '/') {
@@ -354,7 +353,7 @@ int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 int cli_cmd_disk_saveas(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_json_ json_t *img = NULL;
-	lc_run_opts ro = { .lock_timeout_ms = LC_LOCK_TIMEOUT_MS };
+	lc_run_opts ro = { .lock_timeout_ms = LC_LOCK_TIMEOUT_MS, .disk_roots = ctx->disk_roots };
 	char **ops;
 	uint64_t id = 0;
 	int r;

@@ -57,6 +57,7 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 	int nops, c = 0, r = 0;
 
 	memset(a, 0, sizeof(*a));
+	a->opts.disk_roots = ctx->disk_roots;
 	cli_parser_init(&p, ctx, argc, argv, run_opts, NULL);
 	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
 		uint64_t n;
@@ -298,5 +299,5 @@ int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 	cli_parser_done(&p);
 	if (r < 0)
 		return r;
-	return lc_supervise(ctx->root, id, status_fd, lock_fd, adopt, err);
+	return lc_supervise(ctx->root, id, status_fd, lock_fd, adopt, ctx->disk_roots, err);
 }

@@ -17,6 +17,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts,
 	int c, r = 0;
 
 	memset(ro, 0, sizeof(*ro));
+	ro->disk_roots = ctx->disk_roots;
 	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
 	while ((c = cli_parser_next(&p, &arg, err)) > 0)
 		if ((c == OPT_NO_MEMORY || c == OPT_RUNNING) && ret_flag)

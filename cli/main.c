@@ -33,7 +33,8 @@ static const cli_command commands[] = {
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
-	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS.\n" },
+	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS,\n"
+	  "reached through no symbolic link; start checks them again.\n" },
 	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)",
 	  NULL },
 	{ "update", cli_cmd_update, "NAME KEY=VALUE...",
@@ -120,7 +121,8 @@ static const cli_command commands[] = {
 	{ "image", cli_cmd_image, "import PATH|URL --name N [options] | list | show N | delete N",
 	  "the image store: import (http/https or a file), list, show, delete",
 	  "  import PATH|URL --name N   copy a file or download an http(s) URL into the store;\n"
-	  "                             an interrupted download resumes when run again\n"
+	  "                             an interrupted download resumes when run again; a file\n"
+	  "                             must lie under ROOT/images or QVM_DISK_ROOTS, no link\n"
 	  "    --sha256 HEX             the expected SHA-256, checked before the image is stored\n"
 	  "    --format qcow2|raw       the declared format (default: the probed one)\n"
 	  "    --ca FILE                CA certificates for an https server with a private CA\n"
@@ -277,6 +279,7 @@ int cli_main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	cli_ctx ctx = { .root = getenv("QVM_ROOT") };
+	_cleanup_strv_ char **roots = NULL;
 	const cli_command *cmd;
 	util_err err = { 0 };
 	json_t *result = NULL;
@@ -335,6 +338,8 @@ int cli_main(int argc, char **argv)
 		return 2;
 	}
 	ctx.cmd = cmd;
+	roots = cli_disk_roots(&ctx);
+	ctx.disk_roots = (const char *const *)roots;
 	/* The supervisor prints nothing for people: it skips the locale's
 	 * tables (~150 KiB resident for each running VM). */
 	if (cmd != &hidden_supervise)

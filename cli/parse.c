@@ -1,6 +1,8 @@
 /* Option parsing shared by every command: each command lists its own
  * options; the global ones are accepted anywhere on the line. */
+#include <limits.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -264,6 +266,24 @@ const char *cli_format_time(int64_t ms, char *buf, size_t len)
 	if (ms <= 0 || !localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
 		snprintf(buf, len, "-");
 	return buf;
+}
+
+int cli_absolute_path(const char *path, const char *what, char **ret, util_err *err)
+{
+	char cwd[PATH_MAX];
+
+	if (!*path)
+		return cli_usage(err, "%s is empty", what);
+	if (lc_path_check_protocol(path, what, err) < 0)
+		return cli_usage(err, "%s", err->msg);
+	if (path[0] == '/') {
+		*ret = util_xstrdup(path);
+		return 0;
+	}
+	if (!getcwd(cwd, sizeof(cwd)))
+		return util_err_errno(err, -errno, "cannot resolve %s '%s'", what, path);
+	*ret = util_xasprintf("%s/%s", cwd, path);
+	return 0;
 }
 
 char **cli_disk_roots(const cli_ctx *ctx)

@@ -25,6 +25,8 @@ int lc_image_import(const char *root, const lc_image_import_opts *o, json_t **re
                     util_err *err)
 {
 	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_free_ char *images = util_xasprintf("%s/images", root);
+	const char *default_roots[] = { images, NULL };
 	stor_import_opts so = {
 		.name = o->name,
 		.source = o->source,
@@ -35,6 +37,7 @@ int lc_image_import(const char *root, const lc_image_import_opts *o, json_t **re
 		.stall_timeout_s = o->stall_timeout_s,
 		.progress = o->progress,
 		.progress_ud = o->progress_ud,
+		.allowed_roots = o->disk_roots ? o->disk_roots : default_roots,
 	};
 	int r = stor_image_import(root, &so, &img, err);
 
@@ -170,6 +173,13 @@ int lc_vm_disk_saveas(const char *root, const char *name, unsigned disk_id, cons
 	if (!d) {
 		r = util_err_set(err, -ENOENT, "vm '%s' has no disk %u; see qvm show %s", c.h.name,
 		                 disk_id, c.h.name);
+		goto out;
+	}
+	/* qemu-img reads the whole chain: checked again as start does */
+	r = lc_check_disk_files(root, c.h.id, d, opts ? opts->disk_roots : NULL, err);
+	if (r < 0) {
+		util_err_prefix(err, "cannot save disk %u of vm '%s' as image '%s'", disk_id,
+		                c.h.name, image_name);
 		goto out;
 	}
 	if (d->backing) {

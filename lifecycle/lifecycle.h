@@ -75,6 +75,10 @@ typedef struct lc_run_opts {
 	bool no_wait;        /* return once the request is made */
 	int lock_timeout_ms; /* how long to wait for another qvm on this VM */
 	bool force;          /* recover --failure/--delete of a VM a supervisor drives */
+	/* start, boot, revert --running: the folders the VM's files must
+	 * still be in (NULL: ROOT/images), checked again before QEMU opens
+	 * them */
+	const char *const *disk_roots;
 } lc_run_opts;
 
 #define LC_SHUTDOWN_TIMEOUT_S 60
@@ -153,9 +157,11 @@ void lc_set_supervisor_verb(const char *verb);
 
 /* The supervisor's main (the CLI's supervisor verb): returns when QEMU is gone (or on
  * SIGTERM, leaving QEMU to be adopted). status_fd gets the boot report;
- * lock_fd is the VM lock to release after boot (-1: none). */
+ * lock_fd is the VM lock to release after boot (-1: none). disk_roots
+ * (borrowed, NULL: ROOT/images) are the folders each restart checks the
+ * VM's files against again before QEMU opens them. */
 int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
-                 util_err *err);
+                 const char *const *disk_roots, util_err *err);
 
 /* ---- networks (network.c) -------------------------------------------------- */
 
@@ -299,6 +305,9 @@ typedef struct lc_image_import_opts {
 	int stall_timeout_s;     /* give up after this long without data; 0: 30 */
 	lc_progress_fn progress; /* or NULL */
 	void *progress_ud;
+	/* folders a local source may come from (as --disk's); NULL: the
+	 * image store's own */
+	const char *const *disk_roots;
 } lc_image_import_opts;
 
 /* Import an image into the store under root (see stor_image_import: checked,

@@ -30,7 +30,20 @@ static json_t *disk_blockdev(const lc_disk *d, const char *node)
 	                       "read-only", d->readonly, "file", file_node(d->path, d->readonly));
 
 	/* Name the whole chain: QEMU never follows a backing file name from an
-	 * image header, which the guest can write to. */
+	 * image header, which the guest can write to.
+	 * An external data file cannot be refused from here: QEMU 7.2's qcow2
+	 * driver (qcow2_do_open in block/qcow2.c) opens the file the header
+	 * names whenever the incompatible-feature bit QCOW2_INCOMPAT_DATA_FILE
+	 * is set and no "data-file" is given, and BlockdevOptionsQcow2
+	 * (qapi/block-core.json) has no option that forbids one: "data-file"
+	 * takes a BlockdevRef, not null, and any value given makes QEMU refuse
+	 * every image *without* that bit ("A 'data-file' can only be set for
+	 * images with an external data file"). So qvm reads that bit itself,
+	 * in-process from the header (stor_probe_buf, then qemu-img's
+	 * data-file field), for every qcow2 file of the chain right before
+	 * QEMU opens it (lc_check_vm_files at start and restart,
+	 * lc_check_disk_files at disk-attach) and refuses the image; the window
+	 * that leaves is in qvm(8), SECURITY. */
 	if (util_streq(d->format, "qcow2")) {
 		json_t *backing = json_null();
 

@@ -47,6 +47,20 @@ void lc_remove_rundir(const lc_paths *p);
  * delete and shutdown-to-DONE do. wipe zeroes owned disks first. */
 int lc_remove_vm_files(const lc_db *db, const lc_vm *vm, bool wipe, util_err *err);
 
+/* Check again, right before QEMU opens them, the files of a VM that QEMU
+ * opens (vm_files.c): the kernel, initrd and cd-rom by stor_check_path()
+ * with roots (NULL: ROOT/images); each disk's base image by the same
+ * check and stor_inspect() as create (format, no data file, no backing
+ * file); each disk's own file (an owned overlay: in the vm's folder, no
+ * link) recording exactly the defined backing file. A file changed since
+ * create into something create refuses fails with the message create
+ * would give, prefixed with what it is ("disk 0: base image: ..."). */
+int lc_check_vm_files(const char *root, uint64_t id, const lc_vmdef *def, const char *const *roots,
+                      util_err *err);
+/* The same for one disk (disk-attach, before QEMU opens it). */
+int lc_check_disk_files(const char *root, uint64_t id, const lc_disk *d, const char *const *roots,
+                        util_err *err);
+
 /* Spawn a detached supervisor for VM id: qvm with the verb of
  * lc_set_supervisor_verb(), re-executed from
  * /proc/self/exe in its own session, outliving the caller. lock_fd (may be

@@ -794,6 +794,23 @@ static int check_state(const lc_vm *vm, const char *what, bool *ret_running, uti
 	        what, vm->def.name, text);
 }
 
+/* With the VM off qemu-img opens each disk's whole chain, its base image
+ * too: checked again first, as start does (in the caller's disk roots;
+ * NULL: ROOT/images). */
+static int target_trusted(const char *root, const lc_cmd *x, const target *t, util_err *err)
+{
+	for (size_t i = 0; i < t->n && !t->qmp; i++)
+		for (size_t k = 0; k < x->vm->def.n_disks; k++) {
+			const lc_disk *d = &x->vm->def.disks[k];
+			int r;
+
+			if (d->id == t->ids[i] &&
+			    (r = lc_check_disk_files(root, x->h.id, d, x->o->disk_roots, err)) < 0)
+				return r;
+		}
+	return 0;
+}
+
 /* Delete snapshot s (borrowed from x->vm) of a held VM. */
 static int delete_held(const char *root, lc_cmd *x, json_t *s, bool running, const char *why,
                        util_err *err)
@@ -809,6 +826,9 @@ static int delete_held(const char *root, lc_cmd *x, json_t *s, bool running, con
 	if (running && (r = lc_command_qmp(root, x->h.id, x->h.name, &t.qmp, err)) < 0)
 		return r;
 	target_of(x->vm, s, false, &t, err);
+	r = target_trusted(root, x, &t, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot delete snapshot '%s' of '%s'", tag, x->h.name);
 	r = append(root, &intent, err,
 	           lc_intent_rec("snapshot-delete", x->h.id,
 	                         json_pack("{s:I, s:s, s:o}", "snap", (json_int_t)sid, "tag", tag,
@@ -976,6 +996,8 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		sid = 1;
 	if (running && (r = lc_command_qmp(root, x.h.id, x.h.name, &t.qmp, err)) < 0)
 		return r;
+	if ((r = target_trusted(root, &x, &t, err)) < 0)
+		return util_err_prefix(err, "cannot snapshot '%s'", x.vm->def.name);
 	r = choose_tag(x.vm, &t, tag_arg, sid, &tag, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
@@ -1067,6 +1089,8 @@ static int revert_held(const char *root, lc_cmd *x, json_t *s, bool running, boo
 		r = target_of(x->vm, s, true, &t, err);
 	if (r == 0 && running)
 		r = lc_command_qmp(root, x->h.id, x->h.name, &t.qmp, err);
+	if (r == 0)
+		r = target_trusted(root, x, &t, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot revert '%s' to snapshot '%s'", x->h.name, tag);
 	data = json_pack("{s:I, s:s, s:o, s:b, s:I}", "snap", (json_int_t)sid, "tag", tag, "disks",

@@ -49,6 +49,7 @@ typedef struct sup {
 	const char *root;
 	uint64_t id;
 	char *name;
+	const char *const *disk_roots; /* checked again before each restart */
 	lc_paths paths;
 	lc_restart restart;
 
@@ -553,6 +554,22 @@ fail:
 	return r;
 }
 
+/* spawn_qemu(), once the files QEMU opens have been checked again, as late
+ * as can be (`start` checked them too, before it recorded anything): a
+ * restart's files may have changed since the last start, and this
+ * shortens the window a swap has to hit to QEMU's own start-up. */
+static int spawn_checked(sup *s, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	lc_vm *vm;
+	int r = lc_load_vm(s->root, s->id, &db, &vm, err);
+
+	if (r == 0)
+		r = lc_check_vm_files(s->root, s->id, &vm->def, s->disk_roots, err);
+	lc_db_close(TAKE_PTR(db));
+	return r < 0 ? r : spawn_qemu(s, err);
+}
+
 /* ---- adoption ------------------------------------------------------------------------ */
 
 /* Take over a QEMU whose supervisor died: it is not our child, so its exit
@@ -987,7 +1004,8 @@ static void restart(sup *s)
 		return;
 	}
 	lc_db_close(TAKE_PTR(db));
-	if (spawn_qemu(s, &err) < 0) {
+	if (spawn_checked(s, &err) < 0) {
+		util_err_prefix(&err, "cannot restart '%s'", s->name);
 		note(s, "restart failed: %s", err.msg);
 		record_end(s, LC_FAILED, err.msg, err.msg);
 	}
@@ -1062,11 +1080,12 @@ static void loop(sup *s)
 }
 
 int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool adopt,
-                 util_err *err)
+                 const char *const *disk_roots, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	sup s = { .root = root,
 		  .id = id,
+		  .disk_roots = disk_roots,
 		  .status_fd = status_fd,
 		  .lock_fd = lock_fd,
 		  .qemu_pidfd = -1,
@@ -1109,7 +1128,7 @@ int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool
 		s.console_cap = env_cap("QVM_CONSOLE_LOG_CAP", CONSOLE_LOG_CAP);
 	}
 
-	r = adopt ? adopt_qemu(&s, err) : spawn_qemu(&s, err);
+	r = adopt ? adopt_qemu(&s, err) : spawn_checked(&s, err);
 	if (r < 0) {
 		if (!adopt) {
 			util_crash_point("supervisor-before-failed");

@@ -547,8 +547,10 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 			id = op.vm->def.disks[i].id + 1;
 	disk->id = id;
 	r = lc_place_disk(op.db, op.c.h.id, disk, op_roots(&op), err);
-	if (r < 0)
+	if (r < 0) {
+		util_err_prefix(err, "cannot attach a disk to '%s'", op.c.h.name);
 		goto out;
+	}
 	djson = disk_json_of(disk);
 	r = copy_def(&op.vm->def, &op.nd, err);
 	if (r == 0)
@@ -569,6 +571,11 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 		goto rollback;
 	made = true;
 	util_crash_point("disk-attach-after-file");
+	/* placing checked the source; it may have been swapped while the
+	 * overlay was made: checked again right before QEMU opens it */
+	r = lc_check_disk_files(root, op.c.h.id, disk, op_roots(&op), err);
+	if (r < 0)
+		goto rollback;
 	if (op.live) {
 		util_err uerr = { 0 };
 
@@ -801,6 +808,10 @@ int lc_vm_disk_resize(const char *root, const char *name, unsigned disk_id, uint
 	if (r == 0 && d->readonly)
 		r = util_err_set(err, -EPERM, "cannot resize disk %u of '%s': it is read-only",
 		                 disk_id, op.c.h.name);
+	/* off, qemu-img opens the disk's whole chain (its base image too) */
+	if (r == 0 && !op.live &&
+	    (r = lc_check_disk_files(root, op.c.h.id, d, op_roots(&op), err)) < 0)
+		util_err_prefix(err, "cannot resize disk %u of '%s'", disk_id, op.c.h.name);
 	if (r < 0)
 		goto out;
 	if (op.live)
@@ -1070,6 +1081,9 @@ int lc_vm_cdrom(const char *root, const char *name, const char *iso, const lc_di
 		goto out;
 	if (op.live) {
 		r = op_connect(&op, err);
+		/* checked again right before QEMU opens it */
+		if (r == 0 && real && (r = stor_check_path(real, op_roots(&op), NULL, err)) < 0)
+			util_err_prefix(err, "cdrom");
 		if (r == 0)
 			r = cdrom_live(op.c.qmp, op.c.h.name, real, old_iso, err);
 		if (r < 0) {
@@ -1312,6 +1326,9 @@ int lc_vm_disk_snapshot(const char *root, const char *name, unsigned disk_id, lc
 		goto out;
 	}
 	r = check_tag(&dop, disk_id, op, tag, list, &snap, err);
+	/* qemu-img opens the disk's whole chain (its base image too) */
+	if (r == 0 && !dop.live)
+		r = lc_check_disk_files(root, dop.c.h.id, d, op_roots(&dop), err);
 	if (r == 0)
 		r = run_disk_snapshot(&dop, &dcopy, op, snap, tag, err);
 	if (r < 0) {

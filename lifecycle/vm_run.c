@@ -122,10 +122,24 @@ static int start_failed(lc_cmd *c, util_err *err)
  * record, the supervisor. */
 static int start_checked(lc_cmd *c, util_err *err)
 {
-	_cleanup_free_ char *prev = lc_state_text(c->vm);
+	_cleanup_free_ char *prev = NULL;
 	json_t *extra;
-	int r;
+	/* what create checked may have been swapped since: checked again
+	 * before anything is recorded or made, so a refusal leaves the vm
+	 * as it was (see SECURITY in qvm(8) for the window that remains) */
+	int r = lc_check_vm_files(c->root, c->h.id, &c->vm->def, c->o->disk_roots, err);
 
+	if (r < 0) {
+		char why[sizeof(err->msg)];
+
+		snprintf(why, sizeof(why), "%s", err->msg);
+		return util_err_set(
+		        err, r,
+		        "cannot start '%s' (it stays %s): %s (files are checked again "
+		        "at each start: restore the file or change the vm's definition)",
+		        c->h.name, lc_state_name(c->vm->state), why);
+	}
+	prev = lc_state_text(c->vm);
 	if (c->vm->state == LC_ACTIVE || c->vm->state == LC_UNKNOWN) {
 		free(prev);
 		prev = util_xstrdup("FAILED");

@@ -473,7 +473,13 @@ static int copy_local(const char *dir, const stor_import_opts *o, uint64_t max, 
 	if (o->source[0] != '/')
 		return util_err_set(err, -EINVAL, "'%s' is not an absolute path nor an http(s) URL",
 		                    o->source);
-	in = open(o->source, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	/* the disk path policy, as for --disk: folders and no links */
+	r = stor_check_policy(o->source, o->allowed_roots, "add its folder to QVM_DISK_ROOTS", NULL,
+	                      err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot import '%s'", o->source);
+	/* a link made since the check is refused too (ELOOP) */
+	in = open(o->source, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
 	if (in < 0)
 		return util_err_errno(err, -errno, "cannot open '%s'", o->source);
 	if (fstat(in, &st) < 0)

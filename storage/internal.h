@@ -26,6 +26,11 @@ int stor_check_local(const char *path, const char *what, const char *fix, util_e
 int stor_check_under(const char *path, const char *const *roots, const char *what,
                      const char *local_fix, const char *hint, char **ret_realpath, util_err *err);
 
+/* stor_check_path() with `hint` ending the "not under an allowed folder"
+ * message (an import's is not "import it as an image"). */
+int stor_check_policy(const char *path, const char *const *allowed_roots, const char *hint,
+                      char **ret_realpath, util_err *err);
+
 /* What the first bytes of an image file say it is, by the rules of QEMU
  * 7.2's format probes (the *_probe functions of block/), worked out
  * in-process so that qemu-img only ever opens a file with its format

@@ -140,10 +140,101 @@ int stor_check_under(const char *path, const char *const *roots, const char *wha
 	                    safe, list, hint);
 }
 
+/* path (absolute) with "//", "." and ".." taken out by text alone: what
+ * its realpath is when no link is on the way. */
+static char *lexical_path(const char *path)
+{
+	_cleanup_free_ char *copy = util_xstrdup(path);
+	char *out = util_xmalloc(strlen(path) + 2), *save = NULL;
+	size_t len = 0;
+
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(c, "."))
+			continue;
+		if (!strcmp(c, "..")) {
+			while (len > 0 && out[--len] != '/')
+				;
+			continue;
+		}
+		out[len++] = '/';
+		memcpy(out + len, c, strlen(c));
+		len += strlen(c);
+	}
+	if (len == 0)
+		out[len++] = '/';
+	out[len] = '\0';
+	return out;
+}
+
+/* A path is taken only as it is: no symbolic link anywhere on it (its
+ * realpath is itself, once "." and ".." are read as text). qvm records
+ * that path and checks it again each time QEMU is to open the file: a link made meanwhile (an ISO
+ * swapped for a link to /etc/shadow) fails the same test, whatever it
+ * points to. */
+static int check_no_link(const char *path, util_err *err)
+{
+	_cleanup_free_ char *safe = stor_safe(path), *real = NULL, *safe_real = NULL;
+	_cleanup_free_ char *plain = lexical_path(path);
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return 0; /* stor_check_under() says what is wrong */
+	real = realpath(path, NULL);
+	if (!real && S_ISLNK(st.st_mode)) {
+		char target[PATH_MAX];
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+
+		target[n > 0 ? n : 0] = '\0';
+		real = util_xstrdup(target); /* a dangling link: where it points */
+	}
+	if (!real || !strcmp(real, plain))
+		return 0;
+	safe_real = stor_safe(real);
+	if (S_ISLNK(st.st_mode))
+		return util_err_set(err, -ELOOP,
+		                    "path '%s' is a symbolic link (to '%s'); qvm opens no file "
+		                    "through a link: give the real file's path",
+		                    safe, safe_real);
+	return util_err_set(err, -ELOOP,
+	                    "path '%s' goes through a symbolic link (it is really '%s'); qvm "
+	                    "opens no file through a link: give the real path",
+	                    safe, safe_real);
+}
+
+int stor_check_policy(const char *path, const char *const *allowed_roots, const char *hint,
+                      char **ret_realpath, util_err *err)
+{
+	int r = stor_check_local(path, "path", NULL, err);
+
+	if (r == 0)
+		r = check_no_link(path, err);
+	if (r < 0)
+		return r;
+	return stor_check_under(path, allowed_roots, "path", NULL, hint, ret_realpath, err);
+}
+
+int stor_check_own(const char *path, const char *dir, util_err *err)
+{
+	const char *own[] = { dir, NULL };
+	struct stat st;
+
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		_cleanup_free_ char *safe = stor_safe(path);
+
+		return util_err_set(
+		        err, -ELOOP,
+		        "'%s' is a symbolic link, not the file qvm made; remove the link "
+		        "(the disk is made again at the next start) or restore the file",
+		        safe);
+	}
+	return stor_check_under(path, own, "disk file", NULL, "qvm keeps it in the vm's folder",
+	                        NULL, err);
+}
+
 int stor_check_path(const char *path, const char *const *allowed_roots, char **ret_realpath,
                     util_err *err)
 {
-	return stor_check_under(path, allowed_roots, "path", NULL,
-	                        "add the folder to QVM_DISK_ROOTS or import the file as an image",
-	                        ret_realpath, err);
+	return stor_check_policy(path, allowed_roots,
+	                         "add the folder to QVM_DISK_ROOTS or import the file as an image",
+	                         ret_realpath, err);
 }

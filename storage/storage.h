@@ -15,15 +15,25 @@
 
 /* ---- disk path policy ---------------------------------------------------- */
 
-/* Check a user-given disk path: absolute, no control characters, not a
- * pseudo-protocol ("json:", "nbd://"...), an existing regular file (block
- * devices are not supported yet), whose realpath lies under one of
- * allowed_roots (NULL-terminated; each realpath'd, compared on path
- * components so /srv/img is not under /srv/i). Every root must be absolute;
- * roots that do not exist hold nothing. On success *ret_realpath (may be
- * NULL) gets the resolved path, freed by the caller. */
+/* Check a user-given disk path (also a kernel, initrd, ISO or image
+ * import source): absolute, no control characters, not a pseudo-protocol
+ * ("json:", "nbd://"...), no symbolic link anywhere on it (-ELOOP: its
+ * realpath must be the path with "." and ".." read as text), an existing regular file
+ * (block devices are not supported yet), under one of allowed_roots
+ * (NULL-terminated; each realpath'd, compared on path components so
+ * /srv/img is not under /srv/i). Every root must be absolute; roots that
+ * do not exist hold nothing. This is the one place that decides: create,
+ * disk-attach, cdrom and image import call it on the path given, start
+ * (and each restart), disk-attach and cdrom again on the path recorded,
+ * right before QEMU opens it. On success *ret_realpath (may be NULL) gets
+ * the resolved path, freed by the caller. */
 int stor_check_path(const char *path, const char *const *allowed_roots, char **ret_realpath,
                     util_err *err);
+
+/* A file qvm made in its own folder dir (a vm's disk): a regular file, not
+ * a symbolic link, whose realpath is under dir's. Links in dir's own path
+ * (a root given through one) are the administrator's and are followed. */
+int stor_check_own(const char *path, const char *dir, util_err *err);
 
 /* ---- image inspection ---------------------------------------------------- */
 
@@ -192,13 +202,17 @@ typedef struct stor_import_opts {
 	int stall_timeout_s;       /* give up after this long without data; 0: 30 */
 	stor_progress_fn progress; /* or NULL */
 	void *progress_ud;
+	/* a local source must pass stor_check_path() with these roots (as
+	 * a disk path does): NULL-terminated, NULL refuses every local file */
+	const char *const *allowed_roots;
 } stor_import_opts;
 
 #define STOR_IMPORT_MAX_SIZE (256ull << 30)
 
 /* Import an image from a URL (http/https only, also after redirects; TLS
  * verified; an interrupted download resumes with a Range request and is
- * hashed again from its start) or a local file (copied). The checksum is
+ * hashed again from its start) or a local file (copied; checked first by
+ * stor_check_path() against o->allowed_roots, opened O_NOFOLLOW). The checksum is
  * checked and the file inspected (stor_inspect, no backing file allowed)
  * before it is renamed into the store. On failure nothing is left in the
  * store; only an interrupted download keeps its partial file (in

@@ -22,6 +22,9 @@ export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg
 STORE=$QVM_ROOT/images
 W=$QVM_TEST_ROOT/www
 mkdir -p "$W"
+# a local import obeys the disk roots, as --disk does: the files served
+# are imported from there too
+export QVM_DISK_ROOTS=$W
 
 # run CMD... (sets OUT, ERR and RC) and json EXPR: tests/lib/vm.sh
 sha() { sha256sum "$1" | cut -d' ' -f1; }

@@ -185,6 +185,7 @@ static void test_names_and_store(void)
 	size_t n = 0;
 	util_err err = { 0 };
 	stor_import_opts o = { 0 };
+	const char *roots[] = { root, NULL };
 	struct stat st;
 	int r;
 
@@ -222,6 +223,27 @@ static void test_names_and_store(void)
 	o.name = "four-k";
 	o.source = src;
 	o.format = "raw";
+	/* a local source obeys the disk path policy, as --disk does */
+	r = stor_image_import(root, &o, &img, &err);
+	ok(r == -EACCES && strstr(err.msg, "is not under an allowed folder (none configured)"),
+	   "a local file with no roots is refused: %s", err.msg);
+	{
+		_cleanup_free_ char *other = util_xasprintf("%s/other", root);
+		_cleanup_free_ char *link = util_xasprintf("%s/link.raw", root);
+		const char *other_roots[] = { other, NULL };
+
+		o.allowed_roots = other_roots;
+		r = stor_image_import(root, &o, &img, &err);
+		ok(r == -EACCES && strstr(err.msg, "add its folder to QVM_DISK_ROOTS"),
+		   "a local file outside the roots is refused: %s", err.msg);
+		o.allowed_roots = roots;
+		ok(symlink(src, link) == 0, "a link to the file, inside the roots");
+		o.source = link;
+		r = stor_image_import(root, &o, &img, &err);
+		ok(r == -ELOOP && strstr(err.msg, "is a symbolic link"),
+		   "a link is refused, even to a file inside the roots: %s", err.msg);
+		o.source = src;
+	}
 	r = stor_image_import(root, &o, &img, &err);
 	ok(r == 0, "import a local raw file: %s", r ? err.msg : "ok");
 	{

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "lifecycle/run.h"
 #include "storage/internal.h"
 #include "storage/storage.h"
 #include "tap.h"
@@ -164,14 +165,35 @@ static void test_path_policy(void)
 	free(real);
 	real = NULL;
 
+	/* no link is followed, not even one that stays inside the root: the
+	 * path qvm records is checked again at each start, and a link made
+	 * there later must fail the same test */
 	r = stor_check_path(P("img/link.raw"), roots, &real, &err);
-	is_int(r, 0, "symlink staying inside the root accepted");
-	is_str(real, expect, "symlink resolved to its target");
+	is_int(r, -ELOOP, "symlink staying inside the root refused");
+	has(&err, "is a symbolic link (to '", "... saying it is a link");
+	has(&err, "give the real file's path", "... and what to do");
+	ok(real == NULL, "... and no path returned");
+	util_err_clear(&err);
+	if (symlink(P("img/nothing.raw"), P("img/dangling.raw")) < 0)
+		abort();
+	r = stor_check_path(P("img/dangling.raw"), roots, NULL, &err);
+	is_int(r, -ELOOP, "a dangling link refused as a link");
+	has(&err, "nothing.raw'); qvm opens no file through a link", "... naming its target");
+	util_err_clear(&err);
+	r = stor_check_path(P("img-link/good.raw"), roots, NULL, &err);
+	is_int(r, -ELOOP, "a path through a linked folder refused");
+	has(&err, "goes through a symbolic link (it is really '", "... naming the real path");
+	util_err_clear(&err);
+
+	r = stor_check_path(P("img/../img/good.raw"), roots, &real, &err);
+	is_int(r, 0, "'..' that stays inside accepted (read as text, no link on the way)");
+	is_str(real, expect, "... resolved");
 	free(real);
 	real = NULL;
-
-	r = stor_check_path(P("img/../img/good.raw"), roots, NULL, &err);
-	is_int(r, 0, "'..' that stays inside accepted (realpath compared)");
+	r = stor_check_path(P("img/sub/../good.raw"), roots, NULL, &err);
+	is_int(r, 0, "'sub/..' accepted");
+	r = stor_check_path(P("img/.//good.raw"), roots, NULL, &err);
+	is_int(r, 0, "'.' and '//' accepted");
 
 	{
 		const char *link_roots[] = { P("img-link"), NULL };
@@ -200,9 +222,9 @@ static void test_path_policy(void)
 	             "http:// pseudo-path");
 	path_refused(P("img/a\nb.raw"), roots, "control character (0x0a)", "newline");
 	path_refused(P("img/a\033[2Jb.raw"), roots, "control character (0x1b)", "escape");
-	path_refused(P("img/escape.raw"), roots, "is not under an allowed folder",
-	             "symlink escaping the root");
-	path_refused(P("img/escape.raw"), roots, "really '", "symlink escape names the target");
+	path_refused(P("img/escape.raw"), roots, "is a symbolic link", "symlink escaping the root");
+	path_refused(P("img/escape.raw"), roots, "out/secret.raw",
+	             "symlink escape names the target");
 	path_refused(P("img/sub"), roots, "is a directory", "directory");
 	path_refused(P("img/missing.raw"), roots, "does not exist", "missing file");
 	path_refused(P("imgs/disk.raw"), roots, "is not under an allowed folder",
@@ -843,6 +865,118 @@ static void test_disk_ops(void)
 	stor_remove_disk(d, false, &err);
 }
 
+/* lc_check_vm_files(): what start checks again, on files swapped after
+ * create (the storage checks above, applied to a definition). */
+static void check_refused(const lc_vmdef *def, const char *const *roots, const char *needle,
+                          const char *name)
+{
+	util_err err = { 0 };
+	int r = lc_check_vm_files(P("qvm"), 1, def, roots, &err);
+
+	ok(r < 0, "%s: refused (%d)", name, r);
+	has(&err, needle, name);
+}
+
+static void test_recheck(void)
+{
+	const char *roots[] = { img_dir, NULL };
+	const char *base = P("img/rc-base.qcow2"), *top = P("qvm/vms/1/disk0.qcow2");
+	lc_disk d = { .id = 0,
+		      .path = (char *)top,
+		      .format = "qcow2",
+		      .backing = (char *)base,
+		      .backing_format = "qcow2",
+		      .owned = true };
+	lc_vmdef def = { .name = "rc", .disks = &d, .n_disks = 1 };
+	util_err err = { 0 };
+
+	unsetenv("QVM_QEMU_IMG");
+	if (util_mkdir_p(P("qvm/vms/1"), 0700, &err) < 0 ||
+	    qimg("create", "-q", "-f", "qcow2", base, "16M", NULL) != 0)
+		abort();
+	is_int(lc_check_vm_files(P("qvm"), 1, &def, roots, &err), 0,
+	       "an owned overlay still to be made: its base alone is checked");
+	is_int(stor_create_overlay(top, base, "qcow2", &err), 0, "the overlay made");
+	is_int(lc_check_vm_files(P("qvm"), 1, &def, roots, &err), 0, "what create made passes");
+	is_int(lc_check_disk_files(P("qvm"), 1, &d, roots, &err), 0, "... disk by disk too");
+	check_refused(&def, NULL, "disk 0: base image: path '", "no roots: only ROOT/images");
+
+	/* the base swapped for a data-file qcow2, one with a backing file */
+	{
+		_cleanup_free_ char *o = util_xasprintf("data_file=%s", P("out/rc-data.raw"));
+
+		qimg("create", "-q", "-f", "qcow2", "-o", o, P("img/rc-new"), "16M", NULL);
+	}
+	rename(P("img/rc-new"), base);
+	check_refused(&def, roots, "disk 0: base image: '", "base with a data file");
+	check_refused(&def, roots, "has an external data file", "... why");
+	qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", P("out/secret.raw"), P("img/rc-new"),
+	     "16M", NULL);
+	rename(P("img/rc-new"), base);
+	check_refused(&def, roots, "has a backing file", "base with a backing file");
+	/* a raw base that now carries a qcow2 header */
+	qimg("create", "-q", "-f", "qcow2", P("img/rc-new"), "16M", NULL);
+	rename(P("img/rc-new"), base);
+	d.backing_format = "raw";
+	check_refused(&def, roots, "contains a qcow2 image but was declared raw",
+	              "raw base with a qcow2 header");
+	d.backing_format = "qcow2";
+	is_int(lc_check_vm_files(P("qvm"), 1, &def, roots, &err), 0,
+	       "a plain qcow2 base again passes");
+
+	/* the overlay: recording another backing file, a link, a data file */
+	qimg("create", "-q", "-f", "qcow2", P("img/rc-other.qcow2"), "16M", NULL);
+	qimg("rebase", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", P("img/rc-other.qcow2"), top,
+	     NULL);
+	check_refused(&def, roots, "no longer records '", "overlay naming another backing file");
+	rename(top, P("qvm/vms/1/real.qcow2"));
+	if (symlink(P("qvm/vms/1/real.qcow2"), top) < 0)
+		abort();
+	check_refused(&def, roots, "disk 0: '", "overlay replaced by a link");
+	check_refused(&def, roots, "is a symbolic link, not the file qvm made", "... why");
+	unlink(top);
+	rename(P("qvm/vms/1/real.qcow2"), top);
+	d.backing = (char *)base;
+	d.backing_format = "qcow2";
+	qimg("rebase", "-q", "-u", "-f", "qcow2", "-F", "qcow2", "-b", base, top, NULL);
+	if (symlink(P("qvm"), P("qvm-link")) < 0)
+		abort();
+	d.path = (char *)P("qvm-link/vms/1/disk0.qcow2");
+	is_int(lc_check_vm_files(P("qvm-link"), 1, &def, roots, &err), 0,
+	       "a qvm root given through a link is the administrator's: its disks pass");
+	d.path = (char *)top;
+	unlink(top);
+	{
+		_cleanup_free_ char *o = util_xasprintf("data_file=%s", P("out/rc-data2.raw"));
+
+		qimg("create", "-q", "-f", "qcow2", "-o", o, top, "16M", NULL);
+	}
+	d.backing = NULL;
+	d.backing_format = NULL;
+	check_refused(&def, roots, "has an external data file", "overlay with a data file");
+	/* a raw disk holds the guest's data, which may look like anything */
+	unlink(top);
+	qimg("create", "-q", "-f", "qcow2", top, "16M", NULL);
+	d.format = "raw";
+	is_int(lc_check_vm_files(P("qvm"), 1, &def, roots, &err), 0,
+	       "a raw disk that looks like qcow2 passes (qemu opens it as raw)");
+
+	/* kernel, initrd, cdrom */
+	def.n_disks = 0;
+	write_file(P("img/rc.iso"), "iso");
+	def.cdrom = (char *)P("img/rc.iso");
+	is_int(lc_check_vm_files(P("qvm"), 1, &def, roots, &err), 0, "an ISO in the roots");
+	unlink(def.cdrom);
+	if (symlink("/etc/shadow", def.cdrom) < 0)
+		abort();
+	check_refused(&def, roots, "cdrom: path '", "ISO replaced by a link");
+	check_refused(&def, roots, "(to '/etc/shadow')", "... naming where it points");
+	def.cdrom = NULL;
+	def.kernel = (char *)P("out/secret.raw");
+	check_refused(&def, roots, "kernel: path '", "kernel outside the roots");
+	check_refused(&def, roots, "is not under an allowed folder", "... why");
+}
+
 int main(void)
 {
 	util_err err = { 0 };
@@ -861,6 +995,7 @@ int main(void)
 	test_create();
 	test_remove();
 	test_disk_ops();
+	test_recheck();
 
 	if (util_rm_rf(root, &err) < 0)
 		diag("cleanup: %s", err.msg);

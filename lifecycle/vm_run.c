@@ -245,6 +245,23 @@ static int cancel_restart(const char *root, const lc_db *db, const lc_vm *vm, lc
 	                 err);
 }
 
+/* A shutdown's or reboot's request did not reach QEMU: the VM goes back
+ * to lcm, where it was, unless its supervisor recorded meanwhile that
+ * QEMU went (the likely reason the request failed). */
+static void request_failed(const char *root, uint64_t id, lc_lcm lcm, const char *reason,
+                           const char *why)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	util_err ignored = { 0 };
+	lc_vm *vm;
+
+	if (lc_load_vm(root, id, &db, &vm, &ignored) == 0 && vm->state == LC_ACTIVE &&
+	    vm->lcm == LC_LCM_SHUTDOWN) {
+		lc_db_close(TAKE_PTR(db));
+		lc_record(root, id, LC_ACTIVE, lcm, reason, why, NULL, &ignored);
+	}
+}
+
 /* Wait for the supervisor to finish (QEMU gone, final state recorded). */
 static int wait_supervisor(const lc_vm *vm, int timeout_ms)
 {
@@ -298,18 +315,7 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 	if (r == -EPIPE && o->hard)
 		r = 0; /* quit: QEMU may close before it answers */
 	if (r < 0) {
-		_cleanup_(lc_db_closep) lc_db *now_db = NULL;
-		util_err ignored = { 0 };
-		lc_vm *now_vm;
-
-		/* back to where it was, unless its supervisor recorded meanwhile
-		 * that QEMU went (the likely reason the request failed) */
-		if (lc_load_vm(root, h.id, &now_db, &now_vm, &ignored) == 0 &&
-		    now_vm->state == LC_ACTIVE && now_vm->lcm == LC_LCM_SHUTDOWN) {
-			lc_db_close(TAKE_PTR(now_db));
-			lc_record(root, h.id, LC_ACTIVE, vm->lcm, "the shutdown request failed",
-			          err->msg, NULL, &ignored);
-		}
+		request_failed(root, h.id, vm->lcm, "the shutdown request failed", err->msg);
 		goto out;
 	}
 	qmp_close(TAKE_PTR(qmp));
@@ -347,8 +353,31 @@ int lc_vm_shutdown(const char *root, const char *name, bool to_done, const lc_ru
 		        same ? "" : vm->reason, same ? "" : ")");
 	}
 out:
+	/* a failed request (QEMU's error, no answer) says which vm */
+	if (r < 0 && !util_startswith(err->msg, "cannot "))
+		util_err_prefix(err, "cannot %s '%s'", to_done ? "shutdown" : "poweroff", h.name);
 	lc_held_clear(&h);
 	return r;
+}
+
+/* QEMU went away while the guest rebooted (it died, or its supervisor
+ * gave the reboot up and powered it off): say what the vm is once its
+ * supervisor has recorded that. vm is as it was before the reboot. */
+static void reboot_lost(const char *root, const lc_vm *vm, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_free_ char *now = NULL;
+	util_err ignored = { 0 };
+	char cause[sizeof(err->msg)];
+	lc_vm *vm_now;
+
+	snprintf(cause, sizeof(cause), "%s", err->msg);
+	lc_wait_pid_exit(vm->qemu_pid, vm->qemu_starttime, 3000);
+	lc_wait_pid_exit(vm->supervisor_pid, vm->supervisor_starttime, 1000);
+	if (lc_load_vm(root, vm->id, &db, &vm_now, &ignored) < 0)
+		return;
+	now = lc_state_text(vm_now);
+	util_err_set(err, err->code, "%s; it is %s now", cause, now);
 }
 
 int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
@@ -381,12 +410,17 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 	              json_pack("{s:s, s:I, s:s}", "target", "REBOOT", "timeout_ms",
 	                        (json_int_t)timeout_s * 1000, "prev", lc_lcm_name(vm->lcm)),
 	              err);
+	if (r < 0)
+		goto out;
 	util_crash_point("reboot-after-intent");
-	if (r == 0)
-		r = qmp_execute(qmp, "system_powerdown", NULL, 0, NULL, err);
-	if (r == 0)
-		lc_record_sent(root, h.id, NULL);
-	if (r < 0 || o->no_wait)
+	r = qmp_execute(qmp, "system_powerdown", NULL, 0, NULL, err);
+	if (r < 0) {
+		/* left in SHUTDOWN, nothing would ever end the reboot */
+		request_failed(root, h.id, vm->lcm, "the reboot request failed", err->msg);
+		goto out;
+	}
+	lc_record_sent(root, h.id, NULL);
+	if (o->no_wait)
 		goto out;
 	/* the guest shuts down, the supervisor resets and continues it */
 	r = qmp_wait_event(qmp, "RESUME", timeout_s * 1000 + 5000, &ev, err);
@@ -395,7 +429,11 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 		        err, -ETIMEDOUT,
 		        "cannot reboot '%s': the guest did not reboot within %d s (it ignored the ACPI request); use --hard",
 		        h.name, timeout_s);
+	else if (r < 0)
+		reboot_lost(root, vm, err);
 out:
+	if (r < 0 && !util_startswith(err->msg, "cannot "))
+		util_err_prefix(err, "cannot reboot '%s'", h.name);
 	lc_held_clear(&h);
 	return r;
 }

@@ -37,15 +37,16 @@ __attribute__((unused)) static void fake_write(int fd, const char *s)
 	}
 }
 
-/* An error reply to the command of id (its JSON text). */
-__attribute__((unused)) static void fake_error(int fd, const char *name, const char *id_text)
+/* An error reply of class cls to the command of id (its JSON text). */
+__attribute__((unused)) static void fake_error(int fd, const char *cls, const char *name,
+                                               const char *id_text)
 {
 	char reply[512];
 
 	snprintf(reply, sizeof(reply),
-	         "{\"error\": {\"class\": \"GenericError\", \"desc\": \"fake failure of %s\"}, "
+	         "{\"error\": {\"class\": \"%s\", \"desc\": \"fake failure of %s\"}, "
 	         "\"id\": %s}\r\n",
-	         name, id_text);
+	         cls, name, id_text);
 	fake_write(fd, reply);
 }
 

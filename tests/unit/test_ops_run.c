@@ -167,7 +167,7 @@ static void fq_command(fq_conn *c, const char *line)
 		util_write_file_atomic(path, text, strlen(text), NULL);
 	}
 	if (fq.step == conf.fault_at && conf.how == FAULT_ERROR) {
-		fake_error(c->fd, name, id_text);
+		fake_error(c->fd, "GenericError", name, id_text);
 		return;
 	}
 	if (fq.step == conf.fault_at && conf.how == FAULT_EOF)

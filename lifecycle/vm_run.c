@@ -247,7 +247,10 @@ static int cancel_restart(const char *root, const lc_db *db, const lc_vm *vm, lc
 
 /* A shutdown's or reboot's request did not reach QEMU: the VM goes back
  * to lcm, where it was, unless its supervisor recorded meanwhile that
- * QEMU went (the likely reason the request failed). */
+ * QEMU went (the likely reason the request failed). Looked at and
+ * recorded in one transaction: between a look and a record of their
+ * own, the supervisor could record QEMU's end, and the VM would be
+ * ACTIVE with nothing running it. */
 static void request_failed(const char *root, uint64_t id, lc_lcm lcm, const char *reason,
                            const char *why)
 {
@@ -255,11 +258,9 @@ static void request_failed(const char *root, uint64_t id, lc_lcm lcm, const char
 	util_err ignored = { 0 };
 	lc_vm *vm;
 
-	if (lc_load_vm(root, id, &db, &vm, &ignored) == 0 && vm->state == LC_ACTIVE &&
-	    vm->lcm == LC_LCM_SHUTDOWN) {
-		lc_db_close(TAKE_PTR(db));
-		lc_record(root, id, LC_ACTIVE, lcm, reason, why, NULL, &ignored);
-	}
+	if (lc_db_open(root, LC_DB_WRITE, &db, &ignored) == 0 && (vm = lc_db_vm_by_id(db, id)) &&
+	    vm->state == LC_ACTIVE && vm->lcm == LC_LCM_SHUTDOWN)
+		lc_db_record_state(db, vm, LC_ACTIVE, lcm, reason, why, &ignored);
 }
 
 /* Wait for the supervisor to finish (QEMU gone, final state recorded). */

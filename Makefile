@@ -86,7 +86,7 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIBQVM)
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h tests/unit/ops_fake.h $(LIBQVM)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< $(LIBQVM) $(LIBS) $(ALL_LDFLAGS)
 
@@ -147,7 +147,7 @@ install: $(QVM)
 	install -m 0755 $(QVM) $(DESTDIR)$(PREFIX)/bin/qvm
 	install -m 0644 doc/qvm.8 $(DESTDIR)$(PREFIX)/share/man/man8/qvm.8
 
-FORMAT_SRC = $(LIB_SRC) $(CLI_SRC) $(wildcard */*.h) $(UNIT_SRC) tests/unit/tap.h
+FORMAT_SRC = $(LIB_SRC) $(CLI_SRC) $(wildcard */*.h) $(UNIT_SRC) tests/unit/tap.h tests/unit/ops_fake.h
 
 format:
 	clang-format -i $(FORMAT_SRC)

@@ -116,20 +116,50 @@ static int state_refusal(const char *what, const lc_vm *vm, util_err *err)
 	                    what, vm->def.name, st);
 }
 
-/* Is device id in the running QEMU? */
-static bool device_present(qmp_client *q, const char *id)
+/* Is device id in the running QEMU: 1 yes, 0 no, or negative when QEMU
+ * did not say (an error of another class than DeviceNotFound, no answer).
+ * Taking any failure for "no" made a detach forget a nic whose device
+ * stayed in the guest. */
+static int device_state(qmp_client *q, const char *id, util_err *err)
 {
 	_cleanup_free_ char *path = util_xasprintf("/machine/peripheral/%s", id);
 	_cleanup_json_ json_t *args = json_pack("{s:s, s:s}", "path", path, "property", "type");
+	util_err mine = { 0 };
+	int r = qmp_execute(q, "qom-get", args, 0, NULL, &mine);
 
-	return qmp_execute(q, "qom-get", args, 0, NULL, NULL) == 0;
+	if (r == 0)
+		return 1;
+	if (util_streq(mine.qmp_class, "DeviceNotFound"))
+		return 0;
+	if (err)
+		*err = mine;
+	return r;
 }
 
-static void netdev_del(qmp_client *q, unsigned nic_id)
+/* ... where "did not say" counts as present (nothing is undone on it). */
+static bool device_present(qmp_client *q, const char *id)
+{
+	return device_state(q, id, NULL) != 0;
+}
+
+static int netdev_del(qmp_client *q, unsigned nic_id)
 {
 	_cleanup_json_ json_t *args = json_pack("{s:o}", "id", json_sprintf("net%u", nic_id));
 
-	qmp_execute(q, "netdev_del", args, 0, NULL, NULL);
+	return qmp_execute(q, "netdev_del", args, 0, NULL, NULL);
+}
+
+/* A connection that QEMU left unanswered (a timeout ends it) or dropped
+ * is replaced by a new one (*q NULL when QEMU cannot be reached): what
+ * QEMU did meanwhile is looked at, and undone, there. */
+static void reconnect_if_dead(const char *root, const lc_vm *vm, qmp_client **q)
+{
+	util_err ignored = { 0 };
+
+	if (!*q || qmp_alive(*q))
+		return;
+	qmp_close(TAKE_PTR(*q));
+	lc_command_qmp(root, vm->id, vm->def.name, q, &ignored);
 }
 
 /* The name getfd gives the tap's fd in QEMU until netdev_add takes it. */
@@ -206,7 +236,11 @@ static int settle_qemu(const char *root, const lc_vm *vm, bool attach, const lc_
 			    (lc_find_qemu(vm, &pid, &start) == 0 && pid > 0))
 				return -EAGAIN;
 		} else {
-			present = device_present(q, dev);
+			int st = device_state(q, dev, NULL);
+
+			if (st < 0)
+				return -EAGAIN; /* QEMU did not say: not judged now */
+			present = st;
 		}
 	}
 	if (!attach && present) {
@@ -405,6 +439,13 @@ static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err 
 	r = util_fail_point("nic-attach-after-getfd", err);
 	if (r == 0)
 		r = qmp_execute(q, "netdev_add", nd, 0, NULL, err);
+	if (r == -EREMOTEIO && device_state(q, devid, NULL) == 0 && netdev_del(q, n->id) == 0) {
+		/* a netdev of this name without its device: left by a detach
+		 * whose netdev_del QEMU refused, it would refuse this attach
+		 * and every later one of the nic id. It went: once more. */
+		util_err_clear(err);
+		r = qmp_execute(q, "netdev_add", nd, 0, NULL, err);
+	}
 	if (r < 0)
 		goto undo;
 	/* the netdev took the fd out of QEMU's named ones */
@@ -423,6 +464,17 @@ static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err 
 	return 0;
 
 undo:
+	if (q && !qmp_alive(q)) {
+		/* QEMU did not answer (or dropped us): it may have done the
+		 * step all the same, and a netdev left behind would refuse
+		 * every later attach of this nic id */
+		reconnect_if_dead(root, vm, &q);
+		if (q && device_state(q, devid, NULL) == 1) {
+			util_err_clear(err);
+			return 0; /* the device is in: done all the same */
+		}
+		have_netdev = have_fd = q != NULL;
+	}
 	if (have_netdev)
 		netdev_del(q, n->id);
 	if (have_fd)
@@ -650,9 +702,18 @@ static int hot_remove(const char *root, const lc_vm *vm, const lc_nic *n, util_e
 	if (r < 0)
 		return r;
 	snprintf(devid, sizeof(devid), "nic%u", n->id);
-	if (device_present(q, devid)) {
+	r = device_state(q, devid, err);
+	if (r < 0)
+		return r;
+	if (r) {
 		args = json_pack("{s:s}", "id", devid);
 		r = qmp_execute(q, "device_del", args, 0, NULL, err);
+		if (r < 0 && !qmp_alive(q)) {
+			/* no answer: the device may be gone all the same */
+			reconnect_if_dead(root, vm, &q);
+			if (q && device_state(q, devid, NULL) == 0)
+				goto unplugged;
+		}
 		if (r < 0)
 			return r;
 		util_crash_point("nic-detach-after-device-del");
@@ -664,7 +725,10 @@ static int hot_remove(const char *root, const lc_vm *vm, const lc_nic *n, util_e
 
 			r = qmp_wait_event(q, "DEVICE_DELETED", 250, &ev, err);
 			if (r == -ETIMEDOUT) {
-				if (!device_present(q, devid))
+				r = device_state(q, devid, err);
+				if (r < 0)
+					return r;
+				if (!r)
 					break;
 				if (util_now_ms() < end)
 					continue;
@@ -684,7 +748,14 @@ static int hot_remove(const char *root, const lc_vm *vm, const lc_nic *n, util_e
 				break;
 		}
 	}
-	netdev_del(q, n->id);
+unplugged:
+	/* once more on a new connection if QEMU dropped this one: a netdev
+	 * left would refuse the next attach of this nic id */
+	if (netdev_del(q, n->id) < 0 && !qmp_alive(q)) {
+		reconnect_if_dead(root, vm, &q);
+		if (q)
+			netdev_del(q, n->id);
+	}
 	tap_remove(vm->id, n->id);
 	return 0;
 }

@@ -405,6 +405,21 @@ static void kill_qemu(sup *s)
 		waitpid(s->qemu_pid, NULL, 0);
 }
 
+/* QEMU is to go: the guest is off, or its time to shut down ran out.
+ * A QEMU that cannot be told to quit (an error reply, no reply, a lost
+ * connection) is killed: left, it would keep the VM in ACTIVE/SHUTDOWN
+ * with nobody to end it. Its exit (the pidfd) ends the VM either way. */
+static void quit_qemu(sup *s)
+{
+	util_err err = { 0 };
+
+	if (qmp_execute(s->qmp, "quit", NULL, 0, NULL, &err) == 0)
+		return;
+	note(s, "cannot make qemu %d quit (%s): killing it", (int)s->qemu_pid, err.msg);
+	if (s->qemu_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, s->qemu_pidfd, SIGKILL, NULL, 0);
+}
+
 /* Start QEMU for the VM and boot it: sockets, log, argv, fork+execve,
  * record its pid, connect QMP, cont. On failure QEMU is gone, the runtime
  * folder removed, and err says why (with QEMU's own last line). */
@@ -633,7 +648,7 @@ static int adopt_qemu(sup *s, util_err *err)
 				json_object_set_new(extra, "target", json_string(vm->target));
 			record(s, vm->state, vm->lcm, "adopted by a new supervisor", NULL, extra);
 		}
-		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
+		quit_qemu(s);
 	} else {
 		json_t *extra = pids_json(s);
 		lc_state state = vm->state;
@@ -745,7 +760,7 @@ static void on_shutdown(sup *s, json_t *data)
 	                                      : "powered off");
 	util_crash_point("supervisor-before-quit");
 	if (!util_streq(reason, "host-qmp-quit"))
-		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
+		quit_qemu(s);
 }
 
 static void on_powerdown(sup *s)
@@ -832,7 +847,7 @@ static void on_shutdown_timeout(sup *s)
 	if (in.hard_after) {
 		note(s, "the guest ignored the ACPI shutdown for %" PRId64 " ms: quitting",
 		     in.timeout_ms);
-		qmp_execute(s->qmp, "quit", NULL, 0, NULL, NULL);
+		quit_qemu(s);
 		return;
 	}
 	{

@@ -114,7 +114,15 @@ int lc_record_sent(const char *root, uint64_t id, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	lc_vm *vm = r == 0 ? lc_db_vm_by_id(db, id) : NULL;
 
+	/* once only, and only while the shutdown is under way: the command
+	 * and the supervisor (at QEMU's POWERDOWN) both mark it, and the
+	 * later one would otherwise add a second record, or one after the
+	 * supervisor recorded the end */
+	if (r == 0 &&
+	    (!vm || vm->state != LC_ACTIVE || vm->lcm != LC_LCM_SHUTDOWN || vm->request_sent))
+		return 0;
 	if (r == 0)
 		r = lc_db_append(db,
 		                 json_pack("{s:s, s:I, s:s}", "type", "sent", "id", (json_int_t)id,

@@ -247,6 +247,44 @@ static int cancel_restart(lc_cmd *c, lc_state target, util_err *err)
 	                     err);
 }
 
+/* A shutdown's or reboot's request did not reach QEMU: the VM goes back
+ * to lcm, where it was, unless its supervisor recorded meanwhile that
+ * QEMU went (the likely reason the request failed). Looked at and
+ * recorded in one transaction: between a look and a record of their
+ * own, the supervisor could record QEMU's end, and the VM would be
+ * ACTIVE with nothing running it. */
+static void request_failed(lc_cmd *c, lc_lcm lcm, const char *reason, const char *why)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	util_err ignored = { 0 };
+	lc_vm *vm;
+
+	lc_cmd_let_go(c);
+	if (lc_db_open(c->root, LC_DB_WRITE, &db, &ignored) == 0 &&
+	    (vm = lc_db_vm_by_id(db, c->h.id)) && vm->state == LC_ACTIVE &&
+	    vm->lcm == LC_LCM_SHUTDOWN)
+		lc_db_record_state(db, vm, LC_ACTIVE, lcm, reason, why, &ignored);
+}
+
+/* QEMU went away while the guest rebooted (it died, or its supervisor
+ * gave the reboot up and powered it off): say what the vm is once its
+ * supervisor has recorded that. before is the vm as it was before the
+ * reboot. */
+static void reboot_lost(lc_cmd *c, const lc_vm *before, util_err *err)
+{
+	_cleanup_free_ char *now = NULL;
+	util_err ignored = { 0 };
+	char cause[sizeof(err->msg)];
+
+	snprintf(cause, sizeof(cause), "%s", err->msg);
+	lc_wait_pid_exit(before->qemu_pid, before->qemu_starttime, 3000);
+	lc_wait_pid_exit(before->supervisor_pid, before->supervisor_starttime, 1000);
+	if (lc_cmd_reload(c, &ignored) < 0)
+		return;
+	now = lc_state_text(c->vm);
+	util_err_set(err, err->code, "%s; it is %s now", cause, now);
+}
+
 /* After a shutdown's request reached QEMU: wait for the supervisor to
  * record the end (it exits then; a guest that ignores ACPI makes it record
  * RUNNING after the timeout instead), and say what the wait ended in. */
@@ -310,14 +348,7 @@ static int shutdown_act(lc_cmd *c, void *arg, util_err *err)
 	if (r == -EPIPE && o->hard)
 		r = 0; /* quit: QEMU may close before it answers */
 	if (r < 0) {
-		util_err ignored = { 0 };
-
-		/* back to where it was, unless its supervisor recorded meanwhile
-		 * that QEMU went (the likely reason the request failed) */
-		if (lc_cmd_reload(c, &ignored) == 0 && c->vm->state == LC_ACTIVE &&
-		    c->vm->lcm == LC_LCM_SHUTDOWN)
-			lc_cmd_record(c, LC_ACTIVE, was, "the shutdown request failed", err->msg,
-			              NULL, &ignored);
+		request_failed(c, was, "the shutdown request failed", err->msg);
 		return r;
 	}
 	lc_cmd_qmp_close(c);
@@ -342,6 +373,11 @@ static int reboot_act(lc_cmd *c, void *arg, util_err *err)
 {
 	_cleanup_json_ json_t *ev = NULL;
 	int timeout_s = c->o->timeout_s > 0 ? c->o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
+	const lc_vm before = { .qemu_pid = c->vm->qemu_pid,
+		               .qemu_starttime = c->vm->qemu_starttime,
+		               .supervisor_pid = c->vm->supervisor_pid,
+		               .supervisor_starttime = c->vm->supervisor_starttime };
+	lc_lcm was = c->vm->lcm;
 	int r;
 
 	(void)arg;
@@ -349,15 +385,20 @@ static int reboot_act(lc_cmd *c, void *arg, util_err *err)
 		return qmp_execute(c->qmp, "system_reset", NULL, 0, NULL, err);
 	r = lc_cmd_record(c, LC_ACTIVE, LC_LCM_SHUTDOWN, "ACPI reboot requested", NULL,
 	                  json_pack("{s:s, s:I, s:s}", "target", "REBOOT", "timeout_ms",
-	                            (json_int_t)timeout_s * 1000, "prev", lc_lcm_name(c->vm->lcm)),
+	                            (json_int_t)timeout_s * 1000, "prev", lc_lcm_name(was)),
 	                  err);
-	util_crash_point("reboot-after-intent");
-	if (r == 0)
-		r = qmp_execute(c->qmp, "system_powerdown", NULL, 0, NULL, err);
-	if (r == 0)
-		lc_record_sent(c->root, c->h.id, NULL);
-	if (r < 0 || c->o->no_wait)
+	if (r < 0)
 		return r;
+	util_crash_point("reboot-after-intent");
+	r = qmp_execute(c->qmp, "system_powerdown", NULL, 0, NULL, err);
+	if (r < 0) {
+		/* left in SHUTDOWN, nothing would ever end the reboot */
+		request_failed(c, was, "the reboot request failed", err->msg);
+		return r;
+	}
+	lc_record_sent(c->root, c->h.id, NULL);
+	if (c->o->no_wait)
+		return 0;
 	/* the guest shuts down, the supervisor resets and continues it */
 	lc_cmd_let_go(c);
 	r = qmp_wait_event(c->qmp, "RESUME", timeout_s * 1000 + 5000, &ev, err);
@@ -366,6 +407,8 @@ static int reboot_act(lc_cmd *c, void *arg, util_err *err)
 		        err, -ETIMEDOUT,
 		        "cannot reboot '%s': the guest did not reboot within %d s (it ignored the ACPI request); use --hard",
 		        c->h.name, timeout_s);
+	else if (r < 0)
+		reboot_lost(c, &before, err);
 	return r;
 }
 

@@ -13,6 +13,7 @@
 #include "qmp/client.c"
 
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -21,15 +22,9 @@
 
 #include "lifecycle/run.h"
 #include "lifecycle/snapshot.h"
+#include "net/net.h"
+#include "ops_fake.h"
 #include "tap.h"
-
-#define GREETING                                                                                   \
-	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "          \
-	"\"package\": \"fake\"}, \"capabilities\": []}}\r\n"
-
-typedef enum fault { FAULT_NONE, FAULT_ERROR, FAULT_EOF, FAULT_SILENCE } fault;
-
-static const char *const fault_names[] = { "none", "an error reply", "EOF", "silence" };
 
 static const char *root;
 static uint64_t vm_id;
@@ -51,23 +46,57 @@ static const char *default_reply(const char *cmd)
 	return "{\"return\": {}}";
 }
 
-static void fake_write(int fd, const char *s)
-{
-	size_t n = strlen(s);
-
-	while (n > 0) {
-		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-
-		if (w <= 0)
-			return;
-		s += w;
-		n -= (size_t)w;
-	}
-}
-
 /* What the fake QEMU holds (in the child): block nodes and devices, as
  * the test set them up before it forked and as commands change them. */
 static json_t *fake_nodes, *fake_devices, *fake_jobs, *fake_tags;
+/* The fds getfd gave it (name: fd) and the netdevs that took them (id:
+ * fd, -1 for those a run before this one left), and the fd that came with
+ * the command at hand (SCM_RIGHTS), if any: QEMU holds a tap open. */
+static json_t *fake_fds, *fake_netdevs;
+static int fake_passed = -1;
+
+static void close_held(json_t *held_fds, const char *key)
+{
+	int fd = (int)json_integer_value(json_object_get(held_fds, key));
+
+	if (fd >= 0)
+		close(fd);
+	json_object_del(held_fds, key);
+}
+
+/* getfd, closefd, netdev_add, netdev_del (tell report as note_held does). */
+static void note_held_net(int report, const char *cmd, json_t *args)
+{
+	const char *fdname = json_string_value(json_object_get(args, "fdname"));
+	const char *id = json_string_value(json_object_get(args, "id"));
+
+	if (!strcmp(cmd, "getfd") && fdname && fake_passed >= 0) {
+		if (json_object_get(fake_fds, fdname))
+			close_held(fake_fds, fdname);
+		else
+			dprintf(report, "+fd:%s\n", fdname);
+		json_object_set_new(fake_fds, fdname, json_integer(fake_passed));
+		fake_passed = -1;
+	} else if (!strcmp(cmd, "closefd") && fdname && json_object_get(fake_fds, fdname)) {
+		close_held(fake_fds, fdname);
+		dprintf(report, "-fd:%s\n", fdname);
+	} else if (!strcmp(cmd, "netdev_add") && id && !json_object_get(fake_netdevs, id)) {
+		const char *from = json_string_value(json_object_get(args, "fd"));
+		json_t *fd = from ? json_object_get(fake_fds, from) : NULL;
+
+		/* the netdev takes the fd out of the named ones */
+		json_object_set_new(fake_netdevs, id,
+		                    json_integer(fd ? json_integer_value(fd) : -1));
+		if (fd) {
+			json_object_del(fake_fds, from);
+			dprintf(report, "-fd:%s\n", from);
+		}
+		dprintf(report, "+netdev:%s\n", id);
+	} else if (!strcmp(cmd, "netdev_del") && id && json_object_get(fake_netdevs, id)) {
+		close_held(fake_netdevs, id);
+		dprintf(report, "-netdev:%s\n", id);
+	}
+}
 
 /* Apply a command to what QEMU holds, and tell report ("+name" or
  * "-name", a line each) so that the test keeps count across runs. */
@@ -106,19 +135,29 @@ static void note_held(int report, const char *cmd, json_t *args)
 		}
 	} else if (!strcmp(cmd, "job-dismiss") && dev) {
 		json_object_del(fake_jobs, dev);
+	} else {
+		note_held_net(report, cmd, args);
 	}
 }
 
-/* QEMU refuses a second node or device of a name, as the real one does. */
-static bool duplicate(const char *cmd, json_t *args)
+/* QEMU refuses a second node, device or netdev of a name, and a qom-get
+ * of a device or a netdev_del of a netdev it does not have, as the real
+ * one does. */
+static bool refused(const char *cmd, json_t *args)
 {
 	const char *node = json_string_value(json_object_get(args, "node-name"));
 	const char *dev = json_string_value(json_object_get(args, "id"));
+	const char *path = json_string_value(json_object_get(args, "path"));
 
 	if (!cmd)
 		return false;
+	if (!strcmp(cmd, "qom-get") && path && util_startswith(path, "/machine/peripheral/"))
+		return !json_object_get(fake_devices, path + strlen("/machine/peripheral/"));
+	if (!strcmp(cmd, "netdev_del") && dev)
+		return !json_object_get(fake_netdevs, dev);
 	return (!strcmp(cmd, "blockdev-add") && node && json_object_get(fake_nodes, node)) ||
-	       (!strcmp(cmd, "device_add") && dev && json_object_get(fake_devices, dev));
+	       (!strcmp(cmd, "device_add") && dev && json_object_get(fake_devices, dev)) ||
+	       (!strcmp(cmd, "netdev_add") && dev && json_object_get(fake_netdevs, dev));
 }
 
 /* The answers that depend on what it holds; NULL for the others. */
@@ -131,7 +170,9 @@ static char *held_reply(const char *cmd)
 	if (!strcmp(cmd, "qom-list"))
 		json_object_foreach (fake_devices, k, v)
 			json_array_append_new(list, json_pack("{s:s, s:s}", "name", k, "type",
-			                                      "child<virtio-blk-pci>"));
+			                                      util_startswith(k, "nic")
+			                                              ? "child<virtio-net-pci>"
+			                                              : "child<virtio-blk-pci>"));
 	else if (!strcmp(cmd, "query-named-block-nodes"))
 		json_object_foreach (fake_nodes, k, v) {
 			json_t *snaps = json_array(), *tv;
@@ -159,15 +200,44 @@ static char *held_reply(const char *cmd)
 	return out;
 }
 
-/* One command (one JSON object a line, as qvm sends them), or NULL at EOF. */
-static json_t *fake_read(FILE *in)
-{
-	char line[65536];
-	json_error_t jerr;
+typedef struct fake_in {
+	int fd;
+	size_t len;
+	char buf[65536];
+} fake_in;
 
-	if (!fgets(line, sizeof(line), in))
-		return NULL;
-	return json_loads(line, 0, &jerr);
+/* One command (one JSON object a line, as qvm sends them), or NULL at EOF;
+ * an fd that came with it in fake_passed. */
+static json_t *fake_read(fake_in *in)
+{
+	for (;;) {
+		char *nl = memchr(in->buf, '\n', in->len), cbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { in->buf + in->len, sizeof(in->buf) - in->len };
+		struct msghdr mh = { .msg_iov = &iov,
+			             .msg_iovlen = 1,
+			             .msg_control = cbuf,
+			             .msg_controllen = sizeof(cbuf) };
+		ssize_t n;
+
+		if (nl) {
+			json_t *j;
+
+			*nl = '\0';
+			j = json_loads(in->buf, 0, NULL);
+			in->len -= (size_t)(nl + 1 - in->buf);
+			memmove(in->buf, nl + 1, in->len);
+			return j ? j : json_object();
+		}
+		if (in->len >= sizeof(in->buf) || (n = recvmsg(in->fd, &mh, MSG_CMSG_CLOEXEC)) <= 0)
+			return NULL;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+				if (fake_passed >= 0)
+					close(fake_passed);
+				memcpy(&fake_passed, CMSG_DATA(cm), sizeof(int));
+			}
+		in->len += (size_t)n;
+	}
 }
 
 /* Serve connections one after another: every command is written to report
@@ -177,16 +247,18 @@ static _Noreturn void fake_qemu(int listen_fd, int report, int fault_at, fault h
 {
 	int step = 0;
 
+	static fake_in in;
+
 	for (;;) {
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		FILE *in;
 		json_t *cmd;
 
 		if (fd < 0)
 			_exit(0);
-		in = fdopen(dup(fd), "r");
+		in.fd = fd;
+		in.len = 0;
 		fake_write(fd, GREETING);
-		while (in && (cmd = fake_read(in))) {
+		while ((cmd = fake_read(&in))) {
 			const char *name = json_string_value(json_object_get(cmd, "execute"));
 			json_t *id = json_object_get(cmd, "id");
 			char *id_text = id ? json_dumps(id, JSON_ENCODE_ANY) : strdup("null");
@@ -197,10 +269,12 @@ static _Noreturn void fake_qemu(int listen_fd, int report, int fault_at, fault h
 				step++;
 				dprintf(report, "%s\n", name ? name : "?");
 			}
-			dup_name = !caps && duplicate(name, json_object_get(cmd, "arguments"));
+			dup_name = !caps && refused(name, json_object_get(cmd, "arguments"));
 			/* what QEMU holds: a silent QEMU did it all the same */
 			if (!caps && !dup_name && !(step == fault_at && how != FAULT_SILENCE))
 				note_held(report, name, json_object_get(cmd, "arguments"));
+			if (fake_passed >= 0) /* not taken: QEMU lets it go */
+				close(TAKE_FD(fake_passed));
 			if (!caps && step == fault_at && how == FAULT_EOF) {
 				json_decref(cmd);
 				free(id_text);
@@ -211,12 +285,16 @@ static _Noreturn void fake_qemu(int listen_fd, int report, int fault_at, fault h
 				free(id_text);
 				continue;
 			}
-			if (!caps && (dup_name || (step == fault_at && how == FAULT_ERROR)))
-				snprintf(reply, sizeof(reply),
-				         "{\"error\": {\"class\": \"GenericError\", \"desc\": "
-				         "\"fake failure of %s\"}, \"id\": %s}\r\n",
-				         name, id_text);
-			else {
+			if (!caps && (dup_name || (step == fault_at && how == FAULT_ERROR))) {
+				/* a device it does not have, as QEMU says it */
+				fake_error(fd,
+				           dup_name && (!strcmp(name, "qom-get") ||
+				                        !strcmp(name, "netdev_del"))
+				                   ? "DeviceNotFound"
+				                   : "GenericError",
+				           name, id_text);
+				reply[0] = '\0';
+			} else {
 				char *dyn = held_reply(name ? name : "");
 				const char *base = dyn ? dyn : default_reply(name ? name : "");
 
@@ -224,7 +302,8 @@ static _Noreturn void fake_qemu(int listen_fd, int report, int fault_at, fault h
 				         (int)strlen(base) - 1, base, id_text);
 				free(dyn);
 			}
-			fake_write(fd, reply);
+			if (reply[0])
+				fake_write(fd, reply);
 			if (name && !strcmp(name, "device_del") && step != fault_at) {
 				/* the guest lets go at once */
 				json_t *dev =
@@ -241,8 +320,6 @@ static _Noreturn void fake_qemu(int listen_fd, int report, int fault_at, fault h
 			json_decref(cmd);
 			free(id_text);
 		}
-		if (in)
-			fclose(in);
 		close(fd);
 	}
 }
@@ -279,35 +356,27 @@ static int fake_start(fake *f, int fault_at, fault how)
 		fake_devices = json_object();
 		fake_jobs = json_object();
 		fake_tags = json_object();
+		fake_fds = json_object();
+		fake_netdevs = json_object();
 		for (size_t i = 0; i < tags.n; i++)
 			json_object_set_new(fake_tags, tags.v[i], json_true());
-		for (size_t i = 0; i < held.n; i++)
-			json_object_set_new(!strncmp(held.v[i], "node:", 5) ? fake_nodes
-			                                                    : fake_devices,
-			                    strchr(held.v[i], ':') + 1, json_true());
+		for (size_t i = 0; i < held.n; i++) {
+			const char *h = held.v[i];
+			json_t *in = !strncmp(h, "node:", 5)     ? fake_nodes
+			             : !strncmp(h, "netdev:", 7) ? fake_netdevs
+			             : !strncmp(h, "fd:", 3)     ? fake_fds
+			                                         : fake_devices;
+
+			json_object_set_new(in, strchr(h, ':') + 1,
+			                    in == fake_netdevs || in == fake_fds ? json_integer(-1)
+			                                                         : json_true());
+		}
 		fake_qemu(fd, pipefd[1], fault_at, how);
 	}
 	close(fd);
 	close(pipefd[1]);
 	f->report = pipefd[0];
 	return f->pid < 0 ? -errno : 0;
-}
-
-static char *join(const util_strv *v)
-{
-	size_t len = 1;
-	char *out;
-
-	for (size_t i = 0; i < v->n; i++)
-		len += strlen(v->v[i]) + 1;
-	out = util_xmalloc(len);
-	out[0] = '\0';
-	for (size_t i = 0; i < v->n; i++) {
-		if (i)
-			strcat(out, " ");
-		strcat(out, v->v[i]);
-	}
-	return out;
 }
 
 /* Stop the fake QEMU; the commands it got, as "a b c"; held updated. */
@@ -356,11 +425,6 @@ static char *fake_stop(fake *f)
 	return out;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* The internal snapshots the fake's disks hold, and those vm's tree says
  * they hold, as "a b". */
 static char *tags_held(void)
@@ -396,6 +460,10 @@ static char *held_by_def(const lc_vm *vm)
 		util_strv_pushf(&v, "dev:disk%u", vm->def.disks[i].id);
 		util_strv_pushf(&v, "node:disk%u", vm->def.disks[i].id);
 	}
+	for (size_t i = 0; i < vm->def.n_nics; i++) {
+		util_strv_pushf(&v, "dev:nic%u", vm->def.nics[i].id);
+		util_strv_pushf(&v, "netdev:net%u", vm->def.nics[i].id);
+	}
 	if (v.n)
 		qsort(v.v, v.n, sizeof(char *), cmp_str);
 	t = join(&v);
@@ -407,21 +475,51 @@ static char *held_by_def(const lc_vm *vm)
 }
 
 /* Does QEMU hold what vm's definition says, and beyond it only block
- * nodes (no device)? */
+ * nodes and netdevs (no device)? */
 static bool stale_nodes_only(const lc_vm *vm)
 {
+	_cleanup_free_ char *by_def = held_by_def(vm);
+	util_strv w = { 0 };
+	size_t found = 0;
+	char *save = NULL;
+	bool only = true;
+
+	for (char *t = strtok_r(by_def, " ", &save); t; t = strtok_r(NULL, " ", &save))
+		if (strcmp(t, "nothing"))
+			util_strv_push(&w, t);
 	for (size_t i = 0; i < held.n; i++) {
-		unsigned id;
+		bool wanted = util_strv_contains((const char *const *)w.v, held.v[i]);
+
+		found += wanted;
+		only &= wanted || !strncmp(held.v[i], "node:", 5) ||
+		        !strncmp(held.v[i], "netdev:", 7);
+	}
+	only &= found == w.n;
+	util_strv_clear(&w);
+	return only;
+}
+
+/* The taps of the vm's nics that the host has and its definition does
+ * not ("" when none): what a rolled-back attach or a detach leaves. */
+static char *taps_left(const lc_vm *vm)
+{
+	util_strv v = { 0 };
+	char *t;
+
+	for (unsigned id = 0; id < LC_NICS_MAX; id++) {
+		char tap[16];
+		net_link_info li;
 		bool in_def = false;
 
-		if (sscanf(held.v[i], "dev:disk%u", &id) != 1)
-			continue;
-		for (size_t k = 0; k < vm->def.n_disks; k++)
-			in_def |= vm->def.disks[k].id == id;
-		if (!in_def)
-			return false;
+		for (size_t k = 0; k < vm->def.n_nics; k++)
+			in_def |= vm->def.nics[k].id == id;
+		if (!in_def && net_tap_name(vm->id, id, tap, sizeof(tap), NULL) == 0 &&
+		    net_link_get(tap, &li, NULL) == 0 && li.kind == NET_KIND_TAP)
+			util_strv_push(&v, tap);
 	}
-	return true;
+	t = join(&v);
+	util_strv_clear(&v);
+	return t;
 }
 
 static char *held_text(void)
@@ -482,6 +580,7 @@ typedef struct op_case {
 	bool (*done)(const lc_vm *vm); /* the VM shows the operation's effect */
 	lc_lcm lcm_after;              /* its LCM state when done */
 	int (*prepare)(util_err *err); /* to the state each run starts from (or NULL) */
+	const char *want_records;      /* the journal's records of a run without a fault */
 } op_case;
 
 static int run_pause(util_err *err)
@@ -553,6 +652,47 @@ static bool reverted(const lc_vm *vm)
 
 	return s && json_integer_value(json_object_get(vm->snapshots, "current")) ==
 	                    json_integer_value(json_object_get(s, "id"));
+}
+
+static int run_nic_attach(util_err *err)
+{
+	return lc_vm_nic_attach(root, "fake", "testnet", NULL, NULL, NULL, NULL, NULL, err);
+}
+
+static bool has_nic(const lc_vm *vm)
+{
+	return vm->def.n_nics == 1;
+}
+
+static int run_nic_detach(util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm = vm_now(&db);
+
+	if (!vm || vm->def.n_nics == 0)
+		return util_err_set(err, -ENOENT, "the test's vm has no nic to detach");
+	return lc_vm_nic_detach(root, "fake", vm->def.nics[0].id, NULL, err);
+}
+
+static bool no_nic(const lc_vm *vm)
+{
+	return vm->def.n_nics == 0;
+}
+
+static int with_no_nic(util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm = vm_now(&db);
+
+	return vm && vm->def.n_nics ? run_nic_detach(err) : 0;
+}
+
+static int with_a_nic(util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm = vm_now(&db);
+
+	return vm && vm->def.n_nics ? 0 : run_nic_attach(err);
 }
 
 /* Each disk run starts with the disk it expects, or without. */
@@ -660,89 +800,172 @@ static void prepare(const op_case *c)
 	set_running();
 }
 
-/* The operation as it should go, then with each fault at each step of
- * that run, each from the state before it. */
-static void test_case(const op_case *c)
+/* The taps left, looked at while the fake QEMU still holds what it took. */
+static char *taps_now(void)
 {
-	_cleanup_free_ char *happy = NULL, *held_before = NULL;
-	size_t steps = 1;
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm = vm_now(&db);
+
+	return vm ? taps_left(vm) : util_xstrdup("?");
+}
+
+/* The vm's nics, as bits of their ids. */
+static unsigned nic_ids(void)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm = vm_now(&db);
+	unsigned ids = 0;
+
+	for (size_t i = 0; vm && i < vm->def.n_nics; i++)
+		ids |= 1u << vm->def.nics[i].id;
+	return ids;
+}
+
+/* The nics attached since the vm had those of old whose tap the host
+ * lacks ("" when none): the tap lives as long as QEMU holds it. */
+static char *taps_missing(unsigned old)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	lc_vm *vm = vm_now(&db);
+	util_strv v = { 0 };
+	char *t;
+
+	for (size_t i = 0; vm && i < vm->def.n_nics; i++) {
+		char tap[16];
+		net_link_info li;
+		unsigned id = vm->def.nics[i].id;
+
+		if (!(old & (1u << id)) &&
+		    (net_tap_name(vm->id, id, tap, sizeof(tap), NULL) < 0 ||
+		     net_link_get(tap, &li, NULL) < 0 || li.kind != NET_KIND_TAP))
+			util_strv_pushf(&v, "nic%u", id);
+	}
+	t = join(&v);
+	util_strv_clear(&v);
+	return t;
+}
+
+/* The operation as it should go: the commands it sent, the journal's
+ * records, the vm; the commands in *ret_sent. */
+static void happy_run(const op_case *c, char **ret_sent)
+{
+	_cleanup_free_ char *records = NULL, *taps = NULL, *missing = NULL;
+	_cleanup_db_ lc_db *db = NULL;
 	util_err err = { 0 };
+	unsigned nics;
+	uint64_t mark;
+	lc_vm *vm;
 	fake f;
 	int r;
 
+	*ret_sent = util_xstrdup("");
 	prepare(c);
-	held_before = held_text();
+	nics = nic_ids();
 	if (fake_start(&f, 0, FAULT_NONE) < 0) {
 		ok(0, "%s: a fake qemu", c->name);
 		return;
 	}
+	mark = records_mark(root);
 	r = c->run(&err);
-	happy = fake_stop(&f);
-	{
-		_cleanup_db_ lc_db *db = NULL;
-		lc_vm *vm = vm_now(&db);
-
-		ok(r == 0 && vm && c->done(vm) && vm->state == LC_ACTIVE && vm->lcm == c->lcm_after,
-		   "%s: done, and the vm shows it (sent %s): %s", c->name, happy, err.msg);
-	}
+	taps = taps_now();
+	missing = taps_missing(nics);
+	free(*ret_sent);
+	*ret_sent = fake_stop(&f);
+	vm = vm_now(&db);
+	ok(r == 0 && vm && c->done(vm) && vm->state == LC_ACTIVE && vm->lcm == c->lcm_after,
+	   "%s: done, and the vm shows it (sent %s): %s", c->name, *ret_sent, err.msg);
+	records = records_since(root, vm_id, mark, NULL);
+	is_str(records, c->want_records, "%s: the journal has its records", c->name);
+	is_str(taps, "", "%s: no tap of a nic it does not have", c->name);
+	is_str(missing, "", "%s: a tap for each nic it attached, which qemu holds", c->name);
 	is_int((int)open_intents(), 0, "%s: no intent left open", c->name);
+}
+
+/* The operation with how at step, from the state before it. */
+static void fault_run(const op_case *c, size_t step, fault how)
+{
+	_cleanup_free_ char *sent = NULL, *before = NULL, *after = NULL, *taps = NULL;
+	_cleanup_free_ char *held_now = NULL, *want_held = NULL;
+	_cleanup_db_ lc_db *db = NULL;
+	util_err err = { 0 };
+	lc_vm *vm;
+	fake f;
+	int r;
+
+	prepare(c);
+	before = vm_picture();
+	if (fake_start(&f, (int)step, how) < 0) {
+		ok(0, "%s: a fake qemu", c->name);
+		return;
+	}
+	r = c->run(&err);
+	taps = taps_now();
+	sent = fake_stop(&f);
+	vm = vm_now(&db);
+	after = vm_picture();
+	held_now = held_text();
+	/* refused with nothing done, or (when QEMU did it without saying so)
+	 * done: never half of it */
+	ok(vm && vm->state == LC_ACTIVE &&
+	           (r < 0 ? strstr(err.msg, "'fake'") && vm->lcm == LC_LCM_RUNNING &&
+	                            !strcmp(after, before)
+	                  : c->done(vm) && vm->lcm == c->lcm_after),
+	   "%s, %s at step %zu: %s (sent %s): %s", c->name, fault_names[how], step,
+	   r < 0 ? "refused, naming the vm, nothing done" : "done all the same", sent, err.msg);
+	if (r < 0)
+		is_str(after, before, "... its definition and files as they were");
+	want_held = vm ? held_by_def(vm) : util_xstrdup("?");
+	if (r == 0 && strcmp(held_now, want_held) && stale_nodes_only(vm)) {
+		/* a node or netdev QEMU would not delete once its device was
+		 * gone stays until QEMU stops (the next attach of its name
+		 * clears it) */
+		diag("... a stale node or netdev stays: %s", held_now);
+		free(held_now);
+		held_now = util_xstrdup(want_held);
+	}
+	is_str(held_now, want_held, "... qemu holds what its definition says");
+	{
+		_cleanup_free_ char *th = tags_held(), *tt = vm ? tags_by_tree(vm) : NULL;
+
+		is_str(th, tt ? tt : "?", "... its disks hold the snapshots its tree has");
+	}
+	is_str(taps, "", "... no tap of a nic it does not have");
+	is_int((int)open_intents(), 0, "... no intent left open");
+}
+
+/* The operation as it should go, then with each fault at each step of
+ * that run, each from the state before it. */
+static void test_case(const op_case *c)
+{
+	_cleanup_free_ char *happy = NULL;
+	size_t steps = 1;
+
+	happy_run(c, &happy);
 	for (const char *p = happy; *p; p++)
 		steps += *p == ' ';
-
-	for (size_t step = 1; step <= steps; step++) {
-		for (fault how = FAULT_ERROR; how <= FAULT_SILENCE; how++) {
-			_cleanup_free_ char *sent = NULL, *before = NULL, *after = NULL;
-			_cleanup_free_ char *held_now = NULL, *want_held = NULL;
-			_cleanup_db_ lc_db *db = NULL;
-			lc_vm *vm;
-
-			prepare(c);
-			before = vm_picture();
-			free(held_before);
-			held_before = held_text();
-			memset(&err, 0, sizeof(err));
-			if (fake_start(&f, (int)step, how) < 0) {
-				ok(0, "%s: a fake qemu", c->name);
-				return;
-			}
-			r = c->run(&err);
-			sent = fake_stop(&f);
-			vm = vm_now(&db);
-			after = vm_picture();
-			held_now = held_text();
-			/* refused with nothing done, or (when QEMU did it without
-			 * saying so) done: never half of it */
-			ok(vm && vm->state == LC_ACTIVE &&
-			           (r < 0 ? strstr(err.msg, "'fake'") &&
-			                            vm->lcm == LC_LCM_RUNNING &&
-			                            !strcmp(after, before)
-			                  : c->done(vm) && vm->lcm == c->lcm_after),
-			   "%s, %s at step %zu: %s (sent %s): %s", c->name, fault_names[how], step,
-			   r < 0 ? "refused, naming the vm, nothing done" : "done all the same",
-			   sent, err.msg);
-			if (r < 0)
-				is_str(after, before, "... its definition and files as they were");
-			want_held = vm ? held_by_def(vm) : util_xstrdup("?");
-			if (r == 0 && strcmp(held_now, want_held) && stale_nodes_only(vm)) {
-				/* a node QEMU would not delete once its device was
-				 * gone stays until QEMU stops (the next attach of
-				 * its name clears it) */
-				diag("... a stale node stays: %s", held_now);
-				free(held_now);
-				held_now = util_xstrdup(want_held);
-			}
-			is_str(held_now, want_held, "... qemu holds what its definition says");
-			{
-				_cleanup_free_ char *th = tags_held(),
-				                    *tt = vm ? tags_by_tree(vm) : NULL;
-
-				is_str(th, tt ? tt : "?",
-				       "... its disks hold the snapshots its tree has");
-			}
-			is_int((int)open_intents(), 0, "... no intent left open");
-		}
-	}
+	for (size_t step = 1; step <= steps && *happy; step++)
+		for (fault how = FAULT_ERROR; how <= FAULT_SILENCE; how++)
+			fault_run(c, step, how);
 }
+
+#define HOTPLUG_RECORDS(op)       "intent:" op " ACTIVE/HOTPLUG redefine ACTIVE/RUNNING done:ok"
+#define SNAPSHOT_RECORDS(op, rec) "intent:" op " ACTIVE/SNAPSHOT " rec " ACTIVE/RUNNING done:ok"
+
+static const op_case cases[] = {
+	{ "pause", run_pause, paused, LC_LCM_PAUSED, NULL, "ACTIVE/PAUSED" },
+	{ "disk-attach", run_disk_attach, has_disk, LC_LCM_RUNNING, with_no_disk,
+	  HOTPLUG_RECORDS("disk-attach") },
+	{ "disk-detach", run_disk_detach, no_disk, LC_LCM_RUNNING, with_a_disk,
+	  HOTPLUG_RECORDS("disk-detach") },
+	{ "snapshot-create", run_snapshot_create, has_snapshot, LC_LCM_RUNNING,
+	  with_a_disk_no_snapshot, SNAPSHOT_RECORDS("snapshot-create", "snapshot-add") },
+	{ "snapshot-revert", run_snapshot_revert, reverted, LC_LCM_RUNNING, with_a_snapshot,
+	  SNAPSHOT_RECORDS("snapshot-revert", "snapshot-current") },
+	{ "nic-attach", run_nic_attach, has_nic, LC_LCM_RUNNING, with_no_nic,
+	  HOTPLUG_RECORDS("nic-attach") },
+	{ "nic-detach", run_nic_detach, no_nic, LC_LCM_RUNNING, with_a_nic,
+	  HOTPLUG_RECORDS("nic-detach") },
+};
 
 int main(void)
 {
@@ -752,25 +975,24 @@ int main(void)
 	lc_db *db = NULL;
 	lc_vmdef def;
 
+	/* the nics' taps and bridge in a network of the test's own, gone
+	 * with it */
+	if (!ok(unshare(CLONE_NEWNET) == 0, "a network namespace: %s", strerror(errno)))
+		return done_testing();
 	root = mkdtemp(tmpl);
 	lc_vmdef_init(&def);
 	def.name = util_xstrdup("fake");
 	if (!ok(root && lc_db_open(root, LC_DB_WRITE, &db, &err) == 0 &&
+	                lc_net_create(db, &(lc_net_opts){ .name = "testnet", .bridge = "qvmtest0" },
+	                              &err) == 0 &&
 	                lc_vm_create(db, &def, &co, &vm_id, &err) == 0,
-	        "a vm: %s", err.msg))
+	        "a network and a vm: %s", err.msg))
 		return done_testing();
 	lc_db_close(db);
 	lc_vmdef_clear(&def);
 
-	test_case(&(op_case){ "pause", run_pause, paused, LC_LCM_PAUSED, NULL });
-	test_case(&(op_case){ "disk-attach", run_disk_attach, has_disk, LC_LCM_RUNNING,
-	                      with_no_disk });
-	test_case(
-	        &(op_case){ "disk-detach", run_disk_detach, no_disk, LC_LCM_RUNNING, with_a_disk });
-	test_case(&(op_case){ "snapshot-create", run_snapshot_create, has_snapshot, LC_LCM_RUNNING,
-	                      with_a_disk_no_snapshot });
-	test_case(&(op_case){ "snapshot-revert", run_snapshot_revert, reverted, LC_LCM_RUNNING,
-	                      with_a_snapshot });
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(cases); i++)
+		test_case(&cases[i]);
 	util_rm_rf(root, NULL);
 	return done_testing();
 }

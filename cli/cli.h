@@ -37,6 +37,25 @@ struct cli_command {
 	const char *help;    /* option lines for `qvm CMD --help`, or NULL */
 };
 
+/* ---- arguments, checked before any work (cli/args.c) --------------------- */
+
+/* One argument and the check of its syntax: an operand as the usage line
+ * names it ("NAME", "TAG|ID", "KEY=VALUE..."; a word ending in "..." is
+ * every operand from there on), or an option by its long name ("--size").
+ * check gets the operand's word or the option's name without "--", and
+ * returns 0 or a negative errno with err saying what is wrong. */
+typedef struct cli_arg {
+	const char *arg;
+	int (*check)(const char *kind, const char *value, util_err *err);
+} cli_arg;
+
+/* Check value of argument arg of cmd against cmd's table of arguments: 0
+ * (also for an argument the table does not list), or CLI_EUSAGE with a
+ * message naming the argument. cli_parser_next and cli_parser_operands call
+ * it for every option value and operand, so each command has its arguments
+ * checked before it opens the journal or does anything else. */
+int cli_check_arg(const cli_command *cmd, const char *arg, const char *value, util_err *err);
+
 /* ---- option parsing shared by every command ----------------------------- */
 
 typedef struct cli_parser {

@@ -185,10 +185,6 @@ static int image_import(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		if (!o.name)
 			r = cli_usage(err, "image import needs --name NAME");
 	}
-	if (r == 0 && o.format && !util_streq(o.format, "qcow2") && !util_streq(o.format, "raw"))
-		r = cli_usage(err, "--format must be qcow2 or raw");
-	if (r == 0 && o.sha256 && !util_sha256_valid_hex(o.sha256))
-		r = cli_usage(err, "--sha256 needs 64 hex digits");
 	if (r == 0 && !strstr(o.source, "://") && o.source[0] != '/') {
 		/* a relative path means the caller's folder */
 		abs_source = realpath(o.source, NULL);

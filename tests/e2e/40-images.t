@@ -81,7 +81,7 @@ run "$QVM" image import "$W/base.qcow2" --name base
 is "$RC" 1 "a second image of the same name is refused"
 like "$ERR" "an image named 'base' already exists" "... saying so"
 run "$QVM" image import "$W/base.qcow2" --name ../evil
-is "$RC" 1 "an invalid image name is refused"
+is "$RC" 2 "an invalid image name is a usage error"
 like "$ERR" "image name" "... naming the problem"
 run "$QVM" image show nosuch
 like "$RC:$ERR" "^1:.*no image named 'nosuch' in the image store" "show of a missing image"

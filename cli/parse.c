@@ -263,6 +263,17 @@ int cli_lock_timeout(int *ret_ms, util_err *err)
 	return 0;
 }
 
+void cli_print_field(const char *key, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%-11s ", key);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
 const char *cli_format_duration(int64_t ms, char *buf, size_t len)
 {
 	int64_t s = ms / 1000;

@@ -73,13 +73,24 @@ json_t *lc_vm_to_json(const lc_vm *vm);
 
 /* ---- running VMs (vm_run.c, supervisor.c) -------------------------------- */
 
+/* The state a command left a VM in: the VM's as the command let go of its
+ * lock, before a command queued on the lock could change it. */
+typedef struct lc_vm_left {
+	bool set;     /* false: the command did not hold the VM */
+	uint64_t id;  /* the VM's id (its name may be another VM's by now) */
+	uint64_t seq; /* its last journal record then */
+	lc_state state;
+	lc_lcm lcm;
+} lc_vm_left;
+
 typedef struct lc_run_opts {
-	bool hard;           /* shutdown/poweroff: quit at once; reboot: reset */
-	bool hard_after;     /* shutdown/poweroff: kill when the timeout runs out */
-	int timeout_s;       /* how long the guest has for an ACPI shutdown */
-	bool no_wait;        /* return once the request is made */
-	int lock_timeout_ms; /* how long to wait for another qvm on this VM */
-	bool force;          /* recover --failure/--delete of a VM a supervisor drives */
+	bool hard;            /* shutdown/poweroff: quit at once; reboot: reset */
+	bool hard_after;      /* shutdown/poweroff: kill when the timeout runs out */
+	int timeout_s;        /* how long the guest has for an ACPI shutdown */
+	bool no_wait;         /* return once the request is made */
+	int lock_timeout_ms;  /* how long to wait for another qvm on this VM */
+	bool force;           /* recover --failure/--delete of a VM a supervisor drives */
+	lc_vm_left *ret_left; /* if not NULL: filled as the command lets go of the VM */
 } lc_run_opts;
 
 #define LC_SHUTDOWN_TIMEOUT_S 60

@@ -352,6 +352,34 @@ is "$RC" 0 "poweroff --hard" || diag "$ERR"
 is "$(state phoenix)" "POWEROFF" "... POWEROFF, not restarted"
 ok "... no qemu of it is left" wait_gone "$puuid" 5
 
+# ---- what a command prints is the state it left -------------------------------------
+# poweroff --hard stops itself (QVM_STOP_AT) once it let go of the vm, before
+# it prints; a start runs meanwhile. It still says POWEROFF, and that the vm
+# moved on since.
+run "$QVM" start phoenix
+is "$RC" 0 "start phoenix again" || diag "$ERR"
+wait_for_file_line "$plog" '^QVM-READY ' $BOOT_S "$(line_count "$plog")" || explain phoenix
+QVM_STOP_AT=report-state "$QVM" poweroff phoenix --hard >"$QVM_TEST_ROOT/race.out" 2>&1 &
+racer=$!
+stopped=
+for _ in $(seq 300); do
+	[ "$(cut -d' ' -f3 "/proc/$racer/stat" 2>/dev/null)" = T ] && { stopped=1; break; }
+	sleep 0.1
+done
+ok "poweroff --hard stops before it prints (QVM_STOP_AT=report-state)" test -n "$stopped"
+after=$(line_count "$plog")
+run "$QVM" start phoenix --no-wait
+is "$RC" 0 "a start runs meanwhile" || diag "$ERR"
+kill -CONT "$racer" 2>/dev/null
+wait "$racer"
+is "$?" 0 "the poweroff ends well"
+like "$(cat "$QVM_TEST_ROOT/race.out")" "^phoenix: POWEROFF \(since then ACTIVE/[A-Z]+\)$" \
+	"it prints POWEROFF, the state it left, and what the vm is since: $(cat "$QVM_TEST_ROOT/race.out")"
+wait_for_file_line "$plog" '^QVM-READY ' $BOOT_S "$after" || explain phoenix
+run "$QVM" poweroff phoenix --hard
+is "$OUT" "phoenix: POWEROFF" "without a command after it, poweroff prints the state alone"
+ok "... no qemu of it is left" wait_gone "$puuid" 5
+
 # ---- nothing left ---------------------------------------------------------------------
 ok "no qemu runs under the test root" test -z "$(pids_matching "$QVM_ROOT")"
 is "$(runtime_left)" "" "no socket and no held lock is left under the root"

@@ -734,6 +734,7 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "qemu_pid", vm->qemu_pid ? json_integer(vm->qemu_pid) : json_null());
 	json_object_set_new(j, "supervisor_pid",
 	                    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
+	json_object_set_new(j, "accel", vm->accel ? json_string(vm->accel) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
 	json_object_set_new(j, "snapshots", lc_vm_snapshots_json(vm));
 	return j;

@@ -103,7 +103,8 @@ void cli_set_verbosity(cli_ctx *ctx, int verbosity);
  * the command left (left, filled through lc_run_opts.ret_left; DONE when
  * the vm is gone from the live vms), and "(since then STATE[/LCM])" when
  * something else, as a command queued on the vm's lock, has changed it
- * since; or hand the vm back as JSON, as it is now. */
+ * since; or hand the vm back as JSON, as it is now, with "left": {state,
+ * lcm}, the state the command left it in. */
 int cli_report_state(cli_ctx *ctx, const char *name, const lc_vm_left *left, json_t **ret_json,
                      util_err *err);
 

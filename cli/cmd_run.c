@@ -146,6 +146,11 @@ int cli_report_state(cli_ctx *ctx, const char *name, const lc_vm_left *left, jso
 	}
 	if (ctx->json) {
 		*ret_json = lc_vm_to_json(vm);
+		if (left && left->set)
+			json_object_set_new(*ret_json, "left",
+			                    json_pack("{s:s, s:o}", "state",
+			                              lc_state_name(left->state), "lcm",
+			                              lc_lcm_json(left->lcm)));
 		return 0;
 	}
 	if (ctx->verbosity < 0)

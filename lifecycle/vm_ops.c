@@ -454,6 +454,45 @@ static char *update_reason(const lc_vmdef *old, const lc_vmdef *nd, json_t *labe
 	return why;
 }
 
+/* pairs into changes of labels and user (a null value deletes the key),
+ * and memory=/vcpus= into nd, a copy of vm's definition made at the first
+ * of them (*ret_redefine then true). */
+static int sort_pairs(const lc_vm *vm, char *const *pairs, size_t n, json_t *labels, json_t *user,
+                      lc_vmdef *nd, bool *ret_redefine, util_err *err)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		_cleanup_free_ char *key = util_xstrdup(pairs[i]);
+		char *eq = strchr(key, '=');
+		json_t *target = user;
+		const char *k = key;
+
+		r = lc_update_pair_check(pairs[i], err);
+		if (r < 0)
+			break;
+		*eq = '\0';
+		if (util_startswith(key, "label.")) {
+			target = labels;
+			k = key + strlen("label.");
+		}
+		if (target == user && (util_streq(k, "memory") || util_streq(k, "vcpus"))) {
+			if (!*ret_redefine) {
+				_cleanup_json_ json_t *j = lc_vmdef_to_json(&vm->def);
+
+				lc_vmdef_clear(nd);
+				r = lc_vmdef_from_json(j, nd, err);
+			}
+			*ret_redefine = true;
+			if (r == 0)
+				r = set_def_field(nd, k, eq + 1, err);
+			continue;
+		}
+		json_object_set_new(target, k, eq[1] ? json_string(eq + 1) : json_null());
+	}
+	return r;
+}
+
 int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err)
 {
 	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
@@ -470,35 +509,7 @@ int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t
 		return util_err_set(err, -EINVAL,
 		                    "nothing to update: give KEY=VALUE or label.KEY=VALUE");
 	lc_vmdef_init(&nd);
-	for (size_t i = 0; i < n && r == 0; i++) {
-		_cleanup_free_ char *key = util_xstrdup(pairs[i]);
-		char *eq = strchr(key, '=');
-		json_t *target = user;
-		const char *k = key;
-
-		r = lc_update_pair_check(pairs[i], err);
-		if (r < 0)
-			break;
-		*eq = '\0';
-		if (util_startswith(key, "label.")) {
-			target = labels;
-			k = key + strlen("label.");
-		}
-		if (target == user && (util_streq(k, "memory") || util_streq(k, "vcpus"))) {
-			if (!redefine) {
-				_cleanup_json_ json_t *j = lc_vmdef_to_json(&vm->def);
-
-				lc_vmdef_clear(&nd);
-				r = lc_vmdef_from_json(j, &nd, err);
-			}
-			redefine = true;
-			if (r == 0)
-				r = set_def_field(&nd, k, eq + 1, err);
-			continue;
-		}
-		if (r == 0)
-			json_object_set_new(target, k, eq[1] ? json_string(eq + 1) : json_null());
-	}
+	r = sort_pairs(vm, pairs, n, labels, user, &nd, &redefine, err);
 	if (r < 0)
 		goto out;
 	/* The VM lock, for every change: a disk or nic operation under way

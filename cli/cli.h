@@ -39,6 +39,25 @@ struct cli_command {
 	const char *help;    /* option lines for `qvm CMD --help`, or NULL */
 };
 
+/* ---- arguments, checked before any work (cli/args.c) --------------------- */
+
+/* One argument and the check of its syntax: an operand as the usage line
+ * names it ("NAME", "TAG|ID", "KEY=VALUE..."; a word ending in "..." is
+ * every operand from there on), or an option by its long name ("--size").
+ * check gets the operand's word or the option's name without "--", and
+ * returns 0 or a negative errno with err saying what is wrong. */
+typedef struct cli_arg {
+	const char *arg;
+	int (*check)(const char *kind, const char *value, util_err *err);
+} cli_arg;
+
+/* Check value of argument arg of cmd against cmd's table of arguments: 0
+ * (also for an argument the table does not list), or CLI_EUSAGE with a
+ * message naming the argument. cli_parser_next and cli_parser_operands call
+ * it for every option value and operand, so each command has its arguments
+ * checked before it opens the journal or does anything else. */
+int cli_check_arg(const cli_command *cmd, const char *arg, const char *value, util_err *err);
+
 /* ---- option parsing shared by every command ----------------------------- */
 
 typedef struct cli_parser {
@@ -82,15 +101,23 @@ int cli_lock_timeout(int *ret_ms, util_err *err);
  * trace (QMP commands, replies and events, journal records) on stderr. */
 void cli_set_verbosity(cli_ctx *ctx, int verbosity);
 
-/* After a command that moves a vm: print "NAME: STATE[/LCM]" (DONE when the
- * name is gone from the live vms), or hand the vm back as JSON. */
-int cli_report_state(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err);
+/* After a command that moves a vm: print "NAME: STATE[/LCM]", the state
+ * the command left (left, filled through lc_run_opts.ret_left; DONE when
+ * the vm is gone from the live vms), and "(since then STATE[/LCM])" when
+ * something else, as a command queued on the vm's lock, has changed it
+ * since; or hand the vm back as JSON, as it is now, with "left": {state,
+ * lcm}, the state the command left it in. */
+int cli_report_state(cli_ctx *ctx, const char *name, const lc_vm_left *left, json_t **ret_json,
+                     util_err *err);
 
 /* Set a usage error: returns CLI_EUSAGE. */
 int cli_usage(util_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- output helpers ------------------------------------------------------ */
 
+/* One "KEY        value" line, the key in a column of its own: how show,
+ * host, net show and image show print their fields. */
+void cli_print_field(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "3m12s", "2d4h", "-" for 0. */
 const char *cli_format_duration(int64_t ms, char *buf, size_t len);
 /* "2026-11-22 05:09:14" in local time, "-" for 0. */

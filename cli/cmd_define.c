@@ -239,6 +239,7 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	_cleanup_strv_ char **roots = NULL;
 	_cleanup_free_ char *name = NULL;
 	lc_run_opts run = { .disk_roots = ctx->disk_roots };
+	lc_vm_left left = { 0 };
 	create_args a = { 0 };
 	lc_vmdef def;
 	cli_parser p;
@@ -296,9 +297,10 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		/* start takes the journal's lock itself */
 		lc_db_close(TAKE_PTR(db));
 		fflush(stdout);
+		run.ret_left = &left;
 		r = lc_vm_start(ctx->root, name, &run, err);
 		if (r == 0)
-			r = cli_report_state(ctx, name, ret_json, err);
+			r = cli_report_state(ctx, name, &left, ret_json, err);
 	}
 out:
 	lc_vmdef_clear(&def);

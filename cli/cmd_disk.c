@@ -143,15 +143,11 @@ int cli_cmd_disk_attach(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 		r = cli_usage(
 		        err,
 		        "give --size SIZE (a blank disk) or --image PATH|NAME (an overlay on an image)");
+	/* the values parse: the parser checked them (cli/args.c) */
 	if (r == 0 && a.size)
 		r = util_parse_size(a.size, &d.size, err);
-	if (r == 0 && a.image && a.image[0] != '/')
-		r = util_validate_name(a.image, "image name", err);
 	if (r == 0 && a.bus)
 		r = lc_bus_parse(a.bus, &d.bus, err);
-	if (r == 0 && a.format && !util_streq(a.format, "qcow2") && !util_streq(a.format, "raw"))
-		r = cli_usage(err, "image format '%s' is not supported (use qcow2 or raw)",
-		              a.format);
 	if (r == 0) {
 		d.source = util_xstrdup(a.size ? a.size : a.image);
 		d.readonly = a.readonly;

@@ -165,18 +165,19 @@ static void print_map(const char *title, json_t *map)
 	const char *k;
 	json_t *v;
 
+	_cleanup_free_ char *line = NULL;
+
 	if (json_object_size(map) == 0)
 		return;
-	printf("%-11s", title);
 	json_object_foreach (map, k, v)
-		printf(" %s=%s", k, json_string_value(v));
-	printf("\n");
+		util_append(&line, "%s%s=%s", line ? " " : "", k, json_string_value(v));
+	cli_print_field(title, "%s", line);
 }
 
 static void print_opt(const char *title, const char *value)
 {
 	if (value)
-		printf("%-11s %s\n", title, value);
+		cli_print_field(title, "%s", value);
 }
 
 /* The STATE column of a history record: STATE[/LCM], or "-" for a record
@@ -305,24 +306,30 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		return 0;
 	}
 	def = &vm->def;
-	printf("%-11s %llu\n", "ID", (unsigned long long)vm->id);
-	printf("%-11s %s\n", "NAME", def->name);
+	cli_print_field("ID", "%llu", (unsigned long long)vm->id);
+	cli_print_field("NAME", "%s", def->name);
 	if (vm->state == LC_ACTIVE)
-		printf("%-11s ACTIVE/%s\n", "STATE", lc_lcm_name(vm->lcm));
+		cli_print_field("STATE", "ACTIVE/%s", lc_lcm_name(vm->lcm));
 	else
-		printf("%-11s %s\n", "STATE", lc_state_name(vm->state));
-	printf("%-11s %s\n", "SINCE", cli_format_time(vm->state_ms, a, sizeof(a)));
+		cli_print_field("STATE", "%s", lc_state_name(vm->state));
+	cli_print_field("SINCE", "%s", cli_format_time(vm->state_ms, a, sizeof(a)));
 	print_opt("REASON", vm->reason);
 	print_opt("LAST ERROR", vm->last_error);
-	printf("%-11s %s\n", "UUID", def->uuid ? def->uuid : "-");
-	printf("%-11s %s\n", "CREATED", cli_format_time(vm->created_ms, a, sizeof(a)));
-	printf("%-11s %s\n", "UPTIME", cli_format_duration(uptime_ms(vm), a, sizeof(a)));
-	printf("%-11s %s\n", "MEMORY", util_format_size(def->memory, a, sizeof(a)));
-	printf("%-11s %u\n", "VCPUS", def->vcpus);
-	printf("%-11s %s\n", "MACHINE", lc_machine_name(def->machine));
-	printf("%-11s %s\n", "ACCEL", lc_accel_name(def->accel));
-	printf("%-11s %s\n", "RESTART", lc_restart_name(def->restart));
-	printf("%-11s %s\n", "AUTOSTART", def->autostart ? "yes" : "no");
+	cli_print_field("UUID", "%s", def->uuid ? def->uuid : "-");
+	cli_print_field("CREATED", "%s", cli_format_time(vm->created_ms, a, sizeof(a)));
+	cli_print_field("UPTIME", "%s", cli_format_duration(uptime_ms(vm), a, sizeof(a)));
+	cli_print_field("MEMORY", "%s", util_format_size(def->memory, a, sizeof(a)));
+	cli_print_field("VCPUS", "%u", def->vcpus);
+	cli_print_field("MACHINE", "%s", lc_machine_name(def->machine));
+	/* while it runs: what QEMU runs with, auto resolved */
+	if (vm->state == LC_ACTIVE && vm->accel && def->accel == LC_ACCEL_AUTO)
+		cli_print_field("ACCEL", "%s (auto)", vm->accel);
+	else if (vm->state == LC_ACTIVE && vm->accel)
+		cli_print_field("ACCEL", "%s", vm->accel);
+	else
+		cli_print_field("ACCEL", "%s", lc_accel_name(def->accel));
+	cli_print_field("RESTART", "%s", lc_restart_name(def->restart));
+	cli_print_field("AUTOSTART", "%s", def->autostart ? "yes" : "no");
 	print_opt("KERNEL", def->kernel);
 	print_opt("INITRD", def->initrd);
 	print_opt("APPEND", def->append);
@@ -503,14 +510,14 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		                      "root", ctx->root);
 		return 0;
 	}
-	printf("%-11s %s (%s)\n", "ACCEL", lc_accel_name(accel), reason);
-	printf("%-11s %s\n", "QEMU", qemu ? qemu : qerr.msg);
-	printf("%-11s %ld\n", "CPUS", cpus);
-	printf("%-11s %s total, %s available, %s committed to running vms\n", "MEMORY",
-	       util_format_size(total & ~((1ull << 20) - 1), a, sizeof(a)),
-	       util_format_size(avail & ~((1ull << 20) - 1), b, sizeof(b)),
-	       util_format_size(committed, c, sizeof(c)));
-	printf("%-11s %zu defined, %zu active\n", "VMS", defined, active);
-	printf("%-11s %s\n", "ROOT", ctx->root);
+	cli_print_field("ACCEL", "%s (%s)", lc_accel_name(accel), reason);
+	cli_print_field("QEMU", "%s", qemu ? qemu : qerr.msg);
+	cli_print_field("CPUS", "%ld", cpus);
+	cli_print_field("MEMORY", "%s total, %s available, %s committed to running vms",
+	                util_format_size(total & ~((1ull << 20) - 1), a, sizeof(a)),
+	                util_format_size(avail & ~((1ull << 20) - 1), b, sizeof(b)),
+	                util_format_size(committed, c, sizeof(c)));
+	cli_print_field("VMS", "%zu defined, %zu active", defined, active);
+	cli_print_field("ROOT", "%s", ctx->root);
 	return 0;
 }

@@ -158,27 +158,28 @@ static int net_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		*ret_json = TAKE_PTR(j);
 		return 0;
 	}
-	printf("%-11s %s\n", "NAME", jstr(j, "name", "?"));
-	printf("%-11s %s (%s)\n", "BRIDGE", jstr(j, "bridge", "-"),
-	       json_is_true(json_object_get(j, "created_bridge")) ? "made by qvm" : "adopted");
+	cli_print_field("NAME", "%s", jstr(j, "name", "?"));
+	cli_print_field("BRIDGE", "%s (%s)", jstr(j, "bridge", "-"),
+	                json_is_true(json_object_get(j, "created_bridge")) ? "made by qvm"
+	                                                                   : "adopted");
 	if (json_object_get(j, "vlan"))
-		printf("%-11s %lld on %s as %s (%s)\n", "VLAN",
-		       (long long)json_integer_value(json_object_get(j, "vlan")),
-		       jstr(j, "uplink", "?"), jstr(j, "vlan_if", "?"),
-		       json_is_true(json_object_get(j, "created_vlan")) ? "made by qvm"
-		                                                        : "adopted");
+		cli_print_field("VLAN", "%lld on %s as %s (%s)",
+		                (long long)json_integer_value(json_object_get(j, "vlan")),
+		                jstr(j, "uplink", "?"), jstr(j, "vlan_if", "?"),
+		                json_is_true(json_object_get(j, "created_vlan")) ? "made by qvm"
+		                                                                 : "adopted");
 	if (json_object_get(j, "mtu"))
-		printf("%-11s %lld\n", "MTU",
-		       (long long)json_integer_value(json_object_get(j, "mtu")));
+		cli_print_field("MTU", "%lld",
+		                (long long)json_integer_value(json_object_get(j, "mtu")));
 	if (json_object_get(j, "range"))
-		printf("%-11s %s /%lld\n", "RANGE", jstr(j, "range", "?"),
-		       (long long)json_integer_value(json_object_get(j, "prefix")));
+		cli_print_field("RANGE", "%s /%lld", jstr(j, "range", "?"),
+		                (long long)json_integer_value(json_object_get(j, "prefix")));
 	else if (json_object_get(j, "prefix"))
-		printf("%-11s - /%lld (static addresses only)\n", "RANGE",
-		       (long long)json_integer_value(json_object_get(j, "prefix")));
+		cli_print_field("RANGE", "- /%lld (static addresses only)",
+		                (long long)json_integer_value(json_object_get(j, "prefix")));
 	if (json_object_get(j, "prefix")) {
-		printf("%-11s %s\n", "GATEWAY", jstr(j, "gateway", "-"));
-		printf("%-11s %s\n", "DNS", jstr(j, "dns", "-"));
+		cli_print_field("GATEWAY", "%s", jstr(j, "gateway", "-"));
+		cli_print_field("DNS", "%s", jstr(j, "dns", "-"));
 	}
 	printf("\nLEASES\n%-15s %-17s %-4s %s\n", "IP", "MAC", "NIC", "VM");
 	json_array_foreach (json_object_get(j, "leases"), i, l)

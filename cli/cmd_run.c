@@ -41,6 +41,7 @@ static const struct option run_opts[] = {
 
 typedef struct run_args {
 	lc_run_opts opts;
+	lc_vm_left left; /* what the command left the vm in (opts.ret_left) */
 	const char *name;
 	int recover; /* an OPT_SUCCESS... value, 0 when none */
 	bool wipe, recreate;
@@ -59,6 +60,7 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 	memset(a, 0, sizeof(*a));
 	a->opts.disk_roots = ctx->disk_roots;
 	cli_parser_init(&p, ctx, argc, argv, run_opts, NULL);
+	a->opts.ret_left = &a->left;
 	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
 		uint64_t n;
 
@@ -111,29 +113,55 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 	return r;
 }
 
-int cli_report_state(cli_ctx *ctx, const char *name, json_t **ret_json, util_err *err)
+static char *state_text(lc_state state, lc_lcm lcm)
+{
+	return util_xasprintf("%s%s%s", lc_state_name(state), state == LC_ACTIVE ? "/" : "",
+	                      state == LC_ACTIVE ? lc_lcm_name(lcm) : "");
+}
+
+int cli_report_state(cli_ctx *ctx, const char *name, const lc_vm_left *left, json_t **ret_json,
+                     util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	lc_vm *vm;
-	int r = cli_open_db(ctx, 0, &db, err);
+	_cleanup_free_ char *then = NULL, *now = NULL;
+	lc_vm *vm = NULL;
+	int r;
 
-	if (r == 0)
-		r = lc_db_find(db, name, &vm, err);
-	if (r < 0) {
-		/* shutdown to DONE: the name is gone from the live vms */
+	/* where tests let a command queued on the vm's lock run first */
+	util_stop_point("report-state");
+	r = cli_open_db(ctx, 0, &db, err);
+	if (r < 0)
+		return r;
+	/* by id: once it is DONE, its name may be another vm's */
+	if (left && left->set)
+		vm = lc_db_vm_by_id(db, left->id);
+	else if (lc_db_find(db, name, &vm, err) < 0)
 		util_err_clear(err);
+	if (!vm || (vm->state == LC_DONE && (!left || !left->set || left->state == LC_DONE))) {
+		/* shutdown to DONE: the name is gone from the live vms */
 		if (ctx->json)
 			*ret_json = json_pack("{s:s, s:s}", "name", name, "state", "DONE");
 		else if (ctx->verbosity >= 0)
 			printf("%s: DONE\n", name);
 		return 0;
 	}
-	if (ctx->json)
+	if (ctx->json) {
 		*ret_json = lc_vm_to_json(vm);
-	else if (ctx->verbosity >= 0)
-		printf("%s: %s%s%s\n", vm->def.name, lc_state_name(vm->state),
-		       vm->state == LC_ACTIVE ? "/" : "",
-		       vm->state == LC_ACTIVE ? lc_lcm_name(vm->lcm) : "");
+		if (left && left->set)
+			json_object_set_new(*ret_json, "left",
+			                    json_pack("{s:s, s:o}", "state",
+			                              lc_state_name(left->state), "lcm",
+			                              lc_lcm_json(left->lcm)));
+		return 0;
+	}
+	if (ctx->verbosity < 0)
+		return 0;
+	now = state_text(vm->state, vm->lcm);
+	then = left && left->set ? state_text(left->state, left->lcm) : util_xstrdup(now);
+	if (util_streq(then, now))
+		printf("%s: %s\n", vm->def.name, now);
+	else
+		printf("%s: %s (since then %s)\n", vm->def.name, then, now);
 	return 0;
 }
 
@@ -145,7 +173,7 @@ int cli_cmd_start(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 
 	if (r == 0)
 		r = lc_vm_start(ctx->root, a.name, &a.opts, err);
-	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
 }
 
 static int shutdown_cmd(cli_ctx *ctx, bool to_done, int argc, char **argv, json_t **ret_json,
@@ -158,7 +186,7 @@ static int shutdown_cmd(cli_ctx *ctx, bool to_done, int argc, char **argv, json_
 
 	if (r == 0)
 		r = lc_vm_shutdown(ctx->root, a.name, to_done, &a.opts, err);
-	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
 }
 
 int cli_cmd_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -179,7 +207,7 @@ int cli_cmd_reboot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 
 	if (r == 0)
 		r = lc_vm_reboot(ctx->root, a.name, &a.opts, err);
-	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
 }
 
 static int pause_cmd(cli_ctx *ctx, bool pause, int argc, char **argv, json_t **ret_json,
@@ -190,7 +218,7 @@ static int pause_cmd(cli_ctx *ctx, bool pause, int argc, char **argv, json_t **r
 
 	if (r == 0)
 		r = lc_vm_pause(ctx->root, a.name, pause, &a.opts, err);
-	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
 }
 
 int cli_cmd_pause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -214,7 +242,7 @@ int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	if (r == 0)
 		r = lc_vm_remove(ctx->root, a.name, a.wipe, a.recreate, &a.opts, err);
 	if (r == 0 && a.recreate)
-		return cli_report_state(ctx, a.name, ret_json, err);
+		return cli_report_state(ctx, a.name, &a.left, ret_json, err);
 	if (r == 0 && ctx->json)
 		*ret_json = json_pack("{s:s, s:s}", "name", a.name, "state", "DONE");
 	else if (r == 0 && ctx->verbosity >= 0)
@@ -248,7 +276,7 @@ int cli_cmd_recover(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 		how = LC_RECOVER_RETRY;
 	}
 	r = lc_vm_recover(ctx->root, a.name, how, &a.opts, err);
-	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
 }
 
 int cli_cmd_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -258,7 +286,7 @@ int cli_cmd_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 
 	if (r == 0)
 		r = lc_vm_boot(ctx->root, a.name, &a.opts, err);
-	return r < 0 ? r : cli_report_state(ctx, a.name, ret_json, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
 }
 
 /* qvm __supervise ID --status-fd=N [--lock-fd=N] [--adopt]: what `start`

@@ -113,6 +113,14 @@ int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err)
 				return cli_usage(err, "unknown option '-%c'", optopt);
 			return cli_usage(err, "unknown option '%s'", p->argv[optind - 1]);
 		default:
+			if (optarg) {
+				char name[64];
+
+				snprintf(name, sizeof(name), "--%s",
+				         cli_option_name(p->longopts, c));
+				if (cli_check_arg(p->ctx->cmd, name, optarg, err) < 0)
+					return CLI_EUSAGE;
+			}
 			*ret_arg = optarg;
 			return c;
 		}
@@ -120,26 +128,37 @@ int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err)
 }
 
 /* The name the usage line gives the operand at index (0-based), as
- * "NAME" in "NAME DISK_ID [--force]": words in brackets, options and the
- * word after an option are not operands. Empty when it names none. */
+ * "NAME" in "NAME DISK_ID [--force]" or "TAG" in "NAME [TAG]": options and
+ * the word after an option that takes a value are not operands, a word
+ * ending in "..." names every operand from there on, and a '|' between
+ * words ends the first alternative. Empty when it names none. */
 static void operand_name(const char *usage, int index, char *buf, size_t len)
 {
-	int depth = 0, seen = 0;
+	int seen = 0, depth = 0;
 	bool after_option = false;
 
 	buf[0] = '\0';
 	for (const char *w = usage ? usage : ""; *w;) {
 		size_t n = strcspn(w, " ");
-		bool option = w[0] == '-';
+		const char *word = w + strspn(w, "[");
+		size_t wn = n - (size_t)(word - w);
+		bool option = word[0] == '-';
 
-		if (depth == 0 && !option && !after_option && w[0] != '|' && w[0] != '[' &&
-		    seen++ == index) {
-			snprintf(buf, len, "%.*s", (int)n, w);
+		while (wn && word[wn - 1] == ']')
+			wn--;
+		if (depth == 0 && n == 1 && w[0] == '|')
 			return;
+		if (!option && !after_option && wn && word[0] != '|') {
+			bool rest = wn > 3 && !memcmp(word + wn - 3, "...", 3);
+
+			if (seen++ == index || rest) {
+				snprintf(buf, len, "%.*s", (int)wn, word);
+				return;
+			}
 		}
 		for (size_t i = 0; i < n; i++)
 			depth += w[i] == '[' ? 1 : w[i] == ']' ? -1 : 0;
-		after_option = option && depth == 0 && !memchr(w, '|', n);
+		after_option = option && !memchr(w, ']', n) && !memchr(w, '|', n);
 		w += n;
 		w += strspn(w, " ");
 	}
@@ -182,6 +201,13 @@ int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands, i
 	}
 	if (max >= 0 && n > max)
 		return cli_usage(err, "unexpected argument '%s'", p->argv[optind + max]);
+	for (int i = 0; i < n; i++) {
+		char name[64];
+
+		operand_name(usage_of(p, usage, sizeof(usage)), i, name, sizeof(name));
+		if (name[0] && cli_check_arg(p->ctx->cmd, name, p->argv[optind + i], err) < 0)
+			return CLI_EUSAGE;
+	}
 	*ret_operands = p->argv + optind;
 	*ret_count = n;
 	return 0;
@@ -237,6 +263,17 @@ int cli_lock_timeout(int *ret_ms, util_err *err)
 		return cli_usage(err, "invalid QVM_LOCK_TIMEOUT_MS: %s", err->msg);
 	*ret_ms = (int)ms;
 	return 0;
+}
+
+void cli_print_field(const char *key, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%-11s ", key);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
 }
 
 const char *cli_format_duration(int64_t ms, char *buf, size_t len)

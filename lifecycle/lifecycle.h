@@ -46,6 +46,11 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
  * lc_vm_lock_wait() before it opened db, handed over (closed here); or -1:
  * it is taken now without waiting, as db holds the journal. */
 int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err);
+/* The syntax of one pair of lc_vm_update, without the VM: KEY=VALUE with a
+ * valid key and printable value, not a key of the definition other than
+ * memory and vcpus, memory, vcpus and snapshots.max values that parse.
+ * -EINVAL saying what is wrong; lc_vm_update checks each pair with it. */
+int lc_update_pair_check(const char *pair, util_err *err);
 
 /* Remove a VM that is not running: its disks and folders go, the VM moves
  * to DONE (kept for history). wipe overwrites owned disks first. */
@@ -68,13 +73,24 @@ json_t *lc_vm_to_json(const lc_vm *vm);
 
 /* ---- running VMs (vm_run.c, supervisor.c) -------------------------------- */
 
+/* The state a command left a VM in: the VM's as the command let go of its
+ * lock, before a command queued on the lock could change it. */
+typedef struct lc_vm_left {
+	bool set;     /* false: the command did not hold the VM */
+	uint64_t id;  /* the VM's id (its name may be another VM's by now) */
+	uint64_t seq; /* its last journal record then */
+	lc_state state;
+	lc_lcm lcm;
+} lc_vm_left;
+
 typedef struct lc_run_opts {
-	bool hard;           /* shutdown/poweroff: quit at once; reboot: reset */
-	bool hard_after;     /* shutdown/poweroff: kill when the timeout runs out */
-	int timeout_s;       /* how long the guest has for an ACPI shutdown */
-	bool no_wait;        /* return once the request is made */
-	int lock_timeout_ms; /* how long to wait for another qvm on this VM */
-	bool force;          /* recover --failure/--delete of a VM a supervisor drives */
+	bool hard;            /* shutdown/poweroff: quit at once; reboot: reset */
+	bool hard_after;      /* shutdown/poweroff: kill when the timeout runs out */
+	int timeout_s;        /* how long the guest has for an ACPI shutdown */
+	bool no_wait;         /* return once the request is made */
+	int lock_timeout_ms;  /* how long to wait for another qvm on this VM */
+	bool force;           /* recover --failure/--delete of a VM a supervisor drives */
+	lc_vm_left *ret_left; /* if not NULL: filled as the command lets go of the VM */
 	/* start, boot, revert --running: the folders the VM's files must
 	 * still be in (NULL: ROOT/images), checked again before QEMU opens
 	 * them */
@@ -175,6 +191,13 @@ typedef struct lc_net_opts {
 	unsigned prefix;    /* 0: 24 */
 	const char *gateway, *dns;
 } lc_net_opts;
+
+/* The syntax of one argument of net create or nic-attach, checked before
+ * any work: kind is the option's name ("network", "bridge", "uplink",
+ * "vlan", "mtu", "range", "prefix", "gateway", "dns", "mac", "ip",
+ * "model"); 0 for a value that parses (or a kind it does not know),
+ * -EINVAL or -ERANGE saying what is wrong. */
+int lc_net_arg_check(const char *kind, const char *value, util_err *err);
 
 /* Define a network (db opened LC_DB_WRITE): the bridge and VLAN interface
  * are made over netlink unless they exist (then adopted), and the journal

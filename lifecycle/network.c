@@ -346,6 +346,38 @@ int lc_nics_assign(lc_db *db, lc_vmdef *def, uint64_t vm_id, util_err *err)
 	return 0;
 }
 
+int lc_net_arg_check(const char *kind, const char *value, util_err *err)
+{
+	static const struct {
+		const char *kind;
+		uint64_t min, max;
+	} numbers[] = { { "vlan", 1, NET_VLAN_MAX },
+		        { "mtu", NET_MTU_MIN, NET_MTU_MAX },
+		        { "prefix", 8, 30 } };
+	uint32_t a, b;
+	uint64_t n;
+	char mac[18];
+
+	if (util_streq(kind, "network"))
+		return util_validate_name(value, "network name", err);
+	if (util_streq(kind, "bridge") || util_streq(kind, "uplink"))
+		return net_validate_ifname(value, kind, err);
+	if (util_streq(kind, "range"))
+		return net_range_parse(value, &a, &b, err);
+	if (util_streq(kind, "gateway") || util_streq(kind, "dns") || util_streq(kind, "ip"))
+		return net_ip4_parse(value, &a, err);
+	if (util_streq(kind, "mac"))
+		return net_mac_normalize(value, mac, err);
+	if (util_streq(kind, "model") && !util_streq(value, "virtio") &&
+	    !util_streq(value, "e1000"))
+		return util_err_set(err, -EINVAL,
+		                    "model '%s' is not supported (use virtio or e1000)", value);
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(numbers); i++)
+		if (util_streq(kind, numbers[i].kind))
+			return util_parse_uint(value, numbers[i].min, numbers[i].max, &n, err);
+	return 0;
+}
+
 /* ---- create, delete -------------------------------------------------------------- */
 
 static int check_opts(lc_db *db, const lc_net_opts *o, json_t **ret_net, util_err *err)

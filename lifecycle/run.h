@@ -80,13 +80,16 @@ int lc_find_qemu(const lc_vm *vm, pid_t *ret_pid, uint64_t *ret_starttime);
 typedef struct lc_held {
 	uint64_t id;
 	char *name;
-	int lock; /* the VM lock's fd, -1 when not held */
+	int lock;         /* the VM lock's fd, -1 when not held */
+	const char *root; /* borrowed, for left */
+	lc_vm_left *left; /* lc_run_opts.ret_left, filled by lc_held_clear */
 } lc_held;
 
 /* Resolve name, take the VM lock (bounded by o->lock_timeout_ms or
  * LC_LOCK_TIMEOUT_MS; then "busy") and reconcile the journal with reality
  * (adopt a QEMU whose supervisor died, settle abandoned intents). Every
- * command that changes a VM starts here; lc_held_clear() releases. */
+ * command that changes a VM starts here; lc_held_clear() releases (and
+ * first fills o->ret_left with the state the VM is in then). */
 int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held *h, util_err *err);
 void lc_held_clear(lc_held *h);
 

@@ -55,6 +55,7 @@ typedef struct sup {
 
 	pid_t qemu_pid;
 	uint64_t qemu_starttime;
+	const char *accel; /* what QEMU was started with; NULL after adoption */
 	int qemu_pidfd;
 	bool qemu_is_child; /* false after adoption: no exit status then */
 	qmp_client *qmp;
@@ -217,9 +218,13 @@ static json_t *pids_json(sup *s)
 	uint64_t mine = 0;
 
 	util_proc_starttime(getpid(), &mine, NULL);
-	return json_pack("{s:i, s:I, s:i, s:I}", "qemu_pid", (int)s->qemu_pid, "qemu_starttime",
-	                 (json_int_t)s->qemu_starttime, "supervisor_pid", (int)getpid(),
-	                 "supervisor_starttime", (json_int_t)mine);
+	json_t *j = json_pack("{s:i, s:I, s:i, s:I}", "qemu_pid", (int)s->qemu_pid,
+	                      "qemu_starttime", (json_int_t)s->qemu_starttime, "supervisor_pid",
+	                      (int)getpid(), "supervisor_starttime", (json_int_t)mine);
+
+	if (s->accel)
+		json_object_set_new(j, "qemu_accel", json_string(s->accel));
+	return j;
 }
 
 static int record(sup *s, lc_state state, lc_lcm lcm, const char *reason, const char *error,
@@ -442,6 +447,8 @@ static int spawn_qemu(sup *s, util_err *err)
 		return r;
 	s->restart = vm->def.restart;
 	r = lc_accel_resolve(vm->def.accel, &rt.accel, NULL, err);
+	if (r == 0)
+		s->accel = lc_accel_name(rt.accel);
 	if (r == 0)
 		r = qemu_binary(&qemu, err);
 	if (r == 0)

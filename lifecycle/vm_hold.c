@@ -64,8 +64,28 @@ static int settle_vm(const char *root, uint64_t id, unsigned when, util_err *err
 
 /* ---- holding a VM ------------------------------------------------------------------------ */
 
+/* The VM's state while its lock is still held: what this command left. */
+static void note_left(const lc_held *h)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	util_err ignored = { 0 };
+	lc_vm *vm;
+
+	if (lc_db_open(h->root, LC_DB_SUMMARY, &db, &ignored) < 0 ||
+	    !(vm = lc_db_vm_by_id(db, h->id)))
+		return;
+	*h->left = (lc_vm_left){ .set = true,
+		                 .id = vm->id,
+		                 .seq = vm->n_recent ? vm->recent[vm->n_recent - 1] : 0,
+		                 .state = vm->state,
+		                 .lcm = vm->lcm };
+}
+
 void lc_held_clear(lc_held *h)
 {
+	if (h->left && h->root && h->lock >= 0)
+		note_left(h);
+	h->left = NULL;
 	free(h->name);
 	if (h->lock >= 0)
 		close(h->lock);
@@ -101,6 +121,8 @@ int lc_hold_vm(const char *root, const char *name, const lc_run_opts *o, lc_held
 
 	h->lock = -1;
 	h->name = NULL;
+	h->root = root;
+	h->left = o ? o->ret_left : NULL;
 	if (r == 0)
 		r = lc_db_find(db, name, &vm, err);
 	if (r < 0)

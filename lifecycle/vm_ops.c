@@ -385,6 +385,49 @@ static int set_def_field(lc_vmdef *def, const char *key, const char *value, util
 	return 0;
 }
 
+int lc_update_pair_check(const char *pair, util_err *err)
+{
+	_cleanup_free_ char *key = util_xstrdup(pair);
+	char *eq = strchr(key, '=');
+	const char *k = key;
+	lc_vmdef scratch;
+	int r;
+
+	if (!eq)
+		return util_err_set(err, -EINVAL, "'%s' is not KEY=VALUE", pair);
+	*eq = '\0';
+	if (util_startswith(key, "label."))
+		k = key + strlen("label.");
+	if (!*k)
+		return util_err_set(err, -EINVAL, "'%s' has no key: give %sKEY=VALUE", pair,
+		                    k == key ? "" : "label.");
+	r = util_validate_name(k, k == key ? "key" : "label key", err);
+	if (r == 0) {
+		_cleanup_free_ char *what = util_xasprintf("the value of '%s'", k);
+
+		r = util_validate_printable(eq + 1, what, err);
+	}
+	if (r < 0 || k != key)
+		return r;
+	if (util_streq(k, "memory") || util_streq(k, "vcpus")) {
+		lc_vmdef_init(&scratch);
+		r = set_def_field(&scratch, k, eq + 1, err);
+		lc_vmdef_clear(&scratch);
+		return r;
+	}
+	for (size_t d = 0; d < UTIL_ARRAY_SIZE(def_keys); d++)
+		if (util_streq(k, def_keys[d].key))
+			return util_err_set(
+			        err, -EINVAL, "'%s' is part of the definition, not user data; %s",
+			        k,
+			        def_keys[d].how
+			                ? def_keys[d].how
+			                : "update changes only memory and vcpus of it: for the rest, "
+			                  "qvm dump the vm to a file, edit it, qvm delete the vm and "
+			                  "qvm create it --from the file (its disks are made afresh)");
+	return check_user_value(k, eq + 1, err);
+}
+
 /* "update: memory 256M→512M, labels" — the keys an update changes */
 static char *update_reason(const lc_vmdef *old, const lc_vmdef *nd, json_t *labels, json_t *user)
 {
@@ -411,6 +454,45 @@ static char *update_reason(const lc_vmdef *old, const lc_vmdef *nd, json_t *labe
 	return why;
 }
 
+/* pairs into changes of labels and user (a null value deletes the key),
+ * and memory=/vcpus= into nd, a copy of vm's definition made at the first
+ * of them (*ret_redefine then true). */
+static int sort_pairs(const lc_vm *vm, char *const *pairs, size_t n, json_t *labels, json_t *user,
+                      lc_vmdef *nd, bool *ret_redefine, util_err *err)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		_cleanup_free_ char *key = util_xstrdup(pairs[i]);
+		char *eq = strchr(key, '=');
+		json_t *target = user;
+		const char *k = key;
+
+		r = lc_update_pair_check(pairs[i], err);
+		if (r < 0)
+			break;
+		*eq = '\0';
+		if (util_startswith(key, "label.")) {
+			target = labels;
+			k = key + strlen("label.");
+		}
+		if (target == user && (util_streq(k, "memory") || util_streq(k, "vcpus"))) {
+			if (!*ret_redefine) {
+				_cleanup_json_ json_t *j = lc_vmdef_to_json(&vm->def);
+
+				lc_vmdef_clear(nd);
+				r = lc_vmdef_from_json(j, nd, err);
+			}
+			*ret_redefine = true;
+			if (r == 0)
+				r = set_def_field(nd, k, eq + 1, err);
+			continue;
+		}
+		json_object_set_new(target, k, eq[1] ? json_string(eq + 1) : json_null());
+	}
+	return r;
+}
+
 int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err)
 {
 	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
@@ -427,53 +509,7 @@ int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t
 		return util_err_set(err, -EINVAL,
 		                    "nothing to update: give KEY=VALUE or label.KEY=VALUE");
 	lc_vmdef_init(&nd);
-	for (size_t i = 0; i < n && r == 0; i++) {
-		_cleanup_free_ char *key = util_xstrdup(pairs[i]);
-		char *eq = strchr(key, '=');
-		json_t *target = user;
-		const char *k = key;
-
-		if (!eq) {
-			r = util_err_set(err, -EINVAL, "'%s' is not KEY=VALUE", pairs[i]);
-			break;
-		}
-		*eq = '\0';
-		if (util_startswith(key, "label.")) {
-			target = labels;
-			k = key + strlen("label.");
-		}
-		r = util_validate_name(k, "key", err);
-		if (r == 0)
-			r = util_validate_printable(eq + 1, "value", err);
-		if (r < 0)
-			break;
-		if (target == user && (util_streq(k, "memory") || util_streq(k, "vcpus"))) {
-			if (!redefine) {
-				_cleanup_json_ json_t *j = lc_vmdef_to_json(&vm->def);
-
-				lc_vmdef_clear(&nd);
-				r = lc_vmdef_from_json(j, &nd, err);
-			}
-			redefine = true;
-			if (r == 0)
-				r = set_def_field(&nd, k, eq + 1, err);
-			continue;
-		}
-		for (size_t d = 0; target == user && d < UTIL_ARRAY_SIZE(def_keys); d++)
-			if (util_streq(k, def_keys[d].key))
-				r = util_err_set(
-				        err, -EINVAL,
-				        "'%s' is part of the definition, not user data; %s", k,
-				        def_keys[d].how
-				                ? def_keys[d].how
-				                : "update changes only memory and vcpus of it: for the rest, "
-				                  "qvm dump the vm to a file, edit it, qvm delete the vm and "
-				                  "qvm create it --from the file (its disks are made afresh)");
-		if (r == 0 && target == user)
-			r = check_user_value(k, eq + 1, err);
-		if (r == 0)
-			json_object_set_new(target, k, eq[1] ? json_string(eq + 1) : json_null());
-	}
+	r = sort_pairs(vm, pairs, n, labels, user, &nd, &redefine, err);
 	if (r < 0)
 		goto out;
 	/* The VM lock, for every change: a disk or nic operation under way
@@ -709,6 +745,7 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "qemu_pid", vm->qemu_pid ? json_integer(vm->qemu_pid) : json_null());
 	json_object_set_new(j, "supervisor_pid",
 	                    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
+	json_object_set_new(j, "accel", vm->accel ? json_string(vm->accel) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
 	json_object_set_new(j, "snapshots", lc_vm_snapshots_json(vm));
 	return j;

@@ -1,6 +1,7 @@
 /* Memory, strings and string vectors. Allocation failure aborts: a CLI that
  * cannot allocate a few bytes has nothing sensible left to do. */
 #include <stdarg.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -182,6 +183,14 @@ void util_crash_point(const char *point)
 
 	if (at && !strcmp(at, point))
 		_exit(99);
+}
+
+void util_stop_point(const char *point)
+{
+	const char *at = getenv("QVM_STOP_AT");
+
+	if (at && !strcmp(at, point))
+		raise(SIGSTOP);
 }
 
 int util_fail_point(const char *point, util_err *err)

@@ -262,6 +262,11 @@ int util_pidfd_open(pid_t pid, int *ret_fd, util_err *err);
  * process _exit()s at once (status 99), as a kill -9 would leave it. */
 void util_crash_point(const char *point);
 
+/* Tests hold qvm at a named step, to run another command meanwhile: when
+ * QVM_STOP_AT equals `point`, the process stops itself (SIGSTOP) there and
+ * goes on once it gets SIGCONT. */
+void util_stop_point(const char *point);
+
 /* Tests make a step fail as if its system call or QMP command had: when
  * QVM_FAIL_AT equals `point`, returns -EIO with a message naming the point
  * (the caller goes down its real failure path); otherwise 0. */

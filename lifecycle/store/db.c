@@ -42,6 +42,7 @@ static void vm_free(lc_vm *vm)
 	free(vm->last_error);
 	free(vm->target);
 	free(vm->prev_state);
+	free(vm->accel);
 	json_decref(vm->snapshots);
 	free(vm);
 }
@@ -114,8 +115,12 @@ static int apply_state_fields(lc_vm *vm, json_t *rec, util_err *err)
 		if (r < 0)
 			return r;
 	}
-	if (vm->state != LC_ACTIVE)
+	if (vm->state != LC_ACTIVE) {
 		vm->lcm = LC_LCM_NONE;
+		set_str(&vm->accel, NULL);
+	} else if ((v = json_object_get(rec, "qemu_accel"))) {
+		set_str(&vm->accel, v);
+	}
 	if ((v = json_object_get(rec, "reason")))
 		set_str(&vm->reason, v);
 	if ((v = json_object_get(rec, "error")))
@@ -220,6 +225,8 @@ static json_t *vm_state_json(const lc_vm *vm)
 		json_object_set_new(j, "target", json_string(vm->target));
 	if (vm->prev_state)
 		json_object_set_new(j, "prev", json_string(vm->prev_state));
+	if (vm->accel)
+		json_object_set_new(j, "qemu_accel", json_string(vm->accel));
 	if (vm->timeout_ms)
 		json_object_set_new(j, "timeout_ms", json_integer(vm->timeout_ms));
 	if (vm->hard_after)

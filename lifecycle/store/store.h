@@ -207,6 +207,10 @@ typedef struct lc_vm {
 	uint64_t qemu_starttime; /* /proc/PID/stat field 22 of qemu_pid */
 	pid_t supervisor_pid;
 	uint64_t supervisor_starttime;
+	/* while ACTIVE: the accelerator its QEMU was started with ("kvm" or
+	 * "tcg", auto resolved; the "qemu_accel" of its supervisor's records),
+	 * or NULL when not known */
+	char *accel;
 	/* While ACTIVE/SHUTDOWN: where the shutdown leads ("DONE", "POWEROFF"
 	 * or "REBOOT"), how long the guest has, and whether it is killed then.
 	 * While ACTIVE/BOOT before a supervisor recorded itself: the state a

@@ -104,12 +104,12 @@ run "$QVM" show web --json
 is "$(json 'd["definition"]["user"]["owner"], d["definition"]["labels"]' <<<"$OUT")" "alice {'tier': 'db'}" \
 	"update set, changed and removed keys"
 run "$QVM" update web "bad key=1"
-is "$RC" 1 "update with a bad key fails"
+is "$RC" 2 "update with a bad key is a usage error"
 run "$QVM" update web snapshots.max=abc
-is "$RC" 1 "update snapshots.max=abc is refused"
+is "$RC" 2 "update snapshots.max=abc is refused (usage)"
 like "$ERR" "snapshots.max must be a number" "... saying it must be a number"
 run "$QVM" update web snapshots.max=0 other=x
-is "$RC" 1 "update snapshots.max=0 is refused"
+is "$RC" 2 "update snapshots.max=0 is refused (usage)"
 run "$QVM" show web --json
 is "$(json '"snapshots.max" in d["definition"]["user"], "other" in d["definition"]["user"]' <<<"$OUT")" \
 	"False False" "... and nothing of a refused update is kept"
@@ -117,7 +117,7 @@ run "$QVM" update web snapshots.max=3
 is "$RC" 0 "update snapshots.max=3 is taken"
 for kv in machine=q35 disks=x nics=x cdrom=x kernel=/x restart=always name=y; do
 	run "$QVM" update web "$kv"
-	[ "$RC" = 1 ] && [[ $ERR == *"'${kv%%=*}' is part of the definition, not user data"* ]] ||
+	[ "$RC" = 2 ] && [[ $ERR == *"'${kv%%=*}' is part of the definition, not user data"* ]] ||
 		{ not_ok "update $kv is refused as a definition key (got $RC: $ERR)"; continue; }
 	ok "update $kv is refused as a definition key"
 done
@@ -134,9 +134,9 @@ run "$QVM" update web memory=1024
 run "$QVM" show web --json
 is "$(json 'd["definition"]["memory"]' <<<"$OUT")" 1073741824 "update memory=1024 is MiB, as --memory"
 run "$QVM" update web vcpus=0
-is "$RC" 1 "update vcpus=0 is refused"
+is "$RC" 2 "update vcpus=0 is refused (usage)"
 run "$QVM" update web memory=1X
-is "$RC" 1 "update memory=1X is refused"
+is "$RC" 2 "update memory=1X is refused (usage)"
 run "$QVM" show web --json
 is "$(json 'd["definition"]["memory"], d["definition"]["vcpus"]' <<<"$OUT")" "1073741824 3" \
 	"... leaving the definition as it was"

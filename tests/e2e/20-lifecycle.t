@@ -49,7 +49,13 @@ define g "qvm.counter=1"
 gid=$(vm_id g)
 guuid=$(uuid_of g)
 glog=$QVM_ROOT/vms/$gid/console.log
-run "$QVM" start g
+# g's accel is auto (the default): without /dev/kvm (as here) auto itself
+# chooses tcg, so let it; with one, QVM_ACCEL keeps tests off KVM
+if [ -e /dev/kvm ]; then
+	run "$QVM" start g
+else
+	run env -u QVM_ACCEL "$QVM" start g
+fi
 is "$RC" 0 "start" || diag "$ERR"
 like "$OUT" "^g: ACTIVE/(BOOT|RUNNING)$" "start prints the state reached"
 if wait_for_file_line "$glog" '^QVM-READY uptime=' $BOOT_S; then
@@ -65,6 +71,11 @@ like "$OUT" "(^|$NL) +$gid +g +runn +[0-9]+% +256M +[0-9]+[smhd]" "list: runn wi
 run "$QVM" show g
 like "$OUT" "STATE +ACTIVE/RUNNING" "show: ACTIVE/RUNNING"
 like "$OUT" "UPTIME +[0-9]+[smhd]" "show: an uptime"
+# g is defined with --accel auto (the default); QEMU runs it under tcg
+like "$OUT" "ACCEL +tcg \(auto\)" "show: the accelerator QEMU runs with, auto resolved"
+run "$QVM" show g --json
+is "$(json 'd["accel"], d["definition"]["accel"]' <<<"$OUT")" "tcg auto" \
+	"show --json: accel in use beside the definition's"
 run "$QVM" start g
 is "$RC" 1 "start of a running vm is refused"
 like "$ERR" "cannot start 'g': it is ACTIVE/RUNNING; start needs PENDING" "... naming the state and the states needed"
@@ -151,6 +162,8 @@ else
 fi
 run "$QVM" show g
 like "$OUT" "REASON +.*signal 9" "show: the reason names signal 9"
+like "$OUT" "ACCEL +auto$NL" "show: a vm that is not running has only its definition's accel"
+is "$("$QVM" show g --json | json 'd["accel"]')" None "... and accel null in --json"
 like "$OUT" "LAST ERROR +.*signal 9" "show: ... as the last error"
 ok "the supervisor is gone too" no_supervisor "$gid"
 ok "the runtime folder is gone" test ! -e "$QVM_ROOT/run/$gid"
@@ -350,6 +363,34 @@ ok "history: never FAILED in between" test -z "$(grep ' FAILED ' <<<"$new")"
 run "$QVM" poweroff phoenix --hard
 is "$RC" 0 "poweroff --hard" || diag "$ERR"
 is "$(state phoenix)" "POWEROFF" "... POWEROFF, not restarted"
+ok "... no qemu of it is left" wait_gone "$puuid" 5
+
+# ---- what a command prints is the state it left -------------------------------------
+# poweroff --hard stops itself (QVM_STOP_AT) once it let go of the vm, before
+# it prints; a start runs meanwhile. It still says POWEROFF, and that the vm
+# moved on since.
+run "$QVM" start phoenix
+is "$RC" 0 "start phoenix again" || diag "$ERR"
+wait_for_file_line "$plog" '^QVM-READY ' $BOOT_S "$(line_count "$plog")" || explain phoenix
+QVM_STOP_AT=report-state "$QVM" poweroff phoenix --hard >"$QVM_TEST_ROOT/race.out" 2>&1 &
+racer=$!
+stopped=
+for _ in $(seq 300); do
+	[ "$(cut -d' ' -f3 "/proc/$racer/stat" 2>/dev/null)" = T ] && { stopped=1; break; }
+	sleep 0.1
+done
+ok "poweroff --hard stops before it prints (QVM_STOP_AT=report-state)" test -n "$stopped"
+after=$(line_count "$plog")
+run "$QVM" start phoenix --no-wait
+is "$RC" 0 "a start runs meanwhile" || diag "$ERR"
+kill -CONT "$racer" 2>/dev/null
+wait "$racer"
+is "$?" 0 "the poweroff ends well"
+like "$(cat "$QVM_TEST_ROOT/race.out")" "^phoenix: POWEROFF \(since then ACTIVE/[A-Z]+\)$" \
+	"it prints POWEROFF, the state it left, and what the vm is since: $(cat "$QVM_TEST_ROOT/race.out")"
+wait_for_file_line "$plog" '^QVM-READY ' $BOOT_S "$after" || explain phoenix
+run "$QVM" poweroff phoenix --hard
+is "$OUT" "phoenix: POWEROFF" "without a command after it, poweroff prints the state alone"
 ok "... no qemu of it is left" wait_gone "$puuid" 5
 
 # ---- nothing left ---------------------------------------------------------------------

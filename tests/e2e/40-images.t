@@ -74,9 +74,13 @@ is "$(stat -c %a "$STORE")" 700 "the store folder is 0700"
 is "$(stat -c %a "$STORE/base.qcow2") $(stat -c %a "$STORE/base.image.json")" "600 600" \
 	"the image and its metadata are 0600"
 run "$QVM" image show base
-like "$OUT" "format: +qcow2" "image show: format"
-like "$OUT" "sha256: +$(sha "$W/base.qcow2")" "image show: sha256"
-like "$OUT" "source: +$W/base.qcow2" "image show: source"
+like "$OUT" "FORMAT +qcow2" "image show: format"
+like "$OUT" "SHA256 +$(sha "$W/base.qcow2")" "image show: sha256"
+like "$OUT" "SOURCE +$W/base.qcow2" "image show: source"
+like "$OUT" "VSIZE +64M \(67108864 bytes\)" "image show: virtual size"
+is "$(key_column_off <<<"$OUT")" "" "image show: KEY VALUE lines in the column show and host use"
+run "$QVM" host
+is "$(key_column_off <<<"$OUT")" "" "... as host prints them"
 run "$QVM" --json image show base
 is "$(json 'd["name"], d["format"], d["virtual_size"], d["path"]' <<<"$OUT")" \
 	"base qcow2 67108864 $STORE/base.qcow2" "image show --json"
@@ -84,7 +88,7 @@ run "$QVM" image import "$W/base.qcow2" --name base
 is "$RC" 1 "a second image of the same name is refused"
 like "$ERR" "an image named 'base' already exists" "... saying so"
 run "$QVM" image import "$W/base.qcow2" --name ../evil
-is "$RC" 1 "an invalid image name is refused"
+is "$RC" 2 "an invalid image name is a usage error"
 like "$ERR" "image name" "... naming the problem"
 run "$QVM" image show nosuch
 like "$RC:$ERR" "^1:.*no image named 'nosuch' in the image store" "show of a missing image"

@@ -267,7 +267,7 @@ run "$QVM" disk-snapshot-revert g 0 nope
 is "$RC" 1 "revert to an unknown snapshot is refused"
 like "$ERR" "disk 0 of 'g' has no snapshot 'nope'" "... naming it"
 run "$QVM" disk-snapshot-create g 0 123
-is "$RC" 1 "an all-digit tag is refused"
+is "$RC" 2 "an all-digit tag is a usage error"
 run "$QVM" disk-snapshot-delete g 0 1
 is "$RC" 0 "disk-snapshot-delete by id while off" || diag "$ERR"
 is "$(qemu-img info --output=json "$d0" | json 'len(d.get("snapshots", []))')" 0 "... the qcow2 has no snapshot left"

@@ -64,6 +64,11 @@
 #                             empty string (labels and user data left out);
 #                             nothing when it follows them, failure when it
 #                             is not JSON
+#   key_column_off            the lines of show-style output on stdin (up to
+#                             the first empty line) that are not KEY VALUE
+#                             with KEY (capitals) in a column of 11 and the
+#                             value from column 13, as cli_print_field
+#                             prints them; nothing when all are
 #   runtime_left              what of QVM_ROOT's runtime state outlived its
 #                             vms: sockets under ROOT/run and lock files that
 #                             some process still holds; empty when nothing
@@ -241,3 +246,13 @@ EOF
 }
 
 vm_qmp() { "$PY" "$VM_SH_DIR/qmp.py" "$QVM_ROOT/run/$1/qmp.sock" "$2" ${3:+"$3"}; }
+
+key_column_off() {
+	awk 'NF == 0 { exit }
+	{
+		k = substr($0, 1, 11)
+		if (k !~ /^[A-Z][A-Z0-9 -]*$/ || substr($0, 12, 1) != " " || length($0) < 13 ||
+		    substr($0, 13, 1) == " ")
+			print
+	}'
+}

@@ -172,7 +172,7 @@ int cli_check_arg(const cli_command *cmd, const char *arg, const char *value, ut
 		if (util_streq(kind, "NAME") && a->check == check_net)
 			kind = "network";
 		if (a->check(kind, value, err) < 0)
-			return cli_usage(err, "%.*s: %s", (int)strcspn(arg, "."), arg, err->msg);
+			return util_err_prefix(err, "%.*s", (int)strcspn(arg, "."), arg);
 		return 0;
 	}
 	return 0;

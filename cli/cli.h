@@ -52,8 +52,9 @@ typedef struct cli_arg {
 } cli_arg;
 
 /* Check value of argument arg of cmd against cmd's table of arguments: 0
- * (also for an argument the table does not list), or CLI_EUSAGE with a
- * message naming the argument. cli_parser_next and cli_parser_operands call
+ * (also for an argument the table does not list), or a negative errno with
+ * a message naming the argument (the parser makes it a usage error).
+ * cli_parser_next and cli_parser_operands call
  * it for every option value and operand, so each command has its arguments
  * checked before it opens the journal or does anything else. */
 int cli_check_arg(const cli_command *cmd, const char *arg, const char *value, util_err *err);

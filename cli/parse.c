@@ -119,7 +119,7 @@ int cli_parser_next(cli_parser *p, const char **ret_arg, util_err *err)
 				snprintf(name, sizeof(name), "--%s",
 				         cli_option_name(p->longopts, c));
 				if (cli_check_arg(p->ctx->cmd, name, optarg, err) < 0)
-					return CLI_EUSAGE;
+					return cli_usage(err, "%s", err->msg);
 			}
 			*ret_arg = optarg;
 			return c;
@@ -206,7 +206,7 @@ int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands, i
 
 		operand_name(usage_of(p, usage, sizeof(usage)), i, name, sizeof(name));
 		if (name[0] && cli_check_arg(p->ctx->cmd, name, p->argv[optind + i], err) < 0)
-			return CLI_EUSAGE;
+			return cli_usage(err, "%s", err->msg);
 	}
 	*ret_operands = p->argv + optind;
 	*ret_count = n;

@@ -170,6 +170,37 @@ static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt, 
 	return 0;
 }
 
+/* -kernel, -initrd and -append take their value whole (no option
+ * parsing), so they need no escaping; validation refused control
+ * characters and commas in the initrd path. */
+static void push_direct_boot(util_strv *sv, const lc_vmdef *def)
+{
+	if (def->kernel) {
+		util_strv_push(sv, "-kernel");
+		util_strv_push(sv, def->kernel);
+	}
+	if (def->initrd) {
+		util_strv_push(sv, "-initrd");
+		util_strv_push(sv, def->initrd);
+	}
+	if (def->append) {
+		util_strv_push(sv, "-append");
+		util_strv_push(sv, def->append);
+	}
+}
+
+/* q35's pcie.0 takes no hotplug: empty root ports are the slots that
+ * disk-attach (and nic hotplug) fill while the vm runs */
+static void push_hotplug_ports(util_strv *sv, const lc_vmdef *def)
+{
+	if (def->machine != LC_MACHINE_Q35)
+		return;
+	for (int i = 0; i < LC_HOTPLUG_PORTS; i++)
+		push_json(sv, "-device",
+		          json_pack("{s:s, s:o, s:s, s:i}", "driver", "pcie-root-port", "id",
+		                    json_sprintf("hp%d", i), "bus", "pcie.0", "chassis", i + 1));
+}
+
 int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, util_err *err)
 {
 	const lc_vmdef *def = &vm->def;
@@ -230,21 +261,7 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 		goto fail;
 	util_strv_push(&sv, "-serial");
 	util_strv_push(&sv, "chardev:serial0");
-	/* -kernel, -initrd and -append take their value whole (no option
-	 * parsing), so they need no escaping; validation refused control
-	 * characters and commas in the initrd path. */
-	if (def->kernel) {
-		util_strv_push(&sv, "-kernel");
-		util_strv_push(&sv, def->kernel);
-	}
-	if (def->initrd) {
-		util_strv_push(&sv, "-initrd");
-		util_strv_push(&sv, def->initrd);
-	}
-	if (def->append) {
-		util_strv_push(&sv, "-append");
-		util_strv_push(&sv, def->append);
-	}
+	push_direct_boot(&sv, def);
 	if ((r = push_disks(&sv, vm, err)) < 0)
 		goto fail;
 	if (def->cdrom)
@@ -257,15 +274,7 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 		push_readonly_raw(&sv, "seed0", rt->seed_path, "virtio-blk-pci");
 	if ((r = push_nics(&sv, vm, rt, err)) < 0)
 		goto fail;
-	if (def->machine == LC_MACHINE_Q35) {
-		/* pcie.0 takes no hotplug: empty root ports are the slots that
-		 * disk-attach (and nic hotplug) fill while the vm runs */
-		for (int i = 0; i < LC_HOTPLUG_PORTS; i++)
-			push_json(&sv, "-device",
-			          json_pack("{s:s, s:o, s:s, s:i}", "driver", "pcie-root-port",
-			                    "id", json_sprintf("hp%d", i), "bus", "pcie.0",
-			                    "chassis", i + 1));
-	}
+	push_hotplug_ports(&sv, def);
 	*ret_argv = util_strv_steal(&sv);
 	return 0;
 fail:

@@ -428,10 +428,110 @@ static void quit_qemu(sup *s)
 /* Start QEMU for the VM and boot it: sockets, log, argv, fork+execve,
  * record its pid, connect QMP, cont. On failure QEMU is gone, the runtime
  * folder removed, and err says why (with QEMU's own last line). */
+/* One QEMU log per start, the previous one kept: bounded by LOG_CAP each. */
+static void new_qemu_log(sup *s)
+{
+	_cleanup_free_ char *old_log = util_xasprintf("%s.1", s->paths.qemu_log);
+
+	rename(s->paths.qemu_log, old_log);
+	close_fd(&s->log_file);
+	s->log_file =
+	        open(s->paths.qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	s->log_size = 0;
+	s->last_log_line[0] = '\0';
+	s->partial_len = 0;
+}
+
+/* What QEMU's command line names of this run: its fds as qemu_child()
+ * places them (QMP 3 and 4, the console 5, taps from 6), and the seed,
+ * which start built (PROLOG) when the VM has one and a restart reuses.
+ * Returns the taps' fd numbers (rt points at them), for the caller to free. */
+static int *fill_runtime(const sup *s, lc_qemu_runtime *rt, const char *qemu, const char *seed,
+                         size_t n_taps)
+{
+	int *tap_nums = n_taps ? util_xcalloc(n_taps, sizeof(int)) : NULL;
+
+	for (size_t i = 0; i < n_taps; i++)
+		tap_nums[i] = 6 + (int)i;
+	rt->tap_fds = tap_nums;
+	rt->n_tap_fds = n_taps;
+	rt->qemu_binary = qemu;
+	rt->qmp_event_fd = 3;
+	rt->qmp_command_fd = 4;
+	rt->serial_fd = 5;
+	rt->serial_log = s->paths.serial_log;
+	rt->sandbox = true;
+	if (access(seed, F_OK) == 0)
+		rt->seed_path = seed;
+	return tap_nums;
+}
+
+/* The QEMU just forked is ours to watch: its log pipe, identity, pidfd.
+ * Without a pidfd it is killed again (nothing could see it exit). */
+static int track_child(sup *s, pid_t pid, int log_read, util_err *err)
+{
+	int r;
+
+	s->log_pipe = log_read;
+	fcntl(s->log_pipe, F_SETFL, O_NONBLOCK);
+	s->qemu_pid = pid;
+	s->qemu_is_child = true;
+	util_proc_starttime(pid, &s->qemu_starttime, NULL);
+	r = util_pidfd_open(pid, &s->qemu_pidfd, err);
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		s->qemu_pid = 0;
+	}
+	return r;
+}
+
+/* The sockets QEMU serves, made before it starts: its two QMP monitors
+ * and the serial console. */
+static int listen_sockets(sup *s, int fds[3], util_err *err)
+{
+	int r = util_mkdir_p(s->paths.rundir, 0700, err);
+
+	if (r == 0)
+		r = util_unix_listen(s->paths.qmp_event, 4, &fds[0], err);
+	if (r == 0)
+		r = util_unix_listen(s->paths.qmp_command, 4, &fds[1], err);
+	if (r == 0)
+		r = util_unix_listen(s->paths.console, 4, &fds[2], err);
+	return r;
+}
+
+/* A start that failed leaves nothing: sockets, taps, pipes, the run folder. */
+static void spawn_undo(sup *s, const lc_vm *vm, int fds[3], int *taps, size_t n_taps, int logp[2])
+{
+	for (int i = 0; i < 3; i++)
+		close_fd(&fds[i]);
+	for (size_t i = 0; i < n_taps; i++)
+		close_fd(&taps[i]);
+	lc_nics_remove_taps(vm);
+	close_fd(&logp[0]);
+	close_fd(&logp[1]);
+	close_fd(&s->log_pipe);
+	lc_remove_rundir(&s->paths);
+}
+
+/* After the fork: QEMU alone holds the listening sockets now, so that
+ * if it dies a client's connect fails at once instead of waiting on our
+ * copy; and the taps, so that when it exits, however, they are gone; and
+ * its end of the log pipe. */
+static void let_qemu_hold(int fds[3], int *taps, size_t n_taps, int *log_write)
+{
+	for (int i = 0; i < 3; i++)
+		close_fd(&fds[i]);
+	for (size_t i = 0; i < n_taps; i++)
+		close_fd(&taps[i]);
+	close_fd(log_write);
+}
+
 static int spawn_qemu(sup *s, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
-	_cleanup_free_ char *qemu = NULL, *old_log = NULL, *seed = NULL;
+	_cleanup_free_ char *qemu = NULL, *seed = NULL;
 	_cleanup_strv_ char **argv = NULL;
 	_cleanup_free_ int *taps = NULL, *tap_nums = NULL;
 	size_t n_taps = 0;
@@ -452,24 +552,10 @@ static int spawn_qemu(sup *s, util_err *err)
 	if (r == 0)
 		r = qemu_binary(&qemu, err);
 	if (r == 0)
-		r = util_mkdir_p(s->paths.rundir, 0700, err);
-	if (r == 0)
-		r = util_unix_listen(s->paths.qmp_event, 4, &fds[0], err);
-	if (r == 0)
-		r = util_unix_listen(s->paths.qmp_command, 4, &fds[1], err);
-	if (r == 0)
-		r = util_unix_listen(s->paths.console, 4, &fds[2], err);
+		r = listen_sockets(s, fds, err);
 	if (r < 0)
 		goto fail;
-	/* one log per start, the previous one kept: bounded by LOG_CAP each */
-	old_log = util_xasprintf("%s.1", s->paths.qemu_log);
-	rename(s->paths.qemu_log, old_log);
-	close_fd(&s->log_file);
-	s->log_file =
-	        open(s->paths.qemu_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-	s->log_size = 0;
-	s->last_log_line[0] = '\0';
-	s->partial_len = 0;
+	new_qemu_log(s);
 	if (pipe2(logp, O_CLOEXEC) < 0) {
 		r = util_err_errno(err, -errno, "cannot make a pipe for qemu's log");
 		goto fail;
@@ -481,23 +567,10 @@ static int spawn_qemu(sup *s, util_err *err)
 		if (r < 0)
 			goto fail;
 		n_taps = vm->def.n_nics;
-		tap_nums = util_xcalloc(n_taps, sizeof(int));
-		for (size_t i = 0; i < n_taps; i++)
-			tap_nums[i] = 6 + (int)i;
-		rt.tap_fds = tap_nums;
-		rt.n_tap_fds = n_taps;
 	}
 	util_crash_point("start-after-taps");
-	rt.qemu_binary = qemu;
-	rt.qmp_event_fd = 3;
-	rt.qmp_command_fd = 4;
-	rt.serial_fd = 5;
-	rt.serial_log = s->paths.serial_log;
-	rt.sandbox = true;
-	/* start built it (PROLOG) when the VM has one; a restart reuses it */
 	seed = lc_seed_path(s->root, s->id);
-	if (access(seed, F_OK) == 0)
-		rt.seed_path = seed;
+	tap_nums = fill_runtime(s, &rt, qemu, seed, n_taps);
 	r = lc_qemu_argv(vm, &rt, &argv, err);
 	if (r < 0)
 		goto fail;
@@ -510,26 +583,10 @@ static int spawn_qemu(sup *s, util_err *err)
 	}
 	if (pid == 0)
 		qemu_child(argv, fds, logp[1], (int[2]){ s->status_fd, s->lock_fd }, taps, n_taps);
-	/* QEMU alone holds the listening sockets now: if it dies, a client's
-	 * connect fails at once instead of waiting on our copy. */
-	for (int i = 0; i < 3; i++)
-		close_fd(&fds[i]);
-	/* and the taps: when it exits, however, they are gone */
-	for (size_t i = 0; i < n_taps; i++)
-		close_fd(&taps[i]);
-	close_fd(&logp[1]);
-	s->log_pipe = logp[0];
-	fcntl(s->log_pipe, F_SETFL, O_NONBLOCK);
-	s->qemu_pid = pid;
-	s->qemu_is_child = true;
-	util_proc_starttime(pid, &s->qemu_starttime, NULL);
-	r = util_pidfd_open(pid, &s->qemu_pidfd, err);
-	if (r < 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		s->qemu_pid = 0;
+	let_qemu_hold(fds, taps, n_taps, &logp[1]);
+	r = track_child(s, pid, TAKE_FD(logp[0]), err);
+	if (r < 0)
 		goto fail;
-	}
 	util_crash_point("supervisor-after-qemu");
 	record(s, LC_ACTIVE, LC_LCM_BOOT, "qemu started", NULL, pids_json(s));
 	/* enough for `start --no-wait` */
@@ -564,15 +621,7 @@ fail_qemu:
 	close_fd(&s->qemu_pidfd);
 	s->qemu_pid = 0;
 fail:
-	for (int i = 0; i < 3; i++)
-		close_fd(&fds[i]);
-	for (size_t i = 0; i < n_taps; i++)
-		close_fd(&taps[i]);
-	lc_nics_remove_taps(vm);
-	close_fd(&logp[0]);
-	close_fd(&logp[1]);
-	close_fd(&s->log_pipe);
-	lc_remove_rundir(&s->paths);
+	spawn_undo(s, vm, fds, taps, n_taps, logp);
 	return r;
 }
 

@@ -487,10 +487,10 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		if (vm->state == LC_DONE)
 			continue;
 		defined++;
-		if (vm->state == LC_ACTIVE) {
+		if (vm->state == LC_ACTIVE)
 			active++;
+		if (lc_vm_holds_host(vm))
 			committed += vm->def.memory;
-		}
 	}
 	qemu_binary(&qemu, &qerr);
 	if (ctx->json) {
@@ -506,8 +506,8 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	printf("%-11s %s (%s)\n", "ACCEL", lc_accel_name(accel), reason);
 	printf("%-11s %s\n", "QEMU", qemu ? qemu : qerr.msg);
 	printf("%-11s %ld\n", "CPUS", cpus);
-	printf("%-11s %s total, %s available, %s committed to running vms\n", "MEMORY",
-	       util_format_size(total & ~((1ull << 20) - 1), a, sizeof(a)),
+	printf("%-11s %s total, %s available, %s committed to vms (active, suspended, powered off)\n",
+	       "MEMORY", util_format_size(total & ~((1ull << 20) - 1), a, sizeof(a)),
 	       util_format_size(avail & ~((1ull << 20) - 1), b, sizeof(b)),
 	       util_format_size(committed, c, sizeof(c)));
 	printf("%-11s %zu defined, %zu active\n", "VMS", defined, active);

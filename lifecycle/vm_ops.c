@@ -711,5 +711,7 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	                    vm->supervisor_pid ? json_integer(vm->supervisor_pid) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
 	json_object_set_new(j, "snapshots", lc_vm_snapshots_json(vm));
+	json_object_set_new(j, "checkpoint",
+	                    vm->checkpoint ? json_deep_copy(vm->checkpoint) : json_null());
 	return j;
 }

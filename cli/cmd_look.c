@@ -21,8 +21,12 @@ static int open_named(cli_ctx *ctx, int argc, char **argv, lc_db **ret_db, lc_vm
  * a shutdown, hotplug or snapshot its qvm may have abandoned. */
 static bool may_be_ghost(const lc_vm *vm)
 {
-	return vm->state == LC_ACTIVE && (!lc_vm_supervised(vm) || vm->lcm == LC_LCM_SHUTDOWN ||
-	                                  vm->lcm == LC_LCM_HOTPLUG || vm->lcm == LC_LCM_SNAPSHOT);
+	/* SAVE, or a checkpoint still recorded once it runs: a suspend or
+	 * resume its qvm may have abandoned */
+	return vm->state == LC_ACTIVE &&
+	       (!lc_vm_supervised(vm) || vm->lcm == LC_LCM_SHUTDOWN || vm->lcm == LC_LCM_HOTPLUG ||
+	        vm->lcm == LC_LCM_SNAPSHOT || vm->lcm == LC_LCM_SAVE ||
+	        (vm->checkpoint && vm->lcm != LC_LCM_BOOT));
 }
 
 int cli_open_vm_to_read(cli_ctx *ctx, const char *name_or_id, lc_db **ret_db, lc_vm **ret_vm,

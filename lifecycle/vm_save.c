@@ -49,6 +49,14 @@ static int qmp_do(qmp_client *q, const char *cmd, json_t *args, json_t **ret, ut
 	return qmp_execute(q, cmd, a, 0, ret, err);
 }
 
+/* getfd of fd (borrowed) as CKPT_FDNAME */
+static int qmp_getfd(qmp_client *q, int fd, util_err *err)
+{
+	_cleanup_json_ json_t *a = json_pack("{s:s}", "fdname", CKPT_FDNAME);
+
+	return qmp_execute_with_fd(q, "getfd", a, fd, 0, NULL, err);
+}
+
 /* ---- records ------------------------------------------------------------------------------ */
 
 /* The seq of VM id's open intent of op, 0 when none. */
@@ -239,8 +247,7 @@ static int migrate_wait(qmp_client *q, const char *what, util_err *err)
 
 int lc_checkpoint_load(qmp_client *q, int fd, util_err *err)
 {
-	int r = qmp_execute_with_fd(q, "getfd", json_pack("{s:s}", "fdname", CKPT_FDNAME), fd, 0,
-	                            NULL, err);
+	int r = qmp_getfd(q, fd, err);
 
 	util_crash_point("resume-after-getfd");
 	if (r == 0)
@@ -271,8 +278,7 @@ static int write_checkpoint(lc_cmd *c, bool running, json_t **ret, util_err *err
 		r = qmp_do(c->qmp, "migrate-set-parameters",
 		           json_pack("{s:I}", "max-bandwidth", (json_int_t)1 << 40), NULL, err);
 	if (r == 0)
-		r = qmp_execute_with_fd(c->qmp, "getfd", json_pack("{s:s}", "fdname", CKPT_FDNAME),
-		                        fd, 0, NULL, err);
+		r = qmp_getfd(c->qmp, fd, err);
 	close(TAKE_FD(fd));
 	util_crash_point("suspend-after-getfd");
 	if (r == 0)
@@ -562,7 +568,7 @@ static bool guest_runs(const char *root, const lc_vm *vm)
 
 static int settle_resume(const char *root, uint64_t id, lc_db **dbp, lc_vm *vm, util_err *err)
 {
-	lc_state back;
+	lc_state back, state;
 	lc_lcm lcm = vm->lcm;
 	int r;
 
@@ -581,8 +587,9 @@ static int settle_resume(const char *root, uint64_t id, lc_db **dbp, lc_vm *vm, 
 			return r;
 		lcm = vm->lcm;
 	}
+	state = vm->state;
 	lc_db_close(TAKE_PTR(*dbp));
-	if (vm->state == LC_ACTIVE && (lcm == LC_LCM_RUNNING || lcm == LC_LCM_PAUSED))
+	if (state == LC_ACTIVE && (lcm == LC_LCM_RUNNING || lcm == LC_LCM_PAUSED))
 		return drop_checkpoint(root, id, LC_ACTIVE, lcm,
 		                       "resumed; its checkpoint was removed (after its qvm died)",
 		                       "resume", err);

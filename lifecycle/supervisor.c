@@ -406,6 +406,46 @@ static void kill_qemu(sup *s)
 		waitpid(s->qemu_pid, NULL, 0);
 }
 
+/* QEMU runs (paused): record it, connect QMP, load the checkpoint of a
+ * resume (ckpt, -1 for a boot), cont, record RUNNING. */
+static int boot_guest(sup *s, int ckpt, util_err *err)
+{
+	json_t *extra = pids_json(s);
+	char why[600];
+	int r;
+
+	/* a resume keeps where it returns to until its guest runs */
+	if (ckpt >= 0)
+		json_object_set_new(extra, "prev", json_string(lc_state_name(s->fail_to)));
+	record(s, LC_ACTIVE, LC_LCM_BOOT, "qemu started", NULL, extra);
+	/* enough for `start --no-wait` */
+	if (s->status_fd >= 0)
+		dprintf(s->status_fd, "{\"stage\": \"spawned\"}\n");
+	util_crash_point("supervisor-before-qmp");
+
+	r = qmp_connect_path(s->paths.qmp_event, greeting_timeout_ms(), &s->qmp, err);
+	if (r < 0) {
+		qemu_exit_reason(s, true, why, sizeof(why));
+		return util_err_set(err, r, "%s", why);
+	}
+	if (ckpt >= 0) {
+		r = lc_checkpoint_load(s->qmp, ckpt, err);
+		if (r < 0)
+			return r;
+	}
+	util_crash_point("supervisor-before-cont");
+	r = qmp_execute(s->qmp, "cont", NULL, 0, NULL, err);
+	if (r < 0)
+		return r;
+	util_crash_point("supervisor-before-running");
+	extra = pids_json(s);
+	json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
+	record(s, LC_ACTIVE, LC_LCM_RUNNING, ckpt >= 0 ? "resumed from its checkpoint" : "booted",
+	       NULL, extra);
+	note(s, "qemu %d is running '%s'", (int)s->qemu_pid, s->name);
+	return 0;
+}
+
 /* Start QEMU for the VM and boot it: sockets, log, argv, fork+execve,
  * record its pid, connect QMP, cont. On failure QEMU is gone, the runtime
  * folder removed, and err says why (with QEMU's own last line). */
@@ -419,7 +459,6 @@ static int spawn_qemu(sup *s, util_err *err)
 	int fds[3] = { -1, -1, -1 }, logp[2] = { -1, -1 };
 	_cleanup_close_ int ckpt = -1;
 	lc_qemu_runtime rt = { 0 };
-	char why[600];
 	lc_vm *vm;
 	pid_t pid;
 	int r;
@@ -516,46 +555,9 @@ static int spawn_qemu(sup *s, util_err *err)
 		goto fail;
 	}
 	util_crash_point("supervisor-after-qemu");
-	{
-		json_t *extra = pids_json(s);
-
-		/* a resume keeps where it returns to until its guest runs */
-		if (rt.incoming)
-			json_object_set_new(extra, "prev", json_string(lc_state_name(s->fail_to)));
-		record(s, LC_ACTIVE, LC_LCM_BOOT, "qemu started", NULL, extra);
-	}
-	/* enough for `start --no-wait` */
-	if (s->status_fd >= 0)
-		dprintf(s->status_fd, "{\"stage\": \"spawned\"}\n");
-	util_crash_point("supervisor-before-qmp");
-
-	r = qmp_connect_path(s->paths.qmp_event, greeting_timeout_ms(), &s->qmp, err);
-	if (r < 0) {
-		qemu_exit_reason(s, true, why, sizeof(why));
-		util_err_set(err, r, "%s", why);
-		goto fail_qemu;
-	}
-	if (rt.incoming) {
-		r = lc_checkpoint_load(s->qmp, ckpt, err);
-		if (r < 0)
-			goto fail_qemu;
-	}
-	util_crash_point("supervisor-before-cont");
-	r = qmp_execute(s->qmp, "cont", NULL, 0, NULL, err);
-	if (r < 0)
-		goto fail_qemu;
-	util_crash_point("supervisor-before-running");
-	{
-		json_t *extra = pids_json(s);
-
-		json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
-		record(s, LC_ACTIVE, LC_LCM_RUNNING,
-		       rt.incoming ? "resumed from its checkpoint" : "booted", NULL, extra);
-	}
-	note(s, "qemu %d is running '%s'", (int)s->qemu_pid, s->name);
-	return 0;
-
-fail_qemu:
+	r = boot_guest(s, rt.incoming ? ckpt : -1, err);
+	if (r == 0)
+		return 0;
 	qmp_drop(s);
 	kill_qemu(s);
 	log_drain(s);

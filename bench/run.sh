@@ -5,9 +5,10 @@
 # for CLI timings; BOOTS (default 5) lifecycle runs, each booting the guest
 # 2x with qvm and 2x as bare QEMU plus QUICK (default 4) start-only cycles
 # each way; PARTS="foundation", "images", "cloudinit", "net", "disks",
-# "snapshot" or "lifecycle" runs one part (net: bench/net.sh, NET_ROUNDS
-# default 11; disks: DISK_RUNS, default 7, hot attach/detach rounds each way;
-# snapshot: SNAP_BOOTS, SNAP_SAMPLES). Prints figures
+# "snapshot", "suspend" or "lifecycle" runs one part (net: bench/net.sh,
+# NET_ROUNDS default 11; disks: DISK_RUNS, default 7, hot attach/detach
+# rounds each way; snapshot: SNAP_BOOTS, SNAP_SAMPLES; suspend:
+# SUSPEND_ROUNDS, default 3, boots each way). Prints figures
 # only; nothing here asserts a goal. bench/RESULTS.md records a run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,9 +18,10 @@ QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
 RUNS=${RUNS:-21}
 BOOTS=${BOOTS:-5}
 QUICK=${QUICK:-4} # per lifecycle run: starts stopped at once (start samples)
-PARTS=${PARTS:-foundation images cloudinit net disks snapshot lifecycle} # or some of them
+PARTS=${PARTS:-foundation images cloudinit net disks snapshot suspend lifecycle} # or some of them
 SNAP_BOOTS=${SNAP_BOOTS:-2}     # snapshot part: boots each way
 SNAP_SAMPLES=${SNAP_SAMPLES:-3} # snapshot part: create+revert per boot
+SUSPEND_ROUNDS=${SUSPEND_ROUNDS:-3} # suspend part: boots each way
 for f in vmlinuz initrd.img append; do
 	[ -e "$QVM_GUEST/$f" ] || { echo "bench: no $QVM_GUEST/$f: run 'make guest' (or set QVM_GUEST)" >&2; exit 1; }
 done
@@ -65,6 +67,9 @@ cleanup() {
 	fi
 	if [ -d "$work/snap" ]; then
 		QVM_ROOT=$work/snap timeout 20 "$QVM" poweroff s1 --hard >/dev/null 2>&1
+	fi
+	if [ -d "$work/susp" ]; then
+		QVM_ROOT=$work/susp timeout 20 "$QVM" poweroff s2 --hard >/dev/null 2>&1
 	fi
 	sweep
 	rm -rf "$work"
@@ -185,6 +190,27 @@ if [ "$rc" != 0 ]; then
 	echo "bench: snapshot.py failed ($rc); its processes' output:" >&2
 	tail -n 20 "$work/lifecycle.log" >&2 || true
 	exit 1
+fi
+if [[ " $PARTS " == *" suspend "* ]]; then
+# --- suspend/resume: qvm against bare QEMU's migration to and from a file ------
+echo "== suspend"
+QVM_ROOT=$work/susp "$QVM" create s2 --memory 256M --accel tcg \
+	--kernel "$work/guest/vmlinuz" --initrd "$work/guest/initrd.img" \
+	--append "$(cat "$QVM_GUEST/append") qvm.counter=1" >/dev/null
+rc=0
+QVM_ROOT=$work/susp /usr/bin/python3 "$here/suspend.py" "$QVM" s2 "$work" "$SUSPEND_ROUNDS" \
+	>"$work/susp.out" || rc=$?
+if [ "$rc" != 0 ]; then
+	echo "bench: suspend.py failed ($rc); its processes' output:" >&2
+	tail -n 20 "$work/lifecycle.log" >&2 || true
+	exit 1
+fi
+declare -A U
+while read -r k v; do U[$k]=$v; done <"$work/susp.out"
+report "qvm suspend (256 MiB guest), n=${U[qvm_suspend_n]}" "${U[qvm_suspend]}" ms "bare stop + migrate fd: + quit" "${U[bare_suspend]}"
+report "qvm resume, n=${U[qvm_resume_n]}" "${U[qvm_resume]}" ms "bare -incoming defer + migrate-incoming + cont" "${U[bare_resume]}"
+echo "checkpoint size: qvm ${U[qvm_size]} bytes, bare ${U[bare_size]} bytes"
+echo
 fi
 declare -A S
 while read -r k v; do S[$k]=$v; done <"$work/snap.out"

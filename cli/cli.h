@@ -162,6 +162,10 @@ int cli_cmd_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 int cli_cmd_poweroff(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_reboot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_pause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_suspend(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_stop(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_resume(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_undeploy(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_unpause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_recover(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);

@@ -21,8 +21,12 @@ static int open_named(cli_ctx *ctx, int argc, char **argv, lc_db **ret_db, lc_vm
  * a shutdown, hotplug or snapshot its qvm may have abandoned. */
 static bool may_be_ghost(const lc_vm *vm)
 {
-	return vm->state == LC_ACTIVE && (!lc_vm_supervised(vm) || vm->lcm == LC_LCM_SHUTDOWN ||
-	                                  vm->lcm == LC_LCM_HOTPLUG || vm->lcm == LC_LCM_SNAPSHOT);
+	/* SAVE, or a checkpoint still recorded once it runs: a suspend or
+	 * resume its qvm may have abandoned */
+	return vm->state == LC_ACTIVE &&
+	       (!lc_vm_supervised(vm) || vm->lcm == LC_LCM_SHUTDOWN || vm->lcm == LC_LCM_HOTPLUG ||
+	        vm->lcm == LC_LCM_SNAPSHOT || vm->lcm == LC_LCM_SAVE ||
+	        (vm->checkpoint && vm->lcm != LC_LCM_BOOT));
 }
 
 int cli_open_vm_to_read(cli_ctx *ctx, const char *name_or_id, lc_db **ret_db, lc_vm **ret_vm,
@@ -494,10 +498,10 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		if (vm->state == LC_DONE)
 			continue;
 		defined++;
-		if (vm->state == LC_ACTIVE) {
+		if (vm->state == LC_ACTIVE)
 			active++;
+		if (lc_vm_holds_host(vm))
 			committed += vm->def.memory;
-		}
 	}
 	qemu_binary(&qemu, &qerr);
 	if (ctx->json) {
@@ -513,10 +517,12 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	cli_print_field("ACCEL", "%s (%s)", lc_accel_name(accel), reason);
 	cli_print_field("QEMU", "%s", qemu ? qemu : qerr.msg);
 	cli_print_field("CPUS", "%ld", cpus);
-	cli_print_field("MEMORY", "%s total, %s available, %s committed to running vms",
-	                util_format_size(total & ~((1ull << 20) - 1), a, sizeof(a)),
-	                util_format_size(avail & ~((1ull << 20) - 1), b, sizeof(b)),
-	                util_format_size(committed, c, sizeof(c)));
+	cli_print_field(
+	        "MEMORY",
+	        "%s total, %s available, %s committed to vms (active, suspended, powered off)",
+	        util_format_size(total & ~((1ull << 20) - 1), a, sizeof(a)),
+	        util_format_size(avail & ~((1ull << 20) - 1), b, sizeof(b)),
+	        util_format_size(committed, c, sizeof(c)));
 	cli_print_field("VMS", "%zu defined, %zu active", defined, active);
 	cli_print_field("ROOT", "%s", ctx->root);
 	return 0;

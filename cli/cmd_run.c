@@ -1,5 +1,6 @@
 /* Commands that run VMs: start, shutdown, poweroff, reboot, pause, unpause,
- * recover, boot, and the hidden __supervise that `start` re-executes. */
+ * suspend, stop, resume, undeploy, recover, boot, and the hidden
+ * __supervise that `start` re-executes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@ enum {
 	OPT_WIPE,
 	OPT_RECREATE,
 	OPT_FORCE,
+	OPT_DISCARD_CHECKPOINT,
 };
 
 static const struct option run_opts[] = {
@@ -36,6 +38,7 @@ static const struct option run_opts[] = {
 	{ "wipe", no_argument, NULL, OPT_WIPE },
 	{ "recreate", no_argument, NULL, OPT_RECREATE },
 	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "discard-checkpoint", no_argument, NULL, OPT_DISCARD_CHECKPOINT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -93,6 +96,9 @@ static int parse_run(cli_ctx *ctx, int argc, char **argv, const char *const *all
 			break;
 		case OPT_FORCE:
 			a->opts.force = true;
+			break;
+		case OPT_DISCARD_CHECKPOINT:
+			a->opts.discard_checkpoint = true;
 			break;
 		default:
 			if (a->recover)
@@ -179,10 +185,13 @@ int cli_cmd_start(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 static int shutdown_cmd(cli_ctx *ctx, bool to_done, int argc, char **argv, json_t **ret_json,
                         util_err *err)
 {
-	static const char *const allowed[] = { "hard", "hard-after", "timeout",
-		                               "wait", "no-wait",    NULL };
+	static const char *const allowed[] = { "hard",    "hard-after", "timeout", "wait",
+		                               "no-wait", NULL,         NULL };
+	static const char *const poweroff_allowed[] = { "hard", "hard-after", "timeout",
+		                                        "wait", "no-wait",    "discard-checkpoint",
+		                                        NULL };
 	run_args a;
-	int r = parse_run(ctx, argc, argv, allowed, &a, err);
+	int r = parse_run(ctx, argc, argv, to_done ? allowed : poweroff_allowed, &a, err);
 
 	if (r == 0)
 		r = lc_vm_shutdown(ctx->root, a.name, to_done, &a.opts, err);
@@ -229,6 +238,48 @@ int cli_cmd_pause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_e
 int cli_cmd_unpause(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	return pause_cmd(ctx, false, argc, argv, ret_json, err);
+}
+
+static int suspend_cmd(cli_ctx *ctx, bool to_stopped, int argc, char **argv, json_t **ret_json,
+                       util_err *err)
+{
+	run_args a;
+	int r = parse_run(ctx, argc, argv, NULL, &a, err);
+
+	if (r == 0)
+		r = lc_vm_suspend(ctx->root, a.name, to_stopped, &a.opts, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
+}
+
+int cli_cmd_suspend(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	return suspend_cmd(ctx, false, argc, argv, ret_json, err);
+}
+
+int cli_cmd_stop(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	return suspend_cmd(ctx, true, argc, argv, ret_json, err);
+}
+
+int cli_cmd_resume(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	run_args a;
+	int r = parse_run(ctx, argc, argv, NULL, &a, err);
+
+	if (r == 0)
+		r = lc_vm_resume(ctx->root, a.name, &a.opts, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
+}
+
+int cli_cmd_undeploy(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const char *const allowed[] = { "hard", "hard-after", "timeout", NULL };
+	run_args a;
+	int r = parse_run(ctx, argc, argv, allowed, &a, err);
+
+	if (r == 0)
+		r = lc_vm_undeploy(ctx->root, a.name, &a.opts, err);
+	return r < 0 ? r : cli_report_state(ctx, a.name, &a.left, ret_json, err);
 }
 
 int cli_cmd_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)

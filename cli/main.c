@@ -64,9 +64,11 @@ static const cli_command commands[] = {
 	  "  --timeout S    how long the guest has (default 60 s); then it is RUNNING again\n"
 	  "  --hard-after   kill it when the timeout runs out instead\n"
 	  "  --no-wait      return once the button is pressed\n" },
-	{ "poweroff", cli_cmd_poweroff, "NAME [--hard] [--timeout S] [--hard-after] [--no-wait]",
+	{ "poweroff", cli_cmd_poweroff,
+	  "NAME [--hard] [--timeout S] [--hard-after] [--no-wait] [--discard-checkpoint]",
 	  "like shutdown, but the vm ends POWEROFF with its disks kept",
-	  "  --hard, --timeout S, --hard-after, --no-wait   as for shutdown\n" },
+	  "  --hard, --timeout S, --hard-after, --no-wait   as for shutdown\n"
+	  "  --discard-checkpoint   a SUSPENDED or STOPPED vm: drop its checkpoint, POWEROFF\n" },
 	{ "reboot", cli_cmd_reboot, "NAME [--hard] [--timeout S] [--no-wait]",
 	  "reboot through the guest (ACPI shutdown, then reset), or reset at once with --hard",
 	  "  --hard         reset at once (system_reset) instead\n"
@@ -74,6 +76,20 @@ static const cli_command commands[] = {
 	  "  --no-wait      return once the ACPI request is sent\n" },
 	{ "pause", cli_cmd_pause, "NAME", "stop the vm's vCPUs; memory stays in qemu", NULL },
 	{ "unpause", cli_cmd_unpause, "NAME", "let a paused vm run again", NULL },
+	{ "suspend", cli_cmd_suspend, "NAME",
+	  "save the vm's memory and devices to a checkpoint and end qemu: SUSPENDED (its host memory stays reserved)",
+	  "The checkpoint is a file in the vm's folder; its size and SHA-256 are recorded.\n"
+	  "resume (or start) continues the guest from the moment it was saved.\n" },
+	{ "stop", cli_cmd_stop, "NAME",
+	  "like suspend, but STOPPED: the host releases the vm (no memory counted, no taps)",
+	  NULL },
+	{ "resume", cli_cmd_resume, "NAME",
+	  "continue a SUSPENDED or STOPPED vm from its checkpoint (checked first; removed once it runs); boot one that is POWEROFF or UNDEPLOYED",
+	  "A checkpoint whose size or SHA-256 differs from the recorded one is refused\n"
+	  "and kept; the vm stays as it is.\n" },
+	{ "undeploy", cli_cmd_undeploy, "NAME [--hard] [--timeout S] [--hard-after]",
+	  "shut a running (or POWEROFF) vm down to UNDEPLOYED: disks kept, host resources released",
+	  "  --hard, --timeout S, --hard-after   as for shutdown\n" },
 	{ "delete", cli_cmd_delete, "NAME [--wipe | --recreate]",
 	  "delete a vm in any state (a running one is stopped hard): its disks and files go, it is kept as DONE for history",
 	  "  --wipe       overwrite the vm's disks with zeros before removing them\n"

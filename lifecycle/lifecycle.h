@@ -84,13 +84,14 @@ typedef struct lc_vm_left {
 } lc_vm_left;
 
 typedef struct lc_run_opts {
-	bool hard;            /* shutdown/poweroff: quit at once; reboot: reset */
-	bool hard_after;      /* shutdown/poweroff: kill when the timeout runs out */
-	int timeout_s;        /* how long the guest has for an ACPI shutdown */
-	bool no_wait;         /* return once the request is made */
-	int lock_timeout_ms;  /* how long to wait for another qvm on this VM */
-	bool force;           /* recover --failure/--delete of a VM a supervisor drives */
-	lc_vm_left *ret_left; /* if not NULL: filled as the command lets go of the VM */
+	bool hard;               /* shutdown/poweroff: quit at once; reboot: reset */
+	bool hard_after;         /* shutdown/poweroff: kill when the timeout runs out */
+	int timeout_s;           /* how long the guest has for an ACPI shutdown */
+	bool no_wait;            /* return once the request is made */
+	int lock_timeout_ms;     /* how long to wait for another qvm on this VM */
+	bool force;              /* recover --failure/--delete of a VM a supervisor drives */
+	bool discard_checkpoint; /* poweroff of a SUSPENDED/STOPPED VM: its checkpoint goes */
+	lc_vm_left *ret_left;    /* if not NULL: filled as the command lets go of the VM */
 	/* start, boot, revert --running: the folders the VM's files must
 	 * still be in (NULL: ROOT/images), checked again before QEMU opens
 	 * them */
@@ -143,6 +144,26 @@ int lc_vm_recover(const char *root, const char *name, lc_recover_how how, const 
 /* Force a start from UNKNOWN or ACTIVE/BOOT: any QEMU of the VM is killed
  * first, so it never runs twice. */
 int lc_vm_boot(const char *root, const char *name, const lc_run_opts *opts, util_err *err);
+
+/* Checkpoints on this host (vm_save.c; resume and undeploy in vm_run.c). suspend: ACTIVE/RUNNING or
+ * PAUSED
+ * -> ACTIVE/SAVE -> SUSPENDED (to_stopped: STOPPED): QEMU writes memory and
+ * device state to the checkpoint in the VM's folder, its size and SHA-256
+ * are recorded, QEMU quits. SUSPENDED keeps the host's reservation,
+ * STOPPED releases it. */
+int lc_vm_suspend(const char *root, const char *name, bool to_stopped, const lc_run_opts *opts,
+                  util_err *err);
+/* SUSPENDED/STOPPED -> ACTIVE/BOOT -> RUNNING from the checkpoint (checked
+ * against its recorded size and SHA-256 first; a bad one is refused and
+ * kept), which is removed once the guest runs; POWEROFF/UNDEPLOYED boot as
+ * start does; ACTIVE/PAUSED is unpaused. */
+int lc_vm_resume(const char *root, const char *name, const lc_run_opts *opts, util_err *err);
+/* ACTIVE/RUNNING (ACPI shutdown, or opts->hard) or POWEROFF -> UNDEPLOYED:
+ * disks kept, the host's resources released. */
+int lc_vm_undeploy(const char *root, const char *name, const lc_run_opts *opts, util_err *err);
+/* Does a VM in this state hold host resources (memory) for `qvm host`:
+ * ACTIVE, SUSPENDED and POWEROFF do; STOPPED, UNDEPLOYED and the rest not. */
+bool lc_vm_holds_host(const lc_vm *vm);
 
 /* If an ACTIVE VM's supervisor is dead, adopt its QEMU or clean up. Takes
  * the VM lock without waiting (a busy VM is being handled). Returns 1 when
@@ -259,6 +280,7 @@ typedef struct lc_qemu_runtime {
 	size_t n_tap_fds;
 	bool sandbox;          /* -sandbox on,... (QEMU built with seccomp) */
 	const char *seed_path; /* cloud-init seed ISO, or NULL */
+	bool incoming;         /* -incoming defer: a resume loads a checkpoint */
 } lc_qemu_runtime;
 
 /* Build QEMU's argv for vm: -nodefaults -no-shutdown -S, -blockdev JSON with

@@ -227,6 +227,10 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 	util_strv_push(&sv, "-no-user-config");
 	util_strv_push(&sv, "-no-shutdown");
 	util_strv_push(&sv, "-S");
+	if (rt->incoming) {
+		util_strv_push(&sv, "-incoming");
+		util_strv_push(&sv, "defer");
+	}
 	util_strv_push(&sv, "-display");
 	util_strv_push(&sv, "none");
 	util_strv_push(&sv, "-machine");

@@ -231,4 +231,26 @@ int lc_prolog_disks_make(const char *root, uint64_t id, const lc_vmdef *def, lc_
 int lc_prolog_disks_end(const char *root, uint64_t id, const lc_vmdef *def,
                         const lc_prolog_disks *p, bool ok, util_err *err);
 
+/* ---- checkpoints (vm_save.c) ---------------------------------------------- */
+
+/* start and resume (verb, for messages) of a held SUSPENDED or STOPPED VM:
+ * from its checkpoint */
+int lc_resume_checked(lc_cmd *c, const char *verb, util_err *err);
+/* poweroff --discard-checkpoint of a held SUSPENDED or STOPPED VM: the
+ * checkpoint goes, the VM is to (POWEROFF); without the option, refused */
+int lc_checkpoint_discard(lc_cmd *c, lc_state to, util_err *err);
+/* For the supervisor: is vm (ACTIVE/BOOT) a resume from its checkpoint;
+ * *ret_back is where a resume that fails returns (SUSPENDED, STOPPED). */
+bool lc_resume_wanted(const lc_vm *vm, lc_state *ret_back);
+/* Open vm's recorded checkpoint, checked against its recorded size and
+ * SHA-256 (-EBADMSG, saying which, when it does not match); *ret_fd is at
+ * its start, for QEMU. */
+int lc_checkpoint_open(const char *root, const lc_vm *vm, int *ret_fd, util_err *err);
+/* Feed fd (borrowed) to a QEMU started with -incoming defer (getfd,
+ * migrate-incoming "fd:"), and wait until it has loaded it. */
+int lc_checkpoint_load(qmp_client *q, int fd, util_err *err);
+/* For the supervisor at QEMU's exit: a suspend whose checkpoint is
+ * recorded ends in its target (*ret_state): no crash, no restart. */
+bool lc_save_final(const char *root, uint64_t id, lc_state *ret_state);
+
 #endif

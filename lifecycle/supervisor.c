@@ -85,6 +85,8 @@ typedef struct sup {
 	bool own_reset; /* the next host reset is our soft reboot's */
 	int64_t last_reset_ms;
 
+	lc_state fail_to; /* where a start that fails ends: FAILED, or a resume's SUSPENDED */
+
 	int64_t restarts[RESTARTS_PER_WINDOW];
 	size_t n_restarts;
 	bool done;
@@ -425,6 +427,46 @@ static void quit_qemu(sup *s)
 		syscall(SYS_pidfd_send_signal, s->qemu_pidfd, SIGKILL, NULL, 0);
 }
 
+/* QEMU runs (paused): record it, connect QMP, load the checkpoint of a
+ * resume (ckpt, -1 for a boot), cont, record RUNNING. */
+static int boot_guest(sup *s, int ckpt, util_err *err)
+{
+	json_t *extra = pids_json(s);
+	char why[600];
+	int r;
+
+	/* a resume keeps where it returns to until its guest runs */
+	if (ckpt >= 0)
+		json_object_set_new(extra, "prev", json_string(lc_state_name(s->fail_to)));
+	record(s, LC_ACTIVE, LC_LCM_BOOT, "qemu started", NULL, extra);
+	/* enough for `start --no-wait` */
+	if (s->status_fd >= 0)
+		dprintf(s->status_fd, "{\"stage\": \"spawned\"}\n");
+	util_crash_point("supervisor-before-qmp");
+
+	r = qmp_connect_path(s->paths.qmp_event, greeting_timeout_ms(), &s->qmp, err);
+	if (r < 0) {
+		qemu_exit_reason(s, true, why, sizeof(why));
+		return util_err_set(err, r, "%s", why);
+	}
+	if (ckpt >= 0) {
+		r = lc_checkpoint_load(s->qmp, ckpt, err);
+		if (r < 0)
+			return r;
+	}
+	util_crash_point("supervisor-before-cont");
+	r = qmp_execute(s->qmp, "cont", NULL, 0, NULL, err);
+	if (r < 0)
+		return r;
+	util_crash_point("supervisor-before-running");
+	extra = pids_json(s);
+	json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
+	record(s, LC_ACTIVE, LC_LCM_RUNNING, ckpt >= 0 ? "resumed from its checkpoint" : "booted",
+	       NULL, extra);
+	note(s, "qemu %d is running '%s'", (int)s->qemu_pid, s->name);
+	return 0;
+}
+
 /* Start QEMU for the VM and boot it: sockets, log, argv, fork+execve,
  * record its pid, connect QMP, cont. On failure QEMU is gone, the runtime
  * folder removed, and err says why (with QEMU's own last line). */
@@ -536,8 +578,8 @@ static int spawn_qemu(sup *s, util_err *err)
 	_cleanup_free_ int *taps = NULL, *tap_nums = NULL;
 	size_t n_taps = 0;
 	int fds[3] = { -1, -1, -1 }, logp[2] = { -1, -1 };
+	_cleanup_close_ int ckpt = -1;
 	lc_qemu_runtime rt = { 0 };
-	char why[600];
 	lc_vm *vm;
 	pid_t pid;
 	int r;
@@ -546,7 +588,12 @@ static int spawn_qemu(sup *s, util_err *err)
 	if (r < 0)
 		return r;
 	s->restart = vm->def.restart;
-	r = lc_accel_resolve(vm->def.accel, &rt.accel, NULL, err);
+	s->fail_to = LC_FAILED;
+	/* a resume: QEMU waits for its checkpoint, checked again on the fd it reads */
+	rt.incoming = lc_resume_wanted(vm, &s->fail_to);
+	r = rt.incoming ? lc_checkpoint_open(s->root, vm, &ckpt, err) : 0;
+	if (r == 0)
+		r = lc_accel_resolve(vm->def.accel, &rt.accel, NULL, err);
 	if (r == 0)
 		s->accel = lc_accel_name(rt.accel);
 	if (r == 0)
@@ -588,33 +635,9 @@ static int spawn_qemu(sup *s, util_err *err)
 	if (r < 0)
 		goto fail;
 	util_crash_point("supervisor-after-qemu");
-	record(s, LC_ACTIVE, LC_LCM_BOOT, "qemu started", NULL, pids_json(s));
-	/* enough for `start --no-wait` */
-	if (s->status_fd >= 0)
-		dprintf(s->status_fd, "{\"stage\": \"spawned\"}\n");
-	util_crash_point("supervisor-before-qmp");
-
-	r = qmp_connect_path(s->paths.qmp_event, greeting_timeout_ms(), &s->qmp, err);
-	if (r < 0) {
-		qemu_exit_reason(s, true, why, sizeof(why));
-		util_err_set(err, r, "%s", why);
-		goto fail_qemu;
-	}
-	util_crash_point("supervisor-before-cont");
-	r = qmp_execute(s->qmp, "cont", NULL, 0, NULL, err);
-	if (r < 0)
-		goto fail_qemu;
-	util_crash_point("supervisor-before-running");
-	{
-		json_t *extra = pids_json(s);
-
-		json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
-		record(s, LC_ACTIVE, LC_LCM_RUNNING, "booted", NULL, extra);
-	}
-	note(s, "qemu %d is running '%s'", (int)s->qemu_pid, s->name);
-	return 0;
-
-fail_qemu:
+	r = boot_guest(s, rt.incoming ? ckpt : -1, err);
+	if (r == 0)
+		return 0;
 	qmp_drop(s);
 	kill_qemu(s);
 	log_drain(s);
@@ -716,8 +739,9 @@ static int adopt_qemu(sup *s, util_err *err)
 			state = LC_ACTIVE;
 			lcm = LC_LCM_RUNNING;
 			json_object_set_new(extra, "started", json_integer(util_realtime_ms()));
-		} else if (lcm == LC_LCM_SHUTDOWN) {
-			/* a shutdown under way stays one: keep its intent */
+		} else if (lcm == LC_LCM_SHUTDOWN || lcm == LC_LCM_SAVE || lcm == LC_LCM_BOOT) {
+			/* a shutdown, suspend or resume under way stays one: keep
+			 * its intent (target, prev) */
 			json_object_update_new(extra, lc_shutdown_intent_json(vm));
 		}
 		record(s, state, lcm, "adopted by a new supervisor", NULL, extra);
@@ -774,6 +798,21 @@ static void read_intent(sup *s, intent *in)
 	}
 }
 
+/* Where a shutdown of target leads, and how its record says it. */
+static lc_state target_state(const char *target)
+{
+	lc_state st;
+
+	if (lc_state_parse(target, &st, NULL) < 0 || (st != LC_DONE && st != LC_UNDEPLOYED))
+		st = LC_POWEROFF;
+	return st;
+}
+
+static const char *final_words(lc_state st)
+{
+	return st == LC_DONE ? "shut down" : st == LC_UNDEPLOYED ? "undeployed" : "powered off";
+}
+
 static void on_shutdown(sup *s, json_t *data)
 {
 	bool guest = json_is_true(json_object_get(data, "guest"));
@@ -806,14 +845,9 @@ static void on_shutdown(sup *s, json_t *data)
 	s->shutdown_seen = true;
 	s->guest_initiated = guest && !in.target[0];
 	s->user_stop = in.target[0] != '\0';
-	if (!strcmp(in.target, "DONE"))
-		s->final_state = LC_DONE;
-	else
-		s->final_state = LC_POWEROFF;
+	s->final_state = target_state(in.target);
 	snprintf(s->final_reason, sizeof(s->final_reason), "%s",
-	         s->guest_initiated           ? "the guest powered off"
-	         : !strcmp(in.target, "DONE") ? "shut down"
-	                                      : "powered off");
+	         s->guest_initiated ? "the guest powered off" : final_words(s->final_state));
 	util_crash_point("supervisor-before-quit");
 	if (!util_streq(reason, "host-qmp-quit"))
 		quit_qemu(s);
@@ -975,7 +1009,14 @@ static void on_qemu_exit(sup *s)
 	close_fd(&s->qemu_pidfd);
 	s->qemu_pid = 0;
 	disarm(s);
-	if (crashed) {
+	/* a suspend's quit after its checkpoint was recorded */
+	if (lc_save_final(s->root, s->id, &s->final_state)) {
+		crashed = false;
+		s->user_stop = true;
+		snprintf(s->final_reason, sizeof(s->final_reason), "%s",
+		         s->final_state == LC_STOPPED ? "stopped: its checkpoint is kept"
+		                                      : "suspended: its checkpoint is kept");
+	} else if (crashed) {
 		intent in;
 
 		/* a QEMU that dies while a qvm command stops it ends as that
@@ -983,13 +1024,14 @@ static void on_qemu_exit(sup *s)
 		read_intent(s, &in);
 		if (!in.target[0] && s->pending_target[0])
 			snprintf(in.target, sizeof(in.target), "%s", s->pending_target);
-		if (!strcmp(in.target, "DONE") || !strcmp(in.target, "POWEROFF")) {
+		if (!strcmp(in.target, "DONE") || !strcmp(in.target, "POWEROFF") ||
+		    !strcmp(in.target, "UNDEPLOYED")) {
 			crashed = false;
 			s->user_stop = true;
-			s->final_state = !strcmp(in.target, "DONE") ? LC_DONE : LC_POWEROFF;
+			s->final_state = target_state(in.target);
 			snprintf(s->final_reason, sizeof(s->final_reason),
-			         "%s (%.200s during the shutdown)",
-			         s->final_state == LC_DONE ? "shut down" : "powered off", why);
+			         "%s (%.200s during the shutdown)", final_words(s->final_state),
+			         why);
 		}
 	}
 	note(s, "qemu exited: %s", crashed ? why : s->final_reason);
@@ -1164,7 +1206,8 @@ int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool
 		  .log_file = -1,
 		  .timer_fd = -1,
 		  .house_fd = -1,
-		  .sig_fd = -1 };
+		  .sig_fd = -1,
+		  .fail_to = LC_FAILED };
 	sigset_t mask;
 	lc_vm *vm;
 	int r;
@@ -1203,7 +1246,8 @@ int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool
 	if (r < 0) {
 		if (!adopt) {
 			util_crash_point("supervisor-before-failed");
-			record(&s, LC_FAILED, LC_LCM_NONE, err->msg, err->msg,
+			/* a resume that failed keeps its checkpoint: back to SUSPENDED */
+			record(&s, s.fail_to, LC_LCM_NONE, err->msg, err->msg,
 			       json_pack("{s:i, s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0,
 			                 "supervisor_pid", 0, "supervisor_starttime", 0));
 		}

@@ -162,8 +162,10 @@ static int settle_gone(const char *root, uint64_t id, lc_db **dbp, lc_vm *vm, ut
 	if ((vm->lcm == LC_LCM_BOOT || vm->lcm == LC_LCM_PROLOG) && vm->prev_state &&
 	    lc_state_parse(vm->prev_state, &final, NULL) == 0) {
 		reason = util_xstrdup("the start was interrupted before qemu ran; rolled back");
-	} else if ((vm->lcm == LC_LCM_SHUTDOWN || vm->lcm == LC_LCM_EPILOG) && vm->target &&
-	           lc_state_parse(vm->target, &final, NULL) == 0 && final != LC_ACTIVE) {
+	} else if ((vm->lcm == LC_LCM_SHUTDOWN || vm->lcm == LC_LCM_EPILOG ||
+	            (vm->lcm == LC_LCM_SAVE && vm->checkpoint)) &&
+	           vm->target && lc_state_parse(vm->target, &final, NULL) == 0 &&
+	           final != LC_ACTIVE) {
 		reason = util_xasprintf("%s (finished after its supervisor died)",
 		                        final == LC_DONE ? "shut down" : lc_state_name(final));
 	} else {

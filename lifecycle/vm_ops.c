@@ -748,5 +748,7 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "accel", vm->accel ? json_string(vm->accel) : json_null());
 	json_object_set_new(j, "definition", lc_vmdef_to_json(&vm->def));
 	json_object_set_new(j, "snapshots", lc_vm_snapshots_json(vm));
+	json_object_set_new(j, "checkpoint",
+	                    vm->checkpoint ? json_deep_copy(vm->checkpoint) : json_null());
 	return j;
 }

@@ -1,5 +1,5 @@
 /* Commands that drive running VMs — start, shutdown, poweroff, reboot,
- * pause, delete of a running VM, recover, boot. Each command holds the VM
+ * pause, resume, undeploy, delete of a running VM, recover, boot. Each command holds the VM
  * lock for its whole run (vm_hold.c); the journal lock only while it
  * records. */
 #include <dirent.h>
@@ -169,6 +169,8 @@ static int start_act(lc_cmd *c, void *arg, util_err *err)
 	uint64_t stray_start;
 
 	(void)arg;
+	if (c->vm->state == LC_SUSPENDED || c->vm->state == LC_STOPPED)
+		return lc_resume_checked(c, "start", err);
 	/* never twice: a QEMU of this VM that the journal lost track of */
 	lc_find_qemu(c->vm, &stray, &stray_start);
 	if (stray > 0)
@@ -288,8 +290,8 @@ static void reboot_lost(lc_cmd *c, const lc_vm *before, util_err *err)
 /* After a shutdown's request reached QEMU: wait for the supervisor to
  * record the end (it exits then; a guest that ignores ACPI makes it record
  * RUNNING after the timeout instead), and say what the wait ended in. */
-static int shutdown_wait(lc_cmd *c, bool to_done, int timeout_s, pid_t sup_pid, uint64_t sup_start,
-                         util_err *err)
+static int shutdown_wait(lc_cmd *c, const char *verb, int timeout_s, pid_t sup_pid,
+                         uint64_t sup_start, util_err *err)
 {
 	_cleanup_free_ char *now = NULL;
 	util_err ignored = { 0 };
@@ -313,13 +315,25 @@ static int shutdown_wait(lc_cmd *c, bool to_done, int timeout_s, pid_t sup_pid, 
 	return util_err_set(
 	        err, -ETIMEDOUT,
 	        "cannot %s '%s': the guest did not shut down within %d s, so it is %s again%s%s%s; use --hard or --hard-after",
-	        to_done ? "shutdown" : "poweroff", c->h.name, timeout_s, now, same ? "" : " (",
-	        same ? "" : c->vm->reason, same ? "" : ")");
+	        verb, c->h.name, timeout_s, now, same ? "" : " (", same ? "" : c->vm->reason,
+	        same ? "" : ")");
 }
+
+static int shutdown_to(lc_cmd *c, lc_state target, util_err *err);
 
 static int shutdown_act(lc_cmd *c, void *arg, util_err *err)
 {
 	bool to_done = *(const bool *)arg;
+
+	if (c->vm->state == LC_SUSPENDED || c->vm->state == LC_STOPPED)
+		return lc_checkpoint_discard(c, LC_POWEROFF, err);
+	return shutdown_to(c, to_done ? LC_DONE : LC_POWEROFF, err);
+}
+
+static int shutdown_to(lc_cmd *c, lc_state target, util_err *err)
+{
+	bool to_done = target == LC_DONE;
+	const char *verb = to_done ? "shutdown" : target == LC_POWEROFF ? "poweroff" : "undeploy";
 	const lc_run_opts *o = c->o;
 	int timeout_s = o->timeout_s > 0 ? o->timeout_s : LC_SHUTDOWN_TIMEOUT_S;
 	pid_t sup_pid = c->vm->supervisor_pid;
@@ -328,19 +342,20 @@ static int shutdown_act(lc_cmd *c, void *arg, util_err *err)
 	int r;
 
 	if (restart_pending(c->vm))
-		return cancel_restart(c, to_done ? LC_DONE : LC_POWEROFF, err);
+		return cancel_restart(c, target, err);
 	r = lc_cmd_qmp(c, err);
 	if (r == 0)
 		r = lc_cmd_record(c, LC_ACTIVE, LC_LCM_SHUTDOWN,
 		                  o->hard ? "hard stop requested" : "ACPI shutdown requested", NULL,
-		                  json_pack("{s:s, s:I, s:b, s:s}", "target",
-		                            to_done ? "DONE" : "POWEROFF", "timeout_ms",
-		                            (json_int_t)timeout_s * 1000, "hard_after",
-		                            o->hard_after, "prev", lc_lcm_name(was)),
+		                  json_pack("{s:s, s:I, s:b, s:s}", "target", lc_state_name(target),
+		                            "timeout_ms", (json_int_t)timeout_s * 1000,
+		                            "hard_after", o->hard_after, "prev", lc_lcm_name(was)),
 		                  err);
 	if (r < 0)
 		return r;
-	util_crash_point(to_done ? "shutdown-after-intent" : "poweroff-after-intent");
+	util_crash_point(to_done                 ? "shutdown-after-intent"
+	                 : target == LC_POWEROFF ? "poweroff-after-intent"
+	                                         : "undeploy-after-intent");
 	if (was == LC_LCM_PAUSED && !o->hard)
 		qmp_execute(c->qmp, "cont", NULL, 0, NULL,
 		            NULL); /* a paused guest cannot hear ACPI */
@@ -356,7 +371,7 @@ static int shutdown_act(lc_cmd *c, void *arg, util_err *err)
 	lc_record_sent(c->root, c->h.id, NULL);
 	if (o->no_wait)
 		return 0;
-	return shutdown_wait(c, to_done, timeout_s, sup_pid, sup_start, err);
+	return shutdown_wait(c, verb, timeout_s, sup_pid, sup_start, err);
 }
 
 static const lc_cmd_kind shutdown_kind = { "shutdown", LC_OP_SHUTDOWN, false, shutdown_act };
@@ -437,6 +452,53 @@ int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opt
                 util_err *err)
 {
 	return lc_cmd_run(pause ? &pause_kind : &unpause_kind, root, name, opts, &pause, err);
+}
+
+/* ---- resume, undeploy (their checkpoints: vm_save.c) ------------------------------------- */
+
+static int resume_act(lc_cmd *c, void *arg, util_err *err)
+{
+	int r;
+
+	(void)arg;
+	if (c->vm->state == LC_SUSPENDED || c->vm->state == LC_STOPPED)
+		return lc_resume_checked(c, "resume", err);
+	if (c->vm->state != LC_ACTIVE) /* POWEROFF, UNDEPLOYED: it boots */
+		return start_act(c, NULL, err);
+	r = lc_cmd_qmp(c, err);
+	if (r == 0)
+		r = qmp_execute(c->qmp, "cont", NULL, 0, NULL, err);
+	if (r == 0)
+		r = lc_cmd_record(c, LC_ACTIVE, LC_LCM_RUNNING, "unpaused", NULL, NULL, err);
+	return r;
+}
+
+static const lc_cmd_kind resume_kind = { "resume", LC_OP_RESUME, false, resume_act };
+
+int lc_vm_resume(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
+{
+	static const lc_run_opts blocking = { 0 };
+	lc_run_opts o = opts ? *opts : blocking;
+
+	o.no_wait = false; /* the checkpoint goes only once the guest runs */
+	return lc_cmd_run(&resume_kind, root, name, &o, NULL, err);
+}
+
+static int undeploy_act(lc_cmd *c, void *arg, util_err *err)
+{
+	(void)arg;
+	if (c->vm->state == LC_POWEROFF)
+		return lc_cmd_record(c, LC_UNDEPLOYED, LC_LCM_NONE,
+		                     "undeployed: its host resources are released", NULL, NULL,
+		                     err);
+	return shutdown_to(c, LC_UNDEPLOYED, err);
+}
+
+static const lc_cmd_kind undeploy_kind = { "undeploy", LC_OP_UNDEPLOY, false, undeploy_act };
+
+int lc_vm_undeploy(const char *root, const char *name, const lc_run_opts *opts, util_err *err)
+{
+	return lc_cmd_run(&undeploy_kind, root, name, opts, NULL, err);
 }
 
 /* ---- delete, recover ------------------------------------------------------------------------- */

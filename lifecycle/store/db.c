@@ -44,6 +44,7 @@ static void vm_free(lc_vm *vm)
 	free(vm->prev_state);
 	free(vm->accel);
 	json_decref(vm->snapshots);
+	json_decref(vm->checkpoint);
 	free(vm);
 }
 
@@ -135,6 +136,10 @@ static int apply_state_fields(lc_vm *vm, json_t *rec, util_err *err)
 		vm->supervisor_starttime = (uint64_t)json_integer_value(v);
 	if ((v = json_object_get(rec, "started")))
 		vm->started_ms = json_integer_value(v);
+	if ((v = json_object_get(rec, "checkpoint"))) {
+		json_decref(vm->checkpoint);
+		vm->checkpoint = json_is_object(v) ? json_deep_copy(v) : NULL;
+	}
 	return 0;
 }
 
@@ -235,6 +240,8 @@ static json_t *vm_state_json(const lc_vm *vm)
 		json_object_set_new(j, "sent", json_true());
 	if (vm->snapshots)
 		json_object_set_new(j, "snapshots", json_deep_copy(vm->snapshots));
+	if (vm->checkpoint)
+		json_object_set_new(j, "checkpoint", json_deep_copy(vm->checkpoint));
 	if (vm->n_recent) {
 		json_t *recent = json_array();
 

@@ -96,13 +96,18 @@ static const struct op_rule {
 	size_t n;
 } op_rules[LC_OP_COUNT] = {
 	[LC_OP_START] = { "start",
-	                  { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED) },
-	                  5 },
+	                  { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED),
+	                    P(SUSPENDED), P(STOPPED) },
+	                  7 },
 	[LC_OP_HOLD] = { "hold", { P(PENDING) }, 1 },
 	[LC_OP_RELEASE] = { "release", { P(HOLD) }, 1 },
 	/* BOOT: a restart the policy has pending, which they cancel */
 	[LC_OP_SHUTDOWN] = { "shutdown", { A(RUNNING), A(PAUSED), A(BOOT) }, 3 },
-	[LC_OP_POWEROFF] = { "poweroff", { A(RUNNING), A(PAUSED), A(SHUTDOWN), A(BOOT) }, 4 },
+	/* SUSPENDED, STOPPED: with --discard-checkpoint */
+	[LC_OP_POWEROFF] = { "poweroff",
+	                     { A(RUNNING), A(PAUSED), A(SHUTDOWN), A(BOOT), P(SUSPENDED),
+	                       P(STOPPED) },
+	                     6 },
 	[LC_OP_REBOOT] = { "reboot", { A(RUNNING) }, 1 },
 	[LC_OP_PAUSE] = { "pause", { A(RUNNING) }, 1 },
 	[LC_OP_UNPAUSE] = { "unpause", { A(PAUSED) }, 1 },

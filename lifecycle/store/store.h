@@ -227,6 +227,10 @@ typedef struct lc_vm {
 	 * "vmstate" (its disk), "vmstate_size", "disks", "created", "state"}...]},
 	 * owned; lc_vm_snapshots_json() is what commands print */
 	json_t *snapshots;
+	/* The memory checkpoint suspend or stop wrote (vm_save.c), NULL when
+	 * there is none: {"file" (in its folder), "size", "sha256", "time"},
+	 * owned. Set and cleared by a state record's "checkpoint" field. */
+	json_t *checkpoint;
 	/* the seqs of its last records (those history shows), oldest
 	 * first: where `show` starts reading the history */
 	uint64_t recent[LC_VM_RECENT];

@@ -93,7 +93,7 @@ int main(void)
 	ok(lc_state_check(LC_OP_START, "web", LC_ACTIVE, LC_LCM_RUNNING, &err) == -EPERM,
 	   "start refused while RUNNING");
 	is_str(err.msg,
-	       "cannot start 'web': it is ACTIVE/RUNNING; start needs PENDING, HOLD, POWEROFF, UNDEPLOYED or FAILED",
+	       "cannot start 'web': it is ACTIVE/RUNNING; start needs PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED, SUSPENDED or STOPPED",
 	       "message names the state and the states needed");
 	ok(lc_state_check(LC_OP_PAUSE, "web", LC_ACTIVE, LC_LCM_PAUSED, &err) == -EPERM,
 	   "pause of PAUSED refused");

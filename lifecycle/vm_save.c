@@ -128,27 +128,11 @@ static int cmd_step(lc_cmd *c, const char *op_open, const char *op_close, const 
 /* ---- the checkpoint file ----------------------------------------------------------------- */
 
 /* Size and SHA-256 of what fd holds from its start. */
-static int hash_fd(int fd, uint64_t *ret_size, char hex[65], util_err *err)
+static int hash_checkpoint(int fd, uint64_t *ret_size, char hex[65], util_err *err)
 {
-	_cleanup_free_ char *buf = util_xmalloc(1 << 20);
-	util_sha256 s;
-	uint64_t size = 0;
-	ssize_t n;
+	int r = util_sha256_fd(fd, ret_size, hex);
 
-	util_sha256_init(&s);
-	if (lseek(fd, 0, SEEK_SET) < 0)
-		return util_err_errno(err, -errno, "cannot read the checkpoint");
-	while ((n = read(fd, buf, 1 << 20)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return util_err_errno(err, -errno, "cannot read the checkpoint");
-		util_sha256_update(&s, buf, (size_t)n);
-		size += (uint64_t)n;
-	}
-	util_sha256_final(&s, hex);
-	*ret_size = size;
-	return 0;
+	return r < 0 ? util_err_errno(err, r, "cannot read the checkpoint") : 0;
 }
 
 /* Make the written part durable, measure it and put it in place:
@@ -164,7 +148,7 @@ static int seal_checkpoint(const char *root, uint64_t id, json_t **ret, util_err
 
 	if (fd < 0 || fsync(fd) < 0)
 		return util_err_errno(err, -errno, "cannot make the checkpoint %s durable", part);
-	r = hash_fd(fd, &size, hex, err);
+	r = hash_checkpoint(fd, &size, hex, err);
 	if (r < 0)
 		return r;
 	if (size == 0)
@@ -201,7 +185,7 @@ int lc_checkpoint_open(const char *root, const lc_vm *vm, int *ret_fd, util_err 
 		        "its checkpoint %s is %" PRIu64 " bytes, but %" PRIu64
 		        " were recorded when it was written (truncated or replaced); it is kept",
 		        file, (uint64_t)st.st_size, want_size);
-	r = hash_fd(fd, &size, hex, err);
+	r = hash_checkpoint(fd, &size, hex, err);
 	if (r < 0)
 		return r;
 	if (size != want_size || strcmp(hex, want))

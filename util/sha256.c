@@ -198,3 +198,26 @@ bool util_sha256_valid_hex(const char *hex)
 {
 	return hex && strlen(hex) == 64 && strspn(hex, "0123456789abcdefABCDEF") == 64;
 }
+
+int util_sha256_fd(int fd, uint64_t *ret_size, char hex[65])
+{
+	_cleanup_free_ char *buf = util_xmalloc(1 << 20);
+	util_sha256 s;
+	uint64_t size = 0;
+	ssize_t n;
+
+	util_sha256_init(&s);
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return -errno;
+	while ((n = read(fd, buf, 1 << 20)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		util_sha256_update(&s, buf, (size_t)n);
+		size += (uint64_t)n;
+	}
+	util_sha256_final(&s, hex);
+	*ret_size = size;
+	return 0;
+}

@@ -288,6 +288,8 @@ void util_sha256_init(util_sha256 *s);
 void util_sha256_update(util_sha256 *s, const void *data, size_t len);
 /* The digest as 64 lowercase hex digits and a NUL; s is spent. */
 void util_sha256_final(util_sha256 *s, char hex[65]);
+/* SHA-256 and size of all fd holds, read from its start: 0, or -errno. */
+int util_sha256_fd(int fd, uint64_t *ret_size, char hex[65]);
 /* Exactly 64 hex digits (either case). */
 bool util_sha256_valid_hex(const char *hex);
 /* Whether the CPU's SHA instructions are used (probed once); tests turn

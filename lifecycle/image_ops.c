@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "vm_command.h"
 #include "storage/storage.h"
 
 /* The metadata as the commands print it: the time in *_ms, null for no

@@ -12,6 +12,7 @@
 
 #include "net/net.h"
 #include "network.h"
+#include "vm_command.h"
 
 #define DEVICE_DELETED_TIMEOUT_MS 30000
 

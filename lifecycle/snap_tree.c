@@ -4,7 +4,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "snapshot.h"
+#include "snap_tree.h"
 
 json_t *lc_snap_items(const lc_vm *vm)
 {

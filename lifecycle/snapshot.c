@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "vm_command.h"
 #include "snapshot.h"
 #include "storage/storage.h"
 

@@ -17,7 +17,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "cloudinit.h"
 #include "network.h"
 #include "run.h"
 

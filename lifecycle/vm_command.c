@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "vm_command.h"
 
 int lc_cmd_hold(lc_cmd *c, const char *root, const char *name, const lc_run_opts *o, util_err *err)
 {

@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 
 #include "run.h"
-#include "snapshot.h"
+#include "vm_command.h"
+#include "snap_tree.h"
 #include "storage/storage.h"
 
 #define ATTACH_OP "disk-attach"

@@ -13,10 +13,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "cloudinit.h"
 #include "network.h"
 #include "run.h"
-#include "snapshot.h"
 #include "storage/storage.h"
 
 /* ---- settling what crashed commands left ---------------------------------------------- */

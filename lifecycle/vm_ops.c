@@ -10,7 +10,7 @@
 #include "cloudinit.h"
 #include "network.h"
 #include "run.h"
-#include "snapshot.h"
+#include "snap_tree.h"
 #include "storage/storage.h"
 
 /* ---- identity ------------------------------------------------------------- */

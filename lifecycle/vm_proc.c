@@ -13,9 +13,7 @@
 #include <sys/wait.h>
 
 #include "cloudinit.h"
-#include "network.h"
 #include "run.h"
-#include "snapshot.h"
 #include "storage/storage.h"
 
 /* ---- paths, records, files -------------------------------------------------------- */

@@ -15,7 +15,7 @@
 #include "cloudinit.h"
 #include "network.h"
 #include "run.h"
-#include "snapshot.h"
+#include "vm_command.h"
 #include "storage/storage.h"
 
 /* ---- start ------------------------------------------------------------------------------ */

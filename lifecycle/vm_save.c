@@ -13,6 +13,7 @@
 
 #include "network.h"
 #include "run.h"
+#include "vm_command.h"
 
 #define CKPT_FILE          "checkpoint"
 #define CKPT_PART          "checkpoint.part"

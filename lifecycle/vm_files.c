@@ -18,7 +18,7 @@ static int check_base(const lc_disk *d, const char *const *roots, util_err *err)
 	int r = stor_check_path(d->backing, roots, NULL, err);
 
 	if (r == 0)
-		r = stor_inspect(d->backing, d->backing_format, NULL, &info, err);
+		r = stor_inspect_before_open(d->backing, d->backing_format, NULL, &info, err);
 	return r < 0 ? util_err_prefix(err, "base image") : 0;
 }
 
@@ -37,7 +37,8 @@ static int check_top(const lc_disk *d, const char *vmdir, const char *const *bac
 
 	if (r < 0 || !util_streq(d->format, "qcow2"))
 		return r;
-	r = stor_inspect(d->path, d->format, d->backing ? backing_roots : NULL, &info, err);
+	r = stor_inspect_before_open(d->path, d->format, d->backing ? backing_roots : NULL, &info,
+	                             err);
 	if (r < 0)
 		return r;
 	if (d->backing && (info.chain_depth != 1 || !util_streq(info.chain[1], d->backing) ||

@@ -56,7 +56,7 @@ static int place_store_disk(lc_db *db, lc_disk *d, util_err *err)
 		        err, -EINVAL,
 		        "disk %u: image '%s' is %s, not %s as declared; declare it %s or leave the format out (the store knows it)",
 		        d->id, img.name, img.format, d->backing_format, img.format);
-	r = stor_inspect(img.file, img.format, NULL, &info, err);
+	r = stor_inspect_before_open(img.file, img.format, NULL, &info, err);
 	if (r < 0)
 		return util_err_prefix(err, "disk %u: image '%s'", d->id, img.name);
 	real = realpath(img.file, NULL);
@@ -123,7 +123,7 @@ static int place_disks(lc_db *db, lc_vmdef *def, uint64_t id, const char *const 
 			return util_err_prefix(err, "disk %u", d->id);
 		if (!d->backing_format)
 			d->backing_format = util_xstrdup("qcow2");
-		r = stor_inspect(real, d->backing_format, NULL, &info, err);
+		r = stor_inspect_before_open(real, d->backing_format, NULL, &info, err);
 		if (r < 0)
 			return util_err_prefix(err, "disk %u", d->id);
 		free(d->backing);

@@ -93,11 +93,12 @@ static int run_info(const char *qemu_img, const char *name, const char *format, 
 	return 0;
 }
 
-/* Read the head of the file `name` and probe it (stor_probe_buf). Opened
- * without following a symlink and without blocking, and only a regular
- * file is read: a FIFO or device put in place of a checked file is
- * refused, never waited on. */
-static int probe_file(const char *name, stor_probe *ret, util_err *err)
+/* Read the head of the file `name` and probe it (stor_probe_buf); a raw
+ * file's size is its length, and *ret_allocated what it takes on disk (as
+ * qemu-img's actual-size). Opened without following a symlink and without
+ * blocking, and only a regular file is read: a FIFO or device put in place
+ * of a checked file is refused, never waited on. */
+static int probe_file(const char *name, stor_probe *ret, uint64_t *ret_allocated, util_err *err)
 {
 	_cleanup_free_ char *safe = stor_safe(name);
 	_cleanup_free_ unsigned char *buf = util_xmalloc(STOR_PROBE_LEN);
@@ -124,6 +125,11 @@ static int probe_file(const char *name, stor_probe *ret, util_err *err)
 		len += (size_t)n;
 	}
 	stor_probe_buf(buf, len, ret);
+	if (!strcmp(ret->format, "raw")) {
+		ret->self_described = true;
+		ret->virtual_size = (uint64_t)st.st_size;
+	}
+	*ret_allocated = (uint64_t)st.st_blocks * 512;
 	return 0;
 }
 
@@ -300,11 +306,26 @@ static int check_layer(const char *name, json_t *j, layer *l, util_err *err)
 	return 0;
 }
 
+/* A layer as the file's head describes it (probe.c's self_described):
+ * what qemu-img info would report for the same file. */
+static void layer_from_head(const stor_probe *p, uint64_t allocated, layer *l)
+{
+	snprintf(l->format, sizeof(l->format), "%s", p->format);
+	l->virtual_size = p->virtual_size;
+	l->actual_size = allocated;
+	if (p->backing_name) {
+		l->backing_recorded = util_xstrdup(p->backing_name);
+		l->backing_full = util_xstrdup(p->backing_name); /* absolute */
+		snprintf(l->backing_format, sizeof(l->backing_format), "%s", p->backing_format);
+	}
+}
+
 /* Look at one file of a chain as `expected` (NULL: as its own probe says)
  * into *l; `parent` is the file recording it as backing file (NULL for
- * the top one). */
+ * the top one). With head_enough, a file whose head says all (a raw file,
+ * a plain qcow2) is not handed to qemu-img info. */
 static int inspect_layer(const char *qemu_img, const char *name, const char *expected,
-                         const char *parent, layer *l, util_err *err)
+                         const char *parent, bool head_enough, layer *l, util_err *err)
 {
 	_cleanup_json_ json_t *j = NULL;
 	_cleanup_free_ char *safe = stor_safe(name);
@@ -312,12 +333,17 @@ static int inspect_layer(const char *qemu_img, const char *name, const char *exp
 	_cleanup_free_ char *what =
 	        parent ? util_xasprintf("backing file '%s' of '%s'", safe, parent)
 	               : util_xasprintf("'%s'", safe);
-	int r = probe_file(name, &p, err);
+	uint64_t allocated = 0;
+	int r = probe_file(name, &p, &allocated, err);
 
 	if (r == 0)
 		r = check_probe(&p, name, what, expected, parent, err);
 	if (r < 0)
 		return r;
+	if (head_enough && p.self_described) {
+		layer_from_head(&p, allocated, l);
+		return 0;
+	}
 	/* what was declared (or recorded), or a fresh file's probe */
 	r = run_info(qemu_img, name, expected ? expected : p.format, &j, err);
 	if (r < 0)
@@ -380,8 +406,9 @@ static int check_backing(const layer *l, unsigned depth, const char *safe, const
 	return 0;
 }
 
-int stor_inspect(const char *path, const char *declared_format,
-                 const char *const *allowed_backing_roots, stor_image_info *ret_info, util_err *err)
+static int inspect_chain(const char *path, const char *declared_format,
+                         const char *const *allowed_backing_roots, bool head_enough,
+                         stor_image_info *ret_info, util_err *err)
 {
 	static const char *const anywhere[] = { "/", NULL };
 	_cleanup_free_ char *qemu_img = NULL, *safe_top = stor_safe(path), *top_real = NULL;
@@ -416,7 +443,8 @@ int stor_inspect(const char *path, const char *declared_format,
 		_cleanup_free_ char *safe = stor_safe(name), *real = NULL;
 		_cleanup_(layer_done) layer l = { 0 };
 
-		r = inspect_layer(qemu_img, name, expected, depth ? parent : NULL, &l, err);
+		r = inspect_layer(qemu_img, name, expected, depth ? parent : NULL, head_enough, &l,
+		                  err);
 		if (r < 0)
 			goto fail;
 		if (depth == 0) {
@@ -453,4 +481,17 @@ int stor_inspect(const char *path, const char *declared_format,
 fail:
 	util_strv_clear(&chain);
 	return r;
+}
+
+int stor_inspect(const char *path, const char *declared_format,
+                 const char *const *allowed_backing_roots, stor_image_info *ret_info, util_err *err)
+{
+	return inspect_chain(path, declared_format, allowed_backing_roots, false, ret_info, err);
+}
+
+int stor_inspect_before_open(const char *path, const char *declared_format,
+                             const char *const *allowed_backing_roots, stor_image_info *ret_info,
+                             util_err *err)
+{
+	return inspect_chain(path, declared_format, allowed_backing_roots, true, ret_info, err);
 }

@@ -43,7 +43,16 @@ typedef struct stor_probe {
 	char *first_extent;   /* ... and the file the first names, or NULL */
 	bool data_file;       /* qcow2: the external data file bit is set */
 	char *data_file_name; /* ... its name (header extension), or NULL */
+	/* The head says all `qemu-img info` would (a plain qcow2, see
+	 * probe.c; a raw file, whose size the reader of the file fills): */
+	bool self_described;
+	uint64_t virtual_size;   /* ... the size the guest sees */
+	char *backing_name;      /* ... qcow2: its absolute backing file, or NULL */
+	char backing_format[16]; /* ... and that file's recorded format */
 } stor_probe;
+
+/* The longest backing file name the head's own description takes. */
+#define STOR_PROBE_NAME_MAX 1024
 
 /* How many bytes of a file stor_probe_buf() looks at. */
 #define STOR_PROBE_LEN 65536

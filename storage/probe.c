@@ -11,6 +11,9 @@
 #define QCOW_MAGIC               "QFI\xfb"
 #define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
 #define QCOW2_EXT_DATA_FILE      0x44415441u /* "DATA" */
+#define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
+#define QCOW2_V2_HEADER_LEN      72u
+#define QCOW2_V3_HEADER_LEN      104u
 #define EXTENT_NAME_MAX          1024
 
 static uint32_t be32(const unsigned char *p)
@@ -97,30 +100,82 @@ static void vmdk_extents(const unsigned char *buf, size_t len, stor_probe *p)
 	}
 }
 
+/* The header extension of `type` in a qcow2 head whose extensions start
+ * at off, copied into dst (NUL-terminated) when it fits; false without. */
+static bool qcow2_extension(const unsigned char *buf, size_t len, size_t off, uint32_t type,
+                            char *dst, size_t dst_len)
+{
+	while (off + 8 <= len) {
+		uint32_t t = be32(buf + off), n = be32(buf + off + 4);
+
+		if (t == 0 || n > len - off - 8)
+			return false;
+		if (t == type) {
+			if (n == 0 || n >= dst_len || memchr(buf + off + 8, '\0', n))
+				return false;
+			memcpy(dst, buf + off + 8, n);
+			dst[n] = '\0';
+			return true;
+		}
+		off += 8 + ((n + 7u) & ~7u);
+	}
+	return false;
+}
+
 /* A qcow2 header (version 2 or 3): the external data file bit and the
  * file named by its header extension. */
 static void qcow2_header(const unsigned char *buf, size_t len, stor_probe *p)
 {
-	uint32_t version = be32(buf + 4);
-	size_t off;
+	char name[EXTENT_NAME_MAX + 1];
 
-	if (version < 3 || len < 104)
+	if (be32(buf + 4) < 3 || len < QCOW2_V3_HEADER_LEN)
 		return; /* version 2 has no incompatible features */
 	if (!(be64(buf + 72) & QCOW2_INCOMPAT_DATA_FILE))
 		return;
 	p->data_file = true;
-	off = be32(buf + 100); /* header_length: the extensions follow */
-	while (off + 8 <= len) {
-		uint32_t type = be32(buf + off), n = be32(buf + off + 4);
+	/* header_length: the extensions follow */
+	if (qcow2_extension(buf, len, be32(buf + 100), QCOW2_EXT_DATA_FILE, name, sizeof(name)))
+		p->data_file_name = util_xstrdup(name);
+}
 
-		if (type == 0 || n > len - off - 8)
-			break;
-		if (type == QCOW2_EXT_DATA_FILE && n > 0 && n <= EXTENT_NAME_MAX) {
-			p->data_file_name = strndup((const char *)buf + off + 8, n);
-			break;
-		}
-		off += 8 + ((n + 7u) & ~7u);
+/* A qcow2 whose header says all that `qemu-img info` would: version 2 or
+ * 3, no encryption, no incompatible feature bits (dirty, corrupt, data
+ * file, compression type, extended L2), a sane cluster size, and at most
+ * a backing file named by an absolute path with its format recorded (as
+ * qvm's own overlays are). Anything else is left to qemu-img. */
+static void qcow2_describe(const unsigned char *buf, size_t len, stor_probe *p)
+{
+	uint32_t version = be32(buf + 4), cluster_bits, header_len = QCOW2_V2_HEADER_LEN;
+	uint64_t backing_off = be64(buf + 8);
+	uint32_t backing_len = be32(buf + 16);
+	char name[STOR_PROBE_NAME_MAX];
+
+	if (len < QCOW2_V2_HEADER_LEN || (version != 2 && version != 3))
+		return;
+	cluster_bits = be32(buf + 20);
+	if (cluster_bits < 9 || cluster_bits > 21 || be32(buf + 32) != 0)
+		return;
+	if (version == 3) {
+		if (len < QCOW2_V3_HEADER_LEN || be64(buf + 72) != 0)
+			return;
+		header_len = be32(buf + 100);
+		if (header_len < QCOW2_V3_HEADER_LEN || header_len > len || header_len % 8)
+			return;
 	}
+	if (backing_off) {
+		if (backing_len == 0 || backing_len >= sizeof(name) || backing_off >= len ||
+		    backing_len > len - backing_off)
+			return;
+		memcpy(name, buf + backing_off, backing_len);
+		name[backing_len] = '\0';
+		if (strlen(name) != backing_len || name[0] != '/' ||
+		    !qcow2_extension(buf, len, header_len, QCOW2_EXT_BACKING_FORMAT,
+		                     p->backing_format, sizeof(p->backing_format)))
+			return;
+		p->backing_name = util_xstrdup(name);
+	}
+	p->virtual_size = be64(buf + 24);
+	p->self_described = true;
 }
 
 void stor_probe_buf(const void *vbuf, size_t len, stor_probe *ret)
@@ -136,6 +191,8 @@ void stor_probe_buf(const void *vbuf, size_t len, stor_probe *ret)
 		fmt = len >= 8 && be32(buf + 4) == 1 ? "qcow" : "qcow2";
 		if (!strcmp(fmt, "qcow2") && len >= 8)
 			qcow2_header(buf, len, &p);
+		if (!strcmp(fmt, "qcow2") && !p.data_file)
+			qcow2_describe(buf, len, &p);
 	} else if (starts(buf, len, "QED\0", 4)) {
 		fmt = "qed";
 	} else if (starts(buf, len, "KDMV", 4) || starts(buf, len, "COWD", 4)) {
@@ -170,5 +227,6 @@ void stor_probe_clear(stor_probe *p)
 		return;
 	free(p->first_extent);
 	free(p->data_file_name);
+	free(p->backing_name);
 	memset(p, 0, sizeof(*p));
 }

@@ -80,6 +80,20 @@ int stor_inspect(const char *path, const char *declared_format,
                  const char *const *allowed_backing_roots, stor_image_info *ret_info,
                  util_err *err);
 
+/* stor_inspect() for a file that QEMU or qemu-img opens right after, with
+ * its format given (a VM's disks at start, a base image an overlay is
+ * made on): the same refusals, but a file whose head says all that
+ * `qemu-img info` would (a raw file; a qcow2 of version 2 or 3 with no
+ * encryption, no incompatible feature bit and at most an absolute backing
+ * file of recorded format) is described by qvm alone, without an exec.
+ * What qemu-img info adds for such a file is the validation of its
+ * tables, which the open that follows does anyway, failing with QEMU's own
+ * message. Each backing file is still checked against the roots, one file
+ * at a time. */
+int stor_inspect_before_open(const char *path, const char *declared_format,
+                             const char *const *allowed_backing_roots, stor_image_info *ret_info,
+                             util_err *err);
+
 /* ---- creation and removal ------------------------------------------------ */
 
 /* Create a qcow2 overlay at path (absolute; must not exist) on top of

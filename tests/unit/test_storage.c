@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -262,6 +263,14 @@ static void inspect_refused(const char *path, const char *declared, const char *
 	is_int(r, code, "%s: refused", name);
 	ok(info.chain == NULL && info.backing_file == NULL && !info.format[0], "%s: info untouched",
 	   name);
+	has(&err, needle, name);
+	/* the check before an open refuses the same files the same way (a
+	 * stand-in qemu-img's odd answers are stor_inspect's alone) */
+	if (getenv("QVM_QEMU_IMG"))
+		return;
+	util_err_clear(&err);
+	r = stor_inspect_before_open(path, declared, roots, &info, &err);
+	is_int(r, code, "%s: refused before an open too", name);
 	has(&err, needle, name);
 }
 
@@ -640,6 +649,87 @@ static void test_inspect(void)
 	unsetenv("QVM_QEMU_IMG");
 }
 
+/* stor_inspect_before_open() describes a file whose head says all by
+ * itself: the same answer as qemu-img info, without running it. */
+static void same_info(const char *path, const char *fmt, const char *const *roots, const char *name)
+{
+	_cleanup_stor_image_info_ stor_image_info a = { 0 }, b = { 0 };
+	util_err err = { 0 };
+	bool same;
+
+	unsetenv("QVM_QEMU_IMG");
+	if (stor_inspect(path, fmt, roots, &a, &err) < 0) {
+		ok(0, "%s: qemu-img's view: %s", name, err.msg);
+		return;
+	}
+	setenv("QVM_QEMU_IMG", P("refusing-qemu-img"), 1);
+	is_int(stor_inspect_before_open(path, fmt, roots, &b, &err), 0, "%s: described", name);
+	same = !strcmp(a.format, b.format) && a.virtual_size == b.virtual_size &&
+	       a.actual_size == b.actual_size && a.chain_depth == b.chain_depth &&
+	       util_streq(a.backing_file, b.backing_file) &&
+	       !strcmp(a.backing_format, b.backing_format) && b.chain &&
+	       util_streq(a.chain[0], b.chain[0]) && util_streq(a.chain[1], b.chain[1]);
+	ok(same, "%s: as qemu-img info says (%s %" PRIu64 ")", name, b.format, b.virtual_size);
+	unsetenv("QVM_QEMU_IMG");
+}
+
+static void test_inspect_before_open(void)
+{
+	const char *roots[] = { img_dir, NULL };
+	_cleanup_stor_image_info_ stor_image_info info = { 0 };
+	_cleanup_free_ char *log = NULL, *want = NULL;
+	_cleanup_free_ char *script = util_xasprintf("#!/bin/sh\necho \"$*\" >>%s\n"
+	                                             "exec qemu-img \"$@\"\n",
+	                                             P("open-args.log"));
+	util_err err = { 0 };
+	int r;
+
+	/* a qemu-img that must not run */
+	write_file(P("refusing-qemu-img"), "#!/bin/sh\necho 'qemu-img: ran' >&2\nexit 1\n");
+	chmod(P("refusing-qemu-img"), 0700);
+	qimg("create", "-q", "-f", "qcow2", "-o", "compat=0.10", "--", P("img/v2.qcow2"), "3M",
+	     NULL);
+	qimg("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=2M", "--",
+	     P("img/lazy.qcow2"), "5G", NULL);
+	qimg("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", P("img/v2.qcow2"), "--",
+	     P("img/over-v2.qcow2"), NULL);
+	same_info(P("img/good.qcow2"), "qcow2", NULL, "qcow2 v3");
+	same_info(P("img/v2.qcow2"), "qcow2", NULL, "qcow2 v2");
+	same_info(P("img/lazy.qcow2"), "qcow2", NULL,
+	          "qcow2 with a compatible feature, 2M clusters");
+	same_info(P("img/base.raw"), "raw", NULL, "raw");
+	same_info(P("img/over.qcow2"), "qcow2", roots, "overlay on raw");
+	same_info(P("img/over-v2.qcow2"), "qcow2", roots, "overlay on qcow2 v2");
+
+	/* what the head cannot say goes to qemu-img: a relative backing name,
+	 * a dirty image (an incompatible feature bit) */
+	qimg("create", "-q", "-f", "qcow2", "--", P("img/dirty.qcow2"), "1M", NULL);
+	{
+		unsigned char bit = 1; /* incompatible_features' last byte: dirty */
+		int fd = open(P("img/dirty.qcow2"), O_RDWR | O_CLOEXEC);
+
+		ok(fd >= 0 && pwrite(fd, &bit, 1, 79) == 1, "dirty bit set by hand");
+		if (fd >= 0)
+			close(fd);
+	}
+	write_file(P("open-qemu-img"), script);
+	chmod(P("open-qemu-img"), 0700);
+	setenv("QVM_QEMU_IMG", P("open-qemu-img"), 1);
+	r = stor_inspect_before_open(P("img/relative.qcow2"), "qcow2", roots, &info, &err);
+	ok(r == 0 && util_streq(info.backing_file, "base.raw"), "relative backing name: accepted");
+	stor_image_info_free(&info);
+	r = stor_inspect_before_open(P("img/dirty.qcow2"), "qcow2", NULL, &info, &err);
+	is_int(r, 0, "dirty qcow2: accepted");
+	stor_image_info_free(&info);
+	unsetenv("QVM_QEMU_IMG");
+	ok(util_read_file(P("open-args.log"), 1 << 16, &log, NULL, &err) == 0, "its log");
+	want = util_xasprintf("info -f qcow2 --output=json -- %s\n"
+	                      "info -f qcow2 --output=json -- %s\n",
+	                      P("img/relative.qcow2"), P("img/dirty.qcow2"));
+	is_str(log, want,
+	       "qemu-img info ran for those two files only (not for the raw base of the first)");
+}
+
 static void test_create(void)
 {
 	_cleanup_stor_image_info_ stor_image_info info = { 0 };
@@ -992,6 +1082,7 @@ int main(void)
 	test_path_policy();
 	test_probe();
 	test_inspect();
+	test_inspect_before_open();
 	test_create();
 	test_remove();
 	test_disk_ops();

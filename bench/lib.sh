@@ -42,6 +42,12 @@ peak_rss_kib() {
 	rm -f "$f"
 }
 
+# uss_kib PID: the process's private pages (Private_Clean + Private_Dirty
+# of smaps_rollup) in KiB, 0 when it is gone
+uss_kib() {
+	awk '/^Private_(Clean|Dirty):/ { n += $2 } END { print n + 0 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0
+}
+
 # report NAME VALUE UNIT BASELINE_NAME BASELINE_VALUE [GOAL]
 report() {
 	local ratio

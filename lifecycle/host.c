@@ -169,7 +169,10 @@ static int bring_back(const char *root, const lc_pass_opts *o, json_t *report, u
 			r = 0;
 			continue;
 		}
-		if (r == 0 && vm->def.autostart && vm->state != LC_ACTIVE && vm->state != LC_DONE)
+		/* a VM the host suspended comes back whatever its autostart:
+		 * it was saved to be resumed */
+		if (r == 0 && vm->state != LC_ACTIVE && vm->state != LC_DONE &&
+		    (vm->def.autostart || vm->state == LC_SUSPENDED))
 			r = lc_sched_start(root, vm, "host boot", o, report, err);
 		lc_db_close(TAKE_PTR(db));
 		if (r < 0)

@@ -431,6 +431,12 @@ static int host_set(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 
 	if (r == 0)
 		r = lc_host_set(ctx->root, ops + 1, (size_t)n - 1, err);
+	if (r == -EINVAL) {
+		/* a KEY=VALUE that is none: the command line's fault */
+		_cleanup_free_ char *msg = util_xstrdup(err->msg);
+
+		r = cli_usage(err, "%s", msg);
+	}
 	if (r == 0)
 		r = lc_host_info(ctx->root, ret_json, err);
 	if (r == 0 && !ctx->json) {
@@ -467,7 +473,9 @@ static int host_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 	                        ? " (autostart done)"
 	                        : " (autostart not run yet)");
 	json_object_foreach (json_object_get(info, "stopped"), k, v)
-		cli_print_field("HOST-STOPPED", "vm %s (%s)", k, json_string_value(v));
+		cli_print_field("HOST-STOPPED", "vm %s '%s' (%s)", k,
+		                json_string_value(json_object_get(v, "name")),
+		                json_string_value(json_object_get(v, "how")));
 	return 0;
 }
 

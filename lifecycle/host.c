@@ -28,7 +28,7 @@ static int check_pair(const char *pair, json_t *set, util_err *err)
 			return util_err_set(err, -EINVAL, "deploy-pending is on or off, not '%s'",
 			                    eq + 1);
 	} else if (util_streq(key, "memory-reserve")) {
-		if (util_parse_size(eq + 1, &bytes, err) < 0)
+		if (!util_streq(eq + 1, "0") && util_parse_size(eq + 1, &bytes, err) < 0)
 			return util_err_prefix(err, "memory-reserve");
 	} else {
 		return util_err_set(err, -EINVAL,
@@ -209,7 +209,8 @@ static bool running_vm(const lc_vm *vm)
 	return vm->state == LC_ACTIVE;
 }
 
-/* The ACTIVE VMs (new object: id -> how they are stopped, as recorded). */
+/* The ACTIVE VMs (new object: id -> {"name", "how" they are stopped}, as
+ * recorded). */
 static int active_vms(const char *root, lc_host_stop_mode mode, json_t **ret, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
@@ -228,7 +229,8 @@ static int active_vms(const char *root, lc_host_stop_mode mode, json_t **ret, ut
 		snprintf(key, sizeof(key), "%" PRIu64, vm->id);
 		json_object_set_new(
 		        out, key,
-		        json_string(mode == LC_HOST_STOP_SUSPEND ? "suspend" : "shutdown"));
+		        json_pack("{s:s, s:s}", "name", vm->def.name, "how",
+		                  mode == LC_HOST_STOP_SUSPEND ? "suspend" : "shutdown"));
 	}
 	*ret = out;
 	return 0;
@@ -237,8 +239,8 @@ static int active_vms(const char *root, lc_host_stop_mode mode, json_t **ret, ut
 /* Ask one VM to stop: suspend (waits for the checkpoint), or the ACPI
  * power button without waiting (the supervisor kills it past the timeout:
  * hard_after). A VM that cannot be suspended is shut down instead. */
-static void stop_one(const char *root, const char *id, lc_host_stop_mode mode, int timeout_s,
-                     const lc_pass_opts *o, json_t *report)
+static void stop_one(const char *root, const char *id, const char *name, lc_host_stop_mode mode,
+                     int timeout_s, const lc_pass_opts *o, json_t *report)
 {
 	lc_run_opts ro = { .lock_timeout_ms = o->lock_timeout_ms, .disk_roots = o->disk_roots };
 	util_err e = { 0 }, ignored = { 0 };
@@ -246,7 +248,7 @@ static void stop_one(const char *root, const char *id, lc_host_stop_mode mode, i
 
 	if (mode == LC_HOST_STOP_SUSPEND) {
 		r = lc_vm_suspend(root, id, false, &ro, &e);
-		lc_sched_note(root, strtoull(id, NULL, 10), id, "host shutdown (suspend)", r,
+		lc_sched_note(root, strtoull(id, NULL, 10), name, "host shutdown (suspend)", r,
 		              r < 0 ? e.msg : NULL, report, &ignored);
 	}
 	if (r == 0)
@@ -256,7 +258,7 @@ static void stop_one(const char *root, const char *id, lc_host_stop_mode mode, i
 	ro.timeout_s = timeout_s;
 	util_err_clear(&e);
 	r = lc_vm_shutdown(root, id, false, &ro, &e);
-	lc_sched_note(root, strtoull(id, NULL, 10), id, "host shutdown", r, r < 0 ? e.msg : NULL,
+	lc_sched_note(root, strtoull(id, NULL, 10), name, "host shutdown", r, r < 0 ? e.msg : NULL,
 	              report, &ignored);
 }
 
@@ -303,8 +305,10 @@ static void kill_left(const char *root, json_t *ids, const lc_pass_opts *o, json
 			continue;
 		lc_db_close(TAKE_PTR(db));
 		r = lc_vm_shutdown(root, key, false, &ro, &e);
-		lc_sched_note(root, strtoull(key, NULL, 10), key, "host shutdown (hard poweroff)",
-		              r, r < 0 ? e.msg : NULL, report, &ignored);
+		lc_sched_note(root, strtoull(key, NULL, 10),
+		              json_string_value(json_object_get(v, "name")),
+		              "host shutdown (hard poweroff)", r, r < 0 ? e.msg : NULL, report,
+		              &ignored);
 	}
 }
 
@@ -328,7 +332,8 @@ int lc_host_shutdown(const char *root, lc_host_stop_mode mode, int timeout_s, co
 		return util_err_prefix(err, "host shutdown under '%s'", root);
 	deadline = util_now_ms() + (int64_t)timeout_s * 1000;
 	json_object_foreach (ids, key, v)
-		stop_one(root, key, mode, timeout_s, o, report);
+		stop_one(root, key, json_string_value(json_object_get(v, "name")), mode, timeout_s,
+		         o, report);
 	if (!wait_stopped(root, ids, deadline + 5000))
 		kill_left(root, ids, o, report);
 	json_object_set_new(report, "stopped", json_deep_copy(ids));

@@ -505,7 +505,9 @@ static int deploy_room(const char *root, bool *ret_on, uint64_t *ret_room, util_
 	*ret_on = util_streq(json_string_value(json_object_get(lc_db_host(db), "deploy-pending")),
 	                     "on");
 	rs = json_string_value(json_object_get(lc_db_host(db), "memory-reserve"));
-	if (rs && util_parse_size(rs, &reserve, err) < 0)
+	if (util_streq(rs, "0"))
+		reserve = 0;
+	else if (rs && util_parse_size(rs, &reserve, err) < 0)
 		return util_err_prefix(err, "the host's memory-reserve");
 	for (size_t i = 0; i < lc_db_count(db); i++)
 		if (lc_vm_holds_host(lc_db_vm_at(db, i)))

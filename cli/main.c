@@ -27,9 +27,9 @@ static const cli_command commands[] = {
 	  "  --accel auto|kvm|tcg   accelerator (default auto: kvm where it works)\n"
 	  "  --cloud-init user-data=F[,meta-data=F][,network-config=F]\n"
 	  "  --restart no|on-failure|always     restart policy (default no)\n"
-	  "  --autostart            recorded for a host scheduler (none is built yet: nothing acts on it)\n"
+	  "  --autostart            started once after each host boot (qvm scheduler, qvm host boot)\n"
 	  "  --label K=V            a label, repeatable\n"
-	  "  --hold                 define in HOLD (start still works; with no scheduler built yet, HOLD acts as PENDING)\n"
+	  "  --hold                 define in HOLD: the scheduler skips it until release (start still works)\n"
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
@@ -51,7 +51,7 @@ static const cli_command commands[] = {
 	{ "history", cli_cmd_history, "NAME",
 	  "print every journal record of a vm: SEQ TIME TYPE STATE DETAIL", NULL },
 	{ "hold", cli_cmd_hold, "NAME",
-	  "PENDING -> HOLD (start still works; no scheduler is built yet, so it acts like PENDING)",
+	  "PENDING -> HOLD (the scheduler's autostart and deploy-pending skip it; start still works)",
 	  NULL },
 	{ "release", cli_cmd_release, "NAME", "HOLD -> PENDING", NULL },
 	{ "start", cli_cmd_start, "NAME [--wait | --no-wait]",

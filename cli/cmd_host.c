@@ -260,6 +260,8 @@ static void print_actions(const cli_ctx *ctx, json_t *report)
 
 	if (ctx->verbosity < 0)
 		return;
+	json_array_foreach (json_object_get(report, "networks"), i, a)
+		printf("net %s: its interfaces made again\n", json_string_value(a));
 	json_array_foreach (json_object_get(report, "actions"), i, a) {
 		const char *error = json_string_value(json_object_get(a, "error"));
 

@@ -130,6 +130,25 @@ is "$total" 4 "each of the 4 actions ran once"
 is "$(cat "$QVM_TEST_ROOT/p1" "$QVM_TEST_ROOT/p2" | grep -c 'reboot ok')" 4 "... 4 runs reported between them"
 
 # ============================================================================
+section "the scheduler's loop; scheduled snapshots respect snapshots.max"
+"$QVM" create d --disk 16M >/dev/null || bail_out "create d"
+"$QVM" update d snapshots.max=2 >/dev/null || bail_out "update d snapshots.max=2"
+run "$QVM" schedule d snapshot-create auto --at +1s --every 1s --count 3
+is "$RC" 0 "schedule d snapshot-create auto --every 1s --count 3" || diag "$ERR"
+"$QVM" scheduler --interval 1 >"$QVM_TEST_ROOT/loop" 2>&1 &
+loop=$!
+deadline=$((SECONDS + 20))
+until [ "$(runs_of d 1 | wc -l)" -ge 3 ] || [ $SECONDS -ge $deadline ]; do sleep 0.3; done
+kill -TERM $loop
+wait $loop
+is "$?" 0 "scheduler (a loop) ends at SIGTERM, exit status 0"
+is "$(runs_of d 1 | tr '\n' ' ')" "ok ok ok " "... it ran the snapshot at each of its passes, 3 times"
+is "$(grep -c 'snapshot-create ok' "$QVM_TEST_ROOT/loop")" 3 "... and said so"
+is "$("$QVM" snapshot-list d --json | json '" ".join(s["tag"] for s in d["snapshots"])')" "auto-2 auto-3" \
+	"each run took its own snapshot (TAG-N), pruned to snapshots.max=2"
+"$QVM" delete d >/dev/null || not_ok "delete d"
+
+# ============================================================================
 section "show, schedule-list, JSON, arguments"
 "$QVM" schedule s snapshot-create nightly --at 02:00 --every 1d --count 3 >/dev/null
 "$QVM" show s >"$QVM_TEST_ROOT/show"

@@ -262,59 +262,133 @@ static int collect_due(const char *root, int64_t now, due **ret, size_t *ret_n, 
 	return 0;
 }
 
-/* Run one due entry (read again: the VM may have gone meanwhile) and
- * record the run with its outcome and the entry's next run. */
-static int run_due(const char *root, const due *d, const lc_pass_opts *o, json_t *report,
-                   util_err *err)
+/* Append a "sched-run" record of entry e of VM vm_id: the run due at
+ * (due_ms, late or not) with its result ("started" when it is claimed, before the
+ * action; "ok", "failed" or "interrupted" after it), the entry's runs and
+ * next run. */
+static int record_run(const char *root, uint64_t vm_id, json_t *e, int64_t due_ms, bool late,
+                      const char *result, const char *error, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_json_ json_t *e = NULL;
-	_cleanup_free_ char *name = NULL, *reason = NULL;
-	util_err ae = { 0 };
-	int64_t now = util_realtime_ms(), next;
-	bool late = now - d->at > env_ms("QVM_SCHEDULE_LATE_MS", LATE_MS);
-	json_int_t runs;
+	_cleanup_free_ char *reason = NULL;
+	const char *action = json_string_value(json_object_get(e, "action"));
+	json_int_t entry = json_integer_value(json_object_get(e, "id"));
+	json_t *rec;
+	int r = lc_db_open(root, LC_DB_WRITE, &db, err);
+
+	if (r < 0)
+		return r;
+	reason = util_xasprintf("scheduled %s (action %" PRId64 "%s): %s", action, (int64_t)entry,
+	                        late ? ", late" : "", result);
+	rec = json_pack("{s:s, s:I, s:I, s:s, s:I, s:b, s:s, s:O, s:O, s:s}", "type", "sched-run",
+	                "id", (json_int_t)vm_id, "entry", entry, "action", action, "due_ms",
+	                (json_int_t)due_ms, "late", late, "result", result, "next_ms",
+	                json_object_get(e, "next_ms"), "runs", json_object_get(e, "runs"), "reason",
+	                reason);
+	if (error)
+		json_object_set_new(rec, "error", json_string(error));
+	return lc_db_append(db, rec, NULL, err);
+}
+
+/* Entry d of its VM as it is now (new reference), or NULL when it is
+ * gone or was run or changed meanwhile; *ret_name is the VM's name. */
+static int load_entry(const char *root, const due *d, json_t **ret_e, char **ret_name,
+                      util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
 	lc_vm *vm;
-	json_t *rec, *x;
+	json_t *x;
 	size_t i;
 	int r = lc_db_open(root, 0, &db, err);
 
 	if (r < 0)
 		return r;
+	*ret_e = NULL;
 	vm = lc_db_vm_by_id(db, d->vm);
-	json_array_foreach (vm ? json_object_get(vm->sched, "entries") : NULL, i, x)
-		if (json_integer_value(json_object_get(x, "id")) == d->entry)
-			e = json_deep_copy(x);
-	if (!e || vm->state == LC_DONE ||
-	    json_integer_value(json_object_get(e, "next_ms")) != d->at)
-		return 0; /* gone, or run or changed meanwhile */
-	name = util_xstrdup(vm->def.name);
-	lc_db_close(TAKE_PTR(db));
-	r = run_action(root, d->vm, e, o, &ae);
+	if (!vm || vm->state == LC_DONE)
+		return 0;
+	json_array_foreach (json_object_get(vm->sched, "entries"), i, x)
+		if (json_integer_value(json_object_get(x, "id")) == d->entry &&
+		    json_integer_value(json_object_get(x, "next_ms")) == d->at)
+			*ret_e = json_deep_copy(x);
+	*ret_name = util_xstrdup(vm->def.name);
+	return 0;
+}
+
+/* Run one due entry: claimed first (its next run recorded), so that a
+ * pass that dies in the action never runs it twice; then its outcome. */
+static int run_due(const char *root, const due *d, const lc_pass_opts *o, json_t *report,
+                   util_err *err)
+{
+	_cleanup_json_ json_t *e = NULL;
+	_cleanup_free_ char *name = NULL;
+	util_err ae = { 0 };
+	int64_t now = util_realtime_ms();
+	bool late = now - d->at > env_ms("QVM_SCHEDULE_LATE_MS", LATE_MS);
+	json_int_t runs;
+	int r = load_entry(root, d, &e, &name, err);
+
+	if (r < 0 || !e)
+		return r;
 	runs = json_integer_value(json_object_get(e, "runs")) + 1;
-	next = next_run(e, d->at, util_realtime_ms(), runs);
-	reason = util_xasprintf("scheduled %s (action %" PRId64 "%s): %s",
-	                        json_string_value(json_object_get(e, "action")), (int64_t)d->entry,
-	                        late ? ", late" : "", r < 0 ? "failed" : "ok");
-	rec = json_pack("{s:s, s:I, s:I, s:s, s:I, s:b, s:s, s:I, s:I, s:s}", "type", "sched-run",
-	                "id", (json_int_t)d->vm, "entry", d->entry, "action",
-	                json_string_value(json_object_get(e, "action")), "due_ms",
-	                (json_int_t)d->at, "late", late, "result", r < 0 ? "failed" : "ok",
-	                "next_ms", (json_int_t)next, "runs", runs, "reason", reason);
+	json_object_set_new(e, "next_ms", json_integer(next_run(e, d->at, now, runs)));
+	json_object_set_new(e, "runs", json_integer(runs));
+	r = record_run(root, d->vm, e, d->at, late, "started", NULL, err);
 	if (r < 0)
-		json_object_set_new(rec, "error", json_string(ae.msg));
+		return r;
+	util_crash_point("scheduler-after-claim");
+	/* the tag of a repeated snapshot counts the runs before this one */
+	json_object_set_new(e, "runs", json_integer(runs - 1));
+	r = run_action(root, d->vm, e, o, &ae);
+	json_object_set_new(e, "runs", json_integer(runs));
 	json_array_append_new(json_object_get(report, "actions"),
 	                      json_pack("{s:s, s:I, s:s, s:I, s:b, s:s, s:s?}", "vm", name, "vm_id",
 	                                (json_int_t)d->vm, "what",
 	                                json_string_value(json_object_get(e, "action")), "entry",
 	                                d->entry, "late", late, "result", r < 0 ? "failed" : "ok",
 	                                "error", r < 0 ? ae.msg : NULL));
-	r = lc_db_open(root, LC_DB_WRITE, &db, err);
-	if (r < 0) {
-		json_decref(rec);
-		return r;
+	return record_run(root, d->vm, e, d->at, late, r < 0 ? "failed" : "ok",
+	                  r < 0 ? ae.msg : NULL, err);
+}
+
+/* A run claimed by a pass that died before its outcome (the pass lock
+ * says none runs now): recorded as interrupted, and not run again. */
+static int settle_interrupted(const char *root, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_json_ json_t *todo = json_array();
+	json_t *t;
+	size_t k;
+	int r = lc_db_open(root, 0, &db, err);
+
+	for (size_t i = 0; r == 0 && i < lc_db_count(db); i++) {
+		lc_vm *vm = lc_db_vm_at(db, i);
+		json_t *e;
+
+		json_array_foreach (json_object_get(vm->sched, "entries"), k, e) {
+			json_t *last = json_object_get(e, "last");
+
+			if (vm->state != LC_DONE &&
+			    util_streq(json_string_value(json_object_get(last, "result")),
+			               "started"))
+				json_array_append_new(todo, json_pack("{s:I, s:O}", "vm",
+				                                      (json_int_t)vm->id, "e", e));
+		}
 	}
-	return lc_db_append(db, rec, NULL, err);
+	lc_db_close(TAKE_PTR(db));
+	json_array_foreach (r == 0 ? todo : NULL, k, t) {
+		json_t *e = json_object_get(t, "e"), *last = json_object_get(e, "last");
+
+		r = record_run(root, (uint64_t)json_integer_value(json_object_get(t, "vm")), e,
+		               json_integer_value(json_object_get(last, "due_ms")),
+		               json_is_true(json_object_get(last, "late")), "interrupted",
+		               "the scheduler pass that ran it ended before it did (was qvm "
+		               "killed?); it is not run again: look at the vm",
+		               err);
+		if (r < 0)
+			break;
+	}
+	return r;
 }
 
 static int run_due_actions(const char *root, const lc_pass_opts *o, json_t *report, util_err *err)
@@ -553,6 +627,8 @@ int lc_scheduler_pass(const char *root, const lc_pass_opts *o, json_t **ret_repo
 
 	if (r == 0)
 		r = reconcile_all(root, err);
+	if (r == 0)
+		r = settle_interrupted(root, err);
 	if (r == 0)
 		r = run_due_actions(root, o, report, err);
 	if (r == 0)

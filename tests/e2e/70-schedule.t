@@ -15,12 +15,14 @@ export QVM_BOOT_ID_FILE=$QVM_TEST_ROOT/boot_id
 echo boot-70 >"$QVM_BOOT_ID_FILE"
 unset QVM_CRASH_AT QVM_QEMU QVM_LOCK_TIMEOUT_MS QVM_SCHEDULE_LATE_MS
 
-# runs_of VM ENTRY: the sched-run records of scheduled action ENTRY, "result late" a line
+# runs_of VM ENTRY: the outcomes of scheduled action ENTRY's runs, "[late ]RESULT" a line
+# (the record that claims a run before it, "started", left out)
 runs_of() {
 	"$QVM" history "$1" --json | "$PY" -c '
 import json, sys
 for r in json.load(sys.stdin):
-    if r["type"] == "sched-run" and "(action %s" % sys.argv[1] in (r["reason"] or ""):
+    if r["type"] == "sched-run" and "(action %s" % sys.argv[1] in (r["reason"] or "") \
+            and not r["reason"].endswith(": started"):
         print(("late " if ", late" in r["reason"] else "") + r["reason"].rsplit(": ", 1)[1])
 ' "$2"
 }
@@ -109,6 +111,19 @@ is "$(entry s 5 '["next_ms"]')" 0 "... and it is not run again"
 "$QVM" history s | grep -q "scheduled start (action 5): failed" &&
 	ok "history shows it" true || not_ok "history shows it"
 
+section "a pass killed in the action: the run is not repeated"
+run "$QVM" schedule s pause --at +1s
+is "$RC" 0 "schedule s pause (action 6)" || diag "$ERR"
+sleep 1.1
+QVM_CRASH_AT=scheduler-after-claim run pass
+is "$RC" 99 "a pass dies once it claimed the run (QVM_CRASH_AT=scheduler-after-claim)"
+run pass
+is "$RC" 0 "the next pass" || diag "$ERR"
+is "$(runs_of s 6)" "interrupted" "... records the run as interrupted"
+like "$(entry s 6 '["last"]["error"]')" "ended before it did" "... saying why"
+is "$(state s)" "ACTIVE/RUNNING" "... and does not run it again"
+is "$(entry s 6 '["next_ms"]')" 0 "... nor later"
+
 # ============================================================================
 section "two schedulers at once do each action once"
 for i in 1 2 3 4; do
@@ -125,7 +140,7 @@ wait $p2
 r2=$?
 is "$r1 $r2" "0 0" "both passes succeed"
 total=0
-for e in 6 7 8 9; do total=$((total + $(runs_of s $e | wc -l))); done
+for e in 7 8 9 10; do total=$((total + $(runs_of s $e | wc -l))); done
 is "$total" 4 "each of the 4 actions ran once"
 is "$(cat "$QVM_TEST_ROOT/p1" "$QVM_TEST_ROOT/p2" | grep -c 'reboot ok')" 4 "... 4 runs reported between them"
 
@@ -153,10 +168,10 @@ section "show, schedule-list, JSON, arguments"
 "$QVM" schedule s snapshot-create nightly --at 02:00 --every 1d --count 3 >/dev/null
 "$QVM" show s >"$QVM_TEST_ROOT/show"
 grep -q '^SCHEDULE' "$QVM_TEST_ROOT/show" && ok "show lists the schedule" true || not_ok "show lists the schedule"
-grep -Eq '^10 +snapshot-create nightly +[0-9-]+ 02:00:00 +1d' "$QVM_TEST_ROOT/show" &&
+grep -Eq '^11 +snapshot-create nightly +[0-9-]+ 02:00:00 +1d' "$QVM_TEST_ROOT/show" &&
 	ok "... the entry with its next run at 02:00 local and its interval" true ||
 	{ not_ok "... the entry with its next run at 02:00 local and its interval"; diag_file "$QVM_TEST_ROOT/show" 40; }
-is "$("$QVM" show s --json | json 'len(d["schedule"])')" 9 "show --json has the schedule (9 actions: one was deleted)"
+is "$("$QVM" show s --json | json 'len(d["schedule"])')" 10 "show --json has the schedule (10 actions: one was deleted)"
 is "$("$QVM" schedule-list --json | schema_violations)" "" "schedule-list --json follows the JSON rules"
 is "$(pass --json | schema_violations)" "" "scheduler --once --json follows them"
 run "$QVM" schedule s poweroff --at 2026-12-24T18:00:00Z --json

@@ -112,6 +112,22 @@ like "$("$QVM" history a)" "resume" "... from its checkpoint"
 is "$(state n)" "POWEROFF" "... n stays off"
 run pass
 is "$(acts a autostart)" 2 "the pass after host boot autostarts nothing more"
+section "host shutdown: a guest that ignores the ACPI button"
+define deaf qvm.acpi=ignore
+mark deaf
+run "$QVM" start deaf
+is "$RC" 0 "start deaf (qvm.acpi=ignore)" || diag "$ERR"
+ready deaf
+t0=$SECONDS
+run "$QVM" host shutdown --timeout 3
+is "$RC" 0 "host shutdown --timeout 3" || diag "$ERR"
+is "$(state a) $(state deaf)" "POWEROFF POWEROFF" "... both are off: deaf powered off hard after the timeout"
+ok "... within the timeout and the hard poweroff's slack (<= 15 s)" test $((SECONDS - t0)) -le 15
+like "$(reasons deaf | tail -1)" "POWEROFF" "... deaf's last state is POWEROFF"
+run "$QVM" delete deaf
+is "$RC" 0 "delete deaf" || diag "$ERR"
+run "$QVM" host boot
+is "$(state a)" "ACTIVE/RUNNING" "host boot brings a back again"
 run "$QVM" host shutdown --mode nap
 is "$RC" 2 "host shutdown --mode nap is a usage error"
 run "$QVM" host set deploy-pending=maybe

@@ -429,8 +429,11 @@ static int host_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 static int host_set(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	char **ops;
-	int n, r = cli_parse_operands(ctx, argc, argv, 2, 16, &ops, &n, err);
+	int n, r = cli_parse_operands(ctx, argc, argv, 1, 16, &ops, &n, err);
 
+	if (r == 0 && n < 2)
+		r = cli_usage(err, "host set needs KEY=VALUE: deploy-pending=on|off or "
+		                   "memory-reserve=SIZE");
 	if (r == 0)
 		r = lc_host_set(ctx->root, ops + 1, (size_t)n - 1, err);
 	if (r == -EINVAL) {
@@ -465,9 +468,8 @@ static int host_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 		json_object_update(*ret_json, info);
 		return 0;
 	}
-	cli_print_field("DEPLOY-PENDING", "%s",
-	                json_is_true(json_object_get(info, "deploy_pending")) ? "on" : "off");
-	cli_print_field("MEMORY-RESERVE", "%s",
+	cli_print_field("SCHEDULER", "deploy-pending %s, memory-reserve %s",
+	                json_is_true(json_object_get(info, "deploy_pending")) ? "on" : "off",
 	                json_string_value(json_object_get(info, "memory_reserve")));
 	cli_print_field("BOOT", "%s%s", json_string_value(json_object_get(info, "boot_id")) ?: "-",
 	                util_streq(json_string_value(json_object_get(info, "boot_id")),
@@ -475,7 +477,7 @@ static int host_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 	                        ? " (autostart done)"
 	                        : " (autostart not run yet)");
 	json_object_foreach (json_object_get(info, "stopped"), k, v)
-		cli_print_field("HOST-STOPPED", "vm %s '%s' (%s)", k,
+		cli_print_field("STOPPED", "vm %s '%s' (%s by the last host shutdown)", k,
 		                json_string_value(json_object_get(v, "name")),
 		                json_string_value(json_object_get(v, "how")));
 	return 0;

@@ -172,7 +172,7 @@ static const cli_command commands[] = {
 	  "print a vm's snapshots as a tree (parent: the snapshot the vm was at), current marked",
 	  NULL },
 	{ "host", cli_cmd_host_any,
-	  "| set KEY=VALUE... | boot | shutdown [--timeout S] [--mode shutdown|suspend]",
+	  "[set KEY=VALUE... | boot | shutdown [--timeout S] [--mode shutdown|suspend]]",
 	  "show the host (accelerator, CPUs, memory, vms, scheduler settings); set, boot, shutdown",
 	  "  (no subcommand)    accelerator and why, CPUs, memory, vms, deploy-pending, boot id\n"
 	  "  set KEY=VALUE...   deploy-pending=on|off (the scheduler deploys PENDING vms;\n"

@@ -5,7 +5,9 @@
  * for the unit an init system runs. */
 #include <inttypes.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "net/net.h"
 #include "run.h"
@@ -262,6 +264,52 @@ static void stop_one(const char *root, const char *id, const char *name, lc_host
 	              report, &ignored);
 }
 
+/* Suspends wait for QEMU to write each VM's memory: one child process a
+ * VM, so that they are written in parallel; each child notes what it did
+ * in its VM's history, and the report says where each VM ended. */
+static void suspend_all(const char *root, json_t *ids, int timeout_s, const lc_pass_opts *o,
+                        json_t *report)
+{
+	const char *key;
+	json_t *v;
+
+	fflush(NULL); /* nothing buffered is written twice */
+	json_object_foreach (ids, key, v) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			stop_one(root, key, json_string_value(json_object_get(v, "name")),
+			         LC_HOST_STOP_SUSPEND, timeout_s, o, NULL);
+			_exit(0);
+		}
+		json_object_set_new(v, "pid", json_integer(pid));
+	}
+	json_object_foreach (ids, key, v) {
+		_cleanup_db_ lc_db *db = NULL;
+		pid_t pid = (pid_t)json_integer_value(json_object_get(v, "pid"));
+		util_err e = { 0 };
+		lc_vm *vm;
+		int r = pid > 0 ? 0 : util_err_set(&e, -EAGAIN, "cannot fork: %s", strerror(errno));
+
+		while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		json_object_del(v, "pid");
+		if (r == 0)
+			r = lc_load_vm(root, strtoull(key, NULL, 10), &db, &vm, &e);
+		if (r == 0 && vm->state != LC_SUSPENDED)
+			r = util_err_set(&e, -EAGAIN, "not suspended: %s%s%s (see its history)",
+			                 lc_state_name(vm->state),
+			                 vm->state == LC_ACTIVE ? "/" : "", lc_lcm_name(vm->lcm));
+		json_array_append_new(json_object_get(report, "actions"),
+		                      json_pack("{s:s, s:I, s:s, s:n, s:b, s:s, s:s?}", "vm",
+		                                json_string_value(json_object_get(v, "name")),
+		                                "vm_id", (json_int_t)strtoull(key, NULL, 10),
+		                                "what", "host shutdown (suspend)", "entry", "late",
+		                                0, "result", r < 0 ? "failed" : "ok", "error",
+		                                r < 0 ? e.msg : NULL));
+	}
+}
+
 /* Wait until none of ids is ACTIVE, up to deadline (monotonic ms). */
 static bool wait_stopped(const char *root, json_t *ids, int64_t deadline)
 {
@@ -331,9 +379,12 @@ int lc_host_shutdown(const char *root, lc_host_stop_mode mode, int timeout_s, co
 	if (r < 0)
 		return util_err_prefix(err, "host shutdown under '%s'", root);
 	deadline = util_now_ms() + (int64_t)timeout_s * 1000;
-	json_object_foreach (ids, key, v)
-		stop_one(root, key, json_string_value(json_object_get(v, "name")), mode, timeout_s,
-		         o, report);
+	if (mode == LC_HOST_STOP_SUSPEND)
+		suspend_all(root, ids, timeout_s, o, report);
+	else
+		json_object_foreach (ids, key, v)
+			stop_one(root, key, json_string_value(json_object_get(v, "name")), mode,
+			         timeout_s, o, report);
 	if (!wait_stopped(root, ids, deadline + 5000))
 		kill_left(root, ids, o, report);
 	json_object_set_new(report, "stopped", json_deep_copy(ids));

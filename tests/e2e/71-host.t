@@ -101,17 +101,22 @@ is "$(state n)" "POWEROFF" "... n (not autostart) stays off"
 is "$(host 'd["stopped"]')" "{}" "... and the record of the stopped vms is gone"
 
 section "host shutdown --mode suspend, host boot"
+run "$QVM" start n
+is "$RC" 0 "start n again (not autostart)" || diag "$ERR"
 run "$QVM" host shutdown --mode suspend --timeout 30
 is "$RC" 0 "host shutdown --mode suspend" || diag "$ERR"
-is "$(state a)" "SUSPENDED" "... a is SUSPENDED"
+is "$(state a) $(state n)" "SUSPENDED SUSPENDED" "... a and n are SUSPENDED (in parallel)"
+like "$OUT" "a: host shutdown \(suspend\) ok" "... it says so for a"
+like "$OUT" "n: host shutdown \(suspend\) ok" "... and for n"
 echo boot-3 >"$QVM_BOOT_ID_FILE"
 run "$QVM" host boot
 is "$RC" 0 "host boot (a new boot)" || diag "$ERR"
-is "$(state a)" "ACTIVE/RUNNING" "... resumes a"
-like "$("$QVM" history a)" "resume" "... from its checkpoint"
-is "$(state n)" "POWEROFF" "... n stays off"
+is "$(state a) $(state n)" "ACTIVE/RUNNING ACTIVE/RUNNING" "... resumes both (n too: the host suspended it)"
+like "$("$QVM" history a)" "resume" "... from their checkpoints"
 run pass
 is "$(acts a autostart)" 2 "the pass after host boot autostarts nothing more"
+run "$QVM" poweroff --hard n
+is "$RC" 0 "poweroff n" || diag "$ERR"
 section "host shutdown: a guest that ignores the ACPI button"
 define deaf qvm.acpi=ignore
 mark deaf
@@ -141,8 +146,11 @@ define r "" --restart on-failure
 run "$QVM" start r
 is "$RC" 0 "start r (--restart on-failure)" || diag "$ERR"
 crash r
+QVM_RESTART_BACKOFF_MS=60000 run pass
+is "$RC" 0 "a pass with a backoff of 60 s" || diag "$ERR"
+is "$(state r)" "FAILED" "... leaves r FAILED: its backoff has not passed"
 run pass
-is "$RC" 0 "a pass after r's supervisor and qemu were killed" || diag "$ERR"
+is "$RC" 0 "a pass with no backoff, after r's supervisor and qemu were killed" || diag "$ERR"
 like "$OUT" "r: restart ok" "... restarts r"
 is "$(state r)" "ACTIVE/RUNNING" "... r runs"
 like "$(reasons r | grep FAILED)" "its qemu and its supervisor are gone" "... it was FAILED for that"

@@ -85,8 +85,7 @@ int lc_sched_note(const char *root, uint64_t id, const char *name, const char *w
                   const char *error, json_t *report, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_free_ char *reason = util_xasprintf("%s by the host's scheduler: %s", what,
-	                                             result < 0 ? "failed" : "ok");
+	_cleanup_free_ char *reason = util_xasprintf("%s: %s", what, result < 0 ? "failed" : "ok");
 	json_t *rec =
 	        json_pack("{s:s, s:I, s:s, s:s, s:s}", "type", "sched-act", "id", (json_int_t)id,
 	                  "what", what, "result", result < 0 ? "failed" : "ok", "reason", reason);

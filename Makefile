@@ -66,7 +66,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 GUEST   := build/guest
 
-.PHONY: deps-check all deps check unit unit-build clang e2e guest install demo format format-check bench clean help
+.PHONY: deps-check all deps check unit unit-build clang e2e guest install uninstall demo format format-check bench clean help
 .DEFAULT_GOAL := all
 
 all: $(QVM) build/qvm
@@ -142,10 +142,33 @@ bench: deps
 	@tests/guest/build.sh $(GUEST)
 	QVM=$(CURDIR)/$(QVM) QVM_GUEST=$(CURDIR)/$(GUEST) bench/run.sh
 
-install: $(QVM)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 0755 $(QVM) $(DESTDIR)$(PREFIX)/bin/qvm
-	install -m 0644 doc/qvm.8 $(DESTDIR)$(PREFIX)/share/man/man8/qvm.8
+# install: the binary, the man page, the systemd units (qvm-guests.service
+# runs host boot/shutdown, qvm-scheduler.timer a scheduler pass a minute)
+# and bash completion; their folders from pkg-config where it knows them.
+# uninstall removes exactly those files. INSTALL_BIN installs another
+# binary (tests/e2e/72-install.t: the one under test).
+BINDIR         ?= $(PREFIX)/bin
+MANDIR         ?= $(PREFIX)/share/man
+INSTALL_BIN    ?= $(QVM)
+SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),$(PREFIX)/lib/systemd/system)
+BASHCOMPDIR    ?= $(or $(shell pkg-config --variable=completionsdir bash-completion 2>/dev/null),$(PREFIX)/share/bash-completion/completions)
+UNITS          := qvm-guests.service qvm-scheduler.service qvm-scheduler.timer
+INSTALLED      := $(BINDIR)/qvm $(MANDIR)/man8/qvm.8 $(addprefix $(SYSTEMDUNITDIR)/,$(UNITS)) $(BASHCOMPDIR)/qvm
+
+install: $(INSTALL_BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(BASHCOMPDIR)
+	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/qvm
+	install -m 0644 doc/qvm.8 $(DESTDIR)$(MANDIR)/man8/qvm.8
+	for u in qvm-guests.service qvm-scheduler.service; do \
+		sed 's|@BINDIR@|$(BINDIR)|g' dist/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u.tmp && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.tmp && \
+		mv $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.tmp $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; \
+	done
+	install -m 0644 dist/qvm-scheduler.timer $(DESTDIR)$(SYSTEMDUNITDIR)/qvm-scheduler.timer
+	install -m 0644 dist/qvm.bash-completion $(DESTDIR)$(BASHCOMPDIR)/qvm
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 FORMAT_SRC = $(LIB_SRC) $(CLI_SRC) $(wildcard */*.h) $(UNIT_SRC) tests/unit/tap.h tests/unit/ops_fake.h
 
@@ -161,7 +184,8 @@ clean:
 	rm -rf build/release build/asan build/clang build/clang-asan build/qvm
 
 help:
-	@echo "targets: all deps check unit unit-build clang e2e guest demo bench install format format-check clean"
+	@echo "targets: all deps check unit unit-build clang e2e guest demo bench install uninstall format format-check clean"
 	@echo "options: SANITIZE=1 (ASan+UBSan build in build/asan), CC=clang (build/clang), BUILD, PREFIX, DESTDIR"
+	@echo "         install/uninstall: BINDIR, MANDIR, SYSTEMDUNITDIR, BASHCOMPDIR (default: pkg-config's)"
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

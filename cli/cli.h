@@ -194,6 +194,15 @@ int cli_cmd_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 int cli_cmd_snapshot_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 /* A VM's snapshot tree ("items" of lc_vm.snapshots), current marked. */
 void cli_print_snapshots(json_t *items, json_int_t current);
+/* The host's side (cmd_host.c): the scheduler, scheduled actions, host
+ * boot, shutdown and set; `host` itself dispatches there. */
+int cli_cmd_scheduler(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_schedule(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_schedule_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_schedule_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_host_any(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+/* show's SCHEDULE section (nothing when the VM has none). */
+void cli_print_schedule(const lc_vm *vm);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* The entry point: global options, dispatch, printing, exit status. */

@@ -351,6 +351,7 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		cli_print_snapshots(json_object_get(snaps, "snapshots"),
 		                    json_integer_value(json_object_get(snaps, "current")));
 	}
+	cli_print_schedule(vm);
 	printf("\nHISTORY (latest %d)\n", SHOW_HISTORY_ROWS);
 	from = json_array_size(history) > SHOW_HISTORY_ROWS
 	               ? json_array_size(history) - SHOW_HISTORY_ROWS

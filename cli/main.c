@@ -27,9 +27,9 @@ static const cli_command commands[] = {
 	  "  --accel auto|kvm|tcg   accelerator (default auto: kvm where it works)\n"
 	  "  --cloud-init user-data=F[,meta-data=F][,network-config=F]\n"
 	  "  --restart no|on-failure|always     restart policy (default no)\n"
-	  "  --autostart            recorded for a host scheduler (none is built yet: nothing acts on it)\n"
+	  "  --autostart            started once after each host boot (qvm scheduler, qvm host boot)\n"
 	  "  --label K=V            a label, repeatable\n"
-	  "  --hold                 define in HOLD (start still works; with no scheduler built yet, HOLD acts as PENDING)\n"
+	  "  --hold                 define in HOLD: the scheduler skips it until release (start still works)\n"
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
@@ -51,7 +51,7 @@ static const cli_command commands[] = {
 	{ "history", cli_cmd_history, "NAME",
 	  "print every journal record of a vm: SEQ TIME TYPE STATE DETAIL", NULL },
 	{ "hold", cli_cmd_hold, "NAME",
-	  "PENDING -> HOLD (start still works; no scheduler is built yet, so it acts like PENDING)",
+	  "PENDING -> HOLD (the scheduler's autostart and deploy-pending skip it; start still works)",
 	  NULL },
 	{ "release", cli_cmd_release, "NAME", "HOLD -> PENDING", NULL },
 	{ "start", cli_cmd_start, "NAME [--wait | --no-wait]",
@@ -171,7 +171,48 @@ static const cli_command commands[] = {
 	{ "snapshot-list", cli_cmd_snapshot_list, "NAME",
 	  "print a vm's snapshots as a tree (parent: the snapshot the vm was at), current marked",
 	  NULL },
-	{ "host", cli_cmd_host, "", "show the host: accelerator and why, CPUs, memory, vms", NULL },
+	{ "host", cli_cmd_host_any,
+	  "[set KEY=VALUE... | boot | shutdown [--timeout S] [--mode shutdown|suspend]]",
+	  "show the host (accelerator, CPUs, memory, vms, scheduler settings); set, boot, shutdown",
+	  "  (no subcommand)    accelerator and why, CPUs, memory, vms, deploy-pending, boot id\n"
+	  "  set KEY=VALUE...   deploy-pending=on|off (the scheduler deploys PENDING vms;\n"
+	  "                     default off), memory-reserve=SIZE (left free; default 256M)\n"
+	  "  boot               at host boot: make the networks' bridges qvm made again, bring\n"
+	  "                     back the autostart vms a host shutdown stopped (suspended ones\n"
+	  "                     are resumed), then the once-per-boot autostart\n"
+	  "  shutdown           at host shutdown: record the running vms as stopped by the host,\n"
+	  "                     ACPI-shut them down in parallel (or suspend them), power off hard\n"
+	  "                     whatever still runs after the timeout\n"
+	  "    --timeout S      how long the guests have (default 60 s)\n"
+	  "    --mode shutdown|suspend   shut down (default) or suspend each vm\n" },
+	{ "scheduler", cli_cmd_scheduler, "[--once] [--interval S]",
+	  "run scheduled actions, restart policies, autostart and deploy-pending (a loop, or one pass)",
+	  "  --once          one pass (for a systemd timer or cron), then exit\n"
+	  "  --interval S    without --once: seconds between passes (default 60)\n"
+	  "A pass: reconcile vms nothing drives; run the scheduled actions that are due (one\n"
+	  "missed while the host was down runs once, marked late); restart vms with a restart\n"
+	  "policy whose qemu and supervisor are both gone (the supervisor's backoff and cap);\n"
+	  "autostart --autostart vms once per host boot (skipping HOLD); with host set\n"
+	  "deploy-pending=on, deploy PENDING vms in id order while memory lasts. Passes are\n"
+	  "serialised by a lock; each action is recorded in the vm's history.\n" },
+	{ "schedule", cli_cmd_schedule,
+	  "NAME ACTION [ARG...] --at TIME [--every INTERVAL [--until TIME | --count N]] [ACTION's options]",
+	  "schedule an action on a vm, once or repeated (run by qvm scheduler)",
+	  "  ACTION          start, shutdown, poweroff, reboot, pause, unpause, suspend, stop,\n"
+	  "                  resume, undeploy, snapshot-create [TAG], disk-snapshot-create\n"
+	  "                  DISK_ID TAG, delete (a repeated TAG gets -N, the run's number)\n"
+	  "  --at TIME       +30m, +2h, +1d, +10s (from now), HH:MM (its next occurrence), or\n"
+	  "                  ISO 8601 2026-12-24T18:00[:SS] (local time, or Z / +HH:MM)\n"
+	  "  --every I       repeat every I (30s, 30m, 2h, 1d); missed runs are skipped\n"
+	  "  --until TIME    no run after TIME\n"
+	  "  --count N       N runs in all\n"
+	  "  --hard, --hard-after, --timeout S, --no-memory, --wipe   as the action takes them\n"
+	  "A failed action records its error and is not retried; a repeated one moves on.\n" },
+	{ "schedule-list", cli_cmd_schedule_list, "[NAME]",
+	  "list scheduled actions: VM ID ACTION NEXT EVERY LAST (times local; --json: ms UTC)",
+	  NULL },
+	{ "schedule-delete", cli_cmd_schedule_delete, "NAME ID", "delete a scheduled action",
+	  NULL },
 	{ "net", cli_cmd_net,
 	  "create NAME --bridge BR [--vlan ID --uplink DEV] [--mtu N] [--range FIRST-LAST] [--prefix N] [--gateway IP] [--dns IP] | list | show NAME | delete NAME",
 	  "define, list, show or delete a network (a bridge, optionally a VLAN, and IP leases)",

@@ -432,4 +432,88 @@ json_t *lc_vm_snapshots_json(const lc_vm *vm);
 /* The per-VM maximum of snapshots of vm. */
 unsigned lc_vm_snapshots_max(const lc_vm *vm);
 
+/* ---- scheduled actions, the scheduler, host boot and shutdown
+ * (schedule.c, scheduler.c, host.c) ----------------------------------------- */
+
+/* The options of a scheduled action, as its command takes them. */
+enum {
+	LC_SCHED_OPT_HARD = 1 << 0,
+	LC_SCHED_OPT_HARD_AFTER = 1 << 1,
+	LC_SCHED_OPT_TIMEOUT = 1 << 2,
+	LC_SCHED_OPT_NO_MEMORY = 1 << 3,
+	LC_SCHED_OPT_WIPE = 1 << 4,
+};
+
+typedef struct lc_sched_spec {
+	const char *action; /* start, shutdown, poweroff, ... (lc_sched_action_check) */
+	char *const *args;  /* snapshot-create [TAG], disk-snapshot-create DISK_ID TAG */
+	size_t n_args;
+	unsigned opts;              /* LC_SCHED_OPT_* */
+	int timeout_s;              /* with LC_SCHED_OPT_TIMEOUT */
+	int64_t at_ms;              /* wall-clock ms of the first run */
+	int64_t every_ms, until_ms; /* 0: once; 0: no end */
+	unsigned count;             /* runs of a repeated action; 0: no end */
+} lc_sched_spec;
+
+/* "+30m", "+2h", "+1d" (also "+10s") from now_ms; "HH:MM", its next
+ * occurrence in local time; ISO 8601 "2026-12-24T18:00[:SS]" (or with a
+ * space), local unless it ends in "Z" or "+HH:MM". Wall-clock ms. */
+int lc_sched_parse_time(const char *s, int64_t now_ms, int64_t *ret_ms, util_err *err);
+/* "30s", "30m", "2h", "1d", up to a year. */
+int lc_sched_parse_interval(const char *s, int64_t *ret_ms, util_err *err);
+/* Is action one a schedule runs, with these options and operands? */
+int lc_sched_action_check(const char *action, unsigned opts, size_t n_args, char *const *args,
+                          util_err *err);
+/* Add a scheduled action to VM name (a "sched-add" record in its history);
+ * *ret_entry (may be NULL) is the new entry as lc_sched_json prints it. */
+int lc_sched_add(const char *root, const char *name, const lc_sched_spec *sp, json_t **ret_entry,
+                 util_err *err);
+int lc_sched_delete(const char *root, const char *name, unsigned entry_id, util_err *err);
+/* The scheduled actions of VM name, or of every VM (name NULL): a new
+ * array of lc_sched_json's entries. */
+int lc_sched_list(const char *root, const char *name, json_t **ret, util_err *err);
+/* vm's scheduled actions (new array): {"id", "vm", "vm_id", "action",
+ * "args", "opts", "at", "next" (0: no more runs), "every", "until",
+ * "count", "runs", "last": null or {"time", "due", "result", "late",
+ * "error"}}, times in wall-clock ms. */
+json_t *lc_sched_json(const lc_vm *vm);
+/* One entry of vm->sched as lc_sched_json prints it (new reference). */
+json_t *lc_sched_entry_json(const lc_vm *vm, json_t *entry);
+
+/* The host's settings `qvm host set` changes: deploy-pending=on|off,
+ * memory-reserve=SIZE (what deploy-pending leaves free). */
+int lc_host_set(const char *root, char *const *pairs, size_t n, util_err *err);
+/* The host's settings and facts as `qvm host` shows them (new object):
+ * "deploy_pending", "memory_reserve", "boot_id" (the current one),
+ * "autostart_boot_id" (the boot whose autostart ran), "stopped" (VMs the
+ * last host shutdown stopped: id -> how). */
+int lc_host_info(const char *root, json_t **ret, util_err *err);
+
+typedef struct lc_pass_opts {
+	const char *const *disk_roots; /* as lc_run_opts' */
+	int lock_timeout_ms;           /* the pass lock, and each VM's */
+} lc_pass_opts;
+
+/* One pass of the scheduler, serialised with any other by the pass lock
+ * (ROOT/run/scheduler.lock): reconcile VMs nothing drives, run the
+ * scheduled actions that are due, apply restart policies to VMs whose
+ * supervisor and QEMU are gone, autostart once per host boot, and with
+ * deploy-pending deploy PENDING VMs. Each action is a record in the VM's
+ * history. *ret_report: {"boot_id", "actions": [{"vm", "vm_id", "what",
+ * "entry", "late", "result" ("ok"/"failed"), "error"}]}. A failed action
+ * does not fail the pass. */
+int lc_scheduler_pass(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err);
+
+/* host boot: the networks' bridges qvm made are made again if they are
+ * gone, the VMs a host shutdown stopped that are autostart come back
+ * (started, or resumed), and the once-per-boot autostart runs. */
+int lc_host_boot(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err);
+
+typedef enum lc_host_stop_mode { LC_HOST_STOP_SHUTDOWN, LC_HOST_STOP_SUSPEND } lc_host_stop_mode;
+/* host shutdown: every running VM is recorded as stopped by the host,
+ * then ACPI-shut down to POWEROFF in parallel (or suspended) and, past
+ * timeout_s, powered off hard. */
+int lc_host_shutdown(const char *root, lc_host_stop_mode mode, int timeout_s, const lc_pass_opts *o,
+                     json_t **ret_report, util_err *err);
+
 #endif

@@ -18,6 +18,11 @@ typedef struct lc_paths {
 	char *sup_log;     /* the supervisor's own notes */
 } lc_paths;
 
+/* The reason a VM is FAILED with when reconciliation finds both its QEMU
+ * and its supervisor gone: the host's scheduler applies the VM's restart
+ * policy to it (scheduler.c). */
+#define LC_REASON_ORPHANED "its qemu and its supervisor are gone"
+
 void lc_paths_init(lc_paths *p, const char *root, uint64_t id);
 void lc_paths_clear(lc_paths *p);
 

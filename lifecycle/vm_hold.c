@@ -168,7 +168,7 @@ static int settle_gone(const char *root, uint64_t id, lc_db **dbp, lc_vm *vm, ut
 		                        final == LC_DONE ? "shut down" : lc_state_name(final));
 	} else {
 		final = LC_FAILED;
-		reason = util_xstrdup("its qemu and its supervisor are gone");
+		reason = util_xstrdup(LC_REASON_ORPHANED);
 	}
 	if (final == LC_DONE) {
 		r = lc_remove_vm_files(*dbp, vm, false, err);

@@ -750,5 +750,6 @@ json_t *lc_vm_to_json(const lc_vm *vm)
 	json_object_set_new(j, "snapshots", lc_vm_snapshots_json(vm));
 	json_object_set_new(j, "checkpoint",
 	                    vm->checkpoint ? json_deep_copy(vm->checkpoint) : json_null());
+	json_object_set_new(j, "schedule", lc_sched_json(vm));
 	return j;
 }

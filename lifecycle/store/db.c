@@ -27,6 +27,7 @@ struct lc_db {
 	size_t n_vms, cap_vms;
 	json_t *intents;  /* open intents: "seq" -> record */
 	json_t *networks; /* "name" -> network object (lifecycle/network.c) */
+	json_t *host;     /* the host's settings (lc_db_host) */
 	char *notice;     /* what opening repaired, for the user */
 	bool group;       /* a group of appends is open (lc_db_group_begin) */
 };
@@ -45,6 +46,7 @@ static void vm_free(lc_vm *vm)
 	free(vm->accel);
 	json_decref(vm->snapshots);
 	json_decref(vm->checkpoint);
+	json_decref(vm->sched);
 	free(vm);
 }
 
@@ -201,6 +203,8 @@ static int vm_from_json(json_t *j, bool summary, lc_vm **ret, util_err *err)
 	vm->state_ms = int_of(j, "time");
 	if (json_is_object(json_object_get(j, "snapshots")))
 		vm->snapshots = json_deep_copy(json_object_get(j, "snapshots"));
+	if (json_is_object(json_object_get(j, "sched")))
+		vm->sched = json_deep_copy(json_object_get(j, "sched"));
 	json_array_foreach (json_object_get(j, "recent"), i, v)
 		note_recent(vm, (uint64_t)json_integer_value(v));
 	r = apply_state_fields(vm, j, err);
@@ -242,6 +246,8 @@ static json_t *vm_state_json(const lc_vm *vm)
 		json_object_set_new(j, "snapshots", json_deep_copy(vm->snapshots));
 	if (vm->checkpoint)
 		json_object_set_new(j, "checkpoint", json_deep_copy(vm->checkpoint));
+	if (vm->sched)
+		json_object_set_new(j, "sched", json_deep_copy(vm->sched));
 	if (vm->n_recent) {
 		json_t *recent = json_array();
 
@@ -273,8 +279,8 @@ static json_t *db_state_json(const lc_db *db)
 		json_object_update_new(j, lc_db_def_fields(&db->vms[i]->def));
 		json_array_append_new(vms, j);
 	}
-	return json_pack("{s:I, s:o, s:O, s:O}", "next_id", (json_int_t)db->next_id, "vms", vms,
-	                 "intents", db->intents, "networks", db->networks);
+	return json_pack("{s:I, s:o, s:O, s:O, s:O}", "next_id", (json_int_t)db->next_id, "vms",
+	                 vms, "intents", db->intents, "networks", db->networks, "host", db->host);
 }
 
 /* The snapshot's summary: what `list` shows of every VM, as arrays (no key
@@ -386,6 +392,9 @@ static int db_load_state(lc_db *db, json_t *state, util_err *err)
 	v = json_object_get(state, "networks");
 	if (json_is_object(v))
 		json_object_update(db->networks, v);
+	v = json_object_get(state, "host");
+	if (json_is_object(v))
+		json_object_update(db->host, v);
 	return 0;
 }
 
@@ -599,6 +608,11 @@ static int db_apply(lc_db *db, uint64_t seq, json_t *rec, util_err *err)
 	}
 	if (util_streq(type, "step") || util_streq(type, "net") || util_streq(type, "net-delete"))
 		return apply_step_or_net(db, seq, rec, type, err);
+	if (util_streq(type, "host")) {
+		/* the host's settings: about no VM */
+		lc_json_apply_changes(db->host, json_object_get(rec, "set"));
+		return 0;
+	}
 	if (util_streq(type, "define")) {
 		lc_vm *nvm;
 		int r;
@@ -840,6 +854,7 @@ static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret
 		db->next_id = 1;
 		db->intents = json_object();
 		db->networks = json_object();
+		db->host = json_object();
 		*ret_db = db;
 		return 0;
 	}
@@ -857,6 +872,7 @@ static int db_open(const char *root, unsigned flags, int timeout_ms, lc_db **ret
 	db->next_id = 1;
 	db->intents = json_object();
 	db->networks = json_object();
+	db->host = json_object();
 	if (lc_journal_state_is_summary(j))
 		r = db_load_summary(db, lc_journal_state(j), err);
 	else
@@ -989,7 +1005,7 @@ static int load_index(lc_db *db, lc_journal *j, part_at **ret_parts, size_t *ret
 			continue;
 		}
 		if (strcmp(member, "next_id") && strcmp(member, "intents") &&
-		    strcmp(member, "networks"))
+		    strcmp(member, "networks") && strcmp(member, "host"))
 			continue;
 		v = lc_journal_part(j, at.off, at.len, at.crc, err);
 		if (!v) {
@@ -998,6 +1014,8 @@ static int load_index(lc_db *db, lc_journal *j, part_at **ret_parts, size_t *ret
 		}
 		if (strcmp(member, "next_id") == 0)
 			db->next_id = (uint64_t)json_integer_value(v);
+		else if (strcmp(member, "host") == 0)
+			json_object_update(db->host, v);
 		else
 			json_object_update(strcmp(member, "intents") ? db->networks : db->intents,
 			                   v);
@@ -1022,9 +1040,8 @@ typedef struct replay_one {
  * (intents, networks) were applied with the stubs. */
 static int replay_one_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
 {
-	static const char *const db_types[] = {
-		"intent", "done", "step", "net", "net-delete", NULL
-	};
+	static const char *const db_types[] = { "intent",     "done", "step", "net",
+		                                "net-delete", "host", NULL };
 	replay_one *o = ud;
 	const char *type = json_string_value(json_object_get(rec, "type"));
 	lc_vm *vm = db_vm_by_id(o->db, o->id);
@@ -1122,6 +1139,7 @@ int lc_db_open_vm(const char *root, const char *name_or_id, lc_db **ret_db, lc_v
 	db->next_id = 1;
 	db->intents = json_object();
 	db->networks = json_object();
+	db->host = json_object();
 	r = load_index(db, j, &parts, &n, err);
 	if (r == 0)
 		r = lc_journal_foreach(j, apply_cb, db, err);
@@ -1209,6 +1227,7 @@ void lc_db_close(lc_db *db)
 	free(db->vms);
 	json_decref(db->intents);
 	json_decref(db->networks);
+	json_decref(db->host);
 	free(db->notice);
 	free(db->root);
 	free(db);
@@ -1252,6 +1271,11 @@ json_t *lc_db_intents(lc_db *db)
 json_t *lc_db_networks(lc_db *db)
 {
 	return db->networks;
+}
+
+json_t *lc_db_host(lc_db *db)
+{
+	return db->host;
 }
 
 uint64_t lc_db_next_id(const lc_db *db)

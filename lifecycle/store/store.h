@@ -231,6 +231,10 @@ typedef struct lc_vm {
 	 * there is none: {"file" (in its folder), "size", "sha256", "time"},
 	 * owned. Set and cleared by a state record's "checkpoint" field. */
 	json_t *checkpoint;
+	/* What the host's scheduler keeps of the VM (lifecycle/schedule.c),
+	 * NULL before its first record: {"next": entry id, "entries": [...],
+	 * "restarts": [ms...]}, owned; kept by the store as a whole. */
+	json_t *sched;
 	/* the seqs of its last records (those history shows), oldest
 	 * first: where `show` starts reading the history */
 	uint64_t recent[LC_VM_RECENT];
@@ -392,6 +396,12 @@ void lc_json_apply_changes(json_t *into, json_t *changes);
  * Not loaded by LC_DB_SUMMARY opens of a compacted journal. */
 json_t *lc_db_networks(lc_db *db);
 uint64_t lc_db_next_id(const lc_db *db);
+/* Borrowed: the host's own settings and facts (lifecycle/schedule.c: the
+ * boot whose autostart ran, deploy-pending, the memory reserve, the VMs a
+ * host shutdown stopped), string keys. A "host" record ({"set": {K: V or
+ * null}}, about no VM) changes them as lc_json_apply_changes does. Not
+ * loaded by LC_DB_SUMMARY opens of a compacted journal. */
+json_t *lc_db_host(lc_db *db);
 
 /* The per-VM operation lock (run/vm-<id>.lock): serialises commands on one
  * VM; dies with its holder. -EBUSY with a clear message after timeout_ms. */

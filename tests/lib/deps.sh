@@ -30,6 +30,10 @@ PKGS=(
 	groff-base
 	# e2e: jq checks every command's --json against qvm.8's schema (13-json.t)
 	jq
+	# e2e (72-install.t): systemd-analyze verifies the installed units;
+	# bash-completion's functions drive qvm's completion (and its .pc
+	# gives make install the completions folder)
+	systemd bash-completion
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

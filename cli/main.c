@@ -196,6 +196,17 @@ static const cli_command commands[] = {
 	  "A failure at any step undoes every step before it (no tap, lease or half-added device).\n" },
 	{ "nic-detach", cli_cmd_nic_detach, "NAME NIC_ID",
 	  "remove a nic (unplugged from a running vm: its tap goes, its lease is released)", NULL },
+	{ "metrics", cli_cmd_metrics, "[--listen ADDR:PORT]",
+	  "print the host's and the vms' metrics in Prometheus's text format, or serve them over HTTP",
+	  "  --listen ADDR:PORT   serve GET /metrics over HTTP on ADDR:PORT (numeric; [ADDR6]:PORT)\n"
+	  "                       until SIGTERM or SIGINT; every other path is 404. At most 8\n"
+	  "                       connections at once, each with 5 s to ask; no TLS, so keep it\n"
+	  "                       on loopback or a trusted network. A systemd socket unit may\n"
+	  "                       pass the socket instead (LISTEN_FDS=1)\n"
+	  "Host gauges (CPUs, memory, committed memory, vms by state); per vm, labelled name and\n"
+	  "id: state (0/1 per state), memory, vcpus, restarts; while it runs, CPU seconds, QEMU's\n"
+	  "RSS, uptime, disk read/write bytes and operations (label disk; left out while another\n"
+	  "qvm command holds the vm), nic rx/tx bytes and packets (labels nic, tap).\n" },
 };
 
 /* Not listed: the supervisor `start` spawns. */

@@ -185,6 +185,48 @@ int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_l
  * memory of a running VM's QEMU; -ESRCH if none. */
 int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err);
 
+/* ---- statistics of running VMs (vm_proc.c, vm_stats.c): metrics, top --- */
+
+/* What /proc says of a running VM's QEMU. */
+typedef struct lc_proc_stat {
+	double cpu_s;   /* CPU time used, user and system, in seconds */
+	double alive_s; /* how long the process has run */
+	uint64_t rss;   /* resident memory, bytes */
+} lc_proc_stat;
+
+/* The QEMU of vm (pid and start time as recorded); -ESRCH if none. */
+int lc_qemu_stat(const lc_vm *vm, lc_proc_stat *ret, util_err *err);
+
+/* One disk's counters from QMP query-blockstats (since QEMU started). */
+typedef struct lc_disk_stats {
+	char device[40]; /* the node or device name: "disk0", "cdrom", "seed" */
+	uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops;
+} lc_disk_stats;
+
+/* One NIC's tap counters (since the tap was made; rx: from the guest). */
+typedef struct lc_nic_stats {
+	unsigned id;
+	char tap[16];
+	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
+} lc_nic_stats;
+
+typedef struct lc_vm_stats {
+	lc_proc_stat proc; /* its QEMU */
+	/* the disks' counters were read: false while a qvm command holds
+	 * the VM (its QMP socket takes one client), which is not waited for */
+	bool block_known;
+	size_t n_disks;
+	lc_disk_stats disks[LC_DISKS_MAX + 2]; /* and the cd-rom, the seed */
+	size_t n_nics;
+	lc_nic_stats nics[LC_NICS_MAX];
+} lc_vm_stats;
+
+/* The counters of a running VM (vm loaded in full, ACTIVE with a QEMU):
+ * /proc for CPU and memory, query-blockstats on its command socket when
+ * the VM lock is free at once, its taps' counters over netlink (a tap
+ * that is missing is left out). -ESRCH when no QEMU runs it. */
+int lc_vm_stats_get(const char *root, const lc_vm *vm, lc_vm_stats *ret, util_err *err);
+
 /* The command verb that runs lc_supervise() in a fresh qvm; the CLI owns
  * its name and sets it once at start-up, before any operation that starts
  * or adopts a VM. Those re-execute qvm as `qvm --root ROOT VERB ID

@@ -280,11 +280,11 @@ int lc_wait_pid_exit(pid_t pid, uint64_t starttime, int timeout_ms)
 	return r > 0 ? 0 : -ETIMEDOUT;
 }
 
-int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err)
+int lc_qemu_stat(const lc_vm *vm, lc_proc_stat *ret, util_err *err)
 {
 	char path[64], buf[1024], *p;
 	unsigned long long ut = 0, st = 0, start = 0, rss = 0;
-	double uptime = 0, hz = (double)sysconf(_SC_CLK_TCK), alive;
+	double uptime = 0, hz = (double)sysconf(_SC_CLK_TCK);
 	_cleanup_free_ char *up = NULL;
 	int fd, field;
 	ssize_t n;
@@ -312,9 +312,21 @@ int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *e
 	}
 	if (util_read_file("/proc/uptime", 256, &up, NULL, NULL) == 0)
 		uptime = strtod(up, NULL);
-	alive = uptime - (double)start / hz;
-	*ret_cpu = alive > 0 ? 100.0 * (double)(ut + st) / hz / alive : 0;
-	*ret_rss = rss * (uint64_t)sysconf(_SC_PAGESIZE);
+	ret->cpu_s = (double)(ut + st) / hz;
+	ret->alive_s = uptime - (double)start / hz;
+	ret->rss = rss * (uint64_t)sysconf(_SC_PAGESIZE);
+	return 0;
+}
+
+int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err)
+{
+	lc_proc_stat ps;
+	int r = lc_qemu_stat(vm, &ps, err);
+
+	if (r < 0)
+		return r;
+	*ret_cpu = ps.alive_s > 0 ? 100.0 * ps.cpu_s / ps.alive_s : 0;
+	*ret_rss = ps.rss;
 	return 0;
 }
 

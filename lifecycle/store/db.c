@@ -136,6 +136,12 @@ static int apply_state_fields(lc_vm *vm, json_t *rec, util_err *err)
 		vm->supervisor_starttime = (uint64_t)json_integer_value(v);
 	if ((v = json_object_get(rec, "started")))
 		vm->started_ms = json_integer_value(v);
+	/* a restart by the policy marks its record; the snapshot keeps the
+	 * count as "restarts" */
+	if (json_is_true(json_object_get(rec, "restart")))
+		vm->restarts++;
+	else if (json_is_integer((v = json_object_get(rec, "restarts"))))
+		vm->restarts = (uint64_t)json_integer_value(v);
 	if ((v = json_object_get(rec, "checkpoint"))) {
 		json_decref(vm->checkpoint);
 		vm->checkpoint = json_is_object(v) ? json_deep_copy(v) : NULL;
@@ -226,6 +232,8 @@ static json_t *vm_state_json(const lc_vm *vm)
 	json_object_set_new(j, "supervisor_pid", json_integer(vm->supervisor_pid));
 	json_object_set_new(j, "supervisor_starttime",
 	                    json_integer((json_int_t)vm->supervisor_starttime));
+	if (vm->restarts)
+		json_object_set_new(j, "restarts", json_integer((json_int_t)vm->restarts));
 	if (vm->target)
 		json_object_set_new(j, "target", json_string(vm->target));
 	if (vm->prev_state)

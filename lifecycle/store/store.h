@@ -207,6 +207,9 @@ typedef struct lc_vm {
 	uint64_t qemu_starttime; /* /proc/PID/stat field 22 of qemu_pid */
 	pid_t supervisor_pid;
 	uint64_t supervisor_starttime;
+	/* restarts by its restart policy (records with "restart": true),
+	 * over its life; not loaded by LC_DB_SUMMARY opens */
+	uint64_t restarts;
 	/* while ACTIVE: the accelerator its QEMU was started with ("kvm" or
 	 * "tcg", auto resolved; the "qemu_accel" of its supervisor's records),
 	 * or NULL when not known */

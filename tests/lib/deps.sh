@@ -30,6 +30,10 @@ PKGS=(
 	groff-base
 	# e2e: jq checks every command's --json against qvm.8's schema (13-json.t)
 	jq
+	# e2e: promtool (package prometheus: the package ships it, there is no
+	# smaller one) checks qvm metrics' text format (80-metrics.t); the
+	# server it also ships is disabled below
+	prometheus
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)
@@ -49,3 +53,8 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# the prometheus package enables its server on a systemd host: the tests
+# need only its promtool
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+	systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

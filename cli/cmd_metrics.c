@@ -197,6 +197,29 @@ static void vm_nic_metrics(FILE *f, const scrape *sc)
 	}
 }
 
+/* The running VMs' counters, asked of their QEMUs at once. */
+static void sample_all(const cli_ctx *ctx, scrape *sc)
+{
+	_cleanup_free_ const lc_vm **active = util_xcalloc(sc->n + 1, sizeof(*active));
+	_cleanup_free_ size_t *at = util_xcalloc(sc->n + 1, sizeof(*at));
+	_cleanup_free_ lc_vm_stats *st = NULL;
+	_cleanup_free_ bool *ok = NULL;
+	size_t m = 0;
+
+	for (size_t i = 0; i < sc->n; i++)
+		if (sc->s[i].vm->state == LC_ACTIVE) {
+			at[m] = i;
+			active[m++] = sc->s[i].vm;
+		}
+	st = util_xcalloc(m + 1, sizeof(*st));
+	ok = util_xcalloc(m + 1, sizeof(*ok));
+	lc_vms_stats_get(ctx->root, active, m, st, ok);
+	for (size_t k = 0; k < m; k++) {
+		sc->s[at[k]].ok = ok[k];
+		sc->s[at[k]].st = st[k];
+	}
+}
+
 /* One scrape: the journal read once, each running VM asked once. The text
  * is a new string in *ret. */
 int cli_metrics_text(const cli_ctx *ctx, char **ret, util_err *err)
@@ -216,14 +239,11 @@ int cli_metrics_text(const cli_ctx *ctx, char **ret, util_err *err)
 	sc.s = samples;
 	for (size_t i = 0; i < lc_db_count(db); i++) {
 		const lc_vm *vm = lc_db_vm_at(db, i);
-		vm_sample *s;
 
-		if (vm->state == LC_DONE)
-			continue;
-		s = &samples[sc.n++];
-		s->vm = vm;
-		s->ok = vm->state == LC_ACTIVE && lc_vm_stats_get(ctx->root, vm, &s->st, NULL) == 0;
+		if (vm->state != LC_DONE)
+			samples[sc.n++].vm = vm;
 	}
+	sample_all(ctx, &sc);
 	f = open_memstream(&text, &len);
 	if (!f)
 		return util_err_errno(err, -errno, "cannot make the metrics");

@@ -207,6 +207,17 @@ static const cli_command commands[] = {
 	  "id: state (0/1 per state), memory, vcpus, restarts; while it runs, CPU seconds, QEMU's\n"
 	  "RSS, uptime, disk read/write bytes and operations (label disk; left out while another\n"
 	  "qvm command holds the vm), nic rx/tx bytes and packets (labels nic, tap).\n" },
+	{ "accounting", cli_cmd_accounting, "[NAME] [--since TIME] [--until TIME] [--csv]",
+	  "each run of the vms (or of NAME) from the journal: start, end, how it ended, hours, CPU seconds, memory-hours",
+	  "  --since TIME   only what ran from TIME on (runs cut by it count their share)\n"
+	  "  --until TIME   only what ran until TIME (default: now)\n"
+	  "  --csv          one line per run, times in UTC (ISO 8601), instead of the table\n"
+	  "TIME is YYYY-MM-DD[ HH:MM[:SS]] in local time (a final Z: UTC), @SECONDS since\n"
+	  "the epoch, -N[smhd] ago, or now. A run is one qemu, from its spawn to its exit: a\n"
+	  "reboot or a live snapshot revert stays in it, a restart by the policy starts\n"
+	  "another. CPU seconds are recorded as a run ends ('-': not recorded, as for a\n"
+	  "qemu that died with its supervisor; a total with '+' is then a lower bound).\n"
+	  "Memory-hours are GiB of the definition times hours. DONE vms count (by id).\n" },
 };
 
 /* Not listed: the supervisor `start` spawns. */

@@ -226,6 +226,27 @@ typedef struct lc_vm_stats {
  * the VM lock is free at once, its taps' counters over netlink (a tap
  * that is missing is left out). -ESRCH when no QEMU runs it. */
 int lc_vm_stats_get(const char *root, const lc_vm *vm, lc_vm_stats *ret, util_err *err);
+/* The same for n VMs at once, their QEMUs asked in parallel (so a slow
+ * one costs its own 1 s bound, not one for each): ret[i] for vms[i], and
+ * ret_ok[i] false where lc_vm_stats_get() would fail (not ACTIVE, no QEMU). */
+void lc_vms_stats_get(const char *root, const lc_vm *const *vms, size_t n, lc_vm_stats *ret,
+                      bool *ret_ok);
+
+/* ---- accounting (accounting.c) ------------------------------------------- */
+
+/* The runs of VM id (0: of every VM, DONE ones included) from the journal,
+ * clipped to since_ms..until_ms (until 0: now): a new object {since_ms,
+ * until_ms, vms: [{id, name, runs: [{start_ms, end_ms (null: still
+ * running), ended (the state it led to: POWEROFF, FAILED, SUSPENDED...;
+ * null while running), reason, memory (bytes), hours, cpu_seconds (null
+ * when not recorded), memory_gib_hours}], total}], total}, each total
+ * {hours, cpu_seconds, memory_gib_hours, cpu_complete (false: some run's
+ * CPU time is not known, the sum is a lower bound)}. A run is one QEMU,
+ * from its spawn to its exit; a run cut by the window counts its share of
+ * its CPU seconds. VMs without a run in the window are left out (unless
+ * named by id). */
+int lc_accounting(lc_db *db, uint64_t id, int64_t since_ms, int64_t until_ms, json_t **ret,
+                  util_err *err);
 
 /* The command verb that runs lc_supervise() in a fresh qvm; the CLI owns
  * its name and sets it once at start-up, before any operation that starts

@@ -373,6 +373,17 @@ static void qmp_drop(sup *s)
 	s->qmp = NULL;
 }
 
+/* An adopted QEMU is not ours to reap: its CPU time is what /proc says of
+ * it at adoption, at each tick, and at its exit while it is a zombie (a
+ * child's comes from wait4() at its exit). */
+static void sample_cpu(sup *s)
+{
+	lc_proc_stat ps;
+
+	if (!s->qemu_is_child && lc_proc_stat_final(s->qemu_pid, s->qemu_starttime, &ps) == 0)
+		s->qemu_cpu_ms = (int64_t)(ps.cpu_s * 1000);
+}
+
 /* Wait (bounded) for a QEMU that is about to exit, and say how it ended. */
 static void qemu_exit_reason(sup *s, bool wait, char *buf, size_t len)
 {
@@ -701,6 +712,7 @@ static int adopt_qemu(sup *s, util_err *err)
 	r = util_pidfd_open(s->qemu_pid, &s->qemu_pidfd, err);
 	if (r < 0)
 		return r;
+	sample_cpu(s);
 	r = qmp_connect_path(s->paths.qmp_event, greeting_timeout_ms(), &s->qmp, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot reach the qemu of '%s'", s->name);
@@ -1015,6 +1027,7 @@ static void on_qemu_exit(sup *s)
 	json_t *epilog;
 	lc_vm *vm;
 
+	sample_cpu(s); /* an adopted one's last word, if its reaper has not come */
 	qemu_exit_reason(s, false, why, sizeof(why));
 	qmp_drop(s);
 	close_fd(&s->qemu_pidfd);
@@ -1141,18 +1154,6 @@ static void restart(sup *s)
 }
 
 /* ---- the loop ------------------------------------------------------------------------------ */
-
-/* An adopted QEMU is not ours to reap: its CPU time is what /proc said at
- * the last tick (a child's comes from wait4() at its exit). */
-static void sample_cpu(sup *s)
-{
-	lc_vm probe = { .qemu_pid = s->qemu_pid, .qemu_starttime = s->qemu_starttime };
-	lc_proc_stat ps;
-
-	probe.def.name = s->name;
-	if (!s->qemu_is_child && s->qemu_pid > 0 && lc_qemu_stat(&probe, &ps, NULL) == 0)
-		s->qemu_cpu_ms = (int64_t)(ps.cpu_s * 1000);
-}
 
 static void loop(sup *s)
 {

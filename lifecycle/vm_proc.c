@@ -280,7 +280,9 @@ int lc_wait_pid_exit(pid_t pid, uint64_t starttime, int timeout_ms)
 	return r > 0 ? 0 : -ETIMEDOUT;
 }
 
-int lc_qemu_stat(const lc_vm *vm, lc_proc_stat *ret, util_err *err)
+/* /proc/PID/stat of pid, a zombie's too (its times are final then), with
+ * its start time (field 22) in *ret_start. */
+static int read_proc_stat(pid_t pid, lc_proc_stat *ret, uint64_t *ret_start, util_err *err)
 {
 	char path[64], buf[1024], *p;
 	unsigned long long ut = 0, st = 0, start = 0, rss = 0;
@@ -289,9 +291,7 @@ int lc_qemu_stat(const lc_vm *vm, lc_proc_stat *ret, util_err *err)
 	int fd, field;
 	ssize_t n;
 
-	if (!util_proc_alive(vm->qemu_pid, vm->qemu_starttime))
-		return util_err_set(err, -ESRCH, "no qemu runs '%s'", vm->def.name);
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)vm->qemu_pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return util_err_errno(err, -errno, "cannot read '%s'", path);
@@ -315,6 +315,27 @@ int lc_qemu_stat(const lc_vm *vm, lc_proc_stat *ret, util_err *err)
 	ret->cpu_s = (double)(ut + st) / hz;
 	ret->alive_s = uptime - (double)start / hz;
 	ret->rss = rss * (uint64_t)sysconf(_SC_PAGESIZE);
+	*ret_start = start;
+	return 0;
+}
+
+int lc_qemu_stat(const lc_vm *vm, lc_proc_stat *ret, util_err *err)
+{
+	uint64_t start;
+
+	if (!util_proc_alive(vm->qemu_pid, vm->qemu_starttime))
+		return util_err_set(err, -ESRCH, "no qemu runs '%s'", vm->def.name);
+	return read_proc_stat(vm->qemu_pid, ret, &start, err);
+}
+
+int lc_proc_stat_final(pid_t pid, uint64_t starttime, lc_proc_stat *ret)
+{
+	lc_proc_stat ps;
+	uint64_t start;
+
+	if (pid <= 0 || read_proc_stat(pid, &ps, &start, NULL) < 0 || start != starttime)
+		return -ESRCH;
+	*ret = ps;
 	return 0;
 }
 

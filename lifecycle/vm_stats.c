@@ -1,6 +1,7 @@
 /* The counters of a running VM for metrics and top: CPU and memory from
  * /proc, disk counters over QMP (query-blockstats), NIC counters from its
  * taps over netlink. Reads only: nothing is recorded, nothing waited for. */
+#include <pthread.h>
 #include <string.h>
 
 #include "net/net.h"
@@ -113,4 +114,58 @@ int lc_vm_stats_get(const char *root, const lc_vm *vm, lc_vm_stats *ret, util_er
 	nic_stats(vm, &s);
 	*ret = s;
 	return 0;
+}
+
+/* ---- many VMs at once --------------------------------------------------- */
+
+/* QEMUs asked at once: each answers when the host's scheduler lets it, so
+ * asking in turn would add their waits up. */
+#define STATS_PARALLEL 32
+
+typedef struct stats_job {
+	const char *root;
+	const lc_vm *vm;
+	lc_vm_stats *out;
+	bool ok;
+} stats_job;
+
+static void *stats_thread(void *arg)
+{
+	stats_job *j = arg;
+	util_err ignored = { 0 };
+
+	j->ok = lc_qemu_stat(j->vm, &j->out->proc, NULL) == 0;
+	if (j->ok)
+		block_stats(j->root, j->vm, j->out, &ignored);
+	return NULL;
+}
+
+void lc_vms_stats_get(const char *root, const lc_vm *const *vms, size_t n, lc_vm_stats *ret,
+                      bool *ret_ok)
+{
+	stats_job jobs[STATS_PARALLEL];
+	pthread_t tids[STATS_PARALLEL];
+	bool started[STATS_PARALLEL];
+
+	for (size_t base = 0; base < n; base += STATS_PARALLEL) {
+		size_t m = n - base < STATS_PARALLEL ? n - base : STATS_PARALLEL;
+
+		for (size_t k = 0; k < m; k++) {
+			memset(&ret[base + k], 0, sizeof(ret[base + k]));
+			jobs[k] = (stats_job){ root, vms[base + k], &ret[base + k], false };
+			/* no thread (out of them): ask in this one */
+			started[k] = vms[base + k]->state == LC_ACTIVE &&
+			             pthread_create(&tids[k], NULL, stats_thread, &jobs[k]) == 0;
+			if (!started[k] && vms[base + k]->state == LC_ACTIVE)
+				stats_thread(&jobs[k]);
+		}
+		for (size_t k = 0; k < m; k++) {
+			if (started[k])
+				pthread_join(tids[k], NULL);
+			ret_ok[base + k] = jobs[k].ok;
+			/* netlink here, in one thread: libnl is loaded on first use */
+			if (jobs[k].ok)
+				nic_stats(vms[base + k], &ret[base + k]);
+		}
+	}
 }

@@ -1586,3 +1586,29 @@ int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
 	*ret_array = h.out;
 	return 0;
 }
+
+/* ---- every record, for accounting ----------------------------------------- */
+
+typedef struct each_ctx {
+	uint64_t id; /* 0: every VM's */
+	lc_record_fn fn;
+	void *ud;
+} each_ctx;
+
+static int each_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
+{
+	each_ctx *c = ud;
+
+	if (c->id && (uint64_t)int_of(rec, "id") != c->id)
+		return 0;
+	return c->fn(seq, rec, c->ud, err);
+}
+
+int lc_db_foreach_record(lc_db *db, uint64_t id, lc_record_fn fn, void *ud, util_err *err)
+{
+	_cleanup_free_ char *jdir = journal_dir(db->root);
+	_cleanup_free_ char *needle = id ? util_xasprintf("\"id\":%" PRIu64, id) : NULL;
+	each_ctx c = { id, fn, ud };
+
+	return lc_journal_foreach_history(jdir, needle, each_cb, &c, err);
+}

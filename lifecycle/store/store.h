@@ -317,6 +317,13 @@ int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
  * only the history from the first of them on. */
 int lc_vm_history_tail(lc_db *db, const lc_vm *vm, size_t n, json_t **ret_array, util_err *err);
 
+/* Every journal record (borrowed rec) about VM id, or about every VM with
+ * id 0, oldest first, the archived history included: for accounting. A
+ * record of no VM (a network's) or of another VM is skipped when id is
+ * set; fn returning < 0 stops the walk with that. */
+typedef int (*lc_record_fn)(uint64_t seq, json_t *rec, void *ud, util_err *err);
+int lc_db_foreach_record(lc_db *db, uint64_t id, lc_record_fn fn, void *ud, util_err *err);
+
 /* ---- what operations register ------------------------------------------------------ */
 
 /* Apply a record of a type the store does not know itself to vm (borrowed

@@ -175,4 +175,8 @@ like "$OUT" "(^|$NL) +[0-9]+ [-0-9]+ [:0-9]+ +sent +- +system_powerdown \(the AC
 	"history: the sent row names the QMP command"
 like "$OUT" "(^|$NL) +[0-9]+ [-0-9]+ [:0-9]+ +state +DONE +shut down" "history: DONE with its reason"
 is "$(aligned "$OUT")" "" "history of a shut down vm: aligned"
+check "accounting (a vm shut down)" accounting "$rid"
+is "$(jq -r '.vms[0].runs[0] | [(.start_ms | type), (.end_ms | type), .ended] | join(" ")' <<<"$OUT")" \
+	"number number DONE" "accounting: js-run's run, its times in ms, ended DONE"
+check "accounting (every vm)" accounting --since -1d
 done_testing

@@ -29,6 +29,9 @@ static const cli_command commands[] = {
 	  "  --restart no|on-failure|always     restart policy (default no)\n"
 	  "  --autostart            recorded for a host scheduler (none is built yet: nothing acts on it)\n"
 	  "  --label K=V            a label, repeatable\n"
+	  "  --vnc                  a display and a VNC server on 127.0.0.1 (a free display from :0),\n"
+	  "                         always with a password: qvm vnc NAME sets a one-time one\n"
+	  "  --vnc-listen ADDR      the same on ADDR, an IP address (off-host: only if you ask)\n"
 	  "  --hold                 define in HOLD (start still works; with no scheduler built yet, HOLD acts as PENDING)\n"
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
@@ -43,6 +46,8 @@ static const cli_command commands[] = {
 	  "  label.KEY=VALUE    a label\n"
 	  "  memory=SIZE        the memory of a vm that is off (a bare number is MiB)\n"
 	  "  vcpus=N            its virtual CPUs (1-255)\n"
+	  "  vnc=on|off         a display and a password-protected VNC server (on 127.0.0.1)\n"
+	  "  vnc_listen=ADDR    the VNC server's address (an IP; turns vnc on)\n"
 	  "Other parts of the definition are refused; the message says which command changes them.\n" },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
 	  "  --all, -a   include DONE vms\n" },
@@ -218,6 +223,12 @@ static const cli_command commands[] = {
 	  "another. CPU seconds are recorded as a run ends ('-': not recorded, as for a\n"
 	  "qemu that died with its supervisor; a total with '+' is then a lower bound).\n"
 	  "Memory-hours are GiB of the definition times hours. DONE vms count (by id).\n" },
+	{ "vnc", cli_cmd_vnc, "NAME [--ttl S]",
+	  "set a fresh one-time password on a running vm's VNC server; print its address, display and password",
+	  "  --ttl S   the password expires S seconds from now (default 60; 1-86400); it works\n"
+	  "            for any number of connections until then, and none after\n"
+	  "The vm needs a display: create --vnc (or --vnc-listen ADDR), or qvm update NAME vnc=on\n"
+	  "while it is off. Without a password set by this command, no client gets in.\n" },
 };
 
 /* Not listed: the supervisor `start` spawns. */

@@ -248,6 +248,20 @@ void lc_vms_stats_get(const char *root, const lc_vm *const *vms, size_t n, lc_vm
 int lc_accounting(lc_db *db, uint64_t id, int64_t since_ms, int64_t until_ms, json_t **ret,
                   util_err *err);
 
+/* ---- VNC (vm_vnc.c) -------------------------------------------------------- */
+
+/* How long a password of qvm vnc lasts unless told otherwise. */
+#define LC_VNC_TTL_S 60
+
+/* A fresh random password (8 characters, VNC's most) for the VNC server
+ * of running VM name (defined with vnc on), set over QMP with set_password
+ * and made to expire in ttl_s seconds (0: LC_VNC_TTL_S) with
+ * expire_password; never recorded. On success *ret_json is new: {vm, host,
+ * port, display (port - 5900), password, expires_ms, ttl_s}. If the expiry
+ * cannot be set, the password is expired at once and the command fails. */
+int lc_vm_vnc(const char *root, const char *name, int ttl_s, const lc_run_opts *opts,
+              json_t **ret_json, util_err *err);
+
 /* The command verb that runs lc_supervise() in a fresh qvm; the CLI owns
  * its name and sets it once at start-up, before any operation that starts
  * or adopts a VM. Those re-execute qvm as `qvm --root ROOT VERB ID

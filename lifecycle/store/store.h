@@ -146,7 +146,17 @@ typedef struct lc_vmdef {
 	bool autostart;
 	json_t *labels; /* owned object: string -> string */
 	json_t *user;   /* owned object: user data, string -> string */
+	/* A display and a VNC server on this address (an IP literal:
+	 * "127.0.0.1" unless the user asked for another), always with a
+	 * password; NULL: none. JSON "vnc": {"listen": ADDR}, only when set. */
+	char *vnc_listen;
 } lc_vmdef;
+
+/* The address a VNC server of a VM listens on unless told otherwise. */
+#define LC_VNC_LISTEN_DEFAULT "127.0.0.1"
+/* Is addr an address a VNC server may listen on: an IPv4 or IPv6 literal
+ * (no name, nothing QEMU's option syntax could read further)? */
+int lc_vnc_listen_check(const char *addr, util_err *err);
 
 #define LC_MEMORY_DEFAULT (512ull << 20)
 #define LC_MEMORY_MIN     (16ull << 20)

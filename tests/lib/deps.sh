@@ -34,6 +34,10 @@ PKGS=(
 	# smaller one) checks qvm metrics' text format (80-metrics.t); the
 	# server it also ships is disabled below
 	prometheus
+	# e2e: a real VNC client (82-vnc.t): vncsnapshot takes a JPEG of a
+	# display, vncpasswd (tigervnc-tools) writes its password file, djpeg
+	# (libjpeg-turbo-progs) decodes the JPEG to check it is not blank
+	vncsnapshot tigervnc-tools libjpeg-turbo-progs
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

@@ -201,6 +201,7 @@ int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 int cli_cmd_metrics(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_accounting(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_vnc(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_top(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 /* One scrape in Prometheus's text format (version 0.0.4): a new string. */
 int cli_metrics_text(const cli_ctx *ctx, char **ret, util_err *err);
 /* Serve cli_metrics_text() at http://SPEC/metrics until SIGTERM or SIGINT

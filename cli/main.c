@@ -229,6 +229,17 @@ static const cli_command commands[] = {
 	  "            for any number of connections until then, and none after\n"
 	  "The vm needs a display: create --vnc (or --vnc-listen ADDR), or qvm update NAME vnc=on\n"
 	  "while it is off. Without a password set by this command, no client gets in.\n" },
+	{ "top", cli_cmd_top, "[-b] [-n N] [-d S] [--sort KEY]",
+	  "the active vms, refreshed every second: state, vCPU %, memory and QEMU's RSS, disk and nic bytes/s, uptime",
+	  "  -b, --batch        plain samples, one after another (also when stdout or stdin is\n"
+	  "                     not a terminal); until interrupted unless -n\n"
+	  "  -n, --iterations N N samples, then exit (--json: an array of N, default 1)\n"
+	  "  -d, --delay S      seconds between samples (0.1-3600; default 1)\n"
+	  "  --sort KEY         cpu (the default), rss, disk, net, id, name or uptime, biggest first\n"
+	  "Live on a terminal: c, r, d, n, i, a, u sort by cpu, rss, disk, net, id, name,\n"
+	  "uptime; q quits. CPU % is of one host CPU (over QEMU's life in a vm's first sample);\n"
+	  "disk rates come from QMP query-blockstats ('-' while another qvm command holds the\n"
+	  "vm), nic rates from the taps' counters over netlink, seen from the guest.\n" },
 };
 
 /* Not listed: the supervisor `start` spawns. */

@@ -149,6 +149,9 @@ is "$(jq -r '.[] | select(.name == "js-run") | [.lcm, (.uptime_ms | type), (.cpu
 check "show (running)" show js-run
 is "$(jq -r '[.lcm, (.qemu_pid | type), (.supervisor_pid | type)] | join(" ")' <<<"$OUT")" \
 	"RUNNING number number" "show: lcm and pids of a running vm"
+check "top (running)" top -n 2 -d 0.2
+is "$(jq -r '.[1].vms[0] | [.short, (.cpu_percent | type), (.uptime_ms | type)] | join(" ")' <<<"$OUT")" \
+	"runn number number" "top --json: a running vm's state, CPU %, uptime_ms"
 check "pause" pause js-run
 check "unpause" unpause js-run
 check "snapshot-create (memory)" snapshot-create js-run js-live

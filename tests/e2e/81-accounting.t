@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # qvm accounting against a scripted run of one vm: start, poweroff, start
-# again, a hard reboot (the same run), kill -9 of its QEMU (FAILED), start,
+# again, a hard reboot and a live snapshot revert (the same run), kill -9
+# of its QEMU (FAILED), start,
 # kill -9 of its supervisor (a controller crash: the next qvm adopts the
 # QEMU, the run goes on), poweroff. Three runs, each between the clock
 # readings taken around the commands that began and ended it, in order and
@@ -23,7 +24,7 @@ lines_of() { line_count "$QVM_ROOT/vms/$(vm_id "$1")/console.log"; }
 # acc EXPR: the Python expression EXPR of `accounting acc1 --json` (d)
 acc() { "$QVM" accounting acc1 --json "${@:2}" | json "$1"; }
 
-define acc1 qvm.counter=1
+define acc1 qvm.counter=1 --disk 32M
 id=$(vm_id acc1)
 
 t0=$(now_ms)
@@ -41,6 +42,10 @@ n=$(lines_of acc1)
 run "$QVM" reboot acc1 --hard
 is "$RC" 0 "reboot --hard (the same qemu: the same run)" || diag "$ERR"
 booted acc1 "$n"
+run "$QVM" snapshot-create acc1 s1
+is "$RC" 0 "snapshot-create (memory)" || diag "$ERR"
+run "$QVM" snapshot-revert acc1 s1
+is "$RC" 0 "snapshot-revert while it runs (the same qemu: the same run)" || diag "$ERR"
 sleep 1
 q=$(recorded acc1 qemu_pid)
 kill -9 "$q"
@@ -67,7 +72,7 @@ run "$QVM" accounting acc1 --json
 is "$RC" 0 "accounting acc1 --json" || diag "$ERR"
 A=$OUT
 is "$(json 'len(d["vms"]), len(d["vms"][0]["runs"])' <<<"$A")" "1 3" \
-	"three runs: the reboot and the adoption each stayed in one"
+	"three runs: the reboot, the snapshot revert and the adoption each stayed in one"
 is "$(json '" ".join(r["ended"] for r in d["vms"][0]["runs"])' <<<"$A")" "POWEROFF FAILED POWEROFF" \
 	"how each ended: POWEROFF, FAILED (kill -9), POWEROFF"
 is "$(json 'd["vms"][0]["runs"][1]["reason"]' <<<"$A")" "qemu was killed by signal 9 (Killed)" \

@@ -8,7 +8,8 @@
 # "snapshot", "suspend" or "lifecycle" runs one part (net: bench/net.sh,
 # NET_ROUNDS default 11; disks: DISK_RUNS, default 7, hot attach/detach
 # rounds each way; snapshot: SNAP_BOOTS, SNAP_SAMPLES; suspend:
-# SUSPEND_ROUNDS, default 3, boots each way). Prints figures
+# SUSPEND_ROUNDS, default 3, boots each way; metrics: bench/metrics.sh,
+# METRICS_RUNS, default 21, scrapes of 100 vms with 10 running). Prints figures
 # only; nothing here asserts a goal. bench/RESULTS.md records a run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +19,7 @@ QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
 RUNS=${RUNS:-21}
 BOOTS=${BOOTS:-5}
 QUICK=${QUICK:-4} # per lifecycle run: starts stopped at once (start samples)
-PARTS=${PARTS:-foundation images cloudinit net disks snapshot suspend lifecycle} # or some of them
+PARTS=${PARTS:-foundation images cloudinit net disks snapshot suspend lifecycle metrics} # or some of them
 SNAP_BOOTS=${SNAP_BOOTS:-2}     # snapshot part: boots each way
 SNAP_SAMPLES=${SNAP_SAMPLES:-3} # snapshot part: create+revert per boot
 SUSPEND_ROUNDS=${SUSPEND_ROUNDS:-3} # suspend part: boots each way
@@ -160,6 +161,9 @@ fi
 [[ " $PARTS " == *" cloudinit "* ]] && . "$here/cloudinit.sh"
 if [[ " $PARTS " == *" net "* ]]; then
 	QVM=$QVM QVM_GUEST=$QVM_GUEST "$here/net.sh"
+fi
+if [[ " $PARTS " == *" metrics "* ]]; then
+	QVM=$QVM QVM_GUEST=$QVM_GUEST "$here/metrics.sh"
 fi
 if [[ " $PARTS " == *" disks "* ]]; then
 # --- disks: hot-attach until the guest sees it, qvm against bare QMP ----------

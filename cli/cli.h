@@ -205,6 +205,20 @@ int cli_cmd_host_any(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 void cli_print_schedule(const lc_vm *vm);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
+/* ---- seeing the host and its VMs (cmd_metrics.c, metrics_http.c) ------- */
+
+int cli_cmd_metrics(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_accounting(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_vnc(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_top(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+/* One scrape in Prometheus's text format (version 0.0.4): a new string. */
+int cli_metrics_text(const cli_ctx *ctx, char **ret, util_err *err);
+/* Serve cli_metrics_text() at http://SPEC/metrics until SIGTERM or SIGINT
+ * (then 0); SPEC is ADDR:PORT or [ADDR6]:PORT, numeric. */
+int cli_metrics_serve(const cli_ctx *ctx, const char *spec, util_err *err);
+/* A /proc/meminfo field in KiB ("MemTotal:"), 0 when unknown. */
+uint64_t cli_meminfo_kib(const char *key);
+
 /* The entry point: global options, dispatch, printing, exit status. */
 int cli_main(int argc, char **argv);
 

@@ -116,6 +116,8 @@ enum {
 	OPT_AUTOSTART,
 	OPT_LABEL,
 	OPT_FROM,
+	OPT_VNC,
+	OPT_VNC_LISTEN,
 	OPT_START,
 };
 
@@ -208,6 +210,13 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 		case OPT_FROM:
 			a->from = arg;
 			break;
+		case OPT_VNC:
+		case OPT_VNC_LISTEN:
+			free(def->vnc_listen);
+			def->vnc_listen = util_xstrdup(c == OPT_VNC ? LC_VNC_LISTEN_DEFAULT : arg);
+			if (lc_vnc_listen_check(def->vnc_listen, err) < 0)
+				return cli_usage(err, "%s", err->msg);
+			break;
 		}
 	}
 	return r < 0 ? r : c;
@@ -233,6 +242,8 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		{ "autostart", no_argument, NULL, OPT_AUTOSTART },
 		{ "label", required_argument, NULL, OPT_LABEL },
 		{ "from", required_argument, NULL, OPT_FROM },
+		{ "vnc", no_argument, NULL, OPT_VNC },
+		{ "vnc-listen", required_argument, NULL, OPT_VNC_LISTEN },
 		{ NULL, 0, NULL, 0 },
 	};
 	_cleanup_db_ lc_db *db = NULL;

@@ -461,7 +461,7 @@ int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 
 /* ---- host ------------------------------------------------------------------- */
 
-static uint64_t meminfo_kib(const char *key)
+uint64_t cli_meminfo_kib(const char *key)
 {
 	_cleanup_free_ char *info = NULL;
 	const char *p;
@@ -477,7 +477,8 @@ int cli_cmd_host(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_free_ char *qemu = NULL;
 	const char *reason = NULL;
-	uint64_t total = meminfo_kib("MemTotal:") << 10, avail = meminfo_kib("MemAvailable:") << 10;
+	uint64_t total = cli_meminfo_kib("MemTotal:") << 10,
+	         avail = cli_meminfo_kib("MemAvailable:") << 10;
 	uint64_t committed = 0;
 	size_t defined = 0, active = 0;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);

@@ -30,6 +30,9 @@ static const cli_command commands[] = {
 	  "  --autostart            started once after each host boot (qvm scheduler, qvm host boot)\n"
 	  "  --label K=V            a label, repeatable\n"
 	  "  --hold                 define in HOLD: the scheduler skips it until release (start still works)\n"
+	  "  --vnc                  a display and a VNC server on 127.0.0.1 (a free display from :0),\n"
+	  "                         always with a password: qvm vnc NAME sets a one-time one\n"
+	  "  --vnc-listen ADDR      the same on ADDR, an IP address (off-host: only if you ask)\n"
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
@@ -43,6 +46,8 @@ static const cli_command commands[] = {
 	  "  label.KEY=VALUE    a label\n"
 	  "  memory=SIZE        the memory of a vm that is off (a bare number is MiB)\n"
 	  "  vcpus=N            its virtual CPUs (1-255)\n"
+	  "  vnc=on|off         a display and a password-protected VNC server (on 127.0.0.1)\n"
+	  "  vnc_listen=ADDR    the VNC server's address (an IP; turns vnc on)\n"
 	  "Other parts of the definition are refused; the message says which command changes them.\n" },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
 	  "  --all, -a   include DONE vms\n" },
@@ -237,6 +242,45 @@ static const cli_command commands[] = {
 	  "A failure at any step undoes every step before it (no tap, lease or half-added device).\n" },
 	{ "nic-detach", cli_cmd_nic_detach, "NAME NIC_ID",
 	  "remove a nic (unplugged from a running vm: its tap goes, its lease is released)", NULL },
+	{ "metrics", cli_cmd_metrics, "[--listen ADDR:PORT]",
+	  "print the host's and the vms' metrics in Prometheus's text format, or serve them over HTTP",
+	  "  --listen ADDR:PORT   serve GET /metrics over HTTP on ADDR:PORT (numeric; [ADDR6]:PORT)\n"
+	  "                       until SIGTERM or SIGINT; every other path is 404. At most 8\n"
+	  "                       connections at once, each with 5 s to ask; no TLS, so keep it\n"
+	  "                       on loopback or a trusted network. A systemd socket unit may\n"
+	  "                       pass the socket instead (LISTEN_FDS=1)\n"
+	  "Host gauges (CPUs, memory, committed memory, vms by state); per vm, labelled name and\n"
+	  "id: state (0/1 per state), memory, vcpus, restarts; while it runs, CPU seconds, QEMU's\n"
+	  "RSS, uptime, disk read/write bytes and operations (label disk; left out while another\n"
+	  "qvm command holds the vm), nic rx/tx bytes and packets (labels nic, tap).\n" },
+	{ "accounting", cli_cmd_accounting, "[NAME] [--since TIME] [--until TIME] [--csv]",
+	  "each run of the vms (or of NAME) from the journal: start, end, how it ended, hours, CPU seconds, memory-hours",
+	  "  --since TIME   only what ran from TIME on (runs cut by it count their share)\n"
+	  "  --until TIME   only what ran until TIME (default: now)\n"
+	  "  --csv          one line per run, times in UTC (ISO 8601), instead of the table\n"
+	  "TIME is YYYY-MM-DD[ HH:MM[:SS]] in local time (a final Z: UTC), @SECONDS since\n"
+	  "the epoch, -N[smhd] ago, or now. A run is one qemu, from its spawn to its exit: a\n"
+	  "reboot or a live snapshot revert stays in it, a restart by the policy starts\n"
+	  "another. CPU seconds are recorded as a run ends ('-': not recorded, as for a\n"
+	  "qemu that died with its supervisor; a total with '+' is then a lower bound).\n"
+	  "Memory-hours are GiB of the definition times hours. DONE vms count (by id).\n" },
+	{ "vnc", cli_cmd_vnc, "NAME [--ttl S]",
+	  "set a fresh one-time password on a running vm's VNC server; print its address, display and password",
+	  "  --ttl S   the password expires S seconds from now (default 60; 1-86400); it works\n"
+	  "            for any number of connections until then, and none after\n"
+	  "The vm needs a display: create --vnc (or --vnc-listen ADDR), or qvm update NAME vnc=on\n"
+	  "while it is off. Without a password set by this command, no client gets in.\n" },
+	{ "top", cli_cmd_top, "[-b] [-n N] [-d S] [--sort KEY]",
+	  "the active vms, refreshed every second: state, vCPU %, memory and QEMU's RSS, disk and nic bytes/s, uptime",
+	  "  -b, --batch        plain samples, one after another (also when stdout or stdin is\n"
+	  "                     not a terminal); until interrupted unless -n\n"
+	  "  -n, --iterations N N samples, then exit (--json: an array of N, default 1)\n"
+	  "  -d, --delay S      seconds between samples (0.1-3600; default 1)\n"
+	  "  --sort KEY         cpu (the default), rss, disk, net, id, name or uptime, biggest first\n"
+	  "Live on a terminal: c, r, d, n, i, a, u sort by cpu, rss, disk, net, id, name,\n"
+	  "uptime; q quits. CPU % is of one host CPU (over QEMU's life in a vm's first sample);\n"
+	  "disk rates come from QMP query-blockstats ('-' while another qvm command holds the\n"
+	  "vm), nic rates from the taps' counters over netlink, seen from the guest.\n" },
 };
 
 /* Not listed: the supervisor `start` spawns. */

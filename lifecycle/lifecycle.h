@@ -185,6 +185,83 @@ int lc_console_attach(const char *root, const lc_vm *vm, int *ret_fd, int *ret_l
  * memory of a running VM's QEMU; -ESRCH if none. */
 int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err);
 
+/* ---- statistics of running VMs (vm_proc.c, vm_stats.c): metrics, top --- */
+
+/* What /proc says of a running VM's QEMU. */
+typedef struct lc_proc_stat {
+	double cpu_s;   /* CPU time used, user and system, in seconds */
+	double alive_s; /* how long the process has run */
+	uint64_t rss;   /* resident memory, bytes */
+} lc_proc_stat;
+
+/* The QEMU of vm (pid and start time as recorded); -ESRCH if none. */
+int lc_qemu_stat(const lc_vm *vm, lc_proc_stat *ret, util_err *err);
+
+/* One disk's counters from QMP query-blockstats (since QEMU started). */
+typedef struct lc_disk_stats {
+	char device[40]; /* the node or device name: "disk0", "cdrom", "seed" */
+	uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops;
+} lc_disk_stats;
+
+/* One NIC's tap counters (since the tap was made; rx: from the guest). */
+typedef struct lc_nic_stats {
+	unsigned id;
+	char tap[16];
+	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
+} lc_nic_stats;
+
+typedef struct lc_vm_stats {
+	lc_proc_stat proc; /* its QEMU */
+	/* the disks' counters were read: false while a qvm command holds
+	 * the VM (its QMP socket takes one client), which is not waited for */
+	bool block_known;
+	size_t n_disks;
+	lc_disk_stats disks[LC_DISKS_MAX + 2]; /* and the cd-rom, the seed */
+	size_t n_nics;
+	lc_nic_stats nics[LC_NICS_MAX];
+} lc_vm_stats;
+
+/* The counters of a running VM (vm loaded in full, ACTIVE with a QEMU):
+ * /proc for CPU and memory, query-blockstats on its command socket when
+ * the VM lock is free at once, its taps' counters over netlink (a tap
+ * that is missing is left out). -ESRCH when no QEMU runs it. */
+int lc_vm_stats_get(const char *root, const lc_vm *vm, lc_vm_stats *ret, util_err *err);
+/* The same for n VMs at once, their QEMUs asked in parallel (so a slow
+ * one costs its own 1 s bound, not one for each): ret[i] for vms[i], and
+ * ret_ok[i] false where lc_vm_stats_get() would fail (not ACTIVE, no QEMU). */
+void lc_vms_stats_get(const char *root, const lc_vm *const *vms, size_t n, lc_vm_stats *ret,
+                      bool *ret_ok);
+
+/* ---- accounting (accounting.c) ------------------------------------------- */
+
+/* The runs of VM id (0: of every VM, DONE ones included) from the journal,
+ * clipped to since_ms..until_ms (until 0: now): a new object {since_ms,
+ * until_ms, vms: [{id, name, runs: [{start_ms, end_ms (null: still
+ * running), ended (the state it led to: POWEROFF, FAILED, SUSPENDED...;
+ * null while running), reason, memory (bytes), hours, cpu_seconds (null
+ * when not recorded), memory_gib_hours}], total}], total}, each total
+ * {hours, cpu_seconds, memory_gib_hours, cpu_complete (false: some run's
+ * CPU time is not known, the sum is a lower bound)}. A run is one QEMU,
+ * from its spawn to its exit; a run cut by the window counts its share of
+ * its CPU seconds. VMs without a run in the window are left out (unless
+ * named by id). */
+int lc_accounting(lc_db *db, uint64_t id, int64_t since_ms, int64_t until_ms, json_t **ret,
+                  util_err *err);
+
+/* ---- VNC (vm_vnc.c) -------------------------------------------------------- */
+
+/* How long a password of qvm vnc lasts unless told otherwise. */
+#define LC_VNC_TTL_S 60
+
+/* A fresh random password (8 characters, VNC's most) for the VNC server
+ * of running VM name (defined with vnc on), set over QMP with set_password
+ * and made to expire in ttl_s seconds (0: LC_VNC_TTL_S) with
+ * expire_password; never recorded. On success *ret_json is new: {vm, host,
+ * port, display (port - 5900), password, expires_ms, ttl_s}. If the expiry
+ * cannot be set, the password is expired at once and the command fails. */
+int lc_vm_vnc(const char *root, const char *name, int ttl_s, const lc_run_opts *opts,
+              json_t **ret_json, util_err *err);
+
 /* The command verb that runs lc_supervise() in a fresh qvm; the CLI owns
  * its name and sets it once at start-up, before any operation that starts
  * or adopts a VM. Those re-execute qvm as `qvm --root ROOT VERB ID

@@ -146,6 +146,24 @@ static void push_readonly_raw(util_strv *sv, const char *node, const char *path,
 	          json_pack("{s:s, s:s, s:s}", "driver", driver, "drive", node, "id", node));
 }
 
+/* A display and its VNC server: on the first free display from :0 up
+ * (QEMU tries each, so no port is chosen here and then taken by another),
+ * never without a password. None is set until `qvm vnc` sets one, so until
+ * then no client gets in. The address is an IP literal (checked): nothing
+ * in it reads as an option. */
+static void push_vnc(util_strv *sv, const lc_vmdef *def)
+{
+	if (!def->vnc_listen)
+		return;
+	util_strv_push(sv, "-device");
+	util_strv_push(sv, "VGA,id=video0");
+	util_strv_push(sv, "-vnc");
+	util_strv_pushf(sv,
+	                strchr(def->vnc_listen, ':') ? "[%s]:0,to=99,password=on"
+	                                             : "%s:0,to=99,password=on",
+	                def->vnc_listen);
+}
+
 static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt, util_err *err)
 {
 	const lc_vmdef *def = &vm->def;
@@ -279,6 +297,7 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 	if ((r = push_nics(&sv, vm, rt, err)) < 0)
 		goto fail;
 	push_hotplug_ports(&sv, def);
+	push_vnc(&sv, def);
 	*ret_argv = util_strv_steal(&sv);
 	return 0;
 fail:

@@ -134,6 +134,11 @@ int lc_wait_pid_exit(pid_t pid, uint64_t starttime, int timeout_ms);
 int lc_command_qmp(const char *root, uint64_t id, const char *name, qmp_client **ret,
                    util_err *err);
 
+/* The times of process pid if it still is the one that started at
+ * starttime, also as a zombie (an adopted QEMU that exited, which is not
+ * ours to reap, until its reaper takes it): -ESRCH otherwise. */
+int lc_proc_stat_final(pid_t pid, uint64_t starttime, lc_proc_stat *ret);
+
 /* "ACTIVE/RUNNING", "POWEROFF": for messages. Freed by the caller. */
 char *lc_state_text(const lc_vm *vm);
 

@@ -14,6 +14,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -88,6 +89,10 @@ typedef struct sup {
 
 	int64_t restarts[RESTARTS_PER_WINDOW];
 	size_t n_restarts;
+	/* CPU time the QEMU used, for accounting's record at its exit: the
+	 * child's from wait4(); an adopted one's (not ours to reap) as last
+	 * sampled, every housekeeping tick; -1 when not known */
+	int64_t qemu_cpu_ms;
 	bool done;
 } sup;
 
@@ -368,6 +373,17 @@ static void qmp_drop(sup *s)
 	s->qmp = NULL;
 }
 
+/* An adopted QEMU is not ours to reap: its CPU time is what /proc says of
+ * it at adoption, at each tick, and at its exit while it is a zombie (a
+ * child's comes from wait4() at its exit). */
+static void sample_cpu(sup *s)
+{
+	lc_proc_stat ps;
+
+	if (!s->qemu_is_child && lc_proc_stat_final(s->qemu_pid, s->qemu_starttime, &ps) == 0)
+		s->qemu_cpu_ms = (int64_t)(ps.cpu_s * 1000);
+}
+
 /* Wait (bounded) for a QEMU that is about to exit, and say how it ended. */
 static void qemu_exit_reason(sup *s, bool wait, char *buf, size_t len)
 {
@@ -380,7 +396,13 @@ static void qemu_exit_reason(sup *s, bool wait, char *buf, size_t len)
 
 			poll(&pfd, 1, 3000);
 		}
-		r = waitpid(s->qemu_pid, &status, WNOHANG);
+		struct rusage ru;
+
+		r = wait4(s->qemu_pid, &status, WNOHANG, &ru);
+		if (r > 0)
+			s->qemu_cpu_ms =
+			        (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+			        (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
 	}
 	log_drain(s);
 	if (r > 0 && WIFEXITED(status))
@@ -690,6 +712,7 @@ static int adopt_qemu(sup *s, util_err *err)
 	r = util_pidfd_open(s->qemu_pid, &s->qemu_pidfd, err);
 	if (r < 0)
 		return r;
+	sample_cpu(s);
 	r = qmp_connect_path(s->paths.qmp_event, greeting_timeout_ms(), &s->qmp, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot reach the qemu of '%s'", s->name);
@@ -1001,8 +1024,10 @@ static void on_qemu_exit(sup *s)
 	bool crashed = !s->shutdown_seen;
 	util_err err = { 0 };
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	json_t *epilog;
 	lc_vm *vm;
 
+	sample_cpu(s); /* an adopted one's last word, if its reaper has not come */
 	qemu_exit_reason(s, false, why, sizeof(why));
 	qmp_drop(s);
 	close_fd(&s->qemu_pidfd);
@@ -1036,9 +1061,13 @@ static void on_qemu_exit(sup *s)
 	note(s, "qemu exited: %s", crashed ? why : s->final_reason);
 	util_crash_point("supervisor-before-epilog");
 	/* "target" lets a recovery finish the epilog if we die in it */
-	record(s, LC_ACTIVE, LC_LCM_EPILOG, crashed ? why : s->final_reason, NULL,
-	       json_pack("{s:i, s:i, s:s}", "qemu_pid", 0, "qemu_starttime", 0, "target",
-	                 crashed ? "FAILED" : lc_state_name(s->final_state)));
+	epilog = json_pack("{s:i, s:i, s:s}", "qemu_pid", 0, "qemu_starttime", 0, "target",
+	                   crashed ? "FAILED" : lc_state_name(s->final_state));
+	/* what accounting charges the run that ended */
+	if (s->qemu_cpu_ms >= 0)
+		json_object_set_new(epilog, "cpu_ms", json_integer(s->qemu_cpu_ms));
+	s->qemu_cpu_ms = -1;
+	record(s, LC_ACTIVE, LC_LCM_EPILOG, crashed ? why : s->final_reason, NULL, epilog);
 	lc_remove_rundir(&s->paths);
 	/* the kernel removed the taps with QEMU's fds; make sure */
 	if (lc_load_vm(s->root, s->id, &db, &vm, &err) == 0)
@@ -1056,8 +1085,8 @@ static void on_qemu_exit(sup *s)
 		         lc_restart_name(s->restart));
 		/* no pids and no uptime while it waits: nothing runs */
 		record(s, LC_ACTIVE, LC_LCM_BOOT, reason, crashed ? why : NULL,
-		       json_pack("{s:i, s:i, s:i}", "qemu_pid", 0, "qemu_starttime", 0, "started",
-		                 0));
+		       json_pack("{s:i, s:i, s:i, s:b}", "qemu_pid", 0, "qemu_starttime", 0,
+		                 "started", 0, "restart", 1));
 		s->shutdown_seen = s->guest_initiated = false;
 		s->pending_target[0] = '\0';
 		arm(s, TIMER_RESTART, backoff);
@@ -1148,8 +1177,10 @@ static void loop(sup *s)
 		if (pfd[5].revents) {
 			uint64_t ticks;
 
-			if (read(s->house_fd, &ticks, sizeof(ticks)) > 0)
+			if (read(s->house_fd, &ticks, sizeof(ticks)) > 0) {
 				rotate_console_log(s);
+				sample_cpu(s);
+			}
 		}
 		if (pfd[1].revents && s->qmp) {
 			int r = qmp_dispatch(s->qmp, &err);
@@ -1205,6 +1236,7 @@ int lc_supervise(const char *root, uint64_t id, int status_fd, int lock_fd, bool
 		  .log_file = -1,
 		  .timer_fd = -1,
 		  .house_fd = -1,
+		  .qemu_cpu_ms = -1,
 		  .sig_fd = -1,
 		  .fail_to = LC_FAILED };
 	sigset_t mask;

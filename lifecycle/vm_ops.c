@@ -365,12 +365,43 @@ static int check_user_value(const char *key, const char *value, util_err *err)
 	return 0;
 }
 
-/* memory=SIZE (a bare number is MiB, as for --memory) or vcpus=N into def. */
+/* The definition keys update changes (while the vm is off). */
+static bool is_def_field(const char *key)
+{
+	return util_streq(key, "memory") || util_streq(key, "vcpus") || util_streq(key, "vnc") ||
+	       util_streq(key, "vnc_listen");
+}
+
+/* vnc=on|off (on: on loopback unless vnc_listen says where), or
+ * vnc_listen=ADDR (which turns it on) into def. */
+static int set_vnc_field(lc_vmdef *def, const char *key, const char *value, util_err *err)
+{
+	if (util_streq(key, "vnc_listen")) {
+		if (lc_vnc_listen_check(value, err) < 0)
+			return util_err_prefix(err, "invalid vnc_listen");
+		free(def->vnc_listen);
+		def->vnc_listen = util_xstrdup(value);
+	} else if (util_streq(value, "on")) {
+		if (!def->vnc_listen)
+			def->vnc_listen = util_xstrdup(LC_VNC_LISTEN_DEFAULT);
+	} else if (util_streq(value, "off")) {
+		free(def->vnc_listen);
+		def->vnc_listen = NULL;
+	} else {
+		return util_err_set(err, -EINVAL, "invalid vnc '%s': give on or off", value);
+	}
+	return 0;
+}
+
+/* memory=SIZE (a bare number is MiB, as for --memory), vcpus=N, vnc=on|off
+ * or vnc_listen=ADDR into def. */
 static int set_def_field(lc_vmdef *def, const char *key, const char *value, util_err *err)
 {
 	_cleanup_free_ char *withunit = NULL;
 	uint64_t n;
 
+	if (util_streq(key, "vnc") || util_streq(key, "vnc_listen"))
+		return set_vnc_field(def, key, value, err);
 	if (util_streq(key, "vcpus")) {
 		if (util_parse_uint(value, 1, LC_VCPUS_MAX, &n, err) < 0)
 			return util_err_prefix(err, "invalid vcpus");
@@ -409,7 +440,7 @@ int lc_update_pair_check(const char *pair, util_err *err)
 	}
 	if (r < 0 || k != key)
 		return r;
-	if (util_streq(k, "memory") || util_streq(k, "vcpus")) {
+	if (is_def_field(k)) {
 		lc_vmdef_init(&scratch);
 		r = set_def_field(&scratch, k, eq + 1, err);
 		lc_vmdef_clear(&scratch);
@@ -422,7 +453,7 @@ int lc_update_pair_check(const char *pair, util_err *err)
 			        k,
 			        def_keys[d].how
 			                ? def_keys[d].how
-			                : "update changes only memory and vcpus of it: for the rest, "
+			                : "update changes only memory, vcpus and vnc of it: for the rest, "
 			                  "qvm dump the vm to a file, edit it, qvm delete the vm and "
 			                  "qvm create it --from the file (its disks are made afresh)");
 	return check_user_value(k, eq + 1, err);
@@ -443,6 +474,11 @@ static char *update_reason(const lc_vmdef *old, const lc_vmdef *nd, json_t *labe
 	}
 	if (old->vcpus != nd->vcpus) {
 		util_append(&why, "%svcpus %u→%u", sep, old->vcpus, nd->vcpus);
+		sep = ", ";
+	}
+	if (!util_streq(old->vnc_listen, nd->vnc_listen)) {
+		util_append(&why, "%svnc %s→%s", sep, old->vnc_listen ?: "off",
+		            nd->vnc_listen ?: "off");
 		sep = ", ";
 	}
 	if (json_object_size(labels)) {
@@ -476,7 +512,7 @@ static int sort_pairs(const lc_vm *vm, char *const *pairs, size_t n, json_t *lab
 			target = labels;
 			k = key + strlen("label.");
 		}
-		if (target == user && (util_streq(k, "memory") || util_streq(k, "vcpus"))) {
+		if (target == user && is_def_field(k)) {
 			if (!*ret_redefine) {
 				_cleanup_json_ json_t *j = lc_vmdef_to_json(&vm->def);
 
@@ -544,7 +580,7 @@ int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t
 
 		r = util_err_set(
 		        err, -EPERM,
-		        "memory and vcpus change only while the vm is off, and it is %s; power it off first (qvm poweroff %s)",
+		        "memory, vcpus and vnc change only while the vm is off, and it is %s; power it off first (qvm poweroff %s)",
 		        state, vm->def.name);
 		goto out;
 	}

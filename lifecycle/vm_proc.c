@@ -280,18 +280,18 @@ int lc_wait_pid_exit(pid_t pid, uint64_t starttime, int timeout_ms)
 	return r > 0 ? 0 : -ETIMEDOUT;
 }
 
-int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err)
+/* /proc/PID/stat of pid, a zombie's too (its times are final then), with
+ * its start time (field 22) in *ret_start. */
+static int read_proc_stat(pid_t pid, lc_proc_stat *ret, uint64_t *ret_start, util_err *err)
 {
 	char path[64], buf[1024], *p;
 	unsigned long long ut = 0, st = 0, start = 0, rss = 0;
-	double uptime = 0, hz = (double)sysconf(_SC_CLK_TCK), alive;
+	double uptime = 0, hz = (double)sysconf(_SC_CLK_TCK);
 	_cleanup_free_ char *up = NULL;
 	int fd, field;
 	ssize_t n;
 
-	if (!util_proc_alive(vm->qemu_pid, vm->qemu_starttime))
-		return util_err_set(err, -ESRCH, "no qemu runs '%s'", vm->def.name);
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)vm->qemu_pid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return util_err_errno(err, -errno, "cannot read '%s'", path);
@@ -312,9 +312,42 @@ int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *e
 	}
 	if (util_read_file("/proc/uptime", 256, &up, NULL, NULL) == 0)
 		uptime = strtod(up, NULL);
-	alive = uptime - (double)start / hz;
-	*ret_cpu = alive > 0 ? 100.0 * (double)(ut + st) / hz / alive : 0;
-	*ret_rss = rss * (uint64_t)sysconf(_SC_PAGESIZE);
+	ret->cpu_s = (double)(ut + st) / hz;
+	ret->alive_s = uptime - (double)start / hz;
+	ret->rss = rss * (uint64_t)sysconf(_SC_PAGESIZE);
+	*ret_start = start;
+	return 0;
+}
+
+int lc_qemu_stat(const lc_vm *vm, lc_proc_stat *ret, util_err *err)
+{
+	uint64_t start;
+
+	if (!util_proc_alive(vm->qemu_pid, vm->qemu_starttime))
+		return util_err_set(err, -ESRCH, "no qemu runs '%s'", vm->def.name);
+	return read_proc_stat(vm->qemu_pid, ret, &start, err);
+}
+
+int lc_proc_stat_final(pid_t pid, uint64_t starttime, lc_proc_stat *ret)
+{
+	lc_proc_stat ps;
+	uint64_t start;
+
+	if (pid <= 0 || read_proc_stat(pid, &ps, &start, NULL) < 0 || start != starttime)
+		return -ESRCH;
+	*ret = ps;
+	return 0;
+}
+
+int lc_vm_usage(const lc_vm *vm, double *ret_cpu, uint64_t *ret_rss, util_err *err)
+{
+	lc_proc_stat ps;
+	int r = lc_qemu_stat(vm, &ps, err);
+
+	if (r < 0)
+		return r;
+	*ret_cpu = ps.alive_s > 0 ? 100.0 * ps.cpu_s / ps.alive_s : 0;
+	*ret_rss = ps.rss;
 	return 0;
 }
 

@@ -408,3 +408,24 @@ int net_tap_create(const char *name, const char *bridge, int *ret_fd, util_err *
 	*ret_fd = TAKE_FD(fd);
 	return 0;
 }
+
+int net_link_stats_get(const char *name, net_link_stats *ret, util_err *err)
+{
+	_cleanup_sock_ struct nl_sock *s = NULL;
+	_cleanup_link_ struct rtnl_link *l = NULL;
+	int r = route_socket(&s, err);
+
+	if (r < 0)
+		return r;
+	r = rtnl_link_get_kernel(s, 0, name, &l);
+	if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV)
+		return util_err_set(err, -ENODEV, "interface '%s' does not exist", name);
+	if (r < 0)
+		return util_err_set(err, nl_errno(r), "cannot look up interface '%s': %s", name,
+		                    nl_geterror(r));
+	ret->rx_bytes = rtnl_link_get_stat(l, RTNL_LINK_RX_BYTES);
+	ret->tx_bytes = rtnl_link_get_stat(l, RTNL_LINK_TX_BYTES);
+	ret->rx_packets = rtnl_link_get_stat(l, RTNL_LINK_RX_PACKETS);
+	ret->tx_packets = rtnl_link_get_stat(l, RTNL_LINK_TX_PACKETS);
+	return 0;
+}

@@ -122,4 +122,14 @@ int net_mac_host_owner(const char *mac, char ifname[16]);
  * On failure nothing is left. -EEXIST if the name is taken. */
 int net_tap_create(const char *name, const char *bridge, int *ret_fd, util_err *err);
 
+/* The kernel's counters of an interface (a VM's tap: rx is what the guest
+ * sent, tx what it was sent). */
+typedef struct net_link_stats {
+	uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
+} net_link_stats;
+
+/* The counters of interface name over netlink; -ENODEV when there is
+ * none (a tap gone with its QEMU). */
+int net_link_stats_get(const char *name, net_link_stats *ret, util_err *err);
+
 #endif

@@ -34,6 +34,7 @@
 	X(ROUTE, rtnl_link_get_master)                                                             \
 	X(ROUTE, rtnl_link_get_mtu)                                                                \
 	X(ROUTE, rtnl_link_get_name)                                                               \
+	X(ROUTE, rtnl_link_get_stat)                                                               \
 	X(ROUTE, rtnl_link_get_type)                                                               \
 	X(ROUTE, rtnl_link_put)                                                                    \
 	X(ROUTE, rtnl_link_set_flags)                                                              \
@@ -79,6 +80,7 @@ int net_nl_load(util_err *err);
 #define rtnl_link_get_master  (*net_nl.rtnl_link_get_master)
 #define rtnl_link_get_mtu     (*net_nl.rtnl_link_get_mtu)
 #define rtnl_link_get_name    (*net_nl.rtnl_link_get_name)
+#define rtnl_link_get_stat    (*net_nl.rtnl_link_get_stat)
 #define rtnl_link_get_type    (*net_nl.rtnl_link_get_type)
 #define rtnl_link_put         (*net_nl.rtnl_link_put)
 #define rtnl_link_set_flags   (*net_nl.rtnl_link_set_flags)

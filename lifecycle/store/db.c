@@ -138,6 +138,12 @@ static int apply_state_fields(lc_vm *vm, json_t *rec, util_err *err)
 		vm->supervisor_starttime = (uint64_t)json_integer_value(v);
 	if ((v = json_object_get(rec, "started")))
 		vm->started_ms = json_integer_value(v);
+	/* a restart by the policy marks its record; the snapshot keeps the
+	 * count as "restarts" */
+	if (json_is_true(json_object_get(rec, "restart")))
+		vm->restarts++;
+	else if (json_is_integer((v = json_object_get(rec, "restarts"))))
+		vm->restarts = (uint64_t)json_integer_value(v);
 	if ((v = json_object_get(rec, "checkpoint"))) {
 		json_decref(vm->checkpoint);
 		vm->checkpoint = json_is_object(v) ? json_deep_copy(v) : NULL;
@@ -230,6 +236,8 @@ static json_t *vm_state_json(const lc_vm *vm)
 	json_object_set_new(j, "supervisor_pid", json_integer(vm->supervisor_pid));
 	json_object_set_new(j, "supervisor_starttime",
 	                    json_integer((json_int_t)vm->supervisor_starttime));
+	if (vm->restarts)
+		json_object_set_new(j, "restarts", json_integer((json_int_t)vm->restarts));
 	if (vm->target)
 		json_object_set_new(j, "target", json_string(vm->target));
 	if (vm->prev_state)
@@ -1601,4 +1609,30 @@ int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
 	}
 	*ret_array = h.out;
 	return 0;
+}
+
+/* ---- every record, for accounting ----------------------------------------- */
+
+typedef struct each_ctx {
+	uint64_t id; /* 0: every VM's */
+	lc_record_fn fn;
+	void *ud;
+} each_ctx;
+
+static int each_cb(uint64_t seq, json_t *rec, void *ud, util_err *err)
+{
+	each_ctx *c = ud;
+
+	if (c->id && (uint64_t)int_of(rec, "id") != c->id)
+		return 0;
+	return c->fn(seq, rec, c->ud, err);
+}
+
+int lc_db_foreach_record(lc_db *db, uint64_t id, lc_record_fn fn, void *ud, util_err *err)
+{
+	_cleanup_free_ char *jdir = journal_dir(db->root);
+	_cleanup_free_ char *needle = id ? util_xasprintf("\"id\":%" PRIu64, id) : NULL;
+	each_ctx c = { id, fn, ud };
+
+	return lc_journal_foreach_history(jdir, needle, each_cb, &c, err);
 }

@@ -146,7 +146,17 @@ typedef struct lc_vmdef {
 	bool autostart;
 	json_t *labels; /* owned object: string -> string */
 	json_t *user;   /* owned object: user data, string -> string */
+	/* A display and a VNC server on this address (an IP literal:
+	 * "127.0.0.1" unless the user asked for another), always with a
+	 * password; NULL: none. JSON "vnc": {"listen": ADDR}, only when set. */
+	char *vnc_listen;
 } lc_vmdef;
+
+/* The address a VNC server of a VM listens on unless told otherwise. */
+#define LC_VNC_LISTEN_DEFAULT "127.0.0.1"
+/* Is addr an address a VNC server may listen on: an IPv4 or IPv6 literal
+ * (no name, nothing QEMU's option syntax could read further)? */
+int lc_vnc_listen_check(const char *addr, util_err *err);
 
 #define LC_MEMORY_DEFAULT (512ull << 20)
 #define LC_MEMORY_MIN     (16ull << 20)
@@ -207,6 +217,9 @@ typedef struct lc_vm {
 	uint64_t qemu_starttime; /* /proc/PID/stat field 22 of qemu_pid */
 	pid_t supervisor_pid;
 	uint64_t supervisor_starttime;
+	/* restarts by its restart policy (records with "restart": true),
+	 * over its life; not loaded by LC_DB_SUMMARY opens */
+	uint64_t restarts;
 	/* while ACTIVE: the accelerator its QEMU was started with ("kvm" or
 	 * "tcg", auto resolved; the "qemu_accel" of its supervisor's records),
 	 * or NULL when not known */
@@ -317,6 +330,13 @@ int lc_vm_history(lc_db *db, const lc_vm *vm, json_t **ret_array, util_err *err)
 /* The last n (at most LC_VM_RECENT) of lc_vm_history's records, reading
  * only the history from the first of them on. */
 int lc_vm_history_tail(lc_db *db, const lc_vm *vm, size_t n, json_t **ret_array, util_err *err);
+
+/* Every journal record (borrowed rec) about VM id, or about every VM with
+ * id 0, oldest first, the archived history included: for accounting. A
+ * record of no VM (a network's) or of another VM is skipped when id is
+ * set; fn returning < 0 stops the walk with that. */
+typedef int (*lc_record_fn)(uint64_t seq, json_t *rec, void *ud, util_err *err);
+int lc_db_foreach_record(lc_db *db, uint64_t id, lc_record_fn fn, void *ud, util_err *err);
 
 /* ---- what operations register ------------------------------------------------------ */
 

@@ -1,6 +1,7 @@
 /* VM definitions: the C form, its JSON form (what `dump` prints, `create
  * --from` reads and the journal keeps), validation, and --disk/--nic specs. */
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "store.h"
@@ -97,6 +98,7 @@ void lc_vmdef_clear(lc_vmdef *def)
 	free(def->ci_network_config);
 	json_decref(def->labels);
 	json_decref(def->user);
+	free(def->vnc_listen);
 	memset(def, 0, sizeof(*def));
 }
 
@@ -124,7 +126,19 @@ static json_t *nic_to_json(const lc_nic *n)
 	                 str_or_null(n->ip), "model", str_or_null(n->model));
 }
 
+static json_t *vmdef_base_json(const lc_vmdef *def);
+
 json_t *lc_vmdef_to_json(const lc_vmdef *def)
+{
+	json_t *j = vmdef_base_json(def);
+
+	/* only when set: definitions without it read as they always did */
+	if (def->vnc_listen)
+		json_object_set_new(j, "vnc", json_pack("{s:s}", "listen", def->vnc_listen));
+	return j;
+}
+
+static json_t *vmdef_base_json(const lc_vmdef *def)
 {
 	json_t *disks = json_array(), *nics = json_array();
 
@@ -313,13 +327,34 @@ static int string_map_from_json(json_t *j, const char *key, json_t **ret, util_e
 	return 0;
 }
 
+/* "vnc": {"listen": ADDR} (ADDR defaults to loopback), or null / absent. */
+static int vnc_from_json(json_t *obj, lc_vmdef *def, util_err *err)
+{
+	static const char *const vnc_keys[] = { "listen", NULL };
+	json_t *v = json_object_get(obj, "vnc");
+
+	if (!v || json_is_null(v)) {
+		free(def->vnc_listen);
+		def->vnc_listen = NULL;
+		return 0;
+	}
+	if (!json_is_object(v))
+		return util_err_set(err, -EINVAL,
+		                    "'vnc' must be an object ({\"listen\": ADDR}) or null");
+	TRY(check_keys(v, vnc_keys, "vnc", err));
+	TRY(get_str(v, "listen", &def->vnc_listen, err));
+	if (!def->vnc_listen)
+		def->vnc_listen = util_xstrdup(LC_VNC_LISTEN_DEFAULT);
+	return 0;
+}
+
 static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 {
 	static const char *const keys[] = { "name",       "uuid",    "memory",    "vcpus",
 		                            "machine",    "accel",   "disks",     "nics",
 		                            "cdrom",      "kernel",  "initrd",    "append",
 		                            "cloud_init", "restart", "autostart", "labels",
-		                            "user",       NULL };
+		                            "user",       "vnc",     NULL };
 	static const char *const ci_keys[] = { "user_data", "meta_data", "network_config", NULL };
 	_cleanup_free_ char *machine = NULL, *accel = NULL, *restart = NULL;
 	json_t *disks, *nics, *ci;
@@ -360,6 +395,7 @@ static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 	}
 	TRY(string_map_from_json(obj, "labels", &def->labels, err));
 	TRY(string_map_from_json(obj, "user", &def->user, err));
+	TRY(vnc_from_json(obj, def, err));
 
 	disks = json_object_get(obj, "disks");
 	if (disks && !json_is_null(disks)) {
@@ -583,6 +619,11 @@ int lc_vmdef_validate(const lc_vmdef *def, util_err *err)
 		TRY(validate_disk(def, &def->disks[i], err));
 	for (size_t i = 0; i < def->n_nics; i++)
 		TRY(validate_nic(def, &def->nics[i], err));
+	if (def->vnc_listen)
+		TRY(lc_vnc_listen_check(def->vnc_listen, err));
+	if (def->vnc_listen && def->machine == LC_MACHINE_MICROVM)
+		return util_err_set(err, -EINVAL,
+		                    "machine microvm has no display for vnc (use pc or q35)");
 	TRY(check_path(def->cdrom, "cdrom", err));
 	if (def->cdrom && def->machine == LC_MACHINE_MICROVM)
 		return util_err_set(err, -EINVAL,
@@ -795,4 +836,16 @@ int lc_nic_parse(const char *spec, lc_nic *ret_nic, util_err *err)
 		n.model = util_xstrdup("virtio");
 	*ret_nic = n;
 	return 0;
+}
+
+int lc_vnc_listen_check(const char *addr, util_err *err)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	if (addr && (inet_pton(AF_INET, addr, buf) == 1 || inet_pton(AF_INET6, addr, buf) == 1))
+		return 0;
+	return util_err_set(
+	        err, -EINVAL,
+	        "vnc listen address '%s' is not an IPv4 or IPv6 address (e.g. 127.0.0.1)",
+	        addr ? addr : "");
 }

@@ -149,6 +149,9 @@ is "$(jq -r '.[] | select(.name == "js-run") | [.lcm, (.uptime_ms | type), (.cpu
 check "show (running)" show js-run
 is "$(jq -r '[.lcm, (.qemu_pid | type), (.supervisor_pid | type)] | join(" ")' <<<"$OUT")" \
 	"RUNNING number number" "show: lcm and pids of a running vm"
+check "top (running)" top -n 2 -d 0.2
+is "$(jq -r '.[1].vms[0] | [.short, (.cpu_percent | type), (.uptime_ms | type)] | join(" ")' <<<"$OUT")" \
+	"runn number number" "top --json: a running vm's state, CPU %, uptime_ms"
 check "pause" pause js-run
 check "unpause" unpause js-run
 check "snapshot-create (memory)" snapshot-create js-run js-live
@@ -175,4 +178,8 @@ like "$OUT" "(^|$NL) +[0-9]+ [-0-9]+ [:0-9]+ +sent +- +system_powerdown \(the AC
 	"history: the sent row names the QMP command"
 like "$OUT" "(^|$NL) +[0-9]+ [-0-9]+ [:0-9]+ +state +DONE +shut down" "history: DONE with its reason"
 is "$(aligned "$OUT")" "" "history of a shut down vm: aligned"
+check "accounting (a vm shut down)" accounting "$rid"
+is "$(jq -r '.vms[0].runs[0] | [(.start_ms | type), (.end_ms | type), .ended] | join(" ")' <<<"$OUT")" \
+	"number number DONE" "accounting: js-run's run, its times in ms, ended DONE"
+check "accounting (every vm)" accounting --since -1d
 done_testing

@@ -34,6 +34,14 @@ PKGS=(
 	# bash-completion's functions drive qvm's completion (and its .pc
 	# gives make install the completions folder)
 	systemd bash-completion
+	# e2e: promtool (package prometheus: the package ships it, there is no
+	# smaller one) checks qvm metrics' text format (80-metrics.t); the
+	# server it also ships is disabled below
+	prometheus
+	# e2e: a real VNC client (82-vnc.t): vncsnapshot takes a JPEG of a
+	# display, vncpasswd (tigervnc-tools) writes its password file, djpeg
+	# (libjpeg-turbo-progs) decodes the JPEG to check it is not blank
+	vncsnapshot tigervnc-tools libjpeg-turbo-progs
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)
@@ -53,3 +61,8 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# the prometheus package enables its server on a systemd host: the tests
+# need only its promtool
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+	systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

@@ -41,6 +41,10 @@ static const char *default_reply(const char *cmd)
 		return "{\"return\": [{\"bus\": 0, \"devices\": []}]}";
 	if (!strcmp(cmd, "query-status"))
 		return "{\"return\": {\"status\": \"running\", \"running\": true}}";
+	if (!strcmp(cmd, "query-vnc"))
+		return "{\"return\": {\"enabled\": true, \"host\": \"127.0.0.1\", "
+		       "\"service\": \"5901\", \"family\": \"ipv4\", \"auth\": \"vnc\", "
+		       "\"clients\": []}}";
 	if (!strncmp(cmd, "query-", 6) || !strcmp(cmd, "qom-list"))
 		return "{\"return\": []}";
 	return "{\"return\": {}}";
@@ -593,6 +597,24 @@ static bool paused(const lc_vm *vm)
 	return vm->lcm == LC_LCM_PAUSED;
 }
 
+/* vnc sets a password and its expiry: nothing is recorded, nothing
+ * changes in the vm; a fault leaves it running with no password printed */
+static int run_vnc(util_err *err)
+{
+	_cleanup_json_ json_t *out = NULL;
+	int r = lc_vm_vnc(root, "fake", 30, NULL, &out, err);
+
+	if (r == 0 && (json_integer_value(json_object_get(out, "display")) != 1 ||
+	               strlen(json_string_value(json_object_get(out, "password")) ?: "") != 8))
+		r = util_err_set(err, -EPROTO, "vnc printed the wrong display or password");
+	return r;
+}
+
+static bool vnc_done(const lc_vm *vm)
+{
+	return vm->lcm == LC_LCM_RUNNING;
+}
+
 static int run_disk_attach(util_err *err)
 {
 	lc_disk d;
@@ -952,6 +974,7 @@ static void test_case(const op_case *c)
 #define SNAPSHOT_RECORDS(op, rec) "intent:" op " ACTIVE/SNAPSHOT " rec " ACTIVE/RUNNING done:ok"
 
 static const op_case cases[] = {
+	{ "vnc", run_vnc, vnc_done, LC_LCM_RUNNING, NULL, "" },
 	{ "pause", run_pause, paused, LC_LCM_PAUSED, NULL, "ACTIVE/PAUSED" },
 	{ "disk-attach", run_disk_attach, has_disk, LC_LCM_RUNNING, with_no_disk,
 	  HOTPLUG_RECORDS("disk-attach") },
@@ -982,6 +1005,7 @@ int main(void)
 	root = mkdtemp(tmpl);
 	lc_vmdef_init(&def);
 	def.name = util_xstrdup("fake");
+	def.vnc_listen = util_xstrdup(LC_VNC_LISTEN_DEFAULT); /* for the vnc case */
 	if (!ok(root && lc_db_open(root, LC_DB_WRITE, &db, &err) == 0 &&
 	                lc_net_create(db, &(lc_net_opts){ .name = "testnet", .bridge = "qvmtest0" },
 	                              &err) == 0 &&

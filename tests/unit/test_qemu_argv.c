@@ -188,6 +188,22 @@ int main(void)
 	check_golden("microvm", &vm, &rt);
 	lc_vmdef_clear(&vm.def);
 
+	/* a display and a password-protected VNC server, on IPv4 and IPv6 */
+	vm_init(&vm, "vnc");
+	vm.def.vnc_listen = util_xstrdup("127.0.0.1");
+	rt = base_rt();
+	check_golden("vnc", &vm, &rt);
+	free(vm.def.vnc_listen);
+	vm.def.vnc_listen = util_xstrdup("::1");
+	ok(lc_qemu_argv(&vm, &rt, &argv, &err) == 0 && argv, "vnc on ::1: argv built");
+	for (char **a = argv; a && *a; a++)
+		if (util_streq(*a, "-vnc"))
+			ok(util_streq(a[1], "[::1]:0,to=99,password=on"),
+			   "vnc on ::1: in brackets");
+	util_strv_free(argv);
+	argv = NULL;
+	lc_vmdef_clear(&vm.def);
+
 	/* Hostile strings: commas, quotes, braces and option-like text must
 	 * stay inside their JSON string or be doubled, never add an option. */
 	vm_init(&vm, "hostile");

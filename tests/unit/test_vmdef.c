@@ -140,5 +140,30 @@ int main(void)
 	ok(lc_nic_parse("lan,ip=10.0.0.5", &n, &err) == 0 && !strcmp(n.ip, "10.0.0.5"),
 	   "nic with ip");
 	lc_nic_clear(&n);
+	/* vnc: {"listen"} round trips, defaults to loopback, only IP literals */
+	ok(from_text("{\"name\":\"v\",\"vnc\":{}}", &def, &err) == 0 &&
+	           util_streq(def.vnc_listen, LC_VNC_LISTEN_DEFAULT),
+	   "vnc {} listens on loopback: %s", err.msg);
+	j = lc_vmdef_to_json(&def);
+	ok(util_streq(json_string_value(json_object_get(json_object_get(j, "vnc"), "listen")),
+	              "127.0.0.1"),
+	   "vnc.listen in its JSON");
+	json_decref(j);
+	lc_vmdef_clear(&def);
+	ok(from_text("{\"name\":\"v\"}", &def, &err) == 0 && !def.vnc_listen, "no vnc: none");
+	j = lc_vmdef_to_json(&def);
+	ok(!json_object_get(j, "vnc"),
+	   "... and no vnc key in its JSON (old definitions unchanged)");
+	json_decref(j);
+	lc_vmdef_clear(&def);
+	ok(from_text("{\"name\":\"v\",\"vnc\":{\"listen\":\"::1\"}}", &def, &err) == 0 &&
+	           lc_vmdef_validate(&def, &err) == 0,
+	   "vnc on ::1 is valid: %s", err.msg);
+	lc_vmdef_clear(&def);
+	refused("{\"name\":\"v\",\"vnc\":{\"listen\":\"1.2.3.4,share=x\"}}",
+	        "not an IPv4 or IPv6 address");
+	refused("{\"name\":\"v\",\"vnc\":{\"port\":5900}}", "unknown key");
+	refused("{\"name\":\"v\",\"vnc\":true}", "'vnc' must be an object");
+
 	return done_testing();
 }

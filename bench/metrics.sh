@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# qvm benchmarks, metrics part (PARTS=metrics in bench/run.sh, as root): one
+# `qvm metrics` scrape of a root with 100 vms defined and 10 of them
+# running the test guest (each with a disk and one nic on a bridge of its
+# own, so every kind of counter is read), against `qvm list` of the same
+# root (the journal read, /proc of each running QEMU) and `qvm host`,
+# sampled in turn. METRICS_RUNS (default 21) samples each. Prints figures
+# with their same-run baselines; asserts nothing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+QVM_BIN=${QVM:-$here/../build/qvm}
+QVM_GUEST=${QVM_GUEST:-$here/../build/guest}
+RUNS=${METRICS_RUNS:-21}
+RUNNING=${METRICS_RUNNING:-10}
+DEFINED=${METRICS_DEFINED:-100}
+
+work=$(mktemp -d /tmp/qvm-bench-metrics.XXXXXX)
+export BENCH_TMP=$work
+BR=qbm$$
+
+cleanup() {
+	set +eu
+	trap - EXIT INT TERM HUP
+	local p
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[ "$p" = $$ ] && continue
+		{ tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null | grep -q -- "$work" && kill -KILL "$p" 2>/dev/null
+	done
+	sleep 0.5
+	ip link del "$BR" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+cp "$QVM_BIN" "$work/qvm"
+QVM=$work/qvm
+export QVM_ROOT=$work/root QVM_ACCEL=tcg QVM_DISK_ROOTS=$QVM_GUEST
+echo "== metrics ($DEFINED vms defined, $RUNNING running)"
+"$QVM" net create bmnet --bridge "$BR" >/dev/null
+for ((i = 1; i <= DEFINED; i++)); do
+	if ((i <= RUNNING)); then
+		"$QVM" create "m$i" --memory 128M --kernel "$QVM_GUEST/vmlinuz" \
+			--initrd "$QVM_GUEST/initrd.img" --append "$(cat "$QVM_GUEST/append")" \
+			--disk 16M --nic bmnet >/dev/null
+	else
+		"$QVM" create "m$i" --memory 128M >/dev/null
+	fi
+done
+for ((i = 1; i <= RUNNING; i++)); do
+	"$QVM" start "m$i" >/dev/null
+done
+# let the guests boot and settle, so the samples see idle guests
+for ((i = 1; i <= RUNNING; i++)); do
+	log=$QVM_ROOT/vms/$i/console.log
+	for _ in $(seq 600); do
+		grep -aq '^QVM-READY' "$log" 2>/dev/null && break
+		sleep 0.1
+	done
+done
+running=$("$QVM" metrics | grep -c '^qvm_vm_cpu_seconds_total{')
+disks=$("$QVM" metrics | grep -c '^qvm_vm_block_read_ops_total{')
+nics=$("$QVM" metrics | grep -c '^qvm_vm_nic_rx_bytes_total{')
+echo "scrape covers: $running running vms, $disks disks, $nics nics; $("$QVM" metrics | wc -c) bytes"
+metrics_=() list_=() host_=()
+for ((r = 0; r < RUNS; r++)); do
+	sample metrics_ "$QVM" metrics
+	sample list_ "$QVM" list
+	sample host_ "$QVM" host
+done
+report "qvm metrics (one scrape)" "$(median_of metrics_)" ms "qvm list, same root" \
+	"$(median_of list_)" "<=50 ms"
+report "qvm metrics (one scrape)" "$(median_of metrics_)" ms "qvm host, same root" \
+	"$(median_of host_)"

@@ -362,7 +362,7 @@ int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 
 /* Wait for the VM lock of name_or_id as every command does (before the
  * journal's writer lock, which its holder may need). */
-static int lock_named(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_err *err)
+int cli_lock_vm(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	lc_vm *vm;
@@ -379,31 +379,81 @@ static int lock_named(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_
 	return r;
 }
 
+/* The pairs as update takes them: a file's value made absolute against
+ * the current folder, as --kernel's is (a new vector). */
+static int absolute_pairs(char **ops, int n, char ***ret, util_err *err)
+{
+	_cleanup_(util_strv_clear) util_strv sv = { 0 };
+
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *key =
+		        util_xasprintf("%.*s", (int)strcspn(ops[i], "="), ops[i]);
+		_cleanup_free_ char *path = NULL;
+		const char *value = ops[i] + strlen(key);
+
+		if (*value != '=' || !value[1] || !lc_update_key_is_path(key)) {
+			util_strv_push(&sv, ops[i]);
+			continue;
+		}
+		if (cli_absolute_path(value + 1, key, &path, err) < 0)
+			return cli_usage(err, "%s", err->msg);
+		util_strv_pushf(&sv, "%s=%s", key, path);
+	}
+	*ret = util_strv_steal(&sv);
+	return 0;
+}
+
+/* "web: kernel, append take effect at the next start (it is ACTIVE/RUNNING)" */
+static void print_later(const lc_vm *vm, json_t *later)
+{
+	json_t *v;
+	size_t i;
+
+	if (!json_array_size(later))
+		return;
+	printf("%s: ", vm->def.name);
+	json_array_foreach (later, i, v)
+		printf("%s%s", i ? ", " : "", json_string_value(v));
+	printf(" take%s effect at the next start (it is %s%s%s)\n",
+	       json_array_size(later) == 1 ? "s" : "", lc_state_name(vm->state), vm->lcm ? "/" : "",
+	       lc_lcm_name(vm->lcm));
+}
+
 int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_close_ int lock = -1;
 	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_strv_ char **roots = NULL, **pairs = NULL;
+	_cleanup_json_ json_t *later = NULL;
+	lc_update_opts opts = { .ret_later = &later };
 	char **ops;
 	int nops, r;
 	lc_vm *vm;
 
 	r = cli_parse_operands(ctx, argc, argv, 2, -1, &ops, &nops, err);
-	if (r == 0 && lock_named(ctx, ops[0], &lock, err) < 0)
+	if (r == 0)
+		r = absolute_pairs(ops + 1, nops - 1, &pairs, err);
+	if (r == 0 && cli_lock_vm(ctx, ops[0], &lock, err) < 0)
 		r = util_err_prefix(err, "cannot update '%s'", ops[0]);
 	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r == 0)
 		r = lc_db_find(db, ops[0], &vm, err);
-	if (r == 0)
-		r = lc_vm_update(db, vm, TAKE_FD(lock), ops + 1, (size_t)nops - 1, err);
+	if (r == 0) {
+		roots = cli_disk_roots(ctx);
+		opts.disk_roots = (const char *const *)roots;
+		r = lc_vm_update(db, vm, TAKE_FD(lock), pairs, (size_t)nops - 1, &opts, err);
+	}
 	if (r == 0 && ctx->json) {
 		*ret_json = lc_vm_to_json(vm);
+		json_object_set(*ret_json, "next_start", later);
 	} else if (r == 0 && ctx->verbosity >= 0) {
 		/* what was changed, by key, as the user wrote them */
 		printf("%s: updated", vm->def.name);
 		for (int i = 1; i < nops; i++)
 			printf("%s%.*s", i == 1 ? " " : ", ", (int)strcspn(ops[i], "="), ops[i]);
 		printf("\n");
+		print_later(vm, later);
 	}
 	return r;
 }

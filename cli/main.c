@@ -38,12 +38,21 @@ static const cli_command commands[] = {
 	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)",
 	  NULL },
 	{ "update", cli_cmd_update, "NAME KEY=VALUE...",
-	  "set user data (KEY=VALUE) or labels (label.KEY=VALUE); an empty value removes the key",
+	  "set keys of the definition, user data (KEY=VALUE) or labels (label.KEY=VALUE); an empty value removes the key",
 	  "  KEY=VALUE          user data; snapshots.max=N (1-1000) is the vm's snapshot maximum\n"
 	  "  label.KEY=VALUE    a label\n"
 	  "  memory=SIZE        the memory of a vm that is off (a bare number is MiB)\n"
-	  "  vcpus=N            its virtual CPUs (1-255)\n"
-	  "Other parts of the definition are refused; the message says which command changes them.\n" },
+	  "  vcpus=N            its virtual CPUs (1-255), while it is off\n"
+	  "  kernel=F initrd=F append=S   direct kernel boot (empty: none)\n"
+	  "  machine=pc|q35|microvm  accel=auto|kvm|tcg\n"
+	  "  cloud-init.user-data=F cloud-init.meta-data=F cloud-init.network-config=F\n"
+	  "                     the cloud-init files (copied now, as create does; empty: none)\n"
+	  "  restart=no|on-failure|always  autostart=yes|no\n"
+	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
+	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
+	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },
+	{ "rename", cli_cmd_rename, "NAME NEW",
+	  "rename a vm that is not running; its history keeps the old name", NULL },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
 	  "  --all, -a   include DONE vms\n" },
 	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history",

@@ -37,20 +37,44 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
                  util_err *err);
 
 /* Merge K=V pairs into labels ("label.K=V") or user data ("K=V"); an empty
- * value deletes the key. "memory=SIZE" and "vcpus=N" change the definition
- * of a VM that is off (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED); the
- * other keys of a definition ("disks", "machine"...) are refused, saying
- * which command changes them, and so is a "snapshots.max" that is not a
- * number from 1 to LC_SNAPSHOTS_MAX_LIMIT. All pairs or none are recorded. */
+ * value deletes the key. Keys of the definition change it: "memory=SIZE"
+ * and "vcpus=N" of a VM that is off (PENDING, HOLD, POWEROFF, UNDEPLOYED,
+ * FAILED); "append", "kernel", "initrd", "machine", "accel" and the
+ * cloud-init files ("cloud-init.user-data", ".meta-data",
+ * ".network-config") also of a running VM, which uses them from its next
+ * start (not while a checkpoint is kept: SUSPENDED, STOPPED); "restart"
+ * and "autostart" in every state. An empty value clears append, kernel,
+ * initrd and a cloud-init file. The other keys of a definition ("disks",
+ * "name"...) are refused, saying which command changes them, and so is a
+ * "snapshots.max" that is not a number from 1 to LC_SNAPSHOTS_MAX_LIMIT.
+ * All pairs or none are recorded. */
+typedef struct lc_update_opts {
+	/* the folders kernel, initrd and cloud-init paths must be in (NULL:
+	 * ROOT/images), as for create */
+	const char *const *disk_roots;
+	/* if not NULL: a new array of the keys changed that the running VM
+	 * uses only from its next start (empty when none) */
+	json_t **ret_later;
+} lc_update_opts;
+
 /* held_lock, here and below: the VM lock the caller took with
  * lc_vm_lock_wait() before it opened db, handed over (closed here); or -1:
  * it is taken now without waiting, as db holds the journal. */
-int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err);
+int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n,
+                 const lc_update_opts *opts, util_err *err);
 /* The syntax of one pair of lc_vm_update, without the VM: KEY=VALUE with a
- * valid key and printable value, not a key of the definition other than
- * memory and vcpus, memory, vcpus and snapshots.max values that parse.
+ * valid key and printable value, not a key of the definition update does
+ * not set, values of the definition's keys and snapshots.max that parse.
  * -EINVAL saying what is wrong; lc_vm_update checks each pair with it. */
 int lc_update_pair_check(const char *pair, util_err *err);
+/* Is key one whose value is a file (kernel, initrd, cloud-init.*)? cli/
+ * makes such a value absolute before it calls lc_vm_update. */
+bool lc_update_key_is_path(const char *key);
+
+/* Rename a VM that is not running (not ACTIVE): new_name must be valid
+ * and no other live VM's (DONE ones may share it). Recorded as a
+ * redefine whose reason names both names, so history keeps the old one. */
+int lc_vm_rename(lc_db *db, lc_vm *vm, int held_lock, const char *new_name, util_err *err);
 
 /* Remove a VM that is not running: its disks and folders go, the VM moves
  * to DONE (kept for history). wipe overwrites owned disks first. */

@@ -82,6 +82,7 @@ typedef enum lc_op {
 	LC_OP_BOOT,
 	/* recover: a VM nothing may drive any more */
 	LC_OP_RECOVER,
+	LC_OP_RENAME,
 	LC_OP_COUNT
 } lc_op;
 

@@ -403,8 +403,7 @@ static int absolute_pairs(char **ops, int n, char ***ret, util_err *err)
 	return 0;
 }
 
-/* "web: kernel, append take effect at the next start (it is ACTIVE/RUNNING)" */
-static void print_later(const lc_vm *vm, json_t *later)
+void cli_print_later(const lc_vm *vm, json_t *later)
 {
 	json_t *v;
 	size_t i;
@@ -453,7 +452,7 @@ int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		for (int i = 1; i < nops; i++)
 			printf("%s%.*s", i == 1 ? " " : ", ", (int)strcspn(ops[i], "="), ops[i]);
 		printf("\n");
-		print_later(vm, later);
+		cli_print_later(vm, later);
 	}
 	return r;
 }

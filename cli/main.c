@@ -51,6 +51,14 @@ static const cli_command commands[] = {
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
 	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },
+	{ "edit", cli_cmd_edit, "NAME",
+	  "edit a vm's definition as JSON in $VISUAL or $EDITOR (default vi); checked on save",
+	  "The editor gets a copy of the definition as dump prints it; once it exits, the file is\n"
+	  "checked whole and the keys changed are set as update sets them (the same states, paths\n"
+	  "and next-start rules). Disks, snapshots and history are kept; name, uuid, disks, nics\n"
+	  "and cdrom cannot change here. An invalid edit is shown with the error, and you are\n"
+	  "asked on stdin to edit again or abandon it (nothing changed). The variable is split at\n"
+	  "blanks, without a shell.\n" },
 	{ "rename", cli_cmd_rename, "NAME NEW",
 	  "rename a vm that is not running; its history keeps the old name", NULL },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",

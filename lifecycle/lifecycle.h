@@ -55,6 +55,9 @@ typedef struct lc_update_opts {
 	/* if not NULL: a new array of the keys changed that the running VM
 	 * uses only from its next start (empty when none) */
 	json_t **ret_later;
+	/* the command, for the history's reason ("edit: memory 256M→512M");
+	 * NULL: "update" */
+	const char *verb;
 } lc_update_opts;
 
 /* held_lock, here and below: the VM lock the caller took with
@@ -70,6 +73,14 @@ int lc_update_pair_check(const char *pair, util_err *err);
 /* Is key one whose value is a file (kernel, initrd, cloud-init.*)? cli/
  * makes such a value absolute before it calls lc_vm_update. */
 bool lc_update_key_is_path(const char *key);
+
+/* The update pairs (for lc_vm_update) that make cur into the definition
+ * text (the JSON dump prints, as a user edited it; borrowed): the text
+ * is parsed and validated whole first, and name, uuid, disks, nics and
+ * cdrom must be as they are (the message names the command that changes
+ * them). *ret_pairs is a new NULL-terminated vector, empty when nothing
+ * changed. */
+int lc_edit_pairs(const lc_vmdef *cur, json_t *text, char ***ret_pairs, util_err *err);
 
 /* Rename a VM that is not running (not ACTIVE): new_name must be valid
  * and no other live VM's (DONE ones may share it). Recorded as a

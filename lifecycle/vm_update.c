@@ -348,10 +348,10 @@ int lc_update_pair_check(const char *pair, util_err *err)
 }
 
 /* "update: memory 256M→512M, kernel, labels" — the keys an update changes */
-static char *update_reason(const lc_vmdef *old, const lc_vmdef *nd, json_t *changed, json_t *labels,
-                           json_t *user)
+static char *update_reason(const char *verb, const lc_vmdef *old, const lc_vmdef *nd,
+                           json_t *changed, json_t *labels, json_t *user)
 {
-	char *why = util_xstrdup("update:");
+	char *why = util_xasprintf("%s:", verb);
 	const char *sep = " ";
 	char a[16], b[16];
 	json_t *v;
@@ -460,8 +460,8 @@ static int update_data(lc_db *db, lc_vm *vm, json_t *labels, json_t *user, util_
 /* Keys of the definition (with any labels and user data in the same
  * record: one transaction): a "redefine" record, the cloud-init copies
  * of changed inputs replaced around it (see vm_update.h). */
-static int update_def(lc_db *db, lc_vm *vm, lc_vmdef *nd, json_t *changed, json_t *labels,
-                      json_t *user, util_err *err)
+static int update_def(lc_db *db, lc_vm *vm, const char *verb, lc_vmdef *nd, json_t *changed,
+                      json_t *labels, json_t *user, util_err *err)
 {
 	_cleanup_(lc_seed_inputs_clear) lc_seed_inputs ci = { 0 };
 	_cleanup_free_ char *why = NULL;
@@ -477,7 +477,7 @@ static int update_def(lc_db *db, lc_vm *vm, lc_vmdef *nd, json_t *changed, json_
 		return r;
 	util_crash_point("update-before-redefine");
 	/* history shows the reason of a redefine: what changed */
-	why = update_reason(&vm->def, nd, changed, labels, user);
+	why = update_reason(verb, &vm->def, nd, changed, labels, user);
 	rec = json_pack("{s:s, s:I, s:s}", "type", "redefine", "id", (json_int_t)vm->id, "reason",
 	                why);
 	json_object_update_new(rec, lc_db_def_fields(nd));
@@ -518,7 +518,8 @@ int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t
 	if (r == 0 && !json_array_size(changed))
 		r = update_data(db, vm, labels, user, err);
 	else if (r == 0)
-		r = update_def(db, vm, &nd, changed, labels, user, err);
+		r = update_def(db, vm, opts && opts->verb ? opts->verb : "update", &nd, changed,
+		               labels, user, err);
 	lc_vmdef_clear(&nd);
 	if (r < 0)
 		return util_err_prefix(err, "cannot update '%s'", vm->def.name);
@@ -560,5 +561,117 @@ int lc_vm_rename(lc_db *db, lc_vm *vm, int held_lock, const char *new_name, util
 	}
 	if (r < 0)
 		return util_err_prefix(err, "cannot rename '%s' to '%s'", old, new_name);
+	return 0;
+}
+
+/* ---- edit ------------------------------------------------------------------------ */
+
+/* Parts of a definition edit leaves as they are, and where they change. */
+static const struct {
+	const char *key, *how;
+} kept_keys[] = {
+	{ "name", "use qvm rename" },
+	{ "uuid", "a vm's uuid never changes" },
+	{ "disks", "use disk-attach, disk-detach or disk-resize" },
+	{ "nics", "use nic-attach or nic-detach" },
+	{ "cdrom", "use cdrom-insert or cdrom-eject" },
+};
+
+/* The pair that sets key (as update names it) to the edited value v. */
+static int pair_of(const char *key, json_t *v, util_strv *pairs, util_err *err)
+{
+	if (json_is_null(v) || (json_is_string(v) && !*json_string_value(v)))
+		util_strv_pushf(pairs, "%s=", key);
+	else if (json_is_string(v))
+		util_strv_pushf(pairs, "%s=%s", key, json_string_value(v));
+	else if (json_is_boolean(v))
+		util_strv_pushf(pairs, "%s=%s", key, json_is_true(v) ? "yes" : "no");
+	else if (json_is_integer(v) && util_streq(key, "memory"))
+		/* a whole number of MiB: lc_vmdef_from_json checked it */
+		util_strv_pushf(pairs, "memory=%" JSON_INTEGER_FORMAT "M",
+		                json_integer_value(v) >> 20);
+	else if (json_is_integer(v))
+		util_strv_pushf(pairs, "%s=%" JSON_INTEGER_FORMAT, key, json_integer_value(v));
+	else
+		return util_err_set(err, -EINVAL, "'%s' has a value of the wrong type", key);
+	return 0;
+}
+
+/* Pairs for the keys of map (labels or user data) that differ from old:
+ * set or changed ones with their value, removed ones empty. */
+static int map_pairs(json_t *old, json_t *now, const char *prefix, util_strv *pairs, util_err *err)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach (now, k, v) {
+		if (json_equal(json_object_get(old, k), v))
+			continue;
+		/* as a pair it would set the definition's key */
+		if (!*prefix && key_known(k))
+			return util_err_set(
+			        err, -EINVAL,
+			        "user data key '%s' is also a key of the definition; remove it", k);
+		util_strv_pushf(pairs, "%s%s=%s", prefix, k, json_string_value(v));
+	}
+	json_object_foreach (old, k, v)
+		if (!json_object_get(now, k))
+			util_strv_pushf(pairs, "%s%s=", prefix, k);
+	return 0;
+}
+
+/* The top-level keys of a definition's JSON and the update keys they are. */
+static const struct {
+	const char *json, *key;
+} edit_keys[] = {
+	{ "memory", "memory" }, { "vcpus", "vcpus" },     { "machine", "machine" },
+	{ "accel", "accel" },   { "kernel", "kernel" },   { "initrd", "initrd" },
+	{ "append", "append" }, { "restart", "restart" }, { "autostart", "autostart" },
+};
+
+int lc_edit_pairs(const lc_vmdef *cur, json_t *text, char ***ret_pairs, util_err *err)
+{
+	static const char *const ci[][2] = { { "user_data", "cloud-init.user-data" },
+		                             { "meta_data", "cloud-init.meta-data" },
+		                             { "network_config", "cloud-init.network-config" } };
+	_cleanup_json_ json_t *old = lc_vmdef_to_json(cur), *edited = NULL;
+	_cleanup_(util_strv_clear) util_strv pairs = { 0 };
+	lc_vmdef check;
+	int r;
+
+	/* the whole definition first: a typo of a key, a bad value; then
+	 * compared in its normal form (a key left out has its default) */
+	r = lc_vmdef_from_json(text, &check, err);
+	if (r < 0)
+		return r;
+	edited = lc_vmdef_to_json(&check);
+	lc_vmdef_clear(&check);
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(kept_keys); i++)
+		if (!json_equal(json_object_get(old, kept_keys[i].key),
+		                json_object_get(edited, kept_keys[i].key)))
+			return util_err_set(err, -EINVAL, "'%s' cannot change in an edit; %s",
+			                    kept_keys[i].key, kept_keys[i].how);
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(edit_keys) && r == 0; i++) {
+		json_t *v = json_object_get(edited, edit_keys[i].json);
+
+		if (!json_equal(json_object_get(old, edit_keys[i].json), v))
+			r = pair_of(edit_keys[i].key, v, &pairs, err);
+	}
+	for (size_t i = 0; i < UTIL_ARRAY_SIZE(ci) && r == 0; i++) {
+		json_t *v = json_object_get(json_object_get(edited, "cloud_init"), ci[i][0]);
+		json_t *o = json_object_get(json_object_get(old, "cloud_init"), ci[i][0]);
+
+		if (!json_equal(o, v))
+			r = pair_of(ci[i][1], v, &pairs, err);
+	}
+	if (r == 0)
+		r = map_pairs(json_object_get(old, "labels"), json_object_get(edited, "labels"),
+		              "label.", &pairs, err);
+	if (r == 0)
+		r = map_pairs(json_object_get(old, "user"), json_object_get(edited, "user"), "",
+		              &pairs, err);
+	if (r < 0)
+		return r;
+	*ret_pairs = util_strv_steal(&pairs);
 	return 0;
 }

@@ -140,6 +140,12 @@ int cli_absolute_path(const char *path, const char *what, char **ret, util_err *
  * need the journal to finish); QVM_LOCK_TIMEOUT_MS or 15 s. */
 int cli_lock_vm(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_err *err);
 
+/* The definition in file ('-': stdin) under name, which wins over the
+ * file's (a dump names the vm it came from), and with no uuid (the new vm
+ * gets its own): def is cleared and filled; a definition the checks
+ * refuse is a usage error. */
+int cli_read_definition(const char *file, const char *name, lc_vmdef *def, util_err *err);
+
 /* After an update or edit: "web: kernel, append take effect at the next
  * start (it is ACTIVE/RUNNING)" for the keys in later (borrowed), the
  * ones the running vm uses only from its next start; nothing if none. */
@@ -204,6 +210,7 @@ int cli_cmd_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 int cli_cmd_snapshot_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 /* A VM's snapshot tree ("items" of lc_vm.snapshots), current marked. */
 void cli_print_snapshots(json_t *items, json_int_t current);
+int cli_cmd_template(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_edit(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_rename(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);

@@ -10,7 +10,7 @@
 
 static const cli_command commands[] = {
 	{ "create", cli_cmd_create,
-	  "NAME [--memory SIZE] [--vcpus N] [--disk SPEC]... [--nic SPEC]... [options] | NAME --from FILE.json",
+	  "NAME [--memory SIZE] [--vcpus N] [--disk SPEC]... [--nic SPEC]... [options] [--template T] [--count N] | NAME --from FILE.json",
 	  "define a vm (PENDING, or HOLD with --hold)",
 	  "  --memory SIZE          memory, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
 	  "  --vcpus N              virtual CPUs (default 1)\n"
@@ -33,6 +33,10 @@ static const cli_command commands[] = {
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
+	  "  --template T           start from template T (qvm template list); the options given\n"
+	  "                         override its values, and add disks, nics and labels to its\n"
+	  "  --count N              make N vms: NAME-1 ... NAME-N, or NAME with %i numbered 1..N;\n"
+	  "                         each its own uuid, MACs, leases and disks; all or none are made\n"
 	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS,\n"
 	  "reached through no symbolic link; start checks them again.\n" },
 	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)",
@@ -51,6 +55,17 @@ static const cli_command commands[] = {
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
 	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },
+	{ "template", cli_cmd_template,
+	  "create NAME --from VM|FILE.json | list | show NAME | delete NAME",
+	  "keep definitions to make vms from (create --template)",
+	  "  create NAME --from VM|FILE.json   a template from a vm's definition or a file (as dump\n"
+	  "                         prints one; '-' for stdin): without uuid, disk paths, MACs and\n"
+	  "                         addresses; its disks are their sources (store images, files,\n"
+	  "                         blank sizes), so each instance gets overlays of its own on them\n"
+	  "  list                   NAME VCPUS MEMORY DISKS NICS CREATED\n"
+	  "  show NAME              the template's definition\n"
+	  "  delete NAME            the vms made from it stay\n"
+	  "An image or network a template names is checked when a vm is made from it.\n" },
 	{ "edit", cli_cmd_edit, "NAME",
 	  "edit a vm's definition as JSON in $VISUAL or $EDITOR (default vi); checked on save",
 	  "The editor gets a copy of the definition as dump prints it; once it exits, the file is\n"

@@ -82,6 +82,24 @@ bool lc_update_key_is_path(const char *key);
  * changed. */
 int lc_edit_pairs(const lc_vmdef *cur, json_t *text, char ***ret_pairs, util_err *err);
 
+/* ---- templates (template.c): ROOT/templates/NAME.json ------------------- */
+
+/* Keep src (a vm's definition, or one read from a file) as template name:
+ * without its uuid, disk paths, MACs and addresses (each instance gets
+ * its own); every disk must have a source (an image name, a path or a
+ * size). Checked as a definition; -EEXIST if name is taken. db (open for
+ * writing) serialises makers. */
+int lc_template_create(lc_db *db, const char *name, const lc_vmdef *src, util_err *err);
+/* The template as a definition (its name is the template's): for create
+ * to override and instantiate. -ENOENT naming it when there is none. */
+int lc_template_load(const char *root, const char *name, lc_vmdef *ret_def, util_err *err);
+/* {name, created_ms, definition} of one template, or of all by name
+ * (an unreadable one as {name, error}); new references. */
+int lc_template_get(const char *root, const char *name, json_t **ret, util_err *err);
+int lc_template_list(const char *root, json_t **ret, util_err *err);
+/* Remove a template; its instances are vms of their own and stay. */
+int lc_template_delete(lc_db *db, const char *name, util_err *err);
+
 /* Rename a VM that is not running (not ACTIVE): new_name must be valid
  * and no other live VM's (DONE ones may share it). Recorded as a
  * redefine whose reason names both names, so history keeps the old one. */

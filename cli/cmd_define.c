@@ -116,6 +116,8 @@ enum {
 	OPT_START,
 	OPT_TEMPLATE,
 	OPT_COUNT,
+	OPT_MAX_VCPUS,
+	OPT_MAX_MEMORY,
 };
 
 /* create --count: at most this many vms in one go */
@@ -135,6 +137,8 @@ enum {
 	SET_CLOUD_INIT = 1u << 8,
 	SET_RESTART = 1u << 9,
 	SET_AUTOSTART = 1u << 10,
+	SET_MAX_VCPUS = 1u << 11,
+	SET_MAX_MEMORY = 1u << 12,
 };
 
 typedef struct create_args {
@@ -172,6 +176,10 @@ static unsigned set_bit(int c)
 		return SET_RESTART;
 	case OPT_AUTOSTART:
 		return SET_AUTOSTART;
+	case OPT_MAX_VCPUS:
+		return SET_MAX_VCPUS;
+	case OPT_MAX_MEMORY:
+		return SET_MAX_MEMORY;
 	default:
 		return 0;
 	}
@@ -265,6 +273,16 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 		case OPT_TEMPLATE:
 			a->template = arg;
 			break;
+		case OPT_MAX_VCPUS:
+			if (util_parse_uint(arg, 0, LC_VCPUS_MAX, &n, err) < 0)
+				return cli_usage(err, "invalid --max-vcpus: %s", err->msg);
+			def->max_vcpus = (unsigned)n;
+			break;
+		case OPT_MAX_MEMORY:
+			r = strcmp(arg, "0") ? parse_memory(arg, &def->max_memory, err) : 0;
+			if (r == 0 && !strcmp(arg, "0"))
+				def->max_memory = 0;
+			break;
 		case OPT_COUNT:
 			if (util_parse_uint(arg, 1, COUNT_MAX, &n, err) < 0)
 				return cli_usage(err, "invalid --count: %s", err->msg);
@@ -293,6 +311,10 @@ static void merge_flags(lc_vmdef *t, lc_vmdef *f, unsigned set)
 		t->memory = f->memory;
 	if (set & SET_VCPUS)
 		t->vcpus = f->vcpus;
+	if (set & SET_MAX_VCPUS)
+		t->max_vcpus = f->max_vcpus;
+	if (set & SET_MAX_MEMORY)
+		t->max_memory = f->max_memory;
 	if (set & SET_MACHINE)
 		t->machine = f->machine;
 	if (set & SET_ACCEL)
@@ -483,6 +505,8 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		{ "from", required_argument, NULL, OPT_FROM },
 		{ "template", required_argument, NULL, OPT_TEMPLATE },
 		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "max-vcpus", required_argument, NULL, OPT_MAX_VCPUS },
+		{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
 		{ NULL, 0, NULL, 0 },
 	};
 	_cleanup_db_ lc_db *db = NULL;

@@ -228,3 +228,86 @@ int cli_cmd_edit(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	}
 	return 0;
 }
+
+/* ---- resize ---------------------------------------------------------------------- */
+
+/* SIZE for --memory: a bare number is MiB, as for create. */
+static int memory_arg(const char *arg, uint64_t *ret, util_err *err)
+{
+	_cleanup_free_ char *withunit = NULL;
+
+	if (*arg && strspn(arg, "0123456789") == strlen(arg))
+		arg = withunit = util_xasprintf("%sM", arg);
+	if (util_parse_size(arg, ret, err) < 0)
+		return cli_usage(err, "invalid --memory: %s", err->msg);
+	return 0;
+}
+
+static void print_resized(json_t *j)
+{
+	char a[16], b[16];
+	uint64_t om = (uint64_t)json_integer_value(json_object_get(j, "old_memory"));
+	uint64_t m = (uint64_t)json_integer_value(json_object_get(j, "memory"));
+
+	json_int_t ov = json_integer_value(json_object_get(j, "old_vcpus"));
+	json_int_t v = json_integer_value(json_object_get(j, "vcpus"));
+
+	printf("%s:", json_string_value(json_object_get(j, "vm")));
+	if (ov != v)
+		printf(" vcpus %lld→%lld%s", (long long)ov, (long long)v, om != m ? "," : "");
+	if (om != m)
+		printf(" memory %s→%s", util_format_size(om, a, sizeof(a)),
+		       util_format_size(m, b, sizeof(b)));
+	if (ov == v && om == m)
+		printf(" unchanged");
+	printf("%s\n", json_is_true(json_object_get(j, "live")) ? " (live)" : "");
+	if (json_is_true(json_object_get(j, "balloon")))
+		printf("%s: the guest gave back %s to the balloon: it sees a balloon, not a smaller dimm; its next boot has %s\n",
+		       json_string_value(json_object_get(j, "vm")),
+		       util_format_size(om - m, a, sizeof(a)), b);
+}
+
+int cli_cmd_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct option opts[] = {
+		{ "vcpus", required_argument, NULL, 'c' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ NULL, 0, NULL, 0 },
+	};
+	_cleanup_json_ json_t *j = NULL;
+	lc_run_opts ro = { .lock_timeout_ms = LC_LOCK_TIMEOUT_MS, .disk_roots = ctx->disk_roots };
+	uint64_t memory = 0, n;
+	unsigned vcpus = 0;
+	const char *arg;
+	cli_parser p;
+	char **ops;
+	int nops, c, r = 0;
+
+	cli_parser_init(&p, ctx, argc, argv, opts, "c:m:");
+	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
+		if (c == 'c' && util_parse_uint(arg, 1, LC_VCPUS_MAX, &n, err) < 0)
+			r = cli_usage(err, "invalid --vcpus: %s", err->msg);
+		else if (c == 'c')
+			vcpus = (unsigned)n;
+		else
+			r = memory_arg(arg, &memory, err);
+	}
+	if (r == 0 && c < 0)
+		r = c;
+	if (r == 0)
+		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
+	if (r == 0 && !vcpus && !memory)
+		r = cli_usage(err, "give --vcpus N, --memory SIZE or both");
+	if (r == 0)
+		r = cli_lock_timeout(&ro.lock_timeout_ms, err);
+	if (r == 0)
+		r = lc_vm_resize(ctx->root, ops[0], vcpus, memory, &ro, &j, err);
+	cli_parser_done(&p);
+	if (r < 0)
+		return r;
+	if (ctx->json)
+		*ret_json = TAKE_PTR(j);
+	else if (ctx->verbosity >= 0)
+		print_resized(j);
+	return 0;
+}

@@ -14,6 +14,7 @@ static const cli_command commands[] = {
 	  "define a vm (PENDING, or HOLD with --hold)",
 	  "  --memory SIZE          memory, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
 	  "  --vcpus N              virtual CPUs (default 1)\n"
+	  "  --max-vcpus N --max-memory SIZE   what resize may reach while it runs (0: no hotplug)\n"
 	  "  --disk SPEC            a disk, repeatable:\n"
 	  "                           SIZE            a blank disk (10G): qcow2, or raw with ,format=raw\n"
 	  "                           PATH            a qcow2 overlay on an image file\n"
@@ -55,6 +56,14 @@ static const cli_command commands[] = {
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
 	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },
+	{ "resize", cli_cmd_resize, "NAME [--vcpus N] [--memory SIZE]",
+	  "change a vm's vCPUs and memory: live while it runs (within its maxima), else its definition",
+	  "  --vcpus N, -c N     vCPUs: hot-added while it runs (up to max-vcpus); fewer only while off\n"
+	  "  --memory SIZE, -m   memory (a bare number is MiB): grown by a DIMM (up to max-memory,\n"
+	  "                      by multiples of 128M), shrunk by the balloon while it runs\n"
+	  "A live resize needs create --max-vcpus / --max-memory (0: no hotplug). The guest sees a\n"
+	  "shrink as memory taken by the balloon, not as a smaller DIMM. The next boot has the new\n"
+	  "size.\n" },
 	{ "template", cli_cmd_template,
 	  "create NAME --from VM|FILE.json | list | show NAME | delete NAME",
 	  "keep definitions to make vms from (create --template)",

@@ -178,6 +178,17 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opts *opts,
                 util_err *err);
 
+/* Resize a VM (vcpus, memory; 0 leaves one as it is). Off (PENDING, HOLD,
+ * POWEROFF, UNDEPLOYED, FAILED): the definition changes. ACTIVE/RUNNING:
+ * live, within max_vcpus and max_memory (0: refused), in ACTIVE/HOTPLUG
+ * under an intent: CPUs hot-added, memory grown by a DIMM (its backend
+ * removed again if QEMU refuses the device) or shrunk by the balloon;
+ * then the definition has the new size, which the next boot uses. vCPUs
+ * go down only while it is off. *ret_json (may be NULL): {vm, live,
+ * old_vcpus, vcpus, old_memory, memory, balloon}. */
+int lc_vm_resize(const char *root, const char *name, unsigned vcpus, uint64_t memory,
+                 const lc_run_opts *o, json_t **ret_json, util_err *err);
+
 /* Delete in any state: a running VM is powered off hard first. recreate
  * keeps the VM, back in PENDING with fresh disks. */
 int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,

@@ -31,6 +31,8 @@ enum {
 	K_CI_USER,
 	K_CI_META,
 	K_CI_NET,
+	K_MAX_VCPUS,
+	K_MAX_MEMORY,
 };
 
 static const struct {
@@ -51,6 +53,9 @@ static const struct {
 	[K_CI_USER] = { "cloud-init.user-data", WHEN_NEXT_START },
 	[K_CI_META] = { "cloud-init.meta-data", WHEN_NEXT_START },
 	[K_CI_NET] = { "cloud-init.network-config", WHEN_NEXT_START },
+	/* the room QEMU is started with */
+	[K_MAX_VCPUS] = { "max-vcpus", WHEN_OFF },
+	[K_MAX_MEMORY] = { "max-memory", WHEN_OFF },
 };
 
 static int key_index(const char *key)
@@ -130,18 +135,22 @@ static int set_number(lc_vmdef *def, int k, const char *value, util_err *err)
 	_cleanup_free_ char *withunit = NULL;
 	uint64_t n;
 
-	if (k == K_VCPUS) {
-		if (util_parse_uint(value, 1, LC_VCPUS_MAX, &n, err) < 0)
-			return util_err_prefix(err, "invalid vcpus");
-		def->vcpus = (unsigned)n;
+	if (k == K_VCPUS || k == K_MAX_VCPUS) {
+		if (util_parse_uint(value, k == K_VCPUS, LC_VCPUS_MAX, &n, err) < 0)
+			return util_err_prefix(err, "invalid %s", keys[k].key);
+		*(k == K_VCPUS ? &def->vcpus : &def->max_vcpus) = (unsigned)n;
+		return 0;
+	}
+	if (k == K_MAX_MEMORY && util_streq(value, "0")) {
+		def->max_memory = 0;
 		return 0;
 	}
 	/* a bare number is MiB, as for --memory */
 	if (*value && strspn(value, "0123456789") == strlen(value))
 		value = withunit = util_xasprintf("%sM", value);
 	if (util_parse_size(value, &n, err) < 0)
-		return util_err_prefix(err, "invalid memory");
-	def->memory = n;
+		return util_err_prefix(err, "invalid %s", keys[k].key);
+	*(k == K_MEMORY ? &def->memory : &def->max_memory) = n;
 	return 0;
 }
 
@@ -157,6 +166,8 @@ static int key_set(lc_vmdef *def, const char *key, const char *value, const char
 	switch (k) {
 	case K_MEMORY:
 	case K_VCPUS:
+	case K_MAX_VCPUS:
+	case K_MAX_MEMORY:
 		return set_number(def, k, value, err);
 	case K_APPEND:
 		free(def->append);
@@ -202,7 +213,7 @@ static int keys_check(const lc_vm *vm, json_t *changed, json_t **ret_later, util
 		if (keys[k].when == WHEN_OFF)
 			return util_err_set(
 			        err, -EPERM,
-			        "memory and vcpus change only while the vm is off, and it is %s; power it off first (qvm poweroff %s)",
+			        "memory, vcpus and their maxima change only while the vm is off, and it is %s; power it off first (qvm poweroff %s), or use qvm resize",
 			        state, vm->def.name);
 		if (has_checkpoint(vm))
 			return util_err_set(
@@ -586,9 +597,9 @@ static int pair_of(const char *key, json_t *v, util_strv *pairs, util_err *err)
 		util_strv_pushf(pairs, "%s=%s", key, json_string_value(v));
 	else if (json_is_boolean(v))
 		util_strv_pushf(pairs, "%s=%s", key, json_is_true(v) ? "yes" : "no");
-	else if (json_is_integer(v) && util_streq(key, "memory"))
+	else if (json_is_integer(v) && strstr(key, "memory") && json_integer_value(v))
 		/* a whole number of MiB: lc_vmdef_from_json checked it */
-		util_strv_pushf(pairs, "memory=%" JSON_INTEGER_FORMAT "M",
+		util_strv_pushf(pairs, "%s=%" JSON_INTEGER_FORMAT "M", key,
 		                json_integer_value(v) >> 20);
 	else if (json_is_integer(v))
 		util_strv_pushf(pairs, "%s=%" JSON_INTEGER_FORMAT, key, json_integer_value(v));

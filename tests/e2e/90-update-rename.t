@@ -90,7 +90,7 @@ is "$(json 'd["next_start"], d["definition"]["restart"]' <<<"$OUT")" "[] no" \
 	"--json: next_start lists no key for restart"
 run "$QVM" update shp-u memory=512M
 is "$RC" 1 "memory of a running vm is refused"
-like "$ERR" "memory and vcpus change only while the vm is off, and it is ACTIVE/RUNNING" "... saying why"
+like "$ERR" "memory, vcpus and their maxima change only while the vm is off, and it is ACTIVE/RUNNING" "... saying why"
 run "$QVM" rename shp-u shp-v
 is "$RC" 1 "rename of a running vm is refused"
 like "$ERR" "cannot rename 'shp-u': it is ACTIVE/RUNNING" "... naming the state"

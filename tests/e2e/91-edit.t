@@ -133,7 +133,7 @@ ok "the edited append is used (the guest counts)" \
 steps 'd["memory"] = 512 << 20' 'd["memory"] = 384 << 20; d["append"] = d["append"].replace(" qvm.counter=1", "")'
 run "$QVM" edit shp-e <<<y
 is "$RC" 0 "memory refused while running, then append" || diag "$ERR"
-like "$ERR" "memory and vcpus change only while the vm is off" "... the refusal shown"
+like "$ERR" "memory, vcpus and their maxima change only while the vm is off" "... the refusal shown"
 like "$OUT" "shp-e: append takes effect at the next start \(it is ACTIVE/RUNNING\)" \
 	"... and what waits for the next start"
 is "$(def shp-e 'd["memory"]')" 402653184 "the memory is as it was"

@@ -118,6 +118,7 @@ static int check_net(const char *kind, const char *v, util_err *err)
  * lines name them, options by their long name). */
 static const cli_arg common_args[] = {
 	{ "NAME", check_vm },
+	{ "NEW", check_vm },
 	{ "DISK_ID", check_id },
 	{ "NIC_ID", check_id },
 	{ "TAG", check_new_tag },

@@ -135,6 +135,22 @@ char **cli_disk_roots(const cli_ctx *ctx);
  * the current folder as text (no link on the way is resolved: the path policy refuses links). */
 int cli_absolute_path(const char *path, const char *what, char **ret, util_err *err);
 
+/* Wait for the VM lock of name_or_id as every command that changes a VM
+ * does, before it opens the journal for writing (the lock's holder may
+ * need the journal to finish); QVM_LOCK_TIMEOUT_MS or 15 s. */
+int cli_lock_vm(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_err *err);
+
+/* The definition in file ('-': stdin) under name, which wins over the
+ * file's (a dump names the vm it came from), and with no uuid (the new vm
+ * gets its own): def is cleared and filled; a definition the checks
+ * refuse is a usage error. */
+int cli_read_definition(const char *file, const char *name, lc_vmdef *def, util_err *err);
+
+/* After an update or edit: "web: kernel, append take effect at the next
+ * start (it is ACTIVE/RUNNING)" for the keys in later (borrowed), the
+ * ones the running vm uses only from its next start; nothing if none. */
+void cli_print_later(const lc_vm *vm, json_t *later);
+
 /* Open the database (LC_DB_* flags) with the error prefixed. */
 int cli_open_db(const cli_ctx *ctx, unsigned flags, lc_db **ret_db, util_err *err);
 /* Open the database to read one VM (show, history, dump, argv): a name no
@@ -203,6 +219,10 @@ int cli_cmd_schedule_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 int cli_cmd_host_any(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 /* show's SCHEDULE section (nothing when the VM has none). */
 void cli_print_schedule(const lc_vm *vm);
+int cli_cmd_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_template(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_edit(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_rename(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* ---- seeing the host and its VMs (cmd_metrics.c, metrics_http.c) ------- */

@@ -65,10 +65,7 @@ static int add_label(lc_vmdef *def, const char *kv, util_err *err)
 	return 0;
 }
 
-/* The definition in file ('-': stdin) under the name given on the command
- * line, which wins over the file's (a dump names the vm it came from), and
- * with no uuid (the new vm gets its own). */
-static int read_definition(const char *file, const char *name, lc_vmdef *def, util_err *err)
+int cli_read_definition(const char *file, const char *name, lc_vmdef *def, util_err *err)
 {
 	_cleanup_json_ json_t *j = NULL;
 	_cleanup_fclose_ FILE *f = NULL;
@@ -119,13 +116,80 @@ enum {
 	OPT_VNC,
 	OPT_VNC_LISTEN,
 	OPT_START,
+	OPT_TEMPLATE,
+	OPT_COUNT,
+	OPT_MAX_VCPUS,
+	OPT_MAX_MEMORY,
+};
+
+/* create --count: at most this many vms in one go */
+#define COUNT_MAX 256
+
+/* The parts of a definition a flag set, for --template: the flags
+ * override the template's (disks, nics and labels are added to its). */
+enum {
+	SET_MEMORY = 1u << 0,
+	SET_VCPUS = 1u << 1,
+	SET_CDROM = 1u << 2,
+	SET_KERNEL = 1u << 3,
+	SET_INITRD = 1u << 4,
+	SET_APPEND = 1u << 5,
+	SET_MACHINE = 1u << 6,
+	SET_ACCEL = 1u << 7,
+	SET_CLOUD_INIT = 1u << 8,
+	SET_RESTART = 1u << 9,
+	SET_AUTOSTART = 1u << 10,
+	SET_MAX_VCPUS = 1u << 11,
+	SET_MAX_MEMORY = 1u << 12,
+	SET_VNC = 1u << 13,
 };
 
 typedef struct create_args {
-	const char *from;    /* --from FILE */
-	const char *def_opt; /* the first option that sets part of the definition */
+	const char *from;     /* --from FILE */
+	const char *template; /* --template T */
+	const char *def_opt;  /* the first option that sets part of the definition */
+	unsigned set;         /* SET_* */
+	unsigned count;       /* --count N, 0 without */
 	bool hold, start;
 } create_args;
+
+/* The SET_* bit of option c, 0 for the rest. */
+static unsigned set_bit(int c)
+{
+	switch (c) {
+	case OPT_MEMORY:
+		return SET_MEMORY;
+	case OPT_VCPUS:
+		return SET_VCPUS;
+	case OPT_CDROM:
+		return SET_CDROM;
+	case OPT_KERNEL:
+		return SET_KERNEL;
+	case OPT_INITRD:
+		return SET_INITRD;
+	case OPT_APPEND:
+		return SET_APPEND;
+	case OPT_MACHINE:
+		return SET_MACHINE;
+	case OPT_ACCEL:
+		return SET_ACCEL;
+	case OPT_CLOUD_INIT:
+		return SET_CLOUD_INIT;
+	case OPT_RESTART:
+		return SET_RESTART;
+	case OPT_AUTOSTART:
+		return SET_AUTOSTART;
+	case OPT_MAX_VCPUS:
+		return SET_MAX_VCPUS;
+	case OPT_MAX_MEMORY:
+		return SET_MAX_MEMORY;
+	case OPT_VNC:
+	case OPT_VNC_LISTEN:
+		return SET_VNC;
+	default:
+		return 0;
+	}
+}
 
 static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *err)
 {
@@ -135,8 +199,10 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 	while (r == 0 && (c = cli_parser_next(p, &arg, err)) > 0) {
 		uint64_t n;
 
-		if (c != OPT_HOLD && c != OPT_START && c != OPT_FROM && !a->def_opt)
+		if (c != OPT_HOLD && c != OPT_START && c != OPT_FROM && c != OPT_TEMPLATE &&
+		    c != OPT_COUNT && !a->def_opt)
 			a->def_opt = cli_option_name(p->longopts, c);
+		a->set |= set_bit(c);
 		switch (c) {
 		case OPT_MEMORY:
 			r = parse_memory(arg, &def->memory, err);
@@ -217,9 +283,219 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 			if (lc_vnc_listen_check(def->vnc_listen, err) < 0)
 				return cli_usage(err, "%s", err->msg);
 			break;
+		case OPT_TEMPLATE:
+			a->template = arg;
+			break;
+		case OPT_MAX_VCPUS:
+			if (util_parse_uint(arg, 0, LC_VCPUS_MAX, &n, err) < 0)
+				return cli_usage(err, "invalid --max-vcpus: %s", err->msg);
+			def->max_vcpus = (unsigned)n;
+			break;
+		case OPT_MAX_MEMORY:
+			r = strcmp(arg, "0") ? parse_memory(arg, &def->max_memory, err) : 0;
+			if (r == 0 && !strcmp(arg, "0"))
+				def->max_memory = 0;
+			break;
+		case OPT_COUNT:
+			if (util_parse_uint(arg, 1, COUNT_MAX, &n, err) < 0)
+				return cli_usage(err, "invalid --count: %s", err->msg);
+			a->count = (unsigned)n;
+			break;
 		}
 	}
 	return r < 0 ? r : c;
+}
+
+static void take_str(char **dst, char **src)
+{
+	free(*dst);
+	*dst = *src;
+	*src = NULL;
+}
+
+/* The flags' definition f over template t: what a flag set replaces the
+ * template's; f's disks, nics and labels are added (f is left empty of
+ * them). */
+static void merge_flags(lc_vmdef *t, lc_vmdef *f, unsigned set)
+{
+	unsigned next = 0;
+
+	if (set & SET_MEMORY)
+		t->memory = f->memory;
+	if (set & SET_VCPUS)
+		t->vcpus = f->vcpus;
+	if (set & SET_MAX_VCPUS)
+		t->max_vcpus = f->max_vcpus;
+	if (set & SET_MAX_MEMORY)
+		t->max_memory = f->max_memory;
+	if (set & SET_MACHINE)
+		t->machine = f->machine;
+	if (set & SET_ACCEL)
+		t->accel = f->accel;
+	if (set & SET_RESTART)
+		t->restart = f->restart;
+	if (set & SET_AUTOSTART)
+		t->autostart = f->autostart;
+	if (set & SET_CDROM)
+		take_str(&t->cdrom, &f->cdrom);
+	if (set & SET_KERNEL)
+		take_str(&t->kernel, &f->kernel);
+	if (set & SET_INITRD)
+		take_str(&t->initrd, &f->initrd);
+	if (set & SET_APPEND)
+		take_str(&t->append, &f->append);
+	if (set & SET_VNC)
+		take_str(&t->vnc_listen, &f->vnc_listen);
+	if (set & SET_CLOUD_INIT) {
+		take_str(&t->ci_user_data, &f->ci_user_data);
+		take_str(&t->ci_meta_data, &f->ci_meta_data);
+		take_str(&t->ci_network_config, &f->ci_network_config);
+	}
+	for (size_t i = 0; i < t->n_disks; i++)
+		next = t->disks[i].id >= next ? t->disks[i].id + 1 : next;
+	t->disks = util_xrealloc(t->disks, (t->n_disks + f->n_disks + 1) * sizeof(lc_disk));
+	for (size_t i = 0; i < f->n_disks; i++) {
+		t->disks[t->n_disks] = f->disks[i];
+		t->disks[t->n_disks++].id = next++;
+	}
+	f->n_disks = 0;
+	next = 0;
+	for (size_t i = 0; i < t->n_nics; i++)
+		next = t->nics[i].id >= next ? t->nics[i].id + 1 : next;
+	t->nics = util_xrealloc(t->nics, (t->n_nics + f->n_nics + 1) * sizeof(lc_nic));
+	for (size_t i = 0; i < f->n_nics; i++) {
+		t->nics[t->n_nics] = f->nics[i];
+		t->nics[t->n_nics++].id = next++;
+	}
+	f->n_nics = 0;
+	json_object_update(t->labels, f->labels);
+}
+
+/* The names of create NAME [--count N]: NAME; NAME with %i numbered 1..N;
+ * or NAME-1..NAME-N. */
+static void instance_names(const char *name, unsigned count, util_strv *ret)
+{
+	const char *mark = strstr(name, "%i");
+
+	if (!count) {
+		util_strv_push(ret, name);
+		return;
+	}
+	for (unsigned i = 1; i <= count; i++) {
+		if (mark)
+			util_strv_pushf(ret, "%.*s%u%s", (int)(mark - name), name, i, mark + 2);
+		else
+			util_strv_pushf(ret, "%s-%u", name, i);
+	}
+}
+
+/* Remove the vms ids (a JSON array) made by a create that failed later:
+ * all of them or none. */
+static void undo_created(lc_db *db, json_t *ids)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach (ids, i, v) {
+		lc_vm *vm = lc_db_vm_by_id(db, (uint64_t)json_integer_value(v));
+		util_err ignored = { 0 };
+
+		if (vm)
+			lc_vm_delete(db, vm, -1, false, &ignored);
+	}
+}
+
+/* Make the instances of base (a definition as JSON, borrowed) named
+ * names, each a vm of its own (uuid, MACs, leases, disks); their ids go
+ * to made. On a failure the ones made are deleted again. */
+static int create_instances(lc_db *db, json_t *base, util_strv *names, const char *const *roots,
+                            bool hold, json_t *made, util_err *err)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < names->n && r == 0; i++) {
+		lc_vmdef one;
+		uint64_t id;
+
+		json_object_set_new(base, "name", json_string(names->v[i]));
+		r = lc_vmdef_from_json(base, &one, err);
+		if (r < 0) {
+			util_err_prefix(err, "cannot create vm '%s'", names->v[i]);
+			break;
+		}
+		r = lc_vm_create(db, &one, &(lc_create_opts){ .hold = hold, .disk_roots = roots },
+		                 &id, err);
+		if (r < 0)
+			lc_vmdef_clear(&one);
+		else
+			json_array_append_new(made, json_integer((json_int_t)id));
+	}
+	if (r < 0 && json_array_size(made)) {
+		undo_created(db, made);
+		util_err_prefix(err, "none of the %zu vms is kept (%zu made were deleted)",
+		                names->n, json_array_size(made));
+	}
+	return r;
+}
+
+/* create --template T and/or --count N: the flags in flags (a->set says
+ * which) override the template; every instance is checked and made in
+ * one open of the journal, then started with --start. */
+static int create_many(cli_ctx *ctx, lc_vmdef *flags, const create_args *a, const char *name,
+                       lc_run_opts *run, json_t **ret_json, util_err *err)
+{
+	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_strv_ char **roots = NULL;
+	_cleanup_json_ json_t *base = NULL, *made = json_array(), *out = json_array();
+	_cleanup_(util_strv_clear) util_strv names = { 0 };
+	lc_vm_left left = { 0 };
+	json_t *v;
+	size_t i;
+	int r;
+
+	instance_names(name, a->count, &names);
+	r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
+	if (r == 0 && a->template) {
+		lc_vmdef t;
+
+		r = lc_template_load(ctx->root, a->template, &t, err);
+		if (r == 0) {
+			merge_flags(&t, flags, a->set);
+			base = lc_vmdef_to_json(&t);
+			lc_vmdef_clear(&t);
+		}
+	} else if (r == 0) {
+		base = lc_vmdef_to_json(flags);
+	}
+	roots = cli_disk_roots(ctx);
+	if (r == 0)
+		r = create_instances(db, base, &names, (const char *const *)roots, a->hold, made,
+		                     err);
+	if (r < 0)
+		return a->template ? util_err_prefix(err, "from template '%s'", a->template) : r;
+	json_array_foreach (made, i, v) {
+		lc_vm *vm = lc_db_vm_by_id(db, (uint64_t)json_integer_value(v));
+
+		if (ctx->json && !a->start)
+			json_array_append_new(out, lc_vm_to_json(vm));
+		else if (!ctx->json && ctx->verbosity >= 0)
+			printf("%lld\n", (long long)json_integer_value(v));
+	}
+	lc_db_close(TAKE_PTR(db));
+	fflush(stdout);
+	run->ret_left = &left;
+	for (i = 0; a->start && i < names.n && r == 0; i++) {
+		_cleanup_json_ json_t *one = NULL;
+
+		r = lc_vm_start(ctx->root, names.v[i], run, err);
+		if (r == 0)
+			r = cli_report_state(ctx, names.v[i], &left, ctx->json ? &one : NULL, err);
+		if (one)
+			json_array_append(out, one);
+	}
+	if (r == 0 && ctx->json)
+		*ret_json = a->count ? json_incref(out) : json_incref(json_array_get(out, 0));
+	return r;
 }
 
 int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -244,6 +520,10 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		{ "from", required_argument, NULL, OPT_FROM },
 		{ "vnc", no_argument, NULL, OPT_VNC },
 		{ "vnc-listen", required_argument, NULL, OPT_VNC_LISTEN },
+		{ "template", required_argument, NULL, OPT_TEMPLATE },
+		{ "count", required_argument, NULL, OPT_COUNT },
+		{ "max-vcpus", required_argument, NULL, OPT_MAX_VCPUS },
+		{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
 		{ NULL, 0, NULL, 0 },
 	};
 	_cleanup_db_ lc_db *db = NULL;
@@ -273,14 +553,23 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		        a.def_opt);
 	if (r == 0 && a.hold && a.start)
 		r = cli_usage(err, "--hold and --start contradict each other; give one");
+	if (r == 0 && a.from && (a.template || a.count))
+		r = cli_usage(
+		        err,
+		        "--from cannot be combined with --%s; make a template of the file instead (qvm template create T --from FILE)",
+		        a.template ? "template" : "count");
 	if (r == 0 && a.from) {
-		r = read_definition(a.from, ops[0], &def, err);
+		r = cli_read_definition(a.from, ops[0], &def, err);
 	} else if (r == 0) {
 		def.name = util_xstrdup(ops[0]);
 	}
 	cli_parser_done(&p);
 	if (r == 0 && a.start)
 		r = cli_lock_timeout(&run.lock_timeout_ms, err);
+	if (r == 0 && (a.template || a.count)) {
+		r = create_many(ctx, &def, &a, ops[0], &run, ret_json, err);
+		goto out;
+	}
 	if (r < 0)
 		goto out;
 	r = lc_vmdef_validate(&def, err);
@@ -373,7 +662,7 @@ int cli_cmd_dump(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 
 /* Wait for the VM lock of name_or_id as every command does (before the
  * journal's writer lock, which its holder may need). */
-static int lock_named(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_err *err)
+int cli_lock_vm(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	lc_vm *vm;
@@ -390,31 +679,80 @@ static int lock_named(cli_ctx *ctx, const char *name_or_id, int *ret_lock, util_
 	return r;
 }
 
+/* The pairs as update takes them: a file's value made absolute against
+ * the current folder, as --kernel's is (a new vector). */
+static int absolute_pairs(char **ops, int n, char ***ret, util_err *err)
+{
+	_cleanup_(util_strv_clear) util_strv sv = { 0 };
+
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *key =
+		        util_xasprintf("%.*s", (int)strcspn(ops[i], "="), ops[i]);
+		_cleanup_free_ char *path = NULL;
+		const char *value = ops[i] + strlen(key);
+
+		if (*value != '=' || !value[1] || !lc_update_key_is_path(key)) {
+			util_strv_push(&sv, ops[i]);
+			continue;
+		}
+		if (cli_absolute_path(value + 1, key, &path, err) < 0)
+			return cli_usage(err, "%s", err->msg);
+		util_strv_pushf(&sv, "%s=%s", key, path);
+	}
+	*ret = util_strv_steal(&sv);
+	return 0;
+}
+
+void cli_print_later(const lc_vm *vm, json_t *later)
+{
+	json_t *v;
+	size_t i;
+
+	if (!json_array_size(later))
+		return;
+	printf("%s: ", vm->def.name);
+	json_array_foreach (later, i, v)
+		printf("%s%s", i ? ", " : "", json_string_value(v));
+	printf(" take%s effect at the next start (it is %s%s%s)\n",
+	       json_array_size(later) == 1 ? "s" : "", lc_state_name(vm->state), vm->lcm ? "/" : "",
+	       lc_lcm_name(vm->lcm));
+}
+
 int cli_cmd_update(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_close_ int lock = -1;
 	_cleanup_db_ lc_db *db = NULL;
+	_cleanup_strv_ char **roots = NULL, **pairs = NULL;
+	_cleanup_json_ json_t *later = NULL;
+	lc_update_opts opts = { .ret_later = &later };
 	char **ops;
 	int nops, r;
 	lc_vm *vm;
 
 	r = cli_parse_operands(ctx, argc, argv, 2, -1, &ops, &nops, err);
-	if (r == 0 && lock_named(ctx, ops[0], &lock, err) < 0)
+	if (r == 0)
+		r = absolute_pairs(ops + 1, nops - 1, &pairs, err);
+	if (r == 0 && cli_lock_vm(ctx, ops[0], &lock, err) < 0)
 		r = util_err_prefix(err, "cannot update '%s'", ops[0]);
 	if (r == 0)
 		r = cli_open_db(ctx, LC_DB_WRITE, &db, err);
 	if (r == 0)
 		r = lc_db_find(db, ops[0], &vm, err);
-	if (r == 0)
-		r = lc_vm_update(db, vm, TAKE_FD(lock), ops + 1, (size_t)nops - 1, err);
+	if (r == 0) {
+		roots = cli_disk_roots(ctx);
+		opts.disk_roots = (const char *const *)roots;
+		r = lc_vm_update(db, vm, TAKE_FD(lock), pairs, (size_t)nops - 1, &opts, err);
+	}
 	if (r == 0 && ctx->json) {
 		*ret_json = lc_vm_to_json(vm);
+		json_object_set(*ret_json, "next_start", later);
 	} else if (r == 0 && ctx->verbosity >= 0) {
 		/* what was changed, by key, as the user wrote them */
 		printf("%s: updated", vm->def.name);
 		for (int i = 1; i < nops; i++)
 			printf("%s%.*s", i == 1 ? " " : ", ", (int)strcspn(ops[i], "="), ops[i]);
 		printf("\n");
+		cli_print_later(vm, later);
 	}
 	return r;
 }

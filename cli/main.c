@@ -10,10 +10,11 @@
 
 static const cli_command commands[] = {
 	{ "create", cli_cmd_create,
-	  "NAME [--memory SIZE] [--vcpus N] [--disk SPEC]... [--nic SPEC]... [options] | NAME --from FILE.json",
+	  "NAME [--memory SIZE] [--vcpus N] [--disk SPEC]... [--nic SPEC]... [options] [--template T] [--count N] | NAME --from FILE.json",
 	  "define a vm (PENDING, or HOLD with --hold)",
 	  "  --memory SIZE          memory, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
 	  "  --vcpus N              virtual CPUs (default 1)\n"
+	  "  --max-vcpus N --max-memory SIZE   what resize may reach while it runs (0: no hotplug)\n"
 	  "  --disk SPEC            a disk, repeatable:\n"
 	  "                           SIZE            a blank disk (10G): qcow2, or raw with ,format=raw\n"
 	  "                           PATH            a qcow2 overlay on an image file\n"
@@ -36,19 +37,59 @@ static const cli_command commands[] = {
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
+	  "  --template T           start from template T (qvm template list); the options given\n"
+	  "                         override its values, and add disks, nics and labels to its\n"
+	  "  --count N              make N vms: NAME-1 ... NAME-N, or NAME with %i numbered 1..N;\n"
+	  "                         each its own uuid, MACs, leases and disks; all or none are made\n"
 	  "Disk, kernel and ISO paths must lie under ROOT/images or a folder in QVM_DISK_ROOTS,\n"
 	  "reached through no symbolic link; start checks them again.\n" },
 	{ "dump", cli_cmd_dump, "NAME", "print a vm's definition as JSON (input for create --from)",
 	  NULL },
 	{ "update", cli_cmd_update, "NAME KEY=VALUE...",
-	  "set user data (KEY=VALUE) or labels (label.KEY=VALUE); an empty value removes the key",
+	  "set keys of the definition, user data (KEY=VALUE) or labels (label.KEY=VALUE); an empty value removes the key",
 	  "  KEY=VALUE          user data; snapshots.max=N (1-1000) is the vm's snapshot maximum\n"
 	  "  label.KEY=VALUE    a label\n"
 	  "  memory=SIZE        the memory of a vm that is off (a bare number is MiB)\n"
-	  "  vcpus=N            its virtual CPUs (1-255)\n"
-	  "  vnc=on|off         a display and a password-protected VNC server (on 127.0.0.1)\n"
-	  "  vnc_listen=ADDR    the VNC server's address (an IP; turns vnc on)\n"
-	  "Other parts of the definition are refused; the message says which command changes them.\n" },
+	  "  vcpus=N            its virtual CPUs (1-255), while it is off\n"
+	  "  kernel=F initrd=F append=S   direct kernel boot (empty: none)\n"
+	  "  machine=pc|q35|microvm  accel=auto|kvm|tcg\n"
+	  "  cloud-init.user-data=F cloud-init.meta-data=F cloud-init.network-config=F\n"
+	  "                     the cloud-init files (copied now, as create does; empty: none)\n"
+	  "  restart=no|on-failure|always  autostart=yes|no\n"
+	  "  vnc=on|off         a display and a password-protected VNC server (on 127.0.0.1), while off\n"
+	  "  vnc_listen=ADDR    the VNC server's address (an IP; turns vnc on), while off\n"
+	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
+	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
+	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },
+	{ "resize", cli_cmd_resize, "NAME [--vcpus N] [--memory SIZE]",
+	  "change a vm's vCPUs and memory: live while it runs (within its maxima), else its definition",
+	  "  --vcpus N, -c N     vCPUs: hot-added while it runs (up to max-vcpus); fewer only while off\n"
+	  "  --memory SIZE, -m   memory (a bare number is MiB): grown by a DIMM (up to max-memory,\n"
+	  "                      by multiples of 128M), shrunk by the balloon while it runs\n"
+	  "A live resize needs create --max-vcpus / --max-memory (0: no hotplug). The guest sees a\n"
+	  "shrink as memory taken by the balloon, not as a smaller DIMM. The next boot has the new\n"
+	  "size.\n" },
+	{ "template", cli_cmd_template,
+	  "create NAME --from VM|FILE.json | list | show NAME | delete NAME",
+	  "keep definitions to make vms from (create --template)",
+	  "  create NAME --from VM|FILE.json   a template from a vm's definition or a file (as dump\n"
+	  "                         prints one; '-' for stdin): without uuid, disk paths, MACs and\n"
+	  "                         addresses; its disks are their sources (store images, files,\n"
+	  "                         blank sizes), so each instance gets overlays of its own on them\n"
+	  "  list                   NAME VCPUS MEMORY DISKS NICS CREATED\n"
+	  "  show NAME              the template's definition\n"
+	  "  delete NAME            the vms made from it stay\n"
+	  "An image or network a template names is checked when a vm is made from it.\n" },
+	{ "edit", cli_cmd_edit, "NAME",
+	  "edit a vm's definition as JSON in $VISUAL or $EDITOR (default vi); checked on save",
+	  "The editor gets a copy of the definition as dump prints it; once it exits, the file is\n"
+	  "checked whole and the keys changed are set as update sets them (the same states, paths\n"
+	  "and next-start rules). Disks, snapshots and history are kept; name, uuid, disks, nics\n"
+	  "and cdrom cannot change here. An invalid edit is shown with the error, and you are\n"
+	  "asked on stdin to edit again or abandon it (nothing changed). The variable is split at\n"
+	  "blanks, without a shell.\n" },
+	{ "rename", cli_cmd_rename, "NAME NEW",
+	  "rename a vm that is not running; its history keeps the old name", NULL },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
 	  "  --all, -a   include DONE vms\n" },
 	{ "show", cli_cmd_show, "NAME", "show a vm: definition, state, disks, nics, history",

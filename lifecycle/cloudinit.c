@@ -98,6 +98,21 @@ int lc_seed_save_inputs(const char *vmdir, const lc_seed_inputs *in, util_err *e
 	return r < 0 ? util_err_prefix(err, "cannot keep a copy of the cloud-init files") : 0;
 }
 
+int lc_seed_drop_inputs(const char *vmdir, const bool which[3], util_err *err)
+{
+	_cleanup_free_ char *dir = util_xasprintf("%s/" INPUT_DIR, vmdir);
+
+	for (int i = 0; i < 3; i++) {
+		_cleanup_free_ char *path = util_xasprintf("%s/%s", dir, input_names[i]);
+
+		if (which[i] && unlink(path) < 0 && errno != ENOENT)
+			return util_err_errno(err, -errno, "cannot remove the copy '%s'", path);
+	}
+	if (access(dir, F_OK) < 0)
+		return 0;
+	return util_fsync_dir(dir, err);
+}
+
 void lc_seed_set_clear(lc_seed_set *s)
 {
 	for (int i = 0; i < 3; i++)

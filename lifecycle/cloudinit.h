@@ -24,6 +24,11 @@ int lc_seed_read_inputs(const lc_vmdef *def, lc_seed_inputs *ret, util_err *err)
  * the VM gets at each start. */
 int lc_seed_save_inputs(const char *vmdir, const lc_seed_inputs *in, util_err *err);
 
+/* Remove the copies of the inputs which[i] names (in lc_seed_inputs
+ * order; a missing copy is fine), the folder synced: update does it
+ * before it records new files (see vm_update.h). */
+int lc_seed_drop_inputs(const char *vmdir, const bool which[3], util_err *err);
+
 /* The files of a seed, ready for stor_seed_write(). */
 typedef struct lc_seed_set {
 	stor_seed_file files[3];

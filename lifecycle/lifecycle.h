@@ -37,20 +37,73 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
                  util_err *err);
 
 /* Merge K=V pairs into labels ("label.K=V") or user data ("K=V"); an empty
- * value deletes the key. "memory=SIZE" and "vcpus=N" change the definition
- * of a VM that is off (PENDING, HOLD, POWEROFF, UNDEPLOYED, FAILED); the
- * other keys of a definition ("disks", "machine"...) are refused, saying
- * which command changes them, and so is a "snapshots.max" that is not a
- * number from 1 to LC_SNAPSHOTS_MAX_LIMIT. All pairs or none are recorded. */
+ * value deletes the key. Keys of the definition change it: "memory=SIZE"
+ * and "vcpus=N" of a VM that is off (PENDING, HOLD, POWEROFF, UNDEPLOYED,
+ * FAILED); "append", "kernel", "initrd", "machine", "accel" and the
+ * cloud-init files ("cloud-init.user-data", ".meta-data",
+ * ".network-config") also of a running VM, which uses them from its next
+ * start (not while a checkpoint is kept: SUSPENDED, STOPPED); "restart"
+ * and "autostart" in every state. An empty value clears append, kernel,
+ * initrd and a cloud-init file. The other keys of a definition ("disks",
+ * "name"...) are refused, saying which command changes them, and so is a
+ * "snapshots.max" that is not a number from 1 to LC_SNAPSHOTS_MAX_LIMIT.
+ * All pairs or none are recorded. */
+typedef struct lc_update_opts {
+	/* the folders kernel, initrd and cloud-init paths must be in (NULL:
+	 * ROOT/images), as for create */
+	const char *const *disk_roots;
+	/* if not NULL: a new array of the keys changed that the running VM
+	 * uses only from its next start (empty when none) */
+	json_t **ret_later;
+	/* the command, for the history's reason ("edit: memory 256M→512M");
+	 * NULL: "update" */
+	const char *verb;
+} lc_update_opts;
+
 /* held_lock, here and below: the VM lock the caller took with
  * lc_vm_lock_wait() before it opened db, handed over (closed here); or -1:
  * it is taken now without waiting, as db holds the journal. */
-int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err);
+int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n,
+                 const lc_update_opts *opts, util_err *err);
 /* The syntax of one pair of lc_vm_update, without the VM: KEY=VALUE with a
- * valid key and printable value, not a key of the definition other than
- * memory and vcpus, memory, vcpus and snapshots.max values that parse.
+ * valid key and printable value, not a key of the definition update does
+ * not set, values of the definition's keys and snapshots.max that parse.
  * -EINVAL saying what is wrong; lc_vm_update checks each pair with it. */
 int lc_update_pair_check(const char *pair, util_err *err);
+/* Is key one whose value is a file (kernel, initrd, cloud-init.*)? cli/
+ * makes such a value absolute before it calls lc_vm_update. */
+bool lc_update_key_is_path(const char *key);
+
+/* The update pairs (for lc_vm_update) that make cur into the definition
+ * text (the JSON dump prints, as a user edited it; borrowed): the text
+ * is parsed and validated whole first, and name, uuid, disks, nics and
+ * cdrom must be as they are (the message names the command that changes
+ * them). *ret_pairs is a new NULL-terminated vector, empty when nothing
+ * changed. */
+int lc_edit_pairs(const lc_vmdef *cur, json_t *text, char ***ret_pairs, util_err *err);
+
+/* ---- templates (template.c): ROOT/templates/NAME.json ------------------- */
+
+/* Keep src (a vm's definition, or one read from a file) as template name:
+ * without its uuid, disk paths, MACs and addresses (each instance gets
+ * its own); every disk must have a source (an image name, a path or a
+ * size). Checked as a definition; -EEXIST if name is taken. db (open for
+ * writing) serialises makers. */
+int lc_template_create(lc_db *db, const char *name, const lc_vmdef *src, util_err *err);
+/* The template as a definition (its name is the template's): for create
+ * to override and instantiate. -ENOENT naming it when there is none. */
+int lc_template_load(const char *root, const char *name, lc_vmdef *ret_def, util_err *err);
+/* {name, created_ms, definition} of one template, or of all by name
+ * (an unreadable one as {name, error}); new references. */
+int lc_template_get(const char *root, const char *name, json_t **ret, util_err *err);
+int lc_template_list(const char *root, json_t **ret, util_err *err);
+/* Remove a template; its instances are vms of their own and stay. */
+int lc_template_delete(lc_db *db, const char *name, util_err *err);
+
+/* Rename a VM that is not running (not ACTIVE): new_name must be valid
+ * and no other live VM's (DONE ones may share it). Recorded as a
+ * redefine whose reason names both names, so history keeps the old one. */
+int lc_vm_rename(lc_db *db, lc_vm *vm, int held_lock, const char *new_name, util_err *err);
 
 /* Remove a VM that is not running: its disks and folders go, the VM moves
  * to DONE (kept for history). wipe overwrites owned disks first. */
@@ -124,6 +177,17 @@ int lc_vm_reboot(const char *root, const char *name, const lc_run_opts *opts, ut
 /* Pause (stop the vCPUs) or unpause. */
 int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opts *opts,
                 util_err *err);
+
+/* Resize a VM (vcpus, memory; 0 leaves one as it is). Off (PENDING, HOLD,
+ * POWEROFF, UNDEPLOYED, FAILED): the definition changes. ACTIVE/RUNNING:
+ * live, within max_vcpus and max_memory (0: refused), in ACTIVE/HOTPLUG
+ * under an intent: CPUs hot-added, memory grown by a DIMM (its backend
+ * removed again if QEMU refuses the device) or shrunk by the balloon;
+ * then the definition has the new size, which the next boot uses. vCPUs
+ * go down only while it is off. *ret_json (may be NULL): {vm, live,
+ * old_vcpus, vcpus, old_memory, memory, balloon}. */
+int lc_vm_resize(const char *root, const char *name, unsigned vcpus, uint64_t memory,
+                 const lc_run_opts *o, json_t **ret_json, util_err *err);
 
 /* Delete in any state: a running VM is powered off hard first. recreate
  * keeps the VM, back in PENDING with fresh disks. */

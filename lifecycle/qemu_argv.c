@@ -219,6 +219,28 @@ static void push_hotplug_ports(util_strv *sv, const lc_vmdef *def)
 		                    json_sprintf("hp%d", i), "bus", "pcie.0", "chassis", i + 1));
 }
 
+/* Memory and CPUs, with room for a live resize up to the maxima: DIMM
+ * slots and maxmem, maxcpus; and a balloon to give memory back. */
+static void push_sizes(util_strv *sv, const lc_vmdef *def)
+{
+	util_strv_push(sv, "-m");
+	if (def->max_memory > def->memory)
+		util_strv_pushf(sv, "%lluM,slots=%d,maxmem=%lluM",
+		                (unsigned long long)(def->memory >> 20), LC_DIMM_SLOTS,
+		                (unsigned long long)(def->max_memory >> 20));
+	else
+		util_strv_pushf(sv, "%lluM", (unsigned long long)(def->memory >> 20));
+	util_strv_push(sv, "-smp");
+	if (def->max_vcpus > def->vcpus)
+		util_strv_pushf(sv, "%u,maxcpus=%u", def->vcpus, def->max_vcpus);
+	else
+		util_strv_pushf(sv, "%u", def->vcpus);
+	if (def->max_memory)
+		push_json(sv, "-device",
+		          json_pack("{s:s, s:s}", "driver", "virtio-balloon-pci", "id",
+		                    LC_BALLOON_ID));
+}
+
 int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, util_err *err)
 {
 	const lc_vmdef *def = &vm->def;
@@ -261,10 +283,7 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 		util_strv_push(&sv, "-cpu");
 		util_strv_push(&sv, "host");
 	}
-	util_strv_push(&sv, "-m");
-	util_strv_pushf(&sv, "%lluM", (unsigned long long)(def->memory >> 20));
-	util_strv_push(&sv, "-smp");
-	util_strv_pushf(&sv, "%u", def->vcpus);
+	push_sizes(&sv, def);
 	if (rt->sandbox) {
 		util_strv_push(&sv, "-sandbox");
 		util_strv_push(

@@ -146,6 +146,10 @@ char *lc_state_text(const lc_vm *vm);
 
 /* Empty pcie-root-port devices hp0.. a q35 vm gets for hotplug. */
 #define LC_HOTPLUG_PORTS 4
+/* A vm with a max_memory: the DIMM slots QEMU gets (each hot grow takes
+ * one), and the qdev id of its balloon (vm_resize.c) */
+#define LC_DIMM_SLOTS 8
+#define LC_BALLOON_ID "balloon0"
 
 /* device_add of a hot-plugged device (a disk, a nic, a controller): on a
  * q35 vm into a free pcie-root-port hpN (-ENOSPC naming the vm when all

@@ -1,4 +1,4 @@
-/* Operations on VM definitions that need no running QEMU: create, update,
+/* Operations on VM definitions that need no running QEMU: create,
  * hold/release, delete, and the recovery of those interrupted by a crash.
  * Each is one transaction under the journal's exclusive lock: an intent is
  * recorded before the first file is touched and a completion after. */
@@ -11,6 +11,7 @@
 #include "network.h"
 #include "run.h"
 #include "snap_tree.h"
+#include "vm_update.h"
 #include "storage/storage.h"
 
 /* ---- identity ------------------------------------------------------------- */
@@ -241,6 +242,20 @@ static int check_socket_paths(lc_db *db, uint64_t id, util_err *err)
 
 /* ---- create ---------------------------------------------------------------------- */
 
+int lc_vm_name_free(lc_db *db, const char *name, util_err *err)
+{
+	for (size_t i = 0; i < lc_db_count(db); i++) {
+		lc_vm *o = lc_db_vm_at(db, i);
+
+		if (o->state != LC_DONE && util_streq(o->def.name, name))
+			return util_err_set(err, -EEXIST,
+			                    "a vm named '%s' exists already (id %" PRIu64
+			                    "); choose another name or delete it",
+			                    name, o->id);
+	}
+	return 0;
+}
+
 int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t *ret_id,
                  util_err *err)
 {
@@ -257,15 +272,9 @@ int lc_vm_create(lc_db *db, lc_vmdef *def, const lc_create_opts *opts, uint64_t 
 	r = lc_vmdef_validate(def, err);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < lc_db_count(db); i++) {
-		lc_vm *o = lc_db_vm_at(db, i);
-
-		if (o->state != LC_DONE && util_streq(o->def.name, def->name))
-			return util_err_set(err, -EEXIST,
-			                    "a vm named '%s' exists already (id %" PRIu64
-			                    "); choose another name or delete it",
-			                    def->name, o->id);
-	}
+	r = lc_vm_name_free(db, def->name, err);
+	if (r < 0)
+		return r;
 	id = lc_db_next_id(db);
 	r = check_socket_paths(db, id, err);
 	if (r == 0)
@@ -328,281 +337,7 @@ rollback : {
 }
 }
 
-/* ---- update, hold ------------------------------------------------------------------ */
-
-/* Keys of the definition that update does not store as user data (a typo
- * of the intent would otherwise be kept silently), and where each one is
- * changed instead. memory and vcpus are not here: update changes them. */
-static const struct {
-	const char *key, *how;
-} def_keys[] = {
-	{ "name", "a vm's name and uuid never change" },
-	{ "uuid", "a vm's name and uuid never change" },
-	{ "disks", "use disk-attach, disk-detach or disk-resize" },
-	{ "nics", "use nic-attach or nic-detach" },
-	{ "cdrom", "use cdrom-insert or cdrom-eject" },
-	{ "labels", "give label.KEY=VALUE" },
-	{ "user", "give KEY=VALUE" },
-	{ "machine", NULL },
-	{ "accel", NULL },
-	{ "kernel", NULL },
-	{ "initrd", NULL },
-	{ "append", NULL },
-	{ "cloud_init", NULL },
-	{ "cloud-init", NULL },
-	{ "restart", NULL },
-	{ "autostart", NULL },
-};
-
-/* Value checks for the user data keys qvm itself reads. */
-static int check_user_value(const char *key, const char *value, util_err *err)
-{
-	uint64_t n;
-
-	if (util_streq(key, "snapshots.max") && *value &&
-	    util_parse_uint(value, 1, LC_SNAPSHOTS_MAX_LIMIT, &n, err) < 0)
-		return util_err_prefix(err, "snapshots.max must be a number of snapshots");
-	return 0;
-}
-
-/* The definition keys update changes (while the vm is off). */
-static bool is_def_field(const char *key)
-{
-	return util_streq(key, "memory") || util_streq(key, "vcpus") || util_streq(key, "vnc") ||
-	       util_streq(key, "vnc_listen");
-}
-
-/* vnc=on|off (on: on loopback unless vnc_listen says where), or
- * vnc_listen=ADDR (which turns it on) into def. */
-static int set_vnc_field(lc_vmdef *def, const char *key, const char *value, util_err *err)
-{
-	if (util_streq(key, "vnc_listen")) {
-		if (lc_vnc_listen_check(value, err) < 0)
-			return util_err_prefix(err, "invalid vnc_listen");
-		free(def->vnc_listen);
-		def->vnc_listen = util_xstrdup(value);
-	} else if (util_streq(value, "on")) {
-		if (!def->vnc_listen)
-			def->vnc_listen = util_xstrdup(LC_VNC_LISTEN_DEFAULT);
-	} else if (util_streq(value, "off")) {
-		free(def->vnc_listen);
-		def->vnc_listen = NULL;
-	} else {
-		return util_err_set(err, -EINVAL, "invalid vnc '%s': give on or off", value);
-	}
-	return 0;
-}
-
-/* memory=SIZE (a bare number is MiB, as for --memory), vcpus=N, vnc=on|off
- * or vnc_listen=ADDR into def. */
-static int set_def_field(lc_vmdef *def, const char *key, const char *value, util_err *err)
-{
-	_cleanup_free_ char *withunit = NULL;
-	uint64_t n;
-
-	if (util_streq(key, "vnc") || util_streq(key, "vnc_listen"))
-		return set_vnc_field(def, key, value, err);
-	if (util_streq(key, "vcpus")) {
-		if (util_parse_uint(value, 1, LC_VCPUS_MAX, &n, err) < 0)
-			return util_err_prefix(err, "invalid vcpus");
-		def->vcpus = (unsigned)n;
-		return 0;
-	}
-	if (*value && strspn(value, "0123456789") == strlen(value))
-		value = withunit = util_xasprintf("%sM", value);
-	if (util_parse_size(value, &n, err) < 0)
-		return util_err_prefix(err, "invalid memory");
-	def->memory = n;
-	return 0;
-}
-
-int lc_update_pair_check(const char *pair, util_err *err)
-{
-	_cleanup_free_ char *key = util_xstrdup(pair);
-	char *eq = strchr(key, '=');
-	const char *k = key;
-	lc_vmdef scratch;
-	int r;
-
-	if (!eq)
-		return util_err_set(err, -EINVAL, "'%s' is not KEY=VALUE", pair);
-	*eq = '\0';
-	if (util_startswith(key, "label."))
-		k = key + strlen("label.");
-	if (!*k)
-		return util_err_set(err, -EINVAL, "'%s' has no key: give %sKEY=VALUE", pair,
-		                    k == key ? "" : "label.");
-	r = util_validate_name(k, k == key ? "key" : "label key", err);
-	if (r == 0) {
-		_cleanup_free_ char *what = util_xasprintf("the value of '%s'", k);
-
-		r = util_validate_printable(eq + 1, what, err);
-	}
-	if (r < 0 || k != key)
-		return r;
-	if (is_def_field(k)) {
-		lc_vmdef_init(&scratch);
-		r = set_def_field(&scratch, k, eq + 1, err);
-		lc_vmdef_clear(&scratch);
-		return r;
-	}
-	for (size_t d = 0; d < UTIL_ARRAY_SIZE(def_keys); d++)
-		if (util_streq(k, def_keys[d].key))
-			return util_err_set(
-			        err, -EINVAL, "'%s' is part of the definition, not user data; %s",
-			        k,
-			        def_keys[d].how
-			                ? def_keys[d].how
-			                : "update changes only memory, vcpus and vnc of it: for the rest, "
-			                  "qvm dump the vm to a file, edit it, qvm delete the vm and "
-			                  "qvm create it --from the file (its disks are made afresh)");
-	return check_user_value(k, eq + 1, err);
-}
-
-/* "update: memory 256M→512M, labels" — the keys an update changes */
-static char *update_reason(const lc_vmdef *old, const lc_vmdef *nd, json_t *labels, json_t *user)
-{
-	char *why = util_xstrdup("update:");
-	const char *sep = " ";
-	char a[16], b[16];
-
-	if (old->memory != nd->memory) {
-		util_append(&why, "%smemory %s→%s", sep,
-		            util_format_size(old->memory, a, sizeof(a)),
-		            util_format_size(nd->memory, b, sizeof(b)));
-		sep = ", ";
-	}
-	if (old->vcpus != nd->vcpus) {
-		util_append(&why, "%svcpus %u→%u", sep, old->vcpus, nd->vcpus);
-		sep = ", ";
-	}
-	if (!util_streq(old->vnc_listen, nd->vnc_listen)) {
-		util_append(&why, "%svnc %s→%s", sep, old->vnc_listen ?: "off",
-		            nd->vnc_listen ?: "off");
-		sep = ", ";
-	}
-	if (json_object_size(labels)) {
-		util_append(&why, "%slabels", sep);
-		sep = ", ";
-	}
-	if (json_object_size(user))
-		util_append(&why, "%suser data", sep);
-	return why;
-}
-
-/* pairs into changes of labels and user (a null value deletes the key),
- * and memory=/vcpus= into nd, a copy of vm's definition made at the first
- * of them (*ret_redefine then true). */
-static int sort_pairs(const lc_vm *vm, char *const *pairs, size_t n, json_t *labels, json_t *user,
-                      lc_vmdef *nd, bool *ret_redefine, util_err *err)
-{
-	int r = 0;
-
-	for (size_t i = 0; i < n && r == 0; i++) {
-		_cleanup_free_ char *key = util_xstrdup(pairs[i]);
-		char *eq = strchr(key, '=');
-		json_t *target = user;
-		const char *k = key;
-
-		r = lc_update_pair_check(pairs[i], err);
-		if (r < 0)
-			break;
-		*eq = '\0';
-		if (util_startswith(key, "label.")) {
-			target = labels;
-			k = key + strlen("label.");
-		}
-		if (target == user && is_def_field(k)) {
-			if (!*ret_redefine) {
-				_cleanup_json_ json_t *j = lc_vmdef_to_json(&vm->def);
-
-				lc_vmdef_clear(nd);
-				r = lc_vmdef_from_json(j, nd, err);
-			}
-			*ret_redefine = true;
-			if (r == 0)
-				r = set_def_field(nd, k, eq + 1, err);
-			continue;
-		}
-		json_object_set_new(target, k, eq[1] ? json_string(eq + 1) : json_null());
-	}
-	return r;
-}
-
-int lc_vm_update(lc_db *db, lc_vm *vm, int held_lock, char *const *pairs, size_t n, util_err *err)
-{
-	_cleanup_json_ json_t *labels = json_object(), *user = json_object();
-	_cleanup_close_ int lock = held_lock;
-	lc_vmdef nd;
-	bool redefine = false;
-	json_t *rec;
-	int r;
-
-	r = lc_state_check(LC_OP_UPDATE, vm->def.name, vm->state, vm->lcm, err);
-	if (r < 0)
-		return r;
-	if (n == 0)
-		return util_err_set(err, -EINVAL,
-		                    "nothing to update: give KEY=VALUE or label.KEY=VALUE");
-	lc_vmdef_init(&nd);
-	r = sort_pairs(vm, pairs, n, labels, user, &nd, &redefine, err);
-	if (r < 0)
-		goto out;
-	/* The VM lock, for every change: a disk or nic operation under way
-	 * (which rewrites the whole definition when it ends) would otherwise
-	 * overwrite this one. Not waited for: we hold the journal. */
-	if (lock < 0)
-		r = lc_vm_lock(db, vm->id, 0, &lock, err);
-	if (r < 0)
-		goto out;
-	if (!redefine) {
-		/* the bounds on labels and user data hold for the result */
-		_cleanup_json_ json_t *cur = lc_vmdef_to_json(&vm->def);
-
-		lc_vmdef_clear(&nd);
-		r = lc_vmdef_from_json(cur, &nd, err);
-		if (r == 0) {
-			lc_json_apply_changes(nd.labels, labels);
-			lc_json_apply_changes(nd.user, user);
-			r = lc_vmdef_validate(&nd, err);
-		}
-		if (r == 0)
-			r = lc_db_append(db,
-			                 json_pack("{s:s, s:I, s:O, s:O}", "type", "update", "id",
-			                           (json_int_t)vm->id, "labels", labels, "user",
-			                           user),
-			                 NULL, err);
-		goto out;
-	}
-	/* memory and vcpus: what QEMU starts with, so only while it is off */
-	if (lc_state_check(LC_OP_RESIZE_COLD, vm->def.name, vm->state, vm->lcm, NULL) < 0) {
-		_cleanup_free_ char *state = lc_state_text(vm);
-
-		r = util_err_set(
-		        err, -EPERM,
-		        "memory, vcpus and vnc change only while the vm is off, and it is %s; power it off first (qvm poweroff %s)",
-		        state, vm->def.name);
-		goto out;
-	}
-	/* labels and user data ride in the same record: one transaction */
-	lc_json_apply_changes(nd.labels, labels);
-	lc_json_apply_changes(nd.user, user);
-	r = lc_vmdef_validate(&nd, err);
-	if (r == 0) {
-		/* history shows the reason of a redefine: what changed */
-		_cleanup_free_ char *why = update_reason(&vm->def, &nd, labels, user);
-
-		rec = json_pack("{s:s, s:I, s:s}", "type", "redefine", "id", (json_int_t)vm->id,
-		                "reason", why);
-		json_object_update_new(rec, lc_db_def_fields(&nd));
-		r = lc_db_append(db, rec, NULL, err);
-	}
-out:
-	lc_vmdef_clear(&nd);
-	if (r < 0)
-		return util_err_prefix(err, "cannot update '%s'", vm->def.name);
-	return 0;
-}
+/* ---- hold ------------------------------------------------------------------------ */
 
 int lc_vm_hold(lc_db *db, lc_vm *vm, bool hold, util_err *err)
 {

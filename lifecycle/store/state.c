@@ -134,6 +134,11 @@ static const struct op_rule {
 	                   8 },
 	[LC_OP_BOOT] = { "boot", { P(UNKNOWN), A(BOOT) }, 2 },
 	[LC_OP_RECOVER] = { "recover", { P(ACTIVE), P(UNKNOWN), P(FAILED) }, 3 },
+	/* not ACTIVE: its QEMU and supervisor were started under the old name */
+	[LC_OP_RENAME] = { "rename",
+	                   { P(PENDING), P(HOLD), P(POWEROFF), P(UNDEPLOYED), P(FAILED),
+	                     P(SUSPENDED), P(STOPPED) },
+	                   7 },
 };
 
 const char *lc_op_name(lc_op op)

@@ -82,6 +82,7 @@ typedef enum lc_op {
 	LC_OP_BOOT,
 	/* recover: a VM nothing may drive any more */
 	LC_OP_RECOVER,
+	LC_OP_RENAME,
 	LC_OP_COUNT
 } lc_op;
 
@@ -133,6 +134,10 @@ typedef struct lc_vmdef {
 	char *uuid;      /* identity in QEMU's command line (-uuid) */
 	uint64_t memory; /* bytes */
 	unsigned vcpus;
+	/* what a live resize may reach: 0 means no hotplug (then QEMU gets
+	 * no room for more CPUs, DIMMs or a balloon) */
+	unsigned max_vcpus;
+	uint64_t max_memory;
 	lc_machine machine;
 	lc_accel accel;
 	lc_disk *disks;

@@ -146,10 +146,11 @@ static json_t *vmdef_base_json(const lc_vmdef *def)
 		json_array_append_new(disks, disk_to_json(&def->disks[i]));
 	for (size_t i = 0; i < def->n_nics; i++)
 		json_array_append_new(nics, nic_to_json(&def->nics[i]));
-	return json_pack("{s:o, s:o, s:I, s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o,"
+	return json_pack("{s:o, s:o, s:I, s:i, s:I, s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o,"
 	                 " s:{s:o, s:o, s:o}, s:s, s:b, s:o, s:o}",
 	                 "name", str_or_null(def->name), "uuid", str_or_null(def->uuid), "memory",
-	                 (json_int_t)def->memory, "vcpus", (int)def->vcpus, "machine",
+	                 (json_int_t)def->memory, "vcpus", (int)def->vcpus, "max_memory",
+	                 (json_int_t)def->max_memory, "max_vcpus", (int)def->max_vcpus, "machine",
 	                 lc_machine_name(def->machine), "accel", lc_accel_name(def->accel), "disks",
 	                 disks, "nics", nics, "cdrom", str_or_null(def->cdrom), "kernel",
 	                 str_or_null(def->kernel), "initrd", str_or_null(def->initrd), "append",
@@ -350,15 +351,16 @@ static int vnc_from_json(json_t *obj, lc_vmdef *def, util_err *err)
 
 static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 {
-	static const char *const keys[] = { "name",       "uuid",    "memory",    "vcpus",
-		                            "machine",    "accel",   "disks",     "nics",
-		                            "cdrom",      "kernel",  "initrd",    "append",
-		                            "cloud_init", "restart", "autostart", "labels",
-		                            "user",       "vnc",     NULL };
+	static const char *const keys[] = { "name",       "uuid",      "memory",     "vcpus",
+		                            "max_memory", "max_vcpus", "machine",    "accel",
+		                            "disks",      "nics",      "cdrom",      "kernel",
+		                            "initrd",     "append",    "cloud_init", "restart",
+		                            "autostart",  "labels",    "user",       "vnc",
+		                            NULL };
 	static const char *const ci_keys[] = { "user_data", "meta_data", "network_config", NULL };
 	_cleanup_free_ char *machine = NULL, *accel = NULL, *restart = NULL;
 	json_t *disks, *nics, *ci;
-	uint64_t vcpus = def->vcpus;
+	uint64_t vcpus = def->vcpus, max_vcpus = def->max_vcpus;
 	size_t i;
 	json_t *v;
 
@@ -370,6 +372,9 @@ static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 	TRY(get_size(obj, "memory", &def->memory, err));
 	TRY(get_uint(obj, "vcpus", 1, LC_VCPUS_MAX, &vcpus, err));
 	def->vcpus = (unsigned)vcpus;
+	TRY(get_size(obj, "max_memory", &def->max_memory, err));
+	TRY(get_uint(obj, "max_vcpus", 0, LC_VCPUS_MAX, &max_vcpus, err));
+	def->max_vcpus = (unsigned)max_vcpus;
 	TRY(get_str(obj, "machine", &machine, err));
 	if (machine)
 		TRY(lc_machine_parse(machine, &def->machine, err));
@@ -612,6 +617,22 @@ int lc_vmdef_validate(const lc_vmdef *def, util_err *err)
 	if (def->vcpus < 1 || def->vcpus > LC_VCPUS_MAX)
 		return util_err_set(err, -EINVAL, "vcpus %u is out of range (1 to %d)", def->vcpus,
 		                    LC_VCPUS_MAX);
+	if (def->max_vcpus && def->max_vcpus < def->vcpus)
+		return util_err_set(err, -EINVAL,
+		                    "max-vcpus %u is below vcpus %u (0: no cpu hotplug)",
+		                    def->max_vcpus, def->vcpus);
+	if (def->max_memory && def->max_memory < def->memory)
+		return util_err_set(err, -EINVAL,
+		                    "max-memory %s is below memory %s (0: no hotplug)",
+		                    util_format_size(def->max_memory, a, sizeof(a)),
+		                    util_format_size(def->memory, b, sizeof(b)));
+	if (def->max_memory % (128u << 20) || def->max_memory > LC_MEMORY_MAX)
+		return util_err_set(
+		        err, -EINVAL,
+		        "max-memory must be a whole number of 128 MiB (the section a guest onlines memory in), at most 4T");
+	if ((def->max_memory || def->max_vcpus) && def->machine == LC_MACHINE_MICROVM)
+		return util_err_set(err, -EINVAL,
+		                    "machine microvm has no cpu or memory hotplug (use pc or q35)");
 	if (def->n_disks > LC_DISKS_MAX || def->n_nics > LC_NICS_MAX)
 		return util_err_set(err, -EINVAL, "too many disks or nics (at most %d each)",
 		                    LC_DISKS_MAX);

@@ -115,7 +115,7 @@ is "$(json '"snapshots.max" in d["definition"]["user"], "other" in d["definition
 	"False False" "... and nothing of a refused update is kept"
 run "$QVM" update web snapshots.max=3
 is "$RC" 0 "update snapshots.max=3 is taken"
-for kv in machine=q35 disks=x nics=x cdrom=x kernel=/x restart=always name=y; do
+for kv in disks=x nics=x cdrom=x name=y uuid=x; do
 	run "$QVM" update web "$kv"
 	[ "$RC" = 2 ] && [[ $ERR == *"'${kv%%=*}' is part of the definition, not user data"* ]] ||
 		{ not_ok "update $kv is refused as a definition key (got $RC: $ERR)"; continue; }
@@ -123,8 +123,8 @@ for kv in machine=q35 disks=x nics=x cdrom=x kernel=/x restart=always name=y; do
 done
 run "$QVM" update web disks=x
 like "$ERR" "use disk-attach" "... pointing to the command that changes it"
-run "$QVM" update web machine=q35
-like "$ERR" "dump .*delete .*--from" "... or to dump, delete and create --from"
+run "$QVM" update web name=y
+like "$ERR" "use qvm rename" "... or to rename"
 run "$QVM" update web memory=2G vcpus=3 label.size=big
 is "$RC" 0 "update memory and vcpus of a vm that is off" || diag "$ERR"
 run "$QVM" show web --json

@@ -57,7 +57,7 @@ bad KEY=VALUE update a vcpus=0
 bad KEY=VALUE update a vcpus=x
 bad KEY=VALUE update a snapshots.max=abc
 bad KEY=VALUE update a snapshots.max=0
-bad KEY=VALUE update a machine=q35
+bad KEY=VALUE update a machine=vax
 bad KEY=VALUE update a disks=x
 
 # vm names (or ids) on the commands that take one
@@ -67,6 +67,8 @@ for verb in show history dump start poweroff shutdown reboot pause unpause hold 
 done
 bad NAME update 'a b' x=1
 bad NAME recover 'a/b' --retry
+bad NAME rename 'a/b' b
+bad NEW rename a 'b/c'
 
 # snapshot tags and references
 bad TAG snapshot-create a x/y

@@ -108,7 +108,7 @@ is "$RC" 1 "vnc of a vm that is off: fails"
 like "$ERR" "cannot open the vnc display of 'plain': it is PENDING" "... naming its state"
 run "$QVM" update vnc1 vnc=off
 is "$RC" 1 "update vnc=off while it runs: refused"
-like "$ERR" "memory, vcpus and vnc change only while the vm is off" "... saying why"
+like "$ERR" "memory, vcpus, their maxima and vnc change only while the vm is off" "... saying why"
 
 # ---- the definition key ------------------------------------------------------------
 run "$QVM" update plain vnc=on

@@ -43,7 +43,22 @@ int main(void)
 	pair("memory=lots", "invalid memory");
 	pair("vcpus=0", "invalid vcpus");
 	pair("snapshots.max=abc", "snapshots.max must be a number");
-	pair("machine=q35", "'machine' is part of the definition");
+	pair("machine=q35", NULL);
+	pair("machine=vax", "unknown machine");
+	pair("accel=tcg", NULL);
+	pair("restart=always", NULL);
+	pair("restart=sometimes", "restart");
+	pair("autostart=yes", NULL);
+	pair("autostart=maybe", "use yes or no");
+	pair("append=console=ttyS0 quiet", NULL);
+	pair("kernel=./vmlinuz", NULL); /* cli/ makes it absolute */
+	pair("kernel=", NULL);
+	pair("kernel=nbd:host:1", "kernel");
+	pair("cloud-init.user-data=/x/ud", NULL);
+	pair("cloud-init.vendor-data=/x", NULL); /* user data, as any other key */
+	pair("cloud_init=x", "give cloud-init.user-data=FILE");
+	pair("name=x", "use qvm rename");
+	pair("uuid=x", "never changes");
 	pair("disks=x", "use disk-attach");
 
 	net_arg("network", "lan", true);

@@ -1,0 +1,12 @@
+/* Private to lifecycle/: what vm_update.c (update, rename) needs of
+ * vm_ops.c. */
+#ifndef QVM_LC_VM_UPDATE_H
+#define QVM_LC_VM_UPDATE_H
+
+#include "lifecycle.h"
+
+/* 0 when no live (not DONE) vm is named name, else -EEXIST naming the
+ * one that is (vm_ops.c: create and rename). */
+int lc_vm_name_free(lc_db *db, const char *name, util_err *err);
+
+#endif

@@ -30,6 +30,8 @@ PKGS=(
 	groff-base
 	# e2e: jq checks every command's --json against qvm.8's schema (13-json.t)
 	jq
+	# e2e: the migration tests' destination host runs sshd (tests/lib/hosts.sh)
+	openssh-server openssh-client
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

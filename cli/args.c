@@ -109,6 +109,12 @@ static int check_update_pair(const char *kind, const char *v, util_err *err)
 	return lc_update_pair_check(v, err);
 }
 
+static int check_dest(const char *kind, const char *v, util_err *err)
+{
+	(void)kind;
+	return lc_migrate_dest_check(v, err);
+}
+
 static int check_net(const char *kind, const char *v, util_err *err)
 {
 	return lc_net_arg_check(kind, v, err);
@@ -117,33 +123,21 @@ static int check_net(const char *kind, const char *v, util_err *err)
 /* The arguments of the commands on vms and images (operands as the usage
  * lines name them, options by their long name). */
 static const cli_arg common_args[] = {
-	{ "NAME", check_vm },
-	{ "DISK_ID", check_id },
-	{ "NIC_ID", check_id },
-	{ "TAG", check_new_tag },
-	{ "TAG|ID", check_snap_ref },
-	{ "SNAP", check_snap_ref },
-	{ "SIZE", check_size },
-	{ "IMAGE_NAME", check_image_name },
-	{ "N", check_image_name },
-	{ "KEY=VALUE...", check_update_pair },
-	{ "ISO", check_path },
-	{ "PATH|URL", check_path },
-	{ "--size", check_size },
-	{ "--image", check_image },
-	{ "--bus", check_bus },
-	{ "--format", check_format },
-	{ "--timeout", check_seconds },
-	{ "--name", check_image_name },
-	{ "--sha256", check_sha256 },
-	{ "--ca", check_path },
-	{ "--max-size", check_size },
-	{ "--stall-timeout", check_seconds },
-	{ "--network", check_net },
-	{ "--mac", check_net },
-	{ "--ip", check_net },
-	{ "--model", check_net },
-	{ NULL, NULL },
+	{ "NAME", check_vm },           { "DISK_ID", check_id },
+	{ "NIC_ID", check_id },         { "TAG", check_new_tag },
+	{ "TAG|ID", check_snap_ref },   { "SNAP", check_snap_ref },
+	{ "SIZE", check_size },         { "IMAGE_NAME", check_image_name },
+	{ "N", check_image_name },      { "KEY=VALUE...", check_update_pair },
+	{ "ISO", check_path },          { "PATH|URL", check_path },
+	{ "--size", check_size },       { "--image", check_image },
+	{ "--bus", check_bus },         { "--format", check_format },
+	{ "--timeout", check_seconds }, { "--name", check_image_name },
+	{ "--sha256", check_sha256 },   { "--ca", check_path },
+	{ "--max-size", check_size },   { "--stall-timeout", check_seconds },
+	{ "--network", check_net },     { "--mac", check_net },
+	{ "--ip", check_net },          { "--model", check_net },
+	{ "DEST", check_dest },         { "--remote-root", check_path },
+	{ "--remote-qvm", check_path }, { NULL, NULL },
 };
 
 /* qvm net: NAME is a network's */

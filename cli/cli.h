@@ -195,6 +195,9 @@ int cli_cmd_snapshot_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json
 /* A VM's snapshot tree ("items" of lc_vm.snapshots), current marked. */
 void cli_print_snapshots(json_t *items, json_int_t current);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+/* migrate, and the hidden __receive it runs on the destination (cmd_migrate.c) */
+int cli_cmd_migrate(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_receive(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* The entry point: global options, dispatch, printing, exit status. */
 int cli_main(int argc, char **argv);

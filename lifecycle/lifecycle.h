@@ -193,8 +193,8 @@ int lc_migrate_dest_check(const char *dest, util_err *err);
  * it ran); only then does the VM end DONE here, "migrated to HOST", and its
  * files go. Any failure before leaves it here as it was (a suspended
  * running one resumed) and nothing on the destination. *ret (may be NULL)
- * is {vm, to, state (there), time_ms, downtime_ms (the guest's pause;
- * null if it was not running), bytes}. */
+ * is {vm, to, state (there), time_ms, bytes, and downtime_ms (how long the
+ * guest was paused) for one that ran}. */
 int lc_vm_migrate(const char *root, const char *name, const lc_migrate_opts *o, json_t **ret,
                   util_err *err);
 

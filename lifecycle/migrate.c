@@ -490,12 +490,16 @@ static void mig_clear(mig *m)
 
 static json_t *result(mig *m, int64_t t_end)
 {
-	return json_pack("{s:s, s:s, s:s, s:I, s:o, s:I}", "vm", m->name, "to", m->d.host, "state",
-	                 m->suspended ? (m->paused ? "ACTIVE/PAUSED" : "ACTIVE/RUNNING")
-	                              : lc_state_name(m->moved_as),
-	                 "time_ms", (json_int_t)(t_end - m->t0), "downtime_ms",
-	                 m->suspended ? json_integer(m->t_resume - m->t_pause) : json_null(),
-	                 "bytes", (json_int_t)m->w.bytes_out);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I}", "vm", m->name, "to", m->d.host, "state",
+	                      m->suspended ? (m->paused ? "ACTIVE/PAUSED" : "ACTIVE/RUNNING")
+	                                   : lc_state_name(m->moved_as),
+	                      "time_ms", (json_int_t)(t_end - m->t0), "bytes",
+	                      (json_int_t)m->w.bytes_out);
+
+	/* how long the guest was paused: only for one that ran */
+	if (m->suspended)
+		json_object_set_new(j, "downtime_ms", json_integer(m->t_resume - m->t_pause));
+	return j;
 }
 
 /* The move after the offer was taken: checkpoint a running guest, hold

@@ -109,6 +109,12 @@ static int check_update_pair(const char *kind, const char *v, util_err *err)
 	return lc_update_pair_check(v, err);
 }
 
+static int check_dest(const char *kind, const char *v, util_err *err)
+{
+	(void)kind;
+	return lc_migrate_dest_check(v, err);
+}
+
 static int check_net(const char *kind, const char *v, util_err *err)
 {
 	return lc_net_arg_check(kind, v, err);
@@ -144,6 +150,9 @@ static const cli_arg common_args[] = {
 	{ "--mac", check_net },
 	{ "--ip", check_net },
 	{ "--model", check_net },
+	{ "DEST", check_dest },
+	{ "--remote-root", check_path },
+	{ "--remote-qvm", check_path },
 	{ NULL, NULL },
 };
 

@@ -224,6 +224,9 @@ int cli_cmd_template(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 int cli_cmd_edit(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_rename(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+/* migrate, and the hidden __receive it runs on the destination (cmd_migrate.c) */
+int cli_cmd_migrate(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_receive(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* ---- seeing the host and its VMs (cmd_metrics.c, metrics_http.c) ------- */
 

@@ -322,12 +322,31 @@ static const cli_command commands[] = {
 	  "uptime; q quits. CPU % is of one host CPU (over QEMU's life in a vm's first sample);\n"
 	  "disk rates come from QMP query-blockstats ('-' while another qvm command holds the\n"
 	  "vm), nic rates from the taps' counters over netlink, seen from the guest.\n" },
+	{ "migrate", cli_cmd_migrate, "NAME DEST [--remote-qvm PATH] [--remote-root DIR]",
+	  "move a vm to another qvm host over ssh (cold: a running vm is suspended, moved, resumed there)",
+	  "  DEST                 [ssh://][USER@]HOST[:PORT]; ssh is 'ssh' from PATH, or the command\n"
+	  "                       line in QVM_SSH (split at spaces), e.g. 'ssh -i KEY -o UserKnownHostsFile=F'\n"
+	  "  --remote-qvm PATH    qvm on the destination (default: qvm from its PATH)\n"
+	  "  --remote-root DIR    its root (default: the destination's default)\n"
+	  "From RUNNING or PAUSED (suspended first), SUSPENDED, STOPPED, POWEROFF or UNDEPLOYED.\n"
+	  "The destination checks first: room, the networks by name, the nics' addresses free,\n"
+	  "the name and uuid free, the base images there with the same SHA-256. Then the disks\n"
+	  "(holes skipped) and the checkpoint go over the ssh connection; the vm is defined there\n"
+	  "with the same name, uuid, MACs and definition, in the same state (resumed if it ran).\n"
+	  "Only then is it DONE here, 'migrated to HOST', and its files removed; a failure before\n"
+	  "leaves it here as it was (resumed if it ran) and nothing there.\n"
+	  "--live, --insecure, --downtime and --bandwidth (live migration) are not built yet.\n" },
 };
 
 /* Not listed: the supervisor `start` spawns. */
 static const cli_command hidden_supervise = { "__supervise", cli_cmd_supervise,
 	                                      "ID --status-fd=N [--lock-fd=N] [--adopt]",
 	                                      "the per-vm supervisor", NULL };
+
+/* Not listed: what migrate runs on the destination over ssh. */
+static const cli_command hidden_receive = { "__receive", cli_cmd_receive, "[--from HOST]",
+	                                    "receive a migrating vm (JSON lines on stdin/stdout)",
+	                                    NULL };
 
 static void print_usage(FILE *f)
 {
@@ -359,6 +378,8 @@ static const cli_command *find_command(const char *name)
 			return &commands[i];
 	if (!strcmp(name, hidden_supervise.name))
 		return &hidden_supervise;
+	if (!strcmp(name, hidden_receive.name))
+		return &hidden_receive;
 	return NULL;
 }
 

@@ -229,6 +229,44 @@ int lc_vm_undeploy(const char *root, const char *name, const lc_run_opts *opts, 
  * ACTIVE, SUSPENDED and POWEROFF do; STOPPED, UNDEPLOYED and the rest not. */
 bool lc_vm_holds_host(const lc_vm *vm);
 
+/* ---- migration to another qvm host (migrate.c, receive.c) ---------------- */
+
+/* Progress of a migration: bytes of its files sent of total. */
+typedef void (*lc_migrate_progress)(void *ud, uint64_t done, uint64_t total);
+
+typedef struct lc_migrate_opts {
+	const char *dest;        /* [ssh://][USER@]HOST[:PORT] */
+	const char *ssh;         /* the ssh command line (QVM_SSH); NULL: "ssh" */
+	const char *remote_qvm;  /* qvm on the destination; NULL: "qvm" from its PATH */
+	const char *remote_root; /* its root; NULL: the destination's default */
+	bool live;               /* --live: not built yet, refused */
+	lc_run_opts run;         /* lock_timeout_ms, disk_roots (a resume here) */
+	lc_migrate_progress progress;
+	void *progress_ud;
+} lc_migrate_opts;
+
+/* The syntax of a destination, [ssh://][USER@]HOST[:PORT]: 0, or -EINVAL
+ * saying what is wrong. */
+int lc_migrate_dest_check(const char *dest, util_err *err);
+
+/* Cold migration of VM name to another qvm host over ssh: POWEROFF,
+ * UNDEPLOYED, SUSPENDED, STOPPED, or RUNNING/PAUSED (suspended first).
+ * The destination checks first (room, networks, name and uuid, base
+ * images), then its disks (sparse) and checkpoint go over the ssh
+ * connection, and the destination records it in the same state (resumed if
+ * it ran); only then does the VM end DONE here, "migrated to HOST", and its
+ * files go. Any failure before leaves it here as it was (a suspended
+ * running one resumed) and nothing on the destination. *ret (may be NULL)
+ * is {vm, to, state (there), time_ms, bytes, and downtime_ms (how long the
+ * guest was paused) for one that ran}. */
+int lc_vm_migrate(const char *root, const char *name, const lc_migrate_opts *o, json_t **ret,
+                  util_err *err);
+
+/* The destination's end (qvm's hidden receive verb): the wire on in and
+ * out, from the host the source says it is. disk_roots as for create. */
+int lc_vm_receive(const char *root, int in, int out, const char *from,
+                  const char *const *disk_roots, util_err *err);
+
 /* If an ACTIVE VM's supervisor is dead, adopt its QEMU or clean up. Takes
  * the VM lock without waiting (a busy VM is being handled). Returns 1 when
  * it changed something. */

@@ -105,6 +105,12 @@ int stor_inspect_before_open(const char *path, const char *declared_format,
 int stor_create_overlay(const char *path, const char *backing_path, const char *backing_format,
                         util_err *err);
 
+/* Record backing_path (absolute) of backing_format as the backing file of
+ * the qcow2 file at path, its data untouched (a disk copied from another
+ * host, whose base image lies elsewhere here). */
+int stor_set_backing(const char *path, const char *backing_path, const char *backing_format,
+                     util_err *err);
+
 /* Create an empty image of format ("qcow2", or "raw": a sparse file) and
  * size_bytes (a non-zero multiple of 512) at path, with the same
  * guarantees as stor_create_overlay(). */

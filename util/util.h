@@ -230,6 +230,23 @@ typedef struct util_run_opts {
  * signal or the timeout is an error naming it. */
 int util_run(char *const argv[], const util_run_opts *opts, util_err *err);
 
+/* A child qvm talks to over pipes (a migration's ssh): to_fd is its
+ * stdin, from_fd its stdout, err_fd a memory file that holds its stderr. */
+typedef struct util_child {
+	pid_t pid;
+	int to_fd, from_fd, err_fd;
+} util_child;
+
+/* Start argv[0] (an absolute path or found in PATH) with execve, the
+ * environment inherited, in a session of its own. */
+int util_spawn_piped(char *const argv[], util_child *ret, util_err *err);
+/* The last line it printed on stderr (new string; "" when none). */
+char *util_child_stderr(const util_child *c);
+/* Close its pipes, send kill_signal (0: none) and reap it: its exit
+ * status, or 128 + the signal that ended it. Reads of util_child_stderr
+ * must come before. */
+int util_child_end(util_child *c, int kill_signal);
+
 /* Resolve a program name against PATH (or a default system PATH). */
 int util_find_program(const char *name, char **ret_path, util_err *err);
 

@@ -42,6 +42,8 @@ PKGS=(
 	# display, vncpasswd (tigervnc-tools) writes its password file, djpeg
 	# (libjpeg-turbo-progs) decodes the JPEG to check it is not blank
 	vncsnapshot tigervnc-tools libjpeg-turbo-progs
+	# e2e: the migration tests' destination host runs sshd (tests/lib/hosts.sh)
+	openssh-server openssh-client
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

@@ -1,0 +1,555 @@
+/* Cold migration to another qvm host, the source's end: qvm runs its
+ * receive verb on the destination over ssh (ssh from PATH, or the command
+ * line in QVM_SSH, as rsync's RSYNC_RSH), offers the VM there (the
+ * destination checks before anything moves), checkpoints a running guest,
+ * sends its disks (holes skipped) and checkpoint over the same connection,
+ * and commits. The destination owns the VM once it answered the commit:
+ * only then does the VM end DONE here and its files go. Before that, any
+ * failure leaves it here as it was (a guest that ran is resumed). */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "migrate.h"
+#include "storage/storage.h"
+#include "vm_command.h"
+
+/* A destination taken apart: [ssh://][USER@]HOST[:PORT]. */
+typedef struct dest {
+	char *user, *host, *port; /* user and port NULL when not given */
+} dest;
+
+static void dest_clear(dest *d)
+{
+	free(d->user);
+	free(d->host);
+	free(d->port);
+}
+
+static bool host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '-' || c == '_';
+}
+
+static int dest_parse(const char *s, dest *ret, util_err *err)
+{
+	dest d = { 0 };
+	const char *at, *colon, *h;
+	uint64_t port;
+
+	if (util_startswith(s, "ssh://"))
+		s += 6;
+	at = strchr(s, '@');
+	h = at ? at + 1 : s;
+	colon = strchr(h, ':');
+	if (at && (at == s || strchr(h, '@')))
+		return util_err_set(err, -EINVAL, "'%s' is not [ssh://][USER@]HOST[:PORT]", s);
+	for (const char *p = s; at && p < at; p++)
+		if (!host_char(*p))
+			return util_err_set(err, -EINVAL, "the user in '%s' is not a user name", s);
+	if (h == colon || !*h)
+		return util_err_set(err, -EINVAL, "'%s' names no host", s);
+	for (const char *p = h; *p && p != colon; p++)
+		if (!host_char(*p))
+			return util_err_set(err, -EINVAL,
+			                    "the host in '%s' is not a host name or IPv4 address",
+			                    s);
+	if (colon && util_parse_uint(colon + 1, 1, 65535, &port, NULL) < 0)
+		return util_err_set(err, -EINVAL, "the port in '%s' is not 1-65535", s);
+	if (!ret)
+		return 0;
+	d.user = at ? util_xasprintf("%.*s", (int)(at - s), s) : NULL;
+	d.host = colon ? util_xasprintf("%.*s", (int)(colon - h), h) : util_xstrdup(h);
+	d.port = colon ? util_xstrdup(colon + 1) : NULL;
+	*ret = d;
+	return 0;
+}
+
+int lc_migrate_dest_check(const char *s, util_err *err)
+{
+	return dest_parse(s, NULL, err);
+}
+
+/* A word for the remote shell, in single quotes. */
+static void push_quoted(char **cmd, const char *word)
+{
+	util_append(cmd, "%s'", *cmd && **cmd ? " " : "");
+	for (const char *p = word; *p; p++)
+		util_append(cmd, *p == '\'' ? "'\\''" : "%c", *p);
+	util_append(cmd, "'");
+}
+
+/* ssh's argv: the user's command line split at spaces, the port, no
+ * terminal and no escape character (the channel carries binary data),
+ * the host, and qvm's receive verb on it. */
+static char **ssh_argv(const lc_migrate_opts *o, const dest *d)
+{
+	_cleanup_free_ char *line = util_xstrdup(o->ssh && *o->ssh ? o->ssh : "ssh");
+	_cleanup_free_ char *cmd = NULL;
+	char host[256], *save = NULL;
+	util_strv sv = { 0 };
+
+	if (gethostname(host, sizeof(host)) < 0)
+		snprintf(host, sizeof(host), "unknown");
+	host[sizeof(host) - 1] = '\0';
+	for (char *w = strtok_r(line, " \t", &save); w; w = strtok_r(NULL, " \t", &save))
+		util_strv_push(&sv, w);
+	if (d->port) {
+		util_strv_push(&sv, "-p");
+		util_strv_push(&sv, d->port);
+	}
+	util_strv_push(&sv, "-T");
+	util_strv_push(&sv, "-e");
+	util_strv_push(&sv, "none");
+	if (d->user)
+		util_strv_pushf(&sv, "%s@%s", d->user, d->host);
+	else
+		util_strv_push(&sv, d->host);
+	push_quoted(&cmd, o->remote_qvm ? o->remote_qvm : "qvm");
+	if (o->remote_root) {
+		push_quoted(&cmd, "--root");
+		push_quoted(&cmd, o->remote_root);
+	}
+	push_quoted(&cmd, "__receive");
+	push_quoted(&cmd, "--from");
+	push_quoted(&cmd, host);
+	util_strv_push(&sv, cmd);
+	return util_strv_steal(&sv);
+}
+
+/* ---- the offer ------------------------------------------------------------------------------- */
+
+/* The SHA-256 of disk d's base image, for the destination to compare
+ * with its own (NULL: a blank disk). New string. */
+static int base_sha256(const char *root, const lc_disk *d, char **ret, util_err *err)
+{
+	_cleanup_stor_image_ stor_image img = { 0 };
+	_cleanup_close_ int fd = -1;
+	uint64_t size;
+	char hex[65];
+	int r;
+
+	*ret = NULL;
+	if (!d->backing)
+		return 0;
+	if (d->source && d->source[0] != '/') {
+		r = stor_image_get(root, d->source, &img, err);
+		if (r < 0)
+			return util_err_prefix(err, "disk %u", d->id);
+		*ret = util_xstrdup(img.sha256);
+		return 0;
+	}
+	fd = open(d->backing, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || util_sha256_fd(fd, &size, hex) < 0)
+		return util_err_errno(err, -errno, "cannot read the base image %s", d->backing);
+	*ret = util_xstrdup(hex);
+	return 0;
+}
+
+/* Bytes file path takes (what the destination must have room for). */
+static uint64_t allocated(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+/* The offer: the definition (a blank disk's size as it is now, which a
+ * resize may have changed), the bases' hashes, the room it needs. */
+static int make_offer(const char *root, const lc_vm *vm, json_t **ret, util_err *err)
+{
+	json_t *def = lc_vmdef_to_json(&vm->def), *bases = json_object();
+	uint64_t bytes =
+	        vm->checkpoint
+	                ? (uint64_t)json_integer_value(json_object_get(vm->checkpoint, "size"))
+	                : (vm->state == LC_ACTIVE ? vm->def.memory : 0);
+
+	for (size_t i = 0; i < vm->def.n_disks; i++) {
+		const lc_disk *d = &vm->def.disks[i];
+		_cleanup_free_ char *sha = NULL;
+		uint64_t size;
+		char key[16];
+		int r = base_sha256(root, d, &sha, err);
+
+		if (r < 0) {
+			json_decref(def);
+			json_decref(bases);
+			return r;
+		}
+		snprintf(key, sizeof(key), "%u", d->id);
+		if (sha)
+			json_object_set_new(bases, key, json_string(sha));
+		else if (!d->source || util_parse_size(d->source, &size, NULL) < 0 ||
+		         size != d->size)
+			json_object_set_new(json_array_get(json_object_get(def, "disks"), i),
+			                    "source", json_sprintf("%" PRIu64 "B", d->size));
+		bytes += allocated(d->path);
+	}
+	*ret = json_pack("{s:s, s:o, s:o, s:I}", "op", "offer", "definition", def, "bases", bases,
+	                 "bytes", (json_int_t)bytes);
+	return 0;
+}
+
+/* ---- the migration ----------------------------------------------------------------------------
+ */
+
+typedef struct mig {
+	const char *root, *name;
+	const lc_migrate_opts *o;
+	dest d;
+	util_child ssh;
+	lc_wire w;
+	bool suspended, paused; /* the guest ran (paused) and was checkpointed for it */
+	bool in_doubt;          /* the connection broke during the commit */
+	int64_t t0, t_pause, t_resume;
+	lc_state moved_as; /* the state it went in */
+	uint64_t total;    /* bytes of the files to send */
+	int fds[LC_DISKS_MAX + 1];
+	size_t n_fds;
+} mig;
+
+static void mig_progress(void *ud, uint64_t done)
+{
+	mig *m = ud;
+
+	if (m->o->progress)
+		m->o->progress(m->o->progress_ud, done, m->total);
+}
+
+/* What the connection's end said, for a message: ssh's last line. */
+static int conn_failed(mig *m, int r, util_err *err)
+{
+	_cleanup_free_ char *said = NULL;
+
+	if (m->ssh.pid <= 0 || (r != -EPIPE && r != -ECONNRESET))
+		return r;
+	/* ssh has ended or ends now: what it printed says why */
+	close(TAKE_FD(m->w.out));
+	m->ssh.to_fd = -1;
+	util_child_end(&m->ssh, 0);
+	said = util_child_stderr(&m->ssh);
+	return util_err_prefix(err, "%s%s%s", *said ? "ssh: " : "", said,
+	                       *said ? "" : "the destination's qvm ended");
+}
+
+static int connect_dest(mig *m, util_err *err)
+{
+	_cleanup_strv_ char **argv = ssh_argv(m->o, &m->d);
+	int r = util_spawn_piped(argv, &m->ssh, err);
+
+	if (r < 0)
+		return r;
+	lc_wire_init(&m->w, m->ssh.from_fd, m->ssh.to_fd);
+	return 0;
+}
+
+/* Offer the VM as it is now; the destination checks and defines it. */
+static int offer(mig *m, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	json_t *msg = NULL;
+	lc_vm *vm;
+	int r = lc_db_open_vm(m->root, m->name, &db, &vm, err);
+
+	if (r < 0)
+		return r;
+	if (m->o->live)
+		return util_err_set(
+		        err, -EOPNOTSUPP,
+		        "live migration (--live) is not built yet; without --live a running vm is suspended, moved and resumed");
+	if (vm->state == LC_ACTIVE && (vm->lcm == LC_LCM_RUNNING || vm->lcm == LC_LCM_PAUSED)) {
+		m->suspended = true;
+		m->paused = vm->lcm == LC_LCM_PAUSED;
+	} else if (vm->state != LC_POWEROFF && vm->state != LC_UNDEPLOYED &&
+	           vm->state != LC_SUSPENDED && vm->state != LC_STOPPED) {
+		_cleanup_free_ char *st = lc_state_text(vm);
+
+		return util_err_set(
+		        err, -EBUSY,
+		        "it is %s; migrate needs ACTIVE/RUNNING, ACTIVE/PAUSED, SUSPENDED, STOPPED, POWEROFF or UNDEPLOYED",
+		        st);
+	}
+	r = make_offer(m->root, vm, &msg, err);
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0)
+		r = connect_dest(m, err);
+	if (r == 0)
+		r = lc_wire_send(&m->w, msg, err);
+	else
+		json_decref(msg);
+	if (r == 0)
+		r = lc_wire_reply(&m->w, NULL, err);
+	return r < 0 ? conn_failed(m, r, err) : 0;
+}
+
+/* Open the files to send: the owned disks and the checkpoint (checked
+ * against its recorded hash first); the list the destination gets. */
+static int open_files(mig *m, lc_cmd *c, json_t **ret, util_err *err)
+{
+	json_t *files = json_array();
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < c->vm->def.n_disks; i++) {
+		const lc_disk *d = &c->vm->def.disks[i];
+		struct stat st;
+		int fd;
+
+		if (!d->owned)
+			continue;
+		fd = open(d->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r = util_err_errno(err, -errno, "cannot open disk %u (%s)", d->id, d->path);
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		m->fds[m->n_fds++] = fd;
+		m->total += (uint64_t)st.st_blocks * 512;
+		json_array_append_new(files, json_pack("{s:i, s:I}", "disk", d->id, "size",
+		                                       (json_int_t)st.st_size));
+	}
+	if (r == 0 && c->vm->checkpoint) {
+		int fd;
+
+		_cleanup_free_ char *dir = lc_vm_dir(c->db, c->h.id);
+		_cleanup_free_ char *path = util_xasprintf("%s/checkpoint", dir);
+
+		r = lc_checkpoint_open(c->root, c->vm, &fd, err);
+		if (r == 0) {
+			m->fds[m->n_fds++] = fd;
+			m->total += allocated(path);
+			json_array_append_new(
+			        files, json_pack("{s:O}", "size",
+			                         json_object_get(c->vm->checkpoint, "size")));
+		}
+	}
+	if (r < 0) {
+		json_decref(files);
+		return r;
+	}
+	*ret = files;
+	return 0;
+}
+
+static int send_files(mig *m, lc_cmd *c, util_err *err)
+{
+	json_t *files = NULL, *f;
+	size_t i;
+	int r = open_files(m, c, &files, err);
+
+	if (r < 0)
+		return r;
+	r = lc_wire_send(&m->w, json_pack("{s:s, s:O}", "op", "files", "files", files), err);
+	json_array_foreach (files, i, f) {
+		if (r < 0)
+			break;
+		r = lc_wire_send_file(&m->w, m->fds[i],
+		                      (uint64_t)json_integer_value(json_object_get(f, "size")),
+		                      mig_progress, m, err);
+		util_crash_point("migrate-after-file");
+	}
+	json_decref(files);
+	return r < 0 ? conn_failed(m, r, err) : 0;
+}
+
+/* The commit. 1: the destination has it; 0 with err: it refused (and
+ * undid its half); negative: the connection broke meanwhile, and which
+ * host has the VM is not known here. */
+static int commit(mig *m, lc_cmd *c, util_err *err)
+{
+	_cleanup_json_ json_t *reply = NULL;
+	json_t *ck = c->vm->checkpoint;
+	int r = lc_wire_send(
+	        &m->w,
+	        json_pack("{s:s, s:s, s:O?}", "op", "commit", "state", lc_state_name(c->vm->state),
+	                  "checkpoint",
+	                  ck ? json_pack("{s:O, s:O}", "size", json_object_get(ck, "size"),
+	                                 "sha256", json_object_get(ck, "sha256"))
+	                     : NULL),
+	        err);
+
+	util_crash_point("migrate-after-commit");
+	if (r == 0)
+		r = lc_wire_recv(&m->w, &reply, err);
+	if (r < 0)
+		return conn_failed(m, r, err);
+	if (json_is_true(json_object_get(reply, "ok")))
+		return 1;
+	util_err_set(err, -EIO, "%s",
+	             json_string_value(json_object_get(reply, "error")) ?: "the commit failed");
+	return 0;
+}
+
+/* The destination has the VM: here it ends DONE, then its files go. */
+static int hand_over(mig *m, lc_cmd *c, util_err *err)
+{
+	_cleanup_free_ char *reason = util_xasprintf("migrated to %s", m->d.host);
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	lc_vm *vm;
+	int r;
+
+	lc_cmd_let_go(c);
+	r = lc_record(m->root, c->h.id, LC_DONE, LC_LCM_NONE, reason, NULL,
+	              json_pack("{s:n}", "checkpoint"), err);
+	util_crash_point("migrate-after-done");
+	if (r == 0)
+		r = lc_load_vm(m->root, c->h.id, &db, &vm, err);
+	if (r == 0)
+		r = lc_remove_vm_files(db, vm, false, err);
+	return r < 0 ? util_err_prefix(err, "it runs on %s now, but here", m->d.host) : 0;
+}
+
+/* With the VM held and as it will be moved (not running): send and commit. */
+static int move_held(mig *m, lc_cmd *c, bool *ret_moved, util_err *err)
+{
+	lc_state s = c->vm->state;
+	int r;
+
+	*ret_moved = false;
+	if (s != LC_POWEROFF && s != LC_UNDEPLOYED && s != LC_SUSPENDED && s != LC_STOPPED) {
+		_cleanup_free_ char *st = lc_state_text(c->vm);
+
+		return util_err_set(err, -EBUSY, "it became %s meanwhile", st);
+	}
+	r = send_files(m, c, err);
+	if (r == 0)
+		r = commit(m, c, err);
+	if (r < 0) {
+		/* the destination may have committed: this host must not run it */
+		m->in_doubt = true;
+		return util_err_prefix(
+		        err,
+		        "the connection to %s broke during the commit; see 'qvm show %s' there before you resume it here (it is %s here)",
+		        m->d.host, m->name, lc_state_name(s));
+	}
+	if (r == 0)
+		return -EIO;
+	*ret_moved = true;
+	m->moved_as = s;
+	return hand_over(m, c, err);
+}
+
+/* Add "; what" to the message err holds. */
+static void err_suffix(util_err *err, const char *what)
+{
+	size_t len = strlen(err->msg);
+
+	snprintf(err->msg + len, sizeof(err->msg) - len, "; %s", what);
+}
+
+/* Where it ran: resume it on the destination (paused again if it was). */
+static int resume_there(mig *m, util_err *err)
+{
+	int r = lc_wire_send(&m->w, json_pack("{s:s, s:b}", "op", "resume", "pause", m->paused),
+	                     err);
+
+	if (r == 0)
+		r = lc_wire_reply(&m->w, NULL, err);
+	m->t_resume = util_now_ms();
+	if (r < 0) {
+		conn_failed(m, r, err);
+		return util_err_prefix(
+		        err,
+		        "it is on %s, SUSPENDED, but could not be resumed there ('qvm resume %s' there)",
+		        m->d.host, m->name);
+	}
+	return 0;
+}
+
+/* It ran and was suspended for the move, which failed: it runs here again. */
+static void resume_here(mig *m, util_err *err)
+{
+	util_err e = { 0 };
+	_cleanup_free_ char *what = NULL;
+	int r = lc_vm_resume(m->root, m->name, &m->o->run, &e);
+
+	if (r == 0 && m->paused)
+		r = lc_vm_pause(m->root, m->name, true, &m->o->run, &e);
+	what = r == 0 ? util_xstrdup("it runs here again")
+	              : util_xasprintf("it could not be resumed here (%s): 'qvm resume %s'", e.msg,
+	                               m->name);
+	err_suffix(err, what);
+}
+
+static void mig_clear(mig *m)
+{
+	for (size_t i = 0; i < m->n_fds; i++)
+		close(m->fds[i]);
+	m->n_fds = 0;
+	if (m->ssh.pid > 0) {
+		/* closing the wire tells the destination to undo what it has */
+		m->ssh.to_fd = m->w.out;
+		util_child_end(&m->ssh, 0);
+	}
+	lc_wire_clear(&m->w);
+	dest_clear(&m->d);
+}
+
+static json_t *result(mig *m, int64_t t_end)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I}", "vm", m->name, "to", m->d.host, "state",
+	                      m->suspended ? (m->paused ? "ACTIVE/PAUSED" : "ACTIVE/RUNNING")
+	                                   : lc_state_name(m->moved_as),
+	                      "time_ms", (json_int_t)(t_end - m->t0), "bytes",
+	                      (json_int_t)m->w.bytes_out);
+
+	/* how long the guest was paused: only for one that ran */
+	if (m->suspended)
+		json_object_set_new(j, "downtime_ms", json_integer(m->t_resume - m->t_pause));
+	return j;
+}
+
+/* The move after the offer was taken: checkpoint a running guest, hold
+ * the VM, send, commit, hand over. */
+static int move(mig *m, bool *ret_moved, util_err *err)
+{
+	lc_cmd c;
+	int r = 0;
+
+	if (m->suspended) {
+		m->t_pause = util_now_ms();
+		r = lc_vm_suspend(m->root, m->name, false, &m->o->run, err);
+		util_crash_point("migrate-after-suspend");
+		if (r < 0) {
+			m->suspended = false; /* its rollback let the guest go on */
+			return r;
+		}
+	}
+	r = lc_cmd_hold(&c, m->root, m->name, &m->o->run, err);
+	if (r == 0)
+		r = lc_cmd_end(&c, move_held(m, &c, ret_moved, err));
+	return r;
+}
+
+int lc_vm_migrate(const char *root, const char *name, const lc_migrate_opts *o, json_t **ret,
+                  util_err *err)
+{
+	mig m = { .root = root, .name = name, .o = o, .t0 = util_now_ms() };
+	bool moved = false;
+	int r;
+
+	/* a destination that goes away must be an error, not a signal */
+	signal(SIGPIPE, SIG_IGN);
+	r = dest_parse(o->dest, &m.d, err);
+	if (r == 0)
+		r = offer(&m, err);
+	if (r == 0)
+		r = move(&m, &moved, err);
+	if (moved && m.suspended) {
+		int q = resume_there(&m, err);
+
+		r = r < 0 ? r : q;
+	}
+	if (r == 0) {
+		lc_wire_send(&m.w, json_pack("{s:s}", "op", "end"), NULL);
+		if (ret)
+			*ret = result(&m, util_now_ms());
+	}
+	mig_clear(&m);
+	if (r < 0 && !moved && m.suspended && !m.in_doubt)
+		resume_here(&m, err);
+	return r < 0 ? util_err_prefix(err, "cannot migrate '%s' to %s", name, o->dest) : 0;
+}

@@ -132,6 +132,9 @@ run "$QVM" delete deaf
 is "$RC" 0 "delete deaf" || diag "$ERR"
 run "$QVM" host boot
 is "$(state a)" "ACTIVE/RUNNING" "host boot brings a back again"
+is "$("$QVM" host --json | schema_violations)" "" "host --json follows the JSON rules"
+is "$("$QVM" host set memory-reserve=256M --json | schema_violations)" "" "host set --json follows them"
+is "$("$QVM" host boot --json | schema_violations)" "" "host boot --json follows them"
 run "$QVM" host shutdown --mode nap
 is "$RC" 2 "host shutdown --mode nap is a usage error"
 run "$QVM" host set deploy-pending=maybe

@@ -300,6 +300,8 @@ static int scheduler_loop(cli_ctx *ctx, const lc_pass_opts *o, uint64_t interval
 			print_json_line(report);
 		else
 			print_actions(ctx, report);
+		/* what the pass read of the journal is not kept while it sleeps */
+		lc_db_forget();
 		while (!stop_loop && nanosleep(&ts, &ts) < 0)
 			;
 	}

@@ -255,7 +255,8 @@ static int collect_due(const char *root, int64_t now, due **ret, size_t *ret_n, 
 	}
 	if (r < 0)
 		return r;
-	qsort(list, n, sizeof(*list), due_cmp);
+	if (n > 1)
+		qsort(list, n, sizeof(*list), due_cmp);
 	*ret = list;
 	*ret_n = n;
 	return 0;

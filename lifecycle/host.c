@@ -59,7 +59,7 @@ int lc_host_info(const char *root, json_t **ret, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_free_ char *boot = NULL;
-	json_t *h;
+	json_t *h, *stopped;
 	const char *s;
 	util_err ignored = { 0 };
 	int r = lc_db_open(root, 0, &db, err);
@@ -69,11 +69,12 @@ int lc_host_info(const char *root, json_t **ret, util_err *err)
 	lc_boot_id(&boot, &ignored);
 	h = lc_db_host(db);
 	s = json_string_value(json_object_get(h, "memory-reserve"));
-	*ret = json_pack("{s:b, s:s, s:s?, s:O?, s:O}", "deploy_pending",
+	stopped = json_object_get(h, "stopped");
+	*ret = json_pack("{s:b, s:s, s:s?, s:O?, s:o}", "deploy_pending",
 	                 util_streq(json_string_value(json_object_get(h, "deploy-pending")), "on"),
 	                 "memory_reserve", s ? s : "256M", "boot_id", boot, "autostart_boot_id",
 	                 json_object_get(h, "autostart-boot"), "stopped",
-	                 json_object_get(h, "stopped") ?: json_object());
+	                 stopped ? json_incref(stopped) : json_object());
 	if (!json_object_get(*ret, "autostart_boot_id"))
 		json_object_set_new(*ret, "autostart_boot_id", json_null());
 	return 0;

@@ -13,7 +13,7 @@
 #include "run.h"
 #include "sched.h"
 
-#define STOP_POLL_MS 200
+#define STOP_POLL_MS 50
 
 /* ---- settings ----------------------------------------------------------------------------- */
 

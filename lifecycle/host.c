@@ -191,7 +191,7 @@ int lc_host_boot(const char *root, const lc_pass_opts *o, json_t **ret_report, u
 	_cleanup_json_ json_t *report =
 	        json_pack("{s:n, s:[], s:[]}", "boot_id", "actions", "networks");
 	_cleanup_close_ int lock = -1;
-	int r = lc_pass_lock(root, o->lock_timeout_ms, &lock, err);
+	int r = lc_pass_lock(root, o->pass_timeout_ms, &lock, err);
 
 	if (r == 0)
 		r = nets_restore(root, report, err);
@@ -370,7 +370,7 @@ int lc_host_shutdown(const char *root, lc_host_stop_mode mode, int timeout_s, co
 	const char *key;
 	json_t *v;
 	int64_t deadline;
-	int r = lc_pass_lock(root, o->lock_timeout_ms, &lock, err);
+	int r = lc_pass_lock(root, o->pass_timeout_ms, &lock, err);
 
 	if (r == 0)
 		r = active_vms(root, mode, &ids, err);

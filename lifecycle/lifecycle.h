@@ -491,7 +491,8 @@ int lc_host_info(const char *root, json_t **ret, util_err *err);
 
 typedef struct lc_pass_opts {
 	const char *const *disk_roots; /* as lc_run_opts' */
-	int lock_timeout_ms;           /* the pass lock, and each VM's */
+	int lock_timeout_ms;           /* each VM's lock (a busy VM's action fails) */
+	int pass_timeout_ms;           /* the pass lock (another pass, boot or shutdown) */
 } lc_pass_opts;
 
 /* One pass of the scheduler, serialised with any other by the pass lock

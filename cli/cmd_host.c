@@ -28,7 +28,9 @@ enum {
 
 static lc_pass_opts pass_opts(const cli_ctx *ctx, util_err *err, int *ret_r)
 {
-	lc_pass_opts o = { .disk_roots = ctx->disk_roots, .lock_timeout_ms = LC_LOCK_TIMEOUT_MS };
+	lc_pass_opts o = { .disk_roots = ctx->disk_roots,
+		           .lock_timeout_ms = LC_LOCK_TIMEOUT_MS,
+		           .pass_timeout_ms = PASS_LOCK_TIMEOUT_MS };
 
 	*ret_r = cli_lock_timeout(&o.lock_timeout_ms, err);
 	return o;
@@ -300,6 +302,8 @@ static int scheduler_loop(cli_ctx *ctx, const lc_pass_opts *o, uint64_t interval
 			print_json_line(report);
 		else
 			print_actions(ctx, report);
+		/* what the pass read of the journal is not kept while it sleeps */
+		lc_db_forget();
 		while (!stop_loop && nanosleep(&ts, &ts) < 0)
 			;
 	}
@@ -341,7 +345,6 @@ int cli_cmd_scheduler(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 		return r;
 	if (!once)
 		return scheduler_loop(ctx, &o, interval);
-	o.lock_timeout_ms = PASS_LOCK_TIMEOUT_MS;
 	r = lc_scheduler_pass(ctx->root, &o, &report, err);
 	if (r < 0)
 		return r;
@@ -403,7 +406,6 @@ static int host_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
 	if (r == 0)
 		r = c;
 	if (r == 0) {
-		o.lock_timeout_ms = PASS_LOCK_TIMEOUT_MS;
 		r = lc_host_shutdown(ctx->root, mode, (int)timeout, &o, &report, err);
 	}
 	return host_report(ctx, r, report, ret_json);
@@ -420,7 +422,6 @@ static int host_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 	if (r == 0)
 		r = c;
 	if (r == 0) {
-		o.lock_timeout_ms = PASS_LOCK_TIMEOUT_MS;
 		r = lc_host_boot(ctx->root, &o, &report, err);
 	}
 	return host_report(ctx, r, report, ret_json);

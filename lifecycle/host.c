@@ -13,7 +13,7 @@
 #include "run.h"
 #include "sched.h"
 
-#define STOP_POLL_MS 200
+#define STOP_POLL_MS 50
 
 /* ---- settings ----------------------------------------------------------------------------- */
 
@@ -59,7 +59,7 @@ int lc_host_info(const char *root, json_t **ret, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_free_ char *boot = NULL;
-	json_t *h;
+	json_t *h, *stopped;
 	const char *s;
 	util_err ignored = { 0 };
 	int r = lc_db_open(root, 0, &db, err);
@@ -69,11 +69,12 @@ int lc_host_info(const char *root, json_t **ret, util_err *err)
 	lc_boot_id(&boot, &ignored);
 	h = lc_db_host(db);
 	s = json_string_value(json_object_get(h, "memory-reserve"));
-	*ret = json_pack("{s:b, s:s, s:s?, s:O?, s:O}", "deploy_pending",
+	stopped = json_object_get(h, "stopped");
+	*ret = json_pack("{s:b, s:s, s:s?, s:O?, s:o}", "deploy_pending",
 	                 util_streq(json_string_value(json_object_get(h, "deploy-pending")), "on"),
 	                 "memory_reserve", s ? s : "256M", "boot_id", boot, "autostart_boot_id",
 	                 json_object_get(h, "autostart-boot"), "stopped",
-	                 json_object_get(h, "stopped") ?: json_object());
+	                 stopped ? json_incref(stopped) : json_object());
 	if (!json_object_get(*ret, "autostart_boot_id"))
 		json_object_set_new(*ret, "autostart_boot_id", json_null());
 	return 0;
@@ -190,7 +191,7 @@ int lc_host_boot(const char *root, const lc_pass_opts *o, json_t **ret_report, u
 	_cleanup_json_ json_t *report =
 	        json_pack("{s:n, s:[], s:[]}", "boot_id", "actions", "networks");
 	_cleanup_close_ int lock = -1;
-	int r = lc_pass_lock(root, o->lock_timeout_ms, &lock, err);
+	int r = lc_pass_lock(root, o->pass_timeout_ms, &lock, err);
 
 	if (r == 0)
 		r = nets_restore(root, report, err);
@@ -369,7 +370,7 @@ int lc_host_shutdown(const char *root, lc_host_stop_mode mode, int timeout_s, co
 	const char *key;
 	json_t *v;
 	int64_t deadline;
-	int r = lc_pass_lock(root, o->lock_timeout_ms, &lock, err);
+	int r = lc_pass_lock(root, o->pass_timeout_ms, &lock, err);
 
 	if (r == 0)
 		r = active_vms(root, mode, &ids, err);

@@ -670,7 +670,8 @@ int lc_host_info(const char *root, json_t **ret, util_err *err);
 
 typedef struct lc_pass_opts {
 	const char *const *disk_roots; /* as lc_run_opts' */
-	int lock_timeout_ms;           /* the pass lock, and each VM's */
+	int lock_timeout_ms;           /* each VM's lock (a busy VM's action fails) */
+	int pass_timeout_ms;           /* the pass lock (another pass, boot or shutdown) */
 } lc_pass_opts;
 
 /* One pass of the scheduler, serialised with any other by the pass lock
@@ -684,13 +685,15 @@ typedef struct lc_pass_opts {
 int lc_scheduler_pass(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err);
 
 /* host boot: the networks' bridges qvm made are made again if they are
- * gone, the VMs a host shutdown stopped that are autostart come back
- * (started, or resumed), and the once-per-boot autostart runs. */
+ * gone, the VMs a host shutdown stopped come back (started when they are
+ * autostart; resumed when it suspended them, autostart or not), and the
+ * once-per-boot autostart runs. *ret_report as lc_scheduler_pass's, with
+ * "networks": the names of those whose interfaces were made again. */
 int lc_host_boot(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err);
 
 typedef enum lc_host_stop_mode { LC_HOST_STOP_SHUTDOWN, LC_HOST_STOP_SUSPEND } lc_host_stop_mode;
 /* host shutdown: every running VM is recorded as stopped by the host,
- * then ACPI-shut down to POWEROFF in parallel (or suspended) and, past
+ * then ACPI-shut down to POWEROFF in parallel (or suspended, in parallel) and, past
  * timeout_s, powered off hard. */
 int lc_host_shutdown(const char *root, lc_host_stop_mode mode, int timeout_s, const lc_pass_opts *o,
                      json_t **ret_report, util_err *err);

@@ -255,7 +255,8 @@ static int collect_due(const char *root, int64_t now, due **ret, size_t *ret_n, 
 	}
 	if (r < 0)
 		return r;
-	qsort(list, n, sizeof(*list), due_cmp);
+	if (n > 1)
+		qsort(list, n, sizeof(*list), due_cmp);
 	*ret = list;
 	*ret_n = n;
 	return 0;
@@ -622,7 +623,7 @@ int lc_scheduler_pass(const char *root, const lc_pass_opts *o, json_t **ret_repo
 {
 	_cleanup_json_ json_t *report = json_pack("{s:n, s:[]}", "boot_id", "actions");
 	_cleanup_close_ int lock = -1;
-	int r = lc_pass_lock(root, o->lock_timeout_ms, &lock, err);
+	int r = lc_pass_lock(root, o->pass_timeout_ms, &lock, err);
 
 	if (r == 0)
 		r = reconcile_all(root, err);

@@ -173,6 +173,9 @@ grep -Eq '^11 +snapshot-create nightly +[0-9-]+ 02:00:00 +1d' "$QVM_TEST_ROOT/sh
 	{ not_ok "... the entry with its next run at 02:00 local and its interval"; diag_file "$QVM_TEST_ROOT/show" 40; }
 is "$("$QVM" show s --json | json 'len(d["schedule"])')" 10 "show --json has the schedule (10 actions: one was deleted)"
 is "$("$QVM" schedule-list --json | schema_violations)" "" "schedule-list --json follows the JSON rules"
+is "$("$QVM" show s --json | schema_violations)" "" "show --json (with its schedule) follows them"
+is "$("$QVM" schedule s pause --at +1h --json | schema_violations)" "" "schedule --json follows them"
+is "$("$QVM" schedule-delete s 12 --json | schema_violations)" "" "schedule-delete --json follows them"
 is "$(pass --json | schema_violations)" "" "scheduler --once --json follows them"
 run "$QVM" schedule s poweroff --at 2026-12-24T18:00:00Z --json
 is "$RC" 0 "an ISO 8601 time in UTC" || diag "$ERR"

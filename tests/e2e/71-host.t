@@ -132,6 +132,9 @@ run "$QVM" delete deaf
 is "$RC" 0 "delete deaf" || diag "$ERR"
 run "$QVM" host boot
 is "$(state a)" "ACTIVE/RUNNING" "host boot brings a back again"
+is "$("$QVM" host --json | schema_violations)" "" "host --json follows the JSON rules"
+is "$("$QVM" host set memory-reserve=256M --json | schema_violations)" "" "host set --json follows them"
+is "$("$QVM" host boot --json | schema_violations)" "" "host boot --json follows them"
 run "$QVM" host shutdown --mode nap
 is "$RC" 2 "host shutdown --mode nap is a usage error"
 run "$QVM" host set deploy-pending=maybe
@@ -154,6 +157,24 @@ like "$OUT" "r: restart ok" "... restarts r"
 is "$(state r)" "ACTIVE/RUNNING" "... r runs"
 like "$(reasons r | grep FAILED)" "its qemu and its supervisor are gone" "... it was FAILED for that"
 is "$(acts r restart)" 1 "... the restart is in r's history"
+# the cap: 10 restarts within the window (widened: a slow machine must not
+# let the first ones age out), then r stays FAILED, saying so
+export QVM_RESTART_WINDOW_MS=600000
+for i in 2 3 4 5 6 7 8 9 10; do
+	crash r
+	pass >/dev/null
+done
+is "$(acts r restart)" 10 "ten restarts by the scheduler"
+crash r
+run pass
+is "$RC" 0 "the pass after the 11th crash" || diag "$ERR"
+is "$(state r)" "FAILED" "... leaves r FAILED"
+like "$(reasons r | tail -1)" "restarted 10 times within 600 s: not again \(restart policy on-failure\)" \
+	"... its reason says the cap was reached"
+n=$(last_seq r)
+pass >/dev/null
+is "$(last_seq r)" "$n" "... and a later pass leaves it alone (nothing recorded)"
+unset QVM_RESTART_WINDOW_MS
 run "$QVM" delete r
 is "$RC" 0 "delete r" || diag "$ERR"
 

@@ -28,6 +28,11 @@ typedef struct top_row {
 	uint64_t rd, wr, rx, tx; /* bytes since QEMU started; rx: the guest got */
 	/* per second; negative when not known (no sample before, no QMP) */
 	double cpu_pct, rd_s, wr_s, rx_s, tx_s;
+	/* the disks' counters as last read (this sample's, or carried from
+	 * one before while a qvm command held the vm): a rate spans the gap */
+	bool blk_seen;
+	int64_t blk_t_ms;
+	uint64_t blk_rd, blk_wr;
 } top_row;
 
 typedef enum top_key { KEY_CPU, KEY_RSS, KEY_DISK, KEY_NET, KEY_ID, KEY_NAME, KEY_UPTIME } top_key;
@@ -95,9 +100,16 @@ static void rates(top_state *t)
 			continue;
 		}
 		r->cpu_pct = secs > 0 ? 100.0 * (r->cpu_s - p->cpu_s) / secs : -1;
-		if (r->block_known && p->block_known) {
-			r->rd_s = per_s(r->rd, p->rd, secs);
-			r->wr_s = per_s(r->wr, p->wr, secs);
+		if (r->block_known && p->blk_seen) {
+			double span = (double)(t->t_ms - p->blk_t_ms) / 1000.0;
+
+			r->rd_s = per_s(r->rd, p->blk_rd, span);
+			r->wr_s = per_s(r->wr, p->blk_wr, span);
+		} else if (!r->block_known && p->blk_seen) {
+			r->blk_seen = true;
+			r->blk_t_ms = p->blk_t_ms;
+			r->blk_rd = p->blk_rd;
+			r->blk_wr = p->blk_wr;
 		}
 		r->rx_s = per_s(r->rx, p->rx, secs);
 		r->tx_s = per_s(r->tx, p->tx, secs);
@@ -130,8 +142,17 @@ static int sample(const cli_ctx *ctx, top_state *t, util_err *err)
 	t->t_ms = util_now_ms();
 	t->rows = util_xcalloc(n + 1, sizeof(*t->rows));
 	t->n = n;
-	for (size_t i = 0; i < n; i++)
-		fill_row(&t->rows[i], vms[i], &st[i], ok[i]);
+	for (size_t i = 0; i < n; i++) {
+		top_row *row = &t->rows[i];
+
+		fill_row(row, vms[i], &st[i], ok[i]);
+		if (row->block_known) {
+			row->blk_seen = true;
+			row->blk_t_ms = t->t_ms;
+			row->blk_rd = row->rd;
+			row->blk_wr = row->wr;
+		}
+	}
 	rates(t);
 	return 0;
 }

@@ -66,12 +66,14 @@ running=$("$QVM" metrics | grep -c '^qvm_vm_cpu_seconds_total{')
 disks=$("$QVM" metrics | grep -c '^qvm_vm_block_read_ops_total{')
 nics=$("$QVM" metrics | grep -c '^qvm_vm_nic_rx_bytes_total{')
 echo "scrape covers: $running running vms, $disks disks, $nics nics; $("$QVM" metrics | wc -c) bytes"
-# child_cpu_ms: CPU time (user + system) of this shell's children so far,
-# from bash's `times`: what a scrape costs the host, apart from its waits
-child_cpu_ms() {
-	times | tail -1 | awk '{
-		n = split($0, f, " "); t = 0
-		for (i = 1; i <= n; i++) { split(f[i], p, "m"); sub(/s/, "", p[2]); t += p[1] * 60 + p[2] }
+# cpu_ms FILE: CPU time (user + system) of this shell's children, from
+# bash's `times` written to FILE in this shell (a command substitution
+# would ask a subshell, which has no children): what a scrape costs the
+# host, apart from its waits
+cpu_ms() {
+	tail -1 "$1" | awk '{
+		t = 0
+		for (i = 1; i <= NF; i++) { split($i, p, "m"); sub(/s/, "", p[2]); t += p[1] * 60 + p[2] }
 		printf "%d\n", t * 1000 }'
 }
 metrics_=() list_=() host_=()
@@ -80,11 +82,12 @@ for ((r = 0; r < RUNS; r++)); do
 	sample list_ "$QVM" list
 	sample host_ "$QVM" host
 done
-c0=$(child_cpu_ms)
+times >"$work/t0"
 for ((r = 0; r < RUNS; r++)); do "$QVM" metrics >/dev/null; done
-c1=$(child_cpu_ms)
+times >"$work/t1"
 for ((r = 0; r < RUNS; r++)); do "$QVM" list >/dev/null; done
-c2=$(child_cpu_ms)
+times >"$work/t2"
+c0=$(cpu_ms "$work/t0") c1=$(cpu_ms "$work/t1") c2=$(cpu_ms "$work/t2")
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 report "qvm metrics, CPU time per scrape" "$(awk -v a="$c0" -v b="$c1" -v n="$RUNS" 'BEGIN {printf "%.2f", (b - a) / n}')" ms \
 	"qvm list, CPU time" "$(awk -v a="$c1" -v b="$c2" -v n="$RUNS" 'BEGIN {printf "%.2f", (b - a) / n}')"

@@ -23,7 +23,7 @@ typedef struct top_row {
 	char stat[8];
 	uint64_t memory, rss;
 	int64_t uptime_ms;
-	bool ok, block_known;
+	bool ok, block_known, has_nics;
 	double cpu_s, alive_s;
 	uint64_t rd, wr, rx, tx; /* bytes since QEMU started; rx: the guest got */
 	/* per second; negative when not known (no sample before, no QMP) */
@@ -67,6 +67,7 @@ static void fill_row(top_row *r, const lc_vm *vm, const lc_vm_stats *st, bool ok
 		r->wr += st->disks[d].wr_bytes;
 	}
 	/* the tap's rx is what the guest sent */
+	r->has_nics = st->n_nics > 0;
 	for (size_t k = 0; k < st->n_nics; k++) {
 		r->tx += st->nics[k].rx_bytes;
 		r->rx += st->nics[k].tx_bytes;
@@ -111,8 +112,10 @@ static void rates(top_state *t)
 			r->blk_rd = p->blk_rd;
 			r->blk_wr = p->blk_wr;
 		}
-		r->rx_s = per_s(r->rx, p->rx, secs);
-		r->tx_s = per_s(r->tx, p->tx, secs);
+		if (r->has_nics) {
+			r->rx_s = per_s(r->rx, p->rx, secs);
+			r->tx_s = per_s(r->tx, p->tx, secs);
+		}
 	}
 }
 
@@ -251,8 +254,10 @@ static json_t *sample_json(const top_state *t)
 		                    r->block_known ? json_integer((json_int_t)r->rd) : json_null());
 		json_object_set_new(j, "disk_write_bytes",
 		                    r->block_known ? json_integer((json_int_t)r->wr) : json_null());
-		json_object_set_new(j, "net_rx_bytes", json_integer((json_int_t)r->rx));
-		json_object_set_new(j, "net_tx_bytes", json_integer((json_int_t)r->tx));
+		json_object_set_new(j, "net_rx_bytes",
+		                    r->has_nics ? json_integer((json_int_t)r->rx) : json_null());
+		json_object_set_new(j, "net_tx_bytes",
+		                    r->has_nics ? json_integer((json_int_t)r->tx) : json_null());
 		json_object_set_new(j, "disk_read_per_s", num_or_null(r->rd_s));
 		json_object_set_new(j, "disk_write_per_s", num_or_null(r->wr_s));
 		json_object_set_new(j, "net_rx_per_s", num_or_null(r->rx_s));

@@ -38,6 +38,9 @@ PKGS=(
 	# display, vncpasswd (tigervnc-tools) writes its password file, djpeg
 	# (libjpeg-turbo-progs) decodes the JPEG to check it is not blank
 	vncsnapshot tigervnc-tools libjpeg-turbo-progs
+	# e2e: systemd-socket-activate passes qvm metrics its socket as a
+	# socket unit would (80-metrics.t)
+	systemd
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

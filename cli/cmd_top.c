@@ -23,11 +23,16 @@ typedef struct top_row {
 	char stat[8];
 	uint64_t memory, rss;
 	int64_t uptime_ms;
-	bool ok, block_known;
+	bool ok, block_known, has_nics;
 	double cpu_s, alive_s;
 	uint64_t rd, wr, rx, tx; /* bytes since QEMU started; rx: the guest got */
 	/* per second; negative when not known (no sample before, no QMP) */
 	double cpu_pct, rd_s, wr_s, rx_s, tx_s;
+	/* the disks' counters as last read (this sample's, or carried from
+	 * one before while a qvm command held the vm): a rate spans the gap */
+	bool blk_seen;
+	int64_t blk_t_ms;
+	uint64_t blk_rd, blk_wr;
 } top_row;
 
 typedef enum top_key { KEY_CPU, KEY_RSS, KEY_DISK, KEY_NET, KEY_ID, KEY_NAME, KEY_UPTIME } top_key;
@@ -62,6 +67,7 @@ static void fill_row(top_row *r, const lc_vm *vm, const lc_vm_stats *st, bool ok
 		r->wr += st->disks[d].wr_bytes;
 	}
 	/* the tap's rx is what the guest sent */
+	r->has_nics = st->n_nics > 0;
 	for (size_t k = 0; k < st->n_nics; k++) {
 		r->tx += st->nics[k].rx_bytes;
 		r->rx += st->nics[k].tx_bytes;
@@ -95,12 +101,21 @@ static void rates(top_state *t)
 			continue;
 		}
 		r->cpu_pct = secs > 0 ? 100.0 * (r->cpu_s - p->cpu_s) / secs : -1;
-		if (r->block_known && p->block_known) {
-			r->rd_s = per_s(r->rd, p->rd, secs);
-			r->wr_s = per_s(r->wr, p->wr, secs);
+		if (r->block_known && p->blk_seen) {
+			double span = (double)(t->t_ms - p->blk_t_ms) / 1000.0;
+
+			r->rd_s = per_s(r->rd, p->blk_rd, span);
+			r->wr_s = per_s(r->wr, p->blk_wr, span);
+		} else if (!r->block_known && p->blk_seen) {
+			r->blk_seen = true;
+			r->blk_t_ms = p->blk_t_ms;
+			r->blk_rd = p->blk_rd;
+			r->blk_wr = p->blk_wr;
 		}
-		r->rx_s = per_s(r->rx, p->rx, secs);
-		r->tx_s = per_s(r->tx, p->tx, secs);
+		if (r->has_nics) {
+			r->rx_s = per_s(r->rx, p->rx, secs);
+			r->tx_s = per_s(r->tx, p->tx, secs);
+		}
 	}
 }
 
@@ -130,8 +145,17 @@ static int sample(const cli_ctx *ctx, top_state *t, util_err *err)
 	t->t_ms = util_now_ms();
 	t->rows = util_xcalloc(n + 1, sizeof(*t->rows));
 	t->n = n;
-	for (size_t i = 0; i < n; i++)
-		fill_row(&t->rows[i], vms[i], &st[i], ok[i]);
+	for (size_t i = 0; i < n; i++) {
+		top_row *row = &t->rows[i];
+
+		fill_row(row, vms[i], &st[i], ok[i]);
+		if (row->block_known) {
+			row->blk_seen = true;
+			row->blk_t_ms = t->t_ms;
+			row->blk_rd = row->rd;
+			row->blk_wr = row->wr;
+		}
+	}
 	rates(t);
 	return 0;
 }
@@ -230,8 +254,10 @@ static json_t *sample_json(const top_state *t)
 		                    r->block_known ? json_integer((json_int_t)r->rd) : json_null());
 		json_object_set_new(j, "disk_write_bytes",
 		                    r->block_known ? json_integer((json_int_t)r->wr) : json_null());
-		json_object_set_new(j, "net_rx_bytes", json_integer((json_int_t)r->rx));
-		json_object_set_new(j, "net_tx_bytes", json_integer((json_int_t)r->tx));
+		json_object_set_new(j, "net_rx_bytes",
+		                    r->has_nics ? json_integer((json_int_t)r->rx) : json_null());
+		json_object_set_new(j, "net_tx_bytes",
+		                    r->has_nics ? json_integer((json_int_t)r->tx) : json_null());
 		json_object_set_new(j, "disk_read_per_s", num_or_null(r->rd_s));
 		json_object_set_new(j, "disk_write_per_s", num_or_null(r->wr_s));
 		json_object_set_new(j, "net_rx_per_s", num_or_null(r->rx_s));

@@ -217,7 +217,9 @@ int cli_metrics_serve(const cli_ctx *ctx, const char *spec, util_err *err)
 	sigset_t mask;
 	int r = 0;
 
-	if (lfd < 0)
+	bool inherited = lfd >= 0;
+
+	if (!inherited)
 		r = listen_socket(spec, &lfd, err);
 	if (r < 0)
 		return r;
@@ -232,7 +234,10 @@ int cli_metrics_serve(const cli_ctx *ctx, const char *spec, util_err *err)
 		return util_err_errno(err, -errno, "cannot wait for signals");
 	for (size_t i = 0; i < HTTP_MAX_CLIENTS; i++)
 		clients[i].fd = -1;
-	if (ctx->verbosity >= 0)
+	if (ctx->verbosity >= 0 && inherited)
+		fprintf(stderr,
+		        "qvm: serving metrics at /metrics on the socket passed (LISTEN_FDS)\n");
+	else if (ctx->verbosity >= 0)
 		fprintf(stderr, "qvm: serving metrics at http://%s/metrics\n", spec);
 	r = serve_loop(ctx, lfd, sfd, clients);
 	for (size_t i = 0; i < HTTP_MAX_CLIENTS; i++)

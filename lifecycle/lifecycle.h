@@ -323,14 +323,12 @@ typedef struct lc_vm_stats {
 	lc_nic_stats nics[LC_NICS_MAX];
 } lc_vm_stats;
 
-/* The counters of a running VM (vm loaded in full, ACTIVE with a QEMU):
- * /proc for CPU and memory, query-blockstats on its command socket when
- * the VM lock is free at once, its taps' counters over netlink (a tap
- * that is missing is left out). -ESRCH when no QEMU runs it. */
-int lc_vm_stats_get(const char *root, const lc_vm *vm, lc_vm_stats *ret, util_err *err);
-/* The same for n VMs at once, their QEMUs asked in parallel (so a slow
- * one costs its own 1 s bound, not one for each): ret[i] for vms[i], and
- * ret_ok[i] false where lc_vm_stats_get() would fail (not ACTIVE, no QEMU). */
+/* The counters of n running VMs (loaded in full, ACTIVE with a QEMU):
+ * /proc for CPU and memory, query-blockstats on each one's command socket
+ * when its VM lock is free at once (else block_known is false), its taps'
+ * counters over netlink (a missing tap is left out). The QEMUs are asked
+ * in parallel, so a slow one costs its own 1 s bound, not one for each.
+ * ret[i] is for vms[i]; ret_ok[i] is false where no QEMU runs vms[i]. */
 void lc_vms_stats_get(const char *root, const lc_vm *const *vms, size_t n, lc_vm_stats *ret,
                       bool *ret_ok);
 

@@ -95,27 +95,6 @@ static void nic_stats(const lc_vm *vm, lc_vm_stats *ret)
 	}
 }
 
-int lc_vm_stats_get(const char *root, const lc_vm *vm, lc_vm_stats *ret, util_err *err)
-{
-	util_err ignored = { 0 };
-	lc_vm_stats s;
-	int r;
-
-	memset(&s, 0, sizeof(s));
-	if (vm->state != LC_ACTIVE)
-		return util_err_set(err, -ESRCH, "no qemu runs '%s': it is %s", vm->def.name,
-		                    lc_state_name(vm->state));
-	r = lc_qemu_stat(vm, &s.proc, err);
-	if (r < 0)
-		return r;
-	/* a QEMU still booting or going away has no answer: the other
-	 * counters are still worth having, the disks' are left out */
-	block_stats(root, vm, &s, &ignored);
-	nic_stats(vm, &s);
-	*ret = s;
-	return 0;
-}
-
 /* ---- many VMs at once --------------------------------------------------- */
 
 /* QEMUs asked at once: each answers when the host's scheduler lets it, so

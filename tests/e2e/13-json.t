@@ -135,7 +135,7 @@ is "$(aligned "$OUT")" "" "history: TYPE, STATE and DETAIL aligned, a long type 
 check "delete" delete js-off
 
 # ---- a running vm ---------------------------------------------------------------
-define js-run "" --disk 64M
+define js-run "" --disk 64M --vnc
 rid=$(vm_id js-run)
 rlog=$QVM_ROOT/vms/$rid/console.log
 check "start" start js-run
@@ -149,6 +149,9 @@ is "$(jq -r '.[] | select(.name == "js-run") | [.lcm, (.uptime_ms | type), (.cpu
 check "show (running)" show js-run
 is "$(jq -r '[.lcm, (.qemu_pid | type), (.supervisor_pid | type)] | join(" ")' <<<"$OUT")" \
 	"RUNNING number number" "show: lcm and pids of a running vm"
+check "vnc" vnc js-run --ttl 5
+is "$(jq -r '[.host, (.port | type), (.display | type), (.password | length), (.expires_ms | type)] | map(tostring) | join(" ")' <<<"$OUT")" \
+	"127.0.0.1 number number 8 number" "vnc --json: host, port, display, an 8-character password, expires_ms"
 check "top (running)" top -n 2 -d 0.2
 is "$(jq -r '.[1].vms[0] | [.short, (.cpu_percent | type), (.uptime_ms | type)] | join(" ")' <<<"$OUT")" \
 	"runn number number" "top --json: a running vm's state, CPU %, uptime_ms"

@@ -10,6 +10,7 @@ need_guest
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg QVM_DISK_ROOTS=$G
 command -v promtool >/dev/null || bail_out "no promtool: run make deps (package prometheus)"
+command -v systemd-socket-activate >/dev/null || bail_out "no systemd-socket-activate: run make deps (package systemd)"
 
 # sample FILE METRIC LABELS: the value of METRIC{LABELS} in FILE, or empty
 sample() {
@@ -121,6 +122,23 @@ is "$?" 0 "SIGTERM: it exits 0"
 run curl -s -o /dev/null "http://127.0.0.1:$port/metrics"
 isnt_listening=$RC
 ok "nothing listens on the port any more" test "$isnt_listening" != 0
+# a socket unit's way: the listening socket passed as fd 3 (LISTEN_FDS)
+port2=$((port + 1))
+systemd-socket-activate -l "127.0.0.1:$port2" "$QVM" metrics --listen "127.0.0.1:$port2" \
+	2>"$QVM_TEST_ROOT/sa.err" &
+spid=$!
+on_exit "kill $spid"
+for _ in $(seq 50); do
+	curl -s -o /dev/null "http://127.0.0.1:$port2/metrics" && break
+	sleep 0.1
+done
+run curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port2/metrics"
+is "$OUT" 200 "socket activation (systemd-socket-activate): it serves the socket passed" ||
+	diag_file "$QVM_TEST_ROOT/sa.err"
+like "$(cat "$QVM_TEST_ROOT/sa.err")" "on the socket passed \(LISTEN_FDS\)" "... and says so"
+kill -TERM "$spid"
+wait "$spid"
+is "$?" 0 "... SIGTERM ends it with 0"
 run "$QVM" metrics --listen "localhost:$port"
 is "$RC" 2 "--listen with a name, not a numeric address: usage error"
 run "$QVM" metrics --json

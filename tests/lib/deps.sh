@@ -44,6 +44,9 @@ PKGS=(
 	vncsnapshot tigervnc-tools libjpeg-turbo-progs
 	# e2e: the migration tests' destination host runs sshd (tests/lib/hosts.sh)
 	openssh-server openssh-client
+	# e2e: systemd-socket-activate passes qvm metrics its socket as a
+	# socket unit would (80-metrics.t)
+	systemd
 )
 
 installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)

@@ -53,6 +53,7 @@ static const cli_command commands[] = {
 	  "  cloud-init.user-data=F cloud-init.meta-data=F cloud-init.network-config=F\n"
 	  "                     the cloud-init files (copied now, as create does; empty: none)\n"
 	  "  restart=no|on-failure|always  autostart=yes|no\n"
+	  "  max-vcpus=N max-memory=SIZE  what resize may reach live (0: no hotplug), while off\n"
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
 	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },

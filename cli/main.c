@@ -58,6 +58,7 @@ static const cli_command commands[] = {
 	  "  restart=no|on-failure|always  autostart=yes|no\n"
 	  "  vnc=on|off         a display and a password-protected VNC server (on 127.0.0.1), while off\n"
 	  "  vnc_listen=ADDR    the VNC server's address (an IP; turns vnc on), while off\n"
+	  "  max-vcpus=N max-memory=SIZE  what resize may reach live (0: no hotplug), while off\n"
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
 	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },

@@ -225,7 +225,6 @@ static int finish(const char *root, uint64_t id, json_t *def, bool live, uint64_
 		json_object_update_new(rec, lc_db_def_fields(&nd));
 		lc_vmdef_clear(&nd);
 		r = lc_db_append(db, rec, NULL, err);
-		util_crash_point("resize-before-done");
 	}
 	if (r == 0 && live && vm->state == LC_ACTIVE && vm->lcm == LC_LCM_HOTPLUG)
 		r = lc_db_record_state(db, vm, LC_ACTIVE, LC_LCM_RUNNING, reason, NULL, err);

@@ -56,7 +56,9 @@ resolve() {
 	kver=${dep#* }
 	bver=$(apt-cache show --no-all-versions busybox-static 2>/dev/null |
 		sed -n 's/^Version: //p' | head -n1) || true
-	[ -n "$dep" ] && [ -n "$bver" ]
+	gver=$(apt-cache show --no-all-versions qemu-guest-agent 2>/dev/null |
+		sed -n 's/^Version: //p' | head -n1) || true
+	[ -n "$dep" ] && [ -n "$bver" ] && [ -n "$gver" ]
 }
 
 hashes="build.sh=$(sha256sum <"$here/build.sh" | cut -d' ' -f1)
@@ -76,11 +78,12 @@ fi
 if ! resolve; then
 	# shellcheck disable=SC2015 # die when either fails
 	apt_update && resolve ||
-		die "cannot find linux-image-cloud-amd64 and busybox-static in the package lists; run as root: apt-get update"
+		die "cannot find linux-image-cloud-amd64, busybox-static and qemu-guest-agent in the package lists; run as root: apt-get update"
 fi
 make_stamp() {
 	stamp="kernel=$kpkg $kver
 busybox=busybox-static $bver
+agent=qemu-guest-agent $gver
 $hashes"
 }
 make_stamp
@@ -110,6 +113,7 @@ fetch() {
 	local want=()
 	cached_deb "$kpkg" "$kver" >/dev/null || want+=("$kpkg=$kver")
 	cached_deb busybox-static "$bver" >/dev/null || want+=("busybox-static=$bver")
+	cached_deb qemu-guest-agent "$gver" >/dev/null || want+=("qemu-guest-agent=$gver")
 	[ ${#want[@]} -eq 0 ] && return 0
 	log "apt-get download ${want[*]}"
 	local opts=(-q)
@@ -123,8 +127,9 @@ if ! fetch; then
 	apt_update || die "cannot download $kpkg and busybox-static"
 	resolve || die "cannot find linux-image-cloud-amd64 in the package lists"
 	make_stamp
-	fetch || die "cannot download $kpkg and busybox-static"
+	fetch || die "cannot download $kpkg, busybox-static and qemu-guest-agent"
 fi
+gdeb=$(cached_deb qemu-guest-agent "$gver")
 kdeb=$(cached_deb "$kpkg" "$kver")
 bdeb=$(cached_deb busybox-static "$bver")
 
@@ -133,6 +138,7 @@ tmp=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 dpkg-deb -x "$kdeb" "$tmp/kernel"
 dpkg-deb -x "$bdeb" "$tmp/busybox"
+dpkg-deb -x "$gdeb" "$tmp/agent"
 bb=$tmp/busybox/bin/busybox
 [ -x "$bb" ] || die "no bin/busybox in $bdeb"
 "$bb" sh -n "$here/init" || die "syntax error in $here/init"
@@ -203,6 +209,27 @@ for m in "${order[@]}"; do
 	esac
 	echo "$m" >>"$root/etc/modules"
 done
+
+# qemu-ga from Debian's package, with the libraries ldd finds for it on
+# this host (the guest runs the same Debian release's userland)
+ga=$tmp/agent/usr/sbin/qemu-ga
+[ -x "$ga" ] || die "no usr/sbin/qemu-ga in $gdeb"
+cp "$ga" "$root/sbin/qemu-ga"
+libs=$(ldd "$ga") || die "ldd $ga failed"
+grep -q 'not found' <<<"$libs" && die "qemu-ga needs libraries this host lacks: $(grep 'not found' <<<"$libs" | tr -s ' \t\n' ' ')"
+for lib in $(sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p' <<<"$libs"); do
+	mkdir -p "$root$(dirname "$lib")"
+	cp -L "$lib" "$root$lib"
+done
+# unstripped, they would double the initrd and the guest's boot under TCG
+if command -v strip >/dev/null; then
+	find "$root" -path "$root/lib/modules" -prune -o -type f \( -name '*.so*' -o -name qemu-ga \) -print |
+		xargs -r strip --strip-unneeded
+fi
+# a user for guest-set-user-password to change (busybox chpasswd)
+printf 'root:x:0:0:root:/:/bin/sh\n' >"$root/etc/passwd"
+printf 'root:*:19000:0:99999:7:::\n' >"$root/etc/shadow"
+chmod 600 "$root/etc/shadow"
 
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
 	gzip -6 -n >"$tmp/initrd.img"

@@ -207,6 +207,10 @@ int cli_metrics_text(const cli_ctx *ctx, char **ret, util_err *err);
 /* Serve cli_metrics_text() at http://SPEC/metrics until SIGTERM or SIGINT
  * (then 0); SPEC is ADDR:PORT or [ADDR6]:PORT, numeric. */
 int cli_metrics_serve(const cli_ctx *ctx, const char *spec, util_err *err);
+/* Settle the ACTIVE VMs of db nothing may drive (a dead supervisor, an
+ * abandoned shutdown, hotplug or snapshot), as list does (cmd_look.c):
+ * true when something changed, so that the caller reads db again. */
+bool cli_reconcile_dead(cli_ctx *ctx, lc_db *db);
 /* A /proc/meminfo field in KiB ("MemTotal:"), 0 when unknown. */
 uint64_t cli_meminfo_kib(const char *key);
 

@@ -69,7 +69,7 @@ static int64_t uptime_ms(const lc_vm *vm)
 
 /* ACTIVE VMs whose supervisor died (kill -9, a crashed host controller):
  * adopt their QEMU or settle them, so list never shows a ghost. */
-static bool reconcile_dead(cli_ctx *ctx, lc_db *db)
+bool cli_reconcile_dead(cli_ctx *ctx, lc_db *db)
 {
 	bool changed = false;
 
@@ -114,7 +114,7 @@ int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
 	if (r < 0)
 		return r;
-	if (reconcile_dead(ctx, db)) {
+	if (cli_reconcile_dead(ctx, db)) {
 		/* something changed under a dead supervisor: show the new truth */
 		lc_db_close(TAKE_PTR(db));
 		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);

@@ -222,7 +222,9 @@ static const cli_command commands[] = {
 	  "reboot or a live snapshot revert stays in it, a restart by the policy starts\n"
 	  "another. CPU seconds are recorded as a run ends ('-': not recorded, as for a\n"
 	  "qemu that died with its supervisor; a total with '+' is then a lower bound).\n"
-	  "Memory-hours are GiB of the definition times hours. DONE vms count (by id).\n" },
+	  "Memory-hours are GiB of the definition times hours. DONE vms count (by id). Like\n"
+	  "list, it first settles vms whose supervisor died (their qemu adopted, or their end\n"
+	  "recorded).\n" },
 	{ "vnc", cli_cmd_vnc, "NAME [--ttl S]",
 	  "set a fresh one-time password on a running vm's VNC server; print its address, display and password",
 	  "  --ttl S   the password expires S seconds from now (default 60; 1-86400); it works\n"

@@ -408,7 +408,7 @@ static void print_quoted(const char *s)
 int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_free_ char *qemu = NULL, *log = NULL, *seed = NULL;
+	_cleanup_free_ char *qemu = NULL, *log = NULL, *seed = NULL, *vnc = NULL;
 	_cleanup_free_ int *taps = NULL;
 	_cleanup_strv_ char **args = NULL;
 	lc_qemu_runtime rt = { 0 };
@@ -432,6 +432,7 @@ int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	rt.qmp_command_fd = 4;
 	rt.serial_fd = 5;
 	rt.serial_log = log;
+	rt.vnc_socket = vnc = lc_vnc_socket_path(ctx->root, vm->id);
 	rt.tap_fds = taps;
 	rt.n_tap_fds = vm->def.n_nics;
 	rt.sandbox = true;

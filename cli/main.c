@@ -31,7 +31,8 @@ static const cli_command commands[] = {
 	  "  --label K=V            a label, repeatable\n"
 	  "  --vnc                  a display and a VNC server on 127.0.0.1 (a free display from :0),\n"
 	  "                         always with a password: qvm vnc NAME sets a one-time one\n"
-	  "  --vnc-listen ADDR      the same on ADDR, an IP address (off-host: only if you ask)\n"
+	  "  --vnc-listen ADDR      the same on ADDR, an IP address (off-host: only if you ask),\n"
+	  "                         or unix: a socket in the vm's runtime folder (ROOT/run/ID/vnc.sock)\n"
 	  "  --hold                 define in HOLD (start still works; with no scheduler built yet, HOLD acts as PENDING)\n"
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
@@ -47,7 +48,7 @@ static const cli_command commands[] = {
 	  "  memory=SIZE        the memory of a vm that is off (a bare number is MiB)\n"
 	  "  vcpus=N            its virtual CPUs (1-255)\n"
 	  "  vnc=on|off         a display and a password-protected VNC server (on 127.0.0.1)\n"
-	  "  vnc_listen=ADDR    the VNC server's address (an IP; turns vnc on)\n"
+	  "  vnc_listen=ADDR    the VNC server's address (an IP, or unix; turns vnc on)\n"
 	  "Other parts of the definition are refused; the message says which command changes them.\n" },
 	{ "list", cli_cmd_list, "[--all]", "list vms: ID NAME STAT CPU MEM UPTIME",
 	  "  --all, -a   include DONE vms\n" },

@@ -530,6 +530,7 @@ static int *fill_runtime(const sup *s, lc_qemu_runtime *rt, const char *qemu, co
 	rt->qmp_command_fd = 4;
 	rt->serial_fd = 5;
 	rt->serial_log = s->paths.serial_log;
+	rt->vnc_socket = s->paths.vnc;
 	rt->sandbox = true;
 	if (access(seed, F_OK) == 0)
 		rt->seed_path = seed;

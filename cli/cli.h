@@ -234,11 +234,17 @@ int cli_cmd_metrics(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 int cli_cmd_accounting(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_vnc(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_top(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
-/* One scrape in Prometheus's text format (version 0.0.4): a new string. */
-int cli_metrics_text(const cli_ctx *ctx, char **ret, util_err *err);
-/* Serve cli_metrics_text() at http://SPEC/metrics until SIGTERM or SIGINT
- * (then 0); SPEC is ADDR:PORT or [ADDR6]:PORT, numeric. */
-int cli_metrics_serve(const cli_ctx *ctx, const char *spec, util_err *err);
+/* One scrape (a new string in *ret), made for each request. */
+typedef int (*cli_scrape_fn)(const cli_ctx *ctx, char **ret, util_err *err);
+/* Serve scrape()'s text (Prometheus's format, version 0.0.4) at
+ * http://SPEC/metrics until SIGTERM or SIGINT (then 0); SPEC is ADDR:PORT
+ * or [ADDR6]:PORT, numeric. The scrape is the caller's, so the server
+ * knows nothing of what it serves. */
+int cli_metrics_serve(const cli_ctx *ctx, const char *spec, cli_scrape_fn scrape, util_err *err);
+/* Settle the ACTIVE VMs of db nothing may drive (a dead supervisor, an
+ * abandoned shutdown, hotplug or snapshot), as list does (cmd_look.c):
+ * true when something changed, so that the caller reads db again. */
+bool cli_reconcile_dead(cli_ctx *ctx, lc_db *db);
 /* A /proc/meminfo field in KiB ("MemTotal:"), 0 when unknown. */
 uint64_t cli_meminfo_kib(const char *key);
 

@@ -182,6 +182,12 @@ int cli_cmd_accounting(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, u
 		r = cli_usage(err, "--since is after --until");
 	if (r == 0)
 		r = cli_open_db(ctx, 0, &db, err);
+	/* a vm whose supervisor died with its QEMU gets its end recorded
+	 * first, as list would record it */
+	if (r == 0 && cli_reconcile_dead(ctx, db)) {
+		lc_db_close(TAKE_PTR(db));
+		r = cli_open_db(ctx, 0, &db, err);
+	}
 	if (r == 0 && nops == 1)
 		r = lc_db_find_any(db, ops[0], &vm, err);
 	if (r == 0)

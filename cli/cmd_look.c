@@ -69,7 +69,7 @@ static int64_t uptime_ms(const lc_vm *vm)
 
 /* ACTIVE VMs whose supervisor died (kill -9, a crashed host controller):
  * adopt their QEMU or settle them, so list never shows a ghost. */
-static bool reconcile_dead(cli_ctx *ctx, lc_db *db)
+bool cli_reconcile_dead(cli_ctx *ctx, lc_db *db)
 {
 	bool changed = false;
 
@@ -114,7 +114,7 @@ int cli_cmd_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
 	if (r < 0)
 		return r;
-	if (reconcile_dead(ctx, db)) {
+	if (cli_reconcile_dead(ctx, db)) {
 		/* something changed under a dead supervisor: show the new truth */
 		lc_db_close(TAKE_PTR(db));
 		r = cli_open_db(ctx, LC_DB_SUMMARY, &db, err);
@@ -409,7 +409,7 @@ static void print_quoted(const char *s)
 int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_free_ char *qemu = NULL, *log = NULL, *seed = NULL;
+	_cleanup_free_ char *qemu = NULL, *log = NULL, *seed = NULL, *vnc = NULL;
 	_cleanup_free_ int *taps = NULL;
 	_cleanup_strv_ char **args = NULL;
 	lc_qemu_runtime rt = { 0 };
@@ -433,6 +433,7 @@ int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	rt.qmp_command_fd = 4;
 	rt.serial_fd = 5;
 	rt.serial_log = log;
+	rt.vnc_socket = vnc = lc_vnc_socket_path(ctx->root, vm->id);
 	rt.tap_fds = taps;
 	rt.n_tap_fds = vm->def.n_nics;
 	rt.sandbox = true;

@@ -220,9 +220,9 @@ static void sample_all(const cli_ctx *ctx, scrape *sc)
 	}
 }
 
-/* One scrape: the journal read once, each running VM asked once. The text
- * is a new string in *ret. */
-int cli_metrics_text(const cli_ctx *ctx, char **ret, util_err *err)
+/* One scrape in Prometheus's text format (version 0.0.4): the journal read
+ * once, each running VM asked once. The text is a new string in *ret. */
+static int metrics_text(const cli_ctx *ctx, char **ret, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_free_ vm_sample *samples = NULL;
@@ -282,8 +282,8 @@ int cli_cmd_metrics(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util
 	if (r < 0)
 		return r;
 	if (listen)
-		return cli_metrics_serve(ctx, listen, err);
-	r = cli_metrics_text(ctx, &text, err);
+		return cli_metrics_serve(ctx, listen, metrics_text, err);
+	r = metrics_text(ctx, &text, err);
 	if (r < 0)
 		return r;
 	fputs(text, stdout);

@@ -5,6 +5,7 @@
  * --json, one array of them. */
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +278,16 @@ static void restore_tty(void)
 	tty_raw = false;
 }
 
+/* Ctrl-C or a kill in the live view: the terminal back as it was (not
+ * left without echo), then the signal's own end. tcsetattr is
+ * async-signal-safe. */
+static void on_fatal_signal(int sig)
+{
+	restore_tty();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /* Wait delay_ms for a key (live mode): 'q' (or the input's end) quits,
  * the others choose the sort. Returns false to quit. */
 static bool wait_key(top_state *t, int delay_ms)
@@ -379,6 +390,9 @@ int cli_cmd_top(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err
 		raw.c_cc[VTIME] = 0;
 		tty_raw = tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0;
 		atexit(restore_tty);
+		signal(SIGINT, on_fatal_signal);
+		signal(SIGTERM, on_fatal_signal);
+		signal(SIGHUP, on_fatal_signal);
 	}
 	all = ctx->json ? json_array() : NULL;
 	t.key = o.key;

@@ -37,6 +37,14 @@ int cli_cmd_vnc(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err
 		return 0;
 	}
 	host = json_string_value(json_object_get(out, "host"));
+	if (!host) {
+		cli_print_field("SOCKET", "%s", json_string_value(json_object_get(out, "socket")));
+		cli_print_field("PASSWORD", "%s",
+		                json_string_value(json_object_get(out, "password")));
+		cli_print_field("EXPIRES", "in %lld s (once used or not)",
+		                (long long)json_integer_value(json_object_get(out, "ttl_s")));
+		return 0;
+	}
 	cli_print_field("ADDRESS", "%s%s%s:%lld", strchr(host, ':') ? "[" : "", host,
 	                strchr(host, ':') ? "]" : "",
 	                (long long)json_integer_value(json_object_get(out, "port")));

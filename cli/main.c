@@ -33,7 +33,8 @@ static const cli_command commands[] = {
 	  "  --hold                 define in HOLD: the scheduler skips it until release (start still works)\n"
 	  "  --vnc                  a display and a VNC server on 127.0.0.1 (a free display from :0),\n"
 	  "                         always with a password: qvm vnc NAME sets a one-time one\n"
-	  "  --vnc-listen ADDR      the same on ADDR, an IP address (off-host: only if you ask)\n"
+	  "  --vnc-listen ADDR      the same on ADDR, an IP address (off-host: only if you ask),\n"
+	  "                         or unix: a socket in the vm's runtime folder (ROOT/run/ID/vnc.sock)\n"
 	  "  --start                start it once defined, as qvm start does\n"
 	  "  --from FILE.json       read the definition from a file ('-' for stdin), as dump prints it;\n"
 	  "                         no other definition option may be given with it\n"
@@ -57,7 +58,7 @@ static const cli_command commands[] = {
 	  "                     the cloud-init files (copied now, as create does; empty: none)\n"
 	  "  restart=no|on-failure|always  autostart=yes|no\n"
 	  "  vnc=on|off         a display and a password-protected VNC server (on 127.0.0.1), while off\n"
-	  "  vnc_listen=ADDR    the VNC server's address (an IP; turns vnc on), while off\n"
+	  "  vnc_listen=ADDR    the VNC server's address (an IP, or unix; turns vnc on), while off\n"
 	  "  max-vcpus=N max-memory=SIZE  what resize may reach live (0: no hotplug), while off\n"
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
@@ -305,7 +306,9 @@ static const cli_command commands[] = {
 	  "reboot or a live snapshot revert stays in it, a restart by the policy starts\n"
 	  "another. CPU seconds are recorded as a run ends ('-': not recorded, as for a\n"
 	  "qemu that died with its supervisor; a total with '+' is then a lower bound).\n"
-	  "Memory-hours are GiB of the definition times hours. DONE vms count (by id).\n" },
+	  "Memory-hours are GiB of the definition times hours. DONE vms count (by id). Like\n"
+	  "list, it first settles vms whose supervisor died (their qemu adopted, or their end\n"
+	  "recorded).\n" },
 	{ "vnc", cli_cmd_vnc, "NAME [--ttl S]",
 	  "set a fresh one-time password on a running vm's VNC server; print its address, display and password",
 	  "  --ttl S   the password expires S seconds from now (default 60; 1-86400); it works\n"

@@ -20,6 +20,12 @@
 #define HTTP_BACKLOG      16
 #define HTTP_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* What the server answers with: the scrape the caller makes. */
+typedef struct server {
+	const cli_ctx *ctx;
+	cli_scrape_fn scrape;
+} server;
+
 typedef struct client {
 	int fd; /* -1: a free slot */
 	int64_t deadline_ms;
@@ -97,7 +103,7 @@ static void error_reply(int fd, const char *status, const char *text)
 }
 
 /* A whole request in c->buf: answer it. */
-static void answer(const cli_ctx *ctx, client *c)
+static void answer(const server *srv, client *c)
 {
 	char method[16] = "", path[256] = "";
 	_cleanup_free_ char *text = NULL;
@@ -114,7 +120,7 @@ static void answer(const cli_ctx *ctx, client *c)
 	plen = strcspn(path, "?");
 	if (plen != strlen("/metrics") || strncmp(path, "/metrics", plen))
 		return error_reply(c->fd, "404 Not Found", "only /metrics is served here\n");
-	if (cli_metrics_text(ctx, &text, &err) < 0) {
+	if (srv->scrape(srv->ctx, &text, &err) < 0) {
 		char msg[sizeof(err.msg) + 2];
 
 		snprintf(msg, sizeof(msg), "%s\n", err.msg);
@@ -132,7 +138,7 @@ static void drop(client *c)
 }
 
 /* Read what the client sent; answer once the headers are complete. */
-static void on_readable(const cli_ctx *ctx, client *c)
+static void on_readable(const server *srv, client *c)
 {
 	ssize_t n = read(c->fd, c->buf + c->len, HTTP_REQUEST_MAX - c->len);
 
@@ -148,7 +154,7 @@ static void on_readable(const cli_ctx *ctx, client *c)
 		/* the reply is written blocking, bounded by the deadline */
 		fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
 		setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		answer(ctx, c);
+		answer(srv, c);
 		drop(c);
 	} else if (c->len == HTTP_REQUEST_MAX) {
 		error_reply(c->fd, "431 Request Header Fields Too Large", "request too large\n");
@@ -179,7 +185,7 @@ static int next_timeout(const client *clients)
 	return (int)t;
 }
 
-static int serve_loop(const cli_ctx *ctx, int lfd, int sfd, client *clients)
+static int serve_loop(const server *srv, int lfd, int sfd, client *clients)
 {
 	for (;;) {
 		struct pollfd pfd[HTTP_MAX_CLIENTS + 2];
@@ -201,7 +207,7 @@ static int serve_loop(const cli_ctx *ctx, int lfd, int sfd, client *clients)
 		now = util_now_ms();
 		for (size_t i = 0; i < HTTP_MAX_CLIENTS; i++) {
 			if (clients[i].fd >= 0 && pfd[i].revents)
-				on_readable(ctx, &clients[i]);
+				on_readable(srv, &clients[i]);
 			if (clients[i].fd >= 0 && now >= clients[i].deadline_ms)
 				drop(&clients[i]); /* too slow to ask */
 		}
@@ -210,8 +216,9 @@ static int serve_loop(const cli_ctx *ctx, int lfd, int sfd, client *clients)
 	}
 }
 
-int cli_metrics_serve(const cli_ctx *ctx, const char *spec, util_err *err)
+int cli_metrics_serve(const cli_ctx *ctx, const char *spec, cli_scrape_fn scrape, util_err *err)
 {
+	const server srv = { ctx, scrape };
 	_cleanup_close_ int lfd = inherited_socket(), sfd = -1;
 	_cleanup_free_ client *clients = util_xcalloc(HTTP_MAX_CLIENTS, sizeof(*clients));
 	sigset_t mask;
@@ -239,7 +246,7 @@ int cli_metrics_serve(const cli_ctx *ctx, const char *spec, util_err *err)
 		        "qvm: serving metrics at /metrics on the socket passed (LISTEN_FDS)\n");
 	else if (ctx->verbosity >= 0)
 		fprintf(stderr, "qvm: serving metrics at http://%s/metrics\n", spec);
-	r = serve_loop(ctx, lfd, sfd, clients);
+	r = serve_loop(&srv, lfd, sfd, clients);
 	for (size_t i = 0; i < HTTP_MAX_CLIENTS; i++)
 		drop(&clients[i]);
 	if (r < 0)

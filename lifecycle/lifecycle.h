@@ -350,6 +350,10 @@ int lc_accounting(lc_db *db, uint64_t id, int64_t since_ms, int64_t until_ms, js
 
 /* ---- VNC (vm_vnc.c) -------------------------------------------------------- */
 
+/* ROOT/run/ID/vnc.sock: the VNC socket of VM id with vnc "unix" (new
+ * string), made by its QEMU and gone with its runtime folder. */
+char *lc_vnc_socket_path(const char *root, uint64_t id);
+
 /* How long a password of qvm vnc lasts unless told otherwise. */
 #define LC_VNC_TTL_S 60
 
@@ -357,7 +361,8 @@ int lc_accounting(lc_db *db, uint64_t id, int64_t since_ms, int64_t until_ms, js
  * of running VM name (defined with vnc on), set over QMP with set_password
  * and made to expire in ttl_s seconds (0: LC_VNC_TTL_S) with
  * expire_password; never recorded. On success *ret_json is new: {vm, host,
- * port, display (port - 5900), password, expires_ms, ttl_s}. If the expiry
+ * port, display (port - 5900), socket (its path on vnc "unix", where the
+ * other three are null; else null), password, expires_ms, ttl_s}. If the expiry
  * cannot be set, the password is expired at once and the command fails. */
 int lc_vm_vnc(const char *root, const char *name, int ttl_s, const lc_run_opts *opts,
               json_t **ret_json, util_err *err);
@@ -458,6 +463,9 @@ typedef struct lc_qemu_runtime {
 	bool sandbox;          /* -sandbox on,... (QEMU built with seccomp) */
 	const char *seed_path; /* cloud-init seed ISO, or NULL */
 	bool incoming;         /* -incoming defer: a resume loads a checkpoint */
+	/* where a VM with vnc "unix" gets its VNC socket (in its runtime
+	 * folder, gone when QEMU is), or NULL */
+	const char *vnc_socket;
 } lc_qemu_runtime;
 
 /* Build QEMU's argv for vm: -nodefaults -no-shutdown -S, -blockdev JSON with

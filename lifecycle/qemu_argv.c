@@ -3,6 +3,7 @@
  * can add an option); the few key=value options left pass through
  * util_qemu_opt_escape(). Golden tests in tests/unit pin every feature. */
 #include <string.h>
+#include <sys/un.h>
 
 #include "run.h"
 
@@ -151,17 +152,35 @@ static void push_readonly_raw(util_strv *sv, const char *node, const char *path,
  * never without a password. None is set until `qvm vnc` sets one, so until
  * then no client gets in. The address is an IP literal (checked): nothing
  * in it reads as an option. */
-static void push_vnc(util_strv *sv, const lc_vmdef *def)
+static int push_vnc(util_strv *sv, const lc_vmdef *def, const lc_qemu_runtime *rt, util_err *err)
 {
+	_cleanup_free_ char *path = NULL;
+	int r;
+
 	if (!def->vnc_listen)
-		return;
+		return 0;
 	util_strv_push(sv, "-device");
 	util_strv_push(sv, "VGA,id=video0");
 	util_strv_push(sv, "-vnc");
-	util_strv_pushf(sv,
-	                strchr(def->vnc_listen, ':') ? "[%s]:0,to=99,password=on"
-	                                             : "%s:0,to=99,password=on",
-	                def->vnc_listen);
+	if (!util_streq(def->vnc_listen, LC_VNC_UNIX)) {
+		util_strv_pushf(sv,
+		                strchr(def->vnc_listen, ':') ? "[%s]:0,to=99,password=on"
+		                                             : "%s:0,to=99,password=on",
+		                def->vnc_listen);
+		return 0;
+	}
+	if (!rt->vnc_socket)
+		return util_err_set(err, -EINVAL, "no path for the vnc socket");
+	if (strlen(rt->vnc_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return util_err_set(err, -ENAMETOOLONG,
+		                    "the vnc socket path '%s' is too long for a unix socket; use a "
+		                    "shorter --root",
+		                    rt->vnc_socket);
+	r = util_qemu_opt_escape(rt->vnc_socket, &path, err);
+	if (r < 0)
+		return util_err_prefix(err, "vnc socket path");
+	util_strv_pushf(sv, "unix:%s,password=on", path);
+	return 0;
 }
 
 static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt, util_err *err)
@@ -316,7 +335,8 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 	if ((r = push_nics(&sv, vm, rt, err)) < 0)
 		goto fail;
 	push_hotplug_ports(&sv, def);
-	push_vnc(&sv, def);
+	if ((r = push_vnc(&sv, def, rt, err)) < 0)
+		goto fail;
 	*ret_argv = util_strv_steal(&sv);
 	return 0;
 fail:

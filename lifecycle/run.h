@@ -13,6 +13,7 @@ typedef struct lc_paths {
 	char *qmp_event;   /* the supervisor's QMP socket */
 	char *qmp_command; /* the QMP socket for qvm commands */
 	char *console;     /* the serial console socket */
+	char *vnc;         /* the VNC socket of a VM with vnc "unix" */
 	char *serial_log;  /* everything the guest wrote on its serial port */
 	char *qemu_log;    /* QEMU's stdout and stderr */
 	char *sup_log;     /* the supervisor's own notes */

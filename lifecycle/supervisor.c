@@ -384,6 +384,19 @@ static void sample_cpu(sup *s)
 		s->qemu_cpu_ms = (int64_t)(ps.cpu_s * 1000);
 }
 
+/* Reap our QEMU (waitpid's flags), keeping the CPU time it used for the
+ * exit record. */
+static pid_t reap_child(sup *s, int *status, int flags)
+{
+	struct rusage ru;
+	pid_t r = wait4(s->qemu_pid, status, flags, &ru);
+
+	if (r > 0)
+		s->qemu_cpu_ms = (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+		                 (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+	return r;
+}
+
 /* Wait (bounded) for a QEMU that is about to exit, and say how it ended. */
 static void qemu_exit_reason(sup *s, bool wait, char *buf, size_t len)
 {
@@ -396,13 +409,7 @@ static void qemu_exit_reason(sup *s, bool wait, char *buf, size_t len)
 
 			poll(&pfd, 1, 3000);
 		}
-		struct rusage ru;
-
-		r = wait4(s->qemu_pid, &status, WNOHANG, &ru);
-		if (r > 0)
-			s->qemu_cpu_ms =
-			        (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
-			        (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+		r = reap_child(s, &status, WNOHANG);
 	}
 	log_drain(s);
 	if (r > 0 && WIFEXITED(status))
@@ -430,7 +437,7 @@ static void kill_qemu(sup *s)
 		poll(&pfd, 1, 5000);
 	}
 	if (s->qemu_is_child && s->qemu_pid > 0)
-		waitpid(s->qemu_pid, NULL, 0);
+		reap_child(s, NULL, 0);
 }
 
 /* QEMU is to go: the guest is off, or its time to shut down ran out.
@@ -523,6 +530,7 @@ static int *fill_runtime(const sup *s, lc_qemu_runtime *rt, const char *qemu, co
 	rt->qmp_command_fd = 4;
 	rt->serial_fd = 5;
 	rt->serial_log = s->paths.serial_log;
+	rt->vnc_socket = s->paths.vnc;
 	rt->sandbox = true;
 	if (access(seed, F_OK) == 0)
 		rt->seed_path = seed;

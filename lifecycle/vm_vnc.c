@@ -49,8 +49,14 @@ static int vnc_where(lc_cmd *c, json_t **ret, util_err *err)
 		        err, -ENOTCONN,
 		        "its qemu runs no vnc server (it was started before vnc was on?); "
 		        "power it off and start it again");
-	*ret = json_pack("{s:s, s:i, s:i}", "host", host, "port", atoi(service), "display",
-	                 atoi(service) - 5900);
+	/* a unix socket: its path is the "service" */
+	if (util_streq(json_string_value(json_object_get(info, "family")), "unix")) {
+		*ret = json_pack("{s:n, s:n, s:n, s:s}", "host", "port", "display", "socket",
+		                 service);
+		return 0;
+	}
+	*ret = json_pack("{s:s, s:i, s:i, s:n}", "host", host, "port", atoi(service), "display",
+	                 atoi(service) - 5900, "socket");
 	return 0;
 }
 
@@ -107,6 +113,17 @@ static int vnc_act(lc_cmd *c, void *arg, util_err *err)
 	json_object_set_new(where, "ttl_s", json_integer(a->ttl_s));
 	a->out = TAKE_PTR(where);
 	return 0;
+}
+
+char *lc_vnc_socket_path(const char *root, uint64_t id)
+{
+	lc_paths p;
+	char *path;
+
+	lc_paths_init(&p, root, id);
+	path = TAKE_PTR(p.vnc);
+	lc_paths_clear(&p);
+	return path;
 }
 
 static const lc_cmd_kind vnc_kind = { "open the vnc display of", LC_OP_COUNT, false, vnc_act };

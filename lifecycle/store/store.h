@@ -159,6 +159,9 @@ typedef struct lc_vmdef {
 
 /* The address a VNC server of a VM listens on unless told otherwise. */
 #define LC_VNC_LISTEN_DEFAULT "127.0.0.1"
+/* The listen "address" of a VNC server on a unix socket in the VM's
+ * runtime folder (ROOT/run/ID/vnc.sock) instead of TCP. */
+#define LC_VNC_UNIX "unix"
 /* Is addr an address a VNC server may listen on: an IPv4 or IPv6 literal
  * (no name, nothing QEMU's option syntax could read further)? */
 int lc_vnc_listen_check(const char *addr, util_err *err);

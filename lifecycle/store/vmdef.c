@@ -863,10 +863,11 @@ int lc_vnc_listen_check(const char *addr, util_err *err)
 {
 	unsigned char buf[sizeof(struct in6_addr)];
 
-	if (addr && (inet_pton(AF_INET, addr, buf) == 1 || inet_pton(AF_INET6, addr, buf) == 1))
+	if (addr && (inet_pton(AF_INET, addr, buf) == 1 || inet_pton(AF_INET6, addr, buf) == 1 ||
+	             util_streq(addr, LC_VNC_UNIX)))
 		return 0;
 	return util_err_set(
 	        err, -EINVAL,
-	        "vnc listen address '%s' is not an IPv4 or IPv6 address (e.g. 127.0.0.1)",
+	        "vnc listen address '%s' is not an IPv4 or IPv6 address (e.g. 127.0.0.1) or unix",
 	        addr ? addr : "");
 }

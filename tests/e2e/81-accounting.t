@@ -120,6 +120,24 @@ is "$(grep -c "^$id,acc1,20[0-9-]*T[0-9:]*Z,20[0-9-]*T[0-9:]*Z,[A-Z]*,[0-9.]*,[0
 run "$QVM" accounting --csv --json
 is "$RC" 2 "--csv with --json: usage error"
 
+# ---- the whole controller and its qemu killed: accounting settles it ----------
+n=$(lines_of acc1)
+run "$QVM" start acc1
+is "$RC" 0 "start once more" || diag "$ERR"
+booted acc1 "$n"
+sup=$(recorded acc1 supervisor_pid)
+q=$(recorded acc1 qemu_pid)
+kill -9 "$sup" "$q"
+wait_pid_gone "$sup" 5
+wait_pid_gone "$q" 5
+t4=$(now_ms)
+run "$QVM" accounting acc1 --json
+is "$RC" 0 "accounting right after the supervisor and its qemu were killed" || diag "$ERR"
+is "$(json 'len(d["vms"][0]["runs"])' <<<"$OUT")" 4 "a fourth run"
+is "$(json "d['vms'][0]['runs'][3]['end_ms'] is not None and d['vms'][0]['runs'][3]['end_ms'] >= $t4 - 60000, d['vms'][0]['runs'][3]['cpu_seconds'], d['total']['cpu_complete']" <<<"$OUT")" \
+	"True None False" "it settled the vm: the run ended, its CPU unknown, the total a lower bound"
+like "$(state acc1)" "^(FAILED|POWEROFF|UNKNOWN)$" "the vm is no longer ACTIVE"
+
 # ---- a restart by the policy ---------------------------------------------------
 define acc2 "" --restart on-failure --memory 128M
 run "$QVM" start acc2
@@ -136,5 +154,5 @@ is "$("$QVM" accounting acc2 --json | json '" ".join(str(r["ended"]) for r in d[
 run "$QVM" delete acc2
 run "$QVM" delete acc1
 is "$RC" 0 "delete acc1" || diag "$ERR"
-is "$(acc 'len(d["vms"][0]["runs"])')" 3 "a deleted (DONE) vm keeps its runs (by id: $id)" 2>/dev/null
+is "$(acc 'len(d["vms"][0]["runs"])')" 4 "a deleted (DONE) vm keeps its runs (by id: $id)" 2>/dev/null
 done_testing

@@ -6,7 +6,9 @@
 # (the firmware's text, not blank); a wrong password, an old one and one
 # past its TTL are refused. The definition key (create --vnc, --vnc-listen,
 # update vnc=on|off while off) and the failures (no display, not running,
-# bad arguments, the expiry refused by QEMU).
+# bad arguments, the expiry refused by QEMU). And a VNC server on a unix
+# socket in the vm's runtime folder (--vnc-listen unix), reached by
+# vncsnapshot through a TCP relay (tests/lib/vnc_relay.py).
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 need_guest
@@ -134,10 +136,45 @@ vm_create v8 "" --vnc --machine microvm
 is "$RC" 2 "create --vnc --machine microvm: a usage error (no display)"
 like "$ERR" "microvm has no display" "... saying so"
 
-run "$QVM" vnc plain
-like "$ERR" "cannot open the vnc display of 'plain'" "vnc of a vm without vnc, off: refused"
+# ---- a unix socket in the vm's runtime folder --------------------------------
 run "$QVM" delete vnc1
 is "$RC" 0 "delete vnc1" || diag "$ERR"
-for v in plain v6; do run "$QVM" delete "$v"; done
+define vncu "" --vnc-listen unix
+uid=$(vm_id vncu)
+SOCK=$QVM_ROOT/run/$uid/vnc.sock
+like "$("$QVM" argv vncu)" "-vnc unix:$SOCK,password=on" "argv: -vnc on a unix socket in the runtime folder"
+run "$QVM" start vncu
+is "$RC" 0 "start vncu" || diag "$ERR"
+wait_for_file_line "$QVM_ROOT/vms/$uid/console.log" '^QVM-READY ' "$BOOT_S" ||
+	{ explain vncu; bail_out "vncu does not boot"; }
+run "$QVM" vnc vncu --json
+is "$RC" 0 "qvm vnc of a vm on a unix socket" || diag "$ERR"
+U=$OUT
+is "$(json 'd["socket"], d["host"], d["port"], d["display"]' <<<"$U")" "$SOCK None None None" \
+	"--json: the socket's path, no host, port or display"
+is "$(schema_violations <<<"$U")" "" "... following the schema"
+ok "the socket is there, a socket" test -S "$SOCK"
+is "$(stat -c %A "$SOCK" | cut -c5-)" "------" "... for its owner only"
+run "$QVM" vnc vncu
+like "$OUT" "SOCKET +$SOCK" "text: SOCKET"
+upw=$(awk '$1 == "PASSWORD" {print $2}' <<<"$OUT")
+"$PY" "$VM_SH_DIR/vnc_relay.py" "$SOCK" "$W/relay.port" &
+rpid=$!
+on_exit "kill $rpid"
+for _ in $(seq 50); do [ -s "$W/relay.port" ] && break; sleep 0.1; done
+rdisp=$(($(cat "$W/relay.port") - 5900))
+snap "$rdisp" "$upw" "$W/unix.jpg"
+is "$RC" 0 "vncsnapshot through the relay, with the password" || diag "$ERR"
+n=$(bright "$W/unix.jpg")
+ok "... a screenshot that is not blank ($n bright pixels)" test "${n:-0}" -gt 500
+snap "$rdisp" "x$upw" "$W/unix-bad.jpg"
+is "$RC" 1 "... and a wrong password is refused"
+kill "$rpid"
+run "$QVM" poweroff vncu --hard
+ok "the socket goes with its qemu (the runtime folder)" test ! -e "$SOCK"
+
+run "$QVM" vnc plain
+like "$ERR" "cannot open the vnc display of 'plain'" "vnc of a vm without vnc, off: refused"
+for v in plain v6 vncu; do run "$QVM" delete "$v"; done
 is "$(runtime_left)" "" "nothing of the runtime is left"
 done_testing

@@ -202,6 +202,19 @@ int main(void)
 			   "vnc on ::1: in brackets");
 	util_strv_free(argv);
 	argv = NULL;
+	/* on a unix socket: the path the runtime names, commas doubled */
+	free(vm.def.vnc_listen);
+	vm.def.vnc_listen = util_xstrdup(LC_VNC_UNIX);
+	ok(lc_qemu_argv(&vm, &rt, &argv, &err) < 0 && !argv,
+	   "vnc on a unix socket without a path: refused (%s)", err.msg);
+	rt.vnc_socket = "/srv/a,b/run/7/vnc.sock";
+	ok(lc_qemu_argv(&vm, &rt, &argv, &err) == 0 && argv, "vnc on a unix socket: argv built");
+	for (char **a = argv; a && *a; a++)
+		if (util_streq(*a, "-vnc"))
+			is_str(a[1], "unix:/srv/a,,b/run/7/vnc.sock,password=on",
+			       "vnc on a unix socket: the path, its comma doubled");
+	util_strv_free(argv);
+	argv = NULL;
 	lc_vmdef_clear(&vm.def);
 
 	/* Hostile strings: commas, quotes, braces and option-like text must

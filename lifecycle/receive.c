@@ -7,6 +7,7 @@
  * failure or a broken connection before then deletes it. */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -155,14 +156,11 @@ static int define(rcv *x, lc_vmdef *def, util_err *err)
 	return r;
 }
 
-static int take_offer(rcv *x, util_err *err)
+static int take_offer(rcv *x, json_t *offer, util_err *err)
 {
-	_cleanup_json_ json_t *offer = NULL;
 	_cleanup_(lc_vmdef_clear) lc_vmdef def = { 0 };
-	int r = lc_wire_recv(&x->w, &offer, err);
+	int r;
 
-	if (r < 0)
-		return r;
 	if (!util_streq(json_string_value(json_object_get(offer, "op")), "offer"))
 		return util_err_set(err, -EBADMSG, "the source did not begin with an offer");
 	r = lc_vmdef_from_json(json_object_get(offer, "definition"), &def, err);
@@ -300,6 +298,8 @@ static int commit(rcv *x, json_t *msg, util_err *err)
 		                 "SUSPENDED or STOPPED");
 	if (r == 0)
 		r = place_files(x, x->files, ckpt, err);
+	if (r == 0)
+		r = util_fail_point("receive-before-commit", err);
 	util_crash_point("receive-before-commit");
 	if (r < 0)
 		return r;
@@ -354,11 +354,51 @@ static int after_commit(rcv *x, util_err *err)
 
 	if (r < 0)
 		return 0; /* the source went: the vm stays here as received */
-	close(TAKE_FD(x->lock));
+	if (x->lock >= 0)
+		close(TAKE_FD(x->lock));
 	if (!util_streq(json_string_value(json_object_get(m, "op")), "resume"))
 		return 0;
 	r = lc_vm_resume(x->root, x->name, &ro, &e);
+	if (r == 0 && json_is_true(json_object_get(m, "pause")))
+		r = lc_vm_pause(x->root, x->name, true, &ro, &e);
 	return lc_wire_answer(&x->w, r, &e, NULL, err);
+}
+
+/* A source whose connection broke while it waited for the commit's
+ * answer asks again: is the VM of this uuid here, received (not HOLD)?
+ * An open receive holds the VM's lock: its end is waited for. Then a
+ * "resume" may follow, as after a commit. */
+static int answer_ask(rcv *x, json_t *ask, util_err *err)
+{
+	const char *uuid = json_string_value(json_object_get(ask, "uuid"));
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	const char *state = NULL;
+	util_err e = { 0 };
+	uint64_t id = 0;
+	int r = lc_db_open(x->root, 0, &db, &e);
+
+	for (size_t i = 0; r == 0 && i < lc_db_count(db); i++) {
+		lc_vm *vm = lc_db_vm_at(db, i);
+
+		if (vm->state != LC_DONE && util_streq(vm->def.uuid, uuid)) {
+			id = vm->id;
+			x->name = util_xstrdup(vm->def.name);
+		}
+	}
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0 && id)
+		r = lc_vm_lock_wait(x->root, id, x->name, LC_LOCK_TIMEOUT_MS, &x->lock, &e);
+	if (r == 0 && id)
+		r = lc_db_open(x->root, 0, &db, &e);
+	if (r == 0 && id && lc_db_vm_by_id(db, id)->state != LC_DONE &&
+	    lc_db_vm_by_id(db, id)->state != LC_HOLD)
+		state = lc_state_name(lc_db_vm_by_id(db, id)->state);
+	r = lc_wire_answer(&x->w, r, &e,
+	                   json_pack("{s:b, s:s?}", "has", state != NULL, "state", state), err);
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0 && state)
+		r = after_commit(x, err);
+	return r;
 }
 
 int lc_vm_receive(const char *root, int in, int out, const char *from,
@@ -369,8 +409,18 @@ int lc_vm_receive(const char *root, int in, int out, const char *from,
 	util_err e = { 0 };
 	int r;
 
+	/* a source that goes away is an error to undo, not a signal to die of */
+	signal(SIGPIPE, SIG_IGN);
 	lc_wire_init(&x.w, in, out);
-	r = take_offer(&x, &e);
+	r = lc_wire_recv(&x.w, &m, &e);
+	if (r == 0 && util_streq(json_string_value(json_object_get(m, "op")), "ask")) {
+		r = answer_ask(&x, m, err);
+		rcv_clear(&x);
+		return r;
+	}
+	if (r == 0)
+		r = take_offer(&x, m, &e);
+	json_decref(TAKE_PTR(m));
 	if (lc_wire_answer(&x.w, r, &e, r == 0 ? json_pack("{s:I}", "id", (json_int_t)x.id) : NULL,
 	                   err) < 0 ||
 	    r < 0)
@@ -388,6 +438,7 @@ int lc_vm_receive(const char *root, int in, int out, const char *from,
 		r = util_err_set(&e, -EBADMSG, "the source did not commit");
 	if (r == 0)
 		r = commit(&x, m, &e);
+	util_stop_point("receive-after-commit");
 	if (lc_wire_answer(&x.w, r, &e, NULL, err) < 0 || r < 0)
 		goto out;
 	r = after_commit(&x, err);

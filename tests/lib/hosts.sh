@@ -25,6 +25,8 @@
 # the test folder (qvm_test_root's cleanup, which also kills every process
 # mentioning it: QEMUs, supervisors, qvm).
 #
+#   hosts_kill_sessions  kill -9 of sshd's sessions (the connections drop)
+#   hosts_kill_sshd   kill -9 of sshd and its sessions
 #   hosts_leftovers   what of the two hosts outlived their vms: taps on
 #                     either bridge, runtime sockets, QEMUs; empty when none
 
@@ -101,6 +103,14 @@ hosts_sshd() {
 	done
 	diag_file "$d/sshd.log" 10
 	bail_out "sshd in $DST_NS does not answer on 10.77.0.2:$DST_PORT"
+}
+
+# every session sshd runs (its children), not sshd: a new connection works
+hosts_kill_sessions() {
+	local p
+	for p in $(pgrep -P "$SSHD_PID" 2>/dev/null); do
+		kill -9 "$p" 2>/dev/null
+	done
 }
 
 # sshd and every session it runs (their processes are its children)

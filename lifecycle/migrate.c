@@ -207,7 +207,7 @@ typedef struct mig {
 	int64_t t0, t_pause, t_resume;
 	lc_state moved_as; /* the state it went in */
 	char *uuid;
-	uint64_t total;    /* bytes of the files to send */
+	uint64_t total; /* bytes of the files to send */
 	int fds[LC_DISKS_MAX + 1];
 	size_t n_fds;
 } mig;

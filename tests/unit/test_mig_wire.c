@@ -41,7 +41,8 @@ static void test_file(void)
 	pid_t pid;
 	int r;
 
-	ok(fd >= 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "a sparse file, a socket pair");
+	ok(fd >= 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+	   "a sparse file, a socket pair");
 	pid = fork();
 	if (pid == 0) {
 		lc_wire_init(&w, sv[1], sv[1]);
@@ -74,7 +75,8 @@ static void test_file(void)
 	json_decref(m);
 	m = NULL;
 	waitpid(pid, &status, 0);
-	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the sender sent under 2 MiB (holes skipped)");
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	   "the sender sent under 2 MiB (holes skipped)");
 	r = lc_wire_recv(&w, &m, &err);
 	is_int(r, -EPIPE, "the peer closed: -EPIPE (%s)", err.msg);
 	lc_wire_clear(&w);
@@ -111,7 +113,8 @@ static void test_replies(void)
 		       "an answer with more fields");
 		json_decref(m);
 	}
-	lc_wire_send(&a, json_pack("{s:s, s:i, s:i}", "op", "data", "offset", 10, "len", 100), &err);
+	lc_wire_send(&a, json_pack("{s:s, s:i, s:i}", "op", "data", "offset", 10, "len", 100),
+	             &err);
 	{
 		_cleanup_free_ char *p = util_xasprintf("%s/x", dir);
 		int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -131,8 +134,8 @@ static void test_dest(void)
 {
 	static const char *const good[] = { "host2", "root@host2", "ssh://root@10.0.0.2:2222",
 		                            "h.example.org:22", NULL };
-	static const char *const bad[] = { "", "@host", "root@", "host:0", "host:x", "a b",
-		                           "ro ot@h", "h;rm", "u@h@h", NULL };
+	static const char *const bad[] = { "",    "@host",   "root@", "host:0", "host:x",
+		                           "a b", "ro ot@h", "h;rm",  "u@h@h",  NULL };
 	util_err err = { 0 };
 
 	for (size_t i = 0; good[i]; i++)

@@ -202,8 +202,9 @@ typedef struct mig {
 	dest d;
 	util_child ssh;
 	lc_wire w;
-	bool suspended, paused; /* the guest ran (paused) and was checkpointed for it */
-	bool in_doubt;          /* the connection broke during the commit */
+	bool runs, paused; /* the guest runs (paused) here: it is checkpointed to move */
+	bool suspended;    /* ... and that was done */
+	bool in_doubt;     /* the connection broke during the commit */
 	int64_t t0, t_pause, t_resume;
 	lc_state moved_as; /* the state it went in */
 	char *uuid;
@@ -262,7 +263,7 @@ static int offer(mig *m, util_err *err)
 		        err, -EOPNOTSUPP,
 		        "live migration (--live) is not built yet; without --live a running vm is suspended, moved and resumed");
 	if (vm->state == LC_ACTIVE && (vm->lcm == LC_LCM_RUNNING || vm->lcm == LC_LCM_PAUSED)) {
-		m->suspended = true;
+		m->runs = true;
 		m->paused = vm->lcm == LC_LCM_PAUSED;
 	} else if (vm->state != LC_POWEROFF && vm->state != LC_UNDEPLOYED &&
 	           vm->state != LC_SUSPENDED && vm->state != LC_STOPPED) {
@@ -570,14 +571,13 @@ static int move(mig *m, bool *ret_moved, util_err *err)
 	lc_cmd c;
 	int r = 0;
 
-	if (m->suspended) {
+	if (m->runs) {
 		m->t_pause = util_now_ms();
 		r = lc_vm_suspend(m->root, m->name, false, &m->o->run, err);
 		util_crash_point("migrate-after-suspend");
-		if (r < 0) {
-			m->suspended = false; /* its rollback let the guest go on */
-			return r;
-		}
+		if (r < 0)
+			return r; /* its rollback let the guest go on */
+		m->suspended = true;
 	}
 	r = lc_cmd_hold(&c, m->root, m->name, &m->o->run, err);
 	if (r == 0)

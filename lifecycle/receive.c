@@ -23,7 +23,8 @@ typedef struct rcv {
 	const char *from;
 	const char *const *disk_roots;
 	lc_wire w;
-	uint64_t id; /* the VM defined here; 0 until then */
+	uint64_t id;     /* the VM defined here; 0 until then */
+	uint64_t intent; /* its receive intent's seq */
 	char *name;
 	int lock; /* its lock while it is received */
 	bool committed;
@@ -120,7 +121,14 @@ static int check_offer(rcv *x, json_t *offer, const lc_vmdef *def, util_err *err
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	json_t *bases = json_object_get(offer, "bases");
-	int r = lc_db_open(x->root, 0, &db, err);
+	/* a writer's open first: what an earlier receive's qvm left half
+	 * done is rolled back (its name would be taken); then a reader's,
+	 * which the hashing of the bases does not hold the journal for */
+	int r = lc_db_open(x->root, LC_DB_WRITE, &db, err);
+
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0)
+		r = lc_db_open(x->root, 0, &db, err);
 
 	if (r == 0)
 		r = check_names(db, def, err);
@@ -149,10 +157,17 @@ static int define(rcv *x, lc_vmdef *def, util_err *err)
 	if (r == 0)
 		r = lc_vm_create(db, def, &co, &id, err);
 	lc_db_close(TAKE_PTR(db));
+	if (r < 0)
+		return r;
+	x->id = id;
+	r = lc_vm_lock_wait(x->root, id, x->name, 0, &x->lock, err);
+	/* the intent the next command rolls back if this qvm dies before
+	 * the commit (the VM lock keeps it off the intent meanwhile) */
 	if (r == 0)
-		r = lc_vm_lock_wait(x->root, id, x->name, 0, &x->lock, err);
+		r = lc_db_open(x->root, LC_DB_WRITE, &db, err);
 	if (r == 0)
-		x->id = id;
+		r = lc_db_intent(db, "receive", id, json_pack("{s:s}", "from", x->from), &x->intent,
+		                 err);
 	return r;
 }
 
@@ -280,6 +295,28 @@ static int take_files(rcv *x, json_t *msg, util_err *err)
 	return 0;
 }
 
+/* The VM in state to, and the receive intent closed: one transaction.
+ * extra (stolen, may be NULL) adds fields to the state record. */
+static int record_commit(rcv *x, lc_state to, const char *reason, json_t *extra, util_err *err)
+{
+	_cleanup_json_ json_t *more = extra;
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	json_t *rec;
+	int r = lc_db_open(x->root, LC_DB_WRITE, &db, err);
+
+	if (r < 0)
+		return r;
+	rec = json_pack("{s:s, s:I, s:s, s:s, s:s}", "type", "state", "id", (json_int_t)x->id,
+	                "state", lc_state_name(to), "lcm", "", "reason", reason);
+	if (more)
+		json_object_update(rec, more);
+	lc_db_group_begin(db);
+	r = lc_db_append_state(db, x->id, to, rec, err);
+	if (r == 0)
+		r = lc_db_done(db, x->intent, "ok", err);
+	return r < 0 ? r : lc_db_group_commit(db, err);
+}
+
 /* The commit: the files in place and the VM recorded in the state it had
  * on the source, with its checkpoint. From here on it is this host's. */
 static int commit(rcv *x, json_t *msg, util_err *err)
@@ -308,7 +345,7 @@ static int commit(rcv *x, json_t *msg, util_err *err)
 		                  "size", json_object_get(ckpt, "size"), "sha256",
 		                  json_object_get(ckpt, "sha256"), "time_ms",
 		                  (json_int_t)util_realtime_ms());
-	r = lc_record(x->root, x->id, to, LC_LCM_NONE, reason, NULL, extra, err);
+	r = record_commit(x, to, reason, extra, err);
 	if (r == 0)
 		x->committed = true;
 	return r;
@@ -330,7 +367,55 @@ static void undo(rcv *x, const char *why)
 	if (lc_db_open(x->root, LC_DB_WRITE, &db, &ignored) == 0 &&
 	    (vm = lc_db_vm_by_id(db, x->id)) != NULL) {
 		lc_vm_delete(db, vm, TAKE_FD(x->lock), false, &ignored);
+		if (x->intent)
+			lc_db_done(db, x->intent, "rolled-back", &ignored);
 	}
+}
+
+/* A receive whose qvm died before its commit: the VM it defined (still
+ * HOLD) and its files go. */
+static int recover_receive(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
+	const char *from =
+	        json_string_value(json_object_get(json_object_get(intent, "data"), "from"));
+	_cleanup_free_ char *reason =
+	        util_xasprintf("the receive from %s was interrupted before its commit; rolled back",
+	                       from ? from : "another host");
+	lc_vm *vm = lc_db_vm_by_id(db, id);
+	int r;
+
+	if (!vm || vm->state != LC_HOLD)
+		return lc_db_done(db, seq, "ok", err);
+	r = lc_remove_vm_files(db, vm, false, err);
+	if (r == 0)
+		r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE, reason, NULL, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot roll back the receive of vm %" PRIu64, id);
+	return lc_db_done(db, seq, "rolled-back", err);
+}
+
+/* With the VM lock held, an open receive intent is one whose qvm died:
+ * no command may start a VM half received. */
+static int settle_receive(const char *root, uint64_t id, util_err *err)
+{
+	static const char *const ops[] = { "receive", NULL };
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	int r = lc_db_open(root, 0, &db, err);
+
+	if (r < 0 || !lc_db_has_intent(db, id, ops))
+		return r;
+	lc_db_close(TAKE_PTR(db));
+	r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	if (r == 0)
+		r = lc_db_recover_vm(db, id, ops, err);
+	return r < 0 ? r : 1;
+}
+
+__attribute__((constructor)) static void register_receive(void)
+{
+	lc_store_on_intent("receive", recover_receive);
+	lc_on_settle(LC_SETTLE_ON_HOLD | LC_SETTLE_ON_READ, 5, settle_receive);
 }
 
 static void rcv_clear(rcv *x)

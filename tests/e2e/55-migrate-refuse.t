@@ -39,7 +39,7 @@ goes_on() {
 		ok "$1: the guest runs on here ($n, $((n + 1)))"
 	else
 		not_ok "$1: the guest runs on here"
-		explain "$(basename "$(dirname "$(dirname "$LOG")")")"
+		diag_file "$LOG" 5
 	fi
 }
 
@@ -56,7 +56,7 @@ wait_for_file_line "$LOG" '^QVM-COUNTER 2$' "$BOOT_S" 0 || explain run1
 section "the destination lacks the network"
 run "${SQ[@]}" migrate run1 "$DEST" "${REMOTE[@]}"
 is "$RC" 1 "refused (exit 1)"
-like "$ERR" "^qvm: cannot migrate 'run1' to $DEST: 10\.77\.0\.2 refused it: nic 0: there is no network 'srconly'" "... naming the host and the network"
+like "$ERR" "^qvm: cannot migrate 'run1' to $DEST: 10\.77\.0\.2 refused it: nic 0: there is no network 'srconly' \(qvm net create it first\)$" "... naming the host and the network"
 is "$(state run1)" "ACTIVE/RUNNING" "... run1 is RUNNING here"
 ok "... with no checkpoint" test ! -e "$SRC_ROOT/vms/$rid/checkpoint"
 goes_on "missing network"
@@ -181,6 +181,31 @@ QVM_CMD=("${DQ[@]}")
 is "$(state cold)" POWEROFF "... POWEROFF on the destination"
 QVM_CMD=("${SQ[@]}")
 run "${DQ[@]}" delete cold
+
+# ============================================================================
+section "the destination's qvm killed before its commit"
+define cold2 "" --disk 16M
+c2=$(vm_id cold2)
+"${SQ[@]}" start cold2 >/dev/null && "${SQ[@]}" poweroff --hard cold2 >/dev/null
+printf '#!/bin/sh\nexport QVM_ACCEL=tcg QVM_DISK_ROOTS=%s QVM_CRASH_AT=receive-after-define\nexec %s "$@"\n' \
+	"$G:$QVM_TEST_ROOT" "$QVM" >"$QVM_TEST_ROOT/dst-qvm-crash"
+chmod 755 "$QVM_TEST_ROOT/dst-qvm-crash"
+run "${SQ[@]}" migrate cold2 "$DEST" --remote-qvm "$QVM_TEST_ROOT/dst-qvm-crash" --remote-root "$DST_ROOT"
+is "$RC" 1 "the migration fails (exit 1)"
+like "$ERR" "cannot migrate 'cold2' to $DEST: .*the destination's qvm ended" "... saying the destination's qvm ended"
+is "$(state cold2)" POWEROFF "... cold2 is POWEROFF here"
+half=$(ip netns exec "$DST_NS" "$QVM" --root "$DST_ROOT" list --json | json '[v["id"] for v in d if v["name"] == "cold2"][0]')
+run "${DQ[@]}" start cold2
+is "$RC" 1 "a start of what it left there is refused"
+is "$(ip netns exec "$DST_NS" "$QVM" --root "$DST_ROOT" show "$half" --json | json 'd["state"] + " " + d["reason"]')" \
+	"DONE the receive from vm was interrupted before its commit; rolled back" "... the start rolled the half received vm back first"
+ok "... its files are gone" test ! -e "$DST_ROOT/vms/$half"
+run "${SQ[@]}" migrate cold2 "$DEST" "${REMOTE[@]}"
+is "$RC" 0 "the migration again: done" || diag "$ERR"
+QVM_CMD=("${DQ[@]}")
+is "$(state cold2)" POWEROFF "... POWEROFF there"
+QVM_CMD=("${SQ[@]}")
+run "${DQ[@]}" delete cold2
 
 # ============================================================================
 section "sshd killed mid-transfer"

@@ -34,6 +34,8 @@ nothing_there() {
 # goes_on LABEL: the source's guest still counts
 goes_on() {
 	local n
+	# a console just resumed may have printed nothing yet
+	wait_for_file_line "$LOG" '^QVM-COUNTER [0-9]+$' 20 0
 	n=$(counter_of "$LOG")
 	if wait_for_file_line "$LOG" "^QVM-COUNTER $((n + 1))\$" 20 0; then
 		ok "$1: the guest runs on here ($n, $((n + 1)))"

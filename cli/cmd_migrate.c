@@ -59,8 +59,6 @@ static int parse_migrate(cli_ctx *ctx, int argc, char **argv, lc_migrate_opts *o
 	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
 		switch (c) {
 		case OPT_LIVE:
-			o->live = true;
-			break;
 		case OPT_INSECURE:
 		case OPT_DOWNTIME:
 		case OPT_BANDWIDTH:

@@ -62,7 +62,7 @@ static int parse_migrate(cli_ctx *ctx, int argc, char **argv, lc_migrate_opts *o
 		case OPT_INSECURE:
 		case OPT_DOWNTIME:
 		case OPT_BANDWIDTH:
-			if (c != OPT_INSECURE &&
+			if (c != OPT_INSECURE && c != OPT_LIVE &&
 			    util_parse_uint(arg, 1, c == OPT_DOWNTIME ? 60000 : 1 << 20, &n, err) <
 			            0)
 				r = cli_usage(err, "invalid --%s: %s",

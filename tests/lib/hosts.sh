@@ -16,6 +16,9 @@
 #   QVM_SSH           exported: ssh with that key, a known_hosts file that
 #                     holds only that host key, no config file, batch mode
 #   DEST              root@10.77.0.2:$DST_PORT, the destination for migrate
+#   SRC_DEST, BACK    the same the other way: an sshd on 10.77.0.1 too
+#                     (SRC_SSHD_PID), for a migration back with BACK's
+#                     --remote-qvm and --remote-root
 #   REMOTE            (--remote-qvm WRAPPER --remote-root DST_ROOT): the
 #                     wrapper runs QVM with the destination's QVM_ACCEL and
 #                     QVM_DISK_ROOTS, as an admin's install would have them
@@ -87,6 +90,15 @@ hosts_sshd() {
 	ip netns exec "$DST_NS" /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>>"$d/sshd.log" &
 	SSHD_PID=$!
 	on_exit "hosts_kill_sshd"
+	# the same on the source, for migrations back
+	echo "[10.77.0.1]:$DST_PORT $(cut -d' ' -f1,2 "$d/host_key.pub")" >>"$d/known_hosts"
+	sed -e "s/^ListenAddress .*/ListenAddress 10.77.0.1:$DST_PORT/" \
+		-e "s|^PidFile .*|PidFile $d/sshd-src.pid|" "$d/sshd_config" >"$d/sshd_src_config"
+	ip netns exec "$SRC_NS" /usr/sbin/sshd -D -e -f "$d/sshd_src_config" 2>>"$d/sshd.log" &
+	SRC_SSHD_PID=$!
+	on_exit 'kill -9 $(pgrep -P "$SRC_SSHD_PID") "$SRC_SSHD_PID" 2>/dev/null; wait "$SRC_SSHD_PID" 2>/dev/null'
+	SRC_DEST=root@10.77.0.1:$DST_PORT
+	BACK=(--remote-qvm "$QVM_TEST_ROOT/dst-qvm" --remote-root "$SRC_ROOT")
 	export QVM_SSH="ssh -F /dev/null -i $d/id -o IdentitiesOnly=yes -o UserKnownHostsFile=$d/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10"
 	DEST=root@10.77.0.2:$DST_PORT
 	cat >"$QVM_TEST_ROOT/dst-qvm" <<-EOF

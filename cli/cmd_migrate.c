@@ -59,12 +59,10 @@ static int parse_migrate(cli_ctx *ctx, int argc, char **argv, lc_migrate_opts *o
 	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
 		switch (c) {
 		case OPT_LIVE:
-			o->live = true;
-			break;
 		case OPT_INSECURE:
 		case OPT_DOWNTIME:
 		case OPT_BANDWIDTH:
-			if (c != OPT_INSECURE &&
+			if (c != OPT_INSECURE && c != OPT_LIVE &&
 			    util_parse_uint(arg, 1, c == OPT_DOWNTIME ? 60000 : 1 << 20, &n, err) <
 			            0)
 				r = cli_usage(err, "invalid --%s: %s",

@@ -96,7 +96,7 @@ int lc_wire_reply(lc_wire *w, json_t **ret, util_err *err)
 	if (!json_is_true(json_object_get(m, "ok"))) {
 		const char *e = json_string_value(json_object_get(m, "error"));
 
-		return util_err_set(err, -EIO, "%s", e ? e : "it failed and did not say why");
+		return util_err_set(err, -EREMOTEIO, "%s", e ? e : "it failed and did not say why");
 	}
 	if (ret)
 		*ret = TAKE_PTR(m);

@@ -202,11 +202,13 @@ typedef struct mig {
 	dest d;
 	util_child ssh;
 	lc_wire w;
-	bool suspended, paused; /* the guest ran (paused) and was checkpointed for it */
-	bool in_doubt;          /* the connection broke during the commit */
+	bool runs, paused; /* the guest runs (paused) here: it is checkpointed to move */
+	bool suspended;    /* ... and that was done */
+	bool in_doubt;     /* the connection broke during the commit */
 	int64_t t0, t_pause, t_resume;
 	lc_state moved_as; /* the state it went in */
-	uint64_t total;    /* bytes of the files to send */
+	char *uuid;
+	uint64_t total; /* bytes of the files to send */
 	int fds[LC_DISKS_MAX + 1];
 	size_t n_fds;
 } mig;
@@ -261,7 +263,7 @@ static int offer(mig *m, util_err *err)
 		        err, -EOPNOTSUPP,
 		        "live migration (--live) is not built yet; without --live a running vm is suspended, moved and resumed");
 	if (vm->state == LC_ACTIVE && (vm->lcm == LC_LCM_RUNNING || vm->lcm == LC_LCM_PAUSED)) {
-		m->suspended = true;
+		m->runs = true;
 		m->paused = vm->lcm == LC_LCM_PAUSED;
 	} else if (vm->state != LC_POWEROFF && vm->state != LC_UNDEPLOYED &&
 	           vm->state != LC_SUSPENDED && vm->state != LC_STOPPED) {
@@ -273,6 +275,7 @@ static int offer(mig *m, util_err *err)
 		        st);
 	}
 	r = make_offer(m->root, vm, &msg, err);
+	m->uuid = util_xstrdup(vm->def.uuid);
 	lc_db_close(TAKE_PTR(db));
 	if (r == 0)
 		r = connect_dest(m, err);
@@ -282,6 +285,8 @@ static int offer(mig *m, util_err *err)
 		json_decref(msg);
 	if (r == 0)
 		r = lc_wire_reply(&m->w, NULL, err);
+	if (r == -EREMOTEIO)
+		return util_err_prefix(err, "%s refused it", m->d.host);
 	return r < 0 ? conn_failed(m, r, err) : 0;
 }
 
@@ -349,15 +354,16 @@ static int send_files(mig *m, lc_cmd *c, util_err *err)
 		r = lc_wire_send_file(&m->w, m->fds[i],
 		                      (uint64_t)json_integer_value(json_object_get(f, "size")),
 		                      mig_progress, m, err);
-		util_crash_point("migrate-after-file");
+		if (r == 0 && json_object_get(f, "disk"))
+			util_stop_point("migrate-after-disk");
 	}
 	json_decref(files);
 	return r < 0 ? conn_failed(m, r, err) : 0;
 }
 
 /* The commit. 1: the destination has it; 0 with err: it refused (and
- * undid its half); negative: the connection broke meanwhile, and which
- * host has the VM is not known here. */
+ * undid its half) or never got it; negative: the connection broke while
+ * the answer was awaited, and which host has the VM is not known here. */
 static int commit(mig *m, lc_cmd *c, util_err *err)
 {
 	_cleanup_json_ json_t *reply = NULL;
@@ -371,14 +377,19 @@ static int commit(mig *m, lc_cmd *c, util_err *err)
 	                     : NULL),
 	        err);
 
+	/* a commit line not written whole was not taken */
+	if (r < 0) {
+		conn_failed(m, r, err);
+		return 0;
+	}
 	util_crash_point("migrate-after-commit");
-	if (r == 0)
-		r = lc_wire_recv(&m->w, &reply, err);
+	util_stop_point("migrate-after-commit");
+	r = lc_wire_recv(&m->w, &reply, err);
 	if (r < 0)
 		return conn_failed(m, r, err);
 	if (json_is_true(json_object_get(reply, "ok")))
 		return 1;
-	util_err_set(err, -EIO, "%s",
+	util_err_set(err, -EREMOTEIO, "%s could not take it: %s", m->d.host,
 	             json_string_value(json_object_get(reply, "error")) ?: "the commit failed");
 	return 0;
 }
@@ -402,6 +413,33 @@ static int hand_over(mig *m, lc_cmd *c, util_err *err)
 	return r < 0 ? util_err_prefix(err, "it runs on %s now, but here", m->d.host) : 0;
 }
 
+/* The commit's answer was lost: ask the destination again, over a new
+ * connection, whether it has the VM (it waits for an open receive of it to
+ * end). 1: it has it; 0: it has not; negative: still not known. */
+static int ask_again(mig *m, const char *uuid)
+{
+	_cleanup_json_ json_t *reply = NULL;
+	util_err e = { 0 };
+	int r;
+
+	if (m->ssh.pid > 0)
+		util_child_end(&m->ssh, SIGKILL);
+	util_child_clear(&m->ssh);
+	lc_wire_clear(&m->w);
+	r = connect_dest(m, &e);
+	if (r == 0)
+		r = lc_wire_send(&m->w, json_pack("{s:s, s:s}", "op", "ask", "uuid", uuid), &e);
+	if (r == 0)
+		r = lc_wire_reply(&m->w, &reply, &e);
+	util_trace("migrate: asked %s again: %s", m->d.host,
+	           r < 0                                         ? e.msg
+	           : json_is_true(json_object_get(reply, "has")) ? "it has it"
+	                                                         : "it has not");
+	if (r < 0)
+		return r;
+	return json_is_true(json_object_get(reply, "has")) ? 1 : 0;
+}
+
 /* With the VM held and as it will be moved (not running): send and commit. */
 static int move_held(mig *m, lc_cmd *c, bool *ret_moved, util_err *err)
 {
@@ -415,8 +453,17 @@ static int move_held(mig *m, lc_cmd *c, bool *ret_moved, util_err *err)
 		return util_err_set(err, -EBUSY, "it became %s meanwhile", st);
 	}
 	r = send_files(m, c, err);
-	if (r == 0)
-		r = commit(m, c, err);
+	if (r < 0)
+		return r; /* the destination has not committed: it undoes its half */
+	r = commit(m, c, err);
+	if (r < 0) {
+		int q = ask_again(m, m->uuid);
+
+		if (q >= 0)
+			r = q;
+		if (q == 1)
+			util_err_clear(err);
+	}
 	if (r < 0) {
 		/* the destination may have committed: this host must not run it */
 		m->in_doubt = true;
@@ -426,7 +473,7 @@ static int move_held(mig *m, lc_cmd *c, bool *ret_moved, util_err *err)
 		        m->d.host, m->name, lc_state_name(s));
 	}
 	if (r == 0)
-		return -EIO;
+		return err->code ? err->code : -EREMOTEIO;
 	*ret_moved = true;
 	m->moved_as = s;
 	return hand_over(m, c, err);
@@ -440,14 +487,26 @@ static void err_suffix(util_err *err, const char *what)
 	snprintf(err->msg + len, sizeof(err->msg) - len, "; %s", what);
 }
 
-/* Where it ran: resume it on the destination (paused again if it was). */
-static int resume_there(mig *m, util_err *err)
+static int ask_again(mig *m, const char *uuid);
+
+static int send_resume(mig *m, util_err *err)
 {
 	int r = lc_wire_send(&m->w, json_pack("{s:s, s:b}", "op", "resume", "pause", m->paused),
 	                     err);
 
-	if (r == 0)
-		r = lc_wire_reply(&m->w, NULL, err);
+	return r < 0 ? r : lc_wire_reply(&m->w, NULL, err);
+}
+
+/* Where it ran: resume it on the destination (paused again if it was),
+ * over a new connection if the first one broke since the commit. */
+static int resume_there(mig *m, util_err *err)
+{
+	int r = send_resume(m, err);
+
+	if (r < 0 && r != -EREMOTEIO && ask_again(m, m->uuid) == 1) {
+		util_err_clear(err);
+		r = send_resume(m, err);
+	}
 	m->t_resume = util_now_ms();
 	if (r < 0) {
 		conn_failed(m, r, err);
@@ -484,8 +543,11 @@ static void mig_clear(mig *m)
 		m->ssh.to_fd = m->w.out;
 		util_child_end(&m->ssh, 0);
 	}
+	util_child_clear(&m->ssh);
 	lc_wire_clear(&m->w);
 	dest_clear(&m->d);
+	free(m->uuid);
+	m->uuid = NULL;
 }
 
 static json_t *result(mig *m, int64_t t_end)
@@ -509,14 +571,13 @@ static int move(mig *m, bool *ret_moved, util_err *err)
 	lc_cmd c;
 	int r = 0;
 
-	if (m->suspended) {
+	if (m->runs) {
 		m->t_pause = util_now_ms();
 		r = lc_vm_suspend(m->root, m->name, false, &m->o->run, err);
 		util_crash_point("migrate-after-suspend");
-		if (r < 0) {
-			m->suspended = false; /* its rollback let the guest go on */
-			return r;
-		}
+		if (r < 0)
+			return r; /* its rollback let the guest go on */
+		m->suspended = true;
 	}
 	r = lc_cmd_hold(&c, m->root, m->name, &m->o->run, err);
 	if (r == 0)
@@ -527,7 +588,11 @@ static int move(mig *m, bool *ret_moved, util_err *err)
 int lc_vm_migrate(const char *root, const char *name, const lc_migrate_opts *o, json_t **ret,
                   util_err *err)
 {
-	mig m = { .root = root, .name = name, .o = o, .t0 = util_now_ms() };
+	mig m = { .root = root,
+		  .name = name,
+		  .o = o,
+		  .t0 = util_now_ms(),
+		  .ssh = { .to_fd = -1, .from_fd = -1, .err_fd = -1 } };
 	bool moved = false;
 	int r;
 

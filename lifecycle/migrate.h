@@ -29,7 +29,7 @@ int lc_wire_send(lc_wire *w, json_t *msg, util_err *err);
  * end closed. */
 int lc_wire_recv(lc_wire *w, json_t **ret, util_err *err);
 /* A reply of the other end: {"ok": true, ...} is 0 and *ret (may be
- * NULL) the reply; {"ok": false, "error": MSG} is -EIO with MSG. */
+ * NULL) the reply; {"ok": false, "error": MSG} is -EREMOTEIO with MSG. */
 int lc_wire_reply(lc_wire *w, json_t **ret, util_err *err);
 /* Answer the other end: ok, or the error err holds. */
 int lc_wire_answer(lc_wire *w, int r, const util_err *e, json_t *more, util_err *err);

@@ -7,6 +7,7 @@
  * failure or a broken connection before then deletes it. */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -22,7 +23,8 @@ typedef struct rcv {
 	const char *from;
 	const char *const *disk_roots;
 	lc_wire w;
-	uint64_t id; /* the VM defined here; 0 until then */
+	uint64_t id;     /* the VM defined here; 0 until then */
+	uint64_t intent; /* its receive intent's seq */
 	char *name;
 	int lock; /* its lock while it is received */
 	bool committed;
@@ -119,7 +121,14 @@ static int check_offer(rcv *x, json_t *offer, const lc_vmdef *def, util_err *err
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	json_t *bases = json_object_get(offer, "bases");
-	int r = lc_db_open(x->root, 0, &db, err);
+	/* a writer's open first: what an earlier receive's qvm left half
+	 * done is rolled back (its name would be taken); then a reader's,
+	 * which the hashing of the bases does not hold the journal for */
+	int r = lc_db_open(x->root, LC_DB_WRITE, &db, err);
+
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0)
+		r = lc_db_open(x->root, 0, &db, err);
 
 	if (r == 0)
 		r = check_names(db, def, err);
@@ -148,21 +157,25 @@ static int define(rcv *x, lc_vmdef *def, util_err *err)
 	if (r == 0)
 		r = lc_vm_create(db, def, &co, &id, err);
 	lc_db_close(TAKE_PTR(db));
+	if (r < 0)
+		return r;
+	x->id = id;
+	r = lc_vm_lock_wait(x->root, id, x->name, 0, &x->lock, err);
+	/* the intent the next command rolls back if this qvm dies before
+	 * the commit (the VM lock keeps it off the intent meanwhile) */
 	if (r == 0)
-		r = lc_vm_lock_wait(x->root, id, x->name, 0, &x->lock, err);
+		r = lc_db_open(x->root, LC_DB_WRITE, &db, err);
 	if (r == 0)
-		x->id = id;
+		r = lc_db_intent(db, "receive", id, json_pack("{s:s}", "from", x->from), &x->intent,
+		                 err);
 	return r;
 }
 
-static int take_offer(rcv *x, util_err *err)
+static int take_offer(rcv *x, json_t *offer, util_err *err)
 {
-	_cleanup_json_ json_t *offer = NULL;
 	_cleanup_(lc_vmdef_clear) lc_vmdef def = { 0 };
-	int r = lc_wire_recv(&x->w, &offer, err);
+	int r;
 
-	if (r < 0)
-		return r;
 	if (!util_streq(json_string_value(json_object_get(offer, "op")), "offer"))
 		return util_err_set(err, -EBADMSG, "the source did not begin with an offer");
 	r = lc_vmdef_from_json(json_object_get(offer, "definition"), &def, err);
@@ -282,6 +295,28 @@ static int take_files(rcv *x, json_t *msg, util_err *err)
 	return 0;
 }
 
+/* The VM in state to, and the receive intent closed: one transaction.
+ * extra (stolen, may be NULL) adds fields to the state record. */
+static int record_commit(rcv *x, lc_state to, const char *reason, json_t *extra, util_err *err)
+{
+	_cleanup_json_ json_t *more = extra;
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	json_t *rec;
+	int r = lc_db_open(x->root, LC_DB_WRITE, &db, err);
+
+	if (r < 0)
+		return r;
+	rec = json_pack("{s:s, s:I, s:s, s:s, s:s}", "type", "state", "id", (json_int_t)x->id,
+	                "state", lc_state_name(to), "lcm", "", "reason", reason);
+	if (more)
+		json_object_update(rec, more);
+	lc_db_group_begin(db);
+	r = lc_db_append_state(db, x->id, to, rec, err);
+	if (r == 0)
+		r = lc_db_done(db, x->intent, "ok", err);
+	return r < 0 ? r : lc_db_group_commit(db, err);
+}
+
 /* The commit: the files in place and the VM recorded in the state it had
  * on the source, with its checkpoint. From here on it is this host's. */
 static int commit(rcv *x, json_t *msg, util_err *err)
@@ -300,6 +335,8 @@ static int commit(rcv *x, json_t *msg, util_err *err)
 		                 "SUSPENDED or STOPPED");
 	if (r == 0)
 		r = place_files(x, x->files, ckpt, err);
+	if (r == 0)
+		r = util_fail_point("receive-before-commit", err);
 	util_crash_point("receive-before-commit");
 	if (r < 0)
 		return r;
@@ -308,7 +345,7 @@ static int commit(rcv *x, json_t *msg, util_err *err)
 		                  "size", json_object_get(ckpt, "size"), "sha256",
 		                  json_object_get(ckpt, "sha256"), "time_ms",
 		                  (json_int_t)util_realtime_ms());
-	r = lc_record(x->root, x->id, to, LC_LCM_NONE, reason, NULL, extra, err);
+	r = record_commit(x, to, reason, extra, err);
 	if (r == 0)
 		x->committed = true;
 	return r;
@@ -330,7 +367,55 @@ static void undo(rcv *x, const char *why)
 	if (lc_db_open(x->root, LC_DB_WRITE, &db, &ignored) == 0 &&
 	    (vm = lc_db_vm_by_id(db, x->id)) != NULL) {
 		lc_vm_delete(db, vm, TAKE_FD(x->lock), false, &ignored);
+		if (x->intent)
+			lc_db_done(db, x->intent, "rolled-back", &ignored);
 	}
+}
+
+/* A receive whose qvm died before its commit: the VM it defined (still
+ * HOLD) and its files go. */
+static int recover_receive(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
+	const char *from =
+	        json_string_value(json_object_get(json_object_get(intent, "data"), "from"));
+	_cleanup_free_ char *reason =
+	        util_xasprintf("the receive from %s was interrupted before its commit; rolled back",
+	                       from ? from : "another host");
+	lc_vm *vm = lc_db_vm_by_id(db, id);
+	int r;
+
+	if (!vm || vm->state != LC_HOLD)
+		return lc_db_done(db, seq, "ok", err);
+	r = lc_remove_vm_files(db, vm, false, err);
+	if (r == 0)
+		r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE, reason, NULL, err);
+	if (r < 0)
+		return util_err_prefix(err, "cannot roll back the receive of vm %" PRIu64, id);
+	return lc_db_done(db, seq, "rolled-back", err);
+}
+
+/* With the VM lock held, an open receive intent is one whose qvm died:
+ * no command may start a VM half received. */
+static int settle_receive(const char *root, uint64_t id, util_err *err)
+{
+	static const char *const ops[] = { "receive", NULL };
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	int r = lc_db_open(root, 0, &db, err);
+
+	if (r < 0 || !lc_db_has_intent(db, id, ops))
+		return r;
+	lc_db_close(TAKE_PTR(db));
+	r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	if (r == 0)
+		r = lc_db_recover_vm(db, id, ops, err);
+	return r < 0 ? r : 1;
+}
+
+__attribute__((constructor)) static void register_receive(void)
+{
+	lc_store_on_intent("receive", recover_receive);
+	lc_on_settle(LC_SETTLE_ON_HOLD | LC_SETTLE_ON_READ, 5, settle_receive);
 }
 
 static void rcv_clear(rcv *x)
@@ -354,11 +439,51 @@ static int after_commit(rcv *x, util_err *err)
 
 	if (r < 0)
 		return 0; /* the source went: the vm stays here as received */
-	close(TAKE_FD(x->lock));
+	if (x->lock >= 0)
+		close(TAKE_FD(x->lock));
 	if (!util_streq(json_string_value(json_object_get(m, "op")), "resume"))
 		return 0;
 	r = lc_vm_resume(x->root, x->name, &ro, &e);
+	if (r == 0 && json_is_true(json_object_get(m, "pause")))
+		r = lc_vm_pause(x->root, x->name, true, &ro, &e);
 	return lc_wire_answer(&x->w, r, &e, NULL, err);
+}
+
+/* A source whose connection broke while it waited for the commit's
+ * answer asks again: is the VM of this uuid here, received (not HOLD)?
+ * An open receive holds the VM's lock: its end is waited for. Then a
+ * "resume" may follow, as after a commit. */
+static int answer_ask(rcv *x, json_t *ask, util_err *err)
+{
+	const char *uuid = json_string_value(json_object_get(ask, "uuid"));
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	const char *state = NULL;
+	util_err e = { 0 };
+	uint64_t id = 0;
+	int r = lc_db_open(x->root, 0, &db, &e);
+
+	for (size_t i = 0; r == 0 && i < lc_db_count(db); i++) {
+		lc_vm *vm = lc_db_vm_at(db, i);
+
+		if (vm->state != LC_DONE && util_streq(vm->def.uuid, uuid)) {
+			id = vm->id;
+			x->name = util_xstrdup(vm->def.name);
+		}
+	}
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0 && id)
+		r = lc_vm_lock_wait(x->root, id, x->name, LC_LOCK_TIMEOUT_MS, &x->lock, &e);
+	if (r == 0 && id)
+		r = lc_db_open(x->root, 0, &db, &e);
+	if (r == 0 && id && lc_db_vm_by_id(db, id)->state != LC_DONE &&
+	    lc_db_vm_by_id(db, id)->state != LC_HOLD)
+		state = lc_state_name(lc_db_vm_by_id(db, id)->state);
+	r = lc_wire_answer(&x->w, r, &e,
+	                   json_pack("{s:b, s:s?}", "has", state != NULL, "state", state), err);
+	lc_db_close(TAKE_PTR(db));
+	if (r == 0 && state)
+		r = after_commit(x, err);
+	return r;
 }
 
 int lc_vm_receive(const char *root, int in, int out, const char *from,
@@ -369,8 +494,18 @@ int lc_vm_receive(const char *root, int in, int out, const char *from,
 	util_err e = { 0 };
 	int r;
 
+	/* a source that goes away is an error to undo, not a signal to die of */
+	signal(SIGPIPE, SIG_IGN);
 	lc_wire_init(&x.w, in, out);
-	r = take_offer(&x, &e);
+	r = lc_wire_recv(&x.w, &m, &e);
+	if (r == 0 && util_streq(json_string_value(json_object_get(m, "op")), "ask")) {
+		r = answer_ask(&x, m, err);
+		rcv_clear(&x);
+		return r;
+	}
+	if (r == 0)
+		r = take_offer(&x, m, &e);
+	json_decref(TAKE_PTR(m));
 	if (lc_wire_answer(&x.w, r, &e, r == 0 ? json_pack("{s:I}", "id", (json_int_t)x.id) : NULL,
 	                   err) < 0 ||
 	    r < 0)
@@ -388,6 +523,7 @@ int lc_vm_receive(const char *root, int in, int out, const char *from,
 		r = util_err_set(&e, -EBADMSG, "the source did not commit");
 	if (r == 0)
 		r = commit(&x, m, &e);
+	util_stop_point("receive-after-commit");
 	if (lc_wire_answer(&x.w, r, &e, NULL, err) < 0 || r < 0)
 		goto out;
 	r = after_commit(&x, err);

@@ -103,8 +103,14 @@ int util_child_end(util_child *c, int kill_signal)
 			;
 		c->pid = 0;
 	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void util_child_clear(util_child *c)
+{
+	if (c->pid > 0)
+		util_child_end(c, SIGKILL);
 	if (c->err_fd >= 0)
 		close(c->err_fd);
 	c->err_fd = -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -243,9 +243,11 @@ int util_spawn_piped(char *const argv[], util_child *ret, util_err *err);
 /* The last line it printed on stderr (new string; "" when none). */
 char *util_child_stderr(const util_child *c);
 /* Close its pipes, send kill_signal (0: none) and reap it: its exit
- * status, or 128 + the signal that ended it. Reads of util_child_stderr
- * must come before. */
+ * status, or 128 + the signal that ended it. util_child_stderr still
+ * reads what it said. */
 int util_child_end(util_child *c, int kill_signal);
+/* End it (SIGKILL) if it still runs, and free what is left. */
+void util_child_clear(util_child *c);
 
 /* Resolve a program name against PATH (or a default system PATH). */
 int util_find_program(const char *name, char **ret_path, util_err *err);

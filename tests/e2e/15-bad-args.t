@@ -70,6 +70,13 @@ bad NAME recover 'a/b' --retry
 bad NAME rename 'a/b' b
 bad NEW rename a 'b/c'
 
+# migrate: the destination, the remote paths
+bad DEST migrate a 'h;x'
+bad DEST migrate a 'root@'
+bad DEST migrate a 'host:70000'
+bad --remote-root migrate a host --remote-root ''
+bad --remote-qvm migrate a host --remote-qvm $'q\nx'
+
 # snapshot tags and references
 bad TAG snapshot-create a x/y
 bad TAG snapshot-create a 123

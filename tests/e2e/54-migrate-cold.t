@@ -6,8 +6,8 @@
 # "received from", the source DONE "migrated to" with its files gone, and
 # it boots there), and a running guest printing QVM-COUNTER n every second
 # (suspended, moved with its checkpoint, resumed there: it goes on counting
-# on the destination's console without booting again). Then nothing is
-# left on either host.
+# on the destination's console without booting again), and back again.
+# Then nothing is left on either host.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 need_guest
@@ -107,8 +107,28 @@ ok "... from where it was saved (the source had counted to $N, then $F there)" \
 	test "${F:-0}" -gt "$N" -a "${F:-0}" -le "$((N + 2 + SECONDS - T0))"
 ok "... without booting again" test -z "$(tr -d '\r' <"$DLOG" | grep -a '^QVM-READY')"
 is "$(qemus_on "$DST_ROOT")" 1 "... one qemu there"
-run "${DQ[@]}" delete warm
-is "$RC" 0 "delete it there" || diag "$ERR"
+
+section "and back again"
+N=$(counter_of "$DLOG")
+run "${DQ[@]}" migrate warm "$SRC_DEST" "${BACK[@]}"
+is "$RC" 0 "migrate it back to the source" || diag "$ERR"
+like "$(last_reason warm)" "^DONE migrated to 10\.77\.0\.1$" "... the destination: DONE 'migrated to 10.77.0.1'"
+is "$(qemus_on "$DST_ROOT")" 0 "... no qemu of it left there"
+on_src
+is "$(state warm)" "ACTIVE/RUNNING" "the source runs it again"
+is "$(uuid_of warm)" "$wuuid" "... the same uuid"
+BLOG=$SRC_ROOT/vms/$(vm_id warm)/console.log
+if wait_for_file_line "$BLOG" '^QVM-COUNTER [0-9]+$' 30 0 && B=${TAP_LINE#QVM-COUNTER } &&
+	wait_for_file_line "$BLOG" "^QVM-COUNTER $((B + 1))\$" 10 0; then
+	ok "it goes on counting here ($B, $((B + 1)); there it had counted to $N)"
+else
+	not_ok "it goes on counting here"
+	diag_file "$BLOG" 5
+fi
+ok "... from where it was saved there" test "${B:-0}" -gt "$N"
+ok "... without booting again" test -z "$(tr -d '\r' <"$BLOG" | grep -a '^QVM-READY')"
+run "${SQ[@]}" delete warm
+is "$RC" 0 "delete it" || diag "$ERR"
 
 # ============================================================================
 section "nothing left"

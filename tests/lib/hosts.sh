@@ -16,6 +16,9 @@
 #   QVM_SSH           exported: ssh with that key, a known_hosts file that
 #                     holds only that host key, no config file, batch mode
 #   DEST              root@10.77.0.2:$DST_PORT, the destination for migrate
+#   SRC_DEST, BACK    the same the other way: an sshd on 10.77.0.1 too
+#                     (SRC_SSHD_PID), for a migration back with BACK's
+#                     --remote-qvm and --remote-root
 #   REMOTE            (--remote-qvm WRAPPER --remote-root DST_ROOT): the
 #                     wrapper runs QVM with the destination's QVM_ACCEL and
 #                     QVM_DISK_ROOTS, as an admin's install would have them
@@ -25,6 +28,8 @@
 # the test folder (qvm_test_root's cleanup, which also kills every process
 # mentioning it: QEMUs, supervisors, qvm).
 #
+#   hosts_kill_sessions  kill -9 of sshd's sessions (the connections drop)
+#   hosts_kill_sshd   kill -9 of sshd and its sessions
 #   hosts_leftovers   what of the two hosts outlived their vms: taps on
 #                     either bridge, runtime sockets, QEMUs; empty when none
 
@@ -85,6 +90,15 @@ hosts_sshd() {
 	ip netns exec "$DST_NS" /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>>"$d/sshd.log" &
 	SSHD_PID=$!
 	on_exit "hosts_kill_sshd"
+	# the same on the source, for migrations back
+	echo "[10.77.0.1]:$DST_PORT $(cut -d' ' -f1,2 "$d/host_key.pub")" >>"$d/known_hosts"
+	sed -e "s/^ListenAddress .*/ListenAddress 10.77.0.1:$DST_PORT/" \
+		-e "s|^PidFile .*|PidFile $d/sshd-src.pid|" "$d/sshd_config" >"$d/sshd_src_config"
+	ip netns exec "$SRC_NS" /usr/sbin/sshd -D -e -f "$d/sshd_src_config" 2>>"$d/sshd.log" &
+	SRC_SSHD_PID=$!
+	on_exit 'kill -9 $(pgrep -P "$SRC_SSHD_PID") "$SRC_SSHD_PID" 2>/dev/null; wait "$SRC_SSHD_PID" 2>/dev/null'
+	SRC_DEST=root@10.77.0.1:$DST_PORT
+	BACK=(--remote-qvm "$QVM_TEST_ROOT/dst-qvm" --remote-root "$SRC_ROOT")
 	export QVM_SSH="ssh -F /dev/null -i $d/id -o IdentitiesOnly=yes -o UserKnownHostsFile=$d/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10"
 	DEST=root@10.77.0.2:$DST_PORT
 	cat >"$QVM_TEST_ROOT/dst-qvm" <<-EOF
@@ -101,6 +115,14 @@ hosts_sshd() {
 	done
 	diag_file "$d/sshd.log" 10
 	bail_out "sshd in $DST_NS does not answer on 10.77.0.2:$DST_PORT"
+}
+
+# every session sshd runs (its children), not sshd: a new connection works
+hosts_kill_sessions() {
+	local p
+	for p in $(pgrep -P "$SSHD_PID" 2>/dev/null); do
+		kill -9 "$p" 2>/dev/null
+	done
 }
 
 # sshd and every session it runs (their processes are its children)

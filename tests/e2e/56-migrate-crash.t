@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The migrating qvm killed on the source (QVM_CRASH_AT, as a kill -9) after
+# it suspended the guest for the move: the vm is SUSPENDED here with a
+# complete checkpoint, the destination undoes what it had begun (no vm, no
+# file), the guest resumes here and goes on counting, and the migration
+# done again succeeds. Two hosts of tests/lib/hosts.sh.
+. "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/vm.sh"
+need_guest
+qvm_test_root
+unset QVM_CRASH_AT QVM_FAIL_AT QVM_STOP_AT QVM_QEMU QVM_LOCK_TIMEOUT_MS
+export QVM_ACCEL=tcg QVM_DISK_ROOTS=$G:$QVM_TEST_ROOT
+. "$(dirname "$0")/../lib/hosts.sh"
+hosts_setup
+BOOT_S=90
+VM_POLL_S=0.3
+QVM_CMD=("${SQ[@]}")
+qemus_on() { pids_matching "$1/vms/" | wc -l; }
+counter_of() { tr -d '\r' <"$1" | grep -a '^QVM-COUNTER ' | tail -1 | cut -d' ' -f2; }
+
+define k qvm.counter=1 --disk 16M --nic mnet
+kid=$(vm_id k)
+LOG=$SRC_ROOT/vms/$kid/console.log
+run "${SQ[@]}" start k
+is "$RC" 0 "start k" || diag "$ERR"
+wait_for_file_line "$LOG" '^QVM-COUNTER 2$' "$BOOT_S" 0 || explain k
+
+section "killed after the suspend"
+QVM_CRASH_AT=migrate-after-suspend run "${SQ[@]}" migrate k "$DEST" "${REMOTE[@]}"
+is "$RC" 99 "the migrating qvm dies at migrate-after-suspend"
+is "$(state k)" SUSPENDED "k is SUSPENDED here"
+ck=$SRC_ROOT/vms/$kid/checkpoint
+is "$(sha256sum "$ck" 2>/dev/null | cut -d' ' -f1)" "$("${SQ[@]}" show k --json | json '(d["checkpoint"] or {}).get("sha256", "")')" "... with its checkpoint complete"
+for p in $(pids_matching "$DST_ROOT __receive"); do
+	wait_pid_gone "$p" 20
+done
+is "$(ip netns exec "$DST_NS" "$QVM" --root "$DST_ROOT" list --json | json 'len(d)')" 0 "no vm on the destination"
+is "$(find "$DST_ROOT/vms" -mindepth 1 2>/dev/null)" "" "... and no file there"
+N=$(counter_of "$LOG")
+run "${SQ[@]}" resume k
+is "$RC" 0 "resume k here" || diag "$ERR"
+if wait_for_file_line "$LOG" "^QVM-COUNTER $((N + 1))\$" 30 0; then
+	ok "it goes on counting here ($N, $((N + 1)))"
+else
+	not_ok "it goes on counting here"
+	diag_file "$LOG" 5
+fi
+
+section "done again"
+run "${SQ[@]}" migrate k "$DEST" "${REMOTE[@]}"
+is "$RC" 0 "the migration done again succeeds" || diag "$ERR"
+is "$(state "$kid")" DONE "... DONE here"
+QVM_CMD=("${DQ[@]}")
+wait_state k ACTIVE/RUNNING 30
+is "$STATE" ACTIVE/RUNNING "... running there"
+run "${DQ[@]}" delete k
+QVM_CMD=("${SQ[@]}")
+
+section "nothing left"
+is "$(hosts_leftovers | tr -d ' ')" "" "no tap, socket or held lock on either host"
+is "$(qemus_on "$SRC_ROOT")$(qemus_on "$DST_ROOT")" "00" "no qemu on either host"
+done_testing

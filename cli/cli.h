@@ -210,6 +210,8 @@ int cli_cmd_snapshot_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 int cli_cmd_snapshot_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 /* A VM's snapshot tree ("items" of lc_vm.snapshots), current marked. */
 void cli_print_snapshots(json_t *items, json_int_t current);
+int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_set_password(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_template(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_edit(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);

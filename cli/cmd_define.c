@@ -118,6 +118,7 @@ enum {
 	OPT_COUNT,
 	OPT_MAX_VCPUS,
 	OPT_MAX_MEMORY,
+	OPT_GUEST_AGENT,
 };
 
 /* create --count: at most this many vms in one go */
@@ -139,6 +140,7 @@ enum {
 	SET_AUTOSTART = 1u << 10,
 	SET_MAX_VCPUS = 1u << 11,
 	SET_MAX_MEMORY = 1u << 12,
+	SET_GUEST_AGENT = 1u << 13,
 };
 
 typedef struct create_args {
@@ -180,6 +182,8 @@ static unsigned set_bit(int c)
 		return SET_MAX_VCPUS;
 	case OPT_MAX_MEMORY:
 		return SET_MAX_MEMORY;
+	case OPT_GUEST_AGENT:
+		return SET_GUEST_AGENT;
 	default:
 		return 0;
 	}
@@ -273,6 +277,9 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 		case OPT_TEMPLATE:
 			a->template = arg;
 			break;
+		case OPT_GUEST_AGENT:
+			def->guest_agent = true;
+			break;
 		case OPT_MAX_VCPUS:
 			if (util_parse_uint(arg, 0, LC_VCPUS_MAX, &n, err) < 0)
 				return cli_usage(err, "invalid --max-vcpus: %s", err->msg);
@@ -315,6 +322,8 @@ static void merge_flags(lc_vmdef *t, lc_vmdef *f, unsigned set)
 		t->max_vcpus = f->max_vcpus;
 	if (set & SET_MAX_MEMORY)
 		t->max_memory = f->max_memory;
+	if (set & SET_GUEST_AGENT)
+		t->guest_agent = f->guest_agent;
 	if (set & SET_MACHINE)
 		t->machine = f->machine;
 	if (set & SET_ACCEL)
@@ -507,6 +516,7 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "max-vcpus", required_argument, NULL, OPT_MAX_VCPUS },
 		{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
+		{ "guest-agent", no_argument, NULL, OPT_GUEST_AGENT },
 		{ NULL, 0, NULL, 0 },
 	};
 	_cleanup_db_ lc_db *db = NULL;

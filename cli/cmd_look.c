@@ -431,6 +431,7 @@ int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	rt.qmp_event_fd = 3;
 	rt.qmp_command_fd = 4;
 	rt.serial_fd = 5;
+	rt.agent_fd = 6 + (int)vm->def.n_nics;
 	rt.serial_log = log;
 	rt.tap_fds = taps;
 	rt.n_tap_fds = vm->def.n_nics;

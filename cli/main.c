@@ -15,6 +15,7 @@ static const cli_command commands[] = {
 	  "  --memory SIZE          memory, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
 	  "  --vcpus N              virtual CPUs (default 1)\n"
 	  "  --max-vcpus N --max-memory SIZE   what resize may reach while it runs (0: no hotplug)\n"
+	  "  --guest-agent          a virtio-serial channel for qemu-guest-agent (qvm exec)\n"
 	  "  --disk SPEC            a disk, repeatable:\n"
 	  "                           SIZE            a blank disk (10G): qcow2, or raw with ,format=raw\n"
 	  "                           PATH            a qcow2 overlay on an image file\n"
@@ -57,6 +58,15 @@ static const cli_command commands[] = {
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
 	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },
+	{ "exec", cli_cmd_exec, "NAME [--timeout S] -- CMD [ARG]...",
+	  "run a command in the guest through its guest agent (create --guest-agent)",
+	  "  --timeout S   how long the command has (default 60 s); it keeps running past it\n"
+	  "Its stdout and stderr are printed as they are; a command that fails makes exec\n"
+	  "fail with its status. --json: {exitcode, signal, stdout, stderr, truncated}.\n" },
+	{ "set-password", cli_cmd_set_password, "NAME USER [--password-file FILE]",
+	  "set a guest user's password through its guest agent (never from the command line)",
+	  "  --password-file FILE   the password is the file's first line; without it, it is\n"
+	  "                         asked for on the terminal (no echo), or read from stdin\n" },
 	{ "resize", cli_cmd_resize, "NAME [--vcpus N] [--memory SIZE]",
 	  "change a vm's vCPUs and memory: live while it runs (within its maxima), else its definition",
 	  "  --vcpus N, -c N     vCPUs: hot-added while it runs (up to max-vcpus); fewer only while off\n"

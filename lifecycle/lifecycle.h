@@ -189,6 +189,20 @@ int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opt
 int lc_vm_resize(const char *root, const char *name, unsigned vcpus, uint64_t memory,
                  const lc_run_opts *o, json_t **ret_json, util_err *err);
 
+/* Run argv (argv[0] a path in the guest) through the guest agent of
+ * ACTIVE/RUNNING VM name (created with guest_agent) and wait up to
+ * timeout_s for its end: *ret_json {exitcode, signal, stdout, stderr,
+ * truncated} (new). No agent answering within 5 s, a command that does not
+ * end in time (it keeps running in the guest) and the agent's refusals are
+ * errors saying so. */
+int lc_vm_exec(const char *root, const char *name, char *const *argv, int timeout_s,
+               json_t **ret_json, util_err *err);
+
+/* Set the password of user in the guest of VM name through its agent
+ * (guest-set-user-password, not crypted: the guest crypts it). */
+int lc_vm_set_password(const char *root, const char *name, const char *user, const char *password,
+                       util_err *err);
+
 /* Delete in any state: a running VM is powered off hard first. recreate
  * keeps the VM, back in PENDING with fresh disks. */
 int lc_vm_remove(const char *root, const char *name, bool wipe, bool recreate,
@@ -339,6 +353,7 @@ typedef struct lc_qemu_runtime {
 	int qmp_event_fd;        /* listening socket for the supervisor's QMP */
 	int qmp_command_fd;      /* listening socket for commands */
 	int serial_fd;           /* listening socket for the console */
+	int agent_fd;            /* listening socket for the guest agent (guest_agent) */
 	const char *serial_log;  /* file the serial output is copied to */
 	const int *tap_fds;      /* one per NIC, in order */
 	size_t n_tap_fds;

@@ -33,6 +33,7 @@ enum {
 	K_CI_NET,
 	K_MAX_VCPUS,
 	K_MAX_MEMORY,
+	K_GUEST_AGENT,
 };
 
 static const struct {
@@ -56,6 +57,7 @@ static const struct {
 	/* the room QEMU is started with */
 	[K_MAX_VCPUS] = { "max-vcpus", WHEN_OFF },
 	[K_MAX_MEMORY] = { "max-memory", WHEN_OFF },
+	[K_GUEST_AGENT] = { "guest-agent", WHEN_NEXT_START },
 };
 
 static int key_index(const char *key)
@@ -181,6 +183,8 @@ static int key_set(lc_vmdef *def, const char *key, const char *value, const char
 		return lc_restart_parse(value, &def->restart, err);
 	case K_AUTOSTART:
 		return set_bool(&def->autostart, value, key, err);
+	case K_GUEST_AGENT:
+		return set_bool(&def->guest_agent, value, key, err);
 	case -1:
 		return util_err_set(err, -EINVAL, "'%s' is not a key update sets", key);
 	default:
@@ -635,9 +639,12 @@ static int map_pairs(json_t *old, json_t *now, const char *prefix, util_strv *pa
 static const struct {
 	const char *json, *key;
 } edit_keys[] = {
-	{ "memory", "memory" }, { "vcpus", "vcpus" },     { "machine", "machine" },
-	{ "accel", "accel" },   { "kernel", "kernel" },   { "initrd", "initrd" },
-	{ "append", "append" }, { "restart", "restart" }, { "autostart", "autostart" },
+	{ "memory", "memory" },         { "vcpus", "vcpus" },
+	{ "machine", "machine" },       { "accel", "accel" },
+	{ "kernel", "kernel" },         { "initrd", "initrd" },
+	{ "append", "append" },         { "restart", "restart" },
+	{ "autostart", "autostart" },   { "max_vcpus", "max-vcpus" },
+	{ "max_memory", "max-memory" }, { "guest_agent", "guest-agent" },
 };
 
 int lc_edit_pairs(const lc_vmdef *cur, json_t *text, char ***ret_pairs, util_err *err)

@@ -15,6 +15,8 @@
 #define AGENT_CALL_MS  10000
 #define AGENT_LINE_MAX (8u << 20)
 #define EXEC_POLL_MS   100
+/* show asks in passing: it does not wait as long */
+#define AGENT_SHOW_MS 2000
 
 typedef struct agent {
 	int fd;
@@ -113,7 +115,7 @@ static int agent_call(agent *a, const char *cmd, json_t *args, int timeout_ms, j
 
 /* Connect and sync: a stale reply of an earlier client cannot be taken
  * for ours, as the id must come back. */
-static int agent_open(const char *root, const lc_vm *vm, agent *a, util_err *err)
+static int agent_open(const char *root, const lc_vm *vm, int sync_ms, agent *a, util_err *err)
 {
 	lc_paths p;
 	uint32_t id;
@@ -138,7 +140,7 @@ static int agent_open(const char *root, const lc_vm *vm, agent *a, util_err *err
 	id &= 0x7fffffff;
 	while (r == 0) {
 		r = agent_call(a, "guest-sync-delimited", json_pack("{s:I}", "id", (json_int_t)id),
-		               AGENT_SYNC_MS, &back, err);
+		               sync_ms, &back, err);
 		if (r == 0 && json_integer_value(back) == (json_int_t)id)
 			break;
 		json_decref(TAKE_PTR(back));
@@ -196,7 +198,7 @@ int lc_vm_exec(const char *root, const char *name, char *const *argv, int timeou
 	if (r == 0)
 		r = lc_db_find(db, name, &vm, err);
 	if (r == 0)
-		r = agent_open(root, vm, &a, err);
+		r = agent_open(root, vm, AGENT_SYNC_MS, &a, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot exec in '%s'", name);
 	for (size_t i = 1; argv[i]; i++)
@@ -278,7 +280,7 @@ int lc_vm_set_password(const char *root, const char *name, const char *user, con
 	if (r == 0)
 		r = lc_db_find(db, name, &vm, err);
 	if (r == 0)
-		r = agent_open(root, vm, &a, err);
+		r = agent_open(root, vm, AGENT_SYNC_MS, &a, err);
 	if (r < 0)
 		return util_err_prefix(err, "cannot set the password of '%s' in '%s'", user, name);
 	enc = base64(password, strlen(password));
@@ -292,4 +294,38 @@ int lc_vm_set_password(const char *root, const char *name, const char *user, con
 	agent_close(&a);
 	return r < 0 ? util_err_prefix(err, "cannot set the password of '%s' in '%s'", user, name)
 	             : 0;
+}
+
+/* ---- interfaces ---------------------------------------------------------------- */
+
+int lc_vm_guest_info(const char *root, const lc_vm *vm, json_t **ret_json, util_err *err)
+{
+	_cleanup_json_ json_t *ifs = NULL, *out = json_array();
+	agent a;
+	json_t *i, *ip;
+	size_t k, n;
+	int r = agent_open(root, vm, AGENT_SHOW_MS, &a, err);
+
+	if (r == 0)
+		r = agent_call(&a, "guest-network-get-interfaces", NULL, AGENT_SHOW_MS, &ifs, err);
+	agent_close(&a);
+	if (r < 0)
+		return r;
+	json_array_foreach (ifs, k, i) {
+		json_t *addrs = json_array();
+
+		json_array_foreach (json_object_get(i, "ip-addresses"), n, ip)
+			json_array_append_new(addrs,
+			                      json_pack("{s:O?, s:O?, s:O?}", "type",
+			                                json_object_get(ip, "ip-address-type"),
+			                                "ip", json_object_get(ip, "ip-address"),
+			                                "prefix", json_object_get(ip, "prefix")));
+		json_array_append_new(out, json_pack("{s:O?, s:O?, s:o}", "name",
+		                                     json_object_get(i, "name"), "mac",
+		                                     json_object_get(i, "hardware-address"),
+		                                     "addresses", addrs));
+	}
+	*ret_json = json_pack("{s:I, s:O}", "read_ms", (json_int_t)util_realtime_ms(), "interfaces",
+	                      out);
+	return 0;
 }

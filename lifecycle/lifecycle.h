@@ -198,6 +198,11 @@ int lc_vm_resize(const char *root, const char *name, unsigned vcpus, uint64_t me
 int lc_vm_exec(const char *root, const char *name, char *const *argv, int timeout_s,
                json_t **ret_json, util_err *err);
 
+/* The guest's interfaces and addresses as its agent reports them
+ * (guest-network-get-interfaces), within 2 s: *ret_json {read_ms,
+ * interfaces: [{name, mac, addresses: [{type, ip, prefix}]}]} (new). */
+int lc_vm_guest_info(const char *root, const lc_vm *vm, json_t **ret_json, util_err *err);
+
 /* Set the password of user in the guest of VM name through its agent
  * (guest-set-user-password, not crypted: the guest crypts it). */
 int lc_vm_set_password(const char *root, const char *name, const char *user, const char *password,

@@ -55,6 +55,7 @@ static const cli_command commands[] = {
 	  "                     the cloud-init files (copied now, as create does; empty: none)\n"
 	  "  restart=no|on-failure|always  autostart=yes|no\n"
 	  "  max-vcpus=N max-memory=SIZE  what resize may reach live (0: no hotplug), while off\n"
+	  "  guest-agent=yes|no  the qemu-guest-agent channel, from the next start\n"
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
 	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },
@@ -204,10 +205,11 @@ static const cli_command commands[] = {
 	  "format than declared are refused. Use one with --disk NAME or --disk image=NAME.\n" },
 	{ "disk-saveas", cli_cmd_disk_saveas, "NAME DISK_ID IMAGE_NAME",
 	  "flatten a disk of a vm that is not running into a new store image", NULL },
-	{ "snapshot-create", cli_cmd_snapshot_create, "NAME [TAG] [--no-memory]",
+	{ "snapshot-create", cli_cmd_snapshot_create, "NAME [TAG] [--no-memory] [--quiesce]",
 	  "snapshot a vm: memory and disks while it runs, its disks when it is off (oldest pruned past the maximum)",
 	  "  TAG           the snapshot's name (letters, digits, '.', '_', '-'; default snap-ID)\n"
 	  "  --no-memory   a running vm: its disks only (the guest is paused meanwhile)\n"
+	  "  --quiesce     freeze the guest's filesystems around it (guest agent); thawed on every path\n"
 	  "At most 10 snapshots per vm, or snapshots.max (qvm update NAME snapshots.max=N);\n"
 	  "once a new one is taken past it, the oldest is deleted. Every disk must be qcow2;\n"
 	  "a TAG a disk already holds (a disk snapshot) is refused.\n" },

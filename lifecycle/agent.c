@@ -17,6 +17,8 @@
 #define EXEC_POLL_MS   100
 /* show asks in passing: it does not wait as long */
 #define AGENT_SHOW_MS 2000
+/* freezing waits for the guest's writes to reach its disks */
+#define AGENT_FREEZE_MS 30000
 
 typedef struct agent {
 	int fd;
@@ -86,6 +88,8 @@ static int agent_call(agent *a, const char *cmd, json_t *args, int timeout_ms, j
 	if (args)
 		json_object_set_new(req, "arguments", args);
 	text = json_dumps(req, JSON_COMPACT);
+	/* never the arguments: a password may be among them */
+	util_trace("agent '%s' <- %s", a->name, cmd);
 	util_append(&text, "\n");
 	r = util_write_all(a->fd, text, strlen(text));
 	if (r < 0)
@@ -328,4 +332,37 @@ int lc_vm_guest_info(const char *root, const lc_vm *vm, json_t **ret_json, util_
 	*ret_json = json_pack("{s:I, s:O}", "read_ms", (json_int_t)util_realtime_ms(), "interfaces",
 	                      out);
 	return 0;
+}
+
+/* ---- quiesce ------------------------------------------------------------------- */
+
+static int freeze_call(const char *root, const lc_vm *vm, const char *cmd, util_err *err)
+{
+	_cleanup_json_ json_t *back = NULL;
+	agent a;
+	int r = agent_open(root, vm, AGENT_SYNC_MS, &a, err);
+
+	if (r == 0)
+		r = agent_call(&a, cmd, NULL, AGENT_FREEZE_MS, &back, err);
+	agent_close(&a);
+	return r;
+}
+
+int lc_vm_freeze(const char *root, const lc_vm *vm, util_err *err)
+{
+	util_err ignored = { 0 };
+	int r = freeze_call(root, vm, "guest-fsfreeze-freeze", err);
+
+	/* a freeze that failed part way may have frozen some: thaw them */
+	if (r < 0)
+		freeze_call(root, vm, "guest-fsfreeze-thaw", &ignored);
+	return r < 0 ? util_err_prefix(err, "cannot quiesce '%s'", vm->def.name) : 0;
+}
+
+int lc_vm_thaw(const char *root, const lc_vm *vm, util_err *err)
+{
+	int r = freeze_call(root, vm, "guest-fsfreeze-thaw", err);
+
+	return r < 0 ? util_err_prefix(err, "cannot thaw the filesystems of '%s'", vm->def.name)
+	             : 0;
 }

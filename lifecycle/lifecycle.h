@@ -144,6 +144,7 @@ typedef struct lc_run_opts {
 	int lock_timeout_ms;     /* how long to wait for another qvm on this VM */
 	bool force;              /* recover --failure/--delete of a VM a supervisor drives */
 	bool discard_checkpoint; /* poweroff of a SUSPENDED/STOPPED VM: its checkpoint goes */
+	bool quiesce;            /* snapshot-create: freeze the guest's filesystems around it */
 	lc_vm_left *ret_left;    /* if not NULL: filled as the command lets go of the VM */
 	/* start, boot, revert --running: the folders the VM's files must
 	 * still be in (NULL: ROOT/images), checked again before QEMU opens
@@ -202,6 +203,11 @@ int lc_vm_exec(const char *root, const char *name, char *const *argv, int timeou
  * (guest-network-get-interfaces), within 2 s: *ret_json {read_ms,
  * interfaces: [{name, mac, addresses: [{type, ip, prefix}]}]} (new). */
 int lc_vm_guest_info(const char *root, const lc_vm *vm, json_t **ret_json, util_err *err);
+
+/* Freeze the guest's filesystems through its agent (guest-fsfreeze-
+ * freeze; a freeze that fails is thawed again), and thaw them. */
+int lc_vm_freeze(const char *root, const lc_vm *vm, util_err *err);
+int lc_vm_thaw(const char *root, const lc_vm *vm, util_err *err);
 
 /* Set the password of user in the guest of VM name through its agent
  * (guest-set-user-password, not crypted: the guest crypts it). */

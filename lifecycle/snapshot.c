@@ -973,6 +973,16 @@ static bool reconnect_for_rollback(const char *root, const lc_held *h, target *t
 	       settle_jobs(t->qmp, &ignored) == 0;
 }
 
+/* After a --quiesce snapshot, done or failed: the guest's filesystems
+ * thawed (a failure to is only noted: the snapshot's own result stands). */
+static void thaw_if(const char *root, lc_cmd *x, const lc_run_opts *opts)
+{
+	util_err e = { 0 };
+
+	if (opts && opts->quiesce && x->vm && lc_vm_thaw(root, x->vm, &e) < 0)
+		util_trace("%s", e.msg);
+}
+
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_arg, bool no_memory,
                           const lc_run_opts *opts, json_t **ret_snap, util_err *err)
 {
@@ -1004,6 +1014,14 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	memory = running && !no_memory;
 	lcm = x.vm->lcm;
+	/* frozen before anything is recorded, thawed on every path below */
+	if (opts && opts->quiesce && !running)
+		return util_err_set(
+		        err, -EPERM,
+		        "cannot snapshot '%s' with --quiesce: it is not running (its disks are at rest)",
+		        x.h.name);
+	if (opts && opts->quiesce && (r = lc_vm_freeze(root, x.vm, err)) < 0)
+		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	prev = util_xstrdup(lc_lcm_name(lcm));
 	snap = json_pack("{s:I, s:s, s:I, s:b, s:o, s:I, s:s}", "id", (json_int_t)sid, "tag", tag,
 	                 "parent", (json_int_t)lc_snap_current(x.vm), "memory", memory, "disks",
@@ -1020,10 +1038,13 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	                                tag, "disks", ids_json(&t), "memory", memory, "fresh", 1)),
 	        running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL,
 	        NULL, NULL);
-	if (r < 0)
+	if (r < 0) {
+		thaw_if(root, &x, opts);
 		return r;
+	}
 	util_crash_point("snapshot-create-after-intent");
 	r = target_create(&t, tag, memory, err);
+	thaw_if(root, &x, opts);
 	if (r < 0 && !reconnect_for_rollback(root, &x.h, &t))
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	if (r < 0) {

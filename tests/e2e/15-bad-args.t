@@ -69,6 +69,10 @@ bad NAME update 'a b' x=1
 bad NAME recover 'a/b' --retry
 bad NAME rename 'a/b' b
 bad NEW rename a 'b/c'
+bad NAME resize 'a/b' --vcpus 2
+bad NAME exec 'a/b' -- /bin/true
+bad NAME set-password 'a/b' root
+bad NAME edit 'a/b'
 
 # snapshot tags and references
 bad TAG snapshot-create a x/y

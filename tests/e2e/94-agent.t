@@ -4,8 +4,9 @@
 # and exit code, and one that does not end in time says so; set-password
 # (from a file or stdin, never argv) changes the guest's /etc/shadow; an
 # unknown user is refused; show lists the guest's interfaces and
-# addresses; a vm without the channel and an agent that does not answer
-# are refused plainly. One boot, and one of a vm without the channel.
+# addresses; snapshot-create --quiesce freezes and thaws, also when the
+# snapshot fails, and is refused when no agent answers; a vm without the
+# channel and an agent that does not answer are refused plainly. One boot, and one of a vm without the channel.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 need_guest
@@ -15,7 +16,7 @@ unset QVM_CRASH_AT QVM_FAIL_AT QVM_QEMU QVM_LOCK_TIMEOUT_MS
 shadow() { "$QVM" exec shp-a -- /bin/cat /etc/shadow | grep '^root:'; }
 
 section "a vm with the channel"
-define shp-a "" --guest-agent
+define shp-a "" --guest-agent --disk 64M
 id=$(vm_id shp-a)
 run "$QVM" argv shp-a
 like "$OUT" "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0" "argv: the agent's port"
@@ -68,6 +69,19 @@ ok "... with the time it was read" test "$(json 'd["guest"]["read_ms"] > 0' <<<"
 run "$QVM" show shp-a
 like "$OUT" "GUEST-IPS +lo 127.0.0.1" "show prints them"
 
+section "a quiesced snapshot"
+run "$QVM" -v snapshot-create shp-a q1 --quiesce --no-memory
+is "$RC" 0 "snapshot-create --quiesce" || diag "$ERR"
+like "$ERR" "agent 'shp-a' <- guest-fsfreeze-freeze" "the guest's filesystems are frozen first"
+like "$ERR" "agent 'shp-a' <- guest-fsfreeze-thaw" "... and thawed after"
+QVM_FAIL_AT=snapshot-create-after-disk run "$QVM" -v snapshot-create shp-a q2 --quiesce --no-memory
+is "$RC" 1 "a quiesced snapshot that fails..."
+like "$ERR" "agent 'shp-a' <- guest-fsfreeze-thaw" "... thaws too"
+run "$QVM" exec shp-a -- /bin/true
+is "$RC" 0 "the agent still answers after them" || diag "$ERR"
+like "$("$QVM" snapshot-list shp-a)" "q1" "the snapshot is in the tree"
+is "$(grep -c q2 <<<"$("$QVM" snapshot-list shp-a)")" 0 "... the failed one is not"
+
 section "no agent"
 pid=$("$QVM" exec shp-a -- /bin/cat /var/run/qemu-ga.pid)
 "$QVM" exec shp-a --timeout 5 -- /bin/kill "$pid" >/dev/null 2>&1
@@ -77,6 +91,11 @@ like "$ERR" "no guest agent answered on 'shp-a' in time: is qemu-guest-agent run
 run "$QVM" show shp-a
 is "$RC" 0 "show still works"
 like "$OUT" "GUEST-IPS +- \(no guest agent answered\)" "... saying the agent did not answer"
+run "$QVM" snapshot-create shp-a q3 --quiesce
+is "$RC" 1 "a quiesced snapshot without an agent is refused"
+like "$ERR" "cannot snapshot 'shp-a': cannot quiesce 'shp-a': no guest agent answered" "... saying why"
+is "$(state shp-a)" ACTIVE/RUNNING "... the vm runs on"
+is "$(grep -c q3 <<<"$("$QVM" snapshot-list shp-a)")" 0 "... and no snapshot is taken"
 run "$QVM" delete shp-a
 define shp-n
 run "$QVM" start shp-n

@@ -973,14 +973,32 @@ static bool reconnect_for_rollback(const char *root, const lc_held *h, target *t
 	       settle_jobs(t->qmp, &ignored) == 0;
 }
 
-/* After a --quiesce snapshot, done or failed: the guest's filesystems
- * thawed (a failure to is only noted: the snapshot's own result stands). */
-static void thaw_if(const char *root, lc_cmd *x, const lc_run_opts *opts)
+/* --quiesce: the guest's filesystems frozen through its agent. */
+static int freeze_if(const char *root, lc_cmd *x, bool running, const lc_run_opts *opts,
+                     util_err *err)
+{
+	if (!opts || !opts->quiesce)
+		return 0;
+	if (!running)
+		return util_err_set(
+		        err, -EPERM,
+		        "cannot snapshot '%s' with --quiesce: it is not running (its disks are at rest)",
+		        x->h.name);
+	if (lc_vm_freeze(root, x->vm, err) < 0)
+		return util_err_prefix(err, "cannot snapshot '%s'", x->h.name);
+	return 0;
+}
+
+/* After a --quiesce snapshot, done or failed (r, returned): the guest's
+ * filesystems thawed (a failure to is only noted: the snapshot's own
+ * result stands). */
+static int thaw_if(const char *root, lc_cmd *x, const lc_run_opts *opts, int r)
 {
 	util_err e = { 0 };
 
 	if (opts && opts->quiesce && x->vm && lc_vm_thaw(root, x->vm, &e) < 0)
 		util_trace("%s", e.msg);
+	return r;
 }
 
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_arg, bool no_memory,
@@ -1015,13 +1033,8 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	memory = running && !no_memory;
 	lcm = x.vm->lcm;
 	/* frozen before anything is recorded, thawed on every path below */
-	if (opts && opts->quiesce && !running)
-		return util_err_set(
-		        err, -EPERM,
-		        "cannot snapshot '%s' with --quiesce: it is not running (its disks are at rest)",
-		        x.h.name);
-	if (opts && opts->quiesce && (r = lc_vm_freeze(root, x.vm, err)) < 0)
-		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
+	if ((r = freeze_if(root, &x, running, opts, err)) < 0)
+		return r;
 	prev = util_xstrdup(lc_lcm_name(lcm));
 	snap = json_pack("{s:I, s:s, s:I, s:b, s:o, s:I, s:s}", "id", (json_int_t)sid, "tag", tag,
 	                 "parent", (json_int_t)lc_snap_current(x.vm), "memory", memory, "disks",
@@ -1038,13 +1051,10 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	                                tag, "disks", ids_json(&t), "memory", memory, "fresh", 1)),
 	        running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL,
 	        NULL, NULL);
-	if (r < 0) {
-		thaw_if(root, &x, opts);
-		return r;
-	}
+	if (r < 0)
+		return thaw_if(root, &x, opts, r);
 	util_crash_point("snapshot-create-after-intent");
-	r = target_create(&t, tag, memory, err);
-	thaw_if(root, &x, opts);
+	r = thaw_if(root, &x, opts, target_create(&t, tag, memory, err));
 	if (r < 0 && !reconnect_for_rollback(root, &x.h, &t))
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	if (r < 0) {

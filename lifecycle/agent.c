@@ -132,7 +132,8 @@ static int agent_open(const char *root, const lc_vm *vm, int sync_ms, agent *a, 
 		        err, -ENODEV,
 		        "'%s' has no guest agent channel; give it one (qvm update %s guest-agent=yes) and start it again",
 		        vm->def.name, vm->def.name);
-	if (vm->state != LC_ACTIVE || vm->lcm != LC_LCM_RUNNING)
+	/* SNAPSHOT: the settling of a --quiesce snapshot thaws the guest */
+	if (vm->state != LC_ACTIVE || (vm->lcm != LC_LCM_RUNNING && vm->lcm != LC_LCM_SNAPSHOT))
 		return util_err_set(err, -EPERM,
 		                    "'%s' is not ACTIVE/RUNNING: no guest agent to ask",
 		                    vm->def.name);

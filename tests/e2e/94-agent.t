@@ -77,10 +77,15 @@ like "$ERR" "agent 'shp-a' <- guest-fsfreeze-thaw" "... and thawed after"
 QVM_FAIL_AT=snapshot-create-after-disk run "$QVM" -v snapshot-create shp-a q2 --quiesce --no-memory
 is "$RC" 1 "a quiesced snapshot that fails..."
 like "$ERR" "agent 'shp-a' <- guest-fsfreeze-thaw" "... thaws too"
+QVM_CRASH_AT=snapshot-create-after-freeze run "$QVM" snapshot-create shp-a q4 --quiesce --no-memory
+is "$RC" 99 "qvm dies with the guest's filesystems frozen"
+run "$QVM" -v snapshot-create shp-a q5 --quiesce --no-memory
+is "$RC" 0 "the next snapshot works" || diag "$ERR"
+like "$(grep -n "guest-fsfreeze" <<<"$ERR" | head -1)" "guest-fsfreeze-thaw" "... after the settling of the one that died thawed the guest"
 run "$QVM" exec shp-a -- /bin/true
 is "$RC" 0 "the agent still answers after them" || diag "$ERR"
 like "$("$QVM" snapshot-list shp-a)" "q1" "the snapshot is in the tree"
-is "$(grep -c q2 <<<"$("$QVM" snapshot-list shp-a)")" 0 "... the failed one is not"
+is "$(grep -cE 'q2|q4' <<<"$("$QVM" snapshot-list shp-a)")" 0 "... the failed and the interrupted ones are not"
 
 section "no agent"
 pid=$("$QVM" exec shp-a -- /bin/cat /var/run/qemu-ga.pid)

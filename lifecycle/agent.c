@@ -122,7 +122,7 @@ static int agent_call(agent *a, const char *cmd, json_t *args, int timeout_ms, j
 static int agent_open(const char *root, const lc_vm *vm, int sync_ms, agent *a, util_err *err)
 {
 	lc_paths p;
-	uint32_t id;
+	uint32_t id = 0;
 	json_t *back = NULL;
 	int r;
 

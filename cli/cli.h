@@ -219,6 +219,8 @@ int cli_cmd_schedule_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_js
 int cli_cmd_host_any(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 /* show's SCHEDULE section (nothing when the VM has none). */
 void cli_print_schedule(const lc_vm *vm);
+int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+int cli_cmd_set_password(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_template(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_edit(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);

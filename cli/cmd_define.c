@@ -120,6 +120,7 @@ enum {
 	OPT_COUNT,
 	OPT_MAX_VCPUS,
 	OPT_MAX_MEMORY,
+	OPT_GUEST_AGENT,
 };
 
 /* create --count: at most this many vms in one go */
@@ -141,7 +142,8 @@ enum {
 	SET_AUTOSTART = 1u << 10,
 	SET_MAX_VCPUS = 1u << 11,
 	SET_MAX_MEMORY = 1u << 12,
-	SET_VNC = 1u << 13,
+	SET_GUEST_AGENT = 1u << 13,
+	SET_VNC = 1u << 14,
 };
 
 typedef struct create_args {
@@ -186,9 +188,47 @@ static unsigned set_bit(int c)
 	case OPT_VNC:
 	case OPT_VNC_LISTEN:
 		return SET_VNC;
+	case OPT_GUEST_AGENT:
+		return SET_GUEST_AGENT;
 	default:
 		return 0;
 	}
+}
+
+/* The options of templates, counts, hotplug maxima and the guest agent. */
+static int parse_shape_opt(int c, const char *arg, lc_vmdef *def, create_args *a, util_err *err)
+{
+	uint64_t n;
+
+	switch (c) {
+	case OPT_TEMPLATE:
+		a->template = arg;
+		break;
+	case OPT_GUEST_AGENT:
+		def->guest_agent = true;
+		break;
+	case OPT_VNC:
+	case OPT_VNC_LISTEN:
+		free(def->vnc_listen);
+		def->vnc_listen = util_xstrdup(c == OPT_VNC ? LC_VNC_LISTEN_DEFAULT : arg);
+		if (lc_vnc_listen_check(def->vnc_listen, err) < 0)
+			return cli_usage(err, "%s", err->msg);
+		break;
+	case OPT_MAX_VCPUS:
+		if (util_parse_uint(arg, 0, LC_VCPUS_MAX, &n, err) < 0)
+			return cli_usage(err, "invalid --max-vcpus: %s", err->msg);
+		def->max_vcpus = (unsigned)n;
+		break;
+	case OPT_MAX_MEMORY:
+		def->max_memory = 0;
+		return strcmp(arg, "0") ? parse_memory(arg, &def->max_memory, err) : 0;
+	case OPT_COUNT:
+		if (util_parse_uint(arg, 1, COUNT_MAX, &n, err) < 0)
+			return cli_usage(err, "invalid --count: %s", err->msg);
+		a->count = (unsigned)n;
+		break;
+	}
+	return 0;
 }
 
 static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *err)
@@ -276,30 +316,8 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 		case OPT_FROM:
 			a->from = arg;
 			break;
-		case OPT_VNC:
-		case OPT_VNC_LISTEN:
-			free(def->vnc_listen);
-			def->vnc_listen = util_xstrdup(c == OPT_VNC ? LC_VNC_LISTEN_DEFAULT : arg);
-			if (lc_vnc_listen_check(def->vnc_listen, err) < 0)
-				return cli_usage(err, "%s", err->msg);
-			break;
-		case OPT_TEMPLATE:
-			a->template = arg;
-			break;
-		case OPT_MAX_VCPUS:
-			if (util_parse_uint(arg, 0, LC_VCPUS_MAX, &n, err) < 0)
-				return cli_usage(err, "invalid --max-vcpus: %s", err->msg);
-			def->max_vcpus = (unsigned)n;
-			break;
-		case OPT_MAX_MEMORY:
-			r = strcmp(arg, "0") ? parse_memory(arg, &def->max_memory, err) : 0;
-			if (r == 0 && !strcmp(arg, "0"))
-				def->max_memory = 0;
-			break;
-		case OPT_COUNT:
-			if (util_parse_uint(arg, 1, COUNT_MAX, &n, err) < 0)
-				return cli_usage(err, "invalid --count: %s", err->msg);
-			a->count = (unsigned)n;
+		default:
+			r = parse_shape_opt(c, arg, def, a, err);
 			break;
 		}
 	}
@@ -328,6 +346,8 @@ static void merge_flags(lc_vmdef *t, lc_vmdef *f, unsigned set)
 		t->max_vcpus = f->max_vcpus;
 	if (set & SET_MAX_MEMORY)
 		t->max_memory = f->max_memory;
+	if (set & SET_GUEST_AGENT)
+		t->guest_agent = f->guest_agent;
 	if (set & SET_MACHINE)
 		t->machine = f->machine;
 	if (set & SET_ACCEL)
@@ -498,6 +518,26 @@ static int create_many(cli_ctx *ctx, lc_vmdef *flags, const create_args *a, cons
 	return r;
 }
 
+/* Options that exclude each other. */
+static int check_combinations(const create_args *a, util_err *err)
+{
+	/* The file is the whole definition: a flag beside it would be either
+	 * dropped or a second source of truth, so it is refused. */
+	if (a->from && a->def_opt)
+		return cli_usage(
+		        err,
+		        "--%s cannot be combined with --from, which takes the whole definition; edit the file instead",
+		        a->def_opt);
+	if (a->hold && a->start)
+		return cli_usage(err, "--hold and --start contradict each other; give one");
+	if (a->from && (a->template || a->count))
+		return cli_usage(
+		        err,
+		        "--from cannot be combined with --%s; make a template of the file instead (qvm template create T --from FILE)",
+		        a->template ? "template" : "count");
+	return 0;
+}
+
 int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	static const struct option opts[] = {
@@ -524,6 +564,7 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		{ "count", required_argument, NULL, OPT_COUNT },
 		{ "max-vcpus", required_argument, NULL, OPT_MAX_VCPUS },
 		{ "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
+		{ "guest-agent", no_argument, NULL, OPT_GUEST_AGENT },
 		{ NULL, 0, NULL, 0 },
 	};
 	_cleanup_db_ lc_db *db = NULL;
@@ -544,20 +585,8 @@ int cli_cmd_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	r = create_parse(&p, &def, &a, err);
 	if (r == 0)
 		r = cli_parser_operands(&p, 1, 1, &ops, &nops, err);
-	/* The file is the whole definition: a flag beside it would be either
-	 * dropped or a second source of truth, so it is refused. */
-	if (r == 0 && a.from && a.def_opt)
-		r = cli_usage(
-		        err,
-		        "--%s cannot be combined with --from, which takes the whole definition; edit the file instead",
-		        a.def_opt);
-	if (r == 0 && a.hold && a.start)
-		r = cli_usage(err, "--hold and --start contradict each other; give one");
-	if (r == 0 && a.from && (a.template || a.count))
-		r = cli_usage(
-		        err,
-		        "--from cannot be combined with --%s; make a template of the file instead (qvm template create T --from FILE)",
-		        a.template ? "template" : "count");
+	if (r == 0)
+		r = check_combinations(&a, err);
 	if (r == 0 && a.from) {
 		r = cli_read_definition(a.from, ops[0], &def, err);
 	} else if (r == 0) {

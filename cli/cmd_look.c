@@ -284,10 +284,32 @@ static void print_nics(lc_db *db, const lc_vm *vm)
 	}
 }
 
+/* "lo 127.0.0.1 ::1, eth0 10.0.0.5": what the guest agent reported. */
+static void print_guest_ips(json_t *guest)
+{
+	_cleanup_free_ char *text = NULL;
+	json_t *i, *ip;
+	size_t k, n;
+
+	if (json_object_get(guest, "error")) {
+		cli_print_field("GUEST-IPS", "- (no guest agent answered)");
+		return;
+	}
+	json_array_foreach (json_object_get(guest, "interfaces"), k, i) {
+		util_append(&text, "%s%s", text ? ", " : "",
+		            json_string_value(json_object_get(i, "name")) ?: "?");
+		json_array_foreach (json_object_get(i, "addresses"), n, ip)
+			util_append(&text, " %s",
+			            json_string_value(json_object_get(ip, "ip")) ?: "?");
+	}
+	cli_print_field("GUEST-IPS", "%s", text ? text : "-");
+}
+
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_json_ json_t *history = NULL;
+	_cleanup_json_ json_t *history = NULL, *guest = NULL;
+	util_err gerr = { 0 };
 	const lc_vmdef *def;
 	char a[32];
 	lc_vm *vm;
@@ -301,10 +323,15 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		r = lc_vm_history_tail(db, vm, SHOW_HISTORY_ROWS, &history, err);
 	if (r < 0)
 		return r;
+	if (vm->def.guest_agent && vm->state == LC_ACTIVE && vm->lcm == LC_LCM_RUNNING &&
+	    lc_vm_guest_info(ctx->root, vm, &guest, &gerr) < 0)
+		guest = json_pack("{s:s}", "error", gerr.msg);
 	if (ctx->json) {
 		json_t *j = lc_vm_to_json(vm);
 
 		json_object_set_new(j, "nics", lc_vm_nics_json(db, vm));
+		if (guest)
+			json_object_set(j, "guest", guest);
 		json_object_set(j, "history", history);
 		*ret_json = j;
 		return 0;
@@ -324,6 +351,8 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	cli_print_field("UPTIME", "%s", cli_format_duration(uptime_ms(vm), a, sizeof(a)));
 	cli_print_field("MEMORY", "%s", util_format_size(def->memory, a, sizeof(a)));
 	cli_print_field("VCPUS", "%u", def->vcpus);
+	if (guest)
+		print_guest_ips(guest);
 	cli_print_field("MACHINE", "%s", lc_machine_name(def->machine));
 	/* while it runs: what QEMU runs with, auto resolved */
 	if (vm->state == LC_ACTIVE && vm->accel && def->accel == LC_ACCEL_AUTO)
@@ -432,6 +461,7 @@ int cli_cmd_argv(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 	rt.qmp_event_fd = 3;
 	rt.qmp_command_fd = 4;
 	rt.serial_fd = 5;
+	rt.agent_fd = 6 + (int)vm->def.n_nics;
 	rt.serial_log = log;
 	rt.vnc_socket = vnc = lc_vnc_socket_path(ctx->root, vm->id);
 	rt.tap_fds = taps;

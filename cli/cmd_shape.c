@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -310,4 +311,129 @@ int cli_cmd_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 	else if (ctx->verbosity >= 0)
 		print_resized(j);
 	return 0;
+}
+
+/* ---- exec ------------------------------------------------------------------------ */
+
+int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct option opts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	_cleanup_json_ json_t *j = NULL;
+	uint64_t timeout = 60;
+	const char *arg, *out, *errs;
+	cli_parser p;
+	char **ops;
+	int nops, c, r = 0;
+	json_int_t code;
+
+	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
+	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0)
+		if (util_parse_uint(arg, 1, 86400, &timeout, err) < 0)
+			r = cli_usage(err, "invalid --timeout: %s", err->msg);
+	if (r == 0 && c < 0)
+		r = c;
+	if (r == 0)
+		r = cli_parser_operands(&p, 2, -1, &ops, &nops, err);
+	if (r == 0)
+		r = lc_vm_exec(ctx->root, ops[0], ops + 1, (int)timeout, &j, err);
+	cli_parser_done(&p);
+	if (r < 0)
+		return r;
+	code = json_integer_value(json_object_get(j, "exitcode"));
+	if (ctx->json) {
+		*ret_json = TAKE_PTR(j);
+		return 0;
+	}
+	out = json_string_value(json_object_get(j, "stdout"));
+	errs = json_string_value(json_object_get(j, "stderr"));
+	fwrite(out, 1, json_string_length(json_object_get(j, "stdout")), stdout);
+	fwrite(errs, 1, json_string_length(json_object_get(j, "stderr")), stderr);
+	if (json_object_get(j, "signal") && !json_is_null(json_object_get(j, "signal")))
+		return util_err_set(err, -ECHILD, "the command was killed by signal %lld",
+		                    (long long)json_integer_value(json_object_get(j, "signal")));
+	if (code)
+		return util_err_set(err, -ECHILD, "the command exited with status %lld",
+		                    (long long)code);
+	return 0;
+}
+
+/* ---- set-password ---------------------------------------------------------------- */
+
+/* The first line of f, without its end (a new string, wiped by the
+ * caller). */
+static int first_line(FILE *f, const char *what, char **ret, util_err *err)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n = getline(&line, &cap, f);
+
+	if (n < 0) {
+		free(line);
+		return util_err_set(err, -ENODATA, "no password in %s", what);
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	*ret = line;
+	return 0;
+}
+
+static int read_password(const char *file, const char *user, char **ret, util_err *err)
+{
+	_cleanup_fclose_ FILE *f = NULL;
+	struct termios old, quiet;
+	bool tty = !file && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	int r;
+
+	if (file) {
+		if (!(f = fopen(file, "re")))
+			return util_err_errno(err, -errno, "cannot read '%s'", file);
+		return first_line(f, file, ret, err);
+	}
+	if (!tty)
+		return first_line(stdin, "stdin", ret, err);
+	fprintf(stderr, "password for %s: ", user);
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	r = first_line(stdin, "the terminal", ret, err);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	fprintf(stderr, "\n");
+	return r;
+}
+
+int cli_cmd_set_password(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
+{
+	static const struct option opts[] = {
+		{ "password-file", required_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
+	};
+	_cleanup_free_ char *file = NULL;
+	char *password = NULL;
+	const char *arg;
+	cli_parser p;
+	char **ops;
+	int nops, c, r = 0;
+
+	(void)ret_json;
+	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
+	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0)
+		r = cli_absolute_path(arg, "password file", &file, err);
+	if (r == 0 && c < 0)
+		r = c;
+	if (r == 0)
+		r = cli_parser_operands(&p, 2, 2, &ops, &nops, err);
+	if (r == 0)
+		r = read_password(file, ops[1], &password, err);
+	if (r == 0)
+		r = lc_vm_set_password(ctx->root, ops[0], ops[1], password, err);
+	if (password) {
+		explicit_bzero(password, strlen(password));
+		free(password);
+	}
+	if (r == 0 && !ctx->json && ctx->verbosity >= 0)
+		printf("%s: password of '%s' set\n", ops[0], ops[1]);
+	cli_parser_done(&p);
+	return r;
 }

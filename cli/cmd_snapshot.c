@@ -5,7 +5,7 @@
 
 #include "cli.h"
 
-enum { OPT_NO_MEMORY = 0x300, OPT_RUNNING };
+enum { OPT_NO_MEMORY = 0x300, OPT_RUNNING, OPT_QUIESCE };
 
 /* NAME [ARG] with the options of opts (at most one, a flag: *ret_flag);
  * QVM_LOCK_TIMEOUT_MS as the run commands read it. */
@@ -22,6 +22,8 @@ static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts,
 	while ((c = cli_parser_next(&p, &arg, err)) > 0)
 		if ((c == OPT_NO_MEMORY || c == OPT_RUNNING) && ret_flag)
 			*ret_flag = true;
+		else if (c == OPT_QUIESCE)
+			ro->quiesce = true;
 	if (c < 0)
 		r = c;
 	if (r == 0)
@@ -35,6 +37,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, const struct option *opts,
 int cli_cmd_snapshot_create(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	static const struct option opts[] = { { "no-memory", no_argument, NULL, OPT_NO_MEMORY },
+		                              { "quiesce", no_argument, NULL, OPT_QUIESCE },
 		                              { NULL, 0, NULL, 0 } };
 	_cleanup_json_ json_t *snap = NULL;
 	bool no_memory = false;

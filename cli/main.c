@@ -15,6 +15,7 @@ static const cli_command commands[] = {
 	  "  --memory SIZE          memory, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
 	  "  --vcpus N              virtual CPUs (default 1)\n"
 	  "  --max-vcpus N --max-memory SIZE   what resize may reach while it runs (0: no hotplug)\n"
+	  "  --guest-agent          a virtio-serial channel for qemu-guest-agent (qvm exec)\n"
 	  "  --disk SPEC            a disk, repeatable:\n"
 	  "                           SIZE            a blank disk (10G): qcow2, or raw with ,format=raw\n"
 	  "                           PATH            a qcow2 overlay on an image file\n"
@@ -60,9 +61,19 @@ static const cli_command commands[] = {
 	  "  vnc=on|off         a display and a password-protected VNC server (on 127.0.0.1), while off\n"
 	  "  vnc_listen=ADDR    the VNC server's address (an IP, or unix; turns vnc on), while off\n"
 	  "  max-vcpus=N max-memory=SIZE  what resize may reach live (0: no hotplug), while off\n"
+	  "  guest-agent=yes|no  the qemu-guest-agent channel, from the next start\n"
 	  "A running vm takes kernel, initrd, append, machine, accel and cloud-init at its next\n"
 	  "start (update says so); a SUSPENDED or STOPPED one refuses them (its checkpoint holds\n"
 	  "the machine it was saved with). Disks, nics, cdrom and name have their own commands.\n" },
+	{ "exec", cli_cmd_exec, "NAME [--timeout S] -- CMD [ARG]...",
+	  "run a command in the guest through its guest agent (create --guest-agent)",
+	  "  --timeout S   how long the command has (default 60 s); it keeps running past it\n"
+	  "Its stdout and stderr are printed as they are; a command that fails makes exec\n"
+	  "fail with its status. --json: {exitcode, signal, stdout, stderr, truncated}.\n" },
+	{ "set-password", cli_cmd_set_password, "NAME USER [--password-file FILE]",
+	  "set a guest user's password through its guest agent (never from the command line)",
+	  "  --password-file FILE   the password is the file's first line; without it, it is\n"
+	  "                         asked for on the terminal (no echo), or read from stdin\n" },
 	{ "resize", cli_cmd_resize, "NAME [--vcpus N] [--memory SIZE]",
 	  "change a vm's vCPUs and memory: live while it runs (within its maxima), else its definition",
 	  "  --vcpus N, -c N     vCPUs: hot-added while it runs (up to max-vcpus); fewer only while off\n"
@@ -200,10 +211,11 @@ static const cli_command commands[] = {
 	  "format than declared are refused. Use one with --disk NAME or --disk image=NAME.\n" },
 	{ "disk-saveas", cli_cmd_disk_saveas, "NAME DISK_ID IMAGE_NAME",
 	  "flatten a disk of a vm that is not running into a new store image", NULL },
-	{ "snapshot-create", cli_cmd_snapshot_create, "NAME [TAG] [--no-memory]",
+	{ "snapshot-create", cli_cmd_snapshot_create, "NAME [TAG] [--no-memory] [--quiesce]",
 	  "snapshot a vm: memory and disks while it runs, its disks when it is off (oldest pruned past the maximum)",
 	  "  TAG           the snapshot's name (letters, digits, '.', '_', '-'; default snap-ID)\n"
 	  "  --no-memory   a running vm: its disks only (the guest is paused meanwhile)\n"
+	  "  --quiesce     freeze the guest's filesystems around it (guest agent); thawed on every path\n"
 	  "At most 10 snapshots per vm, or snapshots.max (qvm update NAME snapshots.max=N);\n"
 	  "once a new one is taken past it, the oldest is deleted. Every disk must be qcow2;\n"
 	  "a TAG a disk already holds (a disk snapshot) is refused.\n" },

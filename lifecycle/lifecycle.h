@@ -144,6 +144,7 @@ typedef struct lc_run_opts {
 	int lock_timeout_ms;     /* how long to wait for another qvm on this VM */
 	bool force;              /* recover --failure/--delete of a VM a supervisor drives */
 	bool discard_checkpoint; /* poweroff of a SUSPENDED/STOPPED VM: its checkpoint goes */
+	bool quiesce;            /* snapshot-create: freeze the guest's filesystems around it */
 	lc_vm_left *ret_left;    /* if not NULL: filled as the command lets go of the VM */
 	/* start, boot, revert --running: the folders the VM's files must
 	 * still be in (NULL: ROOT/images), checked again before QEMU opens
@@ -188,6 +189,30 @@ int lc_vm_pause(const char *root, const char *name, bool pause, const lc_run_opt
  * old_vcpus, vcpus, old_memory, memory, balloon}. */
 int lc_vm_resize(const char *root, const char *name, unsigned vcpus, uint64_t memory,
                  const lc_run_opts *o, json_t **ret_json, util_err *err);
+
+/* Run argv (argv[0] a path in the guest) through the guest agent of
+ * ACTIVE/RUNNING VM name (created with guest_agent) and wait up to
+ * timeout_s for its end: *ret_json {exitcode, signal, stdout, stderr,
+ * truncated} (new). No agent answering within 5 s, a command that does not
+ * end in time (it keeps running in the guest) and the agent's refusals are
+ * errors saying so. */
+int lc_vm_exec(const char *root, const char *name, char *const *argv, int timeout_s,
+               json_t **ret_json, util_err *err);
+
+/* The guest's interfaces and addresses as its agent reports them
+ * (guest-network-get-interfaces), within 2 s: *ret_json {read_ms,
+ * interfaces: [{name, mac, addresses: [{type, ip, prefix}]}]} (new). */
+int lc_vm_guest_info(const char *root, const lc_vm *vm, json_t **ret_json, util_err *err);
+
+/* Freeze the guest's filesystems through its agent (guest-fsfreeze-
+ * freeze; a freeze that fails is thawed again), and thaw them. */
+int lc_vm_freeze(const char *root, const lc_vm *vm, util_err *err);
+int lc_vm_thaw(const char *root, const lc_vm *vm, util_err *err);
+
+/* Set the password of user in the guest of VM name through its agent
+ * (guest-set-user-password, not crypted: the guest crypts it). */
+int lc_vm_set_password(const char *root, const char *name, const char *user, const char *password,
+                       util_err *err);
 
 /* Delete in any state: a running VM is powered off hard first. recreate
  * keeps the VM, back in PENDING with fresh disks. */
@@ -457,6 +482,7 @@ typedef struct lc_qemu_runtime {
 	int qmp_event_fd;        /* listening socket for the supervisor's QMP */
 	int qmp_command_fd;      /* listening socket for commands */
 	int serial_fd;           /* listening socket for the console */
+	int agent_fd;            /* listening socket for the guest agent (guest_agent) */
 	const char *serial_log;  /* file the serial output is copied to */
 	const int *tap_fds;      /* one per NIC, in order */
 	size_t n_tap_fds;

@@ -321,6 +321,15 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 		goto fail;
 	util_strv_push(&sv, "-serial");
 	util_strv_push(&sv, "chardev:serial0");
+	if (def->guest_agent) {
+		/* qemu-ga finds its port by this name */
+		util_strv_push(&sv, "-device");
+		util_strv_push(&sv, "virtio-serial-pci,id=vser0");
+		if ((r = push_chardev_socket(&sv, "qga0", rt->agent_fd, NULL, err)) < 0)
+			goto fail;
+		util_strv_push(&sv, "-device");
+		util_strv_push(&sv, "virtserialport,bus=vser0.0,chardev=qga0,name=" LC_AGENT_PORT);
+	}
 	push_direct_boot(&sv, def);
 	if ((r = push_disks(&sv, vm, err)) < 0)
 		goto fail;

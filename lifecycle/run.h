@@ -14,6 +14,7 @@ typedef struct lc_paths {
 	char *qmp_command; /* the QMP socket for qvm commands */
 	char *console;     /* the serial console socket */
 	char *vnc;         /* the VNC socket of a VM with vnc "unix" */
+	char *agent;       /* the guest agent's channel (a vm with guest_agent) */
 	char *serial_log;  /* everything the guest wrote on its serial port */
 	char *qemu_log;    /* QEMU's stdout and stderr */
 	char *sup_log;     /* the supervisor's own notes */
@@ -151,6 +152,8 @@ char *lc_state_text(const lc_vm *vm);
  * one), and the qdev id of its balloon (vm_resize.c) */
 #define LC_DIMM_SLOTS 8
 #define LC_BALLOON_ID "balloon0"
+/* the virtio-serial port qemu-guest-agent listens on */
+#define LC_AGENT_PORT "org.qemu.guest_agent.0"
 
 /* device_add of a hot-plugged device (a disk, a nic, a controller): on a
  * q35 vm into a free pcie-root-port hpN (-ENOSPC naming the vm when all

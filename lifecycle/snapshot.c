@@ -676,6 +676,9 @@ int lc_snap_recover(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
 	if (util_streq(op, "snapshot-create")) {
 		json_t *s = lc_snap_by_id(vm, jint(data, "snap"), NULL);
 
+		/* a --quiesce whose qvm died: the guest must not stay frozen */
+		if (json_is_true(json_object_get(data, "quiesce")) && vm->state == LC_ACTIVE)
+			lc_vm_thaw(lc_db_root(db), vm, &why);
 		if (!(s && util_streq(jstr(s, "tag"), tag))) {
 			/* not recorded: the internal snapshots it made go. Only an
 			 * intent that checked no disk held the tag ("fresh") may
@@ -973,6 +976,48 @@ static bool reconnect_for_rollback(const char *root, const lc_held *h, target *t
 	       settle_jobs(t->qmp, &ignored) == 0;
 }
 
+/* --quiesce takes a running vm only. */
+static int quiesce_check(const lc_cmd *x, bool running, const lc_run_opts *opts, util_err *err)
+{
+	if (opts && opts->quiesce && !running)
+		return util_err_set(
+		        err, -EPERM,
+		        "cannot snapshot '%s' with --quiesce: it is not running (its disks are at rest)",
+		        x->h.name);
+	return 0;
+}
+
+/* --quiesce: the guest's filesystems frozen, under the intent (whose
+ * recovery thaws them if this qvm dies); thaw_if() thaws on every path. */
+static int freeze_if(const char *root, lc_cmd *x, const lc_run_opts *opts, util_err *err)
+{
+	int r = opts && opts->quiesce ? lc_vm_freeze(root, x->vm, err) : 0;
+
+	util_crash_point("snapshot-create-after-freeze");
+	return r;
+}
+
+/* After a --quiesce snapshot, done or failed (r, returned): the guest's
+ * filesystems thawed (a failure to is only noted: the snapshot's own
+ * result stands). */
+static int thaw_if(const char *root, lc_cmd *x, const lc_run_opts *opts, int r)
+{
+	util_err e = { 0 };
+
+	if (opts && opts->quiesce && x->vm && lc_vm_thaw(root, x->vm, &e) < 0)
+		util_trace("%s", e.msg);
+	return r;
+}
+
+/* target_create(), with --quiesce between a freeze and a thaw. */
+static int create_quiesced(const char *root, lc_cmd *x, const lc_run_opts *opts, target *t,
+                           const char *tag, bool memory, util_err *err)
+{
+	int r = freeze_if(root, x, opts, err);
+
+	return r < 0 ? r : thaw_if(root, x, opts, target_create(t, tag, memory, err));
+}
+
 int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_arg, bool no_memory,
                           const lc_run_opts *opts, json_t **ret_snap, util_err *err)
 {
@@ -1004,6 +1049,8 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	memory = running && !no_memory;
 	lcm = x.vm->lcm;
+	if ((r = quiesce_check(&x, running, opts, err)) < 0)
+		return r;
 	prev = util_xstrdup(lc_lcm_name(lcm));
 	snap = json_pack("{s:I, s:s, s:I, s:b, s:o, s:I, s:s}", "id", (json_int_t)sid, "tag", tag,
 	                 "parent", (json_int_t)lc_snap_current(x.vm), "memory", memory, "disks",
@@ -1016,14 +1063,15 @@ int lc_vm_snapshot_create(const char *root, const char *name, const char *tag_ar
 	r = append(
 	        root, &intent, err,
 	        lc_intent_rec("snapshot-create", x.h.id,
-	                      json_pack("{s:I, s:s, s:o, s:b, s:b}", "snap", (json_int_t)sid, "tag",
-	                                tag, "disks", ids_json(&t), "memory", memory, "fresh", 1)),
+	                      json_pack("{s:I, s:s, s:o, s:b, s:b, s:b}", "snap", (json_int_t)sid,
+	                                "tag", tag, "disks", ids_json(&t), "memory", memory,
+	                                "fresh", 1, "quiesce", opts && opts->quiesce)),
 	        running ? state_rec(x.h.id, LC_LCM_SNAPSHOT, "taking a snapshot", prev) : NULL,
 	        NULL, NULL);
 	if (r < 0)
 		return r;
 	util_crash_point("snapshot-create-after-intent");
-	r = target_create(&t, tag, memory, err);
+	r = create_quiesced(root, &x, opts, &t, tag, memory, err);
 	if (r < 0 && !reconnect_for_rollback(root, &x.h, &t))
 		return util_err_prefix(err, "cannot snapshot '%s'", x.h.name);
 	if (r < 0) {

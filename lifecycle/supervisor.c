@@ -323,11 +323,13 @@ static int qemu_binary(char **ret, util_err *err)
  * until execve closes them, so that while this child does not yet show
  * the VM's uuid in its command line, nobody reconciles the VM (the
  * starter waits for EOF, others for the lock) and mistakes it for gone. */
-static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[2], const int *taps,
+static void qemu_child(char **argv, const int fds[4], int log_w, const int hold[2], const int *taps,
                        size_t n_taps)
 {
 	static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
-	int high[3], high_taps[LC_NICS_MAX], nul;
+	int high[4] = { -1, -1, -1, -1 }, high_taps[LC_NICS_MAX], nul;
+	/* the guest agent's socket, if any, goes after the taps */
+	unsigned next = 6 + (unsigned)n_taps;
 	sigset_t none;
 
 	sigemptyset(&none);
@@ -339,8 +341,8 @@ static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[
 	/* files QEMU creates (the serial log) are 0600 like the rest of the root */
 	umask(077);
 	/* move out of the way first, so no dup2 overwrites a source */
-	for (int i = 0; i < 3; i++)
-		if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
+	for (int i = 0; i < 4; i++)
+		if ((i < 3 || fds[i] >= 0) && (high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
 			_exit(126);
 	for (size_t i = 0; i < n_taps && i < LC_NICS_MAX; i++)
 		if ((high_taps[i] = fcntl(taps[i], F_DUPFD_CLOEXEC, 64)) < 0)
@@ -354,7 +356,9 @@ static void qemu_child(char **argv, const int fds[3], int log_w, const int hold[
 	for (size_t i = 0; i < n_taps && i < LC_NICS_MAX; i++)
 		if (dup2(high_taps[i], 6 + (int)i) < 0)
 			_exit(126);
-	close_range(6 + (unsigned)n_taps, ~0U, CLOSE_RANGE_CLOEXEC);
+	if (high[3] >= 0 && dup2(high[3], (int)next++) < 0)
+		_exit(126);
+	close_range(next, ~0U, CLOSE_RANGE_CLOEXEC);
 	execve(argv[0], argv, envp);
 	fprintf(stderr, "cannot execute %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
@@ -559,7 +563,7 @@ static int track_child(sup *s, pid_t pid, int log_read, util_err *err)
 
 /* The sockets QEMU serves, made before it starts: its two QMP monitors
  * and the serial console. */
-static int listen_sockets(sup *s, int fds[3], util_err *err)
+static int listen_sockets(sup *s, bool agent, int fds[4], util_err *err)
 {
 	int r = util_mkdir_p(s->paths.rundir, 0700, err);
 
@@ -569,13 +573,15 @@ static int listen_sockets(sup *s, int fds[3], util_err *err)
 		r = util_unix_listen(s->paths.qmp_command, 4, &fds[1], err);
 	if (r == 0)
 		r = util_unix_listen(s->paths.console, 4, &fds[2], err);
+	if (r == 0 && agent)
+		r = util_unix_listen(s->paths.agent, 4, &fds[3], err);
 	return r;
 }
 
 /* A start that failed leaves nothing: sockets, taps, pipes, the run folder. */
-static void spawn_undo(sup *s, const lc_vm *vm, int fds[3], int *taps, size_t n_taps, int logp[2])
+static void spawn_undo(sup *s, const lc_vm *vm, int fds[4], int *taps, size_t n_taps, int logp[2])
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		close_fd(&fds[i]);
 	for (size_t i = 0; i < n_taps; i++)
 		close_fd(&taps[i]);
@@ -590,9 +596,9 @@ static void spawn_undo(sup *s, const lc_vm *vm, int fds[3], int *taps, size_t n_
  * if it dies a client's connect fails at once instead of waiting on our
  * copy; and the taps, so that when it exits, however, they are gone; and
  * its end of the log pipe. */
-static void let_qemu_hold(int fds[3], int *taps, size_t n_taps, int *log_write)
+static void let_qemu_hold(int fds[4], int *taps, size_t n_taps, int *log_write)
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		close_fd(&fds[i]);
 	for (size_t i = 0; i < n_taps; i++)
 		close_fd(&taps[i]);
@@ -606,7 +612,7 @@ static int spawn_qemu(sup *s, util_err *err)
 	_cleanup_strv_ char **argv = NULL;
 	_cleanup_free_ int *taps = NULL, *tap_nums = NULL;
 	size_t n_taps = 0;
-	int fds[3] = { -1, -1, -1 }, logp[2] = { -1, -1 };
+	int fds[4] = { -1, -1, -1, -1 }, logp[2] = { -1, -1 };
 	_cleanup_close_ int ckpt = -1;
 	lc_qemu_runtime rt = { 0 };
 	lc_vm *vm;
@@ -628,7 +634,7 @@ static int spawn_qemu(sup *s, util_err *err)
 	if (r == 0)
 		r = qemu_binary(&qemu, err);
 	if (r == 0)
-		r = listen_sockets(s, fds, err);
+		r = listen_sockets(s, vm->def.guest_agent, fds, err);
 	if (r < 0)
 		goto fail;
 	new_qemu_log(s);
@@ -647,6 +653,7 @@ static int spawn_qemu(sup *s, util_err *err)
 	util_crash_point("start-after-taps");
 	seed = lc_seed_path(s->root, s->id);
 	tap_nums = fill_runtime(s, &rt, qemu, seed, n_taps);
+	rt.agent_fd = fds[3] >= 0 ? 6 + (int)n_taps : -1;
 	r = lc_qemu_argv(vm, &rt, &argv, err);
 	if (r < 0)
 		goto fail;

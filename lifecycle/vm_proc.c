@@ -26,6 +26,7 @@ void lc_paths_init(lc_paths *p, const char *root, uint64_t id)
 	p->qmp_command = util_xasprintf("%s/qmp.sock", p->rundir);
 	p->console = util_xasprintf("%s/console.sock", p->rundir);
 	p->vnc = util_xasprintf("%s/vnc.sock", p->rundir);
+	p->agent = util_xasprintf("%s/agent.sock", p->rundir);
 	p->serial_log = util_xasprintf("%s/console.log", p->vmdir);
 	p->qemu_log = util_xasprintf("%s/qemu.log", p->vmdir);
 	p->sup_log = util_xasprintf("%s/supervisor.log", p->vmdir);
@@ -36,6 +37,7 @@ void lc_paths_clear(lc_paths *p)
 	free(p->vmdir);
 	free(p->rundir);
 	free(p->qmp_event);
+	free(p->agent);
 	free(p->qmp_command);
 	free(p->console);
 	free(p->vnc);

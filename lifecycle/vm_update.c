@@ -36,6 +36,7 @@ enum {
 	K_MAX_MEMORY,
 	K_VNC,
 	K_VNC_LISTEN,
+	K_GUEST_AGENT,
 };
 
 static const struct {
@@ -62,6 +63,7 @@ static const struct {
 	/* a display device and a VNC server: QEMU's command line */
 	[K_VNC] = { "vnc", WHEN_OFF },
 	[K_VNC_LISTEN] = { "vnc_listen", WHEN_OFF },
+	[K_GUEST_AGENT] = { "guest-agent", WHEN_NEXT_START },
 };
 
 static int key_index(const char *key)
@@ -211,6 +213,8 @@ static int key_set(lc_vmdef *def, const char *key, const char *value, const char
 	case K_VNC:
 	case K_VNC_LISTEN:
 		return set_vnc(def, k, value, err);
+	case K_GUEST_AGENT:
+		return set_bool(&def->guest_agent, value, key, err);
 	case -1:
 		return util_err_set(err, -EINVAL, "'%s' is not a key update sets", key);
 	default:
@@ -671,9 +675,12 @@ static int map_pairs(json_t *old, json_t *now, const char *prefix, util_strv *pa
 static const struct {
 	const char *json, *key;
 } edit_keys[] = {
-	{ "memory", "memory" }, { "vcpus", "vcpus" },     { "machine", "machine" },
-	{ "accel", "accel" },   { "kernel", "kernel" },   { "initrd", "initrd" },
-	{ "append", "append" }, { "restart", "restart" }, { "autostart", "autostart" },
+	{ "memory", "memory" },         { "vcpus", "vcpus" },
+	{ "machine", "machine" },       { "accel", "accel" },
+	{ "kernel", "kernel" },         { "initrd", "initrd" },
+	{ "append", "append" },         { "restart", "restart" },
+	{ "autostart", "autostart" },   { "max_vcpus", "max-vcpus" },
+	{ "max_memory", "max-memory" }, { "guest_agent", "guest-agent" },
 };
 
 int lc_edit_pairs(const lc_vmdef *cur, json_t *text, char ***ret_pairs, util_err *err)

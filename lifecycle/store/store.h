@@ -138,6 +138,7 @@ typedef struct lc_vmdef {
 	 * no room for more CPUs, DIMMs or a balloon) */
 	unsigned max_vcpus;
 	uint64_t max_memory;
+	bool guest_agent; /* a virtio-serial channel for qemu-guest-agent */
 	lc_machine machine;
 	lc_accel accel;
 	lc_disk *disks;

@@ -146,22 +146,22 @@ static json_t *vmdef_base_json(const lc_vmdef *def)
 		json_array_append_new(disks, disk_to_json(&def->disks[i]));
 	for (size_t i = 0; i < def->n_nics; i++)
 		json_array_append_new(nics, nic_to_json(&def->nics[i]));
-	return json_pack("{s:o, s:o, s:I, s:i, s:I, s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o,"
-	                 " s:{s:o, s:o, s:o}, s:s, s:b, s:o, s:o}",
-	                 "name", str_or_null(def->name), "uuid", str_or_null(def->uuid), "memory",
-	                 (json_int_t)def->memory, "vcpus", (int)def->vcpus, "max_memory",
-	                 (json_int_t)def->max_memory, "max_vcpus", (int)def->max_vcpus, "machine",
-	                 lc_machine_name(def->machine), "accel", lc_accel_name(def->accel), "disks",
-	                 disks, "nics", nics, "cdrom", str_or_null(def->cdrom), "kernel",
-	                 str_or_null(def->kernel), "initrd", str_or_null(def->initrd), "append",
-	                 str_or_null(def->append), "cloud_init", "user_data",
-	                 str_or_null(def->ci_user_data), "meta_data",
-	                 str_or_null(def->ci_meta_data), "network_config",
-	                 str_or_null(def->ci_network_config), "restart",
-	                 lc_restart_name(def->restart), "autostart", def->autostart,
-	                 /* "o" steals: a reference of ours, or a new empty object */
-	                 "labels", def->labels ? json_incref(def->labels) : json_object(), "user",
-	                 def->user ? json_incref(def->user) : json_object());
+	return json_pack(
+	        "{s:o, s:o, s:I, s:i, s:I, s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o,"
+	        " s:{s:o, s:o, s:o}, s:s, s:b, s:b, s:o, s:o}",
+	        "name", str_or_null(def->name), "uuid", str_or_null(def->uuid), "memory",
+	        (json_int_t)def->memory, "vcpus", (int)def->vcpus, "max_memory",
+	        (json_int_t)def->max_memory, "max_vcpus", (int)def->max_vcpus, "machine",
+	        lc_machine_name(def->machine), "accel", lc_accel_name(def->accel), "disks", disks,
+	        "nics", nics, "cdrom", str_or_null(def->cdrom), "kernel", str_or_null(def->kernel),
+	        "initrd", str_or_null(def->initrd), "append", str_or_null(def->append),
+	        "cloud_init", "user_data", str_or_null(def->ci_user_data), "meta_data",
+	        str_or_null(def->ci_meta_data), "network_config",
+	        str_or_null(def->ci_network_config), "restart", lc_restart_name(def->restart),
+	        "autostart", def->autostart, "guest_agent", def->guest_agent,
+	        /* "o" steals: a reference of ours, or a new empty object */
+	        "labels", def->labels ? json_incref(def->labels) : json_object(), "user",
+	        def->user ? json_incref(def->user) : json_object());
 }
 
 /* ---- from JSON ------------------------------------------------------------------ */
@@ -351,12 +351,12 @@ static int vnc_from_json(json_t *obj, lc_vmdef *def, util_err *err)
 
 static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 {
-	static const char *const keys[] = { "name",       "uuid",      "memory",     "vcpus",
-		                            "max_memory", "max_vcpus", "machine",    "accel",
-		                            "disks",      "nics",      "cdrom",      "kernel",
-		                            "initrd",     "append",    "cloud_init", "restart",
-		                            "autostart",  "labels",    "user",       "vnc",
-		                            NULL };
+	static const char *const keys[] = { "name",        "uuid",      "memory",     "vcpus",
+		                            "max_memory",  "max_vcpus", "machine",    "accel",
+		                            "disks",       "nics",      "cdrom",      "kernel",
+		                            "initrd",      "append",    "cloud_init", "restart",
+		                            "autostart",   "labels",    "user",       "vnc",
+		                            "guest_agent", NULL };
 	static const char *const ci_keys[] = { "user_data", "meta_data", "network_config", NULL };
 	_cleanup_free_ char *machine = NULL, *accel = NULL, *restart = NULL;
 	json_t *disks, *nics, *ci;
@@ -385,6 +385,7 @@ static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 	if (restart)
 		TRY(lc_restart_parse(restart, &def->restart, err));
 	TRY(get_bool(obj, "autostart", &def->autostart, err));
+	TRY(get_bool(obj, "guest_agent", &def->guest_agent, err));
 	TRY(get_str(obj, "cdrom", &def->cdrom, err));
 	TRY(get_str(obj, "kernel", &def->kernel, err));
 	TRY(get_str(obj, "initrd", &def->initrd, err));

@@ -69,6 +69,10 @@ bad NAME update 'a b' x=1
 bad NAME recover 'a/b' --retry
 bad NAME rename 'a/b' b
 bad NEW rename a 'b/c'
+bad NAME resize 'a/b' --vcpus 2
+bad NAME exec 'a/b' -- /bin/true
+bad NAME set-password 'a/b' root
+bad NAME edit 'a/b'
 
 # migrate: the destination, the remote paths
 bad DEST migrate a 'h;x'

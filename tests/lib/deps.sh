@@ -18,6 +18,9 @@ PKGS=(
 	# the test guest (tests/guest/build.sh): apt-get downloads the kernel and
 	# busybox-static itself; the host needs modinfo, cpio (gzip is essential)
 	kmod cpio
+	# ... and the libraries qemu-guest-agent's qemu-ga needs (ldd copies them
+	# from the host into the guest), strip (binutils) for its libraries
+	libglib2.0-0 libudev1 libnuma1 liburing2 libpcre2-8-0 binutils
 	# e2e tests: ip (bridges, taps, netns), prove, python3 (tests/lib/qmp.py,
 	# local HTTP server), /usr/bin/time for bench/; qemu-io (qemu-utils)
 	# writes markers into disks, script (bsdutils) gives a pty, curl for

@@ -59,6 +59,11 @@ int main(void)
 	pair("cloud_init=x", "give cloud-init.user-data=FILE");
 	pair("name=x", "use qvm rename");
 	pair("uuid=x", "never changes");
+	pair("max-vcpus=4", NULL);
+	pair("max-vcpus=0", NULL);
+	pair("max-memory=2G", NULL);
+	pair("max-memory=0", NULL);
+	pair("max-memory=lots", "invalid max-memory");
 	pair("disks=x", "use disk-attach");
 
 	net_arg("network", "lan", true);

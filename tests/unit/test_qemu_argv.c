@@ -146,6 +146,16 @@ int main(void)
 	check_golden("full", &vm, &rt);
 	lc_vmdef_clear(&vm.def);
 
+	/* room for a live resize: maxcpus, DIMM slots and maxmem, a balloon */
+	vm_init(&vm, "resizable");
+	vm.def.vcpus = 2;
+	vm.def.max_vcpus = 8;
+	vm.def.memory = 1024ull << 20;
+	vm.def.max_memory = 4096ull << 20;
+	rt = base_rt();
+	check_golden("resizable", &vm, &rt);
+	lc_vmdef_clear(&vm.def);
+
 	/* a VM with a blank raw disk of its own (--disk 1G,format=raw): the
 	 * raw driver straight on the file, no backing key */
 	vm_init(&vm, "rawdisk");

@@ -70,6 +70,13 @@ int main(void)
 	refused("{\"name\":\"web\",\"machine\":\"virt\"}", "unknown machine type 'virt'");
 	refused("{\"name\":\"web\",\"kernel\":\"vmlinuz\"}", "absolute path");
 	refused("{\"name\":\"web\",\"append\":\"x\"}", "need --kernel");
+	refused("{\"name\":\"web\",\"vcpus\":2,\"max_vcpus\":1}", "max-vcpus 1 is below vcpus 2");
+	refused("{\"name\":\"web\",\"memory\":\"512M\",\"max_memory\":\"256M\"}",
+	        "max-memory 256M is below memory 512M");
+	refused("{\"name\":\"web\",\"memory\":\"256M\",\"max_memory\":\"300M\"}",
+	        "whole number of 128 MiB");
+	refused("{\"name\":\"web\",\"machine\":\"microvm\",\"max_vcpus\":2}",
+	        "microvm has no cpu or memory hotplug");
 	refused("{\"name\":\"web\",\"kernel\":\"/k\",\"append\":\"a\\nb\"}", "control character");
 	refused("{\"name\":\"web\",\"kernel\":\"/k\",\"initrd\":\"/i,x\"}", "comma");
 	refused("{\"name\":\"web\",\"machine\":\"microvm\",\"cdrom\":\"/x.iso\"}", "no cdrom");

@@ -31,6 +31,11 @@ int lc_sched_start(const char *root, const lc_vm *vm, const char *what, const lc
  * DONE is started (resumed from a checkpoint), and the boot id recorded. */
 int lc_sched_autostart(const char *root, const lc_pass_opts *o, json_t *report, util_err *err);
 
+/* vm's sched object, made empty when it has none ({"next", "entries",
+ * "restarts"}, owned by vm): schedule.c replays the schedule onto it,
+ * restart.c the restarts. */
+json_t *lc_sched_of(lc_vm *vm);
+
 /* Append a "host" record setting the keys of set (stolen; a null value
  * removes one). */
 int lc_host_record(const char *root, json_t *set, util_err *err);

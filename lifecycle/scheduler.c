@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "restart.h"
 #include "run.h"
 #include "sched.h"
 
@@ -17,15 +18,8 @@
 /* An action that runs later than this after its time is marked late
  * (missed while the host was down, or with no pass for that long):
  * QVM_SCHEDULE_LATE_MS for tests. */
-#define LATE_MS 300000
-/* The supervisor's restart policy (supervisor.c), applied to VMs that
- * lost it: at most RESTARTS within WINDOW_MS, each once BACKOFF_MS,
- * doubled per recent restart up to 4x, have passed since the failure. */
-#define RESTART_WINDOW_MS         60000
-#define RESTARTS_PER_WINDOW       10
-#define RESTART_BACKOFF_MS        1000
-#define RESTART_BACKOFF_DOUBLINGS 2
-#define DEFAULT_RESERVE           (256ull << 20)
+#define LATE_MS         300000
+#define DEFAULT_RESERVE (256ull << 20)
 
 static int64_t env_ms(const char *name, int64_t dflt)
 {
@@ -454,43 +448,30 @@ static bool orphan_failed(const lc_vm *vm, void *ud)
 	       util_streq(vm->reason, LC_REASON_ORPHANED);
 }
 
-/* How many restarts of vm the scheduler made within the window. */
-static size_t recent_restarts(const lc_vm *vm, int64_t now)
-{
-	int64_t window = env_ms("QVM_RESTART_WINDOW_MS", RESTART_WINDOW_MS);
-	size_t n = 0, i;
-	json_t *t;
-
-	json_array_foreach (json_object_get(vm->sched, "restarts"), i, t)
-		n += now - json_integer_value(t) < window;
-	return n;
-}
-
 /* Restart VM id if its policy says so and its backoff has passed; past
- * the cap it stays FAILED, saying so (and is not looked at again). */
+ * the cap (counted with the supervisor's restarts: restart.c) it stays
+ * FAILED, saying so as the supervisor does (and is not looked at again). */
 static int restart_one(const char *root, uint64_t id, const lc_pass_opts *o, json_t *report,
                        util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_free_ char *why = NULL;
-	int64_t now = util_realtime_ms(),
-	        base = env_ms("QVM_RESTART_BACKOFF_MS", RESTART_BACKOFF_MS);
+	char why_not[160];
+	int64_t now = util_realtime_ms();
 	size_t recent;
 	lc_vm *vm;
 	int r = lc_load_vm(root, id, &db, &vm, err);
 
 	if (r < 0 || !orphan_failed(vm, NULL))
 		return r;
-	recent = recent_restarts(vm, now);
-	if (now - vm->state_ms <
-	    base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent : RESTART_BACKOFF_DOUBLINGS))
+	recent = lc_restart_recent(vm, now);
+	if (now - vm->state_ms < lc_restart_backoff_ms(recent))
 		return 0; /* the next pass, once its backoff has passed */
-	if (recent < RESTARTS_PER_WINDOW)
-		return lc_sched_start(root, vm, "restart", o, report, err);
-	why = util_xasprintf("%s; restarted %d times within %d s: not again (restart policy %s)",
-	                     LC_REASON_ORPHANED, RESTARTS_PER_WINDOW,
-	                     (int)(env_ms("QVM_RESTART_WINDOW_MS", RESTART_WINDOW_MS) / 1000),
-	                     lc_restart_name(vm->def.restart));
+	if (lc_restart_allowed(recent, vm->def.restart, why_not, sizeof(why_not))) {
+		r = lc_restart_note(root, id, "the scheduler", recent, err);
+		return r < 0 ? r : lc_sched_start(root, vm, "restart", o, report, err);
+	}
+	why = util_xasprintf("%s; %s", LC_REASON_ORPHANED, why_not);
 	lc_db_close(TAKE_PTR(db));
 	return lc_record(root, id, LC_FAILED, LC_LCM_NONE, why, why, NULL, err);
 }

@@ -201,8 +201,9 @@ int cli_cmd_schedule(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 int cli_cmd_schedule_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_schedule_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_host_any(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
-/* show's SCHEDULE section (nothing when the VM has none). */
-void cli_print_schedule(const lc_vm *vm);
+/* Schedule entries (lc_sched_json's, borrowed) as a table, with their VM
+ * when with_vm: schedule-list's, and show's SCHEDULE section (cmd_look.c). */
+void cli_print_schedule_entries(json_t *entries, bool with_vm);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 
 /* The entry point: global options, dispatch, printing, exit status. */

@@ -9,6 +9,16 @@
  * boot or host shutdown at a time. */
 int lc_pass_lock(const char *root, int timeout_ms, int *ret_fd, util_err *err);
 
+/* One step of a pass: reads and writes the journal, adds what it did to
+ * report. */
+typedef int (*lc_pass_step)(const char *root, const lc_pass_opts *o, json_t *report, util_err *err);
+
+/* Under the pass lock, the steps in order, each while the last succeeded;
+ * report (stolen) goes to *ret_report on success. A failure is prefixed
+ * with what ran ("scheduler pass", "host boot"). */
+int lc_pass_run(const char *root, const char *what, const lc_pass_step *steps, size_t n,
+                const lc_pass_opts *o, json_t *report, json_t **ret_report, util_err *err);
+
 /* The kernel's id of this boot (QVM_BOOT_ID_FILE names another file for
  * tests): a new string. */
 int lc_boot_id(char **ret, util_err *err);

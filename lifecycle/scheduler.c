@@ -347,7 +347,8 @@ static int run_due(const char *root, const due *d, const lc_pass_opts *o, json_t
 
 /* A run claimed by a pass that died before its outcome (the pass lock
  * says none runs now): recorded as interrupted, and not run again. */
-static int settle_interrupted(const char *root, util_err *err)
+static int settle_interrupted(const char *root, const lc_pass_opts *o, json_t *report,
+                              util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_json_ json_t *todo = json_array();
@@ -355,6 +356,8 @@ static int settle_interrupted(const char *root, util_err *err)
 	size_t k;
 	int r = lc_db_open(root, 0, &db, err);
 
+	(void)o;
+	(void)report;
 	for (size_t i = 0; r == 0 && i < lc_db_count(db); i++) {
 		lc_vm *vm = lc_db_vm_at(db, i);
 		json_t *e;
@@ -428,11 +431,13 @@ static bool unsupervised(const lc_vm *vm, void *ud)
 
 /* As list does: a VM whose supervisor died is adopted or settled, so that
  * the steps after see what is true. A busy VM is left to its command. */
-static int reconcile_all(const char *root, util_err *err)
+static int reconcile_all(const char *root, const lc_pass_opts *o, json_t *report, util_err *err)
 {
 	_cleanup_free_ uint64_t *ids = NULL;
 	int r = ids_where(root, unsupervised, NULL, &ids, err);
 
+	(void)o;
+	(void)report;
 	for (size_t i = 0; r == 0 && ids[i]; i++) {
 		util_err ignored = { 0 };
 
@@ -600,26 +605,30 @@ static int deploy_pending(const char *root, const lc_pass_opts *o, json_t *repor
 	return r;
 }
 
-int lc_scheduler_pass(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err)
+int lc_pass_run(const char *root, const char *what, const lc_pass_step *steps, size_t n,
+                const lc_pass_opts *o, json_t *report, json_t **ret_report, util_err *err)
 {
-	_cleanup_json_ json_t *report = json_pack("{s:n, s:[]}", "boot_id", "actions");
+	_cleanup_json_ json_t *owned = report;
 	_cleanup_close_ int lock = -1;
 	int r = lc_pass_lock(root, o->pass_timeout_ms, &lock, err);
 
-	if (r == 0)
-		r = reconcile_all(root, err);
-	if (r == 0)
-		r = settle_interrupted(root, err);
-	if (r == 0)
-		r = run_due_actions(root, o, report, err);
-	if (r == 0)
-		r = restart_orphans(root, o, report, err);
-	if (r == 0)
-		r = lc_sched_autostart(root, o, report, err);
-	if (r == 0)
-		r = deploy_pending(root, o, report, err);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = steps[i](root, o, report, err);
 	if (r < 0)
-		return util_err_prefix(err, "scheduler pass under '%s'", root);
-	*ret_report = TAKE_PTR(report);
+		return util_err_prefix(err, "%s under '%s'", what, root);
+	*ret_report = TAKE_PTR(owned);
 	return 0;
+}
+
+int lc_scheduler_pass(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err)
+{
+	/* the order matters: what a dead supervisor or pass left is settled
+	 * first, so the actions after see what is true */
+	static const lc_pass_step steps[] = {
+		reconcile_all,   settle_interrupted, run_due_actions,
+		restart_orphans, lc_sched_autostart, deploy_pending,
+	};
+
+	return lc_pass_run(root, "scheduler pass", steps, UTIL_ARRAY_SIZE(steps), o,
+	                   json_pack("{s:n, s:[]}", "boot_id", "actions"), ret_report, err);
 }

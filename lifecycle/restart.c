@@ -42,12 +42,9 @@ size_t lc_restart_recent(const lc_vm *vm, int64_t now_ms)
 
 int64_t lc_restart_backoff_ms(size_t recent)
 {
-	int64_t base = env_ms("QVM_RESTART_BACKOFF_MS", 0, RESTART_BACKOFF_MS),
-	        b = base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent
-	                                                        : RESTART_BACKOFF_DOUBLINGS);
+	int64_t base = env_ms("QVM_RESTART_BACKOFF_MS", 0, RESTART_BACKOFF_MS);
 
-	/* 0 would disarm the supervisor's timer */
-	return b > 0 ? b : 1;
+	return base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent : RESTART_BACKOFF_DOUBLINGS);
 }
 
 bool lc_restart_allowed(size_t recent, lc_restart policy, char *why_not, size_t len)

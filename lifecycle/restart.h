@@ -13,8 +13,8 @@
 size_t lc_restart_recent(const lc_vm *vm, int64_t now_ms);
 
 /* The wait before the next restart after recent ones: 1 s (or
- * QVM_RESTART_BACKOFF_MS), doubled per recent restart up to 4x; at least
- * 1 ms. */
+ * QVM_RESTART_BACKOFF_MS, which may be 0), doubled per recent restart up
+ * to 4x. */
 int64_t lc_restart_backoff_ms(size_t recent);
 
 /* Whether the cap allows one more restart after recent ones; when it

@@ -1025,7 +1025,7 @@ static void on_qemu_exit(sup *s)
 		                 0));
 		s->shutdown_seen = s->guest_initiated = false;
 		s->pending_target[0] = '\0';
-		arm(s, TIMER_RESTART, backoff);
+		arm(s, TIMER_RESTART, backoff > 0 ? backoff : 1); /* 0 would disarm it */
 		return;
 	}
 	util_crash_point("supervisor-before-final");

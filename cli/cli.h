@@ -217,14 +217,15 @@ int cli_cmd_schedule(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 int cli_cmd_schedule_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_schedule_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_host_any(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
-/* show's SCHEDULE section (nothing when the VM has none). */
-void cli_print_schedule(const lc_vm *vm);
 int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_set_password(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_template(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_edit(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 int cli_cmd_rename(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
+/* Schedule entries (lc_sched_json's, borrowed) as a table, with their VM
+ * when with_vm: schedule-list's, and show's SCHEDULE section (cmd_look.c). */
+void cli_print_schedule_entries(json_t *entries, bool with_vm);
 int cli_cmd_supervise(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);
 /* migrate, and the hidden __receive it runs on the destination (cmd_migrate.c) */
 int cli_cmd_migrate(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err);

@@ -1,6 +1,7 @@
 /* The host's commands: scheduler (one pass, or a loop), schedule,
  * schedule-list, schedule-delete, and host's boot, shutdown and set (plain
- * `host` is cmd_look.c's). */
+ * `host`, and the printing of a schedule that `show` shows too, are
+ * cmd_look.c's). */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,72 +27,43 @@ enum {
 	OPT_MODE,
 };
 
-static lc_pass_opts pass_opts(const cli_ctx *ctx, util_err *err, int *ret_r)
+static int pass_opts(const cli_ctx *ctx, lc_pass_opts *ret, util_err *err)
 {
-	lc_pass_opts o = { .disk_roots = ctx->disk_roots,
-		           .lock_timeout_ms = LC_LOCK_TIMEOUT_MS,
-		           .pass_timeout_ms = PASS_LOCK_TIMEOUT_MS };
-
-	*ret_r = cli_lock_timeout(&o.lock_timeout_ms, err);
-	return o;
+	*ret = (lc_pass_opts){ .disk_roots = ctx->disk_roots,
+		               .lock_timeout_ms = LC_LOCK_TIMEOUT_MS,
+		               .pass_timeout_ms = PASS_LOCK_TIMEOUT_MS };
+	return cli_lock_timeout(&ret->lock_timeout_ms, err);
 }
 
-/* "  12  poweroff --hard   next 2026-12-08 01:00:00 every 1d  last ok (late)" */
-static void print_entry(json_t *e, bool with_vm)
+/* The end of a parse with options: the parser's error (c < 0), the
+ * operands (min..max), then the pass's options. */
+static int parse_end(cli_parser *p, int r, int c, int min, int max, lc_pass_opts *ret_o,
+                     util_err *err)
 {
-	char a[32], b[32];
-	json_t *last = json_object_get(e, "last"), *v;
-	_cleanup_free_ char *what = util_xstrdup(json_string_value(json_object_get(e, "action")));
-	const char *k;
-	size_t i;
+	char **ops;
+	int n;
 
-	json_array_foreach (json_object_get(e, "args"), i, v)
-		util_append(&what, " %s", json_string_value(v));
-	json_object_foreach (json_object_get(e, "opts"), k, v) {
-		util_append(&what, " --%s", k);
-		if (json_is_integer(v))
-			util_append(&what, " %lld", (long long)json_integer_value(v));
+	if (r == 0 && c < 0)
+		r = c;
+	if (r == 0)
+		r = cli_parser_operands(p, min, max, &ops, &n, err);
+	cli_parser_done(p);
+	return r < 0 ? r : pass_opts(p->ctx, ret_o, err);
+}
+
+/* A command's answer: its JSON handed on, or printed (and freed). */
+static int reply(const cli_ctx *ctx, int r, json_t *j, void (*print)(const cli_ctx *, json_t *),
+                 json_t **ret_json)
+{
+	if (r < 0)
+		return r;
+	if (ctx->json) {
+		*ret_json = j;
+		return 0;
 	}
-	for (char *p = what; *p; p++)
-		*p = *p == '_' ? '-' : *p;
-	if (with_vm)
-		printf("%-12s ", json_string_value(json_object_get(e, "vm")));
-	printf("%-4lld %-28s %-19s %-8s %s%s%s%s\n",
-	       (long long)json_integer_value(json_object_get(e, "id")), what,
-	       json_integer_value(json_object_get(e, "next_ms"))
-	               ? cli_format_time(json_integer_value(json_object_get(e, "next_ms")), a,
-	                                 sizeof(a))
-	               : "done",
-	       json_integer_value(json_object_get(e, "every_ms"))
-	               ? cli_format_duration(json_integer_value(json_object_get(e, "every_ms")), b,
-	                                     sizeof(b))
-	               : "-",
-	       json_is_object(last) ? json_string_value(json_object_get(last, "result")) : "-",
-	       json_is_true(json_object_get(last, "late")) ? " (late)" : "",
-	       json_string_value(json_object_get(last, "error")) ? ": " : "",
-	       json_string_value(json_object_get(last, "error")) ?: "");
-}
-
-static void print_entries(json_t *entries, bool with_vm)
-{
-	json_t *e;
-	size_t i;
-
-	if (with_vm)
-		printf("%-12s ", "VM");
-	printf("%-4s %-28s %-19s %-8s %s\n", "ID", "ACTION", "NEXT", "EVERY", "LAST");
-	json_array_foreach (entries, i, e)
-		print_entry(e, with_vm);
-}
-
-void cli_print_schedule(const lc_vm *vm)
-{
-	_cleanup_json_ json_t *entries = lc_sched_json(vm);
-
-	if (!json_array_size(entries))
-		return;
-	printf("\nSCHEDULE\n");
-	print_entries(entries, false);
+	print(ctx, j);
+	json_decref(j);
+	return 0;
 }
 
 /* ---- schedule ---------------------------------------------------------------------------- */
@@ -205,6 +177,12 @@ int cli_cmd_schedule(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 	return 0;
 }
 
+static void print_list(const cli_ctx *ctx, json_t *list)
+{
+	(void)ctx;
+	cli_print_schedule_entries(list, true);
+}
+
 int cli_cmd_schedule_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	json_t *list = NULL;
@@ -213,15 +191,7 @@ int cli_cmd_schedule_list(cli_ctx *ctx, int argc, char **argv, json_t **ret_json
 
 	if (r == 0)
 		r = lc_sched_list(ctx->root, n ? ops[0] : NULL, &list, err);
-	if (r < 0)
-		return r;
-	if (ctx->json) {
-		*ret_json = list;
-		return 0;
-	}
-	print_entries(list, true);
-	json_decref(list);
-	return 0;
+	return reply(ctx, r, list, print_list, ret_json);
 }
 
 int cli_cmd_schedule_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -323,8 +293,7 @@ int cli_cmd_scheduler(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 	bool once = false;
 	cli_parser p;
 	const char *arg;
-	char **ops;
-	int n, c, r = 0;
+	int c, r = 0;
 
 	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
 	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
@@ -333,44 +302,15 @@ int cli_cmd_scheduler(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, ut
 		else if (util_parse_uint(arg, 1, 86400, &interval, err) < 0)
 			r = cli_usage(err, "invalid --interval: %s", err->msg);
 	}
-	if (r == 0 && c < 0)
-		r = c;
-	if (r == 0)
-		r = cli_parser_operands(&p, 0, 0, &ops, &n, err);
-	cli_parser_done(&p);
-	o = pass_opts(ctx, err, &c);
-	if (r == 0)
-		r = c;
-	if (r < 0)
-		return r;
-	if (!once)
+	r = parse_end(&p, r, c, 0, 0, &o, err);
+	if (r == 0 && !once)
 		return scheduler_loop(ctx, &o, interval);
-	r = lc_scheduler_pass(ctx->root, &o, &report, err);
-	if (r < 0)
-		return r;
-	if (ctx->json) {
-		*ret_json = report;
-		return 0;
-	}
-	print_actions(ctx, report);
-	json_decref(report);
-	return 0;
+	if (r == 0)
+		r = lc_scheduler_pass(ctx->root, &o, &report, err);
+	return reply(ctx, r, report, print_actions, ret_json);
 }
 
 /* ---- host boot, shutdown, set ------------------------------------------------------------ */
-
-static int host_report(cli_ctx *ctx, int r, json_t *report, json_t **ret_json)
-{
-	if (r < 0)
-		return r;
-	if (ctx->json) {
-		*ret_json = report;
-		return 0;
-	}
-	print_actions(ctx, report);
-	json_decref(report);
-	return 0;
-}
 
 static int host_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
@@ -385,8 +325,7 @@ static int host_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
 	lc_pass_opts o;
 	cli_parser p;
 	const char *arg;
-	char **ops;
-	int n, c, r = 0;
+	int c, r = 0;
 
 	cli_parser_init(&p, ctx, argc, argv, opts, NULL);
 	while (r == 0 && (c = cli_parser_next(&p, &arg, err)) > 0) {
@@ -397,18 +336,10 @@ static int host_shutdown(cli_ctx *ctx, int argc, char **argv, json_t **ret_json,
 		else if (c == OPT_MODE && !util_streq(arg, "shutdown"))
 			r = cli_usage(err, "--mode is shutdown or suspend, not '%s'", arg);
 	}
-	if (r == 0 && c < 0)
-		r = c;
+	r = parse_end(&p, r, c, 1, 1, &o, err);
 	if (r == 0)
-		r = cli_parser_operands(&p, 1, 1, &ops, &n, err);
-	cli_parser_done(&p);
-	o = pass_opts(ctx, err, &c);
-	if (r == 0)
-		r = c;
-	if (r == 0) {
 		r = lc_host_shutdown(ctx->root, mode, (int)timeout, &o, &report, err);
-	}
-	return host_report(ctx, r, report, ret_json);
+	return reply(ctx, r, report, print_actions, ret_json);
 }
 
 static int host_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
@@ -416,15 +347,13 @@ static int host_boot(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, uti
 	json_t *report = NULL;
 	lc_pass_opts o;
 	char **ops;
-	int n, r = cli_parse_operands(ctx, argc, argv, 1, 1, &ops, &n, err), c;
+	int r = cli_parse_operands(ctx, argc, argv, 1, 1, &ops, NULL, err);
 
-	o = pass_opts(ctx, err, &c);
 	if (r == 0)
-		r = c;
-	if (r == 0) {
+		r = pass_opts(ctx, &o, err);
+	if (r == 0)
 		r = lc_host_boot(ctx->root, &o, &report, err);
-	}
-	return host_report(ctx, r, report, ret_json);
+	return reply(ctx, r, report, print_actions, ret_json);
 }
 
 static int host_set(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)

@@ -305,6 +305,66 @@ static void print_guest_ips(json_t *guest)
 	cli_print_field("GUEST-IPS", "%s", text ? text : "-");
 }
 
+/* ---- a schedule, as show and schedule-list print it ------------------- */
+
+/* "  12  poweroff --hard   next 2026-12-08 01:00:00 every 1d  last ok (late)" */
+static void print_schedule_entry(json_t *e, bool with_vm)
+{
+	char a[32], b[32];
+	json_t *last = json_object_get(e, "last"), *v;
+	_cleanup_free_ char *what = util_xstrdup(json_string_value(json_object_get(e, "action")));
+	const char *k;
+	size_t i;
+
+	json_array_foreach (json_object_get(e, "args"), i, v)
+		util_append(&what, " %s", json_string_value(v));
+	json_object_foreach (json_object_get(e, "opts"), k, v) {
+		util_append(&what, " --%s", k);
+		if (json_is_integer(v))
+			util_append(&what, " %lld", (long long)json_integer_value(v));
+	}
+	for (char *p = what; *p; p++)
+		*p = *p == '_' ? '-' : *p;
+	if (with_vm)
+		printf("%-12s ", json_string_value(json_object_get(e, "vm")));
+	printf("%-4lld %-28s %-19s %-8s %s%s%s%s\n",
+	       (long long)json_integer_value(json_object_get(e, "id")), what,
+	       json_integer_value(json_object_get(e, "next_ms"))
+	               ? cli_format_time(json_integer_value(json_object_get(e, "next_ms")), a,
+	                                 sizeof(a))
+	               : "done",
+	       json_integer_value(json_object_get(e, "every_ms"))
+	               ? cli_format_duration(json_integer_value(json_object_get(e, "every_ms")), b,
+	                                     sizeof(b))
+	               : "-",
+	       json_is_object(last) ? json_string_value(json_object_get(last, "result")) : "-",
+	       json_is_true(json_object_get(last, "late")) ? " (late)" : "",
+	       json_string_value(json_object_get(last, "error")) ? ": " : "",
+	       json_string_value(json_object_get(last, "error")) ?: "");
+}
+
+void cli_print_schedule_entries(json_t *entries, bool with_vm)
+{
+	json_t *e;
+	size_t i;
+
+	if (with_vm)
+		printf("%-12s ", "VM");
+	printf("%-4s %-28s %-19s %-8s %s\n", "ID", "ACTION", "NEXT", "EVERY", "LAST");
+	json_array_foreach (entries, i, e)
+		print_schedule_entry(e, with_vm);
+}
+
+static void print_schedule(const lc_vm *vm)
+{
+	_cleanup_json_ json_t *entries = lc_sched_json(vm);
+
+	if (!json_array_size(entries))
+		return;
+	printf("\nSCHEDULE\n");
+	cli_print_schedule_entries(entries, false);
+}
+
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
@@ -380,7 +440,7 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 		cli_print_snapshots(json_object_get(snaps, "snapshots"),
 		                    json_integer_value(json_object_get(snaps, "current")));
 	}
-	cli_print_schedule(vm);
+	print_schedule(vm);
 	printf("\nHISTORY (latest %d)\n", SHOW_HISTORY_ROWS);
 	from = json_array_size(history) > SHOW_HISTORY_ROWS
 	               ? json_array_size(history) - SHOW_HISTORY_ROWS

@@ -130,18 +130,33 @@ static int net_restore(const char *root, const char *name, json_t *net, json_t *
 	return 0;
 }
 
-static int nets_restore(const char *root, json_t *report, util_err *err)
+/* A copy of what pick finds in the journal (new), read in a short open. */
+static int journal_copy(const char *root, json_t *(*pick)(lc_db *db), json_t **ret, util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
-	_cleanup_json_ json_t *nets = NULL;
-	const char *name;
-	json_t *net;
 	int r = lc_db_open(root, 0, &db, err);
 
 	if (r < 0)
 		return r;
-	nets = json_deep_copy(lc_db_networks(db));
-	lc_db_close(TAKE_PTR(db));
+	*ret = json_deep_copy(pick(db));
+	return 0;
+}
+
+static json_t *host_stopped(lc_db *db)
+{
+	return json_object_get(lc_db_host(db), "stopped");
+}
+
+static int nets_restore(const char *root, const lc_pass_opts *o, json_t *report, util_err *err)
+{
+	_cleanup_json_ json_t *nets = NULL;
+	const char *name;
+	json_t *net;
+	int r = journal_copy(root, lc_db_networks, &nets, err);
+
+	(void)o;
+	if (r < 0)
+		return r;
 	json_object_foreach (nets, name, net) {
 		r = net_restore(root, name, net, report, err);
 		if (r < 0)
@@ -154,17 +169,15 @@ static int nets_restore(const char *root, json_t *report, util_err *err)
  * the record of them goes once each was tried. */
 static int bring_back(const char *root, const lc_pass_opts *o, json_t *report, util_err *err)
 {
-	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_json_ json_t *stopped = NULL;
 	const char *key;
 	json_t *v;
-	int r = lc_db_open(root, 0, &db, err);
+	int r = journal_copy(root, host_stopped, &stopped, err);
 
 	if (r < 0)
 		return r;
-	stopped = json_deep_copy(json_object_get(lc_db_host(db), "stopped"));
-	lc_db_close(TAKE_PTR(db));
 	json_object_foreach (stopped, key, v) {
+		_cleanup_db_ lc_db *db = NULL;
 		lc_vm *vm;
 
 		r = lc_load_vm(root, strtoull(key, NULL, 10), &db, &vm, err);
@@ -188,21 +201,11 @@ static int bring_back(const char *root, const lc_pass_opts *o, json_t *report, u
 
 int lc_host_boot(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err)
 {
-	_cleanup_json_ json_t *report =
-	        json_pack("{s:n, s:[], s:[]}", "boot_id", "actions", "networks");
-	_cleanup_close_ int lock = -1;
-	int r = lc_pass_lock(root, o->pass_timeout_ms, &lock, err);
+	static const lc_pass_step steps[] = { nets_restore, bring_back, lc_sched_autostart };
 
-	if (r == 0)
-		r = nets_restore(root, report, err);
-	if (r == 0)
-		r = bring_back(root, o, report, err);
-	if (r == 0)
-		r = lc_sched_autostart(root, o, report, err);
-	if (r < 0)
-		return util_err_prefix(err, "host boot under '%s'", root);
-	*ret_report = TAKE_PTR(report);
-	return 0;
+	return lc_pass_run(root, "host boot", steps, UTIL_ARRAY_SIZE(steps), o,
+	                   json_pack("{s:n, s:[], s:[]}", "boot_id", "actions", "networks"),
+	                   ret_report, err);
 }
 
 /* ---- host shutdown ------------------------------------------------------------------------ */

@@ -9,6 +9,16 @@
  * boot or host shutdown at a time. */
 int lc_pass_lock(const char *root, int timeout_ms, int *ret_fd, util_err *err);
 
+/* One step of a pass: reads and writes the journal, adds what it did to
+ * report. */
+typedef int (*lc_pass_step)(const char *root, const lc_pass_opts *o, json_t *report, util_err *err);
+
+/* Under the pass lock, the steps in order, each while the last succeeded;
+ * report (stolen) goes to *ret_report on success. A failure is prefixed
+ * with what ran ("scheduler pass", "host boot"). */
+int lc_pass_run(const char *root, const char *what, const lc_pass_step *steps, size_t n,
+                const lc_pass_opts *o, json_t *report, json_t **ret_report, util_err *err);
+
 /* The kernel's id of this boot (QVM_BOOT_ID_FILE names another file for
  * tests): a new string. */
 int lc_boot_id(char **ret, util_err *err);
@@ -30,6 +40,11 @@ int lc_sched_start(const char *root, const lc_vm *vm, const char *what, const lc
  * host recorded, each autostart VM that is not ACTIVE, HOLD, UNKNOWN or
  * DONE is started (resumed from a checkpoint), and the boot id recorded. */
 int lc_sched_autostart(const char *root, const lc_pass_opts *o, json_t *report, util_err *err);
+
+/* vm's sched object, made empty when it has none ({"next", "entries",
+ * "restarts"}, owned by vm): schedule.c replays the schedule onto it,
+ * restart.c the restarts. */
+json_t *lc_sched_of(lc_vm *vm);
 
 /* Append a "host" record setting the keys of set (stolen; a null value
  * removes one). */

@@ -9,8 +9,7 @@
 #include "run.h"
 #include "sched.h"
 
-#define ENTRIES_MAX  64
-#define RESTARTS_MAX 16
+#define ENTRIES_MAX 64
 
 /* The actions a schedule can run, the options each takes, and how many
  * operands after the action (min..max). */
@@ -196,7 +195,7 @@ int lc_sched_action_check(const char *action, unsigned opts, size_t n_args, char
 
 /* ---- the model: replay of sched- records onto lc_vm.sched --------------------------------- */
 
-static json_t *sched_of(lc_vm *vm)
+json_t *lc_sched_of(lc_vm *vm)
 {
 	if (!vm->sched)
 		vm->sched = json_pack("{s:i, s:[], s:[]}", "next", 1, "entries", "restarts");
@@ -220,7 +219,7 @@ static json_t *entry_by_id(const lc_vm *vm, json_int_t id, size_t *ret_index)
 static int sched_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err)
 {
 	const char *type = json_string_value(json_object_get(rec, "type"));
-	json_t *s = sched_of(vm), *e;
+	json_t *s = lc_sched_of(vm), *e;
 	json_int_t id = json_integer_value(json_object_get(rec, "entry"));
 	size_t i;
 
@@ -232,16 +231,8 @@ static int sched_apply(lc_vm *vm, uint64_t seq, json_t *rec, util_err *err)
 			json_object_set_new(s, "next", json_integer(id + 1));
 		return 0;
 	}
-	if (util_streq(type, "sched-act")) {
-		json_t *r = json_object_get(s, "restarts");
-
-		if (!util_streq(json_string_value(json_object_get(rec, "what")), "restart"))
-			return 0;
-		json_array_append(r, json_object_get(rec, "time"));
-		while (json_array_size(r) > RESTARTS_MAX)
-			json_array_remove(r, 0);
-		return 0;
-	}
+	if (util_streq(type, "sched-act"))
+		return 0; /* history only (restarts are counted by restart.c) */
 	e = entry_by_id(vm, id, &i);
 	if (!e || !(util_streq(type, "sched-delete") || util_streq(type, "sched-run")))
 		return util_err_set(err, -EBADMSG,

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "restart.h"
 #include "run.h"
 #include "sched.h"
 
@@ -17,15 +18,8 @@
 /* An action that runs later than this after its time is marked late
  * (missed while the host was down, or with no pass for that long):
  * QVM_SCHEDULE_LATE_MS for tests. */
-#define LATE_MS 300000
-/* The supervisor's restart policy (supervisor.c), applied to VMs that
- * lost it: at most RESTARTS within WINDOW_MS, each once BACKOFF_MS,
- * doubled per recent restart up to 4x, have passed since the failure. */
-#define RESTART_WINDOW_MS         60000
-#define RESTARTS_PER_WINDOW       10
-#define RESTART_BACKOFF_MS        1000
-#define RESTART_BACKOFF_DOUBLINGS 2
-#define DEFAULT_RESERVE           (256ull << 20)
+#define LATE_MS         300000
+#define DEFAULT_RESERVE (256ull << 20)
 
 static int64_t env_ms(const char *name, int64_t dflt)
 {
@@ -353,7 +347,8 @@ static int run_due(const char *root, const due *d, const lc_pass_opts *o, json_t
 
 /* A run claimed by a pass that died before its outcome (the pass lock
  * says none runs now): recorded as interrupted, and not run again. */
-static int settle_interrupted(const char *root, util_err *err)
+static int settle_interrupted(const char *root, const lc_pass_opts *o, json_t *report,
+                              util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_json_ json_t *todo = json_array();
@@ -361,6 +356,8 @@ static int settle_interrupted(const char *root, util_err *err)
 	size_t k;
 	int r = lc_db_open(root, 0, &db, err);
 
+	(void)o;
+	(void)report;
 	for (size_t i = 0; r == 0 && i < lc_db_count(db); i++) {
 		lc_vm *vm = lc_db_vm_at(db, i);
 		json_t *e;
@@ -434,11 +431,13 @@ static bool unsupervised(const lc_vm *vm, void *ud)
 
 /* As list does: a VM whose supervisor died is adopted or settled, so that
  * the steps after see what is true. A busy VM is left to its command. */
-static int reconcile_all(const char *root, util_err *err)
+static int reconcile_all(const char *root, const lc_pass_opts *o, json_t *report, util_err *err)
 {
 	_cleanup_free_ uint64_t *ids = NULL;
 	int r = ids_where(root, unsupervised, NULL, &ids, err);
 
+	(void)o;
+	(void)report;
 	for (size_t i = 0; r == 0 && ids[i]; i++) {
 		util_err ignored = { 0 };
 
@@ -454,43 +453,30 @@ static bool orphan_failed(const lc_vm *vm, void *ud)
 	       util_streq(vm->reason, LC_REASON_ORPHANED);
 }
 
-/* How many restarts of vm the scheduler made within the window. */
-static size_t recent_restarts(const lc_vm *vm, int64_t now)
-{
-	int64_t window = env_ms("QVM_RESTART_WINDOW_MS", RESTART_WINDOW_MS);
-	size_t n = 0, i;
-	json_t *t;
-
-	json_array_foreach (json_object_get(vm->sched, "restarts"), i, t)
-		n += now - json_integer_value(t) < window;
-	return n;
-}
-
 /* Restart VM id if its policy says so and its backoff has passed; past
- * the cap it stays FAILED, saying so (and is not looked at again). */
+ * the cap (counted with the supervisor's restarts: restart.c) it stays
+ * FAILED, saying so as the supervisor does (and is not looked at again). */
 static int restart_one(const char *root, uint64_t id, const lc_pass_opts *o, json_t *report,
                        util_err *err)
 {
 	_cleanup_db_ lc_db *db = NULL;
 	_cleanup_free_ char *why = NULL;
-	int64_t now = util_realtime_ms(),
-	        base = env_ms("QVM_RESTART_BACKOFF_MS", RESTART_BACKOFF_MS);
+	char why_not[160];
+	int64_t now = util_realtime_ms();
 	size_t recent;
 	lc_vm *vm;
 	int r = lc_load_vm(root, id, &db, &vm, err);
 
 	if (r < 0 || !orphan_failed(vm, NULL))
 		return r;
-	recent = recent_restarts(vm, now);
-	if (now - vm->state_ms <
-	    base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent : RESTART_BACKOFF_DOUBLINGS))
+	recent = lc_restart_recent(vm, now);
+	if (now - vm->state_ms < lc_restart_backoff_ms(recent))
 		return 0; /* the next pass, once its backoff has passed */
-	if (recent < RESTARTS_PER_WINDOW)
-		return lc_sched_start(root, vm, "restart", o, report, err);
-	why = util_xasprintf("%s; restarted %d times within %d s: not again (restart policy %s)",
-	                     LC_REASON_ORPHANED, RESTARTS_PER_WINDOW,
-	                     (int)(env_ms("QVM_RESTART_WINDOW_MS", RESTART_WINDOW_MS) / 1000),
-	                     lc_restart_name(vm->def.restart));
+	if (lc_restart_allowed(recent, vm->def.restart, why_not, sizeof(why_not))) {
+		r = lc_restart_note(root, id, "the scheduler", recent, err);
+		return r < 0 ? r : lc_sched_start(root, vm, "restart", o, report, err);
+	}
+	why = util_xasprintf("%s; %s", LC_REASON_ORPHANED, why_not);
 	lc_db_close(TAKE_PTR(db));
 	return lc_record(root, id, LC_FAILED, LC_LCM_NONE, why, why, NULL, err);
 }
@@ -619,26 +605,30 @@ static int deploy_pending(const char *root, const lc_pass_opts *o, json_t *repor
 	return r;
 }
 
-int lc_scheduler_pass(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err)
+int lc_pass_run(const char *root, const char *what, const lc_pass_step *steps, size_t n,
+                const lc_pass_opts *o, json_t *report, json_t **ret_report, util_err *err)
 {
-	_cleanup_json_ json_t *report = json_pack("{s:n, s:[]}", "boot_id", "actions");
+	_cleanup_json_ json_t *owned = report;
 	_cleanup_close_ int lock = -1;
 	int r = lc_pass_lock(root, o->pass_timeout_ms, &lock, err);
 
-	if (r == 0)
-		r = reconcile_all(root, err);
-	if (r == 0)
-		r = settle_interrupted(root, err);
-	if (r == 0)
-		r = run_due_actions(root, o, report, err);
-	if (r == 0)
-		r = restart_orphans(root, o, report, err);
-	if (r == 0)
-		r = lc_sched_autostart(root, o, report, err);
-	if (r == 0)
-		r = deploy_pending(root, o, report, err);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = steps[i](root, o, report, err);
 	if (r < 0)
-		return util_err_prefix(err, "scheduler pass under '%s'", root);
-	*ret_report = TAKE_PTR(report);
+		return util_err_prefix(err, "%s under '%s'", what, root);
+	*ret_report = TAKE_PTR(owned);
 	return 0;
+}
+
+int lc_scheduler_pass(const char *root, const lc_pass_opts *o, json_t **ret_report, util_err *err)
+{
+	/* the order matters: what a dead supervisor or pass left is settled
+	 * first, so the actions after see what is true */
+	static const lc_pass_step steps[] = {
+		reconcile_all,   settle_interrupted, run_due_actions,
+		restart_orphans, lc_sched_autostart, deploy_pending,
+	};
+
+	return lc_pass_run(root, "scheduler pass", steps, UTIL_ARRAY_SIZE(steps), o,
+	                   json_pack("{s:n, s:[]}", "boot_id", "actions"), ret_report, err);
 }

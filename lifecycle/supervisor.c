@@ -19,21 +19,15 @@
 #include <time.h>
 
 #include "network.h"
+#include "restart.h"
 #include "run.h"
 
 #define BOOT_QMP_TIMEOUT_MS 20000
 #define LOG_CAP             (1u << 20) /* QEMU's log: enough for any error, bounded */
-/* The restart policy: at most RESTARTS_PER_WINDOW restarts within
- * RESTART_WINDOW_MS, each after a backoff of the base (1 s, or
- * QVM_RESTART_BACKOFF_MS for tests) doubled per recent restart up to 4x:
- * a QEMU that dies at once is given up after about half a minute, one that
- * runs a while between crashes gets its short backoff back. */
-#define RESTART_WINDOW_MS         60000
-#define RESTARTS_PER_WINDOW       10
-#define RESTART_BACKOFF_MS        1000
-#define RESTART_BACKOFF_DOUBLINGS 2
-#define RESTART_LOCK_RETRY_MS     200 /* a command holds the VM: try again soon */
-#define RESET_DEBOUNCE_MS         3000
+/* The restart policy's cap and backoff are restart.c's, shared with the
+ * host's scheduler. */
+#define RESTART_LOCK_RETRY_MS 200 /* a command holds the VM: try again soon */
+#define RESET_DEBOUNCE_MS     3000
 /* The logs a VM writes for as long as it runs are bounded: each is moved
  * to NAME.1 (the previous .1 goes) when it passes its cap. QEMU writes the
  * console log itself (logappend=on: O_APPEND), so that one is copied and
@@ -87,8 +81,6 @@ typedef struct sup {
 
 	lc_state fail_to; /* where a start that fails ends: FAILED, or a resume's SUSPENDED */
 
-	int64_t restarts[RESTARTS_PER_WINDOW];
-	size_t n_restarts;
 	/* CPU time the QEMU used, for accounting's record at its exit: the
 	 * child's from wait4(); an adopted one's (not ours to reap) as last
 	 * sampled, every housekeeping tick; -1 when not known */
@@ -989,54 +981,24 @@ static void on_shutdown_timeout(sup *s)
 
 /* ---- QEMU's exit ------------------------------------------------------------------------- */
 
-/* The cap's window (tests widen it, so that slow boots still count). */
-static int64_t restart_window_ms(void)
-{
-	return (int64_t)env_cap("QVM_RESTART_WINDOW_MS", RESTART_WINDOW_MS);
-}
-
-/* Forget restarts older than the window; how many are left. */
-static size_t recent_restarts(sup *s)
-{
-	int64_t now = util_now_ms(), window = restart_window_ms();
-	size_t kept = 0;
-
-	for (size_t i = 0; i < s->n_restarts; i++)
-		if (now - s->restarts[i] < window)
-			s->restarts[kept++] = s->restarts[i];
-	s->n_restarts = kept;
-	return kept;
-}
-
-static int64_t restart_backoff_ms(size_t recent)
-{
-	uint64_t base = env_cap("QVM_RESTART_BACKOFF_MS", RESTART_BACKOFF_MS);
-
-	return (int64_t)base << (recent < RESTART_BACKOFF_DOUBLINGS ? recent
-	                                                            : RESTART_BACKOFF_DOUBLINGS);
-}
-
-/* Whether the policy restarts a QEMU that ended; when the cap says no,
- * why_not tells the user. */
-static bool may_restart(sup *s, bool crashed, char *why_not, size_t len)
+/* Whether the policy restarts a QEMU that ended, after recent restarts
+ * (the supervisor's and the scheduler's); when the cap says no, why_not
+ * tells the user. */
+static bool may_restart(sup *s, bool crashed, size_t recent, char *why_not, size_t len)
 {
 	why_not[0] = '\0';
 	if (s->user_stop)
 		return false;
 	if (s->restart == LC_RESTART_NO || (s->restart == LC_RESTART_ON_FAILURE && !crashed))
 		return false;
-	if (recent_restarts(s) < RESTARTS_PER_WINDOW)
-		return true;
-	snprintf(why_not, len, "restarted %d times within %d s: not again (restart policy %s)",
-	         RESTARTS_PER_WINDOW, (int)(restart_window_ms() / 1000),
-	         lc_restart_name(s->restart));
-	return false;
+	return lc_restart_allowed(recent, s->restart, why_not, len);
 }
 
 static void on_qemu_exit(sup *s)
 {
 	char why[600], why_not[160];
 	bool crashed = !s->shutdown_seen;
+	size_t recent = 0;
 	util_err err = { 0 };
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	json_t *epilog;
@@ -1085,15 +1047,18 @@ static void on_qemu_exit(sup *s)
 	record(s, LC_ACTIVE, LC_LCM_EPILOG, crashed ? why : s->final_reason, NULL, epilog);
 	lc_remove_rundir(&s->paths);
 	/* the kernel removed the taps with QEMU's fds; make sure */
-	if (lc_load_vm(s->root, s->id, &db, &vm, &err) == 0)
+	if (lc_load_vm(s->root, s->id, &db, &vm, &err) == 0) {
 		lc_nics_remove_taps(vm);
+		recent = lc_restart_recent(vm, util_realtime_ms());
+	}
 	lc_db_close(TAKE_PTR(db));
 
-	if (may_restart(s, crashed, why_not, sizeof(why_not))) {
-		int64_t backoff = restart_backoff_ms(s->n_restarts);
+	if (may_restart(s, crashed, recent, why_not, sizeof(why_not))) {
+		int64_t backoff = lc_restart_backoff_ms(recent);
 		char reason[700];
 
-		s->restarts[s->n_restarts++] = util_now_ms();
+		if (lc_restart_note(s->root, s->id, "the supervisor", recent, &err) < 0)
+			note(s, "cannot count the restart of '%s': %s", s->name, err.msg);
 		snprintf(reason, sizeof(reason),
 		         "%s; restarting in %" PRId64 ".%01" PRId64 " s (restart policy %s)",
 		         crashed ? why : s->final_reason, backoff / 1000, backoff % 1000 / 100,
@@ -1104,7 +1069,7 @@ static void on_qemu_exit(sup *s)
 		                 "started", 0, "restart", 1));
 		s->shutdown_seen = s->guest_initiated = false;
 		s->pending_target[0] = '\0';
-		arm(s, TIMER_RESTART, backoff);
+		arm(s, TIMER_RESTART, backoff > 0 ? backoff : 1); /* 0 would disarm it */
 		return;
 	}
 	util_crash_point("supervisor-before-final");

@@ -39,11 +39,6 @@ has_link() { nsip link show "$1" >/dev/null 2>&1; }
 host_has_link() { ip link show "$1" >/dev/null 2>&1; }
 no_link() { if has_link "$1"; then not_ok "$2"; else ok "$2"; fi; }
 a_link() { if has_link "$1"; then ok "$2"; else not_ok "$2"; fi; }
-# skip NAME REASON: a TAP skip (the check cannot run here, and says why)
-skip() {
-	TAP_N=$((TAP_N + 1))
-	echo "ok $TAP_N - $1 # SKIP $2"
-}
 
 nic_field() { "${Q[@]}" show "$1" --json | json "d['nics'][$2]['$3']"; }
 nic_count() { "${Q[@]}" show "$1" --json | json 'len(d["nics"])'; }

@@ -8,6 +8,7 @@
 # and delete; bad arguments are usage errors. One guest.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
+. "$(dirname "$0")/../lib/host.sh"
 need_guest
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg QVM_DISK_ROOTS=$G
@@ -27,7 +28,6 @@ for r in json.load(sys.stdin):
 ' "$2"
 }
 entry() { "$QVM" schedule-list "$1" --json | json "[e for e in d if e['id'] == $2][0]$3"; }
-pass() { "$QVM" scheduler --once "$@"; }
 
 define s
 run "$QVM" start s
@@ -38,13 +38,11 @@ section "a poweroff at +3 s"
 run "$QVM" schedule s poweroff --hard --at +3s
 is "$RC" 0 "schedule s poweroff --hard --at +3s" || diag "$ERR"
 like "$OUT" "^s: action 1, poweroff at " "... says which action and when"
-run pass
-is "$RC" 0 "a pass before its time" || diag "$ERR"
+pass_ok "a pass before its time"
 is "$(state s)" "ACTIVE/RUNNING" "... does not run it"
 is "$(runs_of s 1)" "" "... and records no run"
 sleep 3.2
-run pass
-is "$RC" 0 "a pass after its time" || diag "$ERR"
+pass_ok "a pass after its time"
 like "$OUT" "s: poweroff ok" "... runs it"
 is "$(state s)" "POWEROFF" "... the vm is POWEROFF"
 is "$(runs_of s 1)" "ok" "... its run is in the history, ok, on time"
@@ -85,8 +83,7 @@ run "$QVM" schedule s unpause --at +1s --every 1s
 is "$RC" 0 "schedule s unpause --every 1s (no end)" || diag "$ERR"
 sleep 3.5
 before_ms=$(date +%s%3N)
-run pass
-is "$RC" 0 "a pass 2.5 s after their time (the grace is 0.5 s)" || diag "$ERR"
+pass_ok "a pass 2.5 s after their time (the grace is 0.5 s)"
 like "$OUT" "s: pause \(late\) ok" "... runs the pause, marked late"
 is "$(runs_of s 3)" "late ok" "... in the history as late"
 is "$(runs_of s 4)" "late ok" "the repeated unpause that missed 3 runs runs once, late"
@@ -117,8 +114,7 @@ is "$RC" 0 "schedule s pause (action 6)" || diag "$ERR"
 sleep 1.1
 QVM_CRASH_AT=scheduler-after-claim run pass
 is "$RC" 99 "a pass dies once it claimed the run (QVM_CRASH_AT=scheduler-after-claim)"
-run pass
-is "$RC" 0 "the next pass" || diag "$ERR"
+pass_ok "the next pass"
 is "$(runs_of s 6)" "interrupted" "... records the run as interrupted"
 like "$(entry s 6 '["last"]["error"]')" "ended before it did" "... saying why"
 is "$(state s)" "ACTIVE/RUNNING" "... and does not run it again"
@@ -198,7 +194,6 @@ is "$RC" 2 "scheduler --interval 0 is a usage error"
 
 run "$QVM" delete s
 is "$RC" 0 "delete s" || diag "$ERR"
-run pass
-is "$RC" 0 "a pass with the vm deleted does nothing to it" || diag "$ERR"
+pass_ok "a pass with the vm deleted does nothing to it"
 is "$(runtime_left)" "" "nothing of the vm's runtime is left"
 done_testing

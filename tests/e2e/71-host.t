@@ -9,6 +9,7 @@
 # deploy-pending with hold/release and the memory reserve.
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
+. "$(dirname "$0")/../lib/host.sh"
 need_guest
 qvm_test_root
 export QVM_ROOT=$QVM_TEST_ROOT/root QVM_ACCEL=tcg QVM_DISK_ROOTS=$G
@@ -16,35 +17,7 @@ export QVM_BOOT_ID_FILE=$QVM_TEST_ROOT/boot_id QVM_RESTART_BACKOFF_MS=0
 echo boot-1 >"$QVM_BOOT_ID_FILE"
 unset QVM_CRASH_AT QVM_QEMU QVM_LOCK_TIMEOUT_MS QVM_SCHEDULE_LATE_MS
 
-pass() { "$QVM" scheduler --once "$@"; }
-# acts VM WHAT: how many times the host's scheduler did WHAT to VM, by its history
-acts() {
-	"$QVM" history "$1" --json | "$PY" -c '
-import json, sys
-print(sum(1 for r in json.load(sys.stdin)
-          if r["type"] == "sched-act" and r["reason"] == sys.argv[1] + ": ok"))' "$2"
-}
 host() { "$QVM" host --json | json "$1"; }
-# crash VM: kill -9 its supervisor, then its qemu, as a host crash would
-crash() {
-	local sup qemu
-	sup=$(pids_matching "$QVM_ROOT __supervise $(vm_id "$1") ")
-	qemu=$(pids_matching "$(uuid_of "$1")")
-	[ -n "$sup" ] && kill -9 $sup
-	wait_pid_gone "$sup" 10
-	[ -n "$qemu" ] && kill -9 $qemu
-	wait_pid_gone "$qemu" 10
-}
-
-# mark VM before it boots, ready VM after: waits until that boot is done
-# (acpid runs: the guest hears the ACPI button)
-declare -A MARK
-console_of() { echo "$QVM_ROOT/vms/$(vm_id "$1")/console.log"; }
-mark() { MARK[$1]=$(line_count "$(console_of "$1")"); }
-ready() {
-	wait_for_file_line "$(console_of "$1")" '^QVM-READY ' "$BOOT_S" "${MARK[$1]:-0}" ||
-		not_ok "the guest of $1 boots"
-}
 
 define a "" --autostart
 define h "" --autostart --hold
@@ -52,8 +25,7 @@ define n ""
 
 # ============================================================================
 section "autostart once per boot"
-run pass
-is "$RC" 0 "the first pass of boot-1" || diag "$ERR"
+pass_ok "the first pass of boot-1"
 like "$OUT" "a: autostart ok" "... autostarts a"
 is "$(state a)" "ACTIVE/RUNNING" "... a runs"
 is "$(state h)" "HOLD" "... h (autostart, HOLD) is skipped"
@@ -71,8 +43,7 @@ is "$RC" 0 "start a" || diag "$ERR"
 crash a
 mark a
 echo boot-2 >"$QVM_BOOT_ID_FILE"
-run pass
-is "$RC" 0 "the first pass of boot-2" || diag "$ERR"
+pass_ok "the first pass of boot-2"
 is "$(state a)" "ACTIVE/RUNNING" "... brings a back (its qemu and supervisor were gone)"
 is "$(acts a autostart)" 2 "... autostarted a second time"
 is "$(state h)" "HOLD" "... h still skipped"
@@ -148,11 +119,9 @@ define r "" --restart on-failure
 run "$QVM" start r
 is "$RC" 0 "start r (--restart on-failure)" || diag "$ERR"
 crash r
-QVM_RESTART_BACKOFF_MS=60000 run pass
-is "$RC" 0 "a pass with a backoff of 60 s" || diag "$ERR"
+QVM_RESTART_BACKOFF_MS=60000 pass_ok "a pass with a backoff of 60 s"
 is "$(state r)" "FAILED" "... leaves r FAILED: its backoff has not passed"
-run pass
-is "$RC" 0 "a pass with no backoff, after r's supervisor and qemu were killed" || diag "$ERR"
+pass_ok "a pass with no backoff, after r's supervisor and qemu were killed"
 like "$OUT" "r: restart ok" "... restarts r"
 is "$(state r)" "ACTIVE/RUNNING" "... r runs"
 like "$(reasons r | grep FAILED)" "its qemu and its supervisor are gone" "... it was FAILED for that"
@@ -166,8 +135,7 @@ for i in 2 3 4 5 6 7 8 9 10; do
 done
 is "$(acts r restart)" 10 "ten restarts by the scheduler"
 crash r
-run pass
-is "$RC" 0 "the pass after the 11th crash" || diag "$ERR"
+pass_ok "the pass after the 11th crash"
 is "$(state r)" "FAILED" "... leaves r FAILED"
 like "$(reasons r | tail -1)" "restarted 10 times within 600 s: not again \(restart policy on-failure\)" \
 	"... its reason says the cap was reached"
@@ -191,8 +159,7 @@ held=$(host 'd["memory_committed"]')
 reserve=$(((mem - held - 384 * 1048576) / 1048576))M
 run "$QVM" host set deploy-pending=on "memory-reserve=$reserve"
 is "$RC" 0 "host set deploy-pending=on memory-reserve=$reserve (room for one 256M vm)" || diag "$ERR"
-run pass --json
-is "$RC" 0 "a pass" || diag "$ERR"
+pass_ok "a pass" --json
 is "$(state p1) $(state p2) $(state p3)" "HOLD ACTIVE/RUNNING PENDING" "... skips p1 (HOLD), deploys p2, p3 waits for memory"
 is "$(echo "$OUT" | json 'd.get("waiting")')" "p3" "... the pass says p3 waits"
 run "$QVM" release p1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make install and make uninstall: the installed tree (binary, man page,
 # systemd units, bash completion), the units clean under systemd-analyze
-# verify, the completion driven through bash-completion's own functions
+# verify (also with --root on a DESTDIR staging tree), the completion driven through bash-completion's own functions
 # (commands, options, and the names of vms, images and snapshots read from
 # qvm --json), and uninstall removing exactly what install put there.
 . "$(dirname "$0")/../lib/tap.sh"
@@ -94,6 +94,18 @@ cdir=$(pkg-config --variable=completionsdir bash-completion)
 ok "... units in pkg-config's systemdsystemunitdir ($udir)" test -f "$S$udir/qvm-guests.service"
 ok "... completion in pkg-config's completionsdir ($cdir)" test -f "$S$cdir/qvm"
 ok "... qvm in /usr/bin" test -x "$S/usr/bin/qvm"
+# systemd-analyze verify --root resolves units and ExecStart= inside the
+# staged tree; it needs systemd's own targets, slices and sockets there:
+# a copy of the stage with the host's, so the stage itself stays as made
+V=$QVM_TEST_ROOT/verify
+cp -a "$S" "$V" && cp -P "$udir"/*.target "$udir"/*.slice "$udir"/*.socket "$V$udir/" 2>/dev/null
+verify_staged() { (cd "$V$udir" && MANPATH=$V/usr/share/man systemd-analyze verify --root="$V" "${UNITS[@]}" 2>&1); }
+run verify_staged
+is "$RC:$OUT" "0:" "systemd-analyze verify --root on the DESTDIR tree: clean"
+mv "$V/usr/bin/qvm" "$V/usr/bin/qvm.off"
+run verify_staged
+like "$OUT" "Command /usr/bin/qvm is not executable" "... and it checks the staged /usr/bin/qvm (gone: it says so)"
+rm -rf "$V"
 echo keep >"$S$udir/other.service"
 run make -s -C "$SRC" uninstall DESTDIR="$S" PREFIX=/usr
 is "$RC" 0 "make uninstall DESTDIR=..." || diag "$ERR"

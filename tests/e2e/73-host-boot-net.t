@@ -16,10 +16,6 @@ on_exit "ip netns del $NS 2>/dev/null"
 IN=(ip netns exec "$NS")
 Q=("${IN[@]}" "$QVM")
 nsip() { "${IN[@]}" ip "$@"; }
-skip() {
-	TAP_N=$((TAP_N + 1))
-	echo "ok $TAP_N - $1 # SKIP $2"
-}
 has_link() { nsip link show "$1" >/dev/null 2>&1; }
 master_of() { nsip -o link show "$1" 2>/dev/null | grep -o 'master [^ ]*' | cut -d' ' -f2; }
 

@@ -8,6 +8,7 @@
 #   ok NAME [CMD ARG...]      passes if CMD (when given) exits 0; CMD's
 #                             stdout is dropped (it would break TAP)
 #   not_ok NAME               a failure
+#   skip NAME REASON          a TAP skip: the check cannot run here, and why
 #   is GOT EXPECTED NAME      string equality
 #   like GOT ERE NAME         bash regex match
 #   diag TEXT...              "# TEXT" on stderr
@@ -52,6 +53,12 @@ ok() {
 	fi
 	TAP_N=$((TAP_N + 1))
 	echo "ok $TAP_N - $name"
+}
+
+# skip NAME REASON: a TAP skip (the check cannot run here, and says why)
+skip() {
+	TAP_N=$((TAP_N + 1))
+	echo "ok $TAP_N - $1 # SKIP $2"
 }
 
 not_ok() {

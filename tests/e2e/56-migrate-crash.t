@@ -129,6 +129,37 @@ for point in migrate-after-handover migrate-after-done; do
 	went_there "$point" "$pid"
 done
 
+section "a running guest killed after the commit"
+define w qvm.counter=1 --nic mnet
+wid=$(vm_id w)
+WLOG=$SRC_ROOT/vms/$wid/console.log
+run "${SQ[@]}" start w
+is "$RC" 0 "start w" || diag "$ERR"
+wait_for_file_line "$WLOG" '^QVM-COUNTER 2$' "$BOOT_S" 0 || explain w
+QVM_CRASH_AT=migrate-after-commit run "${SQ[@]}" migrate w "$DEST" "${REMOTE[@]}"
+is "$RC" 99 "the migrating qvm dies at migrate-after-commit"
+receives_gone
+N=$(counter_of "$WLOG")
+run "${SQ[@]}" resume w
+ok "resume here is refused: the destination has it" test "$RC" != 0
+diag "resume w: $ERR"
+is "$(state "$wid")" DONE "... DONE here"
+is "$(qemus_on "$SRC_ROOT")" 0 "... no qemu here"
+ok "... its folder here is gone" test ! -e "$SRC_ROOT/vms/$wid"
+QVM_CMD=("${DQ[@]}")
+is "$(state w)" SUSPENDED "SUSPENDED there"
+run "${DQ[@]}" resume w
+is "$RC" 0 "resume w there" || diag "$ERR"
+DLOG=$DST_ROOT/vms/$(vm_id w)/console.log
+if wait_for_file_line "$DLOG" "^QVM-COUNTER $((N + 1))\$" 30 0; then
+	ok "it counts on there from $N"
+else
+	not_ok "it counts on there from $N"
+	diag_file "$DLOG" 5
+fi
+run "${DQ[@]}" delete w
+QVM_CMD=("${SQ[@]}")
+
 section "nothing left"
 is "$(hosts_leftovers | tr -d ' ')" "" "no tap, socket or held lock on either host"
 is "$(qemus_on "$SRC_ROOT")$(qemus_on "$DST_ROOT")" "00" "no qemu on either host"

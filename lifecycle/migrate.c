@@ -823,6 +823,13 @@ static int settle_migrate(const char *root, uint64_t id, util_err *err)
 		r = settle_handed_over(db, seq, data, lc_db_vm_by_id(db, id), err);
 	else if (r == 0)
 		r = lc_db_done(db, seq, "rolled-back", err);
+	if (r == 0 && has)
+		/* the command asked for a vm that is not here any more */
+		return util_err_set(
+		        err, -ENOENT,
+		        "vm '%s' is on %s now: its migration's qvm died after the commit, which %s took; it is DONE here and its files are gone",
+		        name, json_string_value(json_object_get(data, "to")),
+		        json_string_value(json_object_get(data, "to")));
 	return r < 0 ? r : 1;
 }
 

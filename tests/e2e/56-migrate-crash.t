@@ -112,7 +112,7 @@ ok "with the destination not answering, start is refused here" test "$RC" != 0
 like "$ERR" "cannot be asked whether it took it" "... saying the destination cannot be asked" || diag "$ERR"
 kill -CONT "$SSHD_PID"
 run "${SQ[@]}" start p
-diag "start p, once the destination answers: $ERR"
+like "$ERR" "is on 10.77.0.2 now" "... saying where it is now" || diag "$ERR"
 is "$(qemus_on "$SRC_ROOT")" 0 "once it answers, the next start settles it: not started here"
 went_there migrate-after-commit "$pid"
 
@@ -142,7 +142,7 @@ receives_gone
 N=$(counter_of "$WLOG")
 run "${SQ[@]}" resume w
 ok "resume here is refused: the destination has it" test "$RC" != 0
-diag "resume w: $ERR"
+like "$ERR" "is on 10.77.0.2 now" "... saying where it is now" || diag "$ERR"
 is "$(state "$wid")" DONE "... DONE here"
 is "$(qemus_on "$SRC_ROOT")" 0 "... no qemu here"
 ok "... its folder here is gone" test ! -e "$SRC_ROOT/vms/$wid"

@@ -205,6 +205,7 @@ typedef struct mig {
 	bool runs, paused; /* the guest runs (paused) here: it is checkpointed to move */
 	bool suspended;    /* ... and that was done */
 	bool in_doubt;     /* the connection broke during the commit */
+	uint64_t intent;   /* the open migrate intent's seq */
 	int64_t t0, t_pause, t_resume;
 	lc_state moved_as; /* the state it went in */
 	char *uuid;
@@ -361,6 +362,51 @@ static int send_files(mig *m, lc_cmd *c, util_err *err)
 	return r < 0 ? conn_failed(m, r, err) : 0;
 }
 
+/* ---- the source's intent ---------------------------------------------------------------------
+ * "migrate" on the VM, open while the VM lock is held from before the files
+ * move to after its files are gone, naming where it goes and how it is
+ * reached. Its "step" says what a qvm that died had done: "send" (the
+ * destination has not committed: it stays here), "commit" (the commit was
+ * sent: only the destination knows), "handed-over" (the destination
+ * answered the commit: it is there, this host finishes DONE). Each step is
+ * the old intent closed and the new one opened, in one sync. */
+
+static json_t *intent_data(const mig *m, const char *step)
+{
+	return json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s}", "to", m->d.host, "dest",
+	                 m->o->dest, "uuid", m->uuid, "ssh", m->o->ssh, "remote_qvm",
+	                 m->o->remote_qvm, "remote_root", m->o->remote_root, "step", step);
+}
+
+/* Open the intent at step (closing the one before it with result). */
+static int intent_step(mig *m, uint64_t id, const char *step, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	int r = lc_db_open(m->root, LC_DB_WRITE, &db, err);
+
+	if (r < 0)
+		return r;
+	lc_db_group_begin(db);
+	if (m->intent)
+		r = lc_db_done(db, m->intent, step, err);
+	if (r == 0)
+		r = lc_db_intent(db, "migrate", id, intent_data(m, step), &m->intent, err);
+	return r < 0 ? r : lc_db_group_commit(db, err);
+}
+
+/* Close the intent with result (the migration ended here). */
+static int intent_close(mig *m, const char *result, util_err *err)
+{
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	int r = m->intent ? lc_db_open(m->root, LC_DB_WRITE, &db, err) : 0;
+
+	if (r == 0 && m->intent)
+		r = lc_db_done(db, m->intent, result, err);
+	if (r == 0)
+		m->intent = 0;
+	return r;
+}
+
 /* The commit. 1: the destination has it; 0 with err: it refused (and
  * undid its half) or never got it; negative: the connection broke while
  * the answer was awaited, and which host has the VM is not known here. */
@@ -368,14 +414,17 @@ static int commit(mig *m, lc_cmd *c, util_err *err)
 {
 	_cleanup_json_ json_t *reply = NULL;
 	json_t *ck = c->vm->checkpoint;
-	int r = lc_wire_send(
-	        &m->w,
-	        json_pack("{s:s, s:s, s:O?}", "op", "commit", "state", lc_state_name(c->vm->state),
-	                  "checkpoint",
-	                  ck ? json_pack("{s:O, s:O}", "size", json_object_get(ck, "size"),
-	                                 "sha256", json_object_get(ck, "sha256"))
-	                     : NULL),
-	        err);
+	int r = intent_step(m, c->h.id, "commit", err);
+
+	if (r < 0)
+		return 0; /* nothing sent: not a commit */
+	r = lc_wire_send(&m->w,
+	                 json_pack("{s:s, s:s, s:O?}", "op", "commit", "state",
+	                           lc_state_name(c->vm->state), "checkpoint",
+	                           ck ? json_pack("{s:O, s:O}", "size", json_object_get(ck, "size"),
+	                                          "sha256", json_object_get(ck, "sha256"))
+	                              : NULL),
+	                 err);
 
 	/* a commit line not written whole was not taken */
 	if (r < 0) {
@@ -394,7 +443,16 @@ static int commit(mig *m, lc_cmd *c, util_err *err)
 	return 0;
 }
 
-/* The destination has the VM: here it ends DONE, then its files go. */
+/* Its files here go and the intent closes: it is DONE here. */
+static int finish_here(lc_db *db, lc_vm *vm, uint64_t seq, util_err *err)
+{
+	int r = lc_remove_vm_files(db, vm, false, err);
+
+	return r < 0 ? r : lc_db_done(db, seq, "ok", err);
+}
+
+/* The destination has the VM: the hand-over recorded, here it ends DONE,
+ * then its files go. */
 static int hand_over(mig *m, lc_cmd *c, util_err *err)
 {
 	_cleanup_free_ char *reason = util_xasprintf("migrated to %s", m->d.host);
@@ -403,13 +461,20 @@ static int hand_over(mig *m, lc_cmd *c, util_err *err)
 	int r;
 
 	lc_cmd_let_go(c);
-	r = lc_record(m->root, c->h.id, LC_DONE, LC_LCM_NONE, reason, NULL,
-	              json_pack("{s:n}", "checkpoint"), err);
+	r = intent_step(m, c->h.id, "handed-over", err);
+	util_crash_point("migrate-after-handover");
+	if (r == 0)
+		r = lc_record(m->root, c->h.id, LC_DONE, LC_LCM_NONE, reason, NULL,
+		              json_pack("{s:n}", "checkpoint"), err);
 	util_crash_point("migrate-after-done");
 	if (r == 0)
-		r = lc_load_vm(m->root, c->h.id, &db, &vm, err);
+		r = lc_db_open(m->root, LC_DB_WRITE, &db, err);
+	if (r == 0 && !(vm = lc_db_vm_by_id(db, c->h.id)))
+		r = util_err_set(err, -ENOENT, "vm %" PRIu64 " is gone", c->h.id);
 	if (r == 0)
-		r = lc_remove_vm_files(db, vm, false, err);
+		r = finish_here(db, vm, m->intent, err);
+	if (r == 0)
+		m->intent = 0;
 	return r < 0 ? util_err_prefix(err, "it runs on %s now, but here", m->d.host) : 0;
 }
 
@@ -452,7 +517,11 @@ static int move_held(mig *m, lc_cmd *c, bool *ret_moved, util_err *err)
 
 		return util_err_set(err, -EBUSY, "it became %s meanwhile", st);
 	}
-	r = send_files(m, c, err);
+	r = intent_step(m, c->h.id, "send", err);
+	util_crash_point("migrate-after-intent");
+	if (r == 0)
+		r = send_files(m, c, err);
+	util_crash_point("migrate-after-files");
 	if (r < 0)
 		return r; /* the destination has not committed: it undoes its half */
 	r = commit(m, c, err);
@@ -469,8 +538,8 @@ static int move_held(mig *m, lc_cmd *c, bool *ret_moved, util_err *err)
 		m->in_doubt = true;
 		return util_err_prefix(
 		        err,
-		        "the connection to %s broke during the commit; see 'qvm show %s' there before you resume it here (it is %s here)",
-		        m->d.host, m->name, lc_state_name(s));
+		        "the connection to %s broke during the commit; it stays %s here, and the next command on it here asks %s again which host has it",
+		        m->d.host, lc_state_name(s), m->d.host);
 	}
 	if (r == 0)
 		return err->code ? err->code : -EREMOTEIO;
@@ -580,8 +649,13 @@ static int move(mig *m, bool *ret_moved, util_err *err)
 		m->suspended = true;
 	}
 	r = lc_cmd_hold(&c, m->root, m->name, &m->o->run, err);
-	if (r == 0)
-		r = lc_cmd_end(&c, move_held(m, &c, ret_moved, err));
+	if (r == 0) {
+		r = move_held(m, &c, ret_moved, err);
+		/* not moved and known not to be there: it stays here */
+		if (r < 0 && !*ret_moved && !m->in_doubt)
+			intent_close(m, "rolled-back", NULL);
+		r = lc_cmd_end(&c, r);
+	}
 	return r;
 }
 
@@ -601,6 +675,7 @@ int lc_vm_migrate(const char *root, const char *name, const lc_migrate_opts *o, 
 	r = dest_parse(o->dest, &m.d, err);
 	if (r == 0)
 		r = offer(&m, err);
+	util_crash_point("migrate-after-offer");
 	if (r == 0)
 		r = move(&m, &moved, err);
 	if (moved && m.suspended) {
@@ -617,4 +692,149 @@ int lc_vm_migrate(const char *root, const char *name, const lc_migrate_opts *o, 
 	if (r < 0 && !moved && m.suspended && !m.in_doubt)
 		resume_here(&m, err);
 	return r < 0 ? util_err_prefix(err, "cannot migrate '%s' to %s", name, o->dest) : 0;
+}
+
+/* ---- settling the intent of a migrating qvm that died -------------------------------------- */
+
+/* The open migrate intent of VM id (borrowed), and its seq; NULL if none. */
+static json_t *migrate_intent(lc_db *db, uint64_t id, uint64_t *ret_seq)
+{
+	const char *key;
+	json_t *in;
+
+	json_object_foreach (lc_db_intents(db), key, in)
+		if ((uint64_t)json_integer_value(json_object_get(in, "id")) == id &&
+		    util_streq(json_string_value(json_object_get(in, "op")), "migrate")) {
+			*ret_seq = strtoull(key, NULL, 10);
+			return in;
+		}
+	return NULL;
+}
+
+/* The destination has it: DONE here, its files gone, the intent closed. */
+static int settle_handed_over(lc_db *db, uint64_t seq, json_t *data, lc_vm *vm, util_err *err)
+{
+	_cleanup_free_ char *reason =
+	        util_xasprintf("migrated to %s", json_string_value(json_object_get(data, "to")));
+	int r = 0;
+
+	if (vm->state != LC_DONE)
+		r = lc_db_append_state(db, vm->id, LC_DONE,
+		                       json_pack("{s:s, s:I, s:s, s:s, s:s, s:n}", "type", "state",
+		                                 "id", (json_int_t)vm->id, "state", "DONE", "lcm",
+		                                 "", "reason", reason, "checkpoint"),
+		                       err);
+	return r < 0 ? r : finish_here(db, vm, seq, err);
+}
+
+/* What the store's recovery can settle locally: before the commit it stays
+ * here (the destination undid its half when the connection closed), after
+ * the hand-over it is the destination's. A commit sent and not answered is
+ * left to settle_migrate, which asks the destination. */
+static int recover_migrate(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	json_t *data = json_object_get(intent, "data");
+	const char *step = json_string_value(json_object_get(data, "step"));
+	lc_vm *vm = lc_db_vm_by_id(db, (uint64_t)json_integer_value(json_object_get(intent, "id")));
+
+	if (!vm)
+		return lc_db_done(db, seq, "ok", err);
+	if (util_streq(step, "handed-over"))
+		return settle_handed_over(db, seq, data, vm, err);
+	if (util_streq(step, "commit"))
+		return 0;
+	return lc_db_done(db, seq, "rolled-back", err);
+}
+
+/* Ask the destination named in data whether it has the VM: 1 yes, 0 no,
+ * negative (err) when it cannot be asked. */
+static int ask_dest(json_t *data, util_err *err)
+{
+	lc_migrate_opts o = {
+		.dest = json_string_value(json_object_get(data, "dest")),
+		.ssh = json_string_value(json_object_get(data, "ssh")),
+		.remote_qvm = json_string_value(json_object_get(data, "remote_qvm")),
+		.remote_root = json_string_value(json_object_get(data, "remote_root")),
+	};
+	mig m = { .o = &o, .ssh = { .to_fd = -1, .from_fd = -1, .err_fd = -1 } };
+	_cleanup_json_ json_t *reply = NULL;
+	int r = o.dest ? dest_parse(o.dest, &m.d, err) : util_err_set(err, -EBADMSG, "no dest");
+
+	signal(SIGPIPE, SIG_IGN);
+	if (r == 0)
+		r = connect_dest(&m, err);
+	if (r == 0)
+		r = lc_wire_send(
+		        &m.w,
+		        json_pack("{s:s, s:O}", "op", "ask", "uuid", json_object_get(data, "uuid")),
+		        err);
+	if (r == 0)
+		r = lc_wire_reply(&m.w, &reply, err);
+	if (r < 0)
+		r = conn_failed(&m, r, err);
+	else
+		r = json_is_true(json_object_get(reply, "has")) ? 1 : 0;
+	mig_clear(&m);
+	return r;
+}
+
+/* With the VM lock held: an open migrate intent is one whose qvm died. A
+ * commit sent but not answered is settled by asking the destination (with
+ * no database open meanwhile); while it cannot be asked, the VM stays as
+ * it is here and no command may run it. */
+static int settle_migrate(const char *root, uint64_t id, util_err *err)
+{
+	static const char *const ops[] = { "migrate", NULL };
+	_cleanup_(lc_db_closep) lc_db *db = NULL;
+	_cleanup_json_ json_t *data = NULL;
+	_cleanup_free_ char *name = NULL;
+	uint64_t seq = 0;
+	json_t *in;
+	util_err e = { 0 };
+	int r = lc_db_open(root, 0, &db, err), has;
+
+	if (r < 0 || !(in = migrate_intent(db, id, &seq)))
+		return r;
+	data = json_deep_copy(json_object_get(in, "data"));
+	name = util_xstrdup(lc_db_vm_by_id(db, id) ? lc_db_vm_by_id(db, id)->def.name : "?");
+	lc_db_close(TAKE_PTR(db));
+	if (!util_streq(json_string_value(json_object_get(data, "step")), "commit")) {
+		r = lc_db_open(root, LC_DB_WRITE, &db, err);
+		if (r == 0)
+			r = lc_db_recover_vm(db, id, ops, err);
+		return r < 0 ? r : 1;
+	}
+	has = ask_dest(data, &e);
+	util_trace("migrate: settling '%s': %s", name,
+	           has < 0 ? e.msg
+	           : has   ? "the destination has it"
+	                   : "it has not");
+	if (has < 0)
+		return util_err_set(
+		        err, -EHOSTUNREACH,
+		        "vm '%s' is held: its migration to %s died after sending the commit and %s cannot be asked whether it took it (%s); it stays here, not runnable, until %s can be asked: see 'qvm show %s' there, then run any command on it here again",
+		        name, json_string_value(json_object_get(data, "to")),
+		        json_string_value(json_object_get(data, "to")), e.msg,
+		        json_string_value(json_object_get(data, "to")), name);
+	r = lc_db_open(root, LC_DB_WRITE, &db, err);
+	if (r == 0 && !(in = migrate_intent(db, id, &seq)))
+		return 1;
+	if (r == 0 && has)
+		r = settle_handed_over(db, seq, data, lc_db_vm_by_id(db, id), err);
+	else if (r == 0)
+		r = lc_db_done(db, seq, "rolled-back", err);
+	if (r == 0 && has)
+		/* the command asked for a vm that is not here any more */
+		return util_err_set(
+		        err, -ENOENT,
+		        "vm '%s' is on %s now: its migration's qvm died after the commit, which %s took; it is DONE here and its files are gone",
+		        name, json_string_value(json_object_get(data, "to")),
+		        json_string_value(json_object_get(data, "to")));
+	return r < 0 ? r : 1;
+}
+
+__attribute__((constructor)) static void register_migrate(void)
+{
+	lc_store_on_intent("migrate", recover_migrate);
+	lc_on_settle(LC_SETTLE_ON_HOLD | LC_SETTLE_ON_READ, 6, settle_migrate);
 }

@@ -187,6 +187,75 @@ static int check_one(json_t *buses, qmp_client *q, const lc_vmdef *def, const ch
 	return 0;
 }
 
+/* Where the next QEMU puts a device QEMU places itself: the lowest root
+ * slot free of the built-in devices (those with no id: host bridge, ISA,
+ * LPC), the placed ones and the devices before it. -1: not on the root
+ * bus now, nothing to compare. */
+static int next_slot(json_t *buses, const lc_vmdef *def, const char *id, uint32_t *used)
+{
+	lc_pci now;
+
+	if (!find_device(buses, def, id, &now) || !util_streq(now.bus, root_bus(def)))
+		return -1;
+	for (int s = 0; s < 32; s++)
+		if (!(*used & (1u << s))) {
+			*used |= 1u << s;
+			return s == (int)now.slot ? -1 : s;
+		}
+	return -1;
+}
+
+/* The devices QEMU placed itself at start (in command-line order: the
+ * scsi controller, the disks, the seed, the nics, q35's ports) come again
+ * in the lowest free slots: a device detached before them while the vm ran
+ * left a gap they would move into, and the checkpoint would not load. */
+static int check_order(json_t *buses, const lc_vmdef *def, util_err *err)
+{
+	util_strv ids = { 0 };
+	uint32_t used = 0;
+	json_t *dev;
+	size_t i;
+	int r = 0;
+
+	json_array_foreach (root_devices(buses), i, dev) {
+		const char *qid = json_string_value(json_object_get(dev, "qdev_id"));
+
+		if (!qid || !*qid)
+			used |= 1u << (json_integer_value(json_object_get(dev, "slot")) & 31);
+	}
+	for (size_t k = 0; k < def->n_disks; k++)
+		if (def->disks[k].pci.bus)
+			used |= util_streq(def->disks[k].pci.bus, root_bus(def))
+			                ? 1u << def->disks[k].pci.slot
+			                : 0;
+	for (size_t k = 0; k < def->n_nics; k++)
+		if (def->nics[k].pci.bus)
+			used |= util_streq(def->nics[k].pci.bus, root_bus(def))
+			                ? 1u << def->nics[k].pci.slot
+			                : 0;
+	util_strv_push(&ids, "scsi0");
+	for (size_t k = 0; k < def->n_disks; k++)
+		if (!def->disks[k].pci.bus && def->disks[k].bus == LC_BUS_VIRTIO)
+			util_strv_pushf(&ids, "disk%u", def->disks[k].id);
+	util_strv_push(&ids, "seed0");
+	for (size_t k = 0; k < def->n_nics; k++)
+		if (!def->nics[k].pci.bus)
+			util_strv_pushf(&ids, "nic%u", def->nics[k].id);
+	for (int k = 0; def->machine == LC_MACHINE_Q35 && k < LC_HOTPLUG_PORTS; k++)
+		util_strv_pushf(&ids, "hp%d", k);
+	for (size_t k = 0; k < ids.n && r == 0; k++) {
+		int s = next_slot(buses, def, ids.v[k], &used);
+
+		if (s >= 0)
+			r = util_err_set(
+			        err, -ENOTSUP,
+			        "its device '%s' would sit at slot %d in the next qemu, not where it is now (a device before it was detached while the vm ran), so the checkpoint could not be loaded; power the vm off and start it again first",
+			        ids.v[k], s);
+	}
+	util_strv_clear(&ids);
+	return r;
+}
+
 int lc_check_hotplug_placed(qmp_client *q, const lc_vmdef *def, util_err *err)
 {
 	_cleanup_json_ json_t *args = json_pack("{s:s}", "path", "/machine/peripheral");
@@ -206,5 +275,5 @@ int lc_check_hotplug_placed(qmp_client *q, const lc_vmdef *def, util_err *err)
 			r = check_one(buses, q, def, json_string_value(json_object_get(e, "name")),
 			              err);
 	}
-	return r;
+	return r < 0 ? r : check_order(buses, def, err);
 }

@@ -7,8 +7,9 @@
 # port): disk only, nic only, both; suspend + resume, stop + start, and
 # poweroff + start keep every device's PCI slot and the guest goes on
 # counting with the same devices. A checkpoint qvm cannot make load (a
-# scsi disk hot-attached with its controller, whose slot the definition
-# does not keep) is refused before anything is written. Everything runs in
+# device placed at start left a gap by a live detach before it; a scsi disk
+# hot-attached with its controller, whose slot the definition does not
+# keep) is refused before anything is written. Everything runs in
 # a network namespace of the test's own (see 60-net.t).
 . "$(dirname "$0")/../lib/tap.sh"
 . "$(dirname "$0")/../lib/vm.sh"
@@ -130,9 +131,18 @@ done
 # ============================================================================
 section "a checkpoint that could not load is refused"
 v=hppc
+ckpt=$QVM_ROOT/vms/$(vm_id "$v")/checkpoint
+# disk0 (slot 2) goes: nic0 (slot 3), which QEMU placed itself at start,
+# would move into the gap in the next qemu
+run "${Q[@]}" disk-detach "$v" 0
+is "$RC" 0 "detach of the boot-time disk while it runs" || diag "$ERR"
+run "${Q[@]}" suspend "$v"
+is "$RC" 1 "suspend is refused"
+like "$ERR" "cannot suspend 'hppc': its device 'nic0' would sit at slot 2 in the next qemu" "... saying which device would move"
+is "$(state "$v")" ACTIVE/RUNNING "... the vm still runs"
+ok "... and no checkpoint was written" test ! -e "$ckpt"
 run "${Q[@]}" disk-attach "$v" --size 8M --bus scsi
 is "$RC" 0 "a scsi disk-attach while it runs (its controller is hot-plugged too)" || diag "$ERR"
-ckpt=$QVM_ROOT/vms/$(vm_id "$v")/checkpoint
 run "${Q[@]}" suspend "$v"
 is "$RC" 1 "suspend is refused"
 like "$ERR" "cannot suspend 'hppc': its device '(scsi0|disk2)' was hot-plugged where the next qemu would not put it again" "... saying which device and why"
@@ -149,6 +159,9 @@ run "${Q[@]}" start "$v"
 is "$RC" 0 "start again" || diag "$ERR"
 run "${Q[@]}" suspend "$v"
 is "$RC" 0 "after a fresh start the same devices suspend" || diag "$ERR"
+run "${Q[@]}" resume "$v"
+is "$RC" 0 "... and resume" || diag "$ERR"
+devices_now "$v" "net=eth0,eth1 block=sda,vda" 0 "after it all"
 
 for v in hppc hpq35; do
 	run "${Q[@]}" delete "$v"

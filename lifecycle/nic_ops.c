@@ -27,6 +27,10 @@ static json_t *nic_json(const lc_nic *n)
 		json_object_set_new(j, "mac", json_string(n->mac));
 	if (n->ip)
 		json_object_set_new(j, "ip", json_string(n->ip));
+	if (n->pci.bus)
+		json_object_set_new(
+		        j, "pci",
+		        json_pack("{s:s, s:i}", "bus", n->pci.bus, "slot", (int)n->pci.slot));
 	return j;
 }
 
@@ -40,6 +44,12 @@ static void nic_from(json_t *j, lc_nic *n)
 		n->mac = util_xstrdup(json_string_value(json_object_get(j, "mac")));
 	if (json_string_value(json_object_get(j, "ip")))
 		n->ip = util_xstrdup(json_string_value(json_object_get(j, "ip")));
+	if (json_string_value(json_object_get(json_object_get(j, "pci"), "bus"))) {
+		n->pci.bus = util_xstrdup(
+		        json_string_value(json_object_get(json_object_get(j, "pci"), "bus")));
+		n->pci.slot = (unsigned)json_integer_value(
+		        json_object_get(json_object_get(j, "pci"), "slot"));
+	}
 }
 
 static int copy_def(const lc_vmdef *def, lc_vmdef *ret, util_err *err)
@@ -401,7 +411,7 @@ static unsigned next_nic_id(const lc_vmdef *def)
 /* The hot part, with the intent recorded and the journal unlocked: tap,
  * getfd, netdev_add, device_add. On failure every step done is undone.
  * The failure points (QVM_FAIL_AT) make the step after them fail. */
-static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err *err)
+static int hot_add(const char *root, const lc_vm *vm, lc_nic *n, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *rdb = NULL;
 	_cleanup_qmp_ qmp_client *q = NULL;
@@ -458,7 +468,7 @@ static int hot_add(const char *root, const lc_vm *vm, const lc_nic *n, util_err 
 	                netdev, "id", devid, "mac", n->mac);
 	r = util_fail_point("nic-attach-after-netdev", err);
 	if (r == 0)
-		r = lc_hotplug_device_add(q, &vm->def, json_incref(dev), err);
+		r = lc_hotplug_device_add(q, &vm->def, json_incref(dev), &n->pci, err);
 	if (r < 0)
 		goto undo;
 	util_crash_point("nic-attach-after-device");
@@ -512,7 +522,8 @@ static int hold_open(lc_cmd *c, const char *root, const char *name, const lc_run
 /* What tells a live attach from a live detach; the steps are the same. */
 typedef struct hot_change {
 	const char *op; /* the intent's op, the crash points' prefix */
-	int (*apply)(const char *root, const lc_vm *vm, const lc_nic *n, util_err *err);
+	/* an attach's apply sets n->pci: where the nic went */
+	int (*apply)(const char *root, const lc_vm *vm, lc_nic *n, util_err *err);
 	const lc_nic *add;  /* the nic the definition gains, or NULL */
 	int remove_id;      /* the nic it loses, or -1 */
 	const char *failed; /* the state's reason when apply fails, */
@@ -526,7 +537,7 @@ typedef struct hot_change {
  * The state goes back to RUNNING only from HOTPLUG: if QEMU exited
  * meanwhile, what the supervisor recorded stays. what prefixes a failure:
  * "cannot attach a nic to 'vm'". */
-static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, const lc_nic *n,
+static int hot_change_run(const char *root, uint64_t id, lc_db **db, lc_vm *vm, lc_nic *n,
                           const hot_change *c, const char *what, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *rdb = NULL;
@@ -693,7 +704,7 @@ out:
 
 /* ---- detach ------------------------------------------------------------------------------ */
 
-static int hot_remove(const char *root, const lc_vm *vm, const lc_nic *n, util_err *err)
+static int hot_remove(const char *root, const lc_vm *vm, lc_nic *n, util_err *err)
 {
 	_cleanup_qmp_ qmp_client *q = NULL;
 	_cleanup_json_ json_t *args = NULL, *ev = NULL;

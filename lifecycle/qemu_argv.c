@@ -85,6 +85,7 @@ void lc_disk_qemu_json(const lc_disk *d, json_t **ret_blockdev, json_t **ret_dev
 	                "id", node);
 	if (d->bus == LC_BUS_SCSI)
 		json_object_set_new(dev, "bus", json_string("scsi0.0"));
+	lc_pci_place_json(dev, &d->pci);
 	*ret_device = dev;
 }
 
@@ -122,18 +123,16 @@ static int push_disks(util_strv *sv, const lc_vm *vm, util_err *err)
 		          json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"));
 	for (size_t i = 0; i < def->n_disks; i++) {
 		const lc_disk *d = &def->disks[i];
-		char node[32];
-		json_t *dev;
+		json_t *bd, *dev;
 
 		if (!d->path || !d->format)
 			return util_err_set(err, -EINVAL, "disk %u has no file yet", d->id);
-		snprintf(node, sizeof(node), "disk%u", d->id);
-		push_json(sv, "-blockdev", disk_blockdev(d, node));
-		dev = json_pack("{s:s, s:s, s:s}", "driver", disk_device_driver(d->bus), "drive",
-		                node, "id", node);
-		if (d->bus == LC_BUS_SCSI)
-			json_object_set_new(dev, "bus", json_string("scsi0.0"));
-		push_json(sv, "-device", dev);
+		lc_disk_qemu_json(d, &bd, &dev);
+		push_json(sv, "-blockdev", bd);
+		if (d->pci.bus)
+			json_decref(dev); /* push_placed() has it */
+		else
+			push_json(sv, "-device", dev);
 	}
 	return 0;
 }
@@ -183,6 +182,19 @@ static int push_vnc(util_strv *sv, const lc_vmdef *def, const lc_qemu_runtime *r
 	return 0;
 }
 
+static json_t *nic_device(const lc_nic *n)
+{
+	json_t *dev = json_pack("{s:s}", "driver",
+	                        util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci");
+
+	json_object_set_new(dev, "netdev", json_sprintf("net%u", n->id));
+	json_object_set_new(dev, "id", json_sprintf("nic%u", n->id));
+	if (n->mac)
+		json_object_set_new(dev, "mac", json_string(n->mac));
+	lc_pci_place_json(dev, &n->pci);
+	return dev;
+}
+
 static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt, util_err *err)
 {
 	const lc_vmdef *def = &vm->def;
@@ -192,19 +204,37 @@ static int push_nics(util_strv *sv, const lc_vm *vm, const lc_qemu_runtime *rt, 
 		                    rt->n_tap_fds);
 	for (size_t i = 0; i < def->n_nics; i++) {
 		const lc_nic *n = &def->nics[i];
-		json_t *dev;
 
 		util_strv_push(sv, "-netdev");
 		util_strv_pushf(sv, "tap,id=net%u,fd=%d,vhost=off", n->id, rt->tap_fds[i]);
-		dev = json_pack("{s:s}", "driver",
-		                util_streq(n->model, "e1000") ? "e1000" : "virtio-net-pci");
-		json_object_set_new(dev, "netdev", json_sprintf("net%u", n->id));
-		json_object_set_new(dev, "id", json_sprintf("nic%u", n->id));
-		if (n->mac)
-			json_object_set_new(dev, "mac", json_string(n->mac));
-		push_json(sv, "-device", dev);
+		if (!n->pci.bus)
+			push_json(sv, "-device", nic_device(n));
 	}
 	return 0;
+}
+
+/* The devices a hotplug placed, at their slots: those on the root bus
+ * before every device QEMU places itself (which then keep the slots they
+ * had), those behind a hotplug port after the ports (ports first). The
+ * -blockdev and -netdev they use QEMU makes before any device. */
+static void push_placed(util_strv *sv, const lc_vmdef *def, bool behind_port)
+{
+	for (size_t i = 0; i < def->n_disks; i++) {
+		const lc_disk *d = &def->disks[i];
+		json_t *bd, *dev;
+
+		if (!d->pci.bus || util_startswith(d->pci.bus, "hp") != behind_port)
+			continue;
+		lc_disk_qemu_json(d, &bd, &dev);
+		json_decref(bd);
+		push_json(sv, "-device", dev);
+	}
+	for (size_t i = 0; i < def->n_nics; i++) {
+		const lc_nic *n = &def->nics[i];
+
+		if (n->pci.bus && util_startswith(n->pci.bus, "hp") == behind_port)
+			push_json(sv, "-device", nic_device(n));
+	}
 }
 
 /* -kernel, -initrd and -append take their value whole (no option
@@ -331,6 +361,7 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 		util_strv_push(&sv, "virtserialport,bus=vser0.0,chardev=qga0,name=" LC_AGENT_PORT);
 	}
 	push_direct_boot(&sv, def);
+	push_placed(&sv, def, false);
 	if ((r = push_disks(&sv, vm, err)) < 0)
 		goto fail;
 	if (def->cdrom)
@@ -346,6 +377,7 @@ int lc_qemu_argv(const lc_vm *vm, const lc_qemu_runtime *rt, char ***ret_argv, u
 	push_hotplug_ports(&sv, def);
 	if ((r = push_vnc(&sv, def, rt, err)) < 0)
 		goto fail;
+	push_placed(&sv, def, true);
 	*ret_argv = util_strv_steal(&sv);
 	return 0;
 fail:

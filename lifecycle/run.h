@@ -146,8 +146,6 @@ char *lc_state_text(const lc_vm *vm);
 
 /* ---- disks (vm_disk.c, qemu_argv.c, vm_ops.c) ---------------------------- */
 
-/* Empty pcie-root-port devices hp0.. a q35 vm gets for hotplug. */
-#define LC_HOTPLUG_PORTS 4
 /* A vm with a max_memory: the DIMM slots QEMU gets (each hot grow takes
  * one), and the qdev id of its balloon (vm_resize.c) */
 #define LC_DIMM_SLOTS 8
@@ -158,7 +156,17 @@ char *lc_state_text(const lc_vm *vm);
 /* device_add of a hot-plugged device (a disk, a nic, a controller): on a
  * q35 vm into a free pcie-root-port hpN (-ENOSPC naming the vm when all
  * are taken), on pc on the root bus. dev is stolen. */
-int lc_hotplug_device_add(qmp_client *q, const lc_vmdef *def, json_t *dev, util_err *err);
+int lc_hotplug_device_add(qmp_client *q, const lc_vmdef *def, json_t *dev, lc_pci *ret_pci,
+                          util_err *err);
+
+/* Sets "bus" and "addr" of a device's JSON when the definition placed it
+ * (lc_pci); the command line and hotplug both go through it. */
+void lc_pci_place_json(json_t *dev, const lc_pci *p);
+
+/* Before a checkpoint: refuse it unless every device hotplug added to
+ * the running QEMU is, in the definition, placed where it sits (the
+ * next QEMU is made from the definition and must load its state). */
+int lc_check_hotplug_placed(qmp_client *q, const lc_vmdef *def, util_err *err);
 
 /* A disk's blockdev-add and device_add arguments (new references), node
  * and device both named "disk<id>", as on the command line. */

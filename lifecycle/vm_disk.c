@@ -224,50 +224,6 @@ static int find_node(qmp_client *q, const char *node, json_t **ret, util_err *er
 	return 0;
 }
 
-/* A free hotplug slot of a q35 vm: an empty root port hpN. */
-static int free_port(qmp_client *q, const char *vmname, char **ret, util_err *err)
-{
-	_cleanup_json_ json_t *buses = NULL;
-	json_t *bus, *dev;
-	size_t i, k;
-	int r = qmp_run(q, "query-pci", NULL, &buses, err);
-
-	if (r < 0)
-		return r;
-	json_array_foreach (buses, i, bus) {
-		json_array_foreach (json_object_get(bus, "devices"), k, dev) {
-			const char *qid = json_string_value(json_object_get(dev, "qdev_id"));
-			json_t *bridge = json_object_get(dev, "pci_bridge");
-
-			if (qid && util_startswith(qid, "hp") && bridge &&
-			    json_array_size(json_object_get(bridge, "devices")) == 0) {
-				*ret = util_xstrdup(qid);
-				return 0;
-			}
-		}
-	}
-	return util_err_set(
-	        err, -ENOSPC,
-	        "vm '%s' has no free hotplug slot (a q35 vm has %d); detach a device or attach while it is off",
-	        vmname, LC_HOTPLUG_PORTS);
-}
-
-int lc_hotplug_device_add(qmp_client *q, const lc_vmdef *def, json_t *dev, util_err *err)
-{
-	_cleanup_json_ json_t *d = dev;
-	int r;
-
-	if (def->machine == LC_MACHINE_Q35 && !json_object_get(d, "bus")) {
-		_cleanup_free_ char *port = NULL;
-
-		r = free_port(q, def->name, &port, err);
-		if (r < 0)
-			return r;
-		json_object_set_new(d, "bus", json_string(port));
-	}
-	return qmp_execute(q, "device_add", d, 0, NULL, err);
-}
-
 /* SCSI disks hang off scsi0, which exists only if the vm booted with a
  * SCSI disk: add the controller first when it is missing. */
 static int ensure_scsi(qmp_client *q, const lc_vmdef *def, util_err *err)
@@ -278,7 +234,8 @@ static int ensure_scsi(qmp_client *q, const lc_vmdef *def, util_err *err)
 	if (r < 0 || have)
 		return r;
 	return lc_hotplug_device_add(
-	        q, def, json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"), err);
+	        q, def, json_pack("{s:s, s:s}", "driver", "virtio-scsi-pci", "id", "scsi0"), NULL,
+	        err);
 }
 
 /* Wait for DEVICE_DELETED of device id until deadline (monotonic ms). */
@@ -448,8 +405,10 @@ static int drop_stale_node(qmp_client *q, const char *node, util_err *err)
 	return r;
 }
 
-/* QEMU side of an attach: blockdev-add, then device_add; undone on failure. */
-static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, util_err *err)
+/* QEMU side of an attach: blockdev-add, then device_add; undone on failure.
+ * ret_pci: where the device went. */
+static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, lc_pci *ret_pci,
+                       util_err *err)
 {
 	json_t *bd, *dev;
 	char node[32];
@@ -472,7 +431,7 @@ static int attach_live(qmp_client *q, const lc_vmdef *def, const lc_disk *d, uti
 		return r;
 	}
 	util_crash_point("disk-attach-after-blockdev");
-	r = lc_hotplug_device_add(q, def, dev, err);
+	r = lc_hotplug_device_add(q, def, dev, ret_pci, err);
 	if (r < 0) {
 		util_err ignored = { 0 };
 
@@ -582,7 +541,8 @@ int lc_vm_disk_attach(const char *root, const char *name, lc_disk *disk, const l
 
 		r = op_connect(&op, err);
 		if (r == 0)
-			r = attach_live(op.c.qmp, &op.nd, disk, err);
+			r = attach_live(op.c.qmp, &op.nd, disk, &op.nd.disks[op.nd.n_disks - 1].pci,
+			                err);
 		if (r < 0 && op.c.qmp && !qmp_alive(op.c.qmp) &&
 		    attach_undo_unknown(&op, disk, &uerr) < 0)
 			goto out; /* QEMU's side unknown: the next command settles it */

@@ -368,6 +368,11 @@ static int suspend_act(lc_cmd *c, void *arg, util_err *err)
 	char reason[128];
 	int r;
 
+	/* before anything is recorded: a checkpoint that could not load
+	 * is refused, not written */
+	r = lc_check_hotplug_placed(c->qmp, &c->vm->def, err);
+	if (r < 0)
+		return r;
 	intent = json_pack("{s:s, s:s}", "target", lc_state_name(to), "prev", lc_lcm_name(was));
 	r = cmd_step(c, "suspend", NULL, NULL, LC_ACTIVE, LC_LCM_SAVE,
 	             to == LC_STOPPED ? "stop requested: writing a checkpoint"

@@ -108,6 +108,19 @@ int lc_accel_parse(const char *s, lc_accel *ret, util_err *err);
 int lc_restart_parse(const char *s, lc_restart *ret, util_err *err);
 int lc_bus_parse(const char *s, lc_bus *ret, util_err *err);
 
+/* Empty pcie-root-port devices hp0.. a q35 vm gets for hotplug. */
+#define LC_HOTPLUG_PORTS 4
+
+/* Where a hot-plugged device sits in QEMU's PCI tree, kept so that every
+ * later QEMU of the vm (a restart, a checkpoint's resume) puts it there
+ * again: a device placed by QEMU itself in command-line order would land
+ * elsewhere, and a checkpoint's device state would not load. bus NULL:
+ * placed by QEMU in order (devices of the definition at start). */
+typedef struct lc_pci {
+	char *bus;     /* "pci.0", "pcie.0" or a hotplug port "hpN" */
+	unsigned slot; /* 0..31; 0 behind a port */
+} lc_pci;
+
 typedef struct lc_disk {
 	unsigned id;
 	char *path;           /* the file QEMU opens (absolute) */
@@ -119,6 +132,7 @@ typedef struct lc_disk {
 	lc_bus bus;
 	bool readonly;
 	bool owned; /* qvm created the file; it goes with the VM */
+	lc_pci pci; /* set by a live attach */
 } lc_disk;
 
 typedef struct lc_nic {
@@ -127,6 +141,7 @@ typedef struct lc_nic {
 	char *mac;   /* "52:54:00:xx:xx:xx", or NULL until assigned */
 	char *ip;    /* requested/leased address, or NULL */
 	char *model; /* "virtio" or "e1000" */
+	lc_pci pci;  /* set by a live attach */
 } lc_nic;
 
 typedef struct lc_vmdef {

@@ -67,6 +67,7 @@ void lc_disk_clear(lc_disk *d)
 	free(d->backing);
 	free(d->backing_format);
 	free(d->source);
+	free(d->pci.bus);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -76,6 +77,7 @@ void lc_nic_clear(lc_nic *n)
 	free(n->mac);
 	free(n->ip);
 	free(n->model);
+	free(n->pci.bus);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -109,21 +111,33 @@ static json_t *str_or_null(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
+/* Only a placed device has the keys: definitions without stay as they were. */
+static json_t *with_pci(json_t *obj, const lc_pci *p)
+{
+	if (p->bus) {
+		json_object_set_new(obj, "pci_bus", json_string(p->bus));
+		json_object_set_new(obj, "pci_slot", json_integer(p->slot));
+	}
+	return obj;
+}
+
 static json_t *disk_to_json(const lc_disk *d)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:s, s:b, s:b}", "id",
-	                 (json_int_t)d->id, "path", str_or_null(d->path), "format",
-	                 str_or_null(d->format), "backing", str_or_null(d->backing),
-	                 "backing_format", str_or_null(d->backing_format), "source",
-	                 str_or_null(d->source), "size", (json_int_t)d->size, "bus",
-	                 lc_bus_name(d->bus), "readonly", d->readonly, "owned", d->owned);
+	return with_pci(json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:s, s:b, s:b}", "id",
+	                          (json_int_t)d->id, "path", str_or_null(d->path), "format",
+	                          str_or_null(d->format), "backing", str_or_null(d->backing),
+	                          "backing_format", str_or_null(d->backing_format), "source",
+	                          str_or_null(d->source), "size", (json_int_t)d->size, "bus",
+	                          lc_bus_name(d->bus), "readonly", d->readonly, "owned", d->owned),
+	                &d->pci);
 }
 
 static json_t *nic_to_json(const lc_nic *n)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:o}", "id", (json_int_t)n->id, "network",
-	                 str_or_null(n->network), "mac", str_or_null(n->mac), "ip",
-	                 str_or_null(n->ip), "model", str_or_null(n->model));
+	return with_pci(json_pack("{s:I, s:o, s:o, s:o, s:o}", "id", (json_int_t)n->id, "network",
+	                          str_or_null(n->network), "mac", str_or_null(n->mac), "ip",
+	                          str_or_null(n->ip), "model", str_or_null(n->model)),
+	                &n->pci);
 }
 
 static json_t *vmdef_base_json(const lc_vmdef *def);
@@ -246,11 +260,37 @@ static int get_uint(json_t *obj, const char *key, uint64_t min, uint64_t max, ui
 			return r_;                                                                 \
 	} while (0)
 
+/* The bus is one qvm's command line makes (the root bus or a hotplug
+ * port); a slot of 0 behind a port, where a root port has its only one. */
+static int pci_from_json(json_t *j, lc_pci *p, util_err *err)
+{
+	uint64_t slot = 0;
+	bool port;
+
+	TRY(get_str(j, "pci_bus", &p->bus, err));
+	TRY(get_uint(j, "pci_slot", 0, 31, &slot, err));
+	p->slot = (unsigned)slot;
+	if (!p->bus)
+		return json_object_get(j, "pci_slot")
+		               ? util_err_set(err, -EINVAL, "pci_slot without pci_bus")
+		               : 0;
+	port = strlen(p->bus) == 3 && util_startswith(p->bus, "hp") && p->bus[2] >= '0' &&
+	       p->bus[2] < '0' + LC_HOTPLUG_PORTS;
+	if (!port && !util_streq(p->bus, "pci.0") && !util_streq(p->bus, "pcie.0"))
+		return util_err_set(err, -EINVAL,
+		                    "pci_bus '%s' is none of pci.0, pcie.0, hp0..hp%d", p->bus,
+		                    LC_HOTPLUG_PORTS - 1);
+	if (port ? slot != 0 : slot == 0)
+		return util_err_set(err, -EINVAL, "pci_slot %u cannot be used on pci_bus '%s'",
+		                    p->slot, p->bus);
+	return 0;
+}
+
 static int disk_from_json(json_t *j, unsigned index, lc_disk *d, util_err *err)
 {
 	static const char *const keys[] = {
 		"id",  "path",     "format", "backing", "backing_format", "source", "size",
-		"bus", "readonly", "owned",  NULL
+		"bus", "readonly", "owned",  "pci_bus", "pci_slot",       NULL
 	};
 	_cleanup_free_ char *bus = NULL;
 	uint64_t id = index;
@@ -280,12 +320,13 @@ static int disk_from_json(json_t *j, unsigned index, lc_disk *d, util_err *err)
 		TRY(lc_bus_parse(bus, &d->bus, err));
 	TRY(get_bool(j, "readonly", &d->readonly, err));
 	TRY(get_bool(j, "owned", &d->owned, err));
-	return 0;
+	return pci_from_json(j, &d->pci, err);
 }
 
 static int nic_from_json(json_t *j, unsigned index, lc_nic *n, util_err *err)
 {
-	static const char *const keys[] = { "id", "network", "mac", "ip", "model", NULL };
+	static const char *const keys[] = { "id",    "network", "mac",      "ip",
+		                            "model", "pci_bus", "pci_slot", NULL };
 	uint64_t id = index;
 
 	if (json_is_string(j)) {
@@ -307,7 +348,7 @@ static int nic_from_json(json_t *j, unsigned index, lc_nic *n, util_err *err)
 	TRY(get_str(j, "model", &n->model, err));
 	if (!n->model)
 		n->model = util_xstrdup("virtio");
-	return 0;
+	return pci_from_json(j, &n->pci, err);
 }
 
 static int string_map_from_json(json_t *j, const char *key, json_t **ret, util_err *err)

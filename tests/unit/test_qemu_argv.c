@@ -189,6 +189,30 @@ int main(void)
 	check_golden("nics", &vm, &rt);
 	lc_vmdef_clear(&vm.def);
 
+	/* hot-plugged devices at the slots hotplug gave them (lc_pci): on pc
+	 * before the devices QEMU places in order, on q35 after the ports */
+	for (int q35 = 0; q35 < 2; q35++) {
+		lc_disk *d;
+
+		vm_init(&vm, q35 ? "hotq35" : "hotpc");
+		vm.def.machine = q35 ? LC_MACHINE_Q35 : LC_MACHINE_PC;
+		add_disk(&vm.def, "/var/lib/qvm/vms/7/disk0.qcow2", "qcow2", NULL, NULL,
+		         LC_BUS_VIRTIO, false);
+		add_nic(&vm.def, "lan", "52:54:7d:bf:52:fb", "virtio");
+		d = add_disk(&vm.def, "/var/lib/qvm/vms/7/disk1.qcow2", "qcow2", NULL, NULL,
+		             LC_BUS_VIRTIO, false);
+		d->pci.bus = util_xstrdup(q35 ? "hp1" : "pci.0");
+		d->pci.slot = q35 ? 0 : 5;
+		add_nic(&vm.def, "lan", "52:54:f2:5e:1a:f8", "e1000");
+		vm.def.nics[1].pci.bus = util_xstrdup(q35 ? "hp0" : "pci.0");
+		vm.def.nics[1].pci.slot = q35 ? 0 : 4;
+		rt = base_rt();
+		rt.tap_fds = (const int[]){ 6, 7 };
+		rt.n_tap_fds = 2;
+		check_golden(q35 ? "hotplugged-q35" : "hotplugged-pc", &vm, &rt);
+		lc_vmdef_clear(&vm.def);
+	}
+
 	vm_init(&vm, "micro");
 	vm.def.machine = LC_MACHINE_MICROVM;
 	vm.def.memory = 256ull << 20;

@@ -61,6 +61,40 @@ int main(void)
 	lc_vmdef_clear(&def);
 	lc_vmdef_clear(&back);
 
+	/* a hot-plugged device's slot: kept through JSON, only where qvm puts one */
+	ok(from_text("{\"name\":\"web\",\"machine\":\"q35\",\"disks\":[{\"id\":0,"
+	             "\"path\":\"/d.qcow2\",\"format\":\"qcow2\",\"pci_bus\":\"hp2\","
+	             "\"pci_slot\":0}],\"nics\":[{\"id\":0,\"network\":\"lan\","
+	             "\"pci_bus\":\"pci.0\",\"pci_slot\":5},{\"id\":1,\"network\":\"lan\"}]}",
+	             &def, &err) == 0,
+	   "a definition with placed devices parses: %s", err.msg);
+	ok(def.disks[0].pci.bus && !strcmp(def.disks[0].pci.bus, "hp2") &&
+	           def.disks[0].pci.slot == 0 && !strcmp(def.nics[0].pci.bus, "pci.0") &&
+	           def.nics[0].pci.slot == 5 && !def.nics[1].pci.bus,
+	   "the slots are kept, none for an unplaced nic");
+	j = lc_vmdef_to_json(&def);
+	ok(json_integer_value(json_object_get(json_array_get(json_object_get(j, "nics"), 0),
+	                                      "pci_slot")) == 5 &&
+	           !json_object_get(json_array_get(json_object_get(j, "nics"), 1), "pci_bus"),
+	   "and written back, only for the placed one");
+	json_decref(j);
+	lc_vmdef_clear(&def);
+	refused("{\"name\":\"web\",\"nics\":[{\"network\":\"lan\",\"pci_bus\":\"pci.1\","
+	        "\"pci_slot\":3}]}",
+	        "pci_bus 'pci.1' is none of");
+	refused("{\"name\":\"web\",\"nics\":[{\"network\":\"lan\",\"pci_bus\":\"hp4\"}]}",
+	        "pci_bus 'hp4' is none of");
+	refused("{\"name\":\"web\",\"nics\":[{\"network\":\"lan\",\"pci_bus\":\"hp1\","
+	        "\"pci_slot\":3}]}",
+	        "pci_slot 3 cannot be used on pci_bus 'hp1'");
+	refused("{\"name\":\"web\",\"nics\":[{\"network\":\"lan\",\"pci_bus\":\"pci.0\"}]}",
+	        "pci_slot 0 cannot be used on pci_bus 'pci.0'");
+	refused("{\"name\":\"web\",\"nics\":[{\"network\":\"lan\",\"pci_slot\":3}]}",
+	        "pci_slot without pci_bus");
+	refused("{\"name\":\"web\",\"nics\":[{\"network\":\"lan\",\"pci_bus\":\"pci.0\","
+	        "\"pci_slot\":32}]}",
+	        "'pci_slot' must be a whole number from 0 to 31");
+
 	refused("{\"name\":\"web\",\"memroy\":\"1G\"}", "unknown key 'memroy'");
 	refused("{\"name\":\"-web\"}", "invalid vm name");
 	refused("{\"name\":\"12\"}", "all digits");

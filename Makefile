@@ -143,7 +143,8 @@ bench: deps
 	QVM=$(CURDIR)/$(QVM) QVM_GUEST=$(CURDIR)/$(GUEST) bench/run.sh
 
 # install: the binary, the man page, the systemd units (qvm-guests.service
-# runs host boot/shutdown, qvm-scheduler.timer a scheduler pass a minute)
+# runs host boot/shutdown, qvm-scheduler.timer a scheduler pass a minute,
+# qvm-metrics.socket starts the Prometheus endpoint at its first scrape)
 # and bash completion; their folders from pkg-config where it knows them.
 # uninstall removes exactly those files. INSTALL_BIN installs another
 # binary (tests/e2e/72-install.t: the one under test).
@@ -152,19 +153,21 @@ MANDIR         ?= $(PREFIX)/share/man
 INSTALL_BIN    ?= $(QVM)
 SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),$(PREFIX)/lib/systemd/system)
 BASHCOMPDIR    ?= $(or $(shell pkg-config --variable=completionsdir bash-completion 2>/dev/null),$(PREFIX)/share/bash-completion/completions)
-UNITS          := qvm-guests.service qvm-scheduler.service qvm-scheduler.timer
+UNITS          := qvm-guests.service qvm-scheduler.service qvm-scheduler.timer \
+                  qvm-metrics.service qvm-metrics.socket
 INSTALLED      := $(BINDIR)/qvm $(MANDIR)/man8/qvm.8 $(addprefix $(SYSTEMDUNITDIR)/,$(UNITS)) $(BASHCOMPDIR)/qvm
 
 install: $(INSTALL_BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/qvm
 	install -m 0644 doc/qvm.8 $(DESTDIR)$(MANDIR)/man8/qvm.8
-	for u in qvm-guests.service qvm-scheduler.service; do \
+	for u in qvm-guests.service qvm-scheduler.service qvm-metrics.service; do \
 		sed 's|@BINDIR@|$(BINDIR)|g' dist/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u.tmp && \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.tmp && \
 		mv $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.tmp $(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; \
 	done
 	install -m 0644 dist/qvm-scheduler.timer $(DESTDIR)$(SYSTEMDUNITDIR)/qvm-scheduler.timer
+	install -m 0644 dist/qvm-metrics.socket $(DESTDIR)$(SYSTEMDUNITDIR)/qvm-metrics.socket
 	install -m 0644 dist/qvm.bash-completion $(DESTDIR)$(BASHCOMPDIR)/qvm
 
 uninstall:

@@ -13,7 +13,8 @@ export QVM_ROOT=$QVM_TEST_ROOT/root QVM_DISK_ROOTS=$QVM_TEST_ROOT/img
 mkdir -p "$QVM_DISK_ROOTS"
 D=$QVM_TEST_ROOT/prefix
 DIRS=(SYSTEMDUNITDIR="$D/lib/systemd/system" BASHCOMPDIR="$D/share/bash-completion/completions")
-UNITS=(qvm-guests.service qvm-scheduler.service qvm-scheduler.timer)
+UNITS=(qvm-guests.service qvm-scheduler.service qvm-scheduler.timer qvm-metrics.service
+	qvm-metrics.socket)
 
 # ============================================================================
 section "make install"
@@ -21,13 +22,14 @@ run make -s -C "$SRC" install PREFIX="$D" "${DIRS[@]}" INSTALL_BIN="$QVM"
 is "$RC" 0 "make install PREFIX=... (the binary under test)" || diag "$ERR"
 for f in bin/qvm share/man/man8/qvm.8 lib/systemd/system/qvm-guests.service \
 	lib/systemd/system/qvm-scheduler.service lib/systemd/system/qvm-scheduler.timer \
+	lib/systemd/system/qvm-metrics.service lib/systemd/system/qvm-metrics.socket \
 	share/bash-completion/completions/qvm; do
 	ok "installed $f" test -s "$D/$f"
 done
 like "$("$D/bin/qvm" --version)" "^qvm " "the installed qvm runs"
 is "$(grep -h '^Exec' "$D"/lib/systemd/system/*.service | sort | tr '\n' ' ')" \
-	"ExecStart=$D/bin/qvm host boot ExecStart=$D/bin/qvm scheduler --once ExecStop=$D/bin/qvm host shutdown --timeout 120 " \
-	"the units run the installed qvm: host boot, host shutdown, scheduler --once"
+	"ExecStart=$D/bin/qvm -q metrics --listen 127.0.0.1:9310 ExecStart=$D/bin/qvm host boot ExecStart=$D/bin/qvm scheduler --once ExecStop=$D/bin/qvm host shutdown --timeout 120 " \
+	"the units run the installed qvm: metrics --listen, host boot, host shutdown, scheduler --once"
 like "$(grep '^After=' "$D/lib/systemd/system/qvm-guests.service")" "network-online.target local-fs.target" \
 	"qvm-guests.service is ordered after network-online and the local filesystems"
 

@@ -26,7 +26,7 @@ int lc_seed_save_inputs(const char *vmdir, const lc_seed_inputs *in, util_err *e
 
 /* Remove the copies of the inputs which[i] names (in lc_seed_inputs
  * order; a missing copy is fine), the folder synced: update does it
- * before it records new files (see vm_update.h). */
+ * before it records new files (see seed_prepare in vm_update.c). */
 int lc_seed_drop_inputs(const char *vmdir, const bool which[3], util_err *err);
 
 /* The files of a seed, ready for stor_seed_write(). */

@@ -11,7 +11,7 @@
 #include "network.h"
 #include "run.h"
 #include "snap_tree.h"
-#include "vm_update.h"
+#include "vm_ops.h"
 #include "storage/storage.h"
 
 /* ---- identity ------------------------------------------------------------- */

@@ -11,7 +11,7 @@
 #include "run.h"
 #include "cloudinit.h"
 #include "storage/storage.h"
-#include "vm_update.h"
+#include "vm_ops.h"
 
 typedef enum key_when {
 	WHEN_OFF,        /* only while the vm is off */
@@ -510,7 +510,7 @@ static int update_data(lc_db *db, lc_vm *vm, json_t *labels, json_t *user, util_
 
 /* Keys of the definition (with any labels and user data in the same
  * record: one transaction): a "redefine" record, the cloud-init copies
- * of changed inputs replaced around it (see vm_update.h). */
+ * of changed inputs replaced around it (seed_prepare, seed_commit). */
 static int update_def(lc_db *db, lc_vm *vm, const char *verb, lc_vmdef *nd, json_t *changed,
                       json_t *labels, json_t *user, util_err *err)
 {

@@ -1,7 +1,7 @@
-/* Private to lifecycle/: what vm_update.c (update, rename) needs of
- * vm_ops.c. */
-#ifndef QVM_LC_VM_UPDATE_H
-#define QVM_LC_VM_UPDATE_H
+/* Private to lifecycle/: what vm_ops.c (create, delete, the definitions)
+ * gives the other operation files: vm_update.c's update and rename. */
+#ifndef QVM_LC_VM_OPS_H
+#define QVM_LC_VM_OPS_H
 
 #include "lifecycle.h"
 

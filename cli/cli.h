@@ -83,6 +83,21 @@ int cli_parser_operands(cli_parser *p, int min, int max, char ***ret_operands, i
                         util_err *err);
 void cli_parser_done(cli_parser *p);
 
+/* --memory SIZE (cmd_define.c): a bare number is MiB, as for QEMU's -m;
+ * a usage error otherwise. */
+int cli_parse_memory(const char *arg, uint64_t *ret, util_err *err);
+
+/* A command made of subcommands (image, template): `qvm CMD --help`
+ * prints its help, and otherwise argv[1] names the subcommand of subs[n]
+ * that runs with the rest; a missing or unknown one is a usage error that
+ * lists them. */
+typedef struct cli_sub {
+	const char *name;
+	cli_handler run;
+} cli_sub;
+int cli_run_sub(cli_ctx *ctx, int argc, char **argv, const cli_sub *subs, size_t n,
+                json_t **ret_json, util_err *err);
+
 /* The whole parse of a command without options of its own: min..max
  * operands (pointers into argv) and their count (ret_count may be NULL). */
 int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max, char ***ret_operands,

@@ -12,7 +12,7 @@ static int set_path(char **slot, const char *arg, const char *what, util_err *er
 	return cli_absolute_path(arg, what, slot, err);
 }
 
-static int parse_memory(const char *arg, uint64_t *ret, util_err *err)
+int cli_parse_memory(const char *arg, uint64_t *ret, util_err *err)
 {
 	_cleanup_free_ char *withunit = NULL;
 
@@ -221,7 +221,7 @@ static int parse_shape_opt(int c, const char *arg, lc_vmdef *def, create_args *a
 		break;
 	case OPT_MAX_MEMORY:
 		def->max_memory = 0;
-		return strcmp(arg, "0") ? parse_memory(arg, &def->max_memory, err) : 0;
+		return strcmp(arg, "0") ? cli_parse_memory(arg, &def->max_memory, err) : 0;
 	case OPT_COUNT:
 		if (util_parse_uint(arg, 1, COUNT_MAX, &n, err) < 0)
 			return cli_usage(err, "invalid --count: %s", err->msg);
@@ -245,7 +245,7 @@ static int create_parse(cli_parser *p, lc_vmdef *def, create_args *a, util_err *
 		a->set |= set_bit(c);
 		switch (c) {
 		case OPT_MEMORY:
-			r = parse_memory(arg, &def->memory, err);
+			r = cli_parse_memory(arg, &def->memory, err);
 			break;
 		case OPT_VCPUS:
 			if (util_parse_uint(arg, 1, LC_VCPUS_MAX, &n, err) < 0)

@@ -319,31 +319,14 @@ static int image_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, 
 
 int cli_cmd_image(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
-	static const struct {
-		const char *name;
-		cli_handler run;
-	} subs[] = {
+	static const cli_sub subs[] = {
 		{ "import", image_import },
 		{ "list", image_list },
 		{ "show", image_show },
 		{ "delete", image_delete },
 	};
 
-	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		cli_parser p;
-		const char *arg;
-
-		cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-		cli_parser_next(&p, &arg, err); /* prints the help and exits */
-		cli_parser_done(&p);
-	}
-	if (argc < 2)
-		return cli_usage(err, "image needs a subcommand: import, list, show or delete");
-	for (size_t i = 0; i < UTIL_ARRAY_SIZE(subs); i++)
-		if (!strcmp(argv[1], subs[i].name))
-			return subs[i].run(ctx, argc - 1, argv + 1, ret_json, err);
-	return cli_usage(err, "unknown image subcommand '%s' (use import, list, show or delete)",
-	                 argv[1]);
+	return cli_run_sub(ctx, argc, argv, subs, UTIL_ARRAY_SIZE(subs), ret_json, err);
 }
 
 /* ---- disk-saveas ------------------------------------------------------------------ */

@@ -232,18 +232,6 @@ int cli_cmd_edit(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_er
 
 /* ---- resize ---------------------------------------------------------------------- */
 
-/* SIZE for --memory: a bare number is MiB, as for create. */
-static int memory_arg(const char *arg, uint64_t *ret, util_err *err)
-{
-	_cleanup_free_ char *withunit = NULL;
-
-	if (*arg && strspn(arg, "0123456789") == strlen(arg))
-		arg = withunit = util_xasprintf("%sM", arg);
-	if (util_parse_size(arg, ret, err) < 0)
-		return cli_usage(err, "invalid --memory: %s", err->msg);
-	return 0;
-}
-
 static void print_resized(json_t *j)
 {
 	char a[16], b[16];
@@ -291,7 +279,7 @@ int cli_cmd_resize(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_
 		else if (c == 'c')
 			vcpus = (unsigned)n;
 		else
-			r = memory_arg(arg, &memory, err);
+			r = cli_parse_memory(arg, &memory, err);
 	}
 	if (r == 0 && c < 0)
 		r = c;

@@ -134,29 +134,12 @@ static int template_delete(cli_ctx *ctx, int argc, char **argv, json_t **ret_jso
 
 int cli_cmd_template(cli_ctx *ctx, int argc, char **argv, json_t **ret_json, util_err *err)
 {
-	static const struct {
-		const char *name;
-		cli_handler run;
-	} subs[] = {
+	static const cli_sub subs[] = {
 		{ "create", template_create },
 		{ "list", template_list },
 		{ "show", template_show },
 		{ "delete", template_delete },
 	};
 
-	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		cli_parser p;
-		const char *arg;
-
-		cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
-		cli_parser_next(&p, &arg, err); /* prints the help and exits */
-		cli_parser_done(&p);
-	}
-	if (argc < 2)
-		return cli_usage(err, "template needs a subcommand: create, list, show or delete");
-	for (size_t i = 0; i < UTIL_ARRAY_SIZE(subs); i++)
-		if (!strcmp(argv[1], subs[i].name))
-			return subs[i].run(ctx, argc - 1, argv + 1, ret_json, err);
-	return cli_usage(err, "unknown template subcommand '%s' (use create, list, show or delete)",
-	                 argv[1]);
+	return cli_run_sub(ctx, argc, argv, subs, UTIL_ARRAY_SIZE(subs), ret_json, err);
 }

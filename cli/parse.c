@@ -234,6 +234,29 @@ int cli_parse_operands(cli_ctx *ctx, int argc, char **argv, int min, int max, ch
 	return 0;
 }
 
+int cli_run_sub(cli_ctx *ctx, int argc, char **argv, const cli_sub *subs, size_t n,
+                json_t **ret_json, util_err *err)
+{
+	_cleanup_free_ char *names = NULL;
+
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		cli_parser p;
+		const char *arg;
+
+		cli_parser_init(&p, ctx, argc, argv, NULL, NULL);
+		cli_parser_next(&p, &arg, err); /* prints the help and exits */
+		cli_parser_done(&p);
+	}
+	for (size_t i = 0; argc >= 2 && i < n; i++)
+		if (!strcmp(argv[1], subs[i].name))
+			return subs[i].run(ctx, argc - 1, argv + 1, ret_json, err);
+	for (size_t i = 0; i < n; i++)
+		util_append(&names, "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ", subs[i].name);
+	if (argc < 2)
+		return cli_usage(err, "%s needs a subcommand: %s", argv[0], names);
+	return cli_usage(err, "unknown %s subcommand '%s' (use %s)", argv[0], argv[1], names);
+}
+
 const char *cli_option_name(const struct option *opts, int c)
 {
 	for (const struct option *o = opts; o && o->name; o++)

@@ -145,12 +145,16 @@ static void qcow2_header(const unsigned char *buf, size_t len, stor_probe *p)
  * qvm's own overlays are). Anything else is left to qemu-img. */
 static void qcow2_describe(const unsigned char *buf, size_t len, stor_probe *p)
 {
-	uint32_t version = be32(buf + 4), cluster_bits, header_len = QCOW2_V2_HEADER_LEN;
-	uint64_t backing_off = be64(buf + 8);
-	uint32_t backing_len = be32(buf + 16);
+	uint32_t version, cluster_bits, header_len = QCOW2_V2_HEADER_LEN, backing_len;
+	uint64_t backing_off;
 	char name[STOR_PROBE_NAME_MAX];
 
-	if (len < QCOW2_V2_HEADER_LEN || (version != 2 && version != 3))
+	if (len < QCOW2_V2_HEADER_LEN)
+		return;
+	version = be32(buf + 4);
+	backing_off = be64(buf + 8);
+	backing_len = be32(buf + 16);
+	if (version != 2 && version != 3)
 		return;
 	cluster_bits = be32(buf + 20);
 	if (cluster_bits < 9 || cluster_bits > 21 || be32(buf + 32) != 0)

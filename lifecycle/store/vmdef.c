@@ -453,9 +453,10 @@ static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 			                    json_array_size(disks), LC_DISKS_MAX);
 		def->disks = util_xcalloc(json_array_size(disks), sizeof(lc_disk));
 		json_array_foreach (disks, i, v) {
+			/* counted first: a disk refused half-read is freed too */
+			def->n_disks = i + 1;
 			if (disk_from_json(v, (unsigned)i, &def->disks[i], err) < 0)
 				return util_err_prefix(err, "disk %zu", i);
-			def->n_disks = i + 1;
 		}
 	}
 	nics = json_object_get(obj, "nics");
@@ -467,9 +468,9 @@ static int vmdef_fill(json_t *obj, lc_vmdef *def, util_err *err)
 			                    json_array_size(nics), LC_NICS_MAX);
 		def->nics = util_xcalloc(json_array_size(nics), sizeof(lc_nic));
 		json_array_foreach (nics, i, v) {
+			def->n_nics = i + 1;
 			if (nic_from_json(v, (unsigned)i, &def->nics[i], err) < 0)
 				return util_err_prefix(err, "nic %zu", i);
-			def->n_nics = i + 1;
 		}
 	}
 	return 0;

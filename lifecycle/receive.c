@@ -151,24 +151,36 @@ static int define(rcv *x, lc_vmdef *def, util_err *err)
 {
 	_cleanup_(lc_db_closep) lc_db *db = NULL;
 	lc_create_opts co = { .hold = true, .disk_roots = x->disk_roots };
-	uint64_t id;
+	uint64_t id = 0, pre = 0;
 	int r = lc_db_open(x->root, LC_DB_WRITE, &db, err);
 
+	/* "receive-define" (on no vm: the id is not known yet) covers the
+	 * moment from the definition to the VM lock and the receive intent:
+	 * one writer's open, which keeps every other writer and reader off */
+	if (r == 0)
+		r = lc_db_intent(db, "receive-define", 0,
+		                 json_pack("{s:s?, s:s}", "uuid", def->uuid, "from", x->from), &pre,
+		                 err);
 	if (r == 0)
 		r = lc_vm_create(db, def, &co, &id, err);
-	lc_db_close(TAKE_PTR(db));
-	if (r < 0)
+	util_crash_point("receive-after-create");
+	if (r == 0)
+		r = lc_vm_lock(db, id, 0, &x->lock, err);
+	if (r < 0) {
+		util_err ignored = { 0 };
+
+		if (pre)
+			lc_db_done(db, pre, "rolled-back", &ignored);
 		return r;
+	}
 	x->id = id;
-	r = lc_vm_lock_wait(x->root, id, x->name, 0, &x->lock, err);
 	/* the intent the next command rolls back if this qvm dies before
 	 * the commit (the VM lock keeps it off the intent meanwhile) */
+	lc_db_group_begin(db);
+	r = lc_db_intent(db, "receive", id, json_pack("{s:s}", "from", x->from), &x->intent, err);
 	if (r == 0)
-		r = lc_db_open(x->root, LC_DB_WRITE, &db, err);
-	if (r == 0)
-		r = lc_db_intent(db, "receive", id, json_pack("{s:s}", "from", x->from), &x->intent,
-		                 err);
-	return r;
+		r = lc_db_done(db, pre, "ok", err);
+	return r < 0 ? r : lc_db_group_commit(db, err);
 }
 
 static int take_offer(rcv *x, json_t *offer, util_err *err)
@@ -372,17 +384,15 @@ static void undo(rcv *x, const char *why)
 	}
 }
 
-/* A receive whose qvm died before its commit: the VM it defined (still
- * HOLD) and its files go. */
-static int recover_receive(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+/* The VM of a receive whose qvm died (still HOLD; NULL: none) and its
+ * files go, and intent seq closes. */
+static int roll_back(lc_db *db, uint64_t seq, lc_vm *vm, json_t *intent, util_err *err)
 {
-	uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
 	const char *from =
 	        json_string_value(json_object_get(json_object_get(intent, "data"), "from"));
 	_cleanup_free_ char *reason =
 	        util_xasprintf("the receive from %s was interrupted before its commit; rolled back",
 	                       from ? from : "another host");
-	lc_vm *vm = lc_db_vm_by_id(db, id);
 	int r;
 
 	if (!vm || vm->state != LC_HOLD)
@@ -391,8 +401,33 @@ static int recover_receive(lc_db *db, uint64_t seq, json_t *intent, util_err *er
 	if (r == 0)
 		r = lc_db_record_state(db, vm, LC_DONE, LC_LCM_NONE, reason, NULL, err);
 	if (r < 0)
-		return util_err_prefix(err, "cannot roll back the receive of vm %" PRIu64, id);
+		return util_err_prefix(err, "cannot roll back the receive of vm %" PRIu64, vm->id);
 	return lc_db_done(db, seq, "rolled-back", err);
+}
+
+/* A receive whose qvm died before its commit: the VM it defined goes. */
+static int recover_receive(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	uint64_t id = (uint64_t)json_integer_value(json_object_get(intent, "id"));
+
+	return roll_back(db, seq, lc_db_vm_by_id(db, id), intent, err);
+}
+
+/* A receive whose qvm died between defining the VM and recording its
+ * receive intent: the HOLD VM of that uuid, if it got that far, goes. */
+static int recover_receive_define(lc_db *db, uint64_t seq, json_t *intent, util_err *err)
+{
+	const char *uuid =
+	        json_string_value(json_object_get(json_object_get(intent, "data"), "uuid"));
+	lc_vm *vm = NULL;
+
+	for (size_t i = 0; uuid && i < lc_db_count(db); i++) {
+		lc_vm *o = lc_db_vm_at(db, i);
+
+		if (o->state == LC_HOLD && util_streq(o->def.uuid, uuid))
+			vm = o;
+	}
+	return roll_back(db, seq, vm, intent, err);
 }
 
 /* With the VM lock held, an open receive intent is one whose qvm died:
@@ -415,6 +450,7 @@ static int settle_receive(const char *root, uint64_t id, util_err *err)
 __attribute__((constructor)) static void register_receive(void)
 {
 	lc_store_on_intent("receive", recover_receive);
+	lc_store_on_intent("receive-define", recover_receive_define);
 	lc_on_settle(LC_SETTLE_ON_HOLD | LC_SETTLE_ON_READ, 5, settle_receive);
 }
 

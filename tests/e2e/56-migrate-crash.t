@@ -5,7 +5,8 @@
 # destination undoes what it had begun (no vm, no file), the guest resumes
 # here and goes on counting, and the migration done again succeeds. A
 # POWEROFF vm killed after the offer and after its files stays here
-# (nothing there); after the commit was sent the next command here asks the
+# (nothing there), as when the destination's qvm dies between defining the
+# vm and holding it; after the commit was sent the next command here asks the
 # destination (it has it: DONE here, files gone; while it cannot be asked,
 # start is refused here); after the hand-over record and after DONE it is
 # the destination's (DONE here, files gone). Two hosts of tests/lib/hosts.sh.
@@ -104,6 +105,20 @@ for point in migrate-after-offer migrate-after-files; do
 	crash "$point"
 	stays_here "$point"
 done
+
+# the destination's qvm killed between defining the vm and holding it
+printf '#!/bin/sh\nexport QVM_ACCEL=tcg QVM_DISK_ROOTS=%s QVM_CRASH_AT=receive-after-create\nexec %s "$@"\n' \
+	"$G:$QVM_TEST_ROOT" "$QVM" >"$QVM_TEST_ROOT/dst-qvm-crash"
+chmod 755 "$QVM_TEST_ROOT/dst-qvm-crash"
+run "${SQ[@]}" migrate p "$DEST" --remote-qvm "$QVM_TEST_ROOT/dst-qvm-crash" --remote-root "$DST_ROOT"
+is "$RC" 1 "the destination's qvm dies at receive-after-create: the migration fails" || diag "$ERR"
+receives_gone
+# any writer's open there rolls the HOLD vm back (a create there)
+QVM_CMD=("${DQ[@]}")
+define q ""
+run "${DQ[@]}" delete q
+QVM_CMD=("${SQ[@]}")
+stays_here receive-after-create
 
 crash migrate-after-commit
 kill -STOP "$SSHD_PID"

@@ -6,7 +6,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "migrate.h"
+#include "mig_wire.h"
 
 void lc_wire_init(lc_wire *w, int in, int out)
 {

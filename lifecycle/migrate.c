@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "migrate.h"
+#include "mig_wire.h"
 #include "storage/storage.h"
 #include "vm_command.h"
 

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include "migrate.h"
+#include "mig_wire.h"
 #include "storage/storage.h"
 
 /* Free room the destination keeps beyond what it receives. */

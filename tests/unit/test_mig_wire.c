@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 
 #include "lifecycle/lifecycle.h"
-#include "lifecycle/migrate.h"
+#include "lifecycle/mig_wire.h"
 #include "tap.h"
 
 #define MIB (1u << 20)

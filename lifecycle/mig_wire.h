@@ -2,8 +2,8 @@
  * (migrate.c, the source; receive.c, the destination): the wire between
  * them (mig_wire.c), one JSON object a line, and the bytes of a file
  * after a "data" line. */
-#ifndef QVM_LC_MIGRATE_H
-#define QVM_LC_MIGRATE_H
+#ifndef QVM_LC_MIG_WIRE_H
+#define QVM_LC_MIG_WIRE_H
 
 #include "run.h"
 

@@ -22,10 +22,8 @@ VM_POLL_S=0.3
 # the helpers of vm.sh on one host or the other
 on_src() { QVM_CMD=("${SQ[@]}"); }
 on_dst() { QVM_CMD=("${DQ[@]}"); }
-qemus_on() { pids_matching "$1/vms/" | wc -l; }
 field() { "${QVM_CMD[@]}" show "$1" --json | json "$2"; }
 last_reason() { reasons "$1" | tail -1; }
-counter_of() { tr -d '\r' <"$1" | grep -a '^QVM-COUNTER ' | tail -1 | cut -d' ' -f2; }
 
 # ============================================================================
 section "a POWEROFF vm with a disk and a nic"

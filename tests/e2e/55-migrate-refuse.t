@@ -19,8 +19,6 @@ BOOT_S=90
 VM_POLL_S=0.3
 QVM_CMD=("${SQ[@]}")
 
-qemus_on() { pids_matching "$1/vms/" | wc -l; }
-counter_of() { tr -d '\r' <"$1" | grep -a '^QVM-COUNTER ' | tail -1 | cut -d' ' -f2; }
 # dst_has NAME [ROOT]: the live vms of that name on the destination
 dst_has() {
 	ip netns exec "$DST_NS" "$QVM" --root "${2:-$DST_ROOT}" list --json |

@@ -21,8 +21,6 @@ hosts_setup
 BOOT_S=90
 VM_POLL_S=0.3
 QVM_CMD=("${SQ[@]}")
-qemus_on() { pids_matching "$1/vms/" | wc -l; }
-counter_of() { tr -d '\r' <"$1" | grep -a '^QVM-COUNTER ' | tail -1 | cut -d' ' -f2; }
 
 define k qvm.counter=1 --disk 16M --nic mnet
 kid=$(vm_id k)

@@ -145,3 +145,8 @@ hosts_leftovers() {
 	QVM_ROOT=$SRC_ROOT runtime_left
 	QVM_ROOT=$DST_ROOT runtime_left
 }
+
+# qemus_on ROOT: how many QEMUs run VMs of that root
+qemus_on() { pids_matching "$1/vms/" | wc -l; }
+# counter_of LOG: the last QVM-COUNTER a guest printed to its console
+counter_of() { tr -d '\r' <"$1" | grep -a '^QVM-COUNTER ' | tail -1 | cut -d' ' -f2; }
